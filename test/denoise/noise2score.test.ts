@@ -1,0 +1,128 @@
+import type * as tf from '@tensorflow/tfjs';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { buildScoreNetwork, networkMultiple } from '../../src/denoise/network.js';
+import { denoiseNoise2Score, planWindows, reflectPad, scoreMap } from '../../src/denoise/noise2score.js';
+import { initTfjs } from '../../src/nn/backend.js';
+import { Rng } from '../../src/util/random.js';
+
+let tfjs: typeof tf;
+
+beforeAll(async () => {
+  tfjs = (await initTfjs('wasm')).tf;
+});
+
+function randomImage(width: number, height: number, channels: number, seed: number): Float32Array {
+  const rng = new Rng(seed);
+  const data = new Float32Array(width * height * channels);
+  // Smooth structure plus noise, so the network sees image-like input.
+  for (let r = 0; r < height; r++) {
+    for (let c = 0; c < width; c++) {
+      for (let k = 0; k < channels; k++) {
+        data[(r * width + c) * channels + k] =
+          0.5 + 0.3 * Math.sin(r / 9 + k) * Math.cos(c / 13) + 0.1 * rng.normal();
+      }
+    }
+  }
+  return data;
+}
+
+describe('window planning and padding', () => {
+  it('reflect-pads without repeating the edge', () => {
+    const plane = Float32Array.from([1, 2, 3, 4, 5, 6]); // 3 wide, 2 high
+    const padded = reflectPad(plane, 3, 2, 5, 3);
+    expect(Array.from(padded)).toEqual([1, 2, 3, 2, 1, 4, 5, 6, 5, 4, 1, 2, 3, 2, 1]);
+  });
+
+  it('plans aligned windows that cover every pixel with total weight >= 1 (normalised later)', () => {
+    for (const n of [200, 256, 264, 520]) {
+      const windows = planWindows(n, 136, 16, 48, 8);
+      const total = new Float64Array(n);
+      for (const w of windows) {
+        expect(w.start % 8).toBe(0);
+        for (let p = w.start; p < w.end; p++) total[p] += w.weights[p - w.start];
+      }
+      for (let p = 0; p < n; p++) {
+        expect(total[p]).toBeGreaterThanOrEqual(1 - 1e-6);
+        expect(total[p]).toBeLessThanOrEqual(2);
+      }
+      // Regular windows cross-fade to exactly 1 (only the last, shifted window may add more).
+      expect(total[windows[0].end - 48 - 8]).toBeCloseTo(1, 6);
+    }
+  });
+});
+
+describe('denoiseNoise2Score', () => {
+  it('tiled score equals the whole-image score within 1e-4 (random-weight U-Net)', () => {
+    const architecture = {
+      kind: 'unet' as const,
+      widths: [8, 8, 8] as [number, number, number],
+      outputScale: 1,
+    };
+    const model = buildScoreNetwork(tfjs, architecture);
+    const width = 203;
+    const height = 181;
+    const plane = randomImage(width, height, 1, 7);
+    const whole = scoreMap(tfjs, model, plane, width, height, {
+      tile: 1024,
+      multiple: networkMultiple(architecture),
+    });
+    const tiled = scoreMap(tfjs, model, plane, width, height, {
+      tile: 136,
+      overlap: 16,
+      margin: 56,
+      multiple: networkMultiple(architecture),
+    });
+    let maxDiff = 0;
+    let maxValue = 0;
+    for (let i = 0; i < whole.length; i++) {
+      maxDiff = Math.max(maxDiff, Math.abs(whole[i] - tiled[i]));
+      maxValue = Math.max(maxValue, Math.abs(whole[i]));
+    }
+    expect(maxValue).toBeGreaterThan(1e-2); // a meaningful (non-zero) output
+    expect(maxDiff).toBeLessThan(1e-4);
+    // With too small a margin the windows see their own zero padding: the check above is sensitive to tiling.
+    const careless = scoreMap(tfjs, model, plane, width, height, {
+      tile: 64,
+      overlap: 8,
+      margin: 8,
+      multiple: 8,
+    });
+    let carelessDiff = 0;
+    for (let i = 0; i < whole.length; i++)
+      carelessDiff = Math.max(carelessDiff, Math.abs(whole[i] - careless[i]));
+    expect(carelessDiff).toBeGreaterThan(1e-4);
+    model.dispose();
+  });
+
+  it('applies Tweedie per channel, clips to [0,1], reports the level, and leaks no tensors', () => {
+    const model = buildScoreNetwork(tfjs, { kind: 'unet', widths: [8, 8, 8], outputScale: 1 });
+    const width = 40;
+    const height = 36;
+    const image = { data: randomImage(width, height, 3, 3), width, height, channels: 3 };
+    const before = tfjs.memory().numTensors;
+    const sigma = 0.1;
+    const result = denoiseNoise2Score(tfjs, model, image, { noise: 'gaussian', level: sigma });
+    expect(tfjs.memory().numTensors).toBe(before);
+    expect(result.level).toBe(sigma);
+    expect(result.levelEstimated).toBe(false);
+    // Channel 1 must equal the grey path on channel 1 alone: clip(y + sigma^2 R(y)).
+    const plane = new Float32Array(width * height);
+    for (let i = 0; i < plane.length; i++) plane[i] = image.data[i * 3 + 1];
+    const score = scoreMap(tfjs, model, plane, width, height);
+    for (let i = 0; i < plane.length; i++) {
+      const expected = Math.min(1, Math.max(0, plane[i] + sigma * sigma * score[i]));
+      expect(Math.abs(result.data[i * 3 + 1] - expected)).toBeLessThan(1e-6);
+      expect(result.data[i * 3]).toBeGreaterThanOrEqual(0);
+      expect(result.data[i * 3]).toBeLessThanOrEqual(1);
+    }
+    const auto = denoiseNoise2Score(tfjs, model, image, { noise: 'gaussian', level: 'auto' });
+    expect(auto.levelEstimated).toBe(true);
+    // The image has 0.1 white noise on a smooth pattern: the wavelet estimate must find it.
+    expect(auto.level).toBeGreaterThan(0.085);
+    expect(auto.level).toBeLessThan(0.115);
+    const tv = denoiseNoise2Score(tfjs, model, image, { noise: 'gaussian', level: 'auto', estimator: 'tv' });
+    expect(tv.levelEstimated).toBe(true);
+    expect(tfjs.memory().numTensors).toBe(before);
+    model.dispose();
+  });
+});
