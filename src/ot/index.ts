@@ -1,0 +1,15 @@
+/**
+ * The optimal-transport library: geometry -> problem (marginals) -> solver -> output (types).
+ * Pure numerics on Float64Array; no HTTP, no tfjs.
+ */
+export * from './divergence.js';
+export * from './emd.js';
+export * from './emd1d.js';
+export * from './geometry.js';
+export * from './marginals.js';
+export * from './sinkhorn.js';
+export * from './types.js';
+export * from './unbalanced.js';
+
+// --- Smooth / sparse solvers (lbfgs.ts, quadratic.ts, sparse.ts, sns.ts) are written by another helper. ---
+// Export them here once they exist, e.g. `export * from './sns.js';` (watch for name clashes with the above).

@@ -1,0 +1,520 @@
+/**
+ * Entropic optimal transport (Sinkhorn), POT's `ot.sinkhorn` / `sinkhorn_log` / `sinkhorn2`.
+ *
+ * Problem: min_P <C, P> + eps * KL(P | a b^T) over couplings of a and b. The minimiser has the form
+ *   P_ij = a_i b_j exp((f_i + g_j - C_ij) / eps),
+ * and (f, g) are the potentials we return ("our convention"). Because KL(P | a b^T) and POT's negative
+ * entropy sum P log P differ by a term that is constant on the couplings, the plan is exactly POT's.
+ * POT's `sinkhorn_log` log-scalings are log_u = log a + f / eps and log_v = log b + g / eps.
+ *
+ * Two inner loops, the same iteration in exact arithmetic:
+ * - log domain (always safe): f_i = -eps * log sum_j b_j exp((g_j - C_ij) / eps), and symmetrically for g.
+ *   Each row's sum is taken with the previous f_i as the shift (one pass, one exp per entry); only a row whose
+ *   shifted sum leaves [1e-250, 1e250] is redone with the exact max shift, so it is stable for any eps.
+ * - kernel domain (fast path): K = exp(-(C - min C) / eps) once, then u = 1 / K(b v), v = 1 / K^T(a u) are
+ *   two matrix-vector products per iteration and no exp at all. Used only when safe, by this rule:
+ *   (max C - min C) / eps <= KERNEL_MAX_RANGE = 250, so every K_ij >= exp(-250) ~ 1e-109 is a normal double
+ *   with ~200 orders of magnitude of headroom for the scalings. If a scaling still becomes 0, non-finite or
+ *   leaves [1e-200, 1e200], the solver switches to the log domain from the current potentials.
+ *
+ * Stopping: the L1 marginal error sum_j |(P^T 1)_j - b_j| of the plan after a row update (rows exact), the
+ * quantity POT checks (POT uses its L2 norm), computed for free inside the next column update and tested
+ * every `checkEvery` iterations. One iteration = one column update + one row update.
+ */
+import { accurateSum, checkBalanced } from './marginals.js';
+import { type CostMatrix, OtInputError, type OtResult, type SolveControl, throwIfAborted } from './types.js';
+
+export const KERNEL_MAX_RANGE = 250;
+const SAFE_LOW = 1e-250;
+const SAFE_HIGH = 1e250;
+const SCALING_LOW = 1e-200;
+const SCALING_HIGH = 1e200;
+
+export type SinkhornMethod = 'auto' | 'log' | 'kernel';
+
+export interface EpsilonScalingOptions {
+  /** First epsilon of the schedule. Default: max C - min C (at least eps). */
+  initial?: number;
+  /** Ratio between consecutive epsilons, in (0, 1). Default 0.5. */
+  factor?: number;
+  /** Marginal error at which an intermediate stage hands over to the next epsilon. Default max(tol, 1e-3). */
+  stageTol?: number;
+}
+
+export interface SinkhornOptions extends SolveControl {
+  /** Total iteration budget over all stages (POT's numItermax). Default 1000. */
+  maxIter?: number;
+  /** Stop when the L1 marginal error is below tol (POT's stopThr). Default 1e-9. */
+  tol?: number;
+  /** Test the error, the abort signal and report progress every this many iterations. Default 10. */
+  checkEvery?: number;
+  /** 'auto' (default): kernel domain when the rule above allows it, else log domain. */
+  method?: SinkhornMethod;
+  /** Geometric schedule from a large epsilon down to eps, warm-starting the potentials. Default off. */
+  epsilonScaling?: boolean | EpsilonScalingOptions;
+  /** Record the marginal error at every check. */
+  recordErrors?: boolean;
+  /** Rescale b to the mass of a when they differ (else unbalanced marginals throw). */
+  normalize?: boolean;
+  /** Warm start (our convention). */
+  init?: { f?: ArrayLike<number>; g?: ArrayLike<number> };
+  /** Build the dense plan (default true). Off saves n*m memory when only cost/potentials are needed. */
+  returnPlan?: boolean;
+}
+
+export interface SinkhornResult extends OtResult {
+  f: Float64Array;
+  g: Float64Array;
+  /** Entropic objective <C, P> + eps * KL(P | a b^T). */
+  objective: number;
+  marginalError: number;
+  /** Which inner loop produced the final potentials. */
+  method: 'log' | 'kernel';
+  eps: number;
+}
+
+/** Mutable state shared by the stages. */
+interface State {
+  n: number;
+  m: number;
+  C: Float64Array;
+  a: Float64Array;
+  b: Float64Array;
+  logA: Float64Array;
+  logB: Float64Array;
+  f: Float64Array;
+  g: Float64Array;
+  minC: number;
+  range: number;
+  iterations: number;
+  errorHistory: { iteration: number; error: number }[] | undefined;
+  lastError: number;
+}
+
+/**
+ * Solves entropic OT. `reg` is eps in the cost's units (POT's reg). Returns the dense plan, potentials (our
+ * convention, see the module comment), <C, P>, the entropic objective and diagnostics.
+ */
+export function sinkhorn(
+  a: ArrayLike<number>,
+  b: ArrayLike<number>,
+  C: CostMatrix,
+  reg: number,
+  options: SinkhornOptions = {},
+): SinkhornResult {
+  const n = C.n;
+  const m = C.m;
+  if (a.length !== n || b.length !== m) {
+    throw new OtInputError(`dimension mismatch: a has ${a.length}, b has ${b.length}, cost is ${n} x ${m}`);
+  }
+  if (!(reg > 0) || !Number.isFinite(reg))
+    throw new OtInputError(`reg (epsilon) must be a finite positive number, got ${reg}`);
+  const { a: wa, b: wb } = checkBalanced(a, b, { normalize: options.normalize });
+  const maxIter = options.maxIter ?? 1000;
+  const tol = options.tol ?? 1e-9;
+  const checkEvery = Math.max(1, Math.floor(options.checkEvery ?? 10));
+  const method = options.method ?? 'auto';
+
+  let minC = Number.POSITIVE_INFINITY;
+  let maxC = Number.NEGATIVE_INFINITY;
+  for (let k = 0; k < C.data.length; k++) {
+    const c = C.data[k];
+    if (c < minC) minC = c;
+    if (c > maxC) maxC = c;
+  }
+  const state: State = {
+    n,
+    m,
+    C: C.data,
+    a: wa,
+    b: wb,
+    logA: wa.map(Math.log),
+    logB: wb.map(Math.log),
+    f: new Float64Array(n),
+    g: new Float64Array(m),
+    minC,
+    range: maxC - minC,
+    iterations: 0,
+    errorHistory: options.recordErrors ? [] : undefined,
+    lastError: Number.POSITIVE_INFINITY,
+  };
+  if (options.init?.f) state.f.set(options.init.f);
+  if (options.init?.g) state.g.set(options.init.g);
+
+  const schedule = epsilonSchedule(reg, state.range, options.epsilonScaling, tol);
+  let usedMethod: 'log' | 'kernel' = 'log';
+  let converged = false;
+  for (let s = 0; s < schedule.length; s++) {
+    const { eps, stageTol } = schedule[s];
+    const final = s === schedule.length - 1;
+    const useKernel = method === 'kernel' || (method === 'auto' && state.range / eps <= KERNEL_MAX_RANGE);
+    let done: StageOutcome = 'budget';
+    if (useKernel) {
+      done = kernelStage(state, eps, stageTol, maxIter, checkEvery, options);
+      usedMethod = 'kernel';
+    }
+    if (!useKernel || done === 'unsafe') {
+      done = logStage(state, eps, stageTol, maxIter, checkEvery, options);
+      usedMethod = 'log';
+    }
+    if (final) converged = done === 'converged';
+    if (done === 'budget') break;
+  }
+
+  const summary = summarise(state, reg, options.returnPlan ?? true);
+  const warnings: string[] = [];
+  if (!converged) {
+    warnings.push(
+      `did not converge in ${state.iterations} iterations (marginal error ${fmt(state.lastError)} > tol ${fmt(tol)}): ` +
+        'raise maxIter or reg, or enable epsilon scaling',
+    );
+  }
+  if (!Number.isFinite(summary.cost))
+    warnings.push('non-finite result: the problem is numerically degenerate at this reg');
+  return {
+    solver: 'sinkhorn',
+    plan: summary.plan,
+    n,
+    m,
+    f: state.f,
+    g: state.g,
+    cost: summary.cost,
+    objective: summary.objective,
+    status: converged ? 'converged' : 'max_iter_reached',
+    converged,
+    iterations: state.iterations,
+    marginalError: summary.marginalError,
+    errorHistory: state.errorHistory,
+    warnings,
+    method: usedMethod,
+    eps: reg,
+  };
+}
+
+/** <C, P> of the entropic plan (POT's sinkhorn2 returns this linear part, not the regularised objective). */
+export function sinkhorn2(
+  a: ArrayLike<number>,
+  b: ArrayLike<number>,
+  C: CostMatrix,
+  reg: number,
+  options: SinkhornOptions = {},
+): number {
+  return sinkhorn(a, b, C, reg, { ...options, returnPlan: false }).cost;
+}
+
+/** The stages' epsilons: just [eps], or a geometric ladder from `initial` down to eps. */
+function epsilonSchedule(
+  eps: number,
+  range: number,
+  scaling: boolean | EpsilonScalingOptions | undefined,
+  tol: number,
+): { eps: number; stageTol: number }[] {
+  if (!scaling) return [{ eps, stageTol: tol }];
+  const opts = scaling === true ? {} : scaling;
+  const factor = opts.factor ?? 0.5;
+  if (!(factor > 0 && factor < 1))
+    throw new OtInputError(`epsilonScaling.factor must be in (0, 1), got ${factor}`);
+  const stageTol = Math.max(tol, opts.stageTol ?? 1e-3);
+  const stages: { eps: number; stageTol: number }[] = [];
+  for (let e = Math.max(opts.initial ?? range, eps); e > eps; e *= factor) stages.push({ eps: e, stageTol });
+  stages.push({ eps, stageTol: tol });
+  return stages;
+}
+
+type StageOutcome = 'converged' | 'budget' | 'unsafe';
+
+function recordCheck(state: State, error: number, maxIter: number, control: SolveControl, eps: number): void {
+  state.lastError = error;
+  state.errorHistory?.push({ iteration: state.iterations, error });
+  throwIfAborted(control.signal);
+  control.onProgress?.(
+    Math.min(1, state.iterations / maxIter),
+    `sinkhorn eps=${fmt(eps)} error=${fmt(error)}`,
+  );
+}
+
+/**
+ * Log-domain iterations at one epsilon until the error is below stageTol or the budget is spent.
+ *
+ * Each iteration reads C once: colAcc_j = sum_i a_i exp((f_i + g_j - C_ij)/eps), the column marginal of the
+ * current plan divided by b_j, is accumulated during the row sweep of the previous iteration. The row sweep
+ * computes t_ij = exp((f_i + g_j - C_ij)/eps) once, uses sum_j b_j t_ij for the new f_i, and since
+ * exp((f_i_new - f_i)/eps) = 1/s_i it adds (a_i/s_i) t_ij to colAcc_j: one exp per entry per iteration.
+ */
+function logStage(
+  state: State,
+  eps: number,
+  stageTol: number,
+  maxIter: number,
+  checkEvery: number,
+  control: SolveControl,
+): StageOutcome {
+  const { n, m, C, a, b, logA, logB, f, g } = state;
+  const invEps = 1 / eps;
+  const colAcc = new Float64Array(m);
+  const gs = new Float64Array(m);
+  const t = new Float64Array(m);
+  logColumnAccumulate(state, invEps, colAcc);
+  let sinceCheck = 0;
+  while (state.iterations < maxIter) {
+    state.iterations++;
+    sinceCheck++;
+    const check = sinceCheck >= checkEvery;
+    let error = 0;
+    for (let j = 0; j < m; j++) {
+      const s = colAcc[j];
+      if (check) error += Math.abs(b[j] * s - b[j]);
+      if (s >= SAFE_LOW && s <= SAFE_HIGH) g[j] -= eps * Math.log(s);
+      else g[j] = -eps * logSumExpColumn(C, n, m, j, logA, f, invEps);
+    }
+    if (check) {
+      sinceCheck = 0;
+      recordCheck(state, error, maxIter, control, eps);
+    }
+    // Row sweep (new f from the new g) fused with the next column accumulation.
+    for (let j = 0; j < m; j++) gs[j] = g[j] * invEps;
+    colAcc.fill(0);
+    for (let i = 0; i < n; i++) {
+      const base = i * m;
+      const shift = f[i] * invEps;
+      let s = 0;
+      for (let j = 0; j < m; j++) {
+        const v = Math.exp(shift + gs[j] - C[base + j] * invEps);
+        t[j] = v;
+        s += b[j] * v;
+      }
+      let w: number;
+      if (s >= SAFE_LOW && s <= SAFE_HIGH) {
+        f[i] -= eps * Math.log(s);
+        w = a[i] / s;
+      } else {
+        // Shifted sum out of range: redo this row with the exact max shift.
+        for (let j = 0; j < m; j++) t[j] = logB[j] + gs[j];
+        f[i] = -eps * logSumExpRow(C, base, m, t, invEps);
+        const fi = f[i] * invEps;
+        for (let j = 0; j < m; j++) t[j] = Math.exp(fi + gs[j] - C[base + j] * invEps);
+        w = a[i];
+      }
+      if (w !== 0) for (let j = 0; j < m; j++) colAcc[j] += w * t[j];
+    }
+    if (check && state.lastError < stageTol) return 'converged';
+  }
+  return 'budget';
+}
+
+/** colAcc_j = sum_i a_i exp((f_i + g_j - C_ij)/eps), with the max-shift fallback per column. */
+function logColumnAccumulate(state: State, invEps: number, colAcc: Float64Array): void {
+  const { n, m, C, a, logA, f, g } = state;
+  colAcc.fill(0);
+  for (let i = 0; i < n; i++) {
+    if (a[i] === 0) continue;
+    const hi = logA[i] + f[i] * invEps;
+    const base = i * m;
+    for (let j = 0; j < m; j++) colAcc[j] += Math.exp(hi + g[j] * invEps - C[base + j] * invEps);
+  }
+  for (let j = 0; j < m; j++) {
+    const s = colAcc[j];
+    if (!(s >= SAFE_LOW && s <= SAFE_HIGH)) {
+      // Re-express through the exact log-sum-exp: colAcc_j = exp(g_j/eps + LSE_i(log a_i + (f_i - C_ij)/eps)).
+      const l = g[j] * invEps + logSumExpColumn(C, n, m, j, logA, f, invEps);
+      colAcc[j] = Math.exp(l);
+      if (!(colAcc[j] >= SAFE_LOW && colAcc[j] <= SAFE_HIGH)) {
+        // Still out of range: move g_j so that the column is balanced at its current scale.
+        g[j] -= l / invEps;
+        colAcc[j] = 1;
+      }
+    }
+  }
+}
+
+/** log sum_j exp(h_j - C_ij/eps) with the exact max shift (fallback for rows whose shifted sum is unsafe). */
+function logSumExpRow(C: Float64Array, base: number, m: number, h: Float64Array, invEps: number): number {
+  let max = Number.NEGATIVE_INFINITY;
+  for (let j = 0; j < m; j++) {
+    const v = h[j] - C[base + j] * invEps;
+    if (v > max) max = v;
+  }
+  if (max === Number.NEGATIVE_INFINITY) return max;
+  let s = 0;
+  for (let j = 0; j < m; j++) s += Math.exp(h[j] - C[base + j] * invEps - max);
+  return max + Math.log(s);
+}
+
+/** log sum_i a_i exp((f_i - C_ij)/eps) with the exact max shift. */
+function logSumExpColumn(
+  C: Float64Array,
+  n: number,
+  m: number,
+  j: number,
+  logA: Float64Array,
+  f: Float64Array,
+  invEps: number,
+): number {
+  let max = Number.NEGATIVE_INFINITY;
+  for (let i = 0; i < n; i++) {
+    const v = logA[i] + (f[i] - C[i * m + j]) * invEps;
+    if (v > max) max = v;
+  }
+  if (max === Number.NEGATIVE_INFINITY) return max;
+  let s = 0;
+  for (let i = 0; i < n; i++) s += Math.exp(logA[i] + (f[i] - C[i * m + j]) * invEps - max);
+  return max + Math.log(s);
+}
+
+/**
+ * Kernel-domain iterations: P_ij = a_i u_i K_ij v_j b_j with K_ij = exp(-(C_ij - minC)/eps), so
+ * f = eps log u + minC and g = eps log v. As in the log domain, each iteration reads K once: the row sweep
+ * computes u_i = 1 / (K_i . (b v)) and, while the row is in cache, adds a_i u_i K_i to the next column sums.
+ * Returns 'unsafe' (potentials rolled back to the last check) when a scaling degenerates, so the caller can
+ * continue in the log domain.
+ */
+function kernelStage(
+  state: State,
+  eps: number,
+  stageTol: number,
+  maxIter: number,
+  checkEvery: number,
+  control: SolveControl,
+): StageOutcome {
+  const { n, m, C, a, b, f, g, minC } = state;
+  const invEps = 1 / eps;
+  const u = new Float64Array(n);
+  const v = new Float64Array(m);
+  for (let i = 0; i < n; i++) u[i] = Math.exp((f[i] - minC) * invEps);
+  for (let j = 0; j < m; j++) v[j] = Math.exp(g[j] * invEps);
+  if (!scalingsSafe(u) || !scalingsSafe(v)) return 'unsafe';
+  const K = new Float64Array(n * m);
+  const colAcc = new Float64Array(m); // sum_i a_i u_i K_ij
+  for (let i = 0; i < n; i++) {
+    const base = i * m;
+    const w = a[i] * u[i];
+    for (let j = 0; j < m; j++) {
+      const k = Math.exp((minC - C[base + j]) * invEps);
+      K[base + j] = k;
+      colAcc[j] += w * k;
+    }
+  }
+  const bv = new Float64Array(m);
+  const saveF = Float64Array.from(f);
+  const saveG = Float64Array.from(g);
+  let sinceCheck = 0;
+  let outcome: StageOutcome = 'budget';
+  while (state.iterations < maxIter) {
+    state.iterations++;
+    sinceCheck++;
+    const check = sinceCheck >= checkEvery;
+    let error = 0;
+    let bad = false;
+    for (let j = 0; j < m; j++) {
+      const s = colAcc[j];
+      if (check) error += Math.abs(b[j] * (v[j] * s - 1));
+      const vj = 1 / s;
+      if (!(vj >= SCALING_LOW && vj <= SCALING_HIGH)) bad = true;
+      v[j] = vj;
+      bv[j] = b[j] * vj;
+    }
+    if (bad) {
+      outcome = 'unsafe';
+      break;
+    }
+    if (check) {
+      sinceCheck = 0;
+      // Keep the potentials current at every check, so an abort, an unsafe switch or the end sees them.
+      for (let i = 0; i < n; i++) saveF[i] = eps * Math.log(u[i]) + minC;
+      for (let j = 0; j < m; j++) saveG[j] = eps * Math.log(v[j]);
+      f.set(saveF);
+      g.set(saveG);
+      recordCheck(state, error, maxIter, control, eps);
+    }
+    colAcc.fill(0);
+    for (let i = 0; i < n; i++) {
+      const base = i * m;
+      // Four accumulators hide the add latency of the dot product.
+      let s0 = 0;
+      let s1 = 0;
+      let s2 = 0;
+      let s3 = 0;
+      let j = 0;
+      for (; j + 3 < m; j += 4) {
+        s0 += K[base + j] * bv[j];
+        s1 += K[base + j + 1] * bv[j + 1];
+        s2 += K[base + j + 2] * bv[j + 2];
+        s3 += K[base + j + 3] * bv[j + 3];
+      }
+      for (; j < m; j++) s0 += K[base + j] * bv[j];
+      const ui = 1 / (s0 + s1 + (s2 + s3));
+      if (!(ui >= SCALING_LOW && ui <= SCALING_HIGH)) bad = true;
+      u[i] = ui;
+      const w = a[i] * ui;
+      if (w !== 0) for (let jj = 0; jj < m; jj++) colAcc[jj] += w * K[base + jj];
+    }
+    if (bad) {
+      outcome = 'unsafe';
+      break;
+    }
+    if (check && state.lastError < stageTol) {
+      outcome = 'converged';
+      break;
+    }
+  }
+  if (outcome !== 'unsafe') {
+    for (let i = 0; i < n; i++) f[i] = eps * Math.log(u[i]) + minC;
+    for (let j = 0; j < m; j++) g[j] = eps * Math.log(v[j]);
+  } else {
+    // Roll back to the last checked (finite) potentials; the log domain continues from there.
+    f.set(saveF);
+    g.set(saveG);
+  }
+  return outcome;
+}
+
+function scalingsSafe(x: Float64Array): boolean {
+  for (let k = 0; k < x.length; k++) if (!(x[k] >= SCALING_LOW && x[k] <= SCALING_HIGH)) return false;
+  return true;
+}
+
+/** One pass over the final potentials: plan, <C,P>, objective and the exact L1 marginal error. */
+function summarise(
+  state: State,
+  eps: number,
+  returnPlan: boolean,
+): { plan?: Float64Array; cost: number; objective: number; marginalError: number } {
+  const { n, m, C, a, b, logA, logB, f, g } = state;
+  const invEps = 1 / eps;
+  const plan = returnPlan ? new Float64Array(n * m) : undefined;
+  const cols = new Float64Array(m);
+  const hb = new Float64Array(m);
+  for (let j = 0; j < m; j++) hb[j] = logB[j] + g[j] * invEps;
+  let cost = 0;
+  let potentialTerm = 0;
+  let mass = 0;
+  let error = 0;
+  for (let i = 0; i < n; i++) {
+    const base = i * m;
+    let row = 0;
+    if (a[i] !== 0) {
+      const hi = logA[i] + f[i] * invEps;
+      let rowCost = 0;
+      let rowG = 0;
+      for (let j = 0; j < m; j++) {
+        const p = Math.exp(hi + hb[j] - C[base + j] * invEps);
+        if (plan) plan[base + j] = p;
+        row += p;
+        cols[j] += p;
+        rowCost += p * C[base + j];
+        if (p !== 0) rowG += p * g[j];
+      }
+      cost += rowCost;
+      potentialTerm += row * f[i] + rowG;
+    }
+    mass += row;
+    error += Math.abs(row - a[i]);
+  }
+  for (let j = 0; j < m; j++) error += Math.abs(cols[j] - b[j]);
+  const objective = potentialTerm - eps * (mass - accurateSum(a) * accurateSum(b));
+  return { plan, cost, objective, marginalError: error };
+}
+
+function fmt(x: number): string {
+  return Number.isFinite(x) ? x.toExponential(2) : String(x);
+}
