@@ -162,15 +162,23 @@ function filter2d(src: Float64Array, width: number, height: number, kernel: Floa
     const row = r * width;
     for (let c = 0; c < width; c++) {
       let acc = 0;
-      for (let k = 0; k < kernel.length; k++) acc += kernel[k] * src[row + colIndex[c + k]];
+      if (c >= radius && c < width - radius) {
+        // Interior: no reflection, contiguous reads.
+        const base = row + c - radius;
+        for (let k = 0; k < kernel.length; k++) acc += kernel[k] * src[base + k];
+      } else {
+        for (let k = 0; k < kernel.length; k++) acc += kernel[k] * src[row + colIndex[c + k]];
+      }
       tmp[row + c] = acc;
     }
   }
+  // Columns: accumulate whole rows at a time, so every read walks memory forwards.
   for (let r = 0; r < height; r++) {
-    for (let c = 0; c < width; c++) {
-      let acc = 0;
-      for (let k = 0; k < kernel.length; k++) acc += kernel[k] * tmp[rowIndex[r + k] * width + c];
-      out[r * width + c] = acc;
+    const row = r * width;
+    for (let k = 0; k < kernel.length; k++) {
+      const weight = kernel[k];
+      const source = rowIndex[r + k] * width;
+      for (let c = 0; c < width; c++) out[row + c] += weight * tmp[source + c];
     }
   }
   return out;
