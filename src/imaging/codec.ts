@@ -115,8 +115,9 @@ async function readHeader(bytes: Buffer): Promise<Metadata> {
 export async function decodeImage(bytes: Buffer, opts: DecodeOptions): Promise<DecodedImage> {
   const { maxPixels } = opts;
   const mode = opts.mode ?? 'keep';
-  if (!Number.isInteger(maxPixels) || maxPixels < 1)
+  if (!Number.isInteger(maxPixels) || maxPixels < 1) {
     throw new RangeError('decodeImage: maxPixels must be >= 1');
+  }
   if (bytes.length === 0) throw fail('IMAGE_INVALID', 'The image is empty (0 bytes)');
 
   const sniffed = sniffAccepted(bytes);
