@@ -21,7 +21,11 @@ export const ERROR_CATALOGUE = {
   MODEL_NOT_FOUND: { code: 'TW_MODEL_NOT_FOUND', statusCode: 404, message: 'No such model' },
   JOB_NOT_FOUND: { code: 'TW_JOB_NOT_FOUND', statusCode: 404, message: 'No such job, or it has expired' },
   METHOD_NOT_ALLOWED: { code: 'TW_METHOD_NOT_ALLOWED', statusCode: 405, message: 'Method not allowed' },
-  NOT_ACCEPTABLE: { code: 'TW_NOT_ACCEPTABLE', statusCode: 406, message: 'Cannot produce the requested format' },
+  NOT_ACCEPTABLE: {
+    code: 'TW_NOT_ACCEPTABLE',
+    statusCode: 406,
+    message: 'Cannot produce the requested format',
+  },
   CONFLICT: { code: 'TW_CONFLICT', statusCode: 409, message: 'Conflict' },
   BODY_TOO_LARGE: { code: 'TW_BODY_TOO_LARGE', statusCode: 413, message: 'The request body is too large' },
   IMAGE_TOO_LARGE: { code: 'TW_IMAGE_TOO_LARGE', statusCode: 413, message: 'The image has too many pixels' },
@@ -52,7 +56,11 @@ export const ERROR_CATALOGUE = {
   QUEUE_FULL: { code: 'TW_QUEUE_FULL', statusCode: 503, message: 'The compute queue is full; retry later' },
   NOT_READY: { code: 'TW_NOT_READY', statusCode: 503, message: 'The service is not ready' },
   SHUTTING_DOWN: { code: 'TW_SHUTTING_DOWN', statusCode: 503, message: 'The service is shutting down' },
-  OVERLOADED: { code: 'TW_OVERLOADED', statusCode: 503, message: 'The service is under pressure; retry later' },
+  OVERLOADED: {
+    code: 'TW_OVERLOADED',
+    statusCode: 503,
+    message: 'The service is under pressure; retry later',
+  },
   MODEL_NOT_READY: { code: 'TW_MODEL_NOT_READY', statusCode: 503, message: 'The model is not loaded' },
   DEADLINE_EXCEEDED: {
     code: 'TW_DEADLINE_EXCEEDED',

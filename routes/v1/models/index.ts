@@ -1,0 +1,57 @@
+/**
+ * The model repository: every model with its state, and one model's manifest.
+ */
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { fail } from '../../../src/errors.js';
+import { healthReport } from '../../../src/health.js';
+import type { ModelStatus } from '../../../src/plugins/app/models.js';
+
+const NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
+
+function view(m: ModelStatus) {
+  return {
+    name: m.name,
+    version: m.version,
+    state: m.state,
+    required: m.required,
+    isDefault: m.isDefault,
+    ...(m.reason ? { reason: m.reason } : {}),
+    ...(m.loadMs !== undefined ? { loadMs: m.loadMs } : {}),
+    manifest: m.manifest ?? null,
+  };
+}
+
+const routes: FastifyPluginAsyncZod = async (fastify) => {
+  fastify.get(
+    '/',
+    { schema: { tags: ['models'], summary: 'List the models, their state and the TF.js backend in use' } },
+    async () => {
+      const h = healthReport(fastify);
+      return { backend: h.backend, native: h.native, models: fastify.models.list().map(view) };
+    },
+  );
+
+  fastify.get(
+    '/:name',
+    {
+      schema: {
+        tags: ['models'],
+        summary: 'One model (its default version, or ?version=)',
+        params: z.object({ name: z.string().regex(NAME, 'lowercase letters, digits, . _ - (max 64)') }),
+        querystring: z.object({ version: z.string().regex(NAME).optional() }),
+      },
+    },
+    async (request) => {
+      const m = fastify.models.get(request.params.name, request.query.version);
+      if (!m) throw fail('MODEL_NOT_FOUND', `No model '${request.params.name}'`);
+      const versions = fastify.models
+        .list()
+        .filter((x) => x.name === m.name)
+        .map((x) => ({ version: x.version, state: x.state }));
+      return { ...view(m), versions };
+    },
+  );
+};
+
+export default routes;

@@ -1,0 +1,145 @@
+/**
+ * The application as a Fastify plugin tree: external plugins, our services (compute pool, models, metrics),
+ * the error handler, GraphQL, and the routes autoloaded from /routes. `buildApp` makes a configured instance
+ * for the server and for tests.
+ */
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import autoload from '@fastify/autoload';
+import multipart from '@fastify/multipart';
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import type { IResolvers, MercuriusContext } from 'mercurius';
+import type { Config } from './config.js';
+import { coreResolvers } from './graphql/resolvers.js';
+import computePlugin from './plugins/app/compute.js';
+import errorsPlugin from './plugins/app/errors.js';
+import lifecyclePlugin from './plugins/app/lifecycle.js';
+import metricsPlugin from './plugins/app/metrics.js';
+import modelsPlugin from './plugins/app/models.js';
+import testRoutes from './plugins/app/test-routes.js';
+import graphqlPlugin from './plugins/external/graphql.js';
+import pressurePlugin from './plugins/external/pressure.js';
+import swaggerPlugin from './plugins/external/swagger.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+export function packageVersion(): string {
+  for (const rel of ['../package.json', '../../package.json']) {
+    try {
+      return JSON.parse(readFileSync(path.resolve(here, rel), 'utf8')).version as string;
+    } catch {
+      /* next */
+    }
+  }
+  return '0.0.0';
+}
+
+/** Extra GraphQL resolvers contributed by domain modules (each returns a partial resolver map). */
+const graphqlModules: ((app: FastifyInstance) => IResolvers<unknown, MercuriusContext>)[] = [coreResolvers];
+export function addGraphqlResolvers(fn: (app: FastifyInstance) => IResolvers<unknown, MercuriusContext>) {
+  graphqlModules.push(fn);
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+export function fastifyOptions(cfg: Config, logger?: FastifyServerOptions['logger']): FastifyServerOptions {
+  return {
+    logger: logger ?? {
+      level: cfg.LOG_LEVEL,
+      redact: {
+        paths: [
+          'req.headers.authorization',
+          'req.headers.cookie',
+          'req.headers["x-api-key"]',
+          'req.body',
+          'res.body',
+        ],
+        censor: '[redacted]',
+      },
+      serializers: {
+        // One line per request, no bodies (images stay out of logs).
+        req: (req) => ({ method: req.method, url: req.url, remoteAddress: req.ip }),
+      },
+    },
+    // We log one line per request ourselves (onResponse), with the outcome.
+    disableRequestLogging: true,
+    bodyLimit: cfg.BODY_LIMIT_BYTES,
+    requestIdHeader: false,
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+    },
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+    routerOptions: { ignoreTrailingSlash: true },
+  };
+}
+
+export interface AppOptions {
+  config: Config;
+}
+
+export default async function app(fastify: FastifyInstance, opts: AppOptions) {
+  const cfg = opts.config;
+  fastify.setValidatorCompiler(validatorCompiler);
+  fastify.setSerializerCompiler(serializerCompiler);
+
+  fastify.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+  fastify.addHook('onResponse', async (request, reply) => {
+    request.log.info(
+      {
+        method: request.method,
+        url: request.url,
+        route: request.routeOptions.url,
+        statusCode: reply.statusCode,
+        ms: Math.round(reply.elapsedTime * 10) / 10,
+      },
+      'request',
+    );
+  });
+
+  await fastify.register(errorsPlugin);
+  await fastify.register(lifecyclePlugin);
+  await fastify.register(pressurePlugin, { config: cfg });
+  await fastify.register(multipart, {
+    limits: { fileSize: cfg.BODY_LIMIT_BYTES, files: 4, fields: 64, fieldSize: 1024 * 1024, parts: 70 },
+  });
+  // Raw image bodies: the route decides what to do with the bytes.
+  fastify.addContentTypeParser(
+    /^image\/.*/,
+    { parseAs: 'buffer', bodyLimit: cfg.BODY_LIMIT_BYTES },
+    (_req, body, done) => done(null, body),
+  );
+  fastify.addContentTypeParser(
+    'application/octet-stream',
+    { parseAs: 'buffer', bodyLimit: cfg.BODY_LIMIT_BYTES },
+    (_req, body, done) => done(null, body),
+  );
+  await fastify.register(computePlugin, { config: cfg });
+  await fastify.register(modelsPlugin, { config: cfg });
+  await fastify.register(metricsPlugin);
+  await fastify.register(swaggerPlugin, { version: packageVersion() });
+  await fastify.register(graphqlPlugin, { config: cfg, resolvers: graphqlModules.map((m) => m(fastify)) });
+
+  if (cfg.ENABLE_TEST_TASKS) await fastify.register(testRoutes);
+
+  await fastify.register(autoload, {
+    dir: path.resolve(here, '../routes'),
+    options: { config: cfg },
+    // Files whose names start with '_' are helpers, not routes.
+    ignorePattern: /^_/,
+    forceESM: true,
+  });
+}
+
+/** A ready-to-listen instance (used by server.ts and tests). */
+export async function buildApp(cfg: Config, logger?: FastifyServerOptions['logger']) {
+  const fastify = Fastify(fastifyOptions(cfg, logger)).withTypeProvider<ZodTypeProvider>();
+  await fastify.register(app, { config: cfg });
+  return fastify;
+}

@@ -1,0 +1,56 @@
+/**
+ * Model tasks in a worker: report the backend, load + warm a model, run a model on a tensor.
+ */
+import { threadId } from 'node:worker_threads';
+import { getModel, warmupModel } from '../../nn/repository.js';
+import type { TaskInput, TaskResult } from '../task-types.js';
+import type { HandlerContext } from './context.js';
+
+export async function systemInfo(_input: unknown, ctx: HandlerContext): Promise<TaskResult<'system.info'>> {
+  const rt = await ctx.tfjs();
+  return {
+    threadId,
+    backend: rt.backend,
+    native: rt.native,
+    numTensors: rt.tf.memory().numTensors,
+    tried: rt.tried,
+  };
+}
+
+export async function warmup(
+  input: TaskInput<'model.warmup'>,
+  ctx: HandlerContext,
+): Promise<TaskResult<'model.warmup'>> {
+  const rt = await ctx.tfjs();
+  const t0 = Date.now();
+  const loaded = await getModel(rt.tf, ctx.options.modelsDir, input.name, input.version);
+  await warmupModel(rt.tf, loaded.model, loaded.manifest);
+  return {
+    name: input.name,
+    version: input.version,
+    backend: rt.backend,
+    ms: Date.now() - t0,
+    numTensors: rt.tf.memory().numTensors,
+  };
+}
+
+export async function infer(
+  input: TaskInput<'model.infer'>,
+  ctx: HandlerContext,
+): Promise<TaskResult<'model.infer'>> {
+  const { tf } = await ctx.tfjs();
+  const loaded = await getModel(tf, ctx.options.modelsDir, input.name, input.version);
+  const before = tf.memory().numTensors;
+  let out: Float32Array = new Float32Array(0);
+  let shape: number[] = [];
+  for (let r = 0; r < (input.repeat ?? 1); r++) {
+    const y = tf.tidy(() => {
+      const x = tf.tensor(input.data, input.shape, 'float32');
+      return loaded.model.predict(x) as import('@tensorflow/tfjs').Tensor;
+    });
+    out = (await y.data()) as Float32Array;
+    shape = y.shape;
+    y.dispose();
+  }
+  return { data: out, shape, numTensorsBefore: before, numTensorsAfter: tf.memory().numTensors };
+}

@@ -1,0 +1,206 @@
+/**
+ * The compute pool as the main thread sees it: a bounded queue in front of piscina worker threads, deadlines,
+ * cancellation, progress ports, and a crash of one worker failing only its own task.
+ */
+import { EventEmitter } from 'node:events';
+import { fileURLToPath } from 'node:url';
+import { MessageChannel, type MessagePort, type TransferListItem } from 'node:worker_threads';
+import { Piscina } from 'piscina';
+import { fail, reviveError, TweedieError } from '../errors.js';
+import type {
+  TaskEnvelope,
+  TaskInput,
+  TaskKind,
+  TaskOutcome,
+  TaskResult,
+  WorkerOptions,
+} from './task-types.js';
+import { collectTransferables } from './transfer.js';
+
+export interface RunOptions {
+  /** Deadline for this task, from submission (queue time included). */
+  timeoutMs?: number;
+  /** The caller's cancellation (client went away, job cancelled). */
+  signal?: AbortSignal;
+  onProgress?: (fraction: number, message: string) => void;
+  /** Move input typed arrays to the worker instead of copying them (the caller must not reuse them). */
+  transferInput?: boolean;
+}
+
+export interface PoolStats {
+  workers: number;
+  queued: number;
+  running: number;
+  queueMax: number;
+  completed: number;
+}
+
+export interface TaskEvent {
+  kind: TaskKind;
+  ms: number;
+  outcome: 'ok' | 'error' | 'timeout' | 'cancelled' | 'crashed' | 'rejected';
+}
+
+export interface ComputePoolOptions {
+  workers: number;
+  queueMax: number;
+  defaultTimeoutMs: number;
+  worker: WorkerOptions;
+  /** Per-worker heap cap, so a runaway task kills its worker, not the process. */
+  maxOldGenerationSizeMb?: number;
+}
+
+function workerEntry(): { filename: string; execArgv: string[] } {
+  // Compiled (dist/*.js): run the JS worker. From source (tests, tsx): load the TS worker through tsx.
+  const self = fileURLToPath(import.meta.url);
+  if (self.endsWith('.ts')) {
+    return { filename: self.replace(/pool\.ts$/, 'worker.ts'), execArgv: ['--import', 'tsx'] };
+  }
+  return { filename: self.replace(/pool\.js$/, 'worker.js'), execArgv: [] };
+}
+
+export class ComputePool extends EventEmitter {
+  private readonly piscina: Piscina;
+  private running = 0;
+  private closed = false;
+  readonly queueMax: number;
+  readonly workers: number;
+  readonly defaultTimeoutMs: number;
+
+  constructor(opts: ComputePoolOptions) {
+    super();
+    this.queueMax = opts.queueMax;
+    this.workers = opts.workers;
+    this.defaultTimeoutMs = opts.defaultTimeoutMs;
+    const entry = workerEntry();
+    this.piscina = new Piscina({
+      filename: entry.filename,
+      execArgv: entry.execArgv,
+      minThreads: opts.workers,
+      maxThreads: opts.workers,
+      // Workers hold loaded models: never let idle ones go.
+      idleTimeout: 2 ** 31 - 1,
+      concurrentTasksPerWorker: 1,
+      workerData: { options: opts.worker },
+      resourceLimits: opts.maxOldGenerationSizeMb
+        ? { maxOldGenerationSizeMb: opts.maxOldGenerationSizeMb }
+        : undefined,
+    });
+    // A worker dying is reported per task; the pool-level event must not crash the process.
+    this.piscina.on('error', (err: unknown) => this.emit('workerError', err));
+  }
+
+  stats(): PoolStats {
+    return {
+      workers: this.piscina.threads.length,
+      queued: this.piscina.queueSize,
+      running: this.running,
+      queueMax: this.queueMax,
+      completed: this.piscina.completed,
+    };
+  }
+
+  /** Tasks waiting for a worker. */
+  get queueDepth(): number {
+    return this.piscina.queueSize;
+  }
+
+  /** True when every worker is busy and the queue is at its limit. */
+  isFull(): boolean {
+    return this.running >= this.workers && this.piscina.queueSize >= this.queueMax;
+  }
+
+  async run<K extends TaskKind>(kind: K, input: TaskInput<K>, opts: RunOptions = {}): Promise<TaskResult<K>> {
+    const started = Date.now();
+    const report = (outcome: TaskEvent['outcome']) =>
+      this.emit('task', { kind, ms: Date.now() - started, outcome } satisfies TaskEvent);
+    if (this.closed) {
+      report('rejected');
+      throw fail('SHUTTING_DOWN');
+    }
+    if (this.isFull()) {
+      report('rejected');
+      throw fail('QUEUE_FULL', `The compute queue is full (${this.queueMax} waiting); retry later`, {
+        retryAfter: 1,
+      });
+    }
+    if (opts.signal?.aborted) {
+      report('cancelled');
+      throw fail('DEADLINE_EXCEEDED', 'The request was cancelled before it started');
+    }
+
+    const timeoutMs = opts.timeoutMs ?? this.defaultTimeoutMs;
+    const controller = new AbortController();
+    let reason: 'timeout' | 'cancelled' | null = null;
+    const timer = setTimeout(() => {
+      reason = 'timeout';
+      controller.abort();
+    }, timeoutMs);
+    const onCallerAbort = () => {
+      reason ??= 'cancelled';
+      controller.abort();
+    };
+    opts.signal?.addEventListener('abort', onCallerAbort, { once: true });
+
+    let channel: MessageChannel | undefined;
+    const envelope: TaskEnvelope = { kind, input };
+    const transferList: TransferListItem[] = opts.transferInput ? collectTransferables(input) : [];
+    if (opts.onProgress) {
+      channel = new MessageChannel();
+      const onProgress = opts.onProgress;
+      channel.port1.on('message', (m: { fraction: number; message: string }) =>
+        onProgress(m.fraction, m.message),
+      );
+      channel.port1.unref();
+      envelope.progressPort = channel.port2 as MessagePort;
+      transferList.push(channel.port2);
+    }
+
+    this.running++;
+    try {
+      const outcome = (await this.piscina.run(envelope, {
+        signal: controller.signal,
+        transferList: transferList as never,
+      })) as TaskOutcome;
+      if (!outcome.ok) {
+        report('error');
+        throw reviveError(outcome.error);
+      }
+      report('ok');
+      return outcome.result as TaskResult<K>;
+    } catch (err) {
+      if (err instanceof TweedieError) throw err;
+      if (reason === 'timeout') {
+        report('timeout');
+        throw fail('DEADLINE_EXCEEDED', `The task did not finish within ${timeoutMs} ms`);
+      }
+      if (reason === 'cancelled') {
+        report('cancelled');
+        throw fail('DEADLINE_EXCEEDED', 'The task was cancelled by its caller');
+      }
+      if (this.closed) {
+        report('rejected');
+        throw fail('SHUTTING_DOWN');
+      }
+      // The worker died (exit, out of memory): piscina replaces it; only this task fails.
+      report('crashed');
+      throw fail('WORKER_CRASHED', undefined, {
+        details: { internal: err instanceof Error ? err.message : String(err) },
+      });
+    } finally {
+      this.running--;
+      clearTimeout(timer);
+      opts.signal?.removeEventListener('abort', onCallerAbort);
+      channel?.port1.close();
+    }
+  }
+
+  /** Stop taking tasks; wait up to graceMs for running ones, then terminate the workers. */
+  async close(graceMs = 10_000): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const deadline = Date.now() + graceMs;
+    while (this.running > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await this.piscina.destroy();
+  }
+}

@@ -1,0 +1,59 @@
+/**
+ * The typed task table, as seen from the main thread: each task kind names its input and result types.
+ * Handlers live in src/compute/handlers/*.ts and run only inside worker threads.
+ * Add a kind here, a handler in handlers/index.ts, and the pool types follow.
+ */
+import type { MessagePort } from 'node:worker_threads';
+import type { SerializedError } from '../errors.js';
+
+export interface TaskTable {
+  /** Backend and tensor bookkeeping of the worker that ran it. */
+  'system.info': { input: Record<string, never>; result: WorkerInfo };
+  /** Load a model (if not cached in this worker) and run one inference on zeros. */
+  'model.warmup': {
+    input: { name: string; version: string };
+    result: { name: string; version: string; backend: string; ms: number; numTensors: number };
+  };
+  /** Run a model on a planar float image (tests and generic inference). */
+  'model.infer': {
+    input: { name: string; version?: string; data: Float32Array; shape: number[]; repeat?: number };
+    result: { data: Float32Array; shape: number[]; numTensorsBefore: number; numTensorsAfter: number };
+  };
+  /** Test-only tasks (ENABLE_TEST_TASKS): busy-wait, crash the worker, throw a coded error. */
+  'test.busy': { input: { ms: number }; result: { ms: number; threadId: number } };
+  'test.crash': { input: { mode: 'exit' | 'oom' }; result: never };
+  'test.fail': { input: { code: string; message: string }; result: never };
+  /** Optimal transport: any solver (see src/compute/handlers/ot.ts). */
+  'ot.solve': { input: unknown; result: unknown };
+}
+
+export type TaskKind = keyof TaskTable;
+export type TaskInput<K extends TaskKind> = TaskTable[K]['input'];
+export type TaskResult<K extends TaskKind> = TaskTable[K]['result'];
+
+export interface WorkerInfo {
+  threadId: number;
+  backend: string;
+  native: boolean;
+  numTensors: number;
+  tried: { name: string; error?: string }[];
+}
+
+/** What crosses from the main thread to a worker. */
+export interface TaskEnvelope {
+  kind: TaskKind;
+  input: unknown;
+  /** Optional port on which the handler posts progress messages {fraction, message}. */
+  progressPort?: MessagePort;
+}
+
+/** What a worker sends back: either a result or a serialised error (never a thrown exception with a stack). */
+export type TaskOutcome = { ok: true; result: unknown } | { ok: false; error: SerializedError };
+
+/** Options the main thread passes to the worker at start. */
+export interface WorkerOptions {
+  modelsDir: string;
+  tfjsBackend: 'auto' | 'tensorflow' | 'wasm' | 'cpu';
+  enableTestTasks: boolean;
+  tileSize: number;
+}

@@ -1,0 +1,91 @@
+/**
+ * Worker-thread entry of the compute pool (piscina). Every solver and model call runs here, never on the
+ * event loop. Errors are returned as data ({ ok: false, error }) so that coded errors keep their code across the
+ * thread boundary and no stack trace ever reaches a client.
+ */
+import { workerData } from 'node:worker_threads';
+import { move, transferableSymbol, valueSymbol } from 'piscina';
+import { fail, isSerializedError, type SerializedError, TweedieError } from '../errors.js';
+import type { HandlerContext } from './handlers/context.js';
+import { handlers, TEST_ONLY_KINDS } from './handlers/index.js';
+import type { TaskEnvelope, TaskOutcome, WorkerOptions } from './task-types.js';
+import { collectTransferables } from './transfer.js';
+
+const options: WorkerOptions = workerData?.options ?? {
+  modelsDir: 'models',
+  tfjsBackend: 'auto',
+  enableTestTasks: false,
+  tileSize: 256,
+};
+
+let tfjsPromise: ReturnType<HandlerContext['tfjs']> | null = null;
+function tfjs(): ReturnType<HandlerContext['tfjs']> {
+  if (!tfjsPromise) {
+    tfjsPromise = import('../nn/backend.js').then((m) => m.initTfjs(options.tfjsBackend));
+    // A failed start is retried by the next task rather than cached forever.
+    tfjsPromise.catch(() => {
+      tfjsPromise = null;
+    });
+  }
+  return tfjsPromise;
+}
+
+function serialize(err: unknown): SerializedError {
+  if (err instanceof TweedieError) return err.toJSON();
+  if (isSerializedError(err)) return err;
+  if (err instanceof Error && err.name === 'AbortError') {
+    return fail('DEADLINE_EXCEEDED', 'The task was cancelled').toJSON();
+  }
+  if (err instanceof Error && (err.name === 'OtInputError' || err.name === 'InputError')) {
+    const kind = (err as Error & { kind?: string }).kind;
+    return fail(kind === 'unbalanced' ? 'UNBALANCED_MARGINALS' : 'UNPROCESSABLE', err.message, {
+      details: (err as Error & { details?: unknown }).details,
+    }).toJSON();
+  }
+  // Unknown failure: the message is kept for the logs (main thread), the client sees only the code.
+  const e = fail('INTERNAL', 'Internal error in compute worker', {
+    details: { internal: err instanceof Error ? `${err.name}: ${err.message}` : String(err) },
+  });
+  return e.toJSON();
+}
+
+export default async function runTask(envelope: TaskEnvelope): Promise<TaskOutcome> {
+  const port = envelope.progressPort;
+  let lastPost = 0;
+  const ctx: HandlerContext = {
+    options,
+    tfjs,
+    progress: (fraction, message) => {
+      if (!port) return;
+      const now = Date.now();
+      // Throttle: progress messages are for humans and job status, not a firehose.
+      if (now - lastPost < 100 && fraction < 1) return;
+      lastPost = now;
+      port.postMessage({ fraction: Math.max(0, Math.min(1, fraction)), message });
+    },
+  };
+  try {
+    const loader = handlers[envelope.kind];
+    if (!loader || (TEST_ONLY_KINDS.has(envelope.kind) && !options.enableTestTasks)) {
+      throw fail('VALIDATION', `Unknown task kind '${String(envelope.kind)}'`);
+    }
+    const handler = await loader();
+    const result = await handler(envelope.input, ctx);
+    const outcome: TaskOutcome = { ok: true, result };
+    const buffers = collectTransferables(result);
+    if (buffers.length === 0) return outcome;
+    // Typed arrays in the result are moved to the main thread, not copied.
+    return move({
+      get [transferableSymbol]() {
+        return buffers;
+      },
+      get [valueSymbol]() {
+        return outcome;
+      },
+    } as never) as unknown as TaskOutcome;
+  } catch (err) {
+    return { ok: false, error: serialize(err) };
+  } finally {
+    port?.close();
+  }
+}

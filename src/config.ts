@@ -1,0 +1,86 @@
+/**
+ * Every environment variable the service reads, in one zod schema, parsed once at start.
+ * An invalid value stops the process with a message naming the variable (see server.ts).
+ */
+import os from 'node:os';
+import path from 'node:path';
+import { z } from 'zod';
+
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+
+export const configSchema = z.object({
+  NODE_ENV: z.enum(['development', 'production', 'test']).default('production'),
+  PORT: int(0, 65535).default(8080),
+  HOST: z.string().min(1).default('0.0.0.0'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  MODELS_DIR: z.string().min(1).default('models'),
+  TFJS_BACKEND: z.enum(['auto', 'tensorflow', 'wasm', 'cpu']).default('auto'),
+  /** Compute worker threads; 0 means "one per available core". */
+  WORKERS: int(0, 256).default(0),
+  /** Tasks waiting for a worker beyond which requests are refused with 503. */
+  QUEUE_MAX: int(0, 100_000).default(64),
+  REQUEST_TIMEOUT_MS: int(100, 3_600_000).default(30_000),
+  /** Upper bound for a per-request `timeoutMs` override. */
+  REQUEST_TIMEOUT_MAX_MS: int(100, 3_600_000).default(300_000),
+  BODY_LIMIT_BYTES: int(1024, 1024 * 1024 * 1024).default(32 * 1024 * 1024),
+  MAX_IMAGE_PIXELS: int(1, 1_000_000_000).default(16 * 1024 * 1024),
+  /** Largest n*m of an optimal transport problem, and largest point dimension. */
+  OT_MAX_ENTRIES: int(1, 1_000_000_000).default(25_000_000),
+  OT_MAX_DIM: int(1, 100_000).default(1024),
+  /** Tile size (pixels per side) for model inference on large images. */
+  TILE_SIZE: int(32, 8192).default(256),
+  GRAPHQL_DEPTH_LIMIT: int(1, 100).default(8),
+  GRAPHIQL: bool.default(false),
+  /** Seconds to let in-flight requests finish after SIGTERM/SIGINT. */
+  SHUTDOWN_GRACE_MS: int(0, 600_000).default(10_000),
+  PRESSURE_MAX_EVENT_LOOP_DELAY_MS: int(0, 60_000).default(1000),
+  PRESSURE_MAX_HEAP_BYTES: int(0, Number.MAX_SAFE_INTEGER).default(0),
+  PRESSURE_MAX_RSS_BYTES: int(0, Number.MAX_SAFE_INTEGER).default(0),
+  /** Tasks used only by tests and fault drills (sleep, crash, leak checks). Never enable in production. */
+  ENABLE_TEST_TASKS: bool.default(false),
+});
+
+export type Config = z.output<typeof configSchema>;
+
+export class ConfigError extends Error {
+  constructor(public readonly problems: string[]) {
+    super(`Invalid configuration:\n  ${problems.join('\n  ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Parse an environment (process.env by default) into a Config; throws ConfigError naming each bad variable. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  // Empty strings mean "unset" (as in `PORT= npm start`).
+  const cleaned: Record<string, string> = {};
+  for (const key of Object.keys(configSchema.shape)) {
+    const v = env[key];
+    if (v !== undefined && v !== '') cleaned[key] = v;
+  }
+  const parsed = configSchema.safeParse(cleaned);
+  if (!parsed.success) {
+    throw new ConfigError(
+      parsed.error.issues.map((i) => {
+        const name = String(i.path[0] ?? '?');
+        return `${name}=${JSON.stringify(cleaned[name] ?? '')}: ${i.message}`;
+      }),
+    );
+  }
+  return parsed.data;
+}
+
+/** Config for tests and scripts: defaults plus overrides, no environment. */
+export function testConfig(overrides: Partial<Config> = {}): Config {
+  return { ...loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent' }), ...overrides };
+}
+
+export function resolvedWorkers(cfg: Config): number {
+  return cfg.WORKERS > 0 ? cfg.WORKERS : Math.max(1, os.availableParallelism?.() ?? os.cpus().length);
+}
+
+export function resolvedModelsDir(cfg: Config): string {
+  return path.resolve(cfg.MODELS_DIR);
+}

@@ -1,0 +1,46 @@
+/**
+ * GraphQL resolvers: thin adapters over the same services as the REST routes. Each domain adds its resolvers
+ * to `resolverModules` (see ot.ts etc.); the schema is /schema.graphql.
+ */
+import type { FastifyInstance } from 'fastify';
+import type { IResolvers, MercuriusContext } from 'mercurius';
+import { healthReport } from '../health.js';
+import type { ModelStatus } from '../plugins/app/models.js';
+
+function modelView(m: ModelStatus) {
+  return {
+    name: m.name,
+    version: m.version,
+    state: m.state,
+    required: m.required,
+    isDefault: m.isDefault,
+    reason: m.reason ?? null,
+    task: m.manifest?.task ?? null,
+    loadMs: m.loadMs ?? null,
+    manifest: m.manifest ?? null,
+  };
+}
+
+export function coreResolvers(app: FastifyInstance): IResolvers<unknown, MercuriusContext> {
+  return {
+    Query: {
+      health: () => {
+        const h = healthReport(app);
+        return {
+          status: h.status,
+          ready: h.ready,
+          backend: h.backend,
+          workers: h.compute.workers,
+          queueDepth: h.compute.queued,
+          reasons: h.reasons,
+          uptimeSeconds: h.uptimeSeconds,
+        };
+      },
+      models: () => app.models.list().map(modelView),
+      model: (_root: unknown, args: { name: string; version?: string }) => {
+        const m = app.models.get(args.name, args.version ?? undefined);
+        return m ? modelView(m) : null;
+      },
+    },
+  };
+}

@@ -1,0 +1,98 @@
+/**
+ * The compute pool as a Fastify decorator. Routes call `fastify.compute.runFor(reply, kind, input)`, which wires
+ * the request's deadline (config default, or the client's `timeoutMs` within the configured max) and cancels the
+ * task when the client goes away.
+ */
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import fp from 'fastify-plugin';
+import { ComputePool, type RunOptions } from '../../compute/pool.js';
+import type { TaskInput, TaskKind, TaskResult, WorkerInfo } from '../../compute/task-types.js';
+import { type Config, resolvedModelsDir, resolvedWorkers } from '../../config.js';
+
+export interface ComputeService {
+  pool: ComputePool;
+  /** Backend reported by the first worker (filled when the pool is up). */
+  info: WorkerInfo | null;
+  up: boolean;
+  error: string | null;
+  runFor<K extends TaskKind>(
+    reply: FastifyReply,
+    kind: K,
+    input: TaskInput<K>,
+    opts?: Omit<RunOptions, 'signal'> & { timeoutMs?: number },
+  ): Promise<TaskResult<K>>;
+  /** Deadline for a request: the client's wish within [100 ms, max], else the default. */
+  deadlineFor(requested?: number): number;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    compute: ComputeService;
+  }
+}
+
+export default fp(
+  async function computePlugin(fastify: FastifyInstance, opts: { config: Config }) {
+    const cfg = opts.config;
+    const pool = new ComputePool({
+      workers: resolvedWorkers(cfg),
+      queueMax: cfg.QUEUE_MAX,
+      defaultTimeoutMs: cfg.REQUEST_TIMEOUT_MS,
+      worker: {
+        modelsDir: resolvedModelsDir(cfg),
+        tfjsBackend: cfg.TFJS_BACKEND,
+        enableTestTasks: cfg.ENABLE_TEST_TASKS,
+        tileSize: cfg.TILE_SIZE,
+      },
+    });
+    pool.on('workerError', (err) => fastify.log.error({ err }, 'compute worker error'));
+
+    const deadlineFor = (requested?: number) =>
+      requested === undefined
+        ? cfg.REQUEST_TIMEOUT_MS
+        : Math.max(100, Math.min(requested, cfg.REQUEST_TIMEOUT_MAX_MS));
+
+    const service: ComputeService = {
+      pool,
+      info: null,
+      up: false,
+      error: null,
+      deadlineFor,
+      runFor(reply, kind, input, runOpts = {}) {
+        const controller = new AbortController();
+        // The response closing before it was written means the client went away: cancel the task.
+        const onClose = () => {
+          if (!reply.raw.writableFinished) controller.abort();
+        };
+        reply.raw.once('close', onClose);
+        return pool
+          .run(kind, input, {
+            ...runOpts,
+            timeoutMs: deadlineFor(runOpts.timeoutMs),
+            signal: controller.signal,
+          })
+          .finally(() => reply.raw.off('close', onClose));
+      },
+    };
+    fastify.decorate('compute', service);
+
+    // Start-up check in the background: never block listen. Ask one worker what backend it runs.
+    const startup = pool
+      .run('system.info', {}, { timeoutMs: 120_000 })
+      .then((info) => {
+        service.info = info;
+        service.up = true;
+        fastify.log.info({ backend: info.backend, workers: pool.workers }, 'compute pool up');
+      })
+      .catch((err) => {
+        service.error = err instanceof Error ? err.message : String(err);
+        fastify.log.error({ err }, 'compute pool failed to start');
+      });
+
+    fastify.addHook('onClose', async () => {
+      await startup;
+      await pool.close(cfg.SHUTDOWN_GRACE_MS);
+    });
+  },
+  { name: 'compute' },
+);

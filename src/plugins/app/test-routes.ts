@@ -1,0 +1,38 @@
+/**
+ * Routes for fault drills, registered only when ENABLE_TEST_TASKS=true (tests, soak runs): they put test tasks
+ * (busy, crash, fail) through exactly the same path as real work, so queue-full, deadline and worker-crash
+ * behaviour is tested with real requests.
+ */
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+
+const testRoutes: FastifyPluginAsyncZod = async (fastify) => {
+  fastify.post(
+    '/v1/_test/busy',
+    {
+      schema: {
+        hide: true,
+        body: z.object({ ms: z.number().int().min(0).max(600_000), timeoutMs: z.number().int().optional() }),
+      },
+    },
+    async (request, reply) =>
+      fastify.compute.runFor(
+        reply,
+        'test.busy',
+        { ms: request.body.ms },
+        { timeoutMs: request.body.timeoutMs },
+      ),
+  );
+  fastify.post(
+    '/v1/_test/crash',
+    { schema: { hide: true, body: z.object({ mode: z.enum(['exit', 'oom']).default('exit') }) } },
+    async (request, reply) => fastify.compute.runFor(reply, 'test.crash', { mode: request.body.mode }),
+  );
+  fastify.post(
+    '/v1/_test/fail',
+    { schema: { hide: true, body: z.object({ code: z.string(), message: z.string() }) } },
+    async (request, reply) => fastify.compute.runFor(reply, 'test.fail', request.body),
+  );
+};
+
+export default testRoutes;

@@ -1,0 +1,38 @@
+/**
+ * OpenAPI from the zod schemas (fastify-type-provider-zod's transform), Swagger UI at /docs, the document at
+ * /openapi.json.
+ */
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { FastifyInstance } from 'fastify';
+import fp from 'fastify-plugin';
+import { jsonSchemaTransform } from 'fastify-type-provider-zod';
+
+export default fp(
+  async function swaggerPlugin(fastify: FastifyInstance, opts: { version: string }) {
+    await fastify.register(swagger, {
+      openapi: {
+        openapi: '3.0.3',
+        info: {
+          title: 'Tweedie',
+          description:
+            'Score-based image restoration (Noise2Score, MID, RED-Diff), adversarial detection (EPS-AD) and optimal transport.',
+          version: opts.version,
+        },
+        tags: [
+          { name: 'health', description: 'Liveness, readiness and metrics' },
+          { name: 'models', description: 'The model repository' },
+          { name: 'ot', description: 'Optimal transport' },
+          { name: 'denoise', description: 'Image denoising' },
+          { name: 'jobs', description: 'Asynchronous jobs' },
+        ],
+      },
+      transform: jsonSchemaTransform,
+    });
+    await fastify.register(swaggerUi, { routePrefix: '/docs', staticCSP: true });
+    fastify.get('/openapi.json', { schema: { hide: true }, config: { pressureExempt: true } }, async () =>
+      fastify.swagger(),
+    );
+  },
+  { name: 'swagger' },
+);
