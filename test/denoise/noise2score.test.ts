@@ -2,10 +2,10 @@ import type * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildScoreNetwork, networkMultiple } from '../../src/denoise/network.js';
 import { denoiseNoise2Score, planWindows, reflectPad, scoreMap } from '../../src/denoise/noise2score.js';
-import { initTfjs } from '../../src/nn/backend.js';
+import { initTfjs, type Tf } from '../../src/nn/backend.js';
 import { Rng } from '../../src/util/random.js';
 
-let tfjs: typeof tf;
+let tfjs: Tf;
 
 beforeAll(async () => {
   tfjs = (await initTfjs('wasm')).tf;

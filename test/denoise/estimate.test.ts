@@ -1,0 +1,92 @@
+import { describe, expect, it } from 'vitest';
+import {
+  defaultLevelGrid,
+  estimateGammaShape,
+  estimateGaussianSigma,
+  estimateLevelByTotalVariation,
+  estimatePoissonZeta,
+  totalVariation,
+} from '../../src/denoise/estimate.js';
+import { addGammaNoise, addGaussianNoise, addPoissonNoise } from '../../src/denoise/noise.js';
+import { Rng } from '../../src/util/random.js';
+
+const width = 256;
+const height = 256;
+
+/** A piecewise-smooth clean image: gradients, a disc and a few edges (what the estimators must see through). */
+function cleanImage(): Float32Array {
+  const x = new Float32Array(width * height);
+  for (let r = 0; r < height; r++) {
+    for (let c = 0; c < width; c++) {
+      let v = 0.2 + 0.5 * (c / width) + 0.1 * Math.sin(r / 20);
+      if ((r - 128) ** 2 + (c - 100) ** 2 < 50 ** 2) v = 0.8;
+      if (c > 200 && r < 60) v = 0.15;
+      x[r * width + c] = v;
+    }
+  }
+  return x;
+}
+
+describe('noise synthesis', () => {
+  it('is seeded and has the right first two moments', () => {
+    const x = new Float32Array(100_000).fill(0.4);
+    const a = addGaussianNoise(x, 0.1, new Rng(5));
+    expect(addGaussianNoise(x, 0.1, new Rng(5))).toEqual(a);
+    expect(addGaussianNoise(x, 0.1, new Rng(6))).not.toEqual(a);
+    const moments = (y: Float32Array) => {
+      const mean = y.reduce((s, v) => s + v, 0) / y.length;
+      return { mean, variance: y.reduce((s, v) => s + (v - mean) ** 2, 0) / y.length };
+    };
+    const g = moments(a);
+    expect(g.mean).toBeCloseTo(0.4, 2);
+    expect(g.variance).toBeCloseTo(0.01, 3);
+    // Poisson: mean x, variance zeta x, values on the zeta lattice.
+    const p = addPoissonNoise(x, 0.02, new Rng(1));
+    expect(moments(p).mean).toBeCloseTo(0.4, 2);
+    expect(moments(p).variance / (0.02 * 0.4)).toBeCloseTo(1, 1);
+    expect(Math.abs(p[7] / 0.02 - Math.round(p[7] / 0.02))).toBeLessThan(1e-4);
+    // Gamma: mean x, variance x^2 / k.
+    const m = addGammaNoise(x, 50, new Rng(2));
+    expect(moments(m).mean).toBeCloseTo(0.4, 2);
+    expect(moments(m).variance / (0.16 / 50)).toBeCloseTo(1, 1);
+  });
+});
+
+describe('blind level estimators', () => {
+  const x = cleanImage();
+
+  it('Gaussian sigma by wavelet MAD within 5%', () => {
+    for (const sigma of [5 / 255, 25 / 255, 50 / 255]) {
+      const y = addGaussianNoise(x, sigma, new Rng(11));
+      expect(Math.abs(estimateGaussianSigma(y, width, height) / sigma - 1)).toBeLessThan(0.05);
+    }
+  });
+
+  it('Poisson zeta within 10%', () => {
+    for (const zeta of [0.005, 0.02, 0.1]) {
+      const y = addPoissonNoise(x, zeta, new Rng(12));
+      expect(Math.abs(estimatePoissonZeta(y, width, height) / zeta - 1)).toBeLessThan(0.1);
+    }
+  });
+
+  it('Gamma k within 10%', () => {
+    for (const k of [40, 100]) {
+      const y = addGammaNoise(x, k, new Rng(13));
+      expect(Math.abs(estimateGammaShape(y, width, height) / k - 1)).toBeLessThan(0.1);
+    }
+  });
+
+  it('TV rule picks the level whose Tweedie output is smoothest, near the true one for an oracle score', () => {
+    const sigma = 30 / 255;
+    const y = addGaussianNoise(x, sigma, new Rng(14));
+    // Oracle "score" for a known x: (x - y) / sigma^2, so y + s^2 score = x + (1 - s^2/sigma^2)(y - x).
+    const score = new Float32Array(y.length);
+    for (let i = 0; i < y.length; i++) score[i] = (x[i] - y[i]) / (sigma * sigma);
+    const grid = defaultLevelGrid('gaussian');
+    const { level, curve } = estimateLevelByTotalVariation('gaussian', y, score, width, height, grid);
+    expect(Math.abs(level / sigma - 1)).toBeLessThan(0.08);
+    expect(curve[0]).toBeGreaterThan(curve[grid.indexOf(level)]);
+    expect(curve[curve.length - 1]).toBeGreaterThan(curve[grid.indexOf(level)]);
+    expect(totalVariation(Float32Array.from([0, 1, 1, 0]), 2, 2)).toBe(4);
+  });
+});
