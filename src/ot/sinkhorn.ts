@@ -144,6 +144,7 @@ export function sinkhorn(
   const schedule = epsilonSchedule(reg, state.range, options.epsilonScaling, tol);
   let usedMethod: 'log' | 'kernel' = 'log';
   let converged = false;
+  let switchedToLog = false;
   for (let s = 0; s < schedule.length; s++) {
     const { eps, stageTol } = schedule[s];
     const final = s === schedule.length - 1;
@@ -154,6 +155,7 @@ export function sinkhorn(
       usedMethod = 'kernel';
     }
     if (!useKernel || done === 'unsafe') {
+      if (useKernel) switchedToLog = true;
       done = logStage(state, eps, stageTol, maxIter, checkEvery, options);
       usedMethod = 'log';
     }
@@ -163,6 +165,13 @@ export function sinkhorn(
 
   const summary = summarise(state, reg, options.returnPlan ?? true);
   const warnings: string[] = [];
+  if (method === 'kernel' && state.range / reg > KERNEL_MAX_RANGE) {
+    warnings.push(
+      `kernel domain forced with (max C - min C)/eps = ${fmt(state.range / reg)} > ${KERNEL_MAX_RANGE}: ` +
+        "entries of K underflow and the result may be inaccurate; use method 'auto' or 'log'",
+    );
+  }
+  if (switchedToLog) warnings.push('kernel-domain scalings degenerated: switched to the log domain');
   if (!converged) {
     warnings.push(
       `did not converge in ${state.iterations} iterations (marginal error ${fmt(state.lastError)} > tol ${fmt(tol)}): ` +
