@@ -136,10 +136,11 @@ interface LayerFactories {
 }
 const layerFactories = new WeakMap<object, LayerFactories>();
 
-/** Builds an untrained score network (weights from tf's seeded-by-global-state initialisers). */
+/** Builds an untrained score network; with a seed the initial weights are reproducible (He-normal per layer). */
 export function buildScoreNetwork(
   tf: Tf,
   architecture: ScoreNetworkArchitecture = DEFAULT_ARCHITECTURE,
+  seed?: number,
 ): LayersModel {
   registerNoise2ScoreLayers(tf);
   const custom = layerFactories.get(tf)!;
@@ -156,7 +157,8 @@ export function buildScoreNetwork(
         strides: options.stride ?? 1,
         padding: 'same',
         activation: options.linear ? 'linear' : 'relu',
-        kernelInitializer: 'heNormal',
+        kernelInitializer:
+          seed === undefined ? 'heNormal' : tf.initializers.heNormal({ seed: seed * 1000 + convIndex + 1 }),
         name: `conv${++convIndex}`,
       })
       .apply(x) as SymbolicTensor;

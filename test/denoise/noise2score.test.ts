@@ -1,4 +1,3 @@
-import type * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildScoreNetwork, networkMultiple } from '../../src/denoise/network.js';
 import { denoiseNoise2Score, planWindows, reflectPad, scoreMap } from '../../src/denoise/noise2score.js';

@@ -1,0 +1,74 @@
+/**
+ * Training data for the image models: grey images loaded with sharp, and seeded random patches
+ * (crop, flips, 90-degree rotations: the 8 symmetries of the square, under which natural-image statistics and
+ * the noise models are invariant).
+ */
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import type { Rng } from '../util/random.js';
+
+export interface GreyImage {
+  name: string;
+  /** Row-major intensities on [0, 1]. */
+  data: Float32Array;
+  width: number;
+  height: number;
+}
+
+const IMAGE_EXTENSIONS = /\.(png|jpe?g|tiff?|bmp|webp)$/i;
+
+/** Reads one image file as grey [0,1] floats (sharp's greyscale: Rec. 709 luma of sRGB values). */
+export async function loadGreyImage(path: string): Promise<Omit<GreyImage, 'name'>> {
+  const { data, info } = await sharp(path).greyscale().raw().toBuffer({ resolveWithObject: true });
+  if (info.channels !== 1)
+    throw new Error(`${path}: expected 1 channel after greyscale, got ${info.channels}`);
+  const out = new Float32Array(info.width * info.height);
+  // 16-bit inputs come back as 2 bytes per sample.
+  const sixteenBit = data.length === 2 * out.length;
+  const scale = sixteenBit ? 1 / 65535 : 1 / 255;
+  const values = sixteenBit
+    ? new Uint16Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.length))
+    : data;
+  for (let i = 0; i < out.length; i++) out[i] = values[i] * scale;
+  return { data: out, width: info.width, height: info.height };
+}
+
+/** Every image in a folder (sorted by name, so a seeded run sees the same order everywhere). */
+export async function loadGreyImages(dir: string): Promise<GreyImage[]> {
+  const names = (await readdir(dir)).filter((n) => IMAGE_EXTENSIONS.test(n)).sort();
+  if (names.length === 0) throw new Error(`no images (${IMAGE_EXTENSIONS.source}) in ${dir}`);
+  return Promise.all(names.map(async (name) => ({ name, ...(await loadGreyImage(join(dir, name))) })));
+}
+
+/**
+ * A random size x size crop of a random image, randomly flipped and rotated by a multiple of 90 degrees.
+ * Returns the patch and the index of the image it came from.
+ */
+export function samplePatch(
+  images: GreyImage[],
+  size: number,
+  rng: Rng,
+): { patch: Float32Array; index: number } {
+  const index = rng.int(images.length);
+  const image = images[index];
+  if (image.width < size || image.height < size) {
+    throw new RangeError(
+      `${image.name} (${image.width}x${image.height}) is smaller than the ${size}px patch`,
+    );
+  }
+  const top = rng.int(image.height - size + 1);
+  const left = rng.int(image.width - size + 1);
+  const symmetry = rng.int(8); // bit 0: transpose, bit 1: flip rows, bit 2: flip columns
+  const patch = new Float32Array(size * size);
+  for (let r = 0; r < size; r++) {
+    for (let c = 0; c < size; c++) {
+      let sr = symmetry & 1 ? c : r;
+      let sc = symmetry & 1 ? r : c;
+      if (symmetry & 2) sr = size - 1 - sr;
+      if (symmetry & 4) sc = size - 1 - sc;
+      patch[r * size + c] = image.data[(top + sr) * image.width + left + sc];
+    }
+  }
+  return { patch, index };
+}

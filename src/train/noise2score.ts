@@ -1,0 +1,621 @@
+/**
+ * Training of the Noise2Score score network with the AR-DAE loss (Kim & Ye, NeurIPS 2021):
+ *
+ *   L = E_{y, u ~ N(0, I)} || u + sigma_a R(y + sigma_a u) ||^2        (mean over pixels)
+ *
+ * whose minimiser is the score of the sigma_a-smoothed distribution of the NOISY images y; sigma_a is annealed
+ * geometrically from large to small (Gaussian/Gamma 0.05 -> 0.001 on [0,1]; Poisson 1 -> 0.5 on the count scale
+ * z = y/zeta). The loss never sees a clean image: with --clean-dir clean patches are only used to synthesise noisy
+ * ones (blind: a fresh level per patch), with --noisy-dir the user's noisy images are used as they are.
+ *
+ * Variance reduction: each noisy patch is used twice, with u and -u (antithetic pairs). The expected loss is
+ * unchanged (u and -u are equally likely), but the large zero-mean term 2 sigma_a <u, R(y)> cancels between the
+ * pair, leaving the score-matching signal; with sigma_a = 0.001 that term would otherwise swamp the gradient.
+ *
+ * Poisson: the network takes the image on the [0,1] scale and returns the score on the count scale z = y/zeta
+ * (d/dz log p(z)); the perturbation sigma_a u on z is zeta sigma_a u on the network's input.
+ *
+ * Reproducible and resumable: the data and noise of step t come from Rng(mix(seed, t)), and a checkpoint holds the
+ * weights, Adam's moments and iteration count, and the step, so `--resume` continues the same trajectory.
+ */
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { estimatePoissonZeta } from '../denoise/estimate.js';
+import {
+  buildScoreNetwork,
+  DEFAULT_ARCHITECTURE,
+  networkMultiple,
+  registerNoise2ScoreLayers,
+  type ScoreNetworkArchitecture,
+} from '../denoise/network.js';
+import { addNoise, type NoiseFamily } from '../denoise/noise.js';
+import { denoiseNoise2Score } from '../denoise/noise2score.js';
+import { Rng } from '../util/random.js';
+import { type GreyImage, loadGreyImages, samplePatch } from './data.js';
+
+type Tf = typeof import('@tensorflow/tfjs');
+type LayersModel = import('@tensorflow/tfjs').LayersModel;
+type Optimizer = import('@tensorflow/tfjs').AdamOptimizer;
+
+export interface FamilyTraining {
+  /** Blind training range of the level (sigma on [0,1] / zeta / k). */
+  levelRange: [number, number];
+  /** Sample the level log-uniformly (for zeta, whose range spans 20x) instead of uniformly. */
+  logUniform: boolean;
+  sigmaA: [number, number];
+  /** Fixed output gain of the network: roughly the magnitude of the score on this family's scale. */
+  outputScale: number;
+  /** The validation level (Gaussian sigma 25/255, Poisson zeta 0.01, Gamma k 100). */
+  validationLevel: number;
+  validationLevelLabel: string;
+}
+
+export const FAMILY_TRAINING: Record<NoiseFamily, FamilyTraining> = {
+  gaussian: {
+    levelRange: [5 / 255, 55 / 255],
+    logUniform: false,
+    sigmaA: [0.05, 0.001],
+    outputScale: 32,
+    validationLevel: 25 / 255,
+    validationLevelLabel: 'sigma = 25/255',
+  },
+  poisson: {
+    levelRange: [0.005, 0.1],
+    logUniform: true,
+    sigmaA: [1, 0.5],
+    outputScale: 2,
+    validationLevel: 0.01,
+    validationLevelLabel: 'zeta = 0.01',
+  },
+  gamma: {
+    levelRange: [40, 120],
+    logUniform: false,
+    sigmaA: [0.05, 0.001],
+    outputScale: 32,
+    validationLevel: 100,
+    validationLevelLabel: 'k = 100',
+  },
+};
+
+export interface TrainNoise2ScoreOptions {
+  noise: NoiseFamily;
+  cleanDir?: string;
+  noisyDir?: string;
+  steps: number;
+  batch: number;
+  patch: number;
+  lr: number;
+  out: string;
+  checkpointDir: string;
+  resume: boolean;
+  seed: number;
+  /** Minutes between checkpoints (and exports). */
+  checkpointMinutes: number;
+  /** Folder of clean validation images (Set12); PSNR is measured there at the end. Skipped when absent. */
+  validationDir?: string;
+  architecture?: ScoreNetworkArchitecture;
+  version: string;
+  commandLine: string;
+  log?: (line: string) => void;
+  /** Backend name, recorded in the manifest. */
+  backend?: string;
+  /** Stop (after writing a checkpoint, without the final export) once this step is reached: for tests and for
+   * splitting a long run into sessions; `--resume` continues the same schedule. */
+  stopAtStep?: number;
+}
+
+export interface TrainNoise2ScoreResult {
+  steps: number;
+  losses: number[];
+  validationPsnr: number | null;
+  outDir: string;
+}
+
+/** Validation noise: image i of the sorted folder gets Rng(VALIDATION_SEED + i) (xoshiro128**, src/util/random.ts). */
+export const VALIDATION_SEED = 20210000;
+
+function stepRng(seed: number, step: number): Rng {
+  return new Rng((Math.imul(seed + 1, 0x9e3779b1) ^ Math.imul(step + 1, 0x85ebca77)) >>> 0);
+}
+
+/** Geometric annealing of sigma_a from start (step 0) to end (last step). */
+export function sigmaASchedule(family: NoiseFamily, step: number, steps: number): number {
+  const [start, end] = FAMILY_TRAINING[family].sigmaA;
+  const t = steps <= 1 ? 1 : Math.min(1, step / (steps - 1));
+  return start * (end / start) ** t;
+}
+
+/** Linear warm-up over the first 2% of steps, then cosine decay to 2% of the peak. */
+export function learningRate(peak: number, step: number, steps: number): number {
+  const warmup = Math.max(1, Math.round(0.02 * steps));
+  if (step < warmup) return (peak * (step + 1)) / warmup;
+  const t = (step - warmup) / Math.max(1, steps - warmup);
+  return peak * (0.02 + 0.98 * 0.5 * (1 + Math.cos(Math.PI * Math.min(1, t))));
+}
+
+export interface TrainingImage extends GreyImage {
+  /** For --noisy-dir Poisson training: the image's estimated zeta. */
+  zeta?: number;
+}
+
+export interface Batch {
+  input: Float32Array;
+  noise: Float32Array;
+  /** Per patch: scale of u on the network input (sigma_a, or zeta*sigma_a for Poisson). */
+  inputScale: Float32Array;
+}
+
+/** One antithetic batch: `batch/2` noisy patches, each twice (with +u and -u). */
+export function makeBatch(
+  options: TrainNoise2ScoreOptions,
+  images: TrainingImage[],
+  step: number,
+  sigmaA: number,
+): Batch {
+  const rng = stepRng(options.seed, step);
+  const family = FAMILY_TRAINING[options.noise];
+  const pairs = Math.max(1, Math.floor(options.batch / 2));
+  const pixels = options.patch * options.patch;
+  const input = new Float32Array(2 * pairs * pixels);
+  const noise = new Float32Array(2 * pairs * pixels);
+  const inputScale = new Float32Array(2 * pairs);
+  for (let p = 0; p < pairs; p++) {
+    const { patch, index } = samplePatch(images, options.patch, rng);
+    let noisy: Float32Array;
+    let zeta = 1;
+    if (options.cleanDir) {
+      const [lo, hi] = family.levelRange;
+      const u = rng.uniform();
+      const level = family.logUniform ? lo * (hi / lo) ** u : lo + (hi - lo) * u;
+      noisy = addNoise(options.noise, patch, level, rng);
+      zeta = level;
+    } else {
+      noisy = patch;
+      zeta = images[index].zeta ?? 1;
+    }
+    const scale = options.noise === 'poisson' ? zeta * sigmaA : sigmaA;
+    inputScale[p] = scale;
+    inputScale[p + pairs] = scale;
+    const plus = p * pixels;
+    const minus = (p + pairs) * pixels;
+    for (let i = 0; i < pixels; i++) {
+      const u = rng.normal();
+      noise[plus + i] = u;
+      noise[minus + i] = -u;
+      input[plus + i] = noisy[i] + scale * u;
+      input[minus + i] = noisy[i] - scale * u;
+    }
+  }
+  return { input, noise, inputScale };
+}
+
+/** The AR-DAE loss of `model` on a batch (no gradient): mean over pixels of (u + sigma_a R(input))^2. */
+export function arDaeLoss(tf: Tf, model: LayersModel, batch: Batch, patch: number, sigmaA: number): number {
+  return tf.tidy(() => {
+    const count = batch.inputScale.length;
+    const input = tf.tensor4d(batch.input, [count, patch, patch, 1]);
+    const u = tf.tensor4d(batch.noise, [count, patch, patch, 1]);
+    const score = model.predict(input) as import('@tensorflow/tfjs').Tensor;
+    return tf.mean(tf.square(tf.add(u, tf.mul(score, sigmaA)))).dataSync()[0];
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Checkpoints: <checkpointDir>/step-<n>/{state.json, tensors.json, tensors.bin}; latest.json names the newest.
+
+interface CheckpointState {
+  step: number;
+  seed: number;
+  noise: NoiseFamily;
+  steps: number;
+  architecture: ScoreNetworkArchitecture;
+  elapsedSeconds: number;
+  losses: number[];
+}
+
+interface NamedArray {
+  name: string;
+  shape: number[];
+  values: Float32Array;
+}
+
+async function writeTensors(dir: string, tensors: NamedArray[]): Promise<void> {
+  let offset = 0;
+  const specs = tensors.map((t) => {
+    const spec = { name: t.name, shape: t.shape, offset, length: t.values.length };
+    offset += t.values.length;
+    return spec;
+  });
+  const all = new Float32Array(offset);
+  tensors.forEach((t, i) => {
+    all.set(t.values, specs[i].offset);
+  });
+  await writeFile(join(dir, 'tensors.bin'), Buffer.from(all.buffer, all.byteOffset, all.byteLength));
+  await writeFile(join(dir, 'tensors.json'), JSON.stringify(specs));
+}
+
+async function readTensors(dir: string): Promise<NamedArray[]> {
+  const specs = JSON.parse(await readFile(join(dir, 'tensors.json'), 'utf8')) as {
+    name: string;
+    shape: number[];
+    offset: number;
+    length: number;
+  }[];
+  const bytes = await readFile(join(dir, 'tensors.bin'));
+  const all = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+  return specs.map((s) => ({
+    name: s.name,
+    shape: s.shape,
+    values: all.slice(s.offset, s.offset + s.length),
+  }));
+}
+
+async function saveCheckpoint(
+  dir: string,
+  model: LayersModel,
+  optimizer: Optimizer,
+  state: CheckpointState,
+): Promise<void> {
+  const stepDir = join(dir, `step-${String(state.step).padStart(7, '0')}`);
+  const staging = `${stepDir}.partial`;
+  await rm(staging, { recursive: true, force: true });
+  await mkdir(staging, { recursive: true });
+  const modelTensors: NamedArray[] = model.weights.map((w) => {
+    const value = w.read();
+    return { name: `model/${w.name}`, shape: value.shape, values: value.dataSync() as Float32Array };
+  });
+  const optimizerTensors: NamedArray[] = (await optimizer.getWeights()).map((w) => ({
+    name: `optimizer/${w.name}`,
+    shape: w.tensor.shape,
+    values: Float32Array.from(w.tensor.dataSync() as Float32Array),
+  }));
+  await writeTensors(staging, [...modelTensors, ...optimizerTensors]);
+  await writeFile(join(staging, 'state.json'), JSON.stringify(state, null, 2));
+  await rm(stepDir, { recursive: true, force: true });
+  await rename(staging, stepDir);
+  await writeFile(join(dir, 'latest.json.partial'), JSON.stringify({ dir: stepDir, step: state.step }));
+  await rename(join(dir, 'latest.json.partial'), join(dir, 'latest.json'));
+  // Keep the two newest checkpoints: the previous one survives a crash while the next is written.
+  const old = (await readdir(dir)).filter((n) => /^step-\d+$/.test(n)).sort();
+  for (const name of old.slice(0, -2)) await rm(join(dir, name), { recursive: true, force: true });
+}
+
+async function loadCheckpoint(
+  tf: Tf,
+  dir: string,
+  model: LayersModel,
+  optimizer: Optimizer,
+): Promise<CheckpointState | null> {
+  let latest: { dir: string };
+  try {
+    latest = JSON.parse(await readFile(join(dir, 'latest.json'), 'utf8'));
+  } catch {
+    return null;
+  }
+  const state = JSON.parse(await readFile(join(latest.dir, 'state.json'), 'utf8')) as CheckpointState;
+  const tensors = await readTensors(latest.dir);
+  const modelTensors = tensors.filter((t) => t.name.startsWith('model/'));
+  if (modelTensors.length !== model.weights.length) {
+    throw new Error(`checkpoint has ${modelTensors.length} weights, the model ${model.weights.length}`);
+  }
+  model.setWeights(modelTensors.map((t) => tf.tensor(t.values, t.shape)));
+  const optimizerTensors = tensors
+    .filter((t) => t.name.startsWith('optimizer/'))
+    .map((t) => ({ name: t.name.slice('optimizer/'.length), tensor: tf.tensor(t.values, t.shape) }));
+  await optimizer.setWeights(optimizerTensors);
+  return state;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Validation and export
+
+function psnr(x: Float32Array, xhat: Float32Array): number {
+  let sum = 0;
+  for (let i = 0; i < x.length; i++) sum += (xhat[i] - x[i]) ** 2;
+  return 10 * Math.log10(1 / (sum / x.length));
+}
+
+/** Mean PSNR on the (sorted) validation images at the family's validation level, the level given. */
+export function validationPsnr(
+  tf: Tf,
+  model: LayersModel,
+  family: NoiseFamily,
+  images: GreyImage[],
+  multiple: number,
+): { mean: number; perImage: { name: string; psnr: number; noisyPsnr: number }[] } {
+  const level = FAMILY_TRAINING[family].validationLevel;
+  const perImage = images.map((image, i) => {
+    const noisy = addNoise(family, image.data, level, new Rng(VALIDATION_SEED + i));
+    const result = denoiseNoise2Score(
+      tf,
+      model,
+      { data: noisy, width: image.width, height: image.height, channels: 1 },
+      { noise: family, level, multiple },
+    );
+    const clipped = noisy.map((v) => Math.min(1, Math.max(0, v)));
+    return { name: image.name, psnr: psnr(image.data, result.data), noisyPsnr: psnr(image.data, clipped) };
+  });
+  return { mean: perImage.reduce((s, p) => s + p.psnr, 0) / perImage.length, perImage };
+}
+
+export interface Noise2ScoreManifest {
+  name: string;
+  version: string;
+  task: 'denoise-score';
+  format: 'layers';
+  required: false;
+  inputShape: (number | null)[];
+  valueRange: [number, number];
+  channels: 1;
+  noiseFamily: NoiseFamily;
+  architecture: Record<string, unknown>;
+  parameters: number;
+  trainingData: string;
+  trainingSteps: number;
+  trainingCommand: string;
+  metrics: Record<string, unknown>;
+  description: string;
+  createdAt: string;
+}
+
+async function exportModel(
+  model: LayersModel,
+  options: TrainNoise2ScoreOptions,
+  architecture: ScoreNetworkArchitecture,
+  step: number,
+  metrics: Record<string, unknown>,
+): Promise<void> {
+  await mkdir(options.out, { recursive: true });
+  // Imported when first needed, so a long run does not depend on it at start-up.
+  const { fileSystemIO } = await import('../nn/fs-io.js');
+  await model.save(fileSystemIO(options.out));
+  const family = FAMILY_TRAINING[options.noise];
+  const manifest: Noise2ScoreManifest = {
+    name: `noise2score-${options.noise}`,
+    version: options.version,
+    task: 'denoise-score',
+    format: 'layers',
+    required: false,
+    inputShape: [null, null, null, 1],
+    valueRange: [0, 1],
+    channels: 1,
+    noiseFamily: options.noise,
+    architecture: {
+      ...architecture,
+      multiple: networkMultiple(architecture),
+      scoreScale:
+        options.noise === 'poisson' ? 'count scale z = y/zeta (input on [0,1])' : 'input scale [0,1]',
+      tradeoff:
+        'Space-to-depth by 2, then a 3-level U-Net (32/64/128 channels at 1/2, 1/4, 1/8 resolution), 0.62 M ' +
+        'parameters: 0.84 s per 512x512 grey image on wasm (single thread), 1.0 s per training step ' +
+        '(batch 32 of 48x48). A 24/48/96 U-Net (0.35 M) took 0.65 s but has less capacity; a plain stack of ' +
+        '10 3x3 64-channel convolutions at 1/2 resolution (0.30 M, FFDNet-like) took 3.2 s and 2.4 s per step ' +
+        'with a receptive field of only 41 px, so the U-Net buys both speed and receptive field.',
+    },
+    parameters: model.countParams(),
+    trainingData: options.cleanDir
+      ? `${options.cleanDir} (clean images used only to synthesise ${options.noise} noise, blind level in ` +
+        `[${family.levelRange.map((v) => +v.toPrecision(4)).join(', ')}]` +
+        `${options.noise === 'gaussian' ? ' on [0,1] (5..55 / 255)' : ''}; ${options.patch}x${options.patch} ` +
+        'patches, random crop/flip/rot90)'
+      : `${options.noisyDir} (noisy images only)`,
+    trainingSteps: step,
+    trainingCommand: options.commandLine,
+    metrics: {
+      ...metrics,
+      backend: options.backend ?? 'unknown',
+      batch: options.batch,
+      patch: options.patch,
+      learningRate: options.lr,
+      sigmaA: family.sigmaA,
+      loss: 'AR-DAE || u + sigma_a R(y + sigma_a u) ||^2 with antithetic (u, -u) pairs',
+    },
+    description:
+      `Noise2Score score network for ${options.noise} noise (Kim & Ye, NeurIPS 2021), trained self-supervised ` +
+      "with the AR-DAE loss on noisy images only; denoise with Tweedie's formula (src/denoise/noise2score.ts).",
+    createdAt: new Date().toISOString(),
+  };
+  await writeFile(join(options.out, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+function formatDuration(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  return h > 0 ? `${h}h${String(m).padStart(2, '0')}m` : `${m}m${String(s % 60).padStart(2, '0')}s`;
+}
+
+/** Trains (or resumes) a score network and exports it; see the module comment for the method. */
+export async function trainNoise2Score(
+  tf: Tf,
+  options: TrainNoise2ScoreOptions,
+): Promise<TrainNoise2ScoreResult> {
+  const log = options.log ?? ((line: string) => console.log(line));
+  if (!options.cleanDir === !options.noisyDir)
+    throw new Error('give exactly one of --clean-dir or --noisy-dir');
+  const family = FAMILY_TRAINING[options.noise];
+  const architecture = options.architecture ?? { ...DEFAULT_ARCHITECTURE, outputScale: family.outputScale };
+  registerNoise2ScoreLayers(tf);
+  const images = await loadTrainingImages(options);
+  log(
+    `noise2score ${options.noise}: ${images.length} ${options.cleanDir ? 'clean' : 'noisy'} images, ` +
+      `${options.steps} steps, batch ${options.batch} of ${options.patch}x${options.patch}`,
+  );
+
+  const model = buildScoreNetwork(tf, architecture, options.seed);
+  const optimizer = tf.train.adam(options.lr) as Optimizer;
+  let startStep = 0;
+  let elapsedBefore = 0;
+  const losses: number[] = [];
+  if (options.resume) {
+    // Adam creates its moment variables on the first update; one zero-learning-rate update makes them exist in
+    // the model's variable order so setWeights can replace them.
+    const state = await loadCheckpointAfterWarmup(tf, options, model, optimizer);
+    if (state) {
+      if (state.noise !== options.noise)
+        throw new Error(`checkpoint is for ${state.noise}, not ${options.noise}`);
+      startStep = state.step;
+      elapsedBefore = state.elapsedSeconds;
+      losses.push(...state.losses);
+      log(`resumed from step ${startStep} (${options.checkpointDir})`);
+    } else {
+      log(`no checkpoint in ${options.checkpointDir}; starting from scratch`);
+    }
+  }
+  await mkdir(options.checkpointDir, { recursive: true });
+
+  const validationImages = options.validationDir
+    ? await loadGreyImages(options.validationDir).catch(() => null)
+    : null;
+  const multiple = networkMultiple(architecture);
+  const pixels = options.patch * options.patch;
+  let lastCheckpoint = performance.now();
+  const runStart = performance.now();
+  let recentLoss = 0;
+  let recentMatching = 0;
+  let recentCount = 0;
+  const checkpoint = async (step: number) => {
+    const state: CheckpointState = {
+      step,
+      seed: options.seed,
+      noise: options.noise,
+      steps: options.steps,
+      architecture,
+      elapsedSeconds: elapsedBefore + (performance.now() - runStart) / 1000,
+      losses,
+    };
+    await saveCheckpoint(options.checkpointDir, model, optimizer, state);
+    let quick: number | null = null;
+    if (validationImages)
+      quick = validationPsnr(tf, model, options.noise, validationImages.slice(0, 2), multiple).mean;
+    await exportModel(model, options, architecture, step, {
+      partial: true,
+      quickValidationPsnr: quick,
+      quickValidation: `first two images of ${options.validationDir} at ${family.validationLevelLabel}`,
+    });
+    log(`checkpoint step ${step}${quick == null ? '' : `, quick validation PSNR ${quick.toFixed(2)} dB`}`);
+  };
+
+  for (let step = startStep; step < options.steps; step++) {
+    const sigmaA = sigmaASchedule(options.noise, step, options.steps);
+    const lr = learningRate(options.lr, step, options.steps);
+    (optimizer as unknown as { learningRate: number }).learningRate = lr;
+    const batch = makeBatch(options, images, step, sigmaA);
+    const count = batch.inputScale.length;
+    const loss = tf.tidy(() => {
+      const input = tf.tensor4d(batch.input, [count, options.patch, options.patch, 1]);
+      const u = tf.tensor4d(batch.noise, [count, options.patch, options.patch, 1]);
+      const cost = optimizer.minimize(() => {
+        const score = model.apply(input, { training: true }) as import('@tensorflow/tfjs').Tensor;
+        return tf.mean(tf.square(tf.add(u, tf.mul(score, sigmaA))));
+      }, true);
+      return cost!.dataSync()[0];
+    });
+    let uSquared = 0;
+    for (let i = 0; i < batch.noise.length; i++) uSquared += batch.noise[i] * batch.noise[i];
+    uSquared /= count * pixels;
+    if (!Number.isFinite(loss)) throw new Error(`loss is ${loss} at step ${step}: lower --lr`);
+    losses.push(loss);
+    if (losses.length > 2000) losses.splice(0, losses.length - 2000);
+    recentLoss += loss;
+    recentMatching += (loss - uSquared) / (sigmaA * sigmaA);
+    recentCount++;
+    const done = step + 1;
+    const logEvery = options.steps <= 200 ? 10 : 50;
+    if (done % logEvery === 0 || done === options.steps) {
+      const secondsPerStep = (performance.now() - runStart) / 1000 / (done - startStep);
+      log(
+        `step ${done}/${options.steps} loss ${(recentLoss / recentCount).toFixed(6)} ` +
+          `score-matching ${(recentMatching / recentCount).toFixed(2)} sigma_a ${sigmaA.toPrecision(3)} ` +
+          `lr ${lr.toExponential(2)} ${secondsPerStep.toFixed(3)} s/step ETA ${formatDuration(secondsPerStep * (options.steps - done))}`,
+      );
+      recentLoss = 0;
+      recentMatching = 0;
+      recentCount = 0;
+    }
+    if (options.stopAtStep !== undefined && done >= options.stopAtStep && done < options.steps) {
+      await checkpoint(done);
+      log(`stopped at step ${done} (resume with --resume)`);
+      return { steps: done, losses, validationPsnr: null, outDir: options.out };
+    }
+    if (performance.now() - lastCheckpoint > options.checkpointMinutes * 60_000 && done < options.steps) {
+      await checkpoint(done);
+      lastCheckpoint = performance.now();
+    }
+  }
+
+  await saveCheckpoint(options.checkpointDir, model, optimizer, {
+    step: options.steps,
+    seed: options.seed,
+    noise: options.noise,
+    steps: options.steps,
+    architecture,
+    elapsedSeconds: elapsedBefore + (performance.now() - runStart) / 1000,
+    losses,
+  });
+  let validation: ReturnType<typeof validationPsnr> | null = null;
+  if (validationImages) {
+    validation = validationPsnr(tf, model, options.noise, validationImages, multiple);
+    log(
+      `validation ${options.validationDir} at ${family.validationLevelLabel}: mean PSNR ${validation.mean.toFixed(3)} dB`,
+    );
+  }
+  await exportModel(model, options, architecture, options.steps, {
+    validation: validation && {
+      set: options.validationDir,
+      level: family.validationLevelLabel,
+      levelGiven: true,
+      protocol:
+        'x = u8/255; noise from Rng(20210000 + image index in sorted order) (xoshiro128**, src/util/random.ts); ' +
+        'no clipping of y; output clipped to [0,1]; PSNR per image, no border crop; mean over images',
+      meanPsnr: +validation.mean.toFixed(3),
+      perImage: validation.perImage.map((p) => ({
+        ...p,
+        psnr: +p.psnr.toFixed(3),
+        noisyPsnr: +p.noisyPsnr.toFixed(3),
+      })),
+    },
+    finalLoss: losses.length
+      ? losses.slice(-100).reduce((s, v) => s + v, 0) / Math.min(100, losses.length)
+      : null,
+    trainingSeconds: Math.round(elapsedBefore + (performance.now() - runStart) / 1000),
+  });
+  log(`exported ${options.out}`);
+  return { steps: options.steps, losses, validationPsnr: validation?.mean ?? null, outDir: options.out };
+}
+
+/** The training images; for --noisy-dir Poisson training each image's zeta is estimated once. */
+export async function loadTrainingImages(
+  options: Pick<TrainNoise2ScoreOptions, 'cleanDir' | 'noisyDir' | 'noise'>,
+): Promise<TrainingImage[]> {
+  const images: TrainingImage[] = await loadGreyImages((options.cleanDir ?? options.noisyDir)!);
+  if (options.noisyDir && options.noise === 'poisson') {
+    for (const image of images) image.zeta = estimatePoissonZeta(image.data, image.width, image.height);
+  }
+  return images;
+}
+
+async function loadCheckpointAfterWarmup(
+  tf: Tf,
+  options: TrainNoise2ScoreOptions,
+  model: LayersModel,
+  optimizer: Optimizer,
+): Promise<CheckpointState | null> {
+  try {
+    await readFile(join(options.checkpointDir, 'latest.json'));
+  } catch {
+    return null;
+  }
+  const saved = (optimizer as unknown as { learningRate: number }).learningRate;
+  (optimizer as unknown as { learningRate: number }).learningRate = 0;
+  tf.tidy(() => {
+    const x = tf.zeros([1, 8, 8, 1]);
+    optimizer.minimize(
+      () => tf.mean(model.apply(x) as import('@tensorflow/tfjs').Tensor) as import('@tensorflow/tfjs').Scalar,
+    );
+  });
+  (optimizer as unknown as { learningRate: number }).learningRate = saved;
+  return loadCheckpoint(tf, options.checkpointDir, model, optimizer);
+}
