@@ -13,7 +13,7 @@ type Trainer = { summary: string; run: (args: string[], commandLine: string) => 
 const NOISE2SCORE_USAGE = `usage: npm run train -- noise2score --noise gaussian|poisson|gamma
   [--clean-dir ../shared/data/train400 | --noisy-dir DIR] [--steps N] [--batch B] [--patch P] [--lr LR]
   [--out models/noise2score-<family>/<version>] [--checkpoint-dir checkpoints/noise2score-<family>] [--resume]
-  [--seed S] [--checkpoint-minutes M] [--validation-dir ../shared/data/set12] [--version V] [--backend auto|wasm|cpu]`;
+  [--seed S] [--checkpoint-minutes M] [--validation-dir ../shared/data/set12 | none] [--version V] [--backend auto|wasm|cpu]`;
 
 function positiveNumber(name: string, value: string | undefined, fallback: number, integer = false): number {
   if (value === undefined) return fallback;
@@ -70,7 +70,8 @@ async function runNoise2Score(args: string[], commandLine: string): Promise<void
     out: values.out ?? `models/noise2score-${noise}/${version}`,
     checkpointDir: values['checkpoint-dir'] ?? `checkpoints/noise2score-${noise}`,
     checkpointMinutes: positiveNumber('checkpoint-minutes', values['checkpoint-minutes'], 5),
-    validationDir: values['validation-dir'] ?? '../shared/data/set12',
+    validationDir:
+      values['validation-dir'] === 'none' ? undefined : (values['validation-dir'] ?? '../shared/data/set12'),
     resume: values.resume ?? false,
     seed: values.seed === undefined ? 1 : Number(values.seed),
     version,

@@ -386,11 +386,13 @@ async function exportModel(
       scoreScale:
         options.noise === 'poisson' ? 'count scale z = y/zeta (input on [0,1])' : 'input scale [0,1]',
       tradeoff:
-        'Space-to-depth by 2, then a 3-level U-Net (32/64/128 channels at 1/2, 1/4, 1/8 resolution), 0.62 M ' +
-        'parameters: 0.84 s per 512x512 grey image on wasm (single thread), 1.0 s per training step ' +
-        '(batch 32 of 48x48). A 24/48/96 U-Net (0.35 M) took 0.65 s but has less capacity; a plain stack of ' +
-        '10 3x3 64-channel convolutions at 1/2 resolution (0.30 M, FFDNet-like) took 3.2 s and 2.4 s per step ' +
-        'with a receptive field of only 41 px, so the U-Net buys both speed and receptive field.',
+        architecture.kind !== 'unet' || architecture.widths.join('/') !== '32/64/128'
+          ? 'custom architecture (see bench/RESULTS.md for the measured default)'
+          : 'Space-to-depth by 2, then a 3-level U-Net (32/64/128 channels at 1/2, 1/4, 1/8 resolution), 0.62 M ' +
+            'parameters: 0.84 s per 512x512 grey image on wasm (single thread), 1.0 s per training step ' +
+            '(batch 32 of 48x48). A 24/48/96 U-Net (0.35 M) took 0.65 s but has less capacity; a plain stack of ' +
+            '10 3x3 64-channel convolutions at 1/2 resolution (0.30 M, FFDNet-like) took 3.2 s and 2.4 s per step ' +
+            'with a receptive field of only 43 px, so the U-Net buys both speed and receptive field.',
     },
     parameters: model.countParams(),
     trainingData: options.cleanDir
