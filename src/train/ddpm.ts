@@ -23,6 +23,7 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
 import { type IdxImages, loadFashionMnistImages, writePaddedImage } from '../diffusion/fashion-mnist.js';
+import { saveDiffusionModel } from '../diffusion/model.js';
 import { imageGrid, sampleDdpm } from '../diffusion/sampler.js';
 import { type DdpmSchedule, describeSchedule, linearSchedule } from '../diffusion/schedule.js';
 import {
@@ -33,6 +34,7 @@ import {
   unetMultiple,
 } from '../diffusion/unet.js';
 import { type BackendPreference, initTfjs } from '../nn/backend.js';
+import { type ModelManifestInput, parseModelManifest } from '../nn/manifest.js';
 import { Rng } from '../util/random.js';
 import { type GreyImage, loadGreyImages, samplePatch } from './data.js';
 
@@ -151,52 +153,6 @@ function makeBatch(options: TrainDdpmOptions, data: Dataset, schedule: DdpmSched
     }
   }
   return { noisy, noise, times };
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// Model files. TODO: switch to src/nn/fs-io.ts (fileSystemIO) once it lands; the format is the same
-// (model.json with weightsManifest -> weights.bin).
-
-export async function saveLayersModel(tf: Tf, model: LayersModel, dir: string): Promise<void> {
-  await mkdir(dir, { recursive: true });
-  await model.save(
-    tf.io.withSaveHandler(async (artifacts) => {
-      const weightData = artifacts.weightData as ArrayBuffer;
-      await writeFile(join(dir, 'weights.bin.partial'), Buffer.from(weightData));
-      const modelJson = {
-        modelTopology: artifacts.modelTopology,
-        format: artifacts.format,
-        generatedBy: artifacts.generatedBy,
-        convertedBy: artifacts.convertedBy ?? null,
-        weightsManifest: [{ paths: ['weights.bin'], weights: artifacts.weightSpecs }],
-      };
-      await writeFile(join(dir, 'model.json.partial'), JSON.stringify(modelJson));
-      await rename(join(dir, 'weights.bin.partial'), join(dir, 'weights.bin'));
-      await rename(join(dir, 'model.json.partial'), join(dir, 'model.json'));
-      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
-    }),
-  );
-}
-
-/** Loads a diffusion U-Net saved by `saveLayersModel` (registers the custom layers first). */
-export async function loadLayersModel(tf: Tf, dir: string): Promise<LayersModel> {
-  registerDiffusionLayers(tf);
-  const modelJson = JSON.parse(await readFile(join(dir, 'model.json'), 'utf8'));
-  const manifest = modelJson.weightsManifest as {
-    paths: string[];
-    weights: import('@tensorflow/tfjs').io.WeightsManifestEntry[];
-  }[];
-  const buffers = await Promise.all(
-    manifest.flatMap((group) => group.paths.map((p) => readFile(join(dir, p)))),
-  );
-  const joined = Buffer.concat(buffers);
-  return tf.loadLayersModel(
-    tf.io.fromMemory({
-      modelTopology: modelJson.modelTopology,
-      weightSpecs: manifest.flatMap((group) => group.weights),
-      weightData: joined.buffer.slice(joined.byteOffset, joined.byteOffset + joined.byteLength),
-    }),
-  );
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -339,26 +295,6 @@ async function loadCheckpoint(
 // ---------------------------------------------------------------------------------------------------------------
 // Export: the EMA weights, manifest.json and (optionally) samples.png.
 
-export interface DdpmManifest {
-  name: string;
-  version: string;
-  task: 'diffusion-eps';
-  format: 'layers';
-  required: false;
-  inputShape: (number | null)[];
-  valueRange: [number, number];
-  channels: 1;
-  architecture: Record<string, unknown>;
-  parameters: number;
-  trainingData: string;
-  trainingSteps: number;
-  trainingCommand: string;
-  metrics: Record<string, unknown>;
-  description: string;
-  createdAt: string;
-  extra: Record<string, unknown>;
-}
-
 /** Runs `fn` with the EMA weights loaded into the model, then restores the raw weights. */
 async function withEmaWeights<T>(tf: Tf, training: TrainingState, fn: () => Promise<T>): Promise<T> {
   const raw = training.model.getWeights().map((w) => tf.clone(w));
@@ -382,12 +318,13 @@ async function exportModel(
   options: TrainDdpmOptions,
   architecture: UnetArchitecture,
   step: number,
-  metrics: Record<string, unknown>,
+  metrics: Record<string, number | string>,
   withSamples: boolean,
 ): Promise<void> {
   const log = options.log ?? console.log;
   await withEmaWeights(tf, training, async () => {
-    await saveLayersModel(tf, training.model, options.out);
+    await mkdir(options.out, { recursive: true });
+    await saveDiffusionModel(training.model, options.out);
     if (withSamples) {
       const started = performance.now();
       const images = sampleDdpm(tf, training.model, schedule, {
@@ -413,7 +350,7 @@ async function exportModel(
         `images; the 10k test images are not used), 28x28 zero-padded to 32x32, bytes/127.5 - 1`
       : `${options.dataDir} (${options.size}x${options.size} random crops with the 8 flips/rotations of the square, ` +
         'grey [0,1] -> [-1,1]); never Set12';
-  const manifest: DdpmManifest = {
+  const manifest: ModelManifestInput = {
     name: options.name,
     version: options.version,
     task: 'diffusion-eps',
@@ -464,6 +401,9 @@ async function exportModel(
       },
     },
   };
+  // Validate against the repository's schema here, so a bad manifest fails the training run, not the service.
+  const parsed = parseModelManifest(manifest);
+  if (!parsed.ok) throw new Error(`manifest for ${options.out} is invalid: ${parsed.error}`);
   await writeFile(join(options.out, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
 }
 
@@ -697,7 +637,11 @@ const invokedDirectly =
   process.argv[1] !== undefined && import.meta.url === pathToFileURL(resolve(process.argv[1])).href;
 if (invokedDirectly) {
   const argv = process.argv.slice(2);
-  const commandLine = `npx tsx src/train/ddpm.ts ${argv.map((a) => (/^[\w./=:@-]+$/.test(a) ? a : JSON.stringify(a))).join(' ')}`;
+  // The recorded command reproduces the run: --resume only says how it was interrupted.
+  const commandLine = `npx tsx src/train/ddpm.ts ${argv
+    .filter((a) => a !== '--resume')
+    .map((a) => (/^[\w./=:@-]+$/.test(a) ? a : JSON.stringify(a)))
+    .join(' ')}`;
   runDdpmCli(argv, commandLine).catch((error: unknown) => {
     console.error(error instanceof Error ? error.message : error);
     process.exitCode = 1;

@@ -19,7 +19,7 @@
  * weights, Adam's moments and iteration count, and the step, so `--resume` continues the same trajectory.
  */
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { estimatePoissonZeta } from '../denoise/estimate.js';
 import {
   buildScoreNetwork,
@@ -30,6 +30,7 @@ import {
 } from '../denoise/network.js';
 import { addNoise, type NoiseFamily } from '../denoise/noise.js';
 import { denoiseNoise2Score } from '../denoise/noise2score.js';
+import { type ModelManifestInput, parseModelManifest } from '../nn/manifest.js';
 import { Rng } from '../util/random.js';
 import { type GreyImage, loadGreyImages, samplePatch } from './data.js';
 
@@ -338,39 +339,20 @@ export function validationPsnr(
   return { mean: perImage.reduce((s, p) => s + p.psnr, 0) / perImage.length, perImage };
 }
 
-export interface Noise2ScoreManifest {
-  name: string;
-  version: string;
-  task: 'denoise-score';
-  format: 'layers';
-  required: false;
-  inputShape: (number | null)[];
-  valueRange: [number, number];
-  channels: 1;
-  noiseFamily: NoiseFamily;
-  architecture: Record<string, unknown>;
-  parameters: number;
-  trainingData: string;
-  trainingSteps: number;
-  trainingCommand: string;
-  metrics: Record<string, unknown>;
-  description: string;
-  createdAt: string;
-}
-
 async function exportModel(
   model: LayersModel,
   options: TrainNoise2ScoreOptions,
   architecture: ScoreNetworkArchitecture,
   step: number,
-  metrics: Record<string, unknown>,
+  metrics: Record<string, number | string | null | undefined>,
+  extra: Record<string, unknown> = {},
 ): Promise<void> {
   await mkdir(options.out, { recursive: true });
   // Imported when first needed, so a long run does not depend on it at start-up.
   const { fileSystemIO } = await import('../nn/fs-io.js');
   await model.save(fileSystemIO(options.out));
   const family = FAMILY_TRAINING[options.noise];
-  const manifest: Noise2ScoreManifest = {
+  const manifest: ModelManifestInput = {
     name: `noise2score-${options.noise}`,
     version: options.version,
     task: 'denoise-score',
@@ -403,20 +385,27 @@ async function exportModel(
       : `${options.noisyDir} (noisy images only)`,
     trainingSteps: step,
     trainingCommand: options.commandLine,
-    metrics: {
-      ...metrics,
-      backend: options.backend ?? 'unknown',
-      batch: options.batch,
-      patch: options.patch,
-      learningRate: options.lr,
-      sigmaA: family.sigmaA,
-      loss: 'AR-DAE || u + sigma_a R(y + sigma_a u) ||^2 with antithetic (u, -u) pairs',
-    },
+    // The shared schema wants flat numbers/strings here; structured details go to `extra`.
+    metrics: Object.fromEntries(
+      Object.entries({
+        ...metrics,
+        backend: options.backend ?? 'unknown',
+        batch: options.batch,
+        patch: options.patch,
+        learningRate: options.lr,
+        sigmaAStart: family.sigmaA[0],
+        sigmaAEnd: family.sigmaA[1],
+        loss: 'AR-DAE || u + sigma_a R(y + sigma_a u) ||^2 with antithetic (u, -u) pairs',
+      }).filter((entry): entry is [string, number | string] => entry[1] != null),
+    ),
+    extra: { seed: options.seed, ...extra },
     description:
       `Noise2Score score network for ${options.noise} noise (Kim & Ye, NeurIPS 2021), trained self-supervised ` +
       "with the AR-DAE loss on noisy images only; denoise with Tweedie's formula (src/denoise/noise2score.ts).",
     createdAt: new Date().toISOString(),
   };
+  const parsed = parseModelManifest(manifest);
+  if (!parsed.ok) throw new Error(`manifest does not match src/nn/manifest.ts: ${parsed.error}`);
   await writeFile(join(options.out, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
 }
 
@@ -493,9 +482,9 @@ export async function trainNoise2Score(
     if (validationImages)
       quick = validationPsnr(tf, model, options.noise, validationImages.slice(0, 2), multiple).mean;
     await exportModel(model, options, architecture, step, {
-      partial: true,
-      quickValidationPsnr: quick,
-      quickValidation: `first two images of ${options.validationDir} at ${family.validationLevelLabel}`,
+      status: `partial (checkpoint at step ${step} of ${options.steps})`,
+      quickValidationPsnr: quick == null ? null : +quick.toFixed(3),
+      quickValidation: `first two images of ${options.validationDir} at ${family.validationLevelLabel}, level given`,
     });
     log(`checkpoint step ${step}${quick == null ? '' : `, quick validation PSNR ${quick.toFixed(2)} dB`}`);
   };
@@ -564,26 +553,41 @@ export async function trainNoise2Score(
       `validation ${options.validationDir} at ${family.validationLevelLabel}: mean PSNR ${validation.mean.toFixed(3)} dB`,
     );
   }
-  await exportModel(model, options, architecture, options.steps, {
-    validation: validation && {
-      set: options.validationDir,
-      level: family.validationLevelLabel,
-      levelGiven: true,
-      protocol:
-        'x = u8/255; noise from Rng(20210000 + image index in sorted order) (xoshiro128**, src/util/random.ts); ' +
-        'no clipping of y; output clipped to [0,1]; PSNR per image, no border crop; mean over images',
-      meanPsnr: +validation.mean.toFixed(3),
-      perImage: validation.perImage.map((p) => ({
-        ...p,
-        psnr: +p.psnr.toFixed(3),
-        noisyPsnr: +p.noisyPsnr.toFixed(3),
-      })),
+  const validationKey = `psnr_${basename(options.validationDir ?? 'validation')}_${options.noise}_${family.validationLevelLabel.replace(/[^\w.]+/g, '')}`;
+  await exportModel(
+    model,
+    options,
+    architecture,
+    options.steps,
+    {
+      status: 'final',
+      ...(validation && {
+        [validationKey]: +validation.mean.toFixed(3),
+        validationPsnr: +validation.mean.toFixed(3),
+        validationNoisyPsnr: +(
+          validation.perImage.reduce((s, p) => s + p.noisyPsnr, 0) / validation.perImage.length
+        ).toFixed(3),
+        validationSet: options.validationDir,
+        validationLevel: `${family.validationLevelLabel} (given, not estimated)`,
+        validationProtocol:
+          `x = u8/255; noise from Rng(${VALIDATION_SEED} + image index in sorted order) (xoshiro128**, ` +
+          'src/util/random.ts); no clipping of y; output clipped to [0,1]; PSNR per image, no border crop; mean',
+      }),
+      finalLoss: losses.length
+        ? +(losses.slice(-100).reduce((s, v) => s + v, 0) / Math.min(100, losses.length)).toFixed(6)
+        : null,
+      trainingSeconds: Math.round(elapsedBefore + (performance.now() - runStart) / 1000),
     },
-    finalLoss: losses.length
-      ? losses.slice(-100).reduce((s, v) => s + v, 0) / Math.min(100, losses.length)
-      : null,
-    trainingSeconds: Math.round(elapsedBefore + (performance.now() - runStart) / 1000),
-  });
+    validation
+      ? {
+          validationPerImage: validation.perImage.map((p) => ({
+            name: p.name,
+            psnr: +p.psnr.toFixed(3),
+            noisyPsnr: +p.noisyPsnr.toFixed(3),
+          })),
+        }
+      : {},
+  );
   log(`exported ${options.out}`);
   return { steps: options.steps, losses, validationPsnr: validation?.mean ?? null, outDir: options.out };
 }

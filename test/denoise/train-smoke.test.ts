@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { registerNoise2ScoreLayers } from '../../src/denoise/network.js';
 import { initTfjs, type Tf } from '../../src/nn/backend.js';
 import { fileSystemIO } from '../../src/nn/fs-io.js';
+import { parseModelManifest } from '../../src/nn/manifest.js';
 import {
   arDaeLoss,
   loadTrainingImages,
@@ -56,6 +57,7 @@ describe('noise2score training (smoke)', () => {
       architecture: { kind: 'unet', widths: [8, 8, 8], outputScale: 32 },
       version: 'smoke',
       commandLine: 'npm run train -- noise2score --noise gaussian (smoke test)',
+      validationDir: dir,
       log: () => {},
     };
     const images = await loadTrainingImages(options);
@@ -80,6 +82,10 @@ describe('noise2score training (smoke)', () => {
     expect(manifest.trainingSteps).toBe(16);
     expect(manifest.parameters).toBe(loaded.countParams());
     expect(manifest.trainingCommand).toContain('noise2score');
+    expect(parseModelManifest(manifest).ok).toBe(true);
+    expect(manifest.metrics.status).toBe('final');
+    expect(manifest.metrics.validationPsnr).toBeGreaterThan(10);
+    expect(manifest.extra.validationPerImage).toHaveLength(3);
     // Fully convolutional: any multiple-of-8 size goes through.
     const out = tf.tidy(
       () => (loaded.predict(tf.zeros([1, 24, 40, 1])) as import('@tensorflow/tfjs').Tensor).shape,
