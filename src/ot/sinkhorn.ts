@@ -22,6 +22,7 @@
  * every `checkEvery` iterations. One iteration = one column update + one row update.
  */
 import { accurateSum, checkBalanced } from './marginals.js';
+import { simdWorkspace } from './simd.js';
 import { type CostMatrix, OtInputError, type OtResult, type SolveControl, throwIfAborted } from './types.js';
 
 export const KERNEL_MAX_RANGE = 250;
@@ -58,6 +59,8 @@ export interface SinkhornOptions extends SolveControl {
   normalize?: boolean;
   /** Warm start (our convention). */
   init?: { f?: ArrayLike<number>; g?: ArrayLike<number> };
+  /** Use WebAssembly SIMD for the kernel-domain sweep when the runtime supports it (default true). */
+  simd?: boolean;
   /** Build the dense plan (default true). Off saves n*m memory when only cost/potentials are needed. */
   returnPlan?: boolean;
 }
@@ -89,6 +92,12 @@ interface State {
   iterations: number;
   errorHistory: { iteration: number; error: number }[] | undefined;
   lastError: number;
+  /** Use the WebAssembly SIMD kernels when available (tests turn it off to cover the plain loops). */
+  allowSimd: boolean;
+  /** Set by a kernel stage that finished cleanly: P_ij = au_i K_ij bv_j at that stage's eps. */
+  kernel?: { K: Float64Array; au: Float64Array; bv: Float64Array; eps: number };
+  /** Log-domain row operations (SIMD or plain), built on first use. */
+  rowKernels?: LogRowKernels;
 }
 
 /**
@@ -117,8 +126,9 @@ export function sinkhorn(
 
   let minC = Number.POSITIVE_INFINITY;
   let maxC = Number.NEGATIVE_INFINITY;
-  for (let k = 0; k < C.data.length; k++) {
-    const c = C.data[k];
+  const costs = C.data;
+  for (let k = 0; k < costs.length; k++) {
+    const c = costs[k];
     if (c < minC) minC = c;
     if (c > maxC) maxC = c;
   }
@@ -137,6 +147,7 @@ export function sinkhorn(
     iterations: 0,
     errorHistory: options.recordErrors ? [] : undefined,
     lastError: Number.POSITIVE_INFINITY,
+    allowSimd: options.simd ?? true,
   };
   if (options.init?.f) state.f.set(options.init.f);
   if (options.init?.g) state.g.set(options.init.g);
@@ -150,6 +161,7 @@ export function sinkhorn(
     const final = s === schedule.length - 1;
     const useKernel = method === 'kernel' || (method === 'auto' && state.range / eps <= KERNEL_MAX_RANGE);
     let done: StageOutcome = 'budget';
+    state.kernel = undefined;
     if (useKernel) {
       done = kernelStage(state, eps, stageTol, maxIter, checkEvery, options);
       usedMethod = 'kernel';
@@ -260,10 +272,10 @@ function logStage(
 ): StageOutcome {
   const { n, m, C, a, b, logA, logB, f, g } = state;
   const invEps = 1 / eps;
-  const colAcc = new Float64Array(m);
-  const gs = new Float64Array(m);
-  const t = new Float64Array(m);
-  logColumnAccumulate(state, invEps, colAcc);
+  const rows = logRowKernels(state);
+  const { gs, t, colAcc } = rows;
+  for (let j = 0; j < m; j++) gs[j] = g[j] * invEps;
+  logColumnAccumulate(state, invEps, rows);
   let sinceCheck = 0;
   while (state.iterations < maxIter) {
     state.iterations++;
@@ -284,42 +296,96 @@ function logStage(
     for (let j = 0; j < m; j++) gs[j] = g[j] * invEps;
     colAcc.fill(0);
     for (let i = 0; i < n; i++) {
-      const base = i * m;
-      const shift = f[i] * invEps;
-      let s = 0;
-      for (let j = 0; j < m; j++) {
-        const v = Math.exp(shift + gs[j] - C[base + j] * invEps);
-        t[j] = v;
-        s += b[j] * v;
-      }
+      rows.expRow(i, f[i] * invEps, invEps); // t_j = exp((f_i + g_j - C_ij)/eps)
+      const s = rows.dotTB();
       let w: number;
       if (s >= SAFE_LOW && s <= SAFE_HIGH) {
         f[i] -= eps * Math.log(s);
         w = a[i] / s;
       } else {
         // Shifted sum out of range: redo this row with the exact max shift.
+        const base = i * m;
         for (let j = 0; j < m; j++) t[j] = logB[j] + gs[j];
         f[i] = -eps * logSumExpRow(C, base, m, t, invEps);
-        const fi = f[i] * invEps;
-        for (let j = 0; j < m; j++) t[j] = Math.exp(fi + gs[j] - C[base + j] * invEps);
+        rows.expRow(i, f[i] * invEps, invEps);
         w = a[i];
       }
-      if (w !== 0) for (let j = 0; j < m; j++) colAcc[j] += w * t[j];
+      if (w !== 0) rows.axpyT(w);
     }
     if (check && state.lastError < stageTol) return 'converged';
   }
   return 'budget';
 }
 
-/** colAcc_j = sum_i a_i exp((f_i + g_j - C_ij)/eps), with the max-shift fallback per column. */
-function logColumnAccumulate(state: State, invEps: number, colAcc: Float64Array): void {
+/**
+ * The three row operations of a log-domain sweep over scratch vectors gs (g/eps), t and colAcc, either as
+ * WebAssembly SIMD calls on a copy of C (see simd.ts) or as plain loops. Built once per solve and reused by
+ * every stage and by summarise().
+ */
+interface LogRowKernels {
+  gs: Float64Array;
+  t: Float64Array;
+  colAcc: Float64Array;
+  /** t_j = exp(shift + gs_j - C_ij * scale). */
+  expRow(i: number, shift: number, scale: number): void;
+  /** sum_j b_j t_j. */
+  dotTB(): number;
+  /** colAcc += w t. */
+  axpyT(w: number): void;
+}
+
+function logRowKernels(state: State): LogRowKernels {
+  if (state.rowKernels) return state.rowKernels;
+  const { n, m, C, b } = state;
+  const ws = state.allowSimd ? simdWorkspace([n * m, m, m, m, m]) : undefined;
+  let kernels: LogRowKernels;
+  if (ws) {
+    const [Cw, gs, bw, t, colAcc] = ws.arrays;
+    Cw.set(C);
+    bw.set(b);
+    kernels = {
+      gs,
+      t,
+      colAcc,
+      expRow: (i, shift, scale) => ws.expRow(3, 0, 0, i * m, 1, m, shift, scale),
+      dotTB: () => ws.dot(3, 0, 2, m),
+      axpyT: (w) => ws.axpy(w, 3, 0, 4, m),
+    };
+  } else {
+    const gs = new Float64Array(m);
+    const t = new Float64Array(m);
+    const colAcc = new Float64Array(m);
+    kernels = {
+      gs,
+      t,
+      colAcc,
+      expRow: (i, shift, scale) => {
+        const base = i * m;
+        for (let j = 0; j < m; j++) t[j] = Math.exp(shift + gs[j] - C[base + j] * scale);
+      },
+      dotTB: () => {
+        let s = 0;
+        for (let j = 0; j < m; j++) s += b[j] * t[j];
+        return s;
+      },
+      axpyT: (w) => {
+        for (let j = 0; j < m; j++) colAcc[j] += w * t[j];
+      },
+    };
+  }
+  state.rowKernels = kernels;
+  return kernels;
+}
+
+/** colAcc_j = sum_i a_i exp((f_i + g_j - C_ij)/eps) (needs rows.gs = g/eps), with a max-shift fallback per column. */
+function logColumnAccumulate(state: State, invEps: number, rows: LogRowKernels): void {
   const { n, m, C, a, logA, f, g } = state;
+  const { colAcc, gs } = rows;
   colAcc.fill(0);
   for (let i = 0; i < n; i++) {
     if (a[i] === 0) continue;
-    const hi = logA[i] + f[i] * invEps;
-    const base = i * m;
-    for (let j = 0; j < m; j++) colAcc[j] += Math.exp(hi + g[j] * invEps - C[base + j] * invEps);
+    rows.expRow(i, logA[i] + f[i] * invEps, invEps);
+    rows.axpyT(1);
   }
   for (let j = 0; j < m; j++) {
     const s = colAcc[j];
@@ -330,6 +396,7 @@ function logColumnAccumulate(state: State, invEps: number, colAcc: Float64Array)
       if (!(colAcc[j] >= SAFE_LOW && colAcc[j] <= SAFE_HIGH)) {
         // Still out of range: move g_j so that the column is balanced at its current scale.
         g[j] -= l / invEps;
+        gs[j] = g[j] * invEps;
         colAcc[j] = 1;
       }
     }
@@ -392,18 +459,31 @@ function kernelStage(
   for (let i = 0; i < n; i++) u[i] = Math.exp((f[i] - minC) * invEps);
   for (let j = 0; j < m; j++) v[j] = Math.exp(g[j] * invEps);
   if (!scalingsSafe(u) || !scalingsSafe(v)) return 'unsafe';
-  const K = new Float64Array(n * m);
-  const colAcc = new Float64Array(m); // sum_i a_i u_i K_ij
-  for (let i = 0; i < n; i++) {
-    const base = i * m;
-    const w = a[i] * u[i];
-    for (let j = 0; j < m; j++) {
-      const k = Math.exp((minC - C[base + j]) * invEps);
-      K[base + j] = k;
-      colAcc[j] += w * k;
+  // K, b v and the column sums live in a WebAssembly memory when SIMD is available (see simd.ts).
+  const simd = state.allowSimd ? simdWorkspace([n * m, m, m]) : undefined;
+  const K = simd ? simd.arrays[0] : new Float64Array(n * m);
+  const bv = simd ? simd.arrays[1] : new Float64Array(m);
+  const colAcc = simd ? simd.arrays[2] : new Float64Array(m); // sum_i a_i u_i K_ij
+  if (simd) {
+    // K = exp((minC - C)/eps) computed in place over a copy of C; arrays[1] (b v) is still zero here and
+    // serves as the zero offset vector.
+    K.set(C);
+    for (let i = 0; i < n; i++) {
+      simd.expRow(0, i * m, 0, i * m, 1, m, minC * invEps, invEps);
+      const w = a[i] * u[i];
+      if (w !== 0) simd.axpy(w, 0, i * m, 2, m);
+    }
+  } else {
+    for (let i = 0; i < n; i++) {
+      const base = i * m;
+      const w = a[i] * u[i];
+      for (let j = 0; j < m; j++) {
+        const k = Math.exp((minC - C[base + j]) * invEps);
+        K[base + j] = k;
+        colAcc[j] += w * k;
+      }
     }
   }
-  const bv = new Float64Array(m);
   const saveF = Float64Array.from(f);
   const saveG = Float64Array.from(g);
   let sinceCheck = 0;
@@ -436,26 +516,36 @@ function kernelStage(
       recordCheck(state, error, maxIter, control, eps);
     }
     colAcc.fill(0);
-    for (let i = 0; i < n; i++) {
-      const base = i * m;
-      // Four accumulators hide the add latency of the dot product.
-      let s0 = 0;
-      let s1 = 0;
-      let s2 = 0;
-      let s3 = 0;
-      let j = 0;
-      for (; j + 3 < m; j += 4) {
-        s0 += K[base + j] * bv[j];
-        s1 += K[base + j + 1] * bv[j + 1];
-        s2 += K[base + j + 2] * bv[j + 2];
-        s3 += K[base + j + 3] * bv[j + 3];
+    if (simd) {
+      for (let i = 0; i < n; i++) {
+        const ui = 1 / simd.dot(0, i * m, 1, m);
+        if (!(ui >= SCALING_LOW && ui <= SCALING_HIGH)) bad = true;
+        u[i] = ui;
+        const w = a[i] * ui;
+        if (w !== 0) simd.axpy(w, 0, i * m, 2, m);
       }
-      for (; j < m; j++) s0 += K[base + j] * bv[j];
-      const ui = 1 / (s0 + s1 + (s2 + s3));
-      if (!(ui >= SCALING_LOW && ui <= SCALING_HIGH)) bad = true;
-      u[i] = ui;
-      const w = a[i] * ui;
-      if (w !== 0) for (let jj = 0; jj < m; jj++) colAcc[jj] += w * K[base + jj];
+    } else {
+      for (let i = 0; i < n; i++) {
+        const base = i * m;
+        // Four accumulators hide the add latency of the dot product.
+        let s0 = 0;
+        let s1 = 0;
+        let s2 = 0;
+        let s3 = 0;
+        let j = 0;
+        for (; j + 3 < m; j += 4) {
+          s0 += K[base + j] * bv[j];
+          s1 += K[base + j + 1] * bv[j + 1];
+          s2 += K[base + j + 2] * bv[j + 2];
+          s3 += K[base + j + 3] * bv[j + 3];
+        }
+        for (; j < m; j++) s0 += K[base + j] * bv[j];
+        const ui = 1 / (s0 + s1 + (s2 + s3));
+        if (!(ui >= SCALING_LOW && ui <= SCALING_HIGH)) bad = true;
+        u[i] = ui;
+        const w = a[i] * ui;
+        if (w !== 0) for (let jj = 0; jj < m; jj++) colAcc[jj] += w * K[base + jj];
+      }
     }
     if (bad) {
       outcome = 'unsafe';
@@ -469,6 +559,11 @@ function kernelStage(
   if (outcome !== 'unsafe') {
     for (let i = 0; i < n; i++) f[i] = eps * Math.log(u[i]) + minC;
     for (let j = 0; j < m; j++) g[j] = eps * Math.log(v[j]);
+    // Hand K and the scalings to summarise(), which then needs no exp at all.
+    for (let j = 0; j < m; j++) bv[j] = b[j] * v[j];
+    const au = new Float64Array(n);
+    for (let i = 0; i < n; i++) au[i] = a[i] * u[i];
+    state.kernel = { K, au, bv, eps };
   } else {
     // Roll back to the last checked (finite) potentials; the log domain continues from there.
     f.set(saveF);
@@ -491,35 +586,66 @@ function summarise(
   const { n, m, C, a, b, logA, logB, f, g } = state;
   const invEps = 1 / eps;
   const plan = returnPlan ? new Float64Array(n * m) : undefined;
+  const rows = new Float64Array(n);
   const cols = new Float64Array(m);
-  const hb = new Float64Array(m);
-  for (let j = 0; j < m; j++) hb[j] = logB[j] + g[j] * invEps;
+  const kernel = state.kernel && state.kernel.eps === eps ? state.kernel : undefined;
+  // Row i of the plan goes through `row` (a view into the plan, or scratch when no plan is returned).
+  const scratch = new Float64Array(m);
   let cost = 0;
+  if (kernel) {
+    // P_ij = (a_i u_i) K_ij (b_j v_j): no exp needed.
+    const { K, au, bv } = kernel;
+    for (let i = 0; i < n; i++) {
+      const base = i * m;
+      const w = au[i];
+      const row = plan ? plan.subarray(base, base + m) : scratch;
+      let rowSum = 0;
+      let rowCost = 0;
+      for (let j = 0; j < m; j++) {
+        const p = w * K[base + j] * bv[j];
+        row[j] = p;
+        rowSum += p;
+        rowCost += p * C[base + j];
+      }
+      rows[i] = rowSum;
+      cost += rowCost;
+      for (let j = 0; j < m; j++) cols[j] += row[j];
+    }
+  } else {
+    const kernels = logRowKernels(state);
+    const { gs, t } = kernels;
+    for (let j = 0; j < m; j++) gs[j] = logB[j] + g[j] * invEps;
+    for (let i = 0; i < n; i++) {
+      if (a[i] === 0) continue;
+      const base = i * m;
+      kernels.expRow(i, logA[i] + f[i] * invEps, invEps);
+      const row = plan ? plan.subarray(base, base + m) : scratch;
+      let rowSum = 0;
+      let rowCost = 0;
+      for (let j = 0; j < m; j++) {
+        const p = t[j];
+        row[j] = p;
+        rowSum += p;
+        rowCost += p * C[base + j];
+      }
+      rows[i] = rowSum;
+      cost += rowCost;
+      for (let j = 0; j < m; j++) cols[j] += row[j];
+    }
+  }
+  // sum_ij P_ij (f_i + g_j) from the marginals; zero-weight rows/columns carry no mass.
   let potentialTerm = 0;
   let mass = 0;
   let error = 0;
   for (let i = 0; i < n; i++) {
-    const base = i * m;
-    let row = 0;
-    if (a[i] !== 0) {
-      const hi = logA[i] + f[i] * invEps;
-      let rowCost = 0;
-      let rowG = 0;
-      for (let j = 0; j < m; j++) {
-        const p = Math.exp(hi + hb[j] - C[base + j] * invEps);
-        if (plan) plan[base + j] = p;
-        row += p;
-        cols[j] += p;
-        rowCost += p * C[base + j];
-        if (p !== 0) rowG += p * g[j];
-      }
-      cost += rowCost;
-      potentialTerm += row * f[i] + rowG;
-    }
-    mass += row;
-    error += Math.abs(row - a[i]);
+    if (rows[i] !== 0) potentialTerm += rows[i] * f[i];
+    mass += rows[i];
+    error += Math.abs(rows[i] - a[i]);
   }
-  for (let j = 0; j < m; j++) error += Math.abs(cols[j] - b[j]);
+  for (let j = 0; j < m; j++) {
+    if (cols[j] !== 0) potentialTerm += cols[j] * g[j];
+    error += Math.abs(cols[j] - b[j]);
+  }
   const objective = potentialTerm - eps * (mass - accurateSum(a) * accurateSum(b));
   return { plan, cost, objective, marginalError: error };
 }

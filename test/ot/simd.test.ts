@@ -1,0 +1,61 @@
+import { describe, expect, it } from 'vitest';
+import { simdWorkspace } from '../../src/ot/simd.js';
+import { seededRandom } from './fixtures.js';
+
+describe('WebAssembly SIMD kernels', () => {
+  const ws = simdWorkspace([64, 64, 64]);
+
+  it('is available on this runtime (Node >= 16.4 has WebAssembly SIMD)', () => {
+    expect(ws).toBeDefined();
+  });
+
+  it.each([1, 2, 3, 4, 5, 7, 8, 31, 64])('dot and axpy agree with plain loops for length %i', (len) => {
+    const random = seededRandom(len);
+    const [x, y, out] = ws!.arrays;
+    for (let k = 0; k < 64; k++) {
+      x[k] = random() - 0.5;
+      y[k] = random() - 0.5;
+      out[k] = random();
+    }
+    const offset = 64 - len;
+    let ref = 0;
+    for (let j = 0; j < len; j++) ref += x[offset + j] * y[j];
+    expect(ws!.dot(0, offset, 1, len)).toBeCloseTo(ref, 14);
+    const before = Float64Array.from(out);
+    ws!.axpy(0.75, 0, offset, 2, len);
+    for (let j = 0; j < 64; j++) {
+      expect(out[j]).toBe(j < len ? before[j] + 0.75 * x[offset + j] : before[j]);
+    }
+  });
+
+  it('expRow matches Math.exp to a few ulp over the whole range, odd lengths and in place', () => {
+    const len = 4001;
+    const big = simdWorkspace([len, len, len])!;
+    const [out, c, g] = big.arrays;
+    const random = seededRandom(99);
+    for (let j = 0; j < len; j++) {
+      c[j] = random() * 1500 - 700; // exponents from about -800 to +700
+      g[j] = random() - 0.5;
+    }
+    const expected = Array.from({ length: len }, (_, j) => Math.exp(0.25 + g[j] - 1 * c[j]));
+    big.expRow(0, 0, 1, 0, 2, len, 0.25, 1);
+    for (let j = 0; j < len; j++) {
+      const e = expected[j];
+      if (e === Number.POSITIVE_INFINITY) expect(out[j]).toBeGreaterThan(1e307);
+      else if (e < 2.3e-308) expect(Math.abs(out[j] - e)).toBeLessThanOrEqual(2 * 5e-324 + 4e-16 * e);
+      else expect(Math.abs(out[j] - e) / e).toBeLessThan(1e-15);
+    }
+    // In place: c becomes exp(-c) (out aliases c).
+    const copy = Float64Array.from(c);
+    g.fill(0);
+    big.expRow(1, 0, 1, 0, 2, len, 0, 1);
+    for (let j = 0; j < len; j += 97) {
+      const e = Math.exp(-copy[j]);
+      if (e > 1e-300 && e < 1e300) expect(Math.abs(c[j] - e) / e).toBeLessThan(1e-15);
+    }
+  });
+
+  it('refuses workspaces too large for a 32-bit memory', () => {
+    expect(simdWorkspace([2 ** 29])).toBeUndefined();
+  });
+});
