@@ -11,5 +11,9 @@ export * from './sinkhorn.js';
 export * from './types.js';
 export * from './unbalanced.js';
 
-// --- Smooth / sparse solvers (lbfgs.ts, quadratic.ts, sparse.ts, sns.ts) are written by another helper. ---
-// Export them here once they exist, e.g. `export * from './sns.js';` (watch for name clashes with the above).
+// --- Smooth / sparse solvers (lbfgs.ts, quadratic.ts, sparse.ts, sns.ts), written by another helper. ---
+// Add new modules of that family here (watch for name clashes with the exports above).
+export * from './lbfgs.js';
+export * from './quadratic.js';
+export * from './sns.js';
+export * from './sparse.js';
