@@ -13,9 +13,11 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastif
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { IResolvers, MercuriusContext } from 'mercurius';
 import type { Config } from './config.js';
+import { jobResolvers } from './graphql/jobs.js';
 import { coreResolvers } from './graphql/resolvers.js';
 import computePlugin from './plugins/app/compute.js';
 import errorsPlugin from './plugins/app/errors.js';
+import jobsPlugin from './plugins/app/jobs.js';
 import lifecyclePlugin from './plugins/app/lifecycle.js';
 import metricsPlugin from './plugins/app/metrics.js';
 import modelsPlugin from './plugins/app/models.js';
@@ -38,7 +40,7 @@ export function packageVersion(): string {
 }
 
 /** Extra GraphQL resolvers contributed by domain modules (each returns a partial resolver map). */
-const graphqlModules: ((app: FastifyInstance) => IResolvers<unknown, MercuriusContext>)[] = [coreResolvers];
+const graphqlModules: ((app: FastifyInstance) => IResolvers<unknown, MercuriusContext>)[] = [coreResolvers, jobResolvers];
 export function addGraphqlResolvers(fn: (app: FastifyInstance) => IResolvers<unknown, MercuriusContext>) {
   graphqlModules.push(fn);
 }
@@ -122,6 +124,7 @@ export default async function app(fastify: FastifyInstance, opts: AppOptions) {
   );
   await fastify.register(computePlugin, { config: cfg });
   await fastify.register(modelsPlugin, { config: cfg });
+  await fastify.register(jobsPlugin, { config: cfg });
   await fastify.register(metricsPlugin);
   await fastify.register(swaggerPlugin, { version: packageVersion() });
   await fastify.register(graphqlPlugin, { config: cfg, resolvers: graphqlModules.map((m) => m(fastify)) });

@@ -39,6 +39,23 @@ export const configSchema = z.object({
   PRESSURE_MAX_EVENT_LOOP_DELAY_MS: int(0, 60_000).default(1000),
   PRESSURE_MAX_HEAP_BYTES: int(0, Number.MAX_SAFE_INTEGER).default(0),
   PRESSURE_MAX_RSS_BYTES: int(0, Number.MAX_SAFE_INTEGER).default(0),
+  /** Where jobs live: `memory` (in this process, lost on restart) or `redis` (BullMQ; `npm run worker` runs them). */
+  JOBS_BACKEND: z.enum(['memory', 'redis']).default('memory'),
+  REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
+  /** BullMQ queue name (also the Redis key prefix `bull:<name>:*` that KEDA watches). */
+  JOBS_QUEUE_NAME: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/).default('tweedie-jobs'),
+  /** Jobs waiting to start beyond which submissions are refused with 503. */
+  JOBS_QUEUE_MAX: int(1, 1_000_000).default(256),
+  /** Jobs running at once in one process (memory backend, or one `npm run worker`); 0 means one per compute worker. */
+  JOBS_CONCURRENCY: int(0, 1024).default(0),
+  /** How long finished jobs (state and result) are kept. */
+  JOB_TTL_MS: int(1000, 30 * 24 * 3_600_000).default(3_600_000),
+  /** Deadline of one job run. */
+  JOB_TIMEOUT_MS: int(100, 7 * 24 * 3_600_000).default(3_600_000),
+  /** BullMQ lock: a worker silent for this long is presumed dead and its job is given to another worker. */
+  JOBS_LOCK_MS: int(500, 600_000).default(30_000),
+  /** Times a job may be picked up again after its worker died before it is failed. */
+  JOBS_MAX_STALLED: int(0, 100).default(2),
   /** Tasks used only by tests and fault drills (sleep, crash, leak checks). Never enable in production. */
   ENABLE_TEST_TASKS: bool.default(false),
 });

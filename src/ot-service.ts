@@ -13,7 +13,7 @@ import {
   type SinkhornDivergenceRequest,
 } from './schemas/ot.js';
 
-function checkLimits(cfg: Config, n: number, m: number, d: number) {
+export function checkLimits(cfg: Config, n: number, m: number, d: number) {
   if (n * m > cfg.OT_MAX_ENTRIES) {
     throw fail(
       'PROBLEM_TOO_LARGE',

@@ -5,7 +5,7 @@
  * It imports no TF.js code (types only): the model repository scan can use the same path checks on the main thread,
  * which never loads TF.js.
  */
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { io } from '@tensorflow/tfjs-core';
 
@@ -21,7 +21,7 @@ export interface ModelJsonFile {
   weightsManifest?: { paths: string[]; weights: io.WeightsManifestEntry[] }[];
   trainingConfig?: io.TrainingConfig;
   signature?: object;
-  userDefinedMetadata?: Record<string, unknown>;
+  userDefinedMetadata?: io.ModelArtifacts['userDefinedMetadata'];
   modelInitializer?: object;
   initializerSignature?: object;
 }
@@ -119,6 +119,44 @@ export async function readModelJson(dir: string): Promise<ModelJsonFile> {
   return json;
 }
 
+/** Which TF.js loader a model.json is for: graph models carry a GraphDef (`node`), layers models a Keras config. */
+export function modelJsonFormat(json: ModelJsonFile): 'layers' | 'graph' {
+  if (json.format === 'graph-model' || Array.isArray((json.modelTopology as { node?: unknown }).node))
+    return 'graph';
+  return 'layers';
+}
+
+/**
+ * Checks a model folder without reading the weights: model.json parses, shard paths stay inside, every shard exists
+ * and the shard sizes match the weight specs. Cheap enough for a repository scan on the main thread.
+ */
+export async function inspectModelFiles(
+  dir: string,
+): Promise<{ format: 'layers' | 'graph'; weightBytes: number }> {
+  const json = await readModelJson(dir);
+  let total = 0;
+  for (const group of json.weightsManifest ?? []) {
+    let groupBytes = 0;
+    for (const shard of group.paths) {
+      try {
+        groupBytes += (await stat(resolveShardPath(dir, shard))).size;
+      } catch (error) {
+        if (error instanceof ModelFileError) throw error;
+        throw new ModelFileError(`weight shard '${shard}' is missing`, 'missing-file');
+      }
+    }
+    const expected = group.weights.reduce((sum, entry) => sum + weightBytes(entry), 0);
+    if (expected !== groupBytes) {
+      throw new ModelFileError(
+        `weight shards [${group.paths.join(', ')}] hold ${groupBytes} bytes, the weight specs need ${expected}`,
+        'weights-mismatch',
+      );
+    }
+    total += groupBytes;
+  }
+  return { format: modelJsonFormat(json), weightBytes: total };
+}
+
 /** Reads and concatenates every shard, checking the byte count against the weight specs. */
 async function readWeights(
   dir: string,
@@ -181,8 +219,7 @@ export function fileSystemIO(dir: string): io.IOHandler {
       };
       if (json.trainingConfig !== undefined) artifacts.trainingConfig = json.trainingConfig;
       if (json.signature !== undefined) artifacts.signature = json.signature;
-      if (json.userDefinedMetadata !== undefined)
-        artifacts.userDefinedMetadata = json.userDefinedMetadata as {};
+      if (json.userDefinedMetadata !== undefined) artifacts.userDefinedMetadata = json.userDefinedMetadata;
       if (json.modelInitializer !== undefined) artifacts.modelInitializer = json.modelInitializer;
       if (json.initializerSignature !== undefined) artifacts.initializerSignature = json.initializerSignature;
       return artifacts;

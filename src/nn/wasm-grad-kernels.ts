@@ -256,7 +256,8 @@ export function registerWasmGradKernels(tf: Tf): void {
 /** Restores the kernels wasm shipped with (none for the filter gradient). For benchmarks and tests. */
 export function unregisterWasmGradKernels(tf: Tf): void {
   for (const [kernelName, original] of replacedKernels) {
-    if (isOurs(tf.getKernel(kernelName, BACKEND))) tf.unregisterKernel(kernelName, BACKEND);
+    // Whatever is registered now (ours, or something a caller swapped in) gives way to the original.
+    if (tf.getKernel(kernelName, BACKEND) != null) tf.unregisterKernel(kernelName, BACKEND);
     if (original != null) tf.registerKernel(original);
   }
   replacedKernels.clear();

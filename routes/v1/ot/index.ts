@@ -1,9 +1,11 @@
 /**
  * Optimal transport over REST: plan (any solver), distance (cost only), Sinkhorn divergence, Monge gap.
  * Validation is the zod schema family in src/schemas/ot.ts; numerics run in the compute pool.
+ * Each route also runs as a job with `"async": true` or `Prefer: respond-async` (202 + Location /v1/jobs/<id>).
  */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { Config } from '../../../src/config.js';
+import { replyWithJob, wantsAsync, withAsyncFlag, withoutAsyncFlag } from '../../../src/jobs/http.js';
 import { otService } from '../../../src/ot-service.js';
 import { mongeGapRequest, otPlanRequest, sinkhornDivergenceRequest } from '../../../src/schemas/ot.js';
 
@@ -16,10 +18,14 @@ const routes: FastifyPluginAsyncZod<{ config: Config }> = async (fastify, opts) 
       schema: {
         tags: ['ot'],
         summary: 'Transport plan with any solver (emd, emd1d, sinkhorn, sns, sparse, quadratic, unbalanced)',
-        body: otPlanRequest,
+        body: withAsyncFlag(otPlanRequest),
       },
     },
-    async (request, reply) => ot.plan(reply, request.body, true),
+    async (request, reply) => {
+      const input = withoutAsyncFlag(request.body);
+      if (wantsAsync(request)) return replyWithJob(fastify, request, reply, 'ot.plan', input);
+      return ot.plan(reply, input, true);
+    },
   );
 
   fastify.post(
@@ -28,10 +34,14 @@ const routes: FastifyPluginAsyncZod<{ config: Config }> = async (fastify, opts) 
       schema: {
         tags: ['ot'],
         summary: 'Transport cost and potentials only (no plan)',
-        body: otPlanRequest,
+        body: withAsyncFlag(otPlanRequest),
       },
     },
-    async (request, reply) => ot.plan(reply, request.body, false),
+    async (request, reply) => {
+      const input = withoutAsyncFlag(request.body);
+      if (wantsAsync(request)) return replyWithJob(fastify, request, reply, 'ot.distance', input);
+      return ot.plan(reply, input, false);
+    },
   );
 
   fastify.post(
@@ -40,10 +50,14 @@ const routes: FastifyPluginAsyncZod<{ config: Config }> = async (fastify, opts) 
       schema: {
         tags: ['ot'],
         summary: 'Debiased Sinkhorn divergence between two point clouds',
-        body: sinkhornDivergenceRequest,
+        body: withAsyncFlag(sinkhornDivergenceRequest),
       },
     },
-    async (request, reply) => ot.divergence(reply, request.body),
+    async (request, reply) => {
+      const input = withoutAsyncFlag(request.body);
+      if (wantsAsync(request)) return replyWithJob(fastify, request, reply, 'ot.sinkhorn-divergence', input);
+      return ot.divergence(reply, input);
+    },
   );
 
   fastify.post(
@@ -52,10 +66,14 @@ const routes: FastifyPluginAsyncZod<{ config: Config }> = async (fastify, opts) 
       schema: {
         tags: ['ot'],
         summary: 'Monge gap of a map given reference points and their images',
-        body: mongeGapRequest,
+        body: withAsyncFlag(mongeGapRequest),
       },
     },
-    async (request, reply) => ot.mongeGap(reply, request.body),
+    async (request, reply) => {
+      const input = withoutAsyncFlag(request.body);
+      if (wantsAsync(request)) return replyWithJob(fastify, request, reply, 'ot.monge-gap', input);
+      return ot.mongeGap(reply, input);
+    },
   );
 };
 

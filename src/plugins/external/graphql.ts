@@ -70,6 +70,8 @@ export default fp(
       graphiql: opts.config.GRAPHIQL,
       queryDepth: opts.config.GRAPHQL_DEPTH_LIMIT,
       path: '/graphql',
+      // Subscriptions over WebSocket (jobProgress).
+      subscription: true,
       errorFormatter: (execution, ctx) => {
         const errors = (execution.errors ?? []).flatMap((e) => {
           const inner = (e.originalError as { errors?: unknown[] } | undefined)?.errors;

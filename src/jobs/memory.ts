@@ -1,0 +1,254 @@
+/**
+ * The embedded jobs backend (JOBS_BACKEND=memory, the default): jobs live in this process and run on its compute
+ * pool, at most `concurrency` at once, with at most `queueMax` waiting. Nothing survives a restart: a client that
+ * needs that runs the redis backend.
+ */
+import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { fail } from '../errors.js';
+import { idempotencyConflict, pushIterator, queueFull, submissionFingerprint, toJobError } from './common.js';
+import { type JobRuntime, jobOperation } from './registry.js';
+import { isTerminal, type JobBackend, type JobError, type JobState, type JobView } from './types.js';
+
+export interface MemoryBackendOptions {
+  queueMax: number;
+  concurrency: number;
+  ttlMs: number;
+  timeoutMs: number;
+  /** For tests: a clock to expire jobs without waiting. */
+  now?: () => number;
+}
+
+interface MemoryJob {
+  id: string;
+  operation: string;
+  input: unknown;
+  state: JobState;
+  progress: { fraction: number; message: string };
+  createdAt: number;
+  startedAt: number | null;
+  finishedAt: number | null;
+  attempts: number;
+  error?: JobError;
+  result?: unknown;
+  controller?: AbortController;
+  cancelRequested: boolean;
+  idempotencyKey?: string;
+}
+
+export class MemoryJobBackend implements JobBackend {
+  readonly kind = 'memory' as const;
+  private readonly jobs = new Map<string, MemoryJob>();
+  private readonly waiting: MemoryJob[] = [];
+  private running = 0;
+  private readonly idempotency = new Map<string, { fingerprint: string; id: string }>();
+  private readonly changes = new EventEmitter();
+  private readonly sweeper: NodeJS.Timeout;
+  private readonly now: () => number;
+  private closed = false;
+
+  constructor(
+    private readonly runtime: JobRuntime,
+    private readonly opts: MemoryBackendOptions,
+  ) {
+    this.now = opts.now ?? Date.now;
+    this.changes.setMaxListeners(0);
+    this.sweeper = setInterval(() => this.sweep(), Math.min(opts.ttlMs, 60_000));
+    this.sweeper.unref();
+  }
+
+  async submit(operation: string, input: unknown, opts: { idempotencyKey?: string } = {}) {
+    if (this.closed) throw fail('SHUTTING_DOWN');
+    const fingerprint = opts.idempotencyKey ? submissionFingerprint(operation, input) : '';
+    if (opts.idempotencyKey) {
+      const seen = this.idempotency.get(opts.idempotencyKey);
+      const earlier = seen && this.live(seen.id);
+      if (seen && earlier) {
+        if (seen.fingerprint !== fingerprint) throw idempotencyConflict(opts.idempotencyKey);
+        return { view: this.view(earlier), replayed: true };
+      }
+    }
+    if (this.waiting.length >= this.opts.queueMax) throw queueFull(this.opts.queueMax);
+    const job: MemoryJob = {
+      id: randomUUID(),
+      operation,
+      input,
+      state: 'queued',
+      progress: { fraction: 0, message: 'queued' },
+      createdAt: this.now(),
+      startedAt: null,
+      finishedAt: null,
+      attempts: 0,
+      cancelRequested: false,
+      idempotencyKey: opts.idempotencyKey,
+    };
+    this.jobs.set(job.id, job);
+    if (opts.idempotencyKey) this.idempotency.set(opts.idempotencyKey, { fingerprint, id: job.id });
+    this.waiting.push(job);
+    const view = this.view(job);
+    this.pump();
+    return { view, replayed: false };
+  }
+
+  async get(id: string) {
+    const job = this.live(id);
+    return job ? this.view(job) : null;
+  }
+
+  async result(id: string) {
+    const job = this.live(id);
+    if (!job) return null;
+    return { view: this.view(job), ...(job.state === 'succeeded' ? { result: job.result } : {}) };
+  }
+
+  async cancel(id: string) {
+    const job = this.live(id);
+    if (!job) return null;
+    if (job.state === 'queued') {
+      const at = this.waiting.indexOf(job);
+      if (at >= 0) this.waiting.splice(at, 1);
+      this.finish(job, 'cancelled', { error: cancelledError() });
+    } else if (job.state === 'running') {
+      job.cancelRequested = true;
+      // The pool aborts the task (terminating its thread if it is mid-computation); run() then settles.
+      job.controller?.abort();
+    }
+    return this.view(job);
+  }
+
+  watch(id: string, signal?: AbortSignal): AsyncIterable<JobView> {
+    const event = `change:${id}`;
+    const listener = (view: JobView) => {
+      feed.push(view);
+      if (isTerminal(view.state)) feed.end();
+    };
+    const onAbort = () => feed.end();
+    const feed = pushIterator<JobView>(() => {
+      this.changes.off(event, listener);
+      signal?.removeEventListener('abort', onAbort);
+    });
+    const job = this.live(id);
+    if (!job) {
+      feed.end();
+      return feed.iterator;
+    }
+    this.changes.on(event, listener);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    listener(this.view(job));
+    return feed.iterator;
+  }
+
+  async counts() {
+    return { queued: this.waiting.length, running: this.running };
+  }
+
+  async close() {
+    this.closed = true;
+    clearInterval(this.sweeper);
+    for (const job of this.waiting.splice(0)) this.finish(job, 'cancelled', { error: shutdownError() });
+    for (const job of this.jobs.values()) if (job.state === 'running') job.controller?.abort();
+  }
+
+  /** The job if it exists and has not expired (expired jobs are dropped on sight). */
+  private live(id: string): MemoryJob | undefined {
+    const job = this.jobs.get(id);
+    if (job && this.expired(job)) {
+      this.forget(job);
+      return undefined;
+    }
+    return job;
+  }
+
+  private expired(job: MemoryJob) {
+    return job.finishedAt !== null && this.now() >= job.finishedAt + this.opts.ttlMs;
+  }
+
+  private forget(job: MemoryJob) {
+    this.jobs.delete(job.id);
+    if (job.idempotencyKey && this.idempotency.get(job.idempotencyKey)?.id === job.id) {
+      this.idempotency.delete(job.idempotencyKey);
+    }
+  }
+
+  private sweep() {
+    for (const job of this.jobs.values()) if (this.expired(job)) this.forget(job);
+  }
+
+  private pump() {
+    while (!this.closed && this.running < this.opts.concurrency && this.waiting.length > 0) {
+      const job = this.waiting.shift() as MemoryJob;
+      void this.start(job);
+    }
+  }
+
+  private async start(job: MemoryJob) {
+    this.running++;
+    job.state = 'running';
+    job.startedAt = this.now();
+    job.attempts++;
+    job.progress = { fraction: 0, message: 'started' };
+    job.controller = new AbortController();
+    this.changed(job);
+    try {
+      const op = jobOperation(job.operation, this.runtime.config);
+      const result = await op.run(this.runtime, job.input, {
+        signal: job.controller.signal,
+        timeoutMs: this.opts.timeoutMs,
+        onProgress: (fraction, message) => {
+          if (job.state !== 'running') return;
+          job.progress = { fraction, message };
+          this.changed(job);
+        },
+      });
+      if (job.cancelRequested) this.finish(job, 'cancelled', { error: cancelledError() });
+      else this.finish(job, 'succeeded', { result });
+    } catch (err) {
+      if (job.cancelRequested) this.finish(job, 'cancelled', { error: cancelledError() });
+      else this.finish(job, 'failed', { error: toJobError(err) });
+    } finally {
+      job.controller = undefined;
+      job.input = undefined; // the input is not needed any more; results may be large enough already
+      this.running--;
+      this.pump();
+    }
+  }
+
+  private finish(job: MemoryJob, state: JobState, outcome: { result?: unknown; error?: JobError }) {
+    job.state = state;
+    job.finishedAt = this.now();
+    if (state === 'succeeded') {
+      job.result = outcome.result;
+      job.progress = { fraction: 1, message: 'done' };
+    }
+    if (outcome.error) job.error = outcome.error;
+    this.changed(job);
+  }
+
+  private changed(job: MemoryJob) {
+    this.changes.emit(`change:${job.id}`, this.view(job));
+  }
+
+  private view(job: MemoryJob): JobView {
+    const iso = (t: number | null) => (t === null ? null : new Date(t).toISOString());
+    return {
+      id: job.id,
+      state: job.state,
+      operation: job.operation,
+      progress: { ...job.progress },
+      createdAt: new Date(job.createdAt).toISOString(),
+      startedAt: iso(job.startedAt),
+      finishedAt: iso(job.finishedAt),
+      expiresAt: iso(job.finishedAt === null ? null : job.finishedAt + this.opts.ttlMs),
+      attempts: job.attempts,
+      ...(job.error ? { error: job.error } : {}),
+    };
+  }
+}
+
+export function cancelledError(): JobError {
+  return { code: 'TW_JOB_CANCELLED', statusCode: 409, message: 'The job was cancelled' };
+}
+
+function shutdownError(): JobError {
+  return { code: 'TW_SHUTTING_DOWN', statusCode: 503, message: 'The service shut down before the job started' };
+}

@@ -1,0 +1,138 @@
+/**
+ * The job-taking side of the redis backend, run by `npm run worker` (src/worker.ts): a BullMQ Worker whose
+ * processor runs registered operations on this process's compute pool. The heavy work runs in the pool's worker
+ * threads, so the event loop stays free to renew BullMQ's lock; a process that dies (SIGKILL, OOM, node lost)
+ * stops renewing it, and after JOBS_LOCK_MS another worker's stalled-job check puts the job back in the queue
+ * (at most JOBS_MAX_STALLED times, then it fails with a reason). A clean shutdown (SIGTERM) lets running jobs
+ * finish within the grace period and puts back in the queue those that do not.
+ */
+import { type Job, UnrecoverableError, WaitingError, Worker } from 'bullmq';
+import { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { ComputePool } from '../compute/pool.js';
+import { type Config, resolvedModelsDir, resolvedWorkers } from '../config.js';
+import { joinBlobs, splitBlobs } from './blobs.js';
+import { toJobError } from './common.js';
+import { cancelledError } from './memory.js';
+import './operations/index.js';
+import { encodeJobError, jobKeys, type QueuedJobData, readBlobs, writeBlobs } from './redis.js';
+import { jobOperation, parseJobInput } from './registry.js';
+
+export interface JobWorkerHandle {
+  worker: Worker<QueuedJobData>;
+  pool: ComputePool;
+  /** Stop taking jobs; finish running ones within graceMs, re-queue the rest; close the pool and connections. */
+  close(graceMs: number): Promise<void>;
+}
+
+const SHUTDOWN_REASON = 'worker shutting down';
+
+export async function startJobWorker(cfg: Config, log: Logger): Promise<JobWorkerHandle> {
+  const pool = new ComputePool({
+    workers: resolvedWorkers(cfg),
+    queueMax: cfg.QUEUE_MAX,
+    defaultTimeoutMs: cfg.JOB_TIMEOUT_MS,
+    worker: {
+      modelsDir: resolvedModelsDir(cfg),
+      tfjsBackend: cfg.TFJS_BACKEND,
+      enableTestTasks: cfg.ENABLE_TEST_TASKS,
+      tileSize: cfg.TILE_SIZE,
+    },
+  });
+  pool.on('workerError', (err) => log.error({ err }, 'compute worker error'));
+  const keys = jobKeys(cfg.JOBS_QUEUE_NAME);
+  const client = new Redis(cfg.REDIS_URL, { maxRetriesPerRequest: null });
+  client.on('error', (err) => log.error({ err }, 'redis error'));
+  const runtime = { pool, config: cfg };
+  let shuttingDown = false;
+
+  const processor = async (job: Job<QueuedJobData>, token?: string, signal?: AbortSignal) => {
+    const id = String(job.id);
+    if (await client.exists(keys.cancelRequested(id))) {
+      throw new UnrecoverableError(encodeJobError(cancelledError()));
+    }
+    log.info({ jobId: id, operation: job.data.operation, attempt: job.attemptsStarted }, 'job started');
+    let lastProgress = 0;
+    const onProgress = (fraction: number, message: string) => {
+      const now = Date.now();
+      if (now - lastProgress < 200 && fraction < 1) return;
+      lastProgress = now;
+      job.updateProgress({ fraction, message }).catch(() => {});
+    };
+    const abort = new AbortController();
+    signal?.addEventListener('abort', () => abort.abort(), { once: true });
+    try {
+      const op = jobOperation(job.data.operation, cfg);
+      const blobs = await readBlobs(client, keys.inputBlobs(id), job.data.blobs);
+      const input = parseJobInput(op, joinBlobs(job.data.input, blobs), cfg);
+      const result = await op.run(runtime, input, {
+        signal: abort.signal,
+        onProgress,
+        timeoutMs: cfg.JOB_TIMEOUT_MS,
+      });
+      const { json, blobs: out } = splitBlobs(result);
+      await writeBlobs(client, keys.resultBlobs(id), out, cfg.JOB_TTL_MS);
+      await client.del(keys.inputBlobs(id));
+      log.info({ jobId: id, operation: job.data.operation, pid: process.pid }, 'job completed');
+      return { json, blobs: out.length };
+    } catch (err) {
+      if (abort.signal.aborted && shuttingDown && token) {
+        // Not finished within the grace period: back to the queue for another worker, not failed.
+        await job.moveToWait(token);
+        log.warn({ jobId: id }, 'job re-queued at shutdown');
+        throw new WaitingError();
+      }
+      const cancelled = abort.signal.aborted && (await client.exists(keys.cancelRequested(id)));
+      const jobError = cancelled ? cancelledError() : toJobError(err);
+      log.info({ jobId: id, code: jobError.code }, cancelled ? 'job cancelled' : 'job failed');
+      // Our failures are answers (bad input, deadline, solver error): retrying would give the same one.
+      throw new UnrecoverableError(encodeJobError(jobError));
+    }
+  };
+
+  const worker: Worker<QueuedJobData> = new Worker<QueuedJobData>(cfg.JOBS_QUEUE_NAME, processor, {
+    connection: client,
+    concurrency: cfg.JOBS_CONCURRENCY > 0 ? cfg.JOBS_CONCURRENCY : pool.workers,
+    lockDuration: cfg.JOBS_LOCK_MS,
+    stalledInterval: cfg.JOBS_LOCK_MS,
+    maxStalledCount: cfg.JOBS_MAX_STALLED,
+    autorun: false,
+  });
+  worker.on('error', (err) => log.error({ err }, 'bullmq worker error'));
+  worker.on('failed', (job, err) => {
+    if (job && !err.message.startsWith('TWJOB:')) log.warn({ jobId: job.id, reason: err.message }, 'job failed');
+  });
+
+  // Cancellation of running jobs: the API publishes the id; whichever worker holds it aborts it.
+  const subscriber = client.duplicate();
+  subscriber.on('error', (err) => log.error({ err }, 'redis subscriber error'));
+  await subscriber.subscribe(keys.cancelChannel);
+  subscriber.on('message', (_channel: string, id: string) => {
+    if (worker.cancelJob(id, 'cancelled by client')) log.info({ jobId: id }, 'cancelling running job');
+  });
+
+  await worker.waitUntilReady();
+  void worker.run();
+  log.info(
+    { queue: cfg.JOBS_QUEUE_NAME, concurrency: worker.concurrency, pid: process.pid },
+    'job worker ready',
+  );
+
+  return {
+    worker,
+    pool,
+    async close(graceMs: number) {
+      // Stop fetching now; running jobs get graceMs, then are aborted and re-queued (processor, above).
+      const closing = worker.close();
+      const timer = setTimeout(() => {
+        shuttingDown = true;
+        worker.cancelAllJobs(SHUTDOWN_REASON);
+      }, graceMs);
+      await closing;
+      clearTimeout(timer);
+      await subscriber.quit().catch(() => {});
+      await client.quit().catch(() => {});
+      await pool.close(1000);
+    },
+  };
+}

@@ -1,0 +1,272 @@
+/**
+ * The scale-out jobs backend (JOBS_BACKEND=redis): BullMQ queues on Redis. The API process only enqueues and
+ * reads state; `npm run worker` processes (src/worker.ts, ./redis-worker.ts) take the jobs and run them on their
+ * own compute pools. BullMQ owns queueing, locks and stalled-job recovery; this module maps its job records to
+ * our job view, and adds what BullMQ has no notion of: idempotency keys, bytes stored as bytes, cancellation of
+ * queued and running jobs, and a TTL that holds even when no other job finishes (BullMQ's `removeOnComplete.age`
+ * only cleans up when another job completes).
+ */
+import { randomUUID } from 'node:crypto';
+import { type Job, Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import type { Config } from '../config.js';
+import { joinBlobs, splitBlobs } from './blobs.js';
+import { idempotencyConflict, queueFull, submissionFingerprint } from './common.js';
+import { cancelledError } from './memory.js';
+import {
+  isTerminal,
+  type JobBackend,
+  type JobError,
+  type JobResult,
+  type JobState,
+  type JobView,
+  type SubmitOutcome,
+} from './types.js';
+
+/** What a BullMQ job carries (bytes are in a separate hash; see blobs.ts). */
+export interface QueuedJobData {
+  operation: string;
+  input: unknown;
+  blobs: number;
+}
+
+/** Our Redis keys beside BullMQ's `bull:<queue>:*`. */
+export function jobKeys(queueName: string) {
+  const base = `tw:${queueName}`;
+  return {
+    idempotency: (key: string) => `${base}:idem:${key}`,
+    inputBlobs: (id: string) => `${base}:blob:${id}:in`,
+    resultBlobs: (id: string) => `${base}:blob:${id}:out`,
+    /** Set when a client cancels; the worker checks it before starting and is told over `cancelChannel`. */
+    cancelRequested: (id: string) => `${base}:cancel:${id}`,
+    /** A job cancelled while queued is removed from BullMQ; this remembers it (as a view) until the TTL. */
+    tombstone: (id: string) => `${base}:tombstone:${id}`,
+    cancelChannel: `${base}:cancel`,
+  };
+}
+
+/** Job errors travel in BullMQ's `failedReason` (a string): a prefix marks ours. */
+const ERROR_PREFIX = 'TWJOB:';
+export const encodeJobError = (e: JobError) => `${ERROR_PREFIX}${JSON.stringify(e)}`;
+
+export function decodeJobError(reason: string | undefined, attempts: number): JobError {
+  if (reason?.startsWith(ERROR_PREFIX)) {
+    try {
+      return JSON.parse(reason.slice(ERROR_PREFIX.length)) as JobError;
+    } catch {
+      /* fall through */
+    }
+  }
+  // BullMQ's own reasons, such as "job stalled more than allowable limit": its worker kept dying.
+  return {
+    code: 'TW_WORKER_CRASHED',
+    statusCode: 500,
+    message: `The job was given up after ${attempts} attempt(s): ${reason ?? 'unknown reason'}`,
+  };
+}
+
+export async function readBlobs(client: Redis, key: string, count: number): Promise<Buffer[]> {
+  if (count === 0) return [];
+  const fields = await client.hgetallBuffer(key);
+  return Array.from({ length: count }, (_, i) => fields[String(i)]);
+}
+
+export async function writeBlobs(client: Redis, key: string, blobs: Buffer[], ttlMs: number) {
+  if (blobs.length === 0) return;
+  const fields: Record<string, Buffer> = {};
+  blobs.forEach((b, i) => {
+    fields[String(i)] = b;
+  });
+  await client.multi().hset(key, fields).pexpire(key, ttlMs).exec();
+}
+
+const iso = (t: number | undefined | null) => (t ? new Date(t).toISOString() : null);
+
+export class RedisJobBackend implements JobBackend {
+  readonly kind = 'redis' as const;
+  readonly queue: Queue<QueuedJobData>;
+  private readonly keys: ReturnType<typeof jobKeys>;
+  private readonly ttlMs: number;
+  private readonly redis: Redis;
+
+  constructor(private readonly cfg: Config) {
+    this.redis = new Redis(cfg.REDIS_URL, { maxRetriesPerRequest: null });
+    this.redis.on('error', () => {});
+    this.queue = new Queue<QueuedJobData>(cfg.JOBS_QUEUE_NAME, { connection: this.redis });
+    // Connection errors surface on each call as errors; the event must not crash the process.
+    this.queue.on('error', () => {});
+    this.keys = jobKeys(cfg.JOBS_QUEUE_NAME);
+    this.ttlMs = cfg.JOB_TTL_MS;
+  }
+
+  private async client() {
+    return this.redis;
+  }
+
+  async submit(operation: string, input: unknown, opts: { idempotencyKey?: string } = {}): Promise<SubmitOutcome> {
+    const client = await this.client();
+    const id = randomUUID();
+    let idemKey: string | undefined;
+    if (opts.idempotencyKey) {
+      const fingerprint = submissionFingerprint(operation, input);
+      idemKey = this.keys.idempotency(opts.idempotencyKey);
+      // Claim the key for this new id; if someone holds it, that submission wins (same body) or we refuse.
+      for (let tries = 0; tries < 3; tries++) {
+        const claimed = await client.set(idemKey, `${fingerprint} ${id}`, 'PX', this.ttlMs + this.cfg.JOB_TIMEOUT_MS, 'NX');
+        if (claimed === 'OK') break;
+        const held = await client.get(idemKey);
+        if (!held) continue;
+        const [heldFingerprint, heldId] = held.split(' ');
+        if (heldFingerprint !== fingerprint) throw idempotencyConflict(opts.idempotencyKey);
+        const earlier = await this.get(heldId);
+        if (earlier) return { view: earlier, replayed: true };
+        // The earlier job has expired: the key is free again.
+        await client.del(idemKey);
+      }
+    }
+    try {
+      const waiting = await this.queue.getJobCountByTypes('wait', 'paused', 'prioritized', 'delayed');
+      if (waiting >= this.cfg.JOBS_QUEUE_MAX) throw queueFull(this.cfg.JOBS_QUEUE_MAX);
+      const { json, blobs } = splitBlobs(input);
+      // Input bytes live as long as the job can: waiting + running + TTL.
+      await writeBlobs(client, this.keys.inputBlobs(id), blobs, this.ttlMs + this.cfg.JOB_TIMEOUT_MS * 2);
+      const job = await this.queue.add(
+        operation,
+        { operation, input: json, blobs: blobs.length },
+        {
+          jobId: id,
+          attempts: 1,
+          removeOnComplete: { age: Math.ceil(this.ttlMs / 1000) },
+          removeOnFail: { age: Math.ceil(this.ttlMs / 1000) },
+        },
+      );
+      return { view: this.view(job, 'queued'), replayed: false };
+    } catch (err) {
+      if (idemKey) await client.del(idemKey);
+      throw err;
+    }
+  }
+
+  async get(id: string): Promise<JobView | null> {
+    const found = await this.load(id);
+    return found?.view ?? null;
+  }
+
+  async result(id: string): Promise<JobResult | null> {
+    const found = await this.load(id);
+    if (!found) return null;
+    if (found.view.state !== 'succeeded' || !found.job) return { view: found.view };
+    const value = found.job.returnvalue as { json: unknown; blobs: number } | null;
+    if (!value) return { view: found.view, result: null };
+    const blobs = await readBlobs(await this.client(), this.keys.resultBlobs(id), value.blobs);
+    return { view: found.view, result: joinBlobs(value.json, blobs) };
+  }
+
+  async cancel(id: string): Promise<JobView | null> {
+    const found = await this.load(id);
+    if (!found) return null;
+    const { view, job } = found;
+    if (isTerminal(view.state) || !job) return view;
+    const client = await this.client();
+    await client.set(this.keys.cancelRequested(id), '1', 'PX', this.ttlMs + this.cfg.JOB_TIMEOUT_MS);
+    if (view.state === 'queued') {
+      try {
+        await job.remove();
+        const cancelled: JobView = {
+          ...view,
+          state: 'cancelled',
+          finishedAt: new Date().toISOString(),
+          expiresAt: new Date(Date.now() + this.ttlMs).toISOString(),
+          error: cancelledError(),
+        };
+        await client.set(this.keys.tombstone(id), JSON.stringify(cancelled), 'PX', this.ttlMs);
+        await client.del(this.keys.inputBlobs(id));
+        return cancelled;
+      } catch {
+        // A worker took it meanwhile (it is locked): cancel it as a running job.
+      }
+    }
+    await client.publish(this.keys.cancelChannel, id);
+    return (await this.get(id)) ?? view;
+  }
+
+  watch(id: string, signal?: AbortSignal): AsyncIterable<JobView> {
+    // Polling keeps the API stateless (any API pod can serve any subscription); 4 reads a second is cheap.
+    const self = this;
+    return (async function* poll() {
+      let last = '';
+      while (!signal?.aborted) {
+        const view = await self.get(id);
+        if (!view) return;
+        const text = JSON.stringify(view);
+        if (text !== last) {
+          last = text;
+          yield view;
+        }
+        if (isTerminal(view.state)) return;
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    })();
+  }
+
+  async counts() {
+    const c = await this.queue.getJobCounts('wait', 'prioritized', 'delayed', 'active');
+    return { queued: (c.wait ?? 0) + (c.prioritized ?? 0) + (c.delayed ?? 0), running: c.active ?? 0 };
+  }
+
+  async close() {
+    await this.queue.close();
+    await this.redis.quit().catch(() => {});
+  }
+
+  /** The BullMQ job and our view of it; null when unknown or past its TTL. */
+  private async load(id: string): Promise<{ view: JobView; job?: Job<QueuedJobData> } | null> {
+    const job = await this.queue.getJob(id);
+    if (!job) {
+      const tomb = await (await this.client()).get(this.keys.tombstone(id));
+      return tomb ? { view: JSON.parse(tomb) as JobView } : null;
+    }
+    const bullState = await job.getState();
+    const state: JobState =
+      bullState === 'completed'
+        ? 'succeeded'
+        : bullState === 'failed'
+          ? decodeJobError(job.failedReason, job.attemptsStarted).code === cancelledError().code
+            ? 'cancelled'
+            : 'failed'
+          : bullState === 'active'
+            ? 'running'
+            : 'queued';
+    if (job.finishedOn && Date.now() >= job.finishedOn + this.ttlMs) {
+      // Past its TTL: forget it now rather than when BullMQ next cleans up.
+      await job.remove().catch(() => {});
+      return null;
+    }
+    return { view: this.view(job, state), job };
+  }
+
+  private view(job: Job<QueuedJobData>, state: JobState): JobView {
+    const raw = job.progress as { fraction?: number; message?: string } | number;
+    const progress =
+      state === 'succeeded'
+        ? { fraction: 1, message: 'done' }
+        : typeof raw === 'object' && raw !== null
+          ? { fraction: raw.fraction ?? 0, message: raw.message ?? '' }
+          : { fraction: 0, message: state === 'running' ? 'started' : 'queued' };
+    const finished = state === 'succeeded' || state === 'failed' || state === 'cancelled';
+    return {
+      id: String(job.id),
+      state,
+      operation: job.data.operation,
+      progress,
+      createdAt: iso(job.timestamp) ?? new Date().toISOString(),
+      startedAt: iso(job.processedOn),
+      finishedAt: finished ? iso(job.finishedOn) : null,
+      expiresAt: finished && job.finishedOn ? iso(job.finishedOn + this.ttlMs) : null,
+      attempts: job.attemptsStarted ?? 0,
+      ...(state === 'failed' || state === 'cancelled'
+        ? { error: decodeJobError(job.failedReason, job.attemptsStarted) }
+        : {}),
+    };
+  }
+}

@@ -1,0 +1,81 @@
+/**
+ * `models/<name>/<version>/manifest.json`: what a model is, what it expects, and how it was made.
+ * The single description of a model the service relies on (REST, GraphQL and the worker all read it from here).
+ */
+import { z } from 'zod';
+
+/** Model names and versions become folder names: lower-case, no separators, no leading dot (no path traversal). */
+export const MODEL_ID_PATTERN = /^[a-z0-9][a-z0-9._-]{0,63}$/;
+
+/** Tasks the service knows how to use; any other non-empty string is accepted for user models. */
+export const KNOWN_TASKS = [
+  'denoise',
+  'score',
+  'diffusion-eps',
+  'classifier',
+  'kernel',
+  'blur',
+  'identity',
+] as const;
+
+export const modelIdSchema = z
+  .string()
+  .regex(MODEL_ID_PATTERN, 'must match /^[a-z0-9][a-z0-9._-]{0,63}$/ (lower-case letters, digits, . _ -)');
+
+const finite = z.number().refine(Number.isFinite, 'must be a finite number');
+
+export const modelManifestSchema = z
+  .object({
+    name: modelIdSchema,
+    version: modelIdSchema,
+    task: z
+      .string()
+      .min(1)
+      .max(64)
+      .describe(`what the model computes, e.g. ${KNOWN_TASKS.join(', ')}`),
+    format: z
+      .enum(['layers', 'graph'])
+      .describe('TF.js model format: tf.loadLayersModel or tf.loadGraphModel'),
+    /** A required model that fails to load makes the service not ready. */
+    required: z.boolean().default(false),
+    /** NHWC input shape; null marks a free dimension (batch, height, width). */
+    inputShape: z.array(z.number().int().positive().nullable()).min(1).max(8),
+    valueRange: z
+      .tuple([finite, finite])
+      .refine(([lo, hi]) => lo < hi, 'valueRange must be [lo, hi] with lo < hi'),
+    channels: z.number().int().positive(),
+    noiseFamily: z.string().min(1).optional(),
+    /** A short text, or a structured description of the network (kind, widths, ...). */
+    architecture: z.union([z.string().min(1), z.record(z.string(), z.unknown())]),
+    parameters: z.number().int().nonnegative(),
+    trainingData: z.string(),
+    trainingSteps: z.number().int().nonnegative(),
+    trainingCommand: z.string(),
+    /** Figures measured at training time. Numbers; a few descriptive strings (backend, loss) are tolerated. */
+    metrics: z.record(z.string(), z.union([finite, z.string()])).default({}),
+    description: z.string().default(''),
+    createdAt: z.string().refine((s) => !Number.isNaN(Date.parse(s)), 'must be an ISO 8601 date'),
+    extra: z.record(z.string(), z.unknown()).optional(),
+  })
+  .superRefine((manifest, ctx) => {
+    const last = manifest.inputShape.at(-1);
+    if (typeof last === 'number' && last !== manifest.channels) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['inputShape'],
+        message: `last dimension (${last}) must equal channels (${manifest.channels})`,
+      });
+    }
+  });
+
+export type ModelManifest = z.output<typeof modelManifestSchema>;
+export type ModelManifestInput = z.input<typeof modelManifestSchema>;
+
+export type ManifestParseResult = { ok: true; manifest: ModelManifest } | { ok: false; error: string };
+
+/** Validates parsed JSON; the error is one readable line per problem, prefixed with the field path. */
+export function parseModelManifest(json: unknown): ManifestParseResult {
+  const result = modelManifestSchema.safeParse(json);
+  if (result.success) return { ok: true, manifest: result.data };
+  return { ok: false, error: z.prettifyError(result.error) };
+}
