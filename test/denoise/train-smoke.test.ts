@@ -3,9 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { registerNoise2ScoreLayers } from '../../src/denoise/network.js';
+import { loadNoise2ScoreModel } from '../../src/denoise/model.js';
 import { initTfjs, type Tf } from '../../src/nn/backend.js';
-import { fileSystemIO } from '../../src/nn/fs-io.js';
 import { parseModelManifest } from '../../src/nn/manifest.js';
 import {
   arDaeLoss,
@@ -71,8 +70,9 @@ describe('noise2score training (smoke)', () => {
     const result = await trainNoise2Score(tf, options);
     expect(result.steps).toBe(16);
 
-    registerNoise2ScoreLayers(tf);
-    const loaded = await tf.loadLayersModel(fileSystemIO(options.out));
+    const { model: loaded, noise, multiple } = await loadNoise2ScoreModel(tf, options.out);
+    expect(noise).toBe('gaussian');
+    expect(multiple).toBe(8);
     const after = arDaeLoss(tf, loaded, heldOut, options.patch, 0.05);
     expect(after).toBeLessThan(before);
 
