@@ -70,7 +70,7 @@ export function emd(
   const warnings: string[] = [];
   if (status === 'max_iter_reached') {
     warnings.push(
-      `network simplex stopped after ${maxIter} pivots before optimality: raise maxIter (the plan is feasible but not optimal)`,
+      `network simplex stopped after ${maxIter} pivots before optimality: raise maxIter (the plan is not optimal and may not match the marginals yet)`,
     );
   } else if (status === 'infeasible') {
     warnings.push(
