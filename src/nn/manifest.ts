@@ -51,8 +51,11 @@ export const modelManifestSchema = z
     trainingData: z.string(),
     trainingSteps: z.number().int().nonnegative(),
     trainingCommand: z.string(),
-    /** Figures measured at training time. Numbers; a few descriptive strings (backend, loss) are tolerated. */
-    metrics: z.record(z.string(), z.union([finite, z.string()])).default({}),
+    /**
+     * Figures measured at training time: numbers, plus flat descriptive values (backend: 'wasm', partial: true, the
+     * loss definition) that trainers record beside them. Nested objects belong in `extra`.
+     */
+    metrics: z.record(z.string(), z.union([finite, z.string(), z.boolean()])).default({}),
     description: z.string().default(''),
     createdAt: z.string().refine((s) => !Number.isNaN(Date.parse(s)), 'must be an ISO 8601 date'),
     extra: z.record(z.string(), z.unknown()).optional(),

@@ -19,7 +19,7 @@ describe('model manifest schema', () => {
       validManifest({
         task: 'my-custom-task',
         architecture: { kind: 'unet', widths: [32, 64] },
-        metrics: { psnr: 31.2, backend: 'wasm' },
+        metrics: { psnr: 31.2, backend: 'wasm', partial: true },
         noiseFamily: 'gaussian',
         extra: { multiple: 8 },
       }),
