@@ -42,6 +42,8 @@ async function main() {
 }
 
 main().catch((err) => {
-  process.stderr.write(`tweedie-worker: failed to start: ${err instanceof Error ? err.stack : String(err)}\n`);
+  process.stderr.write(
+    `tweedie-worker: failed to start: ${err instanceof Error ? err.stack : String(err)}\n`,
+  );
   process.exit(1);
 });

@@ -9,7 +9,10 @@ export interface BlobMarker {
 }
 
 const isMarker = (v: unknown): v is BlobMarker =>
-  typeof v === 'object' && v !== null && typeof (v as BlobMarker).$blob === 'number' && Object.keys(v).length === 1;
+  typeof v === 'object' &&
+  v !== null &&
+  typeof (v as BlobMarker).$blob === 'number' &&
+  Object.keys(v).length === 1;
 
 export function splitBlobs(value: unknown): { json: unknown; blobs: Buffer[] } {
   const blobs: Buffer[] = [];

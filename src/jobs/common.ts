@@ -2,7 +2,7 @@
  * Pieces both backends share: the idempotency fingerprint of a submission, and errors turned into job errors.
  */
 import { createHash } from 'node:crypto';
-import { fail, TweedieError } from '../errors.js';
+import { fail, type TweedieError } from '../errors.js';
 import { toTweedieError } from '../plugins/app/errors.js';
 import type { JobError } from './types.js';
 

@@ -24,7 +24,9 @@ export function withAsyncFlag<T extends z.ZodType>(schema: T) {
 export function prefersAsync(request: FastifyRequest): boolean {
   const prefer = request.headers.prefer;
   const values = Array.isArray(prefer) ? prefer : prefer ? [prefer] : [];
-  return values.some((v) => v.split(',').some((p) => p.trim().toLowerCase().split(';')[0] === 'respond-async'));
+  return values.some((v) =>
+    v.split(',').some((p) => p.trim().toLowerCase().split(';')[0] === 'respond-async'),
+  );
 }
 
 /** True when the client asked for a job: `"async": true` in the body or `Prefer: respond-async`. */

@@ -250,5 +250,9 @@ export function cancelledError(): JobError {
 }
 
 function shutdownError(): JobError {
-  return { code: 'TW_SHUTTING_DOWN', statusCode: 503, message: 'The service shut down before the job started' };
+  return {
+    code: 'TW_SHUTTING_DOWN',
+    statusCode: 503,
+    message: 'The service shut down before the job started',
+  };
 }

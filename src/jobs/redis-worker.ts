@@ -100,7 +100,8 @@ export async function startJobWorker(cfg: Config, log: Logger): Promise<JobWorke
   });
   worker.on('error', (err) => log.error({ err }, 'bullmq worker error'));
   worker.on('failed', (job, err) => {
-    if (job && !err.message.startsWith('TWJOB:')) log.warn({ jobId: job.id, reason: err.message }, 'job failed');
+    if (job && !err.message.startsWith('TWJOB:'))
+      log.warn({ jobId: job.id, reason: err.message }, 'job failed');
   });
 
   // Cancellation of running jobs: the API publishes the id; whichever worker holds it aborts it.

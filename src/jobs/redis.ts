@@ -103,7 +103,11 @@ export class RedisJobBackend implements JobBackend {
     return this.redis;
   }
 
-  async submit(operation: string, input: unknown, opts: { idempotencyKey?: string } = {}): Promise<SubmitOutcome> {
+  async submit(
+    operation: string,
+    input: unknown,
+    opts: { idempotencyKey?: string } = {},
+  ): Promise<SubmitOutcome> {
     const client = await this.client();
     const id = randomUUID();
     let idemKey: string | undefined;
@@ -112,7 +116,13 @@ export class RedisJobBackend implements JobBackend {
       idemKey = this.keys.idempotency(opts.idempotencyKey);
       // Claim the key for this new id; if someone holds it, that submission wins (same body) or we refuse.
       for (let tries = 0; tries < 3; tries++) {
-        const claimed = await client.set(idemKey, `${fingerprint} ${id}`, 'PX', this.ttlMs + this.cfg.JOB_TIMEOUT_MS, 'NX');
+        const claimed = await client.set(
+          idemKey,
+          `${fingerprint} ${id}`,
+          'PX',
+          this.ttlMs + this.cfg.JOB_TIMEOUT_MS,
+          'NX',
+        );
         if (claimed === 'OK') break;
         const held = await client.get(idemKey);
         if (!held) continue;

@@ -3,15 +3,17 @@
  * `async: true` / `Prefer: respond-async` on the OT routes), states, progress, results, cancellation of queued and
  * running tasks, the bounded queue, idempotency keys, TTL expiry, and GraphQL (queries, mutations, subscription).
  */
+import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import WebSocket from 'ws';
 import { testConfig } from '../../src/config.js';
 import { MemoryJobBackend } from '../../src/jobs/memory.js';
 import '../../src/jobs/operations/index.js';
 import { makeApp, waitFor } from '../helpers.js';
 
 type App = Awaited<ReturnType<typeof makeApp>>;
+// `ws` ships without types (and mercurius already depends on it): a plain client is all this test needs.
+const WebSocket = createRequire(import.meta.url)('ws');
 
 const smallPlan = {
   x: [[0], [1], [2], [5]],
@@ -76,7 +78,9 @@ describe('jobs, memory backend', () => {
     expect(viaFlag.json().operation).toBe('ot.distance');
     const distance = await waitForState(app, viaFlag.json().id, ['succeeded', 'failed']);
     expect(distance.state).toBe('succeeded');
-    const distanceResult = (await app.inject({ method: 'GET', url: `${viaFlag.headers.location}/result` })).json();
+    const distanceResult = (
+      await app.inject({ method: 'GET', url: `${viaFlag.headers.location}/result` })
+    ).json();
     expect(distanceResult.plan).toBeUndefined();
     expect(distanceResult.cost).toBeGreaterThan(0);
 
@@ -117,7 +121,11 @@ describe('jobs, memory backend', () => {
 
   it('reports progress, and DELETE aborts a running task at once and frees its worker', async () => {
     const running = (
-      await app.inject({ method: 'POST', url: '/v1/jobs', payload: { operation: 'test.busy', input: { ms: 20_000 } } })
+      await app.inject({
+        method: 'POST',
+        url: '/v1/jobs',
+        payload: { operation: 'test.busy', input: { ms: 20_000 } },
+      })
     ).json();
     const midway = await waitFor(
       async () => {
@@ -141,7 +149,11 @@ describe('jobs, memory backend', () => {
 
     // The single worker is free again: a short job finishes long before the cancelled one would have.
     const next = (
-      await app.inject({ method: 'POST', url: '/v1/jobs', payload: { operation: 'test.busy', input: { ms: 50 } } })
+      await app.inject({
+        method: 'POST',
+        url: '/v1/jobs',
+        payload: { operation: 'test.busy', input: { ms: 50 } },
+      })
     ).json();
     const nextDone = await waitForState(app, next.id, ['succeeded', 'failed'], 10_000);
     expect(nextDone.state).toBe('succeeded');
@@ -246,14 +258,18 @@ describe('jobs, memory backend', () => {
 
     // The subscription, over a real WebSocket: progress updates while running, then the cancelled state.
     const busy = (
-      await app.inject({ method: 'POST', url: '/v1/jobs', payload: { operation: 'test.busy', input: { ms: 20_000 } } })
+      await app.inject({
+        method: 'POST',
+        url: '/v1/jobs',
+        payload: { operation: 'test.busy', input: { ms: 20_000 } },
+      })
     ).json();
     await app.listen({ port: 0, host: '127.0.0.1' });
     const port = (app.server.address() as AddressInfo).port;
     const ws = new WebSocket(`ws://127.0.0.1:${port}/graphql`, 'graphql-transport-ws');
     const events: { state: string; progress: { fraction: number } }[] = [];
     let completed = false;
-    ws.on('message', (data) => {
+    ws.on('message', (data: Buffer) => {
       const msg = JSON.parse(String(data));
       if (msg.type === 'connection_ack') {
         ws.send(
@@ -261,7 +277,8 @@ describe('jobs, memory backend', () => {
             id: '1',
             type: 'subscribe',
             payload: {
-              query: 'subscription($id: ID!) { jobProgress(id: $id) { state progress { fraction message } } }',
+              query:
+                'subscription($id: ID!) { jobProgress(id: $id) { state progress { fraction message } } }',
               variables: { id: busy.id },
             },
           }),
@@ -271,7 +288,10 @@ describe('jobs, memory backend', () => {
     });
     await new Promise((r) => ws.once('open', r));
     ws.send(JSON.stringify({ type: 'connection_init' }));
-    await waitFor(() => events.filter((e) => e.state === 'RUNNING' && e.progress.fraction > 0).length >= 2, 10_000);
+    await waitFor(
+      () => events.filter((e) => e.state === 'RUNNING' && e.progress.fraction > 0).length >= 2,
+      10_000,
+    );
     const cancelled = await gql('mutation($id: ID!) { cancelJob(id: $id) { id } }', { id: busy.id });
     expect(cancelled.data.cancelJob.id).toBe(busy.id);
     await waitFor(() => completed, 10_000);
@@ -287,7 +307,12 @@ describe('memory backend, unit', () => {
   const runtime = { pool: null as never, config: testConfig({ ENABLE_TEST_TASKS: true }) };
 
   it('keeps bytes as bytes and serves a result in the operation’s own format', async () => {
-    const backend = new MemoryJobBackend(runtime, { queueMax: 4, concurrency: 1, ttlMs: 60_000, timeoutMs: 5_000 });
+    const backend = new MemoryJobBackend(runtime, {
+      queueMax: 4,
+      concurrency: 1,
+      ttlMs: 60_000,
+      timeoutMs: 5_000,
+    });
     const { view } = await backend.submit('test.bytes', { bytes: Buffer.from([1, 2, 3, 250]), label: 'raw' });
     await waitFor(async () => (await backend.get(view.id))?.state === 'succeeded', 5_000, 5);
     const { result } = (await backend.result(view.id)) as { result: { reversed: Buffer; label: string } };

@@ -7,8 +7,8 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Config } from '../../../src/config.js';
 import { fail, TweedieError } from '../../../src/errors.js';
-import { sendError } from '../../../src/plugins/app/errors.js';
 import { idempotencyKeyOf, sendAccepted } from '../../../src/jobs/http.js';
+import { sendError } from '../../../src/plugins/app/errors.js';
 
 const idParams = z.object({ id: z.string().min(1).max(128) });
 
