@@ -351,7 +351,7 @@ const expRowBody = [
   ...splatConst(-746, L.lo),
   ...splatConst(709.78, L.hi),
   ...splatConst(1 / Math.LN2, L.invLn2),
-  ...splatConst(6.9314718036912381649e-1, L.ln2Hi),
+  ...splatConst(0.6931471803691238, L.ln2Hi),
   ...splatConst(1.9082149292705877e-10, L.ln2Lo),
   ...[OP.i32Const, ...sleb(1023), 0xad, ...V.i64x2Splat, ...set(L.bias)], // i64.extend_i32_s (0xad) then splat
   ...inverseFactorials.flatMap((c, k) => splatConst(c, L.coef0 + k)),
