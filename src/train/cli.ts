@@ -6,6 +6,7 @@
 import { parseArgs } from 'node:util';
 import { NOISE_FAMILIES, type NoiseFamily } from '../denoise/noise.js';
 import { type BackendPreference, initTfjs } from '../nn/backend.js';
+import { runDdpmCli } from './ddpm.js';
 import { trainNoise2Score } from './noise2score.js';
 
 type Trainer = { summary: string; run: (args: string[], commandLine: string) => Promise<void> };
@@ -86,7 +87,11 @@ export const TRAINERS: Record<string, Trainer> = {
     summary: 'Noise2Score score network (gaussian | poisson | gamma noise)',
     run: runNoise2Score,
   },
-  // ddpm:   diffusion prior for RED-Diff and EPS-AD (planned)
+  ddpm: {
+    summary:
+      'DDPM eps-prediction U-Net, prior of RED-Diff and score model of EPS-AD (fashion-mnist | natural-grey)',
+    run: runDdpmCli,
+  },
   // 'eps-ad': adversarial-detection statistics (planned)
   // mid:    real-noise denoiser (planned)
 };

@@ -469,13 +469,16 @@ export async function trainDdpm(tf: Tf, options: TrainDdpmOptions): Promise<Trai
     lossAverage,
     losses: losses.slice(-1000),
   });
-  const lossMetrics = (step: number, partial: boolean) => ({
-    partial,
-    finalTrainingLoss: lossAverage === null ? null : +lossAverage.toFixed(5),
+  // Manifest metrics are numbers or strings only (src/nn/manifest.ts).
+  const lossMetrics = (step: number, partial: boolean): Record<string, number | string> => ({
+    status: partial ? `partial export at step ${step} of ${options.steps}` : 'complete',
+    ...(lossAverage === null ? {} : { finalTrainingLoss: +lossAverage.toFixed(5) }),
     finalTrainingLossDefinition: 'exponential moving average (0.99 per step) of the per-batch loss',
     trainingSeconds: Math.round(elapsed()),
-    secondsPerStep:
-      step > startStep ? +((performance.now() - runStart) / 1000 / (step - startStep)).toFixed(3) : null,
+    ...(step > startStep
+      ? { secondsPerStep: +((performance.now() - runStart) / 1000 / (step - startStep)).toFixed(3) }
+      : {}),
+    ...(startStep > 0 ? { resumedAtStep: startStep } : {}),
   });
 
   const pixels = options.size * options.size;

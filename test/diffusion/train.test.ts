@@ -3,9 +3,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadDiffusionModel } from '../../src/diffusion/model.js';
 import { predictEps, type UnetArchitecture } from '../../src/diffusion/unet.js';
 import { initTfjs, type Tf } from '../../src/nn/backend.js';
-import { ddpmLearningRate, emaDecayAt, loadLayersModel, trainDdpm } from '../../src/train/ddpm.js';
+import { parseModelManifest } from '../../src/nn/manifest.js';
+import { ddpmLearningRate, emaDecayAt, trainDdpm } from '../../src/train/ddpm.js';
 
 const tiny: UnetArchitecture = {
   kind: 'unet-eps',
@@ -67,12 +69,14 @@ describe('DDPM training command', () => {
       trainingCommand: 'test command',
     });
     expect(manifest.parameters).toBeGreaterThan(100);
+    expect(parseModelManifest(manifest).ok).toBe(true);
+    expect(manifest.metrics.status).toBe('complete');
     expect(manifest.metrics.finalTrainingLoss).toBeCloseTo(result.finalLoss!, 4);
     expect(manifest.extra.schedule).toMatchObject({ timesteps: 1000, betaStart: 1e-4, betaEnd: 0.02 });
     const png = await sharp(join(dir, 'model', 'samples.png')).metadata();
     expect(png.width).toBe(2 * 32 + 3 * 2);
 
-    const model = await loadLayersModel(tf, join(dir, 'model'));
+    const model = await loadDiffusionModel(tf, join(dir, 'model'));
     const x = tf.randomNormal([1, 32, 32, 1]);
     const eps = predictEps(tf, model, x, 10);
     expect(eps.shape).toEqual([1, 32, 32, 1]);
@@ -90,6 +94,7 @@ describe('DDPM training command', () => {
     expect(resumed.steps).toBe(5);
     const again = JSON.parse(await readFile(join(dir, 'model', 'manifest.json'), 'utf8'));
     expect(again.trainingSteps).toBe(5);
+    expect(again.metrics.resumedAtStep).toBe(3);
     expect((await stat(join(dir, 'ckpt', 'latest.json'))).isFile()).toBe(true);
   }, 60_000);
 

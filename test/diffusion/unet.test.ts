@@ -2,9 +2,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadDiffusionModel, saveDiffusionModel } from '../../src/diffusion/model.js';
 import { buildUnet, predictEps, type UnetArchitecture, unetMultiple } from '../../src/diffusion/unet.js';
 import { initTfjs, type Tf } from '../../src/nn/backend.js';
-import { loadLayersModel, saveLayersModel } from '../../src/train/ddpm.js';
 
 const tiny: UnetArchitecture = {
   kind: 'unet-eps',
@@ -65,8 +65,8 @@ describe('eps-prediction U-Net', () => {
     const x = tf.randomNormal([2, 16, 24, 1], 0, 1, 'float32', 2);
     const t = tf.tensor2d([[3], [777]]);
     const before = (model.predict([x, t]) as import('@tensorflow/tfjs').Tensor).dataSync();
-    await saveLayersModel(tf, model, dir);
-    const loaded = await loadLayersModel(tf, dir);
+    await saveDiffusionModel(model, dir);
+    const loaded = await loadDiffusionModel(tf, dir);
     const after = (loaded.predict([x, t]) as import('@tensorflow/tfjs').Tensor).dataSync();
     expect(Array.from(after)).toEqual(Array.from(before));
     const classes = JSON.stringify(loaded.toJSON(null, false));
