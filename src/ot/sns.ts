@@ -2,7 +2,8 @@
  * Sinkhorn-Newton-Sparse (Tang, Shavlovsky, Rahmanian, Tardini, Thekumparampil, Xiao & Ying, ICLR 2024,
  * "Accelerating Sinkhorn Algorithm with Sparse Newton Iterations") for entropic OT at regularisation eps.
  *
- * Stage 1 runs N1 log-domain Sinkhorn iterations to enter the basin where Newton converges fast.
+ * Stage 1 runs N1 Sinkhorn iterations (our solver in src/ot/sinkhorn.ts, which works in the log domain
+ * whenever the kernel could underflow) to enter the basin where Newton converges fast.
  * Stage 2 takes Newton steps on the concave Lyapunov potential of Sinkhorn,
  *
  *   L(f, g) = <a, f> + <b, g> - eps * sum_ij P_ij,   P_ij = exp((f_i + g_j - C_ij) / eps),
@@ -26,6 +27,7 @@
  */
 
 import { validateBalancedProblem } from './quadratic.js';
+import { sinkhorn } from './sinkhorn.js';
 import { type CostMatrix, type OtResult, type SolveControl, throwIfAborted } from './types.js';
 
 export interface SnsOptions extends SolveControl {
@@ -36,11 +38,13 @@ export interface SnsOptions extends SolveControl {
   /** lambda: fraction of the n*m entries of P kept in the sparsified Hessian (default 2/n, i.e. ~2m entries). */
   sparsity?: number;
   /**
-   * Double the kept fraction whenever a Newton step reduces the marginal error by less than half (default
-   * true). The Hessian of a far-from-converged or large-eps plan is not sparse, and a too-sparse model of it
+   * Double the kept fraction when a Newton step cuts the marginal error by less than 1.25x, or a full step that
+   * moves the potentials by less than eps/2 fails to halve it (default true). The Hessian of a far-from-converged or large-eps plan is not sparse, and a too-sparse model of it
    * degrades Newton to a Jacobi-like linear rate; growing the budget restores fast convergence.
    */
   adaptiveSparsity?: boolean;
+  /** Upper bound of the kept fraction under adaptive growth (default 64/n). */
+  maxSparsity?: number;
   /** Floor of the relative residual at which conjugate gradient stops (the forcing term tightens to it). */
   cgTol?: number;
   /** Conjugate-gradient iterations allowed per Newton step. */
@@ -49,72 +53,6 @@ export interface SnsOptions extends SolveControl {
   tol?: number;
   /** Sinkhorn iterations run (and counted) when a Newton step fails its line search. */
   fallbackSinkhornIterations?: number;
-}
-
-/** Numerically stable log-domain half-steps; `scratch` has length >= the updated side. */
-class LogSinkhorn {
-  readonly logA: Float64Array;
-  readonly logB: Float64Array;
-  private readonly colMax: Float64Array;
-  private readonly colSum: Float64Array;
-
-  constructor(
-    private readonly a: Float64Array,
-    b: Float64Array,
-    private readonly C: CostMatrix,
-    private readonly eps: number,
-  ) {
-    this.logA = Float64Array.from(a, Math.log);
-    this.logB = Float64Array.from(b, Math.log);
-    this.colMax = new Float64Array(C.m);
-    this.colSum = new Float64Array(C.m);
-  }
-
-  /**
-   * f_i <- eps log a_i - eps LSE_j((g_j - C_ij)/eps). Returns sum_i |(P 1)_i - a_i| for the (f, g) it was
-   * given, which the LSE yields for free: (P 1)_i = exp(f_i/eps + LSE_i).
-   */
-  updateF(f: Float64Array, g: Float64Array): number {
-    const { n, m, data } = this.C;
-    const eps = this.eps;
-    let error = 0;
-    for (let i = 0; i < n; i++) {
-      const row = i * m;
-      let max = Number.NEGATIVE_INFINITY;
-      for (let j = 0; j < m; j++) {
-        const v = g[j] - data[row + j];
-        if (v > max) max = v;
-      }
-      let sum = 0;
-      for (let j = 0; j < m; j++) sum += Math.exp((g[j] - data[row + j] - max) / eps);
-      const lse = max / eps + Math.log(sum);
-      error += Math.abs(Math.exp(f[i] / eps + lse) - this.a[i]);
-      f[i] = eps * (this.logA[i] - lse);
-    }
-    return error;
-  }
-
-  /** g_j <- eps log b_j - eps LSE_i((f_i - C_ij)/eps), traversing C row by row (cache friendly). */
-  updateG(f: Float64Array, g: Float64Array): void {
-    const { n, m, data } = this.C;
-    const eps = this.eps;
-    const colMax = this.colMax.fill(Number.NEGATIVE_INFINITY);
-    const colSum = this.colSum.fill(0);
-    for (let i = 0; i < n; i++) {
-      const row = i * m;
-      const fi = f[i];
-      for (let j = 0; j < m; j++) {
-        const v = fi - data[row + j];
-        if (v > colMax[j]) colMax[j] = v;
-      }
-    }
-    for (let i = 0; i < n; i++) {
-      const row = i * m;
-      const fi = f[i];
-      for (let j = 0; j < m; j++) colSum[j] += Math.exp((fi - data[row + j] - colMax[j]) / eps);
-    }
-    for (let j = 0; j < m; j++) g[j] = eps * (this.logB[j] - colMax[j] / eps - Math.log(colSum[j]));
-  }
 }
 
 /** Dense evaluation of P at (f, g): fills plan, row and column sums; returns L(f, g) and the marginal error. */
@@ -199,26 +137,42 @@ interface SparseHessian {
   nnz: number;
 }
 
+/**
+ * Keeps the entries of P at or above a threshold chosen so that about `keep` remain. The threshold is the
+ * matching quantile of a strided sample of P (an exact selection over all n*m entries would cost as much as
+ * the rest of the Newton step); if the sample misjudges it badly, the exact k-th largest is used instead.
+ */
 function sparsify(
   plan: Float64Array,
-  n: number,
-  m: number,
   keep: number,
+  sample: Float64Array,
   scratch: Float64Array,
   out: SparseHessian,
-) {
-  const threshold = kthLargest(plan, keep, scratch);
+): void {
+  const total = plan.length;
+  const m = out.m;
+  const capacity = out.values.length;
+  let threshold: number;
+  if (total <= 4 * sample.length) {
+    threshold = kthLargest(plan, keep, scratch);
+  } else {
+    // A stride coprime-ish to m so the sample visits every column pattern.
+    const stride = Math.floor(total / sample.length) | 1;
+    let count = 0;
+    for (let k = stride >> 1; k < total && count < sample.length; k += stride) sample[count++] = plan[k];
+    const rank = Math.max(1, Math.round((keep * count) / total));
+    threshold = kthLargest(sample.subarray(0, count), rank, scratch.subarray(0, count));
+    let above = 0;
+    for (let k = 0; k < total; k++) if (plan[k] >= threshold) above++;
+    if (above > capacity || above < keep / 2) threshold = kthLargest(plan, keep, scratch);
+  }
   let nnz = 0;
-  for (let i = 0; i < n && nnz < out.values.length; i++) {
-    const row = i * m;
-    for (let j = 0; j < m; j++) {
-      const p = plan[row + j];
-      // Ties at the threshold could exceed the budget; the buffer bound keeps the work predictable.
-      if (p >= threshold && p > 0 && nnz < out.values.length) {
-        out.rows[nnz] = i;
-        out.cols[nnz] = j;
-        out.values[nnz++] = p;
-      }
+  for (let k = 0; k < total && nnz < capacity; k++) {
+    const p = plan[k];
+    if (p >= threshold && p > 0) {
+      out.rows[nnz] = (k / m) | 0;
+      out.cols[nnz] = k - out.rows[nnz] * m;
+      out.values[nnz++] = p;
     }
   }
   out.nnz = nnz;
@@ -407,10 +361,13 @@ function solveSns(
   const armijo = 1e-4;
   const adaptive = options.adaptiveSparsity ?? true;
   let keep = Math.min(n * m, Math.max(Math.ceil(sparsity * n * m), Math.max(n, m)));
+  // Growth stops at maxSparsity so a CG sweep stays well below the cost of a dense pass over P.
+  const maxKeep = Math.max(keep, Math.min(n * m, Math.ceil((options.maxSparsity ?? 64 / n) * n * m)));
 
   const f = new Float64Array(n);
   const g = new Float64Array(m);
-  const sinkhorn = new LogSinkhorn(a, b, C, eps);
+  const logA = Float64Array.from(a, Math.log);
+  const logB = Float64Array.from(b, Math.log);
   const errorHistory: { iteration: number; error: number }[] = [];
   let sinkhornIterations = 0;
   let newtonIterations = 0;
@@ -426,23 +383,33 @@ function solveSns(
       `${stage}: marginal error ${error.toExponential(2)}`,
     );
   };
-  // One Sinkhorn iteration: f then g; afterwards the column marginals are exact and the row error is known
-  // from the next f update. Returns the row error of the state before the iteration.
-  const sinkhornStep = (): number => {
-    const rowError = sinkhorn.updateF(f, g);
-    sinkhorn.updateG(f, g);
-    sinkhornIterations++;
-    return rowError;
+  // Sinkhorn steps (stage 1 and fallbacks) run in our Sinkhorn solver, warm-started from (f, g). It uses the
+  // convention P_ij = a_i b_j exp((f_i + g_j - C_ij) / eps), hence the eps log a, eps log b shifts.
+  const sinkhornSteps = (count: number, stopAt: number): void => {
+    const run = sinkhorn(a, b, C, eps, {
+      maxIter: count,
+      tol: stopAt,
+      returnPlan: false,
+      recordErrors: true,
+      signal: options.signal,
+      init: {
+        f: Float64Array.from(f, (fi, i) => fi - eps * logA[i]),
+        g: Float64Array.from(g, (gj, j) => gj - eps * logB[j]),
+      },
+    });
+    for (let i = 0; i < n; i++) f[i] = run.f[i] + eps * logA[i];
+    for (let j = 0; j < m; j++) g[j] = run.g[j] + eps * logB[j];
+    for (const h of run.errorHistory ?? []) {
+      errorHistory.push({ iteration: sinkhornIterations + newtonIterations + h.iteration, error: h.error });
+    }
+    sinkhornIterations += run.iterations;
+    error = run.marginalError;
   };
 
-  // Stage 1. g starts from its own update so the first error reading is meaningful.
-  sinkhorn.updateG(f, g);
-  for (let k = 0; k < N1; k++) {
-    throwIfAborted(options.signal);
-    error = sinkhornStep();
-    errorHistory.push({ iteration: sinkhornIterations - 1, error });
-    if (error <= tol) break;
-    if (k % 10 === 0) report('sinkhorn');
+  // Stage 1.
+  if (N1 > 0) {
+    sinkhornSteps(N1, tol);
+    report('sinkhorn');
   }
 
   // Stage 2.
@@ -457,7 +424,7 @@ function solveSns(
   const direction = new Float64Array(dim);
   const newtonWork = newtonWorkspace(n, m);
   const allocateHessian = (): SparseHessian => {
-    const capacity = Math.min(n * m, keep + n + m);
+    const capacity = Math.min(n * m, 2 * keep + n + m);
     return {
       m,
       rows: new Int32Array(capacity),
@@ -468,6 +435,7 @@ function solveSns(
   };
   let hessian = allocateHessian();
   const selectScratch = new Float64Array(n * m);
+  const sample = new Float64Array(Math.min(n * m, 16384));
   const warnings: string[] = [];
   let lineSearchFailures = 0;
 
@@ -476,7 +444,7 @@ function solveSns(
   errorHistory.push({ iteration: sinkhornIterations + newtonIterations, error });
   while (error > tol && newtonIterations < N2) {
     throwIfAborted(options.signal);
-    sparsify(plan, n, m, keep, selectScratch, hessian);
+    sparsify(plan, keep, sample, selectScratch, hessian);
     for (let i = 0; i < n; i++) gradF[i] = eps * (a[i] - rowSums[i]);
     for (let j = 0; j < m; j++) gradG[j] = eps * (b[j] - colSums[j]);
     // Inexact Newton (Eisenstat-Walker style forcing term): solve only as accurately as the current
@@ -500,6 +468,11 @@ function solveSns(
     for (let i = 0; i < n; i++) slope += gradF[i] * direction[i];
     for (let j = 0; j < m; j++) slope += gradG[j] * direction[n + j];
     slope /= eps;
+    // Largest potential change of a full step. Steps of about eps or more are in the regime where L is
+    // exponential along the step and Newton gains a constant factor per step whatever the Hessian model;
+    // only below it is a slow rate the sparsified Hessian's fault.
+    let stride = 0;
+    for (let k = 0; k < dim; k++) stride = Math.max(stride, Math.abs(direction[k]));
     let step = 1;
     let accepted = false;
     const previous = state;
@@ -516,8 +489,10 @@ function solveSns(
           Number.isFinite(trial.lyapunov) &&
           (gain >= armijo * step * slope || (inNoise && trial.error < previous.error))
         ) {
-          if (adaptive && step === 1 && keep < n * m && trial.error > 0.8 * previous.error) {
-            keep = Math.min(n * m, 2 * keep);
+          const ratio = trial.error / previous.error;
+          const slow = ratio > 0.8 || (step === 1 && ratio > 0.5 && stride < 0.5 * eps);
+          if (adaptive && keep < maxKeep && slow) {
+            keep = Math.min(maxKeep, 2 * keep);
             hessian = allocateHessian();
           }
           f.set(trialF);
@@ -533,7 +508,7 @@ function solveSns(
       // The sparse Hessian misled us (typically far from the solution at large eps): take Sinkhorn steps,
       // which always make progress, then resume Newton.
       lineSearchFailures++;
-      for (let k = 0; k < fallback; k++) sinkhornStep();
+      sinkhornSteps(fallback, 0);
       state = evaluate(f, g, a, b, C, eps, plan, rowSums, colSums);
     }
     error = state.error;
@@ -568,8 +543,8 @@ function solveSns(
     plan,
     n,
     m,
-    f: Float64Array.from(f, (fi, i) => fi - eps * sinkhorn.logA[i]),
-    g: Float64Array.from(g, (gj, j) => gj - eps * sinkhorn.logB[j]),
+    f: Float64Array.from(f, (fi, i) => fi - eps * logA[i]),
+    g: Float64Array.from(g, (gj, j) => gj - eps * logB[j]),
     cost,
     // <C, P> + eps KL(P | a b^T), the objective the entropic solvers share.
     objective: cost + eps * entropyTerm,
