@@ -127,7 +127,7 @@ describe('degradation operators', () => {
     const op = gaussianBlurOperator(8, 8, 5, 1);
     const y = tf.randomNormal([1, 8, 8, 1]) as Tensor4D;
     const mu = tf.zeros([1, 8, 8, 1]) as Tensor4D;
-    const grad = tf.grad((m: Tensor4D) => tf.sum(tf.square(tf.sub(y, op.forward(tf, m)))))(mu);
+    const grad = tf.grad((m) => tf.sum(tf.square(tf.sub(y, op.forward(tf, m as Tensor4D)))))(mu);
     // d/dmu at mu = 0 is -2 H^T y, and H^T = H for a symmetric kernel.
     const expected = tf.mul(op.forward(tf, y), -2);
     expect(maxAbsDiff(grad.dataSync(), expected.dataSync())).toBeLessThan(1e-5);
