@@ -6,19 +6,14 @@
  *
  * Sinkhorn at this eps can need hundreds of thousands of iterations; it is capped by a time budget
  * (about 60 s per case, converted to an iteration cap from a short timed probe) and reported honestly as
- * "> N, did not converge" with the error it reached. `npm run bench:ot` calls benchSns() (see run.ts);
- * `npx tsx bench/ot/sns.ts` prints the table alone.
+ * "> N, did not converge" with the error it reached. `npm run bench:ot` calls benchSns() and nests the table
+ * in the OT section of bench/RESULTS.md (see run.ts); `npx tsx bench/ot/sns.ts` prints the table alone.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sinkhorn } from '../../src/ot/sinkhorn.js';
 import { sinkhornNewtonSparse } from '../../src/ot/sns.js';
 import type { CostMatrix } from '../../src/ot/types.js';
-
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const BEGIN = '<!-- sns:begin -->';
-const END = '<!-- sns:end -->';
 
 export interface SnsBenchCase {
   name: string;
@@ -170,22 +165,6 @@ export async function benchSns(options: BenchSnsOptions = {}): Promise<string> {
     }
   }
   return renderSnsTable(rows, options);
-}
-
-/** Replaces (or appends) the SNS section of bench/RESULTS.md between its own markers. */
-export function writeSnsSection(markdown: string, path = join(ROOT, 'bench/RESULTS.md')): void {
-  let text = '';
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch {
-    text = '# Benchmark results\n\n';
-  }
-  const block = `${BEGIN}\n${markdown}\n${END}`;
-  const start = text.indexOf(BEGIN);
-  const end = text.indexOf(END);
-  if (start >= 0 && end > start) text = text.slice(0, start) + block + text.slice(end + END.length);
-  else text = `${text.trimEnd()}\n\n${block}\n`;
-  writeFileSync(path, text);
 }
 
 const isMain = process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url);
