@@ -9,6 +9,9 @@
  *    missing pixels; H^+ = H (m is idempotent). Masks: random pixels (ratio, seed), boxes, or an uploaded image.
  *  - average pooling by s (super-resolution): H = s x s block mean, H^+ = nearest up-sampling, and
  *    H H^+ = I exactly (the mean of s^2 copies of a value is that value).
+ *  - bicubic down-sampling by s (super-resolution): MATLAB imresize's antialiased bicubic (a = -0.5, symmetric
+ *    boundary), a separable linear map y = D_h X D_w^T; H^+ = D^+ (x) D^+ with D^+ = D^T (D D^T)^-1 (D has full
+ *    row rank), so H H^+ H = H to rounding.
  *  - blur (deblurring): circular convolution with a separable, symmetric, normalised kernel (Gaussian or uniform).
  *    Circular, because a circulant operator is diagonalised by the DFT, so H^+ is exact and cheap: the circular
  *    convolution with the kernel whose spectrum is 1/k_hat where |k_hat| > threshold and 0 elsewhere (the
@@ -19,7 +22,7 @@ import { Rng } from '../util/random.js';
 type Tf = typeof import('@tensorflow/tfjs');
 type Tensor4D = import('@tensorflow/tfjs').Tensor4D;
 
-export type OperatorKind = 'identity' | 'mask' | 'average-pool' | 'blur';
+export type OperatorKind = 'identity' | 'mask' | 'average-pool' | 'bicubic' | 'blur';
 
 export interface DegradationOperator {
   kind: OperatorKind;
@@ -212,6 +215,167 @@ export function averagePoolOperator(height: number, width: number, factor: numbe
       });
     },
     describe: () => ({ kind: 'average-pool', factor }),
+  };
+  return op;
+}
+
+/** Keys' cubic convolution kernel with a = -0.5 (MATLAB's "bicubic"). */
+function cubic(x: number): number {
+  const a = Math.abs(x);
+  if (a <= 1) return 1.5 * a ** 3 - 2.5 * a ** 2 + 1;
+  if (a <= 2) return -0.5 * a ** 3 + 2.5 * a ** 2 - 4 * a + 2;
+  return 0;
+}
+
+/**
+ * The dense (outLength x inLength) matrix of MATLAB's imresize along one axis for down-scaling by `factor`:
+ * antialiased bicubic (kernel stretched by the factor), symmetric (mirror) boundary, rows summing to 1.
+ */
+export function bicubicResizeMatrix(inLength: number, factor: number): Float64Array {
+  const outLength = inLength / factor;
+  const scale = 1 / factor;
+  const kernelWidth = 4 / scale;
+  const taps = Math.ceil(kernelWidth) + 2;
+  const matrix = new Float64Array(outLength * inLength);
+  for (let o = 0; o < outLength; o++) {
+    // 1-based centre as in MATLAB: u = x/scale + 0.5 (1 - 1/scale).
+    const u = (o + 1) / scale + 0.5 * (1 - 1 / scale);
+    const left = Math.floor(u - kernelWidth / 2);
+    const weights = new Float64Array(taps);
+    let sum = 0;
+    for (let p = 0; p < taps; p++) {
+      weights[p] = scale * cubic(scale * (u - (left + p)));
+      sum += weights[p];
+    }
+    for (let p = 0; p < taps; p++) {
+      // Mirror 1-based index left + p into 1..inLength (period 2 inLength, edge samples repeated).
+      let index = (left + p - 1) % (2 * inLength);
+      if (index < 0) index += 2 * inLength;
+      if (index >= inLength) index = 2 * inLength - 1 - index;
+      matrix[o * inLength + index] += weights[p] / sum;
+    }
+  }
+  return matrix;
+}
+
+/** D^+ = D^T (D D^T)^-1 for a full-row-rank m x n matrix D, returned as n x m (Cholesky in float64). */
+export function rightPseudoInverse(d: Float64Array, m: number, n: number): Float64Array {
+  const gram = new Float64Array(m * m);
+  for (let i = 0; i < m; i++)
+    for (let j = 0; j <= i; j++) {
+      let s = 0;
+      for (let k = 0; k < n; k++) s += d[i * n + k] * d[j * n + k];
+      gram[i * m + j] = s;
+      gram[j * m + i] = s;
+    }
+  // Cholesky: gram = L L^T.
+  const l = new Float64Array(m * m);
+  for (let i = 0; i < m; i++)
+    for (let j = 0; j <= i; j++) {
+      let s = gram[i * m + j];
+      for (let k = 0; k < j; k++) s -= l[i * m + k] * l[j * m + k];
+      if (i === j) {
+        if (!(s > 0)) throw new Error('resize matrix is rank deficient');
+        l[i * m + i] = Math.sqrt(s);
+      } else l[i * m + j] = s / l[j * m + j];
+    }
+  // Solve gram Z = D for Z (m x n); then D^+ = Z^T.
+  const z = Float64Array.from(d);
+  for (let col = 0; col < n; col++) {
+    for (let i = 0; i < m; i++) {
+      let s = z[i * n + col];
+      for (let k = 0; k < i; k++) s -= l[i * m + k] * z[k * n + col];
+      z[i * n + col] = s / l[i * m + i];
+    }
+    for (let i = m - 1; i >= 0; i--) {
+      let s = z[i * n + col];
+      for (let k = i + 1; k < m; k++) s -= l[k * m + i] * z[k * n + col];
+      z[i * n + col] = s / l[i * m + i];
+    }
+  }
+  const pinv = new Float64Array(n * m);
+  for (let i = 0; i < m; i++) for (let k = 0; k < n; k++) pinv[k * m + i] = z[i * n + k];
+  return pinv;
+}
+
+/** Y[b] = A X[b] B^T for X [b, h, w, 1], A [m, h], B [k, w], from differentiable matMuls. */
+function separableMatMul(
+  tf: Tf,
+  x: Tensor4D,
+  a: import('@tensorflow/tfjs').Tensor2D,
+  b: import('@tensorflow/tfjs').Tensor2D,
+): Tensor4D {
+  return tf.tidy(() => {
+    const [n, h, w] = x.shape;
+    const m = a.shape[0];
+    const k = b.shape[0];
+    const columns = tf.transpose(x.reshape([n, h, w]), [1, 0, 2]).reshape([h, n * w]);
+    const rows = tf
+      .matMul(a, columns)
+      .reshape([m, n, w])
+      .transpose([1, 0, 2])
+      .reshape([n * m, w]);
+    return tf.matMul(rows, b, false, true).reshape([n, m, k, 1]) as Tensor4D;
+  });
+}
+
+export function bicubicDownsampleOperator(
+  height: number,
+  width: number,
+  factor: number,
+): DegradationOperator {
+  checkSize(height, width);
+  if (!Number.isInteger(factor) || factor < 1) throw new RangeError('factor must be a positive integer');
+  if (height % factor !== 0 || width % factor !== 0)
+    throw new RangeError(
+      `image ${height}x${width} is not divisible by the super-resolution factor ${factor}`,
+    );
+  const m = height / factor;
+  const k = width / factor;
+  const dh = bicubicResizeMatrix(height, factor);
+  const dw = width === height ? dh : bicubicResizeMatrix(width, factor);
+  let pinvH: Float64Array | null = null;
+  let pinvW: Float64Array | null = null;
+  const tensors = new Map<string, import('@tensorflow/tfjs').Tensor2D>();
+  const matrix = (tf: Tf, name: string, values: () => Float64Array, shape: [number, number]) => {
+    let t = tensors.get(name);
+    if (!t || t.isDisposed) {
+      t = tf.keep(tf.tensor2d(Float32Array.from(values()), shape));
+      tensors.set(name, t);
+    }
+    return t;
+  };
+  const op: DegradationOperator = {
+    kind: 'bicubic',
+    height,
+    width,
+    outputHeight: m,
+    outputWidth: k,
+    forward: (tf, x) => {
+      checkInput(op, x, 'x');
+      return separableMatMul(
+        tf,
+        x,
+        matrix(tf, 'dh', () => dh, [m, height]),
+        matrix(tf, 'dw', () => dw, [k, width]),
+      );
+    },
+    pseudoInverse: (tf, y) => {
+      checkInput(op, y, 'y');
+      pinvH ??= rightPseudoInverse(dh, m, height);
+      pinvW ??= width === height ? pinvH : rightPseudoInverse(dw, k, width);
+      const ph = matrix(tf, 'ph', () => pinvH!, [height, m]);
+      // B^T with B = pinvW (w x k) means passing B as [w, k] and multiplying by its transpose: Y B^T needs B [w, k].
+      const pw = matrix(tf, 'pw', () => pinvW!, [width, k]);
+      return separableMatMul(tf, y, ph, pw);
+    },
+    describe: () => ({
+      kind: 'bicubic',
+      factor,
+      antialias: true,
+      boundary: 'symmetric',
+      reference: 'MATLAB imresize',
+    }),
   };
   return op;
 }

@@ -1,6 +1,8 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
   averagePoolOperator,
+  bicubicDownsampleOperator,
+  bicubicResizeMatrix,
   boxMask,
   centredBoxMask,
   countMissing,
@@ -88,6 +90,36 @@ describe('degradation operators', () => {
     const x = tf.tensor4d([1, 2, 3, 4, 5, 6, 7, 8], [1, 2, 4, 1]);
     expect(Array.from(averagePoolOperator(2, 4, 2).forward(tf, x).dataSync())).toEqual([3.5, 5.5]);
     expect(() => averagePoolOperator(30, 32, 4)).toThrow(/not divisible/);
+  });
+
+  it('bicubic x2: MATLAB imresize weights (antialiased, a = -0.5), rows summing to 1', () => {
+    const n = 16;
+    const d = bicubicResizeMatrix(n, 2);
+    // The well-known taps of MATLAB's imresize(x, 0.5, 'bicubic') in the interior.
+    const expected = [
+      -0.01171875, -0.03515625, 0.11328125, 0.43359375, 0.43359375, 0.11328125, -0.03515625, -0.01171875,
+    ];
+    const row = 4; // output sample 5 (1-based) covers input samples 6..13 (1-based)
+    for (let j = 0; j < 8; j++) expect(d[row * n + 5 + j]).toBeCloseTo(expected[j], 10);
+    for (let r = 0; r < n / 2; r++) {
+      let sum = 0;
+      for (let c = 0; c < n; c++) sum += d[r * n + c];
+      expect(sum).toBeCloseTo(1, 12);
+    }
+  });
+
+  it('bicubic x2 and x4: shapes, constants preserved, H H^+ H = H and H H^+ = I', () => {
+    for (const factor of [2, 4]) {
+      const op = bicubicDownsampleOperator(16, 24, factor);
+      expect([op.outputHeight, op.outputWidth]).toEqual([16 / factor, 24 / factor]);
+      checkPseudoInverse(op, 1e-4);
+      const constant = tf.fill([1, 16, 24, 1], 0.3) as Tensor4D;
+      for (const v of op.forward(tf, constant).dataSync()) expect(v).toBeCloseTo(0.3, 5);
+      const y = tf.randomNormal([1, op.outputHeight, op.outputWidth, 1], 0, 1, 'float32', 2) as Tensor4D;
+      const roundTrip = op.forward(tf, op.pseudoInverse(tf, y));
+      expect(maxAbsDiff(roundTrip.dataSync(), y.dataSync())).toBeLessThan(1e-4);
+      tf.dispose([constant, y, roundTrip]);
+    }
   });
 
   it('blur: circular separable convolution matching a direct computation', () => {
