@@ -7,13 +7,15 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import autoload from '@fastify/autoload';
 import multipart from '@fastify/multipart';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import fp from 'fastify-plugin';
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { IResolvers, MercuriusContext } from 'mercurius';
+import routes from '../routes/index.js';
 import type { Config } from './config.js';
 import { jobResolvers } from './graphql/jobs.js';
+import { otResolvers } from './graphql/ot.js';
 import { coreResolvers } from './graphql/resolvers.js';
 import computePlugin from './plugins/app/compute.js';
 import errorsPlugin from './plugins/app/errors.js';
@@ -39,10 +41,10 @@ export function packageVersion(): string {
   return '0.0.0';
 }
 
-/** Extra GraphQL resolvers contributed by domain modules (each returns a partial resolver map). */
-const graphqlModules: ((app: FastifyInstance) => IResolvers<unknown, MercuriusContext>)[] = [coreResolvers, jobResolvers];
-export function addGraphqlResolvers(fn: (app: FastifyInstance) => IResolvers<unknown, MercuriusContext>) {
-  graphqlModules.push(fn);
+/** GraphQL resolver maps contributed by each domain (each returns a partial resolver map). */
+type ResolverFactory = (app: FastifyInstance) => IResolvers<unknown, MercuriusContext>;
+function graphqlModules(cfg: Config): ResolverFactory[] {
+  return [coreResolvers, otResolvers(cfg), jobResolvers];
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -86,8 +88,6 @@ export interface AppOptions {
 
 export default async function app(fastify: FastifyInstance, opts: AppOptions) {
   const cfg = opts.config;
-  fastify.setValidatorCompiler(validatorCompiler);
-  fastify.setSerializerCompiler(serializerCompiler);
 
   fastify.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
@@ -127,22 +127,25 @@ export default async function app(fastify: FastifyInstance, opts: AppOptions) {
   await fastify.register(jobsPlugin, { config: cfg });
   await fastify.register(metricsPlugin);
   await fastify.register(swaggerPlugin, { version: packageVersion() });
-  await fastify.register(graphqlPlugin, { config: cfg, resolvers: graphqlModules.map((m) => m(fastify)) });
+  await fastify.register(graphqlPlugin, {
+    config: cfg,
+    resolvers: graphqlModules(cfg).map((m) => m(fastify)),
+  });
 
-  if (cfg.ENABLE_TEST_TASKS) await fastify.register(testRoutes);
-
-  await fastify.register(autoload, {
-    dir: path.resolve(here, '../routes'),
-    options: { config: cfg },
-    // Files whose names start with '_' are helpers, not routes.
-    ignorePattern: /^_/,
-    forceESM: true,
+  // Our routes validate and serialise with zod; mercurius and swagger keep their own JSON-schema compilers, so the
+  // zod compilers are set in this encapsulated scope only.
+  await fastify.register(async (scope) => {
+    scope.setValidatorCompiler(validatorCompiler);
+    scope.setSerializerCompiler(serializerCompiler);
+    if (cfg.ENABLE_TEST_TASKS) await scope.register(testRoutes);
+    await scope.register(routes, { config: cfg });
   });
 }
 
 /** A ready-to-listen instance (used by server.ts and tests). */
 export async function buildApp(cfg: Config, logger?: FastifyServerOptions['logger']) {
   const fastify = Fastify(fastifyOptions(cfg, logger)).withTypeProvider<ZodTypeProvider>();
-  await fastify.register(app, { config: cfg });
+  // fastify-plugin: the app's decorators (compute, models, lifecycle, ...) are visible on the returned instance.
+  await fastify.register(fp(app, { name: 'tweedie' }), { config: cfg });
   return fastify;
 }

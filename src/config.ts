@@ -31,7 +31,7 @@ export const configSchema = z.object({
   OT_MAX_ENTRIES: int(1, 1_000_000_000).default(25_000_000),
   OT_MAX_DIM: int(1, 100_000).default(1024),
   /** Tile size (pixels per side) for model inference on large images. */
-  TILE_SIZE: int(32, 8192).default(256),
+  TILE_SIZE: int(64, 8192).default(512),
   GRAPHQL_DEPTH_LIMIT: int(1, 100).default(8),
   GRAPHIQL: bool.default(false),
   /** Seconds to let in-flight requests finish after SIGTERM/SIGINT. */
@@ -43,7 +43,10 @@ export const configSchema = z.object({
   JOBS_BACKEND: z.enum(['memory', 'redis']).default('memory'),
   REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
   /** BullMQ queue name (also the Redis key prefix `bull:<name>:*` that KEDA watches). */
-  JOBS_QUEUE_NAME: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/).default('tweedie-jobs'),
+  JOBS_QUEUE_NAME: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,64}$/)
+    .default('tweedie-jobs'),
   /** Jobs waiting to start beyond which submissions are refused with 503. */
   JOBS_QUEUE_MAX: int(1, 1_000_000).default(256),
   /** Jobs running at once in one process (memory backend, or one `npm run worker`); 0 means one per compute worker. */

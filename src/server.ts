@@ -20,7 +20,7 @@ async function main() {
   }
   const app = await buildApp(cfg);
 
-  closeWithGrace({ delay: cfg.SHUTDOWN_GRACE_MS + 2000 }, async ({ signal, err }) => {
+  closeWithGrace({ delay: cfg.SHUTDOWN_GRACE_MS + 5000 }, async ({ signal, err }) => {
     if (err) app.log.error({ err }, 'fatal error, shutting down');
     else app.log.info({ signal }, 'shutting down');
     app.lifecycle.beginShutdown();

@@ -51,10 +51,11 @@ export interface ComputePoolOptions {
 }
 
 function workerEntry(): { filename: string; execArgv: string[] } {
-  // Compiled (dist/*.js): run the JS worker. From source (tests, tsx): load the TS worker through tsx.
+  // Compiled (dist/*.js): run the JS worker. From source (tests, tsx): a bootstrap installs tsx's loader in the
+  // worker thread first (a `--import tsx` execArgv does not reach worker threads on Node 20).
   const self = fileURLToPath(import.meta.url);
   if (self.endsWith('.ts')) {
-    return { filename: self.replace(/pool\.ts$/, 'worker.ts'), execArgv: ['--import', 'tsx'] };
+    return { filename: self.replace(/pool\.ts$/, 'worker-dev.mjs'), execArgv: [] };
   }
   return { filename: self.replace(/pool\.js$/, 'worker.js'), execArgv: [] };
 }
@@ -94,7 +95,8 @@ export class ComputePool extends EventEmitter {
     return {
       workers: this.piscina.threads.length,
       queued: this.piscina.queueSize,
-      running: this.running,
+      // In flight minus waiting = on a worker now.
+      running: Math.max(0, this.running - this.piscina.queueSize),
       queueMax: this.queueMax,
       completed: this.piscina.completed,
     };

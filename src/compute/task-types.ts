@@ -23,6 +23,8 @@ export interface TaskTable {
   'test.busy': { input: { ms: number }; result: { ms: number; threadId: number } };
   'test.crash': { input: { mode: 'exit' | 'oom' }; result: never };
   'test.fail': { input: { code: string; message: string }; result: never };
+  /** Noise2Score denoising of one image (see src/compute/handlers/denoise.ts). */
+  'denoise.noise2score': { input: import('./handlers/denoise.js').DenoiseTaskInput; result: unknown };
   /** Optimal transport: any solver (see src/compute/handlers/ot.ts). */
   'ot.solve': { input: unknown; result: unknown };
 }

@@ -42,6 +42,10 @@ function serialize(err: unknown): SerializedError {
       details: (err as Error & { details?: unknown }).details,
     }).toJSON();
   }
+  if (err instanceof Error && err.name === 'ModelLoadError') {
+    const code = (err as Error & { code?: string }).code;
+    return fail(code === 'MODEL_NOT_FOUND' ? 'MODEL_NOT_FOUND' : 'MODEL_NOT_READY', err.message).toJSON();
+  }
   // Unknown failure: the message is kept for the logs (main thread), the client sees only the code.
   const e = fail('INTERNAL', 'Internal error in compute worker', {
     details: { internal: err instanceof Error ? `${err.name}: ${err.message}` : String(err) },

@@ -3,6 +3,7 @@
  * to `resolverModules` (see ot.ts etc.); the schema is /schema.graphql.
  */
 import type { FastifyInstance } from 'fastify';
+import { GraphQLScalarType, Kind, type ValueNode } from 'graphql';
 import type { IResolvers, MercuriusContext } from 'mercurius';
 import { healthReport } from '../health.js';
 import type { ModelStatus } from '../plugins/app/models.js';
@@ -21,8 +22,35 @@ function modelView(m: ModelStatus) {
   };
 }
 
+function literal(node: ValueNode): unknown {
+  switch (node.kind) {
+    case Kind.STRING:
+    case Kind.BOOLEAN:
+      return node.value;
+    case Kind.INT:
+    case Kind.FLOAT:
+      return Number(node.value);
+    case Kind.OBJECT:
+      return Object.fromEntries(node.fields.map((f) => [f.name.value, literal(f.value)]));
+    case Kind.LIST:
+      return node.values.map(literal);
+    default:
+      return null;
+  }
+}
+
+/** Arbitrary JSON (manifests, solver parameters). */
+export const JSONScalar = new GraphQLScalarType({
+  name: 'JSON',
+  description: 'Any JSON value',
+  serialize: (v) => v,
+  parseValue: (v) => v,
+  parseLiteral: literal,
+});
+
 export function coreResolvers(app: FastifyInstance): IResolvers<unknown, MercuriusContext> {
   return {
+    JSON: JSONScalar,
     Query: {
       health: () => {
         const h = healthReport(app);

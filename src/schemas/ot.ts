@@ -172,7 +172,7 @@ export const otPlanRequest = otPlanBase.superRefine((v, ctx) => {
     ctx.addIssue({ code: 'custom', path: ['a'], message: `a has ${v.a.length} entries, expected n=${n}` });
   if (v.b && m > 0 && v.b.length !== m)
     ctx.addIssue({ code: 'custom', path: ['b'], message: `b has ${v.b.length} entries, expected m=${m}` });
-  if (v.solver.solver === 'emd1d' && (!v.x || v.x[0].length !== 1)) {
+  if (v.solver.solver === 'emd1d' && v.x?.[0].length !== 1) {
     ctx.addIssue({ code: 'custom', path: ['solver'], message: 'emd1d needs 1-D points x and y (d = 1)' });
   }
 });

@@ -5,6 +5,8 @@ describe('error responses', () => {
   let app: Awaited<ReturnType<typeof makeApp>>;
   beforeAll(async () => {
     app = await makeApp({ BODY_LIMIT_BYTES: 2048, QUEUE_MAX: 1, REQUEST_TIMEOUT_MS: 5000 });
+    // Model warm-ups go through the same pool: let them finish so the queue holds only this test's tasks.
+    await app.models.settled;
   });
   afterAll(async () => {
     await app.close();

@@ -6,7 +6,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { repoRoot, waitFor } from '../helpers.js';
+import { repoRoot, tinyModelsDir, waitFor } from '../helpers.js';
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -59,6 +59,7 @@ describe('server process', () => {
       ENABLE_TEST_TASKS: 'true',
       SHUTDOWN_GRACE_MS: '8000',
       TFJS_BACKEND: 'wasm',
+      MODELS_DIR: tinyModelsDir(),
     });
     try {
       await waitFor(
@@ -87,8 +88,9 @@ describe('server process', () => {
       expect([503, 'closed']).toContain(during);
       const res = await inflight;
       expect(res.status).toBe(200);
-      expect((await res.json()).ms).toBeGreaterThanOrEqual(1500);
-      expect(await p.exit).toBe(0);
+      expect(((await res.json()) as { ms: number }).ms).toBeGreaterThanOrEqual(1500);
+      const code = await p.exit;
+      expect(code, p.output().slice(-3000)).toBe(0);
     } finally {
       p.child.kill('SIGKILL');
     }

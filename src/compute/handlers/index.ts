@@ -15,6 +15,7 @@ export const handlers: Record<TaskKind, Loader> = {
   'test.crash': async () => (await import('./test-tasks.js')).crash,
   'test.fail': async () => (await import('./test-tasks.js')).failWith,
   'ot.solve': async () => (await import('./ot.js')).solve,
+  'denoise.noise2score': async () => (await import('./denoise.js')).noise2score,
 };
 
 export const TEST_ONLY_KINDS = new Set<TaskKind>(['test.busy', 'test.crash', 'test.fail']);

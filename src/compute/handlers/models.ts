@@ -3,6 +3,7 @@
  */
 import { threadId } from 'node:worker_threads';
 import { getModel, warmupModel } from '../../nn/repository.js';
+import './layers.js';
 import type { TaskInput, TaskResult } from '../task-types.js';
 import type { HandlerContext } from './context.js';
 
@@ -24,7 +25,18 @@ export async function warmup(
   const rt = await ctx.tfjs();
   const t0 = Date.now();
   const loaded = await getModel(rt.tf, ctx.options.modelsDir, input.name, input.version);
-  await warmupModel(rt.tf, loaded.model, loaded.manifest);
+  const inputs = (loaded.model as { inputs?: { shape: (number | null)[] }[] }).inputs ?? [];
+  if (inputs.length > 1) {
+    // Multi-input models (e.g. diffusion: image and timestep): zeros of each input's shape, free dims 32.
+    const { tf } = rt;
+    tf.tidy(() => {
+      const xs = inputs.map((inp) => tf.zeros(inp.shape.map((d, i) => (d ?? (i === 0 ? 1 : 32)) as number)));
+      const out = (loaded.model as import('@tensorflow/tfjs').LayersModel).predict(xs);
+      for (const t of Array.isArray(out) ? out : [out]) t.dataSync();
+    });
+  } else {
+    await warmupModel(rt.tf, loaded.model, loaded.manifest);
+  }
   return {
     name: input.name,
     version: input.version,

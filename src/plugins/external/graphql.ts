@@ -7,7 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
-import { GraphQLError } from 'graphql';
+import { GraphQLError, GraphQLScalarType } from 'graphql';
 import mercurius, { type IResolvers, type MercuriusContext } from 'mercurius';
 import type { Config } from '../../config.js';
 import { toTweedieError } from '../app/errors.js';
@@ -59,10 +59,15 @@ export default fp(
     opts: { config: Config; resolvers: IResolvers<unknown, MercuriusContext>[] },
   ) {
     const schema = readFileSync(schemaPath(), 'utf8');
-    const merged: Record<string, Record<string, unknown>> = {};
+    const merged: Record<string, unknown> = {};
     for (const r of opts.resolvers) {
-      for (const [type, fields] of Object.entries(r))
-        merged[type] = { ...(merged[type] ?? {}), ...(fields as object) };
+      for (const [type, fields] of Object.entries(r)) {
+        // Scalars are class instances: keep them whole; object types merge field by field.
+        merged[type] =
+          fields instanceof GraphQLScalarType
+            ? fields
+            : { ...((merged[type] as object | undefined) ?? {}), ...(fields as object) };
+      }
     }
     await fastify.register(mercurius, {
       schema,
@@ -84,7 +89,15 @@ export default fp(
           }
           return [formatOne(e)];
         });
-        const statusCode = execution.data ? 200 : ((execution as { statusCode?: number }).statusCode ?? 200);
+        // A request that never executed (syntax, unknown field, depth limit) is the client's error: 400.
+        const onlyValidation = (execution.errors ?? []).every((e) => {
+          const o = e.originalError as { errors?: unknown[] } | undefined;
+          return !o || o instanceof GraphQLError || Array.isArray(o.errors);
+        });
+        const statusCode = execution.data
+          ? 200
+          : ((execution as { statusCode?: number }).statusCode ??
+            (onlyValidation && errors.length ? 400 : 200));
         if (ctx?.reply) {
           for (const e of execution.errors ?? []) {
             const te = e.originalError ? toTweedieError(e.originalError) : null;

@@ -27,7 +27,16 @@ export default fp(
           { name: 'jobs', description: 'Asynchronous jobs' },
         ],
       },
-      transform: jsonSchemaTransform,
+      // Our routes carry zod schemas; mercurius' /graphql routes carry plain JSON schemas, which pass through.
+      transform: (doc) => {
+        const schema = doc.schema as Record<string, unknown> | undefined;
+        const parts = schema
+          ? ['body', 'querystring', 'params', 'headers'].map((k) => schema[k]).filter(Boolean)
+          : [];
+        const isZod = parts.every((p) => typeof p === 'object' && p !== null && '_zod' in p);
+        if (!isZod) return { schema: doc.schema, url: doc.url };
+        return jsonSchemaTransform(doc as Parameters<typeof jsonSchemaTransform>[0]);
+      },
     });
     await fastify.register(swaggerUi, { routePrefix: '/docs', staticCSP: true });
     fastify.get('/openapi.json', { schema: { hide: true }, config: { pressureExempt: true } }, async () =>

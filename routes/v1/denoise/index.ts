@@ -1,0 +1,45 @@
+/**
+ * POST /v1/denoise: the image as a raw `image/*` body or a multipart upload (field `image`), parameters in the
+ * query string (or multipart fields). Answers the denoised image, or JSON with `output=json`.
+ */
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import type { Config } from '../../../src/config.js';
+import { denoiseJson, denoiseService } from '../../../src/denoise-service.js';
+import { fail } from '../../../src/errors.js';
+import { denoiseParams } from '../../../src/schemas/denoise.js';
+import { readImageRequest } from '../../_image-input.js';
+
+const routes: FastifyPluginAsyncZod<{ config: Config }> = async (fastify, opts) => {
+  const service = denoiseService(fastify, opts.config);
+
+  fastify.post(
+    '/',
+    {
+      schema: {
+        tags: ['denoise'],
+        summary: 'Denoise an image (Noise2Score: Gaussian, Poisson, Gamma noise; level given or auto)',
+        description:
+          'Send the image as a raw image/* body (PNG, JPEG, WebP, TIFF) or multipart/form-data with a file field ' +
+          '`image`. Answers the denoised image (format from `format` or Accept; PNG by default) with headers ' +
+          'x-noise-level, x-noise-level-estimated and x-model; `output=json` answers JSON with the image in base64.',
+        querystring: denoiseParams,
+      },
+    },
+    async (request, reply) => {
+      const { image, fields } = await readImageRequest(request, ['image']);
+      const bytes = image.get('image');
+      if (!bytes)
+        throw fail('VALIDATION', 'No image: send an image/* body or a multipart file field "image"');
+      const params = denoiseParams.parse({ ...request.query, ...fields });
+      const out = await service.denoise(reply, bytes, params, request.headers.accept);
+      reply.header('x-noise-level', String(out.level));
+      reply.header('x-noise-level-estimated', String(out.levelEstimated));
+      reply.header('x-model', out.model);
+      reply.header('x-timing-total-ms', out.timings.totalMs.toFixed(1));
+      if (params.output === 'json') return denoiseJson(out);
+      return reply.type(out.contentType).send(out.bytes);
+    },
+  );
+};
+
+export default routes;

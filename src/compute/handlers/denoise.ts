@@ -1,0 +1,32 @@
+/**
+ * Denoising in a worker: load the score network (cached per worker) and run Noise2Score with tiling.
+ */
+
+import type { NoiseFamily } from '../../denoise/noise.js';
+import { denoiseNoise2Score } from '../../denoise/noise2score.js';
+import { getModel } from '../../nn/repository.js';
+import './layers.js';
+import type { HandlerContext } from './context.js';
+
+export interface DenoiseTaskInput {
+  model: { name: string; version: string };
+  image: { data: Float32Array; width: number; height: number; channels: number };
+  noise: NoiseFamily;
+  /** Library units (Gaussian sigma on [0,1]) or 'auto'. */
+  level: number | 'auto';
+  estimator: 'wavelet' | 'tv';
+}
+
+export async function noise2score(input: DenoiseTaskInput, ctx: HandlerContext) {
+  const { tf } = await ctx.tfjs();
+  const loaded = await getModel(tf, ctx.options.modelsDir, input.model.name, input.model.version);
+  const multiple = Number((loaded.manifest.extra as { multiple?: number } | undefined)?.multiple ?? 8);
+  const result = denoiseNoise2Score(tf, loaded.model, input.image, {
+    noise: input.noise,
+    level: input.level,
+    estimator: input.estimator,
+    tile: ctx.options.tileSize,
+    multiple,
+  });
+  return result;
+}
