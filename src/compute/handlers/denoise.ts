@@ -20,7 +20,9 @@ export interface DenoiseTaskInput {
 export async function noise2score(input: DenoiseTaskInput, ctx: HandlerContext) {
   const { tf } = await ctx.tfjs();
   const loaded = await getModel(tf, ctx.options.modelsDir, input.model.name, input.model.version);
-  const multiple = Number((loaded.manifest.extra as { multiple?: number } | undefined)?.multiple ?? 8);
+  const architecture = loaded.manifest.architecture as { multiple?: unknown } | string | undefined;
+  const multiple =
+    typeof architecture === 'object' && typeof architecture.multiple === 'number' ? architecture.multiple : 8;
   const result = denoiseNoise2Score(tf, loaded.model, input.image, {
     noise: input.noise,
     level: input.level,

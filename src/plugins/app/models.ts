@@ -59,7 +59,9 @@ export default fp(
         ),
       get(name, version) {
         if (version) return statuses.get(key(name, version));
-        return [...statuses.values()].find((s) => s.name === name && s.isDefault);
+        // The default version; when no version of the name is valid, the highest one (so errors can say why).
+        const all = [...statuses.values()].filter((s) => s.name === name);
+        return all.find((s) => s.isDefault) ?? all.sort((a, b) => compareVersions(b.version, a.version))[0];
       },
       requireReady(name, version) {
         const s = registry.get(name, version);
