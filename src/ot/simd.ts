@@ -7,6 +7,7 @@
  *   dot(k, v, m) -> f64         sum_j k[j] * v[j]     (k, v byte offsets into the memory, m elements)
  *   axpy(w, k, out, m)          out[j] += w * k[j]
  *   expRow(out, c, g, m, s, t)  out[j] = exp(s + g[j] - t * c[j])   (the log-domain Sinkhorn inner loop)
+ *   kernelSweep(K, bv, a, u, col, n, m)   a whole kernel-domain row sweep (dot + axpy per row) in one call
  * It imports its memory ("env"."mem"), so each workspace sizes its own and the GC frees it afterwards.
  * Where WebAssembly SIMD is unavailable, `simdKernels()` returns undefined and callers use plain loops.
  */
@@ -26,6 +27,11 @@ const OP = {
   i32Add: 0x6a,
   i32And: 0x71,
   i32Shl: 0x74,
+  i32Mul: 0x6c,
+  f64Div: 0xa3,
+  f64Ne: 0x62,
+  call: 0x10,
+  if: 0x04,
   i32GeU: 0x4f,
   f64Add: 0xa0,
   f64Mul: 0xa2,
@@ -424,6 +430,73 @@ const expRowBody = [
   OP.end,
 ];
 
+/*
+ * kernelSweep(K=0, bv=1, a=2, u=3, col=4, n=5, m=6): one kernel-domain Sinkhorn row sweep in a single call,
+ *   for each row i: u[i] = 1 / dot(K_i, bv); w = a[i] u[i]; if (w != 0) col += w K_i
+ * (col must be zeroed by the caller). Locals: i=7 (row), row=8 (byte pointer), rowBytes=9 (i32), ui=10, w=11.
+ */
+const FN_DOT = 0;
+const FN_AXPY = 1;
+const kernelSweepBody = [
+  ...vec([
+    [3, I32],
+    [2, F64],
+  ]),
+  ...get(6),
+  ...i32(3),
+  OP.i32Shl,
+  ...set(9),
+  ...get(0),
+  ...set(8),
+  ...loopWhileBelow(7, 5, 1, [
+    ...f64Const(1),
+    ...get(8),
+    ...get(1),
+    ...get(6),
+    OP.call,
+    FN_DOT,
+    OP.f64Div,
+    ...set(10),
+    // u[i] = ui
+    ...get(3),
+    ...get(7),
+    ...i32(3),
+    OP.i32Shl,
+    OP.i32Add,
+    ...get(10),
+    OP.f64Store,
+    ...memarg(0),
+    // w = a[i] * ui
+    ...get(2),
+    ...get(7),
+    ...i32(3),
+    OP.i32Shl,
+    OP.i32Add,
+    OP.f64Load,
+    ...memarg(0),
+    ...get(10),
+    OP.f64Mul,
+    ...set(11),
+    ...get(11),
+    ...f64Const(0),
+    OP.f64Ne,
+    OP.if,
+    OP.void,
+    ...get(11),
+    ...get(8),
+    ...get(4),
+    ...get(6),
+    OP.call,
+    FN_AXPY,
+    OP.end,
+    ...get(8),
+    ...get(9),
+    OP.i32Add,
+    ...set(8),
+  ]),
+  OP.end,
+];
+
 const MODULE_BYTES = new Uint8Array([
   0x00,
   0x61,
@@ -439,16 +512,18 @@ const MODULE_BYTES = new Uint8Array([
       [0x60, ...vec([[I32], [I32], [I32]]), ...vec([[F64]])],
       [0x60, ...vec([[F64], [I32], [I32], [I32]]), ...vec([])],
       [0x60, ...vec([[I32], [I32], [I32], [I32], [F64], [F64]]), ...vec([])],
+      [0x60, ...vec([[I32], [I32], [I32], [I32], [I32], [I32], [I32]]), ...vec([])],
     ]),
   ),
   ...section(2, vec([[...name('env'), ...name('mem'), 0x02, 0x00, 0x01]])), // import memory, min 1 page
-  ...section(3, vec([[0], [1], [2]])), // functions: dot has type 0, axpy type 1, expRow type 2
+  ...section(3, vec([[0], [1], [2], [3]])), // functions 0-3 (dot, axpy, expRow, kernelSweep) have types 0-3
   ...section(
     7, // exports
     vec([
       [...name('dot'), 0x00, 0],
       [...name('axpy'), 0x00, 1],
       [...name('expRow'), 0x00, 2],
+      [...name('kernelSweep'), 0x00, 3],
     ]),
   ),
   ...section(
@@ -457,6 +532,7 @@ const MODULE_BYTES = new Uint8Array([
       [...uleb(dotBody.length), ...dotBody],
       [...uleb(axpyBody.length), ...axpyBody],
       [...uleb(expRowBody.length), ...expRowBody],
+      [...uleb(kernelSweepBody.length), ...kernelSweepBody],
     ]),
   ),
 ]);
@@ -507,6 +583,11 @@ export interface SimdWorkspace {
     shift: number,
     scale: number,
   ): void;
+  /**
+   * One kernel-domain sweep over arrays K (n x m), bv (m), a (n), u (n), col (m): u_i = 1 / (K_i . bv) and
+   * col += a_i u_i K_i (col must be zeroed first). Arguments are array indices in this workspace.
+   */
+  kernelSweep(K: number, bv: number, a: number, u: number, col: number, n: number, m: number): void;
 }
 
 /** Largest workspace we will build (wasm32 memories stop at 4 GiB; keep well clear). */
@@ -536,6 +617,7 @@ export function simdWorkspace(lengths: number[]): SimdWorkspace | undefined {
   const instance = new wasm.Instance(module, { env: { mem: memory } });
   const dot = instance.exports.dot as (k: number, v: number, m: number) => number;
   const axpy = instance.exports.axpy as (w: number, k: number, out: number, m: number) => void;
+  const kernelSweep = instance.exports.kernelSweep as (...pointersAndSizes: number[]) => void;
   const expRow = instance.exports.expRow as (
     out: number,
     c: number,
@@ -549,6 +631,8 @@ export function simdWorkspace(lengths: number[]): SimdWorkspace | undefined {
     arrays,
     dot: (a, aOffset, b, len) => dot(offsets[a] + aOffset * 8, offsets[b], len),
     axpy: (w, a, aOffset, out, len) => axpy(w, offsets[a] + aOffset * 8, offsets[out], len),
+    kernelSweep: (K, bv, a, u, col, n, m) =>
+      kernelSweep(offsets[K], offsets[bv], offsets[a], offsets[u], offsets[col], n, m),
     expRow: (out, outOffset, c, cOffset, g, len, shift, scale) => {
       expRow(offsets[out] + outOffset * 8, offsets[c] + cOffset * 8, offsets[g], len, shift, scale);
       if (len & 1) {

@@ -454,16 +454,17 @@ function kernelStage(
 ): StageOutcome {
   const { n, m, C, a, b, f, g, minC } = state;
   const invEps = 1 / eps;
-  const u = new Float64Array(n);
+  // K, b v, the column sums, u and a live in a WebAssembly memory when SIMD is available (see simd.ts).
+  const simd = state.allowSimd ? simdWorkspace([n * m, m, m, n, n]) : undefined;
+  const K = simd ? simd.arrays[0] : new Float64Array(n * m);
+  const bv = simd ? simd.arrays[1] : new Float64Array(m);
+  const colAcc = simd ? simd.arrays[2] : new Float64Array(m); // sum_i a_i u_i K_ij
+  const u = simd ? simd.arrays[3] : new Float64Array(n);
+  if (simd) simd.arrays[4].set(a);
   const v = new Float64Array(m);
   for (let i = 0; i < n; i++) u[i] = Math.exp((f[i] - minC) * invEps);
   for (let j = 0; j < m; j++) v[j] = Math.exp(g[j] * invEps);
   if (!scalingsSafe(u) || !scalingsSafe(v)) return 'unsafe';
-  // K, b v and the column sums live in a WebAssembly memory when SIMD is available (see simd.ts).
-  const simd = state.allowSimd ? simdWorkspace([n * m, m, m]) : undefined;
-  const K = simd ? simd.arrays[0] : new Float64Array(n * m);
-  const bv = simd ? simd.arrays[1] : new Float64Array(m);
-  const colAcc = simd ? simd.arrays[2] : new Float64Array(m); // sum_i a_i u_i K_ij
   if (simd) {
     // K = exp((minC - C)/eps) computed in place over a copy of C; arrays[1] (b v) is still zero here and
     // serves as the zero offset vector.
@@ -517,13 +518,9 @@ function kernelStage(
     }
     colAcc.fill(0);
     if (simd) {
-      for (let i = 0; i < n; i++) {
-        const ui = 1 / simd.dot(0, i * m, 1, m);
-        if (!(ui >= SCALING_LOW && ui <= SCALING_HIGH)) bad = true;
-        u[i] = ui;
-        const w = a[i] * ui;
-        if (w !== 0) simd.axpy(w, 0, i * m, 2, m);
-      }
+      // The whole sweep in one call (no per-row JS -> wasm transitions), then check the scalings.
+      simd.kernelSweep(0, 1, 4, 3, 2, n, m);
+      if (!scalingsSafe(u)) bad = true;
     } else {
       for (let i = 0; i < n; i++) {
         const base = i * m;
@@ -591,6 +588,7 @@ function summarise(
   const kernel = state.kernel && state.kernel.eps === eps ? state.kernel : undefined;
   // Row i of the plan goes through `row` (a view into the plan, or scratch when no plan is returned).
   const scratch = new Float64Array(m);
+  const sums = new Float64Array(1);
   let cost = 0;
   if (kernel) {
     // P_ij = (a_i u_i) K_ij (b_j v_j): no exp needed.
@@ -599,17 +597,9 @@ function summarise(
       const base = i * m;
       const w = au[i];
       const row = plan ? plan.subarray(base, base + m) : scratch;
-      let rowSum = 0;
-      let rowCost = 0;
-      for (let j = 0; j < m; j++) {
-        const p = w * K[base + j] * bv[j];
-        row[j] = p;
-        rowSum += p;
-        rowCost += p * C[base + j];
-      }
-      rows[i] = rowSum;
-      cost += rowCost;
-      for (let j = 0; j < m; j++) cols[j] += row[j];
+      for (let j = 0; j < m; j++) row[j] = w * K[base + j] * bv[j];
+      rows[i] = accumulateRow(row, C, base, cols, sums);
+      cost += sums[0];
     }
   } else {
     const kernels = logRowKernels(state);
@@ -620,17 +610,9 @@ function summarise(
       const base = i * m;
       kernels.expRow(i, logA[i] + f[i] * invEps, invEps);
       const row = plan ? plan.subarray(base, base + m) : scratch;
-      let rowSum = 0;
-      let rowCost = 0;
-      for (let j = 0; j < m; j++) {
-        const p = t[j];
-        row[j] = p;
-        rowSum += p;
-        rowCost += p * C[base + j];
-      }
-      rows[i] = rowSum;
-      cost += rowCost;
-      for (let j = 0; j < m; j++) cols[j] += row[j];
+      row.set(t);
+      rows[i] = accumulateRow(row, C, base, cols, sums);
+      cost += sums[0];
     }
   }
   // sum_ij P_ij (f_i + g_j) from the marginals; zero-weight rows/columns carry no mass.
@@ -648,6 +630,30 @@ function summarise(
   }
   const objective = potentialTerm - eps * (mass - accurateSum(a) * accurateSum(b));
   return { plan, cost, objective, marginalError: error };
+}
+
+/**
+ * Adds a plan row to the column sums; returns the row sum and puts the row's cost in out[0]. A small
+ * function on purpose: called once per row, it is optimised after a few rows, whereas a loop nest inside
+ * summarise() (called once per solve) would run unoptimised until on-stack replacement kicks in.
+ */
+function accumulateRow(
+  row: Float64Array,
+  C: Float64Array,
+  base: number,
+  cols: Float64Array,
+  out: Float64Array,
+): number {
+  let sum = 0;
+  let cost = 0;
+  for (let j = 0; j < row.length; j++) {
+    const p = row[j];
+    sum += p;
+    cost += p * C[base + j];
+    cols[j] += p;
+  }
+  out[0] = cost;
+  return sum;
 }
 
 function fmt(x: number): string {

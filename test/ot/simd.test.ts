@@ -55,6 +55,32 @@ describe('WebAssembly SIMD kernels', () => {
     }
   });
 
+  it('kernelSweep does u_i = 1 / (K_i . bv) and col += a_i u_i K_i for every row in one call', () => {
+    const n = 7;
+    const m = 5;
+    const sweep = simdWorkspace([n * m, m, n, n, m])!;
+    const [K, bv, a, u, col] = sweep.arrays;
+    const random = seededRandom(5);
+    K.forEach((_, k) => {
+      K[k] = random() + 0.1;
+    });
+    bv.forEach((_, j) => {
+      bv[j] = random();
+    });
+    a.forEach((_, i) => {
+      a[i] = i === 3 ? 0 : random();
+    });
+    sweep.kernelSweep(0, 1, 2, 3, 4, n, m);
+    const expectedCol = new Float64Array(m);
+    for (let i = 0; i < n; i++) {
+      let s = 0;
+      for (let j = 0; j < m; j++) s += K[i * m + j] * bv[j];
+      expect(u[i]).toBeCloseTo(1 / s, 14);
+      for (let j = 0; j < m; j++) expectedCol[j] += a[i] * (1 / s) * K[i * m + j];
+    }
+    for (let j = 0; j < m; j++) expect(col[j]).toBeCloseTo(expectedCol[j], 13);
+  });
+
   it('refuses workspaces too large for a 32-bit memory', () => {
     expect(simdWorkspace([2 ** 29])).toBeUndefined();
   });
