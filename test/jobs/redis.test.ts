@@ -247,10 +247,20 @@ describe.skipIf(!hasRedis)('jobs, redis backend (BullMQ) with worker processes',
     expect((await jobState(job.id)).finishedAt).toBe(done.finishedAt);
   });
 
-  it('shuts a worker down gracefully on SIGTERM', async () => {
+  it('on SIGTERM lets a running job use the grace period, then puts it back in the queue, and exits 0', async () => {
     const w = workers.at(-1) as WorkerProcess;
+    const job = await submit('test.busy', { ms: 8000 });
+    await waitForState(job.id, ['running']);
+    const t0 = Date.now();
     w.child.kill('SIGTERM');
     expect(await w.exited).toBe(0);
-    expect(w.lines.some((l) => l.msg === 'shutting down')).toBe(true);
+    // SHUTDOWN_GRACE_MS is 1 s: it waited for the job about that long, not the job's 8 s.
+    expect(Date.now() - t0).toBeLessThan(6000);
+    expect(w.lines.some((l) => l.msg === 'job re-queued at shutdown' && l.jobId === job.id)).toBe(true);
+    const after = await jobState(job.id);
+    expect(after.state).toBe('queued');
+    expect(after.error).toBeUndefined();
+    await app.inject({ method: 'DELETE', url: `/v1/jobs/${job.id}` });
+    expect((await jobState(job.id)).state).toBe('cancelled');
   });
 });
