@@ -157,4 +157,33 @@ describe('POST /v1/denoise', () => {
       expect(res.json().error.code).toBe(code);
     }
   });
+
+  it('GraphQL denoise takes base64 and answers the same as REST', async () => {
+    const rest = await app.inject({
+      method: 'POST',
+      url: '/v1/denoise?level=25&output=json',
+      headers: { 'content-type': 'image/png' },
+      payload: png,
+    });
+    const res = await app.inject({
+      method: 'POST',
+      url: '/graphql',
+      payload: {
+        query:
+          'query($img: String!) { denoise(input: { image: $img, noise: GAUSSIAN, level: 25 }) { image level levelEstimated model width } }',
+        variables: { img: png.toString('base64') },
+      },
+    });
+    expect(res.statusCode, res.body).toBe(200);
+    const data = res.json().data.denoise;
+    expect(data.image).toBe(rest.json().image);
+    expect(data.level).toBe(25);
+    expect(data.model).toBe('noise2score-gaussian@1');
+    const bad = await app.inject({
+      method: 'POST',
+      url: '/graphql',
+      payload: { query: '{ denoise(input: { image: "AAAA", level: 25 }) { level } }' },
+    });
+    expect(bad.json().errors[0].extensions.code).toBe('TW_IMAGE_INVALID');
+  });
 });
