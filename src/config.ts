@@ -22,6 +22,8 @@ export const configSchema = z.object({
   WORKERS: int(0, 256).default(0),
   /** Tasks waiting for a worker beyond which requests are refused with 503. */
   QUEUE_MAX: int(0, 100_000).default(64),
+  /** Heap cap per compute worker (MB): a runaway task kills its own worker (500), not the process. 0 = Node's default. */
+  WORKER_MAX_HEAP_MB: int(0, 1_000_000).default(4096),
   REQUEST_TIMEOUT_MS: int(100, 3_600_000).default(30_000),
   /** Upper bound for a per-request `timeoutMs` override. */
   REQUEST_TIMEOUT_MAX_MS: int(100, 3_600_000).default(300_000),
@@ -37,6 +39,7 @@ export const configSchema = z.object({
   /** Seconds to let in-flight requests finish after SIGTERM/SIGINT. */
   SHUTDOWN_GRACE_MS: int(0, 600_000).default(10_000),
   PRESSURE_MAX_EVENT_LOOP_DELAY_MS: int(0, 60_000).default(1000),
+  PRESSURE_SAMPLE_INTERVAL_MS: int(10, 60_000).default(1000),
   PRESSURE_MAX_HEAP_BYTES: int(0, Number.MAX_SAFE_INTEGER).default(0),
   PRESSURE_MAX_RSS_BYTES: int(0, Number.MAX_SAFE_INTEGER).default(0),
   /** Where jobs live: `memory` (in this process, lost on restart) or `redis` (BullMQ; `npm run worker` runs them). */

@@ -21,8 +21,9 @@ export async function busy(input: { ms: number }, ctx: HandlerContext) {
 
 export function crash(input: { mode: 'exit' | 'oom' }): never {
   if (input.mode === 'oom') {
-    const hoard: Float64Array[] = [];
-    for (;;) hoard.push(new Float64Array(16 * 1024 * 1024));
+    // Boxed numbers live on the V8 heap (typed arrays would not count against the worker's heap cap).
+    const hoard: number[][] = [];
+    for (;;) hoard.push(Array.from({ length: 1 << 20 }, (_, i) => i + 0.5));
   }
   process.exit(70);
 }

@@ -38,6 +38,7 @@ export default fp(
       workers: resolvedWorkers(cfg),
       queueMax: cfg.QUEUE_MAX,
       defaultTimeoutMs: cfg.REQUEST_TIMEOUT_MS,
+      maxOldGenerationSizeMb: cfg.WORKER_MAX_HEAP_MB || undefined,
       worker: {
         modelsDir: resolvedModelsDir(cfg),
         tfjsBackend: cfg.TFJS_BACKEND,

@@ -14,6 +14,7 @@ export default fp(
     const cfg = opts.config;
     await fastify.register(underPressure, {
       maxEventLoopDelay: cfg.PRESSURE_MAX_EVENT_LOOP_DELAY_MS,
+      sampleInterval: cfg.PRESSURE_SAMPLE_INTERVAL_MS,
       maxHeapUsedBytes: cfg.PRESSURE_MAX_HEAP_BYTES,
       maxRssBytes: cfg.PRESSURE_MAX_RSS_BYTES,
       retryAfter: 5,
