@@ -221,7 +221,7 @@ describe.skipIf(!hasRedis)('jobs, redis backend (BullMQ) with worker processes',
 
   it('finishes a job on a second worker when the first is SIGKILLed mid-job, exactly once', async () => {
     const first = workers[0];
-    const job = await submit('test.busy', { ms: 3000 });
+    const job = await submit('test.busy', { ms: 2000 });
     await waitFor(async () => {
       const s = await jobState(job.id);
       return s.state === 'running' && s.progress.fraction > 0;
@@ -238,7 +238,7 @@ describe.skipIf(!hasRedis)('jobs, redis backend (BullMQ) with worker processes',
     expect(result.pid).toBe(second.child.pid);
 
     // Give a duplicate run every chance to show up, then count completions across both workers' logs.
-    await new Promise((r) => setTimeout(r, lockMs * 2));
+    await new Promise((r) => setTimeout(r, lockMs * 1.5));
     const completions = workers
       .flatMap((w) => w.lines)
       .filter((l) => l.msg === 'job completed' && l.jobId === job.id);
