@@ -213,10 +213,8 @@ class NetworkSimplex {
     const N = this.nodeNum;
     const root = this.root;
     let maxC = 0;
-    for (let e = 0; e < this.arcNum; e++) {
-      const c = Math.abs(this.cost[e]);
-      if (c > maxC) maxC = c;
-    }
+    const cost = this.cost;
+    for (let e = 0; e < this.arcNum; e++) maxC = Math.max(maxC, Math.abs(cost[e]));
     // Artificial arcs cost more than any real path, so the simplex drives their flow to zero.
     const artCost = (maxC + 1) * N;
     let sumSupply = 0;

@@ -225,7 +225,7 @@ export function pointCloudCost(x: PointCloud, y: PointCloud, options: CostOption
 export function maxCost(C: CostMatrix): number {
   let s = Number.NEGATIVE_INFINITY;
   const v = C.data;
-  for (let k = 0; k < v.length; k++) if (v[k] > s) s = v[k];
+  for (let k = 0; k < v.length; k++) s = Math.max(s, v[k]);
   return s;
 }
 
