@@ -43,7 +43,10 @@ export interface SnsOptions extends SolveControl {
    * degrades Newton to a Jacobi-like linear rate; growing the budget restores fast convergence.
    */
   adaptiveSparsity?: boolean;
-  /** Upper bound of the kept fraction under adaptive growth (default 64/n). */
+  /**
+   * Upper bound of the kept fraction under adaptive growth (default 1/8: a CG sweep then costs a fraction of
+   * one dense pass over P; 2-D clouds at eta = 1200 and n = 1000 need about that much).
+   */
   maxSparsity?: number;
   /** Floor of the relative residual at which conjugate gradient stops (the forcing term tightens to it). */
   cgTol?: number;
@@ -361,8 +364,8 @@ function solveSns(
   const armijo = 1e-4;
   const adaptive = options.adaptiveSparsity ?? true;
   let keep = Math.min(n * m, Math.max(Math.ceil(sparsity * n * m), Math.max(n, m)));
-  // Growth stops at maxSparsity so a CG sweep stays well below the cost of a dense pass over P.
-  const maxKeep = Math.max(keep, Math.min(n * m, Math.ceil((options.maxSparsity ?? 64 / n) * n * m)));
+  // Adaptive growth stops at maxSparsity: past it a CG sweep would cost about as much as a dense pass over P.
+  const maxKeep = Math.max(keep, Math.min(n * m, Math.ceil((options.maxSparsity ?? 0.125) * n * m)));
 
   const f = new Float64Array(n);
   const g = new Float64Array(m);
