@@ -44,8 +44,9 @@ export interface SnsOptions extends SolveControl {
    */
   adaptiveSparsity?: boolean;
   /**
-   * Upper bound of the kept fraction under adaptive growth (default 1/8: a CG sweep then costs a fraction of
-   * one dense pass over P; 2-D clouds at eta = 1200 and n = 1000 need about that much).
+   * Upper bound of the kept fraction under adaptive growth. Default max(1/8, 64 (n + m) / (n m)): a CG sweep
+   * then costs a fraction of one dense pass over P, small problems may go dense, and 2-D clouds at
+   * eta = 1200, n = 1000 (whose plans are not that sparse) get what they need.
    */
   maxSparsity?: number;
   /** Floor of the relative residual at which conjugate gradient stops (the forcing term tightens to it). */
@@ -365,7 +366,10 @@ function solveSns(
   const adaptive = options.adaptiveSparsity ?? true;
   let keep = Math.min(n * m, Math.max(Math.ceil(sparsity * n * m), Math.max(n, m)));
   // Adaptive growth stops at maxSparsity: past it a CG sweep would cost about as much as a dense pass over P.
-  const maxKeep = Math.max(keep, Math.min(n * m, Math.ceil((options.maxSparsity ?? 0.125) * n * m)));
+  const maxKeep = Math.max(
+    keep,
+    Math.min(n * m, Math.ceil((options.maxSparsity ?? Math.max(0.125, (64 * (n + m)) / (n * m))) * n * m)),
+  );
 
   const f = new Float64Array(n);
   const g = new Float64Array(m);
