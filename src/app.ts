@@ -14,6 +14,7 @@ import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fas
 import type { IResolvers, MercuriusContext } from 'mercurius';
 import routes from '../routes/index.js';
 import type { Config } from './config.js';
+import { denoiseResolvers } from './graphql/denoise.js';
 import { jobResolvers } from './graphql/jobs.js';
 import { otResolvers } from './graphql/ot.js';
 import { coreResolvers } from './graphql/resolvers.js';
@@ -44,7 +45,7 @@ export function packageVersion(): string {
 /** GraphQL resolver maps contributed by each domain (each returns a partial resolver map). */
 type ResolverFactory = (app: FastifyInstance) => IResolvers<unknown, MercuriusContext>;
 function graphqlModules(cfg: Config): ResolverFactory[] {
-  return [coreResolvers, otResolvers(cfg), jobResolvers];
+  return [coreResolvers, otResolvers(cfg), denoiseResolvers(cfg), jobResolvers];
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;

@@ -1,9 +1,12 @@
 /**
- * Denoising as the HTTP and GraphQL adapters use it: pick the model, decode the image (main thread, sharp),
- * run the network in the compute pool, encode the answer.
+ * Denoising as the HTTP, GraphQL and jobs adapters use it: decode the image (sharp, in the calling process), run
+ * the network in the compute pool, encode the answer. `denoisePipeline` needs only the pool and the config, so a
+ * job worker process runs exactly what a synchronous request runs; `denoiseService` adds the model registry's
+ * readiness check and the request's deadline/cancellation.
  */
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { DenoiseTaskInput } from './compute/handlers/denoise.js';
+import type { ComputePool, RunOptions } from './compute/pool.js';
 import type { Config } from './config.js';
 import { fail } from './errors.js';
 import { decodeImage, encodeImage, type FloatImage, negotiateFormat } from './imaging/codec.js';
@@ -22,6 +25,78 @@ export interface DenoiseOutcome {
   timings: Record<string, number>;
 }
 
+interface NetworkResult {
+  data: Float32Array;
+  width: number;
+  height: number;
+  channels: number;
+  level: number;
+  levelEstimated: boolean;
+  timings: Record<string, number>;
+}
+
+/** The model a request asks for (name by method and noise family unless given). */
+export function denoiseModelName(params: DenoiseParams): string {
+  if (params.method === 'mid') {
+    throw fail('MODEL_NOT_FOUND', "Method 'mid' needs the model 'mid-rgb', which is not in the repository");
+  }
+  return params.model ?? `noise2score-${params.noise}`;
+}
+
+export async function denoisePipeline(
+  pool: ComputePool,
+  cfg: Config,
+  bytes: Uint8Array,
+  params: DenoiseParams,
+  opts: { model: { name: string; version?: string }; accept?: string; run?: RunOptions },
+): Promise<DenoiseOutcome> {
+  const t0 = performance.now();
+  // Negotiate first: a client asking for a format we cannot write learns it before any work is done.
+  const { format, contentType } = negotiateFormat(opts.accept, params.format);
+  const decoded = await decodeImage(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), {
+    maxPixels: cfg.MAX_IMAGE_PIXELS,
+    mode: 'keep',
+  });
+  const tDecode = performance.now();
+  const input: DenoiseTaskInput = {
+    model: opts.model,
+    image: decoded.image,
+    noise: params.noise,
+    level: libraryLevel(params.noise, params.level),
+    estimator: params.estimator,
+  };
+  const result = (await pool.run('denoise.noise2score', input, {
+    ...opts.run,
+    transferInput: true,
+  })) as NetworkResult & { model: { name: string; version: string } };
+  const tCompute = performance.now();
+  const image: FloatImage = {
+    data: result.data,
+    width: result.width,
+    height: result.height,
+    channels: result.channels as FloatImage['channels'],
+  };
+  const out = await encodeImage(image, format);
+  return {
+    image,
+    bytes: out,
+    contentType,
+    format,
+    noise: params.noise,
+    level: userLevel(params.noise, result.level),
+    levelEstimated: result.levelEstimated,
+    model: `${result.model.name}@${result.model.version}`,
+    method: params.method,
+    timings: {
+      decodeMs: tDecode - t0,
+      computeMs: tCompute - tDecode,
+      encodeMs: performance.now() - tCompute,
+      totalMs: performance.now() - t0,
+      ...Object.fromEntries(Object.entries(result.timings).map(([k, v]) => [`network.${k}`, v])),
+    },
+  };
+}
+
 export function denoiseService(fastify: FastifyInstance, cfg: Config) {
   return {
     async denoise(
@@ -30,68 +105,28 @@ export function denoiseService(fastify: FastifyInstance, cfg: Config) {
       params: DenoiseParams,
       accept?: string,
     ): Promise<DenoiseOutcome> {
-      const t0 = performance.now();
-      // Negotiate first: a client asking for a format we cannot write learns it before any work is done.
-      const { format, contentType } = negotiateFormat(accept, params.format);
-      if (params.method === 'mid') {
-        throw fail(
-          'MODEL_NOT_FOUND',
-          "Method 'mid' needs the model 'mid-rgb', which is not in the repository",
-        );
-      }
-      const name = params.model ?? `noise2score-${params.noise}`;
+      negotiateFormat(accept, params.format);
+      const name = denoiseModelName(params);
       const status = fastify.models.requireReady(name, params.version);
       const family = status.manifest?.noiseFamily;
       if (family && family !== params.noise) {
         throw fail('UNPROCESSABLE', `Model '${name}' is trained for ${family} noise, not ${params.noise}`);
       }
-      const decoded = await decodeImage(bytes, { maxPixels: cfg.MAX_IMAGE_PIXELS, mode: 'keep' });
-      const tDecode = performance.now();
-      const input: DenoiseTaskInput = {
-        model: { name: status.name, version: status.version },
-        image: decoded.image,
-        noise: params.noise,
-        level: libraryLevel(params.noise, params.level),
-        estimator: params.estimator,
+      // Deadline and client-disconnect cancellation, as for every request.
+      const controller = new AbortController();
+      const onClose = () => {
+        if (!reply.raw.writableFinished) controller.abort();
       };
-      const result = (await fastify.compute.runFor(reply, 'denoise.noise2score', input, {
-        timeoutMs: params.timeoutMs,
-        transferInput: true,
-      })) as {
-        data: Float32Array;
-        width: number;
-        height: number;
-        channels: number;
-        level: number;
-        levelEstimated: boolean;
-        timings: Record<string, number>;
-      };
-      const tCompute = performance.now();
-      const image: FloatImage = {
-        data: result.data,
-        width: result.width,
-        height: result.height,
-        channels: result.channels as FloatImage['channels'],
-      };
-      const out = await encodeImage(image, format);
-      return {
-        image,
-        bytes: out,
-        contentType,
-        format,
-        noise: params.noise,
-        level: userLevel(params.noise, result.level),
-        levelEstimated: result.levelEstimated,
-        model: `${status.name}@${status.version}`,
-        method: params.method,
-        timings: {
-          decodeMs: tDecode - t0,
-          computeMs: tCompute - tDecode,
-          encodeMs: performance.now() - tCompute,
-          totalMs: performance.now() - t0,
-          ...Object.fromEntries(Object.entries(result.timings).map(([k, v]) => [`network.${k}`, v])),
-        },
-      };
+      reply.raw.once('close', onClose);
+      try {
+        return await denoisePipeline(fastify.compute.pool, cfg, bytes, params, {
+          model: { name: status.name, version: status.version },
+          accept,
+          run: { timeoutMs: fastify.compute.deadlineFor(params.timeoutMs), signal: controller.signal },
+        });
+      } finally {
+        reply.raw.off('close', onClose);
+      }
     },
   };
 }

@@ -57,6 +57,7 @@ export const denoiseParams = z
       .default('image')
       .describe('json returns the image as base64 with metadata'),
     timeoutMs: z.coerce.number().int().min(100).optional(),
+    async: z.enum(['true', 'false']).optional().describe('true: run as a job (202 + Location)'),
   })
   .superRefine((v, ctx) => {
     if (v.level === 'auto') return;

@@ -186,4 +186,33 @@ describe('POST /v1/denoise', () => {
     });
     expect(bad.json().errors[0].extensions.code).toBe('TW_IMAGE_INVALID');
   });
+
+  it('runs as a job with async=true: 202 + Location, then the image from the job result', async () => {
+    const res = await app.inject({
+      method: 'POST',
+      url: '/v1/denoise?level=25&async=true',
+      headers: { 'content-type': 'image/png' },
+      payload: png,
+    });
+    expect(res.statusCode, res.body).toBe(202);
+    const location = res.headers.location as string;
+    expect(location).toMatch(/^\/v1\/jobs\//);
+    let state = '';
+    for (let i = 0; i < 200 && state !== 'succeeded' && state !== 'failed'; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      state = (await app.inject({ method: 'GET', url: location })).json().state;
+    }
+    expect(state).toBe('succeeded');
+    const result = await app.inject({ method: 'GET', url: `${location}/result` });
+    expect(result.statusCode).toBe(200);
+    expect(result.headers['content-type']).toBe('image/png');
+    expect(result.headers['x-noise-level']).toBe('25');
+    const sync = await app.inject({
+      method: 'POST',
+      url: '/v1/denoise?level=25',
+      headers: { 'content-type': 'image/png' },
+      payload: png,
+    });
+    expect(Buffer.compare(result.rawPayload, sync.rawPayload)).toBe(0);
+  });
 });

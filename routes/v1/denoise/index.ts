@@ -6,6 +6,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { Config } from '../../../src/config.js';
 import { denoiseJson, denoiseService } from '../../../src/denoise-service.js';
 import { fail } from '../../../src/errors.js';
+import { prefersAsync, replyWithJob } from '../../../src/jobs/http.js';
 import { denoiseParams } from '../../../src/schemas/denoise.js';
 import { readImageRequest } from '../../_image-input.js';
 
@@ -31,6 +32,18 @@ const routes: FastifyPluginAsyncZod<{ config: Config }> = async (fastify, opts) 
       if (!bytes)
         throw fail('VALIDATION', 'No image: send an image/* body or a multipart file field "image"');
       const params = denoiseParams.parse({ ...request.query, ...fields });
+      // As a job: `async=true` (query or field) or `Prefer: respond-async`; the bytes are stored, not base64.
+      if (
+        fields.async === 'true' ||
+        (request.query as { async?: string }).async === 'true' ||
+        prefersAsync(request)
+      ) {
+        return replyWithJob(fastify, request, reply, 'denoise', {
+          image: bytes,
+          params,
+          accept: request.headers.accept,
+        });
+      }
       const out = await service.denoise(reply, bytes, params, request.headers.accept);
       reply.header('x-noise-level', String(out.level));
       reply.header('x-noise-level-estimated', String(out.levelEstimated));

@@ -9,7 +9,8 @@ import './layers.js';
 import type { HandlerContext } from './context.js';
 
 export interface DenoiseTaskInput {
-  model: { name: string; version: string };
+  /** Version omitted: the latest valid version in the repository. */
+  model: { name: string; version?: string };
   image: { data: Float32Array; width: number; height: number; channels: number };
   noise: NoiseFamily;
   /** Library units (Gaussian sigma on [0,1]) or 'auto'. */
@@ -30,5 +31,5 @@ export async function noise2score(input: DenoiseTaskInput, ctx: HandlerContext) 
     tile: ctx.options.tileSize,
     multiple,
   });
-  return result;
+  return { ...result, model: { name: loaded.name, version: loaded.version } };
 }

@@ -2,6 +2,7 @@
  * Every operation that can run as a job. Importing this module registers them; the API (jobs plugin) and the
  * worker process (src/worker.ts) both import it, so a new operation is one `import` line here.
  */
+import './denoise.js';
 import './ot.js';
 import './test-ops.js';
 
