@@ -190,7 +190,7 @@ describe.skipIf(!hasRedis)('jobs, redis backend (BullMQ) with worker processes',
     const t0 = Date.now();
     await app.inject({ method: 'DELETE', url: `/v1/jobs/${running.id}` });
     const cancelled = await waitForState(running.id, ['cancelled', 'failed', 'succeeded'], 10_000);
-    expect(cancelled.state).toBe('cancelled');
+    expect(cancelled.state, JSON.stringify(cancelled)).toBe('cancelled');
     expect(cancelled.error.code).toBe('TW_JOB_CANCELLED');
     expect(Date.now() - t0).toBeLessThan(5_000);
   });
