@@ -16,7 +16,7 @@
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { emd } from '../../src/ot/emd.js';
@@ -321,8 +321,9 @@ export function renderOtSection(rows: OtBenchRow[], notes: string[] = []): strin
   const lines = [
     '## Optimal transport (`npm run bench:ot`)',
     '',
-    `Machine: ${machine()}. Run on ${new Date().toISOString().slice(0, 10)}; the 2 cores were shared with other jobs, so`,
-    'expect ~20% noise between runs. Problems: 2-D Gaussian clouds x ~ N(0, I), y ~ N(1, I), n = m, uniform weights,',
+    `Machine: ${machine()}. Run on ${new Date().toISOString().slice(0, 10)}, load average ${loadavg()[0].toFixed(1)} when`,
+    'the table was written: the cores were shared with other jobs, so single cells vary by 2x between runs.',
+    'Problems: 2-D Gaussian clouds x ~ N(0, I), y ~ N(1, I), n = m, uniform weights,',
     'squared Euclidean cost; identical data on both sides (written to a file). Times exclude building the cost.',
     'Each cell: best of 3 (n <= 1000), 2 (n = 2000) or 1 (n = 5000) runs in a fresh process after a small warm-up.',
     'ratio = ours / POT (below 1: we are faster). POT iters is its log["niter"] (0-based index of the last',
