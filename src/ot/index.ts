@@ -2,7 +2,8 @@
  * The optimal-transport library: geometry -> problem (marginals) -> solver -> output (types).
  * Pure numerics on Float64Array; no HTTP, no tfjs.
  *
- * Exact and entropic solvers: divergence, emd, emd1d, geometry, marginals, simd, sinkhorn, types, unbalanced.
+ * Exact and entropic solvers: divergence, emd, emd1d, geometry, marginals, sinkhorn, types, unbalanced
+ * (simd.ts, the WebAssembly kernels, stays internal).
  * Smooth / sparse solvers (another helper's): lbfgs, quadratic, sns, sparse — add new modules of that family
  * to the list below too (one sorted list, as biome wants; watch for name clashes).
  */
