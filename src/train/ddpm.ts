@@ -26,13 +26,7 @@ import { type IdxImages, loadFashionMnistImages, writePaddedImage } from '../dif
 import { saveDiffusionModel } from '../diffusion/model.js';
 import { imageGrid, sampleDdpm } from '../diffusion/sampler.js';
 import { type DdpmSchedule, describeSchedule, linearSchedule } from '../diffusion/schedule.js';
-import {
-  buildUnet,
-  DEFAULT_UNET,
-  registerDiffusionLayers,
-  type UnetArchitecture,
-  unetMultiple,
-} from '../diffusion/unet.js';
+import { buildUnet, DEFAULT_UNET, type UnetArchitecture, unetMultiple } from '../diffusion/unet.js';
 import { type BackendPreference, initTfjs } from '../nn/backend.js';
 import { type ModelManifestInput, parseModelManifest } from '../nn/manifest.js';
 import { Rng } from '../util/random.js';
