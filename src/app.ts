@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import multipart from '@fastify/multipart';
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyServerOptions, LogController } from 'fastify';
 import fp from 'fastify-plugin';
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { IResolvers, MercuriusContext } from 'mercurius';
@@ -70,7 +70,7 @@ export function fastifyOptions(cfg: Config, logger?: FastifyServerOptions['logge
       },
     },
     // We log one line per request ourselves (onResponse), with the outcome.
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: cfg.BODY_LIMIT_BYTES,
     requestIdHeader: false,
     genReqId: (req) => {
