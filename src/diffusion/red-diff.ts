@@ -1,0 +1,220 @@
+/**
+ * RED-Diff (Mardani, Song, Kautz & Vahdat, ICLR 2024, "A Variational Perspective on Solving Inverse Problems with
+ * Diffusion Models"; official code NVlabs/RED-diff, algos/reddiff.py): restoration as the optimisation of one image
+ * estimate mu, with a diffusion model as a regulariser that is never differentiated.
+ *
+ *   mu_0 = H^+ y
+ *   for t over `steps` strided timesteps, descending from T-1 to 0:
+ *     eps ~ N(0, I);  x_t = sqrt(alphaBar_t) mu + sqrt(1 - alphaBar_t) eps
+ *     epsHat = eps_theta(x_t, t)                                  (no gradient through the network)
+ *     loss = mean((y - H mu)^2) / 2 + lambda w_t mean(sg(epsHat - eps) . mu),   w_t = sqrt(1-alphaBar_t)/sqrt(alphaBar_t)
+ *     one Adam step on mu (betas 0.9, 0.99)
+ *   return clip(mu) and ||y - H clip(mu)|| / ||y||
+ *
+ * The prior term's gradient is lambda w_t (epsHat - eps) / N, a score-matching residual: its expectation over eps
+ * pulls mu towards where the denoiser agrees with the noise that was added, i.e. towards the data manifold. Since
+ * the network is only evaluated, a step costs one forward pass (DPS-style methods need a backward pass through the
+ * U-Net too). Images are NHWC [b, h, w, 1] in the model's range [-1, 1]; the service converts from/to [0, 1].
+ *
+ * Determinism: eps comes from the project's seeded Rng (not tf.randomNormal), so the same seed, inputs and backend
+ * give bit-identical results.
+ */
+import { Rng } from '../util/random.js';
+import type { DegradationOperator } from './operators.js';
+import { type DdpmSchedule, stridedTimesteps } from './schedule.js';
+import { predictEps } from './unet.js';
+
+type Tf = typeof import('@tensorflow/tfjs');
+type Tensor = import('@tensorflow/tfjs').Tensor;
+type Tensor4D = import('@tensorflow/tfjs').Tensor4D;
+type LayersModel = import('@tensorflow/tfjs').LayersModel;
+
+/** eps_theta(x_t, t) for a batch at the integer timestep t; returns a new tensor the caller disposes. */
+export type EpsFunction = (tf: Tf, x: Tensor4D, t: number) => Tensor;
+
+/** How the prior term is weighted along the trajectory (the official code's `grad_term_weight` times ...). */
+export type RedDiffWeighting = 'snr' | 'constant';
+
+export interface RedDiffProgress {
+  /** Steps done so far (1..steps). */
+  step: number;
+  steps: number;
+  /** The timestep just used. */
+  t: number;
+}
+
+export interface RedDiffOptions {
+  /** Number of strided timesteps (and Adam steps). */
+  steps: number;
+  /** Weight of the diffusion prior (official default 0.25); 0 = least squares from H^+ y. */
+  lambda?: number;
+  /** Adam learning rate (official configurations use 0.1 to 0.5). */
+  lr?: number;
+  /** Seed of the noise eps drawn at each step. */
+  seed?: number;
+  /** 'snr' (default): w_t = sqrt(1 - alphaBar_t) / sqrt(alphaBar_t), the inverse square root of the SNR; 'constant': w_t = 1. */
+  weighting?: RedDiffWeighting;
+  /**
+   * Measurement noise level of y on the [-1, 1] scale. Recorded only: the official loss does not reweight the data
+   * term by sigma_y (the prior's weight lambda is what trades fidelity for regularity).
+   */
+  sigmaY?: number;
+  /** Range the returned estimate is clipped to. */
+  range?: [number, number];
+  /** Called every `progressEvery` steps and after the last one. */
+  onProgress?: (progress: RedDiffProgress) => void;
+  progressEvery?: number;
+  /** Checked before each step; an aborted signal stops the run (its reason is thrown). */
+  signal?: AbortSignal;
+  /** Keep this many intermediate estimates (evenly spaced over the run, the last one included). */
+  trace?: number;
+}
+
+export interface RedDiffTraceEntry {
+  step: number;
+  t: number;
+  /** Clipped estimate, NHWC flattened, same shape as the result. */
+  x: Float32Array;
+}
+
+export interface RedDiffResult {
+  /** The restored images, NHWC flattened, clipped to `range`. */
+  x: Float32Array;
+  shape: [number, number, number, number];
+  /** ||y - H(x)|| / ||y|| (the absolute norm when y = 0). */
+  residual: number;
+  residualNorm: number;
+  steps: number;
+  params: {
+    lambda: number;
+    lr: number;
+    seed: number;
+    weighting: RedDiffWeighting;
+    sigmaY: number;
+  };
+  timings: { initMs: number; loopMs: number; msPerStep: number; totalMs: number };
+  trace?: RedDiffTraceEntry[];
+}
+
+export const RED_DIFF_DEFAULTS = {
+  lambda: 0.25,
+  lr: 0.1,
+  seed: 0,
+  weighting: 'snr' as RedDiffWeighting,
+} as const;
+
+function priorWeight(schedule: DdpmSchedule, t: number, weighting: RedDiffWeighting): number {
+  if (weighting === 'constant') return 1;
+  return schedule.sqrtOneMinusAlphaBars[t] / schedule.sqrtAlphaBars[t];
+}
+
+/** Which steps (1-based) record a trace entry: `count` evenly spaced, ending at the last step. */
+function traceSteps(steps: number, count: number): Set<number> {
+  const out = new Set<number>();
+  const n = Math.min(count, steps);
+  for (let i = 1; i <= n; i++) out.add(Math.round((i * steps) / n));
+  return out;
+}
+
+export function redDiffRestore(
+  tf: Tf,
+  prior: LayersModel | EpsFunction,
+  schedule: DdpmSchedule,
+  H: DegradationOperator,
+  y: Tensor4D,
+  options: RedDiffOptions,
+): RedDiffResult {
+  const started = performance.now();
+  const steps = options.steps;
+  const lambda = options.lambda ?? RED_DIFF_DEFAULTS.lambda;
+  const lr = options.lr ?? RED_DIFF_DEFAULTS.lr;
+  const seed = options.seed ?? RED_DIFF_DEFAULTS.seed;
+  const weighting = options.weighting ?? RED_DIFF_DEFAULTS.weighting;
+  const sigmaY = options.sigmaY ?? 0;
+  const [lo, hi] = options.range ?? [-1, 1];
+  if (!(lambda >= 0 && Number.isFinite(lambda))) throw new RangeError('lambda must be a finite number >= 0');
+  if (!(lr > 0 && Number.isFinite(lr))) throw new RangeError('lr must be a positive number');
+  const timesteps = stridedTimesteps(schedule, steps);
+  const epsOf: EpsFunction =
+    typeof prior === 'function' ? prior : (tfi, x, t) => predictEps(tfi, prior as LayersModel, x, t);
+  const progressEvery = Math.max(1, Math.floor(options.progressEvery ?? Math.ceil(steps / 20)));
+  const tracing = options.trace && options.trace > 0 ? traceSteps(steps, options.trace) : null;
+  const trace: RedDiffTraceEntry[] = [];
+
+  const batch = y.shape[0];
+  const shape: [number, number, number, number] = [batch, H.height, H.width, 1];
+  const size = batch * H.height * H.width;
+  const rng = new Rng(seed);
+  const noise = new Float32Array(size);
+
+  // Adam (Kingma & Ba) written out rather than tf.train.adam: its dispose() leaks the second moments (tf.js 4.22),
+  // and torch's epsilon 1e-8 (the official code's optimiser) is kept. Bias-corrected, as torch.optim.Adam.
+  const beta1 = 0.9;
+  const beta2 = 0.99;
+  const adamEpsilon = 1e-8;
+  let mu = tf.tidy(() => H.pseudoInverse(tf, y)) as Tensor4D;
+  let firstMoment = tf.zerosLike(mu) as Tensor4D;
+  let secondMoment = tf.zerosLike(mu) as Tensor4D;
+  // d/dmu of mean((y - H mu)^2) / 2; H is linear, so its gradient comes from tf.grad through H.forward.
+  const dataGradient = tf.grad((m: Tensor) =>
+    tf.div(tf.mean(tf.square(tf.sub(y, H.forward(tf, m as Tensor4D)))), 2),
+  );
+  const initMs = performance.now() - started;
+  const loopStart = performance.now();
+  try {
+    timesteps.forEach((t, index) => {
+      options.signal?.throwIfAborted();
+      const step = index + 1;
+      const a = schedule.sqrtAlphaBars[t];
+      const s = schedule.sqrtOneMinusAlphaBars[t];
+      const weight = lambda * priorWeight(schedule, t, weighting);
+      rng.fillNormal(noise);
+      const next = tf.tidy(() => {
+        let gradient = dataGradient(mu);
+        if (weight !== 0) {
+          const eps = tf.tensor4d(noise, shape);
+          const xt = tf.add(tf.mul(mu, a), tf.mul(eps, s)) as Tensor4D;
+          // The gradient of lambda w_t mean(sg(epsHat - eps) . mu): the network is evaluated, never differentiated.
+          const priorGradient = tf.mul(tf.sub(epsOf(tf, xt, t), eps), weight / size);
+          gradient = tf.add(gradient, priorGradient);
+        }
+        const m = tf.add(tf.mul(firstMoment, beta1), tf.mul(gradient, 1 - beta1));
+        const v = tf.add(tf.mul(secondMoment, beta2), tf.mul(tf.square(gradient), 1 - beta2));
+        const mHat = tf.div(m, 1 - beta1 ** step);
+        const vHat = tf.div(v, 1 - beta2 ** step);
+        const update = tf.mul(tf.div(mHat, tf.add(tf.sqrt(vHat), adamEpsilon)), lr);
+        return { mu: tf.sub(mu, update) as Tensor4D, m: m as Tensor4D, v: v as Tensor4D };
+      });
+      tf.dispose([mu, firstMoment, secondMoment]);
+      mu = next.mu;
+      firstMoment = next.m;
+      secondMoment = next.v;
+      if (tracing?.has(step))
+        trace.push({ step, t, x: tf.tidy(() => tf.clipByValue(mu, lo, hi).dataSync() as Float32Array) });
+      if (options.onProgress && (step % progressEvery === 0 || step === steps))
+        options.onProgress({ step, steps, t });
+    });
+    const loopMs = performance.now() - loopStart;
+    const { x, residualNorm, yNorm } = tf.tidy(() => {
+      const clipped = tf.clipByValue(mu, lo, hi) as Tensor4D;
+      const misfit = tf.sub(y, H.forward(tf, clipped));
+      return {
+        x: clipped.dataSync() as Float32Array,
+        residualNorm: tf.norm(misfit).dataSync()[0],
+        yNorm: tf.norm(y).dataSync()[0],
+      };
+    });
+    return {
+      x: Float32Array.from(x),
+      shape,
+      residual: yNorm > 0 ? residualNorm / yNorm : residualNorm,
+      residualNorm,
+      steps,
+      params: { lambda, lr, seed, weighting, sigmaY },
+      timings: { initMs, loopMs, msPerStep: loopMs / steps, totalMs: performance.now() - started },
+      ...(tracing ? { trace } : {}),
+    };
+  } finally {
+    tf.dispose([mu, firstMoment, secondMoment]);
+  }
+}
