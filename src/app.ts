@@ -18,6 +18,7 @@ import { denoiseResolvers } from './graphql/denoise.js';
 import { jobResolvers } from './graphql/jobs.js';
 import { otResolvers } from './graphql/ot.js';
 import { coreResolvers } from './graphql/resolvers.js';
+import authPlugin from './plugins/app/auth.js';
 import computePlugin from './plugins/app/compute.js';
 import errorsPlugin from './plugins/app/errors.js';
 import jobsPlugin from './plugins/app/jobs.js';
@@ -27,6 +28,7 @@ import modelsPlugin from './plugins/app/models.js';
 import testRoutes from './plugins/app/test-routes.js';
 import graphqlPlugin from './plugins/external/graphql.js';
 import pressurePlugin from './plugins/external/pressure.js';
+import securityPlugin from './plugins/external/security.js';
 import swaggerPlugin from './plugins/external/swagger.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -107,6 +109,9 @@ export default async function app(fastify: FastifyInstance, opts: AppOptions) {
   });
 
   await fastify.register(errorsPlugin);
+  // Before everything that reads a body or does work: API keys, then headers, CORS and the rate limit.
+  await fastify.register(authPlugin, { config: cfg });
+  await fastify.register(securityPlugin, { config: cfg });
   await fastify.register(lifecyclePlugin);
   await fastify.register(pressurePlugin, { config: cfg });
   await fastify.register(multipart, {

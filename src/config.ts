@@ -62,6 +62,18 @@ export const configSchema = z.object({
   JOBS_LOCK_MS: int(500, 600_000).default(30_000),
   /** Times a job may be picked up again after its worker died before it is failed. */
   JOBS_MAX_STALLED: int(0, 100).default(2),
+  /** API keys, comma-separated. When set (or API_KEYS_FILE is), every route but /livez, /readyz, /metrics needs `Authorization: Bearer <key>`. */
+  API_KEYS: z.string().optional(),
+  /** A file with one API key per line (a mounted Kubernetes secret); blank lines and `#` comments are skipped. */
+  API_KEYS_FILE: z.string().min(1).optional(),
+  /** Requests per key (or per client address without keys) per window; 0 turns rate limiting off. */
+  RATE_LIMIT_MAX: int(0, 100_000_000).default(6000),
+  RATE_LIMIT_WINDOW_MS: int(100, 24 * 3_600_000).default(60_000),
+  /** Origins allowed by CORS, comma-separated (`*` for any); empty: CORS off (no Access-Control-* headers). */
+  CORS_ORIGINS: z.string().default(''),
+  /** Most field selections (aliases and fragment spreads expanded) one GraphQL operation may ask for. */
+  GRAPHQL_MAX_SELECTIONS: int(1, 100_000).default(200),
+  GRAPHQL_INTROSPECTION: bool.default(true),
   /** Tasks used only by tests and fault drills (sleep, crash, leak checks). Never enable in production. */
   ENABLE_TEST_TASKS: bool.default(false),
 });

@@ -32,8 +32,12 @@ function mapIterable<T, U>(source: AsyncIterable<T>, fn: (v: T) => U): AsyncIter
 export function jobResolvers(app: FastifyInstance): IResolvers<unknown, MercuriusContext> {
   return {
     Query: {
-      job: async (_root: unknown, args: { id: string }) => {
-        const view = await app.jobs.backend.get(args.id);
+      // Unknown, expired and other keys' jobs alike are null.
+      job: async (_root: unknown, args: { id: string }, ctx: MercuriusContext) => {
+        const view = await app.jobs.get(args.id, ctx.apiKeyOwner).catch((err: { code?: string }) => {
+          if (err.code === 'TW_JOB_NOT_FOUND') return null;
+          throw err;
+        });
         return view ? gqlJob(view) : null;
       },
     },
@@ -41,27 +45,32 @@ export function jobResolvers(app: FastifyInstance): IResolvers<unknown, Mercuriu
       submitJob: async (
         _root: unknown,
         args: { operation: string; input: unknown; idempotencyKey?: string | null },
+        ctx: MercuriusContext,
       ) =>
         gqlJob(
           (
             await app.jobs.submit(args.operation, args.input, {
               idempotencyKey: args.idempotencyKey ?? undefined,
+              owner: ctx.apiKeyOwner,
             })
           ).view,
         ),
-      cancelJob: async (_root: unknown, args: { id: string }) => gqlJob(await app.jobs.cancel(args.id)),
+      cancelJob: async (_root: unknown, args: { id: string }, ctx: MercuriusContext) =>
+        gqlJob(await app.jobs.cancel(args.id, ctx.apiKeyOwner)),
     },
     Subscription: {
       jobProgress: {
-        subscribe: async (_root: unknown, args: { id: string }) =>
-          mapIterable(await app.jobs.watch(args.id), (view) => ({ jobProgress: gqlJob(view) })),
+        subscribe: async (_root: unknown, args: { id: string }, ctx: MercuriusContext) =>
+          mapIterable(await app.jobs.watch(args.id, undefined, ctx.apiKeyOwner), (view) => ({
+            jobProgress: gqlJob(view),
+          })),
       },
     },
     Job: {
       // Read only when asked for; results with bytes (images) are served by GET /v1/jobs/:id/result.
-      result: async (job: { id: string; state: string }) => {
+      result: async (job: { id: string; state: string }, _args: unknown, ctx: MercuriusContext) => {
         if (job.state !== 'SUCCEEDED') return null;
-        const { result } = await app.jobs.result(job.id);
+        const { result } = await app.jobs.result(job.id, ctx.apiKeyOwner);
         return splitBlobs(result).blobs.length === 0 ? result : null;
       },
     },

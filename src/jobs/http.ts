@@ -68,6 +68,9 @@ export async function replyWithJob(
   operation: string,
   input: unknown,
 ) {
-  const outcome = await fastify.jobs.submit(operation, input, { idempotencyKey: idempotencyKeyOf(request) });
+  const outcome = await fastify.jobs.submit(operation, input, {
+    idempotencyKey: idempotencyKeyOf(request),
+    owner: request.apiKeyOwner,
+  });
   return sendAccepted(request, reply, outcome);
 }

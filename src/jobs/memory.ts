@@ -8,7 +8,14 @@ import { EventEmitter } from 'node:events';
 import { fail } from '../errors.js';
 import { idempotencyConflict, pushIterator, queueFull, submissionFingerprint, toJobError } from './common.js';
 import { type JobRuntime, jobOperation } from './registry.js';
-import { isTerminal, type JobBackend, type JobError, type JobState, type JobView } from './types.js';
+import {
+  isTerminal,
+  type JobBackend,
+  type JobError,
+  type JobState,
+  type JobView,
+  type SubmitOptions,
+} from './types.js';
 
 export interface MemoryBackendOptions {
   queueMax: number;
@@ -34,6 +41,7 @@ interface MemoryJob {
   controller?: AbortController;
   cancelRequested: boolean;
   idempotencyKey?: string;
+  owner?: string;
 }
 
 export class MemoryJobBackend implements JobBackend {
@@ -57,11 +65,13 @@ export class MemoryJobBackend implements JobBackend {
     this.sweeper.unref();
   }
 
-  async submit(operation: string, input: unknown, opts: { idempotencyKey?: string } = {}) {
+  async submit(operation: string, input: unknown, opts: SubmitOptions = {}) {
     if (this.closed) throw fail('SHUTTING_DOWN');
     const fingerprint = opts.idempotencyKey ? submissionFingerprint(operation, input) : '';
-    if (opts.idempotencyKey) {
-      const seen = this.idempotency.get(opts.idempotencyKey);
+    // Idempotency keys are per owner: one client's key never replays (or blocks) another client's job.
+    const idempotencyKey = opts.idempotencyKey && `${opts.owner ?? ''}\0${opts.idempotencyKey}`;
+    if (opts.idempotencyKey && idempotencyKey) {
+      const seen = this.idempotency.get(idempotencyKey);
       const earlier = seen && this.live(seen.id);
       if (seen && earlier) {
         if (seen.fingerprint !== fingerprint) throw idempotencyConflict(opts.idempotencyKey);
@@ -80,14 +90,20 @@ export class MemoryJobBackend implements JobBackend {
       finishedAt: null,
       attempts: 0,
       cancelRequested: false,
-      idempotencyKey: opts.idempotencyKey,
+      idempotencyKey,
+      owner: opts.owner,
     };
     this.jobs.set(job.id, job);
-    if (opts.idempotencyKey) this.idempotency.set(opts.idempotencyKey, { fingerprint, id: job.id });
+    if (idempotencyKey) this.idempotency.set(idempotencyKey, { fingerprint, id: job.id });
     this.waiting.push(job);
     const view = this.view(job);
     this.pump();
     return { view, replayed: false };
+  }
+
+  async ownerOf(id: string) {
+    const job = this.live(id);
+    return job ? job.owner : null;
   }
 
   async get(id: string) {

@@ -20,6 +20,7 @@ import {
   type JobResult,
   type JobState,
   type JobView,
+  type SubmitOptions,
   type SubmitOutcome,
 } from './types.js';
 
@@ -35,6 +36,8 @@ export function jobKeys(queueName: string) {
   const base = `tw:${queueName}`;
   return {
     idempotency: (key: string) => `${base}:idem:${key}`,
+    /** The submitting API key's owner id (absent when keys are off). */
+    owner: (id: string) => `${base}:owner:${id}`,
     inputBlobs: (id: string) => `${base}:blob:${id}:in`,
     resultBlobs: (id: string) => `${base}:blob:${id}:out`,
     /** Set when a client cancels; the worker checks it before starting and is told over `cancelChannel`. */
@@ -103,17 +106,16 @@ export class RedisJobBackend implements JobBackend {
     return this.redis;
   }
 
-  async submit(
-    operation: string,
-    input: unknown,
-    opts: { idempotencyKey?: string } = {},
-  ): Promise<SubmitOutcome> {
+  async submit(operation: string, input: unknown, opts: SubmitOptions = {}): Promise<SubmitOutcome> {
     const client = await this.client();
     const id = randomUUID();
     let idemKey: string | undefined;
     if (opts.idempotencyKey) {
       const fingerprint = submissionFingerprint(operation, input);
-      idemKey = this.keys.idempotency(opts.idempotencyKey);
+      // Per owner: one client's key never replays (or blocks) another client's job.
+      idemKey = this.keys.idempotency(
+        opts.owner ? `${opts.owner}:${opts.idempotencyKey}` : opts.idempotencyKey,
+      );
       // Claim the key for this new id; if someone holds it, that submission wins (same body) or we refuse.
       for (let tries = 0; tries < 3; tries++) {
         const claimed = await client.set(
@@ -140,6 +142,9 @@ export class RedisJobBackend implements JobBackend {
       const { json, blobs } = splitBlobs(input);
       // Input bytes live as long as the job can: waiting + running + TTL.
       await writeBlobs(client, this.keys.inputBlobs(id), blobs, this.ttlMs + this.cfg.JOB_TIMEOUT_MS * 2);
+      if (opts.owner) {
+        await client.set(this.keys.owner(id), opts.owner, 'PX', this.ttlMs + this.cfg.JOB_TIMEOUT_MS * 2);
+      }
       const job = await this.queue.add(
         operation,
         { operation, input: json, blobs: blobs.length },
@@ -155,6 +160,13 @@ export class RedisJobBackend implements JobBackend {
       if (idemKey) await client.del(idemKey);
       throw err;
     }
+  }
+
+  async ownerOf(id: string): Promise<string | undefined | null> {
+    const owner = await (await this.client()).get(this.keys.owner(id));
+    if (owner !== null) return owner;
+    // No owner stored: a job submitted with keys off (or whose owner record outlived its TTL: then nobody owns it).
+    return (await this.get(id)) ? undefined : null;
   }
 
   async get(id: string): Promise<JobView | null> {

@@ -1,20 +1,23 @@
 /**
  * The jobs service the adapters (REST routes, GraphQL resolvers, the `async: true` helper) use: validation of the
  * operation and its input, then the backend; unknown or expired ids become 404 TW_JOB_NOT_FOUND.
+ * With API keys on, every call carries the caller's owner id: a job belongs to the key that submitted it, and for
+ * any other key it does not exist (404, never 403, so ids cannot be probed).
  */
 import type { Config } from '../config.js';
 import { fail } from '../errors.js';
 import { type JobOperation, jobOperation, listJobOperations, parseJobInput } from './registry.js';
-import type { JobBackend, JobResult, JobView, SubmitOutcome } from './types.js';
+import type { JobBackend, JobResult, JobView, SubmitOptions, SubmitOutcome } from './types.js';
 
 export interface JobService {
   backend: JobBackend;
   /** Validate (400 / 413) and queue (503 when full). */
-  submit(operation: string, input: unknown, opts?: { idempotencyKey?: string }): Promise<SubmitOutcome>;
-  get(id: string): Promise<JobView>;
-  result(id: string): Promise<JobResult>;
-  cancel(id: string): Promise<JobView>;
-  watch(id: string, signal?: AbortSignal): Promise<AsyncIterable<JobView>>;
+  submit(operation: string, input: unknown, opts?: SubmitOptions): Promise<SubmitOutcome>;
+  /** `owner`: the caller's API key id (undefined when keys are off); a job of another owner is 404. */
+  get(id: string, owner?: string): Promise<JobView>;
+  result(id: string, owner?: string): Promise<JobResult>;
+  cancel(id: string, owner?: string): Promise<JobView>;
+  watch(id: string, signal?: AbortSignal, owner?: string): Promise<AsyncIterable<JobView>>;
   /** The registered operation (400 when unknown); routes ask here rather than importing the registry. */
   operation(name: string): JobOperation;
   operations(): string[];
@@ -30,22 +33,31 @@ export function jobService(backend: JobBackend, config: Config): JobService {
     if (value === null) throw notFound(id);
     return value;
   };
+  /** 404 unless the job exists and belongs to `owner` (both undefined when keys are off). */
+  const owned = async (id: string, owner: string | undefined) => {
+    const stored = await backend.ownerOf(id);
+    if (stored === null || stored !== owner) throw notFound(id);
+  };
   return {
     backend,
     async submit(operation, input, opts) {
       const op = jobOperation(operation, config);
       return backend.submit(op.name, parseJobInput(op, input, config), opts);
     },
-    async get(id) {
+    async get(id, owner) {
+      await owned(id, owner);
       return found(id, await backend.get(id));
     },
-    async result(id) {
+    async result(id, owner) {
+      await owned(id, owner);
       return found(id, await backend.result(id));
     },
-    async cancel(id) {
+    async cancel(id, owner) {
+      await owned(id, owner);
       return found(id, await backend.cancel(id));
     },
-    async watch(id, signal) {
+    async watch(id, signal, owner) {
+      await owned(id, owner);
       found(id, await backend.get(id));
       return backend.watch(id, signal);
     },

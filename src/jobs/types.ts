@@ -30,6 +30,11 @@ export interface JobView {
   error?: JobError;
 }
 
+export interface SubmitOptions {
+  idempotencyKey?: string;
+  owner?: string;
+}
+
 export interface SubmitOutcome {
   view: JobView;
   /** True when an Idempotency-Key matched an earlier submission: this is that job, not a new one. */
@@ -44,8 +49,13 @@ export interface JobResult {
 
 export interface JobBackend {
   readonly kind: 'memory' | 'redis';
-  /** Queue a validated input. Refuses with 503 + Retry-After when JOBS_QUEUE_MAX jobs are waiting. */
-  submit(operation: string, input: unknown, opts?: { idempotencyKey?: string }): Promise<SubmitOutcome>;
+  /**
+   * Queue a validated input. Refuses with 503 + Retry-After when JOBS_QUEUE_MAX jobs are waiting. `owner` (the
+   * caller's API key id, when keys are on) is stored with the job and scopes its idempotency key.
+   */
+  submit(operation: string, input: unknown, opts?: SubmitOptions): Promise<SubmitOutcome>;
+  /** The owner stored at submission (undefined for none); null for an unknown or expired id. */
+  ownerOf(id: string): Promise<string | undefined | null>;
   /** null for an unknown or expired id. */
   get(id: string): Promise<JobView | null>;
   result(id: string): Promise<JobResult | null>;

@@ -34,6 +34,7 @@ const routes: FastifyPluginAsyncZod<{ config: Config }> = async (fastify) => {
     async (request, reply) => {
       const outcome = await fastify.jobs.submit(request.body.operation, request.body.input, {
         idempotencyKey: idempotencyKeyOf(request),
+        owner: request.apiKeyOwner,
       });
       return sendAccepted(request, reply, outcome);
     },
@@ -48,7 +49,7 @@ const routes: FastifyPluginAsyncZod<{ config: Config }> = async (fastify) => {
         params: idParams,
       },
     },
-    async (request) => fastify.jobs.get(request.params.id),
+    async (request) => fastify.jobs.get(request.params.id, request.apiKeyOwner),
   );
 
   fastify.get(
@@ -61,7 +62,7 @@ const routes: FastifyPluginAsyncZod<{ config: Config }> = async (fastify) => {
       },
     },
     async (request, reply) => {
-      const { view, result } = await fastify.jobs.result(request.params.id);
+      const { view, result } = await fastify.jobs.result(request.params.id, request.apiKeyOwner);
       if (view.state === 'succeeded') {
         const op = fastify.jobs.operation(view.operation);
         return op.resultToResponse ? op.resultToResponse(result, reply) : result;
@@ -91,7 +92,7 @@ const routes: FastifyPluginAsyncZod<{ config: Config }> = async (fastify) => {
         params: idParams,
       },
     },
-    async (request) => fastify.jobs.cancel(request.params.id),
+    async (request) => fastify.jobs.cancel(request.params.id, request.apiKeyOwner),
   );
 };
 

@@ -1,5 +1,7 @@
 /**
  * GraphQL with mercurius, schema-first from /schema.graphql. Depth limit from config; GraphiQL only when enabled.
+ * A selection guard refuses operations that ask for too many fields (aliases and fragments expanded) before they
+ * run; introspection can be turned off; CSRF prevention refuses "simple" requests a browser could forge.
  * The error formatter maps our coded errors to `extensions.code` (and never leaks internals of 5xx).
  */
 import { readFileSync } from 'node:fs';
@@ -7,7 +9,18 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
-import { GraphQLError, GraphQLScalarType } from 'graphql';
+import {
+  type ASTVisitor,
+  type DocumentNode,
+  type FragmentDefinitionNode,
+  GraphQLError,
+  GraphQLScalarType,
+  Kind,
+  NoSchemaIntrospectionCustomRule,
+  type SelectionSetNode,
+  type ValidationContext,
+  type ValidationRule,
+} from 'graphql';
 import mercurius, { type IResolvers, type MercuriusContext } from 'mercurius';
 import type { Config } from '../../config.js';
 import { toTweedieError } from '../app/errors.js';
@@ -26,6 +39,71 @@ export function schemaPath(): string {
     }
   }
   throw new Error('schema.graphql not found');
+}
+
+declare module 'mercurius' {
+  interface MercuriusContext {
+    /** Owner id of the caller's API key (see plugins/app/auth.ts); undefined when keys are off. */
+    apiKeyOwner?: string;
+  }
+}
+
+/**
+ * Field selections each operation of `document` would resolve, with fragment spreads expanded wherever they are
+ * spread (memoised per fragment, so a chain of fragments that doubles at each step is counted, not walked). Aliases
+ * count as the separate selections they are. Cycles (invalid anyway) count zero.
+ */
+export function countSelections(document: DocumentNode): Map<string, number> {
+  const fragments = new Map<string, FragmentDefinitionNode>();
+  for (const def of document.definitions) {
+    if (def.kind === Kind.FRAGMENT_DEFINITION) fragments.set(def.name.value, def);
+  }
+  const memo = new Map<string, number>();
+  const visiting = new Set<string>();
+  const count = (set: SelectionSetNode | undefined): number => {
+    let total = 0;
+    for (const sel of set?.selections ?? []) {
+      if (sel.kind === Kind.FIELD) total += 1 + count(sel.selectionSet);
+      else if (sel.kind === Kind.INLINE_FRAGMENT) total += count(sel.selectionSet);
+      else {
+        const name = sel.name.value;
+        if (!memo.has(name)) {
+          if (visiting.has(name)) continue;
+          visiting.add(name);
+          memo.set(name, count(fragments.get(name)?.selectionSet));
+          visiting.delete(name);
+        }
+        total += memo.get(name) ?? 0;
+      }
+    }
+    return total;
+  };
+  const perOperation = new Map<string, number>();
+  for (const def of document.definitions) {
+    if (def.kind === Kind.OPERATION_DEFINITION)
+      perOperation.set(def.name?.value ?? '', count(def.selectionSet));
+  }
+  return perOperation;
+}
+
+/** A validation rule (runs before execution) refusing operations with more than `max` selections. */
+export function maxSelectionsRule(max: number): ValidationRule {
+  return (context: ValidationContext): ASTVisitor => ({
+    Document: {
+      enter(document) {
+        for (const [name, selections] of countSelections(document)) {
+          if (selections > max) {
+            context.reportError(
+              new GraphQLError(
+                `Operation${name ? ` '${name}'` : ''} selects ${selections} fields; at most ${max} are allowed (GRAPHQL_MAX_SELECTIONS)`,
+                { extensions: { code: 'TW_GRAPHQL_TOO_COMPLEX', selections, max } },
+              ),
+            );
+          }
+        }
+      },
+    },
+  });
 }
 
 function formatOne(error: GraphQLError) {
@@ -75,16 +153,28 @@ export default fp(
       graphiql: opts.config.GRAPHIQL,
       queryDepth: opts.config.GRAPHQL_DEPTH_LIMIT,
       path: '/graphql',
-      // Subscriptions over WebSocket (jobProgress).
-      subscription: true,
+      validationRules: [
+        maxSelectionsRule(opts.config.GRAPHQL_MAX_SELECTIONS),
+        ...(opts.config.GRAPHQL_INTROSPECTION ? [] : [NoSchemaIntrospectionCustomRule]),
+      ],
+      // Refuses GET/POST requests a browser sends cross-site without a preflight (plain forms, <img src>).
+      csrfPrevention: true,
+      // Who is calling: resolvers scope jobs to the caller's API key.
+      context: (request) => ({ apiKeyOwner: request.apiKeyOwner }),
+      // Subscriptions over WebSocket (jobProgress); the upgrade request carried the key.
+      subscription: { context: (_socket, request) => ({ apiKeyOwner: request.apiKeyOwner }) },
       errorFormatter: (execution, ctx) => {
         const errors = (execution.errors ?? []).flatMap((e) => {
           const inner = (e.originalError as { errors?: unknown[] } | undefined)?.errors;
           if (Array.isArray(inner)) {
             // Validation and depth-limit failures: a list of graphql errors, all client errors.
+            // Our own rules (selection guard) carry a more precise code; keep it.
             return inner.map((x) => ({
               message: (x as Error).message,
-              extensions: { code: 'TW_GRAPHQL_VALIDATION' },
+              extensions: {
+                ...(x as GraphQLError).extensions,
+                code: ((x as GraphQLError).extensions?.code as string | undefined) ?? 'TW_GRAPHQL_VALIDATION',
+              },
             }));
           }
           return [formatOne(e)];
@@ -94,10 +184,19 @@ export default fp(
           const o = e.originalError as { errors?: unknown[] } | undefined;
           return !o || o instanceof GraphQLError || Array.isArray(o.errors);
         });
+        // Refused before execution by a hook (CSRF prevention): no `data` at all, and only client errors.
+        const refusedStatus =
+          execution.data === undefined && errors.length > 0
+            ? (errors[0].extensions as { statusCode?: number }).statusCode
+            : undefined;
         const statusCode = execution.data
           ? 200
           : ((execution as { statusCode?: number }).statusCode ??
-            (onlyValidation && errors.length ? 400 : 200));
+            (onlyValidation && errors.length
+              ? 400
+              : refusedStatus && refusedStatus >= 400 && refusedStatus < 500
+                ? refusedStatus
+                : 200));
         if (ctx?.reply) {
           for (const e of execution.errors ?? []) {
             const te = e.originalError ? toTweedieError(e.originalError) : null;
