@@ -6,6 +6,7 @@
 import { parseArgs } from 'node:util';
 import { NOISE_FAMILIES, type NoiseFamily } from '../denoise/noise.js';
 import { type BackendPreference, initTfjs } from '../nn/backend.js';
+import { runClassifierCli } from './classifier.js';
 import { runDdpmCli } from './ddpm.js';
 import { trainNoise2Score } from './noise2score.js';
 
@@ -91,6 +92,10 @@ export const TRAINERS: Record<string, Trainer> = {
     summary:
       'DDPM eps-prediction U-Net, prior of RED-Diff and score model of EPS-AD (fashion-mnist | natural-grey)',
     run: runDdpmCli,
+  },
+  classifier: {
+    summary: 'Fashion-MNIST CNN classifier, the model under attack in the EPS-AD evaluation (eps-ad family)',
+    run: runClassifierCli,
   },
   // 'eps-ad': adversarial-detection statistics (planned)
   // mid:    real-noise denoiser (planned)
