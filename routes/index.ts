@@ -10,6 +10,7 @@ import denoise from './v1/denoise/index.js';
 import jobs from './v1/jobs/index.js';
 import models from './v1/models/index.js';
 import ot from './v1/ot/index.js';
+import restore from './v1/restore/index.js';
 
 export default async function routes(fastify: FastifyInstance, opts: { config: Config }) {
   const config = opts.config;
@@ -17,5 +18,7 @@ export default async function routes(fastify: FastifyInstance, opts: { config: C
   await fastify.register(models, { prefix: '/v1/models' });
   await fastify.register(ot, { prefix: '/v1/ot', config });
   await fastify.register(denoise, { prefix: '/v1/denoise', config });
+  await fastify.register(restore, { prefix: '/v1/restore', config });
+  await fastify.register(restore, { prefix: '/v1/inpaint', config, task: 'inpaint' });
   await fastify.register(jobs, { prefix: '/v1/jobs', config });
 }

@@ -18,6 +18,7 @@ import { denoiseResolvers } from './graphql/denoise.js';
 import { jobResolvers } from './graphql/jobs.js';
 import { otResolvers } from './graphql/ot.js';
 import { coreResolvers } from './graphql/resolvers.js';
+import { restoreResolvers } from './graphql/restore.js';
 import authPlugin from './plugins/app/auth.js';
 import computePlugin from './plugins/app/compute.js';
 import errorsPlugin from './plugins/app/errors.js';
@@ -47,7 +48,7 @@ export function packageVersion(): string {
 /** GraphQL resolver maps contributed by each domain (each returns a partial resolver map). */
 type ResolverFactory = (app: FastifyInstance) => IResolvers<unknown, MercuriusContext>;
 function graphqlModules(cfg: Config): ResolverFactory[] {
-  return [coreResolvers, otResolvers(cfg), denoiseResolvers(cfg), jobResolvers];
+  return [coreResolvers, otResolvers(cfg), denoiseResolvers(cfg), restoreResolvers(cfg), jobResolvers];
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;

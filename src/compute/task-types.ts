@@ -25,6 +25,11 @@ export interface TaskTable {
   'test.fail': { input: { code: string; message: string }; result: never };
   /** Noise2Score denoising of one image (see src/compute/handlers/denoise.ts). */
   'denoise.noise2score': { input: import('./handlers/denoise.js').DenoiseTaskInput; result: unknown };
+  /** RED-Diff restoration of one grey image (see src/compute/handlers/restore.ts). */
+  'restore.reddiff': {
+    input: import('./handlers/restore.js').RestoreTaskInput;
+    result: import('./handlers/restore.js').RestoreTaskResult;
+  };
   /** Optimal transport: any solver (see src/compute/handlers/ot.ts). */
   'ot.solve': { input: unknown; result: unknown };
 }

@@ -38,6 +38,8 @@ export interface DegradationOperator {
   pseudoInverse(tf: Tf, y: Tensor4D): Tensor4D;
   /** Parameters for logs and API responses. */
   describe(): Record<string, unknown>;
+  /** Frees the constant tensors the operator keeps (mask, resize matrices); it recreates them if used again. */
+  dispose(): void;
 }
 
 function checkInput(op: DegradationOperator, x: Tensor4D, which: 'x' | 'y'): void {
@@ -71,6 +73,7 @@ export function identityOperator(height: number, width: number): DegradationOper
       return tf.clone(y);
     },
     describe: () => ({ kind: 'identity' }),
+    dispose: () => {},
   };
   return op;
 }
@@ -181,6 +184,10 @@ export function maskOperator(mask: Float32Array, height: number, width: number):
       return tf.mul(y, m(tf));
     },
     describe: () => ({ kind: 'mask', missing: countMissing(mask), pixels: mask.length }),
+    dispose: () => {
+      maskTensor?.dispose();
+      maskTensor = null;
+    },
   };
   return op;
 }
@@ -215,6 +222,7 @@ export function averagePoolOperator(height: number, width: number, factor: numbe
       });
     },
     describe: () => ({ kind: 'average-pool', factor }),
+    dispose: () => {},
   };
   return op;
 }
@@ -376,6 +384,10 @@ export function bicubicDownsampleOperator(
       boundary: 'symmetric',
       reference: 'MATLAB imresize',
     }),
+    dispose: () => {
+      for (const t of tensors.values()) t.dispose();
+      tensors.clear();
+    },
   };
   return op;
 }
@@ -548,6 +560,7 @@ export function blurOperator(
       boundary: 'circular',
       ...options.label,
     }),
+    dispose: () => {},
   };
   return op;
 }

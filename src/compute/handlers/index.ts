@@ -16,6 +16,7 @@ export const handlers: Record<TaskKind, Loader> = {
   'test.fail': async () => (await import('./test-tasks.js')).failWith,
   'ot.solve': async () => (await import('./ot.js')).solve,
   'denoise.noise2score': async () => (await import('./denoise.js')).noise2score,
+  'restore.reddiff': async () => (await import('./restore.js')).restore,
 };
 
 export const TEST_ONLY_KINDS = new Set<TaskKind>(['test.busy', 'test.crash', 'test.fail']);

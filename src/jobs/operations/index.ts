@@ -4,6 +4,7 @@
  */
 import './denoise.js';
 import './ot.js';
+import './restore.js';
 import './test-ops.js';
 
 export { jobOperation, listJobOperations, registerJobOperation } from '../registry.js';

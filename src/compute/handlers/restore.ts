@@ -1,0 +1,238 @@
+/**
+ * RED-Diff restoration in a worker: load the diffusion model (cached per worker), build the degradation operator,
+ * pad the problem so the image side is a multiple of the U-Net's down-sampling factor, run redDiffRestore, crop.
+ *
+ * Padding: the measurement y (and the mask with it) is extended at the bottom and right by REFLECTION (mirror
+ * without repeating the edge pixel, periodically for tiny images) until the image side is a multiple of
+ * lcm(multiple, factor); the estimate is cropped back. Reflection keeps the padded band image-like, so the prior
+ * sees no artificial edge; the padded pixels are observed like their mirror images, so they constrain nothing new.
+ */
+
+import {
+  averagePoolOperator,
+  bicubicDownsampleOperator,
+  type DegradationOperator,
+  gaussianBlurOperator,
+  identityOperator,
+  maskOperator,
+  measure,
+  uniformBlurOperator,
+} from '../../diffusion/operators.js';
+import { redDiffRestore } from '../../diffusion/red-diff.js';
+import { linearSchedule } from '../../diffusion/schedule.js';
+import { fail } from '../../errors.js';
+import { getModel } from '../../nn/repository.js';
+import './layers.js';
+import type { HandlerContext } from './context.js';
+
+export type RestoreOperatorSpec =
+  | { kind: 'mask'; mask: Float32Array }
+  | { kind: 'super-resolution'; factor: number; kernel: 'avg' | 'bicubic' }
+  | { kind: 'blur'; blur: 'gaussian' | 'uniform'; size: number; width: number }
+  | { kind: 'identity' };
+
+export interface RestoreTaskInput {
+  model: { name: string; version?: string };
+  /** Grey image on [0, 1]: the measurement y, or (simulate) the clean reference x. */
+  image: { data: Float32Array; width: number; height: number };
+  /** For masks: the mask has the image's size (1 observed, 0 missing). */
+  operator: RestoreOperatorSpec;
+  simulate: boolean;
+  /** On [0, 1]. */
+  sigmaY: number;
+  steps: number;
+  lambda: number;
+  lr: number;
+  seed: number;
+  trace: number;
+}
+
+export interface RestoreTaskResult {
+  /** Restored grey image on [0, 1]. */
+  data: Float32Array;
+  width: number;
+  height: number;
+  residual: number;
+  /** Simulate only: PSNR (dB) of the restoration and of H^+ y against the reference. */
+  psnr: number | null;
+  pseudoInversePsnr: number | null;
+  padding: { bottom: number; right: number };
+  operator: Record<string, unknown>;
+  params: Record<string, unknown>;
+  trace: { step: number; t: number; data: Float32Array }[];
+  timings: Record<string, number>;
+  model: { name: string; version: string };
+}
+
+function gcd(a: number, b: number): number {
+  return b === 0 ? a : gcd(b, a % b);
+}
+
+/** Mirror index i (>= 0) into 0..n-1 without repeating the edge (…, 2, 1, 0, 1, 2, …), periodically. */
+export function reflectIndex(i: number, n: number): number {
+  if (n === 1) return 0;
+  const period = 2 * (n - 1);
+  const k = i % period;
+  return k < n ? k : period - k;
+}
+
+/** Extends an h x w plane to height x width by reflection at the bottom and right edges. */
+export function reflectPad(
+  data: Float32Array,
+  h: number,
+  w: number,
+  height: number,
+  width: number,
+): Float32Array {
+  const out = new Float32Array(height * width);
+  for (let r = 0; r < height; r++) {
+    const sr = reflectIndex(r, h);
+    for (let c = 0; c < width; c++) out[r * width + c] = data[sr * w + reflectIndex(c, w)];
+  }
+  return out;
+}
+
+function crop(data: Float32Array | ArrayLike<number>, width: number, h: number, w: number): Float32Array {
+  const out = new Float32Array(h * w);
+  for (let r = 0; r < h; r++) for (let c = 0; c < w; c++) out[r * w + c] = data[r * width + c];
+  return out;
+}
+
+function psnr01(a: Float32Array, b: Float32Array): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += (a[i] - b[i]) ** 2;
+  const mse = s / a.length;
+  return mse === 0 ? Number.POSITIVE_INFINITY : 10 * Math.log10(1 / mse);
+}
+
+function toModelRange(data: Float32Array): Float32Array {
+  return Float32Array.from(data, (v) => 2 * v - 1);
+}
+
+function toUnitRange(data: ArrayLike<number>): Float32Array {
+  return Float32Array.from(data, (v) => Math.min(1, Math.max(0, (v + 1) / 2)));
+}
+
+function buildOperator(
+  spec: RestoreOperatorSpec,
+  mask: Float32Array | null,
+  h: number,
+  w: number,
+): DegradationOperator {
+  switch (spec.kind) {
+    case 'mask':
+      return maskOperator(mask as Float32Array, h, w);
+    case 'super-resolution':
+      return spec.kernel === 'avg'
+        ? averagePoolOperator(h, w, spec.factor)
+        : bicubicDownsampleOperator(h, w, spec.factor);
+    case 'blur':
+      return spec.blur === 'gaussian'
+        ? gaussianBlurOperator(h, w, spec.size, spec.width)
+        : uniformBlurOperator(h, w, spec.size);
+    case 'identity':
+      return identityOperator(h, w);
+  }
+}
+
+export async function restore(input: RestoreTaskInput, ctx: HandlerContext): Promise<RestoreTaskResult> {
+  const started = performance.now();
+  const { tf } = await ctx.tfjs();
+  const loaded = await getModel(tf, ctx.options.modelsDir, input.model.name, input.model.version);
+  const manifest = loaded.manifest;
+  const architecture = manifest.architecture as { multiple?: unknown } | string;
+  const multiple =
+    typeof architecture === 'object' && typeof architecture.multiple === 'number' ? architecture.multiple : 8;
+  const scheduleConfig = (manifest.extra?.schedule ?? {}) as {
+    timesteps?: number;
+    betaStart?: number;
+    betaEnd?: number;
+  };
+  const schedule = linearSchedule({
+    timesteps: scheduleConfig.timesteps,
+    betaStart: scheduleConfig.betaStart,
+    betaEnd: scheduleConfig.betaEnd,
+  });
+  const tLoad = performance.now();
+
+  const { data, width, height } = input.image;
+  const factor = input.operator.kind === 'super-resolution' ? input.operator.factor : 1;
+  // The size of the estimate x before padding, and the unit its padded side must be a multiple of.
+  const outHeight = input.simulate ? height : height * factor;
+  const outWidth = input.simulate ? width : width * factor;
+  const unit = (multiple * factor) / gcd(multiple, factor);
+  const paddedHeight = Math.ceil(outHeight / unit) * unit;
+  const paddedWidth = Math.ceil(outWidth / unit) * unit;
+  const mask =
+    input.operator.kind === 'mask'
+      ? reflectPad(input.operator.mask, height, width, paddedHeight, paddedWidth)
+      : null;
+  const op = buildOperator(input.operator, mask, paddedHeight, paddedWidth);
+  const sigmaY = 2 * input.sigmaY; // [0, 1] -> [-1, 1] scale
+
+  const reference = input.simulate ? data : null;
+  const y = tf.tidy(() => {
+    if (input.simulate) {
+      const x = tf.tensor4d(toModelRange(reflectPad(data, height, width, paddedHeight, paddedWidth)), [
+        1,
+        paddedHeight,
+        paddedWidth,
+        1,
+      ]);
+      return measure(tf, op, x, sigmaY, input.seed);
+    }
+    // Observed: y is the image itself; padded to the measurement size that matches the padded estimate.
+    const yh = paddedHeight / factor;
+    const yw = paddedWidth / factor;
+    const observed = tf.tensor4d(toModelRange(reflectPad(data, height, width, yh, yw)), [1, yh, yw, 1]);
+    // Missing pixels carry no measurement: zero them so y = H y holds (the mask's H^+ is H).
+    return op.kind === 'mask' ? op.forward(tf, observed) : observed;
+  });
+  const tPrepare = performance.now();
+  try {
+    let pseudoInversePsnr: number | null = null;
+    if (reference) {
+      const pinv = tf.tidy(() => op.pseudoInverse(tf, y).dataSync());
+      pseudoInversePsnr = psnr01(toUnitRange(crop(pinv, paddedWidth, outHeight, outWidth)), reference);
+    }
+    const result = redDiffRestore(tf, loaded.model, schedule, op, y, {
+      steps: input.steps,
+      lambda: input.lambda,
+      lr: input.lr,
+      seed: input.seed,
+      sigmaY,
+      trace: input.trace,
+      onProgress: (p) => ctx.progress(p.step / p.steps, `RED-Diff step ${p.step}/${p.steps} (t = ${p.t})`),
+    });
+    const restored = toUnitRange(crop(result.x, paddedWidth, outHeight, outWidth));
+    if (!restored.every(Number.isFinite)) throw fail('INTERNAL', 'RED-Diff diverged (non-finite values)');
+    return {
+      data: restored,
+      width: outWidth,
+      height: outHeight,
+      residual: result.residual,
+      psnr: reference ? psnr01(restored, reference) : null,
+      pseudoInversePsnr,
+      padding: { bottom: paddedHeight - outHeight, right: paddedWidth - outWidth },
+      operator: op.describe(),
+      params: { ...result.params, sigmaY: input.sigmaY, steps: input.steps, simulate: input.simulate },
+      trace: (result.trace ?? []).map((e) => ({
+        step: e.step,
+        t: e.t,
+        data: toUnitRange(crop(e.x, paddedWidth, outHeight, outWidth)),
+      })),
+      timings: {
+        loadMs: tLoad - started,
+        prepareMs: tPrepare - tLoad,
+        optimiseMs: result.timings.loopMs,
+        msPerStep: result.timings.msPerStep,
+        totalMs: performance.now() - started,
+      },
+      model: { name: loaded.name, version: loaded.version },
+    };
+  } finally {
+    y.dispose();
+    // The operator keeps small constant tensors (mask, resize matrices); it lives for this task only.
+    op.dispose();
+  }
+}

@@ -1,0 +1,239 @@
+/**
+ * Restoration (RED-Diff with a diffusion prior) as the HTTP, GraphQL and jobs adapters use it: decode the image and
+ * the optional mask (sharp, in the calling process, as grey on [0, 1]), build the mask, run RED-Diff in the
+ * compute pool, encode the answer. `restorePipeline` needs only the pool and the config, so a job worker process
+ * runs exactly what a synchronous request runs; `restoreService` adds the model registry's readiness check and the
+ * request's deadline/cancellation.
+ *
+ * The image is the measurement y by default (an image with holes, a low-resolution image, a blurred or noisy one);
+ * with `simulate=true` it is the clean reference, degraded here and compared with the restoration (PSNR).
+ * Images whose side is not a multiple of the model's down-sampling factor are padded by reflection and cropped
+ * back (src/compute/handlers/restore.ts).
+ */
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { RestoreOperatorSpec, RestoreTaskInput, RestoreTaskResult } from './compute/handlers/restore.js';
+import type { ComputePool, RunOptions } from './compute/pool.js';
+import type { Config } from './config.js';
+import { boxMask, countMissing, maskFromImage, randomPixelMask } from './diffusion/operators.js';
+import { fail } from './errors.js';
+import { decodeImage, encodeImage, type FloatImage, negotiateFormat } from './imaging/codec.js';
+import { parseBoxes, type RestoreParams } from './schemas/restore.js';
+
+export interface RestoreOutcome {
+  image: FloatImage;
+  bytes: Buffer;
+  contentType: string;
+  format: string;
+  task: RestoreParams['task'];
+  simulate: boolean;
+  model: string;
+  residual: number;
+  psnr: number | null;
+  pseudoInversePsnr: number | null;
+  padding: { bottom: number; right: number };
+  operator: Record<string, unknown>;
+  params: Record<string, unknown>;
+  /** PNG strip of the intermediate estimates (left to right), when `trace` > 0. */
+  trace: { png: Buffer; steps: number[] } | null;
+  timings: Record<string, number>;
+}
+
+/** The mask (1 observed, 0 missing) of an inpainting request; refuses a mask that leaves nothing to do. */
+export async function inpaintingMask(
+  cfg: Config,
+  params: RestoreParams,
+  width: number,
+  height: number,
+  maskBytes?: Uint8Array,
+): Promise<Float32Array> {
+  let mask: Float32Array;
+  if (maskBytes) {
+    if (params.maskRatio !== undefined || params.box !== undefined)
+      throw fail('VALIDATION', 'Give one mask: an uploaded `mask` image, maskRatio or box');
+    const decoded = await decodeImage(
+      Buffer.from(maskBytes.buffer, maskBytes.byteOffset, maskBytes.byteLength),
+      {
+        maxPixels: cfg.MAX_IMAGE_PIXELS,
+        mode: 'grey',
+      },
+    );
+    if (decoded.image.width !== width || decoded.image.height !== height)
+      throw fail(
+        'UNPROCESSABLE',
+        `The mask is ${decoded.image.width}x${decoded.image.height}, the image ${width}x${height}: they must match`,
+      );
+    mask = maskFromImage(decoded.image.data, params.maskMissing);
+  } else if (params.maskRatio !== undefined) {
+    mask = randomPixelMask(height, width, params.maskRatio, params.seed);
+  } else if (params.box !== undefined) {
+    mask = boxMask(height, width, parseBoxes(params.box));
+  } else {
+    throw fail(
+      'VALIDATION',
+      'task=inpaint needs a mask: upload a `mask` image (white = missing), or give maskRatio or box=x,y,w,h',
+    );
+  }
+  if (countMissing(mask) === 0)
+    throw fail(
+      'UNPROCESSABLE',
+      `The mask marks no pixel as missing (missing = ${params.maskMissing}${maskBytes ? ' in the uploaded mask' : ''}): nothing to inpaint`,
+    );
+  return mask;
+}
+
+function operatorSpec(params: RestoreParams, mask: Float32Array | null): RestoreOperatorSpec {
+  switch (params.task) {
+    case 'inpaint':
+      return { kind: 'mask', mask: mask as Float32Array };
+    case 'super-resolution':
+      return { kind: 'super-resolution', factor: params.factor, kernel: params.kernel };
+    case 'deblur':
+      return { kind: 'blur', blur: params.blur, size: params.size, width: params.width };
+    case 'denoise':
+      return { kind: 'identity' };
+  }
+}
+
+/** The trace estimates side by side, one grey PNG. */
+async function traceStrip(result: RestoreTaskResult): Promise<{ png: Buffer; steps: number[] } | null> {
+  if (result.trace.length === 0) return null;
+  const { width, height } = result;
+  const n = result.trace.length;
+  const strip = new Float32Array(width * n * height);
+  result.trace.forEach((entry, k) => {
+    for (let r = 0; r < height; r++)
+      strip.set(entry.data.subarray(r * width, (r + 1) * width), r * width * n + k * width);
+  });
+  const png = await encodeImage({ data: strip, width: width * n, height, channels: 1 }, 'png');
+  return { png, steps: result.trace.map((e) => e.step) };
+}
+
+export async function restorePipeline(
+  pool: ComputePool,
+  cfg: Config,
+  bytes: Uint8Array,
+  maskBytes: Uint8Array | undefined,
+  params: RestoreParams,
+  opts: { model: { name: string; version?: string }; accept?: string; run?: RunOptions },
+): Promise<RestoreOutcome> {
+  const t0 = performance.now();
+  // Negotiate first: a client asking for a format we cannot write learns it before any work is done.
+  const { format, contentType } = negotiateFormat(opts.accept, params.format);
+  // Grey: the diffusion models are grey (colour input is converted with Rec. 601 luma).
+  const decoded = await decodeImage(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), {
+    maxPixels: cfg.MAX_IMAGE_PIXELS,
+    mode: 'grey',
+  });
+  const { width, height, data } = decoded.image;
+  if (params.task !== 'inpaint' && maskBytes)
+    throw fail('VALIDATION', 'A mask image applies to task=inpaint only');
+  const mask = params.task === 'inpaint' ? await inpaintingMask(cfg, params, width, height, maskBytes) : null;
+  const factor = params.task === 'super-resolution' && !params.simulate ? params.factor : 1;
+  if (width * factor * height * factor > cfg.MAX_IMAGE_PIXELS)
+    throw fail(
+      'IMAGE_TOO_LARGE',
+      `The restored image would be ${width * factor}x${height * factor}, above MAX_IMAGE_PIXELS = ${cfg.MAX_IMAGE_PIXELS}`,
+    );
+  const tDecode = performance.now();
+  const input: RestoreTaskInput = {
+    model: opts.model,
+    image: { data, width, height },
+    operator: operatorSpec(params, mask),
+    simulate: params.simulate,
+    sigmaY: params.sigmaY,
+    steps: params.steps,
+    lambda: params.lambda,
+    lr: params.lr,
+    seed: params.seed,
+    trace: params.trace,
+  };
+  const result = await pool.run('restore.reddiff', input, { ...opts.run, transferInput: true });
+  const tCompute = performance.now();
+  const image: FloatImage = { data: result.data, width: result.width, height: result.height, channels: 1 };
+  const out = await encodeImage(image, format);
+  const trace = await traceStrip(result);
+  return {
+    image,
+    bytes: out,
+    contentType,
+    format,
+    task: params.task,
+    simulate: params.simulate,
+    model: `${result.model.name}@${result.model.version}`,
+    residual: result.residual,
+    psnr: result.psnr,
+    pseudoInversePsnr: result.pseudoInversePsnr,
+    padding: result.padding,
+    operator: result.operator,
+    params: result.params,
+    trace,
+    timings: {
+      decodeMs: tDecode - t0,
+      computeMs: tCompute - tDecode,
+      encodeMs: performance.now() - tCompute,
+      totalMs: performance.now() - t0,
+      ...Object.fromEntries(Object.entries(result.timings).map(([k, v]) => [`reddiff.${k}`, v])),
+    },
+  };
+}
+
+export function restoreService(fastify: FastifyInstance, cfg: Config) {
+  return {
+    async restore(
+      reply: FastifyReply,
+      bytes: Buffer,
+      maskBytes: Buffer | undefined,
+      params: RestoreParams,
+      accept?: string,
+    ): Promise<RestoreOutcome> {
+      negotiateFormat(accept, params.format);
+      const status = fastify.models.requireReady(params.model, params.version);
+      if (status.manifest && status.manifest.channels !== 1)
+        throw fail(
+          'UNPROCESSABLE',
+          `Model '${status.name}' has ${status.manifest.channels} channels; restore is grey only`,
+        );
+      // Deadline and client-disconnect cancellation, as for every request.
+      const controller = new AbortController();
+      const onClose = () => {
+        if (!reply.raw.writableFinished) controller.abort();
+      };
+      reply.raw.once('close', onClose);
+      try {
+        return await restorePipeline(fastify.compute.pool, cfg, bytes, maskBytes, params, {
+          model: { name: status.name, version: status.version },
+          accept,
+          run: { timeoutMs: fastify.compute.deadlineFor(params.timeoutMs), signal: controller.signal },
+        });
+      } finally {
+        reply.raw.off('close', onClose);
+      }
+    },
+  };
+}
+
+/** JSON numbers cannot be Infinity (a perfect reconstruction has infinite PSNR): null then. */
+function finiteOrNull(v: number | null): number | null {
+  return v === null || Number.isFinite(v) ? v : null;
+}
+
+export function restoreJson(o: RestoreOutcome) {
+  return {
+    image: o.bytes.toString('base64'),
+    contentType: o.contentType,
+    width: o.image.width,
+    height: o.image.height,
+    channels: o.image.channels,
+    task: o.task,
+    simulate: o.simulate,
+    model: o.model,
+    residual: o.residual,
+    psnr: finiteOrNull(o.psnr),
+    pseudoInversePsnr: finiteOrNull(o.pseudoInversePsnr),
+    padding: o.padding,
+    operator: o.operator,
+    params: o.params,
+    trace: o.trace ? { image: o.trace.png.toString('base64'), steps: o.trace.steps } : null,
+    timings: o.timings,
+  };
+}
