@@ -157,8 +157,12 @@ export default fp(
         maxSelectionsRule(opts.config.GRAPHQL_MAX_SELECTIONS),
         ...(opts.config.GRAPHQL_INTROSPECTION ? [] : [NoSchemaIntrospectionCustomRule]),
       ],
-      // Refuses GET/POST requests a browser sends cross-site without a preflight (plain forms, <img src>).
-      csrfPrevention: true,
+      // Refuses GET/POST requests a browser sends cross-site without a preflight (plain forms, <img src>). A WebSocket
+      // handshake (sec-websocket-key, which pages cannot set on other requests) is not such a request; the
+      // subscription carries no cookies to abuse, since callers authenticate with a Bearer header.
+      csrfPrevention: {
+        requiredHeaders: ['x-mercurius-operation-name', 'mercurius-require-preflight', 'sec-websocket-key'],
+      },
       // Who is calling: resolvers scope jobs to the caller's API key.
       context: (request) => ({ apiKeyOwner: request.apiKeyOwner }),
       // Subscriptions over WebSocket (jobProgress); the upgrade request carried the key.
