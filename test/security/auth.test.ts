@@ -75,6 +75,7 @@ describe('with API keys set', () => {
       API_KEYS: KEY_A,
       API_KEYS_FILE: file,
       RATE_LIMIT_MAX: 0,
+      PRESSURE_MAX_EVENT_LOOP_DELAY_MS: 0,
     });
     // The app's own logger options (redaction included), writing into an array we can search.
     const sink = new Writable({
@@ -217,7 +218,7 @@ describe('with API keys set', () => {
 
 describe('without API keys', () => {
   it('is open, and jobs are visible to everyone as before', async () => {
-    const app = await makeApp({ RATE_LIMIT_MAX: 0 });
+    const app = await makeApp({ RATE_LIMIT_MAX: 0, PRESSURE_MAX_EVENT_LOOP_DELAY_MS: 0 });
     try {
       const res = await app.inject({
         method: 'POST',

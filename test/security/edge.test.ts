@@ -13,7 +13,7 @@ const bearer = (k: string) => ({ authorization: `Bearer ${k}` });
 describe('security headers and /docs', () => {
   let app: FastifyInstance;
   beforeAll(async () => {
-    app = await makeApp({ RATE_LIMIT_MAX: 0 });
+    app = await makeApp({ PRESSURE_MAX_EVENT_LOOP_DELAY_MS: 0, RATE_LIMIT_MAX: 0 });
   }, 60_000);
   afterAll(async () => app?.close());
 
@@ -90,7 +90,11 @@ describe('security headers and /docs', () => {
 describe('CORS with configured origins', () => {
   let app: FastifyInstance;
   beforeAll(async () => {
-    app = await makeApp({ RATE_LIMIT_MAX: 0, CORS_ORIGINS: 'https://console.example' });
+    app = await makeApp({
+      PRESSURE_MAX_EVENT_LOOP_DELAY_MS: 0,
+      RATE_LIMIT_MAX: 0,
+      CORS_ORIGINS: 'https://console.example',
+    });
   }, 60_000);
   afterAll(async () => app?.close());
 
@@ -126,7 +130,11 @@ describe('CORS with configured origins', () => {
 describe('rate limit per client address (no keys)', () => {
   let app: FastifyInstance;
   beforeAll(async () => {
-    app = await makeApp({ RATE_LIMIT_MAX: 3, RATE_LIMIT_WINDOW_MS: 60_000 });
+    app = await makeApp({
+      PRESSURE_MAX_EVENT_LOOP_DELAY_MS: 0,
+      RATE_LIMIT_MAX: 3,
+      RATE_LIMIT_WINDOW_MS: 60_000,
+    });
   }, 60_000);
   afterAll(async () => app?.close());
 

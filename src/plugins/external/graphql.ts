@@ -5,6 +5,7 @@
  * The error formatter maps our coded errors to `extensions.code` (and never leaks internals of 5xx).
  */
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
@@ -16,7 +17,6 @@ import {
   GraphQLError,
   GraphQLScalarType,
   Kind,
-  NoSchemaIntrospectionCustomRule,
   type SelectionSetNode,
   type ValidationContext,
   type ValidationRule,
@@ -26,6 +26,13 @@ import type { Config } from '../../config.js';
 import { toTweedieError } from '../app/errors.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
+
+/**
+ * The graphql instance mercurius uses (its CommonJS build). Validation rules check `instanceof` against schema
+ * types, so they must come from the same copy: a bundler or test runner resolving `graphql` to its ESM build would
+ * otherwise fail with "Cannot use GraphQLNonNull from another module or realm".
+ */
+const graphqlOfMercurius = createRequire(import.meta.url)('graphql') as typeof import('graphql');
 
 /** Find schema.graphql from src/ (dev) or dist/src/ (built). */
 export function schemaPath(): string {
@@ -94,7 +101,7 @@ export function maxSelectionsRule(max: number): ValidationRule {
         for (const [name, selections] of countSelections(document)) {
           if (selections > max) {
             context.reportError(
-              new GraphQLError(
+              new graphqlOfMercurius.GraphQLError(
                 `Operation${name ? ` '${name}'` : ''} selects ${selections} fields; at most ${max} are allowed (GRAPHQL_MAX_SELECTIONS)`,
                 { extensions: { code: 'TW_GRAPHQL_TOO_COMPLEX', selections, max } },
               ),
@@ -155,7 +162,7 @@ export default fp(
       path: '/graphql',
       validationRules: [
         maxSelectionsRule(opts.config.GRAPHQL_MAX_SELECTIONS),
-        ...(opts.config.GRAPHQL_INTROSPECTION ? [] : [NoSchemaIntrospectionCustomRule]),
+        ...(opts.config.GRAPHQL_INTROSPECTION ? [] : [graphqlOfMercurius.NoSchemaIntrospectionCustomRule]),
       ],
       // Refuses GET/POST requests a browser sends cross-site without a preflight (plain forms, <img src>). A WebSocket
       // handshake (sec-websocket-key, which pages cannot set on other requests) is not such a request; the
@@ -188,7 +195,7 @@ export default fp(
           const o = e.originalError as { errors?: unknown[] } | undefined;
           return !o || o instanceof GraphQLError || Array.isArray(o.errors);
         });
-        // Refused before execution by a hook (CSRF prevention): no `data` at all, and only client errors.
+        // Refused before execution (CSRF prevention, a hook such as under-pressure's 503): no `data` at all.
         const refusedStatus =
           execution.data === undefined && errors.length > 0
             ? (errors[0].extensions as { statusCode?: number }).statusCode
@@ -198,7 +205,7 @@ export default fp(
           : ((execution as { statusCode?: number }).statusCode ??
             (onlyValidation && errors.length
               ? 400
-              : refusedStatus && refusedStatus >= 400 && refusedStatus < 500
+              : refusedStatus && refusedStatus >= 400
                 ? refusedStatus
                 : 200));
         if (ctx?.reply) {
