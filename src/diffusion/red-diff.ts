@@ -98,7 +98,7 @@ export interface RedDiffResult {
 
 export const RED_DIFF_DEFAULTS = {
   lambda: 0.25,
-  lr: 0.1,
+  lr: 0.25,
   seed: 0,
   weighting: 'snr' as RedDiffWeighting,
 } as const;
