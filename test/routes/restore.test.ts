@@ -315,6 +315,27 @@ describe('POST /v1/restore', () => {
     }
   });
 
+  it('documents both routes in the OpenAPI description', async () => {
+    const spec = (await app.inject({ method: 'GET', url: '/openapi.json' })).json();
+    const paths = Object.keys(spec.paths);
+    expect(paths.some((p) => p.startsWith('/v1/restore'))).toBe(true);
+    expect(paths.some((p) => p.startsWith('/v1/inpaint'))).toBe(true);
+    const restore = spec.paths[paths.find((p) => p.startsWith('/v1/restore')) as string].post;
+    expect(restore.parameters.map((p: { name: string }) => p.name)).toEqual(
+      expect.arrayContaining([
+        'task',
+        'maskRatio',
+        'box',
+        'factor',
+        'steps',
+        'lambda',
+        'lr',
+        'seed',
+        'simulate',
+      ]),
+    );
+  });
+
   it('GraphQL restore takes base64 and answers the same image as REST', async () => {
     const rest = await post('/v1/restore?maskRatio=0.5&steps=4&seed=2&output=json', png);
     const res = await app.inject({
@@ -363,5 +384,27 @@ describe('POST /v1/restore', () => {
     expect(result.headers['x-steps']).toBe('6');
     const sync = await post(url, png);
     expect(Buffer.compare(result.rawPayload, sync.rawPayload)).toBe(0);
+  });
+
+  it('becomes a job by itself when the estimated cost exceeds the deadline; GraphQL async answers a job id', async () => {
+    const res = await post('/v1/restore?maskRatio=0.5&steps=1000&timeoutMs=100', png);
+    expect(res.statusCode, res.body).toBe(202);
+    expect(res.headers['x-async-reason']).toMatch(/deadline/);
+    const cancel = await app.inject({ method: 'DELETE', url: res.headers.location as string });
+    expect(cancel.statusCode).toBeLessThan(300);
+    const gql = await app.inject({
+      method: 'POST',
+      url: '/graphql',
+      payload: {
+        query:
+          'query($img: String!) { restore(input: { image: $img, maskRatio: 0.5, steps: 3, async: true }) { jobId image } }',
+        variables: { img: png.toString('base64') },
+      },
+    });
+    const data = gql.json().data.restore;
+    expect(data.jobId, gql.body).toMatch(/\S+/);
+    expect(data.image).toBeNull();
+    const view = await app.inject({ method: 'GET', url: `/v1/jobs/${data.jobId}` });
+    expect(view.statusCode).toBe(200);
   });
 });

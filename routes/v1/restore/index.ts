@@ -8,7 +8,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { Config } from '../../../src/config.js';
 import { fail } from '../../../src/errors.js';
 import { prefersAsync, replyWithJob } from '../../../src/jobs/http.js';
-import { restoreJson, restoreService } from '../../../src/restore-service.js';
+import { estimateRestoreMs, imageSize, restoreJson, restoreService } from '../../../src/restore-service.js';
 import { MAX_RESTORE_STEPS, restoreParams } from '../../../src/schemas/restore.js';
 import { readImageRequest } from '../../_image-input.js';
 
@@ -30,7 +30,7 @@ const routes: FastifyPluginAsyncZod<{ config: Config; task?: 'inpaint' }> = asyn
           'is the measurement (holes, low resolution, blur, noise) unless simulate=true (then it is the clean ' +
           'reference, degraded by the service, and JSON reports PSNR against it). Colour is converted to grey. A ' +
           "side that is not a multiple of the model's down-sampling factor (8 for ddpm-fashion-mnist) is padded by " +
-          `reflection and cropped back. steps <= ${MAX_RESTORE_STEPS}. Answers the image (headers x-model, ` +
+          `reflection and cropped back. steps <= ${MAX_RESTORE_STEPS}. A request whose estimated cost exceeds its deadline (timeoutMs or the default) becomes a job (202, header x-async-reason). Answers the image (headers x-model, ` +
           'x-residual = ||y - H x|| / ||y||, x-steps); output=json adds residual, PSNR, parameters and timings.',
         querystring: restoreParams,
       },
@@ -48,11 +48,13 @@ const routes: FastifyPluginAsyncZod<{ config: Config; task?: 'inpaint' }> = asyn
       }
       const params = restoreParams.parse(merged);
       const mask = image.get('mask');
-      if (
-        fields.async === 'true' ||
-        (request.query as { async?: string }).async === 'true' ||
-        prefersAsync(request)
-      ) {
+      // A job when asked (async=true, Prefer: respond-async), or when the estimated cost exceeds the deadline.
+      const size = await imageSize(bytes);
+      const tooLong =
+        size !== undefined &&
+        estimateRestoreMs(params, size.width, size.height) > fastify.compute.deadlineFor(params.timeoutMs);
+      if (params.async === 'true' || prefersAsync(request) || tooLong) {
+        if (tooLong) reply.header('x-async-reason', 'estimated cost exceeds the request deadline');
         return replyWithJob(fastify, request, reply, 'restore', {
           image: bytes,
           ...(mask ? { mask } : {}),
