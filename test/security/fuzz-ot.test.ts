@@ -10,6 +10,13 @@ import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeApp } from '../helpers.js';
 
+/** What the checks read of an injected response. */
+interface Injected {
+  statusCode: number;
+  body: string;
+  json: () => any;
+}
+
 const RUNS = Number(process.env.FUZZ_RUNS ?? 300);
 
 /** Numbers a careless parser or solver would mishandle, including strings that look like numbers. */
@@ -143,7 +150,7 @@ describe('fuzzing POST /v1/ot/plan', () => {
     await app?.close();
   });
 
-  const check = async (send: () => ReturnType<FastifyInstance['inject']>, label: string) => {
+  const check = async (send: () => PromiseLike<Injected>, label: string) => {
     const res = await send();
     requests++;
     let code = '';
