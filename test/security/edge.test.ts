@@ -10,10 +10,14 @@ import { makeApp } from '../helpers.js';
 
 const bearer = (k: string) => ({ authorization: `Bearer ${k}` });
 
-describe('security headers and /docs', () => {
+describe('security headers, /docs and CORS with configured origins', () => {
   let app: FastifyInstance;
   beforeAll(async () => {
-    app = await makeApp({ PRESSURE_MAX_EVENT_LOOP_DELAY_MS: 0, RATE_LIMIT_MAX: 0 });
+    app = await makeApp({
+      PRESSURE_MAX_EVENT_LOOP_DELAY_MS: 0,
+      RATE_LIMIT_MAX: 0,
+      CORS_ORIGINS: 'https://console.example',
+    });
   }, 60_000);
   afterAll(async () => app?.close());
 
@@ -59,45 +63,6 @@ describe('security headers and /docs', () => {
     expect(spec.json().openapi).toMatch(/^3\./);
   });
 
-  it('sends no CORS headers when CORS_ORIGINS is empty', async () => {
-    const res = await app.inject({
-      method: 'GET',
-      url: '/v1/models',
-      headers: { origin: 'https://evil.example' },
-    });
-    expect(res.headers['access-control-allow-origin']).toBeUndefined();
-    const preflight = await app.inject({
-      method: 'OPTIONS',
-      url: '/v1/ot/plan',
-      headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST' },
-    });
-    expect(preflight.headers['access-control-allow-origin']).toBeUndefined();
-  });
-
-  it('parses CORS_ORIGINS and allows unpkg in the CSP only with GraphiQL on', () => {
-    expect(corsOrigins('')).toBe(false);
-    expect(corsOrigins(' , ')).toBe(false);
-    expect(corsOrigins('*')).toBe(true);
-    expect(corsOrigins('https://a.example, https://b.example')).toEqual([
-      'https://a.example',
-      'https://b.example',
-    ]);
-    expect(contentSecurityPolicy({ GRAPHIQL: true }).scriptSrc).toContain('https://unpkg.com');
-    expect(contentSecurityPolicy({ GRAPHIQL: false }).scriptSrc).not.toContain('https://unpkg.com');
-  });
-});
-
-describe('CORS with configured origins', () => {
-  let app: FastifyInstance;
-  beforeAll(async () => {
-    app = await makeApp({
-      PRESSURE_MAX_EVENT_LOOP_DELAY_MS: 0,
-      RATE_LIMIT_MAX: 0,
-      CORS_ORIGINS: 'https://console.example',
-    });
-  }, 60_000);
-  afterAll(async () => app?.close());
-
   it('answers preflights for the listed origin only', async () => {
     const ok = await app.inject({
       method: 'OPTIONS',
@@ -125,9 +90,20 @@ describe('CORS with configured origins', () => {
     expect(get.headers['access-control-allow-origin']).toBe('https://console.example');
     expect(String(get.headers['access-control-expose-headers'])).toContain('retry-after');
   });
+  it('parses CORS_ORIGINS and allows unpkg in the CSP only with GraphiQL on', () => {
+    expect(corsOrigins('')).toBe(false);
+    expect(corsOrigins(' , ')).toBe(false);
+    expect(corsOrigins('*')).toBe(true);
+    expect(corsOrigins('https://a.example, https://b.example')).toEqual([
+      'https://a.example',
+      'https://b.example',
+    ]);
+    expect(contentSecurityPolicy({ GRAPHIQL: true }).scriptSrc).toContain('https://unpkg.com');
+    expect(contentSecurityPolicy({ GRAPHIQL: false }).scriptSrc).not.toContain('https://unpkg.com');
+  });
 });
 
-describe('rate limit per client address (no keys)', () => {
+describe('rate limit per client address (no keys), and CORS off by default', () => {
   let app: FastifyInstance;
   beforeAll(async () => {
     app = await makeApp({
@@ -164,6 +140,24 @@ describe('rate limit per client address (no keys)', () => {
     expect(gql.json().error.code).toBe('TW_RATE_LIMITED');
     // Another address has its own budget.
     expect((await from('10.0.0.2', '/v1/models')).statusCode).toBe(200);
+  });
+
+  it('sends no CORS headers when CORS_ORIGINS is empty', async () => {
+    const res = await app.inject({
+      method: 'GET',
+      url: '/v1/models',
+      headers: { origin: 'https://evil.example' },
+      remoteAddress: '10.0.0.8',
+    });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['access-control-allow-origin']).toBeUndefined();
+    const preflight = await app.inject({
+      method: 'OPTIONS',
+      url: '/v1/ot/plan',
+      headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST' },
+      remoteAddress: '10.0.0.8',
+    });
+    expect(preflight.headers['access-control-allow-origin']).toBeUndefined();
   });
 
   it('never limits the probes', async () => {
