@@ -56,6 +56,8 @@ describe('security headers, /docs and CORS with configured origins', () => {
     );
     if (inline.length > 0) expect(csp).toMatch(/'sha256-|'unsafe-inline'/);
     expect(csp).toMatch(/script-src 'self'/);
+    // Plain-HTTP cluster addresses must not be upgraded to https (the assets would not load).
+    expect(csp).not.toContain('upgrade-insecure-requests');
     const init = await app.inject({ method: 'GET', url: '/docs/static/swagger-initializer.js' });
     expect(init.statusCode).toBe(200);
     const spec = await app.inject({ method: 'GET', url: '/docs/json' });

@@ -38,7 +38,13 @@ export default fp(
         return jsonSchemaTransform(doc as Parameters<typeof jsonSchemaTransform>[0]);
       },
     });
-    await fastify.register(swaggerUi, { routePrefix: '/docs', staticCSP: true });
+    await fastify.register(swaggerUi, {
+      routePrefix: '/docs',
+      staticCSP: true,
+      // upgrade-insecure-requests would make a browser fetch the UI's own scripts over https from a plain-HTTP
+      // cluster address, and fail; TLS is the ingress's job (SECURITY.md).
+      transformStaticCSP: (header: string) => header.replace(/\s*upgrade-insecure-requests;?/, ''),
+    });
     fastify.get('/openapi.json', { schema: { hide: true }, config: { pressureExempt: true } }, async () =>
       fastify.swagger(),
     );
