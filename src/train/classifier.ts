@@ -4,9 +4,10 @@
  * Trains the Fashion-MNIST CNN of src/adversarial/classifier.ts with Adam on softmax cross-entropy over the 60k
  * training images (seeded reshuffle every epoch), then measures accuracy on the full 10k test split and writes
  * model.json, weights.bin and a manifest recording the command, the accuracy and the time taken. Training is short
- * (minutes on one wasm core), so it is not resumable; the test split is never seen during training.
+ * (minutes on one wasm core), so there are no checkpoints; `--init DIR` continues from a committed model instead.
+ * The test split is never seen during training.
  */
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import {
@@ -16,6 +17,7 @@ import {
   CLASSIFIER_IMAGE_SIZE,
   DEFAULT_CLASSIFIER,
   FASHION_MNIST_CLASSES,
+  loadClassifier,
   loadFashionMnistLabels,
   predictClasses,
   unitImages,
@@ -31,7 +33,8 @@ type Tensor = import('@tensorflow/tfjs').Tensor;
 type Scalar = import('@tensorflow/tfjs').Scalar;
 
 export const CLASSIFIER_USAGE = `usage: npm run train -- classifier [--steps 2800] [--batch 64] [--lr 1e-3]
-  [--out models/classifier-fashion-mnist/<version>] [--version V] [--seed 1] [--backend auto|wasm|cpu]`;
+  [--out models/classifier-fashion-mnist/<version>] [--version V] [--seed 1] [--backend auto|wasm|cpu]
+  [--init models/classifier-fashion-mnist/<version>]  (continue training a committed model)`;
 
 export interface ClassifierTrainingOptions {
   steps: number;
@@ -42,6 +45,11 @@ export interface ClassifierTrainingOptions {
   seed: number;
   commandLine: string;
   backend: string;
+  /**
+   * Continue from this committed model folder (its weights, a fresh Adam state) instead of a new network; its
+   * manifest's steps and command are carried into the new manifest, so the recorded command stays exact.
+   */
+  init?: string;
   /** Log every this many steps. */
   logEvery?: number;
 }
@@ -77,7 +85,10 @@ export async function trainClassifier(
   const trainX = unitImages(trainImages, 0, trainImages.count);
   const pixels = CLASSIFIER_IMAGE_SIZE * CLASSIFIER_IMAGE_SIZE;
   const rng = new Rng(options.seed);
-  const model = buildClassifier(tf, DEFAULT_CLASSIFIER, options.seed);
+  const previous = options.init ? await readPreviousRun(options.init) : undefined;
+  const model = options.init
+    ? await loadClassifier(tf, options.init)
+    : buildClassifier(tf, DEFAULT_CLASSIFIER, options.seed);
   const optimizer = tf.train.adam(options.lr);
   const batchX = new Float32Array(options.batch * pixels);
   const batchY = new Int32Array(options.batch);
@@ -144,8 +155,8 @@ export async function trainClassifier(
     parameters,
     trainingData:
       'Fashion-MNIST training split (/usr/share/datasets/fashion-mnist/train-*-idx*-ubyte.gz, 60000 images), bytes/255',
-    trainingSteps: options.steps,
-    trainingCommand: options.commandLine,
+    trainingSteps: (previous?.steps ?? 0) + options.steps,
+    trainingCommand: previous ? `${previous.command} && ${options.commandLine}` : options.commandLine,
     metrics: {
       testAccuracy,
       testImages: testImages.count,
@@ -153,10 +164,11 @@ export async function trainClassifier(
       finalTrainingLoss: lossEma,
       finalTrainingLossDefinition:
         'exponential moving average (0.98 per step) of the per-batch cross-entropy',
-      trainingSeconds,
-      epochs: (options.steps * options.batch) / trainImages.count,
+      trainingSeconds: (previous?.seconds ?? 0) + trainingSeconds,
+      epochs: (previous?.epochs ?? 0) + (options.steps * options.batch) / trainImages.count,
       batch: options.batch,
       learningRate: options.lr,
+      ...(previous ? { continuedFrom: `${previous.steps} steps at test accuracy ${previous.accuracy}` } : {}),
       learningRateSchedule: 'linear decay to 10% over the run',
       optimizer: 'adam',
       backend: options.backend,
@@ -170,6 +182,21 @@ export async function trainClassifier(
   if (!parsed.ok) throw new Error(`manifest for ${options.out} is invalid: ${parsed.error}`);
   await writeFile(join(options.out, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
   return { testAccuracy, trainingSeconds, finalLoss: lossEma };
+}
+
+async function readPreviousRun(
+  dir: string,
+): Promise<{ steps: number; command: string; seconds: number; epochs: number; accuracy: number }> {
+  const parsed = parseModelManifest(JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')));
+  if (!parsed.ok) throw new Error(`--init ${dir}: manifest is invalid: ${parsed.error}`);
+  const { trainingSteps, trainingCommand, metrics } = parsed.manifest;
+  return {
+    steps: trainingSteps,
+    command: trainingCommand,
+    seconds: Number(metrics.trainingSeconds ?? 0),
+    epochs: Number(metrics.epochs ?? 0),
+    accuracy: Number(metrics.testAccuracy ?? Number.NaN),
+  };
 }
 
 function positive(name: string, value: string | undefined, fallback: number, integer = false): number {
@@ -189,6 +216,7 @@ export async function runClassifierCli(args: string[], commandLine: string): Pro
       lr: { type: 'string' },
       out: { type: 'string' },
       version: { type: 'string' },
+      init: { type: 'string' },
       seed: { type: 'string' },
       backend: { type: 'string', default: 'auto' },
       help: { type: 'boolean', default: false },
@@ -210,5 +238,6 @@ export async function runClassifierCli(args: string[], commandLine: string): Pro
     seed: values.seed === undefined ? 1 : Number(values.seed),
     commandLine,
     backend: runtime.backend,
+    init: values.init,
   });
 }
