@@ -3,6 +3,8 @@
  * that submitted them (404 for others), keys never reach the logs, and the key file format is honoured.
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
@@ -12,6 +14,8 @@ import { buildApp } from '../../src/app.js';
 import { testConfig } from '../../src/config.js';
 import { bearerToken, keyring, loadApiKeys, ownerIdOf } from '../../src/plugins/app/auth.js';
 import { makeApp, tinyModelsDir, waitFor } from '../helpers.js';
+
+const WebSocket = createRequire(import.meta.url)('ws');
 
 const KEY_A = 'tw_alice_0123456789abcdef';
 const KEY_B = 'tw_bob_fedcba9876543210';
@@ -201,6 +205,55 @@ describe('with API keys set', () => {
       (await app.inject({ method: 'GET', url: `/v1/jobs/${a.json().id}`, headers: bearer(KEY_B) }))
         .statusCode,
     ).toBe(404);
+  });
+
+  it("guards the GraphQL WebSocket: no key, no connection; a subscription to another key's job gets nothing", async () => {
+    const submit = await app.inject({
+      method: 'POST',
+      url: '/v1/jobs',
+      payload: { operation: 'ot.plan', input: planBody },
+      headers: bearer(KEY_A),
+    });
+    const id = submit.json().id as string;
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const port = (app.server.address() as AddressInfo).port;
+    const url = `ws://127.0.0.1:${port}/graphql`;
+
+    const anonymous = new WebSocket(url, 'graphql-transport-ws');
+    const refusal = await new Promise<string>((resolve) => {
+      anonymous.on('unexpected-response', (_req: unknown, res: { statusCode: number }) =>
+        resolve(String(res.statusCode)),
+      );
+      anonymous.on('error', (err: Error) => resolve(err.message));
+      anonymous.on('open', () => resolve('open'));
+    });
+    expect(refusal).toMatch(/401/);
+
+    // Bob connects (valid key) and subscribes to Alice's job: an error, never a state.
+    const ws = new WebSocket(url, 'graphql-transport-ws', { headers: bearer(KEY_B) });
+    const messages: { type: string; payload?: unknown }[] = [];
+    ws.on('message', (data: Buffer) => {
+      const msg = JSON.parse(String(data));
+      messages.push(msg);
+      if (msg.type === 'connection_ack') {
+        ws.send(
+          JSON.stringify({
+            id: '1',
+            type: 'subscribe',
+            payload: {
+              query: 'subscription($id: ID!) { jobProgress(id: $id) { state } }',
+              variables: { id },
+            },
+          }),
+        );
+      }
+    });
+    await new Promise((r) => ws.once('open', r));
+    ws.send(JSON.stringify({ type: 'connection_init' }));
+    await waitFor(() => messages.some((m) => m.type === 'error' || m.type === 'complete'), 10_000);
+    ws.close();
+    expect(messages.some((m) => m.type === 'next')).toBe(false);
+    expect(JSON.stringify(messages)).toMatch(/TW_JOB_NOT_FOUND|No job/);
   });
 
   it('never writes a key to the logs', async () => {
