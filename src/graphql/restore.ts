@@ -42,11 +42,12 @@ export function restoreResolvers(cfg: Config) {
             ),
           );
           if (asJob === true) {
-            const outcome = await app.jobs.submit('restore', {
-              image: bytes,
-              ...(maskBytes ? { mask: maskBytes } : {}),
-              params,
-            });
+            const outcome = await app.jobs.submit(
+              'restore',
+              { image: bytes, ...(maskBytes ? { mask: maskBytes } : {}), params },
+              // The job belongs to the caller's API key (404 for other keys).
+              { owner: ctx.apiKeyOwner },
+            );
             return { jobId: outcome.view.id };
           }
           return { ...restoreJson(await service.restore(ctx.reply, bytes, maskBytes, params)), jobId: null };
