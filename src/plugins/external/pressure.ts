@@ -21,6 +21,9 @@ export default fp(
       exposeStatusRoute: false,
       pressureHandler: (request, _reply, type, value) => {
         if ((request.routeOptions.config as { pressureExempt?: boolean } | undefined)?.pressureExempt) return;
+        // under-pressure reports an event-loop delay of Infinity when its histogram got no sample in the interval
+        // (a loaded machine): that is "no measurement", not a measured overload, so it does not refuse work.
+        if (type === 'eventLoopDelay' && !Number.isFinite(Number(value))) return;
         // Thrown as a coded error: the error handler writes the body and Retry-After.
         throw fail(
           'OVERLOADED',
