@@ -40,6 +40,8 @@ export const configSchema = z.object({
   SHUTDOWN_GRACE_MS: int(0, 600_000).default(10_000),
   PRESSURE_MAX_EVENT_LOOP_DELAY_MS: int(0, 60_000).default(1000),
   PRESSURE_SAMPLE_INTERVAL_MS: int(10, 60_000).default(1000),
+  /** Event-loop utilisation (0..1) beyond which work is refused; 0 = off. */
+  PRESSURE_MAX_EVENT_LOOP_UTILIZATION: z.coerce.number().min(0).max(1).default(0),
   PRESSURE_MAX_HEAP_BYTES: int(0, Number.MAX_SAFE_INTEGER).default(0),
   PRESSURE_MAX_RSS_BYTES: int(0, Number.MAX_SAFE_INTEGER).default(0),
   /** Where jobs live: `memory` (in this process, lost on restart) or `redis` (BullMQ; `npm run worker` runs them). */

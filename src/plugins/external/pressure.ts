@@ -15,6 +15,7 @@ export default fp(
     await fastify.register(underPressure, {
       maxEventLoopDelay: cfg.PRESSURE_MAX_EVENT_LOOP_DELAY_MS,
       sampleInterval: cfg.PRESSURE_SAMPLE_INTERVAL_MS,
+      maxEventLoopUtilization: cfg.PRESSURE_MAX_EVENT_LOOP_UTILIZATION,
       maxHeapUsedBytes: cfg.PRESSURE_MAX_HEAP_BYTES,
       maxRssBytes: cfg.PRESSURE_MAX_RSS_BYTES,
       retryAfter: 5,
