@@ -135,6 +135,8 @@ async function startService(env: Record<string, string>): Promise<{ url: string;
       LOG_LEVEL: 'warn',
       WORKERS: String(WORKERS),
       TFJS_BACKEND: 'wasm',
+      // The load generator is one client on one address: the per-client rate limit would answer 429s.
+      RATE_LIMIT_MAX: '0',
       ...env,
     },
     stdio: ['ignore', 'ignore', 'inherit'],
