@@ -67,7 +67,8 @@ describe('metrics and docs', () => {
     expect(res.headers['content-type']).toMatch(/text\/plain/);
     const lines = res.body.split('\n').filter((l) => l && !l.startsWith('#'));
     // Every sample line is `name{labels} value`.
-    for (const l of lines) expect(l).toMatch(/^[a-zA-Z_:][a-zA-Z0-9_:]*(\{.*\})? (-?[0-9.e+-]+|NaN|Nan|[+-]Inf)$/);
+    for (const l of lines)
+      expect(l).toMatch(/^[a-zA-Z_:][a-zA-Z0-9_:]*(\{.*\})? (-?[0-9.e+-]+|NaN|Nan|[+-]Inf)$/);
     const livez = lines.find(
       (l) => l.startsWith('tweedie_http_requests_total{') && l.includes('route="/livez"'),
     );
