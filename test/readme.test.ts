@@ -88,7 +88,7 @@ describe('README examples', () => {
 
   it('has examples for every area', () => {
     expect(examples.length).toBeGreaterThanOrEqual(12);
-    for (const prefix of ['/readyz', '/v1/ot/plan', '/v1/denoise', '/v1/jobs', '/graphql']) {
+    for (const prefix of ['/readyz', '/v1/ot/plan', '/v1/denoise', '/v1/restore', '/v1/jobs', '/graphql']) {
       expect(examples.some((e) => e.url.startsWith(prefix))).toBe(true);
     }
   });
@@ -108,6 +108,7 @@ describe('README examples', () => {
       expect(body.error).toBeUndefined();
       if (ex.url === '/graphql') expect(body.errors).toBeUndefined();
     }
-    if (ex.url.startsWith('/v1/denoise') && !ex.url.includes('output=json')) expect(type).toBe('image/png');
+    if (/^\/v1\/(denoise|restore)/.test(ex.url) && !ex.url.includes('output=json'))
+      expect(type).toBe('image/png');
   });
 });
