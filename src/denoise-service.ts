@@ -113,20 +113,13 @@ export function denoiseService(fastify: FastifyInstance, cfg: Config) {
         throw fail('UNPROCESSABLE', `Model '${name}' is trained for ${family} noise, not ${params.noise}`);
       }
       // Deadline and client-disconnect cancellation, as for every request.
-      const controller = new AbortController();
-      const onClose = () => {
-        if (!reply.raw.writableFinished) controller.abort();
-      };
-      reply.raw.once('close', onClose);
-      try {
-        return await denoisePipeline(fastify.compute.pool, cfg, bytes, params, {
+      return fastify.compute.withRequest(reply, params.timeoutMs, (run) =>
+        denoisePipeline(fastify.compute.pool, cfg, bytes, params, {
           model: { name: status.name, version: status.version },
           accept,
-          run: { timeoutMs: fastify.compute.deadlineFor(params.timeoutMs), signal: controller.signal },
-        });
-      } finally {
-        reply.raw.off('close', onClose);
-      }
+          run,
+        }),
+      );
     },
   };
 }

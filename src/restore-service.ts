@@ -225,20 +225,13 @@ export function restoreService(fastify: FastifyInstance, cfg: Config) {
           `Model '${status.name}' has ${status.manifest.channels} channels; restore is grey only`,
         );
       // Deadline and client-disconnect cancellation, as for every request.
-      const controller = new AbortController();
-      const onClose = () => {
-        if (!reply.raw.writableFinished) controller.abort();
-      };
-      reply.raw.once('close', onClose);
-      try {
-        return await restorePipeline(fastify.compute.pool, cfg, bytes, maskBytes, params, {
+      return fastify.compute.withRequest(reply, params.timeoutMs, (run) =>
+        restorePipeline(fastify.compute.pool, cfg, bytes, maskBytes, params, {
           model: { name: status.name, version: status.version },
           accept,
-          run: { timeoutMs: fastify.compute.deadlineFor(params.timeoutMs), signal: controller.signal },
-        });
-      } finally {
-        reply.raw.off('close', onClose);
-      }
+          run,
+        }),
+      );
     },
   };
 }

@@ -23,6 +23,15 @@ export interface ComputeService {
   ): Promise<TaskResult<K>>;
   /** Deadline for a request: the client's wish within [100 ms, max], else the default. */
   deadlineFor(requested?: number): number;
+  /**
+   * Run `work` with the request's deadline and a signal that aborts when the client goes away (the response
+   * closes before it was written). Pipelines that make several pool calls, or decode/encode around one, use it.
+   */
+  withRequest<T>(
+    reply: FastifyReply,
+    requestedTimeoutMs: number | undefined,
+    work: (run: RunOptions) => Promise<T>,
+  ): Promise<T>;
 }
 
 declare module 'fastify' {
@@ -59,20 +68,23 @@ export default fp(
       up: false,
       error: null,
       deadlineFor,
-      runFor(reply, kind, input, runOpts = {}) {
+      async withRequest(reply, requestedTimeoutMs, work) {
         const controller = new AbortController();
         // The response closing before it was written means the client went away: cancel the task.
         const onClose = () => {
           if (!reply.raw.writableFinished) controller.abort();
         };
         reply.raw.once('close', onClose);
-        return pool
-          .run(kind, input, {
-            ...runOpts,
-            timeoutMs: deadlineFor(runOpts.timeoutMs),
-            signal: controller.signal,
-          })
-          .finally(() => reply.raw.off('close', onClose));
+        try {
+          return await work({ timeoutMs: deadlineFor(requestedTimeoutMs), signal: controller.signal });
+        } finally {
+          reply.raw.off('close', onClose);
+        }
+      },
+      runFor(reply, kind, input, runOpts = {}) {
+        return service.withRequest(reply, runOpts.timeoutMs, (run) =>
+          pool.run(kind, input, { ...runOpts, ...run }),
+        );
       },
     };
     fastify.decorate('compute', service);
