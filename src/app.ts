@@ -21,7 +21,7 @@ import { coreResolvers } from './graphql/resolvers.js';
 import { restoreResolvers } from './graphql/restore.js';
 import authPlugin from './plugins/app/auth.js';
 import computePlugin from './plugins/app/compute.js';
-import errorsPlugin from './plugins/app/errors.js';
+import errorsPlugin, { sendError, toTweedieError } from './plugins/app/errors.js';
 import jobsPlugin from './plugins/app/jobs.js';
 import lifecyclePlugin from './plugins/app/lifecycle.js';
 import metricsPlugin from './plugins/app/metrics.js';
@@ -80,6 +80,8 @@ export function fastifyOptions(cfg: Config, logger?: FastifyServerOptions['logge
       const given = req.headers['x-request-id'];
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
     },
+    // Router refusals (a malformed percent-encoding, a path parameter over 100 characters) get our coded shape too.
+    frameworkErrors: (err, request, reply) => sendError(request, reply, toTweedieError(err)),
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     routerOptions: { ignoreTrailingSlash: true },

@@ -8,6 +8,8 @@ import { NOISE_FAMILIES, type NoiseFamily } from '../denoise/noise.js';
 import { type BackendPreference, initTfjs } from '../nn/backend.js';
 import { runClassifierCli } from './classifier.js';
 import { runDdpmCli } from './ddpm.js';
+import { runMidCli } from './mid.js';
+import { runEpsAdCli } from './eps-ad.js';
 import { trainNoise2Score } from './noise2score.js';
 
 type Trainer = { summary: string; run: (args: string[], commandLine: string) => Promise<void> };
@@ -15,7 +17,7 @@ type Trainer = { summary: string; run: (args: string[], commandLine: string) => 
 const NOISE2SCORE_USAGE = `usage: npm run train -- noise2score --noise gaussian|poisson|gamma
   [--clean-dir ../shared/data/train400 | --noisy-dir DIR] [--steps N] [--batch B] [--patch P] [--lr LR]
   [--out models/noise2score-<family>/<version>] [--checkpoint-dir checkpoints/noise2score-<family>] [--resume]
-  [--seed S] [--checkpoint-minutes M] [--validation-dir ../shared/data/set12 | none] [--version V] [--backend auto|wasm|cpu]`;
+  [--seed S] [--init-from MODEL_DIR] [--stop-at-step N] [--checkpoint-minutes M] [--validation-dir ../shared/data/set12 | none] [--version V] [--backend auto|wasm|cpu]`;
 
 function positiveNumber(name: string, value: string | undefined, fallback: number, integer = false): number {
   if (value === undefined) return fallback;
@@ -41,6 +43,8 @@ async function runNoise2Score(args: string[], commandLine: string): Promise<void
       'checkpoint-dir': { type: 'string' },
       'checkpoint-minutes': { type: 'string' },
       'validation-dir': { type: 'string' },
+      'init-from': { type: 'string' },
+      'stop-at-step': { type: 'string' },
       version: { type: 'string' },
       resume: { type: 'boolean', default: false },
       seed: { type: 'string' },
@@ -75,6 +79,11 @@ async function runNoise2Score(args: string[], commandLine: string): Promise<void
     validationDir:
       values['validation-dir'] === 'none' ? undefined : (values['validation-dir'] ?? '../shared/data/set12'),
     resume: values.resume ?? false,
+    initFrom: values['init-from'],
+    stopAtStep:
+      values['stop-at-step'] === undefined
+        ? undefined
+        : positiveNumber('stop-at-step', values['stop-at-step'], 1, true),
     seed: values.seed === undefined ? 1 : Number(values.seed),
     version,
     commandLine,
@@ -97,8 +106,14 @@ export const TRAINERS: Record<string, Trainer> = {
     summary: 'Fashion-MNIST CNN classifier, the model under attack in the EPS-AD evaluation (eps-ad family)',
     run: runClassifierCli,
   },
-  // 'eps-ad': adversarial-detection statistics (planned)
-  // mid:    real-noise denoiser (planned)
+  'eps-ad': {
+    summary: 'EPS-AD deep kernel, reference set and calibrated thresholds (adversarial detection)',
+    run: runEpsAdCli,
+  },
+  mid: {
+    summary: 'MID real-camera-noise denoiser (masked U-Net, iteratively refined noise sampler; PolyU)',
+    run: runMidCli,
+  },
 };
 
 async function main(argv: string[]): Promise<void> {

@@ -20,7 +20,7 @@
  */
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { estimatePoissonZeta } from '../denoise/estimate.js';
+import { estimateGammaShape, estimateGaussianSigma, estimatePoissonZeta } from '../denoise/estimate.js';
 import {
   buildScoreNetwork,
   DEFAULT_ARCHITECTURE,
@@ -44,6 +44,11 @@ export interface FamilyTraining {
   /** Sample the level log-uniformly (for zeta, whose range spans 20x) instead of uniformly. */
   logUniform: boolean;
   sigmaA: [number, number];
+  /**
+   * When set, sigma_a is this multiple c of each patch's own noise level (c annealed geometrically from start to
+   * end) instead of the absolute `sigmaA`: see `perturbationScale`.
+   */
+  relativeSigmaA?: [number, number];
   /** Fixed output gain of the network: roughly the magnitude of the score on this family's scale. */
   outputScale: number;
   /** The validation level (Gaussian sigma 25/255, Poisson zeta 0.01, Gamma k 100). */
@@ -53,9 +58,12 @@ export interface FamilyTraining {
 
 export const FAMILY_TRAINING: Record<NoiseFamily, FamilyTraining> = {
   gaussian: {
-    levelRange: [5 / 255, 55 / 255],
+    // The low end is 3.5/255, not 5/255: with sigma_a = c sigma the network learns the score at the level
+    // sigma sqrt(1 + c^2) (c = 0.7 at the end: x1.22), so 3.5/255 keeps sigma = 5/255 inside the learned range.
+    levelRange: [3.5 / 255, 55 / 255],
     logUniform: false,
     sigmaA: [0.05, 0.001],
+    relativeSigmaA: [1, 0.7],
     outputScale: 32,
     validationLevel: 25 / 255,
     validationLevelLabel: 'sigma = 25/255',
@@ -69,9 +77,12 @@ export const FAMILY_TRAINING: Record<NoiseFamily, FamilyTraining> = {
     validationLevelLabel: 'zeta = 0.01',
   },
   gamma: {
-    levelRange: [40, 120],
+    // sigma_a = c * (patch mean) / sqrt(k), c = 0.5: the smoothed noise has about (1 + c^2) x^2 / k variance,
+    // i.e. the network learns levels k / 1.25; training on [50, 150] covers the served [40, 120].
+    levelRange: [50, 150],
     logUniform: false,
     sigmaA: [0.05, 0.001],
+    relativeSigmaA: [0.5, 0.5],
     outputScale: 32,
     validationLevel: 100,
     validationLevelLabel: 'k = 100',
@@ -103,6 +114,8 @@ export interface TrainNoise2ScoreOptions {
   /** Stop (after writing a checkpoint, without the final export) once this step is reached: for tests and for
    * splitting a long run into sessions; `--resume` continues the same schedule. */
   stopAtStep?: number;
+  /** Start from the weights of this exported model (fine-tuning) instead of a fresh initialisation. */
+  initFrom?: string;
 }
 
 export interface TrainNoise2ScoreResult {
@@ -119,9 +132,12 @@ function stepRng(seed: number, step: number): Rng {
   return new Rng((Math.imul(seed + 1, 0x9e3779b1) ^ Math.imul(step + 1, 0x85ebca77)) >>> 0);
 }
 
-/** Geometric annealing of sigma_a from start (step 0) to end (last step). */
+/**
+ * Geometric annealing of sigma_a from start (step 0) to end (last step); for a family with `relativeSigmaA` this
+ * is the multiple c of the patch's noise level.
+ */
 export function sigmaASchedule(family: NoiseFamily, step: number, steps: number): number {
-  const [start, end] = FAMILY_TRAINING[family].sigmaA;
+  const [start, end] = FAMILY_TRAINING[family].relativeSigmaA ?? FAMILY_TRAINING[family].sigmaA;
   const t = steps <= 1 ? 1 : Math.min(1, step / (steps - 1));
   return start * (end / start) ** t;
 }
@@ -144,6 +160,32 @@ export interface Batch {
   noise: Float32Array;
   /** Per patch: scale of u on the network input (sigma_a, or zeta*sigma_a for Poisson). */
   inputScale: Float32Array;
+  /** Per patch: the sigma_a of the loss || u + sigma_a R ||^2 (on the score's scale: z for Poisson). */
+  lossScale: Float32Array;
+}
+
+/**
+ * Relative perturbation (Gaussian): sigma_a = c * sigma for a patch of level sigma. The AR-DAE minimiser at a
+ * noisy input y~ of level s = sigma sqrt(1 + c^2) is -E[u | y~] / sigma_a = grad log p_s(y~), the score of the
+ * noisy images at level s; mixed over the blind training levels it is the score of the mixture, which at a test
+ * image of level sigma is (as the level is identifiable from the image) grad log p_sigma(y): Tweedie's formula
+ * y + sigma^2 R(y) applies unchanged with the true sigma. Why not the paper's absolute 0.05 -> 0.001: the
+ * score-matching signal in the loss is ~ sigma_a^2 / s^2 of it, 1e-4 at sigma_a = 0.001, sigma = 0.1, and with
+ * batches of 32 the estimate drowned in noise (Set12 PSNR stuck at 25 dB from step 250 on, see the v1 manifest);
+ * at c = 0.35 the signal is 11% of the loss.
+ */
+export function perturbationScale(
+  family: NoiseFamily,
+  schedule: number,
+  level: number,
+  patchMean: number,
+): number {
+  if (!FAMILY_TRAINING[family].relativeSigmaA) return schedule;
+  if (family === 'gaussian') return schedule * level;
+  // Gamma: the noise std at intensity x is x / sqrt(k); the patch mean stands for x. The smoothed noise is only
+  // approximately Gamma (levels k / (1 + c^2)), hence the small c for this family.
+  if (family === 'gamma') return (schedule * Math.max(patchMean, 1 / 255)) / Math.sqrt(level);
+  return schedule;
 }
 
 /** One antithetic batch: `batch/2` noisy patches, each twice (with +u and -u). */
@@ -160,23 +202,33 @@ export function makeBatch(
   const input = new Float32Array(2 * pairs * pixels);
   const noise = new Float32Array(2 * pairs * pixels);
   const inputScale = new Float32Array(2 * pairs);
+  const lossScale = new Float32Array(2 * pairs);
   for (let p = 0; p < pairs; p++) {
     const { patch, index } = samplePatch(images, options.patch, rng);
     let noisy: Float32Array;
     let zeta = 1;
+    let level: number | null = null;
     if (options.cleanDir) {
       const [lo, hi] = family.levelRange;
       const u = rng.uniform();
-      const level = family.logUniform ? lo * (hi / lo) ** u : lo + (hi - lo) * u;
+      level = family.logUniform ? lo * (hi / lo) ** u : lo + (hi - lo) * u;
       noisy = addNoise(options.noise, patch, level, rng);
       zeta = level;
     } else {
       noisy = patch;
       zeta = images[index].zeta ?? 1;
     }
-    const scale = options.noise === 'poisson' ? zeta * sigmaA : sigmaA;
+    // With --noisy-dir the level is unknown: the relative recipe falls back to the estimated level.
+    const patchLevel = level ?? estimatePatchLevel(options.noise, noisy, options.patch);
+    let patchMean = 0;
+    for (let i = 0; i < pixels; i++) patchMean += noisy[i];
+    patchMean /= pixels;
+    const lossSigma = perturbationScale(options.noise, sigmaA, patchLevel, patchMean);
+    const scale = options.noise === 'poisson' ? zeta * lossSigma : lossSigma;
     inputScale[p] = scale;
     inputScale[p + pairs] = scale;
+    lossScale[p] = lossSigma;
+    lossScale[p + pairs] = lossSigma;
     const plus = p * pixels;
     const minus = (p + pairs) * pixels;
     for (let i = 0; i < pixels; i++) {
@@ -187,17 +239,25 @@ export function makeBatch(
       input[minus + i] = noisy[i] - scale * u;
     }
   }
-  return { input, noise, inputScale };
+  return { input, noise, inputScale, lossScale };
+}
+
+/** Noise level of a noisy patch when it is not known (--noisy-dir): the estimators of src/denoise/estimate.ts. */
+function estimatePatchLevel(noise: NoiseFamily, patch: Float32Array, size: number): number {
+  if (noise === 'gaussian') return estimateGaussianSigma(patch, size, size);
+  if (noise === 'gamma') return estimateGammaShape(patch, size, size);
+  return 1;
 }
 
 /** The AR-DAE loss of `model` on a batch (no gradient): mean over pixels of (u + sigma_a R(input))^2. */
-export function arDaeLoss(tf: Tf, model: LayersModel, batch: Batch, patch: number, sigmaA: number): number {
+export function arDaeLoss(tf: Tf, model: LayersModel, batch: Batch, patch: number): number {
   return tf.tidy(() => {
     const count = batch.inputScale.length;
     const input = tf.tensor4d(batch.input, [count, patch, patch, 1]);
     const u = tf.tensor4d(batch.noise, [count, patch, patch, 1]);
+    const scale = tf.tensor4d(batch.lossScale, [count, 1, 1, 1]);
     const score = model.predict(input) as import('@tensorflow/tfjs').Tensor;
-    return tf.mean(tf.square(tf.add(u, tf.mul(score, sigmaA)))).dataSync()[0];
+    return tf.mean(tf.square(tf.add(u, tf.mul(score, scale)))).dataSync()[0];
   });
 }
 
@@ -393,8 +453,15 @@ async function exportModel(
         batch: options.batch,
         patch: options.patch,
         learningRate: options.lr,
-        sigmaAStart: family.sigmaA[0],
-        sigmaAEnd: family.sigmaA[1],
+        ...(family.relativeSigmaA
+          ? {
+              sigmaARelativeStart: family.relativeSigmaA[0],
+              sigmaARelativeEnd: family.relativeSigmaA[1],
+              sigmaARule:
+                'sigma_a = c * (the patch noise level), c annealed geometrically (src/train/noise2score.ts)',
+            }
+          : { sigmaAStart: family.sigmaA[0], sigmaAEnd: family.sigmaA[1] }),
+        ...(options.initFrom && { initialisedFrom: options.initFrom }),
         loss: 'AR-DAE || u + sigma_a R(y + sigma_a u) ||^2 with antithetic (u, -u) pairs',
       }).filter((entry): entry is [string, number | string] => entry[1] != null),
     ),
@@ -436,6 +503,13 @@ export async function trainNoise2Score(
   );
 
   const model = buildScoreNetwork(tf, architecture, options.seed);
+  if (options.initFrom && !options.resume) {
+    const { fileSystemIO } = await import('../nn/fs-io.js');
+    const source = await tf.loadLayersModel(fileSystemIO(options.initFrom));
+    model.setWeights(source.getWeights());
+    source.dispose();
+    log(`initialised from ${options.initFrom}`);
+  }
   const optimizer = tf.train.adam(options.lr) as Optimizer;
   let startStep = 0;
   let elapsedBefore = 0;
@@ -498,9 +572,10 @@ export async function trainNoise2Score(
     const loss = tf.tidy(() => {
       const input = tf.tensor4d(batch.input, [count, options.patch, options.patch, 1]);
       const u = tf.tensor4d(batch.noise, [count, options.patch, options.patch, 1]);
+      const scale = tf.tensor4d(batch.lossScale, [count, 1, 1, 1]);
       const cost = optimizer.minimize(() => {
         const score = model.apply(input, { training: true }) as import('@tensorflow/tfjs').Tensor;
-        return tf.mean(tf.square(tf.add(u, tf.mul(score, sigmaA))));
+        return tf.mean(tf.square(tf.add(u, tf.mul(score, scale))));
       }, true);
       return cost!.dataSync()[0];
     });
@@ -511,7 +586,9 @@ export async function trainNoise2Score(
     losses.push(loss);
     if (losses.length > 2000) losses.splice(0, losses.length - 2000);
     recentLoss += loss;
-    recentMatching += (loss - uSquared) / (sigmaA * sigmaA);
+    let meanSquaredScale = 0;
+    for (const v of batch.lossScale) meanSquaredScale += v * v;
+    recentMatching += (loss - uSquared) / (meanSquaredScale / count);
     recentCount++;
     const done = step + 1;
     const logEvery = options.steps <= 200 ? 10 : 50;
@@ -519,7 +596,7 @@ export async function trainNoise2Score(
       const secondsPerStep = (performance.now() - runStart) / 1000 / (done - startStep);
       log(
         `step ${done}/${options.steps} loss ${(recentLoss / recentCount).toFixed(6)} ` +
-          `score-matching ${(recentMatching / recentCount).toFixed(2)} sigma_a ${sigmaA.toPrecision(3)} ` +
+          `score-matching ${(recentMatching / recentCount).toFixed(2)} ${family.relativeSigmaA ? 'c' : 'sigma_a'} ${sigmaA.toPrecision(3)} ` +
           `lr ${lr.toExponential(2)} ${secondsPerStep.toFixed(3)} s/step ETA ${formatDuration(secondsPerStep * (options.steps - done))}`,
       );
       recentLoss = 0;

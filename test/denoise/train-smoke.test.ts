@@ -64,7 +64,7 @@ describe('noise2score training (smoke)', () => {
     const heldOut = makeBatch(options, images, 1_000_000, 0.05);
     const { buildScoreNetwork } = await import('../../src/denoise/network.js');
     const untrained = buildScoreNetwork(tf, options.architecture, options.seed); // same init as training
-    const before = arDaeLoss(tf, untrained, heldOut, options.patch, 0.05);
+    const before = arDaeLoss(tf, untrained, heldOut, options.patch);
     untrained.dispose();
 
     const result = await trainNoise2Score(tf, options);
@@ -73,7 +73,7 @@ describe('noise2score training (smoke)', () => {
     const { model: loaded, noise, multiple } = await loadNoise2ScoreModel(tf, options.out);
     expect(noise).toBe('gaussian');
     expect(multiple).toBe(8);
-    const after = arDaeLoss(tf, loaded, heldOut, options.patch, 0.05);
+    const after = arDaeLoss(tf, loaded, heldOut, options.patch);
     expect(after).toBeLessThan(before);
 
     const manifest = JSON.parse(await readFile(join(options.out, 'manifest.json'), 'utf8'));
@@ -124,5 +124,41 @@ describe('noise2score training (smoke)', () => {
     ]);
     expect(a.length).toBeGreaterThan(1000);
     expect(a.equals(b)).toBe(true);
+  });
+});
+
+describe('noise2score training batches', () => {
+  it('Gaussian: sigma_a is c times each patch level (relative recipe), u and -u pairs around the same noisy patch', async () => {
+    const { FAMILY_TRAINING } = await import('../../src/train/noise2score.js');
+    const options = {
+      noise: 'gaussian',
+      cleanDir: dir,
+      batch: 8,
+      patch: 16,
+      seed: 9,
+    } as TrainNoise2ScoreOptions;
+    const images = await loadTrainingImages(options);
+    const c = 0.8;
+    const batch = makeBatch(options, images, 3, c);
+    const pairs = batch.lossScale.length / 2;
+    const [lo, hi] = FAMILY_TRAINING.gaussian.levelRange;
+    const levels = new Set<number>();
+    for (let p = 0; p < pairs; p++) {
+      const scale = batch.lossScale[p];
+      expect(batch.lossScale[p + pairs]).toBe(scale);
+      expect(batch.inputScale[p]).toBe(scale);
+      // scale / c is the patch's noise level, drawn from the blind training range
+      expect(scale / c).toBeGreaterThanOrEqual(lo * (1 - 1e-6));
+      expect(scale / c).toBeLessThanOrEqual(hi * (1 + 1e-6));
+      levels.add(+(scale / c).toFixed(6));
+      // input(+u) - input(-u) = 2 sigma_a u: the perturbation has exactly the loss's sigma_a
+      const base = p * 256;
+      const other = (p + pairs) * 256;
+      for (let i = 0; i < 256; i += 37) {
+        const diff = batch.input[base + i] - batch.input[other + i];
+        expect(diff).toBeCloseTo(2 * scale * batch.noise[base + i], 4);
+      }
+    }
+    expect(levels.size).toBe(pairs); // a fresh level per patch
   });
 });
