@@ -33,6 +33,21 @@ const testRoutes: FastifyPluginAsyncZod = async (fastify) => {
     { schema: { hide: true, body: z.object({ code: z.string(), message: z.string() }) } },
     async (request, reply) => fastify.compute.runFor(reply, 'test.fail', request.body),
   );
+  // Tensor and backend bookkeeping of every worker (bench:soak samples it): one system.info task per worker slot
+  // at once, twice over, so that idle workers each take one; answers the distinct threads seen.
+  fastify.get('/v1/_test/workers', { schema: { hide: true } }, async () => {
+    const pool = fastify.compute.pool;
+    const infos = await Promise.all(
+      Array.from({ length: pool.workers * 2 }, () => pool.run('system.info', {}, { timeoutMs: 30_000 })),
+    );
+    const byThread = new Map(infos.map((i) => [i.threadId, i]));
+    const workers = [...byThread.values()].map(({ threadId, backend, numTensors }) => ({
+      threadId,
+      backend,
+      numTensors,
+    }));
+    return { workers, numTensors: workers.reduce((s, w) => s + w.numTensors, 0) };
+  });
 };
 
 export default testRoutes;

@@ -154,6 +154,25 @@ export default fp(
             : { ...((merged[type] as object | undefined) ?? {}), ...(fields as object) };
       }
     }
+    // A non-string `query` (a number, a boolean) is coerced to a string by mercurius' body schema and then reaches
+    // graphql-js validation without a parsed document (a TypeError, a 500): refuse it as the client error it is.
+    fastify.addHook('onRoute', (route) => {
+      if (route.url !== '/graphql') return;
+      const guard = async (request: { body?: unknown; query?: unknown }) => {
+        for (const part of [request.body, request.query]) {
+          const q = (part as { query?: unknown } | null | undefined)?.query;
+          if (part && typeof part === 'object' && q !== undefined && q !== null && typeof q !== 'string') {
+            throw new graphqlOfMercurius.GraphQLError('query must be a string holding a GraphQL document', {
+              extensions: { code: 'TW_GRAPHQL_VALIDATION' },
+            });
+          }
+        }
+      };
+      const existing = route.preValidation;
+      route.preValidation = existing
+        ? [guard, ...(Array.isArray(existing) ? existing : [existing])]
+        : [guard];
+    });
     await fastify.register(mercurius, {
       schema,
       resolvers: merged as IResolvers,
