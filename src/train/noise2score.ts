@@ -69,9 +69,12 @@ export const FAMILY_TRAINING: Record<NoiseFamily, FamilyTraining> = {
     validationLevelLabel: 'sigma = 25/255',
   },
   poisson: {
-    levelRange: [0.005, 0.1],
+    // sigma_a = c sqrt(mean count) on the count scale, c = 0.5: the smoothed counts behave like Poisson counts at
+    // zeta (1 + c^2); training from 0.004 keeps the served 0.005 covered.
+    levelRange: [0.004, 0.1],
     logUniform: true,
     sigmaA: [1, 0.5],
+    relativeSigmaA: [0.5, 0.5],
     outputScale: 2,
     validationLevel: 0.01,
     validationLevelLabel: 'zeta = 0.01',
@@ -185,7 +188,20 @@ export function perturbationScale(
   // Gamma: the noise std at intensity x is x / sqrt(k); the patch mean stands for x. The smoothed noise is only
   // approximately Gamma (levels k / (1 + c^2)), hence the small c for this family.
   if (family === 'gamma') return (schedule * Math.max(patchMean, 1 / 255)) / Math.sqrt(level);
-  return schedule;
+  // Poisson, on the count scale z = y / zeta: the noise std at mean count m is sqrt(m).
+  return schedule * Math.sqrt(Math.max(patchMean / level, 1));
+}
+
+/**
+ * The sigma_a of the loss for a perturbation of `perturbation` (count scale for Poisson). Poisson with the relative
+ * recipe: z + c sqrt(m) u behaves like counts at level zeta' = zeta (1 + c^2) divided by (1 + c^2), so its score on
+ * the z scale is 1/(1 + c^2) times the count-scale score at zeta'; weighting the loss by perturbation/(1 + c^2)
+ * makes the network return the count-scale score itself, and Tweedie's formula keeps its form at the served level.
+ */
+export function lossSigma(family: NoiseFamily, schedule: number, perturbation: number): number {
+  if (family === 'poisson' && FAMILY_TRAINING[family].relativeSigmaA)
+    return perturbation / (1 + schedule * schedule);
+  return perturbation;
 }
 
 /** One antithetic batch: `batch/2` noisy patches, each twice (with +u and -u). */
@@ -223,12 +239,17 @@ export function makeBatch(
     let patchMean = 0;
     for (let i = 0; i < pixels; i++) patchMean += noisy[i];
     patchMean /= pixels;
-    const lossSigma = perturbationScale(options.noise, sigmaA, patchLevel, patchMean);
-    const scale = options.noise === 'poisson' ? zeta * lossSigma : lossSigma;
+    const perturbation = perturbationScale(
+      options.noise,
+      sigmaA,
+      options.noise === 'poisson' ? zeta : patchLevel,
+      patchMean,
+    );
+    const scale = options.noise === 'poisson' ? zeta * perturbation : perturbation;
     inputScale[p] = scale;
     inputScale[p + pairs] = scale;
-    lossScale[p] = lossSigma;
-    lossScale[p + pairs] = lossSigma;
+    lossScale[p] = lossSigma(options.noise, sigmaA, perturbation);
+    lossScale[p + pairs] = lossScale[p];
     const plus = p * pixels;
     const minus = (p + pairs) * pixels;
     for (let i = 0; i < pixels; i++) {
