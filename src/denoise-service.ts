@@ -22,6 +22,8 @@ export interface DenoiseOutcome {
   levelEstimated: boolean;
   model: string;
   method: string;
+  /** MID: the number of masks averaged. */
+  masks?: number;
   timings: Record<string, number>;
 }
 
@@ -37,9 +39,8 @@ interface NetworkResult {
 
 /** The model a request asks for (name by method and noise family unless given). */
 export function denoiseModelName(params: DenoiseParams): string {
-  if (params.method === 'mid') {
-    throw fail('MODEL_NOT_FOUND', "Method 'mid' needs the model 'mid-rgb', which is not in the repository");
-  }
+  // MID serves real camera noise with one colour model; `noise` and `level` do not apply to it.
+  if (params.method === 'mid') return params.model ?? 'mid-rgb';
   return params.model ?? `noise2score-${params.noise}`;
 }
 
@@ -65,10 +66,20 @@ export async function denoisePipeline(
     level: libraryLevel(params.noise, params.level),
     estimator: params.estimator,
   };
-  const result = (await pool.run('denoise.noise2score', input, {
-    ...opts.run,
-    transferInput: true,
-  })) as NetworkResult & { model: { name: string; version: string } };
+  const isMid = params.method === 'mid';
+  const result = (
+    isMid
+      ? {
+          level: 0,
+          levelEstimated: false,
+          ...((await pool.run(
+            'denoise.mid',
+            { model: opts.model, image: decoded.image, masks: params.masks, seed: params.seed },
+            { ...opts.run, transferInput: true },
+          )) as object),
+        }
+      : await pool.run('denoise.noise2score', input, { ...opts.run, transferInput: true })
+  ) as NetworkResult & { model: { name: string; version: string }; masks?: number };
   const tCompute = performance.now();
   const image: FloatImage = {
     data: result.data,
@@ -82,11 +93,12 @@ export async function denoisePipeline(
     bytes: out,
     contentType,
     format,
-    noise: params.noise,
-    level: userLevel(params.noise, result.level),
+    noise: isMid ? 'real-camera' : params.noise,
+    level: isMid ? 0 : userLevel(params.noise, result.level),
     levelEstimated: result.levelEstimated,
     model: `${result.model.name}@${result.model.version}`,
     method: params.method,
+    ...(isMid && { masks: result.masks }),
     timings: {
       decodeMs: tDecode - t0,
       computeMs: tCompute - tDecode,
@@ -109,7 +121,7 @@ export function denoiseService(fastify: FastifyInstance, cfg: Config) {
       const name = denoiseModelName(params);
       const status = fastify.models.requireReady(name, params.version);
       const family = status.manifest?.noiseFamily;
-      if (family && family !== params.noise) {
+      if (family && family !== params.noise && params.method !== 'mid') {
         throw fail('UNPROCESSABLE', `Model '${name}' is trained for ${family} noise, not ${params.noise}`);
       }
       // Deadline and client-disconnect cancellation, as for every request.
@@ -136,6 +148,7 @@ export function denoiseJson(o: DenoiseOutcome) {
     level: o.level,
     levelEstimated: o.levelEstimated,
     model: o.model,
+    ...(o.masks !== undefined && { masks: o.masks }),
     timings: o.timings,
   };
 }

@@ -25,6 +25,8 @@ export interface TaskTable {
   'test.fail': { input: { code: string; message: string }; result: never };
   /** Noise2Score denoising of one image (see src/compute/handlers/denoise.ts). */
   'denoise.noise2score': { input: import('./handlers/denoise.js').DenoiseTaskInput; result: unknown };
+  /** MID real-noise denoising of one image, K masks averaged (see src/compute/handlers/denoise.ts). */
+  'denoise.mid': { input: import('./handlers/denoise.js').MidTaskInput; result: unknown };
   /** RED-Diff restoration of one grey image (see src/compute/handlers/restore.ts). */
   'restore.reddiff': {
     input: import('./handlers/restore.js').RestoreTaskInput;

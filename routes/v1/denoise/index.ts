@@ -22,7 +22,11 @@ const routes: FastifyPluginAsyncZod<{ config: Config }> = async (fastify, opts) 
         description:
           'Send the image as a raw image/* body (PNG, JPEG, WebP, TIFF) or multipart/form-data with a file field ' +
           '`image`. Answers the denoised image (format from `format` or Accept; PNG by default) with headers ' +
-          'x-noise-level, x-noise-level-estimated and x-model; `output=json` answers JSON with the image in base64.',
+          'x-noise-level, x-noise-level-estimated and x-model; `output=json` answers JSON with the image in base64. ' +
+          '`method=mid` removes real camera noise (model mid-rgb, learned without clean/noisy pairs): `masks` random ' +
+          'masks are averaged (default: the model\'s measured default, header x-masks), `seed` fixes them; ' +
+          '`noise`/`level` do not apply. Grey images are replicated to RGB and the output is the mean of the three ' +
+          'output channels; alpha is kept.',
         querystring: denoiseParams,
       },
     },
@@ -48,6 +52,7 @@ const routes: FastifyPluginAsyncZod<{ config: Config }> = async (fastify, opts) 
       reply.header('x-noise-level', String(out.level));
       reply.header('x-noise-level-estimated', String(out.levelEstimated));
       reply.header('x-model', out.model);
+      if (out.masks !== undefined) reply.header('x-masks', String(out.masks));
       reply.header('x-timing-total-ms', out.timings.totalMs.toFixed(1));
       if (params.output === 'json') return denoiseJson(out);
       return reply.type(out.contentType).send(out.bytes);

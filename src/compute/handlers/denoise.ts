@@ -33,3 +33,28 @@ export async function noise2score(input: DenoiseTaskInput, ctx: HandlerContext) 
   });
   return { ...result, model: { name: loaded.name, version: loaded.version } };
 }
+
+export interface MidTaskInput {
+  model: { name: string; version?: string };
+  image: { data: Float32Array; width: number; height: number; channels: number };
+  /** Masks averaged (K); undefined: the model's measured default (manifest extra.masksDefault). */
+  masks?: number;
+  seed: number;
+}
+
+/** MID real-noise denoising (src/mid/denoise.ts): K-mask averaged, tiled; drop ratio from the manifest. */
+export async function mid(input: MidTaskInput, ctx: HandlerContext) {
+  const { tf } = await ctx.tfjs();
+  const { denoiseMid } = await import('../../mid/denoise.js');
+  const loaded = await getModel(tf, ctx.options.modelsDir, input.model.name, input.model.version);
+  const extra = (loaded.manifest.extra ?? {}) as { maskRatio?: unknown; masksDefault?: unknown };
+  const dropRatio = typeof extra.maskRatio === 'number' ? extra.maskRatio : 0.3;
+  const masks = input.masks ?? (typeof extra.masksDefault === 'number' ? extra.masksDefault : 4);
+  const result = denoiseMid(tf, loaded.model, input.image, {
+    masks,
+    dropRatio,
+    seed: input.seed,
+    tile: ctx.options.tileSize,
+  });
+  return { ...result, model: { name: loaded.name, version: loaded.version } };
+}

@@ -16,6 +16,7 @@ export const handlers: Record<TaskKind, Loader> = {
   'test.fail': async () => (await import('./test-tasks.js')).failWith,
   'ot.solve': async () => (await import('./ot.js')).solve,
   'denoise.noise2score': async () => (await import('./denoise.js')).noise2score,
+  'denoise.mid': async () => (await import('./denoise.js')).mid,
   'restore.reddiff': async () => (await import('./restore.js')).restore,
 };
 

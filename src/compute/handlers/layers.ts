@@ -4,7 +4,9 @@
  */
 import { registerNoise2ScoreLayers } from '../../denoise/network.js';
 import { registerDiffusionLayers } from '../../diffusion/unet.js';
+import { registerMidLayers } from '../../mid/network.js';
 import { registerCustomLayers } from '../../nn/repository.js';
 
 registerCustomLayers((tf) => registerNoise2ScoreLayers(tf));
 registerCustomLayers((tf) => registerDiffusionLayers(tf));
+registerCustomLayers((tf) => registerMidLayers(tf));

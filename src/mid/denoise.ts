@@ -1,0 +1,178 @@
+/**
+ * MID inference: D is applied to K randomly masked copies of the image and the K outputs are averaged, so every
+ * pixel is predicted from several different sets of kept neighbours (and, in K - K*dropRatio of them, from itself).
+ *
+ * Large images run window by window with the same plan as Noise2Score (windows on the network's down-sampling grid,
+ * interior margins discarded, linear cross-fades; see src/denoise/noise2score.ts). Masks and fill-in are computed
+ * on the whole padded image first, so a window sees exactly what a whole-image pass would.
+ *
+ * Channels: the model is colour (RGB in, RGB out). A grey image is replicated to RGB and the output is the mean of
+ * the three output channels (the model's noise statistics are those of colour cameras; for grey inputs this is a
+ * reasonable, documented approximation). A fourth (alpha) channel is passed through unchanged.
+ */
+import {
+  DEFAULT_MARGIN,
+  DEFAULT_OVERLAP,
+  DEFAULT_TILE,
+  planWindows,
+  reflectPad,
+} from '../denoise/noise2score.js';
+import { Rng } from '../util/random.js';
+import { fillMasked, randomPixelMask } from './mask.js';
+import { MID_MULTIPLE } from './network.js';
+
+type Tf = typeof import('@tensorflow/tfjs');
+type LayersModel = import('@tensorflow/tfjs').LayersModel;
+type Tensor4D = import('@tensorflow/tfjs').Tensor4D;
+
+export interface MidImage {
+  /** Interleaved channels (1, 3 or 4), row-major, on [0, 1]. */
+  data: Float32Array;
+  width: number;
+  height: number;
+  channels: number;
+}
+
+export interface MidOptions {
+  /** Number of random masks averaged (K). */
+  masks: number;
+  /** Fraction of pixels dropped per mask; must match training (the manifest's maskRatio). */
+  dropRatio: number;
+  seed?: number;
+  tile?: number;
+  overlap?: number;
+  margin?: number;
+  multiple?: number;
+}
+
+export interface MidResult {
+  data: Float32Array;
+  width: number;
+  height: number;
+  channels: number;
+  masks: number;
+  timings: { maskMs: number; networkMs: number; totalMs: number };
+}
+
+/** Seed of mask k of a request seeded with `seed`. */
+function maskRng(seed: number, k: number): Rng {
+  return new Rng((Math.imul(seed + 1, 0x9e3779b1) ^ Math.imul(k + 1, 0x27d4eb2f)) >>> 0);
+}
+
+/** D averaged over K masks on an interleaved RGB image; output not clipped. */
+export function midRgb(
+  tf: Tf,
+  model: LayersModel,
+  rgb: Float32Array,
+  width: number,
+  height: number,
+  options: MidOptions,
+): { data: Float32Array; maskMs: number; networkMs: number } {
+  const multiple = options.multiple ?? MID_MULTIPLE;
+  const tile = Math.max(multiple, Math.floor((options.tile ?? DEFAULT_TILE) / multiple) * multiple);
+  const overlap = options.overlap ?? DEFAULT_OVERLAP;
+  const margin = options.margin ?? DEFAULT_MARGIN;
+  const pw = Math.ceil(width / multiple) * multiple;
+  const ph = Math.ceil(height / multiple) * multiple;
+  const planes = [0, 1, 2].map((c) => {
+    const plane = new Float32Array(width * height);
+    for (let i = 0; i < plane.length; i++) plane[i] = rgb[i * 3 + c];
+    return reflectPad(plane, width, height, pw, ph);
+  });
+  const padded = new Float32Array(pw * ph * 3);
+  for (let i = 0; i < pw * ph; i++) for (let c = 0; c < 3; c++) padded[i * 3 + c] = planes[c][i];
+  const rows = planWindows(ph, tile, overlap, margin, multiple);
+  const cols = planWindows(pw, tile, overlap, margin, multiple);
+  const accumulated = new Float32Array(pw * ph * 3);
+  const totalWeight = new Float32Array(pw * ph);
+  let maskMs = 0;
+  let networkMs = 0;
+  const seed = options.seed ?? 0;
+  for (let k = 0; k < options.masks; k++) {
+    const t0 = performance.now();
+    const mask = randomPixelMask(pw, ph, options.dropRatio, maskRng(seed, k));
+    const filled = fillMasked(padded, pw, ph, 3, mask);
+    const input = new Float32Array(pw * ph * 4);
+    for (let i = 0; i < pw * ph; i++) {
+      input[i * 4] = filled[i * 3];
+      input[i * 4 + 1] = filled[i * 3 + 1];
+      input[i * 4 + 2] = filled[i * 3 + 2];
+      input[i * 4 + 3] = mask[i];
+    }
+    maskMs += performance.now() - t0;
+    for (const rw of rows) {
+      for (const cw of cols) {
+        const t1 = performance.now();
+        const h = rw.end - rw.start;
+        const w = cw.end - cw.start;
+        const windowData = new Float32Array(h * w * 4);
+        for (let r = 0; r < h; r++) {
+          const from = ((rw.start + r) * pw + cw.start) * 4;
+          windowData.set(input.subarray(from, from + w * 4), r * w * 4);
+        }
+        const out = tf.tidy(
+          () => (model.predict(tf.tensor4d(windowData, [1, h, w, 4])) as Tensor4D).dataSync() as Float32Array,
+        );
+        networkMs += performance.now() - t1;
+        for (let r = 0; r < h; r++) {
+          const wr = rw.weights[r];
+          if (wr === 0) continue;
+          for (let c = 0; c < w; c++) {
+            const weight = wr * cw.weights[c];
+            if (weight === 0) continue;
+            const p = (rw.start + r) * pw + cw.start + c;
+            const q = (r * w + c) * 3;
+            accumulated[p * 3] += weight * out[q];
+            accumulated[p * 3 + 1] += weight * out[q + 1];
+            accumulated[p * 3 + 2] += weight * out[q + 2];
+            totalWeight[p] += weight;
+          }
+        }
+      }
+    }
+  }
+  const data = new Float32Array(width * height * 3);
+  for (let r = 0; r < height; r++) {
+    for (let c = 0; c < width; c++) {
+      const p = r * pw + c;
+      for (let k = 0; k < 3; k++) data[(r * width + c) * 3 + k] = accumulated[p * 3 + k] / totalWeight[p];
+    }
+  }
+  return { data, maskMs, networkMs };
+}
+
+/** Denoises an image (grey, RGB or RGBA) with a trained MID model; output clipped to [0,1]. */
+export function denoiseMid(tf: Tf, model: LayersModel, image: MidImage, options: MidOptions): MidResult {
+  const started = performance.now();
+  const { width, height, channels } = image;
+  if (![1, 3, 4].includes(channels)) throw new RangeError(`MID: ${channels} channels; expected 1, 3 or 4`);
+  if (image.data.length !== width * height * channels) {
+    throw new RangeError(`image data has ${image.data.length} values, expected ${width * height * channels}`);
+  }
+  if (!(Number.isInteger(options.masks) && options.masks >= 1)) throw new RangeError('masks must be >= 1');
+  const n = width * height;
+  const rgb = new Float32Array(n * 3);
+  for (let i = 0; i < n; i++) {
+    for (let c = 0; c < 3; c++) rgb[i * 3 + c] = image.data[i * channels + (channels === 1 ? 0 : c)];
+  }
+  const { data: denoised, maskMs, networkMs } = midRgb(tf, model, rgb, width, height, options);
+  const out = new Float32Array(n * channels);
+  const clip = (v: number, fallback: number) => (Number.isFinite(v) ? Math.min(1, Math.max(0, v)) : fallback);
+  for (let i = 0; i < n; i++) {
+    if (channels === 1) {
+      out[i] = clip((denoised[i * 3] + denoised[i * 3 + 1] + denoised[i * 3 + 2]) / 3, image.data[i]);
+    } else {
+      for (let c = 0; c < 3; c++)
+        out[i * channels + c] = clip(denoised[i * 3 + c], image.data[i * channels + c]);
+      if (channels === 4) out[i * 4 + 3] = image.data[i * 4 + 3];
+    }
+  }
+  return {
+    data: out,
+    width,
+    height,
+    channels,
+    masks: options.masks,
+    timings: { maskMs, networkMs, totalMs: performance.now() - started },
+  };
+}
