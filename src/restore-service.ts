@@ -18,7 +18,7 @@ import type { Config } from './config.js';
 import { boxMask, countMissing, maskFromImage, randomPixelMask } from './diffusion/operators.js';
 import { fail } from './errors.js';
 import { decodeImage, encodeImage, type FloatImage, negotiateFormat } from './imaging/codec.js';
-import { parseBoxes, type RestoreParams } from './schemas/restore.js';
+import { defaultRestoreModel, parseBoxes, type RestoreParams } from './schemas/restore.js';
 
 export interface RestoreOutcome {
   image: FloatImage;
@@ -145,7 +145,7 @@ export async function restorePipeline(
   bytes: Uint8Array,
   maskBytes: Uint8Array | undefined,
   params: RestoreParams,
-  opts: { model: { name: string; version?: string }; accept?: string; run?: RunOptions },
+  opts: { model: { name?: string; version?: string }; accept?: string; run?: RunOptions },
 ): Promise<RestoreOutcome> {
   const t0 = performance.now();
   // Negotiate first: a client asking for a format we cannot write learns it before any work is done.
@@ -167,7 +167,7 @@ export async function restorePipeline(
     );
   const tDecode = performance.now();
   const input: RestoreTaskInput = {
-    model: opts.model,
+    model: { name: opts.model.name ?? defaultRestoreModel(width, height), version: opts.model.version },
     image: { data, width, height },
     operator: operatorSpec(params, mask),
     simulate: params.simulate,
@@ -218,7 +218,11 @@ export function restoreService(fastify: FastifyInstance, cfg: Config) {
       accept?: string,
     ): Promise<RestoreOutcome> {
       negotiateFormat(accept, params.format);
-      const status = fastify.models.requireReady(params.model, params.version);
+      // The default model depends on the image's size: read from its header (an undecodable image falls to the
+      // pipeline's decode error, whatever model is named here).
+      const size = params.model ? undefined : await imageSize(bytes);
+      const name = params.model ?? defaultRestoreModel(size?.width ?? 0, size?.height ?? 0);
+      const status = fastify.models.requireReady(name, params.version);
       if (status.manifest && status.manifest.channels !== 1)
         throw fail(
           'UNPROCESSABLE',

@@ -154,19 +154,29 @@ export function countMissing(mask: Float32Array): number {
   return missing;
 }
 
+/**
+ * Inpainting operator. `mask` is one h x w mask for every image of a batch, or (a multiple of h x w values) one mask
+ * per image, so a batch of images with different masks runs through the network together (the benchmark does);
+ * such an operator then takes only batches of exactly that many images.
+ */
 export function maskOperator(mask: Float32Array, height: number, width: number): DegradationOperator {
   checkSize(height, width);
-  if (mask.length !== height * width)
+  const masks = mask.length / (height * width);
+  if (!Number.isInteger(masks) || masks < 1)
     throw new RangeError(
-      `mask has ${mask.length} values, the image ${height}x${width} needs ${height * width}`,
+      `mask has ${mask.length} values, the image ${height}x${width} needs ${height * width} (or a multiple: one mask per image)`,
     );
   for (const v of mask)
     if (v !== 0 && v !== 1) throw new RangeError('mask values must be 0 (missing) or 1 (observed)');
   let maskTensor: import('@tensorflow/tfjs').Tensor | null = null;
+  const checkMaskBatch = (x: Tensor4D) => {
+    if (masks > 1 && x.shape[0] !== masks)
+      throw new RangeError(`mask: ${masks} masks (one per image) but a batch of ${x.shape[0]}`);
+  };
   const m = (tf: Tf) => {
     // Created lazily (and kept) so the operator itself does not need a tf instance to be described or tested.
     if (maskTensor === null || maskTensor.isDisposed)
-      maskTensor = tf.keep(tf.tensor4d(mask, [1, height, width, 1]));
+      maskTensor = tf.keep(tf.tensor4d(mask, [masks, height, width, 1]));
     return maskTensor;
   };
   const op: DegradationOperator = {
@@ -177,10 +187,12 @@ export function maskOperator(mask: Float32Array, height: number, width: number):
     outputWidth: width,
     forward: (tf, x) => {
       checkInput(op, x, 'x');
+      checkMaskBatch(x);
       return tf.mul(x, m(tf));
     },
     pseudoInverse: (tf, y) => {
       checkInput(op, y, 'y');
+      checkMaskBatch(y);
       return tf.mul(y, m(tf));
     },
     describe: () => ({ kind: 'mask', missing: countMissing(mask), pixels: mask.length }),

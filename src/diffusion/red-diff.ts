@@ -33,7 +33,7 @@ type LayersModel = import('@tensorflow/tfjs').LayersModel;
 export type EpsFunction = (tf: Tf, x: Tensor4D, t: number) => Tensor;
 
 /** How the prior term is weighted along the trajectory (the official code's `grad_term_weight` times ...). */
-export type RedDiffWeighting = 'snr' | 'constant';
+export type RedDiffWeighting = 'snr' | 'sqrt' | 'constant';
 
 export interface RedDiffProgress {
   /** Steps done so far (1..steps). */
@@ -52,7 +52,10 @@ export interface RedDiffOptions {
   lr?: number;
   /** Seed of the noise eps drawn at each step. */
   seed?: number;
-  /** 'snr' (default): w_t = sqrt(1 - alphaBar_t) / sqrt(alphaBar_t), the inverse square root of the SNR; 'constant': w_t = 1. */
+  /**
+   * 'snr' (default, the official "linear"): w_t = sqrt(1 - alphaBar_t) / sqrt(alphaBar_t), the inverse square root
+   * of the SNR; 'sqrt': the square root of that; 'constant': w_t = 1.
+   */
   weighting?: RedDiffWeighting;
   /**
    * Measurement noise level of y on the [-1, 1] scale. Recorded only: the official loss does not reweight the data
@@ -96,6 +99,7 @@ export interface RedDiffResult {
   trace?: RedDiffTraceEntry[];
 }
 
+/** The library's defaults: the official lambda and weighting, lr inside the official 0.1-0.5; the service's (src/schemas/restore.ts) are measured. */
 export const RED_DIFF_DEFAULTS = {
   lambda: 0.25,
   lr: 0.25,
@@ -105,7 +109,8 @@ export const RED_DIFF_DEFAULTS = {
 
 function priorWeight(schedule: DdpmSchedule, t: number, weighting: RedDiffWeighting): number {
   if (weighting === 'constant') return 1;
-  return schedule.sqrtOneMinusAlphaBars[t] / schedule.sqrtAlphaBars[t];
+  const inverseSqrtSnr = schedule.sqrtOneMinusAlphaBars[t] / schedule.sqrtAlphaBars[t];
+  return weighting === 'sqrt' ? Math.sqrt(inverseSqrtSnr) : inverseSqrtSnr;
 }
 
 /** Which steps (1-based) record a trace entry: `count` evenly spaced, ending at the last step. */

@@ -77,6 +77,23 @@ describe('degradation operators', () => {
     x.dispose();
   });
 
+  it('mask operator with one mask per image applies each to its own image, and only to batches of that size', () => {
+    const first = randomPixelMask(4, 4, 0.5, 1);
+    const second = randomPixelMask(4, 4, 0.5, 2);
+    const masks = new Float32Array(32);
+    masks.set(first, 0);
+    masks.set(second, 16);
+    const op = maskOperator(masks, 4, 4);
+    const ones = tf.ones([2, 4, 4, 1]) as Tensor4D;
+    const y = op.forward(tf, ones).dataSync();
+    expect(Array.from(y)).toEqual(Array.from(masks));
+    expect(Array.from(op.pseudoInverse(tf, ones).dataSync())).toEqual(Array.from(masks));
+    expect(() => op.forward(tf, tf.ones([1, 4, 4, 1]) as Tensor4D)).toThrow(/2 masks/);
+    expect(() => maskOperator(new Float32Array(20).fill(1), 4, 4)).toThrow(RangeError);
+    ones.dispose();
+    op.dispose();
+  });
+
   it('average pooling x2 and x4: block means, nearest up-sampling, H H^+ = I', () => {
     for (const factor of [2, 4]) {
       const op = averagePoolOperator(16, 8, factor);

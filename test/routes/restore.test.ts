@@ -288,6 +288,14 @@ describe('POST /v1/restore', () => {
         404,
         'TW_MODEL_NOT_FOUND',
       ],
+      // No model named: larger than 32x32 defaults to the natural-image prior, which this repository lacks.
+      [
+        '/v1/restore?maskRatio=0.5',
+        { headers: { 'content-type': 'image/png' }, payload: await greyPng(40, 40) },
+        404,
+        'TW_MODEL_NOT_FOUND',
+        /ddpm-natural-grey/,
+      ],
       [
         '/v1/restore?maskRatio=0.5&model=ddpm-broken',
         { headers: { 'content-type': 'image/png' }, payload: png },
