@@ -2,10 +2,44 @@
  * Reading images from a request: a raw `image/*` (or octet-stream) body, or multipart/form-data with file fields
  * and text fields. Shared by every route that takes images.
  */
+import type { MultipartValue } from '@fastify/multipart';
 import type { FastifyRequest } from 'fastify';
 import { fail } from '../src/errors.js';
+import { screenImage } from '../src/imaging/codec.js';
 
+/**
+ * A text field's value. The multipart parser cuts a value longer than its fieldSize limit (1 MiB) short and only
+ * flags it; a cut value could still parse (a number losing digits), so it is refused as too large instead.
+ */
+export function multipartFieldValue(
+  part: Pick<MultipartValue, 'fieldname' | 'value' | 'valueTruncated' | 'fieldnameTruncated'>,
+): string {
+  if (part.valueTruncated || part.fieldnameTruncated) {
+    throw fail('BODY_TOO_LARGE', `The multipart field '${part.fieldname}' is longer than the limit (1 MiB)`, {
+      details: { field: part.fieldname },
+    });
+  }
+  return String(part.value);
+}
+
+/**
+ * The images (by field name) and text fields of a request. With `maxPixels`, each image is screened from its
+ * signature and header (src/imaging/codec.ts screenImage: empty, refused format, too many pixels) before a route
+ * estimates its cost or queues it as a job.
+ */
 export async function readImageRequest(
+  request: FastifyRequest,
+  fileFields: string[],
+  opts: { maxPixels?: number } = {},
+): Promise<{ image: Map<string, Buffer>; fields: Record<string, string> }> {
+  const read = await readParts(request, fileFields);
+  if (opts.maxPixels !== undefined) {
+    for (const bytes of read.image.values()) await screenImage(bytes, opts.maxPixels);
+  }
+  return read;
+}
+
+async function readParts(
   request: FastifyRequest,
   fileFields: string[],
 ): Promise<{ image: Map<string, Buffer>; fields: Record<string, string> }> {
@@ -23,7 +57,7 @@ export async function readImageRequest(
         }
         image.set(part.fieldname, await part.toBuffer());
       } else {
-        fields[part.fieldname] = String(part.value);
+        fields[part.fieldname] = multipartFieldValue(part);
       }
     }
     return { image, fields };

@@ -112,9 +112,30 @@ async function readHeader(bytes: Buffer): Promise<Metadata> {
   }
 }
 
-export async function decodeImage(bytes: Buffer, opts: DecodeOptions): Promise<DecodedImage> {
-  const { maxPixels } = opts;
-  const mode = opts.mode ?? 'keep';
+/** 413 TW_IMAGE_TOO_LARGE when width x height exceeds maxPixels. */
+function checkPixelLimit(width: number, height: number, maxPixels: number): void {
+  const pixels = width * height;
+  if (pixels > maxPixels) {
+    throw fail(
+      'IMAGE_TOO_LARGE',
+      `The image has ${pixels} pixels (${width}x${height}); the limit is ${maxPixels}`,
+      {
+        details: { width, height, pixels, maxPixels },
+      },
+    );
+  }
+}
+
+/**
+ * What can be judged from the signature and the header alone, without decoding a pixel: empty (400), a format we
+ * refuse (415; SVG and friends never reach sharp), an unreadable header (400), no pixels (400), more than
+ * maxPixels (413). decodeImage starts with it; routes that may queue the bytes as a job call it first, so that a
+ * decompression bomb or an SVG is refused at once rather than accepted (202) and failed later.
+ */
+export async function screenImage(
+  bytes: Buffer,
+  maxPixels: number,
+): Promise<{ format: InputFormat; width: number; height: number; header: Metadata }> {
   if (!Number.isInteger(maxPixels) || maxPixels < 1) {
     throw new RangeError('decodeImage: maxPixels must be >= 1');
   }
@@ -135,16 +156,14 @@ export async function decodeImage(bytes: Buffer, opts: DecodeOptions): Promise<D
   const width = header.width ?? 0;
   const height = header.height ?? 0;
   if (width <= 0 || height <= 0) throw fail('IMAGE_INVALID', 'The image has no pixels');
-  const pixels = width * height;
-  if (pixels > maxPixels) {
-    throw fail(
-      'IMAGE_TOO_LARGE',
-      `The image has ${pixels} pixels (${width}x${height}); the limit is ${maxPixels}`,
-      {
-        details: { width, height, pixels, maxPixels },
-      },
-    );
-  }
+  checkPixelLimit(width, height, maxPixels);
+  return { format: format as InputFormat, width, height, header };
+}
+
+export async function decodeImage(bytes: Buffer, opts: DecodeOptions): Promise<DecodedImage> {
+  const { maxPixels } = opts;
+  const mode = opts.mode ?? 'keep';
+  const { format, width, height, header } = await screenImage(bytes, maxPixels);
 
   const greySource = header.space === 'b-w' || header.space === 'grey16';
   const hasAlpha = header.hasAlpha === true;

@@ -31,7 +31,9 @@ const routes: FastifyPluginAsyncZod<{ config: Config }> = async (fastify, opts) 
       },
     },
     async (request, reply) => {
-      const { image, fields } = await readImageRequest(request, ['image']);
+      const { image, fields } = await readImageRequest(request, ['image'], {
+        maxPixels: opts.config.MAX_IMAGE_PIXELS,
+      });
       const bytes = image.get('image');
       if (!bytes)
         throw fail('VALIDATION', 'No image: send an image/* body or a multipart file field "image"');

@@ -36,7 +36,9 @@ const routes: FastifyPluginAsyncZod<{ config: Config; task?: 'inpaint' }> = asyn
       },
     },
     async (request, reply) => {
-      const { image, fields } = await readImageRequest(request, ['image', 'mask']);
+      const { image, fields } = await readImageRequest(request, ['image', 'mask'], {
+        maxPixels: opts.config.MAX_IMAGE_PIXELS,
+      });
       const bytes = image.get('image');
       if (!bytes)
         throw fail('VALIDATION', 'No image: send an image/* body or a multipart file field "image"');
