@@ -5,7 +5,7 @@
  * It imports no TF.js code (types only): the model repository scan can use the same path checks on the main thread,
  * which never loads TF.js.
  */
-import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, realpath, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { io } from '@tensorflow/tfjs-core';
 
@@ -55,6 +55,28 @@ export function resolveShardPath(dir: string, shardPath: string): string {
     throw new ModelFileError(`weight path '${shardPath}' points outside the model folder`, 'unsafe-path');
   }
   return resolved;
+}
+
+/**
+ * resolveShardPath, then the same check on the real path: a symbolic link inside the folder that leads out of it
+ * is refused too. (Links that stay inside, such as a Kubernetes volume's `..data` links, are fine.)
+ */
+export async function resolveShardFile(dir: string, shardPath: string): Promise<string> {
+  const file = resolveShardPath(dir, shardPath);
+  let real: string;
+  let realRoot: string;
+  try {
+    [real, realRoot] = await Promise.all([realpath(file), realpath(dir)]);
+  } catch {
+    return file; // missing: the caller reports it as such
+  }
+  if (!real.startsWith(realRoot + path.sep)) {
+    throw new ModelFileError(
+      `weight path '${shardPath}' points outside the model folder (through a link)`,
+      'unsafe-path',
+    );
+  }
+  return real;
 }
 
 const BYTES_PER_ELEMENT: Record<string, number> = {
@@ -139,7 +161,7 @@ export async function inspectModelFiles(
     let groupBytes = 0;
     for (const shard of group.paths) {
       try {
-        groupBytes += (await stat(resolveShardPath(dir, shard))).size;
+        groupBytes += (await stat(await resolveShardFile(dir, shard))).size;
       } catch (error) {
         if (error instanceof ModelFileError) throw error;
         throw new ModelFileError(`weight shard '${shard}' is missing`, 'missing-file');
@@ -167,7 +189,7 @@ async function readWeights(
   for (const group of manifest) {
     let groupBytes = 0;
     for (const shard of group.paths) {
-      const file = resolveShardPath(dir, shard);
+      const file = await resolveShardFile(dir, shard);
       let data: Buffer;
       try {
         data = await readFile(file);
