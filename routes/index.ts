@@ -5,6 +5,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import type { Config } from '../src/config.js';
+import consoleRoutes from './console.js';
 import health from './health.js';
 import denoise from './v1/denoise/index.js';
 import jobs from './v1/jobs/index.js';
@@ -21,4 +22,5 @@ export default async function routes(fastify: FastifyInstance, opts: { config: C
   await fastify.register(restore, { prefix: '/v1/restore', config });
   await fastify.register(restore, { prefix: '/v1/inpaint', config, task: 'inpaint' });
   await fastify.register(jobs, { prefix: '/v1/jobs', config });
+  await fastify.register(consoleRoutes, { config });
 }

@@ -1,0 +1,273 @@
+/**
+ * The browser console, end to end: a real service on a random loopback port (the committed Noise2Score and DDPM
+ * models, wasm backend), Debian's chromium driven by playwright-core (never Playwright's own browsers), and the
+ * console used as a person would: upload an image and get it denoised, draw a mask and watch a RED-Diff job
+ * finish, solve transport problems and see the plans drawn, and see an API error with its code.
+ * Screenshots go to test/screenshots/ (git-ignored).
+ */
+import { execFileSync } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { makeApp, repoRoot, waitFor } from '../helpers.js';
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const SHOTS = path.join(repoRoot, 'test', 'screenshots');
+const MODELS = ['gaussian-blur', 'noise2score-gaussian', 'ddpm-fashion-mnist'];
+const EXAMPLES = path.join(repoRoot, 'web', 'public', 'examples');
+
+let app: FastifyInstance;
+let base: string;
+let context: BrowserContext;
+let page: Page;
+let userDataDir: string;
+let modelsDir: string;
+const cspViolations: string[] = [];
+
+async function shot(name: string) {
+  await page.screenshot({ path: path.join(SHOTS, name), fullPage: true });
+}
+
+/** The value shown for a key in a page's facts list (<dt>key</dt><dd>value</dd>). */
+async function fact(scope: string, key: string): Promise<string> {
+  const value = await page
+    .locator(`${scope} dl.facts dt`, { hasText: key })
+    .first()
+    .locator('xpath=following-sibling::dd[1]')
+    .textContent();
+  return value ?? '';
+}
+
+/** Pixels of a canvas that are not the white background. */
+async function inkedPixels(selector: string): Promise<number> {
+  // Runs in the page (the test's tsconfig has no DOM types, hence `any`).
+  return page.locator(selector).evaluate((c: any) => {
+    const data = c.getContext('2d')?.getImageData(0, 0, c.width, c.height).data;
+    let n = 0;
+    if (data) for (let i = 0; i < data.length; i += 4) if (data[i] + data[i + 1] + data[i + 2] < 740) n++;
+    return n;
+  });
+}
+
+beforeAll(async () => {
+  // The bundle the service serves: built here as `npm run build` builds it, so the test needs no prior build.
+  execFileSync(process.execPath, [path.join(repoRoot, 'web', 'build.mjs')], { stdio: 'pipe' });
+  mkdirSync(SHOTS, { recursive: true });
+  modelsDir = mkdtempSync(path.join(os.tmpdir(), 'tweedie-console-models-'));
+  for (const m of MODELS)
+    cpSync(path.join(repoRoot, 'models', m), path.join(modelsDir, m), { recursive: true });
+  app = await makeApp({ MODELS_DIR: modelsDir, WORKERS: 1 });
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  const address = app.server.address();
+  if (!address || typeof address === 'string') throw new Error('no port');
+  base = `http://127.0.0.1:${address.port}`;
+
+  userDataDir = mkdtempSync(path.join(os.tmpdir(), 'tweedie-chromium-'));
+  context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      '--no-sandbox',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--no-first-run',
+    ],
+    viewport: { width: 1280, height: 900 },
+  });
+  page = context.pages()[0] ?? (await context.newPage());
+  page.on('console', (msg) => {
+    if (/Content Security Policy/i.test(msg.text())) cspViolations.push(msg.text());
+  });
+  // Model loading (the DDPM takes a few seconds on wasm) overlaps the browser start; wait for it here.
+  await waitFor(
+    async () =>
+      (await app.inject({ url: '/v1/models' }))
+        .json()
+        .models.every((m: { state: string }) => m.state === 'ready'),
+    60_000,
+    100,
+  );
+}, 90_000);
+
+afterAll(async () => {
+  await context?.close();
+  await app?.close();
+  for (const dir of [userDataDir, modelsDir]) if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe('browser console', () => {
+  it('is served at /console/ (and / redirects there) with the API reference linked', async () => {
+    expect(existsSync(CHROMIUM)).toBe(true);
+    const res = await page.goto(`${base}/`);
+    expect(res?.status()).toBe(200);
+    expect(new URL(page.url()).pathname).toBe('/console/');
+    await page.waitForSelector('body[data-ready="true"]');
+    await expect(page.getByRole('tab').allInnerTexts()).resolves.toEqual([
+      'Denoise',
+      'Restore',
+      'Detect',
+      'Transport',
+      'Models',
+    ]);
+    // Keyboard: arrow keys move between tabs and show their page.
+    await page.getByRole('tab', { name: 'Denoise' }).focus();
+    await page.keyboard.press('ArrowRight');
+    await expect(page.locator('#page-restore').isVisible()).resolves.toBe(true);
+    expect(new URL(page.url()).hash).toBe('#restore');
+  });
+
+  it('denoises an uploaded image (synthetic Gaussian noise, sigma 25): PSNR rises', async () => {
+    await page.goto(`${base}/console/#denoise`);
+    await page
+      .locator('#page-denoise input[type=file]')
+      .setInputFiles(path.join(EXAMPLES, 'set12-01-96.png'));
+    await page.getByLabel('add synthetic noise first', { exact: false }).check();
+    await page.getByLabel('Synthetic noise level').fill('25');
+    await page.locator('#page-denoise').getByRole('button', { name: 'Denoise', exact: true }).click();
+    const result = page.locator('#page-denoise [data-testid=denoised-image]');
+    await result.waitFor({ timeout: 30_000 });
+    const size = await result.evaluate(async (el: any) => {
+      await el.decode();
+      return [el.naturalWidth, el.naturalHeight];
+    });
+    expect(size).toEqual([96, 96]);
+    const noisy = Number.parseFloat(await fact('#page-denoise', 'PSNR noisy'));
+    const denoised = Number.parseFloat(await fact('#page-denoise', 'PSNR denoised'));
+    // sigma 25 noise is ~20.2 dB; the committed model gains several dB on this photo.
+    expect(noisy).toBeGreaterThan(19);
+    expect(noisy).toBeLessThan(21.5);
+    expect(denoised).toBeGreaterThan(noisy + 2);
+    expect(await fact('#page-denoise', 'estimated level')).toMatch(/^\d/);
+    const href = await page.locator('#page-denoise a[download]').getAttribute('href');
+    expect(href).toMatch(/^blob:/);
+    await shot('denoise.png');
+  });
+
+  it('draws a mask with the mouse and follows a RED-Diff job to the end', async () => {
+    await page.goto(`${base}/console/#restore`);
+    await page
+      .locator('#page-restore input[type=file]')
+      .setInputFiles(path.join(EXAMPLES, 'fashion-clean-0.png'));
+    const canvas = page.getByTestId('mask-canvas');
+    await page.locator('[data-testid=mask-canvas][data-missing]').waitFor();
+    await expect(canvas.getAttribute('data-missing')).resolves.toBe('0');
+    const box = await canvas.boundingBox();
+    if (!box) throw new Error('mask canvas not visible');
+    // A brush stroke across the middle, then a box in the lower left.
+    const restore = page.locator('#page-restore');
+    await restore.getByLabel('Brush size (pixels)').fill('3');
+    await page.mouse.move(box.x + box.width * 0.2, box.y + box.height * 0.45);
+    await page.mouse.down();
+    await page.mouse.move(box.x + box.width * 0.8, box.y + box.height * 0.5, { steps: 12 });
+    await page.mouse.up();
+    const afterBrush = Number(await canvas.getAttribute('data-missing'));
+    expect(afterBrush).toBeGreaterThan(20);
+    await restore.getByLabel('Tool', { exact: true }).selectOption('box');
+    await page.mouse.move(box.x + box.width * 0.15, box.y + box.height * 0.65);
+    await page.mouse.down();
+    await page.mouse.move(box.x + box.width * 0.4, box.y + box.height * 0.85, { steps: 5 });
+    await page.mouse.up();
+    const missing = Number(await canvas.getAttribute('data-missing'));
+    expect(missing).toBeGreaterThan(afterBrush + 20);
+    await shot('restore-mask.png');
+
+    // 80 steps (~5 s on wasm): enough for RED-Diff to beat the observed image clearly (12 steps would not).
+    await restore.getByLabel('Steps', { exact: true }).fill('80');
+    const progress: string[] = [];
+    page.on('request', (req) => {
+      if (/\/v1\/jobs\/[^/]+$/.test(new URL(req.url()).pathname)) progress.push(req.url());
+    });
+    await restore.getByRole('button', { name: 'Restore', exact: true }).click();
+    await page
+      .locator('#page-restore [data-testid=restore-output][data-state=succeeded]')
+      .waitFor({ timeout: 40_000 });
+    // It ran as a job: the console polled GET /v1/jobs/:id, and the progress bar is full.
+    expect(progress.length).toBeGreaterThan(0);
+    expect(await fact('#page-restore', 'time')).toMatch(/job [0-9a-f-]+/);
+    await expect(
+      page.getByRole('progressbar', { name: 'RED-Diff progress' }).getAttribute('value'),
+    ).resolves.toBe('1');
+    const observed = Number.parseFloat(await fact('#page-restore', 'PSNR of the observed'));
+    const restored = Number.parseFloat(await fact('#page-restore', 'PSNR against the clean'));
+    expect(restored).toBeGreaterThan(observed + 2);
+    await shot('restore-result.png');
+  });
+
+  it('solves transport problems and draws the plans: Sinkhorn against SNS, then exact', async () => {
+    await page.goto(`${base}/console/#transport`);
+    await page.getByLabel('n (source points or bins)').fill('20');
+    await page.getByLabel('m (target points or bins)').fill('20');
+    await page.getByRole('button', { name: 'Generate' }).click();
+    await page.getByLabel('compare with a second solver').check();
+    await page.getByRole('button', { name: 'Solve' }).click();
+    await page.getByTestId('ot-plan-1').waitFor({ timeout: 20_000 });
+    for (const id of ['ot-plan-0', 'ot-plan-1']) {
+      const lines = Number(await page.getByTestId(id).getAttribute('data-lines'));
+      // Entropic plans spread mass: more lines than a permutation, at most every pair.
+      expect(lines).toBeGreaterThan(20);
+      expect(lines).toBeLessThanOrEqual(400);
+      expect(await inkedPixels(`[data-testid=${id}]`)).toBeGreaterThan(500);
+    }
+    expect(await page.getByTestId('ot-convergence').isVisible()).toBe(true);
+    expect(await inkedPixels('[data-testid=ot-convergence]')).toBeGreaterThan(300);
+    await shot('transport-compare.png');
+
+    // Exact OT between two uniform clouds of 20 points is a permutation: exactly 20 lines.
+    await page.getByLabel('compare with a second solver').uncheck();
+    await page
+      .locator('fieldset', { hasText: 'Solver A' })
+      .getByLabel('Solver', { exact: true })
+      .selectOption('emd');
+    await page.getByRole('button', { name: 'Solve' }).click();
+    // The click clears the previous plans at once, so this waits for the new one.
+    await page.getByTestId('ot-plan-0').waitFor({ timeout: 20_000 });
+    await expect(page.getByTestId('ot-plan-0').getAttribute('aria-label')).resolves.toMatch(
+      /^networkSimplex plan/,
+    );
+    expect(Number(await page.getByTestId('ot-plan-0').getAttribute('data-lines'))).toBe(20);
+    await shot('transport-emd.png');
+  });
+
+  it('shows an API error with its code (emd1d on 2-D points: TW_VALIDATION)', async () => {
+    await page.goto(`${base}/console/#transport`);
+    await page
+      .locator('fieldset', { hasText: 'Solver A' })
+      .getByLabel('Solver', { exact: true })
+      .selectOption('emd1d');
+    await page.getByRole('button', { name: 'Solve' }).click();
+    const alert = page.getByTestId('transport-error');
+    await alert.waitFor({ state: 'visible', timeout: 10_000 });
+    await expect(alert.locator('.error-code').textContent()).resolves.toBe('TW_VALIDATION');
+    await expect(alert.textContent()).resolves.toMatch(/HTTP 400/);
+    await shot('error.png');
+  });
+
+  it('lists the models with their state and the DDPM sample grid', async () => {
+    await page.goto(`${base}/console/#models`);
+    await page.getByTestId('models-list').locator('table').waitFor();
+    const text = await page.getByTestId('models-list').textContent();
+    for (const m of MODELS) expect(text).toContain(m);
+    await expect(page.getByTestId('models-backend').textContent()).resolves.toMatch(/wasm/);
+    await page.locator('img.samples').first().waitFor({ timeout: 10_000 });
+    await shot('models.png');
+  });
+
+  it('runs the Detect page on the shipped examples (scores, or the API error while the route is missing)', async () => {
+    await page.goto(`${base}/console/#detect`);
+    await page.getByRole('button', { name: /Load Fashion-MNIST examples/ }).click();
+    await page.locator('#page-detect .thumbs img').first().waitFor();
+    await expect(page.locator('#page-detect .thumbs img').count()).resolves.toBe(8);
+    await page.locator('#page-detect').getByRole('button', { name: 'Detect' }).click();
+    const chart = page.getByTestId('detect-chart');
+    const alert = page.getByTestId('detect-error');
+    await Promise.race([chart.waitFor({ state: 'visible' }), alert.waitFor({ state: 'visible' })]);
+    if (await alert.isVisible())
+      await expect(alert.locator('.error-code').textContent()).resolves.toMatch(/^TW_[A-Z_]+$/);
+    await shot('detect.png');
+    expect(cspViolations).toEqual([]);
+  });
+});

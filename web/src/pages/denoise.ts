@@ -1,0 +1,211 @@
+/**
+ * Denoise: pick or drop an image (or the example), optionally add synthetic noise of a chosen family and level
+ * first (then the clean image is known and PSNR is shown), choose the method (Noise2Score or MID), the noise family
+ * and the level or auto; POST /v1/denoise?output=json; noisy and denoised side by side with a slider, the level
+ * used (estimated or given), timings, and a download link.
+ */
+import { addNoise, type NoiseFamily } from '../../../src/denoise/noise.js';
+import { psnr } from '../../../src/imaging/metrics.js';
+import { Rng } from '../../../src/util/random.js';
+import { api, clearError, showError } from '../api.js';
+import { checkbox, clear, facts, field, fmt, h, numberInput, select } from '../dom.js';
+import { base64ToBlob, blobImage, decodeImage, encodePng, quantize, type Raster } from '../image.js';
+import { comparison, figure, imagePicker, page, progressBar } from '../widgets.js';
+
+interface DenoiseJson {
+  image: string;
+  contentType: string;
+  width: number;
+  height: number;
+  channels: number;
+  method: string;
+  noise: string;
+  level: number;
+  levelEstimated: boolean;
+  model: string;
+  timings: Record<string, number>;
+}
+
+/** Level defaults per family, in the units of the API (Gaussian sigma 0-255, Poisson zeta, Gamma k). */
+const DEFAULT_LEVEL: Record<NoiseFamily, number> = { gaussian: 25, poisson: 0.02, gamma: 20 };
+
+export function denoisePage(): HTMLElement {
+  const { section, errors } = page(
+    'denoise',
+    'Denoise',
+    'Noise2Score (Gaussian, Poisson, Gamma noise; blind or known level) or MID (real camera noise). ' +
+      'Add synthetic noise to a clean image to see PSNR against it.',
+  );
+  let original: Raster | null = null;
+  let originalName = 'image';
+
+  const method = select(
+    [
+      ['noise2score', 'Noise2Score'],
+      ['mid', 'MID (real camera noise)'],
+    ],
+    'noise2score',
+  );
+  const noise = select(['gaussian', 'poisson', 'gamma'], 'gaussian');
+  const auto = checkbox('estimate the level (auto)', true);
+  const level = numberInput(25, { step: 'any', min: 0, disabled: true });
+  const estimator = select(['wavelet', 'tv'], 'wavelet');
+  const synth = checkbox('add synthetic noise first (the picked image is then the clean reference)', false);
+  const synthLevel = numberInput(25, { step: 'any', min: 0 });
+  const synthSeed = numberInput(1, { min: 0, step: 1 });
+  const run = h('button', { type: 'button', class: 'primary', disabled: true }, 'Denoise');
+  const status = h('p', { class: 'status', 'aria-live': 'polite' });
+  const progress = progressBar('Denoising');
+  const output = h('div', { class: 'output', 'data-testid': 'denoise-output' });
+  const preview = h('div', { class: 'preview' });
+
+  auto.input.addEventListener('change', () => {
+    level.disabled = auto.input.checked;
+  });
+  noise.addEventListener('change', () => {
+    const d = DEFAULT_LEVEL[noise.value as NoiseFamily];
+    level.value = String(d);
+    synthLevel.value = String(d);
+  });
+
+  async function pick(blob: Blob, name: string) {
+    try {
+      clearError(errors);
+      original = await decodeImage(blob, 512);
+      originalName = name.replace(/\.[^.]+$/, '');
+      clear(preview);
+      preview.append(
+        figure(
+          blobImage(await encodePng(original), `picked image ${name}`),
+          `${name}: ${original.width}x${original.height}, ${original.channels === 1 ? 'grey' : 'colour'}`,
+        ),
+      );
+      run.disabled = false;
+    } catch (err) {
+      showError(errors, err);
+    }
+  }
+
+  const exampleButton = h('button', { type: 'button' }, 'Use the example image');
+  exampleButton.addEventListener('click', async () => {
+    try {
+      const res = await fetch('examples/set12-01-96.png');
+      await pick(await res.blob(), 'set12-01-96.png');
+      synth.input.checked = true;
+    } catch (err) {
+      showError(errors, err);
+    }
+  });
+
+  run.addEventListener('click', async () => {
+    if (!original) return;
+    clearError(errors);
+    clear(output);
+    run.disabled = true;
+    progress.set(null, 'denoising…');
+    try {
+      const family = noise.value as NoiseFamily;
+      // The noisy input: synthetic noise on the picked image (clean reference known), or the picked image as is.
+      let input = original;
+      let clean: Raster | null = null;
+      if (synth.input.checked) {
+        const lv = Number(synthLevel.value);
+        const libLevel = family === 'gaussian' ? lv / 255 : lv;
+        const noisy = addNoise(family, original.data, libLevel, new Rng(Number(synthSeed.value)));
+        input = quantize({ ...original, data: noisy });
+        clean = original;
+      }
+      const inputPng = await encodePng(input);
+      const params = new URLSearchParams({
+        method: method.value,
+        noise: family,
+        level: auto.input.checked ? 'auto' : level.value,
+        estimator: estimator.value,
+        output: 'json',
+      });
+      const form = new FormData();
+      form.append('image', inputPng, `${originalName}-noisy.png`);
+      const t0 = performance.now();
+      const res = await api(`/v1/denoise?${params}`, { method: 'POST', body: form });
+      const body = (await res.json()) as DenoiseJson;
+      const roundTrip = performance.now() - t0;
+      const resultBlob = base64ToBlob(body.image, body.contentType);
+      const result = await decodeImage(resultBlob);
+
+      const rows: [string, string][] = [
+        ['method', body.method],
+        ['model', body.model],
+        ['noise', body.noise],
+        [body.levelEstimated ? 'estimated level' : 'level', `${fmt(body.level)} (${levelUnit(body.noise)})`],
+      ];
+      if (clean) {
+        const ref = clean.data;
+        const sameShape = result.data.length === ref.length;
+        rows.push(['PSNR noisy', `${fmt(psnr(ref, input.data), 2)} dB`]);
+        rows.push(['PSNR denoised', sameShape ? `${fmt(psnr(ref, result.data), 2)} dB` : '—']);
+      }
+      rows.push([
+        'server time',
+        `${fmt(body.timings.totalMs, 1)} ms (compute ${fmt(body.timings.computeMs, 1)})`,
+      ]);
+      rows.push(['round trip', `${fmt(roundTrip, 1)} ms`]);
+
+      const download = h(
+        'a',
+        { href: URL.createObjectURL(resultBlob), download: `${originalName}-denoised.png`, class: 'button' },
+        'Download the result',
+      );
+      const noisyImg = blobImage(inputPng, 'noisy input');
+      const denoisedImg = blobImage(resultBlob, 'denoised result');
+      denoisedImg.setAttribute('data-testid', 'denoised-image');
+      output.append(
+        h(
+          'div',
+          { class: 'side-by-side' },
+          figure(blobImage(inputPng, 'noisy input'), 'noisy'),
+          figure(blobImage(resultBlob, 'denoised'), 'denoised'),
+        ),
+        comparison(noisyImg, denoisedImg, ['noisy', 'denoised']),
+        facts(rows),
+        download,
+      );
+      progress.set(1, `done in ${fmt(roundTrip, 0)} ms`);
+      status.textContent = `Denoised ${body.width}x${body.height} with ${body.model}`;
+    } catch (err) {
+      progress.set(0, 'failed');
+      showError(errors, err);
+    } finally {
+      run.disabled = false;
+    }
+  });
+
+  section.append(
+    h(
+      'div',
+      { class: 'controls' },
+      imagePicker('Image to denoise', (files) => pick(files[0], files[0].name)),
+      exampleButton,
+      preview,
+      field('Method', method),
+      field('Noise family', noise),
+      auto.wrap,
+      field('Level', level, 'Gaussian: sigma on 0-255; Poisson: zeta; Gamma: shape k'),
+      field('Level estimator (auto)', estimator),
+      synth.wrap,
+      field('Synthetic noise level', synthLevel),
+      field('Synthetic noise seed', synthSeed),
+      run,
+    ),
+    progress.el,
+    status,
+    output,
+  );
+  return section;
+}
+
+function levelUnit(noise: string): string {
+  if (noise === 'gaussian') return 'sigma, 0-255';
+  if (noise === 'poisson') return 'zeta';
+  if (noise === 'gamma') return 'shape k';
+  return noise;
+}
