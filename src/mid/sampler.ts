@@ -62,7 +62,7 @@ export function gaussianSampler(sigmas: number[]): NoiseSampler {
   return {
     kind: 'gaussian',
     channels,
-    sample(clean, width, height, rng) {
+    sample(_clean, width, height, rng) {
       const out = new Float32Array(width * height * channels);
       for (let i = 0; i < out.length; i++) out[i] = sigmas[i % channels] * rng.normal();
       return out;
@@ -275,7 +275,7 @@ export function noiseStatistics(images: ResidualImage[], channels: number, bins 
   };
   return {
     stdPerBin255,
-    stdPerChannel255: Array.from(sq, (v, c) => +(255 * Math.sqrt(v / pixels)).toFixed(3)),
+    stdPerChannel255: Array.from(sq, (v) => +(255 * Math.sqrt(v / pixels)).toFixed(3)),
     neighbourCorrelation: { horizontal: lag(0, 1), vertical: lag(1, 0) },
     crossChannelCorrelation: channels >= 3 ? [cross(0, 1), cross(1, 2), cross(0, 2)] : [],
   };

@@ -1,0 +1,293 @@
+/**
+ * `npm run bench:mid`: MID against its peers on the PolyU validation scenes (real camera noise), side by side in one
+ * run, and the section between <!-- mid:begin --> and <!-- mid:end --> of bench/RESULTS.md.
+ *
+ * Rows: the noisy input; scikit-image NLM (colour; sigma from estimate_sigma, and from MID's coarse estimator);
+ * the committed Noise2Score Gaussian model in blind mode (each channel as a grey image, level estimated);
+ * MID after round 0 (Gaussian sampler only, model mid-rgb-round0) and after the last round (mid-rgb) with K = 1,
+ * 2, 4, 8 masks. PSNR and SSIM on the RGB values (x = mean/255, y = noisy/255, outputs clipped to [0,1], no border
+ * crop, SSIM with skimage's Gaussian-window settings via src/imaging/metrics.ts), mean over the crops, and seconds
+ * per 512x512 image (this process, one thread; NLM in /usr/bin/python3).
+ *
+ * Options: --no-write (print instead of writing RESULTS.md), --limit N (first N validation crops),
+ * --masks 1,2,4,8, --seed S (mask seed; default 0, what the service uses).
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, release, totalmem } from 'node:os';
+import { join, relative } from 'node:path';
+import { parseArgs } from 'node:util';
+import '../src/compute/handlers/layers.js';
+import { denoiseNoise2Score } from '../src/denoise/noise2score.js';
+import { psnr, ssim } from '../src/imaging/metrics.js';
+import { listPolyuPairs, loadColourImage, splitPolyuScenes } from '../src/mid/data.js';
+import { denoiseMid } from '../src/mid/denoise.js';
+import { initTfjs } from '../src/nn/backend.js';
+import { getModel } from '../src/nn/repository.js';
+
+const REPO_ROOT = join(import.meta.dirname, '..');
+const RESULTS = join(REPO_ROOT, 'bench/RESULTS.md');
+const OUT = join(REPO_ROOT, 'bench/out/mid');
+const BEGIN = '<!-- mid:begin -->';
+const END = '<!-- mid:end -->';
+
+const { values } = parseArgs({
+  options: {
+    'no-write': { type: 'boolean', default: false },
+    limit: { type: 'string' },
+    masks: { type: 'string', default: '1,2,4,8' },
+    seed: { type: 'string', default: '0' },
+    'polyu-dir': { type: 'string', default: join(REPO_ROOT, '../shared/data/polyu') },
+  },
+});
+const maskCounts = values.masks.split(',').map(Number);
+const seed = Number(values.seed);
+const loadStart = loadavg()[0];
+
+const { tf, backend } = await initTfjs('wasm');
+const modelsDir = join(REPO_ROOT, 'models');
+const mid = await getModel(tf, modelsDir, 'mid-rgb');
+const mid0 = await getModel(tf, modelsDir, 'mid-rgb-round0');
+const n2s = await getModel(tf, modelsDir, 'noise2score-gaussian');
+const dropRatio = (mid.manifest.extra as { maskRatio: number }).maskRatio;
+const dropRatio0 = (mid0.manifest.extra as { maskRatio: number }).maskRatio;
+
+const pairs = await listPolyuPairs(values['polyu-dir']);
+const split = splitPolyuScenes(pairs);
+let validation = pairs.filter((p) => split.validationScenes.includes(p.scene));
+if (values.limit) validation = validation.slice(0, Number(values.limit));
+const images = await Promise.all(
+  validation.map(async (p) => ({
+    name: `${p.scene}_${p.crop}`,
+    noisy: await loadColourImage(p.real),
+    clean: await loadColourImage(p.mean),
+  })),
+);
+console.log(`${images.length} validation crops from ${split.validationScenes.length} scenes`);
+
+interface Score {
+  psnr: number;
+  ssim: number;
+  seconds: number;
+}
+const scores = new Map<string, Score[]>();
+const record = (
+  method: string,
+  clean: Float32Array,
+  w: number,
+  h: number,
+  out: Float32Array,
+  seconds: number,
+) => {
+  const clipped = out.map((v) => Math.min(1, Math.max(0, v)));
+  const list = scores.get(method) ?? [];
+  list.push({ psnr: psnr(clean, clipped), ssim: ssim(clean, clipped, w, h, 3, { dataRange: 1 }), seconds });
+  scores.set(method, list);
+};
+
+// scikit-image NLM (python), first so its numbers do not wait on ours.
+mkdirSync(OUT, { recursive: true });
+const index = {
+  outDir: OUT,
+  images: images.map((im, i) => {
+    const path = join(OUT, `noisy-${i}.f32`);
+    writeFileSync(
+      path,
+      Buffer.from(im.noisy.data.buffer, im.noisy.data.byteOffset, im.noisy.data.byteLength),
+    );
+    return { name: im.name, width: im.noisy.width, height: im.noisy.height, noisy: path };
+  }),
+};
+writeFileSync(join(OUT, 'index.json'), JSON.stringify(index));
+const python = spawnSync('/usr/bin/python3', [join(REPO_ROOT, 'bench/mid_nlm.py'), join(OUT, 'index.json')], {
+  encoding: 'utf8',
+  maxBuffer: 64 << 20,
+});
+if (python.status !== 0) throw new Error(`bench/mid_nlm.py failed: ${python.stderr}`);
+const peers = JSON.parse(python.stdout) as {
+  skimage: string;
+  numpy: string;
+  images: Record<string, { sigma255: number; seconds: number } | string>[];
+};
+const nlmSigmas: Record<string, number[]> = { nlm: [], 'nlm-coarse': [] };
+images.forEach((im, i) => {
+  record('noisy', im.clean.data, im.clean.width, im.clean.height, im.noisy.data, 0);
+  for (const variant of ['nlm', 'nlm-coarse']) {
+    const bytes = readFileSync(join(OUT, `${variant}-${i}.f32`));
+    const out = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+    const info = peers.images[i][variant] as { sigma255: number; seconds: number };
+    nlmSigmas[variant].push(info.sigma255);
+    record(variant, im.clean.data, im.clean.width, im.clean.height, out, info.seconds);
+  }
+});
+console.log('NLM done');
+
+const n2sMultiple = (n2s.manifest.architecture as { multiple?: number }).multiple ?? 8;
+for (const im of images) {
+  const t = performance.now();
+  const out = denoiseNoise2Score(
+    tf,
+    n2s.model,
+    { ...im.noisy, channels: 3 },
+    {
+      noise: 'gaussian',
+      level: 'auto',
+      multiple: n2sMultiple,
+    },
+  );
+  record('n2s', im.clean.data, im.clean.width, im.clean.height, out.data, (performance.now() - t) / 1000);
+}
+console.log('Noise2Score done');
+
+const defaultK = (mid.manifest.extra as { masksDefault?: number }).masksDefault ?? 4;
+for (const im of images) {
+  const t = performance.now();
+  const out = denoiseMid(
+    tf,
+    mid0.model,
+    { ...im.noisy, channels: 3 },
+    { masks: defaultK, dropRatio: dropRatio0, seed },
+  );
+  record('mid-r0', im.clean.data, im.clean.width, im.clean.height, out.data, (performance.now() - t) / 1000);
+  for (const k of maskCounts) {
+    const t1 = performance.now();
+    const o = denoiseMid(tf, mid.model, { ...im.noisy, channels: 3 }, { masks: k, dropRatio, seed });
+    record(
+      `mid-k${k}`,
+      im.clean.data,
+      im.clean.width,
+      im.clean.height,
+      o.data,
+      (performance.now() - t1) / 1000,
+    );
+  }
+}
+console.log('MID done');
+
+// ---------------------------------------------------------------------------------------------------------------
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+const rounds = (mid.manifest.extra as { rounds: RoundInfo[] }).rounds;
+interface Stats {
+  stdPerBin255: (number | null)[];
+  stdPerChannel255: number[];
+  neighbourCorrelation: { horizontal: number; vertical: number };
+  crossChannelCorrelation: number[];
+}
+interface RoundInfo {
+  round: number;
+  steps: number;
+  sampler: string;
+  samplerSigma255?: number[];
+  validationPsnr: number;
+  noiseDataset: Stats;
+  samplerStatistics: Stats;
+}
+const reference = (mid.manifest.extra as { referenceRealNoise: Stats }).referenceRealNoise;
+const lastRound = rounds.at(-1)!.round;
+const labels: Record<string, string> = {
+  noisy: 'noisy input',
+  nlm: `scikit-image ${peers.skimage} NLM, colour, sigma = estimate_sigma (mean ${mean(nlmSigmas.nlm).toFixed(2)}/255)`,
+  'nlm-coarse': `scikit-image NLM, colour, sigma = coarse estimate (mean ${mean(nlmSigmas['nlm-coarse']).toFixed(2)}/255)`,
+  n2s: `Noise2Score Gaussian ${n2s.name}@${n2s.version}, blind (per channel, level estimated)`,
+  'mid-r0': `MID after round 0 (Gaussian sampler) ${mid0.name}@${mid0.version}, K = ${defaultK}`,
+  ...Object.fromEntries(
+    maskCounts.map((k) => [
+      `mid-k${k}`,
+      `MID after round ${lastRound} ${mid.name}@${mid.version}, K = ${k}${k === defaultK ? ' (default)' : ''}`,
+    ]),
+  ),
+};
+const row = (m: string) => {
+  const s = scores.get(m)!;
+  const sec = mean(s.map((x) => x.seconds));
+  return `| ${labels[m]} | ${mean(s.map((x) => x.psnr)).toFixed(3)} | ${mean(s.map((x) => x.ssim)).toFixed(4)} | ${m === 'noisy' ? '-' : sec.toFixed(2)} |`;
+};
+const methods = ['noisy', 'nlm', 'nlm-coarse', 'n2s', 'mid-r0', ...maskCounts.map((k) => `mid-k${k}`)];
+const best = `mid-k${defaultK}`;
+const diff = (a: string, b: string) => scores.get(a)!.map((s, i) => s.psnr - scores.get(b)![i].psnr);
+const summary = (a: string, b: string) => {
+  const d = diff(a, b);
+  return `${mean(d) >= 0 ? '+' : ''}${mean(d).toFixed(3)} dB (better on ${d.filter((x) => x > 0).length}/${d.length}, min ${Math.min(...d).toFixed(3)}, max ${Math.max(...d).toFixed(3)})`;
+};
+const fmtStats = (s: Stats) =>
+  `${s.stdPerChannel255.map((v) => v.toFixed(2)).join('/')} | ${s.stdPerBin255.map((v) => (v == null ? '-' : v.toFixed(1))).join(' ')} | ${s.neighbourCorrelation.horizontal.toFixed(2)} / ${s.neighbourCorrelation.vertical.toFixed(2)} | ${s.crossChannelCorrelation.map((v) => v.toFixed(2)).join(' ')}`;
+const cpu = cpus()[0]?.model.trim() ?? 'unknown CPU';
+const lines = [
+  BEGIN,
+  '## MID: real camera noise on PolyU validation scenes (`npm run bench:mid`)',
+  '',
+  `${images.length} validation crops (512x512 RGB) of the ${split.validationScenes.length} held-out scenes ` +
+    `(${split.validationScenes.join(', ')}); split rule: ${split.rule}. PSNR/SSIM on the RGB values against the ` +
+    'mean of many shots (x = mean/255, y = noisy/255, outputs clipped to [0,1], no border crop; SSIM with the ' +
+    `Gaussian window, data range 1), mean over crops. MID masks seeded with ${seed} (as the service's default seed). ` +
+    'Seconds per 512x512 image: wall time of the denoiser alone, one thread (TF.js ' +
+    `${backend}; NLM in Python).`,
+  '',
+  '| method | PSNR (dB) | SSIM | s / image |',
+  '| --- | ---: | ---: | ---: |',
+  ...methods.map(row),
+  '',
+  'Per-image PSNR differences (mean, images better, min, max):',
+  '',
+  `- MID last round (K = ${defaultK}) vs round 0: ${summary(best, 'mid-r0')}`,
+  `- MID last round vs NLM (estimate_sigma): ${summary(best, 'nlm')}`,
+  `- MID last round vs NLM (coarse sigma): ${summary(best, 'nlm-coarse')}`,
+  `- MID last round vs Noise2Score Gaussian blind: ${summary(best, 'n2s')}`,
+  `- MID K = ${defaultK} vs K = 1 (single mask): ${summary(best, 'mid-k1')}`,
+  `- MID last round vs the noisy input: ${summary(best, 'noisy')}`,
+  '',
+  '| crop | noisy | NLM | NLM coarse | N2S | MID r0 | MID last | last - r0 | last - NLM coarse |',
+  '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+  ...images.map((im, i) => {
+    const p = (m: string) => scores.get(m)![i].psnr;
+    return `| ${im.name} | ${p('noisy').toFixed(2)} | ${p('nlm').toFixed(2)} | ${p('nlm-coarse').toFixed(2)} | ${p('n2s').toFixed(2)} | ${p('mid-r0').toFixed(2)} | ${p(best).toFixed(2)} | ${(p(best) - p('mid-r0')).toFixed(3)} | ${(p(best) - p('nlm-coarse')).toFixed(3)} |`;
+  }),
+  '',
+  `Training (from models/mid-rgb/${mid.version}/manifest.json; per-round validation on the centre ` +
+    `${(mid.manifest.metrics as Record<string, unknown>).evalCrop}px of each validation crop, K = ` +
+    `${(mid.manifest.metrics as Record<string, unknown>).validationMasks}):`,
+  '',
+  '| round | sampler | steps | validation PSNR |',
+  '| --- | --- | ---: | ---: |',
+  ...rounds.map(
+    (r) =>
+      `| ${r.round} | ${r.sampler}${r.samplerSigma255 ? ` (sigma ${r.samplerSigma255.map((s) => s.toFixed(2)).join('/')})` : ''} | ${r.steps} | ${r.validationPsnr.toFixed(3)} |`,
+  ),
+  '',
+  'Noise statistics (std per channel R/G/B and per intensity bin of [0,1] in 8 bins, 0-255 units; lag-1 ' +
+    'correlation horizontal / vertical; cross-channel correlation R-G G-B R-B). The sampler of round r is fitted ' +
+    'to the noise dataset of round r-1; the reference is the real noise of the validation crops (noisy - mean), ' +
+    'measured only:',
+  '',
+  '| noise | std R/G/B | std per bin | neighbour corr. | cross-channel corr. |',
+  '| --- | --- | --- | --- | --- |',
+  `| real noise (validation, reference) | ${fmtStats(reference)} |`,
+  ...rounds.flatMap((r) => [
+    `| round ${r.round} sampler (${r.sampler}) | ${fmtStats(r.samplerStatistics)} |`,
+    `| round ${r.round} noise dataset y - D(y) | ${fmtStats(r.noiseDataset)} |`,
+  ]),
+  '',
+  `Machine: nproc ${cpus().length}, CPU ${cpu}, ${Math.round(totalmem() / 2 ** 30)} GiB, Linux ${release()}; ` +
+    `Node ${process.version}, TF.js ${tf.version.tfjs} (${backend}); Python scikit-image ${peers.skimage}, ` +
+    `numpy ${peers.numpy}. Load average ${loadStart.toFixed(1)} at the start, ${loadavg()[0].toFixed(1)} at the ` +
+    'end (other trainings shared the 2 cores: timings are upper bounds).',
+  '',
+  'Command: `npm run bench:mid` (`--limit N`, `--masks 1,2,4,8`, `--no-write`).',
+  END,
+];
+const block = lines.join('\n');
+writeFileSync(join(OUT, 'results.json'), JSON.stringify(Object.fromEntries(scores), null, 1));
+if (values['no-write']) {
+  console.log(block);
+} else {
+  const current = existsSync(RESULTS) ? readFileSync(RESULTS, 'utf8') : '# Benchmark results\n';
+  const begin = current.indexOf(BEGIN);
+  const end = current.indexOf(END);
+  const next =
+    begin >= 0 && end > begin
+      ? current.slice(0, begin) + block + current.slice(end + END.length)
+      : `${current.trimEnd()}\n\n${block}\n`;
+  writeFileSync(RESULTS, next);
+  console.log(block);
+  console.log(`wrote ${relative(REPO_ROOT, RESULTS)}`);
+}

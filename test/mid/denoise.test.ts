@@ -1,0 +1,104 @@
+/**
+ * MID inference mechanics with a random-weight network: windows give the whole-image result, K masks are averaged,
+ * grey and RGBA inputs keep their layout.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { denoiseMid, midRgb } from '../../src/mid/denoise.js';
+import { buildMidNetwork } from '../../src/mid/network.js';
+import { initTfjs } from '../../src/nn/backend.js';
+import { Rng } from '../../src/util/random.js';
+
+type Tf = typeof import('@tensorflow/tfjs');
+type LayersModel = import('@tensorflow/tfjs').LayersModel;
+
+describe('MID inference', () => {
+  let tf: Tf;
+  let model: LayersModel;
+  beforeAll(async () => {
+    tf = (await initTfjs('wasm')).tf;
+    model = buildMidNetwork(tf, { kind: 'mid-unet', widths: [4, 8, 8] }, 2);
+    // Random (non-zero) head too, so the output depends on a neighbourhood and tiling is really exercised.
+    const rng = new Rng(4);
+    model.setWeights(
+      model.getWeights().map((w) =>
+        tf.tensor(
+          Float32Array.from({ length: w.size }, () => 0.2 * rng.normal()),
+          w.shape,
+        ),
+      ),
+    );
+  });
+  afterAll(() => model.dispose());
+
+  const image = (w: number, h: number, channels: number) => {
+    const rng = new Rng(w * h + channels);
+    return Float32Array.from(
+      { length: w * h * channels },
+      (_, i) => 0.5 + 0.3 * Math.sin(i / 17) + 0.05 * rng.normal(),
+    );
+  };
+
+  it('tiled windows give the whole-image result (masks drawn on the whole image)', () => {
+    const w = 300;
+    const h = 90;
+    const rgb = image(w, h, 3);
+    const options = { masks: 2, dropRatio: 0.3, seed: 7 };
+    const whole = midRgb(tf, model, rgb, w, h, { ...options, tile: 512 }).data;
+    // margin 56 covers the U-Net's receptive-field radius (as Noise2Score's default)
+    const tiled = midRgb(tf, model, rgb, w, h, { ...options, tile: 160, margin: 56, overlap: 8 }).data;
+    let maxDiff = 0;
+    let spread = 0;
+    for (let i = 0; i < whole.length; i++) {
+      maxDiff = Math.max(maxDiff, Math.abs(whole[i] - tiled[i]));
+      spread = Math.max(spread, Math.abs(whole[i] - rgb[i]));
+    }
+    expect(spread).toBeGreaterThan(0.01); // the net does change the image
+    expect(maxDiff).toBeLessThan(1e-4);
+  });
+
+  it('averages K masks: the result is the mean of the single-mask results of the same seeds', () => {
+    const w = 32;
+    const h = 24;
+    const rgb = image(w, h, 3);
+    const two = midRgb(tf, model, rgb, w, h, { masks: 2, dropRatio: 0.3, seed: 1 }).data;
+    const one = midRgb(tf, model, rgb, w, h, { masks: 1, dropRatio: 0.3, seed: 1 }).data;
+    expect(Array.from(two)).not.toEqual(Array.from(one));
+    // Mask k depends only on (seed, k): K = 2 contains K = 1's mask, so 2*two - one is the second mask's output.
+    const second = two.map((v, i) => 2 * v - one[i]);
+    expect(second.some((v, i) => Math.abs(v - one[i]) > 1e-3)).toBe(true);
+  });
+
+  it('keeps grey and RGBA layouts, passes alpha through, clips to [0,1]', () => {
+    const w = 20;
+    const h = 12;
+    const grey = denoiseMid(
+      tf,
+      model,
+      { data: image(w, h, 1), width: w, height: h, channels: 1 },
+      {
+        masks: 1,
+        dropRatio: 0.3,
+      },
+    );
+    expect(grey.channels).toBe(1);
+    expect(grey.data.length).toBe(w * h);
+    const rgba = image(w, h, 4);
+    const out = denoiseMid(
+      tf,
+      model,
+      { data: rgba, width: w, height: h, channels: 4 },
+      { masks: 1, dropRatio: 0.3 },
+    );
+    expect(out.data.length).toBe(w * h * 4);
+    for (let i = 0; i < w * h; i++) expect(out.data[i * 4 + 3]).toBe(rgba[i * 4 + 3]);
+    expect(out.data.every((v) => v >= 0 && v <= 1)).toBe(true);
+    expect(() =>
+      denoiseMid(
+        tf,
+        model,
+        { data: image(w, h, 2), width: w, height: h, channels: 2 },
+        { masks: 1, dropRatio: 0.3 },
+      ),
+    ).toThrow(RangeError);
+  });
+});
