@@ -154,6 +154,10 @@ export class MemoryJobBackend implements JobBackend {
     return feed.iterator;
   }
 
+  readiness() {
+    return { ready: true };
+  }
+
   async counts() {
     return { queued: this.waiting.length, running: this.running };
   }

@@ -10,6 +10,7 @@ import { randomUUID } from 'node:crypto';
 import { type Job, Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { Config } from '../config.js';
+import { fail } from '../errors.js';
 import { joinBlobs, splitBlobs } from './blobs.js';
 import { idempotencyConflict, queueFull, submissionFingerprint } from './common.js';
 import { cancelledError } from './memory.js';
@@ -83,6 +84,9 @@ export async function writeBlobs(client: Redis, key: string, blobs: Buffer[], tt
   await client.multi().hset(key, fields).pexpire(key, ttlMs).exec();
 }
 
+/** How long a request waits for Redis to (re)connect before it is refused. */
+const CONNECT_WAIT_MS = 2000;
+
 const iso = (t: number | undefined | null) => (t ? new Date(t).toISOString() : null);
 
 export class RedisJobBackend implements JobBackend {
@@ -92,9 +96,17 @@ export class RedisJobBackend implements JobBackend {
   private readonly ttlMs: number;
   private readonly redis: Redis;
 
+  /** The last connection error, for readiness reports. */
+  private lastError: string | undefined;
+
   constructor(private readonly cfg: Config) {
     this.redis = new Redis(cfg.REDIS_URL, { maxRetriesPerRequest: null });
-    this.redis.on('error', () => {});
+    this.redis.on('error', (err: Error) => {
+      this.lastError = err.message;
+    });
+    this.redis.on('ready', () => {
+      this.lastError = undefined;
+    });
     this.queue = new Queue<QueuedJobData>(cfg.JOBS_QUEUE_NAME, { connection: this.redis });
     // Connection errors surface on each call as errors; the event must not crash the process.
     this.queue.on('error', () => {});
@@ -102,8 +114,40 @@ export class RedisJobBackend implements JobBackend {
     this.ttlMs = cfg.JOB_TTL_MS;
   }
 
+  /**
+   * The connection, once it is usable. ioredis queues commands while it reconnects (and, with
+   * maxRetriesPerRequest: null, which BullMQ needs, forever): a request during a Redis outage would hang. Wait a
+   * moment for a reconnect (startup, a blip), then refuse with 503 + Retry-After; nothing is half-written.
+   */
   private async client() {
+    if (this.redis.status !== 'ready') {
+      const ready = new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => {
+          this.redis.off('ready', onReady);
+          resolve(false);
+        }, CONNECT_WAIT_MS);
+        const onReady = () => {
+          clearTimeout(timer);
+          resolve(true);
+        };
+        this.redis.once('ready', onReady);
+      });
+      if (!(await ready)) {
+        throw fail('NOT_READY', 'The jobs store (Redis) is unreachable; retry later', {
+          retryAfter: 5,
+          details: { redis: this.redis.status },
+        });
+      }
+    }
     return this.redis;
+  }
+
+  readiness() {
+    if (this.redis.status === 'ready') return { ready: true };
+    return {
+      ready: false,
+      reason: `jobs store (Redis) ${this.redis.status}${this.lastError ? `: ${this.lastError}` : ''}`,
+    };
   }
 
   async submit(operation: string, input: unknown, opts: SubmitOptions = {}): Promise<SubmitOutcome> {
@@ -232,6 +276,7 @@ export class RedisJobBackend implements JobBackend {
   }
 
   async counts() {
+    await this.client();
     const c = await this.queue.getJobCounts('wait', 'prioritized', 'delayed', 'active');
     return { queued: (c.wait ?? 0) + (c.prioritized ?? 0) + (c.delayed ?? 0), running: c.active ?? 0 };
   }
@@ -243,6 +288,7 @@ export class RedisJobBackend implements JobBackend {
 
   /** The BullMQ job and our view of it; null when unknown or past its TTL. */
   private async load(id: string): Promise<{ view: JobView; job?: Job<QueuedJobData> } | null> {
+    await this.client();
     const job = await this.queue.getJob(id);
     if (!job) {
       const tomb = await (await this.client()).get(this.keys.tombstone(id));

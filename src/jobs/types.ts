@@ -64,5 +64,7 @@ export interface JobBackend {
   /** The job's view now and after every change, ending after a terminal state (or when the job disappears). */
   watch(id: string, signal?: AbortSignal): AsyncIterable<JobView>;
   counts(): Promise<{ queued: number; running: number }>;
+  /** Whether the backend's store is reachable now (answered at once, for /readyz); the memory backend always is. */
+  readiness(): { ready: boolean; reason?: string };
   close(): Promise<void>;
 }
