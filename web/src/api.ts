@@ -131,6 +131,7 @@ export function showError(region: HTMLElement, err: unknown): void {
       ? h('details', {}, h('summary', {}, 'details'), h('pre', {}, JSON.stringify(e.details, null, 2)))
       : null,
   ]);
+  region.scrollIntoView?.({ block: 'nearest' });
 }
 
 export function clearError(region: HTMLElement): void {

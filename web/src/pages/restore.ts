@@ -6,7 +6,7 @@
  * (output=json&trace=N; the service still turns it into a job when it would outlast its deadline).
  */
 import { psnr } from '../../../src/imaging/metrics.js';
-import { api, clearError, followJob, type JobView, showError } from '../api.js';
+import { api, apiJson, clearError, followJob, type JobView, showError } from '../api.js';
 import { append, checkbox, clear, facts, field, fmt, h, numberInput, select } from '../dom.js';
 import {
   base64ToBlob,
@@ -36,8 +36,9 @@ export function restorePage(): HTMLElement {
   const { section, errors } = page(
     'restore',
     'Restore',
-    'RED-Diff with the ddpm-fashion-mnist prior: inpainting (draw the missing pixels), super-resolution, ' +
-      'deblurring. Grey images; small ones (32x32) take seconds.',
+    'RED-Diff with a diffusion prior: inpainting (draw the missing pixels), super-resolution, deblurring. ' +
+      'Grey images; the service picks the prior by image size (ddpm-fashion-mnist up to 32x32) unless one is ' +
+      'named. A 32x32 image takes seconds.',
   );
   let clean: Raster | null = null;
   let controller: AbortController | null = null;
@@ -65,6 +66,26 @@ export function restorePage(): HTMLElement {
   const blur = select(['gaussian', 'uniform'], 'gaussian');
   const blurSize = numberInput(9, { min: 1, max: 31, step: 2 });
   const blurWidth = numberInput(2, { min: 0.1, max: 20, step: 'any' });
+  // The prior: the service picks one by the image's size unless a model is named (diffusion models only).
+  const prior = select([['', 'default (chosen by the service from the image size)']], '');
+  let modelsListed = false;
+  const listModels = async () => {
+    if (modelsListed) return;
+    modelsListed = true;
+    try {
+      const res = await apiJson<{
+        models: { name: string; version: string; state: string; manifest: { task?: string } | null }[];
+      }>('/v1/models');
+      for (const m of res.models)
+        if (m.manifest?.task === 'diffusion-eps')
+          prior.append(
+            h('option', { value: `${m.name}@${m.version}` }, `${m.name}@${m.version} (${m.state})`),
+          );
+    } catch {
+      modelsListed = false; // the page still works with the default; errors show when restoring
+    }
+  };
+  prior.addEventListener('focus', listModels);
   const steps = numberInput(100, { min: 2, max: 1000, step: 1 });
   const lambda = numberInput(0.25, { min: 0, max: 10, step: 'any' });
   const lr = numberInput(0.25, { min: 0.001, max: 1, step: 'any' });
@@ -153,6 +174,11 @@ export function restorePage(): HTMLElement {
         lr: lr.value,
         seed: seed.value,
       });
+      if (prior.value) {
+        const [name, version] = prior.value.split('@');
+        params.set('model', name);
+        params.set('version', version);
+      }
       if (task.value === 'super-resolution') {
         params.set('factor', factor.value);
         params.set('kernel', kernel.value);
@@ -270,6 +296,7 @@ export function restorePage(): HTMLElement {
     }
   });
 
+  (section as HTMLElement & { onShow?: () => void }).onShow = () => void listModels();
   section.append(
     h(
       'div',
@@ -278,6 +305,7 @@ export function restorePage(): HTMLElement {
       imagePicker('Image to restore', (files) => pick(files[0])),
       example,
       field('Task', task),
+      field('Prior (diffusion model)', prior),
       simulate.wrap,
     ),
     h(
