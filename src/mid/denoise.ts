@@ -43,6 +43,13 @@ export interface MidOptions {
   overlap?: number;
   margin?: number;
   multiple?: number;
+  /**
+   * Residual mode (training's noise dataset): split the pixels into `partition` random groups, drop each group
+   * in turn, and keep for every pixel only the prediction of the pass that dropped it: an estimate that never saw
+   * that pixel's own noise (a blind spot), so y - D(y) keeps the full noise level instead of only the part D
+   * removes from the pixels it sees. `masks` and `dropRatio` are ignored (the drop ratio is 1/partition).
+   */
+  partition?: number;
 }
 
 export interface MidResult {
@@ -88,9 +95,26 @@ export function midRgb(
   let maskMs = 0;
   let networkMs = 0;
   const seed = options.seed ?? 0;
-  for (let k = 0; k < options.masks; k++) {
+  const partition = options.partition;
+  let groups: Uint8Array | null = null;
+  if (partition !== undefined) {
+    if (!(Number.isInteger(partition) && partition >= 2 && partition <= 255)) {
+      throw new RangeError(`partition must be an integer in [2, 255], got ${partition}`);
+    }
+    const rng = maskRng(seed, 0);
+    groups = new Uint8Array(pw * ph);
+    for (let i = 0; i < groups.length; i++) groups[i] = rng.int(partition);
+  }
+  const passes = partition ?? options.masks;
+  for (let k = 0; k < passes; k++) {
     const t0 = performance.now();
-    const mask = randomPixelMask(pw, ph, options.dropRatio, maskRng(seed, k));
+    let mask: Uint8Array;
+    if (groups) {
+      mask = new Uint8Array(pw * ph);
+      for (let i = 0; i < mask.length; i++) mask[i] = groups[i] === k ? 0 : 1;
+    } else {
+      mask = randomPixelMask(pw, ph, options.dropRatio, maskRng(seed, k));
+    }
     const filled = fillMasked(padded, pw, ph, 3, mask);
     const input = new Float32Array(pw * ph * 4);
     for (let i = 0; i < pw * ph; i++) {
@@ -121,6 +145,7 @@ export function midRgb(
             const weight = wr * cw.weights[c];
             if (weight === 0) continue;
             const p = (rw.start + r) * pw + cw.start + c;
+            if (groups && mask[p]) continue; // residual mode: only the pass that dropped p counts
             const q = (r * w + c) * 3;
             accumulated[p * 3] += weight * out[q];
             accumulated[p * 3 + 1] += weight * out[q + 1];

@@ -68,6 +68,27 @@ describe('MID inference', () => {
     expect(second.some((v, i) => Math.abs(v - one[i]) > 1e-3)).toBe(true);
   });
 
+  it('residual (partition) mode: each pixel comes from the one pass that dropped it, never from itself', () => {
+    const w = 24;
+    const h = 16;
+    const rgb = image(w, h, 3);
+    const blind = midRgb(tf, model, rgb, w, h, { masks: 1, dropRatio: 0.3, seed: 3, partition: 3 }).data;
+    // Changing one pixel's own value must not change its blind-spot prediction (it was dropped and filled from
+    // its neighbours in the only pass that counts for it)...
+    const p = 8 * w + 10;
+    const changed = rgb.slice();
+    for (let c = 0; c < 3; c++) changed[p * 3 + c] += 0.3;
+    const blind2 = midRgb(tf, model, changed, w, h, { masks: 1, dropRatio: 0.3, seed: 3, partition: 3 }).data;
+    for (let c = 0; c < 3; c++) expect(blind2[p * 3 + c]).toBeCloseTo(blind[p * 3 + c], 5);
+    // ...whereas the ordinary output at a pixel the mask keeps does depend on it.
+    const plain = midRgb(tf, model, rgb, w, h, { masks: 4, dropRatio: 0.3, seed: 3 }).data;
+    const plain2 = midRgb(tf, model, changed, w, h, { masks: 4, dropRatio: 0.3, seed: 3 }).data;
+    expect(Math.abs(plain2[p * 3] - plain[p * 3])).toBeGreaterThan(1e-3);
+    expect(() => midRgb(tf, model, rgb, w, h, { masks: 1, dropRatio: 0.3, partition: 1 })).toThrow(
+      RangeError,
+    );
+  });
+
   it('keeps grey and RGBA layouts, passes alpha through, clips to [0,1]', () => {
     const w = 20;
     const h = 12;
