@@ -8,6 +8,7 @@ import type { Config } from '../src/config.js';
 import consoleRoutes from './console.js';
 import health from './health.js';
 import denoise from './v1/denoise/index.js';
+import detect from './v1/detect.js';
 import jobs from './v1/jobs/index.js';
 import models from './v1/models/index.js';
 import ot from './v1/ot/index.js';
@@ -22,5 +23,6 @@ export default async function routes(fastify: FastifyInstance, opts: { config: C
   await fastify.register(restore, { prefix: '/v1/restore', config });
   await fastify.register(restore, { prefix: '/v1/inpaint', config, task: 'inpaint' });
   await fastify.register(jobs, { prefix: '/v1/jobs', config });
+  await fastify.register(detect, { prefix: '/v1/detect', config });
   await fastify.register(consoleRoutes, { config });
 }

@@ -15,6 +15,7 @@ import type { IResolvers, MercuriusContext } from 'mercurius';
 import routes from '../routes/index.js';
 import type { Config } from './config.js';
 import { denoiseResolvers } from './graphql/denoise.js';
+import { detectResolvers } from './graphql/detect.js';
 import { jobResolvers } from './graphql/jobs.js';
 import { otResolvers } from './graphql/ot.js';
 import { coreResolvers } from './graphql/resolvers.js';
@@ -48,7 +49,14 @@ export function packageVersion(): string {
 /** GraphQL resolver maps contributed by each domain (each returns a partial resolver map). */
 type ResolverFactory = (app: FastifyInstance) => IResolvers<unknown, MercuriusContext>;
 function graphqlModules(cfg: Config): ResolverFactory[] {
-  return [coreResolvers, otResolvers(cfg), denoiseResolvers(cfg), restoreResolvers(cfg), jobResolvers];
+  return [
+    coreResolvers,
+    otResolvers(cfg),
+    denoiseResolvers(cfg),
+    restoreResolvers(cfg),
+    jobResolvers,
+    detectResolvers(cfg),
+  ];
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;

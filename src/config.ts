@@ -32,6 +32,8 @@ export const configSchema = z.object({
   /** Largest n*m of an optimal transport problem, and largest point dimension. */
   OT_MAX_ENTRIES: int(1, 1_000_000_000).default(25_000_000),
   OT_MAX_DIM: int(1, 100_000).default(1024),
+  /** Most images one POST /v1/detect/adversarial (or GraphQL detectAdversarial) may test at once. */
+  DETECT_MAX_IMAGES: int(1, 4096).default(64),
   /** Tile size (pixels per side) for model inference on large images. */
   TILE_SIZE: int(64, 8192).default(512),
   GRAPHQL_DEPTH_LIMIT: int(1, 100).default(8),

@@ -32,6 +32,11 @@ export interface TaskTable {
     input: import('./handlers/restore.js').RestoreTaskInput;
     result: import('./handlers/restore.js').RestoreTaskResult;
   };
+  /** EPS-AD adversarial detection of a batch of 28x28 grey images (see src/compute/handlers/detect.ts). */
+  'detect.epsad': {
+    input: import('./handlers/detect.js').DetectTaskInput;
+    result: import('./handlers/detect.js').DetectTaskResult;
+  };
   /** Optimal transport: any solver (see src/compute/handlers/ot.ts). */
   'ot.solve': { input: unknown; result: unknown };
 }

@@ -18,6 +18,7 @@ export const handlers: Record<TaskKind, Loader> = {
   'denoise.noise2score': async () => (await import('./denoise.js')).noise2score,
   'denoise.mid': async () => (await import('./denoise.js')).mid,
   'restore.reddiff': async () => (await import('./restore.js')).restore,
+  'detect.epsad': async () => (await import('./detect.js')).detect,
 };
 
 export const TEST_ONLY_KINDS = new Set<TaskKind>(['test.busy', 'test.crash', 'test.fail']);

@@ -1,0 +1,99 @@
+/**
+ * POST /v1/detect/adversarial: EPS-AD adversarial-input detection for the Fashion-MNIST classifier's domain.
+ * One image as a raw `image/*` body; one or several as multipart file fields named `image` (repeated); or JSON
+ * `{"images": ["<base64>", ...], ...params}`. Parameters in the query string, multipart text fields or the JSON body.
+ * The answer (src/schemas/detect.ts `detectResponse`) has one entry per image and, for two images or more, the
+ * two-sample test of the batch against the reference set.
+ */
+import type { FastifyRequest } from 'fastify';
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import type { Config } from '../../src/config.js';
+import { detectService } from '../../src/detect-service.js';
+import { fail } from '../../src/errors.js';
+import { detectJsonBody, detectParams, detectResponse } from '../../src/schemas/detect.js';
+import { readImageRequest } from '../_image-input.js';
+
+/** Multipart with any number of `image` file fields (readImageRequest keeps one file per field name). */
+async function readMultipartImages(
+  request: FastifyRequest,
+  maxImages: number,
+): Promise<{ images: Buffer[]; fields: Record<string, string> }> {
+  const images: Buffer[] = [];
+  const fields: Record<string, string> = {};
+  // One more file than allowed is read, so that an over-long batch gets our 413 rather than a parser error.
+  for await (const part of request.parts({ limits: { files: maxImages + 1 } })) {
+    if (part.type === 'file') {
+      const bytes = await part.toBuffer();
+      if (part.fieldname !== 'image')
+        throw fail('VALIDATION', `Unexpected file field '${part.fieldname}' (expected: image, repeated)`);
+      images.push(bytes);
+    } else {
+      fields[part.fieldname] = String(part.value);
+    }
+  }
+  return { images, fields };
+}
+
+function isPlainObject(body: unknown): body is Record<string, unknown> {
+  return typeof body === 'object' && body !== null && !Buffer.isBuffer(body) && !Array.isArray(body);
+}
+
+const routes: FastifyPluginAsyncZod<{ config: Config }> = async (fastify, opts) => {
+  const cfg = opts.config;
+  const service = detectService(fastify, cfg);
+
+  fastify.post(
+    '/adversarial',
+    {
+      schema: {
+        tags: ['detect'],
+        summary: 'Is this input adversarial? EPS-AD (expected perturbation score + deep-kernel MMD)',
+        description:
+          'Tests 28x28 grey images (the domain of classifier-fashion-mnist) with the eps-ad-fashion-mnist detector. ' +
+          'Send one image as a raw image/* body, one or several as multipart/form-data file fields named `image` ' +
+          `(repeated), or JSON {"images": ["<base64>", ...]} with the parameters as JSON fields; at most ` +
+          `DETECT_MAX_IMAGES (${cfg.DETECT_MAX_IMAGES}) images. Each image gets a score (biased MMD^2 between the ` +
+          'reference EPS set and its EPS), the threshold calibrated on held-out clean images at `fpr`, `adversarial` ' +
+          '(score > threshold) and a conformal p-value; two images or more are also tested as a batch (permutation ' +
+          'p-value). Errors: no image 400 TW_VALIDATION; too many 413 TW_PROBLEM_TOO_LARGE; not 28x28 (without ' +
+          'resize=true), colour, uncalibrated fpr or timesteps 422 TW_UNPROCESSABLE (details.expected = [28, 28, 1]); ' +
+          'undecodable 400 TW_IMAGE_INVALID; other formats 415; detector not loaded 503 TW_MODEL_NOT_READY.',
+        querystring: detectParams,
+        response: { 200: detectResponse },
+      },
+    },
+    async (request, reply) => {
+      const query = request.query as Record<string, unknown>;
+      let images: Buffer[];
+      let raw: Record<string, unknown>;
+      if (request.isMultipart()) {
+        const read = await readMultipartImages(request, cfg.DETECT_MAX_IMAGES);
+        images = read.images;
+        raw = { ...query, ...read.fields };
+      } else if (isPlainObject(request.body)) {
+        const body = detectJsonBody.partial({ images: true }).parse({ ...query, ...request.body });
+        const list = body.images ?? [];
+        if (list.length > cfg.DETECT_MAX_IMAGES)
+          throw fail(
+            'PROBLEM_TOO_LARGE',
+            `${list.length} images; at most ${cfg.DETECT_MAX_IMAGES} per request (DETECT_MAX_IMAGES)`,
+            { details: { count: list.length, max: cfg.DETECT_MAX_IMAGES } },
+          );
+        images = list.map((b64) => Buffer.from(b64, 'base64'));
+        raw = { ...query, ...request.body };
+        delete raw.images;
+      } else {
+        const read = await readImageRequest(request, ['image']);
+        const bytes = read.image.get('image');
+        images = bytes ? [bytes] : [];
+        raw = { ...query };
+      }
+      const params = detectParams.parse(raw);
+      const out = await service.detect(reply, images, params);
+      reply.header('x-model', out.detector);
+      return out;
+    },
+  );
+};
+
+export default routes;

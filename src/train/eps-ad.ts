@@ -1,0 +1,586 @@
+/**
+ * `npm run train -- eps-ad [options]`: trains the EPS-AD deep kernel and writes the detector folder
+ * models/eps-ad-fashion-mnist/<version> (see src/adversarial/detector.ts for the files).
+ *
+ * 1. A fixed shuffle of the Fashion-MNIST TRAINING split is cut into three disjoint parts: kernel training images
+ *    (natural + their FGSM and FGSM-L2 versions at a small budget, attacked through classifier-fashion-mnist),
+ *    the reference set, and the calibration set. The t10k split is never touched (the benchmark's).
+ * 2. EPS of every part with ddpm-fashion-mnist (T* timesteps), cached per chunk of 50 images under --cache-dir
+ *    (git-ignored), so a rerun or a resumed run only computes what is missing.
+ * 3. The kernel (phi + s_phi, s_q, e) is trained with Adam to maximise MMD^2_u / sqrt(Var) between natural and
+ *    adversarial EPS minibatches (paired: row i of both is the same image; the attack per row is FGSM or FGSM-L2
+ *    at random). Checkpoints every --checkpoint-steps under --checkpoint-dir; --resume continues from the last one
+ *    (the Adam moments restart, which costs a few steps of warm-up and nothing else).
+ * 4. Held-out kernel-training pairs (the last 20%) give a validation AUROC of the single-image statistic.
+ * 5. The reference EPS are quantised to float16, the calibration images are scored against them, and the
+ *    thresholds at 1%, 5% and 10% FPR are the matching quantiles of those scores.
+ */
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import type { AttackName } from '../adversarial/attacks.js';
+import { loadClassifier, loadFashionMnistLabels, unitImages } from '../adversarial/classifier.js';
+import {
+  buildKernelNet,
+  DEFAULT_KERNEL_NET,
+  deepKernelTensor,
+  type KernelScalars,
+  kernelVariables,
+  medianOffDiagonal,
+  mmdRatio,
+  readKernelScalars,
+  scalarTensors,
+  squaredDistances,
+} from '../adversarial/deep-kernel.js';
+import {
+  auroc,
+  calibrationFrom,
+  DETECTOR_FORMAT,
+  type DetectorConfig,
+  decodeFloat16,
+  EpsAdDetector,
+  encodeFloat16,
+  thresholdAtFpr,
+  writeDetectorFiles,
+} from '../adversarial/detector.js';
+import { ddpmEpsNetwork } from '../adversarial/eps.js';
+import { attackImages, epsInChunks, scheduleFromManifest } from '../adversarial/pipeline.js';
+import { loadFashionMnistImages } from '../diffusion/fashion-mnist.js';
+import { loadDiffusionModel } from '../diffusion/model.js';
+import { type BackendPreference, initTfjs } from '../nn/backend.js';
+import { fileSystemIO } from '../nn/fs-io.js';
+import { type ModelManifestInput, parseModelManifest } from '../nn/manifest.js';
+import { Rng } from '../util/random.js';
+
+type Tf = typeof import('@tensorflow/tfjs');
+type Tensor2D = import('@tensorflow/tfjs').Tensor2D;
+type LayersModel = import('@tensorflow/tfjs').LayersModel;
+
+export const EPS_AD_USAGE = `usage: npm run train -- eps-ad [--budget 1/255] [--train-images 600] [--reference 500]
+  [--calibration 500] [--timesteps 20] [--steps 1500] [--batch 100] [--lr 5e-4] [--features 300] [--seed 1]
+  [--score-model models/ddpm-fashion-mnist/20261127] [--classifier models/classifier-fashion-mnist/1]
+  [--out models/eps-ad-fashion-mnist/<version>] [--version V] [--cache-dir tmp/eps-ad-cache]
+  [--checkpoint-dir checkpoints/eps-ad] [--checkpoint-steps 250] [--resume] [--backend auto|wasm|cpu]`;
+
+/** Seed of the fixed shuffle of the training split (independent of --seed, so cached EPS stay valid). */
+const SPLIT_SEED = 20261128;
+const CALIBRATED_FPRS = [0.01, 0.05, 0.1];
+const TRAINING_ATTACKS: AttackName[] = ['fgsm', 'fgsm-l2'];
+const IMAGE_PIXELS = 28 * 28;
+
+export interface EpsAdTrainingOptions {
+  /** Linf budget of FGSM; FGSM-L2 gets the matching radius budget * sqrt(784). */
+  budget: number;
+  budgetText: string;
+  trainImages: number;
+  reference: number;
+  calibration: number;
+  timesteps: number;
+  steps: number;
+  batch: number;
+  lr: number;
+  features: number;
+  seed: number;
+  scoreModelDir: string;
+  classifierDir: string;
+  out: string;
+  version: string;
+  cacheDir: string;
+  checkpointDir: string;
+  checkpointSteps: number;
+  resume: boolean;
+  commandLine: string;
+  backend: string;
+}
+
+function fixedShuffle(count: number): Int32Array {
+  const rng = new Rng(SPLIT_SEED);
+  const order = Int32Array.from({ length: count }, (_, i) => i);
+  for (let i = count - 1; i > 0; i--) {
+    const j = rng.int(i + 1);
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  return order;
+}
+
+function gather(pixels: Float32Array, indices: Int32Array): Float32Array {
+  const out = new Float32Array(indices.length * IMAGE_PIXELS);
+  for (let i = 0; i < indices.length; i++) {
+    const index = indices[i];
+    out.set(pixels.subarray(index * IMAGE_PIXELS, (index + 1) * IMAGE_PIXELS), i * IMAGE_PIXELS);
+  }
+  return out;
+}
+
+/** Simple stable string hash (FNV-1a) for cache keys and per-part noise seeds. */
+function hash(text: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h;
+}
+
+interface EpsPart {
+  /** Cache name, e.g. 'train-natural', 'train-fgsm-0.00392'. */
+  name: string;
+  images: Float32Array;
+  count: number;
+}
+
+/**
+ * EPS of a part, chunk by chunk, each chunk cached as <cacheDir>/<key>/<chunk>.f32. The key names everything the
+ * values depend on (score model, T*, part, attack and budget, split seed).
+ */
+async function cachedEps(
+  tf: Tf,
+  network: ReturnType<typeof ddpmEpsNetwork>,
+  schedule: ReturnType<typeof scheduleFromManifest>,
+  part: EpsPart,
+  options: { cacheDir: string; scoreModel: string; timesteps: number },
+): Promise<Float32Array> {
+  const chunk = 50;
+  const key = `${options.scoreModel.replaceAll('/', '_')}-T${options.timesteps}-${part.name}-split${SPLIT_SEED}`;
+  const dir = join(options.cacheDir, key);
+  await mkdir(dir, { recursive: true });
+  const side = 32;
+  const epsSize = side * side;
+  const out = new Float32Array(part.count * epsSize);
+  const seed = hash(part.name);
+  const started = Date.now();
+  let computed = 0;
+  for (let start = 0, c = 0; start < part.count; start += chunk, c++) {
+    const n = Math.min(chunk, part.count - start);
+    const file = join(dir, `${c}-${n}.f32`);
+    if (existsSync(file)) {
+      const bytes = await readFile(file);
+      out.set(new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4), start * epsSize);
+      continue;
+    }
+    const eps = epsInChunks(
+      tf,
+      network,
+      schedule,
+      part.images.subarray(start * IMAGE_PIXELS, (start + n) * IMAGE_PIXELS),
+      n,
+      { timesteps: options.timesteps, seed: seed + c, chunk: n },
+    );
+    await writeFile(file, Buffer.from(eps.buffer, eps.byteOffset, eps.byteLength));
+    out.set(eps, start * epsSize);
+    computed += n;
+  }
+  const seconds = (Date.now() - started) / 1000;
+  console.log(
+    `EPS ${part.name}: ${part.count} images (${computed} computed, ${part.count - computed} cached) in ${seconds.toFixed(0)}s`,
+  );
+  return out;
+}
+
+function rms(values: Float32Array): number {
+  let s = 0;
+  for (const v of values) s += v * v;
+  return Math.sqrt(s / values.length);
+}
+
+function scaled(values: Float32Array, scale: number): Float32Array {
+  const out = new Float32Array(values.length);
+  for (let i = 0; i < values.length; i++) out[i] = values[i] / scale;
+  return out;
+}
+
+function rows(values: Float32Array, indices: ArrayLike<number>, dim: number): Float32Array {
+  const out = new Float32Array(indices.length * dim);
+  for (let i = 0; i < indices.length; i++)
+    out.set(values.subarray(indices[i] * dim, (indices[i] + 1) * dim), i * dim);
+  return out;
+}
+
+interface Checkpoint {
+  step: number;
+  scalars: KernelScalars;
+  inputScale: number;
+  lossEma: number;
+}
+
+async function saveCheckpoint(dir: string, phi: LayersModel, checkpoint: Checkpoint): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  await phi.save(fileSystemIO(dir));
+  await writeFile(join(dir, 'state.json'), `${JSON.stringify(checkpoint, null, 2)}\n`);
+}
+
+export async function trainEpsAd(tf: Tf, options: EpsAdTrainingOptions): Promise<void> {
+  const started = Date.now();
+  const [images, labels] = await Promise.all([
+    loadFashionMnistImages('train'),
+    loadFashionMnistLabels('train'),
+  ]);
+  const pixels = unitImages(images, 0, images.count);
+  const order = fixedShuffle(images.count);
+  const need = options.trainImages + options.reference + options.calibration;
+  if (need > images.count)
+    throw new Error(`${need} images requested, the training split has ${images.count}`);
+  const trainIdx = order.subarray(0, options.trainImages);
+  const referenceIdx = order.subarray(options.trainImages, options.trainImages + options.reference);
+  const calibrationIdx = order.subarray(options.trainImages + options.reference, need);
+
+  const scoreManifest = JSON.parse(await readFile(join(options.scoreModelDir, 'manifest.json'), 'utf8'));
+  const scoreModelId = `${scoreManifest.name}@${scoreManifest.version}`;
+  const classifierManifest = JSON.parse(await readFile(join(options.classifierDir, 'manifest.json'), 'utf8'));
+  const schedule = scheduleFromManifest(scoreManifest.extra);
+  const unet = await loadDiffusionModel(tf, options.scoreModelDir);
+  const network = ddpmEpsNetwork(tf, unet);
+  const classifier = await loadClassifier(tf, options.classifierDir);
+  const cacheOptions = { cacheDir: options.cacheDir, scoreModel: scoreModelId, timesteps: options.timesteps };
+
+  // Adversarial training images: FGSM (Linf) and FGSM-L2 at the small budget, labels = true classes.
+  const trainImages = gather(pixels, trainIdx);
+  const trainLabels = Uint8Array.from(trainIdx, (i) => labels[i]);
+  const l2Budget = options.budget * Math.sqrt(IMAGE_PIXELS);
+  const budgetKey = options.budget.toFixed(5);
+  const natural = await cachedEps(
+    tf,
+    network,
+    schedule,
+    { name: 'train-natural', images: trainImages, count: trainIdx.length },
+    cacheOptions,
+  );
+  // Each training image gets one attack: FGSM at even positions, FGSM-L2 at odd ones (half the EPS cost of both
+  // attacks on every image, and both attacks in every part of the split, the validation hold-out included).
+  const epsDim = 32 * 32;
+  const adversarial = new Float32Array(trainIdx.length * epsDim);
+  const attackOf = (i: number): AttackName => TRAINING_ATTACKS[i % TRAINING_ATTACKS.length];
+  for (const [a, attack] of TRAINING_ATTACKS.entries()) {
+    const positions = Int32Array.from(
+      { length: Math.ceil((trainIdx.length - a) / TRAINING_ATTACKS.length) },
+      (_, j) => a + j * TRAINING_ATTACKS.length,
+    );
+    const budget = attack === 'fgsm' ? options.budget : l2Budget;
+    const attacked = attackImages(
+      tf,
+      classifier,
+      attack,
+      rows(trainImages, positions, IMAGE_PIXELS),
+      Uint8Array.from(positions, (p) => trainLabels[p]),
+      { eps: budget },
+    );
+    const part = `train-${attack}-${budgetKey}-every${TRAINING_ATTACKS.length}from${a}`;
+    const eps = await cachedEps(
+      tf,
+      network,
+      schedule,
+      { name: part, images: attacked, count: positions.length },
+      cacheOptions,
+    );
+    for (let j = 0; j < positions.length; j++)
+      adversarial.set(eps.subarray(j * epsDim, (j + 1) * epsDim), positions[j] * epsDim);
+  }
+  const referenceEps = await cachedEps(
+    tf,
+    network,
+    schedule,
+    { name: 'reference', images: gather(pixels, referenceIdx), count: referenceIdx.length },
+    cacheOptions,
+  );
+  const calibrationEps = await cachedEps(
+    tf,
+    network,
+    schedule,
+    { name: 'calibration', images: gather(pixels, calibrationIdx), count: calibrationIdx.length },
+    cacheOptions,
+  );
+  const epsSeconds = (Date.now() - started) / 1000;
+
+  // --- kernel training ---
+  const dim = epsDim;
+  const inputScale = rms(natural);
+  const naturalScaled = scaled(natural, inputScale);
+  const adversarialScaled = scaled(adversarial, inputScale);
+  const holdout = Math.max(2, Math.round(options.trainImages * 0.2));
+  const fit = options.trainImages - holdout;
+  const rng = new Rng(options.seed);
+  const architecture = { ...DEFAULT_KERNEL_NET, features: options.features };
+  const stateFile = join(options.checkpointDir, 'state.json');
+  let phi: LayersModel;
+  let startStep = 0;
+  let initial: KernelScalars;
+  let lossEma = Number.NaN;
+  if (options.resume && existsSync(stateFile)) {
+    const state = JSON.parse(await readFile(stateFile, 'utf8')) as Checkpoint;
+    phi = await tf.loadLayersModel(fileSystemIO(options.checkpointDir));
+    startStep = state.step;
+    initial = state.scalars;
+    lossEma = state.lossEma;
+    console.log(`resumed at step ${startStep}`);
+  } else {
+    phi = buildKernelNet(tf, architecture, options.seed);
+    // Bandwidths start at the median heuristic on a natural + adversarial sample (features of the fresh net).
+    const sample = Int32Array.from({ length: Math.min(100, fit) }, (_, i) => i);
+    initial = tf.tidy(() => {
+      const x = tf.concat([
+        tf.tensor2d(rows(naturalScaled, sample, dim), [sample.length, dim]),
+        tf.tensor2d(rows(adversarialScaled, sample, dim), [sample.length, dim]),
+      ]) as Tensor2D;
+      const f = phi.apply(x.reshape([-1, 32, 32, 1])) as Tensor2D;
+      const n = x.shape[0];
+      return {
+        sigmaPhi: medianOffDiagonal(squaredDistances(tf, f, f).dataSync() as Float32Array, n),
+        sigmaQ: medianOffDiagonal(squaredDistances(tf, x, x).dataSync() as Float32Array, n),
+        epsilon: 0.1,
+      };
+    });
+  }
+  const variables = kernelVariables(tf, initial);
+  const optimizer = tf.train.adam(options.lr);
+  const trainable = [
+    ...phi.trainableWeights.map((w) => (w as unknown as { val: import('@tensorflow/tfjs').Variable }).val),
+    variables.logSigmaPhi,
+    variables.logSigmaQ,
+    variables.logitEpsilon,
+  ];
+  const batchX = new Float32Array(options.batch * dim);
+  const batchY = new Float32Array(options.batch * dim);
+  const trainingStarted = Date.now();
+  for (let step = startStep + 1; step <= options.steps; step++) {
+    for (let b = 0; b < options.batch; b++) {
+      const i = rng.int(fit);
+      batchX.set(naturalScaled.subarray(i * dim, (i + 1) * dim), b * dim);
+      batchY.set(adversarialScaled.subarray(i * dim, (i + 1) * dim), b * dim);
+    }
+    const loss = tf.tidy(() => {
+      const x = tf.tensor2d(batchX, [options.batch, dim]);
+      const y = tf.tensor2d(batchY, [options.batch, dim]);
+      const cost = optimizer.minimize(
+        () => {
+          const fx = phi.apply(x.reshape([-1, 32, 32, 1]), { training: true }) as Tensor2D;
+          const fy = phi.apply(y.reshape([-1, 32, 32, 1]), { training: true }) as Tensor2D;
+          const s = scalarTensors(tf, variables);
+          const kxx = deepKernelTensor(tf, fx, fx, x, x, s);
+          const kyy = deepKernelTensor(tf, fy, fy, y, y, s);
+          const kxy = deepKernelTensor(tf, fx, fy, x, y, s);
+          const [, , ratio] = mmdRatio(tf, kxx, kyy, kxy);
+          return tf.neg(ratio) as import('@tensorflow/tfjs').Scalar;
+        },
+        true,
+        trainable,
+      );
+      if (!cost) throw new Error('optimizer.minimize returned no cost');
+      return cost;
+    });
+    const value = -(await loss.data())[0];
+    loss.dispose();
+    lossEma = Number.isNaN(lossEma) ? value : 0.95 * lossEma + 0.05 * value;
+    if (step % 50 === 0 || step === options.steps) {
+      const s = readKernelScalars(variables);
+      console.log(
+        `step ${step}/${options.steps} J ${lossEma.toFixed(3)} s_phi ${s.sigmaPhi.toExponential(2)} s_q ${s.sigmaQ.toExponential(2)} e ${s.epsilon.toFixed(3)} ${((Date.now() - trainingStarted) / 1000).toFixed(0)}s`,
+      );
+    }
+    if (step % options.checkpointSteps === 0 && step < options.steps) {
+      await saveCheckpoint(options.checkpointDir, phi, {
+        step,
+        scalars: readKernelScalars(variables),
+        inputScale,
+        lossEma,
+      });
+    }
+  }
+  const trainingSeconds = (Date.now() - trainingStarted) / 1000;
+  const kernel = readKernelScalars(variables);
+
+  // --- reference (float16), reference kernel mean, calibration ---
+  const referenceBits = encodeFloat16(scaled(referenceEps, inputScale));
+  const referenceQuantised = decodeFloat16(referenceBits);
+  const referenceKernelMean = tf.tidy(() => {
+    const x = tf.tensor2d(referenceQuantised, [options.reference, dim]);
+    const f = phi.apply(x.reshape([-1, 32, 32, 1])) as Tensor2D;
+    return deepKernelTensor(tf, f, f, x, x, scalarTensors(tf, kernel)).mean().dataSync()[0];
+  });
+  const config: DetectorConfig = {
+    format: DETECTOR_FORMAT,
+    scoreModel: { name: scoreManifest.name, version: scoreManifest.version },
+    timesteps: options.timesteps,
+    imageShape: [28, 28, 1],
+    pad: 2,
+    inputScale,
+    kernel,
+    reference: {
+      file: 'reference.f16',
+      count: options.reference,
+      dtype: 'float16',
+      source: `Fashion-MNIST training split, ${options.reference} images (fixed shuffle seed ${SPLIT_SEED}, positions ${options.trainImages}..${options.trainImages + options.reference - 1}), EPS / inputScale`,
+    },
+    calibration: { images: 0, source: '', scores: [], fprs: [], thresholds: [] },
+    referenceKernelMean,
+  };
+  const detector = new EpsAdDetector(tf, phi, config, referenceQuantised);
+  config.calibration = calibrationFrom(
+    detector.scores(calibrationEps, options.calibration),
+    CALIBRATED_FPRS,
+    `Fashion-MNIST training split, ${options.calibration} clean images disjoint from kernel training and reference (fixed shuffle seed ${SPLIT_SEED}, positions ${options.trainImages + options.reference}..${need - 1})`,
+  );
+  const calibrationScores = config.calibration.scores;
+
+  // --- validation on the held-out kernel-training pairs ---
+  const holdoutIdx = Int32Array.from({ length: holdout }, (_, i) => fit + i);
+  const validation: Record<string, number> = {};
+  const naturalScores = detector.scores(rows(natural, holdoutIdx, dim), holdout);
+  const adversarialScores = detector.scores(rows(adversarial, holdoutIdx, dim), holdout);
+  for (const attack of TRAINING_ATTACKS) {
+    const own = Array.from(holdoutIdx.keys()).filter((j) => attackOf(holdoutIdx[j]) === attack);
+    validation[`validationAuroc_${attack}`] = auroc(
+      naturalScores,
+      own.map((j) => adversarialScores[j]),
+    );
+  }
+  console.log(
+    `validation (held-out ${holdout} pairs):`,
+    validation,
+    'thresholds',
+    config.calibration.thresholds,
+  );
+  detector.dispose();
+
+  // --- write the model folder ---
+  await writeDetectorFiles(options.out, phi, config, referenceBits);
+  const manifest: ModelManifestInput = {
+    name: 'eps-ad-fashion-mnist',
+    version: options.version,
+    task: 'adversarial-detector',
+    format: 'layers',
+    required: false,
+    inputShape: [null, 32, 32, 1],
+    valueRange: [-8, 8],
+    channels: 1,
+    architecture: {
+      kind: 'eps-ad-deep-kernel',
+      phi: `conv3x3/2(${architecture.filters[0]})-lrelu, conv3x3/2(${architecture.filters[1]})-lrelu, dense(${architecture.features})`,
+      kernel:
+        '(1 - e) exp(-||phi(a) - phi(b)||^2 / s_phi - ||a - b||^2 / s_q) + e exp(-||a - b||^2 / s_q), on EPS / inputScale',
+      input: 'EPS of a 28x28 [0,1] image padded to 32x32, divided by detector.json inputScale',
+      statistic: 'biased MMD^2 between the reference EPS set and one test EPS (larger = adversarial)',
+      files: 'model.json + weights.bin (phi), detector.json (scalars, T*, calibration), reference.f16',
+    },
+    parameters: phi.countParams() + 3,
+    trainingData: `Fashion-MNIST training split: ${options.trainImages} images (natural, FGSM at Linf ${options.budgetText} and FGSM-L2 at L2 ${l2Budget.toFixed(4)} = budget * sqrt(784), attacking ${classifierManifest.name}@${classifierManifest.version}), ${options.reference} reference and ${options.calibration} calibration images, all disjoint; EPS with ${scoreModelId}, T* = ${options.timesteps}. The t10k split is not used.`,
+    trainingSteps: options.steps,
+    trainingCommand: options.commandLine,
+    metrics: {
+      ...validation,
+      validationPairs: holdout,
+      trainingObjectiveJ: lossEma,
+      trainingObjectiveDefinition:
+        'MMD^2_u / sqrt(Var) of natural vs FGSM/FGSM-L2 EPS minibatches, exponential moving average (0.95)',
+      threshold_fpr_0_05: thresholdAtFpr(calibrationScores, 0.05),
+      calibrationImages: options.calibration,
+      referenceImages: options.reference,
+      timesteps: options.timesteps,
+      budgetLinf: options.budget,
+      budgetL2: l2Budget,
+      trainingSeconds,
+      epsSeconds,
+      batch: options.batch,
+      learningRate: options.lr,
+      optimizer: 'adam',
+      backend: options.backend,
+      seed: options.seed,
+    },
+    description:
+      'EPS-AD adversarial-example detector for classifier-fashion-mnist inputs: deep kernel on the expected perturbation score of ddpm-fashion-mnist, a float16 reference set and thresholds calibrated on held-out clean images.',
+    createdAt: new Date().toISOString(),
+    extra: {
+      scoreModel: scoreModelId,
+      classifier: `${classifierManifest.name}@${classifierManifest.version}`,
+      trainingAttacks: TRAINING_ATTACKS,
+      budgets: { fgsm: options.budget, 'fgsm-l2': l2Budget },
+      timesteps: options.timesteps,
+      inputScale,
+      kernel,
+      calibratedFprs: CALIBRATED_FPRS,
+      thresholds: config.calibration.thresholds,
+      referenceQuantisation:
+        'float16 (IEEE binary16) of EPS / inputScale; calibration computed on the quantised set',
+      splitSeed: SPLIT_SEED,
+      adamRestartOnResume: true,
+    },
+  };
+  const parsed = parseModelManifest(manifest);
+  if (!parsed.ok) throw new Error(`manifest is invalid: ${parsed.error}`);
+  await writeFile(join(options.out, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
+  console.log(`wrote ${options.out} (${((Date.now() - started) / 1000).toFixed(0)}s in all)`);
+}
+
+function parseBudget(text: string): number {
+  const match = /^(\d+(?:\.\d+)?)(?:\/(\d+(?:\.\d+)?))?$/.exec(text.trim());
+  const value = match ? Number(match[1]) / (match[2] ? Number(match[2]) : 1) : Number.NaN;
+  if (!(value > 0 && value < 1))
+    throw new Error(`--budget must be a number in (0, 1) or a fraction like 1/255`);
+  return value;
+}
+
+function positive(name: string, value: string | undefined, fallback: number, integer = false): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n)))
+    throw new Error(`--${name} must be a positive ${integer ? 'integer' : 'number'}, got '${value}'`);
+  return n;
+}
+
+export async function runEpsAdCli(args: string[], commandLine: string): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      budget: { type: 'string', default: '1/255' },
+      'train-images': { type: 'string' },
+      reference: { type: 'string' },
+      calibration: { type: 'string' },
+      timesteps: { type: 'string' },
+      steps: { type: 'string' },
+      batch: { type: 'string' },
+      lr: { type: 'string' },
+      features: { type: 'string' },
+      seed: { type: 'string' },
+      'score-model': { type: 'string', default: 'models/ddpm-fashion-mnist/20261127' },
+      classifier: { type: 'string', default: 'models/classifier-fashion-mnist/1' },
+      out: { type: 'string' },
+      version: { type: 'string' },
+      'cache-dir': { type: 'string', default: 'tmp/eps-ad-cache' },
+      'checkpoint-dir': { type: 'string', default: 'checkpoints/eps-ad' },
+      'checkpoint-steps': { type: 'string' },
+      resume: { type: 'boolean', default: false },
+      backend: { type: 'string', default: 'auto' },
+      help: { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    console.log(EPS_AD_USAGE);
+    return;
+  }
+  const version = values.version ?? '1';
+  const runtime = await initTfjs(values.backend as BackendPreference);
+  await trainEpsAd(runtime.tf, {
+    budget: parseBudget(values.budget ?? '1/255'),
+    budgetText: values.budget ?? '1/255',
+    trainImages: positive('train-images', values['train-images'], 600, true),
+    reference: positive('reference', values.reference, 500, true),
+    calibration: positive('calibration', values.calibration, 500, true),
+    timesteps: positive('timesteps', values.timesteps, 20, true),
+    steps: positive('steps', values.steps, 1500, true),
+    batch: positive('batch', values.batch, 100, true),
+    lr: positive('lr', values.lr, 5e-4),
+    features: positive('features', values.features, DEFAULT_KERNEL_NET.features, true),
+    seed: values.seed === undefined ? 1 : Number(values.seed),
+    scoreModelDir: values['score-model'] ?? 'models/ddpm-fashion-mnist/20261127',
+    classifierDir: values.classifier ?? 'models/classifier-fashion-mnist/1',
+    out: values.out ?? `models/eps-ad-fashion-mnist/${version}`,
+    version,
+    cacheDir: values['cache-dir'] ?? 'tmp/eps-ad-cache',
+    checkpointDir: values['checkpoint-dir'] ?? 'checkpoints/eps-ad',
+    checkpointSteps: positive('checkpoint-steps', values['checkpoint-steps'], 250, true),
+    resume: values.resume ?? false,
+    commandLine,
+    backend: runtime.backend,
+  });
+}
