@@ -8,8 +8,8 @@ import { NOISE_FAMILIES, type NoiseFamily } from '../denoise/noise.js';
 import { type BackendPreference, initTfjs } from '../nn/backend.js';
 import { runClassifierCli } from './classifier.js';
 import { runDdpmCli } from './ddpm.js';
-import { runMidCli } from './mid.js';
 import { runEpsAdCli } from './eps-ad.js';
+import { runMidCli } from './mid.js';
 import { trainNoise2Score } from './noise2score.js';
 
 type Trainer = { summary: string; run: (args: string[], commandLine: string) => Promise<void> };
