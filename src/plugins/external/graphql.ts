@@ -154,14 +154,18 @@ export default fp(
             : { ...((merged[type] as object | undefined) ?? {}), ...(fields as object) };
       }
     }
-    // A non-string `query` (a number, a boolean) is coerced to a string by mercurius' body schema and then reaches
-    // graphql-js validation without a parsed document (a TypeError, a 500): refuse it as the client error it is.
+    // `query` must be GraphQL text. A number or boolean is coerced to a string by mercurius' body schema, and a
+    // source that is not GraphQL but is JSON (`5`, `null`, `{}`, `[...]`) is read by mercurius as a pre-parsed
+    // AST: either way graphql-js validation then meets something that is not a document (a TypeError, a 500).
+    // Refuse both as the client errors they are; GraphQL text never starts like JSON does.
+    const jsonLike = /^\s*(\[|\{\s*["}]|"|-?\d|(null|true|false)\s*$)/;
     fastify.addHook('onRoute', (route) => {
       if (route.url !== '/graphql') return;
       const guard = async (request: { body?: unknown; query?: unknown }) => {
         for (const part of [request.body, request.query]) {
           const q = (part as { query?: unknown } | null | undefined)?.query;
-          if (part && typeof part === 'object' && q !== undefined && q !== null && typeof q !== 'string') {
+          if (!part || typeof part !== 'object' || q === undefined || q === null) continue;
+          if (typeof q !== 'string' || jsonLike.test(q)) {
             throw new graphqlOfMercurius.GraphQLError('query must be a string holding a GraphQL document', {
               extensions: { code: 'TW_GRAPHQL_VALIDATION' },
             });
