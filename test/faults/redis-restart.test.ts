@@ -28,6 +28,8 @@ describe.skipIf(!hasRedisServer)('Redis restart under the redis jobs backend', (
   let port: number;
   const queueName = `faults-${process.pid}-${Date.now()}`;
   const accepted: string[] = [];
+  /** Observed timings, printed at the end (SECURITY.md quotes them). */
+  const figures: Record<string, number> = {};
 
   beforeAll(async () => {
     dir = mkdtempSync(path.join(os.tmpdir(), 'tweedie-redis-'));
@@ -77,11 +79,13 @@ describe.skipIf(!hasRedisServer)('Redis restart under the redis jobs backend', (
   it('while Redis is down: not ready (naming Redis), alive, and job routes refuse at once with 503', async () => {
     redis?.child.kill('SIGKILL');
     await redis?.exited;
+    const killed = performance.now();
     await waitFor(
       async () => (await app.inject({ method: 'GET', url: '/readyz' })).statusCode === 503,
       10_000,
       50,
     );
+    figures.notReadyAfterMs = Math.round(performance.now() - killed);
     const ready = await app.inject({ method: 'GET', url: '/readyz' });
     expect(ready.headers['retry-after']).toBeDefined();
     expect(ready.json().reasons.join(' ')).toMatch(/Redis/);
@@ -108,7 +112,9 @@ describe.skipIf(!hasRedisServer)('Redis restart under the redis jobs backend', (
       const t0 = performance.now();
       const res = await req();
       // A short wait for a reconnect (2 s), then a refusal: never a hang.
-      expect(performance.now() - t0).toBeLessThan(5000);
+      const ms = performance.now() - t0;
+      figures.refusalMs = Math.max(figures.refusalMs ?? 0, Math.round(ms));
+      expect(ms).toBeLessThan(5000);
       expect(res.statusCode, res.body).toBe(503);
       expect(res.json().error.code).toBe('TW_NOT_READY');
       expect(res.headers['retry-after']).toBeDefined();
@@ -130,11 +136,13 @@ describe.skipIf(!hasRedisServer)('Redis restart under the redis jobs backend', (
 
   it('after Redis restarts: ready again by itself, and no accepted job is lost', async () => {
     redis = await startRedis(port, dir);
+    const restarted = performance.now();
     await waitFor(
       async () => (await app.inject({ method: 'GET', url: '/readyz' })).statusCode === 200,
       30_000,
       100,
     );
+    figures.readyAgainAfterMs = Math.round(performance.now() - restarted);
     for (const id of accepted) {
       const res = await app.inject({ method: 'GET', url: `/v1/jobs/${id}` });
       expect(res.statusCode, res.body).toBe(200);
@@ -159,5 +167,7 @@ describe.skipIf(!hasRedisServer)('Redis restart under the redis jobs backend', (
       // Job i transports mass 1 onto two halves at costs i+1 and i+3: cost i+2, so each job ran its own input.
       expect(result.cost, `job ${i}`).toBeCloseTo(i + 2, 9);
     }
+    figures.jobsSucceeded = accepted.length;
+    console.log('Redis restart drill:', JSON.stringify(figures));
   }, 120_000);
 });
