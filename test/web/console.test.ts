@@ -241,10 +241,30 @@ describe('browser console', () => {
     );
     expect(Number(await page.getByTestId('ot-plan-0').getAttribute('data-lines'))).toBe(20);
     await shot('transport-emd.png');
+
+    // Two histograms (1-D bins), closed-form 1-D OT: the plan is drawn as a heat map, monotone, so at most n + m - 1
+    // cells.
+    await page.getByLabel('Problem', { exact: true }).selectOption('histograms');
+    await page.getByLabel('n (source points or bins)').fill('30');
+    await page.getByLabel('m (target points or bins)').fill('30');
+    await page.getByRole('button', { name: 'Generate' }).click();
+    await page
+      .locator('fieldset', { hasText: 'Solver A' })
+      .getByLabel('Solver', { exact: true })
+      .selectOption('emd1d');
+    await page.getByRole('button', { name: 'Solve' }).click();
+    await page.getByTestId('ot-plan-0').waitFor({ timeout: 20_000 });
+    const cells = Number(await page.getByTestId('ot-plan-0').getAttribute('data-lines'));
+    expect(cells).toBeGreaterThanOrEqual(30);
+    expect(cells).toBeLessThanOrEqual(59);
+    expect(await inkedPixels('[data-testid=ot-plan-0]')).toBeGreaterThan(300);
+    await shot('transport-histograms.png');
   });
 
   it('shows an API error with its code (emd1d on 2-D points: TW_VALIDATION)', async () => {
     await page.goto(`${base}/console/#transport`);
+    await page.getByLabel('Problem', { exact: true }).selectOption('points');
+    await page.getByRole('button', { name: 'Generate' }).click();
     await page
       .locator('fieldset', { hasText: 'Solver A' })
       .getByLabel('Solver', { exact: true })

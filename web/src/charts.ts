@@ -21,6 +21,12 @@ function prepare(canvas: HTMLCanvasElement): CanvasRenderingContext2D {
   ctx.fillStyle = '#fff';
   ctx.fillRect(0, 0, canvas.width, canvas.height);
   ctx.font = FONT;
+  // A canvas keeps its drawing state between charts: start from the defaults.
+  ctx.textAlign = 'left';
+  ctx.textBaseline = 'alphabetic';
+  ctx.lineWidth = 1;
+  ctx.setLineDash([]);
+  ctx.globalAlpha = 1;
   return ctx;
 }
 

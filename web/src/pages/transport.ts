@@ -145,23 +145,43 @@ function drawPointPlan(canvas: HTMLCanvasElement, p: Problem, plan: Plan | undef
   return lines;
 }
 
-/** The plan of two histograms as a heat map (rows: source bins, columns: target bins); returns the nonzeros. */
-function drawHeatmap(canvas: HTMLCanvasElement, plan: Plan | undefined): number {
+/**
+ * The plan of two histograms as a heat map (rows: source bins, columns: target bins), with the source histogram a
+ * drawn along the left edge and the target b along the top; returns the cells drawn.
+ */
+function drawHeatmap(canvas: HTMLCanvasElement, p: Problem, plan: Plan | undefined): number {
   const ctx = canvas.getContext('2d');
   if (!ctx) return 0;
   ctx.fillStyle = '#fff';
   ctx.fillRect(0, 0, canvas.width, canvas.height);
+  const strip = 40;
+  const w = canvas.width - strip;
+  const hh = canvas.height - strip;
+  const cw = w / p.b.length;
+  const ch = hh / p.a.length;
+  const aMax = Math.max(...p.a, 1e-300);
+  const bMax = Math.max(...p.b, 1e-300);
+  ctx.fillStyle = COLORS[0];
+  p.a.forEach((v, i) => {
+    const len = (v / aMax) * (strip - 4);
+    ctx.fillRect(strip - 2 - len, strip + i * ch, len, Math.max(ch - 1, 1));
+  });
+  ctx.fillStyle = COLORS[1];
+  p.b.forEach((v, j) => {
+    const len = (v / bMax) * (strip - 4);
+    ctx.fillRect(strip + j * cw, strip - 2 - len, Math.max(cw - 1, 1), len);
+  });
+  ctx.strokeStyle = '#999';
+  ctx.strokeRect(strip, strip, w, hh);
   if (!plan) return 0;
   const list = entries(plan);
   const top = Math.max(...list.map((e) => e[2]), 1e-300);
-  const cw = canvas.width / plan.m;
-  const ch = canvas.height / plan.n;
   let drawn = 0;
   for (const [i, j, v] of list) {
     const t = v / top;
     if (t < 1 / 255) continue;
     ctx.fillStyle = `rgba(31, 111, 235, ${t})`;
-    ctx.fillRect(j * cw, i * ch, Math.max(cw, 1), Math.max(ch, 1));
+    ctx.fillRect(strip + j * cw, strip + i * ch, Math.max(cw, 1), Math.max(ch, 1));
     drawn++;
   }
   return drawn;
@@ -286,7 +306,12 @@ export function transportPage(): HTMLElement {
   const solve = h('button', { type: 'button', class: 'primary' }, 'Solve');
   const results = h('div', { class: 'ot-results', 'data-testid': 'ot-results' });
   const chart = h('canvas', { width: 560, height: 260, class: 'chart', 'data-testid': 'ot-convergence' });
-  chart.hidden = true;
+  const chartFigure = h(
+    'figure',
+    { hidden: true },
+    chart,
+    h('figcaption', {}, 'Marginal error against iteration (log scale)'),
+  );
 
   let problem: Problem = makeProblem();
 
@@ -315,7 +340,7 @@ export function transportPage(): HTMLElement {
   function showProblem() {
     text.value = JSON.stringify({ x: problem.x, y: problem.y, a: problem.a, b: problem.b });
     clear(results);
-    chart.hidden = true;
+    chartFigure.hidden = true;
   }
 
   generate.addEventListener('click', () => {
@@ -368,7 +393,7 @@ export function transportPage(): HTMLElement {
         });
         const lines =
           problem.kind === 'histograms'
-            ? drawHeatmap(canvas, out.plan)
+            ? drawHeatmap(canvas, problem, out.plan)
             : drawPointPlan(canvas, problem, out.plan);
         canvas.setAttribute('data-lines', String(lines));
         canvas.setAttribute(
@@ -410,7 +435,8 @@ export function transportPage(): HTMLElement {
             points: out.errorHistory.map((e) => ({ x: e.iteration, y: e.error })),
           });
       }
-      chart.hidden = false;
+      // Exact and closed-form solvers have no iterations to plot.
+      chartFigure.hidden = series.length === 0;
       lineChart(chart, series, { logY: true, xLabel: 'iteration', yLabel: 'marginal error (L1)' });
     } catch (err) {
       showError(errors, err);
@@ -438,7 +464,7 @@ export function transportPage(): HTMLElement {
     h('div', { class: 'columns' }, panelA.el, panelB.el),
     h('div', { class: 'row' }, compare.wrap, solve),
     results,
-    h('figure', {}, chart, h('figcaption', {}, 'Marginal error against iteration (log scale)')),
+    chartFigure,
   );
   return section;
 }
