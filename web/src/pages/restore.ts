@@ -312,7 +312,7 @@ export function restorePage(): HTMLElement {
       'div',
       { class: 'columns' },
       h('div', {}, editor.el, srFields, blurFields),
-      figure(observedCanvas, 'observed y (as the service will see it)'),
+      figure(observedCanvas, "observed y (simulated in the browser with the service's operator)"),
     ),
     h(
       'div',
