@@ -115,7 +115,7 @@ describe('hostile images on every image route', () => {
       Record<string, { requestBody?: unknown; parameters?: { in: string }[] }>
     >(doc.paths)) {
       const post = ops.post;
-      if (post && post.parameters?.some((p) => p.in === 'query') && !url.startsWith('/v1/ot'))
+      if (post?.parameters?.some((p) => p.in === 'query') && !url.startsWith('/v1/ot'))
         routes.push(KNOWN[url] ?? { url, query: '' });
     }
     const grey = sharp(pattern(W, W), { raw: { width: W, height: W, channels: 1 } });
