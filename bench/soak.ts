@@ -31,6 +31,8 @@ const RATE = Number(process.env.SOAK_RATE ?? 1);
 const MAX_INFLIGHT = Number(process.env.SOAK_MAX_INFLIGHT ?? 8);
 const WORKERS = Number(process.env.SOAK_WORKERS ?? 2);
 const WRITE_RESULTS = process.env.SOAK_WRITE !== '0';
+/** Samples before this minute are warm-up (models loading, first GCs, allocator growth) and left out of the slopes. */
+const WARMUP_MINUTES = Number(process.env.SOAK_WARMUP_MINUTES ?? 2);
 
 interface SoakCase {
   name: string;
@@ -353,7 +355,8 @@ async function main() {
     await Promise.all(pending);
     samples.push(await sample(url, startedAt, sent));
 
-    const steady = samples.slice(1);
+    const steady = samples.filter((s) => s.minute >= Math.min(WARMUP_MINUTES, MINUTES / 2));
+    const secondHalf = samples.filter((s) => s.minute >= MINUTES / 2);
     const xs = steady.map((s) => s.minute);
     const rssSlope = slope(
       xs,
@@ -362,6 +365,10 @@ async function main() {
     const heapSlope = slope(
       xs,
       steady.map((s) => s.heapUsedMB),
+    );
+    const rssSlopeSecondHalf = slope(
+      secondHalf.map((s) => s.minute),
+      secondHalf.map((s) => s.rssMB),
     );
     const tensorSamples = steady.filter((s) => s.numTensors !== null);
     const tensorSlope = slope(
@@ -378,6 +385,7 @@ async function main() {
       errors,
       skipped,
       rssSlopeMBPerMin: rssSlope,
+      rssSlopeSecondHalfMBPerMin: rssSlopeSecondHalf,
       heapSlopeMBPerMin: heapSlope,
       tensorSlopePerMin: tensorSlope,
       samples,
@@ -416,8 +424,9 @@ async function main() {
       `Error rate on valid requests: **${errors} / ${total}** (${f((100 * errors) / Math.max(1, total), 3)} %); ` +
         `ticks skipped because ${MAX_INFLIGHT} requests were already in flight: ${skipped}.`,
       '',
-      `Samples every ${SAMPLE_SECONDS} s (${samples.length}, the first at the start of the load is warm-up and left ` +
-        'out of the slopes; least-squares slope per minute over the rest):',
+      `Samples every ${SAMPLE_SECONDS} s (${samples.length}; those of the first ${WARMUP_MINUTES} minutes are warm-up ` +
+        `and left out of the slopes; least-squares slope per minute over the rest; RSS over the second half alone: ` +
+        `${f(rssSlopeSecondHalf, 3)} MB per minute):`,
       '',
       '| quantity | first | last | min | max | slope per minute |',
       '| --- | ---: | ---: | ---: | ---: | ---: |',
