@@ -12,7 +12,7 @@
  * Options: --no-write (print instead of writing RESULTS.md), --limit N (first N validation crops),
  * --masks 1,2,4,8, --seed S (mask seed; default 0, what the service uses).
  */
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, totalmem } from 'node:os';
 import { join, relative } from 'node:path';
@@ -99,28 +99,21 @@ const index = {
   }),
 };
 writeFileSync(join(OUT, 'index.json'), JSON.stringify(index));
-const python = spawnSync('/usr/bin/python3', [join(REPO_ROOT, 'bench/mid_nlm.py'), join(OUT, 'index.json')], {
-  encoding: 'utf8',
-  maxBuffer: 64 << 20,
+// NLM runs in its own process while this one runs the networks; its output is read at the end.
+const pythonDone = new Promise<string>((resolve, reject) => {
+  const child = spawn('/usr/bin/python3', [join(REPO_ROOT, 'bench/mid_nlm.py'), join(OUT, 'index.json')]);
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d) => {
+    stdout += d;
+  });
+  child.stderr.on('data', (d) => {
+    stderr += d;
+  });
+  child.on('close', (code) =>
+    code === 0 ? resolve(stdout) : reject(new Error(`bench/mid_nlm.py failed: ${stderr}`)),
+  );
 });
-if (python.status !== 0) throw new Error(`bench/mid_nlm.py failed: ${python.stderr}`);
-const peers = JSON.parse(python.stdout) as {
-  skimage: string;
-  numpy: string;
-  images: Record<string, { sigma255: number; seconds: number } | string>[];
-};
-const nlmSigmas: Record<string, number[]> = { nlm: [], 'nlm-coarse': [] };
-images.forEach((im, i) => {
-  record('noisy', im.clean.data, im.clean.width, im.clean.height, im.noisy.data, 0);
-  for (const variant of ['nlm', 'nlm-coarse']) {
-    const bytes = readFileSync(join(OUT, `${variant}-${i}.f32`));
-    const out = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
-    const info = peers.images[i][variant] as { sigma255: number; seconds: number };
-    nlmSigmas[variant].push(info.sigma255);
-    record(variant, im.clean.data, im.clean.width, im.clean.height, out, info.seconds);
-  }
-});
-console.log('NLM done');
 
 const n2sMultiple = (n2s.manifest.architecture as { multiple?: number }).multiple ?? 8;
 for (const im of images) {
@@ -139,14 +132,16 @@ for (const im of images) {
 }
 console.log('Noise2Score done');
 
-const defaultK = (mid.manifest.extra as { masksDefault?: number }).masksDefault ?? 4;
+/** Round 0 and the last round are compared at the same K. */
+const compareK = maskCounts.includes(4) ? 4 : maskCounts.at(-1)!;
+const manifestK = (mid.manifest.extra as { masksDefault?: number }).masksDefault;
 for (const im of images) {
   const t = performance.now();
   const out = denoiseMid(
     tf,
     mid0.model,
     { ...im.noisy, channels: 3 },
-    { masks: defaultK, dropRatio: dropRatio0, seed },
+    { masks: compareK, dropRatio: dropRatio0, seed },
   );
   record('mid-r0', im.clean.data, im.clean.width, im.clean.height, out.data, (performance.now() - t) / 1000);
   for (const k of maskCounts) {
@@ -163,6 +158,27 @@ for (const im of images) {
   }
 }
 console.log('MID done');
+const peers = JSON.parse(await pythonDone) as {
+  skimage: string;
+  numpy: string;
+  images: Record<string, { sigma255: number; seconds: number } | string>[];
+};
+const nlmSigmas: Record<string, number[]> = { nlm: [], 'nlm-coarse': [] };
+images.forEach((im, i) => {
+  record('noisy', im.clean.data, im.clean.width, im.clean.height, im.noisy.data, 0);
+  for (const variant of ['nlm', 'nlm-coarse']) {
+    const bytes = readFileSync(join(OUT, `${variant}-${i}.f32`));
+    const out = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+    const info = peers.images[i][variant] as { sigma255: number; seconds: number };
+    nlmSigmas[variant].push(info.sigma255);
+    record(variant, im.clean.data, im.clean.width, im.clean.height, out, info.seconds);
+  }
+});
+console.log('NLM done');
+const meanPsnr = (m: string) => scores.get(m)!.reduce((a, s) => a + s.psnr, 0) / scores.get(m)!.length;
+// The default K: the smallest K within 0.01 dB of the best mean PSNR (time grows linearly with K).
+const bestPsnr = Math.max(...maskCounts.map((k) => meanPsnr(`mid-k${k}`)));
+const chosenK = [...maskCounts].sort((a, b) => a - b).find((k) => meanPsnr(`mid-k${k}`) >= bestPsnr - 0.01)!;
 
 // ---------------------------------------------------------------------------------------------------------------
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
@@ -189,11 +205,11 @@ const labels: Record<string, string> = {
   nlm: `scikit-image ${peers.skimage} NLM, colour, sigma = estimate_sigma (mean ${mean(nlmSigmas.nlm).toFixed(2)}/255)`,
   'nlm-coarse': `scikit-image NLM, colour, sigma = coarse estimate (mean ${mean(nlmSigmas['nlm-coarse']).toFixed(2)}/255)`,
   n2s: `Noise2Score Gaussian ${n2s.name}@${n2s.version}, blind (per channel, level estimated)`,
-  'mid-r0': `MID after round 0 (Gaussian sampler) ${mid0.name}@${mid0.version}, K = ${defaultK}`,
+  'mid-r0': `MID after round 0 (Gaussian sampler) ${mid0.name}@${mid0.version}, K = ${compareK}`,
   ...Object.fromEntries(
     maskCounts.map((k) => [
       `mid-k${k}`,
-      `MID after round ${lastRound} ${mid.name}@${mid.version}, K = ${k}${k === defaultK ? ' (default)' : ''}`,
+      `MID after round ${lastRound} ${mid.name}@${mid.version}, K = ${k}${k === chosenK ? ' (chosen default)' : ''}`,
     ]),
   ),
 };
@@ -203,7 +219,7 @@ const row = (m: string) => {
   return `| ${labels[m]} | ${mean(s.map((x) => x.psnr)).toFixed(3)} | ${mean(s.map((x) => x.ssim)).toFixed(4)} | ${m === 'noisy' ? '-' : sec.toFixed(2)} |`;
 };
 const methods = ['noisy', 'nlm', 'nlm-coarse', 'n2s', 'mid-r0', ...maskCounts.map((k) => `mid-k${k}`)];
-const best = `mid-k${defaultK}`;
+const best = `mid-k${compareK}`;
 const diff = (a: string, b: string) => scores.get(a)!.map((s, i) => s.psnr - scores.get(b)![i].psnr);
 const summary = (a: string, b: string) => {
   const d = diff(a, b);
@@ -229,12 +245,18 @@ const lines = [
   '',
   'Per-image PSNR differences (mean, images better, min, max):',
   '',
-  `- MID last round (K = ${defaultK}) vs round 0: ${summary(best, 'mid-r0')}`,
+  `- MID last round vs round 0 (both K = ${compareK}): ${summary(best, 'mid-r0')}`,
   `- MID last round vs NLM (estimate_sigma): ${summary(best, 'nlm')}`,
   `- MID last round vs NLM (coarse sigma): ${summary(best, 'nlm-coarse')}`,
   `- MID last round vs Noise2Score Gaussian blind: ${summary(best, 'n2s')}`,
-  `- MID K = ${defaultK} vs K = 1 (single mask): ${summary(best, 'mid-k1')}`,
+  `- MID K = ${compareK} vs K = 1 (single mask): ${summary(best, 'mid-k1')}`,
+  `- MID K = ${chosenK} (the default chosen here: smallest K within 0.01 dB of the best) vs K = 1: ${summary(`mid-k${chosenK}`, 'mid-k1')}` +
+    (manifestK === chosenK
+      ? " (the manifest's masksDefault)"
+      : ` (manifest masksDefault is ${manifestK}: update it)`),
   `- MID last round vs the noisy input: ${summary(best, 'noisy')}`,
+  '',
+  `Per crop (MID at K = ${compareK}):`,
   '',
   '| crop | noisy | NLM | NLM coarse | N2S | MID r0 | MID last | last - r0 | last - NLM coarse |',
   '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',

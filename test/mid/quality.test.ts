@@ -1,0 +1,64 @@
+/**
+ * Quality of the committed mid-rgb model on two PolyU validation crops (held-out scenes, real camera noise),
+ * centre 192x192 of each to keep the test fast. Thresholds: the figures measured with this very setting when the
+ * model was committed, minus 0.15 dB (see bench/RESULTS.md for the full-size benchmark). Fails without a model.
+ */
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import '../../src/compute/handlers/layers.js';
+import { psnr } from '../../src/imaging/metrics.js';
+import { listPolyuPairs, loadColourImage, splitPolyuScenes } from '../../src/mid/data.js';
+import { denoiseMid } from '../../src/mid/denoise.js';
+import { initTfjs } from '../../src/nn/backend.js';
+import { getModel } from '../../src/nn/repository.js';
+import { centreCrop } from '../../src/train/mid.js';
+import { repoRoot } from '../helpers.js';
+
+const POLYU = join(repoRoot, '../shared/data/polyu');
+/** Measured at commit time (K = masksDefault, seed 0): MID PSNR per crop; the noisy input is measured here. */
+const MEASURED: Record<string, number> = {
+  Canon5D2_5_160_3200_plug_11: 35.896, // noisy 35.608
+  Canon5D2_5_200_3200_toy_12: 36.809, // noisy 36.320
+};
+const MARGIN_DB = 0.15;
+
+describe('mid-rgb quality on PolyU validation crops', () => {
+  let crops: { name: string; noisy: Float32Array; clean: Float32Array; size: number }[];
+  beforeAll(async () => {
+    const pairs = await listPolyuPairs(POLYU);
+    const split = splitPolyuScenes(pairs);
+    // One crop from each of the first two validation scenes.
+    const chosen = split.validationScenes.slice(0, 2).map((scene) => pairs.find((p) => p.scene === scene)!);
+    crops = await Promise.all(
+      chosen.map(async (p) => {
+        const noisy = centreCrop(await loadColourImage(p.real), 192);
+        const clean = centreCrop(await loadColourImage(p.mean), 192);
+        return { name: `${p.scene}_${p.crop}`, noisy: noisy.data, clean: clean.data, size: noisy.width };
+      }),
+    );
+  });
+
+  it('beats the noisy input and stays within the committed figures', async () => {
+    const { tf } = await initTfjs('wasm');
+    const model = await getModel(tf, join(repoRoot, 'models'), 'mid-rgb');
+    const extra = model.manifest.extra as { maskRatio: number; masksDefault: number };
+    const results: { name: string; noisy: number; denoised: number }[] = [];
+    for (const crop of crops) {
+      const out = denoiseMid(
+        tf,
+        model.model,
+        { data: crop.noisy, width: crop.size, height: crop.size, channels: 3 },
+        { masks: extra.masksDefault, dropRatio: extra.maskRatio, seed: 0 },
+      );
+      const denoised = psnr(crop.clean, out.data);
+      const noisy = psnr(crop.clean, crop.noisy);
+      console.log(`${crop.name}: noisy ${noisy.toFixed(3)} dB, MID ${denoised.toFixed(3)} dB`);
+      results.push({ name: crop.name, noisy, denoised });
+    }
+    for (const r of results) {
+      expect(r.denoised, r.name).toBeGreaterThan(r.noisy);
+      expect(MEASURED[r.name], `no committed figure for ${r.name}`).toBeDefined();
+      expect(r.denoised, r.name).toBeGreaterThan(MEASURED[r.name] - MARGIN_DB);
+    }
+  }, 60_000);
+});
