@@ -6,7 +6,8 @@
  *    (natural + their FGSM and FGSM-L2 versions at a small budget, attacked through classifier-fashion-mnist),
  *    the reference set, and the calibration set. The t10k split is never touched (the benchmark's).
  * 2. EPS of every part with ddpm-fashion-mnist (T* timesteps), cached per chunk of 50 images under --cache-dir
- *    (git-ignored), so a rerun or a resumed run only computes what is missing.
+ *    (git-ignored), so a rerun or a resumed run only computes what is missing. Cache keys name the part and its
+ *    first position in the shuffle, so a larger --train-images or --reference reuses every chunk it can.
  * 3. The kernel (phi + s_phi, s_q, e) is trained with Adam to maximise MMD^2_u / sqrt(Var) between natural and
  *    adversarial EPS minibatches (paired: row i of both is the same image; the attack per row is FGSM or FGSM-L2
  *    at random). Checkpoints every --checkpoint-steps under --checkpoint-dir; --resume continues from the last one
@@ -280,14 +281,22 @@ export async function trainEpsAd(tf: Tf, options: EpsAdTrainingOptions): Promise
     tf,
     network,
     schedule,
-    { name: 'reference', images: gather(pixels, referenceIdx), count: referenceIdx.length },
+    {
+      name: `reference-from${options.trainImages}`,
+      images: gather(pixels, referenceIdx),
+      count: referenceIdx.length,
+    },
     cacheOptions,
   );
   const calibrationEps = await cachedEps(
     tf,
     network,
     schedule,
-    { name: 'calibration', images: gather(pixels, calibrationIdx), count: calibrationIdx.length },
+    {
+      name: `calibration-from${options.trainImages + options.reference}`,
+      images: gather(pixels, calibrationIdx),
+      count: calibrationIdx.length,
+    },
     cacheOptions,
   );
   const epsSeconds = (Date.now() - started) / 1000;
