@@ -93,6 +93,10 @@ async function buildCases(url: string): Promise<{ cases: SoakCase[]; notes: stri
   const doc = (await (await fetch(`${url}/openapi.json`)).json()) as { paths: Record<string, unknown> };
   const has = (p: string) => p in doc.paths;
   const noisy = await noisyPng(64, 25, 7);
+  const noisyRgb = await sharp(await noisyPng(32, 15, 8))
+    .toColourspace('srgb')
+    .png()
+    .toBuffer();
   const fashion = readFileSync(path.join(root, 'test/fixtures/images/fashion-t10k-0-32.png'));
   const otPlan = JSON.stringify({
     x: cloud(64, 2, 0, 1),
@@ -124,6 +128,12 @@ async function buildCases(url: string): Promise<{ cases: SoakCase[]; notes: stri
       description: 'POST /v1/denoise?noise=gaussian&level=25, 64 x 64 grey PNG (Noise2Score)',
       weight: 2,
       run: async (u) => statusOf(await post(`${u}/v1/denoise?noise=gaussian&level=25`, noisy, 'image/png')),
+    },
+    {
+      name: 'denoise-mid',
+      description: 'POST /v1/denoise?method=mid, 32 x 32 RGB PNG (MID, real camera noise)',
+      weight: 1,
+      run: async (u) => statusOf(await post(`${u}/v1/denoise?method=mid`, noisyRgb, 'image/png')),
     },
     {
       name: 'inpaint',
@@ -162,9 +172,9 @@ async function buildCases(url: string): Promise<{ cases: SoakCase[]; notes: stri
   if (detectPath) {
     cases.push({
       name: 'detect',
-      description: `POST ${detectPath}, 32 x 32 Fashion-MNIST PNG`,
+      description: `POST ${detectPath}?resize=true, 32 x 32 Fashion-MNIST PNG (EPS-AD)`,
       weight: 1,
-      run: async (u) => statusOf(await post(`${u}${detectPath}`, fashion, 'image/png')),
+      run: async (u) => statusOf(await post(`${u}${detectPath}?resize=true`, fashion, 'image/png')),
     });
   } else {
     notes.push('No /v1/detect route in this build: detection is not in the mix.');
