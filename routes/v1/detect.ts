@@ -11,7 +11,7 @@ import type { Config } from '../../src/config.js';
 import { detectService } from '../../src/detect-service.js';
 import { fail } from '../../src/errors.js';
 import { detectJsonBody, detectParams, detectResponse } from '../../src/schemas/detect.js';
-import { readImageRequest } from '../_image-input.js';
+import { multipartFieldValue, readImageRequest } from '../_image-input.js';
 
 /** Multipart with any number of `image` file fields (readImageRequest keeps one file per field name). */
 async function readMultipartImages(
@@ -28,7 +28,7 @@ async function readMultipartImages(
         throw fail('VALIDATION', `Unexpected file field '${part.fieldname}' (expected: image, repeated)`);
       images.push(bytes);
     } else {
-      fields[part.fieldname] = String(part.value);
+      fields[part.fieldname] = multipartFieldValue(part);
     }
   }
   return { images, fields };
