@@ -59,6 +59,8 @@ const FASHION_MODEL = 'models/ddpm-fashion-mnist/20261127';
 const NATURAL_MODEL = 'models/ddpm-natural-grey/20261127';
 /** RED-Diff's noise seed (the service's default seed). */
 const SEED = 0;
+/** lambda of the issue's "the prior helps" comparison (the official value), run beside the default if it differs. */
+const ISSUE_LAMBDA: number = 0.25;
 
 interface Args {
   fashion: number;
@@ -601,9 +603,6 @@ function scheduleOf(modelDir: string): DdpmSchedule {
   const manifest = JSON.parse(readFileSync(join(REPO_ROOT, modelDir, 'manifest.json'), 'utf8'));
   return linearSchedule(manifest.extra?.schedule ?? {});
 }
-
-/** lambda of the issue's "the prior helps" comparison, run beside the default when the default differs. */
-const ISSUE_LAMBDA = 0.25;
 
 async function solveProblems(
   tf: Tf,
