@@ -105,6 +105,23 @@ describe('with API keys set', () => {
     expectCodedError(models, 401, 'TW_UNAUTHORIZED');
   });
 
+  it("serves the console's static files without a key (a browser cannot send one for a page), never the API", async () => {
+    const root = await app.inject({ method: 'GET', url: '/' });
+    expect(root.statusCode).toBe(302);
+    expect(root.headers.location).toBe('/console/');
+    // 200 when web/dist is built, 404 TW_NOT_FOUND naming the build command when not: never 401
+    for (const url of ['/console/', '/console/console.js']) {
+      const res = await app.inject({ method: 'GET', url });
+      expect(res.statusCode, url).not.toBe(401);
+    }
+    // the static prefix does not open the API: a path that climbs out of /console/ is still refused or not found
+    for (const url of ['/console/../v1/models', '/console/%2e%2e/v1/models']) {
+      const res = await app.inject({ method: 'GET', url });
+      expect(res.statusCode, url).not.toBe(200);
+    }
+    expectCodedError(await app.inject({ method: 'GET', url: '/v1/models' }), 401, 'TW_UNAUTHORIZED');
+  });
+
   it('refuses unknown routes too, so routes cannot be probed without a key', async () => {
     expectCodedError(await app.inject({ method: 'GET', url: '/v1/nothing-here' }), 401, 'TW_UNAUTHORIZED');
     expectCodedError(

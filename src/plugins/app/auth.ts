@@ -87,9 +87,15 @@ export function bearerToken(header: string | string[] | undefined): string | und
   return m?.[1];
 }
 
+/**
+ * The console's static files (routes/console.ts: `/` redirects to `/console/`, the bundle, examples and sample
+ * grids) are public too: a browser cannot attach a bearer token to a page load or an <img>, and they hold no data.
+ * The console then sends the key the user types to every API call.
+ */
 export function isPublicRoute(request: FastifyRequest): boolean {
   const url = request.routeOptions.url;
-  return url !== undefined && PUBLIC_ROUTES.has(url);
+  if (url === undefined) return false;
+  return PUBLIC_ROUTES.has(url) || url === '/' || url.startsWith('/console/');
 }
 
 export default fp(
