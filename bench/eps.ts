@@ -1,5 +1,5 @@
 /**
- * `npm run bench:eps [-- --images N] [--eps-only] [--no-write]`: EPS-AD against seven attacks, written to the
+ * `npm run bench:eps [-- --images N (default 500)] [--eps-only] [--no-write]`: EPS-AD against seven attacks, written to the
  * `eps` section of bench/RESULTS.md.
  *
  * On the first N Fashion-MNIST TEST images (t10k 0..N-1; the detector was trained, referenced and calibrated on
@@ -67,7 +67,7 @@ const SPECS: AttackSpec[] = [4, 8].flatMap((k) => [
 ]);
 
 function parseArgs(argv: string[]) {
-  const out = { images: 400, epsOnly: false, write: true };
+  const out = { images: 500, epsOnly: false, write: true };
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--images') out.images = Number(argv[++i]);
     else if (argv[i] === '--eps-only') out.epsOnly = true;
@@ -314,7 +314,7 @@ async function main() {
   const section = [
     '## EPS-AD adversarial detection (`npm run bench:eps`)',
     '',
-    `Command: \`npm run bench:eps -- --images ${n}\` (${minutes.toFixed(1)} min wall, EPS cached under tmp/eps-ad-cache; the first run computes ${sets.length * n} EPS). ` +
+    `Command: \`npm run bench:eps -- --images ${n}\` (${minutes.toFixed(1)} min wall for this run; EPS are cached per chunk under tmp/eps-ad-cache, and an uncached run computes ${sets.length * n} EPS at T* = 20 plus as many single-timestep scores: about 0.1 s per image on one free core, so the default --images 500 takes ~11 min, while on this shared machine under load ~10 they took up to ~1 s each). ` +
       `Images: Fashion-MNIST t10k 0..${n - 1} (${n} clean + ${n} per attack; the detector saw only training-split images), ` +
       `detector ${DETECTOR_DIR.split('/').slice(1).join('@')} (T* = ${config.timesteps}, ${config.reference.count} reference EPS, ` +
       `threshold at 5% FPR ${calibrated.toExponential(3)} from ${config.calibration.images} held-out clean training images), ` +
@@ -334,7 +334,7 @@ async function main() {
     `Latency (wasm backend, end to end EPS + kernel, one thread): ${oneImage.toFixed(2)} s for one image, ${batch64.toFixed(1)} s for a batch of 64 (${(batch64 / 64).toFixed(2)} s per image, batch test included).`,
     '',
     `Machine: nproc ${cpus().length}, CPU ${cpu}, ${Math.round(totalmem() / 2 ** 30)} GiB, Linux ${release()}; Node ${process.version}, @tensorflow/tfjs ${tf.version.tfjs} on the ${tf.getBackend()} backend. ` +
-      `Shared machine: load average ${loadStart.toFixed(1)} at the start, ${loadEnd.toFixed(1)} at the end (other trainings running), so wall times are pessimistic. Run ${new Date().toISOString().slice(0, 16)}Z.`,
+      `Shared machine (other engineers' trainings): load average ${loadStart.toFixed(1)} at the start, ${loadEnd.toFixed(1)} at the end of this run. Run ${new Date().toISOString().slice(0, 16)}Z.`,
   ].join('\n');
   console.log(section);
   if (args.write) {
