@@ -16,7 +16,8 @@
  * 4. times the detector end to end (EPS + kernel) on one image and on a batch of 64.
  * `--eps-only` stops after step 2 (to fill the cache while the detector trains).
  */
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, release, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -42,14 +43,12 @@ import { loadFashionMnistImages } from '../src/diffusion/fashion-mnist.js';
 import { loadDiffusionModel } from '../src/diffusion/model.js';
 import { initTfjs } from '../src/nn/backend.js';
 import { fileSystemIO } from '../src/nn/fs-io.js';
+import { writeResultsSection } from './results-file.js';
 
 const DETECTOR_DIR = 'models/eps-ad-fashion-mnist/1';
 const SCORE_MODEL_DIR = 'models/ddpm-fashion-mnist/20261127';
 const CLASSIFIER_DIR = 'models/classifier-fashion-mnist/1';
 const CACHE_DIR = 'tmp/eps-ad-cache';
-const RESULTS = 'bench/RESULTS.md';
-const BEGIN = '<!-- eps:begin -->';
-const END = '<!-- eps:end -->';
 const PIXELS = 28 * 28;
 const EPS_DIM = 32 * 32;
 const TIMESTEPS = 20;
@@ -338,15 +337,7 @@ async function main() {
   ].join('\n');
   console.log(section);
   if (args.write) {
-    const block = `${BEGIN}\n${section}\n${END}`;
-    const current = existsSync(RESULTS) ? readFileSync(RESULTS, 'utf8') : '# Benchmark results\n';
-    const begin = current.indexOf(BEGIN);
-    const end = current.indexOf(END);
-    const next =
-      begin >= 0 && end > begin
-        ? current.slice(0, begin) + block + current.slice(end + END.length)
-        : `${current.trimEnd()}\n\n${block}\n`;
-    writeFileSync(RESULTS, next);
+    writeResultsSection('eps', section);
     console.log('wrote the eps section of bench/RESULTS.md');
   }
 }

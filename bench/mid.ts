@@ -12,11 +12,13 @@
  * Options: --no-write (print instead of writing RESULTS.md), --limit N (first N validation crops),
  * --masks 1,2,4,8, --seed S (mask seed; default 0, what the service uses).
  */
+
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, totalmem } from 'node:os';
 import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
+import { writeResultsSection } from './results-file.js';
 import '../src/compute/handlers/layers.js';
 import { denoiseNoise2Score } from '../src/denoise/noise2score.js';
 import { psnr, ssim } from '../src/imaging/metrics.js';
@@ -302,14 +304,7 @@ writeFileSync(join(OUT, 'results.json'), JSON.stringify(Object.fromEntries(score
 if (values['no-write']) {
   console.log(block);
 } else {
-  const current = existsSync(RESULTS) ? readFileSync(RESULTS, 'utf8') : '# Benchmark results\n';
-  const begin = current.indexOf(BEGIN);
-  const end = current.indexOf(END);
-  const next =
-    begin >= 0 && end > begin
-      ? current.slice(0, begin) + block + current.slice(end + END.length)
-      : `${current.trimEnd()}\n\n${block}\n`;
-  writeFileSync(RESULTS, next);
+  writeResultsSection('mid', lines.slice(1, -1).join('\n'));
   console.log(block);
   console.log(`wrote ${relative(REPO_ROOT, RESULTS)}`);
 }

@@ -26,6 +26,7 @@
  * --sequential (one process; by default the Set12 part runs in a second process, so the run takes the wall time of
  * the longer part on a 2-core machine).
  */
+
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, totalmem } from 'node:os';
@@ -46,13 +47,13 @@ import { psnr, ssim } from '../src/imaging/metrics.js';
 import { initTfjs, type Tf } from '../src/nn/backend.js';
 import { RESTORE_DEFAULTS } from '../src/schemas/restore.js';
 import { loadSet12Image, REPO_ROOT, set12Names } from './denoise/inputs.js';
+import { writeResultsSection } from './results-file.js';
 
 type LayersModel = import('@tensorflow/tfjs').LayersModel;
 type Tensor = import('@tensorflow/tfjs').Tensor;
 type Tensor4D = import('@tensorflow/tfjs').Tensor4D;
 
 const OUT_DIR = join(REPO_ROOT, 'bench/out/restore');
-const RESULTS = join(REPO_ROOT, 'bench/RESULTS.md');
 const BEGIN = '<!-- restore:begin -->';
 const END = '<!-- restore:end -->';
 const FASHION_MODEL = 'models/ddpm-fashion-mnist/20261127';
@@ -581,15 +582,7 @@ function targets(results: ProblemResult[], speed: Speed | null): string {
 }
 
 function writeSection(section: string) {
-  const block = `${BEGIN}\n${section.trim()}\n${END}`;
-  const current = existsSync(RESULTS) ? readFileSync(RESULTS, 'utf8') : '# Benchmark results\n';
-  const begin = current.indexOf(BEGIN);
-  const end = current.indexOf(END);
-  const next =
-    begin >= 0 && end > begin
-      ? current.slice(0, begin) + block + current.slice(end + END.length)
-      : `${current.trimEnd()}\n\n${block}\n`;
-  writeFileSync(RESULTS, next);
+  writeResultsSection('restore', section);
 }
 
 function pythonVersion(): string {
