@@ -17,15 +17,33 @@ import { multipartFieldValue, readImageRequest } from '../_image-input.js';
 async function readMultipartImages(
   request: FastifyRequest,
   maxImages: number,
+  maxTotalBytes: number,
 ): Promise<{ images: Buffer[]; fields: Record<string, string> }> {
   const images: Buffer[] = [];
   const fields: Record<string, string> = {};
-  // One more file than allowed is read, so that an over-long batch gets our 413 rather than a parser error.
-  for await (const part of request.parts({ limits: { files: maxImages + 1 } })) {
+  let totalBytes = 0;
+  // One more file than allowed may arrive, so that an over-long batch gets our 413 rather than a parser error;
+  // the parts limit leaves room for the parameter fields beside the files.
+  for await (const part of request.parts({ limits: { files: maxImages + 1, parts: maxImages + 65 } })) {
     if (part.type === 'file') {
-      const bytes = await part.toBuffer();
       if (part.fieldname !== 'image')
         throw fail('VALIDATION', `Unexpected file field '${part.fieldname}' (expected: image, repeated)`);
+      if (images.length >= maxImages)
+        throw fail('PROBLEM_TOO_LARGE', `more than ${maxImages} images per request (DETECT_MAX_IMAGES)`, {
+          details: { max: maxImages },
+        });
+      const bytes = await part.toBuffer();
+      // Each file is capped on its own; the sum is capped too, so that many files cannot buffer
+      // DETECT_MAX_IMAGES x BODY_LIMIT_BYTES in memory.
+      totalBytes += bytes.length;
+      if (totalBytes > maxTotalBytes)
+        throw fail(
+          'BODY_TOO_LARGE',
+          `the images add up to more than ${maxTotalBytes} bytes (BODY_LIMIT_BYTES)`,
+          {
+            details: { limit: maxTotalBytes },
+          },
+        );
       images.push(bytes);
     } else {
       fields[part.fieldname] = multipartFieldValue(part);
@@ -67,7 +85,7 @@ const routes: FastifyPluginAsyncZod<{ config: Config }> = async (fastify, opts) 
       let images: Buffer[];
       let raw: Record<string, unknown>;
       if (request.isMultipart()) {
-        const read = await readMultipartImages(request, cfg.DETECT_MAX_IMAGES);
+        const read = await readMultipartImages(request, cfg.DETECT_MAX_IMAGES, cfg.BODY_LIMIT_BYTES);
         images = read.images;
         raw = { ...query, ...read.fields };
       } else if (isPlainObject(request.body)) {

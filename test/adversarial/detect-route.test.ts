@@ -296,10 +296,32 @@ describe('POST /v1/detect/adversarial', () => {
     expect(tooMany.statusCode).toBe(413);
     expect(tooMany.json().error.code).toBe('TW_PROBLEM_TOO_LARGE');
     expect(tooMany.json().error.details).toEqual({ count: 4, max: 3 });
-    const { headers, payload } = multipart(pngs);
-    const tooManyParts = await app.inject({ method: 'POST', url, headers, payload });
-    expect(tooManyParts.statusCode).toBe(413);
+    // max + 1 and max + 3 files: the same coded refusal (not the multipart parser's files limit)
+    for (const files of [pngs, [...pngs, pngs[0], pngs[1]]]) {
+      const { headers, payload } = multipart(files);
+      const tooManyParts = await app.inject({ method: 'POST', url, headers, payload });
+      expect(tooManyParts.statusCode).toBe(413);
+      expect(tooManyParts.json().error.code).toBe('TW_PROBLEM_TOO_LARGE');
+    }
   });
+
+  it('caps the sum of the multipart images at BODY_LIMIT_BYTES, not only each file', async () => {
+    const limit = Math.round(1.5 * Math.max(pngs[0].length, pngs[1].length));
+    expect(pngs[0].length + pngs[1].length).toBeGreaterThan(limit);
+    const small = await makeApp({ MODELS_DIR: repo.dir, DETECT_MAX_IMAGES: 3, BODY_LIMIT_BYTES: limit });
+    try {
+      await small.models.settled;
+      const one = multipart([pngs[0]]);
+      const ok = await small.inject({ method: 'POST', url, headers: one.headers, payload: one.payload });
+      expect(ok.statusCode, ok.body).toBe(200);
+      const two = multipart([pngs[0], pngs[1]]);
+      const refused = await small.inject({ method: 'POST', url, headers: two.headers, payload: two.payload });
+      expect(refused.statusCode).toBe(413);
+      expect(refused.json().error.code).toBe('TW_BODY_TOO_LARGE');
+    } finally {
+      await small.close();
+    }
+  }, 60_000);
 
   it('refuses a wrong size with 422 naming the expected shape, unless resize=true', async () => {
     const small = await greyPng(30, 20, 9);

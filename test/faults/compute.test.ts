@@ -70,7 +70,9 @@ describe('compute faults', () => {
     const t0 = performance.now();
     const refused = await Promise.all(Array.from({ length: 5 }, () => busy(10)));
     const refusedMs = Math.round(performance.now() - t0);
-    expect(refusedMs).toBeLessThan(1000);
+    // Refused without waiting for a slot: the accepted tasks hold the workers for several seconds; the bound
+    // is loose so that a slow CI machine does not trip it.
+    expect(refusedMs).toBeLessThan(4000);
     for (const r of refused) {
       expect(r.statusCode).toBe(503);
       expect(r.json().error.code).toBe('TW_QUEUE_FULL');

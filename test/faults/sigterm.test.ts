@@ -51,7 +51,7 @@ describe('SIGTERM under load', () => {
           .then((r) => r.status)
           .catch(() => 'connection refused');
         expect([503, 'connection refused'], `${path}: ${outcome}`).toContain(outcome);
-        expect(performance.now() - t0).toBeLessThan(2000);
+        expect(performance.now() - t0).toBeLessThan(5000); // refused, not left hanging until the grace period
       }
 
       const answers = await Promise.all([...inflight, ot]);

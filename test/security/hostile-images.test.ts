@@ -202,8 +202,9 @@ describe('hostile images on every image route', () => {
           // A route we do not know how to call well may refuse for its own reasons first: coded, never 5xx.
           expect(code, where).toMatch(/^TW_[A-Z_]+$/);
         }
-        // Refused from the header: no pixel buffer (10^10 bytes for the PNG bomb) was ever allocated.
-        expect(ms, where).toBeLessThan(3000);
+        // Refused from the header: no pixel buffer (10^10 bytes for the PNG bomb) was ever allocated. Decoding one
+        // would take minutes or kill the process; the bound is loose so a slow, shared CI machine never trips it.
+        expect(ms, where).toBeLessThan(15_000);
       }
       // An empty body: a coded refusal (no image), not a crash.
       const empty = await send(`${route.url}?${route.query}`, Buffer.alloc(0));
@@ -211,7 +212,8 @@ describe('hostile images on every image route', () => {
       expect(empty.statusCode, `${route.url} <- empty: ${empty.body}`).toBeLessThan(500);
       expect(empty.json().error.code).toMatch(/^TW_[A-Z_]+$/);
     }
-    expect(process.memoryUsage().rss - rssBefore).toBeLessThan(200 * 2 ** 20);
+    // A decoded bomb would add gigabytes; 1 GiB leaves room for GC timing and allocator slack.
+    expect(process.memoryUsage().rss - rssBefore).toBeLessThan(2 ** 30);
   }, 60_000);
 
   it('restores unusual valid images: 16-bit, palette, CMYK, animated (first frame), EXIF orientation honoured', async () => {

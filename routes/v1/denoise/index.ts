@@ -24,9 +24,9 @@ const routes: FastifyPluginAsyncZod<{ config: Config }> = async (fastify, opts) 
           '`image`. Answers the denoised image (format from `format` or Accept; PNG by default) with headers ' +
           'x-noise-level, x-noise-level-estimated and x-model; `output=json` answers JSON with the image in base64. ' +
           '`method=mid` removes real camera noise (model mid-rgb, learned without clean/noisy pairs): `masks` random ' +
-          'masks are averaged (default: the model\'s measured default, header x-masks), `seed` fixes them; ' +
+          "masks are averaged (default: the model's measured default, header x-masks), `seed` fixes them; " +
           '`noise`/`level` do not apply. Grey images are replicated to RGB and the output is the mean of the three ' +
-          'output channels; alpha is kept.',
+          'output channels; an alpha channel is dropped (the answer is opaque).',
         querystring: denoiseParams,
       },
     },

@@ -20,6 +20,9 @@ import {
 import { maskEditor } from '../mask.js';
 import { figure, imagePicker, page, progressBar } from '../widgets.js';
 
+/** RESTORE_DEFAULTS.lambda of src/schemas/restore.ts (not imported: that module would bring zod into the bundle). */
+const RESTORE_DEFAULT_LAMBDA = 0.1;
+
 interface RestoreJson {
   image: string;
   contentType: string;
@@ -87,7 +90,7 @@ export function restorePage(): HTMLElement {
   };
   prior.addEventListener('focus', listModels);
   const steps = numberInput(100, { min: 2, max: 1000, step: 1 });
-  const lambda = numberInput(0.25, { min: 0, max: 10, step: 'any' });
+  const lambda = numberInput(RESTORE_DEFAULT_LAMBDA, { min: 0, max: 10, step: 'any' });
   const lr = numberInput(0.25, { min: 0.001, max: 1, step: 'any' });
   const seed = numberInput(0, { min: 0, step: 1 });
   const trace = numberInput(0, { min: 0, max: 16, step: 1 });
