@@ -209,7 +209,19 @@ export async function restorePipeline(
 }
 
 export function restoreService(fastify: FastifyInstance, cfg: Config) {
+  /** The prior this request uses (named, or the default for the image's size), which must be ready and grey. */
+  const requirePrior = (params: RestoreParams, size: { width: number; height: number } | undefined) => {
+    const name = params.model ?? defaultRestoreModel(size?.width ?? 0, size?.height ?? 0);
+    const status = fastify.models.requireReady(name, params.version);
+    if (status.manifest && status.manifest.channels !== 1)
+      throw fail(
+        'UNPROCESSABLE',
+        `Model '${status.name}' has ${status.manifest.channels} channels; restore is grey only`,
+      );
+    return status;
+  };
   return {
+    requirePrior,
     async restore(
       reply: FastifyReply,
       bytes: Buffer,
@@ -221,13 +233,7 @@ export function restoreService(fastify: FastifyInstance, cfg: Config) {
       // The default model depends on the image's size: read from its header (an undecodable image falls to the
       // pipeline's decode error, whatever model is named here).
       const size = params.model ? undefined : await imageSize(bytes);
-      const name = params.model ?? defaultRestoreModel(size?.width ?? 0, size?.height ?? 0);
-      const status = fastify.models.requireReady(name, params.version);
-      if (status.manifest && status.manifest.channels !== 1)
-        throw fail(
-          'UNPROCESSABLE',
-          `Model '${status.name}' has ${status.manifest.channels} channels; restore is grey only`,
-        );
+      const status = requirePrior(params, size);
       // Deadline and client-disconnect cancellation, as for every request.
       return fastify.compute.withRequest(reply, params.timeoutMs, (run) =>
         restorePipeline(fastify.compute.pool, cfg, bytes, maskBytes, params, {

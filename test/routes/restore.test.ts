@@ -296,6 +296,14 @@ describe('POST /v1/restore', () => {
         'TW_MODEL_NOT_FOUND',
         /ddpm-natural-grey/,
       ],
+      // the same refusal when a job is asked for, not a 202 for a job that can only fail
+      [
+        '/v1/restore?async=true&maskRatio=0.5',
+        { headers: { 'content-type': 'image/png' }, payload: await greyPng(40, 40) },
+        404,
+        'TW_MODEL_NOT_FOUND',
+        /ddpm-natural-grey/,
+      ],
       [
         '/v1/restore?maskRatio=0.5&model=ddpm-broken',
         { headers: { 'content-type': 'image/png' }, payload: png },

@@ -56,6 +56,8 @@ const routes: FastifyPluginAsyncZod<{ config: Config; task?: 'inpaint' }> = asyn
         size !== undefined &&
         estimateRestoreMs(params, size.width, size.height) > fastify.compute.deadlineFor(params.timeoutMs);
       if (params.async === 'true' || prefersAsync(request) || tooLong) {
+        // Refused now, as the synchronous path would, rather than accepted as a job that can only fail.
+        service.requirePrior(params, size);
         if (tooLong) reply.header('x-async-reason', 'estimated cost exceeds the request deadline');
         return replyWithJob(fastify, request, reply, 'restore', {
           image: bytes,
