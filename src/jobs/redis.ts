@@ -121,18 +121,7 @@ export class RedisJobBackend implements JobBackend {
    */
   private async client() {
     if (this.redis.status !== 'ready') {
-      const ready = new Promise<boolean>((resolve) => {
-        const timer = setTimeout(() => {
-          this.redis.off('ready', onReady);
-          resolve(false);
-        }, CONNECT_WAIT_MS);
-        const onReady = () => {
-          clearTimeout(timer);
-          resolve(true);
-        };
-        this.redis.once('ready', onReady);
-      });
-      if (!(await ready)) {
+      if (!(await this.waitForReconnect())) {
         throw fail('NOT_READY', 'The jobs store (Redis) is unreachable; retry later', {
           retryAfter: 5,
           details: { redis: this.redis.status },
@@ -140,6 +129,26 @@ export class RedisJobBackend implements JobBackend {
       }
     }
     return this.redis;
+  }
+
+  /** One shared wait per outage: concurrent requests share a single 'ready' listener and timer. */
+  private reconnectWait: Promise<boolean> | undefined;
+
+  private waitForReconnect(): Promise<boolean> {
+    this.reconnectWait ??= new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => {
+        this.redis.off('ready', onReady);
+        resolve(false);
+      }, CONNECT_WAIT_MS);
+      const onReady = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      this.redis.once('ready', onReady);
+    }).finally(() => {
+      this.reconnectWait = undefined;
+    });
+    return this.reconnectWait;
   }
 
   readiness() {
