@@ -151,8 +151,31 @@ export function base64ToBlob(b64: string, type: string): Blob {
 /** An <img> showing a blob, scaled up without smoothing (small images stay readable). */
 export function blobImage(blob: Blob, alt: string, cls = 'pixelated'): HTMLImageElement {
   const img = document.createElement('img');
-  img.src = URL.createObjectURL(blob);
+  showBlob(img, blob);
   img.alt = alt;
   img.className = cls;
   return img;
+}
+
+/**
+ * Points an <img> at a blob and frees the object URL once the image has loaded (or failed): the decoded picture
+ * stays on screen, and a page that runs many times does not keep every result's bytes alive in the tab.
+ */
+export function showBlob(img: HTMLImageElement, blob: Blob): void {
+  const url = URL.createObjectURL(blob);
+  const release = () => URL.revokeObjectURL(url);
+  img.addEventListener('load', release, { once: true });
+  img.addEventListener('error', release, { once: true });
+  img.src = url;
+}
+
+const downloads = new Map<string, string>();
+
+/** An object URL for a download link; the previous URL under the same key (the last run's result) is freed. */
+export function downloadUrl(key: string, blob: Blob): string {
+  const previous = downloads.get(key);
+  if (previous) URL.revokeObjectURL(previous);
+  const url = URL.createObjectURL(blob);
+  downloads.set(key, url);
+  return url;
 }

@@ -9,7 +9,15 @@ import { psnr } from '../../../src/imaging/metrics.js';
 import { Rng } from '../../../src/util/random.js';
 import { api, clearError, showError } from '../api.js';
 import { checkbox, clear, facts, field, fmt, h, numberInput, select } from '../dom.js';
-import { base64ToBlob, blobImage, decodeImage, encodePng, quantize, type Raster } from '../image.js';
+import {
+  base64ToBlob,
+  blobImage,
+  decodeImage,
+  downloadUrl,
+  encodePng,
+  quantize,
+  type Raster,
+} from '../image.js';
 import { comparison, figure, imagePicker, page, progressBar } from '../widgets.js';
 
 interface DenoiseJson {
@@ -152,7 +160,11 @@ export function denoisePage(): HTMLElement {
 
       const download = h(
         'a',
-        { href: URL.createObjectURL(resultBlob), download: `${originalName}-denoised.png`, class: 'button' },
+        {
+          href: downloadUrl('denoise', resultBlob),
+          download: `${originalName}-denoised.png`,
+          class: 'button',
+        },
         'Download the result',
       );
       const noisyImg = blobImage(inputPng, 'noisy input');

@@ -4,6 +4,7 @@
  */
 import { api, apiJson, clearError, showError } from '../api.js';
 import { clear, h } from '../dom.js';
+import { showBlob } from '../image.js';
 import { page } from '../widgets.js';
 
 interface ModelView {
@@ -94,10 +95,10 @@ async function sampleGrid(m: ModelView): Promise<HTMLElement | null> {
       `/console/models/${encodeURIComponent(m.name)}/${encodeURIComponent(m.version)}/samples.png`,
     );
     const img = h('img', {
-      src: URL.createObjectURL(await res.blob()),
       alt: `samples drawn from ${m.name}@${m.version}`,
       class: 'pixelated samples',
     });
+    showBlob(img as HTMLImageElement, await res.blob());
     return h('figure', {}, img, h('figcaption', {}, `${m.name}@${m.version}: samples`));
   } catch {
     return null; // most models have no sample grid

@@ -12,6 +12,7 @@ import {
   base64ToBlob,
   blobImage,
   decodeImage,
+  downloadUrl,
   drawRaster,
   encodePng,
   type Raster,
@@ -284,7 +285,7 @@ export function restorePage(): HTMLElement {
         facts(rows),
         h(
           'a',
-          { href: URL.createObjectURL(resultBlob), download: 'restored.png', class: 'button' },
+          { href: downloadUrl('restore', resultBlob), download: 'restored.png', class: 'button' },
           'Download',
         ),
       ]);
