@@ -21,6 +21,7 @@
  * end-of-round weights are kept as round-<r>/, from which the next round's sampler is rebuilt on resume (the noise
  * dataset is recomputed rather than stored: it is 100 MB and takes a minute to make).
  */
+
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -52,6 +53,7 @@ import {
 import { type BackendPreference, initTfjs } from '../nn/backend.js';
 import { type ModelManifestInput, parseModelManifest } from '../nn/manifest.js';
 import { Rng } from '../util/random.js';
+import { type NamedArray, readTensors, writeTensors } from './tensor-file.js';
 
 type Tf = typeof import('@tensorflow/tfjs');
 type LayersModel = import('@tensorflow/tfjs').LayersModel;
@@ -163,43 +165,6 @@ function psnr(x: Float32Array, xhat: Float32Array): number {
 
 // -------------------------------------------------------------------------------------------------------------
 // Checkpoints
-
-interface NamedArray {
-  name: string;
-  shape: number[];
-  values: Float32Array;
-}
-
-async function writeTensors(dir: string, tensors: NamedArray[]): Promise<void> {
-  let offset = 0;
-  const specs = tensors.map((t) => {
-    const spec = { name: t.name, shape: t.shape, offset, length: t.values.length };
-    offset += t.values.length;
-    return spec;
-  });
-  const all = new Float32Array(offset);
-  tensors.forEach((t, i) => {
-    all.set(t.values, specs[i].offset);
-  });
-  await writeFile(join(dir, 'tensors.bin'), Buffer.from(all.buffer));
-  await writeFile(join(dir, 'tensors.json'), JSON.stringify(specs));
-}
-
-async function readTensors(dir: string): Promise<NamedArray[]> {
-  const specs = JSON.parse(await readFile(join(dir, 'tensors.json'), 'utf8')) as {
-    name: string;
-    shape: number[];
-    offset: number;
-    length: number;
-  }[];
-  const bytes = await readFile(join(dir, 'tensors.bin'));
-  const all = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
-  return specs.map((s) => ({
-    name: s.name,
-    shape: s.shape,
-    values: all.slice(s.offset, s.offset + s.length),
-  }));
-}
 
 async function modelArrays(model: LayersModel): Promise<NamedArray[]> {
   return model.weights.map((w) => {

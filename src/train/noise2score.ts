@@ -18,6 +18,7 @@
  * Reproducible and resumable: the data and noise of step t come from Rng(mix(seed, t)), and a checkpoint holds the
  * weights, Adam's moments and iteration count, and the step, so `--resume` continues the same trajectory.
  */
+
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { estimateGammaShape, estimateGaussianSigma, estimatePoissonZeta } from '../denoise/estimate.js';
@@ -33,6 +34,7 @@ import { denoiseNoise2Score } from '../denoise/noise2score.js';
 import { type ModelManifestInput, parseModelManifest } from '../nn/manifest.js';
 import { Rng } from '../util/random.js';
 import { type GreyImage, loadGreyImages, samplePatch } from './data.js';
+import { type NamedArray, readTensors, writeTensors } from './tensor-file.js';
 
 type Tf = typeof import('@tensorflow/tfjs');
 type LayersModel = import('@tensorflow/tfjs').LayersModel;
@@ -293,43 +295,6 @@ interface CheckpointState {
   architecture: ScoreNetworkArchitecture;
   elapsedSeconds: number;
   losses: number[];
-}
-
-interface NamedArray {
-  name: string;
-  shape: number[];
-  values: Float32Array;
-}
-
-async function writeTensors(dir: string, tensors: NamedArray[]): Promise<void> {
-  let offset = 0;
-  const specs = tensors.map((t) => {
-    const spec = { name: t.name, shape: t.shape, offset, length: t.values.length };
-    offset += t.values.length;
-    return spec;
-  });
-  const all = new Float32Array(offset);
-  tensors.forEach((t, i) => {
-    all.set(t.values, specs[i].offset);
-  });
-  await writeFile(join(dir, 'tensors.bin'), Buffer.from(all.buffer, all.byteOffset, all.byteLength));
-  await writeFile(join(dir, 'tensors.json'), JSON.stringify(specs));
-}
-
-async function readTensors(dir: string): Promise<NamedArray[]> {
-  const specs = JSON.parse(await readFile(join(dir, 'tensors.json'), 'utf8')) as {
-    name: string;
-    shape: number[];
-    offset: number;
-    length: number;
-  }[];
-  const bytes = await readFile(join(dir, 'tensors.bin'));
-  const all = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
-  return specs.map((s) => ({
-    name: s.name,
-    shape: s.shape,
-    values: all.slice(s.offset, s.offset + s.length),
-  }));
 }
 
 async function saveCheckpoint(
