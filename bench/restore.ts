@@ -2,7 +2,7 @@
  * `npm run bench:restore`: RED-Diff against scikit-image's classical baselines, side by side in one run.
  *
  * 1. Builds the problems and writes them to bench/out/restore/ (raw float32), so both sides read identical bytes:
- *    - Fashion-MNIST, the first N test images (default 60: 200 took too long on the shared 2-core machine), 28x28 zero-padded to 32x32 (the model's domain; the
+ *    - Fashion-MNIST, the first N test images (default 200, the issue's protocol), 28x28 zero-padded to 32x32 (the model's domain; the
  *      padding is known background and both sides get it), scored on the 28x28 image: random-pixel masks with 50%
  *      and 80% missing (seeded per image), a centred 12x12 box, x2 super-resolution (2x2 average pooling).
  *    - Set12 with ddpm-natural-grey: centre crops (default 64x64, --set12-size 256 for whole images) with a 50%
@@ -10,8 +10,9 @@
  * 2. Runs bench/restore-peers.py (/usr/bin/python3, scikit-image 0.19): inpaint_biharmonic for masks, bicubic
  *    resize (order 3) for super-resolution.
  * 3. Runs RED-Diff in this process (wasm backend), batched through the U-Net (every image has its own mask), with the
- *    service's defaults (src/schemas/restore.ts RESTORE_DEFAULTS), and again with lambda = 0 (no prior: least
- *    squares from H^+ y) to show what the prior contributes.
+ *    service's defaults for each model (its manifest's extra.redDiff, else src/schemas/restore.ts RESTORE_DEFAULTS),
+ *    again with lambda = 0 (no prior: the start itself, when it fits y) to show what the prior contributes, with
+ *    the official start and schedule (H^+ y, t from T - 1) and, on random masks, with the official lambda 0.25.
  * 4. Speed on a 256x256 grey image with ddpm-natural-grey: a RED-Diff step (one U-Net forward pass) against a
  *    DPS-style step (forward, Tweedie x0, data loss, backward through the U-Net to x_t), both measured.
  * 5. Writes the section between <!-- restore:begin --> and <!-- restore:end --> of bench/RESULTS.md, and the figures
@@ -31,6 +32,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, totalmem } from 'node:os';
 import { join } from 'node:path';
+import { modelRedDiffDefaults } from '../src/compute/handlers/restore.js';
 import { loadFashionMnistImages } from '../src/diffusion/fashion-mnist.js';
 import { loadDiffusionModel } from '../src/diffusion/model.js';
 import {
@@ -40,7 +42,7 @@ import {
   maskOperator,
   randomPixelMask,
 } from '../src/diffusion/operators.js';
-import { redDiffRestore } from '../src/diffusion/red-diff.js';
+import { type RedDiffOptions, redDiffRestore } from '../src/diffusion/red-diff.js';
 import { type DdpmSchedule, linearSchedule } from '../src/diffusion/schedule.js';
 import { predictEps } from '../src/diffusion/unet.js';
 import { psnr, ssim } from '../src/imaging/metrics.js';
@@ -57,7 +59,7 @@ const OUT_DIR = join(REPO_ROOT, 'bench/out/restore');
 const BEGIN = '<!-- restore:begin -->';
 const END = '<!-- restore:end -->';
 const FASHION_MODEL = 'models/ddpm-fashion-mnist/20261127';
-const NATURAL_MODEL = 'models/ddpm-natural-grey/20261127';
+const NATURAL_MODEL = 'models/ddpm-natural-grey/20261128';
 /** RED-Diff's noise seed (the service's default seed). */
 const SEED = 0;
 /** lambda of the issue's "the prior helps" comparison (the official value), run beside the default if it differs. */
@@ -80,7 +82,7 @@ interface Args {
 
 function parseArgs(argv: string[]): Args {
   const args: Args = {
-    fashion: 60,
+    fashion: 200,
     set12Size: 64,
     steps: RESTORE_DEFAULTS.steps,
     runSet12: true,
@@ -269,7 +271,7 @@ export function runRedDiff(
   model: LayersModel,
   schedule: DdpmSchedule,
   p: Problem,
-  options: { steps: number; lambda: number; lr: number },
+  options: Omit<RedDiffOptions, 'seed'>,
 ): RedDiffRun {
   const size = p.height * p.width;
   const out = new Float32Array(p.count * size);
@@ -554,21 +556,17 @@ function targets(results: ProblemResult[], speed: Speed | null): string {
   );
   for (const r of results) {
     if (!r.id.includes('mask')) continue;
-    const exact = (method: string) => r.methods.find((m) => m.method === method)?.scores;
-    const none = exact('RED-Diff, lambda = 0');
-    for (const [lambda, ours] of [
+    const none = r.methods.find((m) => m.method.startsWith('RED-Diff, lambda = 0 '))?.scores;
+    for (const [what, ours] of [
       [
-        ISSUE_LAMBDA,
-        exact(`RED-Diff, lambda = ${ISSUE_LAMBDA}`) ??
-          (RESTORE_DEFAULTS.lambda === ISSUE_LAMBDA ? find(results, r.id, 'RED-Diff (default') : undefined),
+        `lambda ${ISSUE_LAMBDA}`,
+        r.methods.find((m) => m.method === `RED-Diff, lambda = ${ISSUE_LAMBDA}`)?.scores,
       ],
-      ...(RESTORE_DEFAULTS.lambda !== ISSUE_LAMBDA
-        ? [[RESTORE_DEFAULTS.lambda, find(results, r.id, 'RED-Diff (default')] as const]
-        : []),
+      ['the default lambda', find(results, r.id, 'RED-Diff (default')],
     ] as const) {
       if (!ours?.psnrMissing || !none?.psnrMissing) continue;
       rows.push(
-        `| ${r.dataset} ${r.label}: lambda ${lambda} beats lambda 0 on the missing pixels | ${f2(ours.psnrMissing)} vs ${f2(none.psnrMissing)} dB | ${
+        `| ${r.dataset} ${r.label}: ${what} beats lambda 0 (same start) on the missing pixels | ${f2(ours.psnrMissing)} vs ${f2(none.psnrMissing)} dB | ${
           ours.psnrMissing > none.psnrMissing ? 'yes' : 'NO'
         } |`,
       );
@@ -592,9 +590,12 @@ function pythonVersion(): string {
   return r.stdout.trim() || '?';
 }
 
+function manifestOf(modelDir: string): { extra?: Record<string, unknown> } {
+  return JSON.parse(readFileSync(join(REPO_ROOT, modelDir, 'manifest.json'), 'utf8'));
+}
+
 function scheduleOf(modelDir: string): DdpmSchedule {
-  const manifest = JSON.parse(readFileSync(join(REPO_ROOT, modelDir, 'manifest.json'), 'utf8'));
-  return linearSchedule(manifest.extra?.schedule ?? {});
+  return linearSchedule((manifestOf(modelDir).extra?.schedule ?? {}) as Parameters<typeof linearSchedule>[0]);
 }
 
 async function solveProblems(
@@ -606,7 +607,6 @@ async function solveProblems(
 ): Promise<{ results: ProblemResult[]; models: Map<string, LayersModel> }> {
   const models = new Map<string, LayersModel>();
   const results: ProblemResult[] = [];
-  const options = { steps, lambda: RESTORE_DEFAULTS.lambda, lr: RESTORE_DEFAULTS.lr };
   for (const p of problems) {
     let model = models.get(p.modelDir);
     if (!model) {
@@ -614,6 +614,10 @@ async function solveProblems(
       models.set(p.modelDir, model);
     }
     const schedule = scheduleOf(p.modelDir);
+    // The service's defaults for this model: its manifest's extra.redDiff (measured), else RESTORE_DEFAULTS.
+    const tuned = modelRedDiffDefaults(manifestOf(p.modelDir).extra);
+    const options = { steps, lambda: tuned.lambda, lr: tuned.lr, init: tuned.init, tMax: tuned.tMax };
+    const tMaxLabel = tuned.tMax ?? schedule.timesteps - 1;
     const methods: MethodResult[] = [
       { method: 'H^+ y (pseudo-inverse)', scores: score(p, pseudoInverse(p)), secondsPerImage: 0 },
     ];
@@ -623,26 +627,39 @@ async function solveProblems(
         scores: score(p, readF32(peer.file)),
         secondsPerImage: peer.seconds.reduce((s, v) => s + v, 0) / peer.seconds.length,
       });
+    // lambda = 0: least squares from the start, i.e. the start itself when it already fits y (what the prior adds
+    // is the difference to the rows below).
     const none = runRedDiff(tf, model, schedule, p, { ...options, lambda: 0 });
     methods.push({
-      method: 'RED-Diff, lambda = 0',
+      method: `RED-Diff, lambda = 0 (${options.init} start, no prior)`,
       scores: score(p, none.x),
       secondsPerImage: none.seconds / p.count,
     });
     // The issue's comparison (lambda 0.25 against 0 on the missing pixels), on the random-pixel masks.
-    if (p.id.endsWith('mask50') || p.id.endsWith('mask80')) {
-      if (options.lambda !== ISSUE_LAMBDA) {
-        const issue = runRedDiff(tf, model, schedule, p, { ...options, lambda: ISSUE_LAMBDA });
-        methods.push({
-          method: `RED-Diff, lambda = ${ISSUE_LAMBDA}`,
-          scores: score(p, issue.x),
-          secondsPerImage: issue.seconds / p.count,
-        });
-      }
+    if ((p.id.endsWith('mask50') || p.id.endsWith('mask80')) && options.lambda !== ISSUE_LAMBDA) {
+      const issue = runRedDiff(tf, model, schedule, p, { ...options, lambda: ISSUE_LAMBDA });
+      methods.push({
+        method: `RED-Diff, lambda = ${ISSUE_LAMBDA}`,
+        scores: score(p, issue.x),
+        secondsPerImage: issue.seconds / p.count,
+      });
+    }
+    // The official start and schedule (H^+ y, t from T - 1) with the fallback lambda and lr (session 2's default).
+    if (options.init !== 'pinv' || options.tMax !== undefined) {
+      const official = runRedDiff(tf, model, schedule, p, {
+        steps,
+        lambda: RESTORE_DEFAULTS.lambda,
+        lr: RESTORE_DEFAULTS.lr,
+      });
+      methods.push({
+        method: `RED-Diff, official start (H^+ y, t from ${schedule.timesteps - 1}, lambda ${RESTORE_DEFAULTS.lambda}, lr ${RESTORE_DEFAULTS.lr})`,
+        scores: score(p, official.x),
+        secondsPerImage: official.seconds / p.count,
+      });
     }
     const ours = runRedDiff(tf, model, schedule, p, options);
     methods.push({
-      method: `RED-Diff (default: lambda ${options.lambda}, lr ${options.lr}, ${options.steps} steps)`,
+      method: `RED-Diff (default: ${options.init} start, t from ${tMaxLabel}, lambda ${options.lambda}, lr ${options.lr}, ${options.steps} steps)`,
       scores: score(p, ours.x),
       secondsPerImage: ours.seconds / p.count,
     });
@@ -724,7 +741,11 @@ async function main() {
     speed = part.speed;
   } else if (args.speed && set12.length > 0) speed = await measureNaturalSpeed(tf, own.models);
   if (speed) console.log(`speed: ${JSON.stringify(speed)}`);
-  const options = { steps: args.steps, lambda: RESTORE_DEFAULTS.lambda, lr: RESTORE_DEFAULTS.lr };
+  const options = {
+    steps: args.steps,
+    fashion: modelRedDiffDefaults(manifestOf(FASHION_MODEL).extra),
+    natural: modelRedDiffDefaults(manifestOf(NATURAL_MODEL).extra),
+  };
   const totalSeconds = (performance.now() - benchStart) / 1000;
   writeFileSync(join(OUT_DIR, 'results.json'), JSON.stringify({ results, speed, options }, null, 1));
 
@@ -745,7 +766,10 @@ async function main() {
       `${args.set12Size < 256 ? ` (whole 256x256 images cost ${((256 / args.set12Size) ** 2).toFixed(0)}x more; the speed line below is on a whole image)` : ''}. ` +
       'Masks are seeded per image (50% of Fashion image i: 50000 + i; 80%: 80000 + i; Set12 NN: 50100 + NN); x2 ' +
       'super-resolution measures the 2x2 block means. ' +
-      `lambda ${ISSUE_LAMBDA} (the official value, the issue's comparison) is run beside the default on the random-pixel masks. ` +
+      "RED-Diff's defaults are each model's manifest (extra.redDiff: start, largest timestep, lambda, lr), as the " +
+      'service uses them; the smooth start is biharmonic inpainting or back-projected bicubic up-sampling ' +
+      '(src/diffusion/initial.ts), and the lambda = 0 row is that start alone. The official start (H^+ y, t from ' +
+      `T - 1) is run beside it, and lambda ${ISSUE_LAMBDA} (the official value, the issue's comparison) on the random-pixel masks. ` +
       'The Set12 part runs in a second process beside the Fashion-MNIST one (2 cores). RED-Diff runs batched through the U-Net (16 Fashion images or ' +
       '4 crops at a time, each with its own mask; Adam is per pixel, so batching changes nothing but speed), noise ' +
       'seed 0 per batch, wasm backend. PSNR and SSIM (scikit-image 0.19 definition, Gaussian window) are per-image ' +

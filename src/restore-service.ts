@@ -175,6 +175,8 @@ export async function restorePipeline(
     steps: params.steps,
     lambda: params.lambda,
     lr: params.lr,
+    init: params.init,
+    tMax: params.tMax,
     seed: params.seed,
     trace: params.trace,
   };

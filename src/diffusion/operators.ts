@@ -240,7 +240,7 @@ export function averagePoolOperator(height: number, width: number, factor: numbe
 }
 
 /** Keys' cubic convolution kernel with a = -0.5 (MATLAB's "bicubic"). */
-function cubic(x: number): number {
+export function cubic(x: number): number {
   const a = Math.abs(x);
   if (a <= 1) return 1.5 * a ** 3 - 2.5 * a ** 2 + 1;
   if (a <= 2) return -0.5 * a ** 3 + 2.5 * a ** 2 - 4 * a + 2;

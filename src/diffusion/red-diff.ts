@@ -3,8 +3,8 @@
  * Diffusion Models"; official code NVlabs/RED-diff, algos/reddiff.py): restoration as the optimisation of one image
  * estimate mu, with a diffusion model as a regulariser that is never differentiated.
  *
- *   mu_0 = H^+ y
- *   for t over `steps` strided timesteps, descending from T-1 to 0:
+ *   mu_0 = H^+ y                                    (or a classical interpolation: `init`, src/diffusion/initial.ts)
+ *   for t over `steps` strided timesteps, descending from tMax (default T-1) to 0:
  *     eps ~ N(0, I);  x_t = sqrt(alphaBar_t) mu + sqrt(1 - alphaBar_t) eps
  *     epsHat = eps_theta(x_t, t)                                  (no gradient through the network)
  *     loss = mean((y - H mu)^2) / 2 + lambda w_t mean(sg(epsHat - eps) . mu),   w_t = sqrt(1-alphaBar_t)/sqrt(alphaBar_t)
@@ -12,14 +12,18 @@
  *   return clip(mu) and ||y - H clip(mu)|| / ||y||
  *
  * The prior term's gradient is lambda w_t (epsHat - eps) / N, a score-matching residual: its expectation over eps
- * pulls mu towards where the denoiser agrees with the noise that was added, i.e. towards the data manifold. Since
- * the network is only evaluated, a step costs one forward pass (DPS-style methods need a backward pass through the
- * U-Net too). Images are NHWC [b, h, w, 1] in the model's range [-1, 1]; the service converts from/to [0, 1].
+ * pulls mu towards where the denoiser agrees with the noise that was added, i.e. towards the data manifold. With
+ * the SNR weighting it equals lambda (mu - x0Hat(x_t)) / N, x0Hat the Tweedie estimate: at large t x0Hat is a
+ * blurred mean image, so a run that starts from a good interpolation should start at a smaller tMax (the official
+ * code starts from H^+ y and at T). Adam normalises each pixel's step, so missing pixels move at about lr per step
+ * however small their gradient is. Since the network is only evaluated, a step costs one forward pass (DPS-style
+ * methods need a backward pass through the U-Net too). Images are NHWC [b, h, w, 1] in the model's range [-1, 1]; the service converts from/to [0, 1].
  *
  * Determinism: eps comes from the project's seeded Rng (not tf.randomNormal), so the same seed, inputs and backend
  * give bit-identical results.
  */
 import { Rng } from '../util/random.js';
+import { initialEstimate, type RedDiffInit } from './initial.js';
 import type { DegradationOperator } from './operators.js';
 import { type DdpmSchedule, stridedTimesteps } from './schedule.js';
 import { predictEps } from './unet.js';
@@ -62,6 +66,10 @@ export interface RedDiffOptions {
    * term by sigma_y (the prior's weight lambda is what trades fidelity for regularity).
    */
   sigmaY?: number;
+  /** Starting estimate: 'pinv' (the official H^+ y, default) or 'smooth' (src/diffusion/initial.ts). */
+  init?: RedDiffInit;
+  /** Largest timestep of the descending schedule (default T - 1): a good start needs less noise to forget it. */
+  tMax?: number;
   /** Range the returned estimate is clipped to. */
   range?: [number, number];
   /** Called every `progressEvery` steps and after the last one. */
@@ -94,6 +102,8 @@ export interface RedDiffResult {
     seed: number;
     weighting: RedDiffWeighting;
     sigmaY: number;
+    init: RedDiffInit;
+    tMax: number;
   };
   timings: { initMs: number; loopMs: number; msPerStep: number; totalMs: number };
   trace?: RedDiffTraceEntry[];
@@ -139,7 +149,13 @@ export function redDiffRestore(
   const [lo, hi] = options.range ?? [-1, 1];
   if (!(lambda >= 0 && Number.isFinite(lambda))) throw new RangeError('lambda must be a finite number >= 0');
   if (!(lr > 0 && Number.isFinite(lr))) throw new RangeError('lr must be a positive number');
-  const timesteps = stridedTimesteps(schedule, steps);
+  const tMax = options.tMax ?? schedule.timesteps - 1;
+  if (!(Number.isInteger(tMax) && tMax >= 1 && tMax <= schedule.timesteps - 1))
+    throw new RangeError(`tMax must be an integer in 1..${schedule.timesteps - 1}, got ${tMax}`);
+  // `steps` timesteps evenly spaced from tMax down to 0 (repeats are allowed when steps > tMax + 1).
+  const timesteps = stridedTimesteps(schedule, steps).map((t) =>
+    Math.round((t * tMax) / (schedule.timesteps - 1)),
+  );
   const epsOf: EpsFunction =
     typeof prior === 'function' ? prior : (tfi, x, t) => predictEps(tfi, prior as LayersModel, x, t);
   const progressEvery = Math.max(1, Math.floor(options.progressEvery ?? Math.ceil(steps / 20)));
@@ -157,7 +173,8 @@ export function redDiffRestore(
   const beta1 = 0.9;
   const beta2 = 0.99;
   const adamEpsilon = 1e-8;
-  let mu = tf.tidy(() => H.pseudoInverse(tf, y)) as Tensor4D;
+  const init = options.init ?? 'pinv';
+  let mu = initialEstimate(tf, H, y, init);
   let firstMoment = tf.zerosLike(mu) as Tensor4D;
   let secondMoment = tf.zerosLike(mu) as Tensor4D;
   // d/dmu of mean((y - H mu)^2) / 2; H is linear, so its gradient comes from tf.grad through H.forward.
@@ -215,7 +232,7 @@ export function redDiffRestore(
       residual: yNorm > 0 ? residualNorm / yNorm : residualNorm,
       residualNorm,
       steps,
-      params: { lambda, lr, seed, weighting, sigmaY },
+      params: { lambda, lr, seed, weighting, sigmaY, init, tMax },
       timings: { initMs, loopMs, msPerStep: loopMs / steps, totalMs: performance.now() - started },
       ...(tracing ? { trace } : {}),
     };

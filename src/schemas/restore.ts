@@ -38,7 +38,28 @@ export const MAX_RESTORE_STEPS = 1000;
  *   residual 1.03e-2 (100 steps: 17.91 dB / 8.5e-3 and 22.06 dB / 1.5e-2). 100 stays the default for its half cost;
  *   `npm run bench:restore -- --steps 200` is the run that would confirm a change.
  */
-export const RESTORE_DEFAULTS = { steps: 100, lambda: 0.1, lr: 0.25 } as const;
+/**
+ * Session 3 (2026-11-28), what the defaults above missed: with the SNR weighting the prior's gradient is
+ * lambda (mu - x0Hat(x_t)), and at large t x0Hat is a blurred mean image, so the first steps of a run from t = T - 1
+ * wipe whatever the start held; Adam then moves each missing pixel by about lr per step whatever its gradient's
+ * size. Starting from a classical interpolation that fits y (init = 'smooth': biharmonic fill, back-projected
+ * bicubic; src/diffusion/initial.ts) with a shorter schedule (tMax) and a small lr is better on both priors
+ * (bench/restore-sweep.ts sweeps, 100 steps, lambda 0.1):
+ *   Fashion-MNIST, first 32 test images, 80% missing: official start 17.69 dB; smooth start from t 999, lr 0.25:
+ *   17.53; from t 300 with lr 0.1 / 0.05 / 0.03: 19.18 / 19.59 / 19.69 (residual 4.2e-3); from t 200: 19.06;
+ *   from t 400, lr 0.05: 19.33. x2 SR at t 300, lr 0.03: 22.63 (start alone 19.54).
+ *   Set12 64x64 crops, ddpm-natural-grey@20261127: the prior pulls a biharmonic start (29.46 dB at 50% missing)
+ *   down at every setting tried (t 300 lr 0.03: 27.82; t 100 lr 0.02: 28.75; t 50 lr 0.01: 29.18; t 10 lr 0.01:
+ *   29.21); on x2 SR it adds a little from t 50 with lr 0.01 (28.36 -> 28.48 dB) and on the 32x32 box +1 dB.
+ * Each model's manifest now carries its choice (extra.redDiff: init, tMax, lambda, lr); RESTORE_DEFAULTS is the
+ * fallback for a model without one.
+ */
+/**
+ * Fallbacks when a model's manifest recommends nothing (`extra.redDiff`, see modelRedDiffDefaults in
+ * src/compute/handlers/restore.ts): the official algorithm's start and schedule, lambda and lr as measured in
+ * session 2. The committed priors carry their own measured lambda, lr, init and tMax.
+ */
+export const RESTORE_DEFAULTS = { steps: 100, lambda: 0.1, lr: 0.25, init: 'pinv' } as const;
 
 /** The default model: the Fashion-MNIST prior for images that fit its 32x32 domain, the natural-image prior else. */
 export const SMALL_IMAGE_MODEL = 'ddpm-fashion-mnist';
@@ -146,9 +167,24 @@ export const restoreParams = z
       .number()
       .min(0)
       .max(10)
-      .default(RESTORE_DEFAULTS.lambda)
-      .describe('weight of the diffusion prior'),
-    lr: z.coerce.number().gt(0).max(1).default(RESTORE_DEFAULTS.lr).describe('Adam learning rate'),
+      .optional()
+      .describe("weight of the diffusion prior (default: the model's measured value)"),
+    lr: z.coerce.number().gt(0).max(1).optional().describe("Adam learning rate (default: the model's)"),
+    init: z
+      .enum(['pinv', 'smooth'])
+      .optional()
+      .describe(
+        "start of the estimate: pinv = H^+ y (official), smooth = biharmonic fill / back-projected bicubic (default: the model's)",
+      ),
+    tMax: z.coerce
+      .number()
+      .int()
+      .min(1)
+      .max(999)
+      .optional()
+      .describe(
+        "largest timestep of the descending schedule (default: the model's; T - 1 = the official run)",
+      ),
     seed: z.coerce
       .number()
       .int()

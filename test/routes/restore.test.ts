@@ -38,7 +38,11 @@ function manifest(name: string, parameters: number) {
     trainingSteps: 0,
     trainingCommand: 'test/routes/restore.test.ts',
     createdAt: new Date(0).toISOString(),
-    extra: { schedule: { kind: 'linear', timesteps: 1000, betaStart: 1e-4, betaEnd: 0.02 } },
+    extra: {
+      schedule: { kind: 'linear', timesteps: 1000, betaStart: 1e-4, betaEnd: 0.02 },
+      // The model's measured RED-Diff settings, which the service uses when a request does not give its own.
+      redDiff: { init: 'smooth', tMax: 300, lambda: 0.05, lr: 0.04 },
+    },
   };
 }
 
@@ -151,7 +155,7 @@ describe('POST /v1/restore', () => {
     const run = (lambda: string) => {
       const { headers, payload } = multipart(
         { image: png, mask },
-        { output: 'json', steps: '6', lambda, lr: '0.2', seed: '9' },
+        { output: 'json', steps: '6', lambda, lr: '0.2', seed: '9', init: 'pinv' },
       );
       return post('/v1/restore', payload, headers);
     };
@@ -208,13 +212,20 @@ describe('POST /v1/restore', () => {
     // Simulated x4 average-pool SR without the prior: H H^+ = I, so the data term has zero gradient at H^+ y and the
     // estimate stays there: its PSNR equals the pseudo-inverse's (and both compare against the input).
     const sim = await post(
-      '/v1/restore?task=super-resolution&factor=4&simulate=true&lambda=0&steps=4&output=json',
+      '/v1/restore?task=super-resolution&factor=4&simulate=true&lambda=0&steps=4&init=pinv&output=json',
       png,
     );
     expect(sim.statusCode, sim.body).toBe(200);
     expect([sim.json().width, sim.json().height]).toEqual([W, H]);
     expect(sim.json().pseudoInversePsnr).toBeGreaterThan(15);
     expect(sim.json().psnr).toBeCloseTo(sim.json().pseudoInversePsnr, 1);
+    // The model's smooth start (back-projected bicubic) is closer to the image than nearest up-sampling.
+    const smooth = await post(
+      '/v1/restore?task=super-resolution&factor=4&simulate=true&lambda=0&steps=4&output=json',
+      png,
+    );
+    expect(smooth.statusCode, smooth.body).toBe(200);
+    expect(smooth.json().psnr).toBeGreaterThan(sim.json().pseudoInversePsnr + 1);
     const blur = await post(
       '/v1/restore?task=deblur&blur=gaussian&size=5&width=1.5&simulate=true&steps=4&output=json',
       png,
@@ -226,6 +237,19 @@ describe('POST /v1/restore', () => {
     expect(noisy.statusCode, noisy.body).toBe(200);
     expect(noisy.json().operator.kind).toBe('identity');
     expect(noisy.json().params.sigmaY).toBe(0.1);
+  });
+
+  it("uses the model's measured RED-Diff settings unless the request gives its own", async () => {
+    const tuned = await post('/v1/restore?maskRatio=0.5&steps=4&output=json', png);
+    expect(tuned.statusCode, tuned.body).toBe(200);
+    expect(tuned.json().params).toMatchObject({ init: 'smooth', tMax: 300, lambda: 0.05, lr: 0.04 });
+    const own = await post(
+      '/v1/restore?maskRatio=0.5&steps=4&init=pinv&tMax=999&lambda=0.2&lr=0.1&output=json',
+      png,
+    );
+    expect(own.statusCode, own.body).toBe(200);
+    expect(own.json().params).toMatchObject({ init: 'pinv', tMax: 999, lambda: 0.2, lr: 0.1 });
+    expect(own.json().image).not.toBe(tuned.json().image);
   });
 
   it('is deterministic: identical requests give identical bytes, another seed does not', async () => {
@@ -269,6 +293,20 @@ describe('POST /v1/restore', () => {
         { headers: { 'content-type': 'image/png' }, payload: png },
         400,
         'TW_VALIDATION',
+      ],
+      [
+        '/v1/restore?maskRatio=0.5&tMax=1000',
+        { headers: { 'content-type': 'image/png' }, payload: png },
+        400,
+        'TW_VALIDATION',
+        /tMax/,
+      ],
+      [
+        '/v1/restore?maskRatio=0.5&init=zeros',
+        { headers: { 'content-type': 'image/png' }, payload: png },
+        400,
+        'TW_VALIDATION',
+        /init/,
       ],
       [
         '/v1/restore?task=super-resolution&factor=3',

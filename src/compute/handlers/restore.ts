@@ -8,6 +8,7 @@
  * sees no artificial edge; the padded pixels are observed like their mirror images, so they constrain nothing new.
  */
 
+import { RED_DIFF_INITS, type RedDiffInit } from '../../diffusion/initial.js';
 import {
   averagePoolOperator,
   bicubicDownsampleOperator,
@@ -22,6 +23,7 @@ import { redDiffRestore } from '../../diffusion/red-diff.js';
 import { linearSchedule } from '../../diffusion/schedule.js';
 import { fail } from '../../errors.js';
 import { getModel } from '../../nn/repository.js';
+import { RESTORE_DEFAULTS } from '../../schemas/restore.js';
 import './layers.js';
 import type { HandlerContext } from './context.js';
 
@@ -41,8 +43,11 @@ export interface RestoreTaskInput {
   /** On [0, 1]. */
   sigmaY: number;
   steps: number;
-  lambda: number;
-  lr: number;
+  /** lambda, lr, init, tMax: absent means the model's measured defaults (modelRedDiffDefaults). */
+  lambda?: number;
+  lr?: number;
+  init?: RedDiffInit;
+  tMax?: number;
   seed: number;
   trace: number;
 }
@@ -135,6 +140,31 @@ function buildOperator(
   }
 }
 
+export interface ModelRedDiffDefaults {
+  lambda: number;
+  lr: number;
+  init: RedDiffInit;
+  /** Undefined: the whole schedule (T - 1). */
+  tMax?: number;
+}
+
+/**
+ * The RED-Diff settings a model's manifest recommends (`extra.redDiff`, chosen by bench:restore for that prior),
+ * each falling back to the service's RESTORE_DEFAULTS (the official algorithm's start, H^+ y from t = T - 1).
+ */
+export function modelRedDiffDefaults(extra: Record<string, unknown> | undefined): ModelRedDiffDefaults {
+  const tuned = (extra?.redDiff ?? {}) as Record<string, unknown>;
+  const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
+  const init = RED_DIFF_INITS.find((i) => i === tuned.init);
+  const tMax = num(tuned.tMax);
+  return {
+    lambda: num(tuned.lambda) ?? RESTORE_DEFAULTS.lambda,
+    lr: num(tuned.lr) ?? RESTORE_DEFAULTS.lr,
+    init: init ?? RESTORE_DEFAULTS.init,
+    ...(tMax !== undefined ? { tMax } : {}),
+  };
+}
+
 export async function restore(input: RestoreTaskInput, ctx: HandlerContext): Promise<RestoreTaskResult> {
   const started = performance.now();
   const { tf } = await ctx.tfjs();
@@ -154,6 +184,10 @@ export async function restore(input: RestoreTaskInput, ctx: HandlerContext): Pro
     betaEnd: scheduleConfig.betaEnd,
   });
   const tLoad = performance.now();
+  const tuned = modelRedDiffDefaults(manifest.extra as Record<string, unknown> | undefined);
+  const tMax = input.tMax ?? tuned.tMax ?? schedule.timesteps - 1;
+  if (tMax > schedule.timesteps - 1)
+    throw fail('VALIDATION', `tMax ${tMax} is beyond this model's last timestep ${schedule.timesteps - 1}`);
 
   const { data, width, height } = input.image;
   const factor = input.operator.kind === 'super-resolution' ? input.operator.factor : 1;
@@ -197,8 +231,10 @@ export async function restore(input: RestoreTaskInput, ctx: HandlerContext): Pro
     }
     const result = redDiffRestore(tf, loaded.model, schedule, op, y, {
       steps: input.steps,
-      lambda: input.lambda,
-      lr: input.lr,
+      lambda: input.lambda ?? tuned.lambda,
+      lr: input.lr ?? tuned.lr,
+      init: input.init ?? tuned.init,
+      tMax,
       seed: input.seed,
       sigmaY,
       trace: input.trace,

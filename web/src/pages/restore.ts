@@ -21,8 +21,10 @@ import {
 import { maskEditor } from '../mask.js';
 import { figure, imagePicker, page, progressBar } from '../widgets.js';
 
-/** RESTORE_DEFAULTS.lambda of src/schemas/restore.ts (not imported: that module would bring zod into the bundle). */
-const RESTORE_DEFAULT_LAMBDA = 0.1;
+/** An optional number field: empty means "the model's measured default" (its manifest's extra.redDiff). */
+function optionalNumber(attrs: Record<string, string | number>): HTMLInputElement {
+  return h('input', { type: 'number', placeholder: "model's default", ...attrs });
+}
 
 interface RestoreJson {
   image: string;
@@ -91,8 +93,10 @@ export function restorePage(): HTMLElement {
   };
   prior.addEventListener('focus', listModels);
   const steps = numberInput(100, { min: 2, max: 1000, step: 1 });
-  const lambda = numberInput(RESTORE_DEFAULT_LAMBDA, { min: 0, max: 10, step: 'any' });
-  const lr = numberInput(0.25, { min: 0.001, max: 1, step: 'any' });
+  const lambda = optionalNumber({ min: 0, max: 10, step: 'any' });
+  const lr = optionalNumber({ min: 0.001, max: 1, step: 'any' });
+  const tMax = optionalNumber({ min: 1, max: 999, step: 1 });
+  const init = select([['', "model's default"], 'smooth', 'pinv'], '');
   const seed = numberInput(0, { min: 0, step: 1 });
   const trace = numberInput(0, { min: 0, max: 16, step: 1 });
   const run = h('button', { type: 'button', class: 'primary', disabled: true }, 'Restore');
@@ -174,10 +178,16 @@ export function restorePage(): HTMLElement {
         task: task.value,
         simulate: String(simulate.input.checked),
         steps: steps.value,
-        lambda: lambda.value,
-        lr: lr.value,
         seed: seed.value,
       });
+      // Left empty, these take the model's measured defaults (the JSON answer's params say what ran).
+      for (const [name, input] of [
+        ['lambda', lambda],
+        ['lr', lr],
+        ['tMax', tMax],
+        ['init', init],
+      ] as const)
+        if (input.value !== '') params.set(name, input.value);
       if (prior.value) {
         const [name, version] = prior.value.split('@');
         params.set('model', name);
@@ -324,6 +334,8 @@ export function restorePage(): HTMLElement {
       field('Steps', steps, 'one network pass each'),
       field('Prior weight lambda', lambda),
       field('Learning rate', lr),
+      field('Start', init, "empty: the model's; smooth: biharmonic / bicubic; pinv: H^+ y"),
+      field('Largest timestep', tMax),
       field('Seed', seed),
       field(
         'Trace images',
