@@ -5,12 +5,15 @@
  * at 0 (mid-grey on [-1, 1]), and for average-pool super-resolution it gives blocks. Adam then has to move every
  * missing pixel all the way from there, driven only by the prior's stochastic gradient. 'smooth' starts instead from
  * a classical interpolation that still fits the measurements exactly:
- * - mask: harmonic fill of the missing pixels (Laplace's equation with the observed pixels as boundary values),
- *   solved coarse to fine on a pyramid with Gauss-Seidel sweeps at each level, so large holes fill too;
+ * - mask: biharmonic fill of the missing pixels (as scikit-image's inpaint_biharmonic): a harmonic fill (Laplace's
+ *   equation with the observed pixels as boundary values, solved coarse to fine on a pyramid with Gauss-Seidel
+ *   sweeps at each level, so large holes fill too), refined by at most 400 conjugate-gradient iterations;
  * - average-pool: bicubic up-sampling of y refined by iterative back-projection, then the correction
  *   x + H^+(y - H x), which makes H x = y exactly (H H^+ = I for average pooling with nearest up-sampling);
  * - other operators (blur, bicubic, identity): the pseudo-inverse, unchanged.
- * Images are NHWC [b, h, w, 1]; the fill runs on the CPU in float64 (it costs a few ms at 256x256).
+ * Images are NHWC [b, h, w, 1]; the fills run on the CPU in float64. Measured at 256x256: 50% random pixels
+ * 0.27 s, 80% 0.63 s, a 64x64 hole 1.2 s (the iteration cap; every Set12 64x64 benchmark crop converges before it),
+ * against 0.5 s per U-Net step there.
  */
 import { cubic, type DegradationOperator } from './operators.js';
 
@@ -210,7 +213,7 @@ export function biharmonicFill(
   mask: Float32Array,
   height: number,
   width: number,
-  maxIterations = 2000,
+  maxIterations = 400,
   tolerance = 1e-6,
 ): Float32Array {
   return fillBatch('biharmonicFill', values, mask, height, width, (v, observed) =>
