@@ -43,6 +43,7 @@ import { loadFashionMnistImages } from '../src/diffusion/fashion-mnist.js';
 import { loadDiffusionModel } from '../src/diffusion/model.js';
 import { initTfjs } from '../src/nn/backend.js';
 import { fileSystemIO } from '../src/nn/fs-io.js';
+import { stringHash } from '../src/util/random.js';
 import { writeResultsSection } from './results-file.js';
 
 const DETECTOR_DIR = 'models/eps-ad-fashion-mnist/1';
@@ -77,15 +78,6 @@ function parseArgs(argv: string[]) {
   return out;
 }
 
-function hash(text: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < text.length; i++) {
-    h ^= text.charCodeAt(i);
-    h = Math.imul(h, 0x01000193) >>> 0;
-  }
-  return h;
-}
-
 type Tf = Awaited<ReturnType<typeof initTfjs>>['tf'];
 
 /** EPS of a set, per chunk of 50 images, cached (the cache key names the set, T*, the score model). */
@@ -104,7 +96,7 @@ async function cachedEps(
   );
   await mkdir(dir, { recursive: true });
   const out = new Float32Array(count * EPS_DIM);
-  const seed = hash(name);
+  const seed = stringHash(name);
   for (let start = 0, c = 0; start < count; start += 50, c++) {
     const n = Math.min(50, count - start);
     const file = join(dir, `${c}-${n}.f32`);

@@ -44,3 +44,29 @@ export async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs 
   }
   throw new Error(`condition not met within ${timeoutMs} ms`);
 }
+
+/**
+ * A multipart/form-data request body: text fields first, then PNG files, each [field name, file name, bytes]
+ * (a field name may repeat). Returns the headers and payload for app.inject.
+ */
+export function multipartForm(files: [string, string, Buffer][], fields: Record<string, string> = {}) {
+  const boundary = '----tweedie-test';
+  const parts: Buffer[] = [];
+  for (const [name, value] of Object.entries(fields))
+    parts.push(
+      Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`),
+    );
+  for (const [name, filename, bytes] of files)
+    parts.push(
+      Buffer.from(
+        `--${boundary}\r\nContent-Disposition: form-data; name="${name}"; filename="${filename}"\r\nContent-Type: image/png\r\n\r\n`,
+      ),
+      bytes,
+      Buffer.from('\r\n'),
+    );
+  parts.push(Buffer.from(`--${boundary}--\r\n`));
+  return {
+    headers: { 'content-type': `multipart/form-data; boundary=${boundary}` },
+    payload: Buffer.concat(parts),
+  };
+}

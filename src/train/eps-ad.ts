@@ -52,7 +52,7 @@ import { loadDiffusionModel } from '../diffusion/model.js';
 import { type BackendPreference, initTfjs } from '../nn/backend.js';
 import { fileSystemIO } from '../nn/fs-io.js';
 import { type ModelManifestInput, parseModelManifest } from '../nn/manifest.js';
-import { Rng } from '../util/random.js';
+import { Rng, stringHash } from '../util/random.js';
 
 type Tf = typeof import('@tensorflow/tfjs');
 type Tensor2D = import('@tensorflow/tfjs').Tensor2D;
@@ -114,16 +114,6 @@ function gather(pixels: Float32Array, indices: Int32Array): Float32Array {
   return out;
 }
 
-/** Simple stable string hash (FNV-1a) for cache keys and per-part noise seeds. */
-function hash(text: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < text.length; i++) {
-    h ^= text.charCodeAt(i);
-    h = Math.imul(h, 0x01000193) >>> 0;
-  }
-  return h;
-}
-
 interface EpsPart {
   /** Cache name, e.g. 'train-natural', 'train-fgsm-0.00392'. */
   name: string;
@@ -149,7 +139,7 @@ async function cachedEps(
   const side = 32;
   const epsSize = side * side;
   const out = new Float32Array(part.count * epsSize);
-  const seed = hash(part.name);
+  const seed = stringHash(part.name);
   const started = Date.now();
   let computed = 0;
   for (let start = 0, c = 0; start < part.count; start += chunk, c++) {

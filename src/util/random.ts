@@ -140,3 +140,13 @@ function logFactorial(k: number): number {
   const x = k + 1;
   return (x - 0.5) * Math.log(x) - x + 0.5 * Math.log(2 * Math.PI) + 1 / (12 * x) - 1 / (360 * x * x * x);
 }
+
+/** A stable 32-bit string hash (FNV-1a), e.g. to derive a seed or a cache key from a name. */
+export function stringHash(text: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h;
+}

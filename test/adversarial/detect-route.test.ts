@@ -23,7 +23,7 @@ import { buildUnet, predictEps, type UnetArchitecture } from '../../src/diffusio
 import { initTfjs, type Tf } from '../../src/nn/backend.js';
 import { fileSystemIO } from '../../src/nn/fs-io.js';
 import { Rng } from '../../src/util/random.js';
-import { makeApp, tinyModelsDir } from '../helpers.js';
+import { makeApp, multipartForm, tinyModelsDir } from '../helpers.js';
 
 const TINY_UNET: UnetArchitecture = {
   kind: 'unet-eps',
@@ -173,26 +173,10 @@ async function unitPixels(png: Buffer): Promise<Float32Array> {
 }
 
 function multipart(files: Buffer[], fields: Record<string, string> = {}, fileField = 'image') {
-  const boundary = '----tweedie-detect';
-  const parts: Buffer[] = [];
-  for (const [name, value] of Object.entries(fields))
-    parts.push(
-      Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`),
-    );
-  files.forEach((bytes, i) => {
-    parts.push(
-      Buffer.from(
-        `--${boundary}\r\nContent-Disposition: form-data; name="${fileField}"; filename="${i}.png"\r\nContent-Type: image/png\r\n\r\n`,
-      ),
-      bytes,
-      Buffer.from('\r\n'),
-    );
-  });
-  parts.push(Buffer.from(`--${boundary}--\r\n`));
-  return {
-    headers: { 'content-type': `multipart/form-data; boundary=${boundary}` },
-    payload: Buffer.concat(parts),
-  };
+  return multipartForm(
+    files.map((bytes, i) => [fileField, `${i}.png`, bytes]),
+    fields,
+  );
 }
 
 describe('POST /v1/detect/adversarial', () => {

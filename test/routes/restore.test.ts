@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildUnet, type UnetArchitecture, unetMultiple } from '../../src/diffusion/unet.js';
 import { initTfjs } from '../../src/nn/backend.js';
 import { fileSystemIO } from '../../src/nn/fs-io.js';
-import { makeApp, tinyModelsDir } from '../helpers.js';
+import { makeApp, multipartForm, tinyModelsDir } from '../helpers.js';
 
 const TINY: UnetArchitecture = {
   kind: 'unet-eps',
@@ -90,26 +90,10 @@ async function maskPng(w: number, h: number, missing: (r: number, c: number) => 
 }
 
 function multipart(files: Record<string, Buffer>, fields: Record<string, string> = {}) {
-  const boundary = '----tweedie-restore';
-  const parts: Buffer[] = [];
-  for (const [name, value] of Object.entries(fields))
-    parts.push(
-      Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`),
-    );
-  for (const [name, bytes] of Object.entries(files)) {
-    parts.push(
-      Buffer.from(
-        `--${boundary}\r\nContent-Disposition: form-data; name="${name}"; filename="${name}.png"\r\nContent-Type: image/png\r\n\r\n`,
-      ),
-      bytes,
-      Buffer.from('\r\n'),
-    );
-  }
-  parts.push(Buffer.from(`--${boundary}--\r\n`));
-  return {
-    headers: { 'content-type': `multipart/form-data; boundary=${boundary}` },
-    payload: Buffer.concat(parts),
-  };
+  return multipartForm(
+    Object.entries(files).map(([name, bytes]) => [name, `${name}.png`, bytes]),
+    fields,
+  );
 }
 
 async function pixels(png: Buffer): Promise<{ data: Buffer; width: number; height: number }> {
