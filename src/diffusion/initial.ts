@@ -11,9 +11,9 @@
  * - average-pool: bicubic up-sampling of y refined by iterative back-projection, then the correction
  *   x + H^+(y - H x), which makes H x = y exactly (H H^+ = I for average pooling with nearest up-sampling);
  * - other operators (blur, bicubic, identity): the pseudo-inverse, unchanged.
- * Images are NHWC [b, h, w, 1]; the fills run on the CPU in float64. Measured at 256x256: 50% random pixels
- * 0.27 s, 80% 0.63 s, a 64x64 hole 1.2 s (the iteration cap; every Set12 64x64 benchmark crop converges before it),
- * against 0.5 s per U-Net step there.
+ * Images are NHWC [b, h, w, 1]; the fills run on the CPU in float64. Their cost grows with the size of the holes
+ * and is bounded by the iteration cap (every Set12 64x64 benchmark crop and Fashion-MNIST image converges before
+ * it); at 256x256 it stays within a few U-Net steps.
  */
 import { cubic, type DegradationOperator } from './operators.js';
 
