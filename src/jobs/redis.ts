@@ -298,12 +298,14 @@ export class RedisJobBackend implements JobBackend {
   /** The BullMQ job and our view of it; null when unknown or past its TTL. */
   private async load(id: string): Promise<{ view: JobView; job?: Job<QueuedJobData> } | null> {
     await this.client();
-    const job = await this.queue.getJob(id);
+    // The state first, then the record: a job that finishes between the two reads is then seen as running (the
+    // next read sees it finished), never as finished with the record of a running job (no reason, no end time).
+    const bullState = await this.queue.getJobState(id);
+    const job = bullState === 'unknown' ? undefined : await this.queue.getJob(id);
     if (!job) {
       const tomb = await (await this.client()).get(this.keys.tombstone(id));
       return tomb ? { view: JSON.parse(tomb) as JobView } : null;
     }
-    const bullState = await job.getState();
     const state: JobState =
       bullState === 'completed'
         ? 'succeeded'
