@@ -165,7 +165,7 @@ interface CheckpointState {
   losses: number[];
 }
 
-interface TrainingState {
+export interface TrainingState {
   model: LayersModel;
   ema: import('@tensorflow/tfjs').Variable[];
   optimizer: Optimizer;
@@ -270,7 +270,7 @@ function sampleGridColumns(count: number): number {
   return Math.ceil(Math.sqrt(count));
 }
 
-async function exportModel(
+export async function exportModel(
   tf: Tf,
   training: TrainingState,
   schedule: DdpmSchedule,

@@ -385,7 +385,7 @@ export function validationPsnr(
   return { mean: perImage.reduce((s, p) => s + p.psnr, 0) / perImage.length, perImage };
 }
 
-async function exportModel(
+export async function exportModel(
   model: LayersModel,
   options: TrainNoise2ScoreOptions,
   architecture: ScoreNetworkArchitecture,

@@ -1,0 +1,160 @@
+/**
+ * Imports a DDPM U-Net trained by src/train/torch/ddpm.py (a GPU run) as a tf.js model folder: rebuilds the network
+ * of src/diffusion/unet.ts, sets the EMA weights by name, checks that tf.js computes what PyTorch did on the probe
+ * written with them (relative error under 1e-3, else it refuses), and exports through the TypeScript trainer's
+ * exportModel (model.json, weights.bin, samples.png, manifest.json), adding the Python command, its log and the
+ * import command under extra.torch.
+ *
+ *   npx tsx src/train/torch/import-ddpm.ts --from <python --out> --out models/ddpm-natural-grey/<version> \
+ *     --version <version> [--lineage "..."]
+ */
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { linearSchedule } from '../../diffusion/schedule.js';
+import { buildUnet, DEFAULT_UNET } from '../../diffusion/unet.js';
+import { initTfjs } from '../../nn/backend.js';
+import { exportModel, type TrainingState } from '../ddpm.js';
+import { readTensors } from '../tensor-file.js';
+import { relativeError } from './import-noise2score.js';
+
+interface TorchSummary {
+  steps: number;
+  batch: number;
+  size: number;
+  lr: number;
+  emaDecay: number;
+  seed: number;
+  initFrom: string | null;
+  seconds: number;
+  finalLoss: number | null;
+  device: string;
+  torch: string;
+  command: string;
+  images: { source: string; count: number };
+  log: { step: number; loss: number }[];
+}
+
+export async function importDdpm(options: {
+  from: string;
+  out: string;
+  version: string;
+  lineage?: string;
+  commandLine: string;
+  sampleSteps?: number;
+  log?: (line: string) => void;
+}): Promise<{ probeError: number }> {
+  const log = options.log ?? ((line: string) => console.log(line));
+  const summary = JSON.parse(await readFile(join(options.from, 'train.json'), 'utf8')) as TorchSummary;
+  const { tf } = await initTfjs('wasm');
+  const model = buildUnet(tf, DEFAULT_UNET);
+  const tensors = new Map((await readTensors(options.from)).map((t) => [t.name, t]));
+  model.setWeights(
+    model.weights.map((w) => {
+      // originalName: the name in model.json (tf.js suffixes `name` with _1, _2 when a process builds it again).
+      const t = tensors.get(w.originalName);
+      if (!t) throw new Error(`${options.from} has no weight ${w.originalName}`);
+      if (t.shape.join() !== w.shape.join())
+        throw new Error(`${w.originalName}: shape ${t.shape} in ${options.from}, ${w.shape} in the network`);
+      return tf.tensor(t.values, t.shape);
+    }),
+  );
+  const [x, t, eps] = ['probe/x', 'probe/t', 'probe/eps'].map((name) => {
+    const found = tensors.get(name);
+    if (!found) throw new Error(`${options.from} has no ${name}`);
+    return found;
+  });
+  const out = tf.tidy(() =>
+    (
+      model.predict([
+        tf.tensor(x.values, x.shape),
+        tf.tensor(t.values, t.shape),
+      ]) as import('@tensorflow/tfjs').Tensor
+    ).dataSync(),
+  );
+  const probeError = relativeError(out, eps.values);
+  log(`probe: tf.js against PyTorch, relative error ${probeError.toExponential(2)}`);
+  if (!(probeError < 1e-3)) throw new Error(`tf.js does not compute what PyTorch did (${probeError})`);
+
+  const training = {
+    model,
+    ema: model.weights.map((w) => tf.variable(w.read().clone(), false)),
+    optimizer: undefined,
+  } as unknown as TrainingState;
+  const backend = `PyTorch ${summary.torch} on ${summary.device} (src/train/torch/ddpm.py)`;
+  await exportModel(
+    tf,
+    training,
+    linearSchedule(),
+    {
+      dataset: 'natural-grey',
+      dataDir: summary.images.source,
+      steps: summary.steps,
+      batch: summary.batch,
+      lr: summary.lr,
+      size: summary.size,
+      out: options.out,
+      checkpointDir: '',
+      checkpointMinutes: 0,
+      sampleMinutes: 0,
+      resume: false,
+      seed: summary.seed,
+      emaDecay: summary.emaDecay,
+      sampleSteps: options.sampleSteps ?? 100,
+      sampleCount: 16,
+      name: 'ddpm-natural-grey',
+      version: options.version,
+      commandLine: summary.command,
+      backend,
+      log,
+    },
+    DEFAULT_UNET,
+    summary.steps,
+    {
+      status: 'complete',
+      ...(summary.finalLoss != null && {
+        finalTrainingLoss: +summary.finalLoss.toFixed(5),
+        finalTrainingLossDefinition: 'mean of the per-batch loss every 100th step over the last 2000 steps',
+      }),
+      trainingSeconds: Math.round(summary.seconds),
+      learningRateSchedule:
+        'linear warm-up (2% of steps, <= 500) then cosine to 10%, on progress max(step / steps, time / max-seconds)',
+      probeRelativeError: +probeError.toPrecision(3),
+    },
+    true,
+  );
+  const manifestPath = join(options.out, 'manifest.json');
+  const manifest = JSON.parse(await readFile(manifestPath, 'utf8'));
+  manifest.extra = {
+    ...manifest.extra,
+    ...(options.lineage && { lineage: options.lineage }),
+    torch: { initFrom: summary.initFrom, importCommand: options.commandLine, log: summary.log },
+  };
+  await writeFile(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`);
+  log(`exported ${options.out}`);
+  return { probeError };
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const { values } = parseArgs({
+    options: {
+      from: { type: 'string' },
+      out: { type: 'string' },
+      version: { type: 'string' },
+      lineage: { type: 'string' },
+    },
+  });
+  if (!values.from || !values.out || !values.version) {
+    console.error(
+      'usage: npx tsx src/train/torch/import-ddpm.ts --from <dir> --out <model dir> --version <v> [--lineage <text>]',
+    );
+    process.exit(2);
+  }
+  await importDdpm({
+    from: values.from,
+    out: values.out,
+    version: values.version,
+    lineage: values.lineage,
+    commandLine: `npx tsx src/train/torch/import-ddpm.ts ${process.argv.slice(2).join(' ')}`,
+  });
+}

@@ -1,0 +1,325 @@
+#!/usr/bin/env python3
+"""
+GPU trainer for the Noise2Score score network: a PyTorch port of src/train/noise2score.ts (same network, same
+AR-DAE loss with antithetic pairs, same blind noise levels and relative sigma_a rule, same warm-up + cosine
+learning rate), for machines with a CUDA GPU. It is a training tool only: the service, its tests and CI never run
+Python. Its output is imported by `npx tsx src/train/torch/import-noise2score.ts`, which rebuilds the tf.js network,
+checks it against a probe computed here (same input, same output to 1e-3), measures Set12 with the TypeScript
+protocol and writes the model folder with its manifest.
+
+Layout: the network runs NCHW; space-to-depth / depth-to-space reproduce the channel order of the tf.js layers
+(src/denoise/network.ts) and convolutions reproduce TF's 'same' padding (a stride-2 convolution on an even size pads
+one row/column at the bottom/right only). Weights are written in tf.js layout ([kh, kw, in, out]) under the tf.js
+weight names (conv1/kernel, conv1/bias, ...).
+
+Data: `--images` is a uint8 stack written by `npx tsx src/train/torch/pack-images.ts <dir> <out>` (sharp's decoding,
+the same as the TypeScript trainer's), so this script needs no image library.
+
+    python3 src/train/torch/noise2score.py --noise gaussian --images <packed> --steps 40000 --batch 128 \
+        --patch 64 --lr 4e-4 --init-from models/noise2score-gaussian/v5 --out <dir> --seed 81 --max-seconds 300
+"""
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+FAMILY = {
+    # level range, log-uniform, relative sigma_a c (start, end), output scale: FAMILY_TRAINING in noise2score.ts
+    'gaussian': dict(level=(3.5 / 255, 55 / 255), log=False, c=(1.0, 0.7), out_scale=32.0),
+    'poisson': dict(level=(0.004, 0.1), log=True, c=(0.5, 0.5), out_scale=2.0),
+    'gamma': dict(level=(50.0, 150.0), log=False, c=(0.5, 0.5), out_scale=32.0),
+}
+
+
+def read_tensors(directory):
+    """src/train/tensor-file.ts: tensors.json (name, shape, offset, length) + tensors.bin (float32)."""
+    specs = json.load(open(os.path.join(directory, 'tensors.json')))
+    values = np.fromfile(os.path.join(directory, 'tensors.bin'), dtype='<f4')
+    return {s['name']: values[s['offset']:s['offset'] + s['length']].reshape(s['shape']) for s in specs}
+
+
+def write_tensors(directory, named):
+    os.makedirs(directory, exist_ok=True)
+    specs, chunks, offset = [], [], 0
+    for name, array in named:
+        a = np.ascontiguousarray(array, dtype='<f4')
+        specs.append({'name': name, 'shape': list(a.shape), 'offset': offset, 'length': int(a.size)})
+        chunks.append(a.reshape(-1))
+        offset += a.size
+    tmp = os.path.join(directory, 'tensors.bin.partial')
+    np.concatenate(chunks).tofile(tmp)
+    os.replace(tmp, os.path.join(directory, 'tensors.bin'))
+    with open(os.path.join(directory, 'tensors.json'), 'w') as f:
+        json.dump(specs, f)
+
+
+def read_layers_model(directory):
+    """Weights of a tf.js layers model folder (model.json + weight shards), by weight name, tf.js layout."""
+    model = json.load(open(os.path.join(directory, 'model.json')))
+    out = {}
+    for group in model['weightsManifest']:
+        data = b''.join(open(os.path.join(directory, p), 'rb').read() for p in group['paths'])
+        offset = 0
+        for w in group['weights']:
+            if w['dtype'] != 'float32':
+                raise ValueError(f"{w['name']}: dtype {w['dtype']} not supported")
+            n = int(np.prod(w['shape'])) if w['shape'] else 1
+            out[w['name']] = np.frombuffer(data, dtype='<f4', count=n, offset=offset).reshape(w['shape'])
+            offset += 4 * n
+    return out
+
+
+def read_images(prefix):
+    meta = json.load(open(prefix + '.json'))
+    data = np.fromfile(prefix + '.u8', dtype=np.uint8).reshape(meta['count'], meta['height'], meta['width'])
+    return data, meta
+
+
+def same_pad(x, k, s):
+    """TF 'same' padding for NCHW x: the extra row/column of an odd total goes to the bottom/right."""
+    pads = []
+    for size in (x.shape[3], x.shape[2]):  # F.pad takes the last dimension first
+        out = -(-size // s)
+        total = max((out - 1) * s + k - size, 0)
+        pads += [total // 2, total - total // 2]
+    return F.pad(x, pads) if any(pads) else x
+
+
+def space_to_depth(x, b):
+    n, c, h, w = x.shape
+    return x.reshape(n, c, h // b, b, w // b, b).permute(0, 3, 5, 1, 2, 4).reshape(n, b * b * c, h // b, w // b)
+
+
+def depth_to_space(x, b):
+    n, c, h, w = x.shape
+    d = c // (b * b)
+    return x.reshape(n, b, b, d, h, w).permute(0, 3, 4, 1, 5, 2).reshape(n, d, h * b, w * b)
+
+
+class ScoreNet(torch.nn.Module):
+    """buildScoreNetwork(tf, {kind: 'unet', widths, outputScale}) of src/denoise/network.ts."""
+
+    def __init__(self, widths=(32, 64, 128), out_scale=32.0):
+        super().__init__()
+        c1, c2, c3 = widths
+        self.out_scale = out_scale
+        # name, in, out, kernel, stride, relu: in the order buildScoreNetwork numbers them.
+        self.specs = [
+            ('conv1', 4, c1, 3, 1, True), ('conv2', c1, c1, 3, 1, True),
+            ('conv3', c1, c2, 3, 2, True), ('conv4', c2, c2, 3, 1, True),
+            ('conv5', c2, c3, 3, 2, True), ('conv6', c3, c3, 3, 1, True), ('conv7', c3, c3, 3, 1, True),
+            ('conv8', c3, 4 * c2, 1, 1, True),
+            ('conv9', 2 * c2, c2, 3, 1, True), ('conv10', c2, c2, 3, 1, True),
+            ('conv11', c2, 4 * c1, 1, 1, True),
+            ('conv12', 2 * c1, c1, 3, 1, True), ('conv13', c1, c1, 3, 1, True),
+            ('conv14', c1, 4, 3, 1, False),
+        ]
+        self.weight = torch.nn.ParameterDict()
+        self.bias = torch.nn.ParameterDict()
+        for name, cin, cout, k, _, _ in self.specs:
+            w = torch.empty(cout, cin, k, k)
+            torch.nn.init.normal_(w, 0.0, math.sqrt(2.0 / (k * k * cin)))  # He-normal (fan in)
+            self.weight[name] = torch.nn.Parameter(w)
+            self.bias[name] = torch.nn.Parameter(torch.zeros(cout))
+        self.spec = {s[0]: s for s in self.specs}
+
+    def conv(self, name, x):
+        _, _, _, k, s, relu = self.spec[name]
+        y = F.conv2d(same_pad(x, k, s), self.weight[name], self.bias[name], stride=s)
+        return F.relu(y) if relu else y
+
+    def forward(self, y):  # y: [n, 1, h, w], h and w multiples of 8
+        c = self.conv
+        packed = space_to_depth(y, 2)
+        e1 = c('conv2', c('conv1', packed))
+        e2 = c('conv4', c('conv3', e1))
+        bottom = c('conv7', c('conv6', c('conv5', e2)))
+        up2 = depth_to_space(c('conv8', bottom), 2)
+        d2 = c('conv10', c('conv9', torch.cat([up2, e2], 1)))
+        up1 = depth_to_space(c('conv11', d2), 2)
+        features = c('conv13', c('conv12', torch.cat([up1, e1], 1)))
+        return depth_to_space(c('conv14', features), 2) * self.out_scale
+
+    def load_tfjs(self, weights):
+        with torch.no_grad():
+            for name, *_ in self.specs:
+                self.weight[name].copy_(torch.from_numpy(np.array(weights[f'{name}/kernel'])).permute(3, 2, 0, 1))
+                self.bias[name].copy_(torch.from_numpy(np.array(weights[f'{name}/bias'])))
+
+    def tfjs_weights(self):
+        out = []
+        for name, *_ in self.specs:
+            out.append((f'{name}/kernel', self.weight[name].detach().permute(2, 3, 1, 0).cpu().numpy()))
+            out.append((f'{name}/bias', self.bias[name].detach().cpu().numpy()))
+        return out
+
+
+def learning_rate(peak, progress, warmup):
+    """learningRate() of noise2score.ts on a progress fraction: linear warm-up, then cosine to 2% of the peak."""
+    if progress < warmup:
+        return peak * max(progress, 1e-3) / warmup
+    t = min(1.0, (progress - warmup) / (1 - warmup))
+    return peak * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def make_batch(family, images, batch, patch, c, gen, device):
+    """makeBatch() of noise2score.ts, vectorised: batch/2 noisy patches, each with +u and -u."""
+    spec = FAMILY[family]
+    pairs = batch // 2
+    n, h, w = images.shape
+    idx = torch.randint(n, (pairs,), generator=gen, device=device)
+    top = torch.randint(h - patch + 1, (pairs,), generator=gen, device=device)
+    left = torch.randint(w - patch + 1, (pairs,), generator=gen, device=device)
+    ar = torch.arange(patch, device=device)
+    x = images[idx[:, None, None], top[:, None, None] + ar[None, :, None], left[:, None, None] + ar[None, None, :]]
+    sym = torch.randint(8, (pairs,), generator=gen, device=device)
+    x = torch.where((sym & 1).bool()[:, None, None], x.transpose(1, 2), x)
+    x = torch.where((sym & 2).bool()[:, None, None], x.flip(1), x)
+    x = torch.where((sym & 4).bool()[:, None, None], x.flip(2), x)
+    lo, hi = spec['level']
+    r = torch.rand(pairs, generator=gen, device=device)
+    level = lo * (hi / lo) ** r if spec['log'] else lo + (hi - lo) * r
+    lv = level[:, None, None]
+    if family == 'gaussian':
+        noisy = x + lv * torch.randn(x.shape, generator=gen, device=device)
+    elif family == 'poisson':
+        noisy = lv * torch.poisson(x.clamp(min=0) / lv, generator=gen)
+    else:
+        g = torch._standard_gamma(lv.expand_as(x).contiguous(), generator=gen)
+        noisy = x * g / lv
+    mean = noisy.mean((1, 2))
+    if family == 'gaussian':
+        pert = c * level
+    elif family == 'gamma':
+        pert = c * mean.clamp(min=1 / 255) / level.sqrt()
+    else:
+        pert = c * (mean / level).clamp(min=1).sqrt()
+    scale = level * pert if family == 'poisson' else pert
+    loss_scale = pert / (1 + c * c) if family == 'poisson' else pert
+    u = torch.randn(x.shape, generator=gen, device=device)
+    s = scale[:, None, None]
+    inputs = torch.cat([noisy + s * u, noisy - s * u])[:, None]
+    return inputs, torch.cat([u, -u])[:, None], torch.cat([loss_scale, loss_scale])[:, None, None, None]
+
+
+def main(argv):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--noise', choices=sorted(FAMILY), required=True)
+    p.add_argument('--images', required=True, help='prefix of <prefix>.u8 + <prefix>.json (pack-images.ts)')
+    p.add_argument('--steps', type=int, required=True)
+    p.add_argument('--batch', type=int, default=128)
+    p.add_argument('--patch', type=int, default=64)
+    p.add_argument('--lr', type=float, default=4e-4)
+    p.add_argument('--init-from', help='a tf.js layers model folder (models/noise2score-<family>/<version>)')
+    p.add_argument('--out', required=True)
+    p.add_argument('--seed', type=int, default=1)
+    p.add_argument('--max-seconds', type=float, default=0,
+                   help='also end the schedule by this wall-clock time: progress = max(step/steps, time/limit)')
+    p.add_argument('--checkpoint-seconds', type=float, default=60)
+    p.add_argument('--resume', action='store_true')
+    p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    a = p.parse_args(argv)
+    if a.patch % 8 or a.batch % 2:
+        sys.exit('--patch must be a multiple of 8 and --batch even')
+    device = torch.device(a.device)
+    torch.manual_seed(a.seed)
+    torch.backends.cudnn.benchmark = True
+    spec = FAMILY[a.noise]
+    os.makedirs(a.out, exist_ok=True)
+    raw, meta = read_images(a.images)
+    images = torch.from_numpy(raw).to(device).float() / 255
+    net = ScoreNet(out_scale=spec['out_scale']).to(device)
+    if a.init_from:
+        net.load_tfjs(read_layers_model(a.init_from))
+    opt = torch.optim.Adam(net.parameters(), lr=a.lr, eps=1e-7)  # tf.js Adam's epsilon
+    gen = torch.Generator(device=device)
+    gen.manual_seed(a.seed)
+    step, elapsed_before, log = 0, 0.0, []
+    ckpt = os.path.join(a.out, 'checkpoint.pt')
+    if a.resume and os.path.exists(ckpt):
+        state = torch.load(ckpt, map_location=device)
+        net.load_state_dict(state['net'])
+        opt.load_state_dict(state['opt'])
+        gen.set_state(state['gen'].cpu() if device.type == 'cpu' else state['gen'])
+        step, elapsed_before, log = state['step'], state['elapsed'], state['log']
+        print(f'resumed at step {step}', flush=True)
+
+    def save():
+        tmp = ckpt + '.partial'
+        torch.save({'net': net.state_dict(), 'opt': opt.state_dict(), 'gen': gen.get_state(), 'step': step,
+                    'elapsed': elapsed_before + time.time() - start, 'log': log}, tmp)
+        os.replace(tmp, ckpt)
+
+    start = time.time()
+    last_ckpt = start
+    warmup = 0.02
+    c0, c1 = spec['c']
+    running, count = 0.0, 0
+    progress = step / a.steps
+    while progress < 1:
+        c = c0 * (c1 / c0) ** progress
+        lr = learning_rate(a.lr, progress, warmup)
+        for g in opt.param_groups:
+            g['lr'] = lr
+        inputs, u, ls = make_batch(a.noise, images, a.batch, a.patch, c, gen, device)
+        loss = torch.mean(torch.square(u + ls * net(inputs)))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        elapsed = elapsed_before + time.time() - start
+        progress = max(step / a.steps, elapsed / a.max_seconds if a.max_seconds > 0 else 0)
+        if step % 200 == 0 or progress >= 1:
+            value = float(loss)
+            if not math.isfinite(value):
+                sys.exit(f'loss is {value} at step {step}: lower --lr')
+            running += value
+            count += 1
+        if step % 2000 == 0 or progress >= 1:
+            entry = {'step': step, 'loss': running / max(count, 1), 'c': c, 'lr': lr, 'seconds': round(elapsed, 1)}
+            log.append(entry)
+            print(json.dumps(entry), flush=True)
+            running, count = 0.0, 0
+        if time.time() - last_ckpt > a.checkpoint_seconds and progress < 1:
+            save()
+            last_ckpt = time.time()
+
+    # The probe: a fixed noisy 64x64 crop of the first training image and the network's output on it, so the
+    # importer can check that tf.js computes the same function.
+    rng = np.random.default_rng(12345)
+    clean = raw[0, :64, :64].astype(np.float32) / 255
+    probe_in = (clean + {'gaussian': 0.1, 'poisson': 0.05, 'gamma': 0.05}[a.noise]
+                * rng.standard_normal((64, 64)).astype(np.float32) * (1 if a.noise == 'gaussian' else clean))
+    probe_in = probe_in.astype(np.float32)
+    net.eval()
+    with torch.no_grad():
+        # Full precision for the probe (TF32 convolutions would differ from tf.js by ~1e-3 relative).
+        tf32 = torch.backends.cudnn.allow_tf32
+        torch.backends.cudnn.allow_tf32 = False
+        probe_out = net(torch.from_numpy(probe_in)[None, None].to(device)).cpu().numpy()
+        torch.backends.cudnn.allow_tf32 = tf32
+    write_tensors(a.out, net.tfjs_weights() + [
+        ('probe/input', probe_in.reshape(1, 64, 64, 1)),
+        ('probe/output', probe_out.reshape(1, 64, 64, 1)),
+    ])
+    save()
+    summary = {
+        'noise': a.noise, 'steps': step, 'batch': a.batch, 'patch': a.patch, 'lr': a.lr, 'seed': a.seed,
+        'initFrom': a.init_from, 'maxSeconds': a.max_seconds, 'seconds': round(elapsed_before + time.time() - start, 1),
+        'finalLoss': log[-1]['loss'] if log else None, 'device': torch.cuda.get_device_name(device)
+        if device.type == 'cuda' else 'cpu', 'torch': torch.__version__, 'images': meta,
+        'command': 'python3 src/train/torch/noise2score.py ' + ' '.join(argv), 'log': log,
+    }
+    with open(os.path.join(a.out, 'train.json'), 'w') as f:
+        json.dump(summary, f, indent=2)
+    print(f"done: {step} steps in {summary['seconds']} s", flush=True)
+
+
+if __name__ == '__main__':
+    main(sys.argv[1:])
