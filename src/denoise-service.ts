@@ -24,6 +24,8 @@ export interface DenoiseOutcome {
   method: string;
   /** MID: the number of masks averaged. */
   masks?: number;
+  /** Noise2Score: the number of flips the score was averaged over. */
+  ensemble?: number;
   timings: Record<string, number>;
 }
 
@@ -65,6 +67,7 @@ export async function denoisePipeline(
     noise: params.noise,
     level: libraryLevel(params.noise, params.level),
     estimator: params.estimator,
+    ensemble: params.ensemble,
   };
   const isMid = params.method === 'mid';
   const result = (
@@ -98,7 +101,7 @@ export async function denoisePipeline(
     levelEstimated: result.levelEstimated,
     model: `${result.model.name}@${result.model.version}`,
     method: params.method,
-    ...(isMid && { masks: result.masks }),
+    ...(isMid ? { masks: result.masks } : { ensemble: params.ensemble }),
     timings: {
       decodeMs: tDecode - t0,
       computeMs: tCompute - tDecode,
@@ -149,6 +152,7 @@ export function denoiseJson(o: DenoiseOutcome) {
     levelEstimated: o.levelEstimated,
     model: o.model,
     ...(o.masks !== undefined && { masks: o.masks }),
+    ...(o.ensemble !== undefined && { ensemble: o.ensemble }),
     timings: o.timings,
   };
 }

@@ -31,6 +31,14 @@ export const denoiseParams = z
         'Noise level (gaussian: sigma in 0-255 units; poisson: zeta; gamma: k) or auto to estimate it',
       ),
     estimator: z.enum(['wavelet', 'tv']).default('wavelet').describe('How level=auto estimates the level'),
+    ensemble: z.coerce
+      .number()
+      .int()
+      .refine((v) => v === 1 || v === 2 || v === 4 || v === 8, 'must be 1, 2, 4 or 8')
+      .default(1)
+      .describe(
+        'Noise2Score self-ensemble: average the score over 1, 2, 4 or 8 flips of the image (better, and that many times slower)',
+      ),
     masks: z.coerce.number().int().min(1).max(64).optional().describe('MID: number of random masks averaged'),
     seed: z.coerce
       .number()

@@ -1,6 +1,12 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildScoreNetwork, networkMultiple } from '../../src/denoise/network.js';
-import { denoiseNoise2Score, planWindows, reflectPad, scoreMap } from '../../src/denoise/noise2score.js';
+import {
+  denoiseNoise2Score,
+  ensembleScoreMap,
+  planWindows,
+  reflectPad,
+  scoreMap,
+} from '../../src/denoise/noise2score.js';
 import { initTfjs, type Tf } from '../../src/nn/backend.js';
 import { Rng } from '../../src/util/random.js';
 
@@ -122,6 +128,50 @@ describe('denoiseNoise2Score', () => {
     const tv = denoiseNoise2Score(tfjs, model, image, { noise: 'gaussian', level: 'auto', estimator: 'tv' });
     expect(tv.levelEstimated).toBe(true);
     expect(tfjs.memory().numTensors).toBe(before);
+    model.dispose();
+  });
+
+  it('self-ensemble: 1 is the plain score; 8 commutes with every flip and transposition of the input', () => {
+    const model = buildScoreNetwork(tfjs, { kind: 'unet', widths: [8, 8, 8], outputScale: 1 }, 11);
+    // Not square, so a transposition that forgets to swap width and height cannot pass.
+    const width = 40;
+    const height = 24;
+    const plane = randomImage(width, height, 1, 5);
+    const plain = scoreMap(tfjs, model, plane, width, height);
+    expect(ensembleScoreMap(tfjs, model, plane, width, height, 1)).toEqual(plain);
+    const eight = ensembleScoreMap(tfjs, model, plane, width, height, 8);
+    // Transposed input (height x width): the ensemble's output must be the transposed output.
+    const transposed = new Float32Array(plane.length);
+    for (let r = 0; r < height; r++)
+      for (let c = 0; c < width; c++) transposed[c * height + r] = plane[r * width + c];
+    const ofTransposed = ensembleScoreMap(tfjs, model, transposed, height, width, 8);
+    // Rotated by 180 degrees.
+    const rotated = plane.slice().reverse();
+    const ofRotated = ensembleScoreMap(tfjs, model, rotated, width, height, 8);
+    let transposeDiff = 0;
+    let rotateDiff = 0;
+    let plainDiff = 0;
+    for (let r = 0; r < height; r++) {
+      for (let c = 0; c < width; c++) {
+        const i = r * width + c;
+        transposeDiff = Math.max(transposeDiff, Math.abs(ofTransposed[c * height + r] - eight[i]));
+        rotateDiff = Math.max(rotateDiff, Math.abs(ofRotated[plane.length - 1 - i] - eight[i]));
+        plainDiff = Math.max(plainDiff, Math.abs(plain[i] - eight[i]));
+      }
+    }
+    expect(transposeDiff).toBeLessThan(1e-5);
+    expect(rotateDiff).toBeLessThan(1e-5);
+    // The random network is not equivariant itself, so the average really differs from one view.
+    expect(plainDiff).toBeGreaterThan(1e-3);
+    expect(() => ensembleScoreMap(tfjs, model, plane, width, height, 3)).toThrow(RangeError);
+    const result = denoiseNoise2Score(
+      tfjs,
+      model,
+      { data: plane, width, height, channels: 1 },
+      { noise: 'gaussian', level: 0.1, ensemble: 8 },
+    );
+    for (let i = 0; i < plane.length; i++)
+      expect(result.data[i]).toBeCloseTo(Math.min(1, Math.max(0, plane[i] + 0.01 * eight[i])), 6);
     model.dispose();
   });
 });

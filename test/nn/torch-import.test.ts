@@ -127,7 +127,11 @@ describe('import-ddpm', () => {
     model.setWeights(
       model.weights.map((w, i) =>
         tf.tensor(
-          randomArray(w.shape.reduce((a, b) => a * (b ?? 1), 1) as number, 100 + i, 0.05),
+          randomArray(
+            (w.shape as number[]).reduce((a, b) => a * b, 1),
+            100 + i,
+            0.05,
+          ),
           w.shape as number[],
         ),
       ),

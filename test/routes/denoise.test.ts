@@ -107,6 +107,24 @@ describe('POST /v1/denoise', () => {
     expect(decoded.format).toBe('png');
   });
 
+  it('averages the score over flips with ensemble=2 and says so', async () => {
+    const run = async (ensemble: string) =>
+      app.inject({
+        method: 'POST',
+        url: `/v1/denoise?level=25&output=json${ensemble ? `&ensemble=${ensemble}` : ''}`,
+        headers: { 'content-type': 'image/png' },
+        payload: png,
+      });
+    const plain = await run('');
+    const two = await run('2');
+    expect(two.statusCode, two.body).toBe(200);
+    expect(two.headers['x-ensemble']).toBe('2');
+    expect(plain.headers['x-ensemble']).toBe('1');
+    expect(two.json().ensemble).toBe(2);
+    // A different (averaged) estimate, not the same bytes.
+    expect(two.json().image).not.toBe(plain.json().image);
+  });
+
   it('negotiates the output format', async () => {
     const res = await app.inject({
       method: 'POST',
@@ -142,6 +160,7 @@ describe('POST /v1/denoise', () => {
       ],
       ['/v1/denoise?noise=speckle', { 'content-type': 'image/png' }, png, 400, 'TW_VALIDATION'],
       ['/v1/denoise?level=500', { 'content-type': 'image/png' }, png, 400, 'TW_VALIDATION'],
+      ['/v1/denoise?level=25&ensemble=3', { 'content-type': 'image/png' }, png, 400, 'TW_VALIDATION'],
       [
         '/v1/denoise?noise=poisson&level=0.01',
         { 'content-type': 'image/png' },
@@ -179,6 +198,23 @@ describe('POST /v1/denoise', () => {
     expect(data.image).toBe(rest.json().image);
     expect(data.level).toBe(25);
     expect(data.model).toBe('noise2score-gaussian@1');
+    const restTwo = await app.inject({
+      method: 'POST',
+      url: '/v1/denoise?level=25&ensemble=2&output=json',
+      headers: { 'content-type': 'image/png' },
+      payload: png,
+    });
+    const two = await app.inject({
+      method: 'POST',
+      url: '/graphql',
+      payload: {
+        query:
+          'query($img: String!) { denoise(input: { image: $img, level: 25, ensemble: 2 }) { image ensemble } }',
+        variables: { img: png.toString('base64') },
+      },
+    });
+    expect(two.json().data.denoise.ensemble).toBe(2);
+    expect(two.json().data.denoise.image).toBe(restTwo.json().image);
     const bad = await app.inject({
       method: 'POST',
       url: '/graphql',

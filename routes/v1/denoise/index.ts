@@ -25,6 +25,8 @@ const routes: FastifyPluginAsyncZod<{ config: Config }> = async (fastify, opts) 
           'x-noise-level, x-noise-level-estimated and x-model; `output=json` answers JSON with the image in base64. ' +
           '`method=mid` removes real camera noise (model mid-rgb, learned without clean/noisy pairs): `masks` random ' +
           "masks are averaged (default: the model's measured default, header x-masks), `seed` fixes them; " +
+          '`ensemble` (1, 2, 4, 8) averages the Noise2Score score over that many flips of the image (header ' +
+          'x-ensemble): better, at that many times the network time (bench/RESULTS.md); ' +
           '`noise`/`level` do not apply. Grey images are replicated to RGB and the output is the mean of the three ' +
           'output channels; an alpha channel is dropped (the answer is opaque).',
         querystring: denoiseParams,
@@ -55,6 +57,7 @@ const routes: FastifyPluginAsyncZod<{ config: Config }> = async (fastify, opts) 
       reply.header('x-noise-level-estimated', String(out.levelEstimated));
       reply.header('x-model', out.model);
       if (out.masks !== undefined) reply.header('x-masks', String(out.masks));
+      if (out.ensemble !== undefined) reply.header('x-ensemble', String(out.ensemble));
       reply.header('x-timing-total-ms', out.timings.totalMs.toFixed(1));
       if (params.output === 'json') return denoiseJson(out);
       return reply.type(out.contentType).send(out.bytes);

@@ -16,6 +16,8 @@ export interface DenoiseTaskInput {
   /** Library units (Gaussian sigma on [0,1]) or 'auto'. */
   level: number | 'auto';
   estimator: 'wavelet' | 'tv';
+  /** Self-ensemble size (1, 2, 4 or 8; default 1): see Noise2ScoreOptions.ensemble. */
+  ensemble?: number;
 }
 
 export async function noise2score(input: DenoiseTaskInput, ctx: HandlerContext) {
@@ -28,6 +30,7 @@ export async function noise2score(input: DenoiseTaskInput, ctx: HandlerContext) 
     noise: input.noise,
     level: input.level,
     estimator: input.estimator,
+    ensemble: input.ensemble ?? 1,
     tile: ctx.options.tileSize,
     multiple,
   });

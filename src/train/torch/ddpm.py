@@ -237,7 +237,7 @@ def main(argv):
     os.makedirs(a.out, exist_ok=True)
     ckpt = os.path.join(a.out, 'checkpoint.pt')
     if a.resume and os.path.exists(ckpt):
-        state = torch.load(ckpt, map_location=device)
+        state = torch.load(ckpt, map_location=device, weights_only=False)
         net.load_state_dict(state['net'])
         opt.load_state_dict(state['opt'])
         ema = [e.to(device) for e in state['ema']]

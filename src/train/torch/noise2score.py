@@ -243,7 +243,7 @@ def main(argv):
     step, elapsed_before, log = 0, 0.0, []
     ckpt = os.path.join(a.out, 'checkpoint.pt')
     if a.resume and os.path.exists(ckpt):
-        state = torch.load(ckpt, map_location=device)
+        state = torch.load(ckpt, map_location=device, weights_only=False)
         net.load_state_dict(state['net'])
         opt.load_state_dict(state['opt'])
         gen.set_state(state['gen'].cpu() if device.type == 'cpu' else state['gen'])

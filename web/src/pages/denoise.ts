@@ -58,6 +58,7 @@ export function denoisePage(): HTMLElement {
   const auto = checkbox('estimate the level (auto)', true);
   const level = numberInput(25, { step: 'any', min: 0, disabled: true });
   const estimator = select(['wavelet', 'tv'], 'wavelet');
+  const ensemble = select(['1', '2', '4', '8'], '1');
   const synth = checkbox('add synthetic noise first (the picked image is then the clean reference)', false);
   const synthLevel = numberInput(25, { step: 'any', min: 0 });
   const synthSeed = numberInput(1, { min: 0, step: 1 });
@@ -129,6 +130,7 @@ export function denoisePage(): HTMLElement {
         noise: family,
         level: auto.input.checked ? 'auto' : level.value,
         estimator: estimator.value,
+        ensemble: ensemble.value,
         output: 'json',
       });
       const form = new FormData();
@@ -203,6 +205,7 @@ export function denoisePage(): HTMLElement {
       auto.wrap,
       field('Level', level, 'Gaussian: sigma on 0-255; Poisson: zeta; Gamma: shape k'),
       field('Level estimator (auto)', estimator),
+      field('Self-ensemble (Noise2Score)', ensemble, 'Flips averaged: better, and that many times slower'),
       synth.wrap,
       field('Synthetic noise level', synthLevel),
       field('Synthetic noise seed', synthSeed),
