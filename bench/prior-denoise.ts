@@ -4,7 +4,7 @@
  * [0, 255]; the timestep whose noise-to-signal ratio matches), seeded. Prints the mean PSNR of the noisy input and
  * of the estimate. Used to follow ddpm-natural-grey's training (its manifest's extra.lineage).
  *
- *   npx tsx bench/prior-denoise.ts models/ddpm-natural-grey/20261128
+ *   npx tsx bench/prior-denoise.ts models/ddpm-natural-grey/20261129
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -19,7 +19,7 @@ import { set12Problems } from './restore.js';
 
 type Tensor4D = import('@tensorflow/tfjs').Tensor4D;
 
-const dir = process.argv[2] ?? 'models/ddpm-natural-grey/20261128';
+const dir = process.argv[2] ?? 'models/ddpm-natural-grey/20261129';
 const { tf } = await initTfjs('wasm');
 const model = await loadDiffusionModel(tf, join(REPO_ROOT, dir));
 const manifest = JSON.parse(readFileSync(join(REPO_ROOT, dir, 'manifest.json'), 'utf8'));
