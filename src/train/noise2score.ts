@@ -385,6 +385,37 @@ export function validationPsnr(
   return { mean: perImage.reduce((s, p) => s + p.psnr, 0) / perImage.length, perImage };
 }
 
+/** The manifest's validation metrics and per-image extra for a validationPsnr result (trainer and GPU importer). */
+export function validationRecord(
+  noise: NoiseFamily,
+  validationDir: string | undefined,
+  validation: ReturnType<typeof validationPsnr> | null,
+): { metrics: Record<string, number | string>; extra: Record<string, unknown> } {
+  if (!validation) return { metrics: {}, extra: {} };
+  const family = FAMILY_TRAINING[noise];
+  const key = `psnr_${basename(validationDir ?? 'validation')}_${noise}_${family.validationLevelLabel.replace(/[^\w.]+/g, '')}`;
+  const mean = (values: number[]) => values.reduce((s, v) => s + v, 0) / values.length;
+  return {
+    metrics: {
+      [key]: +validation.mean.toFixed(3),
+      validationPsnr: +validation.mean.toFixed(3),
+      validationNoisyPsnr: +mean(validation.perImage.map((p) => p.noisyPsnr)).toFixed(3),
+      validationSet: validationDir ?? 'validation',
+      validationLevel: `${family.validationLevelLabel} (given, not estimated)`,
+      validationProtocol:
+        `x = u8/255; noise from Rng(${VALIDATION_SEED} + image index in sorted order) (xoshiro128**, ` +
+        'src/util/random.ts); no clipping of y; output clipped to [0,1]; PSNR per image, no border crop; mean',
+    },
+    extra: {
+      validationPerImage: validation.perImage.map((p) => ({
+        name: p.name,
+        psnr: +p.psnr.toFixed(3),
+        noisyPsnr: +p.noisyPsnr.toFixed(3),
+      })),
+    },
+  };
+}
+
 export async function exportModel(
   model: LayersModel,
   options: TrainNoise2ScoreOptions,
@@ -616,7 +647,7 @@ export async function trainNoise2Score(
       `validation ${options.validationDir} at ${family.validationLevelLabel}: mean PSNR ${validation.mean.toFixed(3)} dB`,
     );
   }
-  const validationKey = `psnr_${basename(options.validationDir ?? 'validation')}_${options.noise}_${family.validationLevelLabel.replace(/[^\w.]+/g, '')}`;
+  const record = validationRecord(options.noise, options.validationDir, validation);
   await exportModel(
     model,
     options,
@@ -624,32 +655,13 @@ export async function trainNoise2Score(
     options.steps,
     {
       status: 'final',
-      ...(validation && {
-        [validationKey]: +validation.mean.toFixed(3),
-        validationPsnr: +validation.mean.toFixed(3),
-        validationNoisyPsnr: +(
-          validation.perImage.reduce((s, p) => s + p.noisyPsnr, 0) / validation.perImage.length
-        ).toFixed(3),
-        validationSet: options.validationDir,
-        validationLevel: `${family.validationLevelLabel} (given, not estimated)`,
-        validationProtocol:
-          `x = u8/255; noise from Rng(${VALIDATION_SEED} + image index in sorted order) (xoshiro128**, ` +
-          'src/util/random.ts); no clipping of y; output clipped to [0,1]; PSNR per image, no border crop; mean',
-      }),
+      ...record.metrics,
       finalLoss: losses.length
         ? +(losses.slice(-100).reduce((s, v) => s + v, 0) / Math.min(100, losses.length)).toFixed(6)
         : null,
       trainingSeconds: Math.round(elapsedBefore + (performance.now() - runStart) / 1000),
     },
-    validation
-      ? {
-          validationPerImage: validation.perImage.map((p) => ({
-            name: p.name,
-            psnr: +p.psnr.toFixed(3),
-            noisyPsnr: +p.noisyPsnr.toFixed(3),
-          })),
-        }
-      : {},
+    record.extra,
   );
   log(`exported ${options.out}`);
   return { steps: options.steps, losses, validationPsnr: validation?.mean ?? null, outDir: options.out };

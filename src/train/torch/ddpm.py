@@ -18,13 +18,13 @@ import json
 import math
 import os
 import sys
-import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from noise2score import read_images, read_layers_model, same_pad, space_to_depth, depth_to_space, write_tensors
+from noise2score import (TrainingClock, depth_to_space, full_precision, load_checkpoint, random_crops, read_images,
+                         read_layers_model, same_pad, save_checkpoint, space_to_depth, write_tensors)
 
 
 class Unet(torch.nn.Module):
@@ -233,43 +233,25 @@ def main(argv):
     gen = torch.Generator(device=device)
     gen.manual_seed(a.seed)
     sqrt_ab, sqrt_1mab = schedule(device)
-    step, elapsed_before, log = 0, 0.0, []
     os.makedirs(a.out, exist_ok=True)
     ckpt = os.path.join(a.out, 'checkpoint.pt')
-    if a.resume and os.path.exists(ckpt):
-        state = torch.load(ckpt, map_location=device, weights_only=False)
-        net.load_state_dict(state['net'])
-        opt.load_state_dict(state['opt'])
+    state = load_checkpoint(ckpt, device, net, opt, gen) if a.resume and os.path.exists(ckpt) else None
+    if state:
         ema = [e.to(device) for e in state['ema']]
-        gen.set_state(state['gen'].cpu() if device.type == 'cpu' else state['gen'])
-        step, elapsed_before, log = state['step'], state['elapsed'], state['log']
-        print(f'resumed at step {step}', flush=True)
 
     def save():
-        tmp = ckpt + '.partial'
-        torch.save({'net': net.state_dict(), 'opt': opt.state_dict(), 'ema': ema, 'gen': gen.get_state(),
-                    'step': step, 'elapsed': elapsed_before + time.time() - start, 'log': log}, tmp)
-        os.replace(tmp, ckpt)
+        save_checkpoint(ckpt, {'net': net.state_dict(), 'opt': opt.state_dict(), 'ema': ema, 'gen': gen.get_state(),
+                               **clock.state()})
 
-    n, h, w = images.shape
+    clock = TrainingClock(a, 100, save, state)
     size, pairs = a.size, a.batch
-    ar = torch.arange(size, device=device)
-    start = time.time()
-    last_ckpt = start
-    running, count, progress = 0.0, 0, step / a.steps
     params = list(net.parameters())
-    while progress < 1:
-        lr = learning_rate(a.lr, step, a.steps, progress)
+    while clock.progress < 1:
+        step = clock.step
+        lr = learning_rate(a.lr, step, a.steps, clock.progress)
         for g in opt.param_groups:
             g['lr'] = lr
-        idx = torch.randint(n, (pairs,), generator=gen, device=device)
-        top = torch.randint(h - size + 1, (pairs,), generator=gen, device=device)
-        left = torch.randint(w - size + 1, (pairs,), generator=gen, device=device)
-        x = images[idx[:, None, None], top[:, None, None] + ar[None, :, None], left[:, None, None] + ar[None, None, :]]
-        sym = torch.randint(8, (pairs,), generator=gen, device=device)
-        x = torch.where((sym & 1).bool()[:, None, None], x.transpose(1, 2), x)
-        x = torch.where((sym & 2).bool()[:, None, None], x.flip(1), x)
-        x = torch.where((sym & 4).bool()[:, None, None], x.flip(2), x)
+        x = random_crops(images, size, pairs, gen)
         t = torch.randint(1000, (pairs,), generator=gen, device=device)
         eps = torch.randn(x.shape, generator=gen, device=device)
         xt = sqrt_ab[t][:, None, None] * x + sqrt_1mab[t][:, None, None] * eps
@@ -281,23 +263,7 @@ def main(argv):
         with torch.no_grad():
             torch._foreach_mul_(ema, decay)
             torch._foreach_add_(ema, [q.detach() for q in params], alpha=1 - decay)
-        step += 1
-        elapsed = elapsed_before + time.time() - start
-        progress = max(step / a.steps, elapsed / a.max_seconds if a.max_seconds > 0 else 0)
-        if step % 100 == 0 or progress >= 1:
-            value = float(loss)
-            if not math.isfinite(value):
-                sys.exit(f'loss is {value} at step {step}: lower --lr')
-            running += value
-            count += 1
-        if step % 2000 == 0 or progress >= 1:
-            entry = {'step': step, 'loss': running / max(count, 1), 'lr': lr, 'seconds': round(elapsed, 1)}
-            log.append(entry)
-            print(json.dumps(entry), flush=True)
-            running, count = 0.0, 0
-        if time.time() - last_ckpt > a.checkpoint_seconds and progress < 1:
-            save()
-            last_ckpt = time.time()
+        clock.record(loss, lr=lr)
 
     # Export the EMA, with a probe: eps_theta of the EMA network on fixed inputs at two timesteps.
     with torch.no_grad():
@@ -309,11 +275,8 @@ def main(argv):
     ab = (sqrt_ab.cpu().numpy()[probe_t.astype(int)])[:, None, None]
     probe_x = (ab * probe_x + np.sqrt(1 - ab ** 2) * rng.standard_normal(probe_x.shape)).astype(np.float32)
     net.eval()
-    with torch.no_grad():
-        tf32 = torch.backends.cudnn.allow_tf32
-        torch.backends.cudnn.allow_tf32 = False
+    with full_precision():
         probe_out = net(torch.from_numpy(probe_x)[:, None].to(device), torch.from_numpy(probe_t).to(device)).cpu().numpy()
-        torch.backends.cudnn.allow_tf32 = tf32
     write_tensors(a.out, [(n_, net.p(n_).detach().cpu().numpy()) for n_ in net.names()] + [
         ('probe/x', probe_x.reshape(2, 48, 48, 1)),
         ('probe/t', probe_t.reshape(2, 1)),
@@ -321,16 +284,16 @@ def main(argv):
     ])
     save()
     summary = {
-        'steps': step, 'batch': a.batch, 'size': a.size, 'lr': a.lr, 'emaDecay': a.ema_decay, 'seed': a.seed,
+        'steps': clock.step, 'batch': a.batch, 'size': a.size, 'lr': a.lr, 'emaDecay': a.ema_decay, 'seed': a.seed,
         'initFrom': a.init_from, 'maxSeconds': a.max_seconds,
-        'seconds': round(elapsed_before + time.time() - start, 1),
-        'finalLoss': log[-1]['loss'] if log else None,
+        'seconds': round(clock.elapsed(), 1),
+        'finalLoss': clock.log[-1]['loss'] if clock.log else None,
         'device': torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu', 'torch': torch.__version__,
-        'images': meta, 'command': 'python3 src/train/torch/ddpm.py ' + ' '.join(argv), 'log': log,
+        'images': meta, 'command': 'python3 src/train/torch/ddpm.py ' + ' '.join(argv), 'log': clock.log,
     }
     with open(os.path.join(a.out, 'train.json'), 'w') as f:
         json.dump(summary, f, indent=2)
-    print(f"done: {step} steps in {summary['seconds']} s", flush=True)
+    print(f"done: {clock.step} steps in {summary['seconds']} s", flush=True)
 
 
 if __name__ == '__main__':

@@ -10,29 +10,22 @@
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { linearSchedule } from '../../diffusion/schedule.js';
 import { buildUnet, DEFAULT_UNET } from '../../diffusion/unet.js';
 import { initTfjs } from '../../nn/backend.js';
 import { exportModel, type TrainingState } from '../ddpm.js';
-import { readTensors } from '../tensor-file.js';
-import { relativeError } from './import-noise2score.js';
+import {
+  checkProbe,
+  parseImportArgs,
+  probeTensor,
+  readTorchRun,
+  setWeightsByName,
+  type TorchRunSummary,
+} from './common.js';
 
-interface TorchSummary {
-  steps: number;
-  batch: number;
+interface DdpmRun extends TorchRunSummary {
   size: number;
-  lr: number;
   emaDecay: number;
-  seed: number;
-  initFrom: string | null;
-  seconds: number;
-  finalLoss: number | null;
-  device: string;
-  torch: string;
-  command: string;
-  images: { source: string; count: number };
-  log: { step: number; loss: number }[];
 }
 
 export async function importDdpm(options: {
@@ -45,36 +38,17 @@ export async function importDdpm(options: {
   log?: (line: string) => void;
 }): Promise<{ probeError: number }> {
   const log = options.log ?? ((line: string) => console.log(line));
-  const summary = JSON.parse(await readFile(join(options.from, 'train.json'), 'utf8')) as TorchSummary;
+  const { summary, tensors } = await readTorchRun<DdpmRun>(options.from);
   const { tf } = await initTfjs('wasm');
   const model = buildUnet(tf, DEFAULT_UNET);
-  const tensors = new Map((await readTensors(options.from)).map((t) => [t.name, t]));
-  model.setWeights(
-    model.weights.map((w) => {
-      // originalName: the name in model.json (tf.js suffixes `name` with _1, _2 when a process builds it again).
-      const t = tensors.get(w.originalName);
-      if (!t) throw new Error(`${options.from} has no weight ${w.originalName}`);
-      if (t.shape.join() !== w.shape.join())
-        throw new Error(`${w.originalName}: shape ${t.shape} in ${options.from}, ${w.shape} in the network`);
-      return tf.tensor(t.values, t.shape);
-    }),
+  setWeightsByName(tf, model, tensors, options.from);
+  const probeError = checkProbe(
+    tf,
+    model,
+    [probeTensor(tensors, 'probe/x', options.from), probeTensor(tensors, 'probe/t', options.from)],
+    probeTensor(tensors, 'probe/eps', options.from),
+    log,
   );
-  const [x, t, eps] = ['probe/x', 'probe/t', 'probe/eps'].map((name) => {
-    const found = tensors.get(name);
-    if (!found) throw new Error(`${options.from} has no ${name}`);
-    return found;
-  });
-  const out = tf.tidy(() =>
-    (
-      model.predict([
-        tf.tensor(x.values, x.shape),
-        tf.tensor(t.values, t.shape),
-      ]) as import('@tensorflow/tfjs').Tensor
-    ).dataSync(),
-  );
-  const probeError = relativeError(out, eps.values);
-  log(`probe: tf.js against PyTorch, relative error ${probeError.toExponential(2)}`);
-  if (!(probeError < 1e-3)) throw new Error(`tf.js does not compute what PyTorch did (${probeError})`);
 
   const training = {
     model,
@@ -131,30 +105,21 @@ export async function importDdpm(options: {
     torch: { initFrom: summary.initFrom, importCommand: options.commandLine, log: summary.log },
   };
   await writeFile(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`);
+  tf.dispose(training.ema);
+  model.dispose();
   log(`exported ${options.out}`);
   return { probeError };
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const { values } = parseArgs({
-    options: {
-      from: { type: 'string' },
-      out: { type: 'string' },
-      version: { type: 'string' },
-      lineage: { type: 'string' },
-    },
-  });
-  if (!values.from || !values.out || !values.version) {
-    console.error(
-      'usage: npx tsx src/train/torch/import-ddpm.ts --from <dir> --out <model dir> --version <v> [--lineage <text>]',
-    );
-    process.exit(2);
-  }
+  const { values, commandLine } = parseImportArgs(
+    'usage: npx tsx src/train/torch/import-ddpm.ts --from <dir> --out <model dir> --version <v> [--lineage <text>]',
+  );
   await importDdpm({
     from: values.from,
     out: values.out,
     version: values.version,
     lineage: values.lineage,
-    commandLine: `npx tsx src/train/torch/import-ddpm.ts ${process.argv.slice(2).join(' ')}`,
+    commandLine,
   });
 }

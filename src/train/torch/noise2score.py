@@ -19,6 +19,7 @@ the same as the TypeScript trainer's), so this script needs no image library.
         --patch 64 --lr 4e-4 --init-from models/noise2score-gaussian/v5 --out <dir> --seed 81 --max-seconds 300
 """
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -89,6 +90,93 @@ def same_pad(x, k, s):
         total = max((out - 1) * s + k - size, 0)
         pads += [total // 2, total - total // 2]
     return F.pad(x, pads) if any(pads) else x
+
+
+def random_crops(images, size, count, gen):
+    """samplePatch() of src/train/data.ts, vectorised: count random size x size crops of random images, each under a
+    random one of the 8 symmetries of the square (bit 0: transpose, bit 1: flip rows, bit 2: flip columns)."""
+    n, h, w = images.shape
+    device = images.device
+    idx = torch.randint(n, (count,), generator=gen, device=device)
+    top = torch.randint(h - size + 1, (count,), generator=gen, device=device)
+    left = torch.randint(w - size + 1, (count,), generator=gen, device=device)
+    ar = torch.arange(size, device=device)
+    x = images[idx[:, None, None], top[:, None, None] + ar[None, :, None], left[:, None, None] + ar[None, None, :]]
+    sym = torch.randint(8, (count,), generator=gen, device=device)
+    x = torch.where((sym & 1).bool()[:, None, None], x.transpose(1, 2), x)
+    x = torch.where((sym & 2).bool()[:, None, None], x.flip(1), x)
+    return torch.where((sym & 4).bool()[:, None, None], x.flip(2), x)
+
+
+@contextlib.contextmanager
+def full_precision():
+    """No TF32 convolutions inside (for the probe: TF32 would differ from tf.js by ~1e-3 relative)."""
+    saved = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = saved
+
+
+def load_checkpoint(path, device, net, opt, gen):
+    """Restores net, optimiser and generator from `path`; returns the whole saved dict (step, elapsed, log, ...)."""
+    state = torch.load(path, map_location=device, weights_only=False)
+    net.load_state_dict(state['net'])
+    opt.load_state_dict(state['opt'])
+    gen.set_state(state['gen'].cpu() if device.type == 'cpu' else state['gen'])
+    print(f"resumed at step {state['step']}", flush=True)
+    return state
+
+
+def save_checkpoint(path, state):
+    """Writes `state` next to `path` and renames it over, so a crash never leaves half a checkpoint."""
+    torch.save(state, path + '.partial')
+    os.replace(path + '.partial', path)
+
+
+class TrainingClock:
+    """The bookkeeping of a training loop: the step, wall-clock progress max(step / steps, time / max_seconds), the
+    loss sampled every `sample_every` steps and logged every 2000, and a checkpoint every `checkpoint_seconds`."""
+
+    def __init__(self, args, sample_every, save, state=None):
+        self.steps, self.max_seconds, self.checkpoint_seconds = args.steps, args.max_seconds, args.checkpoint_seconds
+        self.sample_every, self.save = sample_every, save
+        self.step = state['step'] if state else 0
+        self.elapsed_before = state['elapsed'] if state else 0.0
+        self.log = state['log'] if state else []
+        self.start = self.last_checkpoint = time.time()
+        self.running, self.count = 0.0, 0
+        self.progress = self.step / self.steps
+
+    def elapsed(self):
+        return self.elapsed_before + time.time() - self.start
+
+    def record(self, loss, **fields):
+        """After an optimiser step: advance, sample the loss, log, checkpoint. The fields go into the log entry."""
+        self.step += 1
+        elapsed = self.elapsed()
+        self.progress = max(self.step / self.steps, elapsed / self.max_seconds if self.max_seconds > 0 else 0)
+        done = self.progress >= 1
+        if self.step % self.sample_every == 0 or done:
+            value = float(loss)
+            if not math.isfinite(value):
+                sys.exit(f'loss is {value} at step {self.step}: lower --lr')
+            self.running += value
+            self.count += 1
+        if self.step % 2000 == 0 or done:
+            entry = {'step': self.step, 'loss': self.running / max(self.count, 1), **fields,
+                     'seconds': round(elapsed, 1)}
+            self.log.append(entry)
+            print(json.dumps(entry), flush=True)
+            self.running, self.count = 0.0, 0
+        if time.time() - self.last_checkpoint > self.checkpoint_seconds and not done:
+            self.save()
+            self.last_checkpoint = time.time()
+
+    def state(self):
+        return {'step': self.step, 'elapsed': self.elapsed(), 'log': self.log}
 
 
 def space_to_depth(x, b):
@@ -172,16 +260,7 @@ def make_batch(family, images, batch, patch, c, gen, device):
     """makeBatch() of noise2score.ts, vectorised: batch/2 noisy patches, each with +u and -u."""
     spec = FAMILY[family]
     pairs = batch // 2
-    n, h, w = images.shape
-    idx = torch.randint(n, (pairs,), generator=gen, device=device)
-    top = torch.randint(h - patch + 1, (pairs,), generator=gen, device=device)
-    left = torch.randint(w - patch + 1, (pairs,), generator=gen, device=device)
-    ar = torch.arange(patch, device=device)
-    x = images[idx[:, None, None], top[:, None, None] + ar[None, :, None], left[:, None, None] + ar[None, None, :]]
-    sym = torch.randint(8, (pairs,), generator=gen, device=device)
-    x = torch.where((sym & 1).bool()[:, None, None], x.transpose(1, 2), x)
-    x = torch.where((sym & 2).bool()[:, None, None], x.flip(1), x)
-    x = torch.where((sym & 4).bool()[:, None, None], x.flip(2), x)
+    x = random_crops(images, patch, pairs, gen)
     lo, hi = spec['level']
     r = torch.rand(pairs, generator=gen, device=device)
     level = lo * (hi / lo) ** r if spec['log'] else lo + (hi - lo) * r
@@ -240,31 +319,19 @@ def main(argv):
     opt = torch.optim.Adam(net.parameters(), lr=a.lr, eps=1e-7)  # tf.js Adam's epsilon
     gen = torch.Generator(device=device)
     gen.manual_seed(a.seed)
-    step, elapsed_before, log = 0, 0.0, []
     ckpt = os.path.join(a.out, 'checkpoint.pt')
-    if a.resume and os.path.exists(ckpt):
-        state = torch.load(ckpt, map_location=device, weights_only=False)
-        net.load_state_dict(state['net'])
-        opt.load_state_dict(state['opt'])
-        gen.set_state(state['gen'].cpu() if device.type == 'cpu' else state['gen'])
-        step, elapsed_before, log = state['step'], state['elapsed'], state['log']
-        print(f'resumed at step {step}', flush=True)
+    state = load_checkpoint(ckpt, device, net, opt, gen) if a.resume and os.path.exists(ckpt) else None
 
     def save():
-        tmp = ckpt + '.partial'
-        torch.save({'net': net.state_dict(), 'opt': opt.state_dict(), 'gen': gen.get_state(), 'step': step,
-                    'elapsed': elapsed_before + time.time() - start, 'log': log}, tmp)
-        os.replace(tmp, ckpt)
+        save_checkpoint(ckpt, {'net': net.state_dict(), 'opt': opt.state_dict(), 'gen': gen.get_state(),
+                               **clock.state()})
 
-    start = time.time()
-    last_ckpt = start
+    clock = TrainingClock(a, 200, save, state)
     warmup = 0.02
     c0, c1 = spec['c']
-    running, count = 0.0, 0
-    progress = step / a.steps
-    while progress < 1:
-        c = c0 * (c1 / c0) ** progress
-        lr = learning_rate(a.lr, progress, warmup)
+    while clock.progress < 1:
+        c = c0 * (c1 / c0) ** clock.progress
+        lr = learning_rate(a.lr, clock.progress, warmup)
         for g in opt.param_groups:
             g['lr'] = lr
         inputs, u, ls = make_batch(a.noise, images, a.batch, a.patch, c, gen, device)
@@ -272,23 +339,7 @@ def main(argv):
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        step += 1
-        elapsed = elapsed_before + time.time() - start
-        progress = max(step / a.steps, elapsed / a.max_seconds if a.max_seconds > 0 else 0)
-        if step % 200 == 0 or progress >= 1:
-            value = float(loss)
-            if not math.isfinite(value):
-                sys.exit(f'loss is {value} at step {step}: lower --lr')
-            running += value
-            count += 1
-        if step % 2000 == 0 or progress >= 1:
-            entry = {'step': step, 'loss': running / max(count, 1), 'c': c, 'lr': lr, 'seconds': round(elapsed, 1)}
-            log.append(entry)
-            print(json.dumps(entry), flush=True)
-            running, count = 0.0, 0
-        if time.time() - last_ckpt > a.checkpoint_seconds and progress < 1:
-            save()
-            last_ckpt = time.time()
+        clock.record(loss, c=c, lr=lr)
 
     # The probe: a fixed noisy 64x64 crop of the first training image and the network's output on it, so the
     # importer can check that tf.js computes the same function.
@@ -298,27 +349,23 @@ def main(argv):
                 * rng.standard_normal((64, 64)).astype(np.float32) * (1 if a.noise == 'gaussian' else clean))
     probe_in = probe_in.astype(np.float32)
     net.eval()
-    with torch.no_grad():
-        # Full precision for the probe (TF32 convolutions would differ from tf.js by ~1e-3 relative).
-        tf32 = torch.backends.cudnn.allow_tf32
-        torch.backends.cudnn.allow_tf32 = False
+    with full_precision():
         probe_out = net(torch.from_numpy(probe_in)[None, None].to(device)).cpu().numpy()
-        torch.backends.cudnn.allow_tf32 = tf32
     write_tensors(a.out, net.tfjs_weights() + [
         ('probe/input', probe_in.reshape(1, 64, 64, 1)),
         ('probe/output', probe_out.reshape(1, 64, 64, 1)),
     ])
     save()
     summary = {
-        'noise': a.noise, 'steps': step, 'batch': a.batch, 'patch': a.patch, 'lr': a.lr, 'seed': a.seed,
-        'initFrom': a.init_from, 'maxSeconds': a.max_seconds, 'seconds': round(elapsed_before + time.time() - start, 1),
-        'finalLoss': log[-1]['loss'] if log else None, 'device': torch.cuda.get_device_name(device)
+        'noise': a.noise, 'steps': clock.step, 'batch': a.batch, 'patch': a.patch, 'lr': a.lr, 'seed': a.seed,
+        'initFrom': a.init_from, 'maxSeconds': a.max_seconds, 'seconds': round(clock.elapsed(), 1),
+        'finalLoss': clock.log[-1]['loss'] if clock.log else None, 'device': torch.cuda.get_device_name(device)
         if device.type == 'cuda' else 'cpu', 'torch': torch.__version__, 'images': meta,
-        'command': 'python3 src/train/torch/noise2score.py ' + ' '.join(argv), 'log': log,
+        'command': 'python3 src/train/torch/noise2score.py ' + ' '.join(argv), 'log': clock.log,
     }
     with open(os.path.join(a.out, 'train.json'), 'w') as f:
         json.dump(summary, f, indent=2)
-    print(f"done: {step} steps in {summary['seconds']} s", flush=True)
+    print(f"done: {clock.step} steps in {summary['seconds']} s", flush=True)
 
 
 if __name__ == '__main__':
