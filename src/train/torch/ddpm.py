@@ -23,8 +23,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from noise2score import (TrainingClock, depth_to_space, full_precision, load_checkpoint, random_crops, read_images,
-                         read_layers_model, same_pad, save_checkpoint, space_to_depth, write_tensors)
+from noise2score import (TrainingClock, add_run_arguments, depth_to_space, full_precision, load_checkpoint,
+                         random_crops, read_images, read_layers_model, same_pad, save_checkpoint, space_to_depth,
+                         write_tensors)
 
 
 class Unet(torch.nn.Module):
@@ -205,20 +206,11 @@ def learning_rate(peak, step, steps, progress):
 
 def main(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--images', required=True, help='prefix of <prefix>.u8 + <prefix>.json (pack-images.ts)')
     p.add_argument('--size', type=int, default=48)
-    p.add_argument('--steps', type=int, required=True)
-    p.add_argument('--batch', type=int, default=128)
     p.add_argument('--lr', type=float, default=5e-4)
     p.add_argument('--ema-decay', type=float, default=0.999)
     p.add_argument('--init-from', help='a tf.js ddpm model folder; its weights start both the model and the EMA')
-    p.add_argument('--out', required=True)
-    p.add_argument('--seed', type=int, default=1)
-    p.add_argument('--max-seconds', type=float, default=0,
-                   help='also end the schedule by this wall-clock time: progress = max(step/steps, time/limit)')
-    p.add_argument('--checkpoint-seconds', type=float, default=60)
-    p.add_argument('--resume', action='store_true')
-    p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    add_run_arguments(p)
     a = p.parse_args(argv)
     device = torch.device(a.device)
     torch.manual_seed(a.seed)

@@ -136,6 +136,20 @@ def save_checkpoint(path, state):
     os.replace(path + '.partial', path)
 
 
+def add_run_arguments(p):
+    """The options every GPU trainer here takes: data, length, output, seed, wall-clock limit, checkpoints, device."""
+    p.add_argument('--images', required=True, help='prefix of <prefix>.u8 + <prefix>.json (pack-images.ts)')
+    p.add_argument('--steps', type=int, required=True)
+    p.add_argument('--batch', type=int, default=128)
+    p.add_argument('--out', required=True)
+    p.add_argument('--seed', type=int, default=1)
+    p.add_argument('--max-seconds', type=float, default=0,
+                   help='also end the schedule by this wall-clock time: progress = max(step/steps, time/limit)')
+    p.add_argument('--checkpoint-seconds', type=float, default=60)
+    p.add_argument('--resume', action='store_true')
+    p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+
+
 class TrainingClock:
     """The bookkeeping of a training loop: the step, wall-clock progress max(step / steps, time / max_seconds), the
     loss sampled every `sample_every` steps and logged every 2000, and a checkpoint every `checkpoint_seconds`."""
@@ -290,19 +304,10 @@ def make_batch(family, images, batch, patch, c, gen, device):
 def main(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--noise', choices=sorted(FAMILY), required=True)
-    p.add_argument('--images', required=True, help='prefix of <prefix>.u8 + <prefix>.json (pack-images.ts)')
-    p.add_argument('--steps', type=int, required=True)
-    p.add_argument('--batch', type=int, default=128)
     p.add_argument('--patch', type=int, default=64)
     p.add_argument('--lr', type=float, default=4e-4)
     p.add_argument('--init-from', help='a tf.js layers model folder (models/noise2score-<family>/<version>)')
-    p.add_argument('--out', required=True)
-    p.add_argument('--seed', type=int, default=1)
-    p.add_argument('--max-seconds', type=float, default=0,
-                   help='also end the schedule by this wall-clock time: progress = max(step/steps, time/limit)')
-    p.add_argument('--checkpoint-seconds', type=float, default=60)
-    p.add_argument('--resume', action='store_true')
-    p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    add_run_arguments(p)
     a = p.parse_args(argv)
     if a.patch % 8 or a.batch % 2:
         sys.exit('--patch must be a multiple of 8 and --batch even')
