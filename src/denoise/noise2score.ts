@@ -12,6 +12,8 @@
  * grey images); with level 'auto' the level is estimated per channel and the median is used for every channel,
  * because the noise level of a camera image is (to first order) shared by its channels.
  */
+
+import { tidyValues } from '../nn/read.js';
 import { applyTweedie, estimateLevelByTotalVariation, estimateNoiseLevel } from './estimate.js';
 import type { NoiseFamily } from './noise.js';
 
@@ -163,10 +165,7 @@ export function scoreMap(
         const from = (rowWindow.start + r) * paddedWidth + colWindow.start;
         windowData.set(padded.subarray(from, from + w), r * w);
       }
-      const score = tf.tidy(() => {
-        const input = tf.tensor4d(windowData, [1, h, w, 1]);
-        return (model.predict(input) as Tensor4D).dataSync() as Float32Array;
-      });
+      const score = tidyValues(tf, () => model.predict(tf.tensor4d(windowData, [1, h, w, 1])) as Tensor4D);
       for (let r = 0; r < h; r++) {
         const wr = rowWindow.weights[r];
         if (wr === 0) continue;

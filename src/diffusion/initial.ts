@@ -15,6 +15,8 @@
  * and is bounded by the iteration cap (every Set12 64x64 benchmark crop and Fashion-MNIST image converges before
  * it); at 256x256 it stays within a few U-Net steps.
  */
+
+import { tidyValues } from '../nn/read.js';
 import { cubic, type DegradationOperator } from './operators.js';
 
 type Tf = typeof import('@tensorflow/tfjs');
@@ -324,10 +326,8 @@ export function initialEstimate(tf: Tf, H: DegradationOperator, y: Tensor4D, ini
     return tf.tidy(() => H.pseudoInverse(tf, y));
   const batch = y.shape[0];
   if (H.kind === 'mask') {
-    const { values, mask } = tf.tidy(() => ({
-      values: H.pseudoInverse(tf, y).dataSync() as Float32Array,
-      mask: H.forward(tf, tf.ones([batch, H.height, H.width, 1]) as Tensor4D).dataSync() as Float32Array,
-    }));
+    const values = tidyValues(tf, () => H.pseudoInverse(tf, y));
+    const mask = tidyValues(tf, () => H.forward(tf, tf.ones([batch, H.height, H.width, 1]) as Tensor4D));
     return tf.tensor4d(biharmonicFill(values, mask, H.height, H.width), [batch, H.height, H.width, 1]);
   }
   const factor = H.height / H.outputHeight;

@@ -22,6 +22,8 @@
  * Determinism: eps comes from the project's seeded Rng (not tf.randomNormal), so the same seed, inputs and backend
  * give bit-identical results.
  */
+
+import { tidyValues } from '../nn/read.js';
 import { Rng } from '../util/random.js';
 import { initialEstimate, type RedDiffInit } from './initial.js';
 import type { DegradationOperator } from './operators.js';
@@ -211,8 +213,7 @@ export function redDiffRestore(
       mu = next.mu;
       firstMoment = next.m;
       secondMoment = next.v;
-      if (tracing?.has(step))
-        trace.push({ step, t, x: tf.tidy(() => tf.clipByValue(mu, lo, hi).dataSync() as Float32Array) });
+      if (tracing?.has(step)) trace.push({ step, t, x: tidyValues(tf, () => tf.clipByValue(mu, lo, hi)) });
       if (options.onProgress && (step % progressEvery === 0 || step === steps))
         options.onProgress({ step, steps, t });
     });

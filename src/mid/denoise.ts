@@ -17,6 +17,7 @@ import {
   planWindows,
   reflectPad,
 } from '../denoise/noise2score.js';
+import { tidyValues } from '../nn/read.js';
 import { Rng } from '../util/random.js';
 import { fillMasked, randomPixelMask } from './mask.js';
 import { MID_MULTIPLE } from './network.js';
@@ -134,9 +135,7 @@ export function midRgb(
           const from = ((rw.start + r) * pw + cw.start) * 4;
           windowData.set(input.subarray(from, from + w * 4), r * w * 4);
         }
-        const out = tf.tidy(
-          () => (model.predict(tf.tensor4d(windowData, [1, h, w, 4])) as Tensor4D).dataSync() as Float32Array,
-        );
+        const out = tidyValues(tf, () => model.predict(tf.tensor4d(windowData, [1, h, w, 4])) as Tensor4D);
         networkMs += performance.now() - t1;
         for (let r = 0; r < h; r++) {
           const wr = rw.weights[r];

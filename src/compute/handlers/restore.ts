@@ -25,6 +25,7 @@ import { fail } from '../../errors.js';
 import { getModel } from '../../nn/repository.js';
 import { RESTORE_DEFAULTS } from '../../schemas/restore.js';
 import './layers.js';
+import { tidyValues } from '../../nn/read.js';
 import type { HandlerContext } from './context.js';
 
 export type RestoreOperatorSpec =
@@ -226,7 +227,7 @@ export async function restore(input: RestoreTaskInput, ctx: HandlerContext): Pro
   try {
     let pseudoInversePsnr: number | null = null;
     if (reference) {
-      const pinv = tf.tidy(() => op.pseudoInverse(tf, y).dataSync());
+      const pinv = tidyValues(tf, () => op.pseudoInverse(tf, y));
       pseudoInversePsnr = psnr01(toUnitRange(crop(pinv, paddedWidth, outHeight, outWidth)), reference);
     }
     const result = redDiffRestore(tf, loaded.model, schedule, op, y, {

@@ -6,6 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { tidyValues } from '../../nn/read.js';
 import { type NamedArray, readTensors } from '../tensor-file.js';
 
 type Tf = typeof import('@tensorflow/tfjs');
@@ -86,9 +87,9 @@ export function checkProbe(
   expected: NamedArray,
   log: (line: string) => void,
 ): number {
-  const out = tf.tidy(() => {
+  const out = tidyValues(tf, () => {
     const xs = inputs.map((t) => tf.tensor(t.values, t.shape));
-    return (model.predict(xs.length === 1 ? xs[0] : xs) as Tensor).dataSync();
+    return model.predict(xs.length === 1 ? xs[0] : xs) as Tensor;
   });
   const error = relativeError(out, expected.values);
   log(`probe: tf.js against PyTorch, relative error ${error.toExponential(2)}`);

@@ -1,0 +1,28 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { initTfjs, type Tf } from '../../src/nn/backend.js';
+import { tidyValues } from '../../src/nn/read.js';
+
+let tf: Tf;
+beforeAll(async () => {
+  ({ tf } = await initTfjs('wasm'));
+});
+
+describe('tidyValues', () => {
+  it('returns the values of the tensor the function returns and frees it and everything else made', () => {
+    const before = tf.memory().numTensors;
+    const values = tidyValues(tf, () => tf.add(tf.tensor1d([1, 2, 3]), tf.scalar(0.5)));
+    expect(Array.from(values)).toEqual([1.5, 2.5, 3.5]);
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it('frees the tensors when reading fails, and passes the error on', () => {
+    const before = tf.memory().numTensors;
+    expect(() =>
+      tidyValues(tf, () => {
+        tf.ones([2]);
+        throw new Error('no tensor');
+      }),
+    ).toThrow('no tensor');
+    expect(tf.memory().numTensors).toBe(before);
+  });
+});
