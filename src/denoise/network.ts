@@ -19,7 +19,22 @@ type LayersModel = import('@tensorflow/tfjs').LayersModel;
 type SymbolicTensor = import('@tensorflow/tfjs').SymbolicTensor;
 
 export type ScoreNetworkArchitecture =
-  | { kind: 'unet'; widths: [number, number, number]; outputScale: number }
+  | {
+      kind: 'unet';
+      widths: [number, number, number];
+      outputScale: number;
+      /**
+       * How the decoder meets the encoder's features at the same resolution: 'concat' (the default; the first
+       * decoder convolution reads both) or 'add' (summed, so that convolution reads half the channels and no
+       * concatenation is copied: cheaper on a CPU).
+       */
+      skip?: 'concat' | 'add';
+      /**
+       * 3x3 convolutions per stage: [level 1, level 2 (its first is the stride-2 one), bottom (likewise), decoder
+       * level 2, decoder level 1]; each at least 1. Default [2, 2, 3, 2, 2].
+       */
+      convs?: [number, number, number, number, number];
+    }
   | { kind: 'plain'; width: number; depth: number; outputScale: number };
 
 /** The default: chosen from measured speed and training cost (see the manifest's `architecture.tradeoff`). */
@@ -32,6 +47,17 @@ export const DEFAULT_ARCHITECTURE: ScoreNetworkArchitecture = {
 /** H and W must be multiples of this (space-to-depth by 2, then two more halvings for the U-Net). */
 export function networkMultiple(architecture: ScoreNetworkArchitecture): number {
   return architecture.kind === 'unet' ? 8 : 2;
+}
+
+/** The U-Net's 3x3 convolutions per stage (see `convs`), checked. */
+export function unetConvs(
+  architecture: Extract<ScoreNetworkArchitecture, { kind: 'unet' }>,
+): [number, number, number, number, number] {
+  const convs = architecture.convs ?? [2, 2, 3, 2, 2];
+  if (convs.length !== 5 || convs.some((n) => !Number.isInteger(n) || n < 1)) {
+    throw new RangeError(`unet convs must be 5 integers >= 1, got ${JSON.stringify(convs)}`);
+  }
+  return convs;
 }
 
 const registered = new WeakSet<object>();
@@ -171,23 +197,27 @@ export function buildScoreNetwork(
     for (let i = 0; i < architecture.depth - 2; i++) features = conv(features, architecture.width);
   } else {
     const [c1, c2, c3] = architecture.widths;
-    const e1 = conv(conv(packed, c1), c1);
-    const e2 = conv(conv(e1, c2, { stride: 2 }), c2);
-    const bottom = conv(conv(conv(e2, c3, { stride: 2 }), c3), c3);
+    const [n1, n2, n3, m2, m1] = unetConvs(architecture);
+    const stack = (x: SymbolicTensor, filters: number, count: number, stride = 1) => {
+      let y = conv(x, filters, { stride });
+      for (let i = 1; i < count; i++) y = conv(y, filters);
+      return y;
+    };
+    const join = (a: SymbolicTensor, b: SymbolicTensor, name: string) =>
+      (architecture.skip === 'add'
+        ? tf.layers.add({ name }).apply([a, b])
+        : tf.layers.concatenate({ name }).apply([a, b])) as SymbolicTensor;
+    const e1 = stack(packed, c1, n1);
+    const e2 = stack(e1, c2, n2, 2);
+    const bottom = stack(e2, c3, n3, 2);
     const up2 = custom
       .depthToSpace(2, 'pixel_shuffle2')
       .apply(conv(bottom, 4 * c2, { kernel: 1 })) as SymbolicTensor;
-    const d2 = conv(
-      conv(tf.layers.concatenate({ name: 'skip2' }).apply([up2, e2]) as SymbolicTensor, c2),
-      c2,
-    );
+    const d2 = stack(join(up2, e2, 'skip2'), c2, m2);
     const up1 = custom
       .depthToSpace(2, 'pixel_shuffle1')
       .apply(conv(d2, 4 * c1, { kernel: 1 })) as SymbolicTensor;
-    features = conv(
-      conv(tf.layers.concatenate({ name: 'skip1' }).apply([up1, e1]) as SymbolicTensor, c1),
-      c1,
-    );
+    features = stack(join(up1, e1, 'skip1'), c1, m1);
   }
   const packedScore = conv(features, 4, { linear: true });
   const score = custom.depthToSpace(2, 'depth_to_space').apply(packedScore) as SymbolicTensor;

@@ -423,6 +423,8 @@ export async function exportModel(
   step: number,
   metrics: Record<string, number | string | null | undefined>,
   extra: Record<string, unknown> = {},
+  /** Replacements for the texts that describe the default AR-DAE training of the default network. */
+  text: { loss?: string; description?: string; tradeoff?: string } = {},
 ): Promise<void> {
   await mkdir(options.out, { recursive: true });
   // Imported when first needed, so a long run does not depend on it at start-up.
@@ -445,13 +447,14 @@ export async function exportModel(
       scoreScale:
         options.noise === 'poisson' ? 'count scale z = y/zeta (input on [0,1])' : 'input scale [0,1]',
       tradeoff:
-        architecture.kind !== 'unet' || architecture.widths.join('/') !== '32/64/128'
+        text.tradeoff ??
+        (architecture.kind !== 'unet' || architecture.widths.join('/') !== '32/64/128'
           ? 'custom architecture (see bench/RESULTS.md for the measured default)'
           : 'Space-to-depth by 2, then a 3-level U-Net (32/64/128 channels at 1/2, 1/4, 1/8 resolution), 0.62 M ' +
             'parameters: 0.84 s per 512x512 grey image on wasm (single thread), 1.0 s per training step ' +
             '(batch 32 of 48x48). A 24/48/96 U-Net (0.35 M) took 0.65 s but has less capacity; a plain stack of ' +
             '10 3x3 64-channel convolutions at 1/2 resolution (0.30 M, FFDNet-like) took 3.2 s and 2.4 s per step ' +
-            'with a receptive field of only 43 px, so the U-Net buys both speed and receptive field.',
+            'with a receptive field of only 43 px, so the U-Net buys both speed and receptive field.'),
     },
     parameters: model.countParams(),
     trainingData: options.cleanDir
@@ -479,13 +482,14 @@ export async function exportModel(
             }
           : { sigmaAStart: family.sigmaA[0], sigmaAEnd: family.sigmaA[1] }),
         ...(options.initFrom && { initialisedFrom: options.initFrom }),
-        loss: 'AR-DAE || u + sigma_a R(y + sigma_a u) ||^2 with antithetic (u, -u) pairs',
+        loss: text.loss ?? 'AR-DAE || u + sigma_a R(y + sigma_a u) ||^2 with antithetic (u, -u) pairs',
       }).filter((entry): entry is [string, number | string] => entry[1] != null),
     ),
     extra: { seed: options.seed, ...extra },
     description:
+      text.description ??
       `Noise2Score score network for ${options.noise} noise (Kim & Ye, NeurIPS 2021), trained self-supervised ` +
-      "with the AR-DAE loss on noisy images only; denoise with Tweedie's formula (src/denoise/noise2score.ts).",
+        "with the AR-DAE loss on noisy images only; denoise with Tweedie's formula (src/denoise/noise2score.ts).",
     createdAt: new Date().toISOString(),
   };
   const parsed = parseModelManifest(manifest);

@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { buildScoreNetwork, networkMultiple } from '../../src/denoise/network.js';
+import { buildScoreNetwork, networkMultiple, unetConvs } from '../../src/denoise/network.js';
 import {
   denoiseNoise2Score,
   ensembleScoreMap,
@@ -52,6 +52,62 @@ describe('window planning and padding', () => {
       }
       // Regular windows cross-fade to exactly 1 (only the last, shifted window may add more).
       expect(total[windows[0].end - 48 - 8]).toBeCloseTo(1, 6);
+    }
+  });
+});
+
+describe('buildScoreNetwork', () => {
+  it('counts the U-Net options: add-skips read half the channels, convs sets the stages, bad counts throw', () => {
+    // Parameters of a 3x3 (or 1x1) convolution: k*k*in*out + out.
+    const conv = (cin: number, cout: number, k = 3) => k * k * cin * cout + cout;
+    const [c1, c2, c3] = [8, 16, 24];
+    const expected = (skip: 'concat' | 'add', [n1, n2, n3, m2, m1]: number[]) => {
+      const j = skip === 'concat' ? 2 : 1;
+      return (
+        conv(4, c1) +
+        (n1 - 1) * conv(c1, c1) +
+        conv(c1, c2) +
+        (n2 - 1) * conv(c2, c2) +
+        conv(c2, c3) +
+        (n3 - 1) * conv(c3, c3) +
+        conv(c3, 4 * c2, 1) +
+        conv(j * c2, c2) +
+        (m2 - 1) * conv(c2, c2) +
+        conv(c2, 4 * c1, 1) +
+        conv(j * c1, c1) +
+        (m1 - 1) * conv(c1, c1) +
+        conv(c1, 4)
+      );
+    };
+    const widths: [number, number, number] = [c1, c2, c3];
+    const cases: ['concat' | 'add' | undefined, [number, number, number, number, number] | undefined][] = [
+      [undefined, undefined],
+      ['add', [1, 1, 3, 1, 1]],
+      ['concat', [3, 1, 2, 2, 1]],
+    ];
+    const x = tfjs.randomUniform([1, 24, 32, 1]);
+    for (const [skip, convs] of cases) {
+      const architecture = { kind: 'unet' as const, widths, outputScale: 1, skip, convs };
+      const model = buildScoreNetwork(tfjs, architecture, 3);
+      expect(model.countParams()).toBe(expected(skip ?? 'concat', unetConvs(architecture)));
+      const names = model.layers.map((l) => l.name);
+      expect(names.includes('skip1') && names.includes('skip2')).toBe(true);
+      expect(model.getLayer('skip1').getClassName()).toBe(skip === 'add' ? 'Add' : 'Concatenate');
+      const y = model.predict(x) as import('@tensorflow/tfjs').Tensor;
+      expect(y.shape).toEqual([1, 24, 32, 1]);
+      y.dispose();
+      model.dispose();
+    }
+    x.dispose();
+    expect(unetConvs({ kind: 'unet', widths, outputScale: 1 })).toEqual([2, 2, 3, 2, 2]);
+    for (const convs of [
+      [1, 1, 0, 1, 1],
+      [1, 1, 1, 1],
+      [1, 1.5, 1, 1, 1],
+    ]) {
+      expect(() => buildScoreNetwork(tfjs, { kind: 'unet', widths, outputScale: 1, convs } as never)).toThrow(
+        RangeError,
+      );
     }
   });
 });

@@ -11,6 +11,7 @@ import {
   buildScoreNetwork,
   DEFAULT_ARCHITECTURE,
   registerNoise2ScoreLayers,
+  type ScoreNetworkArchitecture,
 } from '../../src/denoise/network.js';
 import { loadDiffusionModel } from '../../src/diffusion/model.js';
 import { buildUnet, DEFAULT_UNET } from '../../src/diffusion/unet.js';
@@ -59,9 +60,13 @@ const summary = (extra: Record<string, unknown>) => ({
 });
 
 describe('import-noise2score', () => {
-  async function writeRun(name: string, corruptProbe: boolean) {
+  async function writeRun(
+    name: string,
+    corruptProbe: boolean,
+    options: { architecture?: ScoreNetworkArchitecture; teacher?: string } = {},
+  ) {
     const run = join(dir, name);
-    const architecture = { ...DEFAULT_ARCHITECTURE, outputScale: 32 };
+    const architecture = options.architecture ?? { ...DEFAULT_ARCHITECTURE, outputScale: 32 };
     const model = buildScoreNetwork(tf, architecture, 5);
     const input = Float32Array.from(randomArray(64 * 64, 9, 0.1), (v, i) => v + (i % 64) / 64);
     const output = tf.tidy(() =>
@@ -78,7 +83,16 @@ describe('import-noise2score', () => {
       { name: 'probe/input', shape: [1, 64, 64, 1], values: input },
       { name: 'probe/output', shape: [1, 64, 64, 1], values: output },
     ]);
-    await writeFile(join(run, 'train.json'), JSON.stringify(summary({ noise: 'gaussian' })));
+    await writeFile(
+      join(run, 'train.json'),
+      JSON.stringify(
+        summary({
+          noise: 'gaussian',
+          ...(options.architecture && { architecture: options.architecture }),
+          ...(options.teacher && { teacher: options.teacher, teacherEnsemble: 8 }),
+        }),
+      ),
+    );
     const reference = tf.tidy(() => (model.predict(tf.tensor4d(input, [1, 64, 64, 1])) as Tensor).dataSync());
     model.dispose();
     return { run, input, reference };
@@ -100,6 +114,46 @@ describe('import-noise2score', () => {
     expect(manifest.name).toBe('noise2score-gaussian');
     expect(manifest.metrics.backend).toContain('PyTorch');
     registerNoise2ScoreLayers(tf);
+    const loaded = await tf.loadLayersModel(fileSystemIO(out));
+    const again = tf.tidy(() => (loaded.predict(tf.tensor4d(input, [1, 64, 64, 1])) as Tensor).dataSync());
+    loaded.dispose();
+    expect(Math.max(...again.map((v, i) => Math.abs(v - reference[i])))).toBeLessThan(1e-6);
+  });
+
+  it('builds the architecture the run names (add-skips, fewer convolutions) and describes a distilled run', async () => {
+    const architecture: ScoreNetworkArchitecture = {
+      kind: 'unet',
+      widths: [8, 16, 24],
+      outputScale: 32,
+      skip: 'add',
+      convs: [1, 1, 3, 1, 1],
+    };
+    const { run, input, reference } = await writeRun('n2s-small', false, {
+      architecture,
+      teacher: 'models/noise2score-gaussian/v7',
+    });
+    const out = join(dir, 'n2s-small-model');
+    const result = await importNoise2Score({
+      from: run,
+      out,
+      version: 'v9',
+      tradeoff: 'measured trade-off',
+      commandLine: 'test',
+      log: () => {},
+    });
+    expect(result.probeError).toBeLessThan(1e-6);
+    const manifest = JSON.parse(await readFile(join(out, 'manifest.json'), 'utf8'));
+    expect(parseModelManifest(manifest).ok).toBe(true);
+    expect(manifest.architecture).toMatchObject({
+      ...architecture,
+      multiple: 8,
+      tradeoff: 'measured trade-off',
+    });
+    expect(manifest.metrics.loss).toMatch(
+      /^distillation .*noise2score-gaussian\/v7 averaged over 8 symmetries/,
+    );
+    expect(manifest.description).toMatch(/distilled from models\/noise2score-gaussian\/v7/);
+    expect(manifest.extra.teacher).toBe('models/noise2score-gaussian/v7');
     const loaded = await tf.loadLayersModel(fileSystemIO(out));
     const again = tf.tidy(() => (loaded.predict(tf.tensor4d(input, [1, 64, 64, 1])) as Tensor).dataSync());
     loaded.dispose();

@@ -8,7 +8,12 @@
  *   npx tsx src/train/torch/import-noise2score.ts --from <python --out> --out models/noise2score-gaussian/v6 \
  *     --version v6 [--validation-dir ../shared/data/set12] [--lineage <text>]
  */
-import { buildScoreNetwork, DEFAULT_ARCHITECTURE, networkMultiple } from '../../denoise/network.js';
+import {
+  buildScoreNetwork,
+  DEFAULT_ARCHITECTURE,
+  networkMultiple,
+  type ScoreNetworkArchitecture,
+} from '../../denoise/network.js';
 import type { NoiseFamily } from '../../denoise/noise.js';
 import { initTfjs } from '../../nn/backend.js';
 import { loadGreyImages } from '../data.js';
@@ -25,6 +30,11 @@ import {
 interface Noise2ScoreRun extends TorchRunSummary {
   noise: NoiseFamily;
   patch: number;
+  /** Absent in runs before the architecture became an option: the default. */
+  architecture?: ScoreNetworkArchitecture;
+  /** Set when the run distilled a committed network instead of using the AR-DAE loss. */
+  teacher?: string | null;
+  teacherEnsemble?: number | null;
 }
 
 export async function importNoise2Score(options: {
@@ -34,13 +44,15 @@ export async function importNoise2Score(options: {
   validationDir?: string;
   /** Where the weights came from (run script, machine, the init model's commit), for the manifest. */
   lineage?: string;
+  /** The architecture's speed/quality trade-off, measured, for the manifest. */
+  tradeoff?: string;
   commandLine: string;
   log?: (line: string) => void;
 }): Promise<{ probeError: number; validationPsnr: number | null }> {
   const log = options.log ?? ((line: string) => console.log(line));
   const { summary, tensors } = await readTorchRun<Noise2ScoreRun>(options.from);
   const family = FAMILY_TRAINING[summary.noise];
-  const architecture = { ...DEFAULT_ARCHITECTURE, outputScale: family.outputScale };
+  const architecture = summary.architecture ?? { ...DEFAULT_ARCHITECTURE, outputScale: family.outputScale };
   const { tf } = await initTfjs('wasm');
   const model = buildScoreNetwork(tf, architecture, 1);
   setWeightsByName(tf, model, tensors, options.from);
@@ -91,9 +103,22 @@ export async function importNoise2Score(options: {
     },
     {
       ...(options.lineage && { lineage: options.lineage }),
+      ...(summary.teacher && { teacher: summary.teacher, teacherEnsemble: summary.teacherEnsemble }),
       importCommand: options.commandLine,
       torchLog: summary.log,
       ...record.extra,
+    },
+    {
+      ...(options.tradeoff && { tradeoff: options.tradeoff }),
+      ...(summary.teacher && {
+        loss:
+          `distillation || sigma (R(y) - T(y)) ||^2 on noisy crops y (sigma: the crop's noise level), T: ` +
+          `${summary.teacher} averaged over ${summary.teacherEnsemble} symmetries of the square`,
+        description:
+          `Noise2Score score network for ${summary.noise} noise (Kim & Ye, NeurIPS 2021), distilled from ` +
+          `${summary.teacher}, a score network trained self-supervised with the AR-DAE loss; both see noisy ` +
+          "images only. Denoise with Tweedie's formula (src/denoise/noise2score.ts).",
+      }),
     },
   );
   model.dispose();
@@ -104,8 +129,8 @@ export async function importNoise2Score(options: {
 if (import.meta.url === `file://${process.argv[1]}`) {
   const { values, commandLine } = parseImportArgs(
     'usage: npx tsx src/train/torch/import-noise2score.ts --from <dir> --out <model dir> --version <v> ' +
-      '[--validation-dir <dir>] [--lineage <text>]',
-    ['validation-dir'],
+      '[--validation-dir <dir>] [--lineage <text>] [--tradeoff <text>]',
+    ['validation-dir', 'tradeoff'],
   );
   await importNoise2Score({
     from: values.from,
@@ -113,6 +138,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     version: values.version,
     validationDir: values['validation-dir'],
     lineage: values.lineage,
+    tradeoff: values.tradeoff,
     commandLine,
   });
 }

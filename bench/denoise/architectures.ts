@@ -1,0 +1,174 @@
+/**
+ * `npm run bench:denoise-arch`: what a Noise2Score score network costs on the wasm backend against what it buys.
+ *
+ * For each architecture: parameters, multiply-adds per 512x512 image (counted from the layer shapes), and the
+ * network time on a 512x512 image (best of --repeats predictions on one thread, random weights: time does not
+ * depend on the values). For trained models passed with `--model label=dir` (a model folder, e.g. one written by
+ * src/train/torch/import-noise2score.ts), also Set12 PSNR at sigma 25 with the level given, by the protocol of
+ * the trainer's validation (src/train/noise2score.ts validationPsnr). Writes the section between
+ * <!-- denoise-arch:begin --> and <!-- denoise-arch:end --> of bench/RESULTS.md (--no-write prints it; --note adds a
+ * paragraph under the table, e.g. where the --model folders came from).
+ */
+import { cpus, release, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { loadNoise2ScoreModel } from '../../src/denoise/model.js';
+import { buildScoreNetwork, type ScoreNetworkArchitecture, unetConvs } from '../../src/denoise/network.js';
+import { initTfjs, type Tf } from '../../src/nn/backend.js';
+import { tidyValues } from '../../src/nn/read.js';
+import { loadGreyImages } from '../../src/train/data.js';
+import { validationPsnr } from '../../src/train/noise2score.js';
+import { writeResultsSection } from '../results-file.js';
+import { REPO_ROOT } from './inputs.js';
+
+type LayersModel = import('@tensorflow/tfjs').LayersModel;
+type Unet = Extract<ScoreNetworkArchitecture, { kind: 'unet' }>;
+
+const SIZE = 512;
+
+/** Multiply-adds of the U-Net on a SIZE x SIZE image (convolutions only). */
+export function unetMacs(architecture: Unet, size = SIZE): number {
+  const [c1, c2, c3] = architecture.widths;
+  const [n1, n2, n3, m2, m1] = unetConvs(architecture);
+  const j = architecture.skip === 'add' ? 1 : 2;
+  const p1 = (size / 2) ** 2;
+  const p2 = p1 / 4;
+  const p3 = p2 / 4;
+  const conv = (pixels: number, cin: number, cout: number, k = 3) => pixels * k * k * cin * cout;
+  return (
+    conv(p1, 4, c1) +
+    (n1 - 1) * conv(p1, c1, c1) +
+    conv(p2, c1, c2) +
+    (n2 - 1) * conv(p2, c2, c2) +
+    conv(p3, c2, c3) +
+    (n3 - 1) * conv(p3, c3, c3) +
+    conv(p3, c3, 4 * c2, 1) +
+    conv(p2, j * c2, c2) +
+    (m2 - 1) * conv(p2, c2, c2) +
+    conv(p2, c2, 4 * c1, 1) +
+    conv(p1, j * c1, c1) +
+    (m1 - 1) * conv(p1, c1, c1) +
+    conv(p1, c1, 4)
+  );
+}
+
+/** The candidates timed by default: the default network and the cheaper ones distilled on a GPU. */
+const CANDIDATES: { label: string; architecture: Unet }[] = [
+  { label: 'default (v7)', architecture: { kind: 'unet', widths: [32, 64, 128], outputScale: 32 } },
+  {
+    label: 'default, add-skips',
+    architecture: { kind: 'unet', widths: [32, 64, 128], outputScale: 32, skip: 'add' },
+  },
+  {
+    label: 'add-skips, 1 conv at level 1',
+    architecture: {
+      kind: 'unet',
+      widths: [32, 64, 128],
+      outputScale: 32,
+      skip: 'add',
+      convs: [1, 2, 3, 2, 1],
+    },
+  },
+  {
+    label: 's1',
+    architecture: {
+      kind: 'unet',
+      widths: [16, 48, 128],
+      outputScale: 32,
+      skip: 'add',
+      convs: [1, 1, 3, 1, 1],
+    },
+  },
+  {
+    label: 's2',
+    architecture: {
+      kind: 'unet',
+      widths: [16, 48, 160],
+      outputScale: 32,
+      skip: 'add',
+      convs: [1, 1, 3, 1, 1],
+    },
+  },
+  {
+    label: 's3',
+    architecture: {
+      kind: 'unet',
+      widths: [16, 32, 128],
+      outputScale: 32,
+      skip: 'add',
+      convs: [1, 2, 4, 2, 1],
+    },
+  },
+];
+
+function timeNetwork(tf: Tf, model: LayersModel, repeats: number): number {
+  const x = tf.randomUniform([1, SIZE, SIZE, 1]);
+  tidyValues(tf, () => model.predict(x) as import('@tensorflow/tfjs').Tensor);
+  let best = Number.POSITIVE_INFINITY;
+  for (let r = 0; r < repeats; r++) {
+    const t = performance.now();
+    tidyValues(tf, () => model.predict(x) as import('@tensorflow/tfjs').Tensor);
+    best = Math.min(best, performance.now() - t);
+  }
+  x.dispose();
+  return best / 1000;
+}
+
+const describe = (a: Unet) => `${a.widths.join('/')}, ${a.skip ?? 'concat'}, convs ${unetConvs(a).join('-')}`;
+
+async function main() {
+  const { values } = parseArgs({
+    options: {
+      model: { type: 'string', multiple: true },
+      repeats: { type: 'string' },
+      note: { type: 'string' },
+      'no-write': { type: 'boolean' },
+    },
+  });
+  const repeats = Number(values.repeats ?? 7);
+  const { tf } = await initTfjs('wasm');
+  const set12 = await loadGreyImages(join(REPO_ROOT, '..', 'shared', 'data', 'set12'));
+  const rows: string[] = [];
+  const baseline = timeNetwork(tf, buildScoreNetwork(tf, CANDIDATES[0].architecture, 1), repeats);
+  const row = (label: string, a: Unet, params: number, seconds: number, psnr: string) =>
+    `| ${label} | ${describe(a)} | ${(params / 1e6).toFixed(3)} M | ${(unetMacs(a) / 1e9).toFixed(2)} | ` +
+    `${seconds.toFixed(3)} | ${(seconds / baseline).toFixed(2)} | ${psnr} |`;
+  for (const { label, architecture } of CANDIDATES) {
+    const model = buildScoreNetwork(tf, architecture, 1);
+    const seconds = label === CANDIDATES[0].label ? baseline : timeNetwork(tf, model, repeats);
+    rows.push(row(label, architecture, model.countParams(), seconds, '-'));
+    console.log(rows.at(-1));
+    model.dispose();
+  }
+  for (const spec of values.model ?? []) {
+    const [label, dir] = spec.includes('=') ? spec.split(/=(.*)/s) : [spec, spec];
+    const loaded = await loadNoise2ScoreModel(tf, dir);
+    const architecture = loaded.manifest.architecture as unknown as Unet;
+    const seconds = timeNetwork(tf, loaded.model, repeats);
+    const validation = validationPsnr(tf, loaded.model, 'gaussian', set12, loaded.multiple);
+    rows.push(row(label, architecture, loaded.model.countParams(), seconds, validation.mean.toFixed(2)));
+    console.log(rows.at(-1));
+  }
+  const section = [
+    '## Score-network architectures: cost on wasm against Set12 quality (`npm run bench:denoise-arch`)',
+    '',
+    `Network time per ${SIZE}x${SIZE} grey image, best of ${repeats} predictions on one wasm thread (random ` +
+      'weights for the untrained rows); GMAC counted from the layer shapes; PSNR on Set12 at sigma 25, level ' +
+      'given, one view (trained models only). The speed target of `bench:denoise` is the scikit-image NLM time on ' +
+      'the same machine (about 0.39 s at 512x512).',
+    '',
+    '| network | widths, skips, 3x3 convs per stage | parameters | GMAC | seconds | vs default | Set12 dB |',
+    '|---|---|---|---|---|---|---|',
+    ...rows,
+    '',
+    ...(values.note ? [values.note, ''] : []),
+    `Machine: nproc ${cpus().length}, CPU ${cpus()[0]?.model.trim()}, ${Math.round(totalmem() / 2 ** 30)} GiB, ` +
+      `Linux ${release()}; Node ${process.version}, @tensorflow/tfjs ${tf.version.tfjs}, wasm SIMD ` +
+      `${tf.env().getBool('WASM_HAS_SIMD_SUPPORT')}. Command: \`npm run bench:denoise-arch -- ` +
+      `${process.argv.slice(2).join(' ')}\`.`,
+  ].join('\n');
+  if (values['no-write']) console.log(section);
+  else writeResultsSection('denoise-arch', section);
+}
+
+await main();
