@@ -223,8 +223,19 @@ export function getModel<M extends AnyModel = LayersModel>(
   return loading as Promise<LoadedModel<M>>;
 }
 
-/** Disposes every cached model of this worker (tests, hot reload). */
+const cacheCleanups = new Set<() => Promise<void> | void>();
+
+/**
+ * Registers work for clearModelCache(): caches built on top of this worker's models (tensors derived from them)
+ * are freed with them. Registering the same function twice keeps one.
+ */
+export function onModelCacheClear(cleanup: () => Promise<void> | void): void {
+  cacheCleanups.add(cleanup);
+}
+
+/** Disposes every cached model of this worker, and what onModelCacheClear() registered (tests, hot reload). */
 export async function clearModelCache(): Promise<void> {
+  for (const cleanup of cacheCleanups) await cleanup();
   const pending = [...modelCache.values()];
   modelCache.clear();
   for (const result of await Promise.allSettled(pending)) {

@@ -7,7 +7,7 @@ import { type EpsAdDetector, loadEpsAdDetector } from '../../adversarial/detecto
 import { ddpmEpsNetwork } from '../../adversarial/eps.js';
 import { epsInChunks, scheduleFromManifest } from '../../adversarial/pipeline.js';
 import { fail } from '../../errors.js';
-import { getModel } from '../../nn/repository.js';
+import { getModel, onModelCacheClear } from '../../nn/repository.js';
 import './layers.js';
 import type { HandlerContext } from './context.js';
 
@@ -37,8 +37,18 @@ export interface DetectTaskResult {
   timings: { loadMs: number; epsMs: number; kernelMs: number; totalMs: number };
 }
 
-/** One EpsAdDetector per loaded phi model (the repository caches phi per worker; this caches the rest). */
-const detectors = new WeakMap<LayersModel, Promise<EpsAdDetector>>();
+/**
+ * One EpsAdDetector per loaded phi model (the repository caches phi per worker; this caches the rest: the
+ * reference set and its features, as tensors), freed when the repository's cache is cleared.
+ */
+const detectors = new Map<LayersModel, Promise<EpsAdDetector>>();
+onModelCacheClear(async () => {
+  const pending = [...detectors.values()];
+  detectors.clear();
+  for (const result of await Promise.allSettled(pending)) {
+    if (result.status === 'fulfilled') result.value.dispose();
+  }
+});
 
 /** Images per EPS chunk: progress granularity (each is T* network evaluations). */
 const CHUNK = 16;
