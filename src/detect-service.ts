@@ -15,6 +15,7 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import sharp from 'sharp';
 import type { DetectTaskInput } from './compute/handlers/detect.js';
+import type { ComputePool, RunOptions } from './compute/pool.js';
 import type { Config } from './config.js';
 import { fail } from './errors.js';
 import { decodeImage } from './imaging/codec.js';
@@ -83,75 +84,106 @@ export function checkImageCount(cfg: Config, count: number): void {
     });
 }
 
-export function detectService(fastify: FastifyInstance, cfg: Config) {
+/**
+ * Decode, check and test the images in the compute pool, and shape the answer: the part of a detection that needs
+ * no Fastify (the synchronous route and the `detect` job both run it). The detector's own checks (calibrated fpr
+ * and T*) run again in the handler, so a job whose detector changed since submission still gets a coded error.
+ */
+export async function detectPipeline(
+  pool: ComputePool,
+  cfg: Config,
+  images: Uint8Array[],
+  params: DetectParams,
+  opts: { detector: { name: string; version?: string }; run?: RunOptions },
+): Promise<DetectResponse> {
+  const t0 = performance.now();
+  checkImageCount(cfg, images.length);
+  const prepared = await Promise.all(
+    images.map((bytes, i) =>
+      prepareDetectImage(
+        cfg,
+        Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength),
+        i,
+        params.resize,
+      ),
+    ),
+  );
+  const pixels = new Float32Array(prepared.length * SIDE * SIDE);
+  for (const [i, p] of prepared.entries()) pixels.set(p.data, i * SIDE * SIDE);
+  const tDecode = performance.now();
+  const input: DetectTaskInput = {
+    detector: opts.detector,
+    images: pixels,
+    count: prepared.length,
+    timesteps: params.timesteps,
+    seed: params.seed,
+    fpr: params.fpr,
+    permutations: params.permutations,
+  };
+  const result = await pool.run('detect.epsad', input, { ...opts.run, transferInput: true });
   return {
+    detector: `${result.detector.name}@${result.detector.version}`,
+    scoreModel: `${result.scoreModel.name}@${result.scoreModel.version}`,
+    timesteps: result.timesteps,
+    seed: params.seed,
+    fpr: params.fpr,
+    threshold: result.threshold,
+    count: prepared.length,
+    results: prepared.map((p, i) => ({
+      index: i,
+      score: result.scores[i],
+      threshold: result.threshold,
+      adversarial: result.scores[i] > result.threshold,
+      pValue: result.pValues[i],
+      resized: p.resized,
+      width: p.width,
+      height: p.height,
+    })),
+    batch: result.batch ? { ...result.batch, adversarial: result.batch.pValue < params.fpr } : null,
+    timings: {
+      decodeMs: tDecode - t0,
+      epsMs: result.timings.epsMs,
+      kernelMs: result.timings.kernelMs,
+      computeMs: result.timings.totalMs,
+      totalMs: performance.now() - t0,
+    },
+  };
+}
+
+export function detectService(fastify: FastifyInstance, cfg: Config) {
+  /**
+   * The checks that need only the request and the detector's manifest, before any decoding or compute (and
+   * before a job is queued): image count, detector ready, calibrated fpr and T*. Returns the detector.
+   */
+  const check = (count: number, params: DetectParams) => {
+    checkImageCount(cfg, count);
+    const status = fastify.models.requireReady(params.model, params.version);
+    const extra = (status.manifest?.extra ?? {}) as { calibratedFprs?: number[]; timesteps?: number };
+    if (extra.calibratedFprs && !extra.calibratedFprs.some((f) => Math.abs(f - params.fpr) < 1e-9))
+      throw fail(
+        'UNPROCESSABLE',
+        `fpr ${params.fpr} is not calibrated for ${status.name}@${status.version} (calibrated: ${extra.calibratedFprs.join(', ')})`,
+        { details: { calibratedFprs: extra.calibratedFprs } },
+      );
+    if (
+      params.timesteps !== undefined &&
+      extra.timesteps !== undefined &&
+      params.timesteps !== extra.timesteps
+    )
+      throw fail(
+        'UNPROCESSABLE',
+        `${status.name}@${status.version} is calibrated for timesteps (T*) = ${extra.timesteps} only, got ${params.timesteps}`,
+        { details: { calibratedTimesteps: [extra.timesteps] } },
+      );
+    return { name: status.name, version: status.version };
+  };
+  return {
+    check,
     async detect(reply: FastifyReply, images: Buffer[], params: DetectParams): Promise<DetectResponse> {
-      const t0 = performance.now();
-      checkImageCount(cfg, images.length);
-      const status = fastify.models.requireReady(params.model, params.version);
-      const extra = (status.manifest?.extra ?? {}) as { calibratedFprs?: number[]; timesteps?: number };
-      // Parameter checks before any decoding or compute: they depend on the detector only.
-      if (extra.calibratedFprs && !extra.calibratedFprs.some((f) => Math.abs(f - params.fpr) < 1e-9))
-        throw fail(
-          'UNPROCESSABLE',
-          `fpr ${params.fpr} is not calibrated for ${status.name}@${status.version} (calibrated: ${extra.calibratedFprs.join(', ')})`,
-          { details: { calibratedFprs: extra.calibratedFprs } },
-        );
-      if (
-        params.timesteps !== undefined &&
-        extra.timesteps !== undefined &&
-        params.timesteps !== extra.timesteps
-      )
-        throw fail(
-          'UNPROCESSABLE',
-          `${status.name}@${status.version} is calibrated for timesteps (T*) = ${extra.timesteps} only, got ${params.timesteps}`,
-          { details: { calibratedTimesteps: [extra.timesteps] } },
-        );
-      const prepared = await Promise.all(
-        images.map((bytes, i) => prepareDetectImage(cfg, bytes, i, params.resize)),
+      const detector = check(images.length, params);
+      return fastify.compute.withRequest(reply, params.timeoutMs, (run) =>
+        detectPipeline(fastify.compute.pool, cfg, images, params, { detector, run }),
       );
-      const pixels = new Float32Array(prepared.length * SIDE * SIDE);
-      for (const [i, p] of prepared.entries()) pixels.set(p.data, i * SIDE * SIDE);
-      const tDecode = performance.now();
-      const input: DetectTaskInput = {
-        detector: { name: status.name, version: status.version },
-        images: pixels,
-        count: prepared.length,
-        timesteps: params.timesteps,
-        seed: params.seed,
-        fpr: params.fpr,
-        permutations: params.permutations,
-      };
-      const result = await fastify.compute.withRequest(reply, params.timeoutMs, (run) =>
-        fastify.compute.pool.run('detect.epsad', input, { ...run, transferInput: true }),
-      );
-      return {
-        detector: `${result.detector.name}@${result.detector.version}`,
-        scoreModel: `${result.scoreModel.name}@${result.scoreModel.version}`,
-        timesteps: result.timesteps,
-        seed: params.seed,
-        fpr: params.fpr,
-        threshold: result.threshold,
-        count: prepared.length,
-        results: prepared.map((p, i) => ({
-          index: i,
-          score: result.scores[i],
-          threshold: result.threshold,
-          adversarial: result.scores[i] > result.threshold,
-          pValue: result.pValues[i],
-          resized: p.resized,
-          width: p.width,
-          height: p.height,
-        })),
-        batch: result.batch ? { ...result.batch, adversarial: result.batch.pValue < params.fpr } : null,
-        timings: {
-          decodeMs: tDecode - t0,
-          epsMs: result.timings.epsMs,
-          kernelMs: result.timings.kernelMs,
-          computeMs: result.timings.totalMs,
-          totalMs: performance.now() - t0,
-        },
-      };
     },
   };
 }

@@ -10,7 +10,8 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { Config } from '../../src/config.js';
 import { detectService } from '../../src/detect-service.js';
 import { fail } from '../../src/errors.js';
-import { detectJsonBody, detectParams, detectResponse } from '../../src/schemas/detect.js';
+import { prefersAsync, replyWithJob } from '../../src/jobs/http.js';
+import { detectJsonBody, detectResponse, detectRouteParams } from '../../src/schemas/detect.js';
 import { multipartFieldValue, readImageRequest } from '../_image-input.js';
 
 /** Multipart with any number of `image` file fields (readImageRequest keeps one file per field name). */
@@ -75,8 +76,10 @@ const routes: FastifyPluginAsyncZod<{ config: Config }> = async (fastify, opts) 
           '(score > threshold) and a conformal p-value; two images or more are also tested as a batch (permutation ' +
           'p-value). Errors: no image 400 TW_VALIDATION; too many 413 TW_PROBLEM_TOO_LARGE; not 28x28 (without ' +
           'resize=true), colour, uncalibrated fpr or timesteps 422 TW_UNPROCESSABLE (details.expected = [28, 28, 1]); ' +
-          'undecodable 400 TW_IMAGE_INVALID; other formats 415; detector not loaded 503 TW_MODEL_NOT_READY.',
-        querystring: detectParams,
+          'undecodable 400 TW_IMAGE_INVALID; other formats 415; detector not loaded 503 TW_MODEL_NOT_READY. ' +
+          'With async=true (query, field or JSON) or `Prefer: respond-async` the test runs as a job: 202 with ' +
+          'Location /v1/jobs/<id>, and GET /v1/jobs/<id>/result answers this JSON.',
+        querystring: detectRouteParams,
         response: { 200: detectResponse },
       },
     },
@@ -106,7 +109,15 @@ const routes: FastifyPluginAsyncZod<{ config: Config }> = async (fastify, opts) 
         images = bytes ? [bytes] : [];
         raw = { ...query };
       }
-      const params = detectParams.parse(raw);
+      const { async: asJob, ...params } = detectRouteParams.parse(raw);
+      // As a job: `async=true` (query, field or JSON body) or `Prefer: respond-async`; checked before queueing.
+      if (asJob || prefersAsync(request)) {
+        const detector = service.check(images.length, params);
+        return replyWithJob(fastify, request, reply, 'detect', {
+          images,
+          params: { ...params, model: detector.name, version: detector.version },
+        });
+      }
       const out = await service.detect(reply, images, params);
       reply.header('x-model', out.detector);
       return out;

@@ -56,6 +56,11 @@ export const detectParams = z.object({
 });
 export type DetectParams = z.output<typeof detectParams>;
 
+/** The REST route's parameters: the operation's, and whether to run it as a job. */
+export const detectRouteParams = detectParams.extend({
+  async: flag.optional().describe('true: run as a job (202 + Location /v1/jobs/<id>)'),
+});
+
 /** POST /v1/detect/adversarial with a JSON body: base64 images plus the same parameters. */
 export const detectJsonBody = detectParams.extend({
   images: z

@@ -265,6 +265,52 @@ describe('POST /v1/detect/adversarial', () => {
     expect(body.results[0].score).toBeCloseTo(single.results[0].score, 6);
   });
 
+  it('runs as a job (async in JSON, or Prefer: respond-async) with the synchronous answer, checked before queueing', async () => {
+    const images = pngs.slice(0, 2).map((p) => p.toString('base64'));
+    const sync = (await json({ images, seed: 4, permutations: 30 })).json();
+    const waitFor = async (location: string) => {
+      let view = { state: '' };
+      for (let i = 0; i < 400 && view.state !== 'succeeded' && view.state !== 'failed'; i++) {
+        await new Promise((r) => setTimeout(r, 25));
+        view = (await app.inject({ method: 'GET', url: location })).json();
+      }
+      return view;
+    };
+    for (const submit of [
+      () => json({ images, seed: 4, permutations: 30, async: true }),
+      () =>
+        app.inject({
+          method: 'POST',
+          url: `${url}?seed=4&permutations=30`,
+          headers: { ...multipart(pngs.slice(0, 2)).headers, prefer: 'respond-async' },
+          payload: multipart(pngs.slice(0, 2)).payload,
+        }),
+    ]) {
+      const res = await submit();
+      expect(res.statusCode, res.body).toBe(202);
+      const location = res.headers.location as string;
+      expect(location).toMatch(/^\/v1\/jobs\//);
+      const view = (await waitFor(location)) as { state: string; operation?: string };
+      expect(view.state).toBe('succeeded');
+      const result = await app.inject({ method: 'GET', url: `${location}/result` });
+      expect(result.statusCode).toBe(200);
+      const body = result.json();
+      expect(body.detector).toBe(sync.detector);
+      expect(body.results.map((r: { score: number }) => r.score)).toEqual(
+        sync.results.map((r: { score: number }) => r.score),
+      );
+      expect(body.batch).toEqual(sync.batch);
+    }
+    // The detector's checks run before anything is queued: no job, the synchronous route's coded errors.
+    const fpr = await json({ images, fpr: 0.2, async: true });
+    expect(fpr.statusCode).toBe(422);
+    expect(fpr.json().error.details.calibratedFprs).toEqual(FPRS);
+    const tooMany = await json({ images: pngs.map((p) => p.toString('base64')), async: true });
+    expect(tooMany.statusCode).toBe(413);
+    const ops = (await app.inject({ method: 'GET', url: '/v1/jobs/operations' })).json();
+    expect(JSON.stringify(ops)).toContain('"detect"');
+  });
+
   it('refuses a missing image (400), an empty batch (400) and a batch over DETECT_MAX_IMAGES (413)', async () => {
     const none = await app.inject({
       method: 'POST',

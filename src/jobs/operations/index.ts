@@ -3,6 +3,7 @@
  * worker process (src/worker.ts) both import it, so a new operation is one `import` line here.
  */
 import './denoise.js';
+import './detect.js';
 import './ot.js';
 import './restore.js';
 import './test-ops.js';
