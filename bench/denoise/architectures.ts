@@ -52,53 +52,22 @@ export function unetMacs(architecture: Unet, size = SIZE): number {
   );
 }
 
+const unet = (widths: Unet['widths'], skip?: Unet['skip'], convs?: Unet['convs']): Unet => ({
+  kind: 'unet',
+  widths,
+  outputScale: 32,
+  ...(skip && { skip }),
+  ...(convs && { convs }),
+});
+
 /** The candidates timed by default: the default network and the cheaper ones distilled on a GPU. */
 const CANDIDATES: { label: string; architecture: Unet }[] = [
-  { label: 'default (v7)', architecture: { kind: 'unet', widths: [32, 64, 128], outputScale: 32 } },
-  {
-    label: 'default, add-skips',
-    architecture: { kind: 'unet', widths: [32, 64, 128], outputScale: 32, skip: 'add' },
-  },
-  {
-    label: 'add-skips, 1 conv at level 1',
-    architecture: {
-      kind: 'unet',
-      widths: [32, 64, 128],
-      outputScale: 32,
-      skip: 'add',
-      convs: [1, 2, 3, 2, 1],
-    },
-  },
-  {
-    label: 's1',
-    architecture: {
-      kind: 'unet',
-      widths: [16, 48, 128],
-      outputScale: 32,
-      skip: 'add',
-      convs: [1, 1, 3, 1, 1],
-    },
-  },
-  {
-    label: 's2',
-    architecture: {
-      kind: 'unet',
-      widths: [16, 48, 160],
-      outputScale: 32,
-      skip: 'add',
-      convs: [1, 1, 3, 1, 1],
-    },
-  },
-  {
-    label: 's3',
-    architecture: {
-      kind: 'unet',
-      widths: [16, 32, 128],
-      outputScale: 32,
-      skip: 'add',
-      convs: [1, 2, 4, 2, 1],
-    },
-  },
+  { label: 'default (v7)', architecture: unet([32, 64, 128]) },
+  { label: 'default, add-skips', architecture: unet([32, 64, 128], 'add') },
+  { label: 'add-skips, 1 conv at level 1', architecture: unet([32, 64, 128], 'add', [1, 2, 3, 2, 1]) },
+  { label: 's1', architecture: unet([16, 48, 128], 'add', [1, 1, 3, 1, 1]) },
+  { label: 's2', architecture: unet([16, 48, 160], 'add', [1, 1, 3, 1, 1]) },
+  { label: 's3', architecture: unet([16, 32, 128], 'add', [1, 2, 4, 2, 1]) },
 ];
 
 function timeNetwork(tf: Tf, model: LayersModel, repeats: number): number {

@@ -18,6 +18,7 @@ import { buildUnet, DEFAULT_UNET } from '../../src/diffusion/unet.js';
 import { initTfjs, type Tf } from '../../src/nn/backend.js';
 import { fileSystemIO } from '../../src/nn/fs-io.js';
 import { parseModelManifest } from '../../src/nn/manifest.js';
+import { tidyValues } from '../../src/nn/read.js';
 import { writeTensors } from '../../src/train/tensor-file.js';
 import { importDdpm } from '../../src/train/torch/import-ddpm.js';
 import { importNoise2Score } from '../../src/train/torch/import-noise2score.js';
@@ -93,31 +94,43 @@ describe('import-noise2score', () => {
         }),
       ),
     );
-    const reference = tf.tidy(() => (model.predict(tf.tensor4d(input, [1, 64, 64, 1])) as Tensor).dataSync());
+    const reference = tidyValues(tf, () => model.predict(tf.tensor4d(input, [1, 64, 64, 1])) as Tensor);
     model.dispose();
     return { run, input, reference };
   }
 
-  it('rebuilds the network from the run, checks the probe and writes a loadable model with a valid manifest', async () => {
-    const { run, input, reference } = await writeRun('n2s-ok', false);
-    const out = join(dir, 'n2s-model');
+  /** The written model folder loads and computes what the run's network did on the probe input. */
+  async function expectSameOutput(out: string, input: Float32Array, reference: Float32Array) {
+    registerNoise2ScoreLayers(tf);
+    const loaded = await tf.loadLayersModel(fileSystemIO(out));
+    const again = tidyValues(tf, () => loaded.predict(tf.tensor4d(input, [1, 64, 64, 1])) as Tensor);
+    loaded.dispose();
+    expect(Math.max(...again.map((v, i) => Math.abs(v - reference[i])))).toBeLessThan(1e-6);
+  }
+
+  /** Imports a run (the probe must match) and returns the model folder and its manifest, checked by the schema. */
+  async function importRun(run: string, name: string, tradeoff?: string) {
+    const out = join(dir, name);
     const result = await importNoise2Score({
       from: run,
       out,
       version: 'v9',
+      tradeoff,
       commandLine: 'test',
       log: () => {},
     });
     expect(result.probeError).toBeLessThan(1e-6);
     const manifest = JSON.parse(await readFile(join(out, 'manifest.json'), 'utf8'));
     expect(parseModelManifest(manifest).ok).toBe(true);
+    return { out, manifest };
+  }
+
+  it('rebuilds the network from the run, checks the probe and writes a loadable model with a valid manifest', async () => {
+    const { run, input, reference } = await writeRun('n2s-ok', false);
+    const { out, manifest } = await importRun(run, 'n2s-model');
     expect(manifest.name).toBe('noise2score-gaussian');
     expect(manifest.metrics.backend).toContain('PyTorch');
-    registerNoise2ScoreLayers(tf);
-    const loaded = await tf.loadLayersModel(fileSystemIO(out));
-    const again = tf.tidy(() => (loaded.predict(tf.tensor4d(input, [1, 64, 64, 1])) as Tensor).dataSync());
-    loaded.dispose();
-    expect(Math.max(...again.map((v, i) => Math.abs(v - reference[i])))).toBeLessThan(1e-6);
+    await expectSameOutput(out, input, reference);
   });
 
   it('builds the architecture the run names (add-skips, fewer convolutions) and describes a distilled run', async () => {
@@ -132,18 +145,7 @@ describe('import-noise2score', () => {
       architecture,
       teacher: 'models/noise2score-gaussian/v7',
     });
-    const out = join(dir, 'n2s-small-model');
-    const result = await importNoise2Score({
-      from: run,
-      out,
-      version: 'v9',
-      tradeoff: 'measured trade-off',
-      commandLine: 'test',
-      log: () => {},
-    });
-    expect(result.probeError).toBeLessThan(1e-6);
-    const manifest = JSON.parse(await readFile(join(out, 'manifest.json'), 'utf8'));
-    expect(parseModelManifest(manifest).ok).toBe(true);
+    const { out, manifest } = await importRun(run, 'n2s-small-model', 'measured trade-off');
     expect(manifest.architecture).toMatchObject({
       ...architecture,
       multiple: 8,
@@ -154,10 +156,7 @@ describe('import-noise2score', () => {
     );
     expect(manifest.description).toMatch(/distilled from models\/noise2score-gaussian\/v7/);
     expect(manifest.extra.teacher).toBe('models/noise2score-gaussian/v7');
-    const loaded = await tf.loadLayersModel(fileSystemIO(out));
-    const again = tf.tidy(() => (loaded.predict(tf.tensor4d(input, [1, 64, 64, 1])) as Tensor).dataSync());
-    loaded.dispose();
-    expect(Math.max(...again.map((v, i) => Math.abs(v - reference[i])))).toBeLessThan(1e-6);
+    await expectSameOutput(out, input, reference);
   });
 
   it('refuses weights that do not reproduce the probe', async () => {

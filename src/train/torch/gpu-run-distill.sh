@@ -8,16 +8,9 @@
 # Session 5 ran it with SECONDS_EACH=430, then RESUME=1 SECONDS_EACH=700 (H200, three runs side by side):
 # 30751 / 30256 / 29967 steps of batch 128; Set12 sigma 25 25.55 / 25.04 / 26.12 dB against 29.07 for v7 itself,
 # so none was committed (npm run bench:denoise-arch, bench/RESULTS.md).
-set -u
-cd "$(dirname "$0")"
-ROOT=$(cd ../../.. && pwd)
-IMAGES=${IMAGES:-$ROOT/.gpu/train400}
-RUNS=${RUNS:-/tmp/runs}
+. "$(dirname "$0")/gpu-env.sh"
 SECONDS_EACH=${SECONDS_EACH:-430}
 RESUME=${RESUME:-}
-mkdir -p "$RUNS"
-nvidia-smi -L || true
-python3 -c 'import torch; print("torch", torch.__version__, torch.cuda.get_device_name(0))'
 student() { # name, widths, convs, seed
   python3 -u noise2score.py --noise gaussian --images "$IMAGES" --steps 10000000 --batch 128 --patch 64 --lr 1e-3 \
     --architecture "{\"kind\":\"unet\",\"widths\":$2,\"outputScale\":32,\"skip\":\"add\",\"convs\":$3}" \

@@ -3,15 +3,8 @@
 # DDPM prior, trained side by side on one GPU (each network is small, so they share it), each for SECONDS of wall
 # clock from the committed weights. Needs the packed training images (pack-images.ts) at $IMAGES. Writes each run's
 # folder (tensors, train.json, log) under $RUNS; import them with import-noise2score.ts / import-ddpm.ts.
-set -u
-cd "$(dirname "$0")"
-ROOT=$(cd ../../.. && pwd)
-IMAGES=${IMAGES:-$ROOT/.gpu/train400}
-RUNS=${RUNS:-/tmp/runs}
+. "$(dirname "$0")/gpu-env.sh"
 SECONDS_EACH=${SECONDS_EACH:-420}
-mkdir -p "$RUNS"
-nvidia-smi -L || true
-python3 -c 'import torch; print("torch", torch.__version__, torch.cuda.get_device_name(0))'
 n2s() { # family, init model, seed
   python3 -u noise2score.py --noise "$1" --images "$IMAGES" --steps 1000000 --batch 128 --patch 64 --lr 3e-4 \
     --init-from "$ROOT/models/$2" --out "$RUNS/n2s-$1" --seed "$3" --max-seconds "$SECONDS_EACH" \
