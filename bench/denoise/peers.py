@@ -1,6 +1,7 @@
 """Classical side of `npm run bench:denoise`: scikit-image denoisers on the noisy arrays written by bench/denoise/run.ts.
 
 Usage: /usr/bin/python3 bench/denoise/peers.py INDEX.json [--families gaussian,poisson,gamma]
+       /usr/bin/python3 bench/denoise/peers.py --nlm-once NOISY.f32 WIDTH HEIGHT SIGMA   (one timed Gaussian NLM call)
 INDEX.json lists the Set12 images: width, height, the clean image as raw u8 and each noisy version as raw
 little-endian float32 (row-major, grey). x = u8 / 255 in float64; each output is clipped to [0, 1] and scored by
 PSNR = 10 log10(1 / mean((xhat - x)^2)) (no border crop), the formula src/imaging/metrics.ts uses.
@@ -82,7 +83,20 @@ def gamma_methods(k):
     return {'nlm-log': nlm_log, 'nlm-direct': nlm_direct}
 
 
+def nlm_once(path, width, height, sigma):
+    """One timed NLM call on one noisy image (the interleaved speed rounds of run.ts): after a warm-up on a crop,
+    prints {"seconds", "cpuSeconds"}."""
+    y = np.fromfile(path, dtype='<f4').reshape(height, width).astype(np.float64)
+    nlm(y[:64, :64], sigma)
+    t, c = time.perf_counter(), time.process_time()
+    nlm(y, sigma)
+    print(json.dumps({'seconds': time.perf_counter() - t, 'cpuSeconds': time.process_time() - c}))
+
+
 def main():
+    if sys.argv[1] == '--nlm-once':
+        nlm_once(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]))
+        return
     index_path = sys.argv[1]
     families = ['gaussian', 'poisson', 'gamma']
     if len(sys.argv) > 3 and sys.argv[2] == '--families':
