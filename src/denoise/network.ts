@@ -13,6 +13,8 @@
  * The model is fully convolutional (input [null, null, null, 1]); callers pad H and W to `networkMultiple(...)`.
  */
 
+import { z } from 'zod';
+
 type Tf = typeof import('@tensorflow/tfjs');
 type Tensor = import('@tensorflow/tfjs').Tensor;
 type LayersModel = import('@tensorflow/tfjs').LayersModel;
@@ -47,6 +49,42 @@ export const DEFAULT_ARCHITECTURE: ScoreNetworkArchitecture = {
 /** H and W must be multiples of this (space-to-depth by 2, then two more halvings for the U-Net). */
 export function networkMultiple(architecture: ScoreNetworkArchitecture): number {
   return architecture.kind === 'unet' ? 8 : 2;
+}
+
+const positive = z.number().int().positive();
+const architectureSchema = z.discriminatedUnion('kind', [
+  z.strictObject({
+    kind: z.literal('unet'),
+    widths: z.tuple([positive, positive, positive]),
+    outputScale: z.number().positive().optional(),
+    skip: z.enum(['concat', 'add']).optional(),
+    convs: z.tuple([positive, positive, positive, positive, positive]).optional(),
+  }),
+  z.strictObject({
+    kind: z.literal('plain'),
+    width: positive,
+    depth: z.number().int().min(2),
+    outputScale: z.number().positive().optional(),
+  }),
+]);
+
+/**
+ * An architecture from JSON (the trainers' --architecture), checked; `outputScale` defaults to the noise family's.
+ * Throws a RangeError that says what is wrong.
+ */
+export function parseScoreArchitecture(json: string, outputScale: number): ScoreNetworkArchitecture {
+  let value: unknown;
+  try {
+    value = JSON.parse(json);
+  } catch (error) {
+    throw new RangeError(`--architecture is not JSON: ${(error as Error).message}`);
+  }
+  const parsed = architectureSchema.safeParse(value);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new RangeError(`--architecture: ${issue.path.join('.') || '(root)'}: ${issue.message}`);
+  }
+  return { outputScale, ...parsed.data } as ScoreNetworkArchitecture;
 }
 
 /** The U-Net's 3x3 convolutions per stage (see `convs`), checked. */

@@ -4,20 +4,22 @@
  * TRAINERS (ddpm, eps-ad and mid are planned).
  */
 import { parseArgs } from 'node:util';
+import { parseScoreArchitecture } from '../denoise/network.js';
 import { NOISE_FAMILIES, type NoiseFamily } from '../denoise/noise.js';
 import { type BackendPreference, initTfjs } from '../nn/backend.js';
 import { runClassifierCli } from './classifier.js';
 import { runDdpmCli } from './ddpm.js';
 import { runEpsAdCli } from './eps-ad.js';
 import { runMidCli } from './mid.js';
-import { trainNoise2Score } from './noise2score.js';
+import { FAMILY_TRAINING, trainNoise2Score } from './noise2score.js';
 
 type Trainer = { summary: string; run: (args: string[], commandLine: string) => Promise<void> };
 
 const NOISE2SCORE_USAGE = `usage: npm run train -- noise2score --noise gaussian|poisson|gamma
   [--clean-dir ../shared/data/train400 | --noisy-dir DIR] [--steps N] [--batch B] [--patch P] [--lr LR]
   [--out models/noise2score-<family>/<version>] [--checkpoint-dir checkpoints/noise2score-<family>] [--resume]
-  [--seed S] [--init-from MODEL_DIR] [--stop-at-step N] [--checkpoint-minutes M] [--validation-dir ../shared/data/set12 | none] [--version V] [--backend auto|wasm|cpu]`;
+  [--seed S] [--init-from MODEL_DIR] [--stop-at-step N] [--checkpoint-minutes M] [--validation-dir ../shared/data/set12 | none] [--version V] [--backend auto|wasm|cpu]
+  [--architecture JSON]   e.g. '{"kind":"unet","widths":[16,48,128],"skip":"add","convs":[1,1,3,1,1]}' (src/denoise/network.ts)`;
 
 function positiveNumber(name: string, value: string | undefined, fallback: number, integer = false): number {
   if (value === undefined) return fallback;
@@ -45,6 +47,7 @@ async function runNoise2Score(args: string[], commandLine: string): Promise<void
       'validation-dir': { type: 'string' },
       'init-from': { type: 'string' },
       'stop-at-step': { type: 'string' },
+      architecture: { type: 'string' },
       version: { type: 'string' },
       resume: { type: 'boolean', default: false },
       seed: { type: 'string' },
@@ -64,9 +67,14 @@ async function runNoise2Score(args: string[], commandLine: string): Promise<void
     throw new Error('give --clean-dir or --noisy-dir, not both');
   const cleanDir = values['noisy-dir'] ? undefined : (values['clean-dir'] ?? '../shared/data/train400');
   const version = values.version ?? new Date().toISOString().slice(0, 10).replaceAll('-', '');
+  const architecture =
+    values.architecture === undefined
+      ? undefined
+      : parseScoreArchitecture(values.architecture, FAMILY_TRAINING[noise].outputScale);
   const runtime = await initTfjs(values.backend as BackendPreference);
   await trainNoise2Score(runtime.tf, {
     noise,
+    architecture,
     cleanDir,
     noisyDir: values['noisy-dir'],
     steps: positiveNumber('steps', values.steps, 6000, true),

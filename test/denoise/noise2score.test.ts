@@ -1,5 +1,10 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { buildScoreNetwork, networkMultiple, unetConvs } from '../../src/denoise/network.js';
+import {
+  buildScoreNetwork,
+  networkMultiple,
+  parseScoreArchitecture,
+  unetConvs,
+} from '../../src/denoise/network.js';
 import {
   denoiseNoise2Score,
   ensembleScoreMap,
@@ -108,6 +113,30 @@ describe('buildScoreNetwork', () => {
       expect(() => buildScoreNetwork(tfjs, { kind: 'unet', widths, outputScale: 1, convs } as never)).toThrow(
         RangeError,
       );
+    }
+  });
+});
+
+describe('parseScoreArchitecture', () => {
+  it("reads the trainers' --architecture JSON, defaulting the output scale, and says what is wrong", () => {
+    expect(
+      parseScoreArchitecture('{"kind":"unet","widths":[16,48,128],"skip":"add","convs":[1,1,3,1,1]}', 32),
+    ).toEqual({ kind: 'unet', widths: [16, 48, 128], skip: 'add', convs: [1, 1, 3, 1, 1], outputScale: 32 });
+    expect(parseScoreArchitecture('{"kind":"plain","width":8,"depth":4,"outputScale":2}', 32)).toEqual({
+      kind: 'plain',
+      width: 8,
+      depth: 4,
+      outputScale: 2,
+    });
+    for (const [json, message] of [
+      ['{kind', /not JSON/],
+      ['{"kind":"resnet"}', /kind/],
+      ['{"kind":"unet","widths":[16,48]}', /widths/],
+      ['{"kind":"unet","widths":[16,48,128],"convs":[1,1,0,1,1]}', /convs\.2/],
+      ['{"kind":"unet","widths":[16,48,128],"skip":"sum"}', /skip/],
+      ['{"kind":"unet","widths":[16,48,128],"width":3}', /width/],
+    ] as const) {
+      expect(() => parseScoreArchitecture(json, 32)).toThrow(message);
     }
   });
 });
