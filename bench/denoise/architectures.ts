@@ -70,17 +70,46 @@ const CANDIDATES: { label: string; architecture: Unet }[] = [
   { label: 's3', architecture: unet([16, 32, 128], 'add', [1, 2, 4, 2, 1]) },
 ];
 
-function timeNetwork(tf: Tf, model: LayersModel, repeats: number): number {
+/**
+ * Best time of `repeats` predictions per model, taken round-robin (each round times every model once), so that this
+ * machine's drift in speed over minutes falls on all of them alike.
+ */
+function timeNetworks(tf: Tf, models: LayersModel[], repeats: number): number[] {
   const x = tf.randomUniform([1, SIZE, SIZE, 1]);
-  tidyValues(tf, () => model.predict(x) as import('@tensorflow/tfjs').Tensor);
-  let best = Number.POSITIVE_INFINITY;
-  for (let r = 0; r < repeats; r++) {
-    const t = performance.now();
-    tidyValues(tf, () => model.predict(x) as import('@tensorflow/tfjs').Tensor);
-    best = Math.min(best, performance.now() - t);
+  const best = models.map(() => Number.POSITIVE_INFINITY);
+  for (let r = -1; r < repeats; r++) {
+    for (const [i, model] of models.entries()) {
+      const t = performance.now();
+      tidyValues(tf, () => model.predict(x) as import('@tensorflow/tfjs').Tensor);
+      if (r >= 0) best[i] = Math.min(best[i], (performance.now() - t) / 1000); // round -1: warm-up
+    }
   }
   x.dispose();
-  return best / 1000;
+  return best;
+}
+
+/**
+ * What reading the output inside tf.tidy cost (the code before src/nn/read.ts): `tf.tidy(() => predict().dataSync())`
+ * against `tidyValues`, alternating, on the default network at SIZE x SIZE. Minimum and median ms of each.
+ */
+function tidyReadComparison(tf: Tf, model: LayersModel, rounds: number) {
+  const x = tf.randomUniform([1, SIZE, SIZE, 1]);
+  const inside: number[] = [];
+  const outside: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    let t = performance.now();
+    tf.tidy(() => (model.predict(x) as import('@tensorflow/tfjs').Tensor).dataSync());
+    inside.push(performance.now() - t);
+    t = performance.now();
+    tidyValues(tf, () => model.predict(x) as import('@tensorflow/tfjs').Tensor);
+    outside.push(performance.now() - t);
+  }
+  x.dispose();
+  const stats = (v: number[]) => {
+    const s = [...v].sort((a, b) => a - b);
+    return `min ${s[0].toFixed(0)} ms, median ${s[Math.floor(s.length / 2)].toFixed(0)} ms`;
+  };
+  return `Reading the network's output: inside tf.tidy (\`tf.tidy(() => predict(x).dataSync())\`, which makes TF.js walk the returned array) ${stats(inside)}; with tidyValues (src/nn/read.ts) ${stats(outside)}; ${rounds} alternating rounds on the default network at ${SIZE}x${SIZE}.`;
 }
 
 const describe = (a: Unet) => `${a.widths.join('/')}, ${a.skip ?? 'concat'}, convs ${unetConvs(a).join('-')}`;
@@ -97,31 +126,43 @@ async function main() {
   const repeats = Number(values.repeats ?? 7);
   const { tf } = await initTfjs('wasm');
   const set12 = await loadGreyImages(join(REPO_ROOT, '..', 'shared', 'data', 'set12'));
-  const rows: string[] = [];
-  const baseline = timeNetwork(tf, buildScoreNetwork(tf, CANDIDATES[0].architecture, 1), repeats);
-  const row = (label: string, a: Unet, params: number, seconds: number, psnr: string) =>
-    `| ${label} | ${describe(a)} | ${(params / 1e6).toFixed(3)} M | ${(unetMacs(a) / 1e9).toFixed(2)} | ` +
-    `${seconds.toFixed(3)} | ${(seconds / baseline).toFixed(2)} | ${psnr} |`;
-  for (const { label, architecture } of CANDIDATES) {
-    const model = buildScoreNetwork(tf, architecture, 1);
-    const seconds = label === CANDIDATES[0].label ? baseline : timeNetwork(tf, model, repeats);
-    rows.push(row(label, architecture, model.countParams(), seconds, '-'));
-    console.log(rows.at(-1));
-    model.dispose();
-  }
+  const defaultModel = buildScoreNetwork(tf, CANDIDATES[0].architecture, 1);
+  const tidyLine = tidyReadComparison(tf, defaultModel, 2 * repeats);
+  console.log(tidyLine);
+  defaultModel.dispose();
+  const entries: { label: string; architecture: Unet; model: LayersModel; psnr: string }[] = CANDIDATES.map(
+    ({ label, architecture }) => ({
+      label,
+      architecture,
+      model: buildScoreNetwork(tf, architecture, 1),
+      psnr: '-',
+    }),
+  );
   for (const spec of values.model ?? []) {
     const [label, dir] = spec.includes('=') ? spec.split(/=(.*)/s) : [spec, spec];
     const loaded = await loadNoise2ScoreModel(tf, dir);
-    const architecture = loaded.manifest.architecture as unknown as Unet;
-    const seconds = timeNetwork(tf, loaded.model, repeats);
     const validation = validationPsnr(tf, loaded.model, 'gaussian', set12, loaded.multiple);
-    rows.push(row(label, architecture, loaded.model.countParams(), seconds, validation.mean.toFixed(2)));
-    console.log(rows.at(-1));
+    const architecture = loaded.manifest.architecture as unknown as Unet;
+    entries.push({ label, architecture, model: loaded.model, psnr: validation.mean.toFixed(2) });
+    console.log(`${label}: Set12 ${validation.mean.toFixed(2)} dB`);
   }
+  const seconds = timeNetworks(
+    tf,
+    entries.map((e) => e.model),
+    repeats,
+  );
+  const rows = entries.map(
+    (e, i) =>
+      `| ${e.label} | ${describe(e.architecture)} | ${(e.model.countParams() / 1e6).toFixed(3)} M | ` +
+      `${(unetMacs(e.architecture) / 1e9).toFixed(2)} | ${seconds[i].toFixed(3)} | ${(seconds[i] / seconds[0]).toFixed(2)} | ${e.psnr} |`,
+  );
+  for (const row of rows) console.log(row);
+  for (const e of entries) e.model.dispose();
   const section = [
     '## Score-network architectures: cost on wasm against Set12 quality (`npm run bench:denoise-arch`)',
     '',
-    `Network time per ${SIZE}x${SIZE} grey image, best of ${repeats} predictions on one wasm thread (random ` +
+    `Network time per ${SIZE}x${SIZE} grey image, best of ${repeats} predictions on one wasm thread, taken ` +
+      "round-robin over the rows so that drift in the machine's speed falls on all alike (random " +
       'weights for the untrained rows); GMAC counted from the layer shapes; PSNR on Set12 at sigma 25, level ' +
       'given, one view (trained models only). The speed target of `bench:denoise` is the scikit-image NLM time on ' +
       'the same machine (about 0.39 s at 512x512).',
@@ -131,6 +172,8 @@ async function main() {
     ...rows,
     '',
     ...(values.note ? [values.note, ''] : []),
+    tidyLine,
+    '',
     `Machine: nproc ${cpus().length}, CPU ${cpus()[0]?.model.trim()}, ${Math.round(totalmem() / 2 ** 30)} GiB, ` +
       `Linux ${release()}; Node ${process.version}, @tensorflow/tfjs ${tf.version.tfjs}, wasm SIMD ` +
       `${tf.env().getBool('WASM_HAS_SIMD_SUPPORT')}. Command: \`npm run bench:denoise-arch -- ` +
