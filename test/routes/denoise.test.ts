@@ -250,5 +250,32 @@ describe('POST /v1/denoise', () => {
       payload: png,
     });
     expect(Buffer.compare(result.rawPayload, sync.rawPayload)).toBe(0);
+
+    // output=json: the job's result is the synchronous JSON.
+    const job = await app.inject({
+      method: 'POST',
+      url: '/v1/denoise?level=25&output=json&async=true',
+      headers: { 'content-type': 'image/png' },
+      payload: png,
+    });
+    expect(job.statusCode, job.body).toBe(202);
+    const jobLocation = job.headers.location as string;
+    for (let i = 0, s = ''; i < 200 && s !== 'succeeded' && s !== 'failed'; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      s = (await app.inject({ method: 'GET', url: jobLocation })).json().state;
+    }
+    const fromJob = (await app.inject({ method: 'GET', url: `${jobLocation}/result` })).json();
+    const direct = (
+      await app.inject({
+        method: 'POST',
+        url: '/v1/denoise?level=25&output=json',
+        headers: { 'content-type': 'image/png' },
+        payload: png,
+      })
+    ).json();
+    const { timings: _a, ...jobRest } = fromJob;
+    const { timings: _b, ...directRest } = direct;
+    expect(jobRest).toEqual(directRest);
+    expect(jobRest.image.length).toBeGreaterThan(100);
   });
 });

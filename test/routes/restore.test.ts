@@ -422,6 +422,24 @@ describe('POST /v1/restore', () => {
     expect(result.headers['x-steps']).toBe('6');
     const sync = await post(url, png);
     expect(Buffer.compare(result.rawPayload, sync.rawPayload)).toBe(0);
+
+    // output=json with a trace: the job's result is the synchronous JSON, trace strip included.
+    const jsonUrl = `${url}&output=json&trace=3`;
+    const job = await post(`${jsonUrl}&async=true`, png);
+    expect(job.statusCode, job.body).toBe(202);
+    const jobLocation = job.headers.location as string;
+    for (let i = 0, state = ''; i < 200 && state !== 'succeeded' && state !== 'failed'; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      state = (await app.inject({ method: 'GET', url: jobLocation })).json().state;
+    }
+    const fromJob = (await app.inject({ method: 'GET', url: `${jobLocation}/result` })).json();
+    const direct = (await post(jsonUrl, png)).json();
+    expect(fromJob.trace.steps).toHaveLength(3);
+    expect(fromJob.trace).toEqual(direct.trace);
+    expect(fromJob.image).toBe(direct.image);
+    const { timings: _a, ...jobRest } = fromJob;
+    const { timings: _b, ...directRest } = direct;
+    expect(jobRest).toEqual(directRest);
   });
 
   it('becomes a job by itself when the estimated cost exceeds the deadline; GraphQL async answers a job id', async () => {

@@ -1,9 +1,10 @@
 /**
  * Denoising as a job: the image travels as bytes (not base64), the result is the encoded image, served by
- * GET /v1/jobs/:id/result in its own content type (metadata in headers, as the synchronous route).
+ * GET /v1/jobs/:id/result in its own content type (metadata in headers, as the synchronous route), or with
+ * `output=json` the synchronous route's JSON.
  */
 import { z } from 'zod';
-import { denoiseModelName, denoisePipeline } from '../../denoise-service.js';
+import { denoiseJson, denoiseModelName, denoisePipeline } from '../../denoise-service.js';
 import { denoiseParams } from '../../schemas/denoise.js';
 import { registerJobOperation } from '../registry.js';
 
@@ -17,6 +18,10 @@ export interface DenoiseJobResult {
   level: number;
   levelEstimated: boolean;
   model: string;
+  /** `output=json`: the result answers the synchronous route's JSON. Absent in results stored before: image. */
+  output?: 'image' | 'json';
+  /** The JSON answer's fields other than the image (kept as bytes). */
+  json?: Omit<ReturnType<typeof denoiseJson>, 'image'>;
 }
 
 export const denoiseJob = registerJobOperation({
@@ -35,7 +40,10 @@ export const denoiseJob = registerJobOperation({
       accept: input.accept,
       run: { signal: ctx.signal, onProgress: ctx.onProgress, timeoutMs: ctx.timeoutMs },
     });
+    const { image: _image, ...json } = denoiseJson(out);
     return {
+      output: input.params.output,
+      json,
       bytes: out.bytes,
       contentType: out.contentType,
       width: out.image.width,
@@ -47,11 +55,14 @@ export const denoiseJob = registerJobOperation({
       model: out.model,
     };
   },
-  resultToResponse: (result, reply) =>
-    reply
+  resultToResponse: (result, reply) => {
+    if (result.output === 'json' && result.json)
+      return reply.send({ image: Buffer.from(result.bytes).toString('base64'), ...result.json });
+    return reply
       .header('x-noise-level', String(result.level))
       .header('x-noise-level-estimated', String(result.levelEstimated))
       .header('x-model', result.model)
       .type(result.contentType)
-      .send(Buffer.from(result.bytes)),
+      .send(Buffer.from(result.bytes));
+  },
 });

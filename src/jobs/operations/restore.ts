@@ -1,10 +1,10 @@
 /**
  * Restoration (RED-Diff) as a job: the image and mask travel as bytes (not base64), progress is RED-Diff's step
  * count, and the result is the encoded image, served by GET /v1/jobs/:id/result in its own content type (metadata
- * in headers, as the synchronous route).
+ * in headers, as the synchronous route), or with `output=json` the synchronous route's JSON (trace strip included).
  */
 import { z } from 'zod';
-import { restorePipeline } from '../../restore-service.js';
+import { restoreJson, restorePipeline } from '../../restore-service.js';
 import { restoreParams } from '../../schemas/restore.js';
 import { registerJobOperation } from '../registry.js';
 
@@ -18,6 +18,12 @@ export interface RestoreJobResult {
   residual: number;
   psnr: number | null;
   steps: number;
+  /** `output=json`: the result answers the synchronous route's JSON. Absent in results stored before: image. */
+  output?: 'image' | 'json';
+  /** The JSON answer's fields other than the two images (which are kept as bytes). */
+  json?: Omit<ReturnType<typeof restoreJson>, 'image' | 'trace'>;
+  /** `trace` > 0: the PNG strip of intermediate estimates and their steps. */
+  trace?: { png: Uint8Array; steps: number[] } | null;
 }
 
 export const restoreJob = registerJobOperation({
@@ -34,7 +40,11 @@ export const restoreJob = registerJobOperation({
       accept: input.accept,
       run: { signal: ctx.signal, onProgress: ctx.onProgress, timeoutMs: ctx.timeoutMs },
     });
+    const { image: _image, trace: _trace, ...json } = restoreJson(out);
     return {
+      output: input.params.output,
+      json,
+      trace: out.trace,
       bytes: out.bytes,
       contentType: out.contentType,
       width: out.image.width,
@@ -46,11 +56,20 @@ export const restoreJob = registerJobOperation({
       steps: input.params.steps,
     };
   },
-  resultToResponse: (result, reply) =>
-    reply
+  resultToResponse: (result, reply) => {
+    if (result.output === 'json' && result.json) {
+      const base64 = (bytes: Uint8Array) => Buffer.from(bytes).toString('base64');
+      return reply.send({
+        image: base64(result.bytes),
+        ...result.json,
+        trace: result.trace ? { image: base64(result.trace.png), steps: result.trace.steps } : null,
+      });
+    }
+    return reply
       .header('x-model', result.model)
       .header('x-residual', result.residual.toExponential(3))
       .header('x-steps', String(result.steps))
       .type(result.contentType)
-      .send(Buffer.from(result.bytes)),
+      .send(Buffer.from(result.bytes));
+  },
 });
