@@ -396,8 +396,8 @@ def main(argv):
     os.makedirs(a.out, exist_ok=True)
     raw, meta = read_images(a.images)
     images = torch.from_numpy(raw).to(device).float() / 255
-    architecture = (json.loads(a.architecture) if a.architecture
-                    else {'kind': 'unet', 'widths': [32, 64, 128], 'outputScale': spec['out_scale']})
+    architecture = {'kind': 'unet', 'widths': [32, 64, 128], 'outputScale': spec['out_scale'],
+                    **(json.loads(a.architecture) if a.architecture else {})}
     net = ScoreNet.from_architecture(architecture).to(device)
     teacher = load_teacher(a.teacher, device) if a.teacher else None
     if teacher is not None and a.noise != 'gaussian':
@@ -456,7 +456,8 @@ def main(argv):
     summary = {
         'noise': a.noise, 'steps': clock.step, 'batch': a.batch, 'patch': a.patch, 'lr': a.lr, 'seed': a.seed,
         'initFrom': a.init_from, 'architecture': architecture, 'teacher': a.teacher,
-        'teacherEnsemble': a.teacher_ensemble if a.teacher else None, 'maxSeconds': a.max_seconds, 'seconds': round(clock.elapsed(), 1),
+        'teacherEnsemble': a.teacher_ensemble if a.teacher else None, 'maxSeconds': a.max_seconds,
+        'seconds': round(clock.elapsed(), 1),
         'finalLoss': clock.log[-1]['loss'] if clock.log else None, 'device': torch.cuda.get_device_name(device)
         if device.type == 'cuda' else 'cpu', 'torch': torch.__version__, 'images': meta,
         'command': 'python3 src/train/torch/noise2score.py ' + ' '.join(argv), 'log': clock.log,
