@@ -5,6 +5,7 @@ import { cpSync, mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { expect } from 'vitest';
 import { buildApp } from '../src/app.js';
 import { type Config, testConfig } from '../src/config.js';
 
@@ -43,6 +44,36 @@ export async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs 
     await new Promise((r) => setTimeout(r, stepMs));
   }
   throw new Error(`condition not met within ${timeoutMs} ms`);
+}
+
+/** Polls GET `location` (a job) until it has ended (succeeded, failed or cancelled); returns its last view. */
+export async function waitForJob(
+  app: { inject: Awaited<ReturnType<typeof makeApp>>['inject'] },
+  location: string,
+  timeoutMs = 30_000,
+): Promise<{ state: string; [key: string]: unknown }> {
+  let view: { state: string; [key: string]: unknown } = { state: '' };
+  await waitFor(async () => {
+    view = (await app.inject({ method: 'GET', url: location })).json();
+    return ['succeeded', 'failed', 'cancelled'].includes(view.state);
+  }, timeoutMs);
+  return view;
+}
+
+/**
+ * For a request that should have become a job: checks the 202 and its Location, waits for the job to succeed and
+ * returns GET <location>/result.
+ */
+export async function jobResult(
+  app: { inject: Awaited<ReturnType<typeof makeApp>>['inject'] },
+  accepted: { statusCode: number; body: string; headers: Record<string, unknown> },
+) {
+  expect(accepted.statusCode, accepted.body).toBe(202);
+  const location = accepted.headers.location as string;
+  expect(location).toMatch(/^\/v1\/jobs\//);
+  const view = await waitForJob(app, location);
+  expect(view.state, JSON.stringify(view)).toBe('succeeded');
+  return app.inject({ method: 'GET', url: `${location}/result` });
 }
 
 /**

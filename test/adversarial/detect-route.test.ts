@@ -23,7 +23,7 @@ import { buildUnet, predictEps, type UnetArchitecture } from '../../src/diffusio
 import { initTfjs, type Tf } from '../../src/nn/backend.js';
 import { fileSystemIO } from '../../src/nn/fs-io.js';
 import { Rng } from '../../src/util/random.js';
-import { makeApp, multipartForm, tinyModelsDir } from '../helpers.js';
+import { jobResult, makeApp, multipartForm, tinyModelsDir } from '../helpers.js';
 
 const TINY_UNET: UnetArchitecture = {
   kind: 'unet-eps',
@@ -268,14 +268,6 @@ describe('POST /v1/detect/adversarial', () => {
   it('runs as a job (async in JSON, or Prefer: respond-async) with the synchronous answer, checked before queueing', async () => {
     const images = pngs.slice(0, 2).map((p) => p.toString('base64'));
     const sync = (await json({ images, seed: 4, permutations: 30 })).json();
-    const waitFor = async (location: string) => {
-      let view = { state: '' };
-      for (let i = 0; i < 400 && view.state !== 'succeeded' && view.state !== 'failed'; i++) {
-        await new Promise((r) => setTimeout(r, 25));
-        view = (await app.inject({ method: 'GET', url: location })).json();
-      }
-      return view;
-    };
     for (const submit of [
       () => json({ images, seed: 4, permutations: 30, async: true }),
       () =>
@@ -286,13 +278,7 @@ describe('POST /v1/detect/adversarial', () => {
           payload: multipart(pngs.slice(0, 2)).payload,
         }),
     ]) {
-      const res = await submit();
-      expect(res.statusCode, res.body).toBe(202);
-      const location = res.headers.location as string;
-      expect(location).toMatch(/^\/v1\/jobs\//);
-      const view = (await waitFor(location)) as { state: string; operation?: string };
-      expect(view.state).toBe('succeeded');
-      const result = await app.inject({ method: 'GET', url: `${location}/result` });
+      const result = await jobResult(app, await submit());
       expect(result.statusCode).toBe(200);
       const body = result.json();
       expect(body.detector).toBe(sync.detector);

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildScoreNetwork } from '../../src/denoise/network.js';
 import { initTfjs } from '../../src/nn/backend.js';
 import { fileSystemIO } from '../../src/nn/fs-io.js';
-import { makeApp, tinyModelsDir } from '../helpers.js';
+import { jobResult, makeApp, tinyModelsDir } from '../helpers.js';
 
 async function makeRepo(): Promise<string> {
   const dir = path.join(tinyModelsDir(), '..', `denoise-repo-${process.pid}`);
@@ -224,55 +224,20 @@ describe('POST /v1/denoise', () => {
   });
 
   it('runs as a job with async=true: 202 + Location, then the image from the job result', async () => {
-    const res = await app.inject({
-      method: 'POST',
-      url: '/v1/denoise?level=25&async=true',
-      headers: { 'content-type': 'image/png' },
-      payload: png,
-    });
-    expect(res.statusCode, res.body).toBe(202);
-    const location = res.headers.location as string;
-    expect(location).toMatch(/^\/v1\/jobs\//);
-    let state = '';
-    for (let i = 0; i < 200 && state !== 'succeeded' && state !== 'failed'; i++) {
-      await new Promise((r) => setTimeout(r, 50));
-      state = (await app.inject({ method: 'GET', url: location })).json().state;
-    }
-    expect(state).toBe('succeeded');
-    const result = await app.inject({ method: 'GET', url: `${location}/result` });
+    const postPng = (url: string) =>
+      app.inject({ method: 'POST', url, headers: { 'content-type': 'image/png' }, payload: png });
+    const result = await jobResult(app, await postPng('/v1/denoise?level=25&async=true'));
     expect(result.statusCode).toBe(200);
     expect(result.headers['content-type']).toBe('image/png');
     expect(result.headers['x-noise-level']).toBe('25');
-    const sync = await app.inject({
-      method: 'POST',
-      url: '/v1/denoise?level=25',
-      headers: { 'content-type': 'image/png' },
-      payload: png,
-    });
+    const sync = await postPng('/v1/denoise?level=25');
     expect(Buffer.compare(result.rawPayload, sync.rawPayload)).toBe(0);
 
     // output=json: the job's result is the synchronous JSON.
-    const job = await app.inject({
-      method: 'POST',
-      url: '/v1/denoise?level=25&output=json&async=true',
-      headers: { 'content-type': 'image/png' },
-      payload: png,
-    });
-    expect(job.statusCode, job.body).toBe(202);
-    const jobLocation = job.headers.location as string;
-    for (let i = 0, s = ''; i < 200 && s !== 'succeeded' && s !== 'failed'; i++) {
-      await new Promise((r) => setTimeout(r, 50));
-      s = (await app.inject({ method: 'GET', url: jobLocation })).json().state;
-    }
-    const fromJob = (await app.inject({ method: 'GET', url: `${jobLocation}/result` })).json();
-    const direct = (
-      await app.inject({
-        method: 'POST',
-        url: '/v1/denoise?level=25&output=json',
-        headers: { 'content-type': 'image/png' },
-        payload: png,
-      })
+    const fromJob = (
+      await jobResult(app, await postPng('/v1/denoise?level=25&output=json&async=true'))
     ).json();
+    const direct = (await postPng('/v1/denoise?level=25&output=json')).json();
     const { timings: _a, ...jobRest } = fromJob;
     const { timings: _b, ...directRest } = direct;
     expect(jobRest).toEqual(directRest);

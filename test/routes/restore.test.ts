@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildUnet, type UnetArchitecture, unetMultiple } from '../../src/diffusion/unet.js';
 import { initTfjs } from '../../src/nn/backend.js';
 import { fileSystemIO } from '../../src/nn/fs-io.js';
-import { makeApp, multipartForm, tinyModelsDir } from '../helpers.js';
+import { jobResult, makeApp, multipartForm, tinyModelsDir } from '../helpers.js';
 
 const TINY: UnetArchitecture = {
   kind: 'unet-eps',
@@ -406,17 +406,7 @@ describe('POST /v1/restore', () => {
 
   it('runs as a job with async=true: 202 + Location, progress, then the same image as the synchronous call', async () => {
     const url = '/v1/restore?maskRatio=0.5&steps=6&seed=4';
-    const res = await post(`${url}&async=true`, png);
-    expect(res.statusCode, res.body).toBe(202);
-    const location = res.headers.location as string;
-    expect(location).toMatch(/^\/v1\/jobs\//);
-    let view: { state: string; progress?: unknown } = { state: '' };
-    for (let i = 0; i < 200 && view.state !== 'succeeded' && view.state !== 'failed'; i++) {
-      await new Promise((r) => setTimeout(r, 50));
-      view = (await app.inject({ method: 'GET', url: location })).json();
-    }
-    expect(view.state, JSON.stringify(view)).toBe('succeeded');
-    const result = await app.inject({ method: 'GET', url: `${location}/result` });
+    const result = await jobResult(app, await post(`${url}&async=true`, png));
     expect(result.statusCode).toBe(200);
     expect(result.headers['content-type']).toBe('image/png');
     expect(result.headers['x-steps']).toBe('6');
@@ -425,14 +415,7 @@ describe('POST /v1/restore', () => {
 
     // output=json with a trace: the job's result is the synchronous JSON, trace strip included.
     const jsonUrl = `${url}&output=json&trace=3`;
-    const job = await post(`${jsonUrl}&async=true`, png);
-    expect(job.statusCode, job.body).toBe(202);
-    const jobLocation = job.headers.location as string;
-    for (let i = 0, state = ''; i < 200 && state !== 'succeeded' && state !== 'failed'; i++) {
-      await new Promise((r) => setTimeout(r, 50));
-      state = (await app.inject({ method: 'GET', url: jobLocation })).json().state;
-    }
-    const fromJob = (await app.inject({ method: 'GET', url: `${jobLocation}/result` })).json();
+    const fromJob = (await jobResult(app, await post(`${jsonUrl}&async=true`, png))).json();
     const direct = (await post(jsonUrl, png)).json();
     expect(fromJob.trace.steps).toHaveLength(3);
     expect(fromJob.trace).toEqual(direct.trace);
