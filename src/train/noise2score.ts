@@ -28,6 +28,7 @@ import {
   networkMultiple,
   registerNoise2ScoreLayers,
   type ScoreNetworkArchitecture,
+  unetConvs,
 } from '../denoise/network.js';
 import { addNoise, type NoiseFamily } from '../denoise/noise.js';
 import { denoiseNoise2Score } from '../denoise/noise2score.js';
@@ -448,7 +449,10 @@ export async function exportModel(
         options.noise === 'poisson' ? 'count scale z = y/zeta (input on [0,1])' : 'input scale [0,1]',
       tradeoff:
         text.tradeoff ??
-        (architecture.kind !== 'unet' || architecture.widths.join('/') !== '32/64/128'
+        (architecture.kind !== 'unet' ||
+        architecture.widths.join('/') !== '32/64/128' ||
+        (architecture.skip ?? 'concat') !== 'concat' ||
+        unetConvs(architecture).join('/') !== '2/2/3/2/2'
           ? 'custom architecture (see bench/RESULTS.md for the measured default)'
           : 'Space-to-depth by 2, then a 3-level U-Net (32/64/128 channels at 1/2, 1/4, 1/8 resolution), 0.62 M ' +
             'parameters: 0.84 s per 512x512 grey image on wasm (single thread), 1.0 s per training step ' +
