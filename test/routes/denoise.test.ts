@@ -64,14 +64,12 @@ describe('POST /v1/denoise', () => {
   afterAll(async () => {
     await app.close();
   });
+  /** POST the test PNG as a raw body. */
+  const postPng = (url: string) =>
+    app.inject({ method: 'POST', url, headers: { 'content-type': 'image/png' }, payload: png });
 
   it('denoises a raw PNG body with the level given and answers a PNG of the same size', async () => {
-    const res = await app.inject({
-      method: 'POST',
-      url: '/v1/denoise?noise=gaussian&level=25',
-      headers: { 'content-type': 'image/png' },
-      payload: png,
-    });
+    const res = await postPng('/v1/denoise?noise=gaussian&level=25');
     expect(res.statusCode, res.body).toBe(200);
     expect(res.headers['content-type']).toBe('image/png');
     expect(res.headers['x-noise-level']).toBe('25');
@@ -109,12 +107,7 @@ describe('POST /v1/denoise', () => {
 
   it('averages the score over flips with ensemble=2 and says so', async () => {
     const run = async (ensemble: string) =>
-      app.inject({
-        method: 'POST',
-        url: `/v1/denoise?level=25&output=json${ensemble ? `&ensemble=${ensemble}` : ''}`,
-        headers: { 'content-type': 'image/png' },
-        payload: png,
-      });
+      postPng(`/v1/denoise?level=25&output=json${ensemble ? `&ensemble=${ensemble}` : ''}`);
     const plain = await run('');
     const two = await run('2');
     expect(two.statusCode, two.body).toBe(200);
@@ -133,12 +126,7 @@ describe('POST /v1/denoise', () => {
       payload: png,
     });
     expect(res.headers['content-type']).toBe('image/webp');
-    const bad = await app.inject({
-      method: 'POST',
-      url: '/v1/denoise?level=10&format=bmp',
-      headers: { 'content-type': 'image/png' },
-      payload: png,
-    });
+    const bad = await postPng('/v1/denoise?level=10&format=bmp');
     expect(bad.statusCode).toBe(406);
   });
 
@@ -178,12 +166,7 @@ describe('POST /v1/denoise', () => {
   });
 
   it('GraphQL denoise takes base64 and answers the same as REST', async () => {
-    const rest = await app.inject({
-      method: 'POST',
-      url: '/v1/denoise?level=25&output=json',
-      headers: { 'content-type': 'image/png' },
-      payload: png,
-    });
+    const rest = await postPng('/v1/denoise?level=25&output=json');
     const res = await app.inject({
       method: 'POST',
       url: '/graphql',
@@ -198,12 +181,7 @@ describe('POST /v1/denoise', () => {
     expect(data.image).toBe(rest.json().image);
     expect(data.level).toBe(25);
     expect(data.model).toBe('noise2score-gaussian@1');
-    const restTwo = await app.inject({
-      method: 'POST',
-      url: '/v1/denoise?level=25&ensemble=2&output=json',
-      headers: { 'content-type': 'image/png' },
-      payload: png,
-    });
+    const restTwo = await postPng('/v1/denoise?level=25&ensemble=2&output=json');
     const two = await app.inject({
       method: 'POST',
       url: '/graphql',
@@ -224,8 +202,6 @@ describe('POST /v1/denoise', () => {
   });
 
   it('runs as a job with async=true: 202 + Location, then the image from the job result', async () => {
-    const postPng = (url: string) =>
-      app.inject({ method: 'POST', url, headers: { 'content-type': 'image/png' }, payload: png });
     const result = await jobResult(app, await postPng('/v1/denoise?level=25&async=true'));
     expect(result.statusCode).toBe(200);
     expect(result.headers['content-type']).toBe('image/png');
