@@ -12,7 +12,7 @@ import { detectService } from '../../src/detect-service.js';
 import { fail } from '../../src/errors.js';
 import { prefersAsync, replyWithJob } from '../../src/jobs/http.js';
 import { detectJsonBody, detectResponse, detectRouteParams } from '../../src/schemas/detect.js';
-import { multipartFieldValue, readImageRequest } from '../_image-input.js';
+import { multipartFieldValue, readImageRequest, readMultipart } from '../_image-input.js';
 
 /** Multipart with any number of `image` file fields (readImageRequest keeps one file per field name). */
 async function readMultipartImages(
@@ -88,7 +88,9 @@ const routes: FastifyPluginAsyncZod<{ config: Config }> = async (fastify, opts) 
       let images: Buffer[];
       let raw: Record<string, unknown>;
       if (request.isMultipart()) {
-        const read = await readMultipartImages(request, cfg.DETECT_MAX_IMAGES, cfg.BODY_LIMIT_BYTES);
+        const read = await readMultipart(() =>
+          readMultipartImages(request, cfg.DETECT_MAX_IMAGES, cfg.BODY_LIMIT_BYTES),
+        );
         images = read.images;
         raw = { ...query, ...read.fields };
       } else if (isPlainObject(request.body)) {
