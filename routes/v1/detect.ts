@@ -8,7 +8,7 @@
 import type { FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { Config } from '../../src/config.js';
-import { detectService } from '../../src/detect-service.js';
+import { detectService, screenDetectImages } from '../../src/detect-service.js';
 import { fail } from '../../src/errors.js';
 import { prefersAsync, replyWithJob } from '../../src/jobs/http.js';
 import { detectJsonBody, detectResponse, detectRouteParams } from '../../src/schemas/detect.js';
@@ -115,6 +115,8 @@ const routes: FastifyPluginAsyncZod<{ config: Config }> = async (fastify, opts) 
       // As a job: `async=true` (query, field or JSON body) or `Prefer: respond-async`; checked before queueing.
       if (asJob || prefersAsync(request)) {
         const detector = service.check(images.length, params);
+        // Screened as the synchronous path screens them (format, size, bombs), not accepted to fail later.
+        await screenDetectImages(cfg, images, params.resize);
         return replyWithJob(fastify, request, reply, 'detect', {
           images,
           params: { ...params, model: detector.name, version: detector.version },
