@@ -12,6 +12,7 @@ import type { Config } from './config.js';
 import { fail } from './errors.js';
 import { type Admission, decodedBytes, imageBudgetFor } from './imaging/budget.js';
 import { type FloatImage, negotiateFormat, screenImage } from './imaging/codec.js';
+import { ROUTE_MODEL_TASKS, requireModelTask } from './nn/manifest.js';
 import { type DenoiseParams, libraryLevel, userLevel } from './schemas/denoise.js';
 
 export interface DenoiseOutcome {
@@ -48,6 +49,13 @@ export function denoiseModelName(params: DenoiseParams): string {
   // MID serves real camera noise with one colour model; `noise` and `level` do not apply to it.
   if (params.method === 'mid') return params.model ?? 'mid-rgb';
   return params.model ?? `noise2score-${params.noise}`;
+}
+
+/** The manifest task the request's model must have (a blur or a diffusion prior does not denoise). */
+export function denoiseModelTask(params: DenoiseParams) {
+  return params.method === 'mid'
+    ? { task: ROUTE_MODEL_TASKS.mid, use: 'method=mid' }
+    : { task: ROUTE_MODEL_TASKS.noise2score, use: 'Noise2Score denoising' };
 }
 
 export async function denoisePipeline(
@@ -135,6 +143,15 @@ export async function denoisePipeline(
 
 export function denoiseService(fastify: FastifyInstance, cfg: Config) {
   return {
+    /**
+     * Before a job is queued: a model the registry knows must be of the right kind (a job for a model still
+     * loading is accepted; its worker checks the kind again).
+     */
+    checkModel(params: DenoiseParams): void {
+      const status = fastify.models.get(denoiseModelName(params), params.version);
+      const { task, use } = denoiseModelTask(params);
+      if (status) requireModelTask(status, task, use);
+    },
     async denoise(
       reply: FastifyReply,
       bytes: Buffer,
@@ -143,7 +160,7 @@ export function denoiseService(fastify: FastifyInstance, cfg: Config) {
     ): Promise<DenoiseOutcome> {
       negotiateFormat(accept, params.format);
       const name = denoiseModelName(params);
-      const status = fastify.models.requireReady(name, params.version);
+      const status = fastify.models.requireReady(name, params.version, denoiseModelTask(params));
       const family = status.manifest?.noiseFamily;
       if (family && family !== params.noise && params.method !== 'mid') {
         throw fail('UNPROCESSABLE', `Model '${name}' is trained for ${family} noise, not ${params.noise}`);

@@ -21,6 +21,7 @@ import type { Config } from './config.js';
 import { fail } from './errors.js';
 import { type Admission, decodedBytes, imageBudgetFor } from './imaging/budget.js';
 import { screenImage } from './imaging/codec.js';
+import { ROUTE_MODEL_TASKS } from './nn/manifest.js';
 import type { DetectParams, DetectResponse } from './schemas/detect.js';
 
 const SIDE = 28;
@@ -168,7 +169,10 @@ export function detectService(fastify: FastifyInstance, cfg: Config) {
    */
   const check = (count: number, params: DetectParams) => {
     checkImageCount(cfg, count);
-    const status = fastify.models.requireReady(params.model, params.version);
+    const status = fastify.models.requireReady(params.model, params.version, {
+      task: ROUTE_MODEL_TASKS.detect,
+      use: 'adversarial detection (EPS-AD)',
+    });
     const extra = (status.manifest?.extra ?? {}) as { calibratedFprs?: number[]; timesteps?: number };
     if (extra.calibratedFprs && !extra.calibratedFprs.some((f) => Math.abs(f - params.fpr) < 1e-9))
       throw fail(

@@ -24,6 +24,7 @@ import type { Config } from './config.js';
 import { fail } from './errors.js';
 import { type Admission, decodedBytes, imageBudgetFor } from './imaging/budget.js';
 import { encodeImage, type FloatImage, negotiateFormat, screenImage } from './imaging/codec.js';
+import { ROUTE_MODEL_TASKS } from './nn/manifest.js';
 import { defaultRestoreModel, type RestoreParams } from './schemas/restore.js';
 
 export interface RestoreOutcome {
@@ -240,7 +241,10 @@ export function restoreService(fastify: FastifyInstance, cfg: Config) {
   /** The prior this request uses (named, or the default for the image's size), which must be ready and grey. */
   const requirePrior = (params: RestoreParams, size: { width: number; height: number } | undefined) => {
     const name = params.model ?? defaultRestoreModel(size?.width ?? 0, size?.height ?? 0);
-    const status = fastify.models.requireReady(name, params.version);
+    const status = fastify.models.requireReady(name, params.version, {
+      task: ROUTE_MODEL_TASKS.restore,
+      use: 'restoration (RED-Diff)',
+    });
     if (status.manifest && status.manifest.channels !== 1)
       throw fail(
         'UNPROCESSABLE',

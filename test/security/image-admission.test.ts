@@ -1,7 +1,8 @@
 /**
  * Admission of images before any pixel is decoded (issue 17, items 4-5 and the image Lows): the decoded-bytes
  * budget (IMAGE_MEMORY_BUDGET_BYTES) on REST and GraphQL, no decoded pixels held on the main thread while a task
- * waits for a worker, the deadline counted from the request's arrival, and malformed multipart bodies.
+ * waits for a worker, the deadline counted from the request's arrival, models of the wrong kind, and malformed
+ * multipart bodies.
  */
 import { cpSync } from 'node:fs';
 import path from 'node:path';
@@ -117,6 +118,27 @@ describe('image admission', () => {
     });
     expect(res.statusCode, res.body).toBe(504);
     expect(res.json().error.code).toBe('TW_DEADLINE_EXCEEDED');
+  });
+
+  it('refuses a model of the wrong kind with 422 on denoise (sync and async), restore and detect', async () => {
+    for (const url of [
+      '/v1/denoise?model=gaussian-blur&level=25',
+      '/v1/denoise?model=gaussian-blur&level=25&async=true',
+      '/v1/denoise?model=noise2score-gaussian&method=mid',
+      '/v1/restore?task=denoise&steps=2&model=gaussian-blur',
+      '/v1/restore?task=denoise&steps=2&model=noise2score-gaussian',
+      '/v1/detect/adversarial?model=gaussian-blur',
+    ]) {
+      const res = await app.inject({
+        method: 'POST',
+        url,
+        headers: { 'content-type': 'image/png' },
+        payload: small,
+      });
+      expect(res.statusCode, `${url}: ${res.body}`).toBe(422);
+      expect(res.json().error.code).toBe('TW_UNPROCESSABLE');
+      expect(res.json().error.details.expected).toBeInstanceOf(Array);
+    }
   });
 
   it('answers a malformed multipart body with 400 TW_VALIDATION on every route that reads multipart', async () => {

@@ -6,6 +6,7 @@
 import type { NoiseFamily } from '../../denoise/noise.js';
 import { denoiseNoise2Score } from '../../denoise/noise2score.js';
 import type { OutputFormat } from '../../imaging/codec.js';
+import { ROUTE_MODEL_TASKS, requireModelTask } from '../../nn/manifest.js';
 import { getModel } from '../../nn/repository.js';
 import './layers.js';
 import type { HandlerContext } from './context.js';
@@ -42,6 +43,7 @@ async function output<R extends PixelImage & { timings: Record<string, number> }
 export async function noise2score(input: DenoiseTaskInput, ctx: HandlerContext) {
   const { tf } = await ctx.tfjs();
   const loaded = await getModel(tf, ctx.options.modelsDir, input.model.name, input.model.version);
+  requireModelTask(loaded, ROUTE_MODEL_TASKS.noise2score, 'Noise2Score denoising');
   const t0 = performance.now();
   const image = await taskPixels(input.image, 'keep');
   const decodeMs = performance.now() - t0;
@@ -78,6 +80,7 @@ export async function mid(input: MidTaskInput, ctx: HandlerContext) {
   const { tf } = await ctx.tfjs();
   const { denoiseMid } = await import('../../mid/denoise.js');
   const loaded = await getModel(tf, ctx.options.modelsDir, input.model.name, input.model.version);
+  requireModelTask(loaded, ROUTE_MODEL_TASKS.mid, 'MID denoising');
   const t0 = performance.now();
   const image = await taskPixels(input.image, 'keep');
   const decodeMs = performance.now() - t0;

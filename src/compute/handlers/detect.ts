@@ -11,6 +11,7 @@ import { ddpmEpsNetwork } from '../../adversarial/eps.js';
 import { epsInChunks, scheduleFromManifest } from '../../adversarial/pipeline.js';
 import { fail } from '../../errors.js';
 import { decodeImage } from '../../imaging/codec.js';
+import { ROUTE_MODEL_TASKS, requireModelTask } from '../../nn/manifest.js';
 import { getModel, onModelCacheClear } from '../../nn/repository.js';
 import './layers.js';
 import type { HandlerContext } from './context.js';
@@ -128,6 +129,7 @@ export async function detect(input: DetectTaskInput, ctx: HandlerContext): Promi
   const started = performance.now();
   const { tf } = await ctx.tfjs();
   const loaded = await getModel(tf, ctx.options.modelsDir, input.detector.name, input.detector.version);
+  requireModelTask(loaded, ROUTE_MODEL_TASKS.detect, 'adversarial detection (EPS-AD)');
   let pending = detectors.get(loaded.model);
   if (!pending) {
     pending = loadEpsAdDetector(tf, loaded.dir, loaded.model);

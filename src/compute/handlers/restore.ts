@@ -27,6 +27,7 @@ import { redDiffRestore } from '../../diffusion/red-diff.js';
 import { linearSchedule } from '../../diffusion/schedule.js';
 import { fail } from '../../errors.js';
 import { decodeImage } from '../../imaging/codec.js';
+import { ROUTE_MODEL_TASKS, requireModelTask } from '../../nn/manifest.js';
 import { getModel } from '../../nn/repository.js';
 import { parseBoxes, RESTORE_DEFAULTS, type RestoreParams } from '../../schemas/restore.js';
 import './layers.js';
@@ -231,6 +232,7 @@ export async function restore(input: RestoreTaskInput, ctx: HandlerContext): Pro
   const started = performance.now();
   const { tf } = await ctx.tfjs();
   const loaded = await getModel(tf, ctx.options.modelsDir, input.model.name, input.model.version);
+  requireModelTask(loaded, ROUTE_MODEL_TASKS.restore, 'restoration (RED-Diff)');
   const manifest = loaded.manifest;
   const architecture = manifest.architecture as { multiple?: unknown } | string;
   const multiple =
