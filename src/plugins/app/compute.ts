@@ -76,7 +76,8 @@ export default fp(
           if (!reply.raw.writableFinished) controller.abort();
         };
         // The deadline runs from the request's arrival: reading the body and screening the image count too.
-        const timeoutMs = deadlineFor(requestedTimeoutMs) - reply.elapsedTime;
+        const elapsed = Number.isFinite(reply.elapsedTime) ? reply.elapsedTime : 0;
+        const timeoutMs = deadlineFor(requestedTimeoutMs) - elapsed;
         if (timeoutMs <= 0)
           throw fail('DEADLINE_EXCEEDED', 'The request used up its deadline before its task could start');
         reply.raw.once('close', onClose);
