@@ -1,8 +1,8 @@
 /**
  * Restoration (RED-Diff with a diffusion prior) as the HTTP, GraphQL and jobs adapters use it: screen the image's
  * (and mask's) header on the main thread (format, size, memory budget: src/imaging/budget.ts), then decode them as
- * grey on [0, 1], build the mask and run RED-Diff in the compute pool (no decoded pixel on the event loop), encode
- * the answer. `restorePipeline` needs only the pool and the config, so a job worker process
+ * grey on [0, 1], build the mask, run RED-Diff and encode the answer (and its trace strip) in the compute pool: no
+ * decoded pixel on the event loop. `restorePipeline` needs only the pool and the config, so a job worker process
  * runs exactly what a synchronous request runs; `restoreService` adds the model registry's readiness check and the
  * request's deadline/cancellation.
  *
@@ -17,18 +17,18 @@ import type {
   InpaintRequestSpec,
   RestoreOperatorSpec,
   RestoreTaskInput,
-  RestoreTaskResult,
 } from './compute/handlers/restore.js';
 import type { ComputePool, RunOptions } from './compute/pool.js';
 import type { Config } from './config.js';
 import { fail } from './errors.js';
 import { type Admission, decodedBytes, imageBudgetFor } from './imaging/budget.js';
-import { encodeImage, type FloatImage, negotiateFormat, screenImage } from './imaging/codec.js';
+import { type FloatImage, negotiateFormat, screenImage } from './imaging/codec.js';
 import { ROUTE_MODEL_TASKS } from './nn/manifest.js';
 import { defaultRestoreModel, type RestoreParams } from './schemas/restore.js';
 
 export interface RestoreOutcome {
-  image: FloatImage;
+  /** The output's shape (its pixels stay in the worker that encoded them). */
+  image: Omit<FloatImage, 'data'>;
   bytes: Buffer;
   contentType: string;
   format: string;
@@ -111,20 +111,6 @@ function operatorSpec(
   }
 }
 
-/** The trace estimates side by side, one grey PNG. */
-async function traceStrip(result: RestoreTaskResult): Promise<{ png: Buffer; steps: number[] } | null> {
-  if (result.trace.length === 0) return null;
-  const { width, height } = result;
-  const n = result.trace.length;
-  const strip = new Float32Array(width * n * height);
-  result.trace.forEach((entry, k) => {
-    for (let r = 0; r < height; r++)
-      strip.set(entry.data.subarray(r * width, (r + 1) * width), r * width * n + k * width);
-  });
-  const png = await encodeImage({ data: strip, width: width * n, height, channels: 1 }, 'png');
-  return { png, steps: result.trace.map((e) => e.step) };
-}
-
 export async function restorePipeline(
   pool: ComputePool,
   cfg: Config,
@@ -205,12 +191,17 @@ async function restoreScreened(
     tMax: params.tMax,
     seed: params.seed,
     trace: params.trace,
+    // Encoded in the worker too: only the encoded answer comes back.
+    encode: format,
   };
   const result = await pool.run('restore.reddiff', input, { ...opts.run });
   const tCompute = performance.now();
-  const image: FloatImage = { data: result.data, width: result.width, height: result.height, channels: 1 };
-  const out = await encodeImage(image, format);
-  const trace = await traceStrip(result);
+  const image = { width: result.width, height: result.height, channels: 1 as const };
+  const toBuffer = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+  const out = toBuffer(result.bytes as Uint8Array);
+  const trace = result.traceStrip
+    ? { png: toBuffer(result.traceStrip.png), steps: result.traceStrip.steps }
+    : null;
   return {
     image,
     bytes: out,
@@ -230,7 +221,7 @@ async function restoreScreened(
       screenMs: tDecode - t0,
       decodeMs: result.timings.decodeMs ?? 0,
       computeMs: tCompute - tDecode,
-      encodeMs: performance.now() - tCompute,
+      encodeMs: result.timings.encodeMs ?? 0,
       totalMs: performance.now() - t0,
       ...Object.fromEntries(Object.entries(result.timings).map(([k, v]) => [`reddiff.${k}`, v])),
     },

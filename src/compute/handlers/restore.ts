@@ -26,14 +26,14 @@ import {
 import { redDiffRestore } from '../../diffusion/red-diff.js';
 import { linearSchedule } from '../../diffusion/schedule.js';
 import { fail } from '../../errors.js';
-import { decodeImage } from '../../imaging/codec.js';
+import { decodeImage, encodeImage, type OutputFormat } from '../../imaging/codec.js';
 import { ROUTE_MODEL_TASKS, requireModelTask } from '../../nn/manifest.js';
 import { getModel } from '../../nn/repository.js';
 import { parseBoxes, RESTORE_DEFAULTS, type RestoreParams } from '../../schemas/restore.js';
 import './layers.js';
 import { tidyValues } from '../../nn/read.js';
 import type { HandlerContext } from './context.js';
-import { type TaskImage, taskPixels } from './image-input.js';
+import { encodeTaskImage, type TaskImage, taskPixels } from './image-input.js';
 
 export type RestoreOperatorSpec =
   | { kind: 'mask'; mask: Float32Array }
@@ -73,6 +73,11 @@ export interface RestoreTaskInput {
   tMax?: number;
   seed: number;
   trace: number;
+  /**
+   * Encode the answer here in this format: the result then carries `bytes` and `traceStrip` (the trace estimates
+   * side by side, one grey PNG), and `data` and the trace's pixels are left empty.
+   */
+  encode?: OutputFormat;
 }
 
 export interface RestoreTaskResult {
@@ -90,6 +95,43 @@ export interface RestoreTaskResult {
   trace: { step: number; t: number; data: Float32Array }[];
   timings: Record<string, number>;
   model: { name: string; version: string };
+  /** With `encode`: the restored image, encoded. */
+  bytes?: Uint8Array;
+  /** With `encode` and `trace` > 0: the trace estimates side by side (left to right), one grey PNG. */
+  traceStrip?: { png: Uint8Array; steps: number[] } | null;
+}
+
+/** The trace estimates side by side, one grey PNG; null without a trace. */
+export async function traceStrip(
+  result: Pick<RestoreTaskResult, 'trace' | 'width' | 'height'>,
+): Promise<{ png: Uint8Array; steps: number[] } | null> {
+  if (result.trace.length === 0) return null;
+  const { width, height } = result;
+  const n = result.trace.length;
+  const strip = new Float32Array(width * n * height);
+  result.trace.forEach((entry, k) => {
+    for (let r = 0; r < height; r++)
+      strip.set(entry.data.subarray(r * width, (r + 1) * width), r * width * n + k * width);
+  });
+  const png = await encodeImage({ data: strip, width: width * n, height, channels: 1 }, 'png');
+  return { png: new Uint8Array(png), steps: result.trace.map((e) => e.step) };
+}
+
+/** RED-Diff, and with `encode` the answer encoded here (the main thread then holds no pixel of it). */
+export async function restore(input: RestoreTaskInput, ctx: HandlerContext): Promise<RestoreTaskResult> {
+  const result = await restorePixels(input, ctx);
+  if (!input.encode) return result;
+  const t0 = performance.now();
+  const bytes = await encodeTaskImage({ ...result, channels: 1 }, input.encode);
+  const strip = await traceStrip(result);
+  return {
+    ...result,
+    data: new Float32Array(0),
+    trace: result.trace.map((e) => ({ ...e, data: new Float32Array(0) })),
+    bytes,
+    traceStrip: strip,
+    timings: { ...result.timings, encodeMs: performance.now() - t0 },
+  };
 }
 
 /** The mask (1 observed, 0 missing) of an inpainting request; refuses a mask that leaves nothing to do. */
@@ -228,7 +270,7 @@ export function modelRedDiffDefaults(extra: Record<string, unknown> | undefined)
   };
 }
 
-export async function restore(input: RestoreTaskInput, ctx: HandlerContext): Promise<RestoreTaskResult> {
+async function restorePixels(input: RestoreTaskInput, ctx: HandlerContext): Promise<RestoreTaskResult> {
   const started = performance.now();
   const { tf } = await ctx.tfjs();
   const loaded = await getModel(tf, ctx.options.modelsDir, input.model.name, input.model.version);
