@@ -4,7 +4,7 @@
  */
 import type { MultipartValue } from '@fastify/multipart';
 import type { FastifyRequest } from 'fastify';
-import { fail } from '../src/errors.js';
+import { fail, TweedieError } from '../src/errors.js';
 import { screenImage } from '../src/imaging/codec.js';
 
 /**
@@ -20,6 +20,24 @@ export function multipartFieldValue(
     });
   }
   return String(part.value);
+}
+
+/**
+ * Reads a multipart body with `read`; what the parser cannot read (a truncated body, a malformed part header, a
+ * missing final boundary: busboy's plain errors) is 400 TW_VALIDATION rather than a 500. Our own coded errors and
+ * the parser's limits (FST_* codes, mapped by the error handler) pass through unchanged.
+ */
+export async function readMultipart<T>(read: () => Promise<T>): Promise<T> {
+  try {
+    return await read();
+  } catch (err) {
+    if (err instanceof TweedieError) throw err;
+    const e = err as { code?: unknown; statusCode?: unknown; message?: unknown };
+    if (typeof e.code === 'string' || typeof e.statusCode === 'number') throw err;
+    throw fail('VALIDATION', `Malformed multipart/form-data body: ${String(e.message ?? err)}`, {
+      details: { reason: String(e.message ?? err) },
+    });
+  }
 }
 
 /**
@@ -46,21 +64,23 @@ async function readParts(
   const image = new Map<string, Buffer>();
   const fields: Record<string, string> = {};
   if (request.isMultipart()) {
-    for await (const part of request.parts()) {
-      if (part.type === 'file') {
-        if (!fileFields.includes(part.fieldname)) {
-          await part.toBuffer();
-          throw fail(
-            'VALIDATION',
-            `Unexpected file field '${part.fieldname}' (expected: ${fileFields.join(', ')})`,
-          );
+    return readMultipart(async () => {
+      for await (const part of request.parts()) {
+        if (part.type === 'file') {
+          if (!fileFields.includes(part.fieldname)) {
+            await part.toBuffer();
+            throw fail(
+              'VALIDATION',
+              `Unexpected file field '${part.fieldname}' (expected: ${fileFields.join(', ')})`,
+            );
+          }
+          image.set(part.fieldname, await part.toBuffer());
+        } else {
+          fields[part.fieldname] = multipartFieldValue(part);
         }
-        image.set(part.fieldname, await part.toBuffer());
-      } else {
-        fields[part.fieldname] = multipartFieldValue(part);
       }
-    }
-    return { image, fields };
+      return { image, fields };
+    });
   }
   if (Buffer.isBuffer(request.body)) {
     image.set(fileFields[0], request.body);

@@ -34,6 +34,18 @@ export const configSchema = z.object({
   OT_MAX_DIM: int(1, 100_000).default(1024),
   /** Most images one POST /v1/detect/adversarial (or GraphQL detectAdversarial) may test at once. */
   DETECT_MAX_IMAGES: int(1, 4096).default(64),
+  /**
+   * Largest input (width x height, from its header) that POST /v1/detect/adversarial resizes with resize=true; the
+   * detector sees 28x28, so anything far larger is refused (413) before a pixel is decoded. Default 512x512.
+   */
+  DETECT_MAX_PIXELS: int(784, 1_000_000_000).default(512 * 512),
+  /**
+   * Memory budget (bytes) of decoded images in flight: the sum of width x height x channels x 4 (float32) of every
+   * image admitted and not yet finished, on every path (REST, GraphQL, jobs), judged from the headers before any
+   * decoding. A synchronous request beyond it gets 503 TW_QUEUE_FULL with Retry-After; a job waits for room; an
+   * image that alone exceeds it gets 413 TW_IMAGE_TOO_LARGE. Default 1 GiB (four 4096x4096 RGBA images).
+   */
+  IMAGE_MEMORY_BUDGET_BYTES: int(1024, Number.MAX_SAFE_INTEGER).default(1024 * 1024 * 1024),
   /** Tile size (pixels per side) for model inference on large images. */
   TILE_SIZE: int(64, 8192).default(512),
   GRAPHQL_DEPTH_LIMIT: int(1, 100).default(8),

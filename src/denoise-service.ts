@@ -1,19 +1,23 @@
 /**
- * Denoising as the HTTP, GraphQL and jobs adapters use it: decode the image (sharp, in the calling process), run
- * the network in the compute pool, encode the answer. `denoisePipeline` needs only the pool and the config, so a
- * job worker process runs exactly what a synchronous request runs; `denoiseService` adds the model registry's
- * readiness check and the request's deadline/cancellation.
+ * Denoising as the HTTP, GraphQL and jobs adapters use it: screen the image's header on the main thread (format,
+ * size, memory budget: src/imaging/budget.ts), then decode, run the network and encode the answer in the compute
+ * pool, so no decoded pixel is ever held or converted on the event loop. `denoisePipeline` needs only the pool and
+ * the config, so a job worker process runs exactly what a synchronous request runs; `denoiseService` adds the model
+ * registry's readiness check and the request's deadline/cancellation.
  */
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { DenoiseTaskInput } from './compute/handlers/denoise.js';
 import type { ComputePool, RunOptions } from './compute/pool.js';
 import type { Config } from './config.js';
 import { fail } from './errors.js';
-import { decodeImage, encodeImage, type FloatImage, negotiateFormat } from './imaging/codec.js';
+import { type Admission, decodedBytes, imageBudgetFor } from './imaging/budget.js';
+import { type FloatImage, negotiateFormat, screenImage } from './imaging/codec.js';
+import { ROUTE_MODEL_TASKS, requireModelTask } from './nn/manifest.js';
 import { type DenoiseParams, libraryLevel, userLevel } from './schemas/denoise.js';
 
 export interface DenoiseOutcome {
-  image: FloatImage;
+  /** The output's shape (its pixels stay in the worker that encoded them). */
+  image: Omit<FloatImage, 'data'>;
   bytes: Buffer;
   contentType: string;
   format: string;
@@ -30,7 +34,8 @@ export interface DenoiseOutcome {
 }
 
 interface NetworkResult {
-  data: Float32Array;
+  /** The output encoded by the worker. */
+  bytes: Uint8Array;
   width: number;
   height: number;
   channels: number;
@@ -46,74 +51,107 @@ export function denoiseModelName(params: DenoiseParams): string {
   return params.model ?? `noise2score-${params.noise}`;
 }
 
+/** The manifest task the request's model must have (a blur or a diffusion prior does not denoise). */
+export function denoiseModelTask(params: DenoiseParams) {
+  return params.method === 'mid'
+    ? { task: ROUTE_MODEL_TASKS.mid, use: 'method=mid' }
+    : { task: ROUTE_MODEL_TASKS.noise2score, use: 'Noise2Score denoising' };
+}
+
 export async function denoisePipeline(
   pool: ComputePool,
   cfg: Config,
   bytes: Uint8Array,
   params: DenoiseParams,
-  opts: { model: { name: string; version?: string }; accept?: string; run?: RunOptions },
+  opts: {
+    model: { name: string; version?: string };
+    accept?: string;
+    run?: RunOptions;
+    /** Beyond the image memory budget: refuse at once (requests, default) or wait for room (jobs). */
+    admission?: Admission;
+  },
 ): Promise<DenoiseOutcome> {
   const t0 = performance.now();
   // Negotiate first: a client asking for a format we cannot write learns it before any work is done.
   const { format, contentType } = negotiateFormat(opts.accept, params.format);
-  const decoded = await decodeImage(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), {
-    maxPixels: cfg.MAX_IMAGE_PIXELS,
-    mode: 'keep',
-  });
-  const tDecode = performance.now();
-  const input: DenoiseTaskInput = {
-    model: opts.model,
-    image: decoded.image,
-    noise: params.noise,
-    level: libraryLevel(params.noise, params.level),
-    estimator: params.estimator,
-    ensemble: params.ensemble,
-  };
-  const isMid = params.method === 'mid';
-  const result = (
-    isMid
-      ? {
-          level: 0,
-          levelEstimated: false,
-          ...((await pool.run(
-            'denoise.mid',
-            { model: opts.model, image: decoded.image, masks: params.masks, seed: params.seed },
-            { ...opts.run, transferInput: true },
-          )) as object),
-        }
-      : await pool.run('denoise.noise2score', input, { ...opts.run, transferInput: true })
-  ) as NetworkResult & { model: { name: string; version: string }; masks?: number };
-  const tCompute = performance.now();
-  const image: FloatImage = {
-    data: result.data,
-    width: result.width,
-    height: result.height,
-    channels: result.channels as FloatImage['channels'],
-  };
-  const out = await encodeImage(image, format);
-  return {
-    image,
-    bytes: out,
-    contentType,
-    format,
-    noise: isMid ? 'real-camera' : params.noise,
-    level: isMid ? 0 : userLevel(params.noise, result.level),
-    levelEstimated: result.levelEstimated,
-    model: `${result.model.name}@${result.model.version}`,
-    method: params.method,
-    ...(isMid ? { masks: result.masks } : { ensemble: params.ensemble }),
-    timings: {
-      decodeMs: tDecode - t0,
-      computeMs: tCompute - tDecode,
-      encodeMs: performance.now() - tCompute,
-      totalMs: performance.now() - t0,
-      ...Object.fromEntries(Object.entries(result.timings).map(([k, v]) => [`network.${k}`, v])),
-    },
-  };
+  // The header only (no pixel decoded here): refused formats, bombs, and the memory the pixels will take.
+  const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const screened = await screenImage(buffer, cfg.MAX_IMAGE_PIXELS);
+  const release = await imageBudgetFor(pool, cfg).reserve(
+    decodedBytes(screened.width, screened.height, screened.header.channels ?? 4),
+    { admission: opts.admission, signal: opts.run?.signal },
+  );
+  try {
+    const tScreen = performance.now();
+    // Decoded, run and encoded in the worker: the encoded bytes go there, the encoded answer comes back.
+    const image = { encoded: bytes, maxPixels: cfg.MAX_IMAGE_PIXELS };
+    const isMid = params.method === 'mid';
+    const result = (
+      isMid
+        ? {
+            level: 0,
+            levelEstimated: false,
+            ...((await pool.run(
+              'denoise.mid',
+              { model: opts.model, image, encode: format, masks: params.masks, seed: params.seed },
+              { ...opts.run },
+            )) as object),
+          }
+        : await pool.run(
+            'denoise.noise2score',
+            {
+              model: opts.model,
+              image,
+              encode: format,
+              noise: params.noise,
+              level: libraryLevel(params.noise, params.level),
+              estimator: params.estimator,
+              ensemble: params.ensemble,
+            } satisfies DenoiseTaskInput,
+            { ...opts.run },
+          )
+    ) as NetworkResult & { model: { name: string; version: string }; masks?: number };
+    const tCompute = performance.now();
+    return {
+      image: {
+        width: result.width,
+        height: result.height,
+        channels: result.channels as FloatImage['channels'],
+      },
+      bytes: Buffer.from(result.bytes.buffer, result.bytes.byteOffset, result.bytes.byteLength),
+      contentType,
+      format,
+      noise: isMid ? 'real-camera' : params.noise,
+      level: isMid ? 0 : userLevel(params.noise, result.level),
+      levelEstimated: result.levelEstimated,
+      model: `${result.model.name}@${result.model.version}`,
+      method: params.method,
+      ...(isMid ? { masks: result.masks } : { ensemble: params.ensemble }),
+      timings: {
+        screenMs: tScreen - t0,
+        decodeMs: result.timings.decodeMs ?? 0,
+        computeMs: tCompute - tScreen,
+        encodeMs: result.timings.encodeMs ?? 0,
+        totalMs: performance.now() - t0,
+        ...Object.fromEntries(Object.entries(result.timings).map(([k, v]) => [`network.${k}`, v])),
+      },
+    };
+  } finally {
+    release();
+  }
 }
 
 export function denoiseService(fastify: FastifyInstance, cfg: Config) {
   return {
+    /**
+     * Before a job is queued: a model the registry knows must be of the right kind (a job for a model still
+     * loading is accepted; its worker checks the kind again).
+     */
+    checkModel(params: DenoiseParams): void {
+      const status = fastify.models.get(denoiseModelName(params), params.version);
+      const { task, use } = denoiseModelTask(params);
+      if (status) requireModelTask(status, task, use);
+    },
     async denoise(
       reply: FastifyReply,
       bytes: Buffer,
@@ -122,7 +160,7 @@ export function denoiseService(fastify: FastifyInstance, cfg: Config) {
     ): Promise<DenoiseOutcome> {
       negotiateFormat(accept, params.format);
       const name = denoiseModelName(params);
-      const status = fastify.models.requireReady(name, params.version);
+      const status = fastify.models.requireReady(name, params.version, denoiseModelTask(params));
       const family = status.manifest?.noiseFamily;
       if (family && family !== params.noise && params.method !== 'mid') {
         throw fail('UNPROCESSABLE', `Model '${name}' is trained for ${family} noise, not ${params.noise}`);

@@ -1,7 +1,8 @@
 /**
- * Restoration (RED-Diff with a diffusion prior) as the HTTP, GraphQL and jobs adapters use it: decode the image and
- * the optional mask (sharp, in the calling process, as grey on [0, 1]), build the mask, run RED-Diff in the
- * compute pool, encode the answer. `restorePipeline` needs only the pool and the config, so a job worker process
+ * Restoration (RED-Diff with a diffusion prior) as the HTTP, GraphQL and jobs adapters use it: screen the image's
+ * (and mask's) header on the main thread (format, size, memory budget: src/imaging/budget.ts), then decode them as
+ * grey on [0, 1], build the mask, run RED-Diff and encode the answer (and its trace strip) in the compute pool: no
+ * decoded pixel on the event loop. `restorePipeline` needs only the pool and the config, so a job worker process
  * runs exactly what a synchronous request runs; `restoreService` adds the model registry's readiness check and the
  * request's deadline/cancellation.
  *
@@ -12,16 +13,22 @@
  */
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import sharp from 'sharp';
-import type { RestoreOperatorSpec, RestoreTaskInput, RestoreTaskResult } from './compute/handlers/restore.js';
+import type {
+  InpaintRequestSpec,
+  RestoreOperatorSpec,
+  RestoreTaskInput,
+} from './compute/handlers/restore.js';
 import type { ComputePool, RunOptions } from './compute/pool.js';
 import type { Config } from './config.js';
-import { boxMask, countMissing, maskFromImage, randomPixelMask } from './diffusion/operators.js';
 import { fail } from './errors.js';
-import { decodeImage, encodeImage, type FloatImage, negotiateFormat } from './imaging/codec.js';
-import { defaultRestoreModel, parseBoxes, type RestoreParams } from './schemas/restore.js';
+import { type Admission, decodedBytes, imageBudgetFor } from './imaging/budget.js';
+import { type FloatImage, negotiateFormat, screenImage } from './imaging/codec.js';
+import { ROUTE_MODEL_TASKS } from './nn/manifest.js';
+import { defaultRestoreModel, type RestoreParams } from './schemas/restore.js';
 
 export interface RestoreOutcome {
-  image: FloatImage;
+  /** The output's shape (its pixels stay in the worker that encoded them). */
+  image: Omit<FloatImage, 'data'>;
   bytes: Buffer;
   contentType: string;
   format: string;
@@ -69,53 +76,32 @@ export async function imageSize(bytes: Buffer): Promise<{ width: number; height:
   }
 }
 
-/** The mask (1 observed, 0 missing) of an inpainting request; refuses a mask that leaves nothing to do. */
-export async function inpaintingMask(
+function operatorSpec(
   cfg: Config,
   params: RestoreParams,
-  width: number,
-  height: number,
-  maskBytes?: Uint8Array,
-): Promise<Float32Array> {
-  let mask: Float32Array;
-  if (maskBytes) {
-    if (params.maskRatio !== undefined || params.box !== undefined)
-      throw fail('VALIDATION', 'Give one mask: an uploaded `mask` image, maskRatio or box');
-    const decoded = await decodeImage(
-      Buffer.from(maskBytes.buffer, maskBytes.byteOffset, maskBytes.byteLength),
-      {
-        maxPixels: cfg.MAX_IMAGE_PIXELS,
-        mode: 'grey',
-      },
-    );
-    if (decoded.image.width !== width || decoded.image.height !== height)
-      throw fail(
-        'UNPROCESSABLE',
-        `The mask is ${decoded.image.width}x${decoded.image.height}, the image ${width}x${height}: they must match`,
-      );
-    mask = maskFromImage(decoded.image.data, params.maskMissing);
-  } else if (params.maskRatio !== undefined) {
-    mask = randomPixelMask(height, width, params.maskRatio, params.seed);
-  } else if (params.box !== undefined) {
-    mask = boxMask(height, width, parseBoxes(params.box));
-  } else {
-    throw fail(
-      'VALIDATION',
-      'task=inpaint needs a mask: upload a `mask` image (white = missing), or give maskRatio or box=x,y,w,h',
-    );
-  }
-  if (countMissing(mask) === 0)
-    throw fail(
-      'UNPROCESSABLE',
-      `The mask marks no pixel as missing (missing = ${params.maskMissing}${maskBytes ? ' in the uploaded mask' : ''}): nothing to inpaint`,
-    );
-  return mask;
-}
-
-function operatorSpec(params: RestoreParams, mask: Float32Array | null): RestoreOperatorSpec {
+  maskBytes: Uint8Array | undefined,
+): RestoreOperatorSpec | InpaintRequestSpec {
   switch (params.task) {
     case 'inpaint':
-      return { kind: 'mask', mask: mask as Float32Array };
+      // What needs no pixel is checked here; the mask is built in the worker, once the image is decoded there.
+      if (maskBytes && (params.maskRatio !== undefined || params.box !== undefined))
+        throw fail('VALIDATION', 'Give one mask: an uploaded `mask` image, maskRatio or box');
+      if (!maskBytes && params.maskRatio === undefined && params.box === undefined)
+        throw fail(
+          'VALIDATION',
+          'task=inpaint needs a mask: upload a `mask` image (white = missing), or give maskRatio or box=x,y,w,h',
+        );
+      return {
+        kind: 'inpaint',
+        ...(maskBytes ? { maskImage: maskBytes } : {}),
+        maxPixels: cfg.MAX_IMAGE_PIXELS,
+        request: {
+          maskRatio: params.maskRatio,
+          box: params.box,
+          maskMissing: params.maskMissing,
+          seed: params.seed,
+        },
+      };
     case 'super-resolution':
       return { kind: 'super-resolution', factor: params.factor, kernel: params.kernel };
     case 'deblur':
@@ -125,51 +111,77 @@ function operatorSpec(params: RestoreParams, mask: Float32Array | null): Restore
   }
 }
 
-/** The trace estimates side by side, one grey PNG. */
-async function traceStrip(result: RestoreTaskResult): Promise<{ png: Buffer; steps: number[] } | null> {
-  if (result.trace.length === 0) return null;
-  const { width, height } = result;
-  const n = result.trace.length;
-  const strip = new Float32Array(width * n * height);
-  result.trace.forEach((entry, k) => {
-    for (let r = 0; r < height; r++)
-      strip.set(entry.data.subarray(r * width, (r + 1) * width), r * width * n + k * width);
-  });
-  const png = await encodeImage({ data: strip, width: width * n, height, channels: 1 }, 'png');
-  return { png, steps: result.trace.map((e) => e.step) };
-}
-
 export async function restorePipeline(
   pool: ComputePool,
   cfg: Config,
   bytes: Uint8Array,
   maskBytes: Uint8Array | undefined,
   params: RestoreParams,
-  opts: { model: { name?: string; version?: string }; accept?: string; run?: RunOptions },
+  opts: {
+    model: { name?: string; version?: string };
+    accept?: string;
+    run?: RunOptions;
+    /** Beyond the image memory budget: refuse at once (requests, default) or wait for room (jobs). */
+    admission?: Admission;
+  },
 ): Promise<RestoreOutcome> {
   const t0 = performance.now();
   // Negotiate first: a client asking for a format we cannot write learns it before any work is done.
   const { format, contentType } = negotiateFormat(opts.accept, params.format);
-  // Grey: the diffusion models are grey (colour input is converted with Rec. 601 luma).
-  const decoded = await decodeImage(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), {
-    maxPixels: cfg.MAX_IMAGE_PIXELS,
-    mode: 'grey',
-  });
-  const { width, height, data } = decoded.image;
   if (params.task !== 'inpaint' && maskBytes)
     throw fail('VALIDATION', 'A mask image applies to task=inpaint only');
-  const mask = params.task === 'inpaint' ? await inpaintingMask(cfg, params, width, height, maskBytes) : null;
+  // Headers only (no pixel decoded here): refused formats, bombs, the output's size and the memory it all takes.
+  const toBuffer = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+  const { width, height, header } = await screenImage(toBuffer(bytes), cfg.MAX_IMAGE_PIXELS);
+  const maskHeader = maskBytes ? await screenImage(toBuffer(maskBytes), cfg.MAX_IMAGE_PIXELS) : undefined;
+  const operator = operatorSpec(cfg, params, maskBytes);
   const factor = params.task === 'super-resolution' && !params.simulate ? params.factor : 1;
   if (width * factor * height * factor > cfg.MAX_IMAGE_PIXELS)
     throw fail(
       'IMAGE_TOO_LARGE',
       `The restored image would be ${width * factor}x${height * factor}, above MAX_IMAGE_PIXELS = ${cfg.MAX_IMAGE_PIXELS}`,
     );
+  const release = await imageBudgetFor(pool, cfg).reserve(
+    decodedBytes(width, height, header.channels ?? 4) +
+      (maskHeader ? decodedBytes(maskHeader.width, maskHeader.height, maskHeader.header.channels ?? 4) : 0) +
+      decodedBytes(width * factor, height * factor, 1),
+    { admission: opts.admission, signal: opts.run?.signal },
+  );
+  try {
+    return await restoreScreened(pool, cfg, bytes, operator, params, opts, {
+      t0,
+      format,
+      contentType,
+      width,
+      height,
+    });
+  } finally {
+    release();
+  }
+}
+
+async function restoreScreened(
+  pool: ComputePool,
+  cfg: Config,
+  bytes: Uint8Array,
+  operator: RestoreOperatorSpec | InpaintRequestSpec,
+  params: RestoreParams,
+  opts: { model: { name?: string; version?: string }; run?: RunOptions },
+  screened: {
+    t0: number;
+    format: ReturnType<typeof negotiateFormat>['format'];
+    contentType: string;
+    width: number;
+    height: number;
+  },
+): Promise<RestoreOutcome> {
+  const { t0, format, contentType, width, height } = screened;
   const tDecode = performance.now();
   const input: RestoreTaskInput = {
     model: { name: opts.model.name ?? defaultRestoreModel(width, height), version: opts.model.version },
-    image: { data, width, height },
-    operator: operatorSpec(params, mask),
+    // Decoded (grey) in the worker, the mask built there.
+    image: { encoded: bytes, maxPixels: cfg.MAX_IMAGE_PIXELS },
+    operator,
     simulate: params.simulate,
     sigmaY: params.sigmaY,
     steps: params.steps,
@@ -179,12 +191,17 @@ export async function restorePipeline(
     tMax: params.tMax,
     seed: params.seed,
     trace: params.trace,
+    // Encoded in the worker too: only the encoded answer comes back.
+    encode: format,
   };
-  const result = await pool.run('restore.reddiff', input, { ...opts.run, transferInput: true });
+  const result = await pool.run('restore.reddiff', input, { ...opts.run });
   const tCompute = performance.now();
-  const image: FloatImage = { data: result.data, width: result.width, height: result.height, channels: 1 };
-  const out = await encodeImage(image, format);
-  const trace = await traceStrip(result);
+  const image = { width: result.width, height: result.height, channels: 1 as const };
+  const toBuffer = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+  const out = toBuffer(result.bytes as Uint8Array);
+  const trace = result.traceStrip
+    ? { png: toBuffer(result.traceStrip.png), steps: result.traceStrip.steps }
+    : null;
   return {
     image,
     bytes: out,
@@ -201,9 +218,10 @@ export async function restorePipeline(
     params: result.params,
     trace,
     timings: {
-      decodeMs: tDecode - t0,
+      screenMs: tDecode - t0,
+      decodeMs: result.timings.decodeMs ?? 0,
       computeMs: tCompute - tDecode,
-      encodeMs: performance.now() - tCompute,
+      encodeMs: result.timings.encodeMs ?? 0,
       totalMs: performance.now() - t0,
       ...Object.fromEntries(Object.entries(result.timings).map(([k, v]) => [`reddiff.${k}`, v])),
     },
@@ -214,7 +232,10 @@ export function restoreService(fastify: FastifyInstance, cfg: Config) {
   /** The prior this request uses (named, or the default for the image's size), which must be ready and grey. */
   const requirePrior = (params: RestoreParams, size: { width: number; height: number } | undefined) => {
     const name = params.model ?? defaultRestoreModel(size?.width ?? 0, size?.height ?? 0);
-    const status = fastify.models.requireReady(name, params.version);
+    const status = fastify.models.requireReady(name, params.version, {
+      task: ROUTE_MODEL_TASKS.restore,
+      use: 'restoration (RED-Diff)',
+    });
     if (status.manifest && status.manifest.channels !== 1)
       throw fail(
         'UNPROCESSABLE',

@@ -8,11 +8,11 @@
 import type { FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { Config } from '../../src/config.js';
-import { detectService } from '../../src/detect-service.js';
+import { detectService, screenDetectImages } from '../../src/detect-service.js';
 import { fail } from '../../src/errors.js';
 import { prefersAsync, replyWithJob } from '../../src/jobs/http.js';
 import { detectJsonBody, detectResponse, detectRouteParams } from '../../src/schemas/detect.js';
-import { multipartFieldValue, readImageRequest } from '../_image-input.js';
+import { multipartFieldValue, readImageRequest, readMultipart } from '../_image-input.js';
 
 /** Multipart with any number of `image` file fields (readImageRequest keeps one file per field name). */
 async function readMultipartImages(
@@ -88,7 +88,9 @@ const routes: FastifyPluginAsyncZod<{ config: Config }> = async (fastify, opts) 
       let images: Buffer[];
       let raw: Record<string, unknown>;
       if (request.isMultipart()) {
-        const read = await readMultipartImages(request, cfg.DETECT_MAX_IMAGES, cfg.BODY_LIMIT_BYTES);
+        const read = await readMultipart(() =>
+          readMultipartImages(request, cfg.DETECT_MAX_IMAGES, cfg.BODY_LIMIT_BYTES),
+        );
         images = read.images;
         raw = { ...query, ...read.fields };
       } else if (isPlainObject(request.body)) {
@@ -113,6 +115,8 @@ const routes: FastifyPluginAsyncZod<{ config: Config }> = async (fastify, opts) 
       // As a job: `async=true` (query, field or JSON body) or `Prefer: respond-async`; checked before queueing.
       if (asJob || prefersAsync(request)) {
         const detector = service.check(images.length, params);
+        // Screened as the synchronous path screens them (format, size, bombs), not accepted to fail later.
+        await screenDetectImages(cfg, images, params.resize);
         return replyWithJob(fastify, request, reply, 'detect', {
           images,
           params: { ...params, model: detector.name, version: detector.version },

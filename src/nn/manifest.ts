@@ -3,6 +3,7 @@
  * The single description of a model the service relies on (REST, GraphQL and the worker all read it from here).
  */
 import { z } from 'zod';
+import { fail } from '../errors.js';
 
 /** Model names and versions become folder names: lower-case, no separators, no leading dot (no path traversal). */
 export const MODEL_ID_PATTERN = /^[a-z0-9][a-z0-9._-]{0,63}$/;
@@ -81,4 +82,34 @@ export function parseModelManifest(json: unknown): ManifestParseResult {
   const result = modelManifestSchema.safeParse(json);
   if (result.success) return { ok: true, manifest: result.data };
   return { ok: false, error: z.prettifyError(result.error) };
+}
+
+/**
+ * The manifest task each route's models must have: a model of another kind (a blur for denoising, a diffusion
+ * prior for detection) is refused with 422 TW_UNPROCESSABLE rather than run on input it was not made for.
+ */
+export const ROUTE_MODEL_TASKS = {
+  /** Noise2Score: a score network. */
+  noise2score: ['denoise-score'],
+  /** MID real-noise denoising: a masked-image denoiser. */
+  mid: ['denoise'],
+  /** RED-Diff restoration: a diffusion prior. */
+  restore: ['diffusion-eps'],
+  /** EPS-AD detection: the detector (its phi network). */
+  detect: ['adversarial-detector'],
+} as const satisfies Record<string, readonly string[]>;
+
+/** Throws 422 TW_UNPROCESSABLE when the model's manifest task is not one of `tasks` (used by `use`). */
+export function requireModelTask(
+  model: { name: string; version: string; manifest?: { task: string } },
+  tasks: readonly string[],
+  use: string,
+): void {
+  const task = model.manifest?.task;
+  if (task === undefined || tasks.includes(task)) return;
+  throw fail(
+    'UNPROCESSABLE',
+    `Model '${model.name}@${model.version}' is a '${task}' model; ${use} needs a model with task ${tasks.map((t) => `'${t}'`).join(' or ')}`,
+    { details: { model: `${model.name}@${model.version}`, task, expected: [...tasks] } },
+  );
 }

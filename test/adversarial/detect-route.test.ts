@@ -350,6 +350,33 @@ describe('POST /v1/detect/adversarial', () => {
     expect(resized.json().results[0]).toMatchObject({ resized: true, width: 30, height: 20 });
   });
 
+  it('refuses an input far above the detector size from its header (413), and screens async requests as sync ones', async () => {
+    // 2048x2048 with resize=true: above DETECT_MAX_PIXELS (512x512); refused before a pixel is decoded.
+    const big = await sharp(Buffer.alloc(2048 * 2048, 90), {
+      raw: { width: 2048, height: 2048, channels: 1 },
+    })
+      .toColourspace('b-w')
+      .png()
+      .toBuffer();
+    const svg = Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="28" height="28"/>');
+    const cases: [Buffer, string, number, string][] = [
+      [big, '?resize=true', 413, 'TW_IMAGE_TOO_LARGE'],
+      [big, '?resize=true&async=true', 413, 'TW_IMAGE_TOO_LARGE'],
+      [big, '?async=true', 422, 'TW_UNPROCESSABLE'],
+      [svg, '?async=true', 415, 'TW_IMAGE_FORMAT_UNSUPPORTED'],
+    ];
+    for (const [bytes, query, status, code] of cases) {
+      const res = await raw(bytes, query);
+      expect(res.statusCode, `${query}: ${res.body}`).toBe(status);
+      expect(res.json().error.code).toBe(code);
+    }
+    expect((await raw(big, '?resize=true')).json().error.details).toMatchObject({
+      width: 2048,
+      height: 2048,
+      maxPixels: 512 * 512,
+    });
+  });
+
   it('refuses colour (422), undecodable bytes (400), uncalibrated fpr or timesteps (422), unknown detectors (404)', async () => {
     const colour = await raw(await colourPng());
     expect(colour.statusCode).toBe(422);

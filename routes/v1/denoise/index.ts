@@ -46,6 +46,7 @@ const routes: FastifyPluginAsyncZod<{ config: Config }> = async (fastify, opts) 
         (request.query as { async?: string }).async === 'true' ||
         prefersAsync(request)
       ) {
+        service.checkModel(params);
         return replyWithJob(fastify, request, reply, 'denoise', {
           image: bytes,
           params,

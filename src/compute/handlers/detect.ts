@@ -1,12 +1,17 @@
 /**
- * EPS-AD detection in a worker: load the detector (phi through the model repository, then detector.json and the
+ * EPS-AD detection in a worker: decode the images when they came encoded (each checked grey, and resized to 28x28
+ * when the request allows it; the main thread only screened their headers), load the detector (phi through the model repository, then detector.json and the
  * float16 reference set from its folder; cached per worker) and its score model, compute the EPS of the images,
  * score each one against the reference, and test the batch as a whole when it has two images or more.
  */
+
+import sharp from 'sharp';
 import { type EpsAdDetector, loadEpsAdDetector } from '../../adversarial/detector.js';
 import { ddpmEpsNetwork } from '../../adversarial/eps.js';
 import { epsInChunks, scheduleFromManifest } from '../../adversarial/pipeline.js';
 import { fail } from '../../errors.js';
+import { decodeImage } from '../../imaging/codec.js';
+import { ROUTE_MODEL_TASKS, requireModelTask } from '../../nn/manifest.js';
 import { getModel, onModelCacheClear } from '../../nn/repository.js';
 import './layers.js';
 import type { HandlerContext } from './context.js';
@@ -16,8 +21,14 @@ type LayersModel = import('@tensorflow/tfjs').LayersModel;
 export interface DetectTaskInput {
   /** Version omitted: the latest valid version in the repository. */
   detector: { name: string; version?: string };
-  /** count x 28 x 28 grey values in [0, 1] (the detector's image shape, checked by the caller). */
-  images: Float32Array;
+  /** count x 28 x 28 grey values in [0, 1] (the detector's image shape, checked by the caller); or `encoded`. */
+  images?: Float32Array;
+  /** The image files, decoded and checked here (prepareDetectImage). */
+  encoded?: Uint8Array[];
+  /** With `encoded`: resize an image that is not 28x28 (otherwise 422). */
+  resize?: boolean;
+  /** With `encoded`: the pixel limit of each file. */
+  maxPixels?: number;
   count: number;
   /** T*; omitted: the detector's own. */
   timesteps?: number;
@@ -34,7 +45,68 @@ export interface DetectTaskResult {
   scores: number[];
   pValues: number[];
   batch: { statistic: number; pValue: number; permutations: number; count: number } | null;
-  timings: { loadMs: number; epsMs: number; kernelMs: number; totalMs: number };
+  /** With `encoded`: each image's size as sent and whether it was resized. */
+  prepared?: { resized: boolean; width: number; height: number }[];
+  timings: { loadMs: number; decodeMs: number; epsMs: number; kernelMs: number; totalMs: number };
+}
+
+const SIDE = 28;
+
+export interface PreparedImage {
+  data: Float32Array;
+  width: number;
+  height: number;
+  resized: boolean;
+}
+
+/**
+ * One image as 28x28 grey [0, 1] values, or the coded error that says why not. Runs in the worker: decoding,
+ * the colour check and the resize never block the event loop.
+ */
+export async function prepareDetectImage(
+  maxPixels: number,
+  bytes: Uint8Array,
+  index: number,
+  resize: boolean,
+): Promise<PreparedImage> {
+  const decoded = await decodeImage(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), {
+    maxPixels,
+    mode: 'keep',
+  });
+  const { width, height, channels, data } = decoded.image;
+  const where = `image ${index}`;
+  if (channels !== 1) {
+    // Grey saved as RGB(A) is still grey; anything with distinct channels is colour.
+    for (let p = 0; p < width * height; p++) {
+      const r = data[p * channels];
+      if (data[p * channels + 1] !== r || data[p * channels + 2] !== r)
+        throw fail(
+          'UNPROCESSABLE',
+          `${where} is a colour image; the detector takes grey ${SIDE}x${SIDE} images (1 channel)`,
+          { details: { index, expected: [SIDE, SIDE, 1], got: [height, width, channels] } },
+        );
+    }
+  }
+  const grey = new Float32Array(width * height);
+  for (let p = 0; p < grey.length; p++) grey[p] = data[p * channels];
+  if (width === SIDE && height === SIDE) return { data: grey, width, height, resized: false };
+  if (!resize)
+    throw fail(
+      'UNPROCESSABLE',
+      `${where} is ${width}x${height}; the detector expects ${SIDE}x${SIDE}x1 (send resize=true to resize it)`,
+      { details: { index, expected: [SIDE, SIDE, 1], got: [height, width, 1] } },
+    );
+  const bytes8 = Buffer.allocUnsafe(grey.length);
+  for (let p = 0; p < grey.length; p++) bytes8[p] = Math.round(Math.min(1, Math.max(0, grey[p])) * 255);
+  const raw = await sharp(bytes8, { raw: { width, height, channels: 1 } })
+    .resize(SIDE, SIDE, { fit: 'fill', kernel: 'lanczos3' })
+    // sharp writes raw output as sRGB unless told otherwise.
+    .toColourspace('b-w')
+    .raw()
+    .toBuffer();
+  const out = new Float32Array(raw.length);
+  for (let p = 0; p < raw.length; p++) out[p] = raw[p] / 255;
+  return { data: out, width, height, resized: true };
 }
 
 /**
@@ -57,6 +129,7 @@ export async function detect(input: DetectTaskInput, ctx: HandlerContext): Promi
   const started = performance.now();
   const { tf } = await ctx.tfjs();
   const loaded = await getModel(tf, ctx.options.modelsDir, input.detector.name, input.detector.version);
+  requireModelTask(loaded, ROUTE_MODEL_TASKS.detect, 'adversarial detection (EPS-AD)');
   let pending = detectors.get(loaded.model);
   if (!pending) {
     pending = loadEpsAdDetector(tf, loaded.dir, loaded.model);
@@ -81,7 +154,21 @@ export async function detect(input: DetectTaskInput, ctx: HandlerContext): Promi
     });
   }
   const [height, width, channels] = config.imageShape;
-  if (input.images.length !== input.count * height * width * channels)
+  const tDecode0 = performance.now();
+  let images = input.images;
+  let prepared: PreparedImage[] | undefined;
+  if (input.encoded) {
+    const encoded = input.encoded;
+    prepared = [];
+    for (const [i, bytes] of encoded.entries())
+      prepared.push(
+        await prepareDetectImage(input.maxPixels ?? SIDE * SIDE, bytes, i, input.resize ?? false),
+      );
+    images = new Float32Array(prepared.length * SIDE * SIDE);
+    for (const [i, p] of prepared.entries()) images.set(p.data, i * SIDE * SIDE);
+  }
+  const decodeMs = performance.now() - tDecode0;
+  if (!images || images.length !== input.count * height * width * channels)
     throw fail('VALIDATION', `expected ${input.count} images of ${height}x${width}x${channels} values`);
   const scoreModel = await getModel(
     tf,
@@ -92,7 +179,7 @@ export async function detect(input: DetectTaskInput, ctx: HandlerContext): Promi
   const schedule = scheduleFromManifest(scoreModel.manifest.extra);
   const tLoad = performance.now();
 
-  const eps = epsInChunks(tf, ddpmEpsNetwork(tf, scoreModel.model), schedule, input.images, input.count, {
+  const eps = epsInChunks(tf, ddpmEpsNetwork(tf, scoreModel.model), schedule, images, input.count, {
     timesteps,
     seed: input.seed,
     chunk: CHUNK,
@@ -121,8 +208,12 @@ export async function detect(input: DetectTaskInput, ctx: HandlerContext): Promi
           count: batch.count,
         }
       : null,
+    ...(prepared
+      ? { prepared: prepared.map(({ resized, width: w, height: h }) => ({ resized, width: w, height: h })) }
+      : {}),
     timings: {
-      loadMs: tLoad - started,
+      loadMs: tLoad - started - decodeMs,
+      decodeMs,
       epsMs: tEps - tLoad,
       kernelMs: tKernel - tEps,
       totalMs: performance.now() - started,

@@ -12,21 +12,28 @@ import { RED_DIFF_INITS, type RedDiffInit } from '../../diffusion/initial.js';
 import {
   averagePoolOperator,
   bicubicDownsampleOperator,
+  boxMask,
+  countMissing,
   type DegradationOperator,
   gaussianBlurOperator,
   identityOperator,
+  maskFromImage,
   maskOperator,
   measure,
+  randomPixelMask,
   uniformBlurOperator,
 } from '../../diffusion/operators.js';
 import { redDiffRestore } from '../../diffusion/red-diff.js';
 import { linearSchedule } from '../../diffusion/schedule.js';
 import { fail } from '../../errors.js';
+import { decodeImage, encodeImage, type OutputFormat } from '../../imaging/codec.js';
+import { ROUTE_MODEL_TASKS, requireModelTask } from '../../nn/manifest.js';
 import { getModel } from '../../nn/repository.js';
-import { RESTORE_DEFAULTS } from '../../schemas/restore.js';
+import { parseBoxes, RESTORE_DEFAULTS, type RestoreParams } from '../../schemas/restore.js';
 import './layers.js';
 import { tidyValues } from '../../nn/read.js';
 import type { HandlerContext } from './context.js';
+import { encodeTaskImage, type TaskImage, taskPixels } from './image-input.js';
 
 export type RestoreOperatorSpec =
   | { kind: 'mask'; mask: Float32Array }
@@ -34,12 +41,27 @@ export type RestoreOperatorSpec =
   | { kind: 'blur'; blur: 'gaussian' | 'uniform'; size: number; width: number }
   | { kind: 'identity' };
 
+/**
+ * Inpainting as a request describes it: an uploaded mask image (encoded; decoded here), a random ratio or boxes.
+ * The worker builds the mask (src/compute/handlers/restore.ts inpaintingMask) once it knows the image's size.
+ */
+export interface InpaintRequestSpec {
+  kind: 'inpaint';
+  /** The uploaded mask file (white = missing unless maskMissing = black). */
+  maskImage?: Uint8Array;
+  maxPixels: number;
+  request: Pick<RestoreParams, 'maskRatio' | 'box' | 'maskMissing' | 'seed'>;
+}
+
 export interface RestoreTaskInput {
   model: { name: string; version?: string };
-  /** Grey image on [0, 1]: the measurement y, or (simulate) the clean reference x. */
-  image: { data: Float32Array; width: number; height: number };
+  /**
+   * Grey image on [0, 1]: the measurement y, or (simulate) the clean reference x; or the encoded file, decoded
+   * here as grey.
+   */
+  image: { data: Float32Array; width: number; height: number } | TaskImage;
   /** For masks: the mask has the image's size (1 observed, 0 missing). */
-  operator: RestoreOperatorSpec;
+  operator: RestoreOperatorSpec | InpaintRequestSpec;
   simulate: boolean;
   /** On [0, 1]. */
   sigmaY: number;
@@ -51,6 +73,11 @@ export interface RestoreTaskInput {
   tMax?: number;
   seed: number;
   trace: number;
+  /**
+   * Encode the answer here in this format: the result then carries `bytes` and `traceStrip` (the trace estimates
+   * side by side, one grey PNG), and `data` and the trace's pixels are left empty.
+   */
+  encode?: OutputFormat;
 }
 
 export interface RestoreTaskResult {
@@ -68,6 +95,83 @@ export interface RestoreTaskResult {
   trace: { step: number; t: number; data: Float32Array }[];
   timings: Record<string, number>;
   model: { name: string; version: string };
+  /** With `encode`: the restored image, encoded. */
+  bytes?: Uint8Array;
+  /** With `encode` and `trace` > 0: the trace estimates side by side (left to right), one grey PNG. */
+  traceStrip?: { png: Uint8Array; steps: number[] } | null;
+}
+
+/** The trace estimates side by side, one grey PNG; null without a trace. */
+export async function traceStrip(
+  result: Pick<RestoreTaskResult, 'trace' | 'width' | 'height'>,
+): Promise<{ png: Uint8Array; steps: number[] } | null> {
+  if (result.trace.length === 0) return null;
+  const { width, height } = result;
+  const n = result.trace.length;
+  const strip = new Float32Array(width * n * height);
+  result.trace.forEach((entry, k) => {
+    for (let r = 0; r < height; r++)
+      strip.set(entry.data.subarray(r * width, (r + 1) * width), r * width * n + k * width);
+  });
+  const png = await encodeImage({ data: strip, width: width * n, height, channels: 1 }, 'png');
+  return { png: new Uint8Array(png), steps: result.trace.map((e) => e.step) };
+}
+
+/** RED-Diff, and with `encode` the answer encoded here (the main thread then holds no pixel of it). */
+export async function restore(input: RestoreTaskInput, ctx: HandlerContext): Promise<RestoreTaskResult> {
+  const result = await restorePixels(input, ctx);
+  if (!input.encode) return result;
+  const t0 = performance.now();
+  const bytes = await encodeTaskImage({ ...result, channels: 1 }, input.encode);
+  const strip = await traceStrip(result);
+  return {
+    ...result,
+    data: new Float32Array(0),
+    trace: result.trace.map((e) => ({ ...e, data: new Float32Array(0) })),
+    bytes,
+    traceStrip: strip,
+    timings: { ...result.timings, encodeMs: performance.now() - t0 },
+  };
+}
+
+/** The mask (1 observed, 0 missing) of an inpainting request; refuses a mask that leaves nothing to do. */
+export async function inpaintingMask(
+  maxPixels: number,
+  params: InpaintRequestSpec['request'],
+  width: number,
+  height: number,
+  maskBytes?: Uint8Array,
+): Promise<Float32Array> {
+  let mask: Float32Array;
+  if (maskBytes) {
+    if (params.maskRatio !== undefined || params.box !== undefined)
+      throw fail('VALIDATION', 'Give one mask: an uploaded `mask` image, maskRatio or box');
+    const decoded = await decodeImage(
+      Buffer.from(maskBytes.buffer, maskBytes.byteOffset, maskBytes.byteLength),
+      { maxPixels, mode: 'grey' },
+    );
+    if (decoded.image.width !== width || decoded.image.height !== height)
+      throw fail(
+        'UNPROCESSABLE',
+        `The mask is ${decoded.image.width}x${decoded.image.height}, the image ${width}x${height}: they must match`,
+      );
+    mask = maskFromImage(decoded.image.data, params.maskMissing);
+  } else if (params.maskRatio !== undefined) {
+    mask = randomPixelMask(height, width, params.maskRatio, params.seed);
+  } else if (params.box !== undefined) {
+    mask = boxMask(height, width, parseBoxes(params.box));
+  } else {
+    throw fail(
+      'VALIDATION',
+      'task=inpaint needs a mask: upload a `mask` image (white = missing), or give maskRatio or box=x,y,w,h',
+    );
+  }
+  if (countMissing(mask) === 0)
+    throw fail(
+      'UNPROCESSABLE',
+      `The mask marks no pixel as missing (missing = ${params.maskMissing}${maskBytes ? ' in the uploaded mask' : ''}): nothing to inpaint`,
+    );
+  return mask;
 }
 
 function gcd(a: number, b: number): number {
@@ -166,10 +270,11 @@ export function modelRedDiffDefaults(extra: Record<string, unknown> | undefined)
   };
 }
 
-export async function restore(input: RestoreTaskInput, ctx: HandlerContext): Promise<RestoreTaskResult> {
+async function restorePixels(input: RestoreTaskInput, ctx: HandlerContext): Promise<RestoreTaskResult> {
   const started = performance.now();
   const { tf } = await ctx.tfjs();
   const loaded = await getModel(tf, ctx.options.modelsDir, input.model.name, input.model.version);
+  requireModelTask(loaded, ROUTE_MODEL_TASKS.restore, 'restoration (RED-Diff)');
   const manifest = loaded.manifest;
   const architecture = manifest.architecture as { multiple?: unknown } | string;
   const multiple =
@@ -190,8 +295,24 @@ export async function restore(input: RestoreTaskInput, ctx: HandlerContext): Pro
   if (tMax > schedule.timesteps - 1)
     throw fail('VALIDATION', `tMax ${tMax} is beyond this model's last timestep ${schedule.timesteps - 1}`);
 
-  const { data, width, height } = input.image;
-  const factor = input.operator.kind === 'super-resolution' ? input.operator.factor : 1;
+  // Decoded here when it came encoded (grey), and the inpainting mask built here: the main thread holds no pixels.
+  const tDecode0 = performance.now();
+  const { data, width, height } = await taskPixels({ channels: 1, ...input.image } as TaskImage, 'grey');
+  const operator: RestoreOperatorSpec =
+    input.operator.kind === 'inpaint'
+      ? {
+          kind: 'mask',
+          mask: await inpaintingMask(
+            input.operator.maxPixels,
+            input.operator.request,
+            width,
+            height,
+            input.operator.maskImage,
+          ),
+        }
+      : input.operator;
+  const decodeMs = performance.now() - tDecode0;
+  const factor = operator.kind === 'super-resolution' ? operator.factor : 1;
   // The size of the estimate x before padding, and the unit its padded side must be a multiple of.
   const outHeight = input.simulate ? height : height * factor;
   const outWidth = input.simulate ? width : width * factor;
@@ -199,10 +320,8 @@ export async function restore(input: RestoreTaskInput, ctx: HandlerContext): Pro
   const paddedHeight = Math.ceil(outHeight / unit) * unit;
   const paddedWidth = Math.ceil(outWidth / unit) * unit;
   const mask =
-    input.operator.kind === 'mask'
-      ? reflectPad(input.operator.mask, height, width, paddedHeight, paddedWidth)
-      : null;
-  const op = buildOperator(input.operator, mask, paddedHeight, paddedWidth);
+    operator.kind === 'mask' ? reflectPad(operator.mask, height, width, paddedHeight, paddedWidth) : null;
+  const op = buildOperator(operator, mask, paddedHeight, paddedWidth);
   const sigmaY = 2 * input.sigmaY; // [0, 1] -> [-1, 1] scale
 
   const reference = input.simulate ? data : null;
@@ -260,6 +379,7 @@ export async function restore(input: RestoreTaskInput, ctx: HandlerContext): Pro
       })),
       timings: {
         loadMs: tLoad - started,
+        decodeMs,
         prepareMs: tPrepare - tLoad,
         optimiseMs: result.timings.loopMs,
         msPerStep: result.timings.msPerStep,

@@ -20,5 +20,7 @@ export const detectJob = registerJobOperation({
     detectPipeline(rt.pool, rt.config, input.images, input.params, {
       detector: { name: input.params.model, version: input.params.version },
       run: { signal: ctx.signal, onProgress: ctx.onProgress, timeoutMs: ctx.timeoutMs },
+      // A job waits for image memory rather than failing.
+      admission: 'wait',
     }),
 });

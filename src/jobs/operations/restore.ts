@@ -39,6 +39,8 @@ export const restoreJob = registerJobOperation({
       model: { name: input.params.model, version: input.params.version },
       accept: input.accept,
       run: { signal: ctx.signal, onProgress: ctx.onProgress, timeoutMs: ctx.timeoutMs },
+      // A job waits for image memory rather than failing.
+      admission: 'wait',
     });
     const { image: _image, trace: _trace, ...json } = restoreJson(out);
     return {

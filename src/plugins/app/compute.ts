@@ -8,6 +8,7 @@ import fp from 'fastify-plugin';
 import { ComputePool, type RunOptions } from '../../compute/pool.js';
 import type { TaskInput, TaskKind, TaskResult, WorkerInfo } from '../../compute/task-types.js';
 import { type Config, resolvedModelsDir, resolvedWorkers } from '../../config.js';
+import { fail } from '../../errors.js';
 
 export interface ComputeService {
   pool: ComputePool;
@@ -24,7 +25,7 @@ export interface ComputeService {
   /** Deadline for a request: the client's wish within [100 ms, max], else the default. */
   deadlineFor(requested?: number): number;
   /**
-   * Run `work` with the request's deadline and a signal that aborts when the client goes away (the response
+   * Run `work` with the request's deadline (counted from the request's arrival, `reply.elapsedTime`) and a signal that aborts when the client goes away (the response
    * closes before it was written). Pipelines that make several pool calls, or decode/encode around one, use it.
    */
   withRequest<T>(
@@ -74,9 +75,14 @@ export default fp(
         const onClose = () => {
           if (!reply.raw.writableFinished) controller.abort();
         };
+        // The deadline runs from the request's arrival: reading the body and screening the image count too.
+        const elapsed = Number.isFinite(reply.elapsedTime) ? reply.elapsedTime : 0;
+        const timeoutMs = deadlineFor(requestedTimeoutMs) - elapsed;
+        if (timeoutMs <= 0)
+          throw fail('DEADLINE_EXCEEDED', 'The request used up its deadline before its task could start');
         reply.raw.once('close', onClose);
         try {
-          return await work({ timeoutMs: deadlineFor(requestedTimeoutMs), signal: controller.signal });
+          return await work({ timeoutMs, signal: controller.signal });
         } finally {
           reply.raw.off('close', onClose);
         }

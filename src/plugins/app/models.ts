@@ -7,7 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { type Config, resolvedModelsDir, resolvedWorkers } from '../../config.js';
 import { fail } from '../../errors.js';
-import type { ModelManifest } from '../../nn/manifest.js';
+import { type ModelManifest, requireModelTask } from '../../nn/manifest.js';
 import { scanModelRepository } from '../../nn/repository.js';
 
 export type ModelState = 'loading' | 'ready' | 'failed' | 'invalid';
@@ -28,8 +28,11 @@ export interface ModelStatus {
 export interface ModelRegistry {
   list(): ModelStatus[];
   get(name: string, version?: string): ModelStatus | undefined;
-  /** The status of a model that must be ready for a request; throws the coded error otherwise. */
-  requireReady(name: string, version?: string): ModelStatus;
+  /**
+   * The status of a model that must be ready for a request; throws the coded error otherwise. With `task`, the
+   * manifest's task must be one of them (422 TW_UNPROCESSABLE otherwise; see ROUTE_MODEL_TASKS).
+   */
+  requireReady(name: string, version?: string, opts?: { task: readonly string[]; use: string }): ModelStatus;
   /** True when every model marked `required` is ready. */
   requiredReady(): { ok: boolean; waiting: string[]; failed: string[] };
   /** Resolves when the initial scan and warm-up are done (tests). */
@@ -63,7 +66,7 @@ export default fp(
         const all = [...statuses.values()].filter((s) => s.name === name);
         return all.find((s) => s.isDefault) ?? all.sort((a, b) => compareVersions(b.version, a.version))[0];
       },
-      requireReady(name, version) {
+      requireReady(name, version, opts) {
         const s = registry.get(name, version);
         if (!s) {
           const known = [...new Set([...statuses.values()].map((m) => m.name))].join(', ') || 'none';
@@ -82,6 +85,7 @@ export default fp(
             },
           );
         }
+        if (opts) requireModelTask(s, opts.task, opts.use);
         return s;
       },
       requiredReady() {
