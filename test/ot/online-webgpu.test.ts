@@ -2,7 +2,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { describeAdapter, getWebGpu, releaseWebGpu } from '../../src/gpu/device.js';
 import type { OnlineCost, OnlineGeometry } from '../../src/ot/online-kernel.js';
 import { webgpuSoftmin } from '../../src/ot/online-webgpu.js';
-import { gaussianCloud, seededRandom } from './fixtures.js';
+import { gaussianCloud, maxAbsDiff, seededRandom } from './fixtures.js';
 
 // The WebGPU soft-min against a float64 reference, on whatever adapter there is: lavapipe (Mesa's software Vulkan
 // driver) on CI and on machines without a GPU. Skipped when there is no adapter, unless TEST_WEBGPU=1 (.ci/run
@@ -188,6 +188,64 @@ describe.runIf(gpu.ok)('webgpuSoftmin (float32) against a float64 reference', ()
     const g = geometry(30, 45, 40, 'sqeuclidean', 40);
     expect(await worstError(g, [1, 0.02], 0, 5, { tile: 0 })).toBeLessThan(1e-5);
     expect(await worstError(g, [0.02], 0, 0)).toBeLessThan(1e-5);
+  });
+
+  it('a log-domain Sinkhorn loop on it follows the same loop in float64 (no drift over 300 half-steps)', async () => {
+    if (!gpu.ok) return;
+    const g = geometry(60, 45, 2, 'sqeuclidean');
+    const random = seededRandom(5);
+    const weights = (k: number, zeroEvery: number) => {
+      const w = Float64Array.from({ length: k }, (_, i) =>
+        zeroEvery && i % zeroEvery === 2 ? 0 : 0.1 + random(),
+      );
+      const total = w.reduce((t, v) => t + v, 0);
+      return w.map((v) => v / total);
+    };
+    const a = weights(g.n, 0);
+    const b = weights(g.m, 6);
+    const eps = 0.05;
+    const backend = await webgpuSoftmin(gpu.device)(g);
+    const f = new Float64Array(g.n);
+    const gg = new Float64Array(g.m);
+    let fRef: Float64Array = new Float64Array(g.n);
+    let gRef: Float64Array = new Float64Array(g.m);
+    try {
+      for (let it = 0; it < 150; it++) {
+        await backend.rows(
+          gg.map((v, j) => v + eps * Math.log(b[j])),
+          eps,
+          f,
+        );
+        await backend.cols(
+          f.map((v, i) => v + eps * Math.log(a[i])),
+          eps,
+          gg,
+        );
+        fRef = reference(
+          g.x,
+          g.y,
+          2,
+          g.cost,
+          1,
+          gRef.map((v, j) => v + eps * Math.log(b[j])),
+          eps,
+        );
+        gRef = reference(
+          g.y,
+          g.x,
+          2,
+          g.cost,
+          1,
+          fRef.map((v, i) => v + eps * Math.log(a[i])),
+          eps,
+        );
+      }
+    } finally {
+      backend.dispose();
+    }
+    const scale = valueScale(g, fRef, gRef);
+    expect(maxAbsDiff(f, fRef) / scale).toBeLessThan(1e-5);
+    expect(maxAbsDiff(gg, gRef) / scale).toBeLessThan(1e-5);
   });
 
   it('zero weights: an all-zero h gives +Infinity; NaN and +Infinity propagate as the formula says', async () => {
