@@ -74,7 +74,8 @@ let pending: Promise<WebGpu | NoWebGpu> | undefined;
 
 /**
  * The thread's WebGPU device, created on the first call (later calls share it). A device that is lost (or
- * released) is forgotten, so the next call makes a new one.
+ * released) is forgotten, so the next call makes a new one. "No adapter" is remembered too (a driver does not
+ * appear while the process runs): the adapter is looked for once per thread, until releaseWebGpu().
  */
 export async function getWebGpu(opts: GetWebGpuOptions = {}): Promise<WebGpu | NoWebGpu> {
   pending ??= acquire();
