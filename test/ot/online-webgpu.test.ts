@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { describeAdapter, getWebGpu, releaseWebGpu } from '../../src/gpu/device.js';
 import type { OnlineCost, OnlineGeometry } from '../../src/ot/online-kernel.js';
-import { webgpuSoftmin } from '../../src/ot/online-webgpu.js';
+import { type WebGpuSoftminOptions, webgpuSoftmin } from '../../src/ot/online-webgpu.js';
 import { gaussianCloud, maxAbsDiff, seededRandom } from './fixtures.js';
 
 // The WebGPU soft-min against a float64 reference, on whatever adapter there is: lavapipe (Mesa's software Vulkan
@@ -40,7 +40,12 @@ function reference(
   return out;
 }
 
-/** The scale the float32 error is measured on: the largest cost plus the spread of the finite h. */
+/**
+ * The scale the float32 error is measured on: the largest cost plus the spread of the finite h. The error is
+ * absolute on that scale, not relative to each output: an output is a difference of such terms and may be near
+ * zero, while float32 rounds each term relative to its own size (the offset of h is removed in float64, so it is
+ * left out of the scale on purpose: the test offsets h by 1e3 and 5e4 to check that).
+ */
 function valueScale(g: OnlineGeometry, ...hs: Float64Array[]): number {
   let maxCost = 0;
   for (let i = 0; i < g.n; i++) {
@@ -71,7 +76,7 @@ async function worstError(
   epsList: number[],
   offset: number,
   zeroEvery: number,
-  opts = {},
+  opts: WebGpuSoftminOptions = {},
 ) {
   if (!gpu.ok) throw new Error('no adapter');
   const random = seededRandom(g.n * 131 + g.m * 7 + g.dim);
