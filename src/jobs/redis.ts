@@ -204,8 +204,9 @@ export class RedisJobBackend implements JobBackend {
         {
           jobId: id,
           attempts: 1,
-          removeOnComplete: { age: Math.ceil(this.ttlMs / 1000) },
-          removeOnFail: { age: Math.ceil(this.ttlMs / 1000) },
+          // Finished records (results) go after the TTL, or sooner once JOBS_REDIS_MAX_FINISHED newer ones exist.
+          removeOnComplete: { age: Math.ceil(this.ttlMs / 1000), count: this.cfg.JOBS_REDIS_MAX_FINISHED },
+          removeOnFail: { age: Math.ceil(this.ttlMs / 1000), count: this.cfg.JOBS_REDIS_MAX_FINISHED },
         },
       );
       return { view: this.view(job, 'queued'), replayed: false };
@@ -293,6 +294,7 @@ export class RedisJobBackend implements JobBackend {
   async close() {
     await this.queue.close();
     await this.redis.quit().catch(() => {});
+    return undefined; // jobs live in Redis: nothing is lost with this process
   }
 
   /** The BullMQ job and our view of it; null when unknown or past its TTL. */

@@ -7,7 +7,7 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import fp from 'fastify-plugin';
 import { ComputePool, type RunOptions } from '../../compute/pool.js';
 import type { TaskInput, TaskKind, TaskResult, WorkerInfo } from '../../compute/task-types.js';
-import { type Config, resolvedModelsDir, resolvedWorkers } from '../../config.js';
+import { type Config, resolvedModelsDir, resolvedReservedWorkers, resolvedWorkers } from '../../config.js';
 
 export interface ComputeService {
   pool: ComputePool;
@@ -48,6 +48,7 @@ export default fp(
       queueMax: cfg.QUEUE_MAX,
       defaultTimeoutMs: cfg.REQUEST_TIMEOUT_MS,
       maxOldGenerationSizeMb: cfg.WORKER_MAX_HEAP_MB || undefined,
+      reservedWorkers: resolvedReservedWorkers(cfg),
       worker: {
         modelsDir: resolvedModelsDir(cfg),
         tfjsBackend: cfg.TFJS_BACKEND,
