@@ -207,6 +207,8 @@ export class ComputePool extends EventEmitter {
     }
     if (opts.signal?.aborted) {
       report('cancelled');
+      // A caller that aborts with a coded error (shutdown) gets that error back.
+      if (opts.signal.reason instanceof TweedieError) throw opts.signal.reason;
       throw fail('DEADLINE_EXCEEDED', 'The request was cancelled before it started');
     }
 
@@ -264,6 +266,7 @@ export class ComputePool extends EventEmitter {
       }
       if (reason === 'cancelled') {
         report('cancelled');
+        if (opts.signal?.reason instanceof TweedieError) throw opts.signal.reason;
         throw fail('DEADLINE_EXCEEDED', 'The task was cancelled by its caller');
       }
       if (this.closed) {

@@ -76,10 +76,16 @@ export default fp(
           if (!reply.raw.writableFinished) controller.abort();
         };
         reply.raw.once('close', onClose);
+        // The shutdown grace period ending cancels the work too; the pool then throws the reason (503 TW_SHUTTING_DOWN).
+        const graceEnded = fastify.lifecycle.graceEnded;
+        const onGraceEnd = () => controller.abort(graceEnded.reason);
+        if (graceEnded.aborted) onGraceEnd();
+        else graceEnded.addEventListener('abort', onGraceEnd, { once: true });
         try {
           return await work({ timeoutMs: deadlineFor(requestedTimeoutMs), signal: controller.signal });
         } finally {
           reply.raw.off('close', onClose);
+          graceEnded.removeEventListener('abort', onGraceEnd);
         }
       },
       runFor(reply, kind, input, runOpts = {}) {
@@ -105,8 +111,9 @@ export default fp(
 
     fastify.addHook('onClose', async () => {
       await startup;
-      await pool.close(cfg.SHUTDOWN_GRACE_MS);
+      // Past the grace period, tasks still running are answered for already (503): stop them now.
+      await pool.close(fastify.lifecycle.graceEnded.aborted ? 0 : cfg.SHUTDOWN_GRACE_MS);
     });
   },
-  { name: 'compute' },
+  { name: 'compute', dependencies: ['lifecycle'] },
 );
