@@ -90,7 +90,8 @@ export function fastifyOptions(cfg: Config, logger?: FastifyServerOptions['logge
     },
     // Router refusals (a malformed percent-encoding, a path parameter over 100 characters) get our coded shape too.
     frameworkErrors: (err, request, reply) => sendError(request, reply, toTweedieError(err)),
-    return503OnClosing: true,
+    // New requests while closing are refused by the lifecycle plugin, with our coded 503 (TW_SHUTTING_DOWN).
+    return503OnClosing: false,
     forceCloseConnections: 'idle',
     routerOptions: { ignoreTrailingSlash: true },
   };
@@ -123,7 +124,7 @@ export default async function app(fastify: FastifyInstance, opts: AppOptions) {
   // Before everything that reads a body or does work: API keys, then headers, CORS and the rate limit.
   await fastify.register(authPlugin, { config: cfg });
   await fastify.register(securityPlugin, { config: cfg });
-  await fastify.register(lifecyclePlugin);
+  await fastify.register(lifecyclePlugin, { config: cfg });
   await fastify.register(pressurePlugin, { config: cfg });
   await fastify.register(multipart, {
     limits: { fileSize: cfg.BODY_LIMIT_BYTES, files: 4, fields: 64, fieldSize: 1024 * 1024, parts: 70 },

@@ -68,8 +68,30 @@ export const configSchema = z.object({
     .default('tweedie-jobs'),
   /** Jobs waiting to start beyond which submissions are refused with 503. */
   JOBS_QUEUE_MAX: int(1, 1_000_000).default(256),
-  /** Jobs running at once in one process (memory backend, or one `npm run worker`); 0 means one per compute worker. */
+  /**
+   * Jobs running at once in one process (memory backend, or one `npm run worker`); 0 means one per compute worker
+   * not reserved for synchronous requests (JOBS_RESERVED_WORKERS).
+   */
   JOBS_CONCURRENCY: int(0, 1024).default(0),
+  /**
+   * Compute workers that job tasks may never occupy, kept for synchronous requests: job tasks hold at most
+   * WORKERS - JOBS_RESERVED_WORKERS workers at once (at least 1). Unset: 1 when there are 2 workers or more, else 0.
+   * Applies to the API process (memory backend); a redis `npm run worker` runs only jobs and reserves none.
+   */
+  JOBS_RESERVED_WORKERS: int(0, 256).optional(),
+  /** Active (queued + running) jobs one API key (or, with keys off, one client address) may have; beyond: 429. 0 = off. */
+  JOBS_MAX_PER_KEY: int(0, 1_000_000).default(8),
+  /** Finished jobs kept per API key (or client address) in the memory backend; the oldest are forgotten first. */
+  JOBS_MAX_FINISHED_PER_KEY: int(1, 1_000_000).default(32),
+  /** Result bytes (estimated) of the finished jobs kept per API key (or client address), memory backend; oldest go first. */
+  JOBS_MAX_RESULT_BYTES_PER_KEY: int(1024, Number.MAX_SAFE_INTEGER).default(64 * 1024 * 1024),
+  /** Finished jobs the redis backend keeps in BullMQ (all keys together; the oldest go first), beside JOB_TTL_MS. */
+  JOBS_REDIS_MAX_FINISHED: int(1, 10_000_000).default(1000),
+  /**
+   * Largest estimated cost (ms) of a request that becomes a job automatically because it would not finish within
+   * its deadline (POST /v1/restore); above it the request is refused with 413 (ask for a job with async=true).
+   */
+  JOBS_AUTO_MAX_COST_MS: int(1000, 7 * 24 * 3_600_000).default(600_000),
   /** How long finished jobs (state and result) are kept. */
   JOB_TTL_MS: int(1000, 30 * 24 * 3_600_000).default(3_600_000),
   /** Deadline of one job run. */
@@ -130,6 +152,13 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
 
 export function resolvedWorkers(cfg: Config): number {
   return cfg.WORKERS > 0 ? cfg.WORKERS : Math.max(1, os.availableParallelism?.() ?? os.cpus().length);
+}
+
+/** Compute workers kept for synchronous requests (JOBS_RESERVED_WORKERS, or 1 when there are 2 workers or more). */
+export function resolvedReservedWorkers(cfg: Config): number {
+  const workers = resolvedWorkers(cfg);
+  const wanted = cfg.JOBS_RESERVED_WORKERS ?? (workers >= 2 ? 1 : 0);
+  return Math.max(0, Math.min(wanted, workers - 1));
 }
 
 export function resolvedModelsDir(cfg: Config): string {

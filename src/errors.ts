@@ -47,6 +47,11 @@ export const ERROR_CATALOGUE = {
     message: 'The marginals do not have the same mass',
   },
   RATE_LIMITED: { code: 'TW_RATE_LIMITED', statusCode: 429, message: 'Too many requests' },
+  JOB_QUOTA: {
+    code: 'TW_JOB_QUOTA',
+    statusCode: 429,
+    message: 'Too many active jobs for this client; wait for one to finish',
+  },
   INTERNAL: { code: 'TW_INTERNAL', statusCode: 500, message: 'Internal server error' },
   WORKER_CRASHED: {
     code: 'TW_WORKER_CRASHED',

@@ -2,6 +2,7 @@
  * Readiness in one place, shared by /readyz, GraphQL `health` and the console.
  */
 import type { FastifyInstance } from 'fastify';
+import type { PoolStats } from './compute/pool.js';
 
 export interface HealthReport {
   status: 'ready' | 'not_ready' | 'shutting_down';
@@ -9,15 +10,38 @@ export interface HealthReport {
   reasons: string[];
   backend: string | null;
   native: boolean;
-  compute: { up: boolean; workers: number; queued: number; running: number; queueMax: number };
-  jobs: { backend: string; ready: boolean } | null;
+  compute: PoolStats & { up: boolean; saturated: boolean };
+  /** Counts are present where the backend holds them (memory); a redis backend's are in /metrics. */
+  jobs: {
+    backend: string;
+    ready: boolean;
+    queued?: number;
+    running?: number;
+    concurrency?: number;
+    saturated?: boolean;
+  } | null;
+  /**
+   * At capacity (readiness is not changed by it): every compute worker is busy or tasks wait for one (a new
+   * request would queue), or every job slot is taken and jobs wait.
+   */
+  saturated: boolean;
   models: { name: string; version: string; state: string; required: boolean; reason?: string }[];
   uptimeSeconds: number;
 }
 
+/** Whether the compute pool and the jobs backend are at capacity (see HealthReport.saturated). */
+export function saturation(app: FastifyInstance) {
+  const stats = app.compute.pool.stats();
+  const compute = stats.running >= stats.workers || stats.queued > 0;
+  const counts = app.jobs?.backend.countsNow?.();
+  const jobs = counts ? counts.running >= counts.concurrency && counts.queued > 0 : false;
+  return { stats, counts, compute, jobs, saturated: compute || jobs };
+}
+
 export function healthReport(app: FastifyInstance): HealthReport {
   const reasons: string[] = [];
-  const stats = app.compute.pool.stats();
+  const load = saturation(app);
+  const stats = load.stats;
   if (app.lifecycle.shuttingDown) reasons.push('shutting down');
   if (!app.compute.up) {
     reasons.push(app.compute.error ? `compute pool failed: ${app.compute.error}` : 'compute pool starting');
@@ -35,8 +59,15 @@ export function healthReport(app: FastifyInstance): HealthReport {
     reasons,
     backend: app.compute.info?.backend ?? null,
     native: app.compute.info?.native ?? false,
-    compute: { up: app.compute.up, ...stats },
-    jobs: app.jobs ? { backend: app.jobs.backend.kind, ready: jobs?.ready ?? true } : null,
+    compute: { up: app.compute.up, ...stats, saturated: load.compute },
+    jobs: app.jobs
+      ? {
+          backend: app.jobs.backend.kind,
+          ready: jobs?.ready ?? true,
+          ...(load.counts ? { ...load.counts, saturated: load.jobs } : {}),
+        }
+      : null,
+    saturated: load.saturated,
     models: app.models.list().map((m) => ({
       name: m.name,
       version: m.version,

@@ -1,7 +1,13 @@
 /**
  * The compute pool as the main thread sees it: a bounded queue in front of piscina worker threads, deadlines,
  * cancellation, progress ports, and a crash of one worker failing only its own task.
+ *
+ * Tasks started inside `runAsJob` (every run of the memory jobs backend) go through a job lane: at most
+ * `workers - reservedWorkers` of them hold a worker or a place in piscina's queue at once; the others wait in the
+ * lane (their deadline running). So `reservedWorkers` workers are always left to synchronous requests, and a
+ * synchronous task never queues behind more job tasks than the lane lets through.
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { EventEmitter } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { MessageChannel, type MessagePort, type TransferListItem } from 'node:worker_threads';
@@ -33,6 +39,19 @@ export interface PoolStats {
   running: number;
   queueMax: number;
   completed: number;
+  /** Workers job tasks may not occupy. */
+  reservedWorkers: number;
+  /** Job tasks holding a lane slot (running, or in piscina's queue). */
+  jobTasks: number;
+  /** Job tasks waiting for a lane slot. */
+  jobTasksWaiting: number;
+}
+
+const jobLane = new AsyncLocalStorage<true>();
+
+/** Run `work` as a job: every pool task it starts (however deep) goes through the pool's job lane. */
+export function runAsJob<T>(work: () => Promise<T>): Promise<T> {
+  return jobLane.run(true, work);
 }
 
 export interface TaskEvent {
@@ -48,6 +67,13 @@ export interface ComputePoolOptions {
   worker: WorkerOptions;
   /** Per-worker heap cap, so a runaway task kills its worker, not the process. */
   maxOldGenerationSizeMb?: number;
+  /** Workers kept for tasks not started by jobs (see runAsJob); at most workers - 1. Default 0. */
+  reservedWorkers?: number;
+}
+
+interface LaneWaiter {
+  wake: () => void;
+  fail: (err: unknown) => void;
 }
 
 function workerEntry(): { filename: string; execArgv: string[] } {
@@ -67,11 +93,18 @@ export class ComputePool extends EventEmitter {
   readonly queueMax: number;
   readonly workers: number;
   readonly defaultTimeoutMs: number;
+  readonly reservedWorkers: number;
+  /** Job tasks allowed to hold a worker (or a place in piscina's queue) at once. */
+  readonly jobSlots: number;
+  private jobTasks = 0;
+  private readonly laneWaiters: LaneWaiter[] = [];
 
   constructor(opts: ComputePoolOptions) {
     super();
     this.queueMax = opts.queueMax;
     this.workers = opts.workers;
+    this.reservedWorkers = Math.max(0, Math.min(opts.reservedWorkers ?? 0, opts.workers - 1));
+    this.jobSlots = Math.max(1, opts.workers - this.reservedWorkers);
     this.defaultTimeoutMs = opts.defaultTimeoutMs;
     const entry = workerEntry();
     this.piscina = new Piscina({
@@ -95,11 +128,57 @@ export class ComputePool extends EventEmitter {
     return {
       workers: this.piscina.threads.length,
       queued: this.piscina.queueSize,
-      // In flight minus waiting = on a worker now.
-      running: Math.max(0, this.running - this.piscina.queueSize),
+      // In flight minus waiting (in piscina's queue or the job lane) = on a worker now.
+      running: this.busy(),
       queueMax: this.queueMax,
       completed: this.piscina.completed,
+      reservedWorkers: this.reservedWorkers,
+      jobTasks: this.jobTasks,
+      jobTasksWaiting: this.laneWaiters.length,
     };
+  }
+
+  /** Tasks on a worker now. */
+  private busy(): number {
+    return Math.max(0, this.running - this.piscina.queueSize - this.laneWaiters.length);
+  }
+
+  /** Take a job-lane slot, waiting (FIFO) while the job tasks allowed are all out; rejects when `signal` aborts. */
+  private async acquireJobSlot(signal: AbortSignal): Promise<void> {
+    if (this.jobTasks < this.jobSlots && this.laneWaiters.length === 0) {
+      this.jobTasks++;
+      return;
+    }
+    await new Promise<void>((resolve, reject) => {
+      const leave = () => {
+        const at = this.laneWaiters.indexOf(waiter);
+        if (at >= 0) this.laneWaiters.splice(at, 1);
+        signal.removeEventListener('abort', onAbort);
+      };
+      const onAbort = () => {
+        leave();
+        reject(new Error('aborted while waiting for a job slot'));
+      };
+      const waiter: LaneWaiter = {
+        // The slot is handed over by releaseJobSlot (jobTasks stays counted).
+        wake: () => {
+          leave();
+          resolve();
+        },
+        fail: (err) => {
+          leave();
+          reject(err);
+        },
+      };
+      this.laneWaiters.push(waiter);
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  private releaseJobSlot() {
+    const next = this.laneWaiters[0];
+    if (next) next.wake();
+    else this.jobTasks--;
   }
 
   /** Tasks waiting for a worker. */
@@ -109,7 +188,7 @@ export class ComputePool extends EventEmitter {
 
   /** True when every worker is busy and the queue is at its limit. */
   isFull(): boolean {
-    return this.running >= this.workers && this.piscina.queueSize >= this.queueMax;
+    return this.busy() >= this.workers && this.piscina.queueSize >= this.queueMax;
   }
 
   async run<K extends TaskKind>(kind: K, input: TaskInput<K>, opts: RunOptions = {}): Promise<TaskResult<K>> {
@@ -128,6 +207,8 @@ export class ComputePool extends EventEmitter {
     }
     if (opts.signal?.aborted) {
       report('cancelled');
+      // A caller that aborts with a coded error (shutdown) gets that error back.
+      if (opts.signal.reason instanceof TweedieError) throw opts.signal.reason;
       throw fail('DEADLINE_EXCEEDED', 'The request was cancelled before it started');
     }
 
@@ -158,8 +239,15 @@ export class ComputePool extends EventEmitter {
       transferList.push(channel.port2);
     }
 
+    const isJob = jobLane.getStore() === true;
+    let holdsSlot = false;
     this.running++;
     try {
+      if (isJob && !this.closed) {
+        await this.acquireJobSlot(controller.signal);
+        holdsSlot = true;
+      }
+      if (this.closed) throw fail('SHUTTING_DOWN');
       const outcome = (await this.piscina.run(envelope, {
         signal: controller.signal,
         transferList: transferList as never,
@@ -178,6 +266,7 @@ export class ComputePool extends EventEmitter {
       }
       if (reason === 'cancelled') {
         report('cancelled');
+        if (opts.signal?.reason instanceof TweedieError) throw opts.signal.reason;
         throw fail('DEADLINE_EXCEEDED', 'The task was cancelled by its caller');
       }
       if (this.closed) {
@@ -190,6 +279,7 @@ export class ComputePool extends EventEmitter {
         details: { internal: err instanceof Error ? err.message : String(err) },
       });
     } finally {
+      if (holdsSlot) this.releaseJobSlot();
       this.running--;
       clearTimeout(timer);
       opts.signal?.removeEventListener('abort', onCallerAbort);
@@ -201,6 +291,7 @@ export class ComputePool extends EventEmitter {
   async close(graceMs = 10_000): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    for (const waiter of [...this.laneWaiters]) waiter.fail(fail('SHUTTING_DOWN'));
     const deadline = Date.now() + graceMs;
     while (this.running > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     await this.piscina.destroy();

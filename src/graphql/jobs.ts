@@ -52,6 +52,7 @@ export function jobResolvers(app: FastifyInstance): IResolvers<unknown, Mercuriu
             await app.jobs.submit(args.operation, args.input, {
               idempotencyKey: args.idempotencyKey ?? undefined,
               owner: ctx.apiKeyOwner,
+              client: ctx.reply.request.ip,
             })
           ).view,
         ),

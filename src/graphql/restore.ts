@@ -46,7 +46,7 @@ export function restoreResolvers(cfg: Config) {
               'restore',
               { image: bytes, ...(maskBytes ? { mask: maskBytes } : {}), params },
               // The job belongs to the caller's API key (404 for other keys).
-              { owner: ctx.apiKeyOwner },
+              { owner: ctx.apiKeyOwner, client: ctx.reply.request.ip },
             );
             return { jobId: outcome.view.id };
           }

@@ -6,6 +6,7 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
+import type { Config } from '../config.js';
 import { fail } from '../errors.js';
 import type { SubmitOutcome } from './types.js';
 
@@ -71,6 +72,22 @@ export async function replyWithJob(
   const outcome = await fastify.jobs.submit(operation, input, {
     idempotencyKey: idempotencyKeyOf(request),
     owner: request.apiKeyOwner,
+    client: request.ip,
   });
   return sendAccepted(request, reply, outcome);
+}
+
+/**
+ * For a route that turns a request into a job on its own when its estimated cost exceeds its deadline: refuse
+ * (413 TW_PROBLEM_TOO_LARGE) a request estimated above JOBS_AUTO_MAX_COST_MS rather than quietly queueing hours of
+ * work. A client who wants such a job asks for one (`async=true`); it then counts against the job quota.
+ */
+export function checkAutomaticJobCost(config: Config, estimatedMs: number, deadlineMs: number) {
+  const maxMs = config.JOBS_AUTO_MAX_COST_MS;
+  if (estimatedMs <= maxMs) return;
+  throw fail(
+    'PROBLEM_TOO_LARGE',
+    `The estimated cost (${Math.round(estimatedMs)} ms) exceeds both the deadline (${deadlineMs} ms) and JOBS_AUTO_MAX_COST_MS (${maxMs} ms), the most a request may turn into a job on its own: use fewer steps or a smaller image, or ask for a job with async=true`,
+    { details: { estimatedMs: Math.round(estimatedMs), deadlineMs, maxMs } },
+  );
 }

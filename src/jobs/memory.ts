@@ -2,9 +2,16 @@
  * The embedded jobs backend (JOBS_BACKEND=memory, the default): jobs live in this process and run on its compute
  * pool, at most `concurrency` at once, with at most `queueMax` waiting. Nothing survives a restart: a client that
  * needs that runs the redis backend.
+ *
+ * Per client (the API key's owner id, or the address with keys off): at most `maxActivePerKey` jobs queued or
+ * running (429 TW_JOB_QUOTA beyond), and at most `maxFinishedPerKey` finished jobs holding at most
+ * `maxResultBytesPerKey` of results; beyond either, the oldest finished jobs of that client are forgotten (404), so
+ * finished results cannot pile up in the heap until their TTL. The job that just finished is always kept.
+ * Job runs execute inside `runAsJob`, so the pool counts their tasks against the workers jobs may use.
  */
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import { runAsJob } from '../compute/pool.js';
 import { fail } from '../errors.js';
 import { idempotencyConflict, pushIterator, queueFull, submissionFingerprint, toJobError } from './common.js';
 import { type JobRuntime, jobOperation } from './registry.js';
@@ -22,6 +29,12 @@ export interface MemoryBackendOptions {
   concurrency: number;
   ttlMs: number;
   timeoutMs: number;
+  /** Queued + running jobs per client; 0 = no limit. */
+  maxActivePerKey?: number;
+  /** Finished jobs kept per client (oldest forgotten first). */
+  maxFinishedPerKey?: number;
+  /** Estimated result bytes of the finished jobs kept per client (oldest forgotten first). */
+  maxResultBytesPerKey?: number;
   /** For tests: a clock to expire jobs without waiting. */
   now?: () => number;
 }
@@ -42,6 +55,17 @@ interface MemoryJob {
   cancelRequested: boolean;
   idempotencyKey?: string;
   owner?: string;
+  /** Whose quota the job counts against: the owner, else the client address. */
+  quotaKey: string;
+  /** Estimated bytes of the result (0 until it succeeded). */
+  resultBytes: number;
+}
+
+/** What one client holds: its active jobs, and its finished ones oldest first with their result bytes. */
+interface ClientJobs {
+  active: number;
+  finished: Set<MemoryJob>;
+  resultBytes: number;
 }
 
 export class MemoryJobBackend implements JobBackend {
@@ -50,6 +74,7 @@ export class MemoryJobBackend implements JobBackend {
   private readonly waiting: MemoryJob[] = [];
   private running = 0;
   private readonly idempotency = new Map<string, { fingerprint: string; id: string }>();
+  private readonly clients = new Map<string, ClientJobs>();
   private readonly changes = new EventEmitter();
   private readonly sweeper: NodeJS.Timeout;
   private readonly now: () => number;
@@ -79,6 +104,16 @@ export class MemoryJobBackend implements JobBackend {
       }
     }
     if (this.waiting.length >= this.opts.queueMax) throw queueFull(this.opts.queueMax);
+    const quotaKey = opts.owner !== undefined ? `key:${opts.owner}` : `addr:${opts.client ?? ''}`;
+    const client = this.client(quotaKey);
+    const maxActive = this.opts.maxActivePerKey ?? 0;
+    if (maxActive > 0 && client.active >= maxActive) {
+      throw fail(
+        'JOB_QUOTA',
+        `This client already has ${client.active} jobs queued or running (JOBS_MAX_PER_KEY = ${maxActive}); wait for one to finish or cancel one`,
+        { retryAfter: 5, details: { active: client.active, max: maxActive } },
+      );
+    }
     const job: MemoryJob = {
       id: randomUUID(),
       operation,
@@ -92,7 +127,10 @@ export class MemoryJobBackend implements JobBackend {
       cancelRequested: false,
       idempotencyKey,
       owner: opts.owner,
+      quotaKey,
+      resultBytes: 0,
     };
+    client.active++;
     this.jobs.set(job.id, job);
     if (idempotencyKey) this.idempotency.set(idempotencyKey, { fingerprint, id: job.id });
     this.waiting.push(job);
@@ -159,14 +197,56 @@ export class MemoryJobBackend implements JobBackend {
   }
 
   async counts() {
-    return { queued: this.waiting.length, running: this.running };
+    return this.countsNow();
   }
 
+  countsNow() {
+    return { queued: this.waiting.length, running: this.running, concurrency: this.opts.concurrency };
+  }
+
+  /**
+   * Stop: queued jobs are cancelled (TW_SHUTTING_DOWN) and running ones aborted. Answers the ids of both: jobs that
+   * live in this process only and are lost with it.
+   */
   async close() {
+    if (this.closed) return { lost: [] };
     this.closed = true;
     clearInterval(this.sweeper);
-    for (const job of this.waiting.splice(0)) this.finish(job, 'cancelled', { error: shutdownError() });
-    for (const job of this.jobs.values()) if (job.state === 'running') job.controller?.abort();
+    const lost: string[] = [];
+    for (const job of this.waiting.splice(0)) {
+      lost.push(job.id);
+      this.finish(job, 'cancelled', { error: shutdownError() });
+    }
+    for (const job of this.jobs.values()) {
+      if (job.state !== 'running') continue;
+      lost.push(job.id);
+      job.controller?.abort();
+    }
+    return { lost };
+  }
+
+  private client(key: string): ClientJobs {
+    let client = this.clients.get(key);
+    if (!client) {
+      client = { active: 0, finished: new Set(), resultBytes: 0 };
+      this.clients.set(key, client);
+    }
+    return client;
+  }
+
+  /** A job reached a terminal state: it stops counting as active and joins its client's finished jobs. */
+  private retire(job: MemoryJob) {
+    const client = this.client(job.quotaKey);
+    client.active--;
+    job.resultBytes = job.state === 'succeeded' ? estimateBytes(job.result) : 0;
+    client.finished.add(job);
+    client.resultBytes += job.resultBytes;
+    const maxCount = this.opts.maxFinishedPerKey ?? Number.POSITIVE_INFINITY;
+    const maxBytes = this.opts.maxResultBytesPerKey ?? Number.POSITIVE_INFINITY;
+    for (const old of client.finished) {
+      if (old === job || (client.finished.size <= maxCount && client.resultBytes <= maxBytes)) break;
+      this.forget(old);
+    }
   }
 
   /** The job if it exists and has not expired (expired jobs are dropped on sight). */
@@ -185,6 +265,11 @@ export class MemoryJobBackend implements JobBackend {
 
   private forget(job: MemoryJob) {
     this.jobs.delete(job.id);
+    const client = this.clients.get(job.quotaKey);
+    if (client?.finished.delete(job)) {
+      client.resultBytes -= job.resultBytes;
+      if (client.active === 0 && client.finished.size === 0) this.clients.delete(job.quotaKey);
+    }
     if (job.idempotencyKey && this.idempotency.get(job.idempotencyKey)?.id === job.id) {
       this.idempotency.delete(job.idempotencyKey);
     }
@@ -208,22 +293,27 @@ export class MemoryJobBackend implements JobBackend {
     job.attempts++;
     job.progress = { fraction: 0, message: 'started' };
     job.controller = new AbortController();
+    const signal = job.controller.signal;
     this.changed(job);
     try {
       const op = jobOperation(job.operation, this.runtime.config);
-      const result = await op.run(this.runtime, job.input, {
-        signal: job.controller.signal,
-        timeoutMs: this.opts.timeoutMs,
-        onProgress: (fraction, message) => {
-          if (job.state !== 'running') return;
-          job.progress = { fraction, message };
-          this.changed(job);
-        },
-      });
+      // In the job lane: the pool keeps JOBS_RESERVED_WORKERS workers free of this run's tasks.
+      const result = await runAsJob(() =>
+        op.run(this.runtime, job.input, {
+          signal,
+          timeoutMs: this.opts.timeoutMs,
+          onProgress: (fraction, message) => {
+            if (job.state !== 'running') return;
+            job.progress = { fraction, message };
+            this.changed(job);
+          },
+        }),
+      );
       if (job.cancelRequested) this.finish(job, 'cancelled', { error: cancelledError() });
       else this.finish(job, 'succeeded', { result });
     } catch (err) {
       if (job.cancelRequested) this.finish(job, 'cancelled', { error: cancelledError() });
+      else if (this.closed) this.finish(job, 'failed', { error: shutdownError('while the job was running') });
       else this.finish(job, 'failed', { error: toJobError(err) });
     } finally {
       job.controller = undefined;
@@ -234,6 +324,7 @@ export class MemoryJobBackend implements JobBackend {
   }
 
   private finish(job: MemoryJob, state: JobState, outcome: { result?: unknown; error?: JobError }) {
+    if (isTerminal(job.state)) return;
     job.state = state;
     job.finishedAt = this.now();
     if (state === 'succeeded') {
@@ -242,6 +333,7 @@ export class MemoryJobBackend implements JobBackend {
     }
     if (outcome.error) job.error = outcome.error;
     this.changed(job);
+    this.retire(job);
   }
 
   private changed(job: MemoryJob) {
@@ -269,10 +361,31 @@ export function cancelledError(): JobError {
   return { code: 'TW_JOB_CANCELLED', statusCode: 409, message: 'The job was cancelled' };
 }
 
-function shutdownError(): JobError {
-  return {
-    code: 'TW_SHUTTING_DOWN',
-    statusCode: 503,
-    message: 'The service shut down before the job started',
-  };
+function shutdownError(when = 'before the job started'): JobError {
+  return { code: 'TW_SHUTTING_DOWN', statusCode: 503, message: `The service shut down ${when}` };
+}
+
+/**
+ * Roughly how many bytes a job result holds in the heap: bytes for typed arrays and buffers, 8 per number, the
+ * length of strings, plus a little per array slot and object key. Used only to bound what finished jobs keep.
+ */
+export function estimateBytes(value: unknown): number {
+  let total = 0;
+  const stack: unknown[] = [value];
+  while (stack.length > 0) {
+    const v = stack.pop();
+    if (ArrayBuffer.isView(v)) total += v.byteLength;
+    else if (v instanceof ArrayBuffer) total += v.byteLength;
+    else if (typeof v === 'string') total += v.length;
+    else if (Array.isArray(v)) {
+      total += 8 * v.length;
+      for (const x of v) if (typeof x === 'object' || typeof x === 'string') stack.push(x);
+    } else if (v !== null && typeof v === 'object') {
+      for (const [k, x] of Object.entries(v)) {
+        total += k.length + 8;
+        if (typeof x === 'object' || typeof x === 'string') stack.push(x);
+      }
+    } else total += 8;
+  }
+  return total;
 }

@@ -39,6 +39,8 @@ export function jobKeys(queueName: string) {
     idempotency: (key: string) => `${base}:idem:${key}`,
     /** The submitting API key's owner id (absent when keys are off). */
     owner: (id: string) => `${base}:owner:${id}`,
+    /** Ids of a client's jobs that may still be active (JOBS_MAX_PER_KEY); finished ones are pruned on sight. */
+    active: (client: string) => `${base}:active:${client}`,
     inputBlobs: (id: string) => `${base}:blob:${id}:in`,
     resultBlobs: (id: string) => `${base}:blob:${id}:out`,
     /** Set when a client cancels; the worker checks it before starting and is told over `cancelChannel`. */
@@ -189,9 +191,13 @@ export class RedisJobBackend implements JobBackend {
         await client.del(idemKey);
       }
     }
+    const activeKey = this.keys.active(
+      opts.owner !== undefined ? `key:${opts.owner}` : `addr:${opts.client ?? ''}`,
+    );
     try {
       const waiting = await this.queue.getJobCountByTypes('wait', 'paused', 'prioritized', 'delayed');
       if (waiting >= this.cfg.JOBS_QUEUE_MAX) throw queueFull(this.cfg.JOBS_QUEUE_MAX);
+      await this.checkQuota(client, activeKey);
       const { json, blobs } = splitBlobs(input);
       // Input bytes live as long as the job can: waiting + running + TTL.
       await writeBlobs(client, this.keys.inputBlobs(id), blobs, this.ttlMs + this.cfg.JOB_TIMEOUT_MS * 2);
@@ -204,14 +210,48 @@ export class RedisJobBackend implements JobBackend {
         {
           jobId: id,
           attempts: 1,
-          removeOnComplete: { age: Math.ceil(this.ttlMs / 1000) },
-          removeOnFail: { age: Math.ceil(this.ttlMs / 1000) },
+          // Finished records (results) go after the TTL, or sooner once JOBS_REDIS_MAX_FINISHED newer ones exist.
+          removeOnComplete: { age: Math.ceil(this.ttlMs / 1000), count: this.cfg.JOBS_REDIS_MAX_FINISHED },
+          removeOnFail: { age: Math.ceil(this.ttlMs / 1000), count: this.cfg.JOBS_REDIS_MAX_FINISHED },
         },
       );
+      if (this.cfg.JOBS_MAX_PER_KEY > 0) {
+        await client
+          .multi()
+          .sadd(activeKey, id)
+          .pexpire(activeKey, this.cfg.JOB_TIMEOUT_MS * 2)
+          .exec();
+      }
       return { view: this.view(job, 'queued'), replayed: false };
     } catch (err) {
       if (idemKey) await client.del(idemKey);
       throw err;
+    }
+  }
+
+  /**
+   * JOBS_MAX_PER_KEY: the client's jobs still queued or running, counted from its set of ids (finished, cancelled
+   * and expired ones are dropped from it here). Two submissions racing may both pass: the quota is a bound on
+   * abuse, not an exact count.
+   */
+  private async checkQuota(client: Redis, activeKey: string) {
+    const max = this.cfg.JOBS_MAX_PER_KEY;
+    if (max === 0) return;
+    const ids = await client.smembers(activeKey);
+    if (ids.length < max) return;
+    let active = 0;
+    for (const id of ids) {
+      const state = await this.queue.getJobState(id);
+      if (state === 'completed' || state === 'failed' || state === 'unknown')
+        await client.srem(activeKey, id);
+      else active++;
+    }
+    if (active >= max) {
+      throw fail(
+        'JOB_QUOTA',
+        `This client already has ${active} jobs queued or running (JOBS_MAX_PER_KEY = ${max}); wait for one to finish or cancel one`,
+        { retryAfter: 5, details: { active, max } },
+      );
     }
   }
 
@@ -293,6 +333,7 @@ export class RedisJobBackend implements JobBackend {
   async close() {
     await this.queue.close();
     await this.redis.quit().catch(() => {});
+    return undefined; // jobs live in Redis: nothing is lost with this process
   }
 
   /** The BullMQ job and our view of it; null when unknown or past its TTL. */

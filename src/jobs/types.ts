@@ -33,6 +33,11 @@ export interface JobView {
 export interface SubmitOptions {
   idempotencyKey?: string;
   owner?: string;
+  /**
+   * The submitting client's address: with API keys off (no owner), per-client quotas (JOBS_MAX_PER_KEY, finished
+   * jobs kept) count by it.
+   */
+  client?: string;
 }
 
 export interface SubmitOutcome {
@@ -64,7 +69,10 @@ export interface JobBackend {
   /** The job's view now and after every change, ending after a terminal state (or when the job disappears). */
   watch(id: string, signal?: AbortSignal): AsyncIterable<JobView>;
   counts(): Promise<{ queued: number; running: number }>;
+  /** The same counts at once where the backend holds them (memory); undefined where they live elsewhere (redis). */
+  countsNow?(): { queued: number; running: number; concurrency: number };
   /** Whether the backend's store is reachable now (answered at once, for /readyz); the memory backend always is. */
   readiness(): { ready: boolean; reason?: string };
-  close(): Promise<void>;
+  /** Stop; the memory backend answers the ids of the jobs that were queued or running (lost with the process). */
+  close(): Promise<{ lost: string[] } | undefined>;
 }

@@ -35,6 +35,7 @@ const routes: FastifyPluginAsyncZod<{ config: Config }> = async (fastify) => {
       const outcome = await fastify.jobs.submit(request.body.operation, request.body.input, {
         idempotencyKey: idempotencyKeyOf(request),
         owner: request.apiKeyOwner,
+        client: request.ip,
       });
       return sendAccepted(request, reply, outcome);
     },

@@ -7,7 +7,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { Config } from '../../../src/config.js';
 import { fail } from '../../../src/errors.js';
-import { prefersAsync, replyWithJob } from '../../../src/jobs/http.js';
+import { checkAutomaticJobCost, prefersAsync, replyWithJob } from '../../../src/jobs/http.js';
 import { estimateRestoreMs, imageSize, restoreJson, restoreService } from '../../../src/restore-service.js';
 import { MAX_RESTORE_STEPS, restoreParams } from '../../../src/schemas/restore.js';
 import { readImageRequest } from '../../_image-input.js';
@@ -30,7 +30,7 @@ const routes: FastifyPluginAsyncZod<{ config: Config; task?: 'inpaint' }> = asyn
           'is the measurement (holes, low resolution, blur, noise) unless simulate=true (then it is the clean ' +
           'reference, degraded by the service, and JSON reports PSNR against it). Colour is converted to grey. A ' +
           "side that is not a multiple of the model's down-sampling factor (8 for ddpm-fashion-mnist) is padded by " +
-          `reflection and cropped back. steps <= ${MAX_RESTORE_STEPS}. A request whose estimated cost exceeds its deadline (timeoutMs or the default) becomes a job (202, header x-async-reason). Answers the image (headers x-model, ` +
+          `reflection and cropped back. steps <= ${MAX_RESTORE_STEPS}. A request whose estimated cost exceeds its deadline (timeoutMs or the default) becomes a job (202, header x-async-reason), up to JOBS_AUTO_MAX_COST_MS (413 above it). Answers the image (headers x-model, ` +
           'x-residual = ||y - H x|| / ||y||, x-steps); output=json adds residual, PSNR, parameters and timings.',
         querystring: restoreParams,
       },
@@ -52,10 +52,13 @@ const routes: FastifyPluginAsyncZod<{ config: Config; task?: 'inpaint' }> = asyn
       const mask = image.get('mask');
       // A job when asked (async=true, Prefer: respond-async), or when the estimated cost exceeds the deadline.
       const size = await imageSize(bytes);
-      const tooLong =
-        size !== undefined &&
-        estimateRestoreMs(params, size.width, size.height) > fastify.compute.deadlineFor(params.timeoutMs);
-      if (params.async === 'true' || prefersAsync(request) || tooLong) {
+      const estimatedMs = size && estimateRestoreMs(params, size.width, size.height);
+      const deadlineMs = fastify.compute.deadlineFor(params.timeoutMs);
+      const tooLong = estimatedMs !== undefined && estimatedMs > deadlineMs;
+      const asked = params.async === 'true' || prefersAsync(request);
+      // A job of its own accord only up to JOBS_AUTO_MAX_COST_MS (413 beyond).
+      if (tooLong && !asked) checkAutomaticJobCost(opts.config, estimatedMs, deadlineMs);
+      if (asked || tooLong) {
         // Refused now, as the synchronous path would, rather than accepted as a job that can only fail.
         service.requirePrior(params, size);
         if (tooLong) reply.header('x-async-reason', 'estimated cost exceeds the request deadline');

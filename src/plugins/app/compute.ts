@@ -7,7 +7,7 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import fp from 'fastify-plugin';
 import { ComputePool, type RunOptions } from '../../compute/pool.js';
 import type { TaskInput, TaskKind, TaskResult, WorkerInfo } from '../../compute/task-types.js';
-import { type Config, resolvedModelsDir, resolvedWorkers } from '../../config.js';
+import { type Config, resolvedModelsDir, resolvedReservedWorkers, resolvedWorkers } from '../../config.js';
 import { fail } from '../../errors.js';
 
 export interface ComputeService {
@@ -49,6 +49,7 @@ export default fp(
       queueMax: cfg.QUEUE_MAX,
       defaultTimeoutMs: cfg.REQUEST_TIMEOUT_MS,
       maxOldGenerationSizeMb: cfg.WORKER_MAX_HEAP_MB || undefined,
+      reservedWorkers: resolvedReservedWorkers(cfg),
       worker: {
         modelsDir: resolvedModelsDir(cfg),
         tfjsBackend: cfg.TFJS_BACKEND,
@@ -81,10 +82,16 @@ export default fp(
         if (timeoutMs <= 0)
           throw fail('DEADLINE_EXCEEDED', 'The request used up its deadline before its task could start');
         reply.raw.once('close', onClose);
+        // The shutdown grace period ending cancels the work too; the pool then throws the reason (503 TW_SHUTTING_DOWN).
+        const graceEnded = fastify.lifecycle.graceEnded;
+        const onGraceEnd = () => controller.abort(graceEnded.reason);
+        if (graceEnded.aborted) onGraceEnd();
+        else graceEnded.addEventListener('abort', onGraceEnd, { once: true });
         try {
           return await work({ timeoutMs, signal: controller.signal });
         } finally {
           reply.raw.off('close', onClose);
+          graceEnded.removeEventListener('abort', onGraceEnd);
         }
       },
       runFor(reply, kind, input, runOpts = {}) {
@@ -110,8 +117,9 @@ export default fp(
 
     fastify.addHook('onClose', async () => {
       await startup;
-      await pool.close(cfg.SHUTDOWN_GRACE_MS);
+      // Past the grace period, tasks still running are answered for already (503): stop them now.
+      await pool.close(fastify.lifecycle.graceEnded.aborted ? 0 : cfg.SHUTDOWN_GRACE_MS);
     });
   },
-  { name: 'compute' },
+  { name: 'compute', dependencies: ['lifecycle'] },
 );

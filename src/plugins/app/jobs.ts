@@ -29,14 +29,30 @@ export default fp(
         { pool: fastify.compute.pool, config: cfg },
         {
           queueMax: cfg.JOBS_QUEUE_MAX,
-          concurrency: cfg.JOBS_CONCURRENCY > 0 ? cfg.JOBS_CONCURRENCY : fastify.compute.pool.workers,
+          // By default as many jobs run as the job lane lets onto workers (the reserved ones are left to requests).
+          concurrency: cfg.JOBS_CONCURRENCY > 0 ? cfg.JOBS_CONCURRENCY : fastify.compute.pool.jobSlots,
           ttlMs: cfg.JOB_TTL_MS,
           timeoutMs: cfg.JOB_TIMEOUT_MS,
+          maxActivePerKey: cfg.JOBS_MAX_PER_KEY,
+          maxFinishedPerKey: cfg.JOBS_MAX_FINISHED_PER_KEY,
+          maxResultBytesPerKey: cfg.JOBS_MAX_RESULT_BYTES_PER_KEY,
         },
       );
     }
     fastify.decorate('jobs', jobService(backend, cfg));
-    fastify.addHook('onClose', async () => backend.close());
+    const close = async () => {
+      const outcome = await backend.close();
+      if (outcome && outcome.lost.length > 0) {
+        fastify.log.warn(
+          { lostJobs: outcome.lost, count: outcome.lost.length },
+          'shutdown: in-memory jobs queued or running were lost',
+        );
+      }
+    };
+    // In-memory jobs die with the process, and while it drains nobody can fetch a result (new requests get 503):
+    // stop them when shutdown starts, so their workers go to the requests in flight. Redis jobs outlive us.
+    if (backend.kind === 'memory') fastify.addHook('preClose', close);
+    else fastify.addHook('onClose', close);
   },
   { name: 'jobs', dependencies: ['compute'] },
 );

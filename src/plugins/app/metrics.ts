@@ -7,6 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { TaskEvent } from '../../compute/pool.js';
+import { saturation } from '../../health.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -65,6 +66,50 @@ export default fp(
       registers: [registry],
       collect() {
         this.set(pool.stats().workers);
+      },
+    });
+    new Gauge({
+      name: 'tweedie_compute_job_tasks',
+      help: 'Compute tasks of jobs: holding a job-lane slot (on a worker or queued), or waiting for one',
+      labelNames: ['state'],
+      registers: [registry],
+      collect() {
+        const s = pool.stats();
+        this.set({ state: 'holding' }, s.jobTasks);
+        this.set({ state: 'waiting' }, s.jobTasksWaiting);
+      },
+    });
+    new Gauge({
+      name: 'tweedie_compute_reserved_workers',
+      help: 'Compute workers kept for synchronous requests (job tasks never hold them)',
+      registers: [registry],
+      collect() {
+        this.set(pool.reservedWorkers);
+      },
+    });
+    new Gauge({
+      name: 'tweedie_jobs',
+      help: 'Jobs by state: queued (waiting to start) or running',
+      labelNames: ['state'],
+      registers: [registry],
+      async collect() {
+        // The redis backend asks Redis; while it is unreachable the gauge keeps its last values.
+        const counts = await fastify.jobs?.backend.counts().catch(() => undefined);
+        if (!counts) return;
+        this.set({ state: 'queued' }, counts.queued);
+        this.set({ state: 'running' }, counts.running);
+      },
+    });
+    new Gauge({
+      name: 'tweedie_saturated',
+      help: '1 when at capacity (the /readyz `saturated` flag): every compute worker busy or tasks waiting, or every job slot taken and jobs waiting',
+      labelNames: ['part'],
+      registers: [registry],
+      collect() {
+        const load = saturation(fastify);
+        this.set({ part: 'compute' }, load.compute ? 1 : 0);
+        this.set({ part: 'jobs' }, load.jobs ? 1 : 0);
+        this.set({ part: 'any' }, load.saturated ? 1 : 0);
       },
     });
     new Gauge({
