@@ -78,7 +78,7 @@ describe('jobs share the service fairly (memory backend, 2 workers)', () => {
     const pool = app.compute.pool;
     const done: string[] = [];
     const job = (name: string) =>
-      runAsJob(() => pool.run('test.busy', { ms: 300 })).then(() => done.push(name));
+      runAsJob(() => pool.run('test.busy', { ms: 1500 })).then(() => done.push(name));
     const all = [job('a'), job('b')];
     await waitFor(() => pool.stats().jobTasksWaiting === 1, 5000, 5);
     expect(pool.stats()).toMatchObject({ jobTasks: 1, running: 1 });
