@@ -5,6 +5,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import multipart from '@fastify/multipart';
@@ -89,12 +91,32 @@ export function fastifyOptions(cfg: Config, logger?: FastifyServerOptions['logge
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
     },
     // Router refusals (a malformed percent-encoding, a path parameter over 100 characters) get our coded shape too.
-    frameworkErrors: (err, request, reply) => sendError(request, reply, toTweedieError(err)),
+    frameworkErrors: (err, request, reply) => {
+      // No hook runs for these refusals: a refused WebSocket upgrade's socket is closed here (see app()).
+      if (isUpgrade(request.raw)) reply.raw.once('finish', () => closeUpgradeSocket(request.raw.socket));
+      return sendError(request, reply, toTweedieError(err));
+    },
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     routerOptions: { ignoreTrailingSlash: true },
   };
 }
+
+/** Node sets `upgrade` on a request it emitted as 'upgrade' (its socket then belongs to the listener, not to HTTP). */
+const isUpgrade = (raw: IncomingMessage) => (raw as IncomingMessage & { upgrade?: boolean }).upgrade === true;
+
+/**
+ * Ends a refused upgrade's socket once the answer is flushed, and destroys it then (nothing reads it any more, so
+ * the peer's FIN would never be seen), or after UPGRADE_CLOSE_GRACE_MS if the peer does not take the answer.
+ */
+function closeUpgradeSocket(socket: Socket | null | undefined) {
+  if (!socket || socket.destroyed) return;
+  const timer = setTimeout(() => socket.destroy(), UPGRADE_CLOSE_GRACE_MS);
+  timer.unref();
+  socket.once('close', () => clearTimeout(timer));
+  socket.end(() => socket.destroy());
+}
+const UPGRADE_CLOSE_GRACE_MS = 2000;
 
 export interface AppOptions {
   config: Config;
@@ -105,6 +127,15 @@ export default async function app(fastify: FastifyInstance, opts: AppOptions) {
 
   fastify.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
+  });
+  // A WebSocket handshake that is refused (rate limit, key, overload, 404: any answer but 101) must close its socket:
+  // Node hands an upgrade's socket to @fastify/websocket, which routes it through Fastify and closes it only when
+  // its own onRequest hook has marked the request, and a hook registered before it (auth, the rate limit,
+  // under-pressure) may answer first. Nothing else ever closes such a socket (it has no HTTP parser, no timeout),
+  // so each refusal held a descriptor for good. onResponse runs for every answer sent, whichever hook sent it (the
+  // router's own refusals, which run no hook, are closed in fastifyOptions' frameworkErrors).
+  fastify.addHook('onResponse', async (request, reply) => {
+    if (isUpgrade(request.raw) && reply.statusCode !== 101) closeUpgradeSocket(request.raw.socket);
   });
   fastify.addHook('onResponse', async (request, reply) => {
     request.log.info(
