@@ -16,6 +16,7 @@ import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fas
 import type { IResolvers, MercuriusContext } from 'mercurius';
 import routes from '../routes/index.js';
 import type { Config } from './config.js';
+import { fail } from './errors.js';
 import { denoiseResolvers } from './graphql/denoise.js';
 import { detectResolvers } from './graphql/detect.js';
 import { jobResolvers } from './graphql/jobs.js';
@@ -24,7 +25,7 @@ import { coreResolvers } from './graphql/resolvers.js';
 import { restoreResolvers } from './graphql/restore.js';
 import authPlugin from './plugins/app/auth.js';
 import computePlugin from './plugins/app/compute.js';
-import errorsPlugin, { sendError, toTweedieError } from './plugins/app/errors.js';
+import errorsPlugin, { errorBody, sendError, toTweedieError } from './plugins/app/errors.js';
 import jobsPlugin from './plugins/app/jobs.js';
 import lifecyclePlugin from './plugins/app/lifecycle.js';
 import metricsPlugin from './plugins/app/metrics.js';
@@ -151,6 +152,29 @@ export default async function app(fastify: FastifyInstance, opts: AppOptions) {
   });
 
   await fastify.register(errorsPlugin);
+  // Every answer passes here: a JSON payload over MAX_RESPONSE_BYTES is not sent, 413 is. The large producers (an
+  // OT plan) refuse before or off the main thread; this is the backstop for every other one, GraphQL included.
+  // Streams (a job's result download) are not measured: a job is the way out for large answers.
+  fastify.addHook('onSend', async (request, reply, payload) => {
+    const limit = cfg.MAX_RESPONSE_BYTES;
+    let bytes: number;
+    if (typeof payload === 'string') {
+      // length <= UTF-8 bytes <= 3 * length: count the bytes only when it could matter.
+      if (payload.length * 3 <= limit) return payload;
+      bytes = Buffer.byteLength(payload);
+    } else if (Buffer.isBuffer(payload)) bytes = payload.length;
+    else return payload;
+    if (bytes <= limit || !/json/i.test(String(reply.getHeader('content-type') ?? ''))) return payload;
+    const te = fail(
+      'RESPONSE_TOO_LARGE',
+      `The answer of ${bytes} bytes is over MAX_RESPONSE_BYTES = ${limit}: ask for less, or run the work as a job ` +
+        'and download its result',
+      { details: { bytes, limit } },
+    );
+    request.log.warn({ code: te.code, bytes, limit }, 'response too large');
+    reply.code(te.statusCode).type('application/json; charset=utf-8');
+    return JSON.stringify(errorBody(request, te));
+  });
   // Before everything that reads a body or does work: API keys, then headers, CORS and the rate limit.
   await fastify.register(authPlugin, { config: cfg });
   await fastify.register(securityPlugin, { config: cfg });

@@ -30,6 +30,11 @@ export const ERROR_CATALOGUE = {
   BODY_TOO_LARGE: { code: 'TW_BODY_TOO_LARGE', statusCode: 413, message: 'The request body is too large' },
   IMAGE_TOO_LARGE: { code: 'TW_IMAGE_TOO_LARGE', statusCode: 413, message: 'The image has too many pixels' },
   PROBLEM_TOO_LARGE: { code: 'TW_PROBLEM_TOO_LARGE', statusCode: 413, message: 'The problem is too large' },
+  RESPONSE_TOO_LARGE: {
+    code: 'TW_RESPONSE_TOO_LARGE',
+    statusCode: 413,
+    message: 'The response would be too large; ask for less, or run the work as a job',
+  },
   UNSUPPORTED_MEDIA_TYPE: {
     code: 'TW_UNSUPPORTED_MEDIA_TYPE',
     statusCode: 415,

@@ -14,11 +14,18 @@ import { sinkhornNewtonSparse } from '../../ot/sns.js';
 import { sparseOt } from '../../ot/sparse.js';
 import type { CostMatrix, OtResult, SparsePlan } from '../../ot/types.js';
 import { sinkhornUnbalanced } from '../../ot/unbalanced.js';
+import { planJsonBytes } from '../../ot-service.js';
 import type { MongeGapRequest, OtPlanRequest, SinkhornDivergenceRequest } from '../../schemas/ot.js';
 import type { HandlerContext } from './context.js';
 
 export type OtTaskInput =
-  | { op: 'plan'; request: OtPlanRequest; withPlan: boolean }
+  | {
+      op: 'plan';
+      request: OtPlanRequest;
+      withPlan: boolean;
+      /** Answer the JSON text as bytes (OtPlanJson), 413 beyond maxBytes: a synchronous REST answer. */
+      json?: { maxBytes: number };
+    }
   | { op: 'sinkhorn-divergence'; request: SinkhornDivergenceRequest }
   | { op: 'monge-gap'; request: MongeGapRequest };
 
@@ -249,8 +256,10 @@ function finish(
 
 export async function solve(input: OtTaskInput, ctx: HandlerContext) {
   switch (input.op) {
-    case 'plan':
-      return solvePlan(input.request, input.withPlan, ctx);
+    case 'plan': {
+      const out = solvePlan(input.request, input.withPlan, ctx);
+      return input.json ? planJsonBytes(out, input.json.maxBytes) : out;
+    }
     case 'sinkhorn-divergence': {
       const r = input.request;
       return sinkhornDivergence(pointCloud(r.x), pointCloud(r.y), r.a, r.b, r.reg, {
