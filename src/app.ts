@@ -5,12 +5,18 @@
  */
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { IncomingMessage } from 'node:http';
+import http, { type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import multipart from '@fastify/multipart';
-import Fastify, { type FastifyInstance, type FastifyServerOptions, LogController } from 'fastify';
+import Fastify, {
+  type ConnectionError,
+  type FastifyHttpOptions,
+  type FastifyInstance,
+  type FastifyServerOptions,
+  LogController,
+} from 'fastify';
 import fp from 'fastify-plugin';
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { IResolvers, MercuriusContext } from 'mercurius';
@@ -35,6 +41,7 @@ import graphqlPlugin from './plugins/external/graphql.js';
 import pressurePlugin from './plugins/external/pressure.js';
 import securityPlugin from './plugins/external/security.js';
 import swaggerPlugin from './plugins/external/swagger.js';
+import { parseJsonBody } from './util/json-body.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -64,7 +71,10 @@ function graphqlModules(cfg: Config): ResolverFactory[] {
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
-export function fastifyOptions(cfg: Config, logger?: FastifyServerOptions['logger']): FastifyServerOptions {
+export function fastifyOptions(
+  cfg: Config,
+  logger?: FastifyServerOptions['logger'],
+): FastifyHttpOptions<http.Server> {
   return {
     logger: logger ?? {
       level: cfg.LOG_LEVEL,
@@ -97,10 +107,52 @@ export function fastifyOptions(cfg: Config, logger?: FastifyServerOptions['logge
       if (isUpgrade(request.raw)) reply.raw.once('finish', () => closeUpgradeSocket(request.raw.socket));
       return sendError(request, reply, toTweedieError(err));
     },
+    // Receipt of a request (line, headers, body) is bounded: a slow or stalled sender gets 408 and is cut off. Node
+    // checks every connectionsCheckingInterval, so that is kept a fraction of the limit. The socket's inactivity
+    // timeout only reaps sockets stuck for longer than any request may compute (nothing moves while a synchronous
+    // request computes, up to REQUEST_TIMEOUT_MAX_MS).
+    requestTimeout: cfg.HTTP_REQUEST_TIMEOUT_MS,
+    connectionTimeout: cfg.REQUEST_TIMEOUT_MAX_MS + 60_000,
+    http: {
+      headersTimeout: Math.min(60_000, cfg.HTTP_REQUEST_TIMEOUT_MS),
+      connectionsCheckingInterval: Math.min(
+        30_000,
+        Math.max(100, Math.floor(cfg.HTTP_REQUEST_TIMEOUT_MS / 10)),
+      ),
+    },
+    // What Node refuses before Fastify sees a request (headers over http.maxHeaderSize, a request not received in
+    // time, a malformed request) gets our coded shape too.
+    clientErrorHandler: clientError,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     routerOptions: { ignoreTrailingSlash: true },
   };
+}
+
+/** Answers what Node's HTTP parser refused (the socket has no request, no reply yet), then closes the socket. */
+function clientError(this: FastifyInstance, err: ConnectionError, socket: Socket) {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const te =
+    err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? fail(
+          'REQUEST_TIMEOUT',
+          'The request (line, headers and body) was not received within the time allowed',
+        )
+      : err.code === 'HPE_HEADER_OVERFLOW'
+        ? fail(
+            'HEADERS_TOO_LARGE',
+            `The request line and headers are over ${http.maxHeaderSize} bytes: send long parameters in a body`,
+          )
+        : fail('VALIDATION', 'The HTTP request is malformed');
+  this.log.info({ code: te.code, parserCode: err.code }, 'client error');
+  if (socket.writable) {
+    const body = JSON.stringify({ error: { code: te.code, message: te.message, requestId: randomUUID() } });
+    socket.write(
+      `HTTP/1.1 ${te.statusCode} ${http.STATUS_CODES[te.statusCode]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy();
 }
 
 /** Node sets `upgrade` on a request it emitted as 'upgrade' (its socket then belongs to the listener, not to HTTP). */
@@ -180,6 +232,19 @@ export default async function app(fastify: FastifyInstance, opts: AppOptions) {
   await fastify.register(securityPlugin, { config: cfg });
   await fastify.register(lifecyclePlugin);
   await fastify.register(pressurePlugin, { config: cfg });
+  // JSON bodies: Fastify's parser, but a `__proto__` key is named in a coded 400 rather than called invalid JSON.
+  fastify.removeContentTypeParser('application/json');
+  fastify.addContentTypeParser(
+    'application/json',
+    { parseAs: 'string', bodyLimit: cfg.BODY_LIMIT_BYTES },
+    (_req, body, done) => {
+      try {
+        done(null, parseJsonBody(body as string));
+      } catch (err) {
+        done(err as Error, undefined);
+      }
+    },
+  );
   await fastify.register(multipart, {
     limits: { fileSize: cfg.BODY_LIMIT_BYTES, files: 4, fields: 64, fieldSize: 1024 * 1024, parts: 70 },
   });

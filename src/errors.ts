@@ -26,6 +26,11 @@ export const ERROR_CATALOGUE = {
     statusCode: 406,
     message: 'Cannot produce the requested format',
   },
+  REQUEST_TIMEOUT: {
+    code: 'TW_REQUEST_TIMEOUT',
+    statusCode: 408,
+    message: 'The request was not received in time',
+  },
   CONFLICT: { code: 'TW_CONFLICT', statusCode: 409, message: 'Conflict' },
   BODY_TOO_LARGE: { code: 'TW_BODY_TOO_LARGE', statusCode: 413, message: 'The request body is too large' },
   IMAGE_TOO_LARGE: { code: 'TW_IMAGE_TOO_LARGE', statusCode: 413, message: 'The image has too many pixels' },
@@ -52,6 +57,11 @@ export const ERROR_CATALOGUE = {
     message: 'The marginals do not have the same mass',
   },
   RATE_LIMITED: { code: 'TW_RATE_LIMITED', statusCode: 429, message: 'Too many requests' },
+  HEADERS_TOO_LARGE: {
+    code: 'TW_HEADERS_TOO_LARGE',
+    statusCode: 431,
+    message: 'The request line and headers are too large',
+  },
   INTERNAL: { code: 'TW_INTERNAL', statusCode: 500, message: 'Internal server error' },
   WORKER_CRASHED: {
     code: 'TW_WORKER_CRASHED',
