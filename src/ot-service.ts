@@ -12,7 +12,7 @@ import {
   problemSize,
   type SinkhornDivergenceRequest,
 } from './schemas/ot.js';
-import { boundedJson, JsonTooLargeError } from './util/json-chunks.js';
+import { boundedJson, JsonTooLargeError, jsonLength } from './util/json-chunks.js';
 
 export function checkLimits(cfg: Config, n: number, m: number, d: number) {
   if (n * m > cfg.OT_MAX_ENTRIES) {
@@ -118,14 +118,26 @@ export interface OtPlanJson {
  */
 export function planJsonBytes(out: OtPlanOutput, maxBytes: number): OtPlanJson {
   const { timings, ...rest } = planView(out);
-  let bytes: Buffer;
+  const bytes = withinLimit(maxBytes, () => boundedJson(rest, maxBytes - TIMINGS_RESERVE_BYTES));
+  return { head: bytes.subarray(0, bytes.length - 1), solveMs: timings.solveMs };
+}
+
+/**
+ * In the worker, for an answer that the main thread serialises itself (GraphQL): the output as it is, or 413 when
+ * its JSON text would pass `maxBytes` (measured here, so the main thread never converts a plan it cannot send).
+ */
+export function planWithinLimit(out: OtPlanOutput, maxBytes: number): OtPlanOutput {
+  withinLimit(maxBytes, () => jsonLength(planView(out), maxBytes - TIMINGS_RESERVE_BYTES));
+  return out;
+}
+
+function withinLimit<T>(maxBytes: number, write: () => T): T {
   try {
-    bytes = boundedJson(rest, maxBytes - TIMINGS_RESERVE_BYTES);
+    return write();
   } catch (err) {
     if (!(err instanceof JsonTooLargeError)) throw err;
     throw responseTooLarge(maxBytes, `the answer passed ${err.limit} bytes`);
   }
-  return { head: bytes.subarray(0, bytes.length - 1), solveMs: timings.solveMs };
 }
 
 function plain(value: unknown): unknown {
@@ -148,7 +160,7 @@ export function otService(fastify: FastifyInstance, cfg: Config) {
       const out = (await fastify.compute.runFor(
         reply,
         'ot.solve',
-        { op: 'plan', request: body, withPlan },
+        { op: 'plan', request: body, withPlan, json: { maxBytes: cfg.MAX_RESPONSE_BYTES, as: 'object' } },
         { timeoutMs: body.timeoutMs },
       )) as OtPlanOutput;
       const json = planToJson(out);
@@ -166,7 +178,7 @@ export function otService(fastify: FastifyInstance, cfg: Config) {
       const out = (await fastify.compute.runFor(
         reply,
         'ot.solve',
-        { op: 'plan', request: body, withPlan, json: { maxBytes: cfg.MAX_RESPONSE_BYTES } },
+        { op: 'plan', request: body, withPlan, json: { maxBytes: cfg.MAX_RESPONSE_BYTES, as: 'bytes' } },
         { timeoutMs: body.timeoutMs },
       )) as OtPlanJson;
       const timings = JSON.stringify({ solveMs: out.solveMs, totalMs: performance.now() - t0 });

@@ -102,6 +102,16 @@ export class JsonTooLargeError extends Error {
   }
 }
 
+/** The length of `value`'s JSON text (UTF-16 units), or JsonTooLargeError as soon as it passes `maxBytes`. */
+export function jsonLength(value: unknown, maxBytes: number): number {
+  let length = 0;
+  for (const piece of jsonChunks(value)) {
+    length += piece.length;
+    if (length > maxBytes) throw new JsonTooLargeError(maxBytes);
+  }
+  return length;
+}
+
 /**
  * The UTF-8 bytes of `value`'s JSON text, or JsonTooLargeError as soon as the text passes `maxBytes` (counted in
  * UTF-16 units while writing, which equals bytes for the ASCII of numbers and keys; checked in bytes at the end).

@@ -85,6 +85,22 @@ describe('MAX_RESPONSE_BYTES', () => {
     expect(none.json().f).toHaveLength(40);
   });
 
+  it('refuses over GraphQL too, measured in the worker (a dense plan before solving, auto after)', async () => {
+    const gql = (plan: string) =>
+      app.inject({
+        method: 'POST',
+        url: '/graphql',
+        payload: {
+          query: `query($x: [[Float!]!], $y: [[Float!]!]) { otPlan(input: { x: $x, y: $y, solver: SINKHORN, params: { reg: 0.5, maxIter: 50 }, plan: ${plan} }) { cost plan { data } } }`,
+          variables: big,
+        },
+      });
+    for (const plan of ['DENSE', 'AUTO']) {
+      const res = await gql(plan);
+      expect(res.json().errors?.[0]?.extensions?.code, res.body.slice(0, 300)).toBe('TW_RESPONSE_TOO_LARGE');
+    }
+  });
+
   it('answers within the cap as before: every field, the plan, the timings, a JSON content type', async () => {
     const res = await post('/v1/ot/plan', { ...small, solver: sinkhorn, output: { plan: 'dense' } });
     expect(res.statusCode).toBe(200);

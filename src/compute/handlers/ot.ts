@@ -14,7 +14,7 @@ import { sinkhornNewtonSparse } from '../../ot/sns.js';
 import { sparseOt } from '../../ot/sparse.js';
 import type { CostMatrix, OtResult, SparsePlan } from '../../ot/types.js';
 import { sinkhornUnbalanced } from '../../ot/unbalanced.js';
-import { planJsonBytes } from '../../ot-service.js';
+import { planJsonBytes, planWithinLimit } from '../../ot-service.js';
 import type { MongeGapRequest, OtPlanRequest, SinkhornDivergenceRequest } from '../../schemas/ot.js';
 import type { HandlerContext } from './context.js';
 
@@ -23,8 +23,11 @@ export type OtTaskInput =
       op: 'plan';
       request: OtPlanRequest;
       withPlan: boolean;
-      /** Answer the JSON text as bytes (OtPlanJson), 413 beyond maxBytes: a synchronous REST answer. */
-      json?: { maxBytes: number };
+      /**
+       * A synchronous answer, 413 when its JSON text passes maxBytes: as the text's bytes (OtPlanJson, REST), or as
+       * the output once its size is checked (GraphQL serialises it).
+       */
+      json?: { maxBytes: number; as: 'bytes' | 'object' };
     }
   | { op: 'sinkhorn-divergence'; request: SinkhornDivergenceRequest }
   | { op: 'monge-gap'; request: MongeGapRequest };
@@ -258,7 +261,10 @@ export async function solve(input: OtTaskInput, ctx: HandlerContext) {
   switch (input.op) {
     case 'plan': {
       const out = solvePlan(input.request, input.withPlan, ctx);
-      return input.json ? planJsonBytes(out, input.json.maxBytes) : out;
+      if (!input.json) return out;
+      return input.json.as === 'bytes'
+        ? planJsonBytes(out, input.json.maxBytes)
+        : planWithinLimit(out, input.json.maxBytes);
     }
     case 'sinkhorn-divergence': {
       const r = input.request;
