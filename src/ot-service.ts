@@ -106,20 +106,18 @@ export function responseTooLarge(limit: number, what: string, details: Record<st
   );
 }
 
-/** What the OT task answers when asked for JSON: the text without its closing brace, timings left to the caller. */
+/** What the OT task answers when asked for JSON: the text of all but the timings, which the caller appends. */
 export interface OtPlanJson {
-  head: Uint8Array;
+  /** The whole buffer (so that it is moved to the main thread, not copied), `{...}` without the timings. */
+  json: Uint8Array;
   solveMs: number;
 }
 
-/**
- * In the worker: the answer's JSON text as bytes (all but the timings, and without the closing brace), or 413 as
- * soon as the text passes `maxBytes`.
- */
+/** In the worker: the answer's JSON text as bytes (all but the timings), or 413 as soon as it passes `maxBytes`. */
 export function planJsonBytes(out: OtPlanOutput, maxBytes: number): OtPlanJson {
   const { timings, ...rest } = planView(out);
   const bytes = withinLimit(maxBytes, () => boundedJson(rest, maxBytes - TIMINGS_RESERVE_BYTES));
-  return { head: bytes.subarray(0, bytes.length - 1), solveMs: timings.solveMs };
+  return { json: bytes, solveMs: timings.solveMs };
 }
 
 /**
@@ -182,7 +180,8 @@ export function otService(fastify: FastifyInstance, cfg: Config) {
         { timeoutMs: body.timeoutMs },
       )) as OtPlanJson;
       const timings = JSON.stringify({ solveMs: out.solveMs, totalMs: performance.now() - t0 });
-      const head = Buffer.from(out.head.buffer, out.head.byteOffset, out.head.byteLength);
+      // The worker's text without its closing brace, then the timings and the brace.
+      const head = Buffer.from(out.json.buffer, out.json.byteOffset, out.json.byteLength - 1);
       const tail = Buffer.from(`${head.length > 1 ? ',' : ''}"timings":${timings}}`);
       reply.type('application/json; charset=utf-8');
       return Buffer.concat([head, tail]);
