@@ -225,6 +225,13 @@ export default async function app(fastify: FastifyInstance, opts: AppOptions) {
     );
     request.log.warn({ code: te.code, bytes, limit }, 'response too large');
     reply.code(te.statusCode).type('application/json; charset=utf-8');
+    // GraphQL clients read errors from `errors[].extensions.code`; everything else from our error shape.
+    if (request.routeOptions.url === '/graphql') {
+      return JSON.stringify({
+        data: null,
+        errors: [{ message: te.message, extensions: { code: te.code, details: te.details } }],
+      });
+    }
     return JSON.stringify(errorBody(request, te));
   });
   // Before everything that reads a body or does work: API keys, then headers, CORS and the rate limit.

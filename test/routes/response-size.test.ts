@@ -101,6 +101,23 @@ describe('MAX_RESPONSE_BYTES', () => {
     }
   });
 
+  it('caps any GraphQL answer at the same place, in the GraphQL error shape', async () => {
+    const res = await app.inject({
+      method: 'POST',
+      url: '/graphql',
+      // No compute: the schema's description, twice (some 29 KB).
+      payload: {
+        query:
+          '{ a: __schema { ...S } b: __schema { ...S } } fragment S on __Schema { types { name description fields { name description } } }',
+      },
+    });
+    expect(res.statusCode, `${res.rawPayload.length} ${res.body.slice(0, 200)}`).toBe(413);
+    expect(res.json()).toMatchObject({
+      data: null,
+      errors: [{ extensions: { code: 'TW_RESPONSE_TOO_LARGE', details: { limit: LIMIT } } }],
+    });
+  });
+
   it('answers within the cap as before: every field, the plan, the timings, a JSON content type', async () => {
     const res = await post('/v1/ot/plan', { ...small, solver: sinkhorn, output: { plan: 'dense' } });
     expect(res.statusCode).toBe(200);
