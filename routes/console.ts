@@ -34,8 +34,10 @@ export default async function consoleRoutes(fastify: FastifyInstance, opts: { co
       root,
       prefix: '/console/',
       index: false,
-      // Only the built files: the bundle, its map, styles, and the example images.
-      allowedPath: (pathName) => !pathName.split('/').some((part) => part.startsWith('.')),
+      // Only the built files: the bundle, styles, and the example images. No dotfiles, and no source map even if an
+      // older or local build left one there (it would publish the console's sources).
+      allowedPath: (pathName) =>
+        !pathName.split('/').some((part) => part.startsWith('.')) && !pathName.endsWith('.map'),
       cacheControl: true,
       maxAge: '1h',
     });

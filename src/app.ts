@@ -5,15 +5,24 @@
  */
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import http, { type IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import multipart from '@fastify/multipart';
-import Fastify, { type FastifyInstance, type FastifyServerOptions, LogController } from 'fastify';
+import Fastify, {
+  type ConnectionError,
+  type FastifyHttpOptions,
+  type FastifyInstance,
+  type FastifyServerOptions,
+  LogController,
+} from 'fastify';
 import fp from 'fastify-plugin';
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { IResolvers, MercuriusContext } from 'mercurius';
 import routes from '../routes/index.js';
 import type { Config } from './config.js';
+import { fail } from './errors.js';
 import { denoiseResolvers } from './graphql/denoise.js';
 import { detectResolvers } from './graphql/detect.js';
 import { jobResolvers } from './graphql/jobs.js';
@@ -22,7 +31,7 @@ import { coreResolvers } from './graphql/resolvers.js';
 import { restoreResolvers } from './graphql/restore.js';
 import authPlugin from './plugins/app/auth.js';
 import computePlugin from './plugins/app/compute.js';
-import errorsPlugin, { sendError, toTweedieError } from './plugins/app/errors.js';
+import errorsPlugin, { errorBody, sendError, toTweedieError } from './plugins/app/errors.js';
 import jobsPlugin from './plugins/app/jobs.js';
 import lifecyclePlugin from './plugins/app/lifecycle.js';
 import metricsPlugin from './plugins/app/metrics.js';
@@ -32,6 +41,7 @@ import graphqlPlugin from './plugins/external/graphql.js';
 import pressurePlugin from './plugins/external/pressure.js';
 import securityPlugin from './plugins/external/security.js';
 import swaggerPlugin from './plugins/external/swagger.js';
+import { parseJsonBody } from './util/json-body.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -61,7 +71,10 @@ function graphqlModules(cfg: Config): ResolverFactory[] {
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
-export function fastifyOptions(cfg: Config, logger?: FastifyServerOptions['logger']): FastifyServerOptions {
+export function fastifyOptions(
+  cfg: Config,
+  logger?: FastifyServerOptions['logger'],
+): FastifyHttpOptions<http.Server> {
   return {
     logger: logger ?? {
       level: cfg.LOG_LEVEL,
@@ -89,13 +102,75 @@ export function fastifyOptions(cfg: Config, logger?: FastifyServerOptions['logge
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
     },
     // Router refusals (a malformed percent-encoding, a path parameter over 100 characters) get our coded shape too.
-    frameworkErrors: (err, request, reply) => sendError(request, reply, toTweedieError(err)),
+    frameworkErrors: (err, request, reply) => {
+      // No hook runs for these refusals: a refused WebSocket upgrade's socket is closed here (see app()).
+      if (isUpgrade(request.raw)) reply.raw.once('finish', () => closeUpgradeSocket(request.raw.socket));
+      return sendError(request, reply, toTweedieError(err));
+    },
+    // Receipt of a request (line, headers, body) is bounded: a slow or stalled sender gets 408 and is cut off. Node
+    // checks every connectionsCheckingInterval, so that is kept a fraction of the limit. The socket's inactivity
+    // timeout only reaps sockets stuck for longer than any request may compute (nothing moves while a synchronous
+    // request computes, up to REQUEST_TIMEOUT_MAX_MS).
+    requestTimeout: cfg.HTTP_REQUEST_TIMEOUT_MS,
+    connectionTimeout: cfg.REQUEST_TIMEOUT_MAX_MS + 60_000,
+    http: {
+      headersTimeout: Math.min(60_000, cfg.HTTP_REQUEST_TIMEOUT_MS),
+      connectionsCheckingInterval: Math.min(
+        30_000,
+        Math.max(100, Math.floor(cfg.HTTP_REQUEST_TIMEOUT_MS / 10)),
+      ),
+    },
+    // What Node refuses before Fastify sees a request (headers over http.maxHeaderSize, a request not received in
+    // time, a malformed request) gets our coded shape too.
+    clientErrorHandler: clientError,
     // New requests while closing are refused by the lifecycle plugin, with our coded 503 (TW_SHUTTING_DOWN).
     return503OnClosing: false,
     forceCloseConnections: 'idle',
     routerOptions: { ignoreTrailingSlash: true },
   };
 }
+
+/** Answers what Node's HTTP parser refused (the socket has no request, no reply yet), then closes the socket. */
+function clientError(this: FastifyInstance, err: ConnectionError, socket: Socket) {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const te =
+    err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? fail(
+          'REQUEST_TIMEOUT',
+          'The request (line, headers and body) was not received within the time allowed',
+        )
+      : err.code === 'HPE_HEADER_OVERFLOW'
+        ? fail(
+            'HEADERS_TOO_LARGE',
+            `The request line and headers are over ${http.maxHeaderSize} bytes: send long parameters in a body`,
+          )
+        : fail('VALIDATION', 'The HTTP request is malformed');
+  this.log.info({ code: te.code, parserCode: err.code }, 'client error');
+  if (socket.writable) {
+    const body = JSON.stringify({ error: { code: te.code, message: te.message, requestId: randomUUID() } });
+    socket.write(
+      `HTTP/1.1 ${te.statusCode} ${http.STATUS_CODES[te.statusCode]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy();
+}
+
+/** Node sets `upgrade` on a request it emitted as 'upgrade' (its socket then belongs to the listener, not to HTTP). */
+const isUpgrade = (raw: IncomingMessage) => (raw as IncomingMessage & { upgrade?: boolean }).upgrade === true;
+
+/**
+ * Ends a refused upgrade's socket once the answer is flushed, and destroys it then (nothing reads it any more, so
+ * the peer's FIN would never be seen), or after UPGRADE_CLOSE_GRACE_MS if the peer does not take the answer.
+ */
+function closeUpgradeSocket(socket: Socket | null | undefined) {
+  if (!socket || socket.destroyed) return;
+  const timer = setTimeout(() => socket.destroy(), UPGRADE_CLOSE_GRACE_MS);
+  timer.unref();
+  socket.once('close', () => clearTimeout(timer));
+  socket.end(() => socket.destroy());
+}
+const UPGRADE_CLOSE_GRACE_MS = 2000;
 
 export interface AppOptions {
   config: Config;
@@ -106,6 +181,15 @@ export default async function app(fastify: FastifyInstance, opts: AppOptions) {
 
   fastify.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
+  });
+  // A WebSocket handshake that is refused (rate limit, key, overload, 404: any answer but 101) must close its socket:
+  // Node hands an upgrade's socket to @fastify/websocket, which routes it through Fastify and closes it only when
+  // its own onRequest hook has marked the request, and a hook registered before it (auth, the rate limit,
+  // under-pressure) may answer first. Nothing else ever closes such a socket (it has no HTTP parser, no timeout),
+  // so each refusal held a descriptor for good. onResponse runs for every answer sent, whichever hook sent it (the
+  // router's own refusals, which run no hook, are closed in fastifyOptions' frameworkErrors).
+  fastify.addHook('onResponse', async (request, reply) => {
+    if (isUpgrade(request.raw) && reply.statusCode !== 101) closeUpgradeSocket(request.raw.socket);
   });
   fastify.addHook('onResponse', async (request, reply) => {
     request.log.info(
@@ -121,11 +205,54 @@ export default async function app(fastify: FastifyInstance, opts: AppOptions) {
   });
 
   await fastify.register(errorsPlugin);
+  // Every answer passes here: a JSON payload over MAX_RESPONSE_BYTES is not sent, 413 is. The large producers (an
+  // OT plan) refuse before or off the main thread; this is the backstop for every other one, GraphQL included.
+  // Streams (a job's result download) are not measured: a job is the way out for large answers.
+  fastify.addHook('onSend', async (request, reply, payload) => {
+    const limit = cfg.MAX_RESPONSE_BYTES;
+    let bytes: number;
+    if (typeof payload === 'string') {
+      // length <= UTF-8 bytes <= 3 * length: count the bytes only when it could matter.
+      if (payload.length * 3 <= limit) return payload;
+      bytes = Buffer.byteLength(payload);
+    } else if (Buffer.isBuffer(payload)) bytes = payload.length;
+    else return payload;
+    if (bytes <= limit || !/json/i.test(String(reply.getHeader('content-type') ?? ''))) return payload;
+    const te = fail(
+      'RESPONSE_TOO_LARGE',
+      `The answer of ${bytes} bytes is over MAX_RESPONSE_BYTES = ${limit}: ask for less, or run the work as a job ` +
+        'and download its result',
+      { details: { bytes, limit } },
+    );
+    request.log.warn({ code: te.code, bytes, limit }, 'response too large');
+    reply.code(te.statusCode).type('application/json; charset=utf-8');
+    // GraphQL clients read errors from `errors[].extensions.code`; everything else from our error shape.
+    if (request.routeOptions.url === '/graphql') {
+      return JSON.stringify({
+        data: null,
+        errors: [{ message: te.message, extensions: { code: te.code, details: te.details } }],
+      });
+    }
+    return JSON.stringify(errorBody(request, te));
+  });
   // Before everything that reads a body or does work: API keys, then headers, CORS and the rate limit.
   await fastify.register(authPlugin, { config: cfg });
   await fastify.register(securityPlugin, { config: cfg });
   await fastify.register(lifecyclePlugin, { config: cfg });
   await fastify.register(pressurePlugin, { config: cfg });
+  // JSON bodies: Fastify's parser, but a `__proto__` key is named in a coded 400 rather than called invalid JSON.
+  fastify.removeContentTypeParser('application/json');
+  fastify.addContentTypeParser(
+    'application/json',
+    { parseAs: 'string', bodyLimit: cfg.BODY_LIMIT_BYTES },
+    (_req, body, done) => {
+      try {
+        done(null, parseJsonBody(body as string));
+      } catch (err) {
+        done(err as Error, undefined);
+      }
+    },
+  );
   await fastify.register(multipart, {
     limits: { fileSize: cfg.BODY_LIMIT_BYTES, files: 4, fields: 64, fieldSize: 1024 * 1024, parts: 70 },
   });

@@ -27,7 +27,17 @@ export const configSchema = z.object({
   REQUEST_TIMEOUT_MS: int(100, 3_600_000).default(30_000),
   /** Upper bound for a per-request `timeoutMs` override. */
   REQUEST_TIMEOUT_MAX_MS: int(100, 3_600_000).default(300_000),
+  /**
+   * Most time a client has to send a whole request (line, headers and body): past it 408 TW_REQUEST_TIMEOUT and the
+   * connection is closed. It covers receipt only, not the work that follows (that is REQUEST_TIMEOUT_MS).
+   */
+  HTTP_REQUEST_TIMEOUT_MS: int(1000, 3_600_000).default(60_000),
   BODY_LIMIT_BYTES: int(1024, 1024 * 1024 * 1024).default(32 * 1024 * 1024),
+  /**
+   * Largest JSON answer (bytes) a request may get: beyond it 413 TW_RESPONSE_TOO_LARGE (ask for less, e.g. a sparse
+   * plan or none, or run the work as a job: a job's result is downloaded as a stream and is not capped).
+   */
+  MAX_RESPONSE_BYTES: int(1024, 512 * 1024 * 1024).default(64 * 1024 * 1024),
   MAX_IMAGE_PIXELS: int(1, 1_000_000_000).default(16 * 1024 * 1024),
   /** Largest n*m of an optimal transport problem, and largest point dimension. */
   OT_MAX_ENTRIES: int(1, 1_000_000_000).default(25_000_000),

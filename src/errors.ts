@@ -26,10 +26,20 @@ export const ERROR_CATALOGUE = {
     statusCode: 406,
     message: 'Cannot produce the requested format',
   },
+  REQUEST_TIMEOUT: {
+    code: 'TW_REQUEST_TIMEOUT',
+    statusCode: 408,
+    message: 'The request was not received in time',
+  },
   CONFLICT: { code: 'TW_CONFLICT', statusCode: 409, message: 'Conflict' },
   BODY_TOO_LARGE: { code: 'TW_BODY_TOO_LARGE', statusCode: 413, message: 'The request body is too large' },
   IMAGE_TOO_LARGE: { code: 'TW_IMAGE_TOO_LARGE', statusCode: 413, message: 'The image has too many pixels' },
   PROBLEM_TOO_LARGE: { code: 'TW_PROBLEM_TOO_LARGE', statusCode: 413, message: 'The problem is too large' },
+  RESPONSE_TOO_LARGE: {
+    code: 'TW_RESPONSE_TOO_LARGE',
+    statusCode: 413,
+    message: 'The response would be too large; ask for less, or run the work as a job',
+  },
   UNSUPPORTED_MEDIA_TYPE: {
     code: 'TW_UNSUPPORTED_MEDIA_TYPE',
     statusCode: 415,
@@ -51,6 +61,11 @@ export const ERROR_CATALOGUE = {
     code: 'TW_JOB_QUOTA',
     statusCode: 429,
     message: 'Too many active jobs for this client; wait for one to finish',
+  },
+  HEADERS_TOO_LARGE: {
+    code: 'TW_HEADERS_TOO_LARGE',
+    statusCode: 431,
+    message: 'The request line and headers are too large',
   },
   INTERNAL: { code: 'TW_INTERNAL', statusCode: 500, message: 'Internal server error' },
   WORKER_CRASHED: {

@@ -12,6 +12,7 @@ import {
   problemSize,
   type SinkhornDivergenceRequest,
 } from './schemas/ot.js';
+import { boundedJson, JsonTooLargeError, jsonLength } from './util/json-chunks.js';
 
 export function checkLimits(cfg: Config, n: number, m: number, d: number) {
   if (n * m > cfg.OT_MAX_ENTRIES) {
@@ -34,8 +35,8 @@ export function checkLimits(cfg: Config, n: number, m: number, d: number) {
   }
 }
 
-/** Typed arrays to plain arrays, for JSON. */
-export function planToJson(out: OtPlanOutput) {
+/** The answer's shape, typed arrays kept (the worker serialises it as it is: see planJsonBytes). */
+export function planView(out: OtPlanOutput) {
   const { plan, f, g, ...rest } = out;
   return {
     ...rest,
@@ -43,22 +44,98 @@ export function planToJson(out: OtPlanOutput) {
       ? {
           plan:
             plan.format === 'dense'
-              ? { format: 'dense' as const, n: out.n, m: out.m, data: Array.from(plan.data) }
+              ? { format: 'dense' as const, n: out.n, m: out.m, data: plan.data }
               : {
                   format: 'sparse' as const,
                   n: out.n,
                   m: out.m,
-                  rows: Array.from(plan.rows),
-                  cols: Array.from(plan.cols),
-                  values: Array.from(plan.values),
+                  rows: plan.rows,
+                  cols: plan.cols,
+                  values: plan.values,
                   threshold: plan.threshold,
                   nnz: plan.nnz,
                 },
         }
       : {}),
-    ...(f ? { f: Array.from(f) } : {}),
-    ...(g ? { g: Array.from(g) } : {}),
+    ...(f ? { f } : {}),
+    ...(g ? { g } : {}),
   };
+}
+
+/** Typed arrays to plain arrays, for JSON. */
+export function planToJson(out: OtPlanOutput) {
+  return plain(planView(out)) as ReturnType<typeof planView>;
+}
+
+/**
+ * Bytes a number of a plan or a potential can take in JSON, at most: 17 significant digits, a point, an exponent of
+ * up to `e-324` and a comma. A dense plan of n*m entries can be refused before it is computed on this bound.
+ */
+export const MAX_JSON_NUMBER_BYTES = 25;
+
+/** Room kept under the limit for what the main thread appends to the worker's text (the timings). */
+const TIMINGS_RESERVE_BYTES = 256;
+
+/**
+ * A synchronous answer must fit MAX_RESPONSE_BYTES. A dense plan has exactly n*m numbers: when they could pass the
+ * limit, refuse before solving (413) and name the ways out.
+ */
+export function checkDensePlanFits(
+  cfg: Config,
+  body: OtPlanRequest,
+  withPlan: boolean,
+  n: number,
+  m: number,
+) {
+  if (!withPlan || body.output.plan !== 'dense') return;
+  const estimatedBytes = n * m * MAX_JSON_NUMBER_BYTES;
+  if (estimatedBytes <= cfg.MAX_RESPONSE_BYTES - TIMINGS_RESERVE_BYTES) return;
+  throw responseTooLarge(
+    cfg.MAX_RESPONSE_BYTES,
+    `a dense plan of n*m = ${n}*${m} numbers can take up to ${estimatedBytes} bytes`,
+    { estimatedBytes },
+  );
+}
+
+export function responseTooLarge(limit: number, what: string, details: Record<string, unknown> = {}) {
+  return fail(
+    'RESPONSE_TOO_LARGE',
+    `The answer is too large to send (${what}; limit MAX_RESPONSE_BYTES = ${limit}): ask for ` +
+      'output.plan "sparse" (with a threshold) or "none", or run it as a job ("async": true) and download its result',
+    { details: { ...details, limit, alternatives: ['sparse', 'none', 'async'] } },
+  );
+}
+
+/** What the OT task answers when asked for JSON: the text of all but the timings, which the caller appends. */
+export interface OtPlanJson {
+  /** The whole buffer (so that it is moved to the main thread, not copied), `{...}` without the timings. */
+  json: Uint8Array;
+  solveMs: number;
+}
+
+/** In the worker: the answer's JSON text as bytes (all but the timings), or 413 as soon as it passes `maxBytes`. */
+export function planJsonBytes(out: OtPlanOutput, maxBytes: number): OtPlanJson {
+  const { timings, ...rest } = planView(out);
+  const bytes = withinLimit(maxBytes, () => boundedJson(rest, maxBytes - TIMINGS_RESERVE_BYTES));
+  return { json: bytes, solveMs: timings.solveMs };
+}
+
+/**
+ * In the worker, for an answer that the main thread serialises itself (GraphQL): the output as it is, or 413 when
+ * its JSON text would pass `maxBytes` (measured here, so the main thread never converts a plan it cannot send).
+ */
+export function planWithinLimit(out: OtPlanOutput, maxBytes: number): OtPlanOutput {
+  withinLimit(maxBytes, () => jsonLength(planView(out), maxBytes - TIMINGS_RESERVE_BYTES));
+  return out;
+}
+
+function withinLimit<T>(maxBytes: number, write: () => T): T {
+  try {
+    return write();
+  } catch (err) {
+    if (!(err instanceof JsonTooLargeError)) throw err;
+    throw responseTooLarge(maxBytes, `the answer passed ${err.limit} bytes`);
+  }
 }
 
 function plain(value: unknown): unknown {
@@ -72,18 +149,42 @@ function plain(value: unknown): unknown {
 
 export function otService(fastify: FastifyInstance, cfg: Config) {
   return {
+    /** The answer as an object (GraphQL). */
     async plan(reply: FastifyReply, body: OtPlanRequest, withPlan: boolean) {
       const { n, m, d } = problemSize(body);
       checkLimits(cfg, n, m, d);
+      checkDensePlanFits(cfg, body, withPlan, n, m);
       const t0 = performance.now();
       const out = (await fastify.compute.runFor(
         reply,
         'ot.solve',
-        { op: 'plan', request: body, withPlan },
+        { op: 'plan', request: body, withPlan, json: { maxBytes: cfg.MAX_RESPONSE_BYTES, as: 'object' } },
         { timeoutMs: body.timeoutMs },
       )) as OtPlanOutput;
       const json = planToJson(out);
       return { ...json, timings: { ...json.timings, totalMs: performance.now() - t0 } };
+    },
+    /**
+     * The answer as JSON bytes (REST): serialised in the worker within MAX_RESPONSE_BYTES, so that the main thread
+     * neither converts millions of numbers nor stringifies them; it only appends the timings and writes the bytes.
+     */
+    async planJson(reply: FastifyReply, body: OtPlanRequest, withPlan: boolean): Promise<Buffer> {
+      const { n, m, d } = problemSize(body);
+      checkLimits(cfg, n, m, d);
+      checkDensePlanFits(cfg, body, withPlan, n, m);
+      const t0 = performance.now();
+      const out = (await fastify.compute.runFor(
+        reply,
+        'ot.solve',
+        { op: 'plan', request: body, withPlan, json: { maxBytes: cfg.MAX_RESPONSE_BYTES, as: 'bytes' } },
+        { timeoutMs: body.timeoutMs },
+      )) as OtPlanJson;
+      const timings = JSON.stringify({ solveMs: out.solveMs, totalMs: performance.now() - t0 });
+      // The worker's text without its closing brace, then the timings and the brace.
+      const head = Buffer.from(out.json.buffer, out.json.byteOffset, out.json.byteLength - 1);
+      const tail = Buffer.from(`${head.length > 1 ? ',' : ''}"timings":${timings}}`);
+      reply.type('application/json; charset=utf-8');
+      return Buffer.concat([head, tail]);
     },
     async divergence(reply: FastifyReply, body: SinkhornDivergenceRequest) {
       checkLimits(

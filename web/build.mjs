@@ -26,7 +26,8 @@ export async function buildConsole(outDir = path.join(webDir, 'dist')) {
     platform: 'browser',
     target: ['chrome110', 'firefox115', 'safari16'],
     minify: true,
-    sourcemap: true,
+    // No source map: it would publish the console's sources (comments included) to anyone; debug with a local build.
+    sourcemap: false,
     legalComments: 'none',
     logLevel: 'warning',
   });

@@ -1,7 +1,8 @@
 /**
  * Jobs over REST: submit any registered operation, read its state and progress, fetch its result in the
  * operation's own format, cancel it. The same jobs are reachable from GraphQL (submitJob, job, cancelJob,
- * jobProgress) and from each operation route with `"async": true`.
+ * jobProgress) and from each operation route with `"async": true`. A JSON result is streamed (never capped by
+ * MAX_RESPONSE_BYTES: a job is the way out for answers too large for a synchronous request).
  */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
@@ -9,6 +10,7 @@ import type { Config } from '../../../src/config.js';
 import { fail, TweedieError } from '../../../src/errors.js';
 import { idempotencyKeyOf, sendAccepted } from '../../../src/jobs/http.js';
 import { sendError } from '../../../src/plugins/app/errors.js';
+import { jsonStream } from '../../../src/util/json-chunks.js';
 
 const idParams = z.object({ id: z.string().min(1).max(128) });
 
@@ -66,7 +68,10 @@ const routes: FastifyPluginAsyncZod<{ config: Config }> = async (fastify) => {
       const { view, result } = await fastify.jobs.result(request.params.id, request.apiKeyOwner);
       if (view.state === 'succeeded') {
         const op = fastify.jobs.operation(view.operation);
-        return op.resultToResponse ? op.resultToResponse(result, reply) : result;
+        if (op.resultToResponse) return op.resultToResponse(result, reply);
+        // Streamed, a slice of numbers at a time: a large result (a dense plan of millions of numbers) neither holds
+        // the event loop for the seconds JSON.stringify takes nor needs its whole text in memory at once.
+        return reply.type('application/json; charset=utf-8').send(jsonStream(result));
       }
       if (view.state === 'failed' || view.state === 'cancelled') {
         // The job's own error, with its code and status (e.g. 504 for a deadline, 409 for a cancellation).

@@ -24,7 +24,7 @@ const routes: FastifyPluginAsyncZod<{ config: Config }> = async (fastify, opts) 
     async (request, reply) => {
       const input = withoutAsyncFlag(request.body);
       if (wantsAsync(request)) return replyWithJob(fastify, request, reply, 'ot.plan', input);
-      return ot.plan(reply, input, true);
+      return ot.planJson(reply, input, true);
     },
   );
 
@@ -40,7 +40,7 @@ const routes: FastifyPluginAsyncZod<{ config: Config }> = async (fastify, opts) 
     async (request, reply) => {
       const input = withoutAsyncFlag(request.body);
       if (wantsAsync(request)) return replyWithJob(fastify, request, reply, 'ot.distance', input);
-      return ot.plan(reply, input, false);
+      return ot.planJson(reply, input, false);
     },
   );
 

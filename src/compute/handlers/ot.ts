@@ -14,11 +14,21 @@ import { sinkhornNewtonSparse } from '../../ot/sns.js';
 import { sparseOt } from '../../ot/sparse.js';
 import type { CostMatrix, OtResult, SparsePlan } from '../../ot/types.js';
 import { sinkhornUnbalanced } from '../../ot/unbalanced.js';
+import { planJsonBytes, planWithinLimit } from '../../ot-service.js';
 import type { MongeGapRequest, OtPlanRequest, SinkhornDivergenceRequest } from '../../schemas/ot.js';
 import type { HandlerContext } from './context.js';
 
 export type OtTaskInput =
-  | { op: 'plan'; request: OtPlanRequest; withPlan: boolean }
+  | {
+      op: 'plan';
+      request: OtPlanRequest;
+      withPlan: boolean;
+      /**
+       * A synchronous answer, 413 when its JSON text passes maxBytes: as the text's bytes (OtPlanJson, REST), or as
+       * the output once its size is checked (GraphQL serialises it).
+       */
+      json?: { maxBytes: number; as: 'bytes' | 'object' };
+    }
   | { op: 'sinkhorn-divergence'; request: SinkhornDivergenceRequest }
   | { op: 'monge-gap'; request: MongeGapRequest };
 
@@ -249,8 +259,13 @@ function finish(
 
 export async function solve(input: OtTaskInput, ctx: HandlerContext) {
   switch (input.op) {
-    case 'plan':
-      return solvePlan(input.request, input.withPlan, ctx);
+    case 'plan': {
+      const out = solvePlan(input.request, input.withPlan, ctx);
+      if (!input.json) return out;
+      return input.json.as === 'bytes'
+        ? planJsonBytes(out, input.json.maxBytes)
+        : planWithinLimit(out, input.json.maxBytes);
+    }
     case 'sinkhorn-divergence': {
       const r = input.request;
       return sinkhornDivergence(pointCloud(r.x), pointCloud(r.y), r.a, r.b, r.reg, {

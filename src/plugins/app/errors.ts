@@ -70,10 +70,14 @@ export function toTweedieError(err: unknown): TweedieError {
 }
 
 export function sendError(request: FastifyRequest, reply: FastifyReply, te: TweedieError) {
-  const status = te.statusCode;
   if (te.retryAfter !== undefined) reply.header('retry-after', String(te.retryAfter));
   for (const [k, v] of Object.entries(te.headers ?? {})) reply.header(k, v);
-  const isServer = status >= 500;
+  return reply.code(te.statusCode).type('application/json; charset=utf-8').send(errorBody(request, te));
+}
+
+/** The body of an error answer (sendError's; an onSend hook that swaps a payload writes it itself). */
+export function errorBody(request: FastifyRequest, te: TweedieError): ErrorBody {
+  const isServer = te.statusCode >= 500;
   const catalogueMessage = Object.values(ERROR_CATALOGUE).find((s) => s.code === te.code)?.message;
   const body: ErrorBody = {
     error: {
@@ -88,7 +92,7 @@ export function sendError(request: FastifyRequest, reply: FastifyReply, te: Twee
   if (isServer && te.details && typeof te.details === 'object' && !('internal' in (te.details as object))) {
     body.error.details = te.details;
   }
-  return reply.code(status).type('application/json; charset=utf-8').send(body);
+  return body;
 }
 
 export default fp(
