@@ -67,7 +67,7 @@ async function listening(overrides: Parameters<typeof makeApp>[0]) {
 
 /** Open sockets fall back to the count before the refusals (the server closed every refused one). */
 async function expectAllClosed(app: FastifyInstance, before: number) {
-  await waitFor(async () => (await connections(app)) <= before, 3_000).catch(() => undefined);
+  await waitFor(async () => (await connections(app)) <= before, 10_000).catch(() => undefined);
   expect(await connections(app)).toBeLessThanOrEqual(before);
 }
 
