@@ -1,7 +1,7 @@
 /**
  * GraphQL documents and operations are bounded before they cost anything: the body and the parser's tokens, what an
  * operation may ask for (compute fields, bulk fields, aliases and fragments expanded), no retained documents, the
- * same checks over WebSocket.
+ * same checks over WebSocket, and capacity failures (503, 504) answered as HTTP statuses with the rest cancelled.
  */
 
 import { createRequire } from 'node:module';
@@ -201,5 +201,58 @@ describe('GraphQL document and operation limits', () => {
       fine: 'error undefined',
     });
     expect(replies.get('fine')?.payload?.[0]?.message).toMatch(/No job 'x'/);
+  });
+});
+
+describe('GraphQL operations that fail for lack of capacity', () => {
+  let app: FastifyInstance;
+  let url: string;
+  beforeAll(async () => {
+    // One worker and no queue: a second task is refused with 503 while the first runs.
+    app = await makeApp({ PRESSURE_MAX_EVENT_LOOP_DELAY_MS: 0, RATE_LIMIT_MAX: 0, QUEUE_MAX: 0 });
+    await waitFor(() => app.compute.up, 30_000);
+    // Over a real socket: a response that was sent closes differently from one whose client went away.
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}/graphql`;
+  }, 60_000);
+  afterAll(async () => app?.close());
+
+  // Log-domain Sinkhorn on 300 x 300 points that never converges: runs until cancelled or out of time.
+  const points = (shift: number) =>
+    Array.from({ length: 300 }, (_, i) => [i / 300 + shift, ((i * 7) % 300) / 300]);
+  const slow = (timeoutMs: number) => ({
+    x: points(0),
+    y: points(0.5),
+    solver: 'SINKHORN',
+    params: { reg: 1e-4, method: 'log', maxIter: 10_000_000, tol: 1e-300, checkEvery: 10_000 },
+    plan: 'NONE',
+    timeoutMs,
+  });
+  const post = async (query: string, variables: Record<string, unknown>) => {
+    const res = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ query, variables }),
+    });
+    return { status: res.status, headers: res.headers, body: (await res.json()) as any };
+  };
+
+  it('answers 503 with Retry-After when the queue is full, and cancels the sibling still running', async () => {
+    const res = await post(
+      'query($a: OtInput!) { a: otPlan(input: $a) { cost } b: otPlan(input: $a) { cost } }',
+      { a: slow(30_000) },
+    );
+    expect(res.status, JSON.stringify(res.body)).toBe(503);
+    expect(res.headers.get('retry-after')).toBe('1');
+    expect(res.body.data).toBeNull();
+    expect(res.body.errors[0].extensions.code).toBe('TW_QUEUE_FULL');
+    // The sibling that got the worker is not left running until its 30 s deadline.
+    await waitFor(() => app.compute.pool.stats().running === 0, 5_000);
+  });
+
+  it('answers 504 when the operation ran out of time', async () => {
+    const res = await post('query($a: OtInput!) { otPlan(input: $a) { cost } }', { a: slow(300) });
+    expect(res.status, JSON.stringify(res.body)).toBe(504);
+    expect(res.body.errors[0].extensions.code).toBe('TW_DEADLINE_EXCEEDED');
   });
 });

@@ -24,8 +24,9 @@ export interface ComputeService {
   /** Deadline for a request: the client's wish within [100 ms, max], else the default. */
   deadlineFor(requested?: number): number;
   /**
-   * Run `work` with the request's deadline and a signal that aborts when the client goes away (the response
-   * closes before it was written). Pipelines that make several pool calls, or decode/encode around one, use it.
+   * Run `work` with the request's deadline and a signal that aborts when the response closes: the client went
+   * away, or the response was sent without this work's result (GraphQL siblings of a failed field). Pipelines
+   * that make several pool calls, or decode/encode around one, use it.
    */
   withRequest<T>(
     reply: FastifyReply,
@@ -70,11 +71,11 @@ export default fp(
       deadlineFor,
       async withRequest(reply, requestedTimeoutMs, work) {
         const controller = new AbortController();
-        // The response closing before it was written means the client went away: cancel the task.
-        const onClose = () => {
-          if (!reply.raw.writableFinished) controller.abort();
-        };
+        // Once the response is closed nobody waits for this work: the client went away, or the response was sent
+        // without it (a GraphQL operation that failed as a whole while sibling fields still ran). Cancel it.
+        const onClose = () => controller.abort();
         reply.raw.once('close', onClose);
+        if (reply.raw.writableEnded || reply.raw.destroyed) controller.abort();
         try {
           return await work({ timeoutMs: deadlineFor(requestedTimeoutMs), signal: controller.signal });
         } finally {

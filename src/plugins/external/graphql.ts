@@ -6,7 +6,8 @@
  * GRAPHQL_MAX_COMPUTE_FIELDS, GRAPHQL_MAX_HEAVY_FIELDS). The same checks and validation rules guard subscriptions
  * over WebSocket. Parsed documents are not cached (mercurius' caches would keep every distinct document, valid or
  * not, with its tree). Introspection can be turned off; CSRF prevention refuses "simple" requests a browser could
- * forge. The error formatter maps our coded errors to `extensions.code` (and never leaks internals of 5xx).
+ * forge. The error formatter maps our coded errors to `extensions.code` (and never leaks internals of 5xx), and an
+ * operation that failed as a whole for lack of capacity answers its HTTP status (503, 504) as REST does.
  */
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -401,6 +402,12 @@ export default fp(
           execution.data === undefined && errors.length > 0
             ? (errors[0].extensions as { statusCode?: number }).statusCode
             : undefined;
+        // Executed, and failed as a whole (`data: null`) for lack of capacity or time: the queue was full (503) or a
+        // deadline passed (504). Answered with that status, as REST does, so clients and proxies retry or back off
+        // instead of reading a 200.
+        const unavailable = errors
+          .map((e) => (e.extensions as { statusCode?: number }).statusCode)
+          .find((status) => status === 503 || status === 504);
         const statusCode = execution.data
           ? 200
           : ((execution as { statusCode?: number }).statusCode ??
@@ -408,12 +415,14 @@ export default fp(
               ? 400
               : refusedStatus && refusedStatus >= 400
                 ? refusedStatus
-                : 200));
+                : (unavailable ?? 200)));
         if (ctx?.reply) {
           for (const e of execution.errors ?? []) {
             const te = e.originalError ? toTweedieError(e.originalError) : null;
             if (te && te.statusCode >= 500)
               ctx.reply.log.error({ err: e.originalError }, 'graphql resolver failed');
+            if (te?.retryAfter !== undefined && statusCode === 503 && !ctx.reply.hasHeader('retry-after'))
+              ctx.reply.header('retry-after', String(te.retryAfter));
           }
         }
         return { statusCode, response: { data: execution.data ?? null, errors } };
