@@ -161,6 +161,26 @@ describe('GraphQL document and operation limits', () => {
     expect(eight.json().data.job.a7).toEqual(eight.json().data.job.a0);
   });
 
+  it('validates submitJob idempotency keys as REST does', async () => {
+    const submit = (key: string) =>
+      post(
+        'mutation($i: JSON!, $k: String) { submitJob(operation: "ot.plan", input: $i, idempotencyKey: $k) { id } }',
+        {
+          i: planBody,
+          k: key,
+        },
+      );
+    for (const key of ['k'.repeat(256), 'a\u0000b', '', 'with space']) {
+      const res = await submit(key);
+      const err = res.json().errors?.[0];
+      expect(err?.extensions.code, `${key.slice(0, 20)}: ${res.body.slice(0, 200)}`).toBe('TW_VALIDATION');
+      expect(err.message).toMatch(/Idempotency-Key/);
+    }
+    const first = await submit('retry-1');
+    const again = await submit('retry-1');
+    expect(first.json().data.submitJob.id).toBe(again.json().data.submitJob.id);
+  });
+
   it('applies the same checks and validation rules to subscriptions over WebSocket', async () => {
     await app.listen({ port: 0, host: '127.0.0.1' });
     const port = (app.server.address() as AddressInfo).port;
