@@ -77,6 +77,7 @@ describe('GraphQL document and operation limits', () => {
       GRAPHQL_MAX_TOKENS: 1000,
       GRAPHQL_BODY_LIMIT_BYTES: 64 * 1024,
       GRAPHQL_MAX_SELECTIONS: 50,
+      GRAPHQL_WS_MAX_MESSAGE_BYTES: 8 * 1024,
     });
   }, 60_000);
   afterAll(async () => app?.close());
@@ -221,6 +222,28 @@ describe('GraphQL document and operation limits', () => {
       fine: 'error undefined',
     });
     expect(replies.get('fine')?.payload?.[0]?.message).toMatch(/No job 'x'/);
+  });
+  it('closes a WebSocket whose message is over GRAPHQL_WS_MAX_MESSAGE_BYTES (1009) before parsing it', async () => {
+    if (!app.server.listening) await app.listen({ port: 0, host: '127.0.0.1' });
+    const port = (app.server.address() as AddressInfo).port;
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/graphql`, 'graphql-transport-ws');
+    let answered = (_outcome: number | string) => {};
+    const outcome = new Promise<number | string>((resolve) => {
+      answered = resolve;
+    });
+    ws.on('close', (code: number) => answered(code));
+    ws.on('message', (data: Buffer) => {
+      const msg = JSON.parse(String(data));
+      if (msg.id === '1') answered(`answered with ${msg.type}`);
+      if (msg.type !== 'connection_ack') return;
+      // 1200 aliases in 10 KB: mercurius would parse all of it (no token limit there) before any check.
+      const query = `subscription { jobProgress(id: "x") { ${aliases(1200, 'id')} } }`;
+      ws.send(JSON.stringify({ id: '1', type: 'subscribe', payload: { query } }));
+    });
+    await new Promise((r) => ws.once('open', r));
+    ws.send(JSON.stringify({ type: 'connection_init' }));
+    expect(await outcome).toBe(1009);
+    expect((await post('{ health { ready } }')).statusCode).toBe(200);
   });
 });
 

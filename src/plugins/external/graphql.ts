@@ -13,7 +13,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import fp from 'fastify-plugin';
 import {
   type DocumentNode,
@@ -38,6 +38,11 @@ const here = path.dirname(fileURLToPath(import.meta.url));
  * otherwise fail with "Cannot use GraphQLNonNull from another module or realm".
  */
 const graphqlOfMercurius = createRequire(import.meta.url)('graphql') as typeof import('graphql');
+
+/** The WebSocket plugin mercurius registers for subscriptions (its own copy), so that we can register it first. */
+const websocketOfMercurius = createRequire(createRequire(import.meta.url).resolve('mercurius'))(
+  '@fastify/websocket',
+) as FastifyPluginAsync<{ options: { maxPayload: number } }>;
 
 /** Find schema.graphql from src/ (dev) or dist/src/ (built). */
 export function schemaPath(): string {
@@ -343,6 +348,14 @@ export default fp(
         ? [guard, ...(Array.isArray(existing) ? existing : [existing])]
         : [guard];
     });
+    // mercurius parses a subscription document with no token limit before any hook of ours runs, and registers
+    // the WebSocket plugin with 1 MiB messages (a 0.65 MB document blocked the event loop 0.8-1.2 s). Registered here
+    // first, it bounds each message (ws closes the socket with 1009 beyond); mercurius then uses this one.
+    if (!fastify.hasDecorator('websocketServer')) {
+      await fastify.register(websocketOfMercurius, {
+        options: { maxPayload: opts.config.GRAPHQL_WS_MAX_MESSAGE_BYTES },
+      });
+    }
     const limits = limitsOf(opts.config);
     const rules = opts.config.GRAPHQL_INTROSPECTION
       ? []
