@@ -81,6 +81,8 @@ export const configSchema = z.object({
   GRAPHQL_MAX_TOKENS: int(100, 1_000_000).default(10_000),
   /** Largest POST /graphql body (document and variables, base64 images included); larger is 413. */
   GRAPHQL_BODY_LIMIT_BYTES: int(1024, 1024 * 1024 * 1024).default(16 * 1024 * 1024),
+  /** Largest GraphQL document (the `query` text; inputs such as images belong in variables); larger is 413. */
+  GRAPHQL_MAX_DOCUMENT_BYTES: int(1024, 1024 * 1024 * 1024).default(1024 * 1024),
   /** Largest GraphQL WebSocket message (a subscription and its variables); larger closes the socket with 1009. */
   GRAPHQL_WS_MAX_MESSAGE_BYTES: int(1024, 16 * 1024 * 1024).default(64 * 1024),
   /** Most compute fields (otPlan, denoise, submitJob, ...) one GraphQL operation may ask for, aliases included. */

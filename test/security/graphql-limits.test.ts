@@ -1,7 +1,8 @@
 /**
- * GraphQL documents and operations are bounded before they cost anything: the body and the parser's tokens, what an
- * operation may ask for (compute fields, bulk fields, aliases and fragments expanded), no retained documents, the
- * same checks over WebSocket, and capacity failures (503, 504) answered as HTTP statuses with the rest cancelled.
+ * GraphQL documents and operations are bounded before they cost anything: the body, the document's bytes and the
+ * parser's tokens, what an operation may ask for (compute fields, bulk fields, aliases and fragments expanded), no
+ * retained documents, the same checks over WebSocket (and bounded messages), and capacity failures (503, 504)
+ * answered as HTTP statuses with the rest cancelled.
  */
 
 import { createRequire } from 'node:module';
@@ -78,6 +79,7 @@ describe('GraphQL document and operation limits', () => {
       GRAPHQL_BODY_LIMIT_BYTES: 64 * 1024,
       GRAPHQL_MAX_SELECTIONS: 50,
       GRAPHQL_WS_MAX_MESSAGE_BYTES: 8 * 1024,
+      GRAPHQL_MAX_DOCUMENT_BYTES: 16 * 1024,
     });
   }, 60_000);
   afterAll(async () => app?.close());
@@ -105,6 +107,17 @@ describe('GraphQL document and operation limits', () => {
       payload: { ...planBody, pad: 'x'.repeat(100_000) },
     });
     expect(rest.statusCode).not.toBe(413);
+  });
+
+  it('bounds the document by GRAPHQL_MAX_DOCUMENT_BYTES (413) before the lexer reads it, not its variables', async () => {
+    const name = 'x'.repeat(20_000);
+    const inline = await post(`{ model(name: "${name}") { name } }`);
+    expect(inline.statusCode, inline.body).toBe(413);
+    expect(inline.json().errors[0].extensions.code).toBe('TW_BODY_TOO_LARGE');
+    expect(inline.json().errors[0].message).toMatch(/GRAPHQL_MAX_DOCUMENT_BYTES/);
+    const asVariable = await post('query($n: String!) { model(name: $n) { name } }', { n: name });
+    expect(asVariable.statusCode, asVariable.body).toBe(200);
+    expect(asVariable.json().data.model).toBeNull();
   });
 
   it('keeps no parsed document once the request is answered, valid or not', async () => {

@@ -1,10 +1,11 @@
 /**
  * GraphQL with mercurius, schema-first from /schema.graphql. Depth limit from config; GraphiQL only when enabled.
- * Documents are bounded before anything is built from them: the body (GRAPHQL_BODY_LIMIT_BYTES), the tokens the
- * parser reads (GRAPHQL_MAX_TOKENS), and, before graphql-js validation runs, what each operation would ask for with
- * aliases and fragments expanded: field selections, compute fields and bulk fields (GRAPHQL_MAX_SELECTIONS,
- * GRAPHQL_MAX_COMPUTE_FIELDS, GRAPHQL_MAX_HEAVY_FIELDS). The same checks and validation rules guard subscriptions
- * over WebSocket. Parsed documents are not cached (mercurius' caches would keep every distinct document, valid or
+ * Documents are bounded before anything is built from them: the body (GRAPHQL_BODY_LIMIT_BYTES), the document's
+ * bytes (GRAPHQL_MAX_DOCUMENT_BYTES), the tokens the parser reads (GRAPHQL_MAX_TOKENS), and, before graphql-js
+ * validation runs, what each operation would ask for with aliases and fragments expanded: field selections, compute
+ * fields and bulk fields (GRAPHQL_MAX_SELECTIONS, GRAPHQL_MAX_COMPUTE_FIELDS, GRAPHQL_MAX_HEAVY_FIELDS). The same
+ * checks and validation rules guard subscriptions over WebSocket, whose messages are bounded too
+ * (GRAPHQL_WS_MAX_MESSAGE_BYTES). Parsed documents are not cached (mercurius' caches would keep every distinct document, valid or
  * not, with its tree). Introspection can be turned off; CSRF prevention refuses "simple" requests a browser could
  * forge. The error formatter maps our coded errors to `extensions.code` (and never leaks internals of 5xx), and an
  * operation that failed as a whole for lack of capacity answers its HTTP status (503, 504) as REST does.
@@ -28,6 +29,7 @@ import {
 } from 'graphql';
 import mercurius, { type IResolvers, type MercuriusContext } from 'mercurius';
 import type { Config } from '../../config.js';
+import { fail } from '../../errors.js';
 import { toTweedieError } from '../app/errors.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -340,6 +342,16 @@ export default fp(
             throw new graphqlOfMercurius.GraphQLError('query must be a string holding a GraphQL document', {
               extensions: { code: 'TW_GRAPHQL_VALIDATION' },
             });
+          }
+          // The lexer reads string literals and comments a character at a time (an 8 MB literal: 250 ms of event
+          // loop) and the token limit does not see them: bound the document's bytes; inputs go in variables.
+          const bytes = Buffer.byteLength(q);
+          if (bytes > opts.config.GRAPHQL_MAX_DOCUMENT_BYTES) {
+            throw fail(
+              'BODY_TOO_LARGE',
+              `The GraphQL document has ${bytes} bytes; at most ${opts.config.GRAPHQL_MAX_DOCUMENT_BYTES} are allowed (GRAPHQL_MAX_DOCUMENT_BYTES). Pass large inputs (images, matrices) as variables`,
+              { details: { bytes, max: opts.config.GRAPHQL_MAX_DOCUMENT_BYTES } },
+            );
           }
         }
       };
