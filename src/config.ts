@@ -121,6 +121,18 @@ export const configSchema = z.object({
   CORS_ORIGINS: z.string().default(''),
   /** Most field selections (aliases and fragment spreads expanded) one GraphQL operation may ask for. */
   GRAPHQL_MAX_SELECTIONS: int(1, 100_000).default(200),
+  /** Most lexical tokens in one GraphQL document: parsing stops there (large inputs belong in variables). */
+  GRAPHQL_MAX_TOKENS: int(100, 1_000_000).default(10_000),
+  /** Largest POST /graphql body (document and variables, base64 images included); larger is 413. */
+  GRAPHQL_BODY_LIMIT_BYTES: int(1024, 1024 * 1024 * 1024).default(16 * 1024 * 1024),
+  /** Largest GraphQL document (the `query` text; inputs such as images belong in variables); larger is 413. */
+  GRAPHQL_MAX_DOCUMENT_BYTES: int(1024, 1024 * 1024 * 1024).default(1024 * 1024),
+  /** Largest GraphQL WebSocket message (a subscription and its variables); larger closes the socket with 1009. */
+  GRAPHQL_WS_MAX_MESSAGE_BYTES: int(1024, 16 * 1024 * 1024).default(64 * 1024),
+  /** Most compute fields (otPlan, denoise, submitJob, ...) one GraphQL operation may ask for, aliases included. */
+  GRAPHQL_MAX_COMPUTE_FIELDS: int(1, 1000).default(4),
+  /** Most bulk fields (a job's result, a plan's arrays, base64 images) one GraphQL operation may ask for. */
+  GRAPHQL_MAX_HEAVY_FIELDS: int(1, 1000).default(8),
   GRAPHQL_INTROSPECTION: bool.default(true),
   /** Tasks used only by tests and fault drills (sleep, crash, leak checks). Never enable in production. */
   ENABLE_TEST_TASKS: bool.default(false),

@@ -44,14 +44,18 @@ export function withoutAsyncFlag<T>(body: T): Omit<T, 'async'> {
 
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
 
-export function idempotencyKeyOf(request: FastifyRequest): string | undefined {
-  const raw = request.headers['idempotency-key'];
-  if (raw === undefined) return undefined;
-  const key = Array.isArray(raw) ? raw[0] : raw;
-  if (!IDEMPOTENCY_KEY.test(key)) {
+/** 400 unless `key` is 1 to 255 visible ASCII characters (jobService.submit checks every adapter's key). */
+export function checkIdempotencyKey<K extends string | undefined>(key: K): K {
+  if (key !== undefined && !IDEMPOTENCY_KEY.test(key)) {
     throw fail('VALIDATION', 'Idempotency-Key must be 1 to 255 visible ASCII characters');
   }
   return key;
+}
+
+export function idempotencyKeyOf(request: FastifyRequest): string | undefined {
+  const raw = request.headers['idempotency-key'];
+  if (raw === undefined) return undefined;
+  return checkIdempotencyKey(Array.isArray(raw) ? raw[0] : raw);
 }
 
 export function sendAccepted(request: FastifyRequest, reply: FastifyReply, outcome: SubmitOutcome) {

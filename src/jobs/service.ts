@@ -6,6 +6,7 @@
  */
 import type { Config } from '../config.js';
 import { fail } from '../errors.js';
+import { checkIdempotencyKey } from './http.js';
 import { type JobOperation, jobOperation, listJobOperations, parseJobInput } from './registry.js';
 import type { JobBackend, JobResult, JobView, SubmitOptions, SubmitOutcome } from './types.js';
 
@@ -41,6 +42,7 @@ export function jobService(backend: JobBackend, config: Config): JobService {
   return {
     backend,
     async submit(operation, input, opts) {
+      checkIdempotencyKey(opts?.idempotencyKey);
       const op = jobOperation(operation, config);
       return backend.submit(op.name, parseJobInput(op, input, config), opts);
     },

@@ -25,8 +25,10 @@ export interface ComputeService {
   /** Deadline for a request: the client's wish within [100 ms, max], else the default. */
   deadlineFor(requested?: number): number;
   /**
-   * Run `work` with the request's deadline (counted from the request's arrival, `reply.elapsedTime`) and a signal that aborts when the client goes away (the response
-   * closes before it was written). Pipelines that make several pool calls, or decode/encode around one, use it.
+   * Run `work` with the request's deadline (counted from the request's arrival, `reply.elapsedTime`) and a signal
+   * that aborts when the response closes: the client went away, or the response was sent without this work's
+   * result (GraphQL siblings of a failed field); or when the shutdown grace period ends. Pipelines that make
+   * several pool calls, or decode/encode around one, use it.
    */
   withRequest<T>(
     reply: FastifyReply,
@@ -72,16 +74,16 @@ export default fp(
       deadlineFor,
       async withRequest(reply, requestedTimeoutMs, work) {
         const controller = new AbortController();
-        // The response closing before it was written means the client went away: cancel the task.
-        const onClose = () => {
-          if (!reply.raw.writableFinished) controller.abort();
-        };
+        // Once the response is closed nobody waits for this work: the client went away, or the response was sent
+        // without it (a GraphQL operation that failed as a whole while sibling fields still ran). Cancel it.
+        const onClose = () => controller.abort();
         // The deadline runs from the request's arrival: reading the body and screening the image count too.
         const elapsed = Number.isFinite(reply.elapsedTime) ? reply.elapsedTime : 0;
         const timeoutMs = deadlineFor(requestedTimeoutMs) - elapsed;
         if (timeoutMs <= 0)
           throw fail('DEADLINE_EXCEEDED', 'The request used up its deadline before its task could start');
         reply.raw.once('close', onClose);
+        if (reply.raw.writableEnded || reply.raw.destroyed) controller.abort();
         // The shutdown grace period ending cancels the work too; the pool then throws the reason (503 TW_SHUTTING_DOWN).
         const graceEnded = fastify.lifecycle.graceEnded;
         const onGraceEnd = () => controller.abort(graceEnded.reason);
