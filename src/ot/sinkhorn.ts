@@ -204,8 +204,9 @@ export function sinkhorn(
     );
   }
   if (switchedToLog) warnings.push('kernel-domain scalings degenerated: switched to the log domain');
-  // The verdict and the warning use the exact final error (the loop's last check may predate a stage switch).
-  if (!Number.isFinite(summary.marginalError)) converged = false;
+  // The verdict and the warning use the exact final error of the answer (the loop's last check may predate a
+  // stage switch or have been computed from non-finite scalings).
+  if (!(summary.marginalError <= tol)) converged = false;
   if (!converged) {
     warnings.push(
       `did not converge in ${state.iterations} iterations (marginal error ${fmt(summary.marginalError)} > tol ${fmt(tol)}): ` +
