@@ -228,6 +228,9 @@ describe('OT at the edges, over REST and GraphQL', () => {
         description: string | null;
       };
     expect(field(types.a, 'maxIter').defaultValue).toBe(String(OT_DEFAULTS.sinkhornDivergence.maxIter));
+    expect(Number(field(types.a, 'tol').defaultValue)).toBe(OT_DEFAULTS.sinkhornDivergence.tol);
+    expect(Number(field(types.b, 'tol').defaultValue)).toBe(OT_DEFAULTS.mongeGap.tol);
+    expect(field(types.b, 'maxIter').description).toContain(String(OT_DEFAULTS.mongeGap.maxIter));
     expect(field(types.b, 'maxIter').description).toContain(String(OT_DEFAULTS.mongeGap.exactMaxIter));
   });
 });
