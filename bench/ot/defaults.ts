@@ -1,5 +1,5 @@
 /**
- * `npx tsx bench/ot/defaults.ts [count] [seed]`: how many iterations SNS and quadratic OT need on typical problems,
+ * `npx tsx bench/ot/defaults.ts [count] [seed] [random|uniform]`: how many iterations SNS and quadratic OT need on typical problems,
  * i.e. whether their defaults (src/ot/defaults.ts) converge. Random problems as in issue 20's check: n != m
  * log-uniform in [5, 800], d in [1, 50], Gaussian clouds at a random scale so that costs reach up to ~1e4,
  * random weights down to 1e-6 relative, reg log-uniform in [1e-3, 1e-1] x max C (SNS) or [0.05, 5] x mean C
@@ -14,6 +14,8 @@ import { Rng } from '../../src/util/random.js';
 
 const count = Number(process.argv[2] ?? 36);
 const seed = Number(process.argv[3] ?? 20);
+/** 'random' (default): weights log-uniform down to 1e-6 relative; 'uniform': 1/n, 1/m. */
+const weightKind = process.argv[4] ?? 'random';
 const rng = new Rng(seed);
 const logUniform = (lo: number, hi: number) => Math.exp(Math.log(lo) + rng.uniform() * Math.log(hi / lo));
 
@@ -32,6 +34,7 @@ function problem() {
     );
   const C = costMatrix(cloud(n, 0), cloud(m, 0.5));
   const weights = (k: number) => {
+    if (weightKind === 'uniform') return new Float64Array(k).fill(1 / k);
     const w = Float64Array.from({ length: k }, () => logUniform(1e-6, 1));
     const s = w.reduce((x, y) => x + y, 0);
     return w.map((v) => v / s);
@@ -70,7 +73,9 @@ for (let k = 0; k < count; k++) {
   );
 }
 const over = (v: number[], limit: number) => v.filter((x) => x > limit).length;
-console.log(`${count} problems (seed ${seed}), ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+console.log(
+  `${count} problems (seed ${seed}, ${weightKind} weights), ${((performance.now() - t0) / 1000).toFixed(0)} s`,
+);
 console.log(
   `SNS Newton steps: ${quantiles(sns)}; above the default ${OT_DEFAULTS.sns.maxNewtonIterations}: ${over(sns, OT_DEFAULTS.sns.maxNewtonIterations)}; above 50: ${over(sns, 50)}; not converged in 10000: ${snsFailed.length} ${snsFailed.join('; ')}`,
 );
