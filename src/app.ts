@@ -256,6 +256,9 @@ export default async function app(fastify: FastifyInstance, opts: AppOptions) {
   await fastify.register(multipart, {
     limits: { fileSize: cfg.BODY_LIMIT_BYTES, files: 4, fields: 64, fieldSize: 1024 * 1024, parts: 70 },
   });
+  // Fastify parses text/plain as a string by default; no route takes text, so it becomes a 415 like any other
+  // type without a parser (rather than a 400 from a JSON schema that got a string).
+  fastify.removeContentTypeParser('text/plain');
   // Raw image bodies: the route decides what to do with the bytes.
   fastify.addContentTypeParser(
     /^image\/.*/,

@@ -56,6 +56,11 @@ export const ERROR_CATALOGUE = {
     statusCode: 422,
     message: 'The marginals do not have the same mass',
   },
+  NUMERIC_RANGE: {
+    code: 'TW_NUMERIC_RANGE',
+    statusCode: 422,
+    message: 'The numbers are outside the range of double precision for this problem',
+  },
   RATE_LIMITED: { code: 'TW_RATE_LIMITED', statusCode: 429, message: 'Too many requests' },
   JOB_QUOTA: {
     code: 'TW_JOB_QUOTA',

@@ -38,7 +38,9 @@ function serialize(err: unknown): SerializedError {
   }
   if (err instanceof Error && (err.name === 'OtInputError' || err.name === 'InputError')) {
     const kind = (err as Error & { kind?: string }).kind;
-    return fail(kind === 'unbalanced' ? 'UNBALANCED_MARGINALS' : 'UNPROCESSABLE', err.message, {
+    const name =
+      kind === 'unbalanced' ? 'UNBALANCED_MARGINALS' : kind === 'range' ? 'NUMERIC_RANGE' : 'UNPROCESSABLE';
+    return fail(name, err.message, {
       details: (err as Error & { details?: unknown }).details,
     }).toJSON();
   }

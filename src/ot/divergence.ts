@@ -1,6 +1,7 @@
 /**
  * Losses built on the solvers: the Sinkhorn divergence between two point clouds and the Monge gap of a map.
  */
+import { OT_DEFAULTS } from './defaults.js';
 import { emd } from './emd.js';
 import { type CostKind, costMatrix, type PointCloud } from './geometry.js';
 import { checkWeights, uniform } from './marginals.js';
@@ -50,8 +51,8 @@ export function sinkhornDivergence(
   checkWeights(wb, 'b', y.n);
   const costOptions = { cost: options.cost, p: options.p };
   const solveOptions = {
-    maxIter: options.maxIter ?? 10000,
-    tol: options.tol ?? 1e-9,
+    maxIter: options.maxIter ?? OT_DEFAULTS.sinkhornDivergence.maxIter,
+    tol: options.tol ?? OT_DEFAULTS.sinkhornDivergence.tol,
     signal: options.signal,
     returnPlan: false,
   };
@@ -119,7 +120,10 @@ export function mongeGap(x: PointCloud, Tx: PointCloud, options: MongeGapOptions
   displacement /= n;
   const w = uniform(n);
   if (options.exact) {
-    const r = emd(w, w, C, { maxIter: options.maxIter ?? 10_000_000, signal: options.signal });
+    const r = emd(w, w, C, {
+      maxIter: options.maxIter ?? OT_DEFAULTS.mongeGap.exactMaxIter,
+      signal: options.signal,
+    });
     return {
       gap: displacement - r.cost,
       displacement,
@@ -133,12 +137,12 @@ export function mongeGap(x: PointCloud, Tx: PointCloud, options: MongeGapOptions
   if (eps === undefined) {
     let mean = 0;
     for (let k = 0; k < C.data.length; k++) mean += C.data[k];
-    eps = (0.05 * mean) / C.data.length;
+    eps = (OT_DEFAULTS.mongeGap.epsFactor * mean) / C.data.length;
     if (!(eps > 0)) eps = 1e-3;
   }
   const r = sinkhorn(w, w, C, eps, {
-    maxIter: options.maxIter ?? 10000,
-    tol: options.tol ?? 1e-9,
+    maxIter: options.maxIter ?? OT_DEFAULTS.mongeGap.maxIter,
+    tol: options.tol ?? OT_DEFAULTS.mongeGap.tol,
     signal: options.signal,
     onProgress: options.onProgress,
   });

@@ -13,7 +13,9 @@
  * - zero-weight rows and columns stay in the graph (they just carry no flow); since the simplex prices every
  *   arc, their potentials come out dual feasible without POT's post-hoc repair.
  */
+import { OT_DEFAULTS } from './defaults.js';
 import { checkBalanced } from './marginals.js';
+import { maxAbs, powerOfTwoScale, scaleInPlace } from './range.js';
 import {
   type CostMatrix,
   OtInputError,
@@ -63,8 +65,12 @@ export function emd(
     throw new OtInputError(`dimension mismatch: a has ${a.length}, b has ${b.length}, cost is ${n} x ${m}`);
   }
   const { a: wa, b: wb } = checkBalanced(a, b, { normalize: options.normalize });
-  const maxIter = options.maxIter ?? 100000;
-  const simplex = new NetworkSimplex(n, m, C.data, wa, wb);
+  const maxIter = options.maxIter ?? OT_DEFAULTS.emd.maxIter;
+  // Costs near the double limit overflow the artificial arcs ((max|C| + 1) * (n + m)): solve C / 2^k (exact)
+  // and multiply the cost and potentials back.
+  const costScale = powerOfTwoScale(maxAbs(C.data));
+  const cost0 = costScale === 1 ? C.data : C.data.map((v) => v / costScale);
+  const simplex = new NetworkSimplex(n, m, cost0, wa, wb);
   const status = simplex.run(maxIter, options);
 
   const warnings: string[] = [];
@@ -78,13 +84,16 @@ export function emd(
     );
   }
 
-  const { plan, cost } = simplex.extractPlan();
+  const { plan, cost: scaledCost } = simplex.extractPlan();
+  const cost = scaledCost * costScale;
   const f = new Float64Array(n);
   const g = new Float64Array(m);
   // LEMON's potentials make reduced costs C_ij + pi_i - pi_{n+j} >= 0; the transport duals are u = -pi, v = pi.
   for (let i = 0; i < n; i++) f[i] = -simplex.pi[i];
   for (let j = 0; j < m; j++) g[j] = simplex.pi[n + j];
   if (options.centerDual ?? true) centerDual(f, g, wa, wb);
+  scaleInPlace(f, costScale);
+  scaleInPlace(g, costScale);
 
   return {
     solver: 'networkSimplex',

@@ -2,7 +2,7 @@
  * Exact OT on the line. For a cost h(|x - y|) with h convex (here |x - y|^p, p >= 1) the monotone
  * (north-west corner on sorted samples) coupling is optimal, so the plan costs O((n + m) log(n + m)).
  */
-import { accurateSum, checkWeights } from './marginals.js';
+import { checkBalanced, checkWeights } from './marginals.js';
 import { OtInputError, type SparsePlan } from './types.js';
 
 export interface Emd1dResult {
@@ -28,8 +28,9 @@ function sortedOrder(x: ArrayLike<number>): Int32Array {
 
 /**
  * POT's `emd_1d(x_a, x_b, a, b, metric='minkowski', p)` and `emd2_1d` (the cost). Uniform weights when a or b
- * are omitted; b is rescaled to the mass of a, as POT does. Note POT's default metric is 'sqeuclidean',
- * which equals p = 2 here.
+ * are omitted. Like every balanced solver here (emd, sinkhorn, ...) it throws OtInputError('unbalanced') when
+ * sum(a) and sum(b) differ beyond 1e-9 relative, unless `normalize` (then b is rescaled to the mass of a, which
+ * POT does silently). Note POT's default metric is 'sqeuclidean', which equals p = 2 here.
  */
 export function emd1d(
   xa: ArrayLike<number>,
@@ -37,19 +38,20 @@ export function emd1d(
   a?: ArrayLike<number>,
   b?: ArrayLike<number>,
   p = 1,
+  options: { normalize?: boolean } = {},
 ): Emd1dResult {
   if (!(p >= 1) || !Number.isFinite(p)) throw new OtInputError(`emd1d needs a finite p >= 1, got ${p}`);
   checkPoints(xa, 'xa');
   checkPoints(xb, 'xb');
   const n = xa.length;
   const m = xb.length;
-  const wa = a ? Float64Array.from(a) : new Float64Array(n).fill(1 / n);
-  const wb = b ? Float64Array.from(b) : new Float64Array(m).fill(1 / m);
-  checkWeights(wa, 'a', n);
-  checkWeights(wb, 'b', m);
-  const massA = accurateSum(wa);
-  const scale = massA / accurateSum(wb);
-  for (let j = 0; j < m; j++) wb[j] *= scale;
+  if (a && a.length !== n) throw new OtInputError(`a has length ${a.length}, expected ${n}`);
+  if (b && b.length !== m) throw new OtInputError(`b has length ${b.length}, expected ${m}`);
+  const { a: wa, b: wb } = checkBalanced(
+    a ?? new Float64Array(n).fill(1 / n),
+    b ?? new Float64Array(m).fill(1 / m),
+    options,
+  );
 
   const oa = sortedOrder(xa);
   const ob = sortedOrder(xb);
@@ -100,8 +102,9 @@ export function emd2_1d(
   a?: ArrayLike<number>,
   b?: ArrayLike<number>,
   p = 1,
+  options: { normalize?: boolean } = {},
 ): number {
-  return emd1d(xa, xb, a, b, p).cost;
+  return emd1d(xa, xb, a, b, p, options).cost;
 }
 
 /**

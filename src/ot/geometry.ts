@@ -145,6 +145,17 @@ export function costMatrix(x: PointCloud, y: PointCloud, options: CostOptions = 
     default:
       throw new OtInputError(`unknown cost '${kind as string}'`);
   }
+  for (let k = 0; k < out.length; k++) {
+    if (!Number.isFinite(out[k])) {
+      const i = Math.floor(k / m);
+      throw new OtInputError(
+        `the ${kind} cost between x[${i}] and y[${k - i * m}] overflows double precision: ` +
+          'divide the coordinates of x and y by a common factor (e.g. their largest magnitude)',
+        'range',
+        { i, j: k - i * m },
+      );
+    }
+  }
   return { n, m, data: out };
 }
 

@@ -7,6 +7,7 @@
  * Smooth / sparse solvers (another helper's): lbfgs, quadratic, sns, sparse — add new modules of that family
  * to the list below too (one sorted list, as biome wants; watch for name clashes).
  */
+export * from './defaults.js';
 export * from './divergence.js';
 export * from './emd.js';
 export * from './emd1d.js';

@@ -4,6 +4,12 @@
  */
 import { OtInputError } from './types.js';
 
+/**
+ * Smallest total mass accepted (2^-960, about 1e-289): below it the entries of a plan approach the subnormal
+ * range (< 2.2e-308), where doubles lose precision and the solvers' absolute tolerances mean nothing.
+ */
+export const MIN_TOTAL_MASS = 2 ** -960;
+
 /** Uniform probability vector of length n (each entry 1/n). */
 export function uniform(n: number): Float64Array {
   if (!Number.isInteger(n) || n <= 0) throw new OtInputError(`uniform(n) needs a positive integer, got ${n}`);
@@ -20,7 +26,8 @@ export function accurateSum(x: ArrayLike<number>): number {
     compensation += Math.abs(sum) >= Math.abs(v) ? sum - t + v : v - t + sum;
     sum = t;
   }
-  return sum + compensation;
+  // An overflowing sum is +Infinity (the compensation of an overflow is NaN and meaningless).
+  return Number.isFinite(sum) ? sum + compensation : sum;
 }
 
 /** Throws OtInputError('invalid') unless every entry is finite and >= 0 and the total is positive. */
@@ -34,7 +41,23 @@ export function checkWeights(w: ArrayLike<number>, name: string, expectedLength?
     if (!Number.isFinite(v)) throw new OtInputError(`${name}[${i}] is not finite (${v})`);
     if (v < 0) throw new OtInputError(`${name}[${i}] is negative (${v})`);
   }
-  if (!(accurateSum(w) > 0)) throw new OtInputError(`${name} has zero total mass`);
+  const total = accurateSum(w);
+  if (total === Number.POSITIVE_INFINITY) {
+    throw new OtInputError(
+      `the total mass of ${name} overflows double precision: divide the weights by a common factor ` +
+        '(the plan and the cost scale with them)',
+      'range',
+    );
+  }
+  if (!(total > 0)) throw new OtInputError(`${name} has zero total mass`);
+  if (total < MIN_TOTAL_MASS) {
+    throw new OtInputError(
+      `the total mass of ${name} (${total}) is below ${MIN_TOTAL_MASS.toExponential(2)}, where plan entries become ` +
+        'subnormal numbers and lose their precision: multiply the weights by a common factor ' +
+        '(the plan and the cost scale with them)',
+      'range',
+    );
+  }
 }
 
 export interface BalanceOptions {

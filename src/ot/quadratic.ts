@@ -14,6 +14,7 @@
  * read off the projection threshold), which is the convention the sparse solvers share.
  */
 
+import { OT_DEFAULTS } from './defaults.js';
 import { minimizeLbfgs } from './lbfgs.js';
 import { type CostMatrix, OtInputError, type OtResult, type SolveControl } from './types.js';
 
@@ -199,8 +200,8 @@ export function quadraticOt(
 ): OtResult {
   validateBalancedProblem(a, b, C, reg);
   const { n, m } = C;
-  const formulation = options.formulation ?? 'dual';
-  const maxIter = options.maxIter ?? 2000;
+  const formulation = options.formulation ?? OT_DEFAULTS.quadratic.formulation;
+  const maxIter = options.maxIter ?? OT_DEFAULTS.quadratic.maxIter;
   const lbfgsOptions = {
     maxIter,
     gtol: options.gtol ?? 1e-10,

@@ -21,11 +21,19 @@
  * quantity POT checks (POT uses its L2 norm), computed for free inside the next column update and tested
  * every `checkEvery` iterations. One iteration = one column update + one row update.
  */
+
+import { OT_DEFAULTS } from './defaults.js';
 import { accurateSum, checkBalanced } from './marginals.js';
+import { powerOfTwoScale, scaleInPlace } from './range.js';
 import { simdWorkspace } from './simd.js';
 import { type CostMatrix, OtInputError, type OtResult, type SolveControl, throwIfAborted } from './types.js';
 
 export const KERNEL_MAX_RANGE = 250;
+/**
+ * Largest max|C| / reg solved: beyond it (f_i + g_j - C_ij) / reg overflows double precision, and the entropic
+ * plan is the exact one anyway (use emd).
+ */
+export const MAX_COST_OVER_REG = 1e300;
 const SAFE_LOW = 1e-250;
 const SAFE_HIGH = 1e250;
 const SCALING_LOW = 1e-200;
@@ -119,12 +127,26 @@ export function sinkhorn(
   if (!(reg > 0) || !Number.isFinite(reg))
     throw new OtInputError(`reg (epsilon) must be a finite positive number, got ${reg}`);
   const { a: wa, b: wb } = checkBalanced(a, b, { normalize: options.normalize });
-  const maxIter = options.maxIter ?? 1000;
-  const tol = options.tol ?? 1e-9;
-  const checkEvery = Math.max(1, Math.floor(options.checkEvery ?? 10));
-  const method = options.method ?? 'auto';
-
   const [minC, maxC] = costRange(C.data);
+  // Costs near the double limit: solve C / 2^k with reg / 2^k (the same plan, exactly), multiply back.
+  const costScale = powerOfTwoScale(Math.max(Math.abs(minC), Math.abs(maxC)));
+  const ratio = Math.max(Math.abs(minC), Math.abs(maxC)) / costScale / (reg / costScale);
+  if (!(ratio <= MAX_COST_OVER_REG)) {
+    throw new OtInputError(
+      `reg = ${reg} is too small for costs up to ${fmt(Math.max(Math.abs(minC), Math.abs(maxC)))} ` +
+        `(max|C| / reg = ${fmt(ratio)} > ${fmt(MAX_COST_OVER_REG)}): exp(-C/reg) is not representable in double ` +
+        `precision; raise reg to at least ${fmt(Math.max(Math.abs(minC), Math.abs(maxC)) / MAX_COST_OVER_REG)} ` +
+        'or use the exact solver (emd)',
+      'range',
+      { reg, maxAbsCost: Math.max(Math.abs(minC), Math.abs(maxC)) },
+    );
+  }
+  if (costScale !== 1) return rescaled(wa, wb, C, reg, costScale, options);
+  const maxIter = options.maxIter ?? OT_DEFAULTS.sinkhorn.maxIter;
+  const tol = options.tol ?? OT_DEFAULTS.sinkhorn.tol;
+  const checkEvery = Math.max(1, Math.floor(options.checkEvery ?? OT_DEFAULTS.sinkhorn.checkEvery));
+  const method = options.method ?? OT_DEFAULTS.sinkhorn.method;
+
   const state: State = {
     n,
     m,
@@ -145,7 +167,12 @@ export function sinkhorn(
   if (options.init?.f) state.f.set(options.init.f);
   if (options.init?.g) state.g.set(options.init.g);
 
-  const schedule = epsilonSchedule(reg, state.range, options.epsilonScaling, tol);
+  const schedule = epsilonSchedule(
+    reg,
+    state.range,
+    options.epsilonScaling ?? OT_DEFAULTS.sinkhorn.epsilonScaling,
+    tol,
+  );
   let usedMethod: 'log' | 'kernel' = 'log';
   let converged = false;
   let switchedToLog = false;
@@ -177,9 +204,12 @@ export function sinkhorn(
     );
   }
   if (switchedToLog) warnings.push('kernel-domain scalings degenerated: switched to the log domain');
+  // The verdict and the warning use the exact final error of the answer (the loop's last check may predate a
+  // stage switch or have been computed from non-finite scalings).
+  if (!(summary.marginalError <= tol)) converged = false;
   if (!converged) {
     warnings.push(
-      `did not converge in ${state.iterations} iterations (marginal error ${fmt(state.lastError)} > tol ${fmt(tol)}): ` +
+      `did not converge in ${state.iterations} iterations (marginal error ${fmt(summary.marginalError)} > tol ${fmt(tol)}): ` +
         'raise maxIter or reg, or enable epsilon scaling',
     );
   }
@@ -203,6 +233,34 @@ export function sinkhorn(
     method: usedMethod,
     eps: reg,
   };
+}
+
+/**
+ * Sinkhorn on C / s with reg / s (s a power of two, so exact): the plan exp((f + g - C) / reg) is the same, the
+ * potentials, cost and objective scale by s.
+ */
+function rescaled(
+  a: Float64Array,
+  b: Float64Array,
+  C: CostMatrix,
+  reg: number,
+  s: number,
+  options: SinkhornOptions,
+): SinkhornResult {
+  const down = (v: ArrayLike<number> | undefined) => (v ? Float64Array.from(v, (x) => x / s) : undefined);
+  const scaling = options.epsilonScaling;
+  const r = sinkhorn(a, b, { n: C.n, m: C.m, data: C.data.map((v) => v / s) }, reg / s, {
+    ...options,
+    normalize: false,
+    init: options.init && { f: down(options.init.f), g: down(options.init.g) },
+    epsilonScaling:
+      typeof scaling === 'object' && scaling.initial !== undefined
+        ? { ...scaling, initial: scaling.initial / s }
+        : scaling,
+  });
+  scaleInPlace(r.f, s);
+  scaleInPlace(r.g, s);
+  return { ...r, cost: r.cost * s, objective: r.objective * s, eps: reg };
 }
 
 /** <C, P> of the entropic plan (POT's sinkhorn2 returns this linear part, not the regularised objective). */

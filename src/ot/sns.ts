@@ -26,6 +26,7 @@
  * Schur complement on g (see solveNewtonSystem for why).
  */
 
+import { OT_DEFAULTS } from './defaults.js';
 import { validateBalancedProblem } from './quadratic.js';
 import { sinkhorn } from './sinkhorn.js';
 import { type CostMatrix, type OtResult, type SolveControl, throwIfAborted } from './types.js';
@@ -355,12 +356,12 @@ function solveSns(
   options: SnsOptions,
 ): OtResult {
   const { n, m } = C;
-  const N1 = options.sinkhornIterations ?? 20;
-  const N2 = options.maxNewtonIterations ?? 200;
+  const N1 = options.sinkhornIterations ?? OT_DEFAULTS.sns.sinkhornIterations;
+  const N2 = options.maxNewtonIterations ?? OT_DEFAULTS.sns.maxNewtonIterations;
   const sparsity = options.sparsity ?? 2 / n;
-  const cgTol = options.cgTol ?? 1e-9;
+  const cgTol = options.cgTol ?? OT_DEFAULTS.sns.cgTol;
   const maxCg = options.maxCgIterations ?? Math.max(1000, 10 * (n + m));
-  const tol = options.tol ?? 1e-9;
+  const tol = options.tol ?? OT_DEFAULTS.sns.tol;
   const fallback = options.fallbackSinkhornIterations ?? 10;
   const armijo = 1e-4;
   const adaptive = options.adaptiveSparsity ?? true;

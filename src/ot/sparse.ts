@@ -17,6 +17,7 @@
  * P_ij = [f_i + g_j - C_ij]_+ / reg on the kept support, 0 elsewhere.
  */
 
+import { OT_DEFAULTS } from './defaults.js';
 import { minimizeLbfgs } from './lbfgs.js';
 import { planSummary, simplexThreshold, validateBalancedProblem } from './quadratic.js';
 import { type CostMatrix, OtInputError, type OtResult, type SolveControl, type SparsePlan } from './types.js';
@@ -217,8 +218,8 @@ export function sparseOt(
   options: SparseOtOptions = {},
 ): OtResult {
   validateBalancedProblem(a, b, C, reg);
-  const side = options.side ?? 'columns';
-  const formulation = options.formulation ?? 'dual';
+  const side = options.side ?? OT_DEFAULTS.sparse.side;
+  const formulation = options.formulation ?? OT_DEFAULTS.sparse.formulation;
   if (!Number.isInteger(k) || k < 1) throw new OtInputError(`k must be a positive integer, got ${k}`);
   // Work on the column-constrained problem; a row constraint is the same problem transposed.
   const cost = side === 'columns' ? C : transposed(C);
@@ -231,7 +232,7 @@ export function sparseOt(
   }
   const kEff = Math.min(k, n);
   const lbfgsOptions = {
-    maxIter: options.maxIter ?? 3000,
+    maxIter: options.maxIter ?? OT_DEFAULTS.sparse.maxIter,
     gtol: options.gtol ?? 1e-10,
     // With k >= n the objective is smooth and the gradient test alone is the right stop (as quadraticOt).
     ftol: options.ftol ?? (kEff === n ? 0 : 1e-15),

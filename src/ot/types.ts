@@ -69,8 +69,11 @@ export interface SolveControl {
 export class OtInputError extends Error {
   constructor(
     message: string,
-    /** 'unbalanced' for mass mismatch (HTTP 422), 'invalid' for malformed input (HTTP 400). */
-    public readonly kind: 'unbalanced' | 'invalid' = 'invalid',
+    /**
+     * 'unbalanced' for mass mismatch, 'range' for numbers that overflow double precision (a cost, a total mass
+     * or an answer), 'invalid' for malformed input; all HTTP 422.
+     */
+    public readonly kind: 'unbalanced' | 'invalid' | 'range' = 'invalid',
     public readonly details?: unknown,
   ) {
     super(message);

@@ -15,6 +15,7 @@
  * Stopping: the largest change of the log-scalings, max(|df|, |dg|) / eps, below tol; for small changes this
  * is POT's relative change of u and v.
  */
+import { OT_DEFAULTS } from './defaults.js';
 import { checkWeights } from './marginals.js';
 import { type CostMatrix, OtInputError, type OtResult, type SolveControl, throwIfAborted } from './types.js';
 
@@ -27,6 +28,13 @@ export interface UnbalancedOptions extends SolveControl {
   checkEvery?: number;
   recordErrors?: boolean;
   returnPlan?: boolean;
+  /**
+   * Potentials of zero-weight points: 'infinite' (default, POT's log u = -Infinity) or 'finite': the value the
+   * update gives with the log-weight term left out, f_i = -fi eps LSE_j((g_j - C_ij)/eps) (likewise g_j), i.e.
+   * the potential such a point has at vanishing weight. The plan is 0 on those rows/columns either way. For
+   * answers that must stay finite (JSON has no -Infinity).
+   */
+  zeroWeightPotentials?: 'infinite' | 'finite';
 }
 
 export interface UnbalancedResult extends OtResult {
@@ -62,8 +70,8 @@ export function sinkhornUnbalanced(
   const eps = reg;
   const invEps = 1 / eps;
   const fi = Number.isFinite(regM) ? regM / (regM + eps) : 1;
-  const maxIter = options.maxIter ?? 1000;
-  const tol = options.tol ?? 1e-9;
+  const maxIter = options.maxIter ?? OT_DEFAULTS.unbalanced.maxIter;
+  const tol = options.tol ?? OT_DEFAULTS.unbalanced.tol;
   const checkEvery = Math.max(1, Math.floor(options.checkEvery ?? 10));
   const Cd = C.data;
   const logA = Float64Array.from(a, Math.log);
@@ -169,6 +177,13 @@ export function sinkhornUnbalanced(
   }
   const penalty = Number.isFinite(regM) ? regM * (kl(rows, a) + kl(cols, b)) : 0;
   const warnings: string[] = [];
+  if (options.zeroWeightPotentials === 'finite') {
+    // After the plan (which used the exact zeros), from the potentials of the weighted points only.
+    for (let i = 0; i < n; i++) fs[i] = f[i] * invEps;
+    for (let j = 0; j < m; j++) gs[j] = g[j] * invEps;
+    for (let i = 0; i < n; i++) if (a[i] === 0) f[i] = -fi * eps * logSumExp(Cd, i * m, 1, m, gs, invEps);
+    for (let j = 0; j < m; j++) if (b[j] === 0) g[j] = -fi * eps * logSumExpStrided(Cd, j, m, n, fs, invEps);
+  }
   if (!converged) {
     warnings.push(
       `did not converge in ${iterations} iterations (scaling change ${lastChange.toExponential(2)} > tol ${tol.toExponential(2)}): ` +

@@ -32,3 +32,12 @@ export function checkRectangular(rows: number[][], ctx: z.RefinementCtx, path: (
     }
   });
 }
+
+/**
+ * Params for a `.superRefine` that reads the parsed shape (x[0].length, ...): run it only when the fields parsed
+ * without issues. Zod 4 runs refinements after non-aborting issues such as "too small", on data that is not of
+ * the declared shape, where such a refinement would throw a TypeError (and its message would reach the client).
+ */
+export const whenShapeValid = {
+  when: (payload: { issues: readonly unknown[] }) => payload.issues.length === 0,
+};

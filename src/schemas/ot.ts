@@ -4,7 +4,16 @@
  * geometry (C, or x/y with a cost) -> problem (a, b) -> solver (name + params) -> output options.
  */
 import { z } from 'zod';
-import { checkRectangular, finite, matrix, nonNegative, positive, timeoutMs } from './common.js';
+import { OT_DEFAULTS } from '../ot/defaults.js';
+import {
+  checkRectangular,
+  finite,
+  matrix,
+  nonNegative,
+  positive,
+  timeoutMs,
+  whenShapeValid,
+} from './common.js';
 
 export const costKind = z
   .enum(['sqeuclidean', 'euclidean', 'cityblock', 'minkowski', 'cosine'])
@@ -37,12 +46,14 @@ export const marginalFields = {
     .describe('Rescale b to the mass of a instead of refusing unequal masses (balanced solvers)'),
 };
 
-const maxIter = (def: number) => z.number().int().min(1).max(10_000_000).default(def);
+const maxIterNumber = z.number().int().min(1).max(10_000_000);
+/** Defaults come from the library (src/ot/defaults.ts), so REST, GraphQL and jobs solve what the library solves. */
+const maxIter = (def: number) => maxIterNumber.default(def);
 
 export const solverSchema = z.discriminatedUnion('solver', [
   z.object({
     solver: z.literal('emd'),
-    maxIter: maxIter(100_000).describe('Maximum network-simplex pivots'),
+    maxIter: maxIter(OT_DEFAULTS.emd.maxIter).describe('Maximum network-simplex pivots'),
   }),
   z.object({
     solver: z.literal('emd1d'),
@@ -50,11 +61,11 @@ export const solverSchema = z.discriminatedUnion('solver', [
   z.object({
     solver: z.literal('sinkhorn'),
     reg: positive.describe('Entropic regularisation eps (in cost units, after scaling)'),
-    method: z.enum(['auto', 'log', 'kernel']).default('auto'),
-    maxIter: maxIter(1000),
-    tol: positive.default(1e-9).describe('Stop when the L1 marginal error is below tol'),
-    checkEvery: z.number().int().min(1).max(10_000).default(10),
-    epsilonScaling: z.boolean().default(false),
+    method: z.enum(['auto', 'log', 'kernel']).default(OT_DEFAULTS.sinkhorn.method),
+    maxIter: maxIter(OT_DEFAULTS.sinkhorn.maxIter),
+    tol: positive.default(OT_DEFAULTS.sinkhorn.tol).describe('Stop when the L1 marginal error is below tol'),
+    checkEvery: z.number().int().min(1).max(10_000).default(OT_DEFAULTS.sinkhorn.checkEvery),
+    epsilonScaling: z.boolean().default(OT_DEFAULTS.sinkhorn.epsilonScaling),
   }),
   z.object({
     solver: z.literal('sns'),
@@ -64,14 +75,14 @@ export const solverSchema = z.discriminatedUnion('solver', [
       .int()
       .min(0)
       .max(1_000_000)
-      .default(20)
+      .default(OT_DEFAULTS.sns.sinkhornIterations)
       .describe('N1: Sinkhorn steps first'),
     maxNewtonIterations: z
       .number()
       .int()
       .min(0)
       .max(100_000)
-      .default(50)
+      .default(OT_DEFAULTS.sns.maxNewtonIterations)
       .describe('N2: maximum Newton steps'),
     sparsity: z
       .number()
@@ -79,29 +90,29 @@ export const solverSchema = z.discriminatedUnion('solver', [
       .max(1)
       .optional()
       .describe('Fraction of entries kept in the Hessian (default 2/n)'),
-    cgTol: positive.default(1e-10),
-    tol: positive.default(1e-9),
+    cgTol: positive.default(OT_DEFAULTS.sns.cgTol),
+    tol: positive.default(OT_DEFAULTS.sns.tol),
   }),
   z.object({
     solver: z.literal('sparse'),
     reg: positive.describe('Quadratic regularisation gamma'),
     k: z.number().int().min(1).describe('At most k nonzeros per column (or row)'),
-    side: z.enum(['columns', 'rows']).default('columns'),
-    formulation: z.enum(['dual', 'semiDual']).default('semiDual'),
-    maxIter: maxIter(1000),
+    side: z.enum(['columns', 'rows']).default(OT_DEFAULTS.sparse.side),
+    formulation: z.enum(['dual', 'semiDual']).default(OT_DEFAULTS.sparse.formulation),
+    maxIter: maxIter(OT_DEFAULTS.sparse.maxIter),
   }),
   z.object({
     solver: z.literal('quadratic'),
     reg: positive.describe('L2 regularisation'),
-    formulation: z.enum(['dual', 'semiDual']).default('dual'),
-    maxIter: maxIter(1000),
+    formulation: z.enum(['dual', 'semiDual']).default(OT_DEFAULTS.quadratic.formulation),
+    maxIter: maxIter(OT_DEFAULTS.quadratic.maxIter),
   }),
   z.object({
     solver: z.literal('unbalanced'),
     reg: positive.describe('Entropic regularisation eps'),
     regM: z.number().gt(0).describe('Marginal relaxation (KL weight, POT reg_m); large = nearly balanced'),
-    maxIter: maxIter(1000),
-    tol: positive.default(1e-9),
+    maxIter: maxIter(OT_DEFAULTS.unbalanced.maxIter),
+    tol: positive.default(OT_DEFAULTS.unbalanced.tol),
   }),
 ]);
 
@@ -175,7 +186,7 @@ export const otPlanRequest = otPlanBase.superRefine((v, ctx) => {
   if (v.solver.solver === 'emd1d' && v.x?.[0].length !== 1) {
     ctx.addIssue({ code: 'custom', path: ['solver'], message: 'emd1d needs 1-D points x and y (d = 1)' });
   }
-});
+}, whenShapeValid);
 export type OtPlanRequest = z.output<typeof otPlanRequest>;
 
 export const sinkhornDivergenceRequest = z
@@ -187,8 +198,10 @@ export const sinkhornDivergenceRequest = z
     cost: costKind,
     p: geometryFields.p,
     reg: positive.describe('Entropic regularisation eps'),
-    maxIter: maxIter(1000),
-    tol: positive.default(1e-9),
+    maxIter: maxIter(OT_DEFAULTS.sinkhornDivergence.maxIter).describe(
+      'Maximum iterations of each Sinkhorn solve',
+    ),
+    tol: positive.default(OT_DEFAULTS.sinkhornDivergence.tol),
     timeoutMs,
   })
   .superRefine((v, ctx) => {
@@ -208,7 +221,7 @@ export const sinkhornDivergenceRequest = z
         path: ['b'],
         message: `b has ${v.b.length} entries, y has ${v.y.length} points`,
       });
-  });
+  }, whenShapeValid);
 export type SinkhornDivergenceRequest = z.output<typeof sinkhornDivergenceRequest>;
 
 export const mongeGapRequest = z
@@ -219,10 +232,16 @@ export const mongeGapRequest = z
     p: geometryFields.p,
     reg: positive
       .optional()
-      .describe('Entropic eps (absolute; default 0.05 x mean cost between x and Tx; ignored when exact)'),
+      .describe(
+        `Entropic eps (absolute; default ${OT_DEFAULTS.mongeGap.epsFactor} x mean cost between x and Tx; ignored when exact)`,
+      ),
     exact: z.boolean().default(false).describe('Use the exact (emd) transport cost: a true OT map gives 0'),
-    maxIter: maxIter(1000),
-    tol: positive.default(1e-9),
+    maxIter: maxIterNumber
+      .optional()
+      .describe(
+        `Maximum Sinkhorn iterations (default ${OT_DEFAULTS.mongeGap.maxIter}), or network-simplex pivots when exact (default ${OT_DEFAULTS.mongeGap.exactMaxIter})`,
+      ),
+    tol: positive.default(OT_DEFAULTS.mongeGap.tol),
     timeoutMs,
   })
   .superRefine((v, ctx) => {
@@ -231,7 +250,7 @@ export const mongeGapRequest = z
     if (v.x.length !== v.Tx.length || v.x[0].length !== v.Tx[0].length) {
       ctx.addIssue({ code: 'custom', path: ['Tx'], message: 'Tx must have the same shape as x' });
     }
-  });
+  }, whenShapeValid);
 export type MongeGapRequest = z.output<typeof mongeGapRequest>;
 
 /** n, m, d of a request (0 when unknown). */

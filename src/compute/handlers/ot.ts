@@ -9,6 +9,7 @@ import { emd1d } from '../../ot/emd1d.js';
 import { costFromMatrix, pointCloud, pointCloudCost, scaleCost } from '../../ot/geometry.js';
 import { checkBalanced, uniform } from '../../ot/marginals.js';
 import { quadraticOt } from '../../ot/quadratic.js';
+import { assertFiniteResult } from '../../ot/range.js';
 import { sinkhorn } from '../../ot/sinkhorn.js';
 import { sinkhornNewtonSparse } from '../../ot/sns.js';
 import { sparseOt } from '../../ot/sparse.js';
@@ -147,7 +148,7 @@ export function solvePlan(
   if (s.solver === 'emd1d') {
     const xa = req.x!.map((r) => r[0]);
     const xb = req.y!.map((r) => r[0]);
-    const r = emd1d(xa, xb, req.a, req.b, req.p);
+    const r = emd1d(xa, xb, req.a, req.b, req.p, { normalize: req.normalize });
     const n = xa.length;
     const m = xb.length;
     const res: OtResult = {
@@ -215,6 +216,7 @@ export function solvePlan(
         tol: s.tol,
         recordErrors: req.output.errorHistory,
         returnPlan: withPlan && req.output.plan !== 'none',
+        zeroWeightPotentials: 'finite',
         ...control,
       });
       break;
@@ -257,7 +259,12 @@ function finish(
   return out;
 }
 
+/** Every OT answer (REST, GraphQL, jobs) leaves the worker through here: never with a NaN or an infinity. */
 export async function solve(input: OtTaskInput, ctx: HandlerContext) {
+  return assertFiniteResult(solveOp(input, ctx), `ot ${input.op}`);
+}
+
+function solveOp(input: OtTaskInput, ctx: HandlerContext) {
   switch (input.op) {
     case 'plan': {
       const out = solvePlan(input.request, input.withPlan, ctx);

@@ -35,6 +35,11 @@ export function toTweedieError(err: unknown): TweedieError {
   if (Array.isArray(e.validation)) {
     return fail('VALIDATION', e.message, { details: e.validation });
   }
+  if (e.code === 'FST_ERR_VALIDATION' && typeof e.statusCode === 'number' && e.statusCode >= 500) {
+    // A validator threw (Fastify marks it 500): the input is refused as invalid, but the exception's own
+    // message (a JavaScript TypeError, say) is for the log, never for the client.
+    return fail('VALIDATION', undefined, { cause: err });
+  }
   const byFastifyCode: Record<string, ErrorSpec> = {
     FST_ERR_CTP_BODY_TOO_LARGE: ERROR_CATALOGUE.BODY_TOO_LARGE,
     FST_REQ_FILE_TOO_LARGE: ERROR_CATALOGUE.BODY_TOO_LARGE,
@@ -101,6 +106,8 @@ export default fp(
       const te = toTweedieError(err);
       if (te.statusCode >= 500) {
         request.log.error({ err, code: te.code, details: te.details }, 'request failed');
+      } else if (te.cause !== undefined) {
+        request.log.warn({ err, code: te.code }, 'request rejected by a failing validator');
       } else {
         request.log.info({ code: te.code, message: te.message }, 'request rejected');
       }
