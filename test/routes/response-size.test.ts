@@ -213,7 +213,7 @@ describe("a large job result's download", () => {
     expect(status).toBe(200);
     expect(bytes).toBeGreaterThan(20_000_000);
     // Serialised in one go (JSON.stringify of 2.25 M numbers), the loop stood still for 1.2 s here; streamed, the
-    // longest stall was about 0.13 s (a garbage collection).
-    expect(longest).toBeLessThan(400);
+    // longest stall was about 0.13 s (a garbage collection), 0.45 s on a machine loaded ~7 per core.
+    expect(longest).toBeLessThan(700);
   }, 60_000);
 });
