@@ -9,6 +9,7 @@
  * disruption budgets that agree, models on a shared volume, and a ConfigMap the service's own config schema
  * accepts. docker cannot build here, so the GPU Dockerfile is read too.
  */
+import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { ScaledObject, TriggerAuthentication } from '@kubernetes-models/keda/keda.sh/v1alpha1';
@@ -383,6 +384,18 @@ describe('kubernetes manifests against the Kubernetes API schemas', () => {
       expect(doc.metadata.labels['app.kubernetes.io/part-of']).toBe('tweedie');
     }
   });
+
+  // kubectl kustomize is the renderer itself: where it is installed, the emulation above must agree with it.
+  const kubectl = spawnSync('kubectl', ['kustomize', k8sDir], { encoding: 'utf8', timeout: 60_000 });
+  it.skipIf(kubectl.status !== 0)(
+    'matches what `kubectl kustomize` renders, where kubectl is installed',
+    () => {
+      const key = (d: Doc) => `${d.kind}/${d.metadata.name}`;
+      const byKey = (docs: Doc[]) => Object.fromEntries(docs.map((d) => [key(d), d]));
+      const real = parseAllDocuments(kubectl.stdout).map((d) => d.toJS() as Doc);
+      expect(byKey(rendered)).toEqual(byKey(real));
+    },
+  );
 
   it('validates the tools applied by hand (deploy/tools) too', () => {
     const dir = path.join(repoRoot, 'deploy/tools');
