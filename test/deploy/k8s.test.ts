@@ -52,15 +52,49 @@ const schemas: Record<string, new (data: any) => { validate(): void }> = {
 };
 const CLUSTER_SCOPED = new Set(['Namespace']);
 
+/**
+ * Fields the schema does not know. The Kubernetes schemas allow unknown fields and the API server (kubectl's default
+ * strict field validation) refuses them, so a misspelt `livenesProbe` would pass validate() and fail the deploy.
+ * The generated validator reads every property its schema declares (maps and free-form objects are iterated): so
+ * the data goes through it behind a proxy that records each read, and a key never read is one the schema lacks.
+ */
+function unknownFields(Model: new (data: any) => { validate(): void }, doc: Doc): string[] {
+  const read = new Set<string>();
+  const track = (value: unknown, at: string): unknown =>
+    value && typeof value === 'object'
+      ? new Proxy(value, {
+          get(target, key, receiver) {
+            const child = Reflect.get(target, key, receiver);
+            if (typeof key !== 'string') return child;
+            read.add(`${at}/${key}`);
+            return track(child, `${at}/${key}`);
+          },
+        })
+      : value;
+  const data = JSON.parse(JSON.stringify(doc));
+  Model.prototype.validate.call(track(data, ''));
+  const unknown: string[] = [];
+  const walk = (value: unknown, at: string) => {
+    if (!value || typeof value !== 'object') return;
+    for (const [key, child] of Object.entries(value)) {
+      if (read.has(`${at}/${key}`)) walk(child, `${at}/${key}`);
+      else unknown.push(`${at}/${key}`);
+    }
+  };
+  walk(data, '');
+  return unknown;
+}
+
 function validate(doc: Doc): string | null {
   const Model = schemas[`${doc.apiVersion}/${doc.kind}`];
   if (!Model) return `no schema for ${doc.apiVersion} ${doc.kind}: add it to the map in this test`;
   try {
     new Model(doc).validate();
-    return null;
   } catch (err) {
     return err instanceof Error ? err.message : String(err);
   }
+  const unknown = unknownFields(Model, doc);
+  return unknown.length ? `unknown fields: ${unknown.join(', ')}` : null;
 }
 
 /** What `kubectl kustomize deploy/k8s` renders, for the fields this kustomization uses. */
@@ -411,7 +445,7 @@ describe('kubernetes manifests against the Kubernetes API schemas', () => {
     }
   });
 
-  it('would catch a broken manifest: a wrong type, a missing required field, a KEDA trigger without a type', () => {
+  it('would catch a broken manifest: a wrong type, a missing field, a KEDA trigger without a type, a typo', () => {
     const broken = structuredClone(api);
     broken.spec.template.spec.containers[0].ports[0].containerPort = '8080';
     expect(validate(broken)).toMatch(/containerPort must be integer/);
@@ -422,6 +456,13 @@ describe('kubernetes manifests against the Kubernetes API schemas', () => {
     delete so.spec.triggers[0].type;
     expect(validate(so)).toMatch(/type/);
     expect(validate({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'x' } })).toMatch(/no schema/);
+    // Unknown fields, which the API server refuses (strict field validation): a typo, a field at the wrong level.
+    const typo = structuredClone(worker);
+    typo.spec.template.spec.containers[0].livenesProbe = typo.spec.template.spec.containers[0].livenessProbe;
+    expect(validate(typo)).toBe('unknown fields: /spec/template/spec/containers/0/livenesProbe');
+    const misplaced = structuredClone(find('ScaledObject', 'tweedie-worker'));
+    misplaced.spec.triggers[0].listName = 'bull:x:wait';
+    expect(validate(misplaced)).toBe('unknown fields: /spec/triggers/0/listName');
   });
 });
 
