@@ -290,6 +290,14 @@ describe('kubernetes manifests', () => {
       expect(heapMb, d.metadata.name).toBeDefined();
       const reserveMb = cfg.WORKER_MAX_HEAP_MB === undefined ? cfg.WORKER_HEAP_RESERVE_MB : 256;
       expect(workers * heapMb + reserveMb, d.metadata.name).toBeLessThanOrEqual(limitBytes / 2 ** 20);
+      // The reserve holds what lives off the workers' heaps: the decoded images in flight (their budget) and the
+      // main thread with native memory (measured: 300 to 380 MiB RSS for a process with 2 idle workers).
+      const mainThreadMb = 384;
+      expect(cfg.IMAGE_MEMORY_BUDGET_BYTES / 2 ** 20 + mainThreadMb, d.metadata.name).toBeLessThanOrEqual(
+        reserveMb,
+      );
+      // ...and the budget still admits one image of the largest size allowed (RGBA, float32), or it would be 413.
+      expect(cfg.IMAGE_MEMORY_BUDGET_BYTES).toBeGreaterThanOrEqual(cfg.MAX_IMAGE_PIXELS * 4 * 4);
       // Enough to load and run the models.
       expect(heapMb, d.metadata.name).toBeGreaterThanOrEqual(512);
       // The request leaves room for the caps too: a pod is not scheduled where it cannot grow to them.
