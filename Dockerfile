@@ -4,7 +4,7 @@
 #   docker run --rm -p 8080:8080 tweedie
 # The same image runs the scale-out worker with: docker run tweedie node dist/src/worker.js
 
-ARG NODE_IMAGE=node:20-bookworm-slim
+ARG NODE_IMAGE=node:22-bookworm-slim
 
 # ---- build: full dependencies, compile TypeScript ------------------------------------------------------------
 FROM ${NODE_IMAGE} AS build
@@ -27,7 +27,7 @@ ENV NODE_ENV=production \
     TFJS_BACKEND=wasm \
     PORT=8080 \
     HOST=0.0.0.0 \
-    MODELS_DIR=models
+    MODELS_DIR=/app/models
 WORKDIR /app
 COPY package.json package-lock.json ./
 # sharp and the wasm backend come as prebuilt packages: no compiler is needed here.

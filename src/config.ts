@@ -5,6 +5,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
+import { containerMemoryLimit, deriveWorkerHeapMb } from './util/cgroup.js';
 
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
@@ -22,8 +23,19 @@ export const configSchema = z.object({
   WORKERS: int(0, 256).default(0),
   /** Tasks waiting for a worker beyond which requests are refused with 503. */
   QUEUE_MAX: int(0, 100_000).default(64),
-  /** Heap cap per compute worker (MB): a runaway task kills its own worker (500), not the process. 0 = Node's default. */
-  WORKER_MAX_HEAP_MB: int(0, 1_000_000).default(4096),
+  /**
+   * Heap cap per compute worker (MB): a runaway task kills its own worker (500 TW_WORKER_CRASHED), not the process.
+   * Unset (the default): derived from the container's memory limit (cgroup), so that every worker reaches its cap
+   * before the container reaches its limit: (limit - WORKER_HEAP_RESERVE_MB) / workers, at least 128; 4096 when the
+   * process has no memory limit. A number overrides it; 0 = no cap (Node's default). See src/util/cgroup.ts.
+   */
+  WORKER_MAX_HEAP_MB: int(0, 1_000_000).optional(),
+  /**
+   * Memory (MB) of the container left out of the derived worker heap caps: the main thread, native memory (decoded
+   * images, the wasm backend's memory, native tensors), the workers' young generations. Unused when
+   * WORKER_MAX_HEAP_MB is set.
+   */
+  WORKER_HEAP_RESERVE_MB: int(0, 1_000_000).default(512),
   REQUEST_TIMEOUT_MS: int(100, 3_600_000).default(30_000),
   /** Upper bound for a per-request `timeoutMs` override. */
   REQUEST_TIMEOUT_MAX_MS: int(100, 3_600_000).default(300_000),
@@ -181,6 +193,22 @@ export function resolvedReservedWorkers(cfg: Config): number {
   const workers = resolvedWorkers(cfg);
   const wanted = cfg.JOBS_RESERVED_WORKERS ?? (workers >= 2 ? 1 : 0);
   return Math.max(0, Math.min(wanted, workers - 1));
+}
+
+/**
+ * Heap cap (MB) of each compute worker, or undefined for none (Node's default): WORKER_MAX_HEAP_MB when set (0 = none),
+ * else derived from the container's memory limit (limitBytes; by default read from the cgroup at first use).
+ */
+export function resolvedWorkerHeapMb(
+  cfg: Config,
+  limitBytes: number | null = containerMemoryLimit(),
+): number | undefined {
+  if (cfg.WORKER_MAX_HEAP_MB !== undefined) return cfg.WORKER_MAX_HEAP_MB || undefined;
+  return deriveWorkerHeapMb({
+    limitBytes,
+    workers: resolvedWorkers(cfg),
+    reserveMb: cfg.WORKER_HEAP_RESERVE_MB,
+  });
 }
 
 export function resolvedModelsDir(cfg: Config): string {

@@ -94,6 +94,8 @@ export class ComputePool extends EventEmitter {
   readonly workers: number;
   readonly defaultTimeoutMs: number;
   readonly reservedWorkers: number;
+  /** Heap cap of each worker thread (MB); undefined: Node's default. */
+  readonly maxOldGenerationSizeMb: number | undefined;
   /** Job tasks allowed to hold a worker (or a place in piscina's queue) at once. */
   readonly jobSlots: number;
   private jobTasks = 0;
@@ -106,6 +108,7 @@ export class ComputePool extends EventEmitter {
     this.reservedWorkers = Math.max(0, Math.min(opts.reservedWorkers ?? 0, opts.workers - 1));
     this.jobSlots = Math.max(1, opts.workers - this.reservedWorkers);
     this.defaultTimeoutMs = opts.defaultTimeoutMs;
+    this.maxOldGenerationSizeMb = opts.maxOldGenerationSizeMb || undefined;
     const entry = workerEntry();
     this.piscina = new Piscina({
       filename: entry.filename,
@@ -116,8 +119,8 @@ export class ComputePool extends EventEmitter {
       idleTimeout: 2 ** 31 - 1,
       concurrentTasksPerWorker: 1,
       workerData: { options: opts.worker },
-      resourceLimits: opts.maxOldGenerationSizeMb
-        ? { maxOldGenerationSizeMb: opts.maxOldGenerationSizeMb }
+      resourceLimits: this.maxOldGenerationSizeMb
+        ? { maxOldGenerationSizeMb: this.maxOldGenerationSizeMb }
         : undefined,
     });
     // A worker dying is reported per task; the pool-level event must not crash the process.

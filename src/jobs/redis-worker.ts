@@ -10,7 +10,7 @@ import { type Job, UnrecoverableError, WaitingError, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { ComputePool } from '../compute/pool.js';
-import { type Config, resolvedModelsDir, resolvedWorkers } from '../config.js';
+import { type Config, resolvedModelsDir, resolvedWorkerHeapMb, resolvedWorkers } from '../config.js';
 import { joinBlobs, splitBlobs } from './blobs.js';
 import { toJobError } from './common.js';
 import { cancelledError } from './memory.js';
@@ -32,6 +32,8 @@ export async function startJobWorker(cfg: Config, log: Logger): Promise<JobWorke
     workers: resolvedWorkers(cfg),
     queueMax: cfg.QUEUE_MAX,
     defaultTimeoutMs: cfg.JOB_TIMEOUT_MS,
+    // The same heap cap as the API's pool: a runaway job fails alone instead of the container being OOM-killed.
+    maxOldGenerationSizeMb: resolvedWorkerHeapMb(cfg),
     worker: {
       modelsDir: resolvedModelsDir(cfg),
       tfjsBackend: cfg.TFJS_BACKEND,

@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import path from 'node:path';
 import { Script } from 'node:vm';
 import { describe, expect, it } from 'vitest';
 
@@ -190,10 +191,10 @@ describe('Dockerfile parser', () => {
 });
 
 describe('Dockerfile', () => {
-  it('has a build stage and a runtime stage on Node 20 (bookworm slim at runtime)', () => {
+  it('has a build stage and a runtime stage on Node 22 LTS (bookworm slim at runtime)', () => {
     expect(dockerfile.stages.length).toBeGreaterThanOrEqual(2);
-    for (const stage of dockerfile.stages) expect(stage.image).toMatch(/^node:20\b/);
-    expect(runtime.image).toBe('node:20-bookworm-slim');
+    for (const stage of dockerfile.stages) expect(stage.image).toMatch(/^node:22\b/);
+    expect(runtime.image).toBe('node:22-bookworm-slim');
     const buildRuns = of(builder, 'RUN').map((r) => r.args);
     expect(buildRuns.some((r) => /\bnpm ci\b/.test(r) && !/--omit=dev/.test(r))).toBe(true);
     expect(buildRuns.some((r) => /\bnpm run build\b/.test(r))).toBe(true);
@@ -230,6 +231,26 @@ describe('Dockerfile', () => {
     const tsconfig = JSON.parse(readFileSync(new URL('tsconfig.json', root), 'utf8'));
     expect(tsconfig.compilerOptions).toMatchObject({ outDir: 'dist', rootDir: '.' });
     expect(existsSync(new URL('src/server.ts', root))).toBe(true);
+  });
+
+  it('runs the Node the package declares: 22 in the image, and the code still runs on 20', () => {
+    const pkg = JSON.parse(readFileSync(new URL('package.json', root), 'utf8'));
+    const range = pkg.engines.node as string;
+    // Node 20 left LTS in April 2026: the image moves to 22, CI and the test machines still run 20.
+    expect(range.split('||').map((r) => r.trim())).toEqual(['^20.9.0', '>=22']);
+    expect(Number(process.versions.node.split('.')[0])).toBeGreaterThanOrEqual(20);
+    const gpu = parseDockerfile(readFileSync(new URL('Dockerfile.gpu', root), 'utf8'));
+    expect(gpu.globalArgs.NODE_IMAGE).toMatch(/^node:22-/);
+  });
+
+  it('serves the models bundled in the image when no volume is mounted (MODELS_DIR is absolute)', () => {
+    const env = envOf(runtime);
+    expect(env.MODELS_DIR).toBe('/app/models');
+    const workdir = of(runtime, 'WORKDIR').at(-1)?.args;
+    const models = of(runtime, 'COPY').find(
+      (c) => c.flags.from === builder.name && c.args.startsWith('/app/models'),
+    );
+    expect(path.posix.resolve(workdir ?? '/', models?.args.split(/\s+/)[1] ?? '')).toBe(env.MODELS_DIR);
   });
 
   it('exposes the port the service listens on by default', () => {

@@ -7,7 +7,13 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import fp from 'fastify-plugin';
 import { ComputePool, type RunOptions } from '../../compute/pool.js';
 import type { TaskInput, TaskKind, TaskResult, WorkerInfo } from '../../compute/task-types.js';
-import { type Config, resolvedModelsDir, resolvedReservedWorkers, resolvedWorkers } from '../../config.js';
+import {
+  type Config,
+  resolvedModelsDir,
+  resolvedReservedWorkers,
+  resolvedWorkerHeapMb,
+  resolvedWorkers,
+} from '../../config.js';
 import { fail } from '../../errors.js';
 
 export interface ComputeService {
@@ -50,7 +56,7 @@ export default fp(
       workers: resolvedWorkers(cfg),
       queueMax: cfg.QUEUE_MAX,
       defaultTimeoutMs: cfg.REQUEST_TIMEOUT_MS,
-      maxOldGenerationSizeMb: cfg.WORKER_MAX_HEAP_MB || undefined,
+      maxOldGenerationSizeMb: resolvedWorkerHeapMb(cfg),
       reservedWorkers: resolvedReservedWorkers(cfg),
       worker: {
         modelsDir: resolvedModelsDir(cfg),
@@ -110,7 +116,10 @@ export default fp(
       .then((info) => {
         service.info = info;
         service.up = true;
-        fastify.log.info({ backend: info.backend, workers: pool.workers }, 'compute pool up');
+        fastify.log.info(
+          { backend: info.backend, workers: pool.workers, heapCapMb: pool.maxOldGenerationSizeMb },
+          'compute pool up',
+        );
       })
       .catch((err) => {
         service.error = err instanceof Error ? err.message : String(err);
