@@ -123,6 +123,9 @@ export async function initTracing(opts: TracingOptions = {}): Promise<boolean> {
   return true;
 }
 
+/** True when spans are recorded and exported (a provider is registered). */
+export const tracingEnabled = () => provider !== undefined;
+
 /** Export what is buffered and stop (shutdown; tests). */
 export async function shutdownTracing() {
   const p = provider;

@@ -16,6 +16,7 @@ import {
   logBindings,
   SpanKind,
   startSpan,
+  tracingEnabled,
 } from '../../telemetry/tracing.js';
 
 interface RequestTrace {
@@ -42,6 +43,8 @@ export default fp(
   async function tracingPlugin(fastify: FastifyInstance) {
     ensurePropagation();
     fastify.addHook('onRequest', (request, _reply, done) => {
+      // Nothing to record and no trace to pass on: no span, no context (tracing off costs a header lookup).
+      if (request.headers.traceparent === undefined && !tracingEnabled()) return done();
       const parent = extractContext(request.headers);
       const route = request.routeOptions.url;
       const span = startSpan(
