@@ -32,7 +32,7 @@ import {
 } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
-import { envDetector, resourceFromAttributes } from '@opentelemetry/resources';
+import { defaultResource, envDetector, resourceFromAttributes } from '@opentelemetry/resources';
 import {
   BatchSpanProcessor,
   ConsoleSpanExporter,
@@ -115,9 +115,10 @@ export async function initTracing(opts: TracingOptions = {}): Promise<boolean> {
     processors = exporters.map((e) => new BatchSpanProcessor(e));
   }
   if (processors.length === 0) return false;
-  const resource = resourceFromAttributes({ 'service.name': opts.serviceName ?? 'tweedie' }).merge(
-    resourceFromAttributes(envDetector.detect().attributes ?? {}),
-  );
+  // The SDK's own attributes, then our service name, then OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES (last wins).
+  const resource = defaultResource()
+    .merge(resourceFromAttributes({ 'service.name': opts.serviceName ?? 'tweedie' }))
+    .merge(resourceFromAttributes(envDetector.detect().attributes ?? {}));
   provider = new NodeTracerProvider({ resource, spanProcessors: processors });
   trace.setGlobalTracerProvider(provider);
   return true;
