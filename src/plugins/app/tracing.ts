@@ -86,6 +86,7 @@ export default fp(
 export function traceGraphql(fastify: FastifyInstance) {
   const spans = new WeakMap<MercuriusContext, Span>();
   fastify.graphql.addHook('preExecution', async (_schema, document, ctx) => {
+    if (!tracingEnabled()) return;
     const op = (document as DocumentNode).definitions.find(
       (d): d is OperationDefinitionNode => d.kind === 'OperationDefinition',
     );
