@@ -37,6 +37,7 @@ import lifecyclePlugin from './plugins/app/lifecycle.js';
 import metricsPlugin from './plugins/app/metrics.js';
 import modelsPlugin from './plugins/app/models.js';
 import testRoutes from './plugins/app/test-routes.js';
+import tracingPlugin, { traceGraphql } from './plugins/app/tracing.js';
 import graphqlPlugin from './plugins/external/graphql.js';
 import pressurePlugin from './plugins/external/pressure.js';
 import securityPlugin from './plugins/external/security.js';
@@ -179,6 +180,8 @@ export interface AppOptions {
 export default async function app(fastify: FastifyInstance, opts: AppOptions) {
   const cfg = opts.config;
 
+  // First: the request's span and its trace ids in the request logger, for every later hook's log lines too.
+  await fastify.register(tracingPlugin);
   fastify.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });
@@ -279,6 +282,7 @@ export default async function app(fastify: FastifyInstance, opts: AppOptions) {
     config: cfg,
     resolvers: graphqlModules(cfg).map((m) => m(fastify)),
   });
+  traceGraphql(fastify);
 
   // Our routes validate and serialise with zod; mercurius and swagger keep their own JSON-schema compilers, so the
   // zod compilers are set in this encapsulated scope only.

@@ -6,6 +6,7 @@
 import closeWithGrace from 'close-with-grace';
 import { buildApp } from './app.js';
 import { ConfigError, loadConfig } from './config.js';
+import { initTracing, shutdownTracing } from './telemetry/tracing.js';
 
 async function main() {
   let cfg: ReturnType<typeof loadConfig>;
@@ -18,6 +19,8 @@ async function main() {
     }
     throw err;
   }
+  // OTEL_* variables: off unless OTEL_TRACES_EXPORTER names an exporter (src/telemetry/tracing.ts).
+  await initTracing({ serviceName: 'tweedie' });
   const app = await buildApp(cfg);
 
   closeWithGrace({ delay: cfg.SHUTDOWN_GRACE_MS + 5000 }, async ({ signal, err }) => {
@@ -25,6 +28,7 @@ async function main() {
     else app.log.info({ signal }, 'shutting down');
     app.lifecycle.beginShutdown();
     await app.close();
+    await shutdownTracing().catch(() => {});
   });
 
   await app.listen({ port: cfg.PORT, host: cfg.HOST });

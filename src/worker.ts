@@ -7,6 +7,7 @@
 import { pino } from 'pino';
 import { ConfigError, loadConfig } from './config.js';
 import { startJobWorker } from './jobs/redis-worker.js';
+import { initTracing, shutdownTracing } from './telemetry/tracing.js';
 
 async function main() {
   let cfg: ReturnType<typeof loadConfig>;
@@ -20,6 +21,7 @@ async function main() {
     throw err;
   }
   const log = pino({ level: cfg.LOG_LEVEL, base: { pid: process.pid, role: 'worker' } });
+  await initTracing({ serviceName: 'tweedie-worker' });
   const handle = await startJobWorker(cfg, log);
 
   let stopping = false;
@@ -31,6 +33,7 @@ async function main() {
     hardStop.unref();
     try {
       await handle.close(cfg.SHUTDOWN_GRACE_MS);
+      await shutdownTracing().catch(() => {});
       process.exit(0);
     } catch (err) {
       log.error({ err }, 'shutdown failed');

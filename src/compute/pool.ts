@@ -11,8 +11,10 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { EventEmitter } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { MessageChannel, type MessagePort, type TransferListItem } from 'node:worker_threads';
+import { context, type Span, SpanKind, trace } from '@opentelemetry/api';
 import { Piscina } from 'piscina';
 import { fail, reviveError, TweedieError } from '../errors.js';
+import { hasContext, injectContext, recordError, startSpan } from '../telemetry/tracing.js';
 import type {
   TaskEnvelope,
   TaskInput,
@@ -194,7 +196,31 @@ export class ComputePool extends EventEmitter {
     return this.busy() >= this.workers && this.piscina.queueSize >= this.queueMax;
   }
 
+  /**
+   * Run one task. Traced as `compute <kind>` (queue wait included) under the caller's active span, with a child
+   * `worker <kind>` for its execution as timed in the worker thread; the envelope carries the trace context.
+   */
   async run<K extends TaskKind>(kind: K, input: TaskInput<K>, opts: RunOptions = {}): Promise<TaskResult<K>> {
+    const span = startSpan(`compute ${kind}`, SpanKind.INTERNAL, {
+      'tw.task.kind': kind,
+      'tw.task.job': jobLane.getStore() === true,
+    });
+    try {
+      return await this.runTraced(kind, input, opts, span);
+    } catch (err) {
+      recordError(span, err);
+      throw err;
+    } finally {
+      span.end();
+    }
+  }
+
+  private async runTraced<K extends TaskKind>(
+    kind: K,
+    input: TaskInput<K>,
+    opts: RunOptions,
+    span: Span,
+  ): Promise<TaskResult<K>> {
     const started = Date.now();
     const report = (outcome: TaskEvent['outcome']) =>
       this.emit('task', { kind, ms: Date.now() - started, outcome } satisfies TaskEvent);
@@ -230,6 +256,7 @@ export class ComputePool extends EventEmitter {
 
     let channel: MessageChannel | undefined;
     const envelope: TaskEnvelope = { kind, input };
+    if (hasContext(span)) envelope.trace = injectContext(trace.setSpan(context.active(), span));
     const transferList: TransferListItem[] = opts.transferInput ? collectTransferables(input) : [];
     if (opts.onProgress) {
       channel = new MessageChannel();
@@ -255,6 +282,16 @@ export class ComputePool extends EventEmitter {
         signal: controller.signal,
         transferList: transferList as never,
       })) as TaskOutcome;
+      if (outcome.timing && span.isRecording()) {
+        const { start, end, threadId } = outcome.timing;
+        startSpan(
+          `worker ${kind}`,
+          SpanKind.INTERNAL,
+          { 'tw.task.kind': kind, 'thread.id': threadId },
+          trace.setSpan(context.active(), span),
+          start,
+        ).end(end);
+      }
       if (!outcome.ok) {
         report('error');
         throw reviveError(outcome.error);

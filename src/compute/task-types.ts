@@ -59,10 +59,24 @@ export interface TaskEnvelope {
   input: unknown;
   /** Optional port on which the handler posts progress messages {fraction, message}. */
   progressPort?: MessagePort;
+  /**
+   * The W3C trace context of the task's `compute <kind>` span, when the caller's work is traced (or carries an
+   * incoming trace id): the worker then times its execution and answers `timing`.
+   */
+  trace?: { traceparent?: string; tracestate?: string };
+}
+
+/** When the worker thread ran a traced task (epoch ms), recorded as the `worker <kind>` span on the main thread. */
+export interface WorkerTiming {
+  start: number;
+  end: number;
+  threadId: number;
 }
 
 /** What a worker sends back: either a result or a serialised error (never a thrown exception with a stack). */
-export type TaskOutcome = { ok: true; result: unknown } | { ok: false; error: SerializedError };
+export type TaskOutcome = ({ ok: true; result: unknown } | { ok: false; error: SerializedError }) & {
+  timing?: WorkerTiming;
+};
 
 /** Options the main thread passes to the worker at start. */
 export interface WorkerOptions {

@@ -3,7 +3,8 @@
  * event loop. Errors are returned as data ({ ok: false, error }) so that coded errors keep their code across the
  * thread boundary and no stack trace ever reaches a client.
  */
-import { workerData } from 'node:worker_threads';
+import { performance } from 'node:perf_hooks';
+import { threadId, workerData } from 'node:worker_threads';
 import { move, transferableSymbol, valueSymbol } from 'piscina';
 import { fail, isSerializedError, type SerializedError, TweedieError } from '../errors.js';
 import type { HandlerContext } from './handlers/context.js';
@@ -55,7 +56,14 @@ function serialize(err: unknown): SerializedError {
   return e.toJSON();
 }
 
+/** Wall-clock time in ms with sub-ms precision (the span times recorded by the main thread). */
+const epochMs = () => performance.timeOrigin + performance.now();
+
 export default async function runTask(envelope: TaskEnvelope): Promise<TaskOutcome> {
+  // A traced task is timed here, in the thread that runs it: the main thread records it as a `worker <kind>` span.
+  const start = envelope.trace ? epochMs() : 0;
+  const timed = (outcome: TaskOutcome): TaskOutcome =>
+    envelope.trace ? { ...outcome, timing: { start, end: epochMs(), threadId } } : outcome;
   const port = envelope.progressPort;
   let lastPost = 0;
   const ctx: HandlerContext = {
@@ -77,7 +85,7 @@ export default async function runTask(envelope: TaskEnvelope): Promise<TaskOutco
     }
     const handler = await loader();
     const result = await handler(envelope.input, ctx);
-    const outcome: TaskOutcome = { ok: true, result };
+    const outcome: TaskOutcome = timed({ ok: true, result });
     const buffers = collectTransferables(result);
     if (buffers.length === 0) return outcome;
     // Typed arrays in the result are moved to the main thread, not copied.
@@ -90,7 +98,7 @@ export default async function runTask(envelope: TaskEnvelope): Promise<TaskOutco
       },
     } as never) as unknown as TaskOutcome;
   } catch (err) {
-    return { ok: false, error: serialize(err) };
+    return timed({ ok: false, error: serialize(err) });
   } finally {
     port?.close();
   }

@@ -13,6 +13,7 @@ import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { runAsJob } from '../compute/pool.js';
 import { fail } from '../errors.js';
+import { inJobRun, type TraceCarrier } from '../telemetry/tracing.js';
 import { idempotencyConflict, pushIterator, queueFull, submissionFingerprint, toJobError } from './common.js';
 import { type JobRuntime, jobOperation } from './registry.js';
 import {
@@ -59,6 +60,8 @@ interface MemoryJob {
   quotaKey: string;
   /** Estimated bytes of the result (0 until it succeeded). */
   resultBytes: number;
+  /** The submission's trace context: the run is a child span of it. */
+  trace?: TraceCarrier;
 }
 
 /** What one client holds: its active jobs, and its finished ones oldest first with their result bytes. */
@@ -129,6 +132,7 @@ export class MemoryJobBackend implements JobBackend {
       owner: opts.owner,
       quotaKey,
       resultBytes: 0,
+      trace: opts.trace,
     };
     client.active++;
     this.jobs.set(job.id, job);
@@ -298,16 +302,18 @@ export class MemoryJobBackend implements JobBackend {
     try {
       const op = jobOperation(job.operation, this.runtime.config);
       // In the job lane: the pool keeps JOBS_RESERVED_WORKERS workers free of this run's tasks.
-      const result = await runAsJob(() =>
-        op.run(this.runtime, job.input, {
-          signal,
-          timeoutMs: this.opts.timeoutMs,
-          onProgress: (fraction, message) => {
-            if (job.state !== 'running') return;
-            job.progress = { fraction, message };
-            this.changed(job);
-          },
-        }),
+      const result = await inJobRun(job.operation, job.id, job.trace, () =>
+        runAsJob(() =>
+          op.run(this.runtime, job.input, {
+            signal,
+            timeoutMs: this.opts.timeoutMs,
+            onProgress: (fraction, message) => {
+              if (job.state !== 'running') return;
+              job.progress = { fraction, message };
+              this.changed(job);
+            },
+          }),
+        ),
       );
       if (job.cancelRequested) this.finish(job, 'cancelled', { error: cancelledError() });
       else this.finish(job, 'succeeded', { result });

@@ -11,6 +11,7 @@ import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { ComputePool } from '../compute/pool.js';
 import { type Config, resolvedModelsDir, resolvedWorkerHeapMb, resolvedWorkers } from '../config.js';
+import { inJobRun, traceIdOf } from '../telemetry/tracing.js';
 import { joinBlobs, splitBlobs } from './blobs.js';
 import { toJobError } from './common.js';
 import { cancelledError } from './memory.js';
@@ -48,7 +49,14 @@ export async function startJobWorker(cfg: Config, log: Logger): Promise<JobWorke
   const runtime = { pool, config: cfg };
   let shuttingDown = false;
 
+  // A job's log lines carry the trace id of the request that submitted it.
+  const jobLog = (job: Job<QueuedJobData>) => {
+    const traceId = traceIdOf(job.data.trace);
+    return traceId ? log.child({ trace_id: traceId }) : log;
+  };
+
   const processor = async (job: Job<QueuedJobData>, token?: string, signal?: AbortSignal) => {
+    const log = jobLog(job);
     const id = String(job.id);
     if (await client.exists(keys.cancelRequested(id))) {
       throw new UnrecoverableError(encodeJobError(cancelledError()));
@@ -67,11 +75,9 @@ export async function startJobWorker(cfg: Config, log: Logger): Promise<JobWorke
       const op = jobOperation(job.data.operation, cfg);
       const blobs = await readBlobs(client, keys.inputBlobs(id), job.data.blobs);
       const input = parseJobInput(op, joinBlobs(job.data.input, blobs), cfg);
-      const result = await op.run(runtime, input, {
-        signal: abort.signal,
-        onProgress,
-        timeoutMs: cfg.JOB_TIMEOUT_MS,
-      });
+      const result = await inJobRun(op.name, id, job.data.trace, () =>
+        op.run(runtime, input, { signal: abort.signal, onProgress, timeoutMs: cfg.JOB_TIMEOUT_MS }),
+      );
       const { json, blobs: out } = splitBlobs(result);
       await writeBlobs(client, keys.resultBlobs(id), out, cfg.JOB_TTL_MS);
       await client.del(keys.inputBlobs(id));

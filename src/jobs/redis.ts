@@ -11,6 +11,7 @@ import { type Job, Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { Config } from '../config.js';
 import { fail } from '../errors.js';
+import type { TraceCarrier } from '../telemetry/tracing.js';
 import { joinBlobs, splitBlobs } from './blobs.js';
 import { idempotencyConflict, queueFull, submissionFingerprint } from './common.js';
 import { cancelledError } from './memory.js';
@@ -30,6 +31,8 @@ export interface QueuedJobData {
   operation: string;
   input: unknown;
   blobs: number;
+  /** The submission's W3C trace context: the worker's run is a child span of it (absent when none). */
+  trace?: TraceCarrier;
 }
 
 /** Our Redis keys beside BullMQ's `bull:<queue>:*`. */
@@ -206,7 +209,12 @@ export class RedisJobBackend implements JobBackend {
       }
       const job = await this.queue.add(
         operation,
-        { operation, input: json, blobs: blobs.length },
+        {
+          operation,
+          input: json,
+          blobs: blobs.length,
+          ...(opts.trace?.traceparent ? { trace: opts.trace } : {}),
+        },
         {
           jobId: id,
           attempts: 1,

@@ -6,6 +6,7 @@
  */
 import type { Config } from '../config.js';
 import { fail } from '../errors.js';
+import { inSpan, startJobSubmit } from '../telemetry/tracing.js';
 import { checkIdempotencyKey } from './http.js';
 import { type JobOperation, jobOperation, listJobOperations, parseJobInput } from './registry.js';
 import type { JobBackend, JobResult, JobView, SubmitOptions, SubmitOutcome } from './types.js';
@@ -44,7 +45,15 @@ export function jobService(backend: JobBackend, config: Config): JobService {
     async submit(operation, input, opts) {
       checkIdempotencyKey(opts?.idempotencyKey);
       const op = jobOperation(operation, config);
-      return backend.submit(op.name, parseJobInput(op, input, config), opts);
+      const parsed = parseJobInput(op, input, config);
+      // Every adapter (REST, async routes, GraphQL) passes here: the job stores the submit span's context.
+      const { span, carrier } = startJobSubmit(op.name);
+      return inSpan(span, async () => {
+        const outcome = await backend.submit(op.name, parsed, { ...opts, trace: carrier });
+        span.setAttribute('tw.job.id', outcome.view.id);
+        if (outcome.replayed) span.setAttribute('tw.job.replayed', true);
+        return outcome;
+      });
     },
     async get(id, owner) {
       await owned(id, owner);

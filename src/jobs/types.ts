@@ -38,6 +38,11 @@ export interface SubmitOptions {
    * jobs kept) count by it.
    */
   client?: string;
+  /**
+   * W3C trace context of the submission (`job.submit` span), stored with the job so that its run, in whichever
+   * process, is a child span of it and logs its trace id. Set by jobService.submit.
+   */
+  trace?: { traceparent?: string; tracestate?: string };
 }
 
 export interface SubmitOutcome {
