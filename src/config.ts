@@ -110,6 +110,20 @@ export const configSchema = z.object({
   JOBS_LOCK_MS: int(500, 600_000).default(30_000),
   /** Times a job may be picked up again after its worker died before it is failed. */
   JOBS_MAX_STALLED: int(0, 100).default(2),
+  /**
+   * Models that must be loaded and warmed before /readyz answers 200 (their default version): `defaults` (every
+   * model that is some route's default, src/nn/default-models.ts), `none`, or comma-separated names. Models whose
+   * manifest says `required: true` are required in any case.
+   */
+  MODELS_REQUIRED: z
+    .string()
+    .regex(
+      /^\s*(defaults|none|[a-z0-9][a-z0-9._-]{0,63}(\s*,\s*[a-z0-9][a-z0-9._-]{0,63})*)\s*$/,
+      'defaults, none or comma-separated model names',
+    )
+    .default('defaults'),
+  /** Watch MODELS_DIR and reload the repository when it changes (as POST /v1/models/reload does). */
+  MODELS_WATCH: bool.default(false),
   /** API keys, comma-separated. When set (or API_KEYS_FILE is), every route but /livez, /readyz, /metrics needs `Authorization: Bearer <key>`. */
   API_KEYS: z.string().optional(),
   /** A file with one API key per line (a mounted Kubernetes secret); blank lines and `#` comments are skipped. */
@@ -169,7 +183,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
 
 /** Config for tests and scripts: defaults plus overrides, no environment. */
 export function testConfig(overrides: Partial<Config> = {}): Config {
-  return { ...loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent' }), ...overrides };
+  // Tests load only the models they use: none is required unless a test says so.
+  return { ...loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent', MODELS_REQUIRED: 'none' }), ...overrides };
 }
 
 export function resolvedWorkers(cfg: Config): number {

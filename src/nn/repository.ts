@@ -223,6 +223,24 @@ export function getModel<M extends AnyModel = LayersModel>(
   return loading as Promise<LoadedModel<M>>;
 }
 
+/**
+ * Forgets name@version in this worker (hot reload, the version folder is gone): its cached copy is disposed, and a
+ * cached "latest version" of the name is dropped (not disposed: a running task may hold it) so that the next
+ * lookup finds the new latest. True when something was cached.
+ */
+export async function forgetModel(modelsDir: string, name: string, version: string): Promise<boolean> {
+  const base = `${path.resolve(modelsDir)}\0${name}\0`;
+  const latest = modelCache.get(base);
+  modelCache.delete(base);
+  const exact = modelCache.get(`${base}${version}`);
+  modelCache.delete(`${base}${version}`);
+  if (exact) {
+    const loaded = await exact.catch(() => undefined);
+    loaded?.model.dispose();
+  }
+  return exact !== undefined || latest !== undefined;
+}
+
 const cacheCleanups = new Set<() => Promise<void> | void>();
 
 /**
