@@ -111,6 +111,22 @@ export const configSchema = z.object({
   /** Times a job may be picked up again after its worker died before it is failed. */
   JOBS_MAX_STALLED: int(0, 100).default(2),
   /**
+   * Port of a job worker's (`npm run worker`) own /livez, /readyz and /metrics; 0 turns it off. The API process
+   * does not use it (its probes are on PORT).
+   */
+  WORKER_HEALTH_PORT: int(0, 65535).default(9090),
+  /**
+   * How long a job worker, on SIGTERM, waits for its running jobs after it stopped taking new ones; the jobs still
+   * running then are put back in the queue for another worker, and the process exits 0. Keep it below the pod's
+   * terminationGracePeriodSeconds.
+   */
+  WORKER_DRAIN_MS: int(0, 24 * 3_600_000).default(60_000),
+  /**
+   * A job worker's liveness (/livez on WORKER_HEALTH_PORT) fails when its event loop was blocked this long since the
+   * previous probe (BullMQ could not renew its locks), or when a job runs past JOB_TIMEOUT_MS plus a minute (wedged).
+   */
+  WORKER_LIVENESS_MAX_LAG_MS: int(100, 600_000).default(10_000),
+  /**
    * Models that must be loaded and warmed before /readyz answers 200 (their default version): `defaults` (every
    * model that is some route's default, src/nn/default-models.ts), `none`, or comma-separated names. Models whose
    * manifest says `required: true` are required in any case.

@@ -112,6 +112,8 @@ export async function startJobWorker(env: Record<string, string>): Promise<Child
         WORKERS: '1',
         TFJS_BACKEND: 'wasm',
         LOG_LEVEL: 'info',
+        MODELS_REQUIRED: 'none',
+        WORKER_HEALTH_PORT: '0',
         ...env,
       },
       stdio: ['ignore', 'pipe', 'pipe'],

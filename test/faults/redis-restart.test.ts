@@ -158,6 +158,7 @@ describe.skipIf(!hasRedisServer)('Redis restart under the redis jobs backend', (
       REDIS_URL: `redis://127.0.0.1:${port}`,
       JOBS_QUEUE_NAME: queueName,
       SHUTDOWN_GRACE_MS: '1000',
+      WORKER_DRAIN_MS: '1000',
     });
     for (const [i, id] of accepted.entries()) {
       await waitFor(
