@@ -1,10 +1,12 @@
 /**
  * Fault drill: Redis restarts under the redis jobs backend. Jobs are submitted while Redis is up (and no worker
  * runs, so they wait in the queue); Redis is killed with SIGKILL: /readyz stays 200 but says `degraded`, naming
- * Redis (synchronous routes do not need it: an outage must not make every API pod unready), /livez stays 200, job routes refuse at once with 503 TW_NOT_READY + Retry-After (no request hangs on ioredis' offline queue);
- * Redis restarts on the same data: readiness recovers by itself, and every job accepted before the outage is still
- * there and runs to success on a worker process started afterwards. Our own redis-server (append-only, fsync
- * always) on a free port, so that it can be killed; skipped, saying why, only when redis-server is not installed.
+ * Redis (synchronous routes do not need it: an outage must not make every API pod unready), /livez stays 200, job
+ * routes refuse with 503 TW_NOT_READY + Retry-After (the first after a 2 s reconnect wait, the next ones at once; no
+ * request hangs on ioredis' offline queue); Redis restarts on the same data: the degradation clears by itself, and
+ * every job accepted before the outage is still there and runs to success on a worker process started afterwards.
+ * Our own redis-server (append-only, fsync always) on a free port, so that it can be killed; skipped, saying why,
+ * only when redis-server is not installed.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -94,6 +96,7 @@ describe.skipIf(!hasRedisServer)('Redis restart under the redis jobs backend', (
     expect(ready.json().jobs.ready).toBe(false);
     expect((await app.inject({ method: 'GET', url: '/livez' })).statusCode).toBe(200);
 
+    const refusals: number[] = [];
     for (const req of [
       () => submit(99),
       () => app.inject({ method: 'GET', url: `/v1/jobs/${accepted[0]}` }),
@@ -113,14 +116,19 @@ describe.skipIf(!hasRedisServer)('Redis restart under the redis jobs backend', (
     ]) {
       const t0 = performance.now();
       const res = await req();
-      // A short wait for a reconnect (2 s), then a refusal: never a hang.
+      // At most a short wait for a reconnect (2 s), then a refusal: never a hang.
       const ms = performance.now() - t0;
-      figures.refusalMs = Math.max(figures.refusalMs ?? 0, Math.round(ms));
+      refusals.push(Math.round(ms));
       expect(ms).toBeLessThan(5000);
       expect(res.statusCode, res.body).toBe(503);
       expect(res.json().error.code).toBe('TW_NOT_READY');
       expect(res.headers['retry-after']).toBeDefined();
     }
+    // The first request waits for a reconnect; once the outage is known, the others are refused at once (the pod
+    // stays ready, so job requests keep arriving during an outage).
+    figures.firstRefusalMs = refusals[0];
+    figures.laterRefusalMaxMs = Math.max(...refusals.slice(1));
+    expect(figures.laterRefusalMaxMs).toBeLessThan(500);
     // Work that does not need Redis goes on.
     const sync = await app.inject({
       method: 'POST',
