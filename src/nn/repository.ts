@@ -200,19 +200,22 @@ async function findEntry(modelsDir: string, name: string, version?: string): Pro
 
 /**
  * The loaded model name@version (latest valid version when omitted), loaded once per worker and per TF.js
- * instance. A failed load is not cached, so a fixed model folder can be retried.
+ * instance. A failed load is not cached, so a fixed model folder can be retried. Without a version, the latest is
+ * looked up on disk at each call (a few small reads), so a version added to the repository since (hot reload) is
+ * used by work that names none, such as jobs, without restarting the worker.
  */
-export function getModel<M extends AnyModel = LayersModel>(
+export async function getModel<M extends AnyModel = LayersModel>(
   tf: Tf,
   modelsDir: string,
   name: string,
   version?: string,
 ): Promise<LoadedModel<M>> {
-  const key = `${path.resolve(modelsDir)}\0${name}\0${version ?? ''}`;
+  const resolved = version ?? (await findEntry(modelsDir, name)).version;
+  const key = `${path.resolve(modelsDir)}\0${name}\0${resolved}`;
   let loading = modelCache.get(key);
   if (!loading) {
     loading = (async () => {
-      const entry = await findEntry(modelsDir, name, version);
+      const entry = await findEntry(modelsDir, name, resolved);
       const manifest = entry.manifest!;
       const model = await loadModelFromEntry<AnyModel>(tf, entry.dir, manifest);
       return { name, version: entry.version, dir: entry.dir, manifest, model };
@@ -224,21 +227,17 @@ export function getModel<M extends AnyModel = LayersModel>(
 }
 
 /**
- * Forgets name@version in this worker (hot reload, the version folder is gone): its cached copy is disposed, and a
- * cached "latest version" of the name is dropped (not disposed: a running task may hold it) so that the next
- * lookup finds the new latest. True when something was cached.
+ * Forgets name@version in this worker (hot reload: the version folder is gone) and disposes its weights. True
+ * when it was cached.
  */
 export async function forgetModel(modelsDir: string, name: string, version: string): Promise<boolean> {
-  const base = `${path.resolve(modelsDir)}\0${name}\0`;
-  const latest = modelCache.get(base);
-  modelCache.delete(base);
-  const exact = modelCache.get(`${base}${version}`);
-  modelCache.delete(`${base}${version}`);
-  if (exact) {
-    const loaded = await exact.catch(() => undefined);
-    loaded?.model.dispose();
-  }
-  return exact !== undefined || latest !== undefined;
+  const key = `${path.resolve(modelsDir)}\0${name}\0${version}`;
+  const cached = modelCache.get(key);
+  if (!cached) return false;
+  modelCache.delete(key);
+  const loaded = await cached.catch(() => undefined);
+  loaded?.model.dispose();
+  return true;
 }
 
 const cacheCleanups = new Set<() => Promise<void> | void>();

@@ -89,6 +89,24 @@ describe('model hot reload', () => {
     expect((await inferDefault()).version).toBe('2');
   });
 
+  it('gives work that names no version (jobs) the new version too, in a worker that cached the old one', async () => {
+    dir = repo();
+    app = await makeApp({ MODELS_DIR: dir, WORKERS: 1 });
+    await app.models.settled;
+    const latest = async () => {
+      const out = await app!.compute.pool.run('model.infer', {
+        name: 'gaussian-blur',
+        data: new Float32Array(64).fill(1),
+        shape: [1, 8, 8, 1],
+      });
+      return out.data.reduce((s, v) => s + v, 0);
+    };
+    const before = await latest();
+    addVersion(dir, '2', 2);
+    await app.models.reload();
+    expect(await latest()).toBeCloseTo(2 * before, 3);
+  });
+
   it('keeps serving the old default when the new version fails to load', async () => {
     dir = repo();
     app = await makeApp({ MODELS_DIR: dir, API_KEYS: KEY });
