@@ -57,6 +57,29 @@ describe('worker liveness and readiness rules', () => {
     expect(health.readiness()).toMatchObject({ ok: false, status: 'draining' });
     await health.close();
   });
+
+  it('fails liveness once after the event loop was blocked longer than WORKER_LIVENESS_MAX_LAG_MS', async () => {
+    const health = new WorkerHealth(
+      testConfig({ WORKER_LIVENESS_MAX_LAG_MS: 100 }),
+      {
+        worker: new EventEmitter() as never,
+        pool: { workers: 1, run: (async () => ({})) as never },
+        redisReady: () => true,
+      },
+      pino({ level: 'silent' }),
+    );
+    await new Promise((r) => setTimeout(r, 50));
+    expect(health.liveness().ok).toBe(true);
+    const end = Date.now() + 300;
+    while (Date.now() < end) {} // a blocked event loop: BullMQ could not renew its locks meanwhile
+    await new Promise((r) => setTimeout(r, 50));
+    const blocked = health.liveness();
+    expect(blocked.ok).toBe(false);
+    expect(blocked.reasons[0]).toMatch(/^event loop blocked for \d+ ms$/);
+    expect(blocked.eventLoopDelayMaxMs).toBeGreaterThanOrEqual(250);
+    expect(health.liveness().ok).toBe(true); // measured since the previous probe
+    await health.close();
+  });
 });
 
 describe.skipIf(!hasRedisServer)('worker process: probes, metrics and drain (real Redis)', () => {
