@@ -138,8 +138,10 @@ export const configSchema = z.object({
       'defaults, none or comma-separated model names',
     )
     .default('defaults'),
-  /** Watch MODELS_DIR and reload the repository when it changes (as POST /v1/models/reload does). */
+  /** Rescan MODELS_DIR every MODELS_WATCH_INTERVAL_MS and serve what changed (as POST /v1/models/reload does). */
   MODELS_WATCH: bool.default(false),
+  /** Period of the MODELS_WATCH rescan (it reads manifests and file sizes only, and loads only new versions). */
+  MODELS_WATCH_INTERVAL_MS: int(100, 24 * 3_600_000).default(30_000),
   /** API keys, comma-separated. When set (or API_KEYS_FILE is), every route but /livez, /readyz, /metrics needs `Authorization: Bearer <key>`. */
   API_KEYS: z.string().optional(),
   /** A file with one API key per line (a mounted Kubernetes secret); blank lines and `#` comments are skipped. */

@@ -124,7 +124,7 @@ describe('model hot reload', () => {
 
   it('MODELS_WATCH reloads by itself when a version is dropped in', async () => {
     dir = repo();
-    app = await makeApp({ MODELS_DIR: dir, MODELS_WATCH: true });
+    app = await makeApp({ MODELS_DIR: dir, MODELS_WATCH: true, MODELS_WATCH_INTERVAL_MS: 200 });
     await app.models.settled;
     addVersion(dir, '4', 3);
     await waitFor(() => app!.models.get('gaussian-blur')?.version === '4', 15_000, 50);

@@ -9,7 +9,6 @@
  * versions whose folder is gone are dropped and freed in the workers. A version is immutable: changed files in an
  * existing version folder are not reloaded (publish a new version).
  */
-import { watch } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { type Config, resolvedModelsDir, resolvedWorkers } from '../../config.js';
@@ -64,9 +63,6 @@ declare module 'fastify' {
     models: ModelRegistry;
   }
 }
-
-/** MODELS_WATCH: quiet time after the last change in MODELS_DIR before the reload. */
-const WATCH_DEBOUNCE_MS = 1000;
 
 function compareVersions(a: string, b: string): number {
   return a.localeCompare(b, undefined, { numeric: true });
@@ -262,7 +258,8 @@ export default fp(
           ),
           ms: Date.now() - t0,
         };
-        fastify.log.info(report, 'model repository reloaded');
+        const changed = report.added.length + report.removed.length > 0;
+        fastify.log[changed ? 'info' : 'debug'](report, 'model repository reloaded');
         return report;
       };
       const next = chain.then(run, run);
@@ -271,19 +268,22 @@ export default fp(
     };
 
     if (cfg.MODELS_WATCH) {
-      // Changes come in bursts (a copy writes many files): reload once things have been quiet for a moment.
-      let timer: NodeJS.Timeout | undefined;
-      const watcher = watch(dir, { recursive: true }, () => {
-        clearTimeout(timer);
-        timer = setTimeout(() => {
-          registry.reload().catch((err: unknown) => fastify.log.error({ err }, 'model reload failed'));
-        }, WATCH_DEBOUNCE_MS);
-      });
-      watcher.on('error', (err) => fastify.log.error({ err, dir }, 'MODELS_WATCH: watching stopped'));
-      fastify.addHook('onClose', async () => {
-        clearTimeout(timer);
-        watcher.close();
-      });
+      // Polling rather than fs.watch: inotify does not see changes made by another node on a network volume (a
+      // PVC shared by replicas), and a scan reads only manifests and file sizes. A version caught mid-copy is
+      // invalid at one poll and picked up, valid, at the next.
+      let polling = false;
+      const timer = setInterval(() => {
+        if (polling) return;
+        polling = true;
+        registry
+          .reload()
+          .catch((err: unknown) => fastify.log.error({ err }, 'model reload failed'))
+          .finally(() => {
+            polling = false;
+          });
+      }, cfg.MODELS_WATCH_INTERVAL_MS);
+      timer.unref();
+      fastify.addHook('onClose', async () => clearInterval(timer));
     }
   },
   { name: 'models', dependencies: ['compute'] },
