@@ -57,6 +57,8 @@ describe('model hot reload', () => {
     dir = repo();
     app = await makeApp({ MODELS_DIR: dir, API_KEYS: KEY, WORKERS: 2, MODELS_REQUIRED: 'gaussian-blur' });
     await app.models.settled;
+    // With 2 workers the warm-ups may end before the start-up probe (system.info) on the other worker does.
+    await waitFor(() => app!.compute.up);
     const before = await inferDefault();
     expect(before.version).toBe('1');
 
