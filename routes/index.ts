@@ -13,11 +13,13 @@ import jobs from './v1/jobs/index.js';
 import models from './v1/models/index.js';
 import ot from './v1/ot/index.js';
 import restore from './v1/restore/index.js';
+import v2 from './v2.js';
 
 export default async function routes(fastify: FastifyInstance, opts: { config: Config }) {
   const config = opts.config;
   await fastify.register(health);
   await fastify.register(models, { prefix: '/v1/models' });
+  await fastify.register(v2);
   await fastify.register(ot, { prefix: '/v1/ot', config });
   await fastify.register(denoise, { prefix: '/v1/denoise', config });
   await fastify.register(restore, { prefix: '/v1/restore', config });

@@ -122,6 +122,38 @@ export const configSchema = z.object({
   JOBS_LOCK_MS: int(500, 600_000).default(30_000),
   /** Times a job may be picked up again after its worker died before it is failed. */
   JOBS_MAX_STALLED: int(0, 100).default(2),
+  /**
+   * Port of a job worker's (`npm run worker`) own /livez, /readyz and /metrics; 0 turns it off. The API process
+   * does not use it (its probes are on PORT).
+   */
+  WORKER_HEALTH_PORT: int(0, 65535).default(9090),
+  /**
+   * How long a job worker, on SIGTERM, waits for its running jobs after it stopped taking new ones; the jobs still
+   * running then are put back in the queue for another worker, and the process exits 0. Keep it below the pod's
+   * terminationGracePeriodSeconds.
+   */
+  WORKER_DRAIN_MS: int(0, 24 * 3_600_000).default(60_000),
+  /**
+   * A job worker's liveness (/livez on WORKER_HEALTH_PORT) fails when its event loop was blocked this long since the
+   * previous probe (BullMQ could not renew its locks), or when a job runs past JOB_TIMEOUT_MS plus a minute (wedged).
+   */
+  WORKER_LIVENESS_MAX_LAG_MS: int(100, 600_000).default(10_000),
+  /**
+   * Models that must be loaded and warmed before /readyz answers 200 (their default version): `defaults` (every
+   * model that is some route's default, src/nn/default-models.ts), `none`, or comma-separated names. Models whose
+   * manifest says `required: true` are required in any case.
+   */
+  MODELS_REQUIRED: z
+    .string()
+    .regex(
+      /^\s*(defaults|none|[a-z0-9][a-z0-9._-]{0,63}(\s*,\s*[a-z0-9][a-z0-9._-]{0,63})*)\s*$/,
+      'defaults, none or comma-separated model names',
+    )
+    .default('defaults'),
+  /** Rescan MODELS_DIR every MODELS_WATCH_INTERVAL_MS and serve what changed (as POST /v1/models/reload does). */
+  MODELS_WATCH: bool.default(false),
+  /** Period of the MODELS_WATCH rescan (it reads manifests and file sizes only, and loads only new versions). */
+  MODELS_WATCH_INTERVAL_MS: int(100, 24 * 3_600_000).default(30_000),
   /** API keys, comma-separated. When set (or API_KEYS_FILE is), every route but /livez, /readyz, /metrics needs `Authorization: Bearer <key>`. */
   API_KEYS: z.string().optional(),
   /** A file with one API key per line (a mounted Kubernetes secret); blank lines and `#` comments are skipped. */
@@ -181,7 +213,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
 
 /** Config for tests and scripts: defaults plus overrides, no environment. */
 export function testConfig(overrides: Partial<Config> = {}): Config {
-  return { ...loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent' }), ...overrides };
+  // Tests load only the models they use: none is required unless a test says so.
+  return { ...loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent', MODELS_REQUIRED: 'none' }), ...overrides };
 }
 
 export function resolvedWorkers(cfg: Config): number {

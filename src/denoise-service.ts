@@ -13,7 +13,13 @@ import { fail } from './errors.js';
 import { type Admission, decodedBytes, imageBudgetFor } from './imaging/budget.js';
 import { type FloatImage, negotiateFormat, screenImage } from './imaging/codec.js';
 import { ROUTE_MODEL_TASKS, requireModelTask } from './nn/manifest.js';
-import { type DenoiseParams, libraryLevel, userLevel } from './schemas/denoise.js';
+import {
+  DEFAULT_MID_MODEL,
+  type DenoiseParams,
+  libraryLevel,
+  noise2scoreModelName,
+  userLevel,
+} from './schemas/denoise.js';
 
 export interface DenoiseOutcome {
   /** The output's shape (its pixels stay in the worker that encoded them). */
@@ -47,8 +53,8 @@ interface NetworkResult {
 /** The model a request asks for (name by method and noise family unless given). */
 export function denoiseModelName(params: DenoiseParams): string {
   // MID serves real camera noise with one colour model; `noise` and `level` do not apply to it.
-  if (params.method === 'mid') return params.model ?? 'mid-rgb';
-  return params.model ?? `noise2score-${params.noise}`;
+  if (params.method === 'mid') return params.model ?? DEFAULT_MID_MODEL;
+  return params.model ?? noise2scoreModelName(params.noise);
 }
 
 /** The manifest task the request's model must have (a blur or a diffusion prior does not denoise). */

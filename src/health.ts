@@ -5,9 +5,15 @@ import type { FastifyInstance } from 'fastify';
 import type { PoolStats } from './compute/pool.js';
 
 export interface HealthReport {
-  status: 'ready' | 'not_ready' | 'shutting_down';
+  /** `degraded`: ready (synchronous routes work) but some part is down, named in `degraded`. */
+  status: 'ready' | 'degraded' | 'not_ready' | 'shutting_down';
   ready: boolean;
   reasons: string[];
+  /**
+   * What is down without making the service unready: the redis jobs store (job routes answer 503 TW_NOT_READY
+   * meanwhile; synchronous routes go on).
+   */
+  degraded: string[];
   backend: string | null;
   native: boolean;
   compute: PoolStats & { up: boolean; saturated: boolean };
@@ -49,14 +55,24 @@ export function healthReport(app: FastifyInstance): HealthReport {
   const req = app.models.requiredReady();
   for (const m of req.waiting) reasons.push(`required model ${m} is loading`);
   for (const m of req.failed) reasons.push(`required model ${m} failed to load`);
-  // The redis jobs backend needs Redis: while it is unreachable, job routes refuse (503) and so does readiness.
+  for (const m of req.missing) reasons.push(`required model ${m} has no valid version in the repository`);
+  // The redis jobs backend needs Redis: while it is unreachable, job routes refuse (503 TW_NOT_READY) but the pod
+  // stays ready: synchronous routes do not need Redis, and an outage must not empty the whole service.
+  const degraded: string[] = [];
   const jobs = app.jobs?.backend.readiness();
-  if (jobs && !jobs.ready) reasons.push(jobs.reason ?? 'jobs store not ready');
+  if (jobs && !jobs.ready) degraded.push(jobs.reason ?? 'jobs store not ready');
   const ready = reasons.length === 0;
   return {
-    status: app.lifecycle.shuttingDown ? 'shutting_down' : ready ? 'ready' : 'not_ready',
+    status: app.lifecycle.shuttingDown
+      ? 'shutting_down'
+      : !ready
+        ? 'not_ready'
+        : degraded.length > 0
+          ? 'degraded'
+          : 'ready',
     ready,
     reasons,
+    degraded,
     backend: app.compute.info?.backend ?? null,
     native: app.compute.info?.native ?? false,
     compute: { up: app.compute.up, ...stats, saturated: load.compute },

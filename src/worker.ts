@@ -1,12 +1,14 @@
 /**
  * Entry point of a job worker process (`npm run worker`, JOBS_BACKEND=redis): the same code base and compute pool
  * as the API, taking jobs from the BullMQ queue in Redis instead of answering HTTP. Scale these separately from
- * the API pods (deploy/k8s/worker-*.yaml). SIGTERM/SIGINT: stop taking jobs, finish or re-queue running ones
- * within SHUTDOWN_GRACE_MS, exit 0.
+ * the API pods (deploy/k8s/worker-*.yaml). Probes and metrics on WORKER_HEALTH_PORT (src/jobs/worker-health.ts).
+ * SIGTERM/SIGINT: stop taking jobs (readiness turns 503 "draining"), let running ones finish within
+ * WORKER_DRAIN_MS, put the others back in the queue, exit 0.
  */
 import { pino } from 'pino';
 import { ConfigError, loadConfig } from './config.js';
 import { startJobWorker } from './jobs/redis-worker.js';
+import { WorkerHealth } from './jobs/worker-health.js';
 import { initTracing, shutdownTracing } from './telemetry/tracing.js';
 
 async function main() {
@@ -22,17 +24,27 @@ async function main() {
   }
   const log = pino({ level: cfg.LOG_LEVEL, base: { pid: process.pid, role: 'worker' } });
   await initTracing({ serviceName: 'tweedie-worker' });
-  const handle = await startJobWorker(cfg, log);
+  let health: WorkerHealth | undefined;
+  const handle = await startJobWorker(cfg, log, (h) => {
+    if (cfg.WORKER_HEALTH_PORT > 0) health = new WorkerHealth(cfg, h, log);
+  });
+  if (health) {
+    const port = await health.listen(cfg.WORKER_HEALTH_PORT);
+    log.info({ port }, 'worker health listening (/livez, /readyz, /metrics)');
+    void health.start();
+  }
 
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
-    log.info({ signal }, 'shutting down');
-    const hardStop = setTimeout(() => process.exit(1), cfg.SHUTDOWN_GRACE_MS + 10_000);
+    log.info({ signal, drainMs: cfg.WORKER_DRAIN_MS }, 'shutting down: draining');
+    if (health) health.draining = true;
+    const hardStop = setTimeout(() => process.exit(1), cfg.WORKER_DRAIN_MS + 10_000);
     hardStop.unref();
     try {
-      await handle.close(cfg.SHUTDOWN_GRACE_MS);
+      await handle.close(cfg.WORKER_DRAIN_MS);
+      await health?.close();
       await shutdownTracing().catch(() => {});
       process.exit(0);
     } catch (err) {

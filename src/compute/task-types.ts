@@ -14,6 +14,8 @@ export interface TaskTable {
     input: { name: string; version: string };
     result: { name: string; version: string; backend: string; ms: number; numTensors: number };
   };
+  /** Drop a model version from this worker's cache and free its weights (hot reload: the version is gone). */
+  'model.unload': { input: { name: string; version: string }; result: { unloaded: boolean } };
   /** Run a model on a planar float image (tests and generic inference). */
   'model.infer': {
     input: { name: string; version?: string; data: Float32Array; shape: number[]; repeat?: number };

@@ -61,6 +61,7 @@ export function coreResolvers(app: FastifyInstance): IResolvers<unknown, Mercuri
           workers: h.compute.workers,
           queueDepth: h.compute.queued,
           reasons: h.reasons,
+          degraded: h.degraded,
           uptimeSeconds: h.uptimeSeconds,
         };
       },

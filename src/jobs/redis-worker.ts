@@ -22,13 +22,20 @@ import { jobOperation, parseJobInput } from './registry.js';
 export interface JobWorkerHandle {
   worker: Worker<QueuedJobData>;
   pool: ComputePool;
+  /** True while the Redis connection is usable (readiness). */
+  redisReady(): boolean;
   /** Stop taking jobs; finish running ones within graceMs, re-queue the rest; close the pool and connections. */
   close(graceMs: number): Promise<void>;
 }
 
 const SHUTDOWN_REASON = 'worker shutting down';
 
-export async function startJobWorker(cfg: Config, log: Logger): Promise<JobWorkerHandle> {
+export async function startJobWorker(
+  cfg: Config,
+  log: Logger,
+  /** Called before the worker takes its first job (probes and metrics attach their listeners here). */
+  beforeRun?: (handle: Omit<JobWorkerHandle, 'close'>) => void,
+): Promise<JobWorkerHandle> {
   const pool = new ComputePool({
     workers: resolvedWorkers(cfg),
     queueMax: cfg.QUEUE_MAX,
@@ -120,6 +127,8 @@ export async function startJobWorker(cfg: Config, log: Logger): Promise<JobWorke
     if (worker.cancelJob(id, 'cancelled by client')) log.info({ jobId: id }, 'cancelling running job');
   });
 
+  const redisReady = () => client.status === 'ready';
+  beforeRun?.({ worker, pool, redisReady });
   await worker.waitUntilReady();
   void worker.run();
   log.info(
@@ -130,6 +139,7 @@ export async function startJobWorker(cfg: Config, log: Logger): Promise<JobWorke
   return {
     worker,
     pool,
+    redisReady,
     async close(graceMs: number) {
       // Stop fetching now; running jobs get graceMs, then are aborted and re-queued (processor, above).
       const closing = worker.close();

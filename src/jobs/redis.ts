@@ -111,6 +111,7 @@ export class RedisJobBackend implements JobBackend {
     });
     this.redis.on('ready', () => {
       this.lastError = undefined;
+      this.outage = false;
     });
     this.queue = new Queue<QueuedJobData>(cfg.JOBS_QUEUE_NAME, { connection: this.redis });
     // Connection errors surface on each call as errors; the event must not crash the process.
@@ -126,7 +127,9 @@ export class RedisJobBackend implements JobBackend {
    */
   private async client() {
     if (this.redis.status !== 'ready') {
-      if (!(await this.waitForReconnect())) {
+      // Once a wait has failed, the outage is known: refuse at once until Redis is back (the pod stays ready for
+      // synchronous routes, so job requests keep coming and must not each wait).
+      if (this.outage || !(await this.waitForReconnect())) {
         throw fail('NOT_READY', 'The jobs store (Redis) is unreachable; retry later', {
           retryAfter: 5,
           details: { redis: this.redis.status },
@@ -138,11 +141,14 @@ export class RedisJobBackend implements JobBackend {
 
   /** One shared wait per outage: concurrent requests share a single 'ready' listener and timer. */
   private reconnectWait: Promise<boolean> | undefined;
+  /** Set when a reconnect wait timed out; cleared when the connection is ready again. */
+  private outage = false;
 
   private waitForReconnect(): Promise<boolean> {
     this.reconnectWait ??= new Promise<boolean>((resolve) => {
       const timer = setTimeout(() => {
         this.redis.off('ready', onReady);
+        this.outage = this.redis.status !== 'ready';
         resolve(false);
       }, CONNECT_WAIT_MS);
       const onReady = () => {

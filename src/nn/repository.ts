@@ -200,19 +200,22 @@ async function findEntry(modelsDir: string, name: string, version?: string): Pro
 
 /**
  * The loaded model name@version (latest valid version when omitted), loaded once per worker and per TF.js
- * instance. A failed load is not cached, so a fixed model folder can be retried.
+ * instance. A failed load is not cached, so a fixed model folder can be retried. Without a version, the latest is
+ * looked up on disk at each call (a few small reads), so a version added to the repository since (hot reload) is
+ * used by work that names none, such as jobs, without restarting the worker.
  */
-export function getModel<M extends AnyModel = LayersModel>(
+export async function getModel<M extends AnyModel = LayersModel>(
   tf: Tf,
   modelsDir: string,
   name: string,
   version?: string,
 ): Promise<LoadedModel<M>> {
-  const key = `${path.resolve(modelsDir)}\0${name}\0${version ?? ''}`;
+  const resolved = version ?? (await findEntry(modelsDir, name)).version;
+  const key = `${path.resolve(modelsDir)}\0${name}\0${resolved}`;
   let loading = modelCache.get(key);
   if (!loading) {
     loading = (async () => {
-      const entry = await findEntry(modelsDir, name, version);
+      const entry = await findEntry(modelsDir, name, resolved);
       const manifest = entry.manifest!;
       const model = await loadModelFromEntry<AnyModel>(tf, entry.dir, manifest);
       return { name, version: entry.version, dir: entry.dir, manifest, model };
@@ -221,6 +224,20 @@ export function getModel<M extends AnyModel = LayersModel>(
     loading.catch(() => modelCache.delete(key));
   }
   return loading as Promise<LoadedModel<M>>;
+}
+
+/**
+ * Forgets name@version in this worker (hot reload: the version folder is gone) and disposes its weights. True
+ * when it was cached.
+ */
+export async function forgetModel(modelsDir: string, name: string, version: string): Promise<boolean> {
+  const key = `${path.resolve(modelsDir)}\0${name}\0${version}`;
+  const cached = modelCache.get(key);
+  if (!cached) return false;
+  modelCache.delete(key);
+  const loaded = await cached.catch(() => undefined);
+  loaded?.model.dispose();
+  return true;
 }
 
 const cacheCleanups = new Set<() => Promise<void> | void>();

@@ -4,6 +4,14 @@
  */
 import { z } from 'zod';
 
+/** The model of method=mid when the request names none. */
+export const DEFAULT_MID_MODEL = 'mid-rgb';
+
+/** The Noise2Score model of a noise family when the request names none. */
+export function noise2scoreModelName(noise: string): string {
+  return `noise2score-${noise}`;
+}
+
 export const LEVEL_RANGES = {
   gaussian: { min: 0.5, max: 100, unit: 'sigma on the 0-255 scale' },
   poisson: { min: 0.0005, max: 0.5, unit: 'zeta (y = zeta * Poisson(x / zeta))' },

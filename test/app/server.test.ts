@@ -60,6 +60,7 @@ describe('server process', () => {
       SHUTDOWN_GRACE_MS: '8000',
       TFJS_BACKEND: 'wasm',
       MODELS_DIR: tinyModelsDir(),
+      MODELS_REQUIRED: 'none',
     });
     try {
       await waitFor(

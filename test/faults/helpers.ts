@@ -73,7 +73,14 @@ export async function startServer(env: Record<string, string>): Promise<Child & 
   const c = track(
     spawn(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src/server.ts')], {
       cwd: repoRoot,
-      env: { ...process.env, LOG_LEVEL: 'warn', PORT: String(port), HOST: '127.0.0.1', ...env },
+      env: {
+        ...process.env,
+        LOG_LEVEL: 'warn',
+        PORT: String(port),
+        HOST: '127.0.0.1',
+        MODELS_REQUIRED: 'none',
+        ...env,
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     }),
   );
@@ -105,6 +112,8 @@ export async function startJobWorker(env: Record<string, string>): Promise<Child
         WORKERS: '1',
         TFJS_BACKEND: 'wasm',
         LOG_LEVEL: 'info',
+        MODELS_REQUIRED: 'none',
+        WORKER_HEALTH_PORT: '0',
         ...env,
       },
       stdio: ['ignore', 'pipe', 'pipe'],

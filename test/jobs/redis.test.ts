@@ -63,6 +63,9 @@ describe.skipIf(!hasRedis)('jobs, redis backend (BullMQ) with worker processes',
         TFJS_BACKEND: 'wasm',
         LOG_LEVEL: 'info',
         SHUTDOWN_GRACE_MS: '1000',
+        WORKER_DRAIN_MS: '1000',
+        WORKER_HEALTH_PORT: '0',
+        MODELS_REQUIRED: 'none',
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -254,7 +257,7 @@ describe.skipIf(!hasRedis)('jobs, redis backend (BullMQ) with worker processes',
     const t0 = Date.now();
     w.child.kill('SIGTERM');
     expect(await w.exited).toBe(0);
-    // SHUTDOWN_GRACE_MS is 1 s: it waited for the job about that long, not the job's 8 s.
+    // WORKER_DRAIN_MS is 1 s: it waited for the job about that long, not the job's 8 s.
     expect(Date.now() - t0).toBeLessThan(6000);
     expect(w.lines.some((l) => l.msg === 'job re-queued at shutdown' && l.jobId === job.id)).toBe(true);
     const after = await jobState(job.id);

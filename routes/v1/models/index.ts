@@ -32,6 +32,19 @@ const routes: FastifyPluginAsyncZod = async (fastify) => {
     },
   );
 
+  fastify.post(
+    '/reload',
+    {
+      schema: {
+        tags: ['models'],
+        summary:
+          'Rescan MODELS_DIR: new versions are loaded and warmed in every compute worker, then become the default; ' +
+          'versions whose folder is gone are freed. Answers when done, with what changed.',
+      },
+    },
+    async () => fastify.models.reload(),
+  );
+
   fastify.get(
     '/:name',
     {

@@ -11,6 +11,7 @@ export const handlers: Record<TaskKind, Loader> = {
   'system.info': async () => (await import('./models.js')).systemInfo,
   'model.warmup': async () => (await import('./models.js')).warmup,
   'model.infer': async () => (await import('./models.js')).infer,
+  'model.unload': async () => (await import('./models.js')).unload,
   'test.busy': async () => (await import('./test-tasks.js')).busy,
   'test.crash': async () => (await import('./test-tasks.js')).crash,
   'test.fail': async () => (await import('./test-tasks.js')).failWith,

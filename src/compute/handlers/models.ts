@@ -2,7 +2,7 @@
  * Model tasks in a worker: report the backend, load + warm a model, run a model on a tensor.
  */
 import { threadId } from 'node:worker_threads';
-import { getModel, warmupModel } from '../../nn/repository.js';
+import { forgetModel, getModel, warmupModel } from '../../nn/repository.js';
 import './layers.js';
 import type { TaskInput, TaskResult } from '../task-types.js';
 import type { HandlerContext } from './context.js';
@@ -65,4 +65,11 @@ export async function infer(
     y.dispose();
   }
   return { data: out, shape, numTensorsBefore: before, numTensorsAfter: tf.memory().numTensors };
+}
+
+export async function unload(
+  input: TaskInput<'model.unload'>,
+  ctx: HandlerContext,
+): Promise<TaskResult<'model.unload'>> {
+  return { unloaded: await forgetModel(ctx.options.modelsDir, input.name, input.version) };
 }

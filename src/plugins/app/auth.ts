@@ -26,8 +26,14 @@ declare module 'fastify' {
   }
 }
 
-/** Routes that stay open with keys on: orchestrators and scrapers carry no key. */
-export const PUBLIC_ROUTES: ReadonlySet<string> = new Set(['/livez', '/readyz', '/metrics']);
+/** Routes that stay open with keys on: orchestrators and scrapers carry no key (the OIP v2 probes are aliases). */
+export const PUBLIC_ROUTES: ReadonlySet<string> = new Set([
+  '/livez',
+  '/readyz',
+  '/metrics',
+  '/v2/health/live',
+  '/v2/health/ready',
+]);
 
 /** Keys from API_KEYS (comma-separated) and API_KEYS_FILE (one per line, `#` comments), trimmed, deduplicated. */
 export function loadApiKeys(cfg: Pick<Config, 'API_KEYS' | 'API_KEYS_FILE'>): string[] {

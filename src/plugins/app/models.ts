@@ -2,11 +2,18 @@
  * The model repository as the service sees it: scan `MODELS_DIR` at start, warm each valid model in the compute
  * pool in the background (never blocking listen), and keep a state per model: loading | ready | failed | invalid.
  * Requests for a model that is not ready are refused with a coded error naming its state.
+ *
+ * Required models (MODELS_REQUIRED, plus those whose manifest says `required`) hold readiness until their default
+ * version is ready. `reload()` (POST /v1/models/reload, or MODELS_WATCH) rescans the repository: new versions are
+ * loaded and warmed in the compute workers first and only then become the default (requests never wait for them),
+ * versions whose folder is gone are dropped and freed in the workers. A version is immutable: changed files in an
+ * existing version folder are not reloaded (publish a new version).
  */
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { type Config, resolvedModelsDir, resolvedWorkers } from '../../config.js';
 import { fail } from '../../errors.js';
+import { requiredModelNames } from '../../nn/default-models.js';
 import { type ModelManifest, requireModelTask } from '../../nn/manifest.js';
 import { scanModelRepository } from '../../nn/repository.js';
 
@@ -33,10 +40,22 @@ export interface ModelRegistry {
    * manifest's task must be one of them (422 TW_UNPROCESSABLE otherwise; see ROUTE_MODEL_TASKS).
    */
   requireReady(name: string, version?: string, opts?: { task: readonly string[]; use: string }): ModelStatus;
-  /** True when every model marked `required` is ready. */
-  requiredReady(): { ok: boolean; waiting: string[]; failed: string[] };
+  /** True when every model marked `required` is ready; `missing`: required names with no valid version. */
+  requiredReady(): { ok: boolean; waiting: string[]; failed: string[]; missing: string[] };
+  /** Rescans MODELS_DIR, warms new versions, then switches defaults to them; one reload at a time. */
+  reload(): Promise<ModelReloadReport>;
   /** Resolves when the initial scan and warm-up are done (tests). */
   settled: Promise<void>;
+}
+
+export interface ModelReloadReport {
+  /** name@version of versions new to the registry (or fixed), and the state they reached. */
+  added: { model: string; state: ModelState; reason?: string }[];
+  /** name@version whose folder is gone (freed in the workers). */
+  removed: string[];
+  /** The default version of each name after the reload. */
+  defaults: Record<string, string>;
+  ms: number;
 }
 
 declare module 'fastify' {
@@ -53,7 +72,29 @@ export default fp(
   async function modelsPlugin(fastify: FastifyInstance, opts: { config: Config }) {
     const cfg = opts.config;
     const statuses = new Map<string, ModelStatus>();
+    /** Versions added by a reload and not warmed yet: not eligible as default until ready. */
+    const fresh = new Set<ModelStatus>();
+    /** Versions added by a reload that failed to load: never the default (the previous one stays). */
+    const rejected = new Set<ModelStatus>();
     const key = (name: string, version: string) => `${name}@${version}`;
+    const requiredNames = requiredModelNames(cfg.MODELS_REQUIRED);
+
+    /** The default of each name is its highest valid version (not counting reloaded ones still warming). */
+    const assignDefaults = () => {
+      const latest = new Map<string, string>();
+      for (const s of statuses.values()) {
+        if (!s.manifest || fresh.has(s) || rejected.has(s)) continue;
+        const cur = latest.get(s.name);
+        if (!cur || compareVersions(s.version, cur) > 0) latest.set(s.name, s.version);
+      }
+      for (const s of statuses.values()) {
+        s.isDefault = latest.get(s.name) === s.version;
+        // A reloaded version that failed is not served, so it does not hold readiness either.
+        s.required =
+          !rejected.has(s) &&
+          ((s.manifest?.required ?? false) || (s.isDefault && requiredNames.includes(s.name)));
+      }
+    };
 
     const registry: ModelRegistry = {
       list: () =>
@@ -96,42 +137,42 @@ export default fp(
           if (s.state === 'loading') waiting.push(key(s.name, s.version));
           else if (s.state !== 'ready') failed.push(key(s.name, s.version));
         }
-        return { ok: waiting.length === 0 && failed.length === 0, waiting, failed };
+        const missing = requiredNames.filter(
+          (name) => ![...statuses.values()].some((s) => s.name === name && s.isDefault),
+        );
+        return { ok: waiting.length + failed.length + missing.length === 0, waiting, failed, missing };
       },
       settled: Promise.resolve(),
+      reload: async () => {
+        throw new Error('not started');
+      },
     };
     fastify.decorate('models', registry);
 
     const dir = resolvedModelsDir(cfg);
-    const entries = await scanModelRepository(dir).catch((err: unknown) => {
-      fastify.log.error({ err, dir }, 'model repository scan failed');
-      return [];
-    });
-    // The default version of a name is its highest valid version.
-    const latest = new Map<string, string>();
-    for (const e of entries) {
-      if (!e.manifest) continue;
-      const cur = latest.get(e.name);
-      if (!cur || compareVersions(e.version, cur) > 0) latest.set(e.name, e.version);
-    }
-    for (const e of entries) {
+    const scan = () =>
+      scanModelRepository(dir).catch((err: unknown) => {
+        fastify.log.error({ err, dir }, 'model repository scan failed');
+        return [];
+      });
+    for (const e of await scan()) {
       statuses.set(key(e.name, e.version), {
         name: e.name,
         version: e.version,
         state: e.manifest ? 'loading' : 'invalid',
-        required: e.manifest?.required ?? false,
+        required: false,
         reason: e.error,
         manifest: e.manifest,
-        isDefault: latest.get(e.name) === e.version,
+        isDefault: false,
       });
     }
+    assignDefaults();
 
-    // Warm every valid model in the background. Running one warm-up per worker at once spreads them over the
-    // threads, so the first real request does not pay the load.
+    // Warm models in the background. Running one warm-up per worker at once spreads them over the threads, so
+    // the first real request does not pay the load.
     const workers = resolvedWorkers(cfg);
-    registry.settled = (async () => {
-      for (const s of statuses.values()) {
-        if (s.state !== 'loading') continue;
+    const warm = async (list: ModelStatus[]) => {
+      for (const s of list) {
         const t0 = Date.now();
         try {
           await Promise.all(
@@ -154,7 +195,96 @@ export default fp(
           fastify.log.error({ model: key(s.name, s.version), reason: s.reason }, 'model failed to load');
         }
       }
-    })();
+    };
+    registry.settled = warm([...statuses.values()].filter((s) => s.state === 'loading'));
+
+    let chain: Promise<unknown> = registry.settled;
+    registry.reload = () => {
+      const run = async (): Promise<ModelReloadReport> => {
+        const t0 = Date.now();
+        const entries = await scan();
+        const seen = new Set(entries.map((e) => key(e.name, e.version)));
+        const added: ModelStatus[] = [];
+        for (const e of entries) {
+          const k = key(e.name, e.version);
+          const cur = statuses.get(k);
+          // Known and valid (ready, loading or failed at load): versions are immutable, keep it.
+          if (cur && (cur.manifest || !e.manifest)) continue;
+          const s: ModelStatus = {
+            name: e.name,
+            version: e.version,
+            state: e.manifest ? 'loading' : 'invalid',
+            required: false,
+            reason: e.error,
+            manifest: e.manifest,
+            isDefault: false,
+          };
+          statuses.set(k, s);
+          added.push(s);
+          if (e.manifest) fresh.add(s);
+        }
+        const removed = [...statuses.values()].filter((s) => !seen.has(key(s.name, s.version)));
+        for (const s of removed) {
+          statuses.delete(key(s.name, s.version));
+          rejected.delete(s);
+        }
+        assignDefaults();
+        await warm(added.filter((s) => s.state === 'loading'));
+        for (const s of added) fresh.delete(s);
+        // Switch: a warmed version becomes the default now; one that failed stays out of the way.
+        for (const s of added) if (s.state === 'failed') rejected.add(s);
+        assignDefaults();
+        // Free what is gone in every worker (one unload per worker, spread as warm-ups are).
+        for (const s of removed) {
+          if (s.state !== 'ready') continue;
+          await Promise.allSettled(
+            Array.from({ length: workers }, () =>
+              fastify.compute.pool.run('model.unload', { name: s.name, version: s.version }),
+            ),
+          );
+        }
+        const report: ModelReloadReport = {
+          added: added.map((s) => ({
+            model: key(s.name, s.version),
+            state: s.state,
+            ...(s.reason ? { reason: s.reason } : {}),
+          })),
+          removed: removed.map((s) => key(s.name, s.version)),
+          defaults: Object.fromEntries(
+            registry
+              .list()
+              .filter((s) => s.isDefault)
+              .map((s) => [s.name, s.version]),
+          ),
+          ms: Date.now() - t0,
+        };
+        const changed = report.added.length + report.removed.length > 0;
+        fastify.log[changed ? 'info' : 'debug'](report, 'model repository reloaded');
+        return report;
+      };
+      const next = chain.then(run, run);
+      chain = next.catch(() => {});
+      return next;
+    };
+
+    if (cfg.MODELS_WATCH) {
+      // Polling rather than fs.watch: inotify does not see changes made by another node on a network volume (a
+      // PVC shared by replicas), and a scan reads only manifests and file sizes. A version caught mid-copy is
+      // invalid at one poll and picked up, valid, at the next.
+      let polling = false;
+      const timer = setInterval(() => {
+        if (polling) return;
+        polling = true;
+        registry
+          .reload()
+          .catch((err: unknown) => fastify.log.error({ err }, 'model reload failed'))
+          .finally(() => {
+            polling = false;
+          });
+      }, cfg.MODELS_WATCH_INTERVAL_MS);
+      timer.unref();
+      fastify.addHook('onClose', async () => clearInterval(timer));
+    }
   },
   { name: 'models', dependencies: ['compute'] },
 );
