@@ -142,16 +142,9 @@ const envOf = (d: Doc): Record<string, string> =>
   );
 /** The environment a container of the deployment runs with: the ConfigMap, then its own env. */
 const runEnv = (d: Doc) => ({ ...configMap.data, ...envOf(d) }) as Record<string, string>;
-/**
- * Variables of the worker's health server and drain (src/worker.ts, issue 21): until their branch is merged the
- * config schema does not know them, and the agreed defaults stand in.
- */
-const workerOpsDefaults: Record<string, string> = { WORKER_DRAIN_MS: '60000', WORKER_HEALTH_PORT: '9090' };
-const knownVariables = new Set([...Object.keys(configSchema.shape), ...Object.keys(workerOpsDefaults)]);
-const workerSetting = (name: keyof typeof workerOpsDefaults) => {
-  const parsed = (loadConfig(runEnv(worker)) as Record<string, unknown>)[name];
-  return Number(parsed ?? runEnv(worker)[name] ?? workerOpsDefaults[name]);
-};
+const knownVariables = new Set(Object.keys(configSchema.shape));
+const workerSetting = (name: 'WORKER_DRAIN_MS' | 'WORKER_HEALTH_PORT') =>
+  Number((loadConfig(runEnv(worker)) as Record<string, unknown>)[name]);
 
 const matches = (selector: Record<string, string>, labels: Record<string, string>) =>
   Object.entries(selector).every(([k, v]) => labels[k] === v);
