@@ -21,6 +21,19 @@ export interface SoftminCostBackend extends SoftminBackend {
    * hc = g + eps log b this is <C, P>. -Infinity entries of hr/hc contribute nothing.
    */
   costSum(hr: Float64Array, hc: Float64Array, eps: number): number | Promise<number>;
+  /**
+   * A row update fused with the next column accumulation (one exp per pair instead of two, as sinkhorn.ts's
+   * log domain): f_i = -eps log sum_j b_j exp((g_j - c_ij)/eps), then
+   * colAcc_j = sum_i a_i exp((f_i + g_j - c_ij)/eps), the column marginal of the new plan divided by b_j.
+   */
+  rowsFused(
+    g: Float64Array,
+    a: Float64Array,
+    b: Float64Array,
+    eps: number,
+    f: Float64Array,
+    colAcc: Float64Array,
+  ): void | Promise<void>;
 }
 
 export interface CpuSoftminOptions {
@@ -30,6 +43,9 @@ export interface CpuSoftminOptions {
 
 /** Stands for -Infinity where a cost must still be recovered as h - v (-Infinity - -Infinity is NaN). */
 const VERY_NEGATIVE = -1e300;
+/** A row's shifted sum outside this range is redone exactly (as in sinkhorn.ts). */
+const SAFE_LOW = 1e-250;
+const SAFE_HIGH = 1e250;
 
 export class CpuSoftmin implements SoftminCostBackend {
   readonly name: string;
@@ -44,6 +60,8 @@ export class CpuSoftmin implements SoftminCostBackend {
   private readonly h: Float64Array;
   private readonly v: Float64Array;
   private readonly res: Float64Array;
+  private readonly b: Float64Array;
+  private readonly colAcc: Float64Array;
   private readonly ws: ReturnType<typeof simdWorkspace>;
 
   constructor(geometry: OnlineGeometry, options: CpuSoftminOptions = {}) {
@@ -64,10 +82,11 @@ export class CpuSoftmin implements SoftminCostBackend {
     this.euclid = geometry.cost === 'euclidean';
     this.cs = 1 / geometry.costScale;
     const big = Math.max(n, m);
-    const lengths = [dim * n, dim * m, big, big, 2];
+    // x, y (dim-major), h, v, res, then b and colAcc for the fused row sweep.
+    const lengths = [dim * n, dim * m, big, big, 2, m, m];
     this.ws = options.simd === false ? undefined : simdWorkspace(lengths);
     const arrays = this.ws?.arrays ?? lengths.map((len) => new Float64Array(len));
-    [this.xs, this.ys, this.h, this.v, this.res] = arrays;
+    [this.xs, this.ys, this.h, this.v, this.res, this.b, this.colAcc] = arrays;
     for (let i = 0; i < n; i++) for (let k = 0; k < dim; k++) this.xs[k * n + i] = x[i * dim + k];
     for (let j = 0; j < m; j++) for (let k = 0; k < dim; k++) this.ys[k * m + j] = y[j * dim + k];
     this.name = this.ws ? 'cpu-wasm-simd' : 'cpu-js';
@@ -97,6 +116,85 @@ export class CpuSoftmin implements SoftminCostBackend {
       total += Math.exp((hr[i] + max) * invEps) * res[0];
     }
     return total;
+  }
+
+  rowsFused(
+    g: Float64Array,
+    a: Float64Array,
+    b: Float64Array,
+    eps: number,
+    f: Float64Array,
+    colAcc: Float64Array,
+  ): void {
+    const { n, m, h, v, ws } = this;
+    const acc = this.colAcc;
+    h.set(g.subarray(0, m));
+    this.b.set(b.subarray(0, m));
+    acc.fill(0);
+    const invEps = 1 / eps;
+    const even = m & ~1;
+    for (let i = 0; i < n; i++) {
+      // v_j = g_j - c_ij, M = max_j v_j, then v_j = exp((v_j - M)/eps) and s = sum_j b_j v_j.
+      const max = this.rowPass(true, i, m);
+      let s = 0;
+      let start = 0;
+      if (ws) {
+        s = ws.expStoreDot(3, 5, m, -max * invEps, invEps);
+        start = even;
+      }
+      for (let j = start; j < m; j++) {
+        v[j] = Math.exp((v[j] - max) * invEps);
+        s += this.b[j] * v[j];
+      }
+      if (s >= SAFE_LOW && s <= SAFE_HIGH) {
+        f[i] = -(max + eps * Math.log(s));
+        const w = a[i] / s; // a_i exp((f_i + v_j)/eps) = (a_i / s) exp((v_j - M)/eps)
+        if (w !== 0) {
+          if (ws) ws.axpy(w, 3, 0, 6, m);
+          else for (let j = 0; j < m; j++) acc[j] += w * v[j];
+        }
+      } else this.exactRow(i, g, b, a[i], eps, f);
+    }
+    colAcc.set(acc);
+  }
+
+  /**
+   * The fused row update without shortcuts, for a row whose shifted sum left the safe range (its largest
+   * term sits on a column of zero or tiny weight): the exact max shift over g_j + eps log b_j.
+   */
+  private exactRow(
+    i: number,
+    g: Float64Array,
+    b: Float64Array,
+    ai: number,
+    eps: number,
+    f: Float64Array,
+  ): void {
+    const { m, h, v } = this;
+    const invEps = 1 / eps;
+    for (let j = 0; j < m; j++) h[j] = g[j] + eps * Math.log(b[j]);
+    const max = this.rowPass(true, i, m);
+    let s = 0;
+    for (let j = 0; j < m; j++) s += Math.exp((v[j] - max) * invEps);
+    f[i] = -(max + eps * Math.log(s));
+    if (ai !== 0) {
+      // v_j - eps log b_j = g_j - c_ij (b_j = 0: recompute the cost from the points).
+      for (let j = 0; j < m; j++) {
+        const gc = b[j] > 0 ? v[j] - eps * Math.log(b[j]) : g[j] - this.cs * this.cost(i, j);
+        this.colAcc[j] += ai * Math.exp((f[i] + gc) * invEps);
+      }
+    }
+    h.set(g.subarray(0, m));
+  }
+
+  /** c(x_i, y_j) (unscaled). */
+  private cost(i: number, j: number): number {
+    let s = 0;
+    for (let k = 0; k < this.dim; k++) {
+      const d = this.xs[k * this.n + i] - this.ys[k * this.m + j];
+      s += d * d;
+    }
+    return this.euclid ? Math.sqrt(s) : s;
   }
 
   /**

@@ -604,9 +604,11 @@ const costRowBody = [
  *   e_j = exp(shift + scale * v[j]);  returns sum_j e_j and stores sum_j e_j * (h[j] - v[j]) at res
  * over the floor(m/2) first pairs (the same vectorised exp as expRow; its locals 6..38, then
  * accS=39 accW=40 e=41). With h - v = cs * c, the second sum weighs the terms by their cost.
+ * expStoreDot(v=0, b=1, res=2, m=3, shift=4, scale=5) -> f64: the same exp, stored in place (v[j] = e_j),
+ * returning sum_j b[j] e_j (the fused row update of online Sinkhorn; res is left alone).
  */
 const ES = { accS: 39, accW: 40, e: 41 };
-const expSumBody = [
+const expReduceBody = (storeDot: boolean) => [
   ...vec([
     [2, I32],
     [ES.e + 1 - L.x, V128],
@@ -682,32 +684,54 @@ const expSumBody = [
     ...V.i64x2Shl,
     ...V.f64x2Mul,
     ...set(ES.e),
-    ...get(ES.accS),
-    ...get(ES.e),
-    ...V.f64x2Add,
-    ...set(ES.accS),
-    // accW += e * (h - v)
-    ...get(ES.accW),
-    ...get(ES.e),
-    ...addr(1, L.i),
-    ...V.load,
-    ...memarg(0),
-    ...addr(0, L.i),
-    ...V.load,
-    ...memarg(0),
-    ...V.f64x2Sub,
-    ...V.f64x2Mul,
-    ...V.f64x2Add,
-    ...set(ES.accW),
+    ...(storeDot
+      ? [
+          // v[j] = e; accS += e * h[j]
+          ...addr(0, L.i),
+          ...get(ES.e),
+          ...V.store,
+          ...memarg(0),
+          ...get(ES.accS),
+          ...get(ES.e),
+          ...addr(1, L.i),
+          ...V.load,
+          ...memarg(0),
+          ...V.f64x2Mul,
+          ...V.f64x2Add,
+          ...set(ES.accS),
+        ]
+      : [
+          ...get(ES.accS),
+          ...get(ES.e),
+          ...V.f64x2Add,
+          ...set(ES.accS),
+          // accW += e * (h - v)
+          ...get(ES.accW),
+          ...get(ES.e),
+          ...addr(1, L.i),
+          ...V.load,
+          ...memarg(0),
+          ...addr(0, L.i),
+          ...V.load,
+          ...memarg(0),
+          ...V.f64x2Sub,
+          ...V.f64x2Mul,
+          ...V.f64x2Add,
+          ...set(ES.accW),
+        ]),
   ]),
-  ...get(2),
-  ...get(ES.accW),
-  ...V.extractLane(0),
-  ...get(ES.accW),
-  ...V.extractLane(1),
-  OP.f64Add,
-  OP.f64Store,
-  ...memarg(0),
+  ...(storeDot
+    ? []
+    : [
+        ...get(2),
+        ...get(ES.accW),
+        ...V.extractLane(0),
+        ...get(ES.accW),
+        ...V.extractLane(1),
+        OP.f64Add,
+        OP.f64Store,
+        ...memarg(0),
+      ]),
   ...get(ES.accS),
   ...V.extractLane(0),
   ...get(ES.accS),
@@ -715,6 +739,8 @@ const expSumBody = [
   OP.f64Add,
   OP.end,
 ];
+const expSumBody = expReduceBody(false);
+const expStoreDotBody = expReduceBody(true);
 
 const MODULE_BYTES = new Uint8Array([
   0x00,
@@ -737,7 +763,7 @@ const MODULE_BYTES = new Uint8Array([
     ]),
   ),
   ...section(2, vec([[...name('env'), ...name('mem'), 0x02, 0x00, 0x01]])), // import memory, min 1 page
-  ...section(3, vec([[0], [1], [2], [3], [4], [5]])), // functions 0-5 (dot, axpy, expRow, kernelSweep, costRow, expSum) have types 0-5
+  ...section(3, vec([[0], [1], [2], [3], [4], [5], [5]])), // functions 0-6 (dot, axpy, expRow, kernelSweep, costRow, expSum, expStoreDot): types 0-5
   ...section(
     7, // exports
     vec([
@@ -747,6 +773,7 @@ const MODULE_BYTES = new Uint8Array([
       [...name('kernelSweep'), 0x00, 3],
       [...name('costRow'), 0x00, 4],
       [...name('expSum'), 0x00, 5],
+      [...name('expStoreDot'), 0x00, 6],
     ]),
   ),
   ...section(
@@ -758,6 +785,7 @@ const MODULE_BYTES = new Uint8Array([
       [...uleb(kernelSweepBody.length), ...kernelSweepBody],
       [...uleb(costRowBody.length), ...costRowBody],
       [...uleb(expSumBody.length), ...expSumBody],
+      [...uleb(expStoreDotBody.length), ...expStoreDotBody],
     ]),
   ),
 ]);
@@ -835,6 +863,8 @@ export interface SimdWorkspace {
    * sum_j e_j and stores sum_j e_j * (arrays[h][j] - arrays[v][j]) in arrays[res][0].
    */
   expSum(v: number, h: number, res: number, m: number, shift: number, scale: number): number;
+  /** arrays[v][j] = exp(shift + scale * arrays[v][j]) over the first 2 * floor(m / 2); returns sum_j b_j of that. */
+  expStoreDot(v: number, b: number, m: number, shift: number, scale: number): number;
 }
 
 /** Largest workspace we will build (wasm32 memories stop at 4 GiB; keep well clear). */
@@ -867,6 +897,7 @@ export function simdWorkspace(lengths: number[]): SimdWorkspace | undefined {
   const kernelSweep = instance.exports.kernelSweep as (...pointersAndSizes: number[]) => void;
   const costRow = instance.exports.costRow as (...args: number[]) => number;
   const expSum = instance.exports.expSum as (...args: number[]) => number;
+  const expStoreDot = instance.exports.expStoreDot as (...args: number[]) => number;
   const expRow = instance.exports.expRow as (
     out: number,
     c: number,
@@ -895,6 +926,7 @@ export function simdWorkspace(lengths: number[]): SimdWorkspace | undefined {
         euclid ? 1 : 0,
       ),
     expSum: (v, h, res, m, shift, scale) => expSum(offsets[v], offsets[h], offsets[res], m, shift, scale),
+    expStoreDot: (v, b, m, shift, scale) => expStoreDot(offsets[v], offsets[b], 0, m, shift, scale),
     expRow: (out, outOffset, c, cOffset, g, len, shift, scale) => {
       expRow(offsets[out] + outOffset * 8, offsets[c] + cOffset * 8, offsets[g], len, shift, scale);
       if (len & 1) {
