@@ -34,6 +34,72 @@ export function checkLimits(cfg: Config, n: number, m: number, d: number) {
   }
 }
 
+/** The costs online (matrix-free) Sinkhorn computes from the points. */
+const ONLINE_COSTS = new Set(['sqeuclidean', 'euclidean']);
+
+/**
+ * Decides whether a plan/distance request runs as online (matrix-free) Sinkhorn and checks its limits: the
+ * request's `solver.online`, or by default a point-cloud Sinkhorn problem whose n*m exceeds OT_MAX_ENTRIES.
+ * Online problems are bounded by OT_ONLINE_MAX_POINTS per cloud instead of n*m; what online cannot do (a
+ * given C, another cost, median scaling, a dense plan) is a 422 TW_ONLINE_UNSUPPORTED. Returns the request
+ * with `solver.online` set when it runs online (the compute task reads it), else the request unchanged.
+ */
+export function resolvePlanRequest(cfg: Config, body: OtPlanRequest, withPlan: boolean): OtPlanRequest {
+  const { n, m, d } = problemSize(body);
+  const s = body.solver;
+  const online =
+    s.solver === 'sinkhorn' && (s.online ?? (body.x !== undefined && n * m > cfg.OT_MAX_ENTRIES));
+  if (!online || s.solver !== 'sinkhorn') {
+    checkLimits(cfg, n, m, d);
+    return body;
+  }
+  const unsupported = (reason: string, message: string) =>
+    fail('ONLINE_UNSUPPORTED', message, { details: { reason } });
+  if (body.C !== undefined || !body.x) {
+    throw unsupported(
+      'dense-cost',
+      'online Sinkhorn computes the cost from points: give x and y instead of C',
+    );
+  }
+  if (!ONLINE_COSTS.has(body.cost)) {
+    throw unsupported(
+      'cost',
+      `online Sinkhorn supports the sqeuclidean and euclidean costs, not '${body.cost}'`,
+    );
+  }
+  if (body.scaling === 'median') {
+    throw unsupported(
+      'scaling',
+      "online Sinkhorn cannot scale by the median of n*m costs: use 'max', 'mean' or 'none'",
+    );
+  }
+  const sparseAsked = body.output.topK !== undefined || body.output.threshold > 0;
+  if (withPlan && (body.output.plan === 'dense' || (body.output.plan === 'sparse' && !sparseAsked))) {
+    throw unsupported(
+      'plan',
+      'online Sinkhorn never builds a dense plan: ask for output.plan "sparse" with output.topK or a positive output.threshold',
+    );
+  }
+  const most = Math.max(n, m);
+  if (most > cfg.OT_ONLINE_MAX_POINTS) {
+    throw fail(
+      'PROBLEM_TOO_LARGE',
+      `online Sinkhorn: ${most} points exceed the limit OT_ONLINE_MAX_POINTS = ${cfg.OT_ONLINE_MAX_POINTS}`,
+      { details: { n, m, limit: cfg.OT_ONLINE_MAX_POINTS } },
+    );
+  }
+  const topK = withPlan && body.output.plan !== 'none' ? body.output.topK : undefined;
+  if (topK !== undefined && n * Math.min(topK, m) > cfg.OT_MAX_ENTRIES) {
+    throw fail(
+      'PROBLEM_TOO_LARGE',
+      `a sparse plan of n*topK = ${n}*${topK} entries exceeds the limit OT_MAX_ENTRIES = ${cfg.OT_MAX_ENTRIES}`,
+      { details: { n, topK, limit: cfg.OT_MAX_ENTRIES } },
+    );
+  }
+  checkLimits(cfg, 1, 1, d);
+  return { ...body, solver: { ...s, online: true } };
+}
+
 /** Typed arrays to plain arrays, for JSON. */
 export function planToJson(out: OtPlanOutput) {
   const { plan, f, g, ...rest } = out;
@@ -73,13 +139,12 @@ function plain(value: unknown): unknown {
 export function otService(fastify: FastifyInstance, cfg: Config) {
   return {
     async plan(reply: FastifyReply, body: OtPlanRequest, withPlan: boolean) {
-      const { n, m, d } = problemSize(body);
-      checkLimits(cfg, n, m, d);
+      const request = resolvePlanRequest(cfg, body, withPlan);
       const t0 = performance.now();
       const out = (await fastify.compute.runFor(
         reply,
         'ot.solve',
-        { op: 'plan', request: body, withPlan },
+        { op: 'plan', request, withPlan },
         { timeoutMs: body.timeoutMs },
       )) as OtPlanOutput;
       const json = planToJson(out);
