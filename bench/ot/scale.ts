@@ -10,7 +10,8 @@
  * which the table says; the time per iteration is reported for every row.
  * Results go to bench/RESULTS.md between <!-- ot-scale:begin --> and <!-- ot-scale:end -->.
  *
- *   npm run bench:ot-scale [-- --sizes 10000,30000 --dims 2 --cap 30000:20,100000:2 --no-pot --no-write]
+ *   npm run bench:ot-scale [-- --sizes 10000,30000 --dims 2 | --cases 10000x2,100000x3] [--cap 30000:20,100000:2]
+ *     [--no-pot] [--no-write] [--note 'line|line']
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -210,36 +211,40 @@ async function main(args: string[]): Promise<void> {
     const [n, it] = pair.split(':').map(Number);
     caps[n] = it;
   }
+  // --cases 10000x2,100000x3 picks (n, d) pairs instead of every size with every dimension.
+  const cases =
+    opt('--cases')
+      ?.split(',')
+      .map((c) => c.split('x').map(Number) as [number, number]) ??
+    sizes.flatMap((n) => dims.map((d) => [n, d] as [number, number]));
   const rows: Row[] = [];
-  for (const n of sizes) {
-    for (const d of dims) {
-      writeProblem(n, d);
-      const cap = caps[n];
-      const ours = runChild(
-        process.execPath,
-        [
-          '--import',
-          'tsx',
-          fileURLToPath(import.meta.url),
-          '--child',
-          String(n),
-          String(d),
-          String(cap ?? 100_000),
-        ],
+  for (const [n, d] of cases) {
+    writeProblem(n, d);
+    const cap = caps[n];
+    const ours = runChild(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        fileURLToPath(import.meta.url),
+        '--child',
+        String(n),
+        String(d),
+        String(cap ?? 100_000),
+      ],
+      3600,
+    );
+    process.stdout.write(`n=${n} d=${d} ours ${JSON.stringify(ours)}\n`);
+    const row: Row = { n, d, cap, ours };
+    if (n <= POT_MAX_N && !args.includes('--no-pot')) {
+      row.pot = runChild(
+        '/usr/bin/python3',
+        [join(HERE, 'pot_scale.py'), problemPath(n, d), String(n), String(d), String(TOL)],
         3600,
       );
-      process.stdout.write(`n=${n} d=${d} ours ${JSON.stringify(ours)}\n`);
-      const row: Row = { n, d, cap, ours };
-      if (n <= POT_MAX_N && !args.includes('--no-pot')) {
-        row.pot = runChild(
-          '/usr/bin/python3',
-          [join(HERE, 'pot_scale.py'), problemPath(n, d), String(n), String(d), String(TOL)],
-          3600,
-        );
-        process.stdout.write(`n=${n} d=${d} POT ${JSON.stringify(row.pot)}\n`);
-      }
-      rows.push(row);
+      process.stdout.write(`n=${n} d=${d} POT ${JSON.stringify(row.pot)}\n`);
     }
+    rows.push(row);
   }
   const notes = (opt('--note') ?? '').split('|').filter(Boolean);
   const markdown = render(rows, notes);

@@ -126,36 +126,63 @@ export class CpuSoftmin implements SoftminCostBackend {
     f: Float64Array,
     colAcc: Float64Array,
   ): void {
-    const { n, m, h, v, ws } = this;
+    const { n, m, h, v, ws, dim, cs, euclid } = this;
     const acc = this.colAcc;
     h.set(g.subarray(0, m));
     this.b.set(b.subarray(0, m));
     acc.fill(0);
     const invEps = 1 / eps;
     const even = m & ~1;
+    ws?.costExpArgs(1, 0, n, 2, 3, 5, dim, cs, euclid);
     for (let i = 0; i < n; i++) {
-      // v_j = g_j - c_ij, M = max_j v_j, then v_j = exp((v_j - M)/eps) and s = sum_j b_j v_j.
-      const max = this.rowPass(true, i, m);
-      let s = 0;
-      let start = 0;
-      if (ws) {
-        s = ws.expStoreDot(3, 5, m, -max * invEps, invEps);
-        start = even;
-      }
-      for (let j = start; j < m; j++) {
-        v[j] = Math.exp((v[j] - max) * invEps);
-        s += this.b[j] * v[j];
-      }
-      if (s >= SAFE_LOW && s <= SAFE_HIGH) {
-        f[i] = -(max + eps * Math.log(s));
-        const w = a[i] / s; // a_i exp((f_i + v_j)/eps) = (a_i / s) exp((v_j - M)/eps)
-        if (w !== 0) {
-          if (ws) ws.axpy(w, 3, 0, 6, m);
-          else for (let j = 0; j < m; j++) acc[j] += w * v[j];
+      // One pass with the previous f_i as the shift (as sinkhorn.ts): t_j = exp((f_i + g_j - c_ij)/eps),
+      // s = sum_j b_j t_j, near 1 once the potentials settle; the exact two-pass row when s is out of range.
+      const fi = f[i];
+      let s = Number.NaN;
+      if (ws && Number.isFinite(fi)) {
+        s = ws.costExp(i, m, fi * invEps, invEps);
+        for (let j = even; j < m; j++) {
+          v[j] = Math.exp((fi + h[j] - cs * this.cost(i, j)) * invEps);
+          s += this.b[j] * v[j];
         }
-      } else this.exactRow(i, g, b, a[i], eps, f);
+      }
+      if (s >= SAFE_LOW && s <= SAFE_HIGH) f[i] = fi - eps * Math.log(s);
+      else {
+        s = this.twoPassRow(i, eps, f);
+        if (!(s >= SAFE_LOW && s <= SAFE_HIGH)) {
+          this.exactRow(i, g, b, a[i], eps, f);
+          continue;
+        }
+      }
+      const w = a[i] / s; // a_i exp((f_i + g_j - c_ij)/eps) = (a_i / s) t_j with the new f_i
+      if (w !== 0) {
+        if (ws) ws.axpy(w, 3, 0, 6, m);
+        else for (let j = 0; j < m; j++) acc[j] += w * v[j];
+      }
     }
     colAcc.set(acc);
+  }
+
+  /**
+   * Row i in two passes with the exact max shift M = max_j (g_j - c_ij) (h holds g): leaves
+   * t_j = exp((g_j - c_ij - M)/eps) in v, sets f_i = -(M + eps log s) and returns s = sum_j b_j t_j.
+   */
+  private twoPassRow(i: number, eps: number, f: Float64Array): number {
+    const { m, v, ws } = this;
+    const invEps = 1 / eps;
+    const max = this.rowPass(true, i, m);
+    let s = 0;
+    let start = 0;
+    if (ws) {
+      s = ws.expStoreDot(3, 5, m, -max * invEps, invEps);
+      start = m & ~1;
+    }
+    for (let j = start; j < m; j++) {
+      v[j] = Math.exp((v[j] - max) * invEps);
+      s += this.b[j] * v[j];
+    }
+    f[i] = -(max + eps * Math.log(s));
+    return s;
   }
 
   /**

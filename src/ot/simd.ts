@@ -38,6 +38,7 @@ const OP = {
   f64Mul: 0xa2,
   f64Max: 0xa5,
   f64Load: 0x2b,
+  i32Load: 0x28,
   f64Store: 0x39,
   f64Const: 0x44,
   void: 0x40,
@@ -742,6 +743,194 @@ const expReduceBody = (storeDot: boolean) => [
 const expSumBody = expReduceBody(false);
 const expStoreDotBody = expReduceBody(true);
 
+/*
+ * costExp(args=0, _=1, _=2, m=3, shift=4 f64, scale=5 f64) -> f64: one pass of the fused online row update,
+ * the cost from the points and the exp together (no stored cost, no max pass):
+ *   t[j] = exp(shift + scale * (g[j] - cs * c(x_i, y_j))),  returns sum_j b[j] t[j]
+ * over the floor(m/2) first pairs. The other operands are i32 words at args: Y, xi, xstride, g, t, b, dim,
+ * euclid, then cs as f64 at args + 32 (costRow's layout and meaning). Locals: expRow's 6..38, accS 39,
+ * e 41, then Y..mBytes 42..53 (i32) and acc, diff, vcs 54..56 (v128).
+ */
+const CE = {
+  Y: 42,
+  xi: 43,
+  xstride: 44,
+  g: 45,
+  t: 46,
+  b: 47,
+  dim: 48,
+  euclid: 49,
+  k: 50,
+  yk: 51,
+  xk: 52,
+  mBytes: 53,
+  acc: 54,
+  diff: 55,
+  vcs: 56,
+};
+const loadArg = (word: number, local: number) => [...get(0), OP.i32Load, 2, ...uleb(word * 4), ...set(local)];
+const costExpBody = [
+  ...vec([
+    [2, I32],
+    [ES.e + 1 - L.x, V128],
+    [12, I32],
+    [3, V128],
+  ]),
+  ...loadArg(0, CE.Y),
+  ...loadArg(1, CE.xi),
+  ...loadArg(2, CE.xstride),
+  ...loadArg(3, CE.g),
+  ...loadArg(4, CE.t),
+  ...loadArg(5, CE.b),
+  ...loadArg(6, CE.dim),
+  ...loadArg(7, CE.euclid),
+  ...get(0),
+  OP.f64Load,
+  ...memarg(32),
+  ...V.f64x2Splat,
+  ...set(CE.vcs),
+  ...get(3),
+  ...i32(3),
+  OP.i32Shl,
+  ...set(CE.mBytes),
+  ...get(4),
+  ...V.f64x2Splat,
+  ...set(L.vShift),
+  ...get(5),
+  ...V.f64x2Splat,
+  ...set(L.vScale),
+  ...splatConst(-746, L.lo),
+  ...splatConst(709.78, L.hi),
+  ...splatConst(1 / Math.LN2, L.invLn2),
+  ...splatConst(0.6931471803691238, L.ln2Hi),
+  ...splatConst(1.9082149292705877e-10, L.ln2Lo),
+  ...[OP.i32Const, ...sleb(1023), 0xad, ...V.i64x2Splat, ...set(L.bias)],
+  ...inverseFactorials.flatMap((c, k) => splatConst(c, L.coef0 + k)),
+  ...splatConst(0, ES.accS),
+  ...get(3),
+  ...i32(-2),
+  OP.i32And,
+  ...i32(3),
+  OP.i32Shl,
+  ...set(L.end),
+  ...loopWhileBelow(L.i, L.end, 16, [
+    // acc = c(x_i, y_j) for the two points j, j + 1 (as costRow)
+    ...f64Const(0),
+    ...V.f64x2Splat,
+    ...set(CE.acc),
+    ...i32(0),
+    ...set(CE.k),
+    ...addr(CE.Y, L.i),
+    ...set(CE.yk),
+    ...get(CE.xi),
+    ...set(CE.xk),
+    ...loopWhileBelow(CE.k, CE.dim, 1, [
+      ...get(CE.xk),
+      OP.f64Load,
+      ...memarg(0),
+      ...V.f64x2Splat,
+      ...get(CE.yk),
+      ...V.load,
+      ...memarg(0),
+      ...V.f64x2Sub,
+      ...set(CE.diff),
+      ...get(CE.acc),
+      ...get(CE.diff),
+      ...get(CE.diff),
+      ...V.f64x2Mul,
+      ...V.f64x2Add,
+      ...set(CE.acc),
+      ...get(CE.yk),
+      ...get(CE.mBytes),
+      OP.i32Add,
+      ...set(CE.yk),
+      ...get(CE.xk),
+      ...get(CE.xstride),
+      OP.i32Add,
+      ...set(CE.xk),
+    ]),
+    ...get(CE.euclid),
+    OP.if,
+    OP.void,
+    ...get(CE.acc),
+    ...V.f64x2Sqrt,
+    ...set(CE.acc),
+    OP.end,
+    // x = clamp(shift + scale * (g - cs * acc))
+    ...get(L.vShift),
+    ...get(L.vScale),
+    ...addr(CE.g, L.i),
+    ...V.load,
+    ...memarg(0),
+    ...get(CE.vcs),
+    ...get(CE.acc),
+    ...V.f64x2Mul,
+    ...V.f64x2Sub,
+    ...V.f64x2Mul,
+    ...V.f64x2Add,
+    ...get(L.lo),
+    ...V.f64x2Max,
+    ...get(L.hi),
+    ...V.f64x2Min,
+    ...set(L.x),
+    ...get(L.x),
+    ...get(L.invLn2),
+    ...V.f64x2Mul,
+    ...V.f64x2Nearest,
+    ...set(L.k),
+    ...get(L.x),
+    ...get(L.k),
+    ...get(L.ln2Hi),
+    ...V.f64x2Mul,
+    ...V.f64x2Sub,
+    ...get(L.k),
+    ...get(L.ln2Lo),
+    ...V.f64x2Mul,
+    ...V.f64x2Sub,
+    ...set(L.r),
+    ...estrin,
+    ...get(L.k),
+    ...V.i32x4TruncSatF64x2SZero,
+    ...set(L.ki),
+    ...get(L.ki),
+    ...i32(1),
+    ...V.i32x4ShrS,
+    ...set(L.k1),
+    ...get(L.p),
+    ...pow2FromLocal(L.k1),
+    ...V.f64x2Mul,
+    ...get(L.ki),
+    ...get(L.k1),
+    ...V.i32x4Sub,
+    ...V.i64x2ExtendLowI32x4S,
+    ...get(L.bias),
+    ...V.i64x2Add,
+    ...i32(52),
+    ...V.i64x2Shl,
+    ...V.f64x2Mul,
+    ...set(ES.e),
+    // t[j] = e; accS += b[j] e
+    ...addr(CE.t, L.i),
+    ...get(ES.e),
+    ...V.store,
+    ...memarg(0),
+    ...get(ES.accS),
+    ...get(ES.e),
+    ...addr(CE.b, L.i),
+    ...V.load,
+    ...memarg(0),
+    ...V.f64x2Mul,
+    ...V.f64x2Add,
+    ...set(ES.accS),
+  ]),
+  ...get(ES.accS),
+  ...V.extractLane(0),
+  ...get(ES.accS),
+  ...V.extractLane(1),
+  OP.f64Add,
+  OP.end,
+];
+
 const MODULE_BYTES = new Uint8Array([
   0x00,
   0x61,
@@ -763,7 +952,7 @@ const MODULE_BYTES = new Uint8Array([
     ]),
   ),
   ...section(2, vec([[...name('env'), ...name('mem'), 0x02, 0x00, 0x01]])), // import memory, min 1 page
-  ...section(3, vec([[0], [1], [2], [3], [4], [5], [5]])), // functions 0-6 (dot, axpy, expRow, kernelSweep, costRow, expSum, expStoreDot): types 0-5
+  ...section(3, vec([[0], [1], [2], [3], [4], [5], [5], [5]])), // functions 0-7 (dot, axpy, expRow, kernelSweep, costRow, expSum, expStoreDot, costExp): types 0-5
   ...section(
     7, // exports
     vec([
@@ -774,6 +963,7 @@ const MODULE_BYTES = new Uint8Array([
       [...name('costRow'), 0x00, 4],
       [...name('expSum'), 0x00, 5],
       [...name('expStoreDot'), 0x00, 6],
+      [...name('costExp'), 0x00, 7],
     ]),
   ),
   ...section(
@@ -786,6 +976,7 @@ const MODULE_BYTES = new Uint8Array([
       [...uleb(costRowBody.length), ...costRowBody],
       [...uleb(expSumBody.length), ...expSumBody],
       [...uleb(expStoreDotBody.length), ...expStoreDotBody],
+      [...uleb(costExpBody.length), ...costExpBody],
     ]),
   ),
 ]);
@@ -865,6 +1056,23 @@ export interface SimdWorkspace {
   expSum(v: number, h: number, res: number, m: number, shift: number, scale: number): number;
   /** arrays[v][j] = exp(shift + scale * arrays[v][j]) over the first 2 * floor(m / 2); returns sum_j b_j of that. */
   expStoreDot(v: number, b: number, m: number, shift: number, scale: number): number;
+  /**
+   * The fused online row pass: over the first 2 * floor(m / 2) points, t_j = exp(shift + scale * (g_j - cs c_ij)),
+   * returning sum_j b_j t_j. Its operands are set once with costExpArgs(), then only x_i changes per row.
+   */
+  costExp(xOffset: number, m: number, shift: number, scale: number): number;
+  /** Operands of costExp (array indices as in costRow); costExp's xOffset then selects x_i. */
+  costExpArgs(
+    y: number,
+    x: number,
+    xStride: number,
+    g: number,
+    t: number,
+    b: number,
+    dim: number,
+    cs: number,
+    euclid: boolean,
+  ): void;
 }
 
 /** Largest workspace we will build (wasm32 memories stop at 4 GiB; keep well clear). */
@@ -884,6 +1092,9 @@ export function simdWorkspace(lengths: number[]): SimdWorkspace | undefined {
     bytes += Math.ceil((len * 8) / 16) * 16;
   }
   if (bytes > MAX_BYTES) return undefined;
+  // costExp's operands after the arrays: 8 i32 words, then cs (f64) at +32.
+  const argsOffset = bytes;
+  bytes += 48;
   const pages = Math.max(1, Math.ceil(bytes / 65536));
   let memory: WasmMemory;
   try {
@@ -898,6 +1109,7 @@ export function simdWorkspace(lengths: number[]): SimdWorkspace | undefined {
   const costRow = instance.exports.costRow as (...args: number[]) => number;
   const expSum = instance.exports.expSum as (...args: number[]) => number;
   const expStoreDot = instance.exports.expStoreDot as (...args: number[]) => number;
+  const costExp = instance.exports.costExp as (...args: number[]) => number;
   const expRow = instance.exports.expRow as (
     out: number,
     c: number,
@@ -907,6 +1119,9 @@ export function simdWorkspace(lengths: number[]): SimdWorkspace | undefined {
     scale: number,
   ) => void;
   const arrays = lengths.map((len, i) => new Float64Array(memory.buffer, offsets[i], len));
+  const argWords = new Int32Array(memory.buffer, argsOffset, 8);
+  let costExpX = 0;
+  const argF64 = new Float64Array(memory.buffer, argsOffset + 32, 1);
   return {
     arrays,
     dot: (a, aOffset, b, len) => dot(offsets[a] + aOffset * 8, offsets[b], len),
@@ -927,6 +1142,21 @@ export function simdWorkspace(lengths: number[]): SimdWorkspace | undefined {
       ),
     expSum: (v, h, res, m, shift, scale) => expSum(offsets[v], offsets[h], offsets[res], m, shift, scale),
     expStoreDot: (v, b, m, shift, scale) => expStoreDot(offsets[v], offsets[b], 0, m, shift, scale),
+    costExp: (xOffset, m, shift, scale) => {
+      argWords[1] = costExpX + xOffset * 8;
+      return costExp(argsOffset, 0, 0, m, shift, scale);
+    },
+    costExpArgs: (y, x, xStride, g, t, b, dim, cs, euclid) => {
+      argWords[0] = offsets[y];
+      argWords[2] = xStride * 8;
+      argWords[3] = offsets[g];
+      argWords[4] = offsets[t];
+      argWords[5] = offsets[b];
+      argWords[6] = dim;
+      argWords[7] = euclid ? 1 : 0;
+      costExpX = offsets[x];
+      argF64[0] = cs;
+    },
     expRow: (out, outOffset, c, cOffset, g, len, shift, scale) => {
       expRow(offsets[out] + outOffset * 8, offsets[c] + cOffset * 8, offsets[g], len, shift, scale);
       if (len & 1) {
