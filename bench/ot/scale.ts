@@ -217,6 +217,7 @@ async function main(args: string[]): Promise<void> {
       ?.split(',')
       .map((c) => c.split('x').map(Number) as [number, number]) ??
     sizes.flatMap((n) => dims.map((d) => [n, d] as [number, number]));
+  const notes = (opt('--note') ?? '').split('|').filter(Boolean);
   const rows: Row[] = [];
   for (const [n, d] of cases) {
     writeProblem(n, d);
@@ -245,11 +246,10 @@ async function main(args: string[]): Promise<void> {
       process.stdout.write(`n=${n} d=${d} POT ${JSON.stringify(row.pot)}\n`);
     }
     rows.push(row);
+    // After every case, so that an interrupted run keeps what it measured.
+    if (!args.includes('--no-write')) writeResultsSection('ot-scale', render(rows, notes));
   }
-  const notes = (opt('--note') ?? '').split('|').filter(Boolean);
-  const markdown = render(rows, notes);
-  if (args.includes('--no-write')) process.stdout.write(`\n${markdown}\n`);
-  else writeResultsSection('ot-scale', markdown);
+  if (args.includes('--no-write')) process.stdout.write(`\n${render(rows, notes)}\n`);
 }
 
 const isMain = process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url);
