@@ -40,45 +40,43 @@ const ONLINE_COSTS = new Set(['sqeuclidean', 'euclidean']);
 /**
  * Decides whether a plan/distance request runs as online (matrix-free) Sinkhorn and checks its limits: the
  * request's `solver.online`, or by default a point-cloud Sinkhorn problem whose n*m exceeds OT_MAX_ENTRIES.
- * Online problems are bounded by OT_ONLINE_MAX_POINTS per cloud instead of n*m; what online cannot do (a
- * given C, another cost, median scaling, a dense plan) is a 422 TW_ONLINE_UNSUPPORTED. Returns the request
+ * Online problems are bounded by OT_ONLINE_MAX_POINTS per cloud instead of n*m. What online cannot do (a
+ * given C, another cost, median scaling, a dense plan) is a 422 TW_ONLINE_UNSUPPORTED when online was asked
+ * for, and keeps the dense limits (413 above OT_MAX_ENTRIES) when it was not. Returns the request
  * with `solver.online` set when it runs online (the compute task reads it), else the request unchanged.
  */
 export function resolvePlanRequest(cfg: Config, body: OtPlanRequest, withPlan: boolean): OtPlanRequest {
   const { n, m, d } = problemSize(body);
   const s = body.solver;
-  const online =
-    s.solver === 'sinkhorn' && (s.online ?? (body.x !== undefined && n * m > cfg.OT_MAX_ENTRIES));
-  if (!online || s.solver !== 'sinkhorn') {
+  if (s.solver !== 'sinkhorn' || s.online === false) {
     checkLimits(cfg, n, m, d);
     return body;
   }
-  const unsupported = (reason: string, message: string) =>
-    fail('ONLINE_UNSUPPORTED', message, { details: { reason } });
-  if (body.C !== undefined || !body.x) {
-    throw unsupported(
-      'dense-cost',
-      'online Sinkhorn computes the cost from points: give x and y instead of C',
-    );
-  }
-  if (!ONLINE_COSTS.has(body.cost)) {
-    throw unsupported(
-      'cost',
-      `online Sinkhorn supports the sqeuclidean and euclidean costs, not '${body.cost}'`,
-    );
-  }
-  if (body.scaling === 'median') {
-    throw unsupported(
-      'scaling',
-      "online Sinkhorn cannot scale by the median of n*m costs: use 'max', 'mean' or 'none'",
-    );
-  }
   const sparseAsked = body.output.topK !== undefined || body.output.threshold > 0;
-  if (withPlan && (body.output.plan === 'dense' || (body.output.plan === 'sparse' && !sparseAsked))) {
-    throw unsupported(
-      'plan',
-      'online Sinkhorn never builds a dense plan: ask for output.plan "sparse" with output.topK or a positive output.threshold',
-    );
+  const obstacle: [string, string] | undefined =
+    body.C !== undefined || !body.x
+      ? ['dense-cost', 'online Sinkhorn computes the cost from points: give x and y instead of C']
+      : !ONLINE_COSTS.has(body.cost)
+        ? ['cost', `online Sinkhorn supports the sqeuclidean and euclidean costs, not '${body.cost}'`]
+        : body.scaling === 'median'
+          ? [
+              'scaling',
+              "online Sinkhorn cannot scale by the median of n*m costs: use 'max', 'mean' or 'none'",
+            ]
+          : withPlan && (body.output.plan === 'dense' || (body.output.plan === 'sparse' && !sparseAsked))
+            ? [
+                'plan',
+                'online Sinkhorn never builds a dense plan: ask for output.plan "sparse" with output.topK or a positive output.threshold',
+              ]
+            : undefined;
+  if (s.online === undefined) {
+    // Automatic: online only for what it can do, above the dense limit; anything else keeps the dense rules.
+    if (obstacle || n * m <= cfg.OT_MAX_ENTRIES) {
+      checkLimits(cfg, n, m, d);
+      return body;
+    }
+  } else if (obstacle) {
+    throw fail('ONLINE_UNSUPPORTED', obstacle[1], { details: { reason: obstacle[0] } });
   }
   const most = Math.max(n, m);
   if (most > cfg.OT_ONLINE_MAX_POINTS) {

@@ -74,6 +74,12 @@ describe('online Sinkhorn over REST, GraphQL and jobs', () => {
     const plan = await post('/v1/ot/plan', { x, y, solver: { solver: 'sinkhorn', reg: 0.1 } });
     expect(plan.json().plan).toBeUndefined();
     expect(plan.json().warnings.join()).toMatch(/output.topK or output.threshold/);
+    // What online cannot do keeps the dense limit when online was not asked for (413, not 422).
+    for (const extra of [{ cost: 'cityblock' }, { output: { plan: 'dense' } }]) {
+      const res = await post('/v1/ot/plan', { x, y, solver: { solver: 'sinkhorn', reg: 0.1 }, ...extra });
+      expect(res.statusCode, res.body).toBe(413);
+      expect(res.json().error.message).toMatch(/OT_MAX_ENTRIES/);
+    }
     // Opting out keeps the dense limit; other solvers keep it too.
     for (const solver of [{ solver: 'sinkhorn', reg: 0.1, online: false }, { solver: 'emd' }]) {
       const res = await post('/v1/ot/distance', { x, y, solver });
