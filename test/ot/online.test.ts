@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { costMatrix, pointCloud, sinkhorn } from '../../src/ot/index.js';
-import { onlineCostScale, onlineSparsePlan, sinkhornOnline } from '../../src/ot/online.js';
+import { costRangeBound, onlineCostScale, onlineSparsePlan, sinkhornOnline } from '../../src/ot/online.js';
 import { cpuSoftmin, cpuSoftminPlain } from '../../src/ot/online-cpu.js';
 import type { OnlineCost, OnlineGeometry, SoftminFactory } from '../../src/ot/online-kernel.js';
 import { gaussianCloud, maxAbsDiff, seededRandom } from './fixtures.js';
@@ -76,6 +76,36 @@ describe('online Sinkhorn equals dense log-domain Sinkhorn', () => {
       },
     );
   }
+
+  it('default epsilon scaling (first epsilon from the bounding box) reaches the unscaled answer', async () => {
+    const { x, y } = clouds(40, 33, 2, 21);
+    const geo = geometry(x, y, 2, 'sqeuclidean');
+    const bound = costRangeBound(geo);
+    const maxC = denseCost(geo).data.reduce((p, q) => Math.max(p, q), 0);
+    expect(bound).toBeGreaterThanOrEqual(maxC);
+    expect(bound).toBeLessThan(4 * maxC);
+    const a = new Float64Array(40).fill(1 / 40);
+    const b = new Float64Array(33).fill(1 / 33);
+    const opts = { reg: 0.01, tol: 1e-12, maxIter: 50_000 };
+    const plain = await sinkhornOnline(geo, a, b, opts);
+    const scaled = await sinkhornOnline(geo, a, b, { ...opts, epsilonScaling: true });
+    expect(scaled.converged).toBe(true);
+    // Potentials are defined up to a constant shift between f and g.
+    const shift = scaled.f[0] - plain.f[0];
+    expect(
+      maxAbsDiff(
+        scaled.f.map((v) => v - shift),
+        plain.f,
+      ),
+    ).toBeLessThan(1e-9);
+    expect(
+      maxAbsDiff(
+        scaled.g.map((v) => v + shift),
+        plain.g,
+      ),
+    ).toBeLessThan(1e-9);
+    expect(Math.abs(scaled.cost - plain.cost)).toBeLessThan(1e-9);
+  });
 
   it('with a capped budget reports the same non-converged state and says so', async () => {
     const { x, y } = clouds(20, 20, 2, 5);
