@@ -54,6 +54,11 @@ export const configSchema = z.object({
   /** Largest n*m of an optimal transport problem, and largest point dimension. */
   OT_MAX_ENTRIES: int(1, 1_000_000_000).default(25_000_000),
   OT_MAX_DIM: int(1, 100_000).default(1024),
+  /**
+   * Largest n (and m) of an online (matrix-free) Sinkhorn problem: point clouds whose n*m exceeds OT_MAX_ENTRIES
+   * run online, with memory O((n + m) d) instead of n*m; time still grows as n*m per iteration.
+   */
+  OT_ONLINE_MAX_POINTS: int(1, 10_000_000).default(100_000),
   /** Most images one POST /v1/detect/adversarial (or GraphQL detectAdversarial) may test at once. */
   DETECT_MAX_IMAGES: int(1, 4096).default(64),
   /**

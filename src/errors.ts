@@ -51,6 +51,11 @@ export const ERROR_CATALOGUE = {
     message: 'Unsupported image format',
   },
   UNPROCESSABLE: { code: 'TW_UNPROCESSABLE', statusCode: 422, message: 'The input cannot be processed' },
+  ONLINE_UNSUPPORTED: {
+    code: 'TW_ONLINE_UNSUPPORTED',
+    statusCode: 422,
+    message: 'This request cannot run as online (matrix-free) Sinkhorn',
+  },
   UNBALANCED_MARGINALS: {
     code: 'TW_UNBALANCED_MARGINALS',
     statusCode: 422,

@@ -35,6 +35,70 @@ export function checkLimits(cfg: Config, n: number, m: number, d: number) {
   }
 }
 
+/** The costs online (matrix-free) Sinkhorn computes from the points. */
+const ONLINE_COSTS = new Set(['sqeuclidean', 'euclidean']);
+
+/**
+ * Decides whether a plan/distance request runs as online (matrix-free) Sinkhorn and checks its limits: the
+ * request's `solver.online`, or by default a point-cloud Sinkhorn problem whose n*m exceeds OT_MAX_ENTRIES.
+ * Online problems are bounded by OT_ONLINE_MAX_POINTS per cloud instead of n*m. What online cannot do (a
+ * given C, another cost, median scaling, a dense plan) is a 422 TW_ONLINE_UNSUPPORTED when online was asked
+ * for, and keeps the dense limits (413 above OT_MAX_ENTRIES) when it was not. Returns the request
+ * with `solver.online` set when it runs online (the compute task reads it), else the request unchanged.
+ */
+export function resolvePlanRequest(cfg: Config, body: OtPlanRequest, withPlan: boolean): OtPlanRequest {
+  const { n, m, d } = problemSize(body);
+  const s = body.solver;
+  if (s.solver !== 'sinkhorn' || s.online === false) {
+    checkLimits(cfg, n, m, d);
+    return body;
+  }
+  const sparseAsked = body.output.topK !== undefined || body.output.threshold > 0;
+  const obstacle: [string, string] | undefined =
+    body.C !== undefined || !body.x
+      ? ['dense-cost', 'online Sinkhorn computes the cost from points: give x and y instead of C']
+      : !ONLINE_COSTS.has(body.cost)
+        ? ['cost', `online Sinkhorn supports the sqeuclidean and euclidean costs, not '${body.cost}'`]
+        : body.scaling === 'median'
+          ? [
+              'scaling',
+              "online Sinkhorn cannot scale by the median of n*m costs: use 'max', 'mean' or 'none'",
+            ]
+          : withPlan && (body.output.plan === 'dense' || (body.output.plan === 'sparse' && !sparseAsked))
+            ? [
+                'plan',
+                'online Sinkhorn never builds a dense plan: ask for output.plan "sparse" with output.topK or a positive output.threshold',
+              ]
+            : undefined;
+  if (s.online === undefined) {
+    // Automatic: online only for what it can do, above the dense limit; anything else keeps the dense rules.
+    if (obstacle || n * m <= cfg.OT_MAX_ENTRIES) {
+      checkLimits(cfg, n, m, d);
+      return body;
+    }
+  } else if (obstacle) {
+    throw fail('ONLINE_UNSUPPORTED', obstacle[1], { details: { reason: obstacle[0] } });
+  }
+  const most = Math.max(n, m);
+  if (most > cfg.OT_ONLINE_MAX_POINTS) {
+    throw fail(
+      'PROBLEM_TOO_LARGE',
+      `online Sinkhorn: ${most} points exceed the limit OT_ONLINE_MAX_POINTS = ${cfg.OT_ONLINE_MAX_POINTS}`,
+      { details: { n, m, limit: cfg.OT_ONLINE_MAX_POINTS } },
+    );
+  }
+  const topK = withPlan && body.output.plan !== 'none' ? body.output.topK : undefined;
+  if (topK !== undefined && n * Math.min(topK, m) > cfg.OT_MAX_ENTRIES) {
+    throw fail(
+      'PROBLEM_TOO_LARGE',
+      `a sparse plan of n*topK = ${n}*${topK} entries exceeds the limit OT_MAX_ENTRIES = ${cfg.OT_MAX_ENTRIES}`,
+      { details: { n, topK, limit: cfg.OT_MAX_ENTRIES } },
+    );
+  }
+  checkLimits(cfg, 1, 1, d);
+  return { ...body, solver: { ...s, online: true } };
+}
+
 /** The answer's shape, typed arrays kept (the worker serialises it as it is: see planJsonBytes). */
 export function planView(out: OtPlanOutput) {
   const { plan, f, g, ...rest } = out;
@@ -80,14 +144,9 @@ const TIMINGS_RESERVE_BYTES = 256;
  * A synchronous answer must fit MAX_RESPONSE_BYTES. A dense plan has exactly n*m numbers: when they could pass the
  * limit, refuse before solving (413) and name the ways out.
  */
-export function checkDensePlanFits(
-  cfg: Config,
-  body: OtPlanRequest,
-  withPlan: boolean,
-  n: number,
-  m: number,
-) {
+export function checkDensePlanFits(cfg: Config, body: OtPlanRequest, withPlan: boolean) {
   if (!withPlan || body.output.plan !== 'dense') return;
+  const { n, m } = problemSize(body);
   const estimatedBytes = n * m * MAX_JSON_NUMBER_BYTES;
   if (estimatedBytes <= cfg.MAX_RESPONSE_BYTES - TIMINGS_RESERVE_BYTES) return;
   throw responseTooLarge(
@@ -151,14 +210,13 @@ export function otService(fastify: FastifyInstance, cfg: Config) {
   return {
     /** The answer as an object (GraphQL). */
     async plan(reply: FastifyReply, body: OtPlanRequest, withPlan: boolean) {
-      const { n, m, d } = problemSize(body);
-      checkLimits(cfg, n, m, d);
-      checkDensePlanFits(cfg, body, withPlan, n, m);
+      const request = resolvePlanRequest(cfg, body, withPlan);
+      checkDensePlanFits(cfg, request, withPlan);
       const t0 = performance.now();
       const out = (await fastify.compute.runFor(
         reply,
         'ot.solve',
-        { op: 'plan', request: body, withPlan, json: { maxBytes: cfg.MAX_RESPONSE_BYTES, as: 'object' } },
+        { op: 'plan', request, withPlan, json: { maxBytes: cfg.MAX_RESPONSE_BYTES, as: 'object' } },
         { timeoutMs: body.timeoutMs },
       )) as OtPlanOutput;
       const json = planToJson(out);
@@ -169,14 +227,13 @@ export function otService(fastify: FastifyInstance, cfg: Config) {
      * neither converts millions of numbers nor stringifies them; it only appends the timings and writes the bytes.
      */
     async planJson(reply: FastifyReply, body: OtPlanRequest, withPlan: boolean): Promise<Buffer> {
-      const { n, m, d } = problemSize(body);
-      checkLimits(cfg, n, m, d);
-      checkDensePlanFits(cfg, body, withPlan, n, m);
+      const request = resolvePlanRequest(cfg, body, withPlan);
+      checkDensePlanFits(cfg, request, withPlan);
       const t0 = performance.now();
       const out = (await fastify.compute.runFor(
         reply,
         'ot.solve',
-        { op: 'plan', request: body, withPlan, json: { maxBytes: cfg.MAX_RESPONSE_BYTES, as: 'bytes' } },
+        { op: 'plan', request, withPlan, json: { maxBytes: cfg.MAX_RESPONSE_BYTES, as: 'bytes' } },
         { timeoutMs: body.timeoutMs },
       )) as OtPlanJson;
       const timings = JSON.stringify({ solveMs: out.solveMs, totalMs: performance.now() - t0 });

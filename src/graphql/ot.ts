@@ -17,14 +17,14 @@ function defined(o: Gql): Gql {
 }
 
 export function otPlanInputToRequest(input: Gql) {
-  const { solver, params, plan, threshold, potentials, errorHistory, cost, scaling, ...rest } = input;
+  const { solver, params, plan, threshold, topK, potentials, errorHistory, cost, scaling, ...rest } = input;
   return otPlanRequest.parse(
     defined({
       ...rest,
       cost: lower(cost),
       scaling: lower(scaling),
       solver: { ...((params as Gql | null) ?? {}), solver: lower(solver) },
-      output: defined({ plan: lower(plan), threshold, potentials, errorHistory }),
+      output: defined({ plan: lower(plan), threshold, topK, potentials, errorHistory }),
     }),
   );
 }

@@ -8,6 +8,7 @@
  *   axpy(w, k, out, m)          out[j] += w * k[j]
  *   expRow(out, c, g, m, s, t)  out[j] = exp(s + g[j] - t * c[j])   (the log-domain Sinkhorn inner loop)
  *   kernelSweep(K, bv, a, u, col, n, m)   a whole kernel-domain row sweep (dot + axpy per row) in one call
+ *   costRow, expSum             the two passes of an online (matrix-free) soft-min row, cost from the points
  * It imports its memory ("env"."mem"), so each workspace sizes its own and the GC frees it afterwards.
  * Where WebAssembly SIMD is unavailable, `simdKernels()` returns undefined and callers use plain loops.
  */
@@ -35,7 +36,9 @@ const OP = {
   i32GeU: 0x4f,
   f64Add: 0xa0,
   f64Mul: 0xa2,
+  f64Max: 0xa5,
   f64Load: 0x2b,
+  i32Load: 0x28,
   f64Store: 0x39,
   f64Const: 0x44,
   void: 0x40,
@@ -84,6 +87,7 @@ const V = {
   f64x2Mul: simd(0xf2),
   f64x2Min: simd(0xf4),
   f64x2Max: simd(0xf5),
+  f64x2Sqrt: simd(0xef),
   i32x4TruncSatF64x2SZero: simd(0xfc),
 };
 
@@ -497,6 +501,436 @@ const kernelSweepBody = [
   OP.end,
 ];
 
+/*
+ * Online (matrix-free) Sinkhorn, in two passes per row (see online-cpu.ts):
+ *
+ * costRow(Y=0, xi=1, xstride=2, h=3, v=4, m=5, dim=6, cs=7 f64, euclid=8) -> f64
+ *   v[j] = h[j] - cs * c(x_i, y_j) for the floor(m/2) first pairs of j, returning their max. Y is dim-major
+ *   (coordinate k of point j at Y + (k m + j) * 8), x_i's coordinates are at xi + k * xstride, and
+ *   c = |x - y|^2, or |x - y| when euclid != 0. No matrix: the cost is computed from the points.
+ * Locals: i=9 end=10 k=11 yk=12 xk=13 mBytes=14 (i32), acc=15 diff=16 vmax=17 vcs=18 val=19 (v128).
+ */
+const C = { i: 9, end: 10, k: 11, yk: 12, xk: 13, mBytes: 14, acc: 15, diff: 16, vmax: 17, vcs: 18, val: 19 };
+const costRowBody = [
+  ...vec([
+    [6, I32],
+    [5, V128],
+  ]),
+  ...get(7),
+  ...V.f64x2Splat,
+  ...set(C.vcs),
+  ...f64Const(Number.NEGATIVE_INFINITY),
+  ...V.f64x2Splat,
+  ...set(C.vmax),
+  ...get(5),
+  ...i32(3),
+  OP.i32Shl,
+  ...set(C.mBytes),
+  ...get(5),
+  ...i32(-2),
+  OP.i32And,
+  ...i32(3),
+  OP.i32Shl,
+  ...set(C.end),
+  ...loopWhileBelow(C.i, C.end, 16, [
+    ...f64Const(0),
+    ...V.f64x2Splat,
+    ...set(C.acc),
+    ...i32(0),
+    ...set(C.k),
+    ...addr(0, C.i),
+    ...set(C.yk),
+    ...get(1),
+    ...set(C.xk),
+    ...loopWhileBelow(C.k, 6, 1, [
+      ...get(C.xk),
+      OP.f64Load,
+      ...memarg(0),
+      ...V.f64x2Splat,
+      ...get(C.yk),
+      ...V.load,
+      ...memarg(0),
+      ...V.f64x2Sub,
+      ...set(C.diff),
+      ...get(C.acc),
+      ...get(C.diff),
+      ...get(C.diff),
+      ...V.f64x2Mul,
+      ...V.f64x2Add,
+      ...set(C.acc),
+      ...get(C.yk),
+      ...get(C.mBytes),
+      OP.i32Add,
+      ...set(C.yk),
+      ...get(C.xk),
+      ...get(2),
+      OP.i32Add,
+      ...set(C.xk),
+    ]),
+    ...get(8),
+    OP.if,
+    OP.void,
+    ...get(C.acc),
+    ...V.f64x2Sqrt,
+    ...set(C.acc),
+    OP.end,
+    // val = h - cs * acc; v[j] = val; vmax = max(vmax, val)
+    ...addr(3, C.i),
+    ...V.load,
+    ...memarg(0),
+    ...get(C.vcs),
+    ...get(C.acc),
+    ...V.f64x2Mul,
+    ...V.f64x2Sub,
+    ...set(C.val),
+    ...addr(4, C.i),
+    ...get(C.val),
+    ...V.store,
+    ...memarg(0),
+    ...get(C.vmax),
+    ...get(C.val),
+    ...V.f64x2Max,
+    ...set(C.vmax),
+  ]),
+  ...get(C.vmax),
+  ...V.extractLane(0),
+  ...get(C.vmax),
+  ...V.extractLane(1),
+  OP.f64Max,
+  OP.end,
+];
+
+/*
+ * expSum(v=0, h=1, res=2, m=3, shift=4 f64, scale=5 f64) -> f64: the second pass,
+ *   e_j = exp(shift + scale * v[j]);  returns sum_j e_j and stores sum_j e_j * (h[j] - v[j]) at res
+ * over the floor(m/2) first pairs (the same vectorised exp as expRow; its locals 6..38, then
+ * accS=39 accW=40 e=41). With h - v = cs * c, the second sum weighs the terms by their cost.
+ * expStoreDot(v=0, b=1, res=2, m=3, shift=4, scale=5) -> f64: the same exp, stored in place (v[j] = e_j),
+ * returning sum_j b[j] e_j (the fused row update of online Sinkhorn; res is left alone).
+ */
+const ES = { accS: 39, accW: 40, e: 41 };
+const expReduceBody = (storeDot: boolean) => [
+  ...vec([
+    [2, I32],
+    [ES.e + 1 - L.x, V128],
+  ]),
+  ...get(4),
+  ...V.f64x2Splat,
+  ...set(L.vShift),
+  ...get(5),
+  ...V.f64x2Splat,
+  ...set(L.vScale),
+  ...splatConst(-746, L.lo),
+  ...splatConst(709.78, L.hi),
+  ...splatConst(1 / Math.LN2, L.invLn2),
+  ...splatConst(0.6931471803691238, L.ln2Hi),
+  ...splatConst(1.9082149292705877e-10, L.ln2Lo),
+  ...[OP.i32Const, ...sleb(1023), 0xad, ...V.i64x2Splat, ...set(L.bias)],
+  ...inverseFactorials.flatMap((c, k) => splatConst(c, L.coef0 + k)),
+  ...splatConst(0, ES.accS),
+  ...splatConst(0, ES.accW),
+  ...get(3),
+  ...i32(-2),
+  OP.i32And,
+  ...i32(3),
+  OP.i32Shl,
+  ...set(L.end),
+  ...loopWhileBelow(L.i, L.end, 16, [
+    // x = clamp(shift + scale * v)
+    ...get(L.vShift),
+    ...get(L.vScale),
+    ...addr(0, L.i),
+    ...V.load,
+    ...memarg(0),
+    ...V.f64x2Mul,
+    ...V.f64x2Add,
+    ...get(L.lo),
+    ...V.f64x2Max,
+    ...get(L.hi),
+    ...V.f64x2Min,
+    ...set(L.x),
+    ...get(L.x),
+    ...get(L.invLn2),
+    ...V.f64x2Mul,
+    ...V.f64x2Nearest,
+    ...set(L.k),
+    ...get(L.x),
+    ...get(L.k),
+    ...get(L.ln2Hi),
+    ...V.f64x2Mul,
+    ...V.f64x2Sub,
+    ...get(L.k),
+    ...get(L.ln2Lo),
+    ...V.f64x2Mul,
+    ...V.f64x2Sub,
+    ...set(L.r),
+    ...estrin,
+    ...get(L.k),
+    ...V.i32x4TruncSatF64x2SZero,
+    ...set(L.ki),
+    ...get(L.ki),
+    ...i32(1),
+    ...V.i32x4ShrS,
+    ...set(L.k1),
+    ...get(L.p),
+    ...pow2FromLocal(L.k1),
+    ...V.f64x2Mul,
+    ...get(L.ki),
+    ...get(L.k1),
+    ...V.i32x4Sub,
+    ...V.i64x2ExtendLowI32x4S,
+    ...get(L.bias),
+    ...V.i64x2Add,
+    ...i32(52),
+    ...V.i64x2Shl,
+    ...V.f64x2Mul,
+    ...set(ES.e),
+    ...(storeDot
+      ? [
+          // v[j] = e; accS += e * h[j]
+          ...addr(0, L.i),
+          ...get(ES.e),
+          ...V.store,
+          ...memarg(0),
+          ...get(ES.accS),
+          ...get(ES.e),
+          ...addr(1, L.i),
+          ...V.load,
+          ...memarg(0),
+          ...V.f64x2Mul,
+          ...V.f64x2Add,
+          ...set(ES.accS),
+        ]
+      : [
+          ...get(ES.accS),
+          ...get(ES.e),
+          ...V.f64x2Add,
+          ...set(ES.accS),
+          // accW += e * (h - v)
+          ...get(ES.accW),
+          ...get(ES.e),
+          ...addr(1, L.i),
+          ...V.load,
+          ...memarg(0),
+          ...addr(0, L.i),
+          ...V.load,
+          ...memarg(0),
+          ...V.f64x2Sub,
+          ...V.f64x2Mul,
+          ...V.f64x2Add,
+          ...set(ES.accW),
+        ]),
+  ]),
+  ...(storeDot
+    ? []
+    : [
+        ...get(2),
+        ...get(ES.accW),
+        ...V.extractLane(0),
+        ...get(ES.accW),
+        ...V.extractLane(1),
+        OP.f64Add,
+        OP.f64Store,
+        ...memarg(0),
+      ]),
+  ...get(ES.accS),
+  ...V.extractLane(0),
+  ...get(ES.accS),
+  ...V.extractLane(1),
+  OP.f64Add,
+  OP.end,
+];
+const expSumBody = expReduceBody(false);
+const expStoreDotBody = expReduceBody(true);
+
+/*
+ * costExp(args=0, _=1, _=2, m=3, shift=4 f64, scale=5 f64) -> f64: one pass of the fused online row update,
+ * the cost from the points and the exp together (no stored cost, no max pass):
+ *   t[j] = exp(shift + scale * (g[j] - cs * c(x_i, y_j))),  returns sum_j b[j] t[j]
+ * over the floor(m/2) first pairs. The other operands are i32 words at args: Y, xi, xstride, g, t, b, dim,
+ * euclid, then cs as f64 at args + 32 (costRow's layout and meaning). Locals: expRow's 6..38, accS 39,
+ * e 41, then Y..mBytes 42..53 (i32) and acc, diff, vcs 54..56 (v128).
+ */
+const CE = {
+  Y: 42,
+  xi: 43,
+  xstride: 44,
+  g: 45,
+  t: 46,
+  b: 47,
+  dim: 48,
+  euclid: 49,
+  k: 50,
+  yk: 51,
+  xk: 52,
+  mBytes: 53,
+  acc: 54,
+  diff: 55,
+  vcs: 56,
+};
+const loadArg = (word: number, local: number) => [...get(0), OP.i32Load, 2, ...uleb(word * 4), ...set(local)];
+const costExpBody = [
+  ...vec([
+    [2, I32],
+    [ES.e + 1 - L.x, V128],
+    [12, I32],
+    [3, V128],
+  ]),
+  ...loadArg(0, CE.Y),
+  ...loadArg(1, CE.xi),
+  ...loadArg(2, CE.xstride),
+  ...loadArg(3, CE.g),
+  ...loadArg(4, CE.t),
+  ...loadArg(5, CE.b),
+  ...loadArg(6, CE.dim),
+  ...loadArg(7, CE.euclid),
+  ...get(0),
+  OP.f64Load,
+  ...memarg(32),
+  ...V.f64x2Splat,
+  ...set(CE.vcs),
+  ...get(3),
+  ...i32(3),
+  OP.i32Shl,
+  ...set(CE.mBytes),
+  ...get(4),
+  ...V.f64x2Splat,
+  ...set(L.vShift),
+  ...get(5),
+  ...V.f64x2Splat,
+  ...set(L.vScale),
+  ...splatConst(-746, L.lo),
+  ...splatConst(709.78, L.hi),
+  ...splatConst(1 / Math.LN2, L.invLn2),
+  ...splatConst(0.6931471803691238, L.ln2Hi),
+  ...splatConst(1.9082149292705877e-10, L.ln2Lo),
+  ...[OP.i32Const, ...sleb(1023), 0xad, ...V.i64x2Splat, ...set(L.bias)],
+  ...inverseFactorials.flatMap((c, k) => splatConst(c, L.coef0 + k)),
+  ...splatConst(0, ES.accS),
+  ...get(3),
+  ...i32(-2),
+  OP.i32And,
+  ...i32(3),
+  OP.i32Shl,
+  ...set(L.end),
+  ...loopWhileBelow(L.i, L.end, 16, [
+    // acc = c(x_i, y_j) for the two points j, j + 1 (as costRow)
+    ...f64Const(0),
+    ...V.f64x2Splat,
+    ...set(CE.acc),
+    ...i32(0),
+    ...set(CE.k),
+    ...addr(CE.Y, L.i),
+    ...set(CE.yk),
+    ...get(CE.xi),
+    ...set(CE.xk),
+    ...loopWhileBelow(CE.k, CE.dim, 1, [
+      ...get(CE.xk),
+      OP.f64Load,
+      ...memarg(0),
+      ...V.f64x2Splat,
+      ...get(CE.yk),
+      ...V.load,
+      ...memarg(0),
+      ...V.f64x2Sub,
+      ...set(CE.diff),
+      ...get(CE.acc),
+      ...get(CE.diff),
+      ...get(CE.diff),
+      ...V.f64x2Mul,
+      ...V.f64x2Add,
+      ...set(CE.acc),
+      ...get(CE.yk),
+      ...get(CE.mBytes),
+      OP.i32Add,
+      ...set(CE.yk),
+      ...get(CE.xk),
+      ...get(CE.xstride),
+      OP.i32Add,
+      ...set(CE.xk),
+    ]),
+    ...get(CE.euclid),
+    OP.if,
+    OP.void,
+    ...get(CE.acc),
+    ...V.f64x2Sqrt,
+    ...set(CE.acc),
+    OP.end,
+    // x = clamp(shift + scale * (g - cs * acc))
+    ...get(L.vShift),
+    ...get(L.vScale),
+    ...addr(CE.g, L.i),
+    ...V.load,
+    ...memarg(0),
+    ...get(CE.vcs),
+    ...get(CE.acc),
+    ...V.f64x2Mul,
+    ...V.f64x2Sub,
+    ...V.f64x2Mul,
+    ...V.f64x2Add,
+    ...get(L.lo),
+    ...V.f64x2Max,
+    ...get(L.hi),
+    ...V.f64x2Min,
+    ...set(L.x),
+    ...get(L.x),
+    ...get(L.invLn2),
+    ...V.f64x2Mul,
+    ...V.f64x2Nearest,
+    ...set(L.k),
+    ...get(L.x),
+    ...get(L.k),
+    ...get(L.ln2Hi),
+    ...V.f64x2Mul,
+    ...V.f64x2Sub,
+    ...get(L.k),
+    ...get(L.ln2Lo),
+    ...V.f64x2Mul,
+    ...V.f64x2Sub,
+    ...set(L.r),
+    ...estrin,
+    ...get(L.k),
+    ...V.i32x4TruncSatF64x2SZero,
+    ...set(L.ki),
+    ...get(L.ki),
+    ...i32(1),
+    ...V.i32x4ShrS,
+    ...set(L.k1),
+    ...get(L.p),
+    ...pow2FromLocal(L.k1),
+    ...V.f64x2Mul,
+    ...get(L.ki),
+    ...get(L.k1),
+    ...V.i32x4Sub,
+    ...V.i64x2ExtendLowI32x4S,
+    ...get(L.bias),
+    ...V.i64x2Add,
+    ...i32(52),
+    ...V.i64x2Shl,
+    ...V.f64x2Mul,
+    ...set(ES.e),
+    // t[j] = e; accS += b[j] e
+    ...addr(CE.t, L.i),
+    ...get(ES.e),
+    ...V.store,
+    ...memarg(0),
+    ...get(ES.accS),
+    ...get(ES.e),
+    ...addr(CE.b, L.i),
+    ...V.load,
+    ...memarg(0),
+    ...V.f64x2Mul,
+    ...V.f64x2Add,
+    ...set(ES.accS),
+  ]),
+  ...get(ES.accS),
+  ...V.extractLane(0),
+  ...get(ES.accS),
+  ...V.extractLane(1),
+  OP.f64Add,
+  OP.end,
+];
+
 const MODULE_BYTES = new Uint8Array([
   0x00,
   0x61,
@@ -513,10 +947,12 @@ const MODULE_BYTES = new Uint8Array([
       [0x60, ...vec([[F64], [I32], [I32], [I32]]), ...vec([])],
       [0x60, ...vec([[I32], [I32], [I32], [I32], [F64], [F64]]), ...vec([])],
       [0x60, ...vec([[I32], [I32], [I32], [I32], [I32], [I32], [I32]]), ...vec([])],
+      [0x60, ...vec([[I32], [I32], [I32], [I32], [I32], [I32], [I32], [F64], [I32]]), ...vec([[F64]])],
+      [0x60, ...vec([[I32], [I32], [I32], [I32], [F64], [F64]]), ...vec([[F64]])],
     ]),
   ),
   ...section(2, vec([[...name('env'), ...name('mem'), 0x02, 0x00, 0x01]])), // import memory, min 1 page
-  ...section(3, vec([[0], [1], [2], [3]])), // functions 0-3 (dot, axpy, expRow, kernelSweep) have types 0-3
+  ...section(3, vec([[0], [1], [2], [3], [4], [5], [5], [5]])), // functions 0-7 (dot, axpy, expRow, kernelSweep, costRow, expSum, expStoreDot, costExp): types 0-5
   ...section(
     7, // exports
     vec([
@@ -524,6 +960,10 @@ const MODULE_BYTES = new Uint8Array([
       [...name('axpy'), 0x00, 1],
       [...name('expRow'), 0x00, 2],
       [...name('kernelSweep'), 0x00, 3],
+      [...name('costRow'), 0x00, 4],
+      [...name('expSum'), 0x00, 5],
+      [...name('expStoreDot'), 0x00, 6],
+      [...name('costExp'), 0x00, 7],
     ]),
   ),
   ...section(
@@ -533,6 +973,10 @@ const MODULE_BYTES = new Uint8Array([
       [...uleb(axpyBody.length), ...axpyBody],
       [...uleb(expRowBody.length), ...expRowBody],
       [...uleb(kernelSweepBody.length), ...kernelSweepBody],
+      [...uleb(costRowBody.length), ...costRowBody],
+      [...uleb(expSumBody.length), ...expSumBody],
+      [...uleb(expStoreDotBody.length), ...expStoreDotBody],
+      [...uleb(costExpBody.length), ...costExpBody],
     ]),
   ),
 ]);
@@ -588,6 +1032,47 @@ export interface SimdWorkspace {
    * col += a_i u_i K_i (col must be zeroed first). Arguments are array indices in this workspace.
    */
   kernelSweep(K: number, bv: number, a: number, u: number, col: number, n: number, m: number): void;
+  /**
+   * Online Sinkhorn, first pass over one row: arrays[v][j] = arrays[h][j] - cs * c(x, y_j) for the first
+   * 2 * floor(m / 2) points y_j of arrays[y] (dim-major: coordinate k of y_j at k * m + j), x's coordinate k at
+   * arrays[x][xOffset + k * xStride]; c = |x - y|^2, or |x - y| when euclid. Returns the max of those v[j].
+   */
+  costRow(
+    y: number,
+    x: number,
+    xOffset: number,
+    xStride: number,
+    h: number,
+    v: number,
+    m: number,
+    dim: number,
+    cs: number,
+    euclid: boolean,
+  ): number;
+  /**
+   * Second pass: with e_j = exp(shift + scale * arrays[v][j]) over the first 2 * floor(m / 2) entries, returns
+   * sum_j e_j and stores sum_j e_j * (arrays[h][j] - arrays[v][j]) in arrays[res][0].
+   */
+  expSum(v: number, h: number, res: number, m: number, shift: number, scale: number): number;
+  /** arrays[v][j] = exp(shift + scale * arrays[v][j]) over the first 2 * floor(m / 2); returns sum_j b_j of that. */
+  expStoreDot(v: number, b: number, m: number, shift: number, scale: number): number;
+  /**
+   * The fused online row pass: over the first 2 * floor(m / 2) points, t_j = exp(shift + scale * (g_j - cs c_ij)),
+   * returning sum_j b_j t_j. Its operands are set once with costExpArgs(), then only x_i changes per row.
+   */
+  costExp(xOffset: number, m: number, shift: number, scale: number): number;
+  /** Operands of costExp (array indices as in costRow); costExp's xOffset then selects x_i. */
+  costExpArgs(
+    y: number,
+    x: number,
+    xStride: number,
+    g: number,
+    t: number,
+    b: number,
+    dim: number,
+    cs: number,
+    euclid: boolean,
+  ): void;
 }
 
 /** Largest workspace we will build (wasm32 memories stop at 4 GiB; keep well clear). */
@@ -607,6 +1092,9 @@ export function simdWorkspace(lengths: number[]): SimdWorkspace | undefined {
     bytes += Math.ceil((len * 8) / 16) * 16;
   }
   if (bytes > MAX_BYTES) return undefined;
+  // costExp's operands after the arrays: 8 i32 words, then cs (f64) at +32.
+  const argsOffset = bytes;
+  bytes += 48;
   const pages = Math.max(1, Math.ceil(bytes / 65536));
   let memory: WasmMemory;
   try {
@@ -618,6 +1106,10 @@ export function simdWorkspace(lengths: number[]): SimdWorkspace | undefined {
   const dot = instance.exports.dot as (k: number, v: number, m: number) => number;
   const axpy = instance.exports.axpy as (w: number, k: number, out: number, m: number) => void;
   const kernelSweep = instance.exports.kernelSweep as (...pointersAndSizes: number[]) => void;
+  const costRow = instance.exports.costRow as (...args: number[]) => number;
+  const expSum = instance.exports.expSum as (...args: number[]) => number;
+  const expStoreDot = instance.exports.expStoreDot as (...args: number[]) => number;
+  const costExp = instance.exports.costExp as (...args: number[]) => number;
   const expRow = instance.exports.expRow as (
     out: number,
     c: number,
@@ -627,12 +1119,44 @@ export function simdWorkspace(lengths: number[]): SimdWorkspace | undefined {
     scale: number,
   ) => void;
   const arrays = lengths.map((len, i) => new Float64Array(memory.buffer, offsets[i], len));
+  const argWords = new Int32Array(memory.buffer, argsOffset, 8);
+  let costExpX = 0;
+  const argF64 = new Float64Array(memory.buffer, argsOffset + 32, 1);
   return {
     arrays,
     dot: (a, aOffset, b, len) => dot(offsets[a] + aOffset * 8, offsets[b], len),
     axpy: (w, a, aOffset, out, len) => axpy(w, offsets[a] + aOffset * 8, offsets[out], len),
     kernelSweep: (K, bv, a, u, col, n, m) =>
       kernelSweep(offsets[K], offsets[bv], offsets[a], offsets[u], offsets[col], n, m),
+    costRow: (y, x, xOffset, xStride, h, v, m, dim, cs, euclid) =>
+      costRow(
+        offsets[y],
+        offsets[x] + xOffset * 8,
+        xStride * 8,
+        offsets[h],
+        offsets[v],
+        m,
+        dim,
+        cs,
+        euclid ? 1 : 0,
+      ),
+    expSum: (v, h, res, m, shift, scale) => expSum(offsets[v], offsets[h], offsets[res], m, shift, scale),
+    expStoreDot: (v, b, m, shift, scale) => expStoreDot(offsets[v], offsets[b], 0, m, shift, scale),
+    costExp: (xOffset, m, shift, scale) => {
+      argWords[1] = costExpX + xOffset * 8;
+      return costExp(argsOffset, 0, 0, m, shift, scale);
+    },
+    costExpArgs: (y, x, xStride, g, t, b, dim, cs, euclid) => {
+      argWords[0] = offsets[y];
+      argWords[2] = xStride * 8;
+      argWords[3] = offsets[g];
+      argWords[4] = offsets[t];
+      argWords[5] = offsets[b];
+      argWords[6] = dim;
+      argWords[7] = euclid ? 1 : 0;
+      costExpX = offsets[x];
+      argF64[0] = cs;
+    },
     expRow: (out, outOffset, c, cOffset, g, len, shift, scale) => {
       expRow(offsets[out] + outOffset * 8, offsets[c] + cOffset * 8, offsets[g], len, shift, scale);
       if (len & 1) {

@@ -274,8 +274,8 @@ export function sinkhorn2(
   return sinkhorn(a, b, C, reg, { ...options, returnPlan: false }).cost;
 }
 
-/** The stages' epsilons: just [eps], or a geometric ladder from `initial` down to eps. */
-function epsilonSchedule(
+/** The stages' epsilons: just [eps], or a geometric ladder from `initial` down to eps (also online.ts's). */
+export function epsilonSchedule(
   eps: number,
   range: number,
   scaling: boolean | EpsilonScalingOptions | undefined,

@@ -66,6 +66,13 @@ export const solverSchema = z.discriminatedUnion('solver', [
     tol: positive.default(OT_DEFAULTS.sinkhorn.tol).describe('Stop when the L1 marginal error is below tol'),
     checkEvery: z.number().int().min(1).max(10_000).default(OT_DEFAULTS.sinkhorn.checkEvery),
     epsilonScaling: z.boolean().default(OT_DEFAULTS.sinkhorn.epsilonScaling),
+    online: z
+      .boolean()
+      .optional()
+      .describe(
+        'Online (matrix-free) Sinkhorn on x and y: the cost is computed on the fly, memory O(n + m). ' +
+          'Default: on when n*m exceeds OT_MAX_ENTRIES (point clouds only)',
+      ),
   }),
   z.object({
     solver: z.literal('sns'),
@@ -123,6 +130,14 @@ export const outputSchema = z
       .default('auto')
       .describe('auto: sparse when nnz < n*m/4, else dense'),
     threshold: nonNegative.default(0).describe('Sparse plans drop entries <= threshold'),
+    topK: z
+      .number()
+      .int()
+      .min(1)
+      .optional()
+      .describe(
+        'Online Sinkhorn: the sparse plan keeps the k largest entries of each row (and those > threshold)',
+      ),
     potentials: z.boolean().default(true),
     errorHistory: z.boolean().default(false),
   })

@@ -8,6 +8,8 @@ import { emd } from '../../ot/emd.js';
 import { emd1d } from '../../ot/emd1d.js';
 import { costFromMatrix, pointCloud, pointCloudCost, scaleCost } from '../../ot/geometry.js';
 import { checkBalanced, uniform } from '../../ot/marginals.js';
+import { onlineCostScale, onlineSparsePlan, sinkhornOnline } from '../../ot/online.js';
+import type { OnlineCost } from '../../ot/online-kernel.js';
 import { quadraticOt } from '../../ot/quadratic.js';
 import { assertFiniteResult } from '../../ot/range.js';
 import { sinkhorn } from '../../ot/sinkhorn.js';
@@ -59,6 +61,8 @@ export interface OtPlanOutput {
   f?: Float64Array;
   g?: Float64Array;
   errorHistory?: { iteration: number; error: number }[];
+  /** Online Sinkhorn: the soft-min backend that ran it ('cpu-wasm-simd', 'cpu-js' ...). */
+  backend?: string;
   timings: { solveMs: number };
 }
 
@@ -259,15 +263,71 @@ function finish(
   return out;
 }
 
-/** Every OT answer (REST, GraphQL, jobs) leaves the worker through here: never with a NaN or an infinity. */
-export async function solve(input: OtTaskInput, ctx: HandlerContext) {
-  return assertFiniteResult(solveOp(input, ctx), `ot ${input.op}`);
+/**
+ * Online (matrix-free) Sinkhorn on the request's point clouds (the service set `solver.online`): no n x m
+ * matrix; a plan, when asked for, is sparse (top-k per row and/or above the threshold).
+ */
+export async function solvePlanOnline(
+  req: OtPlanRequest,
+  withPlan: boolean,
+  ctx?: Pick<HandlerContext, 'progress'>,
+  signal?: AbortSignal,
+): Promise<OtPlanOutput> {
+  const t0 = performance.now();
+  const s = req.solver;
+  if (s.solver !== 'sinkhorn' || !req.x || !req.y)
+    throw new Error('solvePlanOnline needs a point-cloud sinkhorn request');
+  const x = pointCloud(req.x);
+  const y = pointCloud(req.y);
+  const base = { x: x.data, n: x.n, y: y.data, m: y.n, dim: x.d, cost: req.cost as OnlineCost };
+  const scale = onlineCostScale(base, req.scaling);
+  const geometry = { ...base, costScale: scale };
+  const a = req.a ? Float64Array.from(req.a) : uniform(x.n);
+  const b = checkBalanced(a, req.b ? Float64Array.from(req.b) : uniform(y.n), { normalize: req.normalize }).b;
+  const res = await sinkhornOnline(geometry, a, b, {
+    reg: s.reg,
+    maxIter: s.maxIter,
+    tol: s.tol,
+    checkEvery: s.checkEvery,
+    epsilonScaling: s.epsilonScaling,
+    recordErrors: req.output.errorHistory,
+    signal,
+    onProgress: ctx?.progress,
+  });
+  const out = finish(res, req, false, scale, t0);
+  out.backend = res.backend;
+  const { topK, threshold, plan: mode } = req.output;
+  if (withPlan && mode !== 'none') {
+    if (topK !== undefined || threshold > 0) {
+      const sparse = onlineSparsePlan(geometry, a, b, res.f, res.g, res.eps, { topK, threshold });
+      out.plan = { format: 'sparse', ...sparse, threshold, nnz: sparse.values.length };
+    } else {
+      out.warnings.push(
+        'no plan: online Sinkhorn returns a sparse plan when output.topK or output.threshold is given',
+      );
+    }
+  }
+  out.timings.solveMs = performance.now() - t0;
+  return out;
 }
 
-function solveOp(input: OtTaskInput, ctx: HandlerContext) {
+/** Every OT answer (REST, GraphQL, jobs) leaves the worker through here: never with a NaN or an infinity. */
+export async function solve(input: OtTaskInput, ctx: HandlerContext) {
+  if (input.op === 'plan') return solveOp(input, ctx);
+  return assertFiniteResult(await solveOp(input, ctx), `ot ${input.op}`);
+}
+
+async function solveOp(input: OtTaskInput, ctx: HandlerContext) {
   switch (input.op) {
     case 'plan': {
-      const out = solvePlan(input.request, input.withPlan, ctx);
+      // Checked here, before serialisation: REST answers leave as bytes, where a NaN would be written as null.
+      const s = input.request.solver;
+      const out = assertFiniteResult(
+        s.solver === 'sinkhorn' && s.online
+          ? await solvePlanOnline(input.request, input.withPlan, ctx)
+          : solvePlan(input.request, input.withPlan, ctx),
+        'ot plan',
+      );
       if (!input.json) return out;
       return input.json.as === 'bytes'
         ? planJsonBytes(out, input.json.maxBytes)

@@ -3,12 +3,11 @@
  * routes in routes/v1/ot, run on the compute pool with the job's signal and progress.
  */
 import type { OtPlanOutput } from '../../compute/handlers/ot.js';
-import { checkLimits, planToJson } from '../../ot-service.js';
+import { checkLimits, planToJson, resolvePlanRequest } from '../../ot-service.js';
 import {
   mongeGapRequest,
   type OtPlanRequest,
   otPlanRequest,
-  problemSize,
   sinkhornDivergenceRequest,
 } from '../../schemas/ot.js';
 import { type JobRunContext, registerJobOperation } from '../registry.js';
@@ -34,14 +33,14 @@ function planOperation(name: string, withPlan: boolean) {
     name,
     inputSchema: otPlanRequest,
     check: (config, input: OtPlanRequest) => {
-      const { n, m, d } = problemSize(input);
-      checkLimits(config, n, m, d);
+      resolvePlanRequest(config, input, withPlan);
     },
     run: async (rt, input, ctx) => {
       const t0 = performance.now();
+      const request = resolvePlanRequest(rt.config, input, withPlan);
       const out = (await rt.pool.run(
         'ot.solve',
-        { op: 'plan', request: input, withPlan },
+        { op: 'plan', request, withPlan },
         poolOptions(ctx),
       )) as OtPlanOutput;
       const json = planToJson(out);
