@@ -55,6 +55,11 @@ export const configSchema = z.object({
   OT_MAX_ENTRIES: int(1, 1_000_000_000).default(25_000_000),
   OT_MAX_DIM: int(1, 100_000).default(1024),
   /**
+   * Where online Sinkhorn computes its soft-min: `auto` on a hardware WebGPU adapter when there is one, else the CPU
+   * (wasm SIMD); `cpu`; or `webgpu` (any adapter, software ones included: a 422 when there is none).
+   */
+  OT_ONLINE_BACKEND: z.enum(['auto', 'cpu', 'webgpu']).default('auto'),
+  /**
    * Largest n (and m) of an online (matrix-free) Sinkhorn problem: point clouds whose n*m exceeds OT_MAX_ENTRIES
    * run online, with memory O((n + m) d) instead of n*m; time still grows as n*m per iteration.
    */

@@ -86,4 +86,6 @@ export interface WorkerOptions {
   tfjsBackend: 'auto' | 'tensorflow' | 'wasm' | 'cpu';
   enableTestTasks: boolean;
   tileSize: number;
+  /** Soft-min backend of online Sinkhorn: `auto` (a hardware WebGPU adapter, else the CPU), `cpu`, `webgpu`. */
+  otOnlineBackend?: 'auto' | 'cpu' | 'webgpu';
 }

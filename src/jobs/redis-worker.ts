@@ -47,6 +47,7 @@ export async function startJobWorker(
       tfjsBackend: cfg.TFJS_BACKEND,
       enableTestTasks: cfg.ENABLE_TEST_TASKS,
       tileSize: cfg.TILE_SIZE,
+      otOnlineBackend: cfg.OT_ONLINE_BACKEND,
     },
   });
   pool.on('workerError', (err) => log.error({ err }, 'compute worker error'));

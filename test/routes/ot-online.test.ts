@@ -159,3 +159,59 @@ describe('online Sinkhorn over REST, GraphQL and jobs', () => {
     expect(refused.json().error.code).toBe('TW_ONLINE_UNSUPPORTED');
   });
 });
+
+/**
+ * OT_ONLINE_BACKEND=webgpu: the same request on the WebGPU soft-min (float32; lavapipe here and in CI, which sets
+ * TEST_WEBGPU=1 so that a missing adapter fails instead of skipping) equals the CPU answer within 1e-5.
+ */
+describe('online Sinkhorn on WebGPU through the service', async () => {
+  const { getWebGpu } = await import('../../src/gpu/device.js');
+  const gpu = await getWebGpu({ allowSoftware: true });
+  const required = process.env.TEST_WEBGPU === '1';
+  it.runIf(required)('finds an adapter when TEST_WEBGPU=1', () => {
+    expect(gpu.ok ? 'ok' : gpu.reason).toBe('ok');
+  });
+  it.runIf(gpu.ok)(
+    'OT_ONLINE_BACKEND=webgpu answers the CPU backend within 1e-5',
+    async () => {
+      const rng = new Rng(5);
+      const body = {
+        x: cloud(rng, 40, 3),
+        y: cloud(rng, 33, 3, 0.5),
+        scaling: 'max',
+        solver: { solver: 'sinkhorn', reg: 0.05, tol: 1e-7, maxIter: 10_000, online: true },
+        output: { topK: 1 },
+      };
+      const answers: Record<string, { backend: string; cost: number; f: number[]; g: number[] }> = {};
+      for (const backend of ['cpu', 'webgpu'] as const) {
+        const app = await makeApp({ OT_ONLINE_BACKEND: backend, WORKERS: 1 });
+        try {
+          const res = await app.inject({ method: 'POST', url: '/v1/ot/plan', payload: body });
+          expect(res.statusCode, res.body).toBe(200);
+          answers[backend] = res.json();
+        } finally {
+          await app.close();
+        }
+      }
+      const { cpu, webgpu } = answers;
+      expect(cpu.backend).toMatch(/^cpu/);
+      expect(webgpu.backend).toBe('webgpu');
+      expect(Math.abs(webgpu.cost - cpu.cost) / cpu.cost).toBeLessThan(1e-5);
+      // Potentials are defined up to a constant shared by f and -g: compare them on the cost's scale (max C = 1).
+      const shift = webgpu.f[0] - cpu.f[0];
+      expect(
+        maxDiff(
+          webgpu.f.map((v) => v - shift),
+          cpu.f,
+        ),
+      ).toBeLessThan(1e-5);
+      expect(
+        maxDiff(
+          webgpu.g.map((v) => v + shift),
+          cpu.g,
+        ),
+      ).toBeLessThan(1e-5);
+    },
+    60_000,
+  );
+});

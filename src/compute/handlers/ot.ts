@@ -9,7 +9,8 @@ import { emd1d } from '../../ot/emd1d.js';
 import { costFromMatrix, pointCloud, pointCloudCost, scaleCost } from '../../ot/geometry.js';
 import { checkBalanced, uniform } from '../../ot/marginals.js';
 import { onlineCostScale, onlineSparsePlan, sinkhornOnline } from '../../ot/online.js';
-import type { OnlineCost } from '../../ot/online-kernel.js';
+import { cpuSoftmin } from '../../ot/online-cpu.js';
+import type { OnlineCost, OnlineGeometry, SoftminFactory } from '../../ot/online-kernel.js';
 import { quadraticOt } from '../../ot/quadratic.js';
 import { assertFiniteResult } from '../../ot/range.js';
 import { sinkhorn } from '../../ot/sinkhorn.js';
@@ -267,10 +268,31 @@ function finish(
  * Online (matrix-free) Sinkhorn on the request's point clouds (the service set `solver.online`): no n x m
  * matrix; a plan, when asked for, is sparse (top-k per row and/or above the threshold).
  */
+/** Below this many pairs `auto` stays on the CPU: loading Dawn and a dispatch per half-step would cost more. */
+export const ONLINE_GPU_MIN_PAIRS = 4_000_000;
+
+/**
+ * The soft-min of online Sinkhorn the worker is configured for (OT_ONLINE_BACKEND): `cpu`; `webgpu` (any adapter,
+ * software included; a coded 422 when there is none); `auto`: a hardware WebGPU adapter for problems of at least
+ * ONLINE_GPU_MIN_PAIRS pairs when one exists, else the CPU.
+ */
+export async function onlineSoftminFor(
+  geometry: Pick<OnlineGeometry, 'n' | 'm'>,
+  choice: 'auto' | 'cpu' | 'webgpu' = 'auto',
+): Promise<SoftminFactory> {
+  if (choice === 'cpu' || (choice === 'auto' && geometry.n * geometry.m < ONLINE_GPU_MIN_PAIRS))
+    return cpuSoftmin;
+  const { webgpuSoftmin } = await import('../../ot/online-webgpu.js');
+  if (choice === 'webgpu') return webgpuSoftmin(undefined, { allowSoftware: true });
+  const { getWebGpu } = await import('../../gpu/device.js');
+  const gpu = await getWebGpu();
+  return gpu.ok ? webgpuSoftmin(gpu.device) : cpuSoftmin;
+}
+
 export async function solvePlanOnline(
   req: OtPlanRequest,
   withPlan: boolean,
-  ctx?: Pick<HandlerContext, 'progress'>,
+  ctx?: Pick<HandlerContext, 'progress'> & { options?: Pick<HandlerContext['options'], 'otOnlineBackend'> },
   signal?: AbortSignal,
 ): Promise<OtPlanOutput> {
   const t0 = performance.now();
@@ -284,16 +306,23 @@ export async function solvePlanOnline(
   const geometry = { ...base, costScale: scale };
   const a = req.a ? Float64Array.from(req.a) : uniform(x.n);
   const b = checkBalanced(a, req.b ? Float64Array.from(req.b) : uniform(y.n), { normalize: req.normalize }).b;
-  const res = await sinkhornOnline(geometry, a, b, {
-    reg: s.reg,
-    maxIter: s.maxIter,
-    tol: s.tol,
-    checkEvery: s.checkEvery,
-    epsilonScaling: s.epsilonScaling,
-    recordErrors: req.output.errorHistory,
-    signal,
-    onProgress: ctx?.progress,
-  });
+  const factory = await onlineSoftminFor(geometry, ctx?.options?.otOnlineBackend);
+  const res = await sinkhornOnline(
+    geometry,
+    a,
+    b,
+    {
+      reg: s.reg,
+      maxIter: s.maxIter,
+      tol: s.tol,
+      checkEvery: s.checkEvery,
+      epsilonScaling: s.epsilonScaling,
+      recordErrors: req.output.errorHistory,
+      signal,
+      onProgress: ctx?.progress,
+    },
+    factory,
+  );
   const out = finish(res, req, false, scale, t0);
   out.backend = res.backend;
   const { topK, threshold, plan: mode } = req.output;

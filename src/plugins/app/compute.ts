@@ -63,6 +63,7 @@ export default fp(
         tfjsBackend: cfg.TFJS_BACKEND,
         enableTestTasks: cfg.ENABLE_TEST_TASKS,
         tileSize: cfg.TILE_SIZE,
+        otOnlineBackend: cfg.OT_ONLINE_BACKEND,
       },
     });
     pool.on('workerError', (err) => fastify.log.error({ err }, 'compute worker error'));
