@@ -207,19 +207,27 @@ function plain(value: unknown): unknown {
 }
 
 export function otService(fastify: FastifyInstance, cfg: Config) {
+  /** Checks the request, then solves it in a worker that shapes the answer `as` asked, within MAX_RESPONSE_BYTES. */
+  const solvePlanTask = async (
+    reply: FastifyReply,
+    body: OtPlanRequest,
+    withPlan: boolean,
+    as: 'object' | 'bytes',
+  ) => {
+    const request = resolvePlanRequest(cfg, body, withPlan);
+    checkDensePlanFits(cfg, request, withPlan);
+    return fastify.compute.runFor(
+      reply,
+      'ot.solve',
+      { op: 'plan', request, withPlan, json: { maxBytes: cfg.MAX_RESPONSE_BYTES, as } },
+      { timeoutMs: body.timeoutMs },
+    );
+  };
   return {
     /** The answer as an object (GraphQL). */
     async plan(reply: FastifyReply, body: OtPlanRequest, withPlan: boolean) {
-      const request = resolvePlanRequest(cfg, body, withPlan);
-      checkDensePlanFits(cfg, request, withPlan);
       const t0 = performance.now();
-      const out = (await fastify.compute.runFor(
-        reply,
-        'ot.solve',
-        { op: 'plan', request, withPlan, json: { maxBytes: cfg.MAX_RESPONSE_BYTES, as: 'object' } },
-        { timeoutMs: body.timeoutMs },
-      )) as OtPlanOutput;
-      const json = planToJson(out);
+      const json = planToJson((await solvePlanTask(reply, body, withPlan, 'object')) as OtPlanOutput);
       return { ...json, timings: { ...json.timings, totalMs: performance.now() - t0 } };
     },
     /**
@@ -227,15 +235,8 @@ export function otService(fastify: FastifyInstance, cfg: Config) {
      * neither converts millions of numbers nor stringifies them; it only appends the timings and writes the bytes.
      */
     async planJson(reply: FastifyReply, body: OtPlanRequest, withPlan: boolean): Promise<Buffer> {
-      const request = resolvePlanRequest(cfg, body, withPlan);
-      checkDensePlanFits(cfg, request, withPlan);
       const t0 = performance.now();
-      const out = (await fastify.compute.runFor(
-        reply,
-        'ot.solve',
-        { op: 'plan', request, withPlan, json: { maxBytes: cfg.MAX_RESPONSE_BYTES, as: 'bytes' } },
-        { timeoutMs: body.timeoutMs },
-      )) as OtPlanJson;
+      const out = (await solvePlanTask(reply, body, withPlan, 'bytes')) as OtPlanJson;
       const timings = JSON.stringify({ solveMs: out.solveMs, totalMs: performance.now() - t0 });
       // The worker's text without its closing brace, then the timings and the brace.
       const head = Buffer.from(out.json.buffer, out.json.byteOffset, out.json.byteLength - 1);
