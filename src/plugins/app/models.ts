@@ -15,7 +15,7 @@ import { type Config, resolvedModelsDir, resolvedWorkers } from '../../config.js
 import { fail } from '../../errors.js';
 import { requiredModelNames } from '../../nn/default-models.js';
 import { type ModelManifest, requireModelTask } from '../../nn/manifest.js';
-import { scanModelRepository } from '../../nn/repository.js';
+import { type ModelEntry, scanModelRepository } from '../../nn/repository.js';
 
 export type ModelState = 'loading' | 'ready' | 'failed' | 'invalid';
 
@@ -62,6 +62,19 @@ declare module 'fastify' {
   interface FastifyInstance {
     models: ModelRegistry;
   }
+}
+
+/** A version just found in the repository: loading when it looks valid, invalid with the reason otherwise. */
+function freshStatus(e: ModelEntry): ModelStatus {
+  return {
+    name: e.name,
+    version: e.version,
+    state: e.manifest ? 'loading' : 'invalid',
+    required: false,
+    reason: e.error,
+    manifest: e.manifest,
+    isDefault: false,
+  };
 }
 
 function compareVersions(a: string, b: string): number {
@@ -155,17 +168,7 @@ export default fp(
         fastify.log.error({ err, dir }, 'model repository scan failed');
         return [];
       });
-    for (const e of await scan()) {
-      statuses.set(key(e.name, e.version), {
-        name: e.name,
-        version: e.version,
-        state: e.manifest ? 'loading' : 'invalid',
-        required: false,
-        reason: e.error,
-        manifest: e.manifest,
-        isDefault: false,
-      });
-    }
+    for (const e of await scan()) statuses.set(key(e.name, e.version), freshStatus(e));
     assignDefaults();
 
     // Warm models in the background. Running one warm-up per worker at once spreads them over the threads, so
@@ -210,15 +213,7 @@ export default fp(
           const cur = statuses.get(k);
           // Known and valid (ready, loading or failed at load): versions are immutable, keep it.
           if (cur && (cur.manifest || !e.manifest)) continue;
-          const s: ModelStatus = {
-            name: e.name,
-            version: e.version,
-            state: e.manifest ? 'loading' : 'invalid',
-            required: false,
-            reason: e.error,
-            manifest: e.manifest,
-            isDefault: false,
-          };
+          const s = freshStatus(e);
           statuses.set(k, s);
           added.push(s);
           if (e.manifest) fresh.add(s);
