@@ -28,6 +28,8 @@ let page: Page;
 let userDataDir: string;
 let modelsDir: string;
 const cspViolations: string[] = [];
+// Every console message of the error level (failed loads among them: "the server responded with a status of 404").
+const consoleErrors: string[] = [];
 
 async function shot(name: string) {
   await page.screenshot({ path: path.join(SHOTS, name), fullPage: true });
@@ -87,6 +89,7 @@ beforeAll(async () => {
   page = context.pages()[0] ?? (await context.newPage());
   page.on('console', (msg) => {
     if (/Content Security Policy/i.test(msg.text())) cspViolations.push(msg.text());
+    if (msg.type() === 'error') consoleErrors.push(`${msg.text()} ${msg.location().url}`);
   });
   // Model loading (the DDPM takes a few seconds on wasm) overlaps the browser start; wait for it here.
   await waitFor(
@@ -278,6 +281,8 @@ describe('browser console', () => {
     for (const m of MODELS) expect(text).toContain(m);
     await expect(page.getByTestId('models-backend').textContent()).resolves.toMatch(/wasm/);
     await page.locator('img.samples').first().waitFor({ timeout: 10_000 });
+    // Only the models whose manifest names a sample grid are asked for one: no 404 in the console's log.
+    expect(consoleErrors.filter((e) => /404|samples\.png/.test(e))).toEqual([]);
     await shot('models.png');
   });
 
@@ -306,8 +311,72 @@ describe('browser console', () => {
       const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
       expect(mean(scores.adversarial)).toBeGreaterThan(mean(scores.clean));
       expect(await inkedPixels('[data-testid=detect-chart]')).toBeGreaterThan(300);
+      // The x-axis labels are the images' whole names (they were cut to 14 characters).
+      const labels = JSON.parse((await chart.getAttribute('data-labels')) ?? '[]') as string[];
+      const names = await Promise.all((await rows.all()).map((r) => r.locator('td').first().textContent()));
+      expect(labels).toEqual(names);
     }
     await shot('detect.png');
     expect(cspViolations).toEqual([]);
+  });
+
+  it('Denoise shows the controls of the chosen method only (MID: masks and seed, no noise level)', async () => {
+    await page.goto(`${base}/console/#denoise`);
+    const denoise = page.locator('#page-denoise');
+    await denoise.getByLabel('Method').selectOption('mid');
+    for (const label of ['Noise family', 'Level', 'Level estimator (auto)', 'Self-ensemble (Noise2Score)']) {
+      const control = denoise.getByLabel(label, { exact: true });
+      await expect(control.isVisible()).resolves.toBe(false);
+      await expect(control.isDisabled()).resolves.toBe(true);
+    }
+    for (const label of ['Masks (MID)', 'Mask seed (MID)']) {
+      const control = denoise.getByLabel(label, { exact: true });
+      await expect(control.isVisible()).resolves.toBe(true);
+      await expect(control.isEnabled()).resolves.toBe(true);
+    }
+    await denoise.getByLabel('Method').selectOption('noise2score');
+    await expect(denoise.getByLabel('Noise family', { exact: true }).isVisible()).resolves.toBe(true);
+    await expect(denoise.getByLabel('Masks (MID)', { exact: true }).isVisible()).resolves.toBe(false);
+  });
+
+  it('Restore: no empty boxes before an image, the example comes with a mask, no Restore without one', async () => {
+    await page.goto(`${base}/console/#restore`);
+    await page.reload();
+    await page.waitForSelector('body[data-ready="true"]');
+    const restore = page.locator('#page-restore');
+    const run = restore.getByRole('button', { name: 'Restore', exact: true });
+    await expect(page.getByTestId('mask-canvas').isVisible()).resolves.toBe(false);
+    await expect(restore.getByLabel('observed input', { exact: true }).isVisible()).resolves.toBe(false);
+    await expect(run.isDisabled()).resolves.toBe(true);
+    await restore.getByRole('button', { name: 'Use a Fashion-MNIST example' }).click();
+    await page.locator('[data-testid=mask-canvas][data-missing]').waitFor();
+    expect(Number(await page.getByTestId('mask-canvas').getAttribute('data-missing'))).toBeGreaterThan(0);
+    await expect(run.isEnabled()).resolves.toBe(true);
+    // An empty mask would be refused (422 "mask marks no pixel as missing"): the button says so first.
+    await restore.getByRole('button', { name: 'Clear mask' }).click();
+    await expect(run.isDisabled()).resolves.toBe(true);
+    await expect(page.getByTestId('restore-hint').textContent()).resolves.toMatch(/missing pixels/);
+  });
+
+  it('Transport: an error clears the previous convergence chart and names the field on screen', async () => {
+    await page.goto(`${base}/console/#transport`);
+    await page.getByLabel('Problem', { exact: true }).selectOption('points');
+    await page.getByLabel('n (source points or bins)').fill('12');
+    await page.getByLabel('m (target points or bins)').fill('12');
+    await page.getByRole('button', { name: 'Generate' }).click();
+    const solverA = page.locator('fieldset', { hasText: 'Solver A' });
+    await solverA.getByLabel('Solver', { exact: true }).selectOption('sinkhorn');
+    await solverA.getByLabel('reg (epsilon / gamma)').fill('0.05');
+    await page.getByRole('button', { name: 'Solve' }).click();
+    await page.getByTestId('ot-plan-0').waitFor({ timeout: 20_000 });
+    await expect(page.getByTestId('ot-convergence').isVisible()).resolves.toBe(true);
+    await solverA.getByLabel('reg (epsilon / gamma)').fill('-1');
+    await page.getByRole('button', { name: 'Solve' }).click();
+    const alert = page.getByTestId('transport-error');
+    await alert.waitFor({ state: 'visible', timeout: 10_000 });
+    await expect(page.getByTestId('ot-convergence').isVisible()).resolves.toBe(false);
+    const message = (await alert.locator('.error-message').textContent()) ?? '';
+    expect(message).toMatch(/Solver A, reg \(epsilon \/ gamma\)/);
+    expect(message).not.toMatch(/body\/solver/);
   });
 });

@@ -31,6 +31,7 @@ interface DenoiseJson {
   level: number;
   levelEstimated: boolean;
   model: string;
+  masks?: number;
   timings: Record<string, number>;
 }
 
@@ -62,6 +63,9 @@ export function denoisePage(): HTMLElement {
   const synth = checkbox('add synthetic noise first (the picked image is then the clean reference)', false);
   const synthLevel = numberInput(25, { step: 'any', min: 0 });
   const synthSeed = numberInput(1, { min: 0, step: 1 });
+  // MID's own parameters: random masks averaged (empty: the model's measured default) and their seed.
+  const masks = h('input', { type: 'number', min: 1, max: 64, step: 1, placeholder: 'default' });
+  const midSeed = numberInput(0, { min: 0, step: 1 });
   const run = h('button', { type: 'button', class: 'primary', disabled: true }, 'Denoise');
   const status = h('p', { class: 'status', 'aria-live': 'polite' });
   const progress = progressBar('Denoising');
@@ -71,6 +75,34 @@ export function denoisePage(): HTMLElement {
   auto.input.addEventListener('change', () => {
     level.disabled = auto.input.checked;
   });
+
+  // The controls of one method only: Noise2Score's (family, level, estimator, ensemble) or MID's (masks, seed).
+  // Hidden fields are also disabled, so neither the keyboard nor a script reaches a control that does not apply.
+  const n2sFields = h(
+    'div',
+    { class: 'method-fields', 'data-method': 'noise2score' },
+    field('Noise family', noise),
+    auto.wrap,
+    field('Level', level, 'Gaussian: sigma on 0-255; Poisson: zeta; Gamma: shape k'),
+    field('Level estimator (auto)', estimator),
+    field('Self-ensemble (Noise2Score)', ensemble, 'Flips averaged: better, and that many times slower'),
+  );
+  const midFields = h(
+    'div',
+    { class: 'method-fields', 'data-method': 'mid', hidden: true },
+    field('Masks (MID)', masks, "Random masks averaged; empty: the model's measured default"),
+    field('Mask seed (MID)', midSeed),
+  );
+  const showMethodFields = () => {
+    const mid = method.value === 'mid';
+    n2sFields.hidden = mid;
+    midFields.hidden = !mid;
+    for (const c of [noise, estimator, ensemble, auto.input]) c.disabled = mid;
+    level.disabled = mid || auto.input.checked;
+    masks.disabled = !mid;
+    midSeed.disabled = !mid;
+  };
+  method.addEventListener('change', showMethodFields);
   noise.addEventListener('change', () => {
     const d = DEFAULT_LEVEL[noise.value as NoiseFamily];
     level.value = String(d);
@@ -125,14 +157,17 @@ export function denoisePage(): HTMLElement {
         clean = original;
       }
       const inputPng = await encodePng(input);
-      const params = new URLSearchParams({
-        method: method.value,
-        noise: family,
-        level: auto.input.checked ? 'auto' : level.value,
-        estimator: estimator.value,
-        ensemble: ensemble.value,
-        output: 'json',
-      });
+      const mid = method.value === 'mid';
+      const params = new URLSearchParams({ method: method.value, output: 'json' });
+      if (mid) {
+        if (masks.value !== '') params.set('masks', masks.value);
+        params.set('seed', midSeed.value);
+      } else {
+        params.set('noise', family);
+        params.set('level', auto.input.checked ? 'auto' : level.value);
+        params.set('estimator', estimator.value);
+        params.set('ensemble', ensemble.value);
+      }
       const form = new FormData();
       form.append('image', inputPng, `${originalName}-noisy.png`);
       const t0 = performance.now();
@@ -142,12 +177,20 @@ export function denoisePage(): HTMLElement {
       const resultBlob = base64ToBlob(body.image, body.contentType);
       const result = await decodeImage(resultBlob);
 
+      // MID has no noise family or level (the API reports level 0 for it): its masks are shown instead.
       const rows: [string, string][] = [
         ['method', body.method],
         ['model', body.model],
-        ['noise', body.noise],
-        [body.levelEstimated ? 'estimated level' : 'level', `${fmt(body.level)} (${levelUnit(body.noise)})`],
       ];
+      if (body.method === 'mid') {
+        if (body.masks !== undefined) rows.push(['masks', String(body.masks)]);
+      } else {
+        rows.push(['noise', body.noise]);
+        rows.push([
+          body.levelEstimated ? 'estimated level' : 'level',
+          `${fmt(body.level)} (${levelUnit(body.noise)})`,
+        ]);
+      }
       if (clean) {
         const ref = clean.data;
         const sameShape = result.data.length === ref.length;
@@ -201,11 +244,8 @@ export function denoisePage(): HTMLElement {
       exampleButton,
       preview,
       field('Method', method),
-      field('Noise family', noise),
-      auto.wrap,
-      field('Level', level, 'Gaussian: sigma on 0-255; Poisson: zeta; Gamma: shape k'),
-      field('Level estimator (auto)', estimator),
-      field('Self-ensemble (Noise2Score)', ensemble, 'Flips averaged: better, and that many times slower'),
+      n2sFields,
+      midFields,
       synth.wrap,
       field('Synthetic noise level', synthLevel),
       field('Synthetic noise seed', synthSeed),
@@ -215,6 +255,7 @@ export function denoisePage(): HTMLElement {
     status,
     output,
   );
+  showMethodFields();
   return section;
 }
 

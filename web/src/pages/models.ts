@@ -1,6 +1,7 @@
 /**
  * Models: the repository as GET /v1/models reports it (state, backend, manifest), and each model's sample grid
- * when its folder has one (served by the console route, read with the same API key as everything else).
+ * when its manifest names one (extra.samples.file; served by the console route, read with the same API key as
+ * everything else). Models without samples are not asked for them (no 404s).
  */
 import { api, apiJson, clearError, showError } from '../api.js';
 import { clear, h } from '../dom.js';
@@ -73,7 +74,8 @@ export function modelsPage(): HTMLElement {
           h('pre', {}, JSON.stringify(m.manifest, null, 2)),
         );
         body.append(details);
-        void sampleGrid(m).then((img) => img && details.after(img));
+        // Only models whose manifest names a sample grid have one: the others are not asked (no 404s).
+        if (samplesFile(m)) void sampleGrid(m).then((img) => img && details.after(img));
       }
     } catch (err) {
       showError(errors, err);
@@ -87,6 +89,12 @@ export function modelsPage(): HTMLElement {
     if (!body.firstChild) void load();
   };
   return section;
+}
+
+/** The sample grid's file name when the manifest names one (extra.samples.file). */
+function samplesFile(m: ModelView): string | null {
+  const extra = m.manifest?.extra as { samples?: { file?: unknown } } | undefined;
+  return typeof extra?.samples?.file === 'string' ? extra.samples.file : null;
 }
 
 async function sampleGrid(m: ModelView): Promise<HTMLElement | null> {
