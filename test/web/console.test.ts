@@ -379,4 +379,24 @@ describe('browser console', () => {
     expect(message).toMatch(/Solver A, reg \(epsilon \/ gamma\)/);
     expect(message).not.toMatch(/body\/solver/);
   });
+
+  it('shows the status strip (backend, workers, queue) on every page, quietly unreachable', async () => {
+    await page.goto(`${base}/console/#detect`);
+    await page.reload();
+    const strip = page.getByTestId('status-strip');
+    await page.locator('[data-testid=status-strip][data-state=ready]').waitFor({ timeout: 10_000 });
+    await expect(strip.getByTestId('status-backend').textContent()).resolves.toMatch(/wasm/);
+    await expect(strip.getByTestId('status-workers').textContent()).resolves.toMatch(/of 1$/);
+    await expect(strip.getByTestId('status-queue').textContent()).resolves.toMatch(/^queue\d+ of \d+/);
+    for (const tab of ['Denoise', 'Models']) {
+      await page.getByRole('tab', { name: tab }).click();
+      await expect(strip.isVisible()).resolves.toBe(true);
+    }
+    // The service unreachable: the strip says so, without an alert on the page.
+    await page.route('**/readyz', (route) => route.abort());
+    await page.reload();
+    await page.locator('[data-testid=status-strip][data-state=unreachable]').waitFor({ timeout: 10_000 });
+    await expect(page.locator('[role=alert]:visible').count()).resolves.toBe(0);
+    await page.unroute('**/readyz');
+  });
 });
