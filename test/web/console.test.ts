@@ -283,6 +283,18 @@ describe('browser console', () => {
     await page.locator('img.samples').first().waitFor({ timeout: 10_000 });
     // Only the models whose manifest names a sample grid are asked for one: no 404 in the console's log.
     expect(consoleErrors.filter((e) => /404|samples\.png/.test(e))).toEqual([]);
+    // A card per model, from its manifest: what made it (the command) and how well it does (validation).
+    const cards = page.getByTestId('model-cards').locator('article.model-card');
+    await expect(cards.count()).resolves.toBe(MODELS.length);
+    const ddpm = page.getByTestId('model-card-ddpm-fashion-mnist');
+    await expect(ddpm.locator('pre.command').textContent()).resolves.toMatch(/src\/train\/ddpm\.ts/);
+    await expect(fact('[data-testid=model-card-ddpm-fashion-mnist]', 'task')).resolves.toBe('diffusion-eps');
+    const n2s = page.getByTestId('model-card-noise2score-gaussian');
+    expect(
+      Number.parseFloat(await fact('[data-testid=model-card-noise2score-gaussian]', 'validationPsnr')),
+    ).toBeGreaterThan(25);
+    await expect(n2s.locator('.lineage').textContent()).resolves.toMatch(/Lineage/);
+    await expect(page.getByTestId('train-your-own').textContent()).resolves.toMatch(/npm run train/);
     await shot('models.png');
   });
 
