@@ -124,7 +124,8 @@ describe('browser console', () => {
     // Keyboard: arrow keys move between tabs and show their page.
     await page.getByRole('tab', { name: 'Denoise' }).focus();
     await page.keyboard.press('ArrowRight');
-    await expect(page.locator('#page-restore').isVisible()).resolves.toBe(true);
+    // The page shows on the hashchange event, after the key press returns: wait for it rather than race it.
+    await page.locator('#page-restore').waitFor({ state: 'visible', timeout: 5_000 });
     expect(new URL(page.url()).hash).toBe('#restore');
   });
 
@@ -410,5 +411,35 @@ describe('browser console', () => {
     await page.locator('[data-testid=status-strip][data-state=unreachable]').waitFor({ timeout: 10_000 });
     await expect(page.locator('[role=alert]:visible').count()).resolves.toBe(0);
     await page.unroute('**/readyz');
+    await page.reload();
+    await page.locator('[data-testid=status-strip][data-state=ready]').waitFor({ timeout: 10_000 });
+  });
+
+  it('Denoise compares every model that applies on the same noisy image: PSNR and time each', async () => {
+    await page.goto(`${base}/console/#denoise`);
+    const denoise = page.locator('#page-denoise');
+    await denoise.getByLabel('Method').selectOption('noise2score');
+    await denoise.locator('input[type=file]').setInputFiles(path.join(EXAMPLES, 'set12-01-96.png'));
+    await denoise.getByLabel('add synthetic noise first', { exact: false }).check();
+    await denoise.getByLabel('Synthetic noise level').fill('25');
+    await denoise.getByRole('button', { name: 'Compare methods' }).click();
+    const rows = page.locator('[data-testid=denoise-compare-table] tbody tr');
+    await rows.first().waitFor({ timeout: 30_000 });
+    // The test's repository holds two Gaussian Noise2Score versions (v1, v7) and no MID model.
+    const labels = await rows.locator('th').allTextContents();
+    expect(labels).toEqual(['Noise2Score noise2score-gaussian@v1', 'Noise2Score noise2score-gaussian@v7']);
+    for (const row of await rows.all()) {
+      const cells = await row.locator('td').allTextContents();
+      // sigma 25 noise is ~20.2 dB: each model gains on it; each has its own time.
+      expect(Number.parseFloat(cells[0])).toBeGreaterThan(22);
+      expect(cells[1]).toMatch(/^\d+(\.\d+)? ms$/);
+      expect(cells[2]).toMatch(/^\d+(\.\d+)? ms$/);
+    }
+    // Side by side (the noisy input and each result) and a slider between any two.
+    await expect(page.locator('[data-testid=denoise-compare] .side-by-side figure').count()).resolves.toBe(3);
+    await expect(
+      page.locator('[data-testid=denoise-compare-slider] input[type=range]').isVisible(),
+    ).resolves.toBe(true);
+    await shot('denoise-compare.png');
   });
 });
