@@ -442,4 +442,21 @@ describe('browser console', () => {
     ).resolves.toBe(true);
     await shot('denoise-compare.png');
   });
+
+  it("Swagger UI's Try it out on /v1/denoise offers a file field (the request body is documented)", async () => {
+    await page.goto(`${base}/docs`);
+    const op = page.locator('.opblock-post', { hasText: '/v1/denoise' }).first();
+    await op.locator('.opblock-summary').click();
+    await op.getByRole('button', { name: 'Try it out' }).click();
+    // multipart/form-data is the first content type: its binary `image` field is a file input.
+    const file = op.locator('input[type=file]').first();
+    await file.waitFor({ timeout: 10_000 });
+    // And the request it sends is answered (it was 415 without a body).
+    await file.setInputFiles(path.join(EXAMPLES, 'set12-01-96.png'));
+    await op.getByRole('button', { name: 'Execute' }).click();
+    const status = op.locator('.live-responses-table tr.response .response-col_status').first();
+    await status.waitFor({ timeout: 20_000 });
+    await expect(status.textContent()).resolves.toMatch(/^\s*200/);
+    await shot('swagger-denoise.png');
+  });
 });
