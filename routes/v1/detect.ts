@@ -11,6 +11,7 @@ import type { Config } from '../../src/config.js';
 import { detectService, screenDetectImages } from '../../src/detect-service.js';
 import { fail } from '../../src/errors.js';
 import { prefersAsync, replyWithJob } from '../../src/jobs/http.js';
+import type { ImageUploadDoc } from '../../src/plugins/external/swagger.js';
 import { detectJsonBody, detectResponse, detectRouteParams } from '../../src/schemas/detect.js';
 import { multipartFieldValue, readImageRequest, readMultipart } from '../_image-input.js';
 
@@ -64,6 +65,29 @@ const routes: FastifyPluginAsyncZod<{ config: Config }> = async (fastify, opts) 
   fastify.post(
     '/adversarial',
     {
+      config: {
+        imageUpload: {
+          files: [
+            {
+              name: 'image',
+              required: true,
+              multiple: true,
+              description: 'The images to test (28x28 grey; repeat the field for several)',
+            },
+          ],
+          json: {
+            type: 'object',
+            required: ['images'],
+            properties: {
+              images: {
+                type: 'array',
+                items: { type: 'string', format: 'byte' },
+                description: 'The images, base64-encoded; the other parameters as JSON fields',
+              },
+            },
+          },
+        } satisfies ImageUploadDoc,
+      },
       schema: {
         tags: ['detect'],
         summary: 'Is this input adversarial? EPS-AD (expected perturbation score + deep-kernel MMD)',

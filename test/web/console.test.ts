@@ -28,6 +28,8 @@ let page: Page;
 let userDataDir: string;
 let modelsDir: string;
 const cspViolations: string[] = [];
+// Every console message of the error level (failed loads among them: "the server responded with a status of 404").
+const consoleErrors: string[] = [];
 
 async function shot(name: string) {
   await page.screenshot({ path: path.join(SHOTS, name), fullPage: true });
@@ -87,6 +89,7 @@ beforeAll(async () => {
   page = context.pages()[0] ?? (await context.newPage());
   page.on('console', (msg) => {
     if (/Content Security Policy/i.test(msg.text())) cspViolations.push(msg.text());
+    if (msg.type() === 'error') consoleErrors.push(`${msg.text()} ${msg.location().url}`);
   });
   // Model loading (the DDPM takes a few seconds on wasm) overlaps the browser start; wait for it here.
   await waitFor(
@@ -121,7 +124,8 @@ describe('browser console', () => {
     // Keyboard: arrow keys move between tabs and show their page.
     await page.getByRole('tab', { name: 'Denoise' }).focus();
     await page.keyboard.press('ArrowRight');
-    await expect(page.locator('#page-restore').isVisible()).resolves.toBe(true);
+    // The page shows on the hashchange event, after the key press returns: wait for it rather than race it.
+    await page.locator('#page-restore').waitFor({ state: 'visible', timeout: 5_000 });
     expect(new URL(page.url()).hash).toBe('#restore');
   });
 
@@ -278,6 +282,20 @@ describe('browser console', () => {
     for (const m of MODELS) expect(text).toContain(m);
     await expect(page.getByTestId('models-backend').textContent()).resolves.toMatch(/wasm/);
     await page.locator('img.samples').first().waitFor({ timeout: 10_000 });
+    // Only the models whose manifest names a sample grid are asked for one: no 404 in the console's log.
+    expect(consoleErrors.filter((e) => /404|samples\.png/.test(e))).toEqual([]);
+    // A card per model, from its manifest: what made it (the command) and how well it does (validation).
+    const cards = page.getByTestId('model-cards').locator('article.model-card');
+    await expect(cards.count()).resolves.toBe(MODELS.length);
+    const ddpm = page.getByTestId('model-card-ddpm-fashion-mnist');
+    await expect(ddpm.locator('pre.command').textContent()).resolves.toMatch(/src\/train\/ddpm\.ts/);
+    await expect(fact('[data-testid=model-card-ddpm-fashion-mnist]', 'task')).resolves.toBe('diffusion-eps');
+    const n2s = page.getByTestId('model-card-noise2score-gaussian');
+    expect(
+      Number.parseFloat(await fact('[data-testid=model-card-noise2score-gaussian]', 'validationPsnr')),
+    ).toBeGreaterThan(25);
+    await expect(n2s.locator('.lineage').textContent()).resolves.toMatch(/Lineage/);
+    await expect(page.getByTestId('train-your-own').textContent()).resolves.toMatch(/npm run train/);
     await shot('models.png');
   });
 
@@ -306,8 +324,139 @@ describe('browser console', () => {
       const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
       expect(mean(scores.adversarial)).toBeGreaterThan(mean(scores.clean));
       expect(await inkedPixels('[data-testid=detect-chart]')).toBeGreaterThan(300);
+      // The x-axis labels are the images' whole names (they were cut to 14 characters).
+      const labels = JSON.parse((await chart.getAttribute('data-labels')) ?? '[]') as string[];
+      const names = await Promise.all((await rows.all()).map((r) => r.locator('td').first().textContent()));
+      expect(labels).toEqual(names);
     }
     await shot('detect.png');
     expect(cspViolations).toEqual([]);
+  });
+
+  it('Denoise shows the controls of the chosen method only (MID: masks and seed, no noise level)', async () => {
+    await page.goto(`${base}/console/#denoise`);
+    const denoise = page.locator('#page-denoise');
+    await denoise.getByLabel('Method').selectOption('mid');
+    for (const label of ['Noise family', 'Level', 'Level estimator (auto)', 'Self-ensemble (Noise2Score)']) {
+      const control = denoise.getByLabel(label, { exact: true });
+      await expect(control.isVisible()).resolves.toBe(false);
+      await expect(control.isDisabled()).resolves.toBe(true);
+    }
+    for (const label of ['Masks (MID)', 'Mask seed (MID)']) {
+      const control = denoise.getByLabel(label, { exact: true });
+      await expect(control.isVisible()).resolves.toBe(true);
+      await expect(control.isEnabled()).resolves.toBe(true);
+    }
+    await denoise.getByLabel('Method').selectOption('noise2score');
+    await expect(denoise.getByLabel('Noise family', { exact: true }).isVisible()).resolves.toBe(true);
+    await expect(denoise.getByLabel('Masks (MID)', { exact: true }).isVisible()).resolves.toBe(false);
+  });
+
+  it('Restore: no empty boxes before an image, the example comes with a mask, no Restore without one', async () => {
+    await page.goto(`${base}/console/#restore`);
+    await page.reload();
+    await page.waitForSelector('body[data-ready="true"]');
+    const restore = page.locator('#page-restore');
+    const run = restore.getByRole('button', { name: 'Restore', exact: true });
+    await expect(page.getByTestId('mask-canvas').isVisible()).resolves.toBe(false);
+    await expect(restore.getByLabel('observed input', { exact: true }).isVisible()).resolves.toBe(false);
+    await expect(run.isDisabled()).resolves.toBe(true);
+    await restore.getByRole('button', { name: 'Use a Fashion-MNIST example' }).click();
+    await page.locator('[data-testid=mask-canvas][data-missing]').waitFor();
+    expect(Number(await page.getByTestId('mask-canvas').getAttribute('data-missing'))).toBeGreaterThan(0);
+    await expect(run.isEnabled()).resolves.toBe(true);
+    // An empty mask would be refused (422 "mask marks no pixel as missing"): the button says so first.
+    await restore.getByRole('button', { name: 'Clear mask' }).click();
+    await expect(run.isDisabled()).resolves.toBe(true);
+    await expect(page.getByTestId('restore-hint').textContent()).resolves.toMatch(/missing pixels/);
+  });
+
+  it('Transport: an error clears the previous convergence chart and names the field on screen', async () => {
+    await page.goto(`${base}/console/#transport`);
+    await page.getByLabel('Problem', { exact: true }).selectOption('points');
+    await page.getByLabel('n (source points or bins)').fill('12');
+    await page.getByLabel('m (target points or bins)').fill('12');
+    await page.getByRole('button', { name: 'Generate' }).click();
+    const solverA = page.locator('fieldset', { hasText: 'Solver A' });
+    await solverA.getByLabel('Solver', { exact: true }).selectOption('sinkhorn');
+    await solverA.getByLabel('reg (epsilon / gamma)').fill('0.05');
+    await page.getByRole('button', { name: 'Solve' }).click();
+    await page.getByTestId('ot-plan-0').waitFor({ timeout: 20_000 });
+    await expect(page.getByTestId('ot-convergence').isVisible()).resolves.toBe(true);
+    await solverA.getByLabel('reg (epsilon / gamma)').fill('-1');
+    await page.getByRole('button', { name: 'Solve' }).click();
+    const alert = page.getByTestId('transport-error');
+    await alert.waitFor({ state: 'visible', timeout: 10_000 });
+    await expect(page.getByTestId('ot-convergence').isVisible()).resolves.toBe(false);
+    const message = (await alert.locator('.error-message').textContent()) ?? '';
+    expect(message).toMatch(/Solver A, reg \(epsilon \/ gamma\)/);
+    expect(message).not.toMatch(/body\/solver/);
+  });
+
+  it('shows the status strip (backend, workers, queue) on every page, quietly unreachable', async () => {
+    await page.goto(`${base}/console/#detect`);
+    await page.reload();
+    const strip = page.getByTestId('status-strip');
+    await page.locator('[data-testid=status-strip][data-state=ready]').waitFor({ timeout: 10_000 });
+    await expect(strip.getByTestId('status-backend').textContent()).resolves.toMatch(/wasm/);
+    await expect(strip.getByTestId('status-workers').textContent()).resolves.toMatch(/of 1$/);
+    await expect(strip.getByTestId('status-queue').textContent()).resolves.toMatch(/^queue\d+ of \d+/);
+    for (const tab of ['Denoise', 'Models']) {
+      await page.getByRole('tab', { name: tab }).click();
+      await expect(strip.isVisible()).resolves.toBe(true);
+    }
+    // The service unreachable: the strip says so, without an alert on the page.
+    await page.route('**/readyz', (route) => route.abort());
+    await page.reload();
+    await page.locator('[data-testid=status-strip][data-state=unreachable]').waitFor({ timeout: 10_000 });
+    await expect(page.locator('[role=alert]:visible').count()).resolves.toBe(0);
+    await page.unroute('**/readyz');
+    await page.reload();
+    await page.locator('[data-testid=status-strip][data-state=ready]').waitFor({ timeout: 10_000 });
+  });
+
+  it('Denoise compares every model that applies on the same noisy image: PSNR and time each', async () => {
+    await page.goto(`${base}/console/#denoise`);
+    const denoise = page.locator('#page-denoise');
+    await denoise.getByLabel('Method').selectOption('noise2score');
+    await denoise.locator('input[type=file]').setInputFiles(path.join(EXAMPLES, 'set12-01-96.png'));
+    await denoise.getByLabel('add synthetic noise first', { exact: false }).check();
+    await denoise.getByLabel('Synthetic noise level').fill('25');
+    await denoise.getByRole('button', { name: 'Compare methods' }).click();
+    const rows = page.locator('[data-testid=denoise-compare-table] tbody tr');
+    await rows.first().waitFor({ timeout: 30_000 });
+    // The test's repository holds two Gaussian Noise2Score versions (v1, v7) and no MID model.
+    const labels = await rows.locator('th').allTextContents();
+    expect(labels).toEqual(['Noise2Score noise2score-gaussian@v1', 'Noise2Score noise2score-gaussian@v7']);
+    for (const row of await rows.all()) {
+      const cells = await row.locator('td').allTextContents();
+      // sigma 25 noise is ~20.2 dB: each model gains on it; each has its own time.
+      expect(Number.parseFloat(cells[0])).toBeGreaterThan(22);
+      expect(cells[1]).toMatch(/^\d+(\.\d+)? ms$/);
+      expect(cells[2]).toMatch(/^\d+(\.\d+)? ms$/);
+    }
+    // Side by side (the noisy input and each result) and a slider between any two.
+    await expect(page.locator('[data-testid=denoise-compare] .side-by-side figure').count()).resolves.toBe(3);
+    await expect(
+      page.locator('[data-testid=denoise-compare-slider] input[type=range]').isVisible(),
+    ).resolves.toBe(true);
+    await shot('denoise-compare.png');
+  });
+
+  it("Swagger UI's Try it out on /v1/denoise offers a file field (the request body is documented)", async () => {
+    await page.goto(`${base}/docs`);
+    const op = page.locator('.opblock-post', { hasText: '/v1/denoise' }).first();
+    await op.locator('.opblock-summary').click();
+    await op.getByRole('button', { name: 'Try it out' }).click();
+    // multipart/form-data is the first content type: its binary `image` field is a file input.
+    const file = op.locator('input[type=file]').first();
+    await file.waitFor({ timeout: 10_000 });
+    // And the request it sends is answered (it was 415 without a body).
+    await file.setInputFiles(path.join(EXAMPLES, 'set12-01-96.png'));
+    await op.getByRole('button', { name: 'Execute' }).click();
+    const status = op.locator('.live-responses-table tr.response .response-col_status').first();
+    await status.waitFor({ timeout: 20_000 });
+    await expect(status.textContent()).resolves.toMatch(/^\s*200/);
+    await shot('swagger-denoise.png');
   });
 });

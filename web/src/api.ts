@@ -115,6 +115,23 @@ export async function followJob(
   }
 }
 
+/**
+ * A validation error reworded with the labels on screen: each detail whose API path (`body.solver.reg`) has a
+ * label becomes "label: message", so the banner names the field the user sees rather than the request's path.
+ * Other errors, and details without a label, are left as they are (the details still show the raw paths).
+ */
+export function withFieldLabels(err: unknown, labels: Record<string, string>): unknown {
+  if (!(err instanceof ApiError) || !Array.isArray(err.details)) return err;
+  const named = (err.details as { path?: unknown; message?: unknown }[])
+    .map((d) => {
+      const label = typeof d.path === 'string' ? labels[d.path] : undefined;
+      return label ? `${label}: ${String(d.message ?? 'invalid')}` : null;
+    })
+    .filter((m): m is string => m !== null);
+  if (named.length === 0) return err;
+  return new ApiError(err.code, named.join('; '), err.status, err.requestId, err.details);
+}
+
 /** Shows an error in a page's alert region: code, message, status, request id and details. */
 export function showError(region: HTMLElement, err: unknown): void {
   clear(region);

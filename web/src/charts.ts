@@ -133,7 +133,19 @@ export interface Bar {
 /** One bar per item, a dashed line at the threshold; flagged bars in the warning colour. */
 export function barChart(canvas: HTMLCanvasElement, bars: Bar[], threshold: number | null): void {
   const ctx = prepare(canvas);
-  const pad = { left: 58, right: 12, top: 12, bottom: 56 };
+  // x-axis labels: the file name without its extension, shortened in the middle only when longer than a third of
+  // the canvas; the bottom and left margins grow to fit the longest one, slanted at 30 degrees (none is cut off).
+  const maxLabel = canvas.width / 3;
+  const labels = bars.map((b) => fitLabel(ctx, b.label.replace(/\.[a-z0-9]{2,5}$/i, ''), maxLabel));
+  const widest = Math.max(0, ...labels.map((l) => ctx.measureText(l).width));
+  const slant = Math.PI / 6;
+  const slot0 = (canvas.width - 70) / Math.max(1, bars.length);
+  const pad = {
+    left: Math.max(58, Math.ceil(widest * Math.cos(slant) - slot0 * 0.5 + 6)),
+    right: 12,
+    top: 12,
+    bottom: Math.min(Math.floor(canvas.height / 2), Math.ceil(widest * Math.sin(slant) + 24)),
+  };
   const w = canvas.width - pad.left - pad.right;
   const hgt = canvas.height - pad.top - pad.bottom;
   const top = Math.max(...bars.map((b) => b.value), threshold ?? 0, 1e-12) * 1.1;
@@ -152,10 +164,10 @@ export function barChart(canvas: HTMLCanvasElement, bars: Bar[], threshold: numb
     ctx.save();
     ctx.fillStyle = AXIS;
     ctx.translate(x + slot * 0.35, pad.top + hgt + 4);
-    ctx.rotate(-Math.PI / 6);
+    ctx.rotate(-slant);
     ctx.textAlign = 'right';
     ctx.textBaseline = 'top';
-    ctx.fillText(b.label.slice(0, 14), 0, 0);
+    ctx.fillText(labels[i], 0, 0);
     ctx.restore();
   });
   if (threshold !== null) {
@@ -170,8 +182,22 @@ export function barChart(canvas: HTMLCanvasElement, bars: Bar[], threshold: numb
     ctx.textAlign = 'left';
     ctx.fillText(`threshold ${threshold.toPrecision(3)}`, pad.left + 4, py(threshold) - 8);
   }
+  canvas.setAttribute('data-labels', JSON.stringify(labels));
   canvas.setAttribute(
     'aria-label',
     `scores: ${bars.map((b) => `${b.label} ${b.value.toPrecision(3)}${b.flagged ? ' (adversarial)' : ''}`).join(', ')}`,
   );
+}
+
+/** The label itself when it fits in `max` pixels, else its start and end around an ellipsis. */
+function fitLabel(ctx: CanvasRenderingContext2D, label: string, max: number): string {
+  if (ctx.measureText(label).width <= max) return label;
+  let keep = label.length - 1;
+  for (; keep > 2; keep--) {
+    const head = label.slice(0, Math.ceil(keep / 2));
+    const tail = label.slice(label.length - Math.floor(keep / 2));
+    const text = `${head}\u2026${tail}`;
+    if (ctx.measureText(text).width <= max) return text;
+  }
+  return `${label.slice(0, 2)}\u2026`;
 }

@@ -1,7 +1,7 @@
 /**
  * The console's entry point: a tab per page (Denoise, Restore, Detect, Transport, Models), the page in the URL
  * hash so it can be linked and survives a reload, arrow keys between tabs (the WAI-ARIA tabs pattern), and the
- * optional API key, kept for this browser session only.
+ * optional API key, kept for this browser session only; a status strip from /readyz under the tabs.
  */
 import { apiKey, setApiKey } from './api.js';
 import { h } from './dom.js';
@@ -10,6 +10,7 @@ import { detectPage } from './pages/detect.js';
 import { modelsPage } from './pages/models.js';
 import { restorePage } from './pages/restore.js';
 import { transportPage } from './pages/transport.js';
+import { startStatusStrip } from './status.js';
 
 const PAGES: [string, string, () => HTMLElement][] = [
   ['denoise', 'Denoise', denoisePage],
@@ -24,6 +25,8 @@ function start() {
   const nav = document.getElementById('tabs');
   const keyInput = document.getElementById('api-key') as HTMLInputElement | null;
   if (!main || !nav) return;
+  const strip = document.getElementById('status-strip');
+  if (strip) startStatusStrip(strip);
   if (keyInput) {
     keyInput.value = apiKey();
     keyInput.addEventListener('change', () => setApiKey(keyInput.value.trim()));

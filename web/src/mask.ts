@@ -12,6 +12,8 @@ export interface MaskEditor {
   el: HTMLElement;
   canvas: HTMLCanvasElement;
   setImage(image: Raster): void;
+  /** Marks a rectangle (image pixels) missing, as the box tool does. */
+  addBox(x: number, y: number, width: number, height: number): void;
   /** 1 = missing, row-major, image size. */
   mask(): Uint8Array;
   missingCount(): number;
@@ -202,6 +204,11 @@ export function maskEditor(onChange: () => void): MaskEditor {
       mask = new Uint8Array(next.width * next.height);
       scale = Math.max(1, Math.floor(256 / Math.max(next.width, next.height)));
       render();
+    },
+    addBox(x, y, width, height) {
+      fillRect(x, y, width, height, 1);
+      render();
+      onChange();
     },
     mask: () => mask,
     missingCount,

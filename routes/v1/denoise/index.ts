@@ -7,6 +7,7 @@ import type { Config } from '../../../src/config.js';
 import { denoiseJson, denoiseService } from '../../../src/denoise-service.js';
 import { fail } from '../../../src/errors.js';
 import { prefersAsync, replyWithJob } from '../../../src/jobs/http.js';
+import type { ImageUploadDoc } from '../../../src/plugins/external/swagger.js';
 import { denoiseParams } from '../../../src/schemas/denoise.js';
 import { readImageRequest } from '../../_image-input.js';
 
@@ -16,6 +17,11 @@ const routes: FastifyPluginAsyncZod<{ config: Config }> = async (fastify, opts) 
   fastify.post(
     '/',
     {
+      config: {
+        imageUpload: {
+          files: [{ name: 'image', required: true, description: 'The noisy image (PNG, JPEG, WebP, TIFF)' }],
+        } satisfies ImageUploadDoc,
+      },
       schema: {
         tags: ['denoise'],
         summary: 'Denoise an image (Noise2Score: Gaussian, Poisson, Gamma noise; level given or auto)',

@@ -8,6 +8,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { Config } from '../../../src/config.js';
 import { fail } from '../../../src/errors.js';
 import { checkAutomaticJobCost, prefersAsync, replyWithJob } from '../../../src/jobs/http.js';
+import type { ImageUploadDoc } from '../../../src/plugins/external/swagger.js';
 import { estimateRestoreMs, imageSize, restoreJson, restoreService } from '../../../src/restore-service.js';
 import { MAX_RESTORE_STEPS, restoreParams } from '../../../src/schemas/restore.js';
 import { readImageRequest } from '../../_image-input.js';
@@ -19,6 +20,21 @@ const routes: FastifyPluginAsyncZod<{ config: Config; task?: 'inpaint' }> = asyn
   fastify.post(
     '/',
     {
+      config: {
+        imageUpload: {
+          files: [
+            {
+              name: 'image',
+              required: true,
+              description: 'The grey image (measurement, or clean with simulate=true)',
+            },
+            {
+              name: 'mask',
+              description: 'Inpainting mask, image size: white = missing (unless maskMissing=black)',
+            },
+          ],
+        } satisfies ImageUploadDoc,
+      },
       schema: {
         tags: ['restore'],
         summary: alias

@@ -1,9 +1,11 @@
 /**
- * Models: the repository as GET /v1/models reports it (state, backend, manifest), and each model's sample grid
- * when its folder has one (served by the console route, read with the same API key as everything else).
+ * Models: the repository as GET /v1/models reports it (state, backend, manifest), a card per model from
+ * GET /v1/models/{name} (task, tier, training data, command, validation figures, lineage), how to train one's own,
+ * and each model's sample grid when its manifest names one (extra.samples.file; served by the console route, read
+ * with the same API key as everything else). Models without samples are not asked for them (no 404s).
  */
 import { api, apiJson, clearError, showError } from '../api.js';
-import { clear, h } from '../dom.js';
+import { clear, facts, fmt, h } from '../dom.js';
 import { showBlob } from '../image.js';
 import { page } from '../widgets.js';
 
@@ -65,15 +67,23 @@ export function modelsPage(): HTMLElement {
           h('tbody', {}, ...rows),
         ),
       );
-      for (const m of res.models) {
-        const details = h(
-          'details',
-          {},
-          h('summary', {}, `${m.name}@${m.version}: manifest`),
-          h('pre', {}, JSON.stringify(m.manifest, null, 2)),
-        );
-        body.append(details);
-        void sampleGrid(m).then((img) => img && details.after(img));
+      body.append(trainYourOwn());
+      // One card per model name: its default version, as GET /v1/models/{name} answers it.
+      const names = [...new Set(res.models.map((m) => m.name))];
+      const cards = h('div', { class: 'model-cards', 'data-testid': 'model-cards' });
+      body.append(cards);
+      const views = await Promise.all(
+        names.map((name) =>
+          apiJson<ModelView & { versions?: { version: string; state: string }[] }>(
+            `/v1/models/${encodeURIComponent(name)}`,
+          ).catch(() => res.models.find((m) => m.name === name && m.isDefault) ?? null),
+        ),
+      );
+      for (const m of views) {
+        if (!m) continue;
+        const card = modelCard(m);
+        cards.append(card);
+        if (samplesFile(m)) void sampleGrid(m).then((img) => img && card.append(img));
       }
     } catch (err) {
       showError(errors, err);
@@ -87,6 +97,88 @@ export function modelsPage(): HTMLElement {
     if (!body.firstChild) void load();
   };
   return section;
+}
+
+type Json = Record<string, unknown>;
+const obj = (v: unknown): Json => (v && typeof v === 'object' && !Array.isArray(v) ? (v as Json) : {});
+const str = (v: unknown): string | null => (typeof v === 'string' && v !== '' ? v : null);
+
+/** The sample grid's file name when the manifest names one (extra.samples.file). */
+function samplesFile(m: ModelView): string | null {
+  return str(obj(obj(m.manifest?.extra).samples).file);
+}
+
+/** The figures a manifest reports about validation (numbers whose name says what they measure). */
+function validationFigures(metrics: Json): [string, string][] {
+  const rows: [string, string][] = [];
+  for (const [k, v] of Object.entries(metrics)) {
+    if (typeof v !== 'number') continue;
+    if (!/validation|psnr|auroc|accuracy|auc|fpr|tpr|loss/i.test(k)) continue;
+    rows.push([k, fmt(v, 4)]);
+  }
+  for (const k of ['validationSet', 'validationLevel', 'validationProtocol']) {
+    const v = str(metrics[k]);
+    if (v) rows.push([k, v]);
+  }
+  return rows;
+}
+
+/** A model card: what the model is for, what it learned from, how it was made, and how well it does. */
+function modelCard(m: ModelView & { versions?: { version: string; state: string }[] }): HTMLElement {
+  const man = obj(m.manifest);
+  const metrics = obj(man.metrics);
+  const extra = obj(man.extra);
+  const lineage = str(extra.lineage) ?? str(metrics.initialisedFrom) ?? str(extra.initialisedFrom);
+  const rows: [string, string][] = [
+    ['task', str(man.task) ?? '—'],
+    ['tier', str(man.tier) ?? str(extra.tier) ?? '—'],
+    ['state', `${m.state}${m.reason ? `: ${m.reason}` : ''}`],
+    ['versions', m.versions?.map((v) => `${v.version} (${v.state})`).join(', ') ?? m.version],
+    ['parameters', typeof man.parameters === 'number' ? man.parameters.toLocaleString('en') : '—'],
+    ['training data', str(man.trainingData) ?? '—'],
+    ['training steps', typeof man.trainingSteps === 'number' ? String(man.trainingSteps) : '—'],
+  ];
+  const figures = validationFigures(metrics);
+  return h(
+    'article',
+    { class: 'model-card', 'data-testid': `model-card-${m.name}`, 'aria-labelledby': `card-${m.name}` },
+    h('h3', { id: `card-${m.name}` }, `${m.name}@${m.version}`),
+    str(man.description) ? h('p', {}, String(man.description)) : null,
+    facts(rows),
+    h('h4', {}, 'Made by'),
+    h('pre', { class: 'command' }, str(man.trainingCommand) ?? 'no training command recorded'),
+    lineage ? h('p', { class: 'lineage' }, h('strong', {}, 'Lineage: '), lineage) : null,
+    h('h4', {}, 'Validation'),
+    figures.length > 0 ? facts(figures) : h('p', {}, 'No validation figures in the manifest.'),
+    h(
+      'details',
+      {},
+      h('summary', {}, `${m.name}@${m.version}: manifest`),
+      h('pre', {}, JSON.stringify(m.manifest, null, 2)),
+    ),
+  );
+}
+
+/** How to make a model of one's own: the README's Models section says it in full. */
+function trainYourOwn(): HTMLElement {
+  return h(
+    'aside',
+    { class: 'train-own', 'data-testid': 'train-your-own' },
+    h('h3', {}, 'Train your own'),
+    h(
+      'p',
+      {},
+      'Every card shows the exact command that made the model. ',
+      h('code', {}, 'npm run train -- <kind> ...'),
+      ' (noise2score, mid, ddpm, classifier, eps-ad) writes a model folder with its manifest under ',
+      h('code', {}, 'models/<name>/<version>/'),
+      '; drop it in MODELS_DIR and the service loads it. Training commands resume with ',
+      h('code', {}, '--resume'),
+      '. The repository README, section ',
+      h('code', {}, 'README.md#models'),
+      ' (\u201cModels\u201d), lists each model with the command that makes it, and how to train on a GPU.',
+    ),
+  );
 }
 
 async function sampleGrid(m: ModelView): Promise<HTMLElement | null> {

@@ -21,9 +21,12 @@ import {
 import { maskEditor } from '../mask.js';
 import { figure, imagePicker, page, progressBar } from '../widgets.js';
 
-/** An optional number field: empty means "the model's measured default" (its manifest's extra.redDiff). */
+/**
+ * An optional number field: empty means "the model's measured default" (its manifest's extra.redDiff). The
+ * placeholder is short enough for a number box; the field's hint says the rest.
+ */
 function optionalNumber(attrs: Record<string, string | number>): HTMLInputElement {
-  return h('input', { type: 'number', placeholder: "model's default", ...attrs });
+  return h('input', { type: 'number', placeholder: 'default', ...attrs });
 }
 
 interface RestoreJson {
@@ -114,6 +117,12 @@ export function restorePage(): HTMLElement {
     field('Kernel size (odd)', blurSize),
     field('Gaussian width (pixels)', blurWidth),
   );
+  const workArea = h(
+    'div',
+    { class: 'columns', hidden: true },
+    h('div', {}, editor.el, srFields, blurFields),
+    figure(observedCanvas, "observed y (simulated in the browser with the service's operator)"),
+  );
   const showTaskFields = () => {
     editor.el.hidden = task.value !== 'inpaint';
     srFields.hidden = task.value !== 'super-resolution';
@@ -136,9 +145,25 @@ export function restorePage(): HTMLElement {
     return circularBlur(clean, blur.value, Number(blurSize.value), Number(blurWidth.value));
   }
 
+  const runHint = h('small', { class: 'hint', 'data-testid': 'restore-hint' });
+  let running = false;
+  /** Restore runs only on a picked image and, to inpaint, on a mask that marks a pixel missing (else 422). */
+  function updateRun() {
+    const noMask = task.value === 'inpaint' && editor.missingCount() === 0;
+    run.disabled = running || !clean || (clean !== null && noMask);
+    runHint.textContent = !clean
+      ? 'Pick an image or use the example first.'
+      : noMask
+        ? 'Mark the missing pixels on the mask first (brush, box or random pixels).'
+        : '';
+  }
+
   function updateObserved() {
     const y = observed();
     if (y) drawRaster(y, observedCanvas);
+    // The editor and the observed image appear with an image: before, they would be an empty and a black box.
+    workArea.hidden = !clean;
+    updateRun();
   }
 
   async function pick(blob: Blob) {
@@ -148,7 +173,6 @@ export function restorePage(): HTMLElement {
       clean = toGrey(await decodeImage(blob, side > 0 ? side : undefined));
       editor.setImage(clean);
       updateObserved();
-      run.disabled = false;
     } catch (err) {
       showError(errors, err);
     }
@@ -158,6 +182,12 @@ export function restorePage(): HTMLElement {
   example.addEventListener('click', async () => {
     try {
       await pick(await (await fetch('examples/fashion-clean-0.png')).blob());
+      // The example comes with a mask (a centred box, a quarter of the image), so Restore can run at once.
+      if (clean && task.value === 'inpaint') {
+        const w = Math.max(1, Math.round(clean.width / 2));
+        const hh = Math.max(1, Math.round(clean.height / 2));
+        editor.addBox(Math.floor((clean.width - w) / 2), Math.floor((clean.height - hh) / 2), w, hh);
+      }
     } catch (err) {
       showError(errors, err);
     }
@@ -169,7 +199,8 @@ export function restorePage(): HTMLElement {
     if (!clean) return;
     clearError(errors);
     clear(output);
-    run.disabled = true;
+    running = true;
+    updateRun();
     cancel.disabled = false;
     controller = new AbortController();
     const started = performance.now();
@@ -304,7 +335,8 @@ export function restorePage(): HTMLElement {
       progress.set(0, 'failed');
       showError(errors, err);
     } finally {
-      run.disabled = false;
+      running = false;
+      updateRun();
       cancel.disabled = true;
       controller = null;
     }
@@ -322,27 +354,22 @@ export function restorePage(): HTMLElement {
       field('Prior (diffusion model)', prior),
       simulate.wrap,
     ),
-    h(
-      'div',
-      { class: 'columns' },
-      h('div', {}, editor.el, srFields, blurFields),
-      figure(observedCanvas, "observed y (simulated in the browser with the service's operator)"),
-    ),
+    workArea,
     h(
       'div',
       { class: 'controls' },
       field('Steps', steps, 'one network pass each'),
-      field('Prior weight lambda', lambda),
-      field('Learning rate', lr),
+      field('Prior weight lambda', lambda, "empty: the model's measured default"),
+      field('Learning rate', lr, "empty: the model's measured default"),
       field('Start', init, "empty: the model's; smooth: biharmonic / bicubic; pinv: H^+ y"),
-      field('Largest timestep', tMax),
+      field('Largest timestep', tMax, "empty: the model's measured default"),
       field('Seed', seed),
       field(
         'Trace images',
         trace,
         '0: run as a job with a progress bar; >0: one request with intermediate images',
       ),
-      h('div', { class: 'row' }, run, cancel),
+      h('div', { class: 'row' }, run, cancel, runHint),
     ),
     progress.el,
     output,

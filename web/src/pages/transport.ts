@@ -6,7 +6,7 @@
  * the plan as an n x m heat map. Cost, iterations, convergence and the marginal-error history (log scale) beside.
  */
 import { Rng } from '../../../src/util/random.js';
-import { clearError, postJson, showError } from '../api.js';
+import { clearError, postJson, showError, withFieldLabels } from '../api.js';
 import { lineChart, type Series } from '../charts.js';
 import { checkbox, clear, facts, field, fmt, h, numberInput, select } from '../dom.js';
 import { page } from '../widgets.js';
@@ -233,8 +233,24 @@ function solverPanel(label: string, initial: string) {
     field('Solver', solver),
     ...Object.values(parts),
   );
+  // The API's path of each solver parameter -> the label on screen (error messages name what the user sees).
+  const labels: Record<string, string> = {
+    'body.solver': 'Solver',
+    'body.solver.solver': 'Solver',
+    'body.solver.reg': 'reg (epsilon / gamma)',
+    'body.solver.maxIter': 'max iterations',
+    'body.solver.method': 'Sinkhorn domain',
+    'body.solver.epsilonScaling': 'epsilon scaling',
+    'body.solver.k': 'k (nonzeros per column)',
+    'body.solver.regM': 'regM (marginal relaxation)',
+    'body.solver.formulation': 'formulation',
+    'body.solver.maxNewtonIterations': 'Newton steps (max)',
+    'body.solver.sinkhornIterations': 'Sinkhorn steps first',
+  };
+  for (const key of Object.keys(labels)) labels[key] = `${label}, ${labels[key]}`;
   return {
     el,
+    labels,
     name: () => solver.value,
     spec(): Record<string, unknown> {
       const s = solver.value;
@@ -369,12 +385,16 @@ export function transportPage(): HTMLElement {
   solve.addEventListener('click', async () => {
     clearError(errors);
     clear(results);
+    // The previous run's convergence chart goes with its plans: an error must not leave it on screen.
+    chartFigure.hidden = true;
     solve.disabled = true;
+    let inFlight = panelA;
     const panels = compare.input.checked ? [panelA, panelB] : [panelA];
     const series: Series[] = [];
     try {
       // Sequential: the second solve should not compete with the first for the service's workers (timings).
       for (const [idx, panel] of panels.entries()) {
+        inFlight = panel;
         const body = {
           x: problem.x,
           y: problem.y,
@@ -439,7 +459,17 @@ export function transportPage(): HTMLElement {
       chartFigure.hidden = series.length === 0;
       lineChart(chart, series, { logY: true, xLabel: 'iteration', yLabel: 'marginal error (L1)' });
     } catch (err) {
-      showError(errors, err);
+      showError(
+        errors,
+        withFieldLabels(err, {
+          ...inFlight.labels,
+          'body.x': 'Problem as JSON (x)',
+          'body.y': 'Problem as JSON (y)',
+          'body.a': 'Problem as JSON (a)',
+          'body.b': 'Problem as JSON (b)',
+          'body.scaling': 'Cost scaling',
+        }),
+      );
     } finally {
       solve.disabled = false;
     }
