@@ -1,6 +1,8 @@
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { describeAdapter, getWebGpu, releaseWebGpu } from '../../src/gpu/device.js';
-import type { OnlineCost, OnlineGeometry } from '../../src/ot/online-kernel.js';
+import { sinkhornOnline } from '../../src/ot/online.js';
+import { CpuSoftmin, cpuSoftmin, type SoftminCostBackend } from '../../src/ot/online-cpu.js';
+import type { OnlineCost, OnlineGeometry, SoftminBackend } from '../../src/ot/online-kernel.js';
 import { type WebGpuSoftminOptions, webgpuSoftmin } from '../../src/ot/online-webgpu.js';
 import { gaussianCloud, maxAbsDiff, seededRandom } from './fixtures.js';
 
@@ -301,4 +303,160 @@ describe.runIf(gpu.ok)('webgpuSoftmin (float32) against a float64 reference', ()
       backend.dispose();
     }
   });
+});
+
+/** sum_ij exp((hr_i + hc_j - c_ij) / eps) c_ij in float64 (c divided by costScale). */
+function referenceCostSum(g: OnlineGeometry, hr: Float64Array, hc: Float64Array, eps: number): number {
+  let total = 0;
+  for (let i = 0; i < g.n; i++) {
+    for (let j = 0; j < g.m; j++) {
+      if (hr[i] === Number.NEGATIVE_INFINITY || hc[j] === Number.NEGATIVE_INFINITY) continue;
+      let d2 = 0;
+      for (let c = 0; c < g.dim; c++) d2 += (g.x[i * g.dim + c] - g.y[j * g.dim + c]) ** 2;
+      const cost = (g.cost === 'euclidean' ? Math.sqrt(d2) : d2) / g.costScale;
+      total += Math.exp((hr[i] + hc[j] - cost) / eps) * cost;
+    }
+  }
+  return total;
+}
+
+function asCostBackend(backend: SoftminBackend): SoftminCostBackend {
+  expect(typeof (backend as Partial<SoftminCostBackend>).costSum).toBe('function');
+  return backend as SoftminCostBackend;
+}
+
+/** Worst relative error of costSum against the float64 reference, over several eps (relative to the scale). */
+async function worstCostSumError(
+  g: OnlineGeometry,
+  epsOverScale: number[],
+  offset: number,
+  zeroEvery: number,
+  opts: WebGpuSoftminOptions = {},
+) {
+  if (!gpu.ok) throw new Error('no adapter');
+  const random = seededRandom(g.n * 31 + g.m * 3 + g.dim);
+  const backend = asCostBackend(await webgpuSoftmin(gpu.device, opts)(g));
+  let worst = 0;
+  try {
+    for (const ratio of epsOverScale) {
+      // Offsets that cancel in hr_i + hc_j, as f and g do; the scale is that of rows/cols (largest cost + spread).
+      const hr = potentials(g.n, random, offset, zeroEvery);
+      const hc = potentials(g.m, random, -offset, zeroEvery);
+      const eps = ratio * valueScale(g, hr, hc);
+      const want = referenceCostSum(g, hr, hc, eps);
+      const got = await backend.costSum(hr, hc, eps);
+      expect(want).toBeGreaterThan(0);
+      worst = Math.max(worst, Math.abs(got - want) / want);
+    }
+  } finally {
+    backend.dispose();
+  }
+  return worst;
+}
+
+describe.runIf(gpu.ok)('webgpuSoftmin costSum (float32 kernel) against a float64 reference', () => {
+  // eps from the whole value scale down to 1/50 of it: the relative error grows as scale / eps (see the kernel).
+  const ratios = [1, 0.1, 0.02];
+
+  for (const cost of ['sqeuclidean', 'euclidean'] as const) {
+    for (const dim of [1, 2, 3, 7]) {
+      it(`${cost}, dim ${dim}: n > m and n < m, zero weights, potentials offset by 1e3`, async () => {
+        expect(await worstCostSumError(geometry(150, 97, dim, cost), ratios, 1e3, 7)).toBeLessThan(1e-5);
+        expect(await worstCostSumError(geometry(70, 131, dim, cost), ratios, 1e3, 5)).toBeLessThan(1e-5);
+      });
+    }
+  }
+
+  it('costScale, clouds far from the origin, tiny workgroups, no workgroup memory', async () => {
+    const g = geometry(41, 66, 3, 'sqeuclidean', 2.5, 1e4);
+    expect(await worstCostSumError(g, [1, 0.05], 0, 0, { workgroupSize: 8 })).toBeLessThan(1e-5);
+    const e = geometry(66, 41, 2, 'euclidean', 0.1, -3e3);
+    expect(await worstCostSumError(e, [1, 0.05], 5e4, 3, { workgroupSize: 16 })).toBeLessThan(1e-5);
+    const wide = geometry(30, 45, 40, 'sqeuclidean', 40);
+    expect(await worstCostSumError(wide, [1, 0.05], 0, 4, { tile: 0 })).toBeLessThan(1e-5);
+  });
+
+  it('zero weights: all -Infinity gives 0, one pair left gives its term; NaN and +Infinity', async () => {
+    if (!gpu.ok) return;
+    const g = geometry(5, 4, 2, 'euclidean');
+    const backend = asCostBackend(await webgpuSoftmin(gpu.device)(g));
+    const none = (k: number) => new Float64Array(k).fill(Number.NEGATIVE_INFINITY);
+    try {
+      expect(await backend.costSum(none(5), new Float64Array(4), 0.1)).toBe(0);
+      expect(await backend.costSum(new Float64Array(5), none(4), 0.1)).toBe(0);
+      const hr = none(5);
+      const hc = none(4);
+      hr[3] = 0.25;
+      hc[1] = 0.5;
+      const want = referenceCostSum(g, hr, hc, 0.1);
+      expect(want).toBeGreaterThan(0);
+      expect(Math.abs((await backend.costSum(hr, hc, 0.1)) - want) / want).toBeLessThan(1e-5);
+      hc[2] = Number.NaN;
+      expect(await backend.costSum(hr, hc, 0.1)).toBeNaN();
+      hc[2] = Number.POSITIVE_INFINITY;
+      expect(await backend.costSum(hr, hc, 0.1)).toBe(Number.POSITIVE_INFINITY);
+      await expect(backend.costSum(hr, new Float64Array(3), 0.1)).rejects.toThrow(RangeError);
+      // rows still work after the cost pass (they share the h buffer)
+      const out = new Float64Array(5);
+      await backend.rows(Float64Array.of(0, 1, 2, 3), 0.1, out);
+      const rowsWant = reference(g.x, g.y, 2, 'euclidean', 1, Float64Array.of(0, 1, 2, 3), 0.1);
+      expect(maxAbsDiff(out, rowsWant)).toBeLessThan(1e-5);
+    } finally {
+      backend.dispose();
+    }
+    await expect(backend.costSum(new Float64Array(5), new Float64Array(4), 1)).rejects.toThrow(/disposed/);
+  });
+});
+
+describe.runIf(gpu.ok)('sinkhornOnline on the WebGPU backend', () => {
+  for (const cost of ['sqeuclidean', 'euclidean'] as const) {
+    it(`${cost}: the cost comes from the GPU kernel (no CPU pass) and matches the CPU solve`, async () => {
+      const g = geometry(90, 70, 2, cost);
+      const random = seededRandom(11);
+      const weights = (k: number, zeroEvery: number) => {
+        const w = Float64Array.from({ length: k }, (_, i) =>
+          zeroEvery && i % zeroEvery === 2 ? 0 : 0.1 + random(),
+        );
+        const total = w.reduce((t, v) => t + v, 0);
+        return w.map((v) => v / total);
+      };
+      const a = weights(g.n, 9);
+      const b = weights(g.m, 6);
+      // float32 potentials: the marginal error settles near 1e-6 at this reg, so tol stays above it.
+      const opts = { reg: 0.05, tol: 1e-5, maxIter: 5000 };
+      const gpuCalls: number[] = [];
+      const factory = webgpuSoftmin(undefined, { allowSoftware: true });
+      const spied = async (geo: OnlineGeometry) => {
+        const backend = asCostBackend(await factory(geo));
+        const costSum = backend.costSum.bind(backend);
+        backend.costSum = async (hr, hc, eps) => {
+          gpuCalls.push(eps);
+          return costSum(hr, hc, eps);
+        };
+        return backend;
+      };
+      const cpuPass = vi.spyOn(CpuSoftmin.prototype, 'costSum');
+      let onGpu: Awaited<ReturnType<typeof sinkhornOnline>>;
+      try {
+        onGpu = await sinkhornOnline(g, a, b, opts, spied);
+        expect(cpuPass).not.toHaveBeenCalled();
+      } finally {
+        cpuPass.mockRestore();
+      }
+      expect(onGpu.backend).toBe('webgpu');
+      expect(gpuCalls).toEqual([0.05]);
+      const onCpu = await sinkhornOnline(g, a, b, opts, cpuSoftmin);
+      // The kernel alone: the CPU cost pass on the GPU solve's own potentials.
+      const cpu = new CpuSoftmin(g);
+      const direct = cpu.costSum(
+        onGpu.f.map((v, i) => v + opts.reg * Math.log(a[i])),
+        onGpu.g.map((v, j) => v + opts.reg * Math.log(b[j])),
+        opts.reg,
+      );
+      expect(Math.abs(onGpu.cost - direct) / direct).toBeLessThan(1e-5);
+      expect(onGpu.converged && onCpu.converged).toBe(true);
+      expect(Math.abs(onGpu.cost - onCpu.cost) / onCpu.cost).toBeLessThan(1e-5);
+      expect(Math.abs(onGpu.objective - onCpu.objective) / Math.abs(onCpu.objective)).toBeLessThan(1e-5);
+    });
+  }
 });
