@@ -15,6 +15,17 @@ export async function systemInfo(_input: unknown, ctx: HandlerContext): Promise<
     native: rt.native,
     numTensors: rt.tf.memory().numTensors,
     tried: rt.tried,
+    ...(rt.adapter
+      ? {
+          adapter: {
+            vendor: rt.adapter.vendor,
+            architecture: rt.adapter.architecture,
+            device: rt.adapter.device,
+            description: rt.adapter.description,
+            software: rt.adapter.software,
+          },
+        }
+      : {}),
   };
 }
 
