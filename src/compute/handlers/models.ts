@@ -40,11 +40,16 @@ export async function warmup(
   if (inputs.length > 1) {
     // Multi-input models (e.g. diffusion: image and timestep): zeros of each input's shape, free dims 32.
     const { tf } = rt;
-    tf.tidy(() => {
+    const outputs = tf.tidy(() => {
       const xs = inputs.map((inp) => tf.zeros(inp.shape.map((d, i) => (d ?? (i === 0 ? 1 : 32)) as number)));
       const out = (loaded.model as import('@tensorflow/tfjs').LayersModel).predict(xs);
-      for (const t of Array.isArray(out) ? out : [out]) t.dataSync();
+      return Array.isArray(out) ? out : [out];
     });
+    try {
+      for (const t of outputs) await t.data(); // async: WebGPU has no synchronous read-back
+    } finally {
+      tf.dispose(outputs);
+    }
   } else {
     await warmupModel(rt.tf, loaded.model, loaded.manifest);
   }
