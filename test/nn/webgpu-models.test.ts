@@ -158,5 +158,28 @@ describe.skipIf(!onGpu && process.env.TEST_WEBGPU !== '1')(
       );
       expectClose(out.webgpu, out.wasm);
     }, 120_000);
+
+    it('tf.memory() stays flat over repeated inferences (Noise2Score, MID)', async () => {
+      await tf.setBackend('webgpu');
+      const n2s = await load('noise2score-gaussian');
+      const mid = await load('mid-rgb');
+      const grey = { data: noisyImage(32, 32, 1, 7), width: 32, height: 32, channels: 1 };
+      const rgb = { data: noisyImage(32, 32, 3, 8), width: 32, height: 32, channels: 3 };
+      const once = async () => {
+        await denoiseNoise2Score(tf, n2s.model, grey, { noise: 'gaussian', level: 'auto', multiple: 8 });
+        await denoiseMid(tf, mid.model, rgb, { masks: 2, dropRatio: 0.3, seed: 1 });
+      };
+      try {
+        await once(); // warm-up: shader compilation, buffer pools
+        const before = tf.memory();
+        for (let i = 0; i < 10; i++) await once();
+        const after = tf.memory();
+        expect(after.numTensors).toBe(before.numTensors);
+        expect(after.numBytes).toBe(before.numBytes);
+      } finally {
+        n2s.model.dispose();
+        mid.model.dispose();
+      }
+    }, 120_000);
   },
 );
