@@ -105,11 +105,18 @@ async function cachedEps(
       out.set(new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4), start * EPS_DIM);
       continue;
     }
-    const eps = epsInChunks(tf, network, schedule, images.subarray(start * PIXELS, (start + n) * PIXELS), n, {
-      timesteps,
-      seed: seed + c,
-      chunk: n,
-    });
+    const eps = await epsInChunks(
+      tf,
+      network,
+      schedule,
+      images.subarray(start * PIXELS, (start + n) * PIXELS),
+      n,
+      {
+        timesteps,
+        seed: seed + c,
+        chunk: n,
+      },
+    );
     await writeFile(file, Buffer.from(eps.buffer, eps.byteOffset, eps.byteLength));
     out.set(eps, start * EPS_DIM);
   }
@@ -180,15 +187,19 @@ async function main() {
   const network = ddpmEpsNetwork(tf, unet);
 
   const sets: { label: string; images: Float32Array; accuracy: number }[] = [
-    { label: 'clean', images: clean, accuracy: accuracy(predictClasses(tf, classifier, clean), cleanLabels) },
+    {
+      label: 'clean',
+      images: clean,
+      accuracy: accuracy(await predictClasses(tf, classifier, clean), cleanLabels),
+    },
   ];
   for (const spec of SPECS) {
     const t0 = Date.now();
-    const adversarial = attackImages(tf, classifier, spec.attack, clean, cleanLabels, {
+    const adversarial = await attackImages(tf, classifier, spec.attack, clean, cleanLabels, {
       eps: spec.eps,
       seed: 1,
     });
-    const acc = accuracy(predictClasses(tf, classifier, adversarial), cleanLabels);
+    const acc = accuracy(await predictClasses(tf, classifier, adversarial), cleanLabels);
     console.log(`${spec.label}: accuracy ${pct(acc)} (${((Date.now() - t0) / 1000).toFixed(1)}s)`);
     sets.push({ label: spec.label, images: adversarial, accuracy: acc });
   }
@@ -226,11 +237,17 @@ async function main() {
     return d[Math.floor(d.length / 2)];
   })();
 
-  const scores = sets.map((_, s) => ({
-    epsAd: detector.scores(eps[s], n),
-    norm: norms(single[s], n),
-    gaussian: gaussianScores(reference, bandwidth, eps[s], n),
-  }));
+  const scores: {
+    epsAd: Float64Array;
+    norm: ReturnType<typeof norms>;
+    gaussian: ReturnType<typeof gaussianScores>;
+  }[] = [];
+  for (const [s] of sets.entries())
+    scores.push({
+      epsAd: await detector.scores(eps[s], n),
+      norm: norms(single[s], n),
+      gaussian: gaussianScores(reference, bandwidth, eps[s], n),
+    });
   const cleanScores = scores[0];
   const fprActual = tprAt(calibrated, cleanScores.epsAd);
   const at5 = {
@@ -264,20 +281,20 @@ async function main() {
   for (const r of rows) console.log(r);
 
   // Latency of the whole detector (fresh EPS, not cached): one image, then a batch of 64.
-  const timeDetect = (count: number) => {
+  const timeDetect = async (count: number) => {
     const t0 = performance.now();
-    const e = epsInChunks(tf, network, schedule, clean.subarray(0, count * PIXELS), count, {
+    const e = await epsInChunks(tf, network, schedule, clean.subarray(0, count * PIXELS), count, {
       timesteps: TIMESTEPS,
       seed: 99,
       chunk: 16,
     });
-    detector.scores(e, count);
-    if (count >= 2) detector.batchTest(e, count);
+    await detector.scores(e, count);
+    if (count >= 2) await detector.batchTest(e, count);
     return (performance.now() - t0) / 1000;
   };
-  timeDetect(1); // warm-up
-  const oneImage = timeDetect(1);
-  const batch64 = timeDetect(64);
+  await timeDetect(1); // warm-up
+  const oneImage = await timeDetect(1);
+  const batch64 = await timeDetect(64);
   const loadEnd = loadavg()[0];
   const minutes = (Date.now() - started) / 60000;
 

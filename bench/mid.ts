@@ -120,7 +120,7 @@ const pythonDone = new Promise<string>((resolve, reject) => {
 const n2sMultiple = (n2s.manifest.architecture as { multiple?: number }).multiple ?? 8;
 for (const im of images) {
   const t = performance.now();
-  const out = denoiseNoise2Score(
+  const out = await denoiseNoise2Score(
     tf,
     n2s.model,
     { ...im.noisy, channels: 3 },
@@ -139,7 +139,7 @@ const compareK = maskCounts.includes(4) ? 4 : maskCounts.at(-1)!;
 const manifestK = (mid.manifest.extra as { masksDefault?: number }).masksDefault;
 for (const im of images) {
   const t = performance.now();
-  const out = denoiseMid(
+  const out = await denoiseMid(
     tf,
     mid0.model,
     { ...im.noisy, channels: 3 },
@@ -148,7 +148,7 @@ for (const im of images) {
   record('mid-r0', im.clean.data, im.clean.width, im.clean.height, out.data, (performance.now() - t) / 1000);
   for (const k of maskCounts) {
     const t1 = performance.now();
-    const o = denoiseMid(tf, mid.model, { ...im.noisy, channels: 3 }, { masks: k, dropRatio, seed });
+    const o = await denoiseMid(tf, mid.model, { ...im.noisy, channels: 3 }, { masks: k, dropRatio, seed });
     record(
       `mid-k${k}`,
       im.clean.data,

@@ -39,8 +39,8 @@ for (const p of problems) {
     const op = operatorFor(p, s, n);
     const clean = Float32Array.from(p.x.subarray(s * size, (s + n) * size), (v) => 2 * v - 1);
     const y = tf.tidy(() => op.forward(tf, tf.tensor4d(clean, [n, p.height, p.width, 1])));
-    const x0 = initialEstimate(tf, op, y, 'smooth');
-    const d = x0.dataSync();
+    const x0 = await initialEstimate(tf, op, y, 'smooth');
+    const d = await x0.data();
     for (let i = 0; i < d.length; i++) start[s * size + i] = (d[i] + 1) / 2;
     tf.dispose([x0, y]);
     op.dispose();
@@ -54,7 +54,7 @@ for (const p of problems) {
   };
   line('smooth start alone', start);
   for (const c of configs) {
-    const r = runRedDiff(tf, model, schedule, p, c);
+    const r = await runRedDiff(tf, model, schedule, p, c);
     line(JSON.stringify(c), r.x, r.seconds / p.count);
   }
   model.dispose();

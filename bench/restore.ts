@@ -266,13 +266,13 @@ export interface RedDiffRun {
 }
 
 /** RED-Diff over all images of a problem, `batch` at a time through the network. */
-export function runRedDiff(
+export async function runRedDiff(
   tf: Tf,
   model: LayersModel,
   schedule: DdpmSchedule,
   p: Problem,
   options: Omit<RedDiffOptions, 'seed'>,
-): RedDiffRun {
+): Promise<RedDiffRun> {
   const size = p.height * p.width;
   const out = new Float32Array(p.count * size);
   const started = performance.now();
@@ -281,7 +281,7 @@ export function runRedDiff(
     const op = operatorFor(p, start, n);
     const clean = Float32Array.from(p.x.subarray(start * size, (start + n) * size), (v) => 2 * v - 1);
     const y = tf.tidy(() => op.forward(tf, tf.tensor4d(clean, [n, p.height, p.width, 1])));
-    const result = redDiffRestore(tf, model, schedule, op, y, { ...options, seed: SEED + start });
+    const result = await redDiffRestore(tf, model, schedule, op, y, { ...options, seed: SEED + start });
     y.dispose();
     op.dispose();
     for (let i = 0; i < result.x.length; i++) out[start * size + i] = (result.x[i] + 1) / 2;
@@ -437,13 +437,13 @@ interface Speed {
  * (Chung et al., 2023) needs per step: eps = eps_theta(x_t, t), x0 = Tweedie(x_t, eps), loss ||y - H x0||^2 and its
  * gradient with respect to x_t, i.e. a backward pass through the U-Net (the ancestral update itself is negligible).
  */
-function measureSpeed(
+async function measureSpeed(
   tf: Tf,
   model: LayersModel,
   schedule: DdpmSchedule,
   image: Float32Array,
   size: number,
-): Speed {
+): Promise<Speed> {
   const steps = 6;
   const mask = randomPixelMask(size, size, 0.5, 1);
   const op = maskOperator(mask, size, size);
@@ -457,8 +457,8 @@ function measureSpeed(
     ),
   );
   // Warm-up (kernel compilation, first-call allocations) outside the timings.
-  redDiffRestore(tf, model, schedule, op, y, { steps: 2 });
-  const red = redDiffRestore(tf, model, schedule, op, y, { steps });
+  await redDiffRestore(tf, model, schedule, op, y, { steps: 2 });
+  const red = await redDiffRestore(tf, model, schedule, op, y, { steps });
   const t = 500;
   const a = schedule.sqrtAlphaBars[t];
   const s = schedule.sqrtOneMinusAlphaBars[t];
@@ -479,7 +479,7 @@ function measureSpeed(
   started = performance.now();
   for (let i = 0; i < steps; i++) {
     const e = predictEps(tf, model, xt, t);
-    e.dataSync();
+    await e.data();
     e.dispose();
   }
   const forwardMs = (performance.now() - started) / steps;
@@ -629,7 +629,7 @@ async function solveProblems(
       });
     // lambda = 0: least squares from the start, i.e. the start itself when it already fits y (what the prior adds
     // is the difference to the rows below).
-    const none = runRedDiff(tf, model, schedule, p, { ...options, lambda: 0 });
+    const none = await runRedDiff(tf, model, schedule, p, { ...options, lambda: 0 });
     methods.push({
       method: `RED-Diff, lambda = 0 (${options.init} start, no prior)`,
       scores: score(p, none.x),
@@ -637,7 +637,7 @@ async function solveProblems(
     });
     // The issue's comparison (lambda 0.25 against 0 on the missing pixels), on the random-pixel masks.
     if ((p.id.endsWith('mask50') || p.id.endsWith('mask80')) && options.lambda !== ISSUE_LAMBDA) {
-      const issue = runRedDiff(tf, model, schedule, p, { ...options, lambda: ISSUE_LAMBDA });
+      const issue = await runRedDiff(tf, model, schedule, p, { ...options, lambda: ISSUE_LAMBDA });
       methods.push({
         method: `RED-Diff, lambda = ${ISSUE_LAMBDA}`,
         scores: score(p, issue.x),
@@ -646,7 +646,7 @@ async function solveProblems(
     }
     // The official start and schedule (H^+ y, t from T - 1) with the fallback lambda and lr (session 2's default).
     if (options.init !== 'pinv' || options.tMax !== undefined) {
-      const official = runRedDiff(tf, model, schedule, p, {
+      const official = await runRedDiff(tf, model, schedule, p, {
         steps,
         lambda: RESTORE_DEFAULTS.lambda,
         lr: RESTORE_DEFAULTS.lr,
@@ -657,7 +657,7 @@ async function solveProblems(
         secondsPerImage: official.seconds / p.count,
       });
     }
-    const ours = runRedDiff(tf, model, schedule, p, options);
+    const ours = await runRedDiff(tf, model, schedule, p, options);
     methods.push({
       method: `RED-Diff (default: ${options.init} start, t from ${tMaxLabel}, lambda ${options.lambda}, lr ${options.lr}, ${options.steps} steps)`,
       scores: score(p, ours.x),

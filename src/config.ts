@@ -18,7 +18,12 @@ export const configSchema = z.object({
   HOST: z.string().min(1).default('0.0.0.0'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   MODELS_DIR: z.string().min(1).default('models'),
-  TFJS_BACKEND: z.enum(['auto', 'tensorflow', 'wasm', 'cpu']).default('auto'),
+  /**
+   * TF.js backend per compute worker (src/nn/backend.ts). 'auto': tfjs-node-gpu (if installed) > webgpu on a
+   * hardware adapter > tfjs-node > wasm > cpu. 'webgpu' also accepts a software adapter (lavapipe), falling back
+   * to wasm when no device can be created.
+   */
+  TFJS_BACKEND: z.enum(['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu']).default('auto'),
   /** Compute worker threads; 0 means "one per available core". */
   WORKERS: int(0, 256).default(0),
   /** Tasks waiting for a worker beyond which requests are refused with 503. */

@@ -3,6 +3,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import type { PoolStats } from './compute/pool.js';
+import type { WorkerInfo } from './compute/task-types.js';
 
 export interface HealthReport {
   /** `degraded`: ready (synchronous routes work) but some part is down, named in `degraded`. */
@@ -16,6 +17,10 @@ export interface HealthReport {
   degraded: string[];
   backend: string | null;
   native: boolean;
+  /** The WebGPU adapter the workers found (in use when backend is 'webgpu'); null when none was looked for or found. */
+  adapter: WorkerInfo['adapter'] | null;
+  /** The backends the workers tried before the one in use, with the reason each was skipped. */
+  backendTried: WorkerInfo['tried'];
   compute: PoolStats & { up: boolean; saturated: boolean };
   /** Counts are present where the backend holds them (memory); a redis backend's are in /metrics. */
   jobs: {
@@ -75,6 +80,8 @@ export function healthReport(app: FastifyInstance): HealthReport {
     degraded,
     backend: app.compute.info?.backend ?? null,
     native: app.compute.info?.native ?? false,
+    adapter: app.compute.info?.adapter ?? null,
+    backendTried: app.compute.info?.tried ?? [],
     compute: { up: app.compute.up, ...stats, saturated: load.compute },
     jobs: app.jobs
       ? {

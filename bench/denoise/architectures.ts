@@ -74,13 +74,13 @@ const CANDIDATES: { label: string; architecture: Unet }[] = [
  * Best time of `repeats` predictions per model, taken round-robin (each round times every model once), so that this
  * machine's drift in speed over minutes falls on all of them alike.
  */
-function timeNetworks(tf: Tf, models: LayersModel[], repeats: number): number[] {
+async function timeNetworks(tf: Tf, models: LayersModel[], repeats: number): Promise<number[]> {
   const x = tf.randomUniform([1, SIZE, SIZE, 1]);
   const best = models.map(() => Number.POSITIVE_INFINITY);
   for (let r = -1; r < repeats; r++) {
     for (const [i, model] of models.entries()) {
       const t = performance.now();
-      tidyValues(tf, () => model.predict(x) as import('@tensorflow/tfjs').Tensor);
+      await tidyValues(tf, () => model.predict(x) as import('@tensorflow/tfjs').Tensor);
       if (r >= 0) best[i] = Math.min(best[i], (performance.now() - t) / 1000); // round -1: warm-up
     }
   }
@@ -92,7 +92,7 @@ function timeNetworks(tf: Tf, models: LayersModel[], repeats: number): number[] 
  * What reading the output inside tf.tidy cost (the code before src/nn/read.ts): `tf.tidy(() => predict().dataSync())`
  * against `tidyValues`, alternating, on the default network at SIZE x SIZE. Minimum and median ms of each.
  */
-function tidyReadComparison(tf: Tf, model: LayersModel, rounds: number) {
+async function tidyReadComparison(tf: Tf, model: LayersModel, rounds: number) {
   const x = tf.randomUniform([1, SIZE, SIZE, 1]);
   const inside: number[] = [];
   const outside: number[] = [];
@@ -101,7 +101,7 @@ function tidyReadComparison(tf: Tf, model: LayersModel, rounds: number) {
     tf.tidy(() => (model.predict(x) as import('@tensorflow/tfjs').Tensor).dataSync());
     inside.push(performance.now() - t);
     t = performance.now();
-    tidyValues(tf, () => model.predict(x) as import('@tensorflow/tfjs').Tensor);
+    await tidyValues(tf, () => model.predict(x) as import('@tensorflow/tfjs').Tensor);
     outside.push(performance.now() - t);
   }
   x.dispose();
@@ -127,7 +127,7 @@ async function main() {
   const { tf } = await initTfjs('wasm');
   const set12 = await loadGreyImages(join(REPO_ROOT, '..', 'shared', 'data', 'set12'));
   const defaultModel = buildScoreNetwork(tf, CANDIDATES[0].architecture, 1);
-  const tidyLine = tidyReadComparison(tf, defaultModel, 2 * repeats);
+  const tidyLine = await tidyReadComparison(tf, defaultModel, 2 * repeats);
   console.log(tidyLine);
   defaultModel.dispose();
   const entries: { label: string; architecture: Unet; model: LayersModel; psnr: string }[] = CANDIDATES.map(
@@ -141,12 +141,12 @@ async function main() {
   for (const spec of values.model ?? []) {
     const [label, dir] = spec.includes('=') ? spec.split(/=(.*)/s) : [spec, spec];
     const loaded = await loadNoise2ScoreModel(tf, dir);
-    const validation = validationPsnr(tf, loaded.model, 'gaussian', set12, loaded.multiple);
+    const validation = await validationPsnr(tf, loaded.model, 'gaussian', set12, loaded.multiple);
     const architecture = loaded.manifest.architecture as unknown as Unet;
     entries.push({ label, architecture, model: loaded.model, psnr: validation.mean.toFixed(2) });
     console.log(`${label}: Set12 ${validation.mean.toFixed(2)} dB`);
   }
-  const seconds = timeNetworks(
+  const seconds = await timeNetworks(
     tf,
     entries.map((e) => e.model),
     repeats,

@@ -163,7 +163,7 @@ type Mode = {
   ensemble?: number;
 };
 
-function runOurs(
+async function runOurs(
   tf: Tf,
   loaded: LoadedScoreNetwork,
   family: NoiseFamily,
@@ -171,11 +171,11 @@ function runOurs(
   noisy: Map<string, Float32Array>,
   modes: Mode[],
   repeats: number,
-): Record<string, Cell[]> {
+): Promise<Record<string, Cell[]>> {
   // Warm-up at both sizes: the first call on a new shape pays for wasm kernel setup.
   for (const size of new Set(images.map((i) => i.width))) {
     const image = images.find((i) => i.width === size) as CleanImage;
-    denoiseNoise2Score(
+    await denoiseNoise2Score(
       tf,
       loaded.model,
       { data: noisy.get(image.name) as Float32Array, width: image.width, height: image.height, channels: 1 },
@@ -194,11 +194,11 @@ function runOurs(
       };
       let best = Number.POSITIVE_INFINITY;
       let bestCpu = Number.POSITIVE_INFINITY;
-      let result: ReturnType<typeof denoiseNoise2Score> | undefined;
+      let result: Awaited<ReturnType<typeof denoiseNoise2Score>> | undefined;
       for (let r = 0; r < (mode.level === 'auto' ? 1 : repeats); r++) {
         const t = performance.now();
         const cpu = process.cpuUsage();
-        result = denoiseNoise2Score(tf, loaded.model, input, {
+        result = await denoiseNoise2Score(tf, loaded.model, input, {
           noise: family,
           level: mode.level,
           estimator: mode.estimator,
@@ -209,7 +209,7 @@ function runOurs(
         best = Math.min(best, (performance.now() - t) / 1000);
         bestCpu = Math.min(bestCpu, (used.user + used.system) / 1e6);
       }
-      const r = result as ReturnType<typeof denoiseNoise2Score>;
+      const r = result as Awaited<ReturnType<typeof denoiseNoise2Score>>;
       out[mode.id].push({
         name: image.name,
         psnr: psnr(image.x, r.data),
@@ -258,14 +258,14 @@ interface SpeedRounds {
  * here, on the same 512x512 noisy array. This machine's speed drifts by tens of percent over minutes, and the
  * per-image table times the two sides minutes apart; alternating them puts both under the same drift.
  */
-function runSpeedRounds(
+async function runSpeedRounds(
   loaded: LoadedScoreNetwork,
   tf: Tf,
   image: CleanImage,
   y: Float32Array,
   path: string,
   rounds: number,
-): SpeedRounds {
+): Promise<SpeedRounds> {
   const out: SpeedRounds = {
     image: image.name,
     nlm: { seconds: [], cpuSeconds: [] },
@@ -278,7 +278,7 @@ function runSpeedRounds(
       level: 25 / 255,
       multiple: loaded.multiple,
     });
-  ours(); // warm-up
+  await ours(); // warm-up
   for (let r = 0; r < rounds; r++) {
     const child = spawnSync(
       '/usr/bin/python3',
@@ -298,7 +298,7 @@ function runSpeedRounds(
     out.nlm.cpuSeconds.push(nlm.cpuSeconds);
     const t = performance.now();
     const cpu = process.cpuUsage();
-    ours();
+    await ours();
     const used = process.cpuUsage(cpu);
     out.ours.seconds.push((performance.now() - t) / 1000);
     out.ours.cpuSeconds.push((used.user + used.system) / 1e6);
@@ -356,16 +356,16 @@ async function runHttp(tf: Tf, loaded: LoadedScoreNetwork, image: CleanImage, y:
         await new Promise((r) => setTimeout(r, 1000));
       }
     }
-    const inProcess = () => {
+    const inProcess = async () => {
       const t = performance.now();
-      const r = denoiseNoise2Score(tf, loaded.model, decoded.image, {
+      const r = await denoiseNoise2Score(tf, loaded.model, decoded.image, {
         noise: 'gaussian',
         level: 25 / 255,
         multiple: loaded.multiple,
       });
       return { ms: performance.now() - t, data: r.data };
     };
-    inProcess();
+    await inProcess();
     const result: HttpResult = {
       inProcessMs: [],
       httpMs: [],
@@ -378,7 +378,7 @@ async function runHttp(tf: Tf, loaded: LoadedScoreNetwork, image: CleanImage, y:
       serverBreakdownMs: {},
     };
     for (let r = 0; r < HTTP_REPEATS; r++) {
-      const local = inProcess();
+      const local = await inProcess();
       result.inProcessMs.push(local.ms);
       result.psnrInProcess = psnr(image.x, local.data);
       const remote = await post();
@@ -529,7 +529,7 @@ async function main() {
           ensemble,
         });
     }
-    ours[family] = runOurs(tf, loaded, family, images, noisy[family], modes, args.repeats);
+    ours[family] = await runOurs(tf, loaded, family, images, noisy[family], modes, args.repeats);
   }
 
   const gaussianModel = models.gaussian;
@@ -537,7 +537,7 @@ async function main() {
   let speed: SpeedRounds | undefined;
   if (args.speedRounds > 0 && gaussianModel && httpImage) {
     console.log(`speed rounds (NLM and ours alternating, ${args.speedRounds}) ...`);
-    speed = runSpeedRounds(
+    speed = await runSpeedRounds(
       gaussianModel,
       tf,
       httpImage,

@@ -24,7 +24,7 @@ const names = set12Names().slice(0, Number(process.env.K ?? 6));
 for (const name of names) {
   const image = await loadSet12Image(name);
   const y = noisyVersion(image, 'gaussian');
-  const score = scoreMap(tf, net.model, y, image.width, image.height);
+  const score = await scoreMap(tf, net.model, y, image.width, image.height);
   alphas.forEach((alpha, k) => {
     const estimate = Float64Array.from(y, (v, i) =>
       Math.min(1, Math.max(0, v + alpha * sigma * sigma * score[i])),

@@ -191,14 +191,21 @@ export function runAttack(
 }
 
 /** Largest per-image perturbation of a batch in the attack's norm (Float64Array, one value per image). */
-export function perturbationNorms(tf: Tf, xAdv: Tensor, x: Tensor, norm: 'linf' | 'l2'): Float64Array {
+export async function perturbationNorms(
+  tf: Tf,
+  xAdv: Tensor,
+  x: Tensor,
+  norm: 'linf' | 'l2',
+): Promise<Float64Array> {
   const norms = tf.tidy(() => {
     const delta = tf.sub(xAdv, x);
     return norm === 'linf'
       ? tf.max(tf.abs(delta), PER_IMAGE_AXES)
       : tf.sqrt(tf.sum(tf.square(delta), PER_IMAGE_AXES));
   });
-  const out = Float64Array.from(norms.dataSync());
-  norms.dispose();
-  return out;
+  try {
+    return Float64Array.from(await norms.data());
+  } finally {
+    norms.dispose();
+  }
 }

@@ -107,7 +107,12 @@ export function unitImages(images: IdxImages, start: number, count: number): Flo
 }
 
 /** Predicted classes (argmax of the logits) for a batch of [0, 1] images, evaluated in chunks to bound memory. */
-export function predictClasses(tf: Tf, model: LayersModel, x: Float32Array, chunk = 500): Int32Array {
+export async function predictClasses(
+  tf: Tf,
+  model: LayersModel,
+  x: Float32Array,
+  chunk = 500,
+): Promise<Int32Array> {
   const size = CLASSIFIER_IMAGE_SIZE * CLASSIFIER_IMAGE_SIZE;
   const count = x.length / size;
   const out = new Int32Array(count);
@@ -122,8 +127,11 @@ export function predictClasses(tf: Tf, model: LayersModel, x: Float32Array, chun
       ]);
       return classifierLogits(tf, model, batch).argMax(-1);
     });
-    out.set(classes.dataSync() as Int32Array, start);
-    classes.dispose();
+    try {
+      out.set((await classes.data()) as Int32Array, start);
+    } finally {
+      classes.dispose();
+    }
   }
   return out;
 }

@@ -93,11 +93,16 @@ export function kernelVariables(tf: Tf, initial: KernelScalars): KernelVariables
   };
 }
 
-export function readKernelScalars(variables: KernelVariables): KernelScalars {
+export async function readKernelScalars(variables: KernelVariables): Promise<KernelScalars> {
+  const [phi, q, eps] = await Promise.all([
+    variables.logSigmaPhi.data(),
+    variables.logSigmaQ.data(),
+    variables.logitEpsilon.data(),
+  ]);
   return {
-    sigmaPhi: Math.exp(variables.logSigmaPhi.dataSync()[0]),
-    sigmaQ: Math.exp(variables.logSigmaQ.dataSync()[0]),
-    epsilon: 1 / (1 + Math.exp(-variables.logitEpsilon.dataSync()[0])),
+    sigmaPhi: Math.exp(phi[0]),
+    sigmaQ: Math.exp(q[0]),
+    epsilon: 1 / (1 + Math.exp(-eps[0])),
   };
 }
 

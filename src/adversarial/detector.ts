@@ -237,7 +237,7 @@ export class EpsAdDetector {
   }
 
   /** The single-sample statistic of every EPS image (raw EPS, as expectedPerturbationScore returns it). */
-  scores(eps: Float32Array, count: number): Float64Array {
+  async scores(eps: Float32Array, count: number): Promise<Float64Array> {
     const { tf } = this;
     const values = tf.tidy(() => {
       const inputs = this.scaledInputs(eps, count);
@@ -252,15 +252,19 @@ export class EpsAdDetector {
       );
       return tf.mean(k, 1);
     });
-    const crossMeans = values.dataSync();
-    values.dispose();
+    let crossMeans: Float32Array;
+    try {
+      crossMeans = (await values.data()) as Float32Array;
+    } finally {
+      values.dispose();
+    }
     const out = new Float64Array(count);
     for (let i = 0; i < count; i++) out[i] = this.config.referenceKernelMean + 1 - 2 * crossMeans[i];
     return out;
   }
 
   /** Pooled kernel matrix of [reference; batch] (reference first), for the permutation test. */
-  pooledKernel(eps: Float32Array, count: number): KernelMatrix {
+  async pooledKernel(eps: Float32Array, count: number): Promise<KernelMatrix> {
     const { tf } = this;
     const matrix = tf.tidy(() => {
       const inputs = tf.concat([this.referenceInputs, this.scaledInputs(eps, count)], 0) as Tensor2D;
@@ -273,13 +277,17 @@ export class EpsAdDetector {
       ) as Tensor2D;
       return deepKernelTensor(tf, features, features, inputs, inputs, this.scalars);
     });
-    const values = Float64Array.from(matrix.dataSync());
-    matrix.dispose();
+    let values: Float64Array;
+    try {
+      values = Float64Array.from(await matrix.data());
+    } finally {
+      matrix.dispose();
+    }
     return { n: this.config.reference.count + count, values };
   }
 
   /** mean_ij k(x_i, x_j) over the reference set (what config.referenceKernelMean must hold). */
-  computeReferenceKernelMean(): number {
+  async computeReferenceKernelMean(): Promise<number> {
     const { tf } = this;
     const mean = tf.tidy(() =>
       tf.mean(
@@ -293,19 +301,21 @@ export class EpsAdDetector {
         ),
       ),
     );
-    const value = mean.dataSync()[0];
-    mean.dispose();
-    return value;
+    try {
+      return (await mean.data())[0];
+    } finally {
+      mean.dispose();
+    }
   }
 
   /** Two-sample test of a batch (>= 2 images) against the reference: unbiased MMD^2 and its permutation p-value. */
-  batchTest(
+  async batchTest(
     eps: Float32Array,
     count: number,
     options: { permutations?: number; seed?: number } = {},
-  ): DetectorBatchTest {
+  ): Promise<DetectorBatchTest> {
     if (count < 2) throw new RangeError('the two-sample test needs at least 2 images');
-    const kernel = this.pooledKernel(eps, count);
+    const kernel = await this.pooledKernel(eps, count);
     const result = mmdPermutationTest(kernel, this.config.reference.count, {
       permutations: options.permutations ?? 200,
       seed: options.seed ?? 0,

@@ -82,13 +82,13 @@ export function toDiffusionRange(images: ImageBatch, pad: number): ImageBatch {
 }
 
 /** EPS of every image in the batch (see the module comment). */
-export function expectedPerturbationScore(
+export async function expectedPerturbationScore(
   tf: Tf,
   network: EpsNetwork,
   schedule: DdpmSchedule,
   images: ImageBatch,
   options: EpsOptions = {},
-): EpsResult {
+): Promise<EpsResult> {
   const timestepCount = options.timesteps ?? 20;
   const batchSize = options.batchSize ?? 64;
   const pad = options.pad ?? 2;
@@ -128,8 +128,12 @@ export function expectedPerturbationScore(
     const epsTensor = tf.tidy(() =>
       network(tf.tensor4d(xt, [n, x.height, x.width, x.channels]), tf.tensor1d(t, 'float32')),
     );
-    const eps = epsTensor.dataSync();
-    epsTensor.dispose();
+    let eps: Float32Array;
+    try {
+      eps = (await epsTensor.data()) as Float32Array;
+    } finally {
+      epsTensor.dispose();
+    }
     for (let b = 0; b < n; b++) {
       const item = start + b;
       const image = Math.floor(item / timestepCount);

@@ -30,14 +30,14 @@ export interface ChunkedEpsOptions {
  * EPS of `count` 28x28x1 images in [0, 1], computed `chunk` images at a time. The noise of chunk c is seeded with
  * seed + c, so a prefix of the images always gets the same EPS whatever the total (a cache can grow).
  */
-export function epsInChunks(
+export async function epsInChunks(
   tf: Tf,
   network: EpsNetwork,
   schedule: DdpmSchedule,
   images: Float32Array,
   count: number,
   options: ChunkedEpsOptions,
-): Float32Array {
+): Promise<Float32Array> {
   const side = options.side ?? 28;
   const chunk = options.chunk ?? 50;
   const pixels = side * side;
@@ -45,7 +45,7 @@ export function epsInChunks(
   let epsSize = 0;
   for (let start = 0, c = 0; start < count; start += chunk, c++) {
     const n = Math.min(chunk, count - start);
-    const result = expectedPerturbationScore(
+    const result = await expectedPerturbationScore(
       tf,
       network,
       schedule,
@@ -69,7 +69,7 @@ export function epsInChunks(
 }
 
 /** Adversarial versions of [0, 1] 28x28x1 images (labels = true classes), attacked in chunks of 250. */
-export function attackImages(
+export async function attackImages(
   tf: Tf,
   classifier: LayersModel,
   attack: AttackName,
@@ -77,7 +77,7 @@ export function attackImages(
   labels: ArrayLike<number>,
   options: AttackOptions,
   chunk = 250,
-): Float32Array {
+): Promise<Float32Array> {
   const pixels = 28 * 28;
   const count = labels.length;
   const out = new Float32Array(count * pixels);
@@ -91,8 +91,11 @@ export function attackImages(
       );
       return runAttack(tf, classifier, attack, x, y, { ...options, seed: (options.seed ?? 0) + start });
     });
-    out.set(adversarial.dataSync() as Float32Array, start * pixels);
-    adversarial.dispose();
+    try {
+      out.set((await adversarial.data()) as Float32Array, start * pixels);
+    } finally {
+      adversarial.dispose();
+    }
   }
   return out;
 }

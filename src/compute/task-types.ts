@@ -53,6 +53,11 @@ export interface WorkerInfo {
   native: boolean;
   numTensors: number;
   tried: { name: string; error?: string }[];
+  /**
+   * The WebGPU adapter: the one the 'webgpu' backend runs on, or the one found and refused (software, under 'auto').
+   * Absent when no adapter was looked for or none was found.
+   */
+  adapter?: { vendor: string; architecture: string; device: string; description: string; software: boolean };
 }
 
 /** What crosses from the main thread to a worker. */
@@ -83,7 +88,7 @@ export type TaskOutcome = ({ ok: true; result: unknown } | { ok: false; error: S
 /** Options the main thread passes to the worker at start. */
 export interface WorkerOptions {
   modelsDir: string;
-  tfjsBackend: 'auto' | 'tensorflow' | 'wasm' | 'cpu';
+  tfjsBackend: 'auto' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
   enableTestTasks: boolean;
   tileSize: number;
   /** Soft-min backend of online Sinkhorn: `auto` (a hardware WebGPU adapter, else the CPU), `cpu`, `webgpu`. */

@@ -137,14 +137,14 @@ export function planWindows(
  * The score map R(y) of one grey plane (same size as the plane), computed window by window.
  * Every tensor is created inside tf.tidy and released before returning.
  */
-export function scoreMap(
+export async function scoreMap(
   tf: Tf,
   model: LayersModel,
   plane: Float32Array,
   width: number,
   height: number,
   options: Pick<Noise2ScoreOptions, 'tile' | 'overlap' | 'margin' | 'multiple'> = {},
-): Float32Array {
+): Promise<Float32Array> {
   const multiple = options.multiple ?? DEFAULT_MULTIPLE;
   const tile = Math.max(multiple, Math.floor((options.tile ?? DEFAULT_TILE) / multiple) * multiple);
   const overlap = options.overlap ?? DEFAULT_OVERLAP;
@@ -165,7 +165,10 @@ export function scoreMap(
         const from = (rowWindow.start + r) * paddedWidth + colWindow.start;
         windowData.set(padded.subarray(from, from + w), r * w);
       }
-      const score = tidyValues(tf, () => model.predict(tf.tensor4d(windowData, [1, h, w, 1])) as Tensor4D);
+      const score = await tidyValues(
+        tf,
+        () => model.predict(tf.tensor4d(windowData, [1, h, w, 1])) as Tensor4D,
+      );
       for (let r = 0; r < h; r++) {
         const wr = rowWindow.weights[r];
         if (wr === 0) continue;
@@ -211,7 +214,7 @@ function transposePlane(plane: Float32Array, width: number, height: number): Flo
 }
 
 /** scoreMap averaged over `count` symmetries of the square (see Noise2ScoreOptions.ensemble). */
-export function ensembleScoreMap(
+export async function ensembleScoreMap(
   tf: Tf,
   model: LayersModel,
   plane: Float32Array,
@@ -219,7 +222,7 @@ export function ensembleScoreMap(
   height: number,
   count: number,
   options: Pick<Noise2ScoreOptions, 'tile' | 'overlap' | 'margin' | 'multiple'> = {},
-): Float32Array {
+): Promise<Float32Array> {
   if (!(ENSEMBLE_SIZES as readonly number[]).includes(count))
     throw new RangeError(`ensemble must be one of ${ENSEMBLE_SIZES.join(', ')}, not ${count}`);
   if (count === 1) return scoreMap(tf, model, plane, width, height, options);
@@ -232,7 +235,7 @@ export function ensembleScoreMap(
     const flipped = flipPlane(plane, width, height, rows, cols);
     const view = transpose ? transposePlane(flipped, width, height) : flipped;
     const [w, h] = transpose ? [height, width] : [width, height];
-    const score = scoreMap(tf, model, view, w, h, options);
+    const score = await scoreMap(tf, model, view, w, h, options);
     const back = flipPlane(transpose ? transposePlane(score, w, h) : score, width, height, rows, cols);
     for (let i = 0; i < sum.length; i++) sum[i] += back[i];
   }
@@ -255,12 +258,12 @@ function medianOf(values: number[]): number {
 }
 
 /** Denoises an image with a trained score network and the noise family's Tweedie formula; output clipped to [0,1]. */
-export function denoiseNoise2Score(
+export async function denoiseNoise2Score(
   tf: Tf,
   model: LayersModel,
   image: PlanarImage,
   options: Noise2ScoreOptions,
-): Noise2ScoreResult {
+): Promise<Noise2ScoreResult> {
   const started = performance.now();
   const { width, height, channels } = image;
   if (image.data.length !== width * height * channels) {
@@ -272,15 +275,15 @@ export function denoiseNoise2Score(
   let level: number;
   const levelEstimated = options.level === 'auto';
   const scores: Float32Array[] = [];
-  const computeScores = () => {
+  const computeScores = async () => {
     const t = performance.now();
     for (const plane of planes)
-      scores.push(ensembleScoreMap(tf, model, plane, width, height, options.ensemble ?? 1, options));
+      scores.push(await ensembleScoreMap(tf, model, plane, width, height, options.ensemble ?? 1, options));
     networkMs += performance.now() - t;
   };
   if (options.level === 'auto') {
     if (options.estimator === 'tv') {
-      computeScores();
+      await computeScores();
       const t = performance.now();
       level = medianOf(
         planes.map((p, c) => estimateLevelByTotalVariation(options.noise, p, scores[c], width, height).level),
@@ -290,11 +293,11 @@ export function denoiseNoise2Score(
       const t = performance.now();
       level = medianOf(planes.map((p) => estimateNoiseLevel(options.noise, p, width, height)));
       estimateMs = performance.now() - t;
-      computeScores();
+      await computeScores();
     }
   } else {
     level = options.level;
-    computeScores();
+    await computeScores();
   }
   const tweedieStart = performance.now();
   const out = new Float32Array(image.data.length);

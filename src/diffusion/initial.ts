@@ -321,16 +321,23 @@ export function backProjectedUpsample(y: Float32Array, h: number, w: number, fac
 }
 
 /** RED-Diff's starting estimate for `init` (see the module comment); a new tensor the caller disposes. */
-export function initialEstimate(tf: Tf, H: DegradationOperator, y: Tensor4D, init: RedDiffInit): Tensor4D {
-  if (init === 'pinv' || (H.kind !== 'mask' && H.kind !== 'average-pool'))
-    return tf.tidy(() => H.pseudoInverse(tf, y));
+export async function initialEstimate(
+  tf: Tf,
+  H: DegradationOperator,
+  y: Tensor4D,
+  init: RedDiffInit,
+): Promise<Tensor4D> {
+  if (init === 'pinv' || (H.kind !== 'mask' && H.kind !== 'average-pool')) return H.pseudoInverse(tf, y);
   const batch = y.shape[0];
   if (H.kind === 'mask') {
-    const values = tidyValues(tf, () => H.pseudoInverse(tf, y));
-    const mask = tidyValues(tf, () => H.forward(tf, tf.ones([batch, H.height, H.width, 1]) as Tensor4D));
+    const pinv = await H.pseudoInverse(tf, y);
+    const values = await tidyValues(tf, () => pinv);
+    const mask = await tidyValues(tf, () =>
+      H.forward(tf, tf.ones([batch, H.height, H.width, 1]) as Tensor4D),
+    );
     return tf.tensor4d(biharmonicFill(values, mask, H.height, H.width), [batch, H.height, H.width, 1]);
   }
   const factor = H.height / H.outputHeight;
-  const up = backProjectedUpsample(y.dataSync() as Float32Array, H.outputHeight, H.outputWidth, factor);
+  const up = backProjectedUpsample((await y.data()) as Float32Array, H.outputHeight, H.outputWidth, factor);
   return tf.tensor4d(up, [batch, H.height, H.width, 1]);
 }

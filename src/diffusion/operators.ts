@@ -34,8 +34,11 @@ export interface DegradationOperator {
   outputWidth: number;
   /** y = H x, differentiable. x: [b, height, width, 1]. */
   forward(tf: Tf, x: Tensor4D): Tensor4D;
-  /** H^+ y: [b, outputHeight, outputWidth, 1] -> [b, height, width, 1]. */
-  pseudoInverse(tf: Tf, y: Tensor4D): Tensor4D;
+  /**
+   * H^+ y: [b, outputHeight, outputWidth, 1] -> [b, height, width, 1]. Asynchronous: the blur's is computed on the
+   * CPU in float64 and reads y with `await y.data()` (WebGPU has no synchronous read-back).
+   */
+  pseudoInverse(tf: Tf, y: Tensor4D): Promise<Tensor4D>;
   /** Parameters for logs and API responses. */
   describe(): Record<string, unknown>;
   /** Frees the constant tensors the operator keeps (mask, resize matrices); it recreates them if used again. */
@@ -68,7 +71,7 @@ export function identityOperator(height: number, width: number): DegradationOper
       checkInput(op, x, 'x');
       return tf.clone(x);
     },
-    pseudoInverse: (tf, y) => {
+    pseudoInverse: async (tf, y) => {
       checkInput(op, y, 'y');
       return tf.clone(y);
     },
@@ -190,10 +193,10 @@ export function maskOperator(mask: Float32Array, height: number, width: number):
       checkMaskBatch(x);
       return tf.mul(x, m(tf));
     },
-    pseudoInverse: (tf, y) => {
+    pseudoInverse: async (tf, y) => {
       checkInput(op, y, 'y');
       checkMaskBatch(y);
-      return tf.mul(y, m(tf));
+      return tf.mul(y, m(tf)) as Tensor4D;
     },
     describe: () => ({ kind: 'mask', missing: countMissing(mask), pixels: mask.length }),
     dispose: () => {
@@ -223,7 +226,7 @@ export function averagePoolOperator(height: number, width: number, factor: numbe
       checkInput(op, x, 'x');
       return tf.avgPool(x, factor, factor, 'valid');
     },
-    pseudoInverse: (tf, y) => {
+    pseudoInverse: async (tf, y) => {
       checkInput(op, y, 'y');
       return tf.tidy(() => {
         const [b, h, w] = y.shape;
@@ -380,7 +383,7 @@ export function bicubicDownsampleOperator(
         matrix(tf, 'dw', () => dw, [k, width]),
       );
     },
-    pseudoInverse: (tf, y) => {
+    pseudoInverse: async (tf, y) => {
       checkInput(op, y, 'y');
       pinvH ??= rightPseudoInverse(dh, m, height);
       pinvW ??= width === height ? pinvH : rightPseudoInverse(dw, k, width);
@@ -555,12 +558,12 @@ export function blurOperator(
         return tf.conv2d(circularPad(tf, rows, r, 2), horizontal, 1, 'valid');
       });
     },
-    pseudoInverse: (tf, y) => {
+    pseudoInverse: async (tf, y) => {
       checkInput(op, y, 'y');
       rowTaps ??= pseudoInverseTaps(kernel, height, threshold);
       columnTaps ??= pseudoInverseTaps(kernel, width, threshold);
       const images = y.shape[0];
-      const data = Float64Array.from(y.dataSync());
+      const data = Float64Array.from(await y.data());
       const across = circularConvolveAxis(data, images, height, width, columnTaps, 'columns');
       const result = circularConvolveAxis(across, images, height, width, rowTaps, 'rows');
       return tf.tensor4d(Float32Array.from(result), [images, height, width, 1]);
@@ -605,7 +608,7 @@ export function measure(
     const noise = new Rng(seed).fillNormal(new Float32Array(clean.size));
     let y = tf.add(clean, tf.mul(tf.tensor(noise, clean.shape), sigmaY)) as Tensor4D;
     // Missing pixels carry no measurement: keep them at 0 so H^+ y stays consistent with the mask.
-    if (op.kind === 'mask') y = op.pseudoInverse(tf, y);
+    if (op.kind === 'mask') y = op.forward(tf, y); // the mask's H^+ is H
     return y;
   });
 }

@@ -133,14 +133,14 @@ function traceSteps(steps: number, count: number): Set<number> {
   return out;
 }
 
-export function redDiffRestore(
+export async function redDiffRestore(
   tf: Tf,
   prior: LayersModel | EpsFunction,
   schedule: DdpmSchedule,
   H: DegradationOperator,
   y: Tensor4D,
   options: RedDiffOptions,
-): RedDiffResult {
+): Promise<RedDiffResult> {
   const started = performance.now();
   const steps = options.steps;
   const lambda = options.lambda ?? RED_DIFF_DEFAULTS.lambda;
@@ -176,7 +176,7 @@ export function redDiffRestore(
   const beta2 = 0.99;
   const adamEpsilon = 1e-8;
   const init = options.init ?? 'pinv';
-  let mu = initialEstimate(tf, H, y, init);
+  let mu = await initialEstimate(tf, H, y, init);
   let firstMoment = tf.zerosLike(mu) as Tensor4D;
   let secondMoment = tf.zerosLike(mu) as Tensor4D;
   // d/dmu of mean((y - H mu)^2) / 2; H is linear, so its gradient comes from tf.grad through H.forward.
@@ -186,7 +186,8 @@ export function redDiffRestore(
   const initMs = performance.now() - started;
   const loopStart = performance.now();
   try {
-    timesteps.forEach((t, index) => {
+    // The iterate, the moments and the gradients stay on the device: only a traced step reads back (async).
+    for (const [index, t] of timesteps.entries()) {
       options.signal?.throwIfAborted();
       const step = index + 1;
       const a = schedule.sqrtAlphaBars[t];
@@ -213,20 +214,28 @@ export function redDiffRestore(
       mu = next.mu;
       firstMoment = next.m;
       secondMoment = next.v;
-      if (tracing?.has(step)) trace.push({ step, t, x: tidyValues(tf, () => tf.clipByValue(mu, lo, hi)) });
+      if (tracing?.has(step))
+        trace.push({ step, t, x: await tidyValues(tf, () => tf.clipByValue(mu, lo, hi)) });
       if (options.onProgress && (step % progressEvery === 0 || step === steps))
         options.onProgress({ step, steps, t });
-    });
+    }
     const loopMs = performance.now() - loopStart;
-    const { x, residualNorm, yNorm } = tf.tidy(() => {
+    const finals = tf.tidy(() => {
       const clipped = tf.clipByValue(mu, lo, hi) as Tensor4D;
       const misfit = tf.sub(y, H.forward(tf, clipped));
-      return {
-        x: clipped.dataSync() as Float32Array,
-        residualNorm: tf.norm(misfit).dataSync()[0],
-        yNorm: tf.norm(y).dataSync()[0],
-      };
+      return [clipped, tf.norm(misfit), tf.norm(y)];
     });
+    let x: Float32Array;
+    let residualNorm: number;
+    let yNorm: number;
+    try {
+      const [xs, rs, ys] = await Promise.all(finals.map((t) => t.data()));
+      x = xs as Float32Array;
+      residualNorm = rs[0];
+      yNorm = ys[0];
+    } finally {
+      tf.dispose(finals);
+    }
     return {
       x: Float32Array.from(x),
       shape,

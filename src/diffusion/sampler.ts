@@ -7,6 +7,7 @@
  * `posteriorCoefficients`). x0_hat is Tweedie's estimate clipped to [-1, 1] (as in DDPM's reference sampler).
  * The noise comes from a seeded Rng, so the same seed gives the same images on the same backend.
  */
+import { tidyValues } from '../nn/read.js';
 import { Rng } from '../util/random.js';
 import { type DdpmSchedule, posteriorCoefficients, stridedTimesteps } from './schedule.js';
 import { predictEps } from './unet.js';
@@ -34,12 +35,12 @@ function normalTensor(tf: Tf, rng: Rng, shape: number[]): Tensor {
 }
 
 /** Draws `count` images (row-major, [-1, 1], count * height * width floats). */
-export function sampleDdpm(
+export async function sampleDdpm(
   tf: Tf,
   model: LayersModel,
   schedule: DdpmSchedule,
   options: SampleOptions,
-): Float32Array {
+): Promise<Float32Array> {
   const { count, height, width, steps, seed } = options;
   const batch = Math.min(count, options.batch ?? 64);
   const timesteps = stridedTimesteps(schedule, steps);
@@ -48,7 +49,8 @@ export function sampleDdpm(
   for (let start = 0; start < count; start += batch) {
     const n = Math.min(batch, count - start);
     let x = normalTensor(tf, rng, [n, height, width, 1]);
-    timesteps.forEach((t, i) => {
+    // x stays on the device between steps; each batch is read back once, at the end (async).
+    for (const [i, t] of timesteps.entries()) {
       const prev = i + 1 < timesteps.length ? timesteps[i + 1] : -1;
       const { coefX0, coefXt, variance } = posteriorCoefficients(schedule, t, prev);
       const next = tf.tidy(() => {
@@ -63,8 +65,9 @@ export function sampleDdpm(
       x.dispose();
       x = next;
       options.onStep?.(i + 1, timesteps.length);
-    });
-    out.set(x.clipByValue(-1, 1).dataSync() as Float32Array, start * height * width);
+    }
+    const last = x;
+    out.set(await tidyValues(tf, () => last.clipByValue(-1, 1)), start * height * width);
     x.dispose();
   }
   return out;

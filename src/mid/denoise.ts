@@ -68,14 +68,14 @@ function maskRng(seed: number, k: number): Rng {
 }
 
 /** D averaged over K masks on an interleaved RGB image; output not clipped. */
-export function midRgb(
+export async function midRgb(
   tf: Tf,
   model: LayersModel,
   rgb: Float32Array,
   width: number,
   height: number,
   options: MidOptions,
-): { data: Float32Array; maskMs: number; networkMs: number } {
+): Promise<{ data: Float32Array; maskMs: number; networkMs: number }> {
   const multiple = options.multiple ?? MID_MULTIPLE;
   const tile = Math.max(multiple, Math.floor((options.tile ?? DEFAULT_TILE) / multiple) * multiple);
   const overlap = options.overlap ?? DEFAULT_OVERLAP;
@@ -135,7 +135,10 @@ export function midRgb(
           const from = ((rw.start + r) * pw + cw.start) * 4;
           windowData.set(input.subarray(from, from + w * 4), r * w * 4);
         }
-        const out = tidyValues(tf, () => model.predict(tf.tensor4d(windowData, [1, h, w, 4])) as Tensor4D);
+        const out = await tidyValues(
+          tf,
+          () => model.predict(tf.tensor4d(windowData, [1, h, w, 4])) as Tensor4D,
+        );
         networkMs += performance.now() - t1;
         for (let r = 0; r < h; r++) {
           const wr = rw.weights[r];
@@ -166,7 +169,12 @@ export function midRgb(
 }
 
 /** Denoises an image (grey, RGB or RGBA) with a trained MID model; output clipped to [0,1]. */
-export function denoiseMid(tf: Tf, model: LayersModel, image: MidImage, options: MidOptions): MidResult {
+export async function denoiseMid(
+  tf: Tf,
+  model: LayersModel,
+  image: MidImage,
+  options: MidOptions,
+): Promise<MidResult> {
   const started = performance.now();
   const { width, height, channels } = image;
   if (![1, 3, 4].includes(channels)) throw new RangeError(`MID: ${channels} channels; expected 1, 3 or 4`);
@@ -179,7 +187,7 @@ export function denoiseMid(tf: Tf, model: LayersModel, image: MidImage, options:
   for (let i = 0; i < n; i++) {
     for (let c = 0; c < 3; c++) rgb[i * 3 + c] = image.data[i * channels + (channels === 1 ? 0 : c)];
   }
-  const { data: denoised, maskMs, networkMs } = midRgb(tf, model, rgb, width, height, options);
+  const { data: denoised, maskMs, networkMs } = await midRgb(tf, model, rgb, width, height, options);
   const out = new Float32Array(n * channels);
   const clip = (v: number, fallback: number) => (Number.isFinite(v) ? Math.min(1, Math.max(0, v)) : fallback);
   for (let i = 0; i < n; i++) {

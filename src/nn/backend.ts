@@ -1,16 +1,27 @@
 /**
  * Chooses and initialises the TF.js backend for this thread (each worker thread has its own TF.js instance).
  *
- * 'auto' prefers the native TensorFlow binding (GPU build first) when one is installed, then the wasm backend
- * (the embedded default: it installs from the npm registry alone, with our fast conv2d gradient kernels), then the
- * pure-JS cpu backend. The native packages are optional and absent from package.json, so a missing module is a
- * quiet fallback, recorded in `tried`.
+ * 'auto' prefers the native TensorFlow GPU binding when installed, then TF.js WebGPU (Dawn, src/gpu/device.ts) on a
+ * hardware adapter, then the native CPU binding, then the wasm backend (the embedded default: it installs from the
+ * npm registry alone, with our fast conv2d gradient kernels), then the pure-JS cpu backend. The native packages are
+ * optional and absent from package.json, so a missing module is a quiet fallback, recorded in `tried`; so is a
+ * missing or software-only WebGPU adapter (lavapipe, SwiftShader: a CPU running shaders, slower than wasm). A
+ * software adapter is used only when asked for by name ('webgpu').
+ *
+ * WebGPU in Node has no synchronous read-back: code that runs models reads with `await t.data()`.
  */
+import type { GpuAdapterReport } from '../gpu/device.js';
 import { registerWasmGradKernels } from './wasm-grad-kernels.js';
 
 export type Tf = typeof import('@tensorflow/tfjs');
-export type BackendPreference = 'auto' | 'tensorflow' | 'wasm' | 'cpu';
-export const BACKEND_PREFERENCES: readonly BackendPreference[] = ['auto', 'tensorflow', 'wasm', 'cpu'];
+export type BackendPreference = 'auto' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
+export const BACKEND_PREFERENCES: readonly BackendPreference[] = [
+  'auto',
+  'tensorflow',
+  'webgpu',
+  'wasm',
+  'cpu',
+];
 
 export interface BackendAttempt {
   name: string;
@@ -19,15 +30,22 @@ export interface BackendAttempt {
 
 export interface TfjsRuntime {
   tf: Tf;
-  /** The active TF.js backend name: 'tensorflow', 'wasm' or 'cpu'. */
+  /** The active TF.js backend name: 'tensorflow', 'webgpu', 'wasm' or 'cpu'. */
   backend: string;
+  /** The WebGPU adapter: the one in use on 'webgpu', or the one found and refused (a software one under 'auto'). */
+  adapter?: GpuAdapterReport;
   /** True when the native TensorFlow binding runs the ops. */
   native: boolean;
   /** Every candidate considered, in order, with the reason it was skipped. */
   tried: BackendAttempt[];
 }
 
-type Candidate = { name: string; native: boolean; activate: (tf: Tf) => Promise<void> };
+type Candidate = {
+  name: string;
+  native: boolean;
+  /** Activates the backend; may report the GPU adapter it found (also when it then fails). */
+  activate: (tf: Tf, found: { adapter?: GpuAdapterReport }) => Promise<void>;
+};
 
 // Specifiers held in variables so TypeScript does not demand type declarations for packages that are not installed.
 const NATIVE_GPU_PACKAGE: string = '@tensorflow/tfjs-node-gpu';
@@ -61,6 +79,29 @@ const wasmCandidate: Candidate = {
   },
 };
 
+/**
+ * TF.js WebGPU on the thread's Dawn device (src/gpu/device.ts), which the online Sinkhorn kernels share. The
+ * backend's module registers its own 'webgpu' factory (a second device) when navigator.gpu exists at import: ours
+ * replaces it, so that there is one device per thread.
+ */
+function webgpuCandidate(allowSoftware: boolean): Candidate {
+  return {
+    name: 'webgpu',
+    native: false,
+    activate: async (tf, found) => {
+      const { getWebGpu } = await import('../gpu/device.js');
+      const gpu = await getWebGpu({ allowSoftware });
+      found.adapter = gpu.info;
+      if (!gpu.ok) throw new Error(gpu.reason);
+      // getWebGpu() has set navigator.gpu and the WebGPU globals the backend's module needs at evaluation.
+      const { WebGPUBackend } = await import('@tensorflow/tfjs-backend-webgpu');
+      if (tf.findBackendFactory('webgpu')) tf.removeBackend('webgpu');
+      tf.registerBackend('webgpu', () => new WebGPUBackend(gpu.device, gpu.adapterInfo), 0);
+      await activate(tf, 'webgpu');
+    },
+  };
+}
+
 const cpuCandidate: Candidate = { name: 'cpu', native: false, activate: (tf) => activate(tf, 'cpu') };
 
 function candidatesFor(pref: BackendPreference): Candidate[] {
@@ -68,12 +109,16 @@ function candidatesFor(pref: BackendPreference): Candidate[] {
     case 'auto':
       return [
         nativeCandidate(NATIVE_GPU_PACKAGE),
+        webgpuCandidate(false),
         nativeCandidate(NATIVE_CPU_PACKAGE),
         wasmCandidate,
         cpuCandidate,
       ];
     case 'tensorflow':
       return [nativeCandidate(NATIVE_GPU_PACKAGE), nativeCandidate(NATIVE_CPU_PACKAGE)];
+    case 'webgpu':
+      // Asked for by name: a software adapter is accepted; no device at all falls back (the reason in `tried`).
+      return [webgpuCandidate(true), wasmCandidate, cpuCandidate];
     case 'wasm':
       return [wasmCandidate];
     case 'cpu':
@@ -94,12 +139,22 @@ function describeError(error: unknown): string {
 async function initialise(pref: BackendPreference): Promise<TfjsRuntime> {
   const tf = await import('@tensorflow/tfjs');
   const tried: BackendAttempt[] = [];
+  let adapter: GpuAdapterReport | undefined;
   for (const candidate of candidatesFor(pref)) {
+    const found: { adapter?: GpuAdapterReport } = {};
     try {
-      await candidate.activate(tf);
+      await candidate.activate(tf, found);
+      adapter = found.adapter ?? adapter;
       tried.push({ name: candidate.name });
-      return { tf, backend: tf.getBackend(), native: candidate.native, tried };
+      return {
+        tf,
+        backend: tf.getBackend(),
+        native: candidate.native,
+        tried,
+        ...(adapter ? { adapter } : {}),
+      };
     } catch (error) {
+      adapter = found.adapter ?? adapter;
       tried.push({ name: candidate.name, error: describeError(error) });
     }
   }

@@ -132,7 +132,7 @@ export async function trainClassifier(
   const trainingSeconds = (Date.now() - started) / 1000;
 
   const testX = unitImages(testImages, 0, testImages.count);
-  const testAccuracy = accuracy(predictClasses(tf, model, testX), testLabels);
+  const testAccuracy = accuracy(await predictClasses(tf, model, testX), testLabels);
   console.log(`test accuracy ${(testAccuracy * 100).toFixed(2)}% on ${testImages.count} images`);
 
   await model.save(fileSystemIO(options.out));

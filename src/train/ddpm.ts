@@ -286,7 +286,7 @@ export async function exportModel(
     await saveDiffusionModel(training.model, options.out);
     if (withSamples) {
       const started = performance.now();
-      const images = sampleDdpm(tf, training.model, schedule, {
+      const images = await sampleDdpm(tf, training.model, schedule, {
         count: options.sampleCount,
         height: options.size,
         width: options.size,

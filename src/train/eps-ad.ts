@@ -150,7 +150,7 @@ async function cachedEps(
       out.set(new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4), start * epsSize);
       continue;
     }
-    const eps = epsInChunks(
+    const eps = await epsInChunks(
       tf,
       network,
       schedule,
@@ -248,7 +248,7 @@ export async function trainEpsAd(tf: Tf, options: EpsAdTrainingOptions): Promise
       (_, j) => a + j * TRAINING_ATTACKS.length,
     );
     const budget = attack === 'fgsm' ? options.budget : l2Budget;
-    const attacked = attackImages(
+    const attacked = await attackImages(
       tf,
       classifier,
       attack,
@@ -371,7 +371,7 @@ export async function trainEpsAd(tf: Tf, options: EpsAdTrainingOptions): Promise
     loss.dispose();
     lossEma = Number.isNaN(lossEma) ? value : 0.95 * lossEma + 0.05 * value;
     if (step % 50 === 0 || step === options.steps) {
-      const s = readKernelScalars(variables);
+      const s = await readKernelScalars(variables);
       console.log(
         `step ${step}/${options.steps} J ${lossEma.toFixed(3)} s_phi ${s.sigmaPhi.toExponential(2)} s_q ${s.sigmaQ.toExponential(2)} e ${s.epsilon.toFixed(3)} ${((Date.now() - trainingStarted) / 1000).toFixed(0)}s`,
       );
@@ -379,14 +379,14 @@ export async function trainEpsAd(tf: Tf, options: EpsAdTrainingOptions): Promise
     if (step % options.checkpointSteps === 0 && step < options.steps) {
       await saveCheckpoint(options.checkpointDir, phi, {
         step,
-        scalars: readKernelScalars(variables),
+        scalars: await readKernelScalars(variables),
         inputScale,
         lossEma,
       });
     }
   }
   const trainingSeconds = (Date.now() - trainingStarted) / 1000;
-  const kernel = readKernelScalars(variables);
+  const kernel = await readKernelScalars(variables);
 
   // --- reference (float16), reference kernel mean, calibration ---
   const referenceBits = encodeFloat16(scaled(referenceEps, inputScale));
@@ -415,7 +415,7 @@ export async function trainEpsAd(tf: Tf, options: EpsAdTrainingOptions): Promise
   };
   const detector = new EpsAdDetector(tf, phi, config, referenceQuantised);
   config.calibration = calibrationFrom(
-    detector.scores(calibrationEps, options.calibration),
+    await detector.scores(calibrationEps, options.calibration),
     CALIBRATED_FPRS,
     `Fashion-MNIST training split, ${options.calibration} clean images disjoint from kernel training and reference (fixed shuffle seed ${SPLIT_SEED}, positions ${options.trainImages + options.reference}..${need - 1})`,
   );
@@ -424,8 +424,8 @@ export async function trainEpsAd(tf: Tf, options: EpsAdTrainingOptions): Promise
   // --- validation on the held-out kernel-training pairs ---
   const holdoutIdx = Int32Array.from({ length: holdout }, (_, i) => fit + i);
   const validation: Record<string, number> = {};
-  const naturalScores = detector.scores(rows(natural, holdoutIdx, dim), holdout);
-  const adversarialScores = detector.scores(rows(adversarial, holdoutIdx, dim), holdout);
+  const naturalScores = await detector.scores(rows(natural, holdoutIdx, dim), holdout);
+  const adversarialScores = await detector.scores(rows(adversarial, holdoutIdx, dim), holdout);
   for (const attack of TRAINING_ATTACKS) {
     const own = Array.from(holdoutIdx.keys()).filter((j) => attackOf(holdoutIdx[j]) === attack);
     validation[`validationAuroc_${attack}`] = auroc(

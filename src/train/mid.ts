@@ -299,14 +299,17 @@ export async function trainMid(tf: Tf, options: TrainMidOptions): Promise<void> 
     multiple: MID_MULTIPLE,
   });
 
-  const noiseDataset = (m: LayersModel): ResidualImage[] =>
-    noisy.map((im, i) => {
-      const d = midRgb(tf, m, im.data, im.width, im.height, {
+  const noiseDataset = async (m: LayersModel): Promise<ResidualImage[]> => {
+    const out: ResidualImage[] = [];
+    for (const [i, im] of noisy.entries()) {
+      const { data: d } = await midRgb(tf, m, im.data, im.width, im.height, {
         ...midOptions(1, 1000 + i),
         partition: options.residualMasks,
-      }).data;
-      return { noise: im.data.map((y, j) => y - d[j]), signal: d, width: im.width, height: im.height };
-    });
+      });
+      out.push({ noise: im.data.map((y, j) => y - d[j]), signal: d, width: im.width, height: im.height });
+    }
+    return out;
+  };
 
   const samplerStatistics = (sampler: NoiseSampler): NoiseStatistics => {
     const rng = new Rng(777);
@@ -356,7 +359,7 @@ export async function trainMid(tf: Tf, options: TrainMidOptions): Promise<void> 
       const previous = buildMidNetwork(tf, architecture, options.seed);
       setModelWeights(tf, previous, await readTensors(join(options.checkpointDir, `round-${round - 1}`)));
       const t = performance.now();
-      const dataset = noiseDataset(previous);
+      const dataset = await noiseDataset(previous);
       sampler = fitResidualBank(dataset, 3);
       previous.dispose();
       // The record of round r-1 describes the dataset this run actually fits to.
@@ -450,22 +453,23 @@ export async function trainMid(tf: Tf, options: TrainMidOptions): Promise<void> 
 
     // End of round: keep the weights, validate, measure the noise dataset.
     await saveDir(join(options.checkpointDir, `round-${round}`), await modelArrays(model), { round });
-    const perImage = validation.map((v, i) => ({
-      name: `${v.mean.name.replace(/_mean$/, '')}`,
-      psnr: +psnr(
-        v.mean.data,
-        midRgb(
-          tf,
-          model,
-          v.noisy.data,
-          v.noisy.width,
-          v.noisy.height,
-          midOptions(options.validationMasks, 5000 + i),
-        ).data,
-      ).toFixed(3),
-    }));
+    const perImage: { name: string; psnr: number }[] = [];
+    for (const [i, v] of validation.entries()) {
+      const { data } = await midRgb(
+        tf,
+        model,
+        v.noisy.data,
+        v.noisy.width,
+        v.noisy.height,
+        midOptions(options.validationMasks, 5000 + i),
+      );
+      perImage.push({
+        name: `${v.mean.name.replace(/_mean$/, '')}`,
+        psnr: +psnr(v.mean.data, data).toFixed(3),
+      });
+    }
     const validationPsnr = perImage.reduce((s, p) => s + p.psnr, 0) / perImage.length;
-    const dataset = noiseDataset(model);
+    const dataset = await noiseDataset(model);
     const record: RoundRecord = {
       round,
       steps,

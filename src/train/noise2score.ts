@@ -364,25 +364,30 @@ function psnr(x: Float32Array, xhat: Float32Array): number {
 }
 
 /** Mean PSNR on the (sorted) validation images at the family's validation level, the level given. */
-export function validationPsnr(
+export async function validationPsnr(
   tf: Tf,
   model: LayersModel,
   family: NoiseFamily,
   images: GreyImage[],
   multiple: number,
-): { mean: number; perImage: { name: string; psnr: number; noisyPsnr: number }[] } {
+): Promise<{ mean: number; perImage: { name: string; psnr: number; noisyPsnr: number }[] }> {
   const level = FAMILY_TRAINING[family].validationLevel;
-  const perImage = images.map((image, i) => {
+  const perImage: { name: string; psnr: number; noisyPsnr: number }[] = [];
+  for (const [i, image] of images.entries()) {
     const noisy = addNoise(family, image.data, level, new Rng(VALIDATION_SEED + i));
-    const result = denoiseNoise2Score(
+    const result = await denoiseNoise2Score(
       tf,
       model,
       { data: noisy, width: image.width, height: image.height, channels: 1 },
       { noise: family, level, multiple },
     );
     const clipped = noisy.map((v) => Math.min(1, Math.max(0, v)));
-    return { name: image.name, psnr: psnr(image.data, result.data), noisyPsnr: psnr(image.data, clipped) };
-  });
+    perImage.push({
+      name: image.name,
+      psnr: psnr(image.data, result.data),
+      noisyPsnr: psnr(image.data, clipped),
+    });
+  }
   return { mean: perImage.reduce((s, p) => s + p.psnr, 0) / perImage.length, perImage };
 }
 
@@ -390,7 +395,7 @@ export function validationPsnr(
 export function validationRecord(
   noise: NoiseFamily,
   validationDir: string | undefined,
-  validation: ReturnType<typeof validationPsnr> | null,
+  validation: Awaited<ReturnType<typeof validationPsnr>> | null,
 ): { metrics: Record<string, number | string>; extra: Record<string, unknown> } {
   if (!validation) return { metrics: {}, extra: {} };
   const family = FAMILY_TRAINING[noise];
@@ -579,7 +584,7 @@ export async function trainNoise2Score(
     await saveCheckpoint(options.checkpointDir, model, optimizer, state);
     let quick: number | null = null;
     if (validationImages)
-      quick = validationPsnr(tf, model, options.noise, validationImages.slice(0, 2), multiple).mean;
+      quick = (await validationPsnr(tf, model, options.noise, validationImages.slice(0, 2), multiple)).mean;
     await exportModel(model, options, architecture, step, {
       status: `partial (checkpoint at step ${step} of ${options.steps})`,
       quickValidationPsnr: quick == null ? null : +quick.toFixed(3),
@@ -648,9 +653,9 @@ export async function trainNoise2Score(
     elapsedSeconds: elapsedBefore + (performance.now() - runStart) / 1000,
     losses,
   });
-  let validation: ReturnType<typeof validationPsnr> | null = null;
+  let validation: Awaited<ReturnType<typeof validationPsnr>> | null = null;
   if (validationImages) {
-    validation = validationPsnr(tf, model, options.noise, validationImages, multiple);
+    validation = await validationPsnr(tf, model, options.noise, validationImages, multiple);
     log(
       `validation ${options.validationDir} at ${family.validationLevelLabel}: mean PSNR ${validation.mean.toFixed(3)} dB`,
     );

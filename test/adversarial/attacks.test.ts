@@ -57,11 +57,11 @@ afterAll(() => {
 });
 
 describe('attacks on the Fashion-MNIST classifier', () => {
-  it('the classifier is accurate on the clean images', () => {
+  it('the classifier is accurate on the clean images', async () => {
     expect(cleanAccuracy).toBeGreaterThanOrEqual(0.85);
   });
 
-  it.each(ATTACK_NAMES)('%s lowers accuracy and respects its norm bound', (name: AttackName) => {
+  it.each(ATTACK_NAMES)('%s lowers accuracy and respects its norm bound', async (name: AttackName) => {
     const norm = ATTACK_NORM[name];
     const eps = norm === 'linf' ? LINF_EPS : L2_EPS;
     const xAdv = runAttack(tf, model, name, x, labels, { eps, seed: 1 });
@@ -77,7 +77,7 @@ describe('attacks on the Fashion-MNIST classifier', () => {
       expect(lo).toBeGreaterThanOrEqual(0);
       expect(hi).toBeLessThanOrEqual(1);
 
-      const norms = perturbationNorms(tf, xAdv, x, norm);
+      const norms = await perturbationNorms(tf, xAdv, x, norm);
       const largest = Math.max(...norms);
       expect(largest).toBeLessThanOrEqual(eps + (norm === 'linf' ? 1e-6 : 1e-5));
       // The budget is used, not ignored: a no-op attack would fail here.
@@ -91,7 +91,7 @@ describe('attacks on the Fashion-MNIST classifier', () => {
     }
   });
 
-  it('iterative attacks are stronger than FGSM at the same budget, and PGD is reproducible for a seed', () => {
+  it('iterative attacks are stronger than FGSM at the same budget, and PGD is reproducible for a seed', async () => {
     const accuracyOf = (name: AttackName) => {
       const xAdv = runAttack(tf, model, name, x, labels, { eps: 2 / 255, seed: 3 });
       const acc = accuracy(predicted(xAdv), labelArray);
@@ -106,7 +106,7 @@ describe('attacks on the Fashion-MNIST classifier', () => {
     b.dispose();
   });
 
-  it('refuses a bad budget or step count', () => {
+  it('refuses a bad budget or step count', async () => {
     expect(() => runAttack(tf, model, 'fgsm', x, labels, { eps: -1 })).toThrow(RangeError);
     expect(() => runAttack(tf, model, 'bim', x, labels, { eps: 0.1, steps: 0 })).toThrow(RangeError);
   });

@@ -43,13 +43,13 @@ describe('classifier-fashion-mnist/1', () => {
     expect(model.countParams()).toBe(manifest.parameters);
     const images = await loadFashionMnistImages('t10k');
     const labels = (await loadFashionMnistLabels('t10k')).slice(0, 2000);
-    const measured = accuracy(predictClasses(tf, model, unitImages(images, 0, 2000)), labels);
+    const measured = accuracy(await predictClasses(tf, model, unitImages(images, 0, 2000)), labels);
     // 2000 images: binomial sd ~ 0.007 around the full-test-set figure.
     expect(Math.abs(measured - Number(manifest.metrics.testAccuracy))).toBeLessThan(0.025);
     model.dispose();
   });
 
-  it('a freshly built network has the committed architecture and is seeded', () => {
+  it('a freshly built network has the committed architecture and is seeded', async () => {
     const a = buildClassifier(tf, undefined, 1);
     const b = buildClassifier(tf, undefined, 1);
     expect(a.countParams()).toBe(manifest.parameters);

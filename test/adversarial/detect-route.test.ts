@@ -84,20 +84,22 @@ async function makeRepo(tf: Tf) {
   );
   const network = (xt: import('@tensorflow/tfjs').Tensor, t: import('@tensorflow/tfjs').Tensor) =>
     predictEps(tf, unet, xt, t);
-  const epsOf = (images: Float32Array, count: number, seed: number) =>
-    expectedPerturbationScore(
-      tf,
-      network,
-      schedule,
-      { data: images, count, height: 28, width: 28, channels: 1 },
-      {
-        timesteps: 20,
-        seed,
-      },
+  const epsOf = async (images: Float32Array, count: number, seed: number) =>
+    (
+      await expectedPerturbationScore(
+        tf,
+        network,
+        schedule,
+        { data: images, count, height: 28, width: 28, channels: 1 },
+        {
+          timesteps: 20,
+          seed,
+        },
+      )
     ).eps;
 
   const referenceCount = 12;
-  const referenceEps = epsOf(randomImages(referenceCount, 1), referenceCount, 11);
+  const referenceEps = await epsOf(randomImages(referenceCount, 1), referenceCount, 11);
   let sq = 0;
   for (const v of referenceEps) sq += v * v;
   const inputScale = Math.sqrt(sq / referenceEps.length);
@@ -127,10 +129,13 @@ async function makeRepo(tf: Tf) {
     referenceKernelMean: 0,
   };
   const provisional = new EpsAdDetector(tf, phi, config, decodeFloat16(referenceBits));
-  config.referenceKernelMean = provisional.computeReferenceKernelMean();
+  config.referenceKernelMean = await provisional.computeReferenceKernelMean();
   const calibrationCount = 20;
   config.calibration = calibrationFrom(
-    provisional.scores(epsOf(randomImages(calibrationCount, 2), calibrationCount, 12), calibrationCount),
+    await provisional.scores(
+      await epsOf(randomImages(calibrationCount, 2), calibrationCount, 12),
+      calibrationCount,
+    ),
     FPRS,
     'random images',
   );
@@ -221,7 +226,7 @@ describe('POST /v1/detect/adversarial', () => {
     expect(result).toMatchObject({ index: 0, resized: false, width: 28, height: 28 });
     // The same computation in-process: EPS with seed 0 (first chunk), then the detector's statistic.
     const detector = new EpsAdDetector(tf, repo.phi, repo.config, decodeFloat16(repo.referenceBits));
-    const expected = detector.scores(repo.epsOf(await unitPixels(pngs[0]), 1, 0), 1)[0];
+    const expected = (await detector.scores(await repo.epsOf(await unitPixels(pngs[0]), 1, 0), 1))[0];
     expect(result.score).toBeCloseTo(expected, 5);
     const scores = repo.config.calibration.scores;
     const above = scores.filter((s) => s >= result.score).length;

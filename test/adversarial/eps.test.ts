@@ -57,9 +57,13 @@ function xPrimeAt(images: ImageBatch, image: number, p: number): number {
   return 2 * images.data[image * 784 + r * 28 + c] - 1;
 }
 
-function standardisedResiduals(schedule: DdpmSchedule, timesteps: number, seed: number): Float64Array {
+async function standardisedResiduals(
+  schedule: DdpmSchedule,
+  timesteps: number,
+  seed: number,
+): Promise<Float64Array> {
   const images = randomImages(4, 7);
-  const result = expectedPerturbationScore(tf, gaussianEpsNetwork(schedule), schedule, images, {
+  const result = await expectedPerturbationScore(tf, gaussianEpsNetwork(schedule), schedule, images, {
     timesteps,
     seed,
     batchSize: 24,
@@ -85,20 +89,20 @@ function moments(values: Float64Array): { mean: number; variance: number } {
 }
 
 describe('expectedPerturbationScore', () => {
-  it('matches the closed-form expected perturbed score of Gaussian data (DDPM schedule, T* = 20)', () => {
+  it('matches the closed-form expected perturbed score of Gaussian data (DDPM schedule, T* = 20)', async () => {
     const schedule = linearSchedule();
-    const { mean, variance } = moments(standardisedResiduals(schedule, 20, 3));
+    const { mean, variance } = moments(await standardisedResiduals(schedule, 20, 3));
     // 4096 residuals: the sample mean has sd 1/64, the sample variance sd ~ 0.022.
     expect(Math.abs(mean)).toBeLessThan(0.07);
     expect(variance).toBeGreaterThan(0.9);
     expect(variance).toBeLessThan(1.1);
   });
 
-  it('recovers the mean structure where noise is small (a coarse schedule with large alphaBar gaps)', () => {
+  it('recovers the mean structure where noise is small (a coarse schedule with large alphaBar gaps)', async () => {
     // With 1 - ab up to ~0.9 the signal term dominates, so a wrong timestep index or a missing 2x - 1 shows at once.
     const schedule = linearSchedule({ timesteps: 12, betaStart: 0.05, betaEnd: 0.3 });
     const images = randomImages(2, 11);
-    const result = expectedPerturbationScore(tf, gaussianEpsNetwork(schedule), schedule, images, {
+    const result = await expectedPerturbationScore(tf, gaussianEpsNetwork(schedule), schedule, images, {
       timesteps: 10,
       seed: 5,
     });
@@ -110,27 +114,27 @@ describe('expectedPerturbationScore', () => {
       }
     }
     expect(worst).toBeLessThan(5);
-    const residuals = standardisedResiduals(schedule, 10, 9);
+    const residuals = await standardisedResiduals(schedule, 10, 9);
     const { mean, variance } = moments(residuals);
     expect(Math.abs(mean)).toBeLessThan(0.07);
     expect(Math.abs(variance - 1)).toBeLessThan(0.1);
   });
 
-  it('is reproducible for a seed, independent of the batch size, and changes with the seed', () => {
+  it('is reproducible for a seed, independent of the batch size, and changes with the seed', async () => {
     const schedule = linearSchedule();
     const images = randomImages(2, 1);
     const network = gaussianEpsNetwork(schedule);
-    const a = expectedPerturbationScore(tf, network, schedule, images, {
+    const a = await expectedPerturbationScore(tf, network, schedule, images, {
       timesteps: 5,
       seed: 1,
       batchSize: 3,
     });
-    const b = expectedPerturbationScore(tf, network, schedule, images, {
+    const b = await expectedPerturbationScore(tf, network, schedule, images, {
       timesteps: 5,
       seed: 1,
       batchSize: 10,
     });
-    const c = expectedPerturbationScore(tf, network, schedule, images, { timesteps: 5, seed: 2 });
+    const c = await expectedPerturbationScore(tf, network, schedule, images, { timesteps: 5, seed: 2 });
     expect(a.timesteps).toEqual([1, 2, 3, 4, 5]);
     let maxDiff = 0;
     for (let i = 0; i < a.eps.length; i++) maxDiff = Math.max(maxDiff, Math.abs(a.eps[i] - b.eps[i]));
@@ -138,13 +142,15 @@ describe('expectedPerturbationScore', () => {
     expect(Array.from(a.eps.slice(0, 50))).not.toEqual(Array.from(c.eps.slice(0, 50)));
   });
 
-  it('rejects a T* outside the schedule and mismatched data', () => {
+  it('rejects a T* outside the schedule and mismatched data', async () => {
     const schedule = linearSchedule({ timesteps: 10 });
     const network = gaussianEpsNetwork(schedule);
-    expect(() =>
+    await expect(async () =>
       expectedPerturbationScore(tf, network, schedule, randomImages(1, 1), { timesteps: 10 }),
-    ).toThrow(/T\*/);
+    ).rejects.toThrow(/T\*/);
     const bad = { ...randomImages(1, 1), count: 2 };
-    expect(() => expectedPerturbationScore(tf, network, schedule, bad, { timesteps: 3 })).toThrow(/length/);
+    await expect(async () =>
+      expectedPerturbationScore(tf, network, schedule, bad, { timesteps: 3 }),
+    ).rejects.toThrow(/length/);
   });
 });

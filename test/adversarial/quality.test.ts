@@ -41,7 +41,7 @@ describe('EPS-AD quality (committed detector)', () => {
     ]);
     const clean = unitImages(images, FIRST, COUNT);
     const classifier = await loadClassifier(tf, CLASSIFIER);
-    const adversarial = attackImages(
+    const adversarial = await attackImages(
       tf,
       classifier,
       'pgd-linf',
@@ -56,12 +56,12 @@ describe('EPS-AD quality (committed detector)', () => {
     const network = ddpmEpsNetwork(tf, await loadDiffusionModel(tf, SCORE_MODEL));
     const schedule = scheduleFromManifest(manifest.extra);
     const options = { timesteps: detector.config.timesteps, chunk: COUNT };
-    const cleanScores = detector.scores(
-      epsInChunks(tf, network, schedule, clean, COUNT, { ...options, seed: 1 }),
+    const cleanScores = await detector.scores(
+      await epsInChunks(tf, network, schedule, clean, COUNT, { ...options, seed: 1 }),
       COUNT,
     );
-    const adversarialScores = detector.scores(
-      epsInChunks(tf, network, schedule, adversarial, COUNT, { ...options, seed: 2 }),
+    const adversarialScores = await detector.scores(
+      await epsInChunks(tf, network, schedule, adversarial, COUNT, { ...options, seed: 2 }),
       COUNT,
     );
     const area = auroc(cleanScores, adversarialScores);

@@ -37,13 +37,13 @@ function randomImage(width: number, height: number, channels: number, seed: numb
 }
 
 describe('window planning and padding', () => {
-  it('reflect-pads without repeating the edge', () => {
+  it('reflect-pads without repeating the edge', async () => {
     const plane = Float32Array.from([1, 2, 3, 4, 5, 6]); // 3 wide, 2 high
     const padded = reflectPad(plane, 3, 2, 5, 3);
     expect(Array.from(padded)).toEqual([1, 2, 3, 2, 1, 4, 5, 6, 5, 4, 1, 2, 3, 2, 1]);
   });
 
-  it('plans aligned windows that cover every pixel with total weight >= 1 (normalised later)', () => {
+  it('plans aligned windows that cover every pixel with total weight >= 1 (normalised later)', async () => {
     for (const n of [200, 256, 264, 520]) {
       const windows = planWindows(n, 136, 16, 48, 8);
       const total = new Float64Array(n);
@@ -62,7 +62,7 @@ describe('window planning and padding', () => {
 });
 
 describe('buildScoreNetwork', () => {
-  it('counts the U-Net options: add-skips read half the channels, convs sets the stages, bad counts throw', () => {
+  it('counts the U-Net options: add-skips read half the channels, convs sets the stages, bad counts throw', async () => {
     // Parameters of a 3x3 (or 1x1) convolution: k*k*in*out + out.
     const conv = (cin: number, cout: number, k = 3) => k * k * cin * cout + cout;
     const [c1, c2, c3] = [8, 16, 24];
@@ -118,7 +118,7 @@ describe('buildScoreNetwork', () => {
 });
 
 describe('parseScoreArchitecture', () => {
-  it("reads the trainers' --architecture JSON, defaulting the output scale, and says what is wrong", () => {
+  it("reads the trainers' --architecture JSON, defaulting the output scale, and says what is wrong", async () => {
     expect(
       parseScoreArchitecture('{"kind":"unet","widths":[16,48,128],"skip":"add","convs":[1,1,3,1,1]}', 32),
     ).toEqual({ kind: 'unet', widths: [16, 48, 128], skip: 'add', convs: [1, 1, 3, 1, 1], outputScale: 32 });
@@ -142,7 +142,7 @@ describe('parseScoreArchitecture', () => {
 });
 
 describe('denoiseNoise2Score', () => {
-  it('tiled score equals the whole-image score within 1e-4 (random-weight U-Net)', () => {
+  it('tiled score equals the whole-image score within 1e-4 (random-weight U-Net)', async () => {
     const architecture = {
       kind: 'unet' as const,
       widths: [8, 8, 8] as [number, number, number],
@@ -152,11 +152,11 @@ describe('denoiseNoise2Score', () => {
     const width = 203;
     const height = 181;
     const plane = randomImage(width, height, 1, 7);
-    const whole = scoreMap(tfjs, model, plane, width, height, {
+    const whole = await scoreMap(tfjs, model, plane, width, height, {
       tile: 1024,
       multiple: networkMultiple(architecture),
     });
-    const tiled = scoreMap(tfjs, model, plane, width, height, {
+    const tiled = await scoreMap(tfjs, model, plane, width, height, {
       tile: 136,
       overlap: 16,
       margin: 56,
@@ -171,7 +171,7 @@ describe('denoiseNoise2Score', () => {
     expect(maxValue).toBeGreaterThan(1e-2); // a meaningful (non-zero) output
     expect(maxDiff).toBeLessThan(1e-4);
     // With too small a margin the windows see their own zero padding: the check above is sensitive to tiling.
-    const careless = scoreMap(tfjs, model, plane, width, height, {
+    const careless = await scoreMap(tfjs, model, plane, width, height, {
       tile: 64,
       overlap: 8,
       margin: 8,
@@ -184,55 +184,59 @@ describe('denoiseNoise2Score', () => {
     model.dispose();
   });
 
-  it('applies Tweedie per channel, clips to [0,1], reports the level, and leaks no tensors', () => {
+  it('applies Tweedie per channel, clips to [0,1], reports the level, and leaks no tensors', async () => {
     const model = buildScoreNetwork(tfjs, { kind: 'unet', widths: [8, 8, 8], outputScale: 1 });
     const width = 40;
     const height = 36;
     const image = { data: randomImage(width, height, 3, 3), width, height, channels: 3 };
     const before = tfjs.memory().numTensors;
     const sigma = 0.1;
-    const result = denoiseNoise2Score(tfjs, model, image, { noise: 'gaussian', level: sigma });
+    const result = await denoiseNoise2Score(tfjs, model, image, { noise: 'gaussian', level: sigma });
     expect(tfjs.memory().numTensors).toBe(before);
     expect(result.level).toBe(sigma);
     expect(result.levelEstimated).toBe(false);
     // Channel 1 must equal the grey path on channel 1 alone: clip(y + sigma^2 R(y)).
     const plane = new Float32Array(width * height);
     for (let i = 0; i < plane.length; i++) plane[i] = image.data[i * 3 + 1];
-    const score = scoreMap(tfjs, model, plane, width, height);
+    const score = await scoreMap(tfjs, model, plane, width, height);
     for (let i = 0; i < plane.length; i++) {
       const expected = Math.min(1, Math.max(0, plane[i] + sigma * sigma * score[i]));
       expect(Math.abs(result.data[i * 3 + 1] - expected)).toBeLessThan(1e-6);
       expect(result.data[i * 3]).toBeGreaterThanOrEqual(0);
       expect(result.data[i * 3]).toBeLessThanOrEqual(1);
     }
-    const auto = denoiseNoise2Score(tfjs, model, image, { noise: 'gaussian', level: 'auto' });
+    const auto = await denoiseNoise2Score(tfjs, model, image, { noise: 'gaussian', level: 'auto' });
     expect(auto.levelEstimated).toBe(true);
     // The image has 0.1 white noise on a smooth pattern: the wavelet estimate must find it.
     expect(auto.level).toBeGreaterThan(0.085);
     expect(auto.level).toBeLessThan(0.115);
-    const tv = denoiseNoise2Score(tfjs, model, image, { noise: 'gaussian', level: 'auto', estimator: 'tv' });
+    const tv = await denoiseNoise2Score(tfjs, model, image, {
+      noise: 'gaussian',
+      level: 'auto',
+      estimator: 'tv',
+    });
     expect(tv.levelEstimated).toBe(true);
     expect(tfjs.memory().numTensors).toBe(before);
     model.dispose();
   });
 
-  it('self-ensemble: 1 is the plain score; 8 commutes with every flip and transposition of the input', () => {
+  it('self-ensemble: 1 is the plain score; 8 commutes with every flip and transposition of the input', async () => {
     const model = buildScoreNetwork(tfjs, { kind: 'unet', widths: [8, 8, 8], outputScale: 1 }, 11);
     // Not square, so a transposition that forgets to swap width and height cannot pass.
     const width = 40;
     const height = 24;
     const plane = randomImage(width, height, 1, 5);
-    const plain = scoreMap(tfjs, model, plane, width, height);
-    expect(ensembleScoreMap(tfjs, model, plane, width, height, 1)).toEqual(plain);
-    const eight = ensembleScoreMap(tfjs, model, plane, width, height, 8);
+    const plain = await scoreMap(tfjs, model, plane, width, height);
+    expect(await ensembleScoreMap(tfjs, model, plane, width, height, 1)).toEqual(plain);
+    const eight = await ensembleScoreMap(tfjs, model, plane, width, height, 8);
     // Transposed input (height x width): the ensemble's output must be the transposed output.
     const transposed = new Float32Array(plane.length);
     for (let r = 0; r < height; r++)
       for (let c = 0; c < width; c++) transposed[c * height + r] = plane[r * width + c];
-    const ofTransposed = ensembleScoreMap(tfjs, model, transposed, height, width, 8);
+    const ofTransposed = await ensembleScoreMap(tfjs, model, transposed, height, width, 8);
     // Rotated by 180 degrees.
     const rotated = plane.slice().reverse();
-    const ofRotated = ensembleScoreMap(tfjs, model, rotated, width, height, 8);
+    const ofRotated = await ensembleScoreMap(tfjs, model, rotated, width, height, 8);
     let transposeDiff = 0;
     let rotateDiff = 0;
     let plainDiff = 0;
@@ -248,8 +252,10 @@ describe('denoiseNoise2Score', () => {
     expect(rotateDiff).toBeLessThan(1e-5);
     // The random network is not equivariant itself, so the average really differs from one view.
     expect(plainDiff).toBeGreaterThan(1e-3);
-    expect(() => ensembleScoreMap(tfjs, model, plane, width, height, 3)).toThrow(RangeError);
-    const result = denoiseNoise2Score(
+    await expect(async () => ensembleScoreMap(tfjs, model, plane, width, height, 3)).rejects.toThrow(
+      RangeError,
+    );
+    const result = await denoiseNoise2Score(
       tfjs,
       model,
       { data: plane, width, height, channels: 1 },

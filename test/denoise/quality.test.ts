@@ -48,7 +48,7 @@ describe('Noise2Score Gaussian model on Set12 (sigma 25)', () => {
       expect(noisyPsnr).toBeGreaterThan(20);
       expect(noisyPsnr).toBeLessThan(20.5);
 
-      const given = denoiseNoise2Score(tf, loaded.model, input, {
+      const given = await denoiseNoise2Score(tf, loaded.model, input, {
         noise: 'gaussian',
         level: BENCH_LEVELS.gaussian,
         multiple: loaded.multiple,
@@ -56,7 +56,7 @@ describe('Noise2Score Gaussian model on Set12 (sigma 25)', () => {
       const givenPsnr = psnr(image.x, given.data);
       expect(givenPsnr).toBeGreaterThan(MIN_PSNR[name]);
 
-      const auto = denoiseNoise2Score(tf, loaded.model, input, {
+      const auto = await denoiseNoise2Score(tf, loaded.model, input, {
         noise: 'gaussian',
         level: 'auto',
         estimator: 'wavelet',
@@ -96,7 +96,7 @@ describe.each(OTHER_FAMILIES)('Noise2Score $noise model on Set12 01', ({ noise, 
     );
     expect(noisyPsnr).toBeGreaterThan(noisyRange[0]);
     expect(noisyPsnr).toBeLessThan(noisyRange[1]);
-    const out = denoiseNoise2Score(
+    const out = await denoiseNoise2Score(
       tf,
       loaded.model,
       { data: y, width: image.width, height: image.height, channels: 1 },

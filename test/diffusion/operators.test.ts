@@ -32,11 +32,11 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 /** H H^+ H x = H x on random images. */
-function checkPseudoInverse(op: DegradationOperator, tolerance: number): void {
+async function checkPseudoInverse(op: DegradationOperator, tolerance: number): Promise<void> {
   const x = tf.randomUniform([2, op.height, op.width, 1], -1, 1, 'float32', 7) as Tensor4D;
   const hx = op.forward(tf, x);
   expect(hx.shape).toEqual([2, op.outputHeight, op.outputWidth, 1]);
-  const back = op.pseudoInverse(tf, hx);
+  const back = await op.pseudoInverse(tf, hx);
   expect(back.shape).toEqual([2, op.height, op.width, 1]);
   const again = op.forward(tf, back);
   expect(maxAbsDiff(again.dataSync(), hx.dataSync())).toBeLessThan(tolerance);
@@ -44,11 +44,11 @@ function checkPseudoInverse(op: DegradationOperator, tolerance: number): void {
 }
 
 describe('degradation operators', () => {
-  it('identity: H = H^+ = I', () => {
-    checkPseudoInverse(identityOperator(8, 6), 1e-7);
+  it('identity: H = H^+ = I', async () => {
+    await checkPseudoInverse(identityOperator(8, 6), 1e-7);
   });
 
-  it('masks: exact missing count from a seed, boxes, uploaded images', () => {
+  it('masks: exact missing count from a seed, boxes, uploaded images', async () => {
     const m = randomPixelMask(20, 10, 0.8, 3);
     expect(countMissing(m)).toBe(160);
     expect(Array.from(randomPixelMask(20, 10, 0.8, 3))).toEqual(Array.from(m));
@@ -64,10 +64,10 @@ describe('degradation operators', () => {
     expect(Array.from(maskFromImage(Float32Array.from([0, 1]), 'black'))).toEqual([0, 1]);
   });
 
-  it('mask operator zeroes missing pixels, keeps observed ones, and H H^+ H = H', () => {
+  it('mask operator zeroes missing pixels, keeps observed ones, and H H^+ H = H', async () => {
     const mask = randomPixelMask(8, 8, 0.5, 1);
     const op = maskOperator(mask, 8, 8);
-    checkPseudoInverse(op, 1e-7);
+    await checkPseudoInverse(op, 1e-7);
     const x = tf.randomNormal([1, 8, 8, 1]) as Tensor4D;
     const y = op.forward(tf, x).dataSync();
     const xs = x.dataSync();
@@ -77,7 +77,7 @@ describe('degradation operators', () => {
     x.dispose();
   });
 
-  it('mask operator with one mask per image applies each to its own image, and only to batches of that size', () => {
+  it('mask operator with one mask per image applies each to its own image, and only to batches of that size', async () => {
     const first = randomPixelMask(4, 4, 0.5, 1);
     const second = randomPixelMask(4, 4, 0.5, 2);
     const masks = new Float32Array(32);
@@ -87,20 +87,20 @@ describe('degradation operators', () => {
     const ones = tf.ones([2, 4, 4, 1]) as Tensor4D;
     const y = op.forward(tf, ones).dataSync();
     expect(Array.from(y)).toEqual(Array.from(masks));
-    expect(Array.from(op.pseudoInverse(tf, ones).dataSync())).toEqual(Array.from(masks));
+    expect(Array.from((await op.pseudoInverse(tf, ones)).dataSync())).toEqual(Array.from(masks));
     expect(() => op.forward(tf, tf.ones([1, 4, 4, 1]) as Tensor4D)).toThrow(/2 masks/);
     expect(() => maskOperator(new Float32Array(20).fill(1), 4, 4)).toThrow(RangeError);
     ones.dispose();
     op.dispose();
   });
 
-  it('average pooling x2 and x4: block means, nearest up-sampling, H H^+ = I', () => {
+  it('average pooling x2 and x4: block means, nearest up-sampling, H H^+ = I', async () => {
     for (const factor of [2, 4]) {
       const op = averagePoolOperator(16, 8, factor);
       expect([op.outputHeight, op.outputWidth]).toEqual([16 / factor, 8 / factor]);
-      checkPseudoInverse(op, 1e-6);
+      await checkPseudoInverse(op, 1e-6);
       const y = tf.randomNormal([1, op.outputHeight, op.outputWidth, 1]) as Tensor4D;
-      const roundTrip = op.forward(tf, op.pseudoInverse(tf, y));
+      const roundTrip = op.forward(tf, await op.pseudoInverse(tf, y));
       expect(maxAbsDiff(roundTrip.dataSync(), y.dataSync())).toBeLessThan(1e-6);
       tf.dispose([y, roundTrip]);
     }
@@ -109,7 +109,7 @@ describe('degradation operators', () => {
     expect(() => averagePoolOperator(30, 32, 4)).toThrow(/not divisible/);
   });
 
-  it('bicubic x2: MATLAB imresize weights (antialiased, a = -0.5), rows summing to 1', () => {
+  it('bicubic x2: MATLAB imresize weights (antialiased, a = -0.5), rows summing to 1', async () => {
     const n = 16;
     const d = bicubicResizeMatrix(n, 2);
     // The well-known taps of MATLAB's imresize(x, 0.5, 'bicubic') in the interior.
@@ -125,21 +125,21 @@ describe('degradation operators', () => {
     }
   });
 
-  it('bicubic x2 and x4: shapes, constants preserved, H H^+ H = H and H H^+ = I', () => {
+  it('bicubic x2 and x4: shapes, constants preserved, H H^+ H = H and H H^+ = I', async () => {
     for (const factor of [2, 4]) {
       const op = bicubicDownsampleOperator(16, 24, factor);
       expect([op.outputHeight, op.outputWidth]).toEqual([16 / factor, 24 / factor]);
-      checkPseudoInverse(op, 1e-4);
+      await checkPseudoInverse(op, 1e-4);
       const constant = tf.fill([1, 16, 24, 1], 0.3) as Tensor4D;
       for (const v of op.forward(tf, constant).dataSync()) expect(v).toBeCloseTo(0.3, 5);
       const y = tf.randomNormal([1, op.outputHeight, op.outputWidth, 1], 0, 1, 'float32', 2) as Tensor4D;
-      const roundTrip = op.forward(tf, op.pseudoInverse(tf, y));
+      const roundTrip = op.forward(tf, await op.pseudoInverse(tf, y));
       expect(maxAbsDiff(roundTrip.dataSync(), y.dataSync())).toBeLessThan(1e-4);
       tf.dispose([constant, y, roundTrip]);
     }
   });
 
-  it('blur: circular separable convolution matching a direct computation', () => {
+  it('blur: circular separable convolution matching a direct computation', async () => {
     const h = 6;
     const w = 5;
     const kernel = gaussianKernel1d(5, 1.2);
@@ -159,20 +159,20 @@ describe('degradation operators', () => {
     x.dispose();
   });
 
-  it('blur pseudo-inverse: H H^+ H = H (Gaussian and uniform, kernels wider than tiny images)', () => {
-    checkPseudoInverse(gaussianBlurOperator(16, 12, 9, 1.5), 2e-3);
+  it('blur pseudo-inverse: H H^+ H = H (Gaussian and uniform, kernels wider than tiny images)', async () => {
+    await checkPseudoInverse(gaussianBlurOperator(16, 12, 9, 1.5), 2e-3);
     // The 3-tap box filter has exact spectral zeros when 3 divides the size (k_hat(n/3) = 0).
-    checkPseudoInverse(uniformBlurOperator(12, 12, 3), 1e-4);
-    checkPseudoInverse(uniformBlurOperator(4, 4, 9), 1e-4);
+    await checkPseudoInverse(uniformBlurOperator(12, 12, 3), 1e-4);
+    await checkPseudoInverse(uniformBlurOperator(4, 4, 9), 1e-4);
     // Well-conditioned case: H^+ is the true inverse.
     const op = gaussianBlurOperator(8, 8, 3, 0.5);
     const x = tf.randomNormal([1, 8, 8, 1], 0, 1, 'float32', 5) as Tensor4D;
-    const recovered = op.pseudoInverse(tf, op.forward(tf, x));
+    const recovered = await op.pseudoInverse(tf, op.forward(tf, x));
     expect(maxAbsDiff(recovered.dataSync(), x.dataSync())).toBeLessThan(1e-4);
     tf.dispose([x, recovered]);
   });
 
-  it('forward passes are differentiable (RED-Diff needs grad of ||y - H mu||^2)', () => {
+  it('forward passes are differentiable (RED-Diff needs grad of ||y - H mu||^2)', async () => {
     const op = gaussianBlurOperator(8, 8, 5, 1);
     const y = tf.randomNormal([1, 8, 8, 1]) as Tensor4D;
     const mu = tf.zeros([1, 8, 8, 1]) as Tensor4D;
@@ -183,7 +183,7 @@ describe('degradation operators', () => {
     tf.dispose([y, mu, grad, expected]);
   });
 
-  it('measure adds seeded noise, and none at missing pixels', () => {
+  it('measure adds seeded noise, and none at missing pixels', async () => {
     const op = maskOperator(randomPixelMask(8, 8, 0.5, 2), 8, 8);
     const x = tf.zeros([1, 8, 8, 1]) as Tensor4D;
     const a = measure(tf, op, x, 0.1, 1).dataSync();

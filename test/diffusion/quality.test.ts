@@ -54,9 +54,12 @@ describe('RED-Diff quality with the committed models', () => {
     expect(defaults.init).toBe('smooth');
     const problem = { ...(await fashionProblems(20))[0], batch: 20 };
     expect(problem.id).toBe('fashion-mask50');
-    const ours = score(problem, runRedDiff(tf, model, schedule, problem, defaults).x);
+    const ours = score(problem, (await runRedDiff(tf, model, schedule, problem, defaults)).x);
     // lambda = 0 from the same start: the biharmonic fill alone.
-    const none = score(problem, runRedDiff(tf, model, schedule, problem, { ...defaults, lambda: 0 }).x);
+    const none = score(
+      problem,
+      (await runRedDiff(tf, model, schedule, problem, { ...defaults, lambda: 0 })).x,
+    );
     model.dispose();
     expect(ours.psnr).toBeGreaterThan(FASHION_MIN_PSNR);
     expect(ours.psnrMissing).toBeGreaterThan(FASHION_MIN_PSNR_MISSING);
@@ -71,7 +74,10 @@ describe('RED-Diff quality with the committed models', () => {
     const model = await loadDiffusionModel(tf, join(REPO_ROOT, NATURAL_DIR));
     const problem = (await set12Problems(['06'], 64))[0];
     expect(problem.id).toBe('set12-mask50');
-    const ours = score(problem, runRedDiff(tf, model, schedule, problem, serviceDefaults(NATURAL_DIR)).x);
+    const ours = score(
+      problem,
+      (await runRedDiff(tf, model, schedule, problem, serviceDefaults(NATURAL_DIR))).x,
+    );
     model.dispose();
     expect(ours.psnr).toBeGreaterThan(SET12_MIN_PSNR);
     expect(ours.residual).toBeLessThan(SET12_MAX_RESIDUAL);

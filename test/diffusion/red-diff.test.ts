@@ -38,22 +38,22 @@ describe('redDiffRestore', () => {
     ({ tf } = await initTfjs('wasm'));
   });
 
-  function inpaint(lambda: number, seed = 1, steps = 100) {
+  async function inpaint(lambda: number, seed = 1, steps = 100) {
     const x = tf.tensor4d(testImage(), [1, SIZE, SIZE, 1]);
     const y = op.forward(tf, x);
     try {
       return {
         mask,
-        result: redDiffRestore(tf, gaussianEps, schedule, op, y, { steps, lambda, lr: 0.1, seed }),
+        result: await redDiffRestore(tf, gaussianEps, schedule, op, y, { steps, lambda, lr: 0.1, seed }),
       };
     } finally {
       tf.dispose([x, y]);
     }
   }
 
-  it('keeps the observed pixels (noise-free inpainting) and pulls the missing ones towards the prior mean', () => {
+  it('keeps the observed pixels (noise-free inpainting) and pulls the missing ones towards the prior mean', async () => {
     const image = testImage();
-    const { mask, result } = inpaint(0.25);
+    const { mask, result } = await inpaint(0.25);
     // The official algorithm's constant-lr Adam keeps the estimate jittering by ~lr under the prior term's noise
     // (Adam's step is scale-free), so "exact" is up to that jitter: a few percent, against ~60% if the data term
     // were missing (the observed pixels would drift to the prior mean) and 0 with lambda = 0 (next test).
@@ -75,24 +75,24 @@ describe('redDiffRestore', () => {
     expect(Math.abs(missingMean - PRIOR_MEAN)).toBeLessThan(0.1);
   });
 
-  it('with lambda = 0 leaves the missing pixels at their H^+ initialisation', () => {
-    const { mask, result } = inpaint(0);
+  it('with lambda = 0 leaves the missing pixels at their H^+ initialisation', async () => {
+    const { mask, result } = await inpaint(0);
     // H^+ y = m . y is 0 (or -0) at the missing pixels.
     for (let i = 0; i < mask.length; i++) if (mask[i] === 0) expect(Math.abs(result.x[i])).toBe(0);
     expect(result.residual).toBeLessThan(1e-6);
   });
 
-  it('is deterministic for a seed, depends on it, and disposes every tensor', () => {
+  it('is deterministic for a seed, depends on it, and disposes every tensor', async () => {
     const before = tf.memory().numTensors;
-    const a = inpaint(0.25, 5, 20).result;
-    const b = inpaint(0.25, 5, 20).result;
-    const c = inpaint(0.25, 6, 20).result;
+    const a = (await inpaint(0.25, 5, 20)).result;
+    const b = (await inpaint(0.25, 5, 20)).result;
+    const c = (await inpaint(0.25, 6, 20)).result;
     expect(tf.memory().numTensors).toBe(before);
     expect(Buffer.from(a.x.buffer).equals(Buffer.from(b.x.buffer))).toBe(true);
     expect(Buffer.from(a.x.buffer).equals(Buffer.from(c.x.buffer))).toBe(false);
   });
 
-  it('runs a U-Net prior on super-resolution, reports progress and a trace, and honours abort', () => {
+  it('runs a U-Net prior on super-resolution, reports progress and a trace, and honours abort', async () => {
     const model = buildUnet(tf, {
       kind: 'unet-eps',
       channels: [4, 8],
@@ -107,7 +107,7 @@ describe('redDiffRestore', () => {
     const y = op.forward(tf, x);
     const before = tf.memory().numTensors;
     const seen: number[] = [];
-    const result = redDiffRestore(tf, model, schedule, op, y, {
+    const result = await redDiffRestore(tf, model, schedule, op, y, {
       steps: 10,
       progressEvery: 3,
       trace: 4,
@@ -120,9 +120,9 @@ describe('redDiffRestore', () => {
     expect(result.shape).toEqual([1, SIZE, SIZE, 1]);
     const controller = new AbortController();
     controller.abort(new Error('stop'));
-    expect(() =>
+    await expect(async () =>
       redDiffRestore(tf, model, schedule, op, y, { steps: 10, signal: controller.signal }),
-    ).toThrow('stop');
+    ).rejects.toThrow('stop');
     expect(tf.memory().numTensors).toBe(before);
     tf.dispose([x, y]);
     model.dispose();

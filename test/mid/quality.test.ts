@@ -44,7 +44,7 @@ describe('mid-rgb quality on PolyU validation crops', () => {
     const extra = model.manifest.extra as { maskRatio: number; masksDefault: number };
     const results: { name: string; noisy: number; denoised: number }[] = [];
     for (const crop of crops) {
-      const out = denoiseMid(
+      const out = await denoiseMid(
         tf,
         model.model,
         { data: crop.noisy, width: crop.size, height: crop.size, channels: 3 },

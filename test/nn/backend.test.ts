@@ -34,18 +34,24 @@ function expectedInputGradient(size: number, outChannels: number): number[] {
 }
 
 describe('initTfjs', () => {
-  it('auto falls back quietly past missing native bindings to wasm with our gradient kernels', async () => {
+  it('auto falls back quietly past missing native bindings to wasm with our gradient kernels', async (ctx) => {
     const { initTfjs } = await freshBackendModule();
+    const { releaseWebGpu } = await import('../../src/gpu/device.js');
+    ctx.onTestFinished(releaseWebGpu);
     const runtime = await initTfjs('auto');
     expect(runtime.backend).toBe('wasm');
     expect(runtime.native).toBe(false);
     expect(runtime.tried.map((t) => t.name)).toEqual([
       'tensorflow (@tensorflow/tfjs-node-gpu)',
+      'webgpu',
       'tensorflow (@tensorflow/tfjs-node)',
       'wasm',
     ]);
     expect(runtime.tried[0].error).toBe('not installed');
-    expect(runtime.tried[2].error).toBeUndefined();
+    // No GPU here: either no adapter at all, or a software one (lavapipe) that 'auto' refuses.
+    expect(runtime.tried[1].error).toMatch(/no WebGPU adapter|only a software adapter|could not be/);
+    if (runtime.adapter) expect(runtime.adapter.software).toBe(true);
+    expect(runtime.tried[3].error).toBeUndefined();
     expect(runtime.tf.getBackend()).toBe('wasm');
     expect(runtime.tf.getKernel('Conv2DBackpropFilter', 'wasm')).toBeDefined();
     // Idempotent: the same runtime object, and an explicit request for the active backend is accepted.
@@ -59,6 +65,24 @@ describe('initTfjs', () => {
     await expect(initTfjs('tensorflow')).rejects.toThrow(
       /backend 'tensorflow' is unavailable .*tfjs-node-gpu\): not installed/,
     );
+  });
+
+  it("'webgpu' without a device falls back to wasm, with the reason in tried", async () => {
+    vi.resetModules();
+    vi.doMock('../../src/gpu/device.js', () => ({
+      getWebGpu: async () => ({ ok: false, reason: 'the WebGPU device could not be created: test' }),
+    }));
+    try {
+      const { initTfjs } = await import('../../src/nn/backend.js');
+      const runtime = await initTfjs('webgpu');
+      expect(runtime.backend).toBe('wasm');
+      expect(runtime.tried).toEqual([
+        { name: 'webgpu', error: 'the WebGPU device could not be created: test' },
+        { name: 'wasm' },
+      ]);
+    } finally {
+      vi.doUnmock('../../src/gpu/device.js');
+    }
   });
 
   it('an explicit cpu preference selects cpu only', async () => {

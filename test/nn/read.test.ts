@@ -8,21 +8,21 @@ beforeAll(async () => {
 });
 
 describe('tidyValues', () => {
-  it('returns the values of the tensor the function returns and frees it and everything else made', () => {
+  it('returns the values of the tensor the function returns and frees it and everything else made', async () => {
     const before = tf.memory().numTensors;
-    const values = tidyValues(tf, () => tf.add(tf.tensor1d([1, 2, 3]), tf.scalar(0.5)));
+    const values = await tidyValues(tf, () => tf.add(tf.tensor1d([1, 2, 3]), tf.scalar(0.5)));
     expect(Array.from(values)).toEqual([1.5, 2.5, 3.5]);
     expect(tf.memory().numTensors).toBe(before);
   });
 
-  it('frees the tensors when reading fails, and passes the error on', () => {
+  it('frees the tensors when reading fails, and passes the error on', async () => {
     const before = tf.memory().numTensors;
-    expect(() =>
+    await expect(async () =>
       tidyValues(tf, () => {
         tf.ones([2]);
         throw new Error('no tensor');
       }),
-    ).toThrow('no tensor');
+    ).rejects.toThrow('no tensor');
     expect(tf.memory().numTensors).toBe(before);
   });
 });

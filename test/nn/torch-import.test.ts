@@ -94,7 +94,7 @@ describe('import-noise2score', () => {
         }),
       ),
     );
-    const reference = tidyValues(tf, () => model.predict(tf.tensor4d(input, [1, 64, 64, 1])) as Tensor);
+    const reference = await tidyValues(tf, () => model.predict(tf.tensor4d(input, [1, 64, 64, 1])) as Tensor);
     model.dispose();
     return { run, input, reference };
   }
@@ -103,7 +103,7 @@ describe('import-noise2score', () => {
   async function expectSameOutput(out: string, input: Float32Array, reference: Float32Array) {
     registerNoise2ScoreLayers(tf);
     const loaded = await tf.loadLayersModel(fileSystemIO(out));
-    const again = tidyValues(tf, () => loaded.predict(tf.tensor4d(input, [1, 64, 64, 1])) as Tensor);
+    const again = await tidyValues(tf, () => loaded.predict(tf.tensor4d(input, [1, 64, 64, 1])) as Tensor);
     loaded.dispose();
     expect(Math.max(...again.map((v, i) => Math.abs(v - reference[i])))).toBeLessThan(1e-6);
   }
@@ -161,14 +161,16 @@ describe('import-noise2score', () => {
 
   it('refuses weights that do not reproduce the probe', async () => {
     const { run } = await writeRun('n2s-bad', true);
-    await expect(
-      importNoise2Score({
-        from: run,
-        out: join(dir, 'n2s-bad-model'),
-        version: 'v9',
-        commandLine: 'test',
-        log: () => {},
-      }),
+    (
+      await expect(
+        importNoise2Score({
+          from: run,
+          out: join(dir, 'n2s-bad-model'),
+          version: 'v9',
+          commandLine: 'test',
+          log: () => {},
+        }),
+      )
     ).rejects.toThrow(/does not compute what PyTorch did/);
   });
 });
@@ -238,15 +240,17 @@ describe('import-ddpm', () => {
     expect(Math.max(...again.map((v, i) => Math.abs(v - eps[i])))).toBeLessThan(1e-5);
 
     const bad = Float32Array.from(eps, (v, i) => (i === 7 ? v + 1 : v));
-    await expect(
-      importDdpm({
-        from: await write('ddpm-bad', bad),
-        out: join(dir, 'ddpm-bad-model'),
-        version: 'test',
-        commandLine: 'test',
-        sampleSteps: 2,
-        log: () => {},
-      }),
+    (
+      await expect(
+        importDdpm({
+          from: await write('ddpm-bad', bad),
+          out: join(dir, 'ddpm-bad-model'),
+          version: 'test',
+          commandLine: 'test',
+          sampleSteps: 2,
+          log: () => {},
+        }),
+      )
     ).rejects.toThrow(/does not compute what PyTorch did/);
   });
 });

@@ -28,7 +28,12 @@ const routes: FastifyPluginAsyncZod = async (fastify) => {
     { schema: { tags: ['models'], summary: 'List the models, their state and the TF.js backend in use' } },
     async () => {
       const h = healthReport(fastify);
-      return { backend: h.backend, native: h.native, models: fastify.models.list().map(view) };
+      return {
+        backend: h.backend,
+        native: h.native,
+        adapter: h.adapter,
+        models: fastify.models.list().map(view),
+      };
     },
   );
 

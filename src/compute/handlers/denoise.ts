@@ -50,7 +50,7 @@ export async function noise2score(input: DenoiseTaskInput, ctx: HandlerContext) 
   const architecture = loaded.manifest.architecture as { multiple?: unknown } | string | undefined;
   const multiple =
     typeof architecture === 'object' && typeof architecture.multiple === 'number' ? architecture.multiple : 8;
-  const result = denoiseNoise2Score(tf, loaded.model, image, {
+  const result = await denoiseNoise2Score(tf, loaded.model, image, {
     noise: input.noise,
     level: input.level,
     estimator: input.estimator,
@@ -87,7 +87,7 @@ export async function mid(input: MidTaskInput, ctx: HandlerContext) {
   const extra = (loaded.manifest.extra ?? {}) as { maskRatio?: unknown; masksDefault?: unknown };
   const dropRatio = typeof extra.maskRatio === 'number' ? extra.maskRatio : 0.3;
   const masks = input.masks ?? (typeof extra.masksDefault === 'number' ? extra.masksDefault : 4);
-  const result = denoiseMid(tf, loaded.model, image, {
+  const result = await denoiseMid(tf, loaded.model, image, {
     masks,
     dropRatio,
     seed: input.seed,

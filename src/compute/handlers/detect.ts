@@ -179,7 +179,7 @@ export async function detect(input: DetectTaskInput, ctx: HandlerContext): Promi
   const schedule = scheduleFromManifest(scoreModel.manifest.extra);
   const tLoad = performance.now();
 
-  const eps = epsInChunks(tf, ddpmEpsNetwork(tf, scoreModel.model), schedule, images, input.count, {
+  const eps = await epsInChunks(tf, ddpmEpsNetwork(tf, scoreModel.model), schedule, images, input.count, {
     timesteps,
     seed: input.seed,
     chunk: CHUNK,
@@ -187,10 +187,10 @@ export async function detect(input: DetectTaskInput, ctx: HandlerContext): Promi
     onChunk: (done, total) => ctx.progress((0.9 * done) / total, `EPS of ${done}/${total} images`),
   });
   const tEps = performance.now();
-  const scores = Array.from(detector.scores(eps, input.count));
+  const scores = Array.from(await detector.scores(eps, input.count));
   const batch =
     input.count >= 2
-      ? detector.batchTest(eps, input.count, { permutations: input.permutations, seed: input.seed })
+      ? await detector.batchTest(eps, input.count, { permutations: input.permutations, seed: input.seed })
       : null;
   const tKernel = performance.now();
   return {

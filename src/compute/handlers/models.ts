@@ -15,6 +15,17 @@ export async function systemInfo(_input: unknown, ctx: HandlerContext): Promise<
     native: rt.native,
     numTensors: rt.tf.memory().numTensors,
     tried: rt.tried,
+    ...(rt.adapter
+      ? {
+          adapter: {
+            vendor: rt.adapter.vendor,
+            architecture: rt.adapter.architecture,
+            device: rt.adapter.device,
+            description: rt.adapter.description,
+            software: rt.adapter.software,
+          },
+        }
+      : {}),
   };
 }
 
@@ -29,11 +40,16 @@ export async function warmup(
   if (inputs.length > 1) {
     // Multi-input models (e.g. diffusion: image and timestep): zeros of each input's shape, free dims 32.
     const { tf } = rt;
-    tf.tidy(() => {
+    const outputs = tf.tidy(() => {
       const xs = inputs.map((inp) => tf.zeros(inp.shape.map((d, i) => (d ?? (i === 0 ? 1 : 32)) as number)));
       const out = (loaded.model as import('@tensorflow/tfjs').LayersModel).predict(xs);
-      for (const t of Array.isArray(out) ? out : [out]) t.dataSync();
+      return Array.isArray(out) ? out : [out];
     });
+    try {
+      for (const t of outputs) await t.data(); // async: WebGPU has no synchronous read-back
+    } finally {
+      tf.dispose(outputs);
+    }
   } else {
     await warmupModel(rt.tf, loaded.model, loaded.manifest);
   }

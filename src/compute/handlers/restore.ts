@@ -346,10 +346,11 @@ async function restorePixels(input: RestoreTaskInput, ctx: HandlerContext): Prom
   try {
     let pseudoInversePsnr: number | null = null;
     if (reference) {
-      const pinv = tidyValues(tf, () => op.pseudoInverse(tf, y));
+      const pinvTensor = await op.pseudoInverse(tf, y);
+      const pinv = await tidyValues(tf, () => pinvTensor);
       pseudoInversePsnr = psnr01(toUnitRange(crop(pinv, paddedWidth, outHeight, outWidth)), reference);
     }
-    const result = redDiffRestore(tf, loaded.model, schedule, op, y, {
+    const result = await redDiffRestore(tf, loaded.model, schedule, op, y, {
       steps: input.steps,
       lambda: input.lambda ?? tuned.lambda,
       lr: input.lr ?? tuned.lr,

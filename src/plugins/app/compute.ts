@@ -118,7 +118,13 @@ export default fp(
         service.info = info;
         service.up = true;
         fastify.log.info(
-          { backend: info.backend, workers: pool.workers, heapCapMb: pool.maxOldGenerationSizeMb },
+          {
+            backend: info.backend,
+            tried: info.tried,
+            adapter: info.adapter,
+            workers: pool.workers,
+            heapCapMb: pool.maxOldGenerationSizeMb,
+          },
           'compute pool up',
         );
       })

@@ -113,6 +113,34 @@ export default fp(
       },
     });
     new Gauge({
+      name: 'tweedie_compute_backend_info',
+      help: 'Always 1: the TF.js backend of the compute workers and the WebGPU adapter (empty labels when none)',
+      labelNames: [
+        'backend',
+        'adapter_vendor',
+        'adapter_architecture',
+        'adapter_description',
+        'adapter_software',
+      ],
+      registers: [registry],
+      collect() {
+        this.reset();
+        const info = fastify.compute.info;
+        if (!info) return;
+        const a = info.adapter;
+        this.set(
+          {
+            backend: info.backend,
+            adapter_vendor: a?.vendor ?? '',
+            adapter_architecture: a?.architecture ?? '',
+            adapter_description: a?.description ?? '',
+            adapter_software: a ? String(a.software) : '',
+          },
+          1,
+        );
+      },
+    });
+    new Gauge({
       name: 'tweedie_model_ready',
       help: '1 when the model is loaded and warmed, 0 otherwise; state label gives loading|ready|failed|invalid',
       labelNames: ['name', 'version', 'state'],

@@ -80,14 +80,14 @@ export function relativeError(a: ArrayLike<number>, b: ArrayLike<number>): numbe
  * Runs `model` on the probe inputs and compares with PyTorch's output: returns the relative error, or throws when
  * it is PROBE_TOLERANCE or more.
  */
-export function checkProbe(
+export async function checkProbe(
   tf: Tf,
   model: LayersModel,
   inputs: NamedArray[],
   expected: NamedArray,
   log: (line: string) => void,
-): number {
-  const out = tidyValues(tf, () => {
+): Promise<number> {
+  const out = await tidyValues(tf, () => {
     const xs = inputs.map((t) => tf.tensor(t.values, t.shape));
     return model.predict(xs.length === 1 ? xs[0] : xs) as Tensor;
   });

@@ -42,7 +42,7 @@ export async function importDdpm(options: {
   const { tf } = await initTfjs('wasm');
   const model = buildUnet(tf, DEFAULT_UNET);
   setWeightsByName(tf, model, tensors, options.from);
-  const probeError = checkProbe(
+  const probeError = await checkProbe(
     tf,
     model,
     [probeTensor(tensors, 'probe/x', options.from), probeTensor(tensors, 'probe/t', options.from)],

@@ -56,7 +56,7 @@ export async function importNoise2Score(options: {
   const { tf } = await initTfjs('wasm');
   const model = buildScoreNetwork(tf, architecture, 1);
   setWeightsByName(tf, model, tensors, options.from);
-  const probeError = checkProbe(
+  const probeError = await checkProbe(
     tf,
     model,
     [probeTensor(tensors, 'probe/input', options.from)],
@@ -64,10 +64,10 @@ export async function importNoise2Score(options: {
     log,
   );
 
-  let validation: ReturnType<typeof validationPsnr> | null = null;
+  let validation: Awaited<ReturnType<typeof validationPsnr>> | null = null;
   if (options.validationDir) {
     const images = await loadGreyImages(options.validationDir);
-    validation = validationPsnr(tf, model, summary.noise, images, networkMultiple(architecture));
+    validation = await validationPsnr(tf, model, summary.noise, images, networkMultiple(architecture));
     log(
       `validation ${options.validationDir} at ${family.validationLevelLabel}: ${validation.mean.toFixed(3)} dB`,
     );
