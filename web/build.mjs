@@ -1,6 +1,7 @@
 /**
- * Builds the browser console into web/dist: one ES-module bundle (esbuild, from web/src/main.ts) plus the static
- * files of web/public (index.html, styles, example images). No CDN: everything the console loads is in web/dist.
+ * Builds the browser console into web/dist: one ES-module bundle (esbuild, from web/src/main.ts), the Transport
+ * page's worker (web/src/ot-large-worker.ts), and the static files of web/public (index.html, styles, example
+ * images). No CDN: everything the console loads is in web/dist.
  *
  *   node web/build.mjs            (also run by `npm run build`)
  *
@@ -27,6 +28,19 @@ export async function buildConsole(outDir = path.join(webDir, 'dist')) {
     target: ['chrome110', 'firefox115', 'safari16'],
     minify: true,
     // No source map: it would publish the console's sources (comments included) to anyone; debug with a local build.
+    sourcemap: false,
+    legalComments: 'none',
+    logLevel: 'warning',
+  });
+  // The Transport page's worker for large point clouds: its own file (workers load by URL), a classic script.
+  await build({
+    entryPoints: [path.join(webDir, 'src', 'ot-large-worker.ts')],
+    outfile: path.join(outDir, 'ot-large-worker.js'),
+    bundle: true,
+    format: 'iife',
+    platform: 'browser',
+    target: ['chrome110', 'firefox115', 'safari16'],
+    minify: true,
     sourcemap: false,
     legalComments: 'none',
     logLevel: 'warning',

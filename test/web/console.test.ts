@@ -259,6 +259,83 @@ describe('browser console', () => {
     await shot('transport-histograms.png');
   });
 
+  it('Transport, large clouds: online Sinkhorn as a job, potentials and a sampled plan drawn, page responsive', async () => {
+    await page.goto(`${base}/console/#transport`);
+    await page.waitForSelector('body[data-ready="true"]');
+    const panel = page.getByTestId('ot-large');
+    await panel.getByLabel('N (points a cloud', { exact: false }).fill('2000');
+    await panel.getByLabel('Large: reg (epsilon)').fill('0.05');
+    const posts: string[] = [];
+    const polls: string[] = [];
+    const onRequest = (req: { url(): string; method(): string; postData(): string | null }) => {
+      const p = new URL(req.url()).pathname;
+      if (req.method() === 'POST' && p === '/v1/ot/plan') posts.push(req.postData() ?? '');
+      if (/^\/v1\/jobs\/[^/]+$/.test(p)) polls.push(p);
+    };
+    page.on('request', onRequest);
+    // A frame ticker in the page: the longest gap between two frames while it works is how long the page froze.
+    await page.evaluate(() => {
+      const w = globalThis as any;
+      w.__frames = { max: 0, count: 0, stop: false };
+      let last = performance.now();
+      const tick = (t: number) => {
+        w.__frames.max = Math.max(w.__frames.max, t - last);
+        w.__frames.count++;
+        last = t;
+        if (!w.__frames.stop) w.requestAnimationFrame(tick);
+      };
+      w.requestAnimationFrame(tick);
+    });
+    await panel.getByRole('button', { name: 'Run online Sinkhorn' }).click();
+    await page.locator('[data-testid=ot-large-output][data-state=succeeded]').waitFor({ timeout: 60_000 });
+    const frames = await page.evaluate(() => {
+      const w = globalThis as any;
+      w.__frames.stop = true;
+      return w.__frames as { max: number; count: number };
+    });
+    page.off('request', onRequest);
+    // One request: online Sinkhorn with a top-1 plan, as a job (followed to the end by polling).
+    expect(posts).toHaveLength(1);
+    const body = JSON.parse(posts[0]);
+    expect(body.x).toHaveLength(2000);
+    expect(body.y).toHaveLength(2000);
+    expect(body).toMatchObject({
+      async: true,
+      solver: { solver: 'sinkhorn', online: true },
+      output: { topK: 1 },
+    });
+    expect(polls.length).toBeGreaterThan(0);
+    const canvas = page.getByTestId('ot-large-canvas');
+    await expect(canvas.getAttribute('data-backend')).resolves.toMatch(/^cpu/);
+    await expect(fact('[data-testid=ot-large-output]', 'backend')).resolves.toMatch(/^cpu/);
+    expect(Number(await canvas.getAttribute('data-points'))).toBe(4000);
+    // Top-1 per row: 2000 pairs, all of them drawn (the sample is capped at 2000).
+    expect(Number(await canvas.getAttribute('data-lines'))).toBe(2000);
+    expect(await inkedPixels('[data-testid=ot-large-canvas]')).toBeGreaterThan(4000);
+    // Coloured by the potentials: many distinct colours, not one per cloud.
+    const colours = await canvas.evaluate((c: any) => {
+      const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+      const seen = new Set<number>();
+      for (let i = 0; i < d.length; i += 4)
+        if (d[i] + d[i + 1] + d[i + 2] < 600) seen.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]);
+      return seen.size;
+    });
+    expect(colours).toBeGreaterThan(50);
+    expect(await inkedPixels('[data-testid=ot-large-convergence]')).toBeGreaterThan(300);
+    await expect(page.getByTestId('ot-large-convergence').getAttribute('aria-label')).resolves.toMatch(
+      /ends at \d/,
+    );
+    // The page never froze: frames kept coming, none more than 500 ms after the previous one.
+    expect(frames.count).toBeGreaterThan(10);
+    expect(frames.max).toBeLessThan(500);
+    // The worker loads from 'self' (the CSP's workerSrc): no violation.
+    expect(cspViolations).toEqual([]);
+    console.log(
+      `large clouds: longest frame gap ${frames.max.toFixed(0)} ms over ${frames.count} frames, draw ${await canvas.getAttribute('data-draw-ms')} ms`,
+    );
+    await shot('transport-large.png');
+  });
+
   it('shows an API error with its code (emd1d on 2-D points: TW_VALIDATION)', async () => {
     await page.goto(`${base}/console/#transport`);
     await page.getByLabel('Problem', { exact: true }).selectOption('points');

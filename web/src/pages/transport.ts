@@ -4,12 +4,14 @@
  * with the plan: one line per transported pair, opacity proportional to its mass (sparse plans: every nonzero;
  * dense plans: every entry above 1/255 of the largest, below which a line would be invisible). Histograms get
  * the plan as an n x m heat map. Cost, iterations, convergence and the marginal-error history (log scale) beside.
+ * Below, large point clouds (1e3 to 1e5 points) solved by online Sinkhorn as a job: see transport-large.ts.
  */
 import { Rng } from '../../../src/util/random.js';
 import { clearError, postJson, showError, withFieldLabels } from '../api.js';
 import { lineChart, type Series } from '../charts.js';
 import { checkbox, clear, facts, field, fmt, h, numberInput, select } from '../dom.js';
 import { page } from '../widgets.js';
+import { largeCloudsPanel } from './transport-large.js';
 
 type Plan =
   | { format: 'dense'; n: number; m: number; data: number[] }
@@ -495,6 +497,7 @@ export function transportPage(): HTMLElement {
     h('div', { class: 'row' }, compare.wrap, solve),
     results,
     chartFigure,
+    largeCloudsPanel(errors),
   );
   return section;
 }
