@@ -47,14 +47,14 @@ async function main() {
   for (let index = FIRST_INDEX; index < images.count && examples.length < COUNT; index++) {
     const x = unitImages(images, index, 1);
     const label = labels[index];
-    if (predictClasses(tf, model, x)[0] !== label) continue;
+    if ((await predictClasses(tf, model, x))[0] !== label) continue;
     const xt = tf.tensor4d(x, [1, 28, 28, 1]);
     const yt = tf.tensor1d([label], 'int32');
     const adv = runAttack(tf, model, 'pgd-linf', xt, yt, { eps: EPS, seed: 1 });
     // What the PNG will hold: 8-bit values (rounding can move a pixel by 0.5/255, still inside the budget's spirit).
     const advPixels = Float32Array.from(adv.dataSync() as Float32Array, (v) => Math.round(v * 255) / 255);
     tf.dispose([xt, yt, adv]);
-    const predictedAdv = predictClasses(tf, model, advPixels)[0];
+    const predictedAdv = (await predictClasses(tf, model, advPixels))[0];
     if (predictedAdv === label) continue; // keep the examples where the attack works
     const i = examples.length;
     writeFileSync(path.join(OUT, `fashion-clean-${i}.png`), await png(x, 28, 28));
