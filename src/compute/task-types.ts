@@ -93,4 +93,6 @@ export interface WorkerOptions {
   tileSize: number;
   /** Soft-min backend of online Sinkhorn: `auto` (a hardware WebGPU adapter, else the CPU), `cpu`, `webgpu`. */
   otOnlineBackend?: 'auto' | 'cpu' | 'webgpu';
+  /** OT_MAX_ENTRIES: the most entries an online Sinkhorn sparse plan may hold (413 beyond). */
+  otMaxEntries?: number;
 }

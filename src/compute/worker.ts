@@ -40,7 +40,13 @@ function serialize(err: unknown): SerializedError {
   if (err instanceof Error && (err.name === 'OtInputError' || err.name === 'InputError')) {
     const kind = (err as Error & { kind?: string }).kind;
     const name =
-      kind === 'unbalanced' ? 'UNBALANCED_MARGINALS' : kind === 'range' ? 'NUMERIC_RANGE' : 'UNPROCESSABLE';
+      kind === 'unbalanced'
+        ? 'UNBALANCED_MARGINALS'
+        : kind === 'range'
+          ? 'NUMERIC_RANGE'
+          : kind === 'too-large'
+            ? 'PROBLEM_TOO_LARGE'
+            : 'UNPROCESSABLE';
     return fail(name, err.message, {
       details: (err as Error & { details?: unknown }).details,
     }).toJSON();

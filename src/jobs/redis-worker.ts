@@ -48,6 +48,7 @@ export async function startJobWorker(
       enableTestTasks: cfg.ENABLE_TEST_TASKS,
       tileSize: cfg.TILE_SIZE,
       otOnlineBackend: cfg.OT_ONLINE_BACKEND,
+      otMaxEntries: cfg.OT_MAX_ENTRIES,
     },
   });
   pool.on('workerError', (err) => log.error({ err }, 'compute worker error'));

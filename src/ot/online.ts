@@ -196,10 +196,12 @@ export async function sinkhornOnline(
     for (let j = 0; j < m; j++) hb[j] = g[j] + reg * logB[j];
     const cost = await transportCost(backend, geometry, ha, hb, reg);
 
+    // The verdict must hold for the error the answer reports (as sinkhorn.ts), not only the last one checked.
+    if (!(error <= tol)) converged = false;
     const warnings: string[] = [];
     if (!converged) {
       warnings.push(
-        `did not converge in ${iterations} iterations (marginal error ${fmt(lastError)} > tol ${fmt(tol)}): ` +
+        `did not converge in ${iterations} iterations (marginal error ${fmt(error)} > tol ${fmt(tol)}): ` +
           'raise maxIter or reg, or enable epsilon scaling',
       );
     }
@@ -395,8 +397,8 @@ export function onlineSparsePlan(
     }
     if (values.length > maxEntries)
       throw new OtInputError(
-        `the sparse plan would have more than ${maxEntries} entries: lower topK or raise the threshold`,
-        'invalid',
+        `the sparse plan would have more than ${maxEntries} entries (OT_MAX_ENTRIES): lower topK or raise the threshold`,
+        'too-large',
         { limit: maxEntries },
       );
   }

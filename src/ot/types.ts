@@ -73,7 +73,7 @@ export class OtInputError extends Error {
      * 'unbalanced' for mass mismatch, 'range' for numbers that overflow double precision (a cost, a total mass
      * or an answer), 'invalid' for malformed input; all HTTP 422.
      */
-    public readonly kind: 'unbalanced' | 'invalid' | 'range' = 'invalid',
+    public readonly kind: 'unbalanced' | 'invalid' | 'range' | 'too-large' = 'invalid',
     public readonly details?: unknown,
   ) {
     super(message);

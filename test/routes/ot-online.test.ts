@@ -95,6 +95,20 @@ describe('online Sinkhorn over REST, GraphQL and jobs', () => {
     expect(big.json().error.message).toMatch(/OT_ONLINE_MAX_POINTS = 40/);
   });
 
+  it('a threshold-only sparse plan is bounded by OT_MAX_ENTRIES too (413), as a top-k one is', async () => {
+    // 30 x 25 = 750 pairs, every one above a threshold of 1e-300: more entries than OT_MAX_ENTRIES = 700.
+    const res = await post('/v1/ot/plan', {
+      x,
+      y,
+      scaling: 'max',
+      solver: { solver: 'sinkhorn', reg: 0.05 },
+      output: { plan: 'sparse', threshold: 1e-300 },
+    });
+    expect(res.statusCode, res.body).toBe(413);
+    expect(res.json().error.code).toBe('TW_PROBLEM_TOO_LARGE');
+    expect(res.json().error.message).toMatch(/OT_MAX_ENTRIES/);
+  });
+
   it('what online cannot do is a coded 422', async () => {
     const online = { solver: 'sinkhorn', reg: 0.1, online: true };
     const cases: [object, RegExp][] = [

@@ -272,6 +272,12 @@ function finish(
 export const ONLINE_GPU_MIN_PAIRS = 4_000_000;
 
 /**
+ * The marginal error the float32 WebGPU soft-min can reach (its potentials carry a few 1e-7 of the value scale;
+ * measured on lavapipe, the error levels off near 1e-6): `auto` keeps a request that asks for less on the CPU.
+ */
+export const ONLINE_GPU_MIN_TOL = 1e-6;
+
+/**
  * The soft-min of online Sinkhorn the worker is configured for (OT_ONLINE_BACKEND): `cpu`; `webgpu` (any adapter,
  * software included; a coded 422 when there is none); `auto`: a hardware WebGPU adapter for problems of at least
  * ONLINE_GPU_MIN_PAIRS pairs when one exists, else the CPU.
@@ -279,9 +285,10 @@ export const ONLINE_GPU_MIN_PAIRS = 4_000_000;
 export async function onlineSoftminFor(
   geometry: Pick<OnlineGeometry, 'n' | 'm'>,
   choice: 'auto' | 'cpu' | 'webgpu' = 'auto',
+  tol = ONLINE_GPU_MIN_TOL,
 ): Promise<SoftminFactory> {
-  if (choice === 'cpu' || (choice === 'auto' && geometry.n * geometry.m < ONLINE_GPU_MIN_PAIRS))
-    return cpuSoftmin;
+  const small = geometry.n * geometry.m < ONLINE_GPU_MIN_PAIRS;
+  if (choice === 'cpu' || (choice === 'auto' && (small || tol < ONLINE_GPU_MIN_TOL))) return cpuSoftmin;
   const { webgpuSoftmin } = await import('../../ot/online-webgpu.js');
   if (choice === 'webgpu') return webgpuSoftmin(undefined, { allowSoftware: true });
   const { getWebGpu } = await import('../../gpu/device.js');
@@ -292,7 +299,9 @@ export async function onlineSoftminFor(
 export async function solvePlanOnline(
   req: OtPlanRequest,
   withPlan: boolean,
-  ctx?: Pick<HandlerContext, 'progress'> & { options?: Pick<HandlerContext['options'], 'otOnlineBackend'> },
+  ctx?: Pick<HandlerContext, 'progress'> & {
+    options?: Pick<HandlerContext['options'], 'otOnlineBackend' | 'otMaxEntries'>;
+  },
   signal?: AbortSignal,
 ): Promise<OtPlanOutput> {
   const t0 = performance.now();
@@ -306,7 +315,7 @@ export async function solvePlanOnline(
   const geometry = { ...base, costScale: scale };
   const a = req.a ? Float64Array.from(req.a) : uniform(x.n);
   const b = checkBalanced(a, req.b ? Float64Array.from(req.b) : uniform(y.n), { normalize: req.normalize }).b;
-  const factory = await onlineSoftminFor(geometry, ctx?.options?.otOnlineBackend);
+  const factory = await onlineSoftminFor(geometry, ctx?.options?.otOnlineBackend, s.tol);
   const res = await sinkhornOnline(
     geometry,
     a,
@@ -325,10 +334,18 @@ export async function solvePlanOnline(
   );
   const out = finish(res, req, false, scale, t0);
   out.backend = res.backend;
+  if (res.backend === 'webgpu' && s.tol < ONLINE_GPU_MIN_TOL)
+    out.warnings.push(
+      `the WebGPU backend computes in float32: its marginal error levels off near ${ONLINE_GPU_MIN_TOL}, above tol ${s.tol}`,
+    );
   const { topK, threshold, plan: mode } = req.output;
   if (withPlan && mode !== 'none') {
     if (topK !== undefined || threshold > 0) {
-      const sparse = onlineSparsePlan(geometry, a, b, res.f, res.g, res.eps, { topK, threshold });
+      const sparse = onlineSparsePlan(geometry, a, b, res.f, res.g, res.eps, {
+        topK,
+        threshold,
+        maxEntries: ctx?.options?.otMaxEntries,
+      });
       out.plan = { format: 'sparse', ...sparse, threshold, nnz: sparse.values.length };
     } else {
       out.warnings.push(

@@ -64,6 +64,7 @@ export default fp(
         enableTestTasks: cfg.ENABLE_TEST_TASKS,
         tileSize: cfg.TILE_SIZE,
         otOnlineBackend: cfg.OT_ONLINE_BACKEND,
+        otMaxEntries: cfg.OT_MAX_ENTRIES,
       },
     });
     pool.on('workerError', (err) => fastify.log.error({ err }, 'compute worker error'));
