@@ -212,6 +212,8 @@ export default async function app(fastify: FastifyInstance, opts: AppOptions) {
   // OT plan) refuse before or off the main thread; this is the backstop for every other one, GraphQL included.
   // Streams (a job's result download) are not measured: a job is the way out for large answers.
   fastify.addHook('onSend', async (request, reply, payload) => {
+    if ((request.routeOptions.config as { responseCapExempt?: boolean } | undefined)?.responseCapExempt)
+      return payload;
     const limit = cfg.MAX_RESPONSE_BYTES;
     let bytes: number;
     if (typeof payload === 'string') {

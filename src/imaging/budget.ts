@@ -49,11 +49,14 @@ export class ImageMemoryBudget {
       this.used -= bytes;
       this.drain();
     };
-    if (this.waiters.length === 0 && this.used + bytes <= this.limit) {
+    // A request is admitted whenever its image fits now: jobs waiting for room (first come, first served among
+    // themselves) must not shut synchronous traffic out. A job waits behind the jobs already waiting.
+    const admission = opts.admission ?? 'refuse';
+    if ((admission === 'refuse' || this.waiters.length === 0) && this.used + bytes <= this.limit) {
       this.used += bytes;
       return release;
     }
-    if ((opts.admission ?? 'refuse') === 'refuse')
+    if (admission === 'refuse')
       throw fail(
         'QUEUE_FULL',
         `Not enough image memory now (${this.used} of ${this.limit} bytes in use, ${bytes} needed); retry later`,

@@ -27,6 +27,8 @@ export interface ModelEntry {
   manifest?: ModelManifest;
   /** Why the folder was rejected (exactly one of manifest / error is set). */
   error?: string;
+  /** The model's folder could not be listed (an I/O error, not an empty folder): its versions are unknown. */
+  unreadable?: boolean;
 }
 
 export type ModelErrorCode = 'MODEL_NOT_FOUND' | 'MODEL_INVALID' | 'MODEL_LOAD_FAILED';
@@ -111,7 +113,18 @@ export async function scanModelRepository(modelsDir: string): Promise<ModelEntry
       entries.push({ name, version: '', dir: path.join(root, name), error: `invalid model name '${name}'` });
       continue;
     }
-    const versions = await listDirectories(path.join(root, name)).catch(() => []);
+    const versions = await listDirectories(path.join(root, name)).catch((err: unknown) => {
+      const why = err instanceof Error ? err.message : String(err);
+      entries.push({
+        name,
+        version: '',
+        dir: path.join(root, name),
+        error: `cannot read: ${why}`,
+        unreadable: true,
+      });
+      return null;
+    });
+    if (versions === null) continue;
     if (versions.length === 0) {
       entries.push({ name, version: '', dir: path.join(root, name), error: 'no version folders' });
     }
@@ -199,10 +212,19 @@ async function findEntry(modelsDir: string, name: string, version?: string): Pro
 }
 
 /**
+ * Versions that failed to load in this worker when they were picked as a model's latest: work that names no version
+ * falls back to the newest version that loads instead of failing at each call (a broken version dropped into the
+ * repository must not take version-less jobs down; the main thread's registry keeps it out of the synchronous routes).
+ * Cleared with the model cache.
+ */
+const failedLatest = new Set<string>();
+
+/**
  * The loaded model name@version (latest valid version when omitted), loaded once per worker and per TF.js
- * instance. A failed load is not cached, so a fixed model folder can be retried. Without a version, the latest is
- * looked up on disk at each call (a few small reads), so a version added to the repository since (hot reload) is
- * used by work that names none, such as jobs, without restarting the worker.
+ * instance. A failed load is not cached, so a fixed model folder can be retried by name@version. Without a version,
+ * the latest is looked up on disk at each call (a few small reads), so a version added to the repository since (hot
+ * reload) is used by work that names none, such as jobs, without restarting the worker; a latest version that fails
+ * to load is skipped for the next newest (see failedLatest).
  */
 export async function getModel<M extends AnyModel = LayersModel>(
   tf: Tf,
@@ -210,12 +232,52 @@ export async function getModel<M extends AnyModel = LayersModel>(
   name: string,
   version?: string,
 ): Promise<LoadedModel<M>> {
-  const resolved = version ?? (await findEntry(modelsDir, name)).version;
-  const key = `${path.resolve(modelsDir)}\0${name}\0${resolved}`;
+  if (version !== undefined) return loadVersion<M>(tf, modelsDir, name, version);
+  for (;;) {
+    const resolved = (await findEntry(modelsDir, name)).version;
+    const key = cacheKey(modelsDir, name, resolved);
+    if (failedLatest.has(key)) {
+      const fallback = await newestLoadable(modelsDir, name);
+      if (!fallback) return loadVersion<M>(tf, modelsDir, name, resolved); // nothing else: report its own error
+      try {
+        return await loadVersion<M>(tf, modelsDir, name, fallback);
+      } catch (err) {
+        failedLatest.add(cacheKey(modelsDir, name, fallback));
+        throw err;
+      }
+    }
+    try {
+      return await loadVersion<M>(tf, modelsDir, name, resolved);
+    } catch (err) {
+      if (err instanceof ModelLoadError && err.code === 'MODEL_NOT_FOUND') throw err;
+      failedLatest.add(key);
+      if (!(await newestLoadable(modelsDir, name))) throw err;
+    }
+  }
+}
+
+const cacheKey = (modelsDir: string, name: string, version: string) =>
+  `${path.resolve(modelsDir)}\0${name}\0${version}`;
+
+/** The newest valid version of `name` that has not failed to load in this worker, if any. */
+async function newestLoadable(modelsDir: string, name: string): Promise<string | undefined> {
+  const versions = await listDirectories(path.resolve(modelsDir, name)).catch(() => [] as string[]);
+  const entries = await Promise.all(versions.map((v) => inspectModelVersion(modelsDir, name, v)));
+  const usable = entries.filter((e) => e.manifest && !failedLatest.has(cacheKey(modelsDir, name, e.version)));
+  return resolveModel(usable, name)?.version;
+}
+
+function loadVersion<M extends AnyModel>(
+  tf: Tf,
+  modelsDir: string,
+  name: string,
+  version: string,
+): Promise<LoadedModel<M>> {
+  const key = cacheKey(modelsDir, name, version);
   let loading = modelCache.get(key);
   if (!loading) {
     loading = (async () => {
-      const entry = await findEntry(modelsDir, name, resolved);
+      const entry = await findEntry(modelsDir, name, version);
       const manifest = entry.manifest!;
       const model = await loadModelFromEntry<AnyModel>(tf, entry.dir, manifest);
       return { name, version: entry.version, dir: entry.dir, manifest, model };
@@ -231,7 +293,7 @@ export async function getModel<M extends AnyModel = LayersModel>(
  * when it was cached.
  */
 export async function forgetModel(modelsDir: string, name: string, version: string): Promise<boolean> {
-  const key = `${path.resolve(modelsDir)}\0${name}\0${version}`;
+  const key = cacheKey(modelsDir, name, version);
   const cached = modelCache.get(key);
   if (!cached) return false;
   modelCache.delete(key);
@@ -255,6 +317,7 @@ export async function clearModelCache(): Promise<void> {
   for (const cleanup of cacheCleanups) await cleanup();
   const pending = [...modelCache.values()];
   modelCache.clear();
+  failedLatest.clear();
   for (const result of await Promise.allSettled(pending)) {
     if (result.status === 'fulfilled') result.value.model.dispose();
   }

@@ -124,6 +124,25 @@ describe('model hot reload', () => {
     expect((await app.inject({ method: 'GET', url: '/readyz' })).statusCode).toBe(200);
   });
 
+  it('leaves the registry as it is when the repository cannot be read (a volume hiccup is not "every model gone")', async () => {
+    dir = repo();
+    app = await makeApp({ MODELS_DIR: dir, API_KEYS: KEY });
+    await app.models.settled;
+    const away = `${dir}-away`;
+    const { renameSync } = await import('node:fs');
+    renameSync(dir, away);
+    try {
+      const res = await app.inject({ method: 'POST', url: '/v1/models/reload', headers: auth });
+      expect(res.statusCode, res.body).toBe(503);
+      expect(res.json().error.code).toBe('TW_NOT_READY');
+      expect(res.body).not.toContain(dir);
+      expect((await app.inject({ method: 'GET', url: '/readyz' })).statusCode).toBe(200);
+    } finally {
+      renameSync(away, dir);
+    }
+    expect((await inferDefault()).version).toBe('1');
+  });
+
   it('MODELS_WATCH reloads by itself when a version is dropped in', async () => {
     dir = repo();
     app = await makeApp({ MODELS_DIR: dir, MODELS_WATCH: true, MODELS_WATCH_INTERVAL_MS: 200 });

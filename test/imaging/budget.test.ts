@@ -52,8 +52,12 @@ describe('ImageMemoryBudget', () => {
     };
     const job1 = tracked('job1', budget.reserve(30, { admission: 'wait' }));
     const job2 = tracked('job2', budget.reserve(20, { admission: 'wait' }));
-    // A request does not overtake waiting jobs, even when it would fit.
-    expect(await codeOf(budget.reserve(10))).toBe('503 TW_QUEUE_FULL');
+    // A request that fits is admitted even while jobs wait (synchronous traffic is never shut out by a waiting
+    // job); one that does not fit is refused at once.
+    const request = await budget.reserve(10);
+    expect(budget.inUse).toBe(90);
+    expect(await codeOf(budget.reserve(20))).toBe('503 TW_QUEUE_FULL');
+    request();
     controller.abort();
     expect(await codeOf(cancelled)).toBe('504 TW_DEADLINE_EXCEEDED');
     // With the cancelled waiter gone, 30 still does not fit next to 80: both jobs wait for the release.

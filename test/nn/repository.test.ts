@@ -158,6 +158,31 @@ describe('getModel', () => {
   });
 });
 
+describe('getModel without a version, when the newest version does not load', () => {
+  it('falls back to the newest version that loads, and names the broken one when nothing else is left', async () => {
+    await writeModel('hot', '1');
+    const broken = await writeModel('hot', '2');
+    await editModelJson(broken, (json) => {
+      json.modelTopology.config.layers[0].class_name = 'NoSuchLayer';
+    });
+    // hot@2 passes the repository's checks (manifest, shard sizes) but fails to load: version-less work (jobs)
+    // uses hot@1 rather than failing at every call.
+    expect((await getModel(tf, root, 'hot')).version).toBe('1');
+    expect((await getModel(tf, root, 'hot')).version).toBe('1');
+    await expect(getModel(tf, root, 'hot', '2')).rejects.toMatchObject({ code: 'MODEL_LOAD_FAILED' });
+    // A newer good version is picked up as soon as it is there.
+    await writeModel('hot', '3');
+    expect((await getModel(tf, root, 'hot')).version).toBe('3');
+    // With only the broken version, its own error is reported.
+    const lone = await writeModel('lone', '1');
+    await editModelJson(lone, (json) => {
+      json.modelTopology.config.layers[0].class_name = 'NoSuchLayer';
+    });
+    await expect(getModel(tf, root, 'lone')).rejects.toMatchObject({ code: 'MODEL_LOAD_FAILED' });
+    await expect(getModel(tf, root, 'lone')).rejects.toMatchObject({ code: 'MODEL_LOAD_FAILED' });
+  });
+});
+
 describe('warmupModel', () => {
   it('picks batch 1, spatial 32 (or extra.warmupSize) and the channel count for free dims', () => {
     const manifest = { ...validManifest(), required: false, metrics: {}, description: '' } as never;

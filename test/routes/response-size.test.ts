@@ -5,10 +5,11 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { boundedJson, JsonTooLargeError, jsonChunks } from '../../src/util/json-chunks.js';
 import { Rng } from '../../src/util/random.js';
-import { makeApp, waitForJob } from '../helpers.js';
+import { makeApp, repoRoot, waitForJob } from '../helpers.js';
 
 const LIMIT = 16 * 1024;
 
@@ -159,6 +160,36 @@ describe('MAX_RESPONSE_BYTES', () => {
     expect(body.plan.data).toHaveLength(1600);
     expect(body.plan.data.reduce((s: number, v: number) => s + v, 0)).toBeCloseTo(1, 6);
   });
+
+  it("serves an image job's output=json result over the cap too (the base64 image is not cut off by a 413)", async () => {
+    const { default: sharp } = await import('sharp');
+    const noise = Buffer.from(Array.from({ length: 96 * 96 }, () => Math.floor(rng.uniform() * 256)));
+    const png = await sharp(noise, { raw: { width: 96, height: 96, channels: 1 } })
+      .png()
+      .toBuffer();
+    const withModels = await makeApp({
+      MAX_RESPONSE_BYTES: LIMIT,
+      RATE_LIMIT_MAX: 0,
+      MODELS_DIR: path.join(repoRoot, 'models'),
+    });
+    try {
+      const accepted = await withModels.inject({
+        method: 'POST',
+        url: '/v1/denoise?noise=gaussian&level=25&output=json&async=true',
+        headers: { 'content-type': 'image/png' },
+        payload: png,
+      });
+      expect(accepted.statusCode, accepted.body).toBe(202);
+      const location = accepted.headers.location as string;
+      const job = await waitForJob(withModels, location, 60_000);
+      expect(job.state, JSON.stringify(job)).toBe('succeeded');
+      const res = await withModels.inject({ method: 'GET', url: `${location}/result` });
+      expect(res.statusCode, res.body.slice(0, 300)).toBe(200);
+      expect(res.json().image.length).toBeGreaterThan(LIMIT);
+    } finally {
+      await withModels.close();
+    }
+  }, 60_000);
 });
 
 describe("a large job result's download", () => {

@@ -58,6 +58,9 @@ const routes: FastifyPluginAsyncZod<{ config: Config }> = async (fastify) => {
   fastify.get(
     '/:id/result',
     {
+      // A job is the way out of MAX_RESPONSE_BYTES: its result is never capped (JSON results are streamed; an image
+      // job's output=json answer, base64 included, is sent whole).
+      config: { responseCapExempt: true },
       schema: {
         tags: ['jobs'],
         summary: "The result of a finished job, in the operation's own format",

@@ -9,6 +9,7 @@
  * 503 TW_SHUTTING_DOWN and every connection left is closed, so that closing finishes (and the process exits 0)
  * instead of waiting on work nobody will get the answer of.
  */
+import { setMaxListeners } from 'node:events';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import type { Config } from '../../config.js';
@@ -40,6 +41,8 @@ export default fp(
     let sweeper: NodeJS.Timeout | undefined;
     const timers: NodeJS.Timeout[] = [];
     const grace = new AbortController();
+    // Every request in flight listens to it (compute.withRequest): more than Node's default of 10 is normal.
+    setMaxListeners(0, grace.signal);
     const inflight = new Map<FastifyRequest, FastifyReply>();
 
     const endGrace = () => {

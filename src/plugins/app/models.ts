@@ -205,8 +205,17 @@ export default fp(
     registry.reload = () => {
       const run = async (): Promise<ModelReloadReport> => {
         const t0 = Date.now();
-        const entries = await scan();
+        // A repository that cannot be read now (a network volume's hiccup) is an error, not "every model is gone":
+        // the reload fails and the registry stays as it is. A model folder that cannot be listed keeps its versions.
+        const entries = await scanModelRepository(dir).catch((err: unknown) => {
+          fastify.log.error({ err, dir }, 'model repository scan failed; the registry is unchanged');
+          throw fail('NOT_READY', 'The model repository cannot be read now; nothing changed. Retry later', {
+            retryAfter: 5,
+          });
+        });
+        const unreadable = new Set(entries.filter((e) => e.unreadable).map((e) => e.name));
         const seen = new Set(entries.map((e) => key(e.name, e.version)));
+        for (const s of statuses.values()) if (unreadable.has(s.name)) seen.add(key(s.name, s.version));
         const added: ModelStatus[] = [];
         for (const e of entries) {
           const k = key(e.name, e.version);
