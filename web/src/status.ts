@@ -82,8 +82,12 @@ export function renderStatus(strip: HTMLElement, r: Readiness | null): void {
 export function startStatusStrip(strip: HTMLElement, intervalMs = 5000): () => void {
   let timer: ReturnType<typeof setTimeout> | undefined;
   let stopped = false;
+  // One poll at a time: showing the page again while a fetch is in flight must not start a second loop.
+  let inFlight = false;
   const poll = async () => {
     timer = undefined;
+    if (inFlight) return;
+    inFlight = true;
     let r: Readiness | null = null;
     try {
       const headers: Record<string, string> = {};
@@ -94,13 +98,15 @@ export function startStatusStrip(strip: HTMLElement, intervalMs = 5000): () => v
       if (res.status === 200 || res.status === 503) r = (await res.json()) as Readiness;
     } catch {
       r = null;
+    } finally {
+      inFlight = false;
     }
     if (stopped) return;
     renderStatus(strip, r);
     if (!document.hidden) timer = setTimeout(poll, intervalMs);
   };
   const onVisibility = () => {
-    if (!document.hidden && timer === undefined && !stopped) void poll();
+    if (!document.hidden && timer === undefined && !inFlight && !stopped) void poll();
     else if (document.hidden && timer !== undefined) {
       clearTimeout(timer);
       timer = undefined;

@@ -76,9 +76,12 @@ export async function infer(
       const x = tf.tensor(input.data, input.shape, 'float32');
       return loaded.model.predict(x) as import('@tensorflow/tfjs').Tensor;
     });
-    out = (await y.data()) as Float32Array;
-    shape = y.shape;
-    y.dispose();
+    try {
+      out = (await y.data()) as Float32Array;
+      shape = y.shape;
+    } finally {
+      y.dispose();
+    }
   }
   return { data: out, shape, numTensorsBefore: before, numTensorsAfter: tf.memory().numTensors };
 }
