@@ -137,7 +137,11 @@ export default fp(
     fastify.addHook('onClose', async () => {
       await startup;
       // Past the grace period, tasks still running are answered for already (503): stop them now.
-      await pool.close(fastify.lifecycle.graceEnded.aborted ? 0 : cfg.SHUTDOWN_GRACE_MS);
+      // What is left of the one grace period (model warm-ups or unloads may still run): never a second full one,
+      // which would outlast close-with-grace's limit (grace + 5 s) and end the process with exit 1.
+      const { graceEnded, shutdownStartedAt } = fastify.lifecycle;
+      const spent = shutdownStartedAt === undefined ? 0 : Date.now() - shutdownStartedAt;
+      await pool.close(graceEnded.aborted ? 0 : Math.max(0, cfg.SHUTDOWN_GRACE_MS - spent));
     });
   },
   { name: 'compute', dependencies: ['lifecycle'] },

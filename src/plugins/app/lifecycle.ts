@@ -21,6 +21,8 @@ declare module 'fastify' {
     lifecycle: {
       shuttingDown: boolean;
       startedAt: number;
+      /** When beginShutdown() was first called (ms since the epoch), or undefined before. */
+      shutdownStartedAt?: number;
       beginShutdown(): void;
       /** Aborted when the grace period after beginShutdown() ends; its reason is a TW_SHUTTING_DOWN error. */
       graceEnded: AbortSignal;
@@ -65,10 +67,12 @@ export default fp(
     const state = {
       shuttingDown: false,
       startedAt: Date.now(),
+      shutdownStartedAt: undefined as number | undefined,
       graceEnded: grace.signal,
       beginShutdown() {
         if (state.shuttingDown) return;
         state.shuttingDown = true;
+        state.shutdownStartedAt = Date.now();
         sweeper = setInterval(() => fastify.server.closeIdleConnections?.(), 100);
         sweeper.unref();
         const timer = setTimeout(endGrace, opts.config.SHUTDOWN_GRACE_MS);
