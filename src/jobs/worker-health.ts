@@ -126,6 +126,10 @@ export class WorkerHealth {
 
   /** Asks one compute worker for its backend (the pool is up), then warms the required models in every worker. */
   async start(): Promise<void> {
+    // Every required model counts as loading from the start: /readyz must not say ready in the moment between the
+    // pool coming up and the repository scan (a race CI caught: ready with no model listed).
+    const names = requiredModelNames(this.cfg.MODELS_REQUIRED);
+    for (const name of names) this.models.set(name, { state: 'loading' });
     try {
       await this.sources.pool.run('system.info', {}, { timeoutMs: 120_000 });
       this.poolUp = true;
@@ -134,7 +138,6 @@ export class WorkerHealth {
       this.log.error({ err }, 'compute pool failed to start');
       return;
     }
-    const names = requiredModelNames(this.cfg.MODELS_REQUIRED);
     const entries = names.length > 0 ? await scanModelRepository(resolvedModelsDir(this.cfg)) : [];
     for (const name of names) {
       const entry = resolveModel(entries, name);
