@@ -7,6 +7,7 @@
  */
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { DenoiseTaskInput } from './compute/handlers/denoise.js';
+import { imagePipelineTimings } from './compute/handlers/image-input.js';
 import type { ComputePool, RunOptions } from './compute/pool.js';
 import type { Config } from './config.js';
 import { fail } from './errors.js';
@@ -133,14 +134,7 @@ export async function denoisePipeline(
       model: `${result.model.name}@${result.model.version}`,
       method: params.method,
       ...(isMid ? { masks: result.masks } : { ensemble: params.ensemble }),
-      timings: {
-        screenMs: tScreen - t0,
-        decodeMs: result.timings.decodeMs ?? 0,
-        computeMs: tCompute - tScreen,
-        encodeMs: result.timings.encodeMs ?? 0,
-        totalMs: performance.now() - t0,
-        ...Object.fromEntries(Object.entries(result.timings).map(([k, v]) => [`network.${k}`, v])),
-      },
+      timings: imagePipelineTimings(t0, tScreen, tCompute, result.timings, 'network'),
     };
   } finally {
     release();

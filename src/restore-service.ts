@@ -13,6 +13,7 @@
  */
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import sharp from 'sharp';
+import { imagePipelineTimings } from './compute/handlers/image-input.js';
 import type {
   InpaintRequestSpec,
   RestoreOperatorSpec,
@@ -217,14 +218,7 @@ async function restoreScreened(
     operator: result.operator,
     params: result.params,
     trace,
-    timings: {
-      screenMs: tDecode - t0,
-      decodeMs: result.timings.decodeMs ?? 0,
-      computeMs: tCompute - tDecode,
-      encodeMs: result.timings.encodeMs ?? 0,
-      totalMs: performance.now() - t0,
-      ...Object.fromEntries(Object.entries(result.timings).map(([k, v]) => [`reddiff.${k}`, v])),
-    },
+    timings: imagePipelineTimings(t0, tDecode, tCompute, result.timings, 'reddiff'),
   };
 }
 

@@ -46,3 +46,24 @@ export async function encodeTaskImage(image: PixelImage, format: OutputFormat): 
   // A fresh copy owns its ArrayBuffer, so it is moved to the main thread rather than cloned.
   return new Uint8Array(bytes);
 }
+
+/**
+ * The timings of an image pipeline whose main thread only screens (t0 -> screened) and whose worker decodes, runs
+ * and encodes (screened -> computed): the stages, the total, and the worker's own timings under `prefix.`.
+ */
+export function imagePipelineTimings(
+  t0: number,
+  screened: number,
+  computed: number,
+  worker: Record<string, number>,
+  prefix: string,
+): Record<string, number> {
+  return {
+    screenMs: screened - t0,
+    decodeMs: worker.decodeMs ?? 0,
+    computeMs: computed - screened,
+    encodeMs: worker.encodeMs ?? 0,
+    totalMs: performance.now() - t0,
+    ...Object.fromEntries(Object.entries(worker).map(([k, v]) => [`${prefix}.${k}`, v])),
+  };
+}
