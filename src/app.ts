@@ -31,7 +31,12 @@ import { coreResolvers } from './graphql/resolvers.js';
 import { restoreResolvers } from './graphql/restore.js';
 import authPlugin from './plugins/app/auth.js';
 import computePlugin from './plugins/app/compute.js';
-import errorsPlugin, { errorBody, sendError, toTweedieError } from './plugins/app/errors.js';
+import errorsPlugin, {
+  errorBody,
+  errorContentType,
+  sendError,
+  toTweedieError,
+} from './plugins/app/errors.js';
 import jobsPlugin from './plugins/app/jobs.js';
 import lifecyclePlugin from './plugins/app/lifecycle.js';
 import metricsPlugin from './plugins/app/metrics.js';
@@ -230,7 +235,7 @@ export default async function app(fastify: FastifyInstance, opts: AppOptions) {
       { details: { bytes, limit } },
     );
     request.log.warn({ code: te.code, bytes, limit }, 'response too large');
-    reply.code(te.statusCode).type('application/json; charset=utf-8');
+    reply.code(te.statusCode).type(errorContentType(request));
     // GraphQL clients read errors from `errors[].extensions.code`; everything else from our error shape.
     if (request.routeOptions.url === '/graphql') {
       return JSON.stringify({

@@ -8,7 +8,8 @@
  * (GRAPHQL_WS_MAX_MESSAGE_BYTES). Parsed documents are not cached (mercurius' caches would keep every distinct document, valid or
  * not, with its tree). Introspection can be turned off; CSRF prevention refuses "simple" requests a browser could
  * forge. The error formatter maps our coded errors to `extensions.code` (and never leaks internals of 5xx), and an
- * operation that failed as a whole for lack of capacity answers its HTTP status (503, 504) as REST does.
+ * operation that failed as a whole for lack of capacity or over a limit answers its HTTP status (503, 504, 413,
+ * 429) as REST does.
  */
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -284,6 +285,9 @@ export function checkSubscriptionDocument(
   }
 }
 
+/** Statuses an operation that failed as a whole answers with (else 200 with `errors`). */
+const WHOLE_FAILURE_STATUSES: ReadonlySet<number> = new Set([413, 429, 503, 504]);
+
 function formatOne(error: GraphQLError) {
   const original = error.originalError;
   // Errors raised by graphql-js itself (syntax, unknown field) have no original error.
@@ -427,12 +431,12 @@ export default fp(
           execution.data === undefined && errors.length > 0
             ? (errors[0].extensions as { statusCode?: number }).statusCode
             : undefined;
-        // Executed, and failed as a whole (`data: null`) for lack of capacity or time: the queue was full (503) or a
-        // deadline passed (504). Answered with that status, as REST does, so clients and proxies retry or back off
-        // instead of reading a 200.
+        // Executed, and failed as a whole (`data: null`) for lack of capacity or time, or for a limit: the queue was
+        // full (503), a deadline passed (504), the input is over a limit (413) or the client over its quota (429).
+        // Answered with that status, as REST does, so clients and proxies retry or back off instead of reading a 200.
         const unavailable = errors
           .map((e) => (e.extensions as { statusCode?: number }).statusCode)
-          .find((status) => status === 503 || status === 504);
+          .find((status) => status !== undefined && WHOLE_FAILURE_STATUSES.has(status));
         const statusCode = execution.data
           ? 200
           : ((execution as { statusCode?: number }).statusCode ??
@@ -446,7 +450,11 @@ export default fp(
             const te = e.originalError ? toTweedieError(e.originalError) : null;
             if (te && te.statusCode >= 500)
               ctx.reply.log.error({ err: e.originalError }, 'graphql resolver failed');
-            if (te?.retryAfter !== undefined && statusCode === 503 && !ctx.reply.hasHeader('retry-after'))
+            if (
+              te?.retryAfter !== undefined &&
+              (statusCode === 503 || statusCode === 429) &&
+              !ctx.reply.hasHeader('retry-after')
+            )
               ctx.reply.header('retry-after', String(te.retryAfter));
           }
         }
