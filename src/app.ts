@@ -284,7 +284,7 @@ export default async function app(fastify: FastifyInstance, opts: AppOptions) {
   await fastify.register(modelsPlugin, { config: cfg });
   await fastify.register(jobsPlugin, { config: cfg });
   await fastify.register(metricsPlugin);
-  await fastify.register(swaggerPlugin, { version: packageVersion() });
+  await fastify.register(swaggerPlugin, { version: packageVersion(), serverUrl: cfg.OPENAPI_SERVER_URL });
   await fastify.register(graphqlPlugin, {
     config: cfg,
     resolvers: graphqlModules(cfg).map((m) => m(fastify)),

@@ -16,6 +16,11 @@ export const configSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('production'),
   PORT: int(0, 65535).default(8080),
   HOST: z.string().min(1).default('0.0.0.0'),
+  /**
+   * The `servers` URL of the OpenAPI document: the public base URL clients use (behind an ingress, say
+   * https://tweedie.example.com). Unset: '/', the server that serves the document.
+   */
+  OPENAPI_SERVER_URL: z.string().url().optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   MODELS_DIR: z.string().min(1).default('models'),
   /**

@@ -24,6 +24,7 @@ const routes: FastifyPluginAsyncZod<{ config: Config }> = async (fastify) => {
   fastify.post(
     '/',
     {
+      config: { answersJob: 'always' },
       schema: {
         tags: ['jobs'],
         summary: 'Submit an operation as a job: 202 Accepted with Location /v1/jobs/<id>',
