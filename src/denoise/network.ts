@@ -8,15 +8,17 @@
  *  - 'unet':  a 3-level U-Net at 1/2, 1/4, 1/8 resolution (strided-conv down, 1x1-conv + pixel-shuffle up, skip
  *             concatenations) - large receptive field for few multiply-adds; what the paper used, made cheaper;
  *  - 'plain': a stack of 3x3 convolutions at 1/2 resolution (FFDNet-like).
- * Only standard tf.layers plus three tiny custom layers registered with tf.serialization.registerClass, so
- * `model.json` loads through `tf.loadLayersModel(handler)` once `registerNoise2ScoreLayers(tf)` has run.
+ * Only standard tf.layers plus three tiny custom layers (src/nn/layers.ts: Noise2ScoreSpaceToDepth,
+ * Noise2ScoreDepthToSpace, Noise2ScoreConstantScale), so `model.json` loads through `tf.loadLayersModel(handler)`
+ * once `registerNoise2ScoreLayers(tf)` has run; the U-Net body is src/nn/unet.ts's, shared with MID.
  * The model is fully convolutional (input [null, null, null, 1]); callers pad H and W to `networkMultiple(...)`.
  */
 
 import { z } from 'zod';
+import { customLayer, registerCustomLayerClasses } from '../nn/layers.js';
+import { convFactory, pixelShuffleUnet } from '../nn/unet.js';
 
 type Tf = typeof import('@tensorflow/tfjs');
-type Tensor = import('@tensorflow/tfjs').Tensor;
 type LayersModel = import('@tensorflow/tfjs').LayersModel;
 type SymbolicTensor = import('@tensorflow/tfjs').SymbolicTensor;
 
@@ -98,107 +100,13 @@ export function unetConvs(
   return convs;
 }
 
-const registered = new WeakSet<object>();
-
 /**
- * Registers the custom layers with this tf instance's serialization registry (idempotent). Must run before
- * `tf.loadLayersModel` reads a saved score network.
+ * Registers the custom layers (src/nn/layers.ts, class names Noise2Score*) with this tf instance's serialization
+ * registry (idempotent). Must run before `tf.loadLayersModel` reads a saved score network.
  */
 export function registerNoise2ScoreLayers(tf: Tf): void {
-  if (registered.has(tf)) return;
-  registered.add(tf);
-
-  // Rearrangements via reshape + transpose: both have gradients on every backend (DepthToSpace has none).
-  class SpaceToDepth extends tf.layers.Layer {
-    static className = 'Noise2ScoreSpaceToDepth';
-    readonly blockSize: number;
-    constructor(config: { blockSize: number; name?: string }) {
-      super(config);
-      this.blockSize = config.blockSize;
-    }
-    override computeOutputShape(inputShape: (number | null)[]): (number | null)[] {
-      const [n, h, w, c] = inputShape;
-      const b = this.blockSize;
-      return [n, h == null ? null : h / b, w == null ? null : w / b, (c as number) * b * b];
-    }
-    override call(inputs: Tensor | Tensor[]): Tensor {
-      return tf.tidy(() => {
-        const x = Array.isArray(inputs) ? inputs[0] : inputs;
-        const [n, h, w, c] = x.shape;
-        const b = this.blockSize;
-        return x
-          .reshape([n, h / b, b, w / b, b, c])
-          .transpose([0, 1, 3, 2, 4, 5])
-          .reshape([n, h / b, w / b, b * b * c]);
-      });
-    }
-    override getConfig() {
-      return { ...super.getConfig(), blockSize: this.blockSize };
-    }
-  }
-
-  class DepthToSpace extends tf.layers.Layer {
-    static className = 'Noise2ScoreDepthToSpace';
-    readonly blockSize: number;
-    constructor(config: { blockSize: number; name?: string }) {
-      super(config);
-      this.blockSize = config.blockSize;
-    }
-    override computeOutputShape(inputShape: (number | null)[]): (number | null)[] {
-      const [n, h, w, c] = inputShape;
-      const b = this.blockSize;
-      return [n, h == null ? null : h * b, w == null ? null : w * b, (c as number) / (b * b)];
-    }
-    override call(inputs: Tensor | Tensor[]): Tensor {
-      return tf.tidy(() => {
-        const x = Array.isArray(inputs) ? inputs[0] : inputs;
-        const [n, h, w, c] = x.shape;
-        const b = this.blockSize;
-        const depth = c / (b * b);
-        return x
-          .reshape([n, h, w, b, b, depth])
-          .transpose([0, 1, 3, 2, 4, 5])
-          .reshape([n, h * b, w * b, depth]);
-      });
-    }
-    override getConfig() {
-      return { ...super.getConfig(), blockSize: this.blockSize };
-    }
-  }
-
-  /** A fixed output gain, so the last conv starts at the score's natural magnitude (~1/sigma) instead of ~1. */
-  class ConstantScale extends tf.layers.Layer {
-    static className = 'Noise2ScoreConstantScale';
-    readonly scale: number;
-    constructor(config: { scale: number; name?: string }) {
-      super(config);
-      this.scale = config.scale;
-    }
-    override call(inputs: Tensor | Tensor[]): Tensor {
-      const x = Array.isArray(inputs) ? inputs[0] : inputs;
-      return tf.mul(x, this.scale);
-    }
-    override getConfig() {
-      return { ...super.getConfig(), scale: this.scale };
-    }
-  }
-
-  tf.serialization.registerClass(SpaceToDepth);
-  tf.serialization.registerClass(DepthToSpace);
-  tf.serialization.registerClass(ConstantScale);
-  layerFactories.set(tf, {
-    spaceToDepth: (blockSize, name) => new SpaceToDepth({ blockSize, name }),
-    depthToSpace: (blockSize, name) => new DepthToSpace({ blockSize, name }),
-    constantScale: (scale, name) => new ConstantScale({ scale, name }),
-  });
+  registerCustomLayerClasses(tf);
 }
-
-interface LayerFactories {
-  spaceToDepth(blockSize: number, name: string): import('@tensorflow/tfjs').layers.Layer;
-  depthToSpace(blockSize: number, name: string): import('@tensorflow/tfjs').layers.Layer;
-  constantScale(scale: number, name: string): import('@tensorflow/tfjs').layers.Layer;
-}
-const layerFactories = new WeakMap<object, LayerFactories>();
 
 /** Builds an untrained score network; with a seed the initial weights are reproducible (He-normal per layer). */
 export function buildScoreNetwork(
@@ -207,60 +115,31 @@ export function buildScoreNetwork(
   seed?: number,
 ): LayersModel {
   registerNoise2ScoreLayers(tf);
-  const custom = layerFactories.get(tf)!;
-  let convIndex = 0;
-  const conv = (
-    x: SymbolicTensor,
-    filters: number,
-    options: { kernel?: number; stride?: number; linear?: boolean } = {},
-  ) =>
-    tf.layers
-      .conv2d({
-        filters,
-        kernelSize: options.kernel ?? 3,
-        strides: options.stride ?? 1,
-        padding: 'same',
-        activation: options.linear ? 'linear' : 'relu',
-        kernelInitializer:
-          seed === undefined ? 'heNormal' : tf.initializers.heNormal({ seed: seed * 1000 + convIndex + 1 }),
-        name: `conv${++convIndex}`,
-      })
-      .apply(x) as SymbolicTensor;
-
+  const conv = convFactory(tf, { seed });
   const input = tf.input({ shape: [null, null, 1], name: 'noisy' });
-  const packed = custom.spaceToDepth(2, 'space_to_depth').apply(input) as SymbolicTensor;
+  const packed = customLayer(tf, 'Noise2ScoreSpaceToDepth', { blockSize: 2, name: 'space_to_depth' }).apply(
+    input,
+  ) as SymbolicTensor;
   let features: SymbolicTensor;
   if (architecture.kind === 'plain') {
     features = conv(packed, architecture.width);
     for (let i = 0; i < architecture.depth - 2; i++) features = conv(features, architecture.width);
   } else {
-    const [c1, c2, c3] = architecture.widths;
-    const [n1, n2, n3, m2, m1] = unetConvs(architecture);
-    const stack = (x: SymbolicTensor, filters: number, count: number, stride = 1) => {
-      let y = conv(x, filters, { stride });
-      for (let i = 1; i < count; i++) y = conv(y, filters);
-      return y;
-    };
-    const join = (a: SymbolicTensor, b: SymbolicTensor, name: string) =>
-      (architecture.skip === 'add'
-        ? tf.layers.add({ name }).apply([a, b])
-        : tf.layers.concatenate({ name }).apply([a, b])) as SymbolicTensor;
-    const e1 = stack(packed, c1, n1);
-    const e2 = stack(e1, c2, n2, 2);
-    const bottom = stack(e2, c3, n3, 2);
-    const up2 = custom
-      .depthToSpace(2, 'pixel_shuffle2')
-      .apply(conv(bottom, 4 * c2, { kernel: 1 })) as SymbolicTensor;
-    const d2 = stack(join(up2, e2, 'skip2'), c2, m2);
-    const up1 = custom
-      .depthToSpace(2, 'pixel_shuffle1')
-      .apply(conv(d2, 4 * c1, { kernel: 1 })) as SymbolicTensor;
-    features = stack(join(up1, e1, 'skip1'), c1, m1);
+    features = pixelShuffleUnet(tf, packed, {
+      widths: architecture.widths,
+      convs: unetConvs(architecture),
+      skip: architecture.skip,
+      conv,
+      depthToSpace: 'Noise2ScoreDepthToSpace',
+    });
   }
   const packedScore = conv(features, 4, { linear: true });
-  const score = custom.depthToSpace(2, 'depth_to_space').apply(packedScore) as SymbolicTensor;
-  const scaled = custom
-    .constantScale(architecture.outputScale, 'output_scale')
-    .apply(score) as SymbolicTensor;
+  const score = customLayer(tf, 'Noise2ScoreDepthToSpace', { blockSize: 2, name: 'depth_to_space' }).apply(
+    packedScore,
+  ) as SymbolicTensor;
+  const scaled = customLayer(tf, 'Noise2ScoreConstantScale', {
+    scale: architecture.outputScale,
+    name: 'output_scale',
+  }).apply(score) as SymbolicTensor;
   return tf.model({ inputs: input, outputs: scaled, name: 'noise2score' });
 }

@@ -6,17 +6,18 @@
  *
  * The model is a plain tf.LayersModel with two inputs: x [b, h, w, 1] in [-1, 1] and t [b, 1] (the float value of
  * the integer timestep index 0..T-1, see schedule.ts). It is fully convolutional: h and w must be multiples of
- * `unetMultiple(architecture)` = 2^(levels-1). Three custom layers (GroupNorm, the sinusoidal embedding, and the
- * broadcast add of a [b, c] bias to a [b, h, w, c] map) are registered with tf.serialization by
- * `registerDiffusionLayers(tf)`, which both the trainer and every loader must call before `tf.loadLayersModel`.
+ * `unetMultiple(architecture)` = 2^(levels-1). Its custom layers (GroupNorm, the sinusoidal embedding, the
+ * broadcast add of a [b, c] bias to a [b, h, w, c] map and the pixel (un)shuffle) are src/nn/layers.ts's (class names
+ * Diffusion*), registered with tf.serialization by `registerDiffusionLayers(tf)`, which the trainer and every loader
+ * call before `tf.loadLayersModel`.
  */
+
+import { CUSTOM_LAYER_CLASSES, customLayer, registerCustomLayerClasses } from '../nn/layers.js';
 
 type Tf = typeof import('@tensorflow/tfjs');
 type Tensor = import('@tensorflow/tfjs').Tensor;
 type LayersModel = import('@tensorflow/tfjs').LayersModel;
 type SymbolicTensor = import('@tensorflow/tfjs').SymbolicTensor;
-type Layer = import('@tensorflow/tfjs').layers.Layer;
-type LayerVariable = import('@tensorflow/tfjs').LayerVariable;
 
 export interface UnetArchitecture {
   kind: 'unet-eps';
@@ -54,190 +55,17 @@ export function unetMultiple(architecture: UnetArchitecture): number {
   return architecture.spaceToDepth * 2 ** (architecture.channels.length - 1);
 }
 
-interface DiffusionLayerFactories {
-  groupNorm(groups: number, name: string): Layer;
-  timeEmbedding(dim: number, name: string): Layer;
-  addChannelBias(name: string): Layer;
-  spaceToDepth(blockSize: number, name: string): Layer;
-  depthToSpace(blockSize: number, name: string): Layer;
-}
-const factories = new WeakMap<object, DiffusionLayerFactories>();
-
 /** Names under which the custom layers appear in model.json. */
-export const DIFFUSION_LAYER_CLASSES = [
-  'DiffusionGroupNorm',
-  'DiffusionTimeEmbedding',
-  'DiffusionAddChannelBias',
-  'DiffusionSpaceToDepth',
-  'DiffusionDepthToSpace',
-];
+export const DIFFUSION_LAYER_CLASSES = Object.keys(CUSTOM_LAYER_CLASSES).filter((c) =>
+  c.startsWith('Diffusion'),
+);
 
 /**
- * Registers the custom layers with this tf instance's serialisation registry (idempotent). Call before
- * `tf.loadLayersModel` on a diffusion model.
+ * Registers the custom layers (src/nn/layers.ts) with this tf instance's serialisation registry (idempotent). Call
+ * before `tf.loadLayersModel` on a diffusion model.
  */
 export function registerDiffusionLayers(tf: Tf): void {
-  if (factories.has(tf)) return;
-
-  /**
-   * GroupNorm (Wu & He, 2018) with a learned per-channel scale and offset. Statistics are per sample, so
-   * training and inference behave the same at any batch size (unlike BatchNorm, which also leaks
-   * information across the batch and the diffusion timesteps in it).
-   */
-  class GroupNorm extends tf.layers.Layer {
-    static className = 'DiffusionGroupNorm';
-    readonly groups: number;
-    readonly epsilon: number;
-    private gamma!: LayerVariable;
-    private beta!: LayerVariable;
-    constructor(config: { groups: number; epsilon?: number; name?: string }) {
-      super(config);
-      this.groups = config.groups;
-      this.epsilon = config.epsilon ?? 1e-5;
-    }
-    override build(inputShape: (number | null)[] | (number | null)[][]): void {
-      const shape = (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as (number | null)[];
-      const channels = shape[shape.length - 1] as number;
-      if (channels % this.groups !== 0)
-        throw new Error(`GroupNorm: ${channels} channels do not split into ${this.groups} groups`);
-      this.gamma = this.addWeight('gamma', [channels], 'float32', tf.initializers.ones());
-      this.beta = this.addWeight('beta', [channels], 'float32', tf.initializers.zeros());
-      this.built = true;
-    }
-    override call(inputs: Tensor | Tensor[]): Tensor {
-      return tf.tidy(() => {
-        const x = Array.isArray(inputs) ? inputs[0] : inputs;
-        const [n, h, w, c] = x.shape;
-        const grouped = x.reshape([n, h * w, this.groups, c / this.groups]);
-        const { mean, variance } = tf.moments(grouped, [1, 3], true);
-        const normalised = grouped
-          .sub(mean)
-          .mul(tf.rsqrt(variance.add(this.epsilon)))
-          .reshape([n, h, w, c]);
-        return normalised.mul(this.gamma.read()).add(this.beta.read());
-      });
-    }
-    override getConfig() {
-      return { ...super.getConfig(), groups: this.groups, epsilon: this.epsilon };
-    }
-  }
-
-  /**
-   * Transformer/DDPM sinusoidal embedding of a scalar timestep: [sin(t f_k), cos(t f_k)] with frequencies
-   * f_k = maxPeriod^(-k / (dim/2)), k = 0 .. dim/2 - 1. Input [b, 1], output [b, dim]; no weights.
-   */
-  class TimeEmbedding extends tf.layers.Layer {
-    static className = 'DiffusionTimeEmbedding';
-    readonly dim: number;
-    readonly maxPeriod: number;
-    constructor(config: { dim: number; maxPeriod?: number; name?: string }) {
-      super(config);
-      if (config.dim % 2 !== 0) throw new Error('time embedding size must be even');
-      this.dim = config.dim;
-      this.maxPeriod = config.maxPeriod ?? 10000;
-    }
-    override computeOutputShape(inputShape: (number | null)[]): (number | null)[] {
-      return [inputShape[0], this.dim];
-    }
-    override call(inputs: Tensor | Tensor[]): Tensor {
-      return tf.tidy(() => {
-        const t = (Array.isArray(inputs) ? inputs[0] : inputs).reshape([-1, 1]);
-        const half = this.dim / 2;
-        const frequencies = new Float32Array(half);
-        for (let k = 0; k < half; k++) frequencies[k] = Math.exp((-Math.log(this.maxPeriod) * k) / half);
-        const angles = t.mul(tf.tensor2d(frequencies, [1, half]));
-        return tf.concat([tf.sin(angles), tf.cos(angles)], 1);
-      });
-    }
-    override getConfig() {
-      return { ...super.getConfig(), dim: this.dim, maxPeriod: this.maxPeriod };
-    }
-  }
-
-  /** [x (b,h,w,c), bias (b,c)] -> x + bias broadcast over h and w: how the time embedding conditions a block. */
-  class AddChannelBias extends tf.layers.Layer {
-    static className = 'DiffusionAddChannelBias';
-    override computeOutputShape(inputShape: (number | null)[][]): (number | null)[] {
-      return inputShape[0];
-    }
-    override call(inputs: Tensor | Tensor[]): Tensor {
-      return tf.tidy(() => {
-        const [x, bias] = inputs as Tensor[];
-        return x.add(bias.reshape([bias.shape[0], 1, 1, bias.shape[1] as number]));
-      });
-    }
-  }
-
-  // Rearrangements via reshape + transpose: both have gradients on every backend (DepthToSpace has none).
-  class SpaceToDepth extends tf.layers.Layer {
-    static className = 'DiffusionSpaceToDepth';
-    readonly blockSize: number;
-    constructor(config: { blockSize: number; name?: string }) {
-      super(config);
-      this.blockSize = config.blockSize;
-    }
-    override computeOutputShape(inputShape: (number | null)[]): (number | null)[] {
-      const [n, h, w, c] = inputShape;
-      const b = this.blockSize;
-      return [n, h == null ? null : h / b, w == null ? null : w / b, (c as number) * b * b];
-    }
-    override call(inputs: Tensor | Tensor[]): Tensor {
-      return tf.tidy(() => {
-        const x = Array.isArray(inputs) ? inputs[0] : inputs;
-        const [n, h, w, c] = x.shape;
-        const b = this.blockSize;
-        return x
-          .reshape([n, h / b, b, w / b, b, c])
-          .transpose([0, 1, 3, 2, 4, 5])
-          .reshape([n, h / b, w / b, b * b * c]);
-      });
-    }
-    override getConfig() {
-      return { ...super.getConfig(), blockSize: this.blockSize };
-    }
-  }
-
-  class DepthToSpace extends tf.layers.Layer {
-    static className = 'DiffusionDepthToSpace';
-    readonly blockSize: number;
-    constructor(config: { blockSize: number; name?: string }) {
-      super(config);
-      this.blockSize = config.blockSize;
-    }
-    override computeOutputShape(inputShape: (number | null)[]): (number | null)[] {
-      const [n, h, w, c] = inputShape;
-      const b = this.blockSize;
-      return [n, h == null ? null : h * b, w == null ? null : w * b, (c as number) / (b * b)];
-    }
-    override call(inputs: Tensor | Tensor[]): Tensor {
-      return tf.tidy(() => {
-        const x = Array.isArray(inputs) ? inputs[0] : inputs;
-        const [n, h, w, c] = x.shape;
-        const b = this.blockSize;
-        const depth = c / (b * b);
-        return x
-          .reshape([n, h, w, b, b, depth])
-          .transpose([0, 1, 3, 2, 4, 5])
-          .reshape([n, h * b, w * b, depth]);
-      });
-    }
-    override getConfig() {
-      return { ...super.getConfig(), blockSize: this.blockSize };
-    }
-  }
-
-  tf.serialization.registerClass(SpaceToDepth);
-  tf.serialization.registerClass(DepthToSpace);
-  tf.serialization.registerClass(GroupNorm);
-  tf.serialization.registerClass(TimeEmbedding);
-  tf.serialization.registerClass(AddChannelBias);
-  factories.set(tf, {
-    groupNorm: (groups, name) => new GroupNorm({ groups, name }),
-    timeEmbedding: (dim, name) => new TimeEmbedding({ dim, name }),
-    addChannelBias: (name) => new AddChannelBias({ name }),
-    spaceToDepth: (blockSize, name) => new SpaceToDepth({ blockSize, name }),
-    depthToSpace: (blockSize, name) => new DepthToSpace({ blockSize, name }),
-  });
+  registerCustomLayerClasses(tf);
 }
 
 function groupsFor(channels: number, wanted: number): number {
@@ -249,7 +77,6 @@ function groupsFor(channels: number, wanted: number): number {
 /** Builds an untrained eps-prediction U-Net (the final conv starts at zero, so eps_theta starts at 0). */
 export function buildUnet(tf: Tf, architecture: UnetArchitecture = DEFAULT_UNET): LayersModel {
   registerDiffusionLayers(tf);
-  const custom = factories.get(tf)!;
   const { channels, resBlocks, timeEmbedding, groups, spaceToDepth, normTwicePerBlock } = architecture;
   if (channels.length < 1) throw new Error('need at least one resolution level');
   let counter = 0;
@@ -269,7 +96,10 @@ export function buildUnet(tf: Tf, architecture: UnetArchitecture = DEFAULT_UNET)
       .apply(x) as SymbolicTensor;
   const norm = (x: SymbolicTensor) => {
     const c = x.shape[x.shape.length - 1] as number;
-    return custom.groupNorm(groupsFor(c, groups), id('group_norm')).apply(x) as SymbolicTensor;
+    return customLayer(tf, 'DiffusionGroupNorm', {
+      groups: groupsFor(c, groups),
+      name: id('group_norm'),
+    }).apply(x) as SymbolicTensor;
   };
   const dense = (x: SymbolicTensor, units: number) =>
     tf.layers.dense({ units, name: id('dense') }).apply(x) as SymbolicTensor;
@@ -279,7 +109,12 @@ export function buildUnet(tf: Tf, architecture: UnetArchitecture = DEFAULT_UNET)
   const embedding = silu(
     dense(
       silu(
-        dense(custom.timeEmbedding(timeEmbedding, 'time_sinusoid').apply(t) as SymbolicTensor, timeEmbedding),
+        dense(
+          customLayer(tf, 'DiffusionTimeEmbedding', { dim: timeEmbedding, name: 'time_sinusoid' }).apply(
+            t,
+          ) as SymbolicTensor,
+          timeEmbedding,
+        ),
       ),
       timeEmbedding,
     ),
@@ -288,14 +123,21 @@ export function buildUnet(tf: Tf, architecture: UnetArchitecture = DEFAULT_UNET)
   const resBlock = (input: SymbolicTensor, out: number) => {
     const inChannels = input.shape[input.shape.length - 1] as number;
     let h = conv(silu(norm(input)), out);
-    h = custom.addChannelBias(id('time_bias')).apply([h, dense(embedding, out)]) as SymbolicTensor;
+    h = customLayer(tf, 'DiffusionAddChannelBias', { name: id('time_bias') }).apply([
+      h,
+      dense(embedding, out),
+    ]) as SymbolicTensor;
     h = conv(silu(normTwicePerBlock ? norm(h) : h), out);
     const skip = inChannels === out ? input : conv(input, out, 1);
     return tf.layers.add({ name: id('residual') }).apply([skip, h]) as SymbolicTensor;
   };
 
   const packed =
-    spaceToDepth > 1 ? (custom.spaceToDepth(spaceToDepth, 'space_to_depth').apply(x) as SymbolicTensor) : x;
+    spaceToDepth > 1
+      ? (customLayer(tf, 'DiffusionSpaceToDepth', { blockSize: spaceToDepth, name: 'space_to_depth' }).apply(
+          x,
+        ) as SymbolicTensor)
+      : x;
   let h = conv(packed, channels[0]);
   const skips: SymbolicTensor[] = [];
   channels.forEach((c, level) => {
@@ -316,7 +158,9 @@ export function buildUnet(tf: Tf, architecture: UnetArchitecture = DEFAULT_UNET)
   const packedEps = conv(silu(norm(h)), spaceToDepth * spaceToDepth, 3, 1, true);
   const eps =
     spaceToDepth > 1
-      ? (custom.depthToSpace(spaceToDepth, 'depth_to_space').apply(packedEps) as SymbolicTensor)
+      ? (customLayer(tf, 'DiffusionDepthToSpace', { blockSize: spaceToDepth, name: 'depth_to_space' }).apply(
+          packedEps,
+        ) as SymbolicTensor)
       : packedEps;
   return tf.model({ inputs: [x, t], outputs: eps, name: 'ddpm_unet' });
 }

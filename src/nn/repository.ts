@@ -11,6 +11,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { GraphModel, LayersModel, Tensor } from '@tensorflow/tfjs';
 import { fileSystemIO, inspectModelFiles } from './fs-io.js';
+import { registerCustomLayerClasses } from './layers.js';
 import { MODEL_ID_PATTERN, type ModelManifest, parseModelManifest } from './manifest.js';
 
 type Tf = typeof import('@tensorflow/tfjs');
@@ -167,6 +168,8 @@ export async function loadModelFromEntry<M extends AnyModel = LayersModel>(
   dir: string,
   manifest: ModelManifest,
 ): Promise<M> {
+  // Every model family's custom layers (src/nn/layers.ts), then any hook's.
+  registerCustomLayerClasses(tf);
   for (const register of customLayerRegistrars) register(tf);
   const handler = fileSystemIO(dir);
   try {

@@ -1,12 +1,8 @@
 /**
- * Custom TF.js layers of every model family, registered with the model repository's loader hook so that any
- * model.json in the repository can be loaded by any worker. Each registrar is idempotent.
+ * Custom TF.js layers of every model family (defined once, src/nn/layers.ts), registered with the model repository's
+ * loader hook so that any model.json in the repository can be loaded by any worker. Idempotent.
  */
-import { registerNoise2ScoreLayers } from '../../denoise/network.js';
-import { registerDiffusionLayers } from '../../diffusion/unet.js';
-import { registerMidLayers } from '../../mid/network.js';
+import { registerCustomLayerClasses } from '../../nn/layers.js';
 import { registerCustomLayers } from '../../nn/repository.js';
 
-registerCustomLayers((tf) => registerNoise2ScoreLayers(tf));
-registerCustomLayers((tf) => registerDiffusionLayers(tf));
-registerCustomLayers((tf) => registerMidLayers(tf));
+registerCustomLayers(registerCustomLayerClasses);
