@@ -103,7 +103,9 @@ export async function sinkhornOnline(
     // Backends with a fused row sweep (the CPU one) need one exp per pair per iteration instead of two.
     const fused = hasRowsFused(backend) ? backend : undefined;
     const colAcc = new Float64Array(m);
-    const warm = new StageWarmStart();
+    const warm = new StageWarmStart(
+      typeof options.epsilonScaling === 'object' ? options.epsilonScaling.warmStart : undefined,
+    );
     for (let s = 0; s < schedule.length; s++) {
       const { eps, stageTol } = schedule[s];
       warm.begin(f, g, eps);

@@ -115,6 +115,10 @@ describe('sinkhorn', () => {
       expect(r.status).toBe('converged');
       expect(r.marginalError).toBeLessThanOrEqual(1e-9);
       expect(r.iterations).toBeLessThan(1000);
+      // Carried unchanged from stage to stage, the potentials leave the groups apart: the stall it had.
+      const carried = sinkhorn(a, b, C, 0.05, { method, epsilonScaling: { warmStart: 'carry' } });
+      expect(carried.status).toBe('max_iter_reached');
+      expect(carried.marginalError).toBeGreaterThan(1e-8);
       // The same plan as a direct solve run long enough (it needs ~1e9 iterations to meet 1e-9 itself).
       const direct = sinkhorn(a, b, C, 0.05, { method: 'log', maxIter: 200_000, tol: 0 });
       expect(maxAbsDiff(r.plan!, direct.plan!)).toBeLessThan(1e-5);
