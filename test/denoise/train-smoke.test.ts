@@ -12,7 +12,7 @@ import {
   makeBatch,
   type TrainNoise2ScoreOptions,
   trainNoise2Score,
-} from '../../src/train/noise2score.js';
+} from '../../tools/train/noise2score.js';
 
 let tf: Tf;
 let dir: string;
@@ -129,7 +129,7 @@ describe('noise2score training (smoke)', () => {
 
 describe('noise2score training batches', () => {
   it('Gaussian: sigma_a is c times each patch level (relative recipe), u and -u pairs around the same noisy patch', async () => {
-    const { FAMILY_TRAINING } = await import('../../src/train/noise2score.js');
+    const { FAMILY_TRAINING } = await import('../../tools/train/noise2score.js');
     const options = {
       noise: 'gaussian',
       cleanDir: dir,

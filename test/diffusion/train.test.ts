@@ -7,7 +7,7 @@ import { loadDiffusionModel } from '../../src/diffusion/model.js';
 import { predictEps, type UnetArchitecture } from '../../src/diffusion/unet.js';
 import { initTfjs, type Tf } from '../../src/nn/backend.js';
 import { parseModelManifest } from '../../src/nn/manifest.js';
-import { ddpmLearningRate, emaDecayAt, trainDdpm } from '../../src/train/ddpm.js';
+import { ddpmLearningRate, emaDecayAt, trainDdpm } from '../../tools/train/ddpm.js';
 
 const tiny: UnetArchitecture = {
   kind: 'unet-eps',

@@ -1,5 +1,5 @@
 /**
- * The importers of GPU-trained weights (src/train/torch/import-*.ts). PyTorch is not needed: a "run" folder is
+ * The importers of GPU-trained weights (tools/train/torch/import-*.ts). PyTorch is not needed: a "run" folder is
  * written here the way the Python trainers write it (tf.js weight names and layout, a probe, train.json), from a
  * tf.js network, so the importer must reproduce the probe; a probe the weights do not reproduce must be refused.
  */
@@ -19,10 +19,10 @@ import { initTfjs, type Tf } from '../../src/nn/backend.js';
 import { fileSystemIO } from '../../src/nn/fs-io.js';
 import { parseModelManifest } from '../../src/nn/manifest.js';
 import { tidyValues } from '../../src/nn/read.js';
-import { writeTensors } from '../../src/train/tensor-file.js';
-import { importDdpm } from '../../src/train/torch/import-ddpm.js';
-import { importNoise2Score } from '../../src/train/torch/import-noise2score.js';
 import { Rng } from '../../src/util/random.js';
+import { writeTensors } from '../../tools/train/tensor-file.js';
+import { importDdpm } from '../../tools/train/torch/import-ddpm.js';
+import { importNoise2Score } from '../../tools/train/torch/import-noise2score.js';
 
 type Tensor = import('@tensorflow/tfjs').Tensor;
 let tf: Tf;
@@ -54,7 +54,7 @@ const summary = (extra: Record<string, unknown>) => ({
   finalLoss: 0.5,
   device: 'test',
   torch: 'none',
-  command: 'python3 src/train/torch/noise2score.py (test)',
+  command: 'python3 tools/train/torch/noise2score.py (test)',
   images: { source: '../shared/data/train400', count: 400 },
   log: [{ step: 10, loss: 0.5 }],
   ...extra,
@@ -213,7 +213,7 @@ describe('import-ddpm', () => {
       ]);
       await writeFile(
         join(run, 'train.json'),
-        JSON.stringify(summary({ command: 'python3 src/train/torch/ddpm.py (test)' })),
+        JSON.stringify(summary({ command: 'python3 tools/train/torch/ddpm.py (test)' })),
       );
       return run;
     };

@@ -20,8 +20,8 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import type { AttackName } from '../adversarial/attacks.js';
-import { loadClassifier, loadFashionMnistLabels, unitImages } from '../adversarial/classifier.js';
+import type { AttackName } from '../../src/adversarial/attacks.js';
+import { loadClassifier, loadFashionMnistLabels, unitImages } from '../../src/adversarial/classifier.js';
 import {
   buildKernelNet,
   DEFAULT_KERNEL_NET,
@@ -33,7 +33,7 @@ import {
   readKernelScalars,
   scalarTensors,
   squaredDistances,
-} from '../adversarial/deep-kernel.js';
+} from '../../src/adversarial/deep-kernel.js';
 import {
   auroc,
   calibrationFrom,
@@ -44,15 +44,15 @@ import {
   encodeFloat16,
   thresholdAtFpr,
   writeDetectorFiles,
-} from '../adversarial/detector.js';
-import { ddpmEpsNetwork } from '../adversarial/eps.js';
-import { attackImages, epsInChunks, scheduleFromManifest } from '../adversarial/pipeline.js';
-import { loadFashionMnistImages } from '../diffusion/fashion-mnist.js';
-import { loadDiffusionModel } from '../diffusion/model.js';
-import { type BackendPreference, initTfjs } from '../nn/backend.js';
-import { fileSystemIO } from '../nn/fs-io.js';
-import { type ModelManifestInput, parseModelManifest } from '../nn/manifest.js';
-import { Rng, stringHash } from '../util/random.js';
+} from '../../src/adversarial/detector.js';
+import { ddpmEpsNetwork } from '../../src/adversarial/eps.js';
+import { attackImages, epsInChunks, scheduleFromManifest } from '../../src/adversarial/pipeline.js';
+import { loadFashionMnistImages } from '../../src/diffusion/fashion-mnist.js';
+import { loadDiffusionModel } from '../../src/diffusion/model.js';
+import { type BackendPreference, initTfjs } from '../../src/nn/backend.js';
+import { fileSystemIO } from '../../src/nn/fs-io.js';
+import { type ModelManifestInput, parseModelManifest } from '../../src/nn/manifest.js';
+import { Rng, stringHash } from '../../src/util/random.js';
 
 type Tf = typeof import('@tensorflow/tfjs');
 type Tensor2D = import('@tensorflow/tfjs').Tensor2D;

@@ -1,11 +1,11 @@
 /**
- * Imports a score network trained by src/train/torch/noise2score.py (a GPU run) as a tf.js model folder:
+ * Imports a score network trained by tools/train/torch/noise2score.py (a GPU run) as a tf.js model folder:
  * rebuilds the network of src/denoise/network.ts, sets the weights by name, checks that tf.js computes the same
  * function as PyTorch did on the probe written with the weights (relative error under 1e-3, else it refuses),
  * measures Set12 at the family's validation level with the TypeScript protocol, and writes model.json,
  * weights.bin and manifest.json (with the Python command, its log and the import command).
  *
- *   npx tsx src/train/torch/import-noise2score.ts --from <python --out> --out models/noise2score-gaussian/v6 \
+ *   npx tsx tools/train/torch/import-noise2score.ts --from <python --out> --out models/noise2score-gaussian/v6 \
  *     --version v6 [--validation-dir ../shared/data/set12] [--lineage <text>]
  */
 import {
@@ -13,9 +13,9 @@ import {
   DEFAULT_ARCHITECTURE,
   networkMultiple,
   type ScoreNetworkArchitecture,
-} from '../../denoise/network.js';
-import type { NoiseFamily } from '../../denoise/noise.js';
-import { initTfjs } from '../../nn/backend.js';
+} from '../../../src/denoise/network.js';
+import type { NoiseFamily } from '../../../src/denoise/noise.js';
+import { initTfjs } from '../../../src/nn/backend.js';
 import { loadGreyImages } from '../data.js';
 import { exportModel, FAMILY_TRAINING, validationPsnr, validationRecord } from '../noise2score.js';
 import {
@@ -89,7 +89,7 @@ export async function importNoise2Score(options: {
       checkpointMinutes: 0,
       version: options.version,
       commandLine: summary.command,
-      backend: `PyTorch ${summary.torch} on ${summary.device} (src/train/torch/noise2score.py)`,
+      backend: `PyTorch ${summary.torch} on ${summary.device} (tools/train/torch/noise2score.py)`,
       ...(summary.initFrom && { initFrom: summary.initFrom }),
     },
     architecture,
@@ -128,7 +128,7 @@ export async function importNoise2Score(options: {
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const { values, commandLine } = parseImportArgs(
-    'usage: npx tsx src/train/torch/import-noise2score.ts --from <dir> --out <model dir> --version <v> ' +
+    'usage: npx tsx tools/train/torch/import-noise2score.ts --from <dir> --out <model dir> --version <v> ' +
       '[--validation-dir <dir>] [--lineage <text>] [--tradeoff <text>]',
     ['validation-dir', 'tradeoff'],
   );

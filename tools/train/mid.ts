@@ -32,15 +32,15 @@ import {
   type PolyuPair,
   sampleColourPatch,
   splitPolyuScenes,
-} from '../mid/data.js';
-import { midRgb } from '../mid/denoise.js';
-import { fillMasked, randomPixelMask } from '../mid/mask.js';
+} from '../../src/mid/data.js';
+import { midRgb } from '../../src/mid/denoise.js';
+import { fillMasked, randomPixelMask } from '../../src/mid/mask.js';
 import {
   buildMidNetwork,
   DEFAULT_MID_ARCHITECTURE,
   MID_MULTIPLE,
   type MidArchitecture,
-} from '../mid/network.js';
+} from '../../src/mid/network.js';
 import {
   estimateSigmaCoarse,
   fitResidualBank,
@@ -49,10 +49,10 @@ import {
   type NoiseStatistics,
   noiseStatistics,
   type ResidualImage,
-} from '../mid/sampler.js';
-import { type BackendPreference, initTfjs } from '../nn/backend.js';
-import { type ModelManifestInput, parseModelManifest } from '../nn/manifest.js';
-import { Rng } from '../util/random.js';
+} from '../../src/mid/sampler.js';
+import { type BackendPreference, initTfjs } from '../../src/nn/backend.js';
+import { type ModelManifestInput, parseModelManifest } from '../../src/nn/manifest.js';
+import { Rng } from '../../src/util/random.js';
 import { type NamedArray, readTensors, writeTensors } from './tensor-file.js';
 
 type Tf = typeof import('@tensorflow/tfjs');
@@ -199,7 +199,7 @@ async function exportModel(
   manifest: Omit<ModelManifestInput, 'createdAt'>,
 ): Promise<void> {
   await mkdir(out, { recursive: true });
-  const { fileSystemIO } = await import('../nn/fs-io.js');
+  const { fileSystemIO } = await import('../../src/nn/fs-io.js');
   await model.save(fileSystemIO(out));
   const full = { ...manifest, createdAt: new Date().toISOString() };
   const parsed = parseModelManifest(full);

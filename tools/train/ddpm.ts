@@ -9,13 +9,13 @@
  * weights of a short run).
  *
  * Data: Fashion-MNIST's 60k TRAINING images (28x28 padded to 32x32 with background, [-1, 1]); or random crops of
- * ../shared/data/train400 with the 8 flips/rotations of the square (src/train/data.ts), [0,1] -> [-1, 1].
+ * ../shared/data/train400 with the 8 flips/rotations of the square (tools/train/data.ts), [0,1] -> [-1, 1].
  *
  * Reproducible and resumable: step s draws its images, timesteps and noise from Rng(mix(seed, s)), and a checkpoint
  * holds the weights, the EMA, Adam's moments and iteration count, the step and the loss average, so `--resume`
  * continues the same trajectory.
  *
- * Run as `npm run train -- ddpm ...` (src/train/cli.ts) or directly: `npx tsx src/train/ddpm.ts ...`.
+ * Run as `npm run train -- ddpm ...` (tools/train/cli.ts) or directly: `npx tsx tools/train/ddpm.ts ...`.
  */
 
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
@@ -23,14 +23,18 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
-import { type IdxImages, loadFashionMnistImages, writePaddedImage } from '../diffusion/fashion-mnist.js';
-import { saveDiffusionModel } from '../diffusion/model.js';
-import { imageGrid, sampleDdpm } from '../diffusion/sampler.js';
-import { type DdpmSchedule, describeSchedule, linearSchedule } from '../diffusion/schedule.js';
-import { buildUnet, DEFAULT_UNET, type UnetArchitecture, unetMultiple } from '../diffusion/unet.js';
-import { type BackendPreference, initTfjs } from '../nn/backend.js';
-import { type ModelManifestInput, parseModelManifest } from '../nn/manifest.js';
-import { Rng } from '../util/random.js';
+import {
+  type IdxImages,
+  loadFashionMnistImages,
+  writePaddedImage,
+} from '../../src/diffusion/fashion-mnist.js';
+import { saveDiffusionModel } from '../../src/diffusion/model.js';
+import { imageGrid, sampleDdpm } from '../../src/diffusion/sampler.js';
+import { type DdpmSchedule, describeSchedule, linearSchedule } from '../../src/diffusion/schedule.js';
+import { buildUnet, DEFAULT_UNET, type UnetArchitecture, unetMultiple } from '../../src/diffusion/unet.js';
+import { type BackendPreference, initTfjs } from '../../src/nn/backend.js';
+import { type ModelManifestInput, parseModelManifest } from '../../src/nn/manifest.js';
+import { Rng } from '../../src/util/random.js';
 import { type GreyImage, loadGreyImages, samplePatch } from './data.js';
 import { type NamedArray, readTensors, writeTensors } from './tensor-file.js';
 
@@ -600,7 +604,7 @@ const invokedDirectly =
 if (invokedDirectly) {
   const argv = process.argv.slice(2);
   // The recorded command reproduces the run: --resume only says how it was interrupted.
-  const commandLine = `npx tsx src/train/ddpm.ts ${argv
+  const commandLine = `npx tsx tools/train/ddpm.ts ${argv
     .filter((a) => a !== '--resume')
     .map((a) => (/^[\w./=:@-]+$/.test(a) ? a : JSON.stringify(a)))
     .join(' ')}`;

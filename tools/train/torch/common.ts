@@ -6,7 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { tidyValues } from '../../nn/read.js';
+import { tidyValues } from '../../../src/nn/read.js';
 import { type NamedArray, readTensors } from '../tensor-file.js';
 
 type Tf = typeof import('@tensorflow/tfjs');

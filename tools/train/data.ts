@@ -6,7 +6,7 @@
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import type { Rng } from '../util/random.js';
+import type { Rng } from '../../src/util/random.js';
 
 export interface GreyImage {
   name: string;

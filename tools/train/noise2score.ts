@@ -21,7 +21,11 @@
 
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { estimateGammaShape, estimateGaussianSigma, estimatePoissonZeta } from '../denoise/estimate.js';
+import {
+  estimateGammaShape,
+  estimateGaussianSigma,
+  estimatePoissonZeta,
+} from '../../src/denoise/estimate.js';
 import {
   buildScoreNetwork,
   DEFAULT_ARCHITECTURE,
@@ -29,11 +33,11 @@ import {
   registerNoise2ScoreLayers,
   type ScoreNetworkArchitecture,
   unetConvs,
-} from '../denoise/network.js';
-import { addNoise, type NoiseFamily } from '../denoise/noise.js';
-import { denoiseNoise2Score } from '../denoise/noise2score.js';
-import { type ModelManifestInput, parseModelManifest } from '../nn/manifest.js';
-import { Rng } from '../util/random.js';
+} from '../../src/denoise/network.js';
+import { addNoise, type NoiseFamily } from '../../src/denoise/noise.js';
+import { denoiseNoise2Score } from '../../src/denoise/noise2score.js';
+import { type ModelManifestInput, parseModelManifest } from '../../src/nn/manifest.js';
+import { Rng } from '../../src/util/random.js';
 import { type GreyImage, loadGreyImages, samplePatch } from './data.js';
 import { type NamedArray, readTensors, writeTensors } from './tensor-file.js';
 
@@ -434,7 +438,7 @@ export async function exportModel(
 ): Promise<void> {
   await mkdir(options.out, { recursive: true });
   // Imported when first needed, so a long run does not depend on it at start-up.
-  const { fileSystemIO } = await import('../nn/fs-io.js');
+  const { fileSystemIO } = await import('../../src/nn/fs-io.js');
   await model.save(fileSystemIO(options.out));
   const family = FAMILY_TRAINING[options.noise];
   const manifest: ModelManifestInput = {
@@ -487,7 +491,7 @@ export async function exportModel(
               sigmaARelativeStart: family.relativeSigmaA[0],
               sigmaARelativeEnd: family.relativeSigmaA[1],
               sigmaARule:
-                'sigma_a = c * (the patch noise level), c annealed geometrically (src/train/noise2score.ts)',
+                'sigma_a = c * (the patch noise level), c annealed geometrically (tools/train/noise2score.ts)',
             }
           : { sigmaAStart: family.sigmaA[0], sigmaAEnd: family.sigmaA[1] }),
         ...(options.initFrom && { initialisedFrom: options.initFrom }),
@@ -534,7 +538,7 @@ export async function trainNoise2Score(
 
   const model = buildScoreNetwork(tf, architecture, options.seed);
   if (options.initFrom && !options.resume) {
-    const { fileSystemIO } = await import('../nn/fs-io.js');
+    const { fileSystemIO } = await import('../../src/nn/fs-io.js');
     const source = await tf.loadLayersModel(fileSystemIO(options.initFrom));
     model.setWeights(source.getWeights());
     source.dispose();

@@ -21,12 +21,12 @@ import {
   loadFashionMnistLabels,
   predictClasses,
   unitImages,
-} from '../adversarial/classifier.js';
-import { loadFashionMnistImages } from '../diffusion/fashion-mnist.js';
-import { type BackendPreference, initTfjs } from '../nn/backend.js';
-import { fileSystemIO } from '../nn/fs-io.js';
-import { type ModelManifestInput, parseModelManifest } from '../nn/manifest.js';
-import { Rng } from '../util/random.js';
+} from '../../src/adversarial/classifier.js';
+import { loadFashionMnistImages } from '../../src/diffusion/fashion-mnist.js';
+import { type BackendPreference, initTfjs } from '../../src/nn/backend.js';
+import { fileSystemIO } from '../../src/nn/fs-io.js';
+import { type ModelManifestInput, parseModelManifest } from '../../src/nn/manifest.js';
+import { Rng } from '../../src/util/random.js';
 
 type Tf = typeof import('@tensorflow/tfjs');
 type Tensor = import('@tensorflow/tfjs').Tensor;

@@ -1,18 +1,18 @@
 /**
- * Imports a DDPM U-Net trained by src/train/torch/ddpm.py (a GPU run) as a tf.js model folder: rebuilds the network
+ * Imports a DDPM U-Net trained by tools/train/torch/ddpm.py (a GPU run) as a tf.js model folder: rebuilds the network
  * of src/diffusion/unet.ts, sets the EMA weights by name, checks that tf.js computes what PyTorch did on the probe
  * written with them (relative error under 1e-3, else it refuses), and exports through the TypeScript trainer's
  * exportModel (model.json, weights.bin, samples.png, manifest.json), adding the Python command, its log and the
  * import command under extra.torch.
  *
- *   npx tsx src/train/torch/import-ddpm.ts --from <python --out> --out models/ddpm-natural-grey/<version> \
+ *   npx tsx tools/train/torch/import-ddpm.ts --from <python --out> --out models/ddpm-natural-grey/<version> \
  *     --version <version> [--lineage "..."]
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { linearSchedule } from '../../diffusion/schedule.js';
-import { buildUnet, DEFAULT_UNET } from '../../diffusion/unet.js';
-import { initTfjs } from '../../nn/backend.js';
+import { linearSchedule } from '../../../src/diffusion/schedule.js';
+import { buildUnet, DEFAULT_UNET } from '../../../src/diffusion/unet.js';
+import { initTfjs } from '../../../src/nn/backend.js';
 import { exportModel, type TrainingState } from '../ddpm.js';
 import {
   checkProbe,
@@ -55,7 +55,7 @@ export async function importDdpm(options: {
     ema: model.weights.map((w) => tf.variable(w.read().clone(), false)),
     optimizer: undefined,
   } as unknown as TrainingState;
-  const backend = `PyTorch ${summary.torch} on ${summary.device} (src/train/torch/ddpm.py)`;
+  const backend = `PyTorch ${summary.torch} on ${summary.device} (tools/train/torch/ddpm.py)`;
   await exportModel(
     tf,
     training,
@@ -113,7 +113,7 @@ export async function importDdpm(options: {
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const { values, commandLine } = parseImportArgs(
-    'usage: npx tsx src/train/torch/import-ddpm.ts --from <dir> --out <model dir> --version <v> [--lineage <text>]',
+    'usage: npx tsx tools/train/torch/import-ddpm.ts --from <dir> --out <model dir> --version <v> [--lineage <text>]',
   );
   await importDdpm({
     from: values.from,

@@ -4,9 +4,9 @@
  * TRAINERS (ddpm, eps-ad and mid are planned).
  */
 import { parseArgs } from 'node:util';
-import { parseScoreArchitecture } from '../denoise/network.js';
-import { NOISE_FAMILIES, type NoiseFamily } from '../denoise/noise.js';
-import { type BackendPreference, initTfjs } from '../nn/backend.js';
+import { parseScoreArchitecture } from '../../src/denoise/network.js';
+import { NOISE_FAMILIES, type NoiseFamily } from '../../src/denoise/noise.js';
+import { type BackendPreference, initTfjs } from '../../src/nn/backend.js';
 import { runClassifierCli } from './classifier.js';
 import { runDdpmCli } from './ddpm.js';
 import { runEpsAdCli } from './eps-ad.js';
