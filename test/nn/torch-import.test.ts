@@ -110,11 +110,10 @@ describe('import-noise2score', () => {
 
   /** Imports a run (the probe must match) and returns the model folder and its manifest, checked by the schema. */
   async function importRun(run: string, name: string, tradeoff?: string) {
-    const out = join(dir, name);
+    const out = join(dir, name, 'noise2score-gaussian', 'v9');
     const result = await importNoise2Score({
       from: run,
       out,
-      version: 'v9',
       tradeoff,
       commandLine: 'test',
       log: () => {},
@@ -165,8 +164,7 @@ describe('import-noise2score', () => {
       await expect(
         importNoise2Score({
           from: run,
-          out: join(dir, 'n2s-bad-model'),
-          version: 'v9',
+          out: join(dir, 'n2s-bad-model', 'noise2score-gaussian', 'v9'),
           commandLine: 'test',
           log: () => {},
         }),

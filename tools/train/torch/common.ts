@@ -97,14 +97,17 @@ export async function checkProbe(
   return error;
 }
 
-/** --from, --out, --version, --lineage and any `extra` string options; prints `usage` and exits when one is missing. */
-export function parseImportArgs(usage: string, extra: string[] = []) {
+/**
+ * --from, --out, --version, --lineage and any `extra` string options; prints `usage` and exits when one of
+ * `required` is missing.
+ */
+export function parseImportArgs(usage: string, extra: string[] = [], required = ['from', 'out', 'version']) {
   const { values } = parseArgs({
     options: Object.fromEntries(
       ['from', 'out', 'version', 'lineage', ...extra].map((name) => [name, { type: 'string' as const }]),
     ),
   });
-  if (!values.from || !values.out || !values.version) {
+  if (required.some((name) => !values[name])) {
     console.error(usage);
     process.exit(2);
   }

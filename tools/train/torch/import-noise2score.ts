@@ -6,7 +6,7 @@
  * weights.bin and manifest.json (with the Python command, its log and the import command).
  *
  *   npx tsx tools/train/torch/import-noise2score.ts --from <python --out> --out models/noise2score-gaussian/v6 \
- *     --version v6 [--validation-dir ../shared/data/set12] [--lineage <text>]
+ *     [--validation-dir ../shared/data/set12] [--lineage <text>]
  */
 import {
   buildScoreNetwork,
@@ -16,6 +16,7 @@ import {
 } from '../../../src/denoise/network.js';
 import type { NoiseFamily } from '../../../src/denoise/noise.js';
 import { initTfjs } from '../../../src/nn/backend.js';
+import type { Lineage } from '../core/export.js';
 import { loadGreyImages } from '../data.js';
 import { exportModel, FAMILY_TRAINING, validationPsnr, validationRecord } from '../noise2score.js';
 import {
@@ -39,14 +40,16 @@ interface Noise2ScoreRun extends TorchRunSummary {
 
 export async function importNoise2Score(options: {
   from: string;
+  /** The model folder, `<models dir>/<name>/<version>`. */
   out: string;
-  version: string;
   validationDir?: string;
-  /** Where the weights came from (run script, machine, the init model's commit), for the manifest. */
-  lineage?: string;
+  /** Where the weights came from: a text (run script, machine, the init model's commit), or the lineage record. */
+  lineage?: string | Lineage;
   /** The architecture's speed/quality trade-off, measured, for the manifest. */
   tradeoff?: string;
   commandLine: string;
+  /** The manifest's training command when not the Python one (npm run train --device cuda). */
+  trainingCommand?: string;
   log?: (line: string) => void;
 }): Promise<{ probeError: number; validationPsnr: number | null }> {
   const log = options.log ?? ((line: string) => console.log(line));
@@ -87,10 +90,18 @@ export async function importNoise2Score(options: {
       resume: false,
       seed: summary.seed,
       checkpointMinutes: 0,
-      version: options.version,
-      commandLine: summary.command,
+      commandLine: options.trainingCommand ?? summary.command,
       backend: `PyTorch ${summary.torch} on ${summary.device} (tools/train/torch/noise2score.py)`,
       ...(summary.initFrom && { initFrom: summary.initFrom }),
+      lineage:
+        typeof options.lineage === 'object'
+          ? options.lineage
+          : {
+              trainer: `tools/train/torch/noise2score.py (PyTorch ${summary.torch} on ${summary.device})`,
+              device: 'cuda',
+              ...(summary.initFrom && { initialisedFrom: summary.initFrom }),
+              ...(options.lineage && { note: options.lineage }),
+            },
     },
     architecture,
     summary.steps,
@@ -102,7 +113,7 @@ export async function importNoise2Score(options: {
       probeRelativeError: +probeError.toPrecision(3),
     },
     {
-      ...(options.lineage && { lineage: options.lineage }),
+      ...(options.trainingCommand && { torchCommand: summary.command }),
       ...(summary.teacher && { teacher: summary.teacher, teacherEnsemble: summary.teacherEnsemble }),
       importCommand: options.commandLine,
       torchLog: summary.log,
@@ -128,14 +139,14 @@ export async function importNoise2Score(options: {
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const { values, commandLine } = parseImportArgs(
-    'usage: npx tsx tools/train/torch/import-noise2score.ts --from <dir> --out <model dir> --version <v> ' +
+    'usage: npx tsx tools/train/torch/import-noise2score.ts --from <dir> --out <models dir>/<name>/<version> ' +
       '[--validation-dir <dir>] [--lineage <text>] [--tradeoff <text>]',
     ['validation-dir', 'tradeoff'],
+    ['from', 'out'],
   );
   await importNoise2Score({
     from: values.from,
     out: values.out,
-    version: values.version,
     validationDir: values['validation-dir'],
     lineage: values.lineage,
     tradeoff: values.tradeoff,
