@@ -7,6 +7,7 @@
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { MODEL_ID_PATTERN, type ModelManifestInput, parseModelManifest } from '../../../src/nn/manifest.js';
+import { UsageError } from './options.js';
 
 type LayersModel = import('@tensorflow/tfjs').LayersModel;
 
@@ -20,7 +21,7 @@ export function modelIdFromOut(out: string): { name: string; version: string } {
     ['version', version],
   ]) {
     if (!MODEL_ID_PATTERN.test(id))
-      throw new Error(
+      throw new UsageError(
         `--out ${out}: the model ${what} '${id}' must match ${MODEL_ID_PATTERN.source} ` +
           '(--out is <models dir>/<name>/<version>, e.g. models/my-denoiser/1)',
       );
