@@ -215,11 +215,10 @@ describe('import-ddpm', () => {
       );
       return run;
     };
-    const out = join(dir, 'ddpm-model');
+    const out = join(dir, 'ddpm-model', 'ddpm-natural-grey', 'test');
     const result = await importDdpm({
       from: await write('ddpm-ok', eps),
       out,
-      version: 'test',
       lineage: 'a test',
       commandLine: 'test',
       sampleSteps: 2,
@@ -228,7 +227,9 @@ describe('import-ddpm', () => {
     expect(result.probeError).toBeLessThan(1e-5);
     const manifest = JSON.parse(await readFile(join(out, 'manifest.json'), 'utf8'));
     expect(parseModelManifest(manifest).ok).toBe(true);
-    expect(manifest.extra.lineage).toBe('a test');
+    expect(manifest.extra.lineage).toBe(
+      'trained from a fresh initialisation, by tools/train/torch/ddpm.py (PyTorch none on test) on a CUDA GPU, a test',
+    );
     expect(manifest.extra.torch.importCommand).toBe('test');
     const loaded = await loadDiffusionModel(tf, out);
     const again = tf.tidy(() =>
@@ -242,8 +243,7 @@ describe('import-ddpm', () => {
       await expect(
         importDdpm({
           from: await write('ddpm-bad', bad),
-          out: join(dir, 'ddpm-bad-model'),
-          version: 'test',
+          out: join(dir, 'ddpm-bad-model', 'ddpm-natural-grey', 'test'),
           commandLine: 'test',
           sampleSteps: 2,
           log: () => {},

@@ -9,19 +9,17 @@
  * weights of a short run).
  *
  * Data: Fashion-MNIST's 60k TRAINING images (28x28 padded to 32x32 with background, [-1, 1]); or random crops of
- * ../shared/data/train400 with the 8 flips/rotations of the square (tools/train/data.ts), [0,1] -> [-1, 1].
+ * a folder of images (--images; models/ddpm-natural-grey: train400) with the 8 flips/rotations of the square
+ * (tools/train/data.ts), [0,1] -> [-1, 1].
  *
  * Reproducible and resumable: step s draws its images, timesteps and noise from Rng(mix(seed, s)), and a checkpoint
  * holds the weights, the EMA, Adam's moments and iteration count, the step and the loss average, so `--resume`
  * continues the same trajectory.
  *
- * Run as `npm run train -- ddpm ...` (tools/train/cli.ts) or directly: `npx tsx tools/train/ddpm.ts ...`.
+ * Run as `npm run train -- ddpm --images DIR ...` (tools/train/cli.ts).
  */
 
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
 import sharp from 'sharp';
 import {
   type IdxImages,
@@ -33,15 +31,44 @@ import { imageGrid, sampleDdpm } from '../../src/diffusion/sampler.js';
 import { type DdpmSchedule, describeSchedule, linearSchedule } from '../../src/diffusion/schedule.js';
 import { buildUnet, DEFAULT_UNET, type UnetArchitecture, unetMultiple } from '../../src/diffusion/unet.js';
 import { type BackendPreference, initTfjs } from '../../src/nn/backend.js';
-import { type ModelManifestInput, parseModelManifest } from '../../src/nn/manifest.js';
-import { Rng } from '../../src/util/random.js';
+import {
+  assertFreshCheckpointDir,
+  modelArrays,
+  optimizerArrays,
+  readCheckpoint,
+  restoreOptimizer,
+  setModelArrays,
+  writeCheckpoint,
+} from './core/checkpoint.js';
+import {
+  type Lineage,
+  type ManifestBody,
+  modelIdFromOut,
+  trainedManifest,
+  writeModelFolder,
+} from './core/export.js';
+import { runLoop, type StepResult } from './core/loop.js';
+import {
+  COMMON_OPTIONS,
+  COMMON_USAGE,
+  type CommonOptions,
+  commonOptions,
+  parseOptions,
+  positiveNumber,
+  UsageError,
+} from './core/options.js';
+import { createProgress } from './core/progress.js';
+import { setLearningRate, stepRng, warmupCosine } from './core/schedules.js';
 import { type GreyImage, loadGreyImages, samplePatch } from './data.js';
-import { type NamedArray, readTensors, writeTensors } from './tensor-file.js';
+import type { NamedArray } from './tensor-file.js';
+import { packImages } from './torch/pack-images.js';
+import { checkTorch, runTorch, TORCH_DIR, type TorchCommand } from './torch/run.js';
 
 type Tf = typeof import('@tensorflow/tfjs');
 type Tensor = import('@tensorflow/tfjs').Tensor;
 type LayersModel = import('@tensorflow/tfjs').LayersModel;
 type Optimizer = import('@tensorflow/tfjs').AdamOptimizer;
+type Scalar = import('@tensorflow/tfjs').Scalar;
 
 export type DdpmDataset = 'fashion-mnist' | 'natural-grey';
 export const DDPM_DATASETS: readonly DdpmDataset[] = ['fashion-mnist', 'natural-grey'];
@@ -70,11 +97,16 @@ export interface TrainDdpmOptions {
   architecture?: UnetArchitecture;
   /** Use only the first N training images (tests). */
   limitImages?: number;
-  name: string;
-  version: string;
   commandLine: string;
+  /** Plain progress lines go here (a bar on a terminal when absent). */
   log?: (line: string) => void;
   backend?: string;
+  /** Stop (with a checkpoint and a partial export) once this step is reached; --resume continues. */
+  stopAtStep?: number;
+  /** Stop (with a checkpoint and a partial export) after this many minutes of this run. */
+  maxMinutes?: number;
+  /** How the weights were made, when not by this trainer (the GPU importer). */
+  lineage?: Lineage;
 }
 
 export interface TrainDdpmResult {
@@ -86,16 +118,9 @@ export interface TrainDdpmResult {
 export const FASHION_MNIST_PAD = 2;
 const SAMPLE_SEED = 20240127;
 
-function stepRng(seed: number, step: number): Rng {
-  return new Rng((Math.imul(seed + 1, 0x9e3779b1) ^ Math.imul(step + 1, 0x85ebca77)) >>> 0);
-}
-
 /** Linear warm-up over the first 2% of steps (at most 500), then cosine decay to 10% of the peak. */
 export function ddpmLearningRate(peak: number, step: number, steps: number): number {
-  const warmup = Math.max(1, Math.min(500, Math.round(0.02 * steps)));
-  if (step < warmup) return (peak * (step + 1)) / warmup;
-  const t = Math.min(1, (step - warmup) / Math.max(1, steps - warmup));
-  return peak * (0.1 + 0.9 * 0.5 * (1 + Math.cos(Math.PI * t)));
+  return warmupCosine(peak, step, steps, { warmupFraction: 0.02, maxWarmup: 500, floor: 0.1 });
 }
 
 /** EMA decay with the usual warm-up (1 + s) / (10 + s), so early averages are not dominated by the random start. */
@@ -156,7 +181,7 @@ function makeBatch(options: TrainDdpmOptions, data: Dataset, schedule: DdpmSched
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Checkpoints: <checkpointDir>/step-<n>/{state.json, tensors.json, tensors.bin}; latest.json names the newest.
+// Checkpoints (tools/train/core/checkpoint.ts): the weights, the EMA, Adam's moments and this state.
 
 interface CheckpointState {
   step: number;
@@ -175,84 +200,38 @@ export interface TrainingState {
   optimizer: Optimizer;
 }
 
-async function saveCheckpoint(dir: string, training: TrainingState, state: CheckpointState): Promise<void> {
-  const stepDir = join(dir, `step-${String(state.step).padStart(7, '0')}`);
-  const staging = `${stepDir}.partial`;
-  await rm(staging, { recursive: true, force: true });
-  await mkdir(staging, { recursive: true });
-  const tensors: NamedArray[] = [
-    ...training.model.weights.map((w, i) => {
-      const value = w.read();
-      return {
-        name: `model/${i}/${w.originalName}`,
-        shape: value.shape,
-        values: value.dataSync() as Float32Array,
-      };
-    }),
+async function trainingArrays(training: TrainingState): Promise<NamedArray[]> {
+  return [
+    ...modelArrays(training.model),
     ...training.ema.map((v, i) => ({
       name: `ema/${i}`,
       shape: v.shape,
       values: Float32Array.from(v.dataSync() as Float32Array),
     })),
-    ...(await training.optimizer.getWeights()).map((w) => ({
-      name: `optimizer/${w.name}`,
-      shape: w.tensor.shape,
-      values: Float32Array.from(w.tensor.dataSync() as Float32Array),
-    })),
+    ...(await optimizerArrays(training.optimizer)),
   ];
-  await writeTensors(staging, tensors);
-  await writeFile(join(staging, 'state.json'), JSON.stringify(state));
-  await rm(stepDir, { recursive: true, force: true });
-  await rename(staging, stepDir);
-  await writeFile(join(dir, 'latest.json.partial'), JSON.stringify({ dir: stepDir, step: state.step }));
-  await rename(join(dir, 'latest.json.partial'), join(dir, 'latest.json'));
-  // Keep the two newest: the previous one survives a crash while the next is written.
-  const old = (await readdir(dir)).filter((n) => /^step-\d+$/.test(n)).sort();
-  for (const name of old.slice(0, -2)) await rm(join(dir, name), { recursive: true, force: true });
 }
 
-async function loadCheckpoint(
+async function restoreTraining(
   tf: Tf,
-  dir: string,
   training: TrainingState,
+  arrays: NamedArray[],
   multiple: number,
-): Promise<CheckpointState | null> {
-  let latest: { dir: string };
-  try {
-    latest = JSON.parse(await readFile(join(dir, 'latest.json'), 'utf8'));
-  } catch {
-    return null;
-  }
+): Promise<void> {
   const { model, ema, optimizer } = training;
-  // Adam creates its moment variables on its first update; one zero-learning-rate update makes them exist (in the
-  // model's variable order) so setWeights can overwrite them.
-  const rate = optimizer as unknown as { learningRate: number };
-  const saved = rate.learningRate;
-  rate.learningRate = 0;
-  tf.tidy(() => {
-    const x = tf.zeros([1, multiple, multiple, 1]);
-    optimizer.minimize(
-      () => tf.mean(model.apply([x, tf.zeros([1, 1])]) as Tensor) as import('@tensorflow/tfjs').Scalar,
-    );
+  setModelArrays(tf, model, arrays);
+  const emaArrays = arrays.filter((a) => a.name.startsWith('ema/'));
+  if (emaArrays.length !== ema.length)
+    throw new Error(`checkpoint has ${emaArrays.length} EMA weights, the model ${ema.length}`);
+  emaArrays.forEach((a, i) => {
+    ema[i].assign(tf.tensor(a.values, a.shape));
   });
-  rate.learningRate = saved;
-
-  const state = JSON.parse(await readFile(join(latest.dir, 'state.json'), 'utf8')) as CheckpointState;
-  const tensors = await readTensors(latest.dir);
-  const modelTensors = tensors.filter((t) => t.name.startsWith('model/'));
-  const emaTensors = tensors.filter((t) => t.name.startsWith('ema/'));
-  if (modelTensors.length !== model.weights.length || emaTensors.length !== ema.length)
-    throw new Error(`checkpoint has ${modelTensors.length} weights, the model ${model.weights.length}`);
-  model.setWeights(modelTensors.map((t) => tf.tensor(t.values, t.shape)));
-  emaTensors.forEach((t, i) => {
-    ema[i].assign(tf.tensor(t.values, t.shape));
-  });
-  await optimizer.setWeights(
-    tensors
-      .filter((t) => t.name.startsWith('optimizer/'))
-      .map((t) => ({ name: t.name.slice('optimizer/'.length), tensor: tf.tensor(t.values, t.shape) })),
+  await restoreOptimizer(
+    tf,
+    optimizer,
+    arrays,
+    () => tf.mean(model.apply([tf.zeros([1, multiple, multiple, 1]), tf.zeros([1, 1])]) as Tensor) as Scalar,
   );
-  return state;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -284,41 +263,65 @@ export async function exportModel(
   metrics: Record<string, number | string>,
   withSamples: boolean,
 ): Promise<void> {
-  const log = options.log ?? console.log;
-  await withEmaWeights(tf, training, async () => {
-    await mkdir(options.out, { recursive: true });
-    await saveDiffusionModel(training.model, options.out);
-    if (withSamples) {
-      const started = performance.now();
-      const images = await sampleDdpm(tf, training.model, schedule, {
-        count: options.sampleCount,
-        height: options.size,
-        width: options.size,
-        steps: options.sampleSteps,
-        seed: SAMPLE_SEED,
-        batch: 64,
-      });
-      const grid = imageGrid(images, options.size, options.size, sampleGridColumns(options.sampleCount));
-      await sharp(Buffer.from(grid.data), { raw: { width: grid.width, height: grid.height, channels: 1 } })
-        .png()
-        .toFile(join(options.out, 'samples.png'));
-      log(
-        `samples.png: ${options.sampleCount} samples in ${((performance.now() - started) / 1000).toFixed(1)} s`,
-      );
-    }
-  });
   const data =
     options.dataset === 'fashion-mnist'
       ? `Fashion-MNIST training split (${options.dataDir}/train-images-idx3-ubyte.gz, ${options.limitImages ?? 60000} ` +
         `images; the 10k test images are not used), 28x28 zero-padded to 32x32, bytes/127.5 - 1`
       : `${options.dataDir} (${options.size}x${options.size} random crops with the 8 flips/rotations of the square, ` +
-        'grey [0,1] -> [-1,1]); never Set12';
-  const manifest: ModelManifestInput = {
-    name: options.name,
-    version: options.version,
+        'grey [0,1] -> [-1,1])';
+  const lineage = options.lineage ?? {
+    trainer: `tools/train/ddpm.ts (tf.js ${options.backend ?? 'wasm'})`,
+    device: 'cpu' as const,
+  };
+  const manifest = trainedManifest(
+    { out: options.out, data, command: options.commandLine, lineage },
+    ddpmManifestBody(schedule, options, architecture, training.model.countParams(), step, metrics),
+  );
+  await withEmaWeights(tf, training, () =>
+    writeModelFolder(options.out, manifest, async (dir) => {
+      await saveDiffusionModel(training.model, dir);
+      if (withSamples) await writeSamples(tf, training.model, schedule, options, dir);
+    }),
+  );
+}
+
+async function writeSamples(
+  tf: Tf,
+  model: LayersModel,
+  schedule: DdpmSchedule,
+  options: TrainDdpmOptions,
+  dir: string,
+): Promise<void> {
+  const started = performance.now();
+  const images = await sampleDdpm(tf, model, schedule, {
+    count: options.sampleCount,
+    height: options.size,
+    width: options.size,
+    steps: options.sampleSteps,
+    seed: SAMPLE_SEED,
+    batch: 64,
+  });
+  const grid = imageGrid(images, options.size, options.size, sampleGridColumns(options.sampleCount));
+  await sharp(Buffer.from(grid.data), { raw: { width: grid.width, height: grid.height, channels: 1 } })
+    .png()
+    .toFile(join(dir, 'samples.png'));
+  (options.log ?? console.log)(
+    `samples.png: ${options.sampleCount} samples in ${((performance.now() - started) / 1000).toFixed(1)} s`,
+  );
+}
+
+function ddpmManifestBody(
+  schedule: DdpmSchedule,
+  options: TrainDdpmOptions,
+  architecture: UnetArchitecture,
+  parameters: number,
+  step: number,
+  metrics: Record<string, number | string>,
+): ManifestBody {
+  return {
+    required: false,
     task: 'diffusion-eps',
     format: 'layers',
-    required: false,
     inputShape: options.dataset === 'fashion-mnist' ? [null, 32, 32, 1] : [null, null, null, 1],
     valueRange: [-1, 1],
     channels: 1,
@@ -329,10 +332,8 @@ export async function exportModel(
       multiple: unetMultiple(architecture),
       customLayers: 'registerDiffusionLayers(tf) from src/diffusion/unet.ts',
     },
-    parameters: training.model.countParams(),
-    trainingData: data,
+    parameters,
     trainingSteps: step,
-    trainingCommand: options.commandLine,
     metrics: {
       ...metrics,
       loss: 'mean || eps_theta(x_t, t) - eps ||^2 over pixels, t ~ U{0..T-1} (DDPM simple loss)',
@@ -347,7 +348,6 @@ export async function exportModel(
       `DDPM eps-prediction U-Net trained on ${options.dataset === 'fashion-mnist' ? 'Fashion-MNIST' : 'grey natural-image patches'}; ` +
       'the exported weights are the EMA. Prior for RED-Diff (src/diffusion) and score model for EPS-AD ' +
       '(s = -eps_theta / sqrt(1 - alphaBar_t)).',
-    createdAt: new Date().toISOString(),
     extra: {
       schedule: describeSchedule(schedule),
       timeInput:
@@ -364,252 +364,297 @@ export async function exportModel(
       },
     },
   };
-  // Validate against the repository's schema here, so a bad manifest fails the training run, not the service.
-  const parsed = parseModelManifest(manifest);
-  if (!parsed.ok) throw new Error(`manifest for ${options.out} is invalid: ${parsed.error}`);
-  await writeFile(join(options.out, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// Training: the family's parts (data, batch, loss, EMA, export) run by the loop of tools/train/core.
 
-function formatDuration(seconds: number): string {
-  const s = Math.max(0, Math.round(seconds));
-  const h = Math.floor(s / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  return h > 0 ? `${h}h${String(m).padStart(2, '0')}m` : `${m}m${String(s % 60).padStart(2, '0')}s`;
+interface DdpmRun {
+  training: TrainingState;
+  architecture: UnetArchitecture;
+  schedule: DdpmSchedule;
+  data: Dataset;
+  startStep: number;
+  elapsedBefore: number;
+  lossAverage: number | null;
+  losses: number[];
+  resumedFrom?: { checkpointDir: string; step: number };
+}
+
+async function startDdpm(tf: Tf, options: TrainDdpmOptions, log: (line: string) => void): Promise<DdpmRun> {
+  const architecture = options.architecture ?? DEFAULT_UNET;
+  if (options.size % unetMultiple(architecture) !== 0)
+    throw new Error(`--size ${options.size} must be a multiple of ${unetMultiple(architecture)}`);
+  const data = await loadDataset(options);
+  const model = buildUnet(tf, architecture);
+  const ema = model.getWeights().map((w) => tf.variable(w.clone(), false));
+  const optimizer = tf.train.adam(options.lr) as Optimizer;
+  const run: DdpmRun = {
+    training: { model, ema, optimizer },
+    ...{
+      architecture,
+      schedule: linearSchedule(),
+      data,
+      startStep: 0,
+      elapsedBefore: 0,
+      lossAverage: null,
+      losses: [],
+    },
+  };
+  log(
+    `ddpm ${options.dataset}: ${data.kind === 'fashion-mnist' ? data.images.count : data.images.length} images, ` +
+      `${model.countParams()} parameters, ${options.steps} steps, batch ${options.batch} of ${options.size}x${options.size}`,
+  );
+  const saved = options.resume ? await readCheckpoint<CheckpointState>(options.checkpointDir) : null;
+  if (saved) {
+    if (saved.state.dataset !== options.dataset)
+      throw new Error(
+        `the checkpoint in ${options.checkpointDir} is for ${saved.state.dataset}, not ${options.dataset}`,
+      );
+    await restoreTraining(tf, run.training, saved.arrays, unetMultiple(architecture));
+    const { step, elapsedSeconds, lossAverage, losses } = saved.state;
+    Object.assign(run, { startStep: step, elapsedBefore: elapsedSeconds, lossAverage, losses });
+    run.resumedFrom = { checkpointDir: options.checkpointDir, step };
+    log(`resumed from step ${step} (${options.checkpointDir})`);
+  } else if (options.resume) log(`no checkpoint in ${options.checkpointDir}; starting from scratch`);
+  else await assertFreshCheckpointDir(options.checkpointDir);
+  return run;
+}
+
+/** One Adam step on the simple loss, then the EMA update. */
+function ddpmStep(tf: Tf, options: TrainDdpmOptions, run: DdpmRun, step: number): StepResult {
+  const { model, ema, optimizer } = run.training;
+  const lr = ddpmLearningRate(options.lr, step, options.steps);
+  setLearningRate(optimizer, lr);
+  const batch = makeBatch(options, run.data, run.schedule, step);
+  const loss = tf.tidy(() => {
+    const x = tf.tensor4d(batch.noisy, [options.batch, options.size, options.size, 1]);
+    const t = tf.tensor2d(batch.times, [options.batch, 1]);
+    const eps = tf.tensor4d(batch.noise, [options.batch, options.size, options.size, 1]);
+    const cost = optimizer.minimize(
+      () => tf.mean(tf.squaredDifference(model.apply([x, t], { training: true }) as Tensor, eps)) as Scalar,
+      true,
+    );
+    return cost!.dataSync()[0];
+  });
+  if (!Number.isFinite(loss)) return { loss };
+  const decay = emaDecayAt(options.emaDecay, step);
+  tf.tidy(() => {
+    model.weights.forEach((w, i) => {
+      ema[i].assign(tf.add(tf.mul(ema[i], decay), tf.mul(w.read(), 1 - decay)));
+    });
+  });
+  run.lossAverage = run.lossAverage === null ? loss : 0.99 * run.lossAverage + 0.01 * loss;
+  run.losses.push(loss);
+  run.losses.splice(0, Math.max(0, run.losses.length - 1000));
+  return { loss, fields: { avg: { value: run.lossAverage, digits: 5 }, lr: { value: lr, digits: 3 } } };
 }
 
 /** Trains (or resumes) a DDPM U-Net and exports its EMA; see the module comment. */
 export async function trainDdpm(tf: Tf, options: TrainDdpmOptions): Promise<TrainDdpmResult> {
   const log = options.log ?? ((line: string) => console.log(line));
-  const architecture = options.architecture ?? DEFAULT_UNET;
-  if (options.size % unetMultiple(architecture) !== 0)
-    throw new Error(`--size ${options.size} must be a multiple of ${unetMultiple(architecture)}`);
-  const schedule = linearSchedule();
-  const data = await loadDataset(options);
-  const model = buildUnet(tf, architecture);
-  const ema = model.getWeights().map((w) => tf.variable(w.clone(), false));
-  const optimizer = tf.train.adam(options.lr) as Optimizer;
-  const training: TrainingState = { model, ema, optimizer };
-  log(
-    `ddpm ${options.dataset}: ${data.kind === 'fashion-mnist' ? data.images.count : data.images.length} images, ` +
-      `${model.countParams()} parameters, ${options.steps} steps, batch ${options.batch} of ${options.size}x${options.size}`,
-  );
-
-  let startStep = 0;
-  let elapsedBefore = 0;
-  let lossAverage: number | null = null;
-  const losses: number[] = [];
-  if (options.resume) {
-    const state = await loadCheckpoint(tf, options.checkpointDir, training, unetMultiple(architecture));
-    if (state) {
-      if (state.dataset !== options.dataset)
-        throw new Error(`checkpoint is for ${state.dataset}, not ${options.dataset}`);
-      startStep = state.step;
-      elapsedBefore = state.elapsedSeconds;
-      lossAverage = state.lossAverage;
-      losses.push(...state.losses);
-      log(`resumed from step ${startStep} (${options.checkpointDir})`);
-    } else {
-      log(`no checkpoint in ${options.checkpointDir}; starting from scratch`);
-    }
-  }
-  await mkdir(options.checkpointDir, { recursive: true });
-
+  const run = await startDdpm(tf, options, log);
   const runStart = performance.now();
-  const elapsed = () => elapsedBefore + (performance.now() - runStart) / 1000;
-  let lastCheckpoint = performance.now();
+  const elapsed = () => run.elapsedBefore + (performance.now() - runStart) / 1000;
   let lastSamples = performance.now();
-  let windowLoss = 0;
-  let windowCount = 0;
-  const snapshot = (step: number): CheckpointState => ({
-    step,
-    seed: options.seed,
-    dataset: options.dataset,
-    steps: options.steps,
-    architecture,
-    elapsedSeconds: elapsed(),
-    lossAverage,
-    losses: losses.slice(-1000),
+  const saveAndExport = async (step: number, partial: boolean, samples: boolean) => {
+    const state: CheckpointState = {
+      ...{
+        step,
+        seed: options.seed,
+        dataset: options.dataset,
+        steps: options.steps,
+        architecture: run.architecture,
+      },
+      ...{ elapsedSeconds: elapsed(), lossAverage: run.lossAverage, losses: run.losses.slice(-1000) },
+    };
+    await writeCheckpoint(options.checkpointDir, await trainingArrays(run.training), state);
+    const lineage = options.lineage ?? {
+      trainer: `tools/train/ddpm.ts (tf.js ${options.backend ?? 'wasm'})`,
+      device: 'cpu' as const,
+      ...(run.resumedFrom && { resumedFrom: run.resumedFrom }),
+    };
+    const metrics = lossMetrics(
+      options,
+      run,
+      step,
+      partial,
+      elapsed(),
+      (performance.now() - runStart) / 1000,
+    );
+    await exportModel(
+      tf,
+      run.training,
+      run.schedule,
+      { ...options, lineage },
+      run.architecture,
+      step,
+      metrics,
+      samples,
+    );
+  };
+  const progress = createProgress({
+    label: `ddpm ${options.dataset}`,
+    total: options.steps,
+    start: run.startStep,
+    ...(options.log && { tty: false, print: options.log }),
   });
-  // Manifest metrics are numbers or strings only (src/nn/manifest.ts).
-  const lossMetrics = (step: number, partial: boolean): Record<string, number | string> => ({
-    status: partial ? `partial export at step ${step} of ${options.steps}` : 'complete',
-    ...(lossAverage === null ? {} : { finalTrainingLoss: +lossAverage.toFixed(5) }),
-    finalTrainingLossDefinition: 'exponential moving average (0.99 per step) of the per-batch loss',
-    trainingSeconds: Math.round(elapsed()),
-    ...(step > startStep
-      ? { secondsPerStep: +((performance.now() - runStart) / 1000 / (step - startStep)).toFixed(3) }
-      : {}),
-    ...(startStep > 0 ? { resumedAtStep: startStep } : {}),
-  });
-
-  const pixels = options.size * options.size;
-  for (let step = startStep; step < options.steps; step++) {
-    const lr = ddpmLearningRate(options.lr, step, options.steps);
-    (optimizer as unknown as { learningRate: number }).learningRate = lr;
-    const batch = makeBatch(options, data, schedule, step);
-    const loss = tf.tidy(() => {
-      const x = tf.tensor4d(batch.noisy, [options.batch, options.size, options.size, 1]);
-      const t = tf.tensor2d(batch.times, [options.batch, 1]);
-      const eps = tf.tensor4d(batch.noise, [options.batch, options.size, options.size, 1]);
-      const cost = optimizer.minimize(
-        () =>
-          tf.mean(
-            tf.squaredDifference(model.apply([x, t], { training: true }) as Tensor, eps),
-          ) as import('@tensorflow/tfjs').Scalar,
-        true,
-      );
-      return cost!.dataSync()[0];
-    });
-    if (!Number.isFinite(loss)) throw new Error(`loss is ${loss} at step ${step}: lower --lr`);
-    const decay = emaDecayAt(options.emaDecay, step);
-    tf.tidy(() => {
-      model.weights.forEach((w, i) => {
-        ema[i].assign(tf.add(tf.mul(ema[i], decay), tf.mul(w.read(), 1 - decay)));
-      });
-    });
-    lossAverage = lossAverage === null ? loss : 0.99 * lossAverage + 0.01 * loss;
-    losses.push(loss);
-    if (losses.length > 2000) losses.splice(0, losses.length - 1000);
-    windowLoss += loss;
-    windowCount++;
-    const done = step + 1;
-    const logEvery = options.steps <= 200 ? 10 : 50;
-    if (done % logEvery === 0 || done === options.steps) {
-      const secondsPerStep = (performance.now() - runStart) / 1000 / (done - startStep);
-      log(
-        `step ${done}/${options.steps} loss ${(windowLoss / windowCount).toFixed(5)} avg ${lossAverage.toFixed(5)} ` +
-          `lr ${lr.toExponential(2)} ${secondsPerStep.toFixed(3)} s/step ` +
-          `ETA ${formatDuration(secondsPerStep * (options.steps - done))} (${pixels * options.batch} px/step)`,
-      );
-      windowLoss = 0;
-      windowCount = 0;
-    }
-    if (performance.now() - lastCheckpoint > options.checkpointMinutes * 60_000 && done < options.steps) {
-      await saveCheckpoint(options.checkpointDir, training, snapshot(done));
+  const result = await runLoop({
+    ...{
+      startStep: run.startStep,
+      steps: options.steps,
+      stopAtStep: options.stopAtStep,
+      maxMinutes: options.maxMinutes,
+    },
+    ...{ checkpointMinutes: options.checkpointMinutes, checkpointDir: options.checkpointDir, progress },
+    step: (step) => ddpmStep(tf, options, run, step),
+    checkpoint: async (done) => {
       const samples = performance.now() - lastSamples > options.sampleMinutes * 60_000;
-      await exportModel(
-        tf,
-        training,
-        schedule,
-        options,
-        architecture,
-        done,
-        lossMetrics(done, true),
-        samples,
-      );
+      await saveAndExport(done, true, samples);
       if (samples) lastSamples = performance.now();
-      lastCheckpoint = performance.now();
-      log(`checkpoint step ${done}${samples ? ' (with samples)' : ''}`);
-    }
+      progress.log(`checkpoint step ${done}${samples ? ' (with samples)' : ''}`);
+    },
+  });
+  if (result.reason === 'done') {
+    await saveAndExport(Math.max(options.steps, run.startStep), false, true);
+    log(`exported ${options.out} (final loss average ${run.lossAverage?.toFixed(5)})`);
   }
-  const finalStep = Math.max(options.steps, startStep);
-  await saveCheckpoint(options.checkpointDir, training, snapshot(finalStep));
-  await exportModel(
-    tf,
-    training,
-    schedule,
-    options,
-    architecture,
-    finalStep,
-    lossMetrics(finalStep, false),
-    true,
-  );
-  log(`exported ${options.out} (final loss average ${lossAverage?.toFixed(5)})`);
-  tf.dispose([model, optimizer, ...ema] as unknown as Tensor[]);
-  return { steps: finalStep, finalLoss: lossAverage, outDir: options.out };
+  tf.dispose([run.training.model, run.training.optimizer, ...run.training.ema] as unknown as Tensor[]);
+  return { steps: result.done, finalLoss: run.lossAverage, outDir: options.out };
+}
+
+/** Manifest metrics are numbers or strings only (src/nn/manifest.ts). */
+function lossMetrics(
+  options: TrainDdpmOptions,
+  run: DdpmRun,
+  step: number,
+  partial: boolean,
+  elapsedSeconds: number,
+  thisRunSeconds: number,
+): Record<string, number | string> {
+  return {
+    status: partial ? `partial export at step ${step} of ${options.steps}` : 'complete',
+    ...(run.lossAverage === null ? {} : { finalTrainingLoss: +run.lossAverage.toFixed(5) }),
+    finalTrainingLossDefinition: 'exponential moving average (0.99 per step) of the per-batch loss',
+    trainingSeconds: Math.round(elapsedSeconds),
+    ...(step > run.startStep
+      ? { secondsPerStep: +(thisRunSeconds / (step - run.startStep)).toFixed(3) }
+      : {}),
+    ...(run.startStep > 0 ? { resumedAtStep: run.startStep } : {}),
+  };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
 // Command line
 
-export const DDPM_USAGE = `usage: npm run train -- ddpm --dataset fashion-mnist|natural-grey [--steps N] [--batch B] [--lr LR]
-  [--size S (natural-grey crop; Fashion-MNIST is 32)] [--data-dir DIR] [--out models/ddpm-<dataset>/<version>]
-  [--checkpoint-dir checkpoints/ddpm-<dataset>] [--checkpoint-minutes M] [--sample-minutes M] [--resume]
-  [--seed S] [--ema-decay D] [--sample-steps K] [--samples N] [--version V] [--backend auto|wasm|cpu]`;
+export const DDPM_USAGE = `usage: npm run train -- ddpm --images DIR_OF_CLEAN_IMAGES [--dataset natural-grey|fashion-mnist]
+  [--size 48 (natural-grey crop; Fashion-MNIST is 32)] [--ema-decay 0.999] [--sample-minutes 30]
+  [--sample-steps 100] [--samples N] [--python python3]
+${COMMON_USAGE}
+  --images: the images the prior learns (any names; JPEG, PNG, TIFF; 8/16-bit; colour is read as grey);
+    for --dataset fashion-mnist, the folder of its IDX files (apt-get install dataset-fashion-mnist:
+    /usr/share/datasets/fashion-mnist).
+  --out models/<name>/<version> (default models/ddpm-<dataset>/<today>).
+  --device cuda runs tools/train/torch/ddpm.py (natural-grey) and imports its EMA weights into --out.`;
 
-function positiveNumber(name: string, value: string | undefined, fallback: number, integer = false): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n)))
-    throw new Error(`--${name} must be a positive ${integer ? 'integer' : 'number'}, got '${value}'`);
-  return n;
+const DDPM_OPTIONS = {
+  ...COMMON_OPTIONS,
+  dataset: { type: 'string', default: 'natural-grey' },
+  'data-dir': { type: 'string' },
+  size: { type: 'string' },
+  'sample-minutes': { type: 'string' },
+  'ema-decay': { type: 'string' },
+  'sample-steps': { type: 'string' },
+  samples: { type: 'string' },
+  python: { type: 'string', default: 'python3' },
+} as const;
+
+export interface DdpmCli extends Omit<TrainDdpmOptions, 'commandLine' | 'backend'>, CommonOptions {
+  python: string;
 }
 
-export async function runDdpmCli(args: string[], commandLine: string): Promise<void> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      dataset: { type: 'string' },
-      'data-dir': { type: 'string' },
-      steps: { type: 'string' },
-      batch: { type: 'string' },
-      lr: { type: 'string' },
-      size: { type: 'string' },
-      out: { type: 'string' },
-      'checkpoint-dir': { type: 'string' },
-      'checkpoint-minutes': { type: 'string' },
-      'sample-minutes': { type: 'string' },
-      'ema-decay': { type: 'string' },
-      'sample-steps': { type: 'string' },
-      samples: { type: 'string' },
-      version: { type: 'string' },
-      resume: { type: 'boolean', default: false },
-      seed: { type: 'string' },
-      backend: { type: 'string', default: 'auto' },
-      help: { type: 'boolean', default: false },
-    },
-    strict: true,
-  });
-  if (values.help) {
-    console.log(DDPM_USAGE);
-    return;
-  }
+/** The command line, checked; nothing is read or run yet. */
+export function parseDdpmArgs(args: string[]): DdpmCli | null {
+  const values = parseOptions(args, DDPM_OPTIONS, DDPM_USAGE);
+  if (values.help) return null;
   const dataset = values.dataset as DdpmDataset;
   if (!DDPM_DATASETS.includes(dataset))
-    throw new Error(`--dataset must be one of ${DDPM_DATASETS.join(', ')}\n${DDPM_USAGE}`);
+    throw new UsageError(`--dataset must be one of ${DDPM_DATASETS.join(', ')}`, DDPM_USAGE);
   const fashion = dataset === 'fashion-mnist';
-  const version = values.version ?? new Date().toISOString().slice(0, 10).replaceAll('-', '');
-  const name = `ddpm-${dataset}`;
-  const runtime = await initTfjs(values.backend as BackendPreference);
+  const dataDir = values.images ?? values['data-dir'];
+  if (!dataDir) throw new UsageError('give the training images: --images DIR', DDPM_USAGE);
+  const common = commonOptions(values, {
+    name: `ddpm-${dataset}`,
+    steps: 8000,
+    batch: fashion ? 32 : 16,
+    lr: 1e-3,
+  });
+  modelIdFromOut(common.out);
   const emaDecay = values['ema-decay'] === undefined ? 0.999 : Number(values['ema-decay']);
-  if (!(emaDecay >= 0 && emaDecay < 1)) throw new Error('--ema-decay must be in [0, 1)');
-  await trainDdpm(runtime.tf, {
+  if (!(emaDecay >= 0 && emaDecay < 1)) throw new UsageError('--ema-decay must be in [0, 1)');
+  if (common.device === 'cuda' && fashion)
+    throw new UsageError('--device cuda: the PyTorch port trains the natural-grey prior only');
+  return {
+    ...common,
     dataset,
-    dataDir:
-      values['data-dir'] ?? (fashion ? '/usr/share/datasets/fashion-mnist' : '../shared/data/train400'),
-    steps: positiveNumber('steps', values.steps, 8000, true),
-    batch: positiveNumber('batch', values.batch, fashion ? 32 : 16, true),
-    lr: positiveNumber('lr', values.lr, 1e-3),
+    dataDir,
     size: positiveNumber('size', values.size, fashion ? 32 : 48, true),
-    out: values.out ?? `models/${name}/${version}`,
-    checkpointDir: values['checkpoint-dir'] ?? `checkpoints/${name}`,
-    checkpointMinutes: positiveNumber('checkpoint-minutes', values['checkpoint-minutes'], 5),
     sampleMinutes: positiveNumber('sample-minutes', values['sample-minutes'], 30),
-    resume: values.resume ?? false,
-    seed: values.seed === undefined ? 1 : Number(values.seed),
     emaDecay,
     sampleSteps: positiveNumber('sample-steps', values['sample-steps'], 100, true),
     sampleCount: positiveNumber('samples', values.samples, fashion ? 64 : 36, true),
-    name,
-    version,
-    commandLine,
-    backend: runtime.backend,
+    python: values.python,
+  };
+}
+
+/** The PyTorch trainer's command line for a `--device cuda` run. */
+export function ddpmTorchCommand(cli: DdpmCli, packed: string, runDir: string): TorchCommand {
+  const args = [
+    join(TORCH_DIR, 'ddpm.py'),
+    ...['--images', packed, '--out', runDir, '--size', String(cli.size), '--steps', String(cli.steps)],
+    ...['--batch', String(cli.batch), '--lr', String(cli.lr), '--ema-decay', String(cli.emaDecay)],
+    ...['--seed', String(cli.seed), '--checkpoint-seconds', String(Math.round(cli.checkpointMinutes * 60))],
+  ];
+  if (cli.maxMinutes !== undefined) args.push('--max-seconds', String(Math.round(cli.maxMinutes * 60)));
+  if (cli.initFrom) args.push('--init-from', resolve(cli.initFrom));
+  if (cli.resume) args.push('--resume');
+  return { python: cli.python, args };
+}
+
+async function trainDdpmCuda(cli: DdpmCli, commandLine: string, log: (line: string) => void): Promise<void> {
+  if (cli.stopAtStep !== undefined)
+    throw new UsageError('--device cuda: use --max-minutes, not --stop-at-step');
+  const { torch } = await checkTorch(cli.python);
+  const packed = join(cli.checkpointDir, 'torch', 'images');
+  const runDir = join(cli.checkpointDir, 'torch', 'run');
+  if (!cli.resume) await packImages(cli.dataDir, packed);
+  await runTorch(ddpmTorchCommand(cli, packed, runDir), log);
+  const { importDdpm } = await import('./torch/import-ddpm.js');
+  await importDdpm({
+    from: runDir,
+    out: cli.out,
+    commandLine: 'import by npm run train (--device cuda)',
+    trainingCommand: commandLine,
+    lineage: {
+      trainer: `tools/train/torch/ddpm.py (PyTorch ${torch})`,
+      device: 'cuda',
+      ...(cli.initFrom && { initialisedFrom: cli.initFrom }),
+    },
+    log,
   });
 }
 
-const invokedDirectly =
-  process.argv[1] !== undefined && import.meta.url === pathToFileURL(resolve(process.argv[1])).href;
-if (invokedDirectly) {
-  const argv = process.argv.slice(2);
-  // The recorded command reproduces the run: --resume only says how it was interrupted.
-  const commandLine = `npx tsx tools/train/ddpm.ts ${argv
-    .filter((a) => a !== '--resume')
-    .map((a) => (/^[\w./=:@-]+$/.test(a) ? a : JSON.stringify(a)))
-    .join(' ')}`;
-  runDdpmCli(argv, commandLine).catch((error: unknown) => {
-    console.error(error instanceof Error ? error.message : error);
-    process.exitCode = 1;
+export async function runDdpmCli(args: string[], commandLine: string): Promise<void> {
+  const cli = parseDdpmArgs(args);
+  if (!cli) return void console.log(DDPM_USAGE);
+  const log = (line: string) => console.log(line);
+  if (cli.device === 'cuda') return trainDdpmCuda(cli, commandLine, log);
+  if (cli.initFrom) throw new UsageError('ddpm on the CPU has no --init-from yet (the GPU port has)');
+  const runtime = await initTfjs(cli.backend as BackendPreference);
+  await trainDdpm(runtime.tf, {
+    ...cli,
+    commandLine,
+    backend: runtime.backend,
+    log: process.stderr.isTTY ? undefined : log,
   });
 }

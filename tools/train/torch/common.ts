@@ -98,10 +98,10 @@ export async function checkProbe(
 }
 
 /**
- * --from, --out, --version, --lineage and any `extra` string options; prints `usage` and exits when one of
- * `required` is missing.
+ * --from, --out, --lineage and any `extra` string options (--version is accepted and ignored: the version is
+ * the last folder of --out); prints `usage` and exits when one of `required` is missing.
  */
-export function parseImportArgs(usage: string, extra: string[] = [], required = ['from', 'out', 'version']) {
+export function parseImportArgs(usage: string, extra: string[] = [], required = ['from', 'out']) {
   const { values } = parseArgs({
     options: Object.fromEntries(
       ['from', 'out', 'version', 'lineage', ...extra].map((name) => [name, { type: 'string' as const }]),
@@ -112,7 +112,7 @@ export function parseImportArgs(usage: string, extra: string[] = [], required = 
     process.exit(2);
   }
   return {
-    values: values as Record<string, string | undefined> & { from: string; out: string; version: string },
+    values: values as Record<string, string | undefined> & { from: string; out: string },
     commandLine: `npx tsx ${process.argv[1]?.replace(`${process.cwd()}/`, '')} ${process.argv.slice(2).join(' ')}`,
   };
 }

@@ -142,7 +142,6 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     'usage: npx tsx tools/train/torch/import-noise2score.ts --from <dir> --out <models dir>/<name>/<version> ' +
       '[--validation-dir <dir>] [--lineage <text>] [--tradeoff <text>]',
     ['validation-dir', 'tradeoff'],
-    ['from', 'out'],
   );
   await importNoise2Score({
     from: values.from,
