@@ -589,7 +589,6 @@ export async function trainNoise2Score(
 ): Promise<TrainNoise2ScoreResult> {
   const log = options.log ?? ((line: string) => console.log(line));
   const run = await startRun(tf, options, log);
-  const family = FAMILY_TRAINING[options.noise];
   const multiple = networkMultiple(run.architecture);
   const runStart = performance.now();
   const elapsed = () => run.elapsedBefore + (performance.now() - runStart) / 1000;
@@ -638,6 +637,20 @@ export async function trainNoise2Score(
     return { steps: result.done, losses: run.losses, validationPsnr: null, outDir: options.out };
 
   await saveState(options.steps);
+  const validation = await exportFinal(tf, options, run, multiple, elapsed(), log);
+  return { steps: options.steps, losses: run.losses, validationPsnr: validation, outDir: options.out };
+}
+
+/** At the end: validation on the references (when given) and the final export; returns the mean PSNR. */
+async function exportFinal(
+  tf: Tf,
+  options: TrainNoise2ScoreOptions,
+  run: Run,
+  multiple: number,
+  seconds: number,
+  log: (line: string) => void,
+): Promise<number | null> {
+  const family = FAMILY_TRAINING[options.noise];
   let validation: Awaited<ReturnType<typeof validationPsnr>> | null = null;
   if (run.validationImages) {
     validation = await validationPsnr(tf, run.model, options.noise, run.validationImages, multiple);
@@ -656,17 +669,12 @@ export async function trainNoise2Score(
       status: 'final',
       ...record.metrics,
       finalLoss: recent.length ? +(recent.reduce((s, v) => s + v, 0) / recent.length).toFixed(6) : null,
-      trainingSeconds: Math.round(elapsed()),
+      trainingSeconds: Math.round(seconds),
     },
     record.extra,
   );
   log(`exported ${options.out}`);
-  return {
-    steps: options.steps,
-    losses: run.losses,
-    validationPsnr: validation?.mean ?? null,
-    outDir: options.out,
-  };
+  return validation?.mean ?? null;
 }
 
 function lineageOf(options: TrainNoise2ScoreOptions, run: Run): Lineage {
