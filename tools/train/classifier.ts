@@ -27,6 +27,7 @@ import { type BackendPreference, initTfjs } from '../../src/nn/backend.js';
 import { fileSystemIO } from '../../src/nn/fs-io.js';
 import { type ModelManifestInput, parseModelManifest } from '../../src/nn/manifest.js';
 import { Rng } from '../../src/util/random.js';
+import { positiveNumber as positive } from './core/options.js';
 import { setLearningRate } from './core/schedules.js';
 
 type Tf = typeof import('@tensorflow/tfjs');
@@ -229,14 +230,6 @@ async function readPreviousRun(
     epochs: Number(metrics.epochs ?? 0),
     accuracy: Number(metrics.testAccuracy ?? Number.NaN),
   };
-}
-
-function positive(name: string, value: string | undefined, fallback: number, integer = false): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n)))
-    throw new Error(`--${name} must be a positive ${integer ? 'integer' : 'number'}, got '${value}'`);
-  return n;
 }
 
 export async function runClassifierCli(args: string[], commandLine: string): Promise<void> {

@@ -53,6 +53,7 @@ import { type BackendPreference, initTfjs } from '../../src/nn/backend.js';
 import { fileSystemIO } from '../../src/nn/fs-io.js';
 import { type ModelManifestInput, parseModelManifest } from '../../src/nn/manifest.js';
 import { Rng, stringHash } from '../../src/util/random.js';
+import { positiveNumber as positive } from './core/options.js';
 
 type Tf = typeof import('@tensorflow/tfjs');
 type Tensor2D = import('@tensorflow/tfjs').Tensor2D;
@@ -610,14 +611,6 @@ function parseBudget(text: string): number {
   if (!(value > 0 && value < 1))
     throw new Error(`--budget must be a number in (0, 1) or a fraction like 1/255`);
   return value;
-}
-
-function positive(name: string, value: string | undefined, fallback: number, integer = false): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n)))
-    throw new Error(`--${name} must be a positive ${integer ? 'integer' : 'number'}, got '${value}'`);
-  return n;
 }
 
 export async function runEpsAdCli(args: string[], commandLine: string): Promise<void> {
