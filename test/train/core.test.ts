@@ -135,6 +135,28 @@ describe('progress', () => {
   });
 });
 
+describe('progress bar (a terminal)', () => {
+  it('draws the bar with the step, the ETA of this run and the figures, NaN-free', async () => {
+    const { PassThrough } = await import('node:stream');
+    const stream = Object.assign(new PassThrough(), { isTTY: true, columns: 200 });
+    let text = '';
+    stream.on('data', (chunk: Buffer) => {
+      text += chunk.toString('utf8');
+    });
+    let clock = 0;
+    const progress = createProgress({ label: 'tty', total: 10, start: 4, stream, now: () => clock });
+    clock = 2000;
+    progress.update(5, 0.25, { psnr: { value: Number.NaN, unit: 'dB', why: 'no references' } });
+    progress.log('a checkpoint line');
+    progress.stop();
+    const plain = text.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '');
+    expect(plain).toMatch(
+      /tty \[[^\]]+\] 5\/10 ETA 0m10s 2\.000 s\/step loss 0\.25000 psnr n\/a \(no references: NaN\)/,
+    );
+    expect(plain).toContain('a checkpoint line');
+  });
+});
+
 describe('checkpoints', () => {
   it('keeps the two newest, points latest.json at the newest, and reads it back', async () => {
     const ck = join(dir, 'ck');

@@ -102,24 +102,34 @@ export function createProgress(options: ProgressOptions): Progress {
   const bars = new cliProgress.MultiBar(
     {
       stream,
-      format: `${options.label} [{bar}] {value}/{total} {text} {perStep} ETA {eta}`,
+      // ETA first: a narrow terminal truncates the end of the line.
+      format: `${options.label} [{bar}] {value}/{total} ETA {remaining} {perStep} {text}`,
       hideCursor: true,
       clearOnComplete: false,
-      barsize: 24,
+      barsize: 16,
     },
     cliProgress.Presets.shades_classic,
   );
-  const bar = bars.create(options.total, options.start, { text: '', perStep: '', eta: '' });
+  const bar = bars.create(options.total, options.start, { text: '', perStep: '', remaining: '' });
+  let stopped = false;
   return {
     update(done, loss, fields = {}) {
       record(loss, fields);
-      bar.update(done, describe(done, fields));
+      const d = describe(done, fields);
+      // Not `eta`: cli-progress has its own token of that name (seconds, from its own rate estimate).
+      bar.update(done, { text: d.text, perStep: d.perStep, remaining: d.eta });
     },
     log(line) {
-      bars.log(`${line}\n`);
+      if (stopped) stream.write(`${line}\n`);
+      else bars.log(`${line}\n`);
     },
     stop() {
+      if (stopped) return;
+      stopped = true;
       bars.stop();
+      // Lines logged since the last redraw are still in cli-progress's buffer: write them below the bar.
+      const pending = (bars as unknown as { loggingBuffer?: string[] }).loggingBuffer ?? [];
+      for (const line of pending.splice(0)) stream.write(line);
     },
   };
 }
