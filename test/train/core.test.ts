@@ -149,7 +149,8 @@ describe('progress bar (a terminal)', () => {
     progress.update(5, 0.25, { psnr: { value: Number.NaN, unit: 'dB', why: 'no references' } });
     progress.log('a checkpoint line');
     progress.stop();
-    const plain = text.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '');
+    // Without the terminal's escape sequences (ESC [ ... letter).
+    const plain = text.replace(new RegExp(`${String.fromCharCode(27)}\\[[0-9;?]*[A-Za-z]`, 'g'), '');
     expect(plain).toMatch(
       /tty \[[^\]]+\] 5\/10 ETA 0m10s 2\.000 s\/step loss 0\.25000 psnr n\/a \(no references: NaN\)/,
     );
