@@ -581,6 +581,8 @@ export async function runMidCli(args: string[], commandLine: string): Promise<vo
   const shared = commonOptions(values, { name: 'mid-rgb', steps: 1, batch: 12, lr: 1e-3 });
   if (shared.device === 'cuda')
     throw new UsageError('mid has no PyTorch port yet: train it on the CPU (leave out --device cuda)');
+  if (shared.initFrom)
+    throw new UsageError('mid has no --init-from: round r > 0 fine-tunes round r-1 itself');
   const roundSteps = values['round-steps'].split(',').map(Number);
   if (!roundSteps.every((s) => Number.isInteger(s) && s > 0))
     throw new UsageError('--round-steps must be positive integers, e.g. 500,300,300', USAGE);
