@@ -82,6 +82,15 @@ describe('MID training on a folder of noisy images', () => {
     await expect(
       loadMidData({ noisyDir: join(dir, 'noisy'), extraClean: [], patch: 16, evalCrop: 0 }),
     ).rejects.toThrow(/give --clean DIR/);
+    await expect(
+      loadMidData({
+        noisyDir: join(dir, 'nope'),
+        cleanDir: join(dir, 'clean'),
+        extraClean: [],
+        patch: 16,
+        evalCrop: 0,
+      }),
+    ).rejects.toThrow(/nope: no such folder/);
   });
 
   it('two rounds, stopped and resumed, export a model with data, command, lineage and validation', async () => {

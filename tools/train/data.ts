@@ -36,7 +36,10 @@ export async function loadGreyImage(path: string): Promise<Omit<GreyImage, 'name
 
 /** The image files of a folder, any names (sorted, so a seeded run sees the same order everywhere). */
 export async function listImages(dir: string): Promise<string[]> {
-  const names = (await readdir(dir)).filter((n) => IMAGE_EXTENSIONS.test(n)).sort();
+  const entries = await readdir(dir).catch((error: NodeJS.ErrnoException) => {
+    throw new Error(error.code === 'ENOENT' ? `${dir}: no such folder` : `${dir}: ${error.message}`);
+  });
+  const names = entries.filter((n) => IMAGE_EXTENSIONS.test(n)).sort();
   if (names.length === 0) throw new Error(`no images (${IMAGE_EXTENSIONS.source}) in ${dir}`);
   return names.map((name) => join(dir, name));
 }
