@@ -35,6 +35,7 @@ const OPTIONS = {
   ...COMMON_OPTIONS,
   noise: { type: 'string' },
   'clean-dir': { type: 'string' },
+  // The old name of --images.
   'noisy-dir': { type: 'string' },
   references: { type: 'string' },
   'validation-dir': { type: 'string' },

@@ -6,7 +6,7 @@
  * whose minimiser is the score of the sigma_a-smoothed distribution of the NOISY images y; sigma_a is annealed
  * geometrically from large to small (Gaussian/Gamma 0.05 -> 0.001 on [0,1]; Poisson 1 -> 0.5 on the count scale
  * z = y/zeta). The loss never sees a clean image: with --clean-dir clean patches are only used to synthesise noisy
- * ones (blind: a fresh level per patch), with --noisy-dir the user's noisy images are used as they are.
+ * ones (blind: a fresh level per patch), with --images the user's noisy images are used as they are.
  *
  * Variance reduction: each noisy patch is used twice, with u and -u (antithetic pairs). The expected loss is
  * unchanged (u and -u are equally likely), but the large zero-mean term 2 sigma_a <u, R(y)> cancels between the
@@ -172,7 +172,7 @@ export function learningRate(peak: number, step: number, steps: number): number 
 }
 
 export interface TrainingImage extends GreyImage {
-  /** For --noisy-dir Poisson training: the image's estimated zeta. */
+  /** For --images Poisson training: the image's estimated zeta. */
   zeta?: number;
 }
 
@@ -252,7 +252,7 @@ export function makeBatch(
       noisy = patch;
       zeta = images[index].zeta ?? 1;
     }
-    // With --noisy-dir the level is unknown: the relative recipe falls back to the estimated level.
+    // With --images the level is unknown: the relative recipe falls back to the estimated level.
     const patchLevel = level ?? estimatePatchLevel(options.noise, noisy, options.patch);
     let patchMean = 0;
     for (let i = 0; i < pixels; i++) patchMean += noisy[i];
@@ -713,7 +713,7 @@ async function exportPartial(
   log(`checkpoint step ${step}${quick == null ? '' : `, quick validation PSNR ${quick.toFixed(2)} dB`}`);
 }
 
-/** The training images; for --noisy-dir Poisson training each image's zeta is estimated once. */
+/** The training images; for --images Poisson training each image's zeta is estimated once. */
 export async function loadTrainingImages(
   options: Pick<TrainNoise2ScoreOptions, 'cleanDir' | 'noisyDir' | 'noise'>,
 ): Promise<TrainingImage[]> {
