@@ -4,8 +4,8 @@
  * For each architecture: parameters, multiply-adds per 512x512 image (counted from the layer shapes), and the
  * network time on a 512x512 image (best of --repeats predictions on one thread, random weights: time does not
  * depend on the values). For trained models passed with `--model label=dir` (a model folder, e.g. one written by
- * src/train/torch/import-noise2score.ts), also Set12 PSNR at sigma 25 with the level given, by the protocol of
- * the trainer's validation (src/train/noise2score.ts validationPsnr). Writes the section between
+ * tools/train/torch/import-noise2score.ts), also Set12 PSNR at sigma 25 with the level given, by the protocol of
+ * the trainer's validation (tools/train/noise2score.ts validationPsnr). Writes the section between
  * <!-- denoise-arch:begin --> and <!-- denoise-arch:end --> of bench/RESULTS.md (--no-write prints it; --note adds a
  * paragraph under the table, e.g. where the --model folders came from).
  */
@@ -16,8 +16,8 @@ import { loadNoise2ScoreModel } from '../../src/denoise/model.js';
 import { buildScoreNetwork, type ScoreNetworkArchitecture, unetConvs } from '../../src/denoise/network.js';
 import { initTfjs, type Tf } from '../../src/nn/backend.js';
 import { tidyValues } from '../../src/nn/read.js';
-import { loadGreyImages } from '../../src/train/data.js';
-import { validationPsnr } from '../../src/train/noise2score.js';
+import { loadGreyImages } from '../../tools/train/data.js';
+import { validationPsnr } from '../../tools/train/noise2score.js';
 import { writeResultsSection } from '../results-file.js';
 import { REPO_ROOT } from './inputs.js';
 

@@ -16,7 +16,7 @@ import { resolveModel, scanModelRepository } from '../../src/nn/repository.js';
 
 /**
  * Benchmark PSNR (dB, level given) minus 0.3 dB, measured with noise2score-gaussian@v7 (v5 + 26976 + 22694 GPU
- * steps, src/train/torch/gpu-run.sh and gpu-run-gaussian.sh): 01 -> 28.65, 06 -> 28.09 (bench/RESULTS.md,
+ * steps, tools/train/torch/gpu-run.sh and gpu-run-gaussian.sh): 01 -> 28.65, 06 -> 28.09 (bench/RESULTS.md,
  * 2026-11-28; v5 gave 26.65 and 26.26, v1 24.64 and 24.39). Raise these when a better model is committed.
  */
 const MIN_PSNR: Record<string, number> = { '01': 28.35, '06': 27.79 };

@@ -12,7 +12,7 @@ import {
   makeBatch,
   type TrainNoise2ScoreOptions,
   trainNoise2Score,
-} from '../../src/train/noise2score.js';
+} from '../../tools/train/noise2score.js';
 
 let tf: Tf;
 let dir: string;
@@ -48,13 +48,12 @@ describe('noise2score training (smoke)', () => {
       batch: 8,
       patch: 16,
       lr: 3e-3,
-      out: join(dir, 'model'),
+      out: join(dir, 'models', 'smoke-gaussian', '1'),
       checkpointDir: join(dir, 'checkpoints'),
       resume: false,
       seed: 5,
       checkpointMinutes: 100,
       architecture: { kind: 'unet', widths: [8, 8, 8], outputScale: 32 },
-      version: 'smoke',
       commandLine: 'npm run train -- noise2score --noise gaussian (smoke test)',
       validationDir: dir,
       log: () => {},
@@ -108,12 +107,11 @@ describe('noise2score training (smoke)', () => {
       seed: 9,
       checkpointMinutes: 100,
       architecture: { kind: 'unet', widths: [8, 8, 8], outputScale: 32 },
-      version: 'smoke',
       commandLine: 'smoke',
       log: () => {},
     };
-    const straight = { ...base, out: join(dir, 'a/out'), checkpointDir: join(dir, 'a/ck') };
-    const split = { ...base, out: join(dir, 'b/out'), checkpointDir: join(dir, 'b/ck') };
+    const straight = { ...base, out: join(dir, 'a/straight/1'), checkpointDir: join(dir, 'a/ck') };
+    const split = { ...base, out: join(dir, 'b/split/1'), checkpointDir: join(dir, 'b/ck') };
     await trainNoise2Score(tf, straight);
     const partial = await trainNoise2Score(tf, { ...split, stopAtStep: 3 });
     expect(partial.steps).toBe(3);
@@ -129,7 +127,7 @@ describe('noise2score training (smoke)', () => {
 
 describe('noise2score training batches', () => {
   it('Gaussian: sigma_a is c times each patch level (relative recipe), u and -u pairs around the same noisy patch', async () => {
-    const { FAMILY_TRAINING } = await import('../../src/train/noise2score.js');
+    const { FAMILY_TRAINING } = await import('../../tools/train/noise2score.js');
     const options = {
       noise: 'gaussian',
       cleanDir: dir,
@@ -160,5 +158,47 @@ describe('noise2score training batches', () => {
       }
     }
     expect(levels.size).toBe(pairs); // a fresh level per patch
+  });
+});
+
+describe('noise2score training on noisy images (--images)', () => {
+  it('flat or clipped patches still get a positive sigma_a: the score-matching figure stays finite', async () => {
+    const noisyDir = join(dir, 'noisy');
+    const { mkdir } = await import('node:fs/promises');
+    await mkdir(noisyDir, { recursive: true });
+    // A flat grey image, a saturated one (a clipped highlight) and a noisy gradient; 16-bit PNG for one of them.
+    await sharp(Buffer.alloc(24 * 24, 128), { raw: { width: 24, height: 24, channels: 1 } })
+      .png()
+      .toFile(join(noisyDir, 'flat.png'));
+    await sharp(Buffer.alloc(24 * 24 * 3, 255), { raw: { width: 24, height: 24, channels: 3 } })
+      .jpeg()
+      .toFile(join(noisyDir, 'IMG 0002.JPG'));
+    const rng = new (await import('../../src/util/random.js')).Rng(4);
+    const noisy = new Uint16Array(24 * 24).map((_, i) =>
+      Math.round(65535 * Math.min(1, Math.max(0, 0.3 + (i % 24) / 60 + 0.08 * rng.normal()))),
+    );
+    await sharp(Buffer.from(noisy.buffer), {
+      raw: { width: 24, height: 24, channels: 1, premultiplied: false },
+    })
+      .toColourspace('grey16')
+      .png()
+      .toFile(join(noisyDir, 'scan.png'));
+    for (const noise of ['gaussian', 'gamma', 'poisson'] as const) {
+      const options = { noise, noisyDir, batch: 12, patch: 16, seed: 3 } as TrainNoise2ScoreOptions;
+      const images = await loadTrainingImages(options);
+      expect(images.map((im) => im.name)).toEqual(['IMG 0002.JPG', 'flat.png', 'scan.png']);
+      for (let step = 0; step < 12; step++) {
+        const batch = makeBatch(options, images, step, 0.7);
+        let uSquared = 0;
+        for (const v of batch.noise) uSquared += v * v;
+        let scale2 = 0;
+        for (const v of batch.lossScale) {
+          expect(Number.isFinite(v) && v > 0).toBe(true);
+          scale2 += v * v;
+        }
+        expect(Number.isFinite(uSquared / scale2)).toBe(true);
+        for (const v of batch.input) expect(Number.isFinite(v)).toBe(true);
+      }
+    }
   });
 });

@@ -7,7 +7,7 @@ import { loadDiffusionModel } from '../../src/diffusion/model.js';
 import { predictEps, type UnetArchitecture } from '../../src/diffusion/unet.js';
 import { initTfjs, type Tf } from '../../src/nn/backend.js';
 import { parseModelManifest } from '../../src/nn/manifest.js';
-import { ddpmLearningRate, emaDecayAt, trainDdpm } from '../../src/train/ddpm.js';
+import { ddpmLearningRate, emaDecayAt, trainDdpm } from '../../tools/train/ddpm.js';
 
 const tiny: UnetArchitecture = {
   kind: 'unet-eps',
@@ -39,7 +39,7 @@ describe('DDPM training command', () => {
       batch: 4,
       lr: 1e-3,
       size: 32,
-      out: join(dir, 'model'),
+      out: join(dir, 'models', 'ddpm-test', '1'),
       checkpointDir: join(dir, 'ckpt'),
       checkpointMinutes: 60,
       sampleMinutes: 60,
@@ -50,15 +50,15 @@ describe('DDPM training command', () => {
       sampleCount: 4,
       architecture: tiny,
       limitImages: 20,
-      name: 'ddpm-test',
-      version: '1',
       commandLine: 'test command',
       log: (line: string) => lines.push(line),
     };
     const result = await trainDdpm(tf, options);
     expect(result.steps).toBe(3);
     expect(result.finalLoss).toBeGreaterThan(0);
-    const manifest = JSON.parse(await readFile(join(dir, 'model', 'manifest.json'), 'utf8'));
+    const manifest = JSON.parse(
+      await readFile(join(dir, 'models', 'ddpm-test', '1', 'manifest.json'), 'utf8'),
+    );
     expect(manifest).toMatchObject({
       name: 'ddpm-test',
       task: 'diffusion-eps',
@@ -73,10 +73,10 @@ describe('DDPM training command', () => {
     expect(manifest.metrics.status).toBe('complete');
     expect(manifest.metrics.finalTrainingLoss).toBeCloseTo(result.finalLoss!, 4);
     expect(manifest.extra.schedule).toMatchObject({ timesteps: 1000, betaStart: 1e-4, betaEnd: 0.02 });
-    const png = await sharp(join(dir, 'model', 'samples.png')).metadata();
+    const png = await sharp(join(dir, 'models', 'ddpm-test', '1', 'samples.png')).metadata();
     expect(png.width).toBe(2 * 32 + 3 * 2);
 
-    const model = await loadDiffusionModel(tf, join(dir, 'model'));
+    const model = await loadDiffusionModel(tf, join(dir, 'models', 'ddpm-test', '1'));
     const x = tf.randomNormal([1, 32, 32, 1]);
     const eps = predictEps(tf, model, x, 10);
     expect(eps.shape).toEqual([1, 32, 32, 1]);
@@ -92,7 +92,7 @@ describe('DDPM training command', () => {
     });
     expect(resumedLines.some((l) => l.includes('resumed from step 3'))).toBe(true);
     expect(resumed.steps).toBe(5);
-    const again = JSON.parse(await readFile(join(dir, 'model', 'manifest.json'), 'utf8'));
+    const again = JSON.parse(await readFile(join(dir, 'models', 'ddpm-test', '1', 'manifest.json'), 'utf8'));
     expect(again.trainingSteps).toBe(5);
     expect(again.metrics.resumedAtStep).toBe(3);
     expect((await stat(join(dir, 'ckpt', 'latest.json'))).isFile()).toBe(true);

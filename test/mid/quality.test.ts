@@ -11,7 +11,7 @@ import { listPolyuPairs, loadColourImage, splitPolyuScenes } from '../../src/mid
 import { denoiseMid } from '../../src/mid/denoise.js';
 import { initTfjs } from '../../src/nn/backend.js';
 import { getModel } from '../../src/nn/repository.js';
-import { centreCrop } from '../../src/train/mid.js';
+import { centreCrop } from '../../tools/train/mid.js';
 import { repoRoot } from '../helpers.js';
 
 const POLYU = join(repoRoot, '../shared/data/polyu');

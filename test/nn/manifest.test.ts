@@ -66,7 +66,7 @@ describe('model manifest schema', () => {
     if (result.ok) {
       expect(result.manifest.required).toBe(true);
       expect(result.manifest.task).toBe('blur');
-      expect(result.manifest.trainingCommand).toBe('npx tsx src/train/make-tiny-blur.ts');
+      expect(result.manifest.trainingCommand).toBe('npx tsx tools/train/make-tiny-blur.ts');
     }
   });
 });

@@ -2,7 +2,7 @@ import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initTfjs, type Tf } from '../../src/nn/backend.js';
 import { getModel, warmupModel } from '../../src/nn/repository.js';
-import { gaussianKernel } from '../../src/train/make-tiny-blur.js';
+import { gaussianKernel } from '../../tools/train/make-tiny-blur.js';
 
 const modelsDir = fileURLToPath(new URL('../../models', import.meta.url));
 let tf: Tf;

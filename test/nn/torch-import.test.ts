@@ -1,5 +1,5 @@
 /**
- * The importers of GPU-trained weights (src/train/torch/import-*.ts). PyTorch is not needed: a "run" folder is
+ * The importers of GPU-trained weights (tools/train/torch/import-*.ts). PyTorch is not needed: a "run" folder is
  * written here the way the Python trainers write it (tf.js weight names and layout, a probe, train.json), from a
  * tf.js network, so the importer must reproduce the probe; a probe the weights do not reproduce must be refused.
  */
@@ -19,10 +19,10 @@ import { initTfjs, type Tf } from '../../src/nn/backend.js';
 import { fileSystemIO } from '../../src/nn/fs-io.js';
 import { parseModelManifest } from '../../src/nn/manifest.js';
 import { tidyValues } from '../../src/nn/read.js';
-import { writeTensors } from '../../src/train/tensor-file.js';
-import { importDdpm } from '../../src/train/torch/import-ddpm.js';
-import { importNoise2Score } from '../../src/train/torch/import-noise2score.js';
 import { Rng } from '../../src/util/random.js';
+import { writeTensors } from '../../tools/train/tensor-file.js';
+import { importDdpm } from '../../tools/train/torch/import-ddpm.js';
+import { importNoise2Score } from '../../tools/train/torch/import-noise2score.js';
 
 type Tensor = import('@tensorflow/tfjs').Tensor;
 let tf: Tf;
@@ -54,7 +54,7 @@ const summary = (extra: Record<string, unknown>) => ({
   finalLoss: 0.5,
   device: 'test',
   torch: 'none',
-  command: 'python3 src/train/torch/noise2score.py (test)',
+  command: 'python3 tools/train/torch/noise2score.py (test)',
   images: { source: '../shared/data/train400', count: 400 },
   log: [{ step: 10, loss: 0.5 }],
   ...extra,
@@ -110,11 +110,10 @@ describe('import-noise2score', () => {
 
   /** Imports a run (the probe must match) and returns the model folder and its manifest, checked by the schema. */
   async function importRun(run: string, name: string, tradeoff?: string) {
-    const out = join(dir, name);
+    const out = join(dir, name, 'noise2score-gaussian', 'v9');
     const result = await importNoise2Score({
       from: run,
       out,
-      version: 'v9',
       tradeoff,
       commandLine: 'test',
       log: () => {},
@@ -165,8 +164,7 @@ describe('import-noise2score', () => {
       await expect(
         importNoise2Score({
           from: run,
-          out: join(dir, 'n2s-bad-model'),
-          version: 'v9',
+          out: join(dir, 'n2s-bad-model', 'noise2score-gaussian', 'v9'),
           commandLine: 'test',
           log: () => {},
         }),
@@ -213,15 +211,14 @@ describe('import-ddpm', () => {
       ]);
       await writeFile(
         join(run, 'train.json'),
-        JSON.stringify(summary({ command: 'python3 src/train/torch/ddpm.py (test)' })),
+        JSON.stringify(summary({ command: 'python3 tools/train/torch/ddpm.py (test)' })),
       );
       return run;
     };
-    const out = join(dir, 'ddpm-model');
+    const out = join(dir, 'ddpm-model', 'ddpm-natural-grey', 'test');
     const result = await importDdpm({
       from: await write('ddpm-ok', eps),
       out,
-      version: 'test',
       lineage: 'a test',
       commandLine: 'test',
       sampleSteps: 2,
@@ -230,7 +227,9 @@ describe('import-ddpm', () => {
     expect(result.probeError).toBeLessThan(1e-5);
     const manifest = JSON.parse(await readFile(join(out, 'manifest.json'), 'utf8'));
     expect(parseModelManifest(manifest).ok).toBe(true);
-    expect(manifest.extra.lineage).toBe('a test');
+    expect(manifest.extra.lineage).toBe(
+      'trained from a fresh initialisation, by tools/train/torch/ddpm.py (PyTorch none on test) on a CUDA GPU, a test',
+    );
     expect(manifest.extra.torch.importCommand).toBe('test');
     const loaded = await loadDiffusionModel(tf, out);
     const again = tf.tidy(() =>
@@ -244,8 +243,7 @@ describe('import-ddpm', () => {
       await expect(
         importDdpm({
           from: await write('ddpm-bad', bad),
-          out: join(dir, 'ddpm-bad-model'),
-          version: 'test',
+          out: join(dir, 'ddpm-bad-model', 'ddpm-natural-grey', 'test'),
           commandLine: 'test',
           sampleSteps: 2,
           log: () => {},

@@ -354,7 +354,7 @@ describe('browser console', () => {
 
   it('lists the models with their state and the DDPM sample grid', async () => {
     await page.goto(`${base}/console/#models`);
-    await page.getByTestId('models-list').locator('table').waitFor();
+    await page.getByTestId('models-list').locator('table').first().waitFor();
     const text = await page.getByTestId('models-list').textContent();
     for (const m of MODELS) expect(text).toContain(m);
     await expect(page.getByTestId('models-backend').textContent()).resolves.toMatch(/wasm/);
@@ -372,7 +372,11 @@ describe('browser console', () => {
       Number.parseFloat(await fact('[data-testid=model-card-noise2score-gaussian]', 'validationPsnr')),
     ).toBeGreaterThan(25);
     await expect(n2s.locator('.lineage').textContent()).resolves.toMatch(/Lineage/);
-    await expect(page.getByTestId('train-your-own').textContent()).resolves.toMatch(/npm run train/);
+    // The per-image validation figures of the manifest (extra.validationPerImage), one row per Set12 image.
+    await expect(n2s.getByTestId('per-image-validation').locator('tbody tr').count()).resolves.toBe(12);
+    await expect(page.getByTestId('train-your-own').textContent()).resolves.toMatch(
+      /npm run train -- noise2score --images \.\/my-noisy --noise gaussian --out models\/my-denoiser\/1/,
+    );
     await shot('models.png');
   });
 

@@ -123,6 +123,34 @@ function validationFigures(metrics: Json): [string, string][] {
   return rows;
 }
 
+/**
+ * The per-image validation figures a trainer recorded (extra.validationPerImage, or the last round's of a MID
+ * run: extra.rounds[-1].validationPerImage), as a table; null when there are none.
+ */
+function perImageTable(extra: Json): HTMLElement | null {
+  const rounds = Array.isArray(extra.rounds) ? extra.rounds : [];
+  const rows = Array.isArray(extra.validationPerImage)
+    ? extra.validationPerImage
+    : obj(rounds[rounds.length - 1]).validationPerImage;
+  if (!Array.isArray(rows) || rows.length === 0) return null;
+  const body = rows.map((row) => {
+    const r = obj(row);
+    const cell = (v: unknown) => h('td', {}, typeof v === 'number' ? fmt(v, 4) : '—');
+    return h('tr', {}, h('td', {}, str(r.name) ?? '—'), cell(r.psnr), cell(r.noisyPsnr));
+  });
+  return h(
+    'details',
+    { class: 'per-image', 'data-testid': 'per-image-validation' },
+    h('summary', {}, `PSNR per validation image (${rows.length})`),
+    h(
+      'table',
+      {},
+      h('thead', {}, h('tr', {}, h('th', {}, 'image'), h('th', {}, 'PSNR (dB)'), h('th', {}, 'noisy (dB)'))),
+      h('tbody', {}, ...body),
+    ),
+  );
+}
+
 /** A model card: what the model is for, what it learned from, how it was made, and how well it does. */
 function modelCard(m: ModelView & { versions?: { version: string; state: string }[] }): HTMLElement {
   const man = obj(m.manifest);
@@ -150,6 +178,7 @@ function modelCard(m: ModelView & { versions?: { version: string; state: string 
     lineage ? h('p', { class: 'lineage' }, h('strong', {}, 'Lineage: '), lineage) : null,
     h('h4', {}, 'Validation'),
     figures.length > 0 ? facts(figures) : h('p', {}, 'No validation figures in the manifest.'),
+    perImageTable(extra),
     h(
       'details',
       {},
@@ -177,6 +206,20 @@ function trainYourOwn(): HTMLElement {
       '. The repository README, section ',
       h('code', {}, 'README.md#models'),
       ' (\u201cModels\u201d), lists each model with the command that makes it, and how to train on a GPU.',
+    ),
+    h(
+      'p',
+      {},
+      'From a folder of your own noisy images (no clean ones needed), then serve it with ',
+      h('code', {}, 'model=my-denoiser'),
+      ':',
+    ),
+    h(
+      'pre',
+      { class: 'command' },
+      'npm run train -- noise2score --images ./my-noisy --noise gaussian --out models/my-denoiser/1\n' +
+        'npm run train -- mid --images ./my-noisy --clean ./clean-photos --out models/my-camera/1\n' +
+        'npm run train -- ddpm --images ./my-photos --out models/my-prior/1',
     ),
   );
 }

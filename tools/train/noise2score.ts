@@ -6,7 +6,7 @@
  * whose minimiser is the score of the sigma_a-smoothed distribution of the NOISY images y; sigma_a is annealed
  * geometrically from large to small (Gaussian/Gamma 0.05 -> 0.001 on [0,1]; Poisson 1 -> 0.5 on the count scale
  * z = y/zeta). The loss never sees a clean image: with --clean-dir clean patches are only used to synthesise noisy
- * ones (blind: a fresh level per patch), with --noisy-dir the user's noisy images are used as they are.
+ * ones (blind: a fresh level per patch), with --images the user's noisy images are used as they are.
  *
  * Variance reduction: each noisy patch is used twice, with u and -u (antithetic pairs). The expected loss is
  * unchanged (u and -u are equally likely), but the large zero-mean term 2 sigma_a <u, R(y)> cancels between the
@@ -19,9 +19,12 @@
  * weights, Adam's moments and iteration count, and the step, so `--resume` continues the same trajectory.
  */
 
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { basename, join } from 'node:path';
-import { estimateGammaShape, estimateGaussianSigma, estimatePoissonZeta } from '../denoise/estimate.js';
+import { basename } from 'node:path';
+import {
+  estimateGammaShape,
+  estimateGaussianSigma,
+  estimatePoissonZeta,
+} from '../../src/denoise/estimate.js';
 import {
   buildScoreNetwork,
   DEFAULT_ARCHITECTURE,
@@ -29,17 +32,30 @@ import {
   registerNoise2ScoreLayers,
   type ScoreNetworkArchitecture,
   unetConvs,
-} from '../denoise/network.js';
-import { addNoise, type NoiseFamily } from '../denoise/noise.js';
-import { denoiseNoise2Score } from '../denoise/noise2score.js';
-import { type ModelManifestInput, parseModelManifest } from '../nn/manifest.js';
-import { Rng } from '../util/random.js';
+} from '../../src/denoise/network.js';
+import { addNoise, type NoiseFamily } from '../../src/denoise/noise.js';
+import { denoiseNoise2Score } from '../../src/denoise/noise2score.js';
+import { Rng } from '../../src/util/random.js';
+import {
+  assertFreshCheckpointDir,
+  modelArrays,
+  optimizerArrays,
+  readCheckpoint,
+  restoreOptimizer,
+  setModelArrays,
+  writeCheckpoint,
+} from './core/checkpoint.js';
+import { exportLayersModel, type Lineage, type ManifestBody, trainedManifest } from './core/export.js';
+import { runLoop, type StepResult } from './core/loop.js';
+import { createProgress } from './core/progress.js';
+import { geometric, setLearningRate, stepRng, warmupCosine } from './core/schedules.js';
 import { type GreyImage, loadGreyImages, samplePatch } from './data.js';
-import { type NamedArray, readTensors, writeTensors } from './tensor-file.js';
 
 type Tf = typeof import('@tensorflow/tfjs');
 type LayersModel = import('@tensorflow/tfjs').LayersModel;
 type Optimizer = import('@tensorflow/tfjs').AdamOptimizer;
+type Tensor = import('@tensorflow/tfjs').Tensor;
+type Scalar = import('@tensorflow/tfjs').Scalar;
 
 export interface FamilyTraining {
   /** Blind training range of the level (sigma on [0,1] / zeta / k). */
@@ -97,31 +113,38 @@ export const FAMILY_TRAINING: Record<NoiseFamily, FamilyTraining> = {
 
 export interface TrainNoise2ScoreOptions {
   noise: NoiseFamily;
+  /** Clean images to synthesise noisy ones from (blind level per patch)... */
   cleanDir?: string;
+  /** ...or the user's noisy images, used as they are (any names; JPEG, PNG, TIFF, 8/16-bit, grey or colour). */
   noisyDir?: string;
   steps: number;
   batch: number;
   patch: number;
   lr: number;
+  /** The model folder, `<models dir>/<name>/<version>`: the service serves it as `model=<name>`. */
   out: string;
   checkpointDir: string;
   resume: boolean;
   seed: number;
   /** Minutes between checkpoints (and exports). */
   checkpointMinutes: number;
-  /** Folder of clean validation images (Set12); PSNR is measured there at the end. Skipped when absent. */
+  /** Clean reference images for validation (noise of the family's validation level is added); none: skipped. */
   validationDir?: string;
   architecture?: ScoreNetworkArchitecture;
-  version: string;
   commandLine: string;
+  /** Plain progress lines go here (a bar on a terminal when absent). */
   log?: (line: string) => void;
   /** Backend name, recorded in the manifest. */
   backend?: string;
   /** Stop (after writing a checkpoint, without the final export) once this step is reached: for tests and for
    * splitting a long run into sessions; `--resume` continues the same schedule. */
   stopAtStep?: number;
+  /** Stop (with a checkpoint) after this many minutes of this run. */
+  maxMinutes?: number;
   /** Start from the weights of this exported model (fine-tuning) instead of a fresh initialisation. */
   initFrom?: string;
+  /** How the weights were made, when not by this trainer (the GPU importer). */
+  lineage?: Lineage;
 }
 
 export interface TrainNoise2ScoreResult {
@@ -134,30 +157,22 @@ export interface TrainNoise2ScoreResult {
 /** Validation noise: image i of the sorted folder gets Rng(VALIDATION_SEED + i) (xoshiro128**, src/util/random.ts). */
 export const VALIDATION_SEED = 20210000;
 
-function stepRng(seed: number, step: number): Rng {
-  return new Rng((Math.imul(seed + 1, 0x9e3779b1) ^ Math.imul(step + 1, 0x85ebca77)) >>> 0);
-}
-
 /**
  * Geometric annealing of sigma_a from start (step 0) to end (last step); for a family with `relativeSigmaA` this
  * is the multiple c of the patch's noise level.
  */
 export function sigmaASchedule(family: NoiseFamily, step: number, steps: number): number {
   const [start, end] = FAMILY_TRAINING[family].relativeSigmaA ?? FAMILY_TRAINING[family].sigmaA;
-  const t = steps <= 1 ? 1 : Math.min(1, step / (steps - 1));
-  return start * (end / start) ** t;
+  return geometric(start, end, step, steps);
 }
 
 /** Linear warm-up over the first 2% of steps, then cosine decay to 2% of the peak. */
 export function learningRate(peak: number, step: number, steps: number): number {
-  const warmup = Math.max(1, Math.round(0.02 * steps));
-  if (step < warmup) return (peak * (step + 1)) / warmup;
-  const t = (step - warmup) / Math.max(1, steps - warmup);
-  return peak * (0.02 + 0.98 * 0.5 * (1 + Math.cos(Math.PI * Math.min(1, t))));
+  return warmupCosine(peak, step, steps, { warmupFraction: 0.02, floor: 0.02 });
 }
 
 export interface TrainingImage extends GreyImage {
-  /** For --noisy-dir Poisson training: the image's estimated zeta. */
+  /** For --images Poisson training: the image's estimated zeta. */
   zeta?: number;
 }
 
@@ -237,7 +252,7 @@ export function makeBatch(
       noisy = patch;
       zeta = images[index].zeta ?? 1;
     }
-    // With --noisy-dir the level is unknown: the relative recipe falls back to the estimated level.
+    // With --images the level is unknown: the relative recipe falls back to the estimated level.
     const patchLevel = level ?? estimatePatchLevel(options.noise, noisy, options.patch);
     let patchMean = 0;
     for (let i = 0; i < pixels; i++) patchMean += noisy[i];
@@ -266,11 +281,22 @@ export function makeBatch(
   return { input, noise, inputScale, lossScale };
 }
 
-/** Noise level of a noisy patch when it is not known (--noisy-dir): the estimators of src/denoise/estimate.ts. */
-function estimatePatchLevel(noise: NoiseFamily, patch: Float32Array, size: number): number {
-  if (noise === 'gaussian') return estimateGaussianSigma(patch, size, size);
-  if (noise === 'gamma') return estimateGammaShape(patch, size, size);
+/**
+ * Noise level of a noisy patch when it is not known (--images): the estimators of src/denoise/estimate.ts, kept
+ * inside the family's training range. A flat or clipped patch (sky, a saturated highlight, a JPEG block) estimates
+ * sigma = 0 (or Gamma k = Infinity): unclamped, its sigma_a was 0, the patch taught nothing, and the score-matching
+ * figure divided by it (the `-Infinity` of a 30-step run on PolyU shots).
+ */
+export function estimatePatchLevel(noise: NoiseFamily, patch: Float32Array, size: number): number {
+  if (noise === 'gaussian') return clampLevel(noise, estimateGaussianSigma(patch, size, size));
+  if (noise === 'gamma') return clampLevel(noise, estimateGammaShape(patch, size, size));
   return 1;
+}
+
+/** A level estimate clamped into the family's training range (NaN: the range's low end). */
+export function clampLevel(noise: NoiseFamily, level: number): number {
+  const [lo, hi] = FAMILY_TRAINING[noise].levelRange;
+  return Number.isNaN(level) ? lo : Math.min(hi, Math.max(lo, level));
 }
 
 /** The AR-DAE loss of `model` on a batch (no gradient): mean over pixels of (u + sigma_a R(input))^2. */
@@ -286,7 +312,7 @@ export function arDaeLoss(tf: Tf, model: LayersModel, batch: Batch, patch: numbe
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Checkpoints: <checkpointDir>/step-<n>/{state.json, tensors.json, tensors.bin}; latest.json names the newest.
+// Checkpoints (tools/train/core/checkpoint.ts): the weights, Adam's moments and this state.
 
 interface CheckpointState {
   step: number;
@@ -296,62 +322,6 @@ interface CheckpointState {
   architecture: ScoreNetworkArchitecture;
   elapsedSeconds: number;
   losses: number[];
-}
-
-async function saveCheckpoint(
-  dir: string,
-  model: LayersModel,
-  optimizer: Optimizer,
-  state: CheckpointState,
-): Promise<void> {
-  const stepDir = join(dir, `step-${String(state.step).padStart(7, '0')}`);
-  const staging = `${stepDir}.partial`;
-  await rm(staging, { recursive: true, force: true });
-  await mkdir(staging, { recursive: true });
-  const modelTensors: NamedArray[] = model.weights.map((w) => {
-    const value = w.read();
-    return { name: `model/${w.name}`, shape: value.shape, values: value.dataSync() as Float32Array };
-  });
-  const optimizerTensors: NamedArray[] = (await optimizer.getWeights()).map((w) => ({
-    name: `optimizer/${w.name}`,
-    shape: w.tensor.shape,
-    values: Float32Array.from(w.tensor.dataSync() as Float32Array),
-  }));
-  await writeTensors(staging, [...modelTensors, ...optimizerTensors]);
-  await writeFile(join(staging, 'state.json'), JSON.stringify(state, null, 2));
-  await rm(stepDir, { recursive: true, force: true });
-  await rename(staging, stepDir);
-  await writeFile(join(dir, 'latest.json.partial'), JSON.stringify({ dir: stepDir, step: state.step }));
-  await rename(join(dir, 'latest.json.partial'), join(dir, 'latest.json'));
-  // Keep the two newest checkpoints: the previous one survives a crash while the next is written.
-  const old = (await readdir(dir)).filter((n) => /^step-\d+$/.test(n)).sort();
-  for (const name of old.slice(0, -2)) await rm(join(dir, name), { recursive: true, force: true });
-}
-
-async function loadCheckpoint(
-  tf: Tf,
-  dir: string,
-  model: LayersModel,
-  optimizer: Optimizer,
-): Promise<CheckpointState | null> {
-  let latest: { dir: string };
-  try {
-    latest = JSON.parse(await readFile(join(dir, 'latest.json'), 'utf8'));
-  } catch {
-    return null;
-  }
-  const state = JSON.parse(await readFile(join(latest.dir, 'state.json'), 'utf8')) as CheckpointState;
-  const tensors = await readTensors(latest.dir);
-  const modelTensors = tensors.filter((t) => t.name.startsWith('model/'));
-  if (modelTensors.length !== model.weights.length) {
-    throw new Error(`checkpoint has ${modelTensors.length} weights, the model ${model.weights.length}`);
-  }
-  model.setWeights(modelTensors.map((t) => tf.tensor(t.values, t.shape)));
-  const optimizerTensors = tensors
-    .filter((t) => t.name.startsWith('optimizer/'))
-    .map((t) => ({ name: t.name.slice('optimizer/'.length), tensor: tf.tensor(t.values, t.shape) }));
-  await optimizer.setWeights(optimizerTensors);
-  return state;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -432,14 +402,8 @@ export async function exportModel(
   /** Replacements for the texts that describe the default AR-DAE training of the default network. */
   text: { loss?: string; description?: string; tradeoff?: string } = {},
 ): Promise<void> {
-  await mkdir(options.out, { recursive: true });
-  // Imported when first needed, so a long run does not depend on it at start-up.
-  const { fileSystemIO } = await import('../nn/fs-io.js');
-  await model.save(fileSystemIO(options.out));
   const family = FAMILY_TRAINING[options.noise];
-  const manifest: ModelManifestInput = {
-    name: `noise2score-${options.noise}`,
-    version: options.version,
+  const body: ManifestBody = {
     task: 'denoise-score',
     format: 'layers',
     required: false,
@@ -466,14 +430,7 @@ export async function exportModel(
             'with a receptive field of only 43 px, so the U-Net buys both speed and receptive field.'),
     },
     parameters: model.countParams(),
-    trainingData: options.cleanDir
-      ? `${options.cleanDir} (clean images used only to synthesise ${options.noise} noise, blind level in ` +
-        `[${family.levelRange.map((v) => +v.toPrecision(4)).join(', ')}]` +
-        `${options.noise === 'gaussian' ? ' on [0,1] (5..55 / 255)' : ''}; ${options.patch}x${options.patch} ` +
-        'patches, random crop/flip/rot90)'
-      : `${options.noisyDir} (noisy images only)`,
     trainingSteps: step,
-    trainingCommand: options.commandLine,
     // The shared schema wants flat numbers/strings here; structured details go to `extra`.
     metrics: Object.fromEntries(
       Object.entries({
@@ -487,7 +444,7 @@ export async function exportModel(
               sigmaARelativeStart: family.relativeSigmaA[0],
               sigmaARelativeEnd: family.relativeSigmaA[1],
               sigmaARule:
-                'sigma_a = c * (the patch noise level), c annealed geometrically (src/train/noise2score.ts)',
+                'sigma_a = c * (the patch noise level), c annealed geometrically (tools/train/noise2score.ts)',
             }
           : { sigmaAStart: family.sigmaA[0], sigmaAEnd: family.sigmaA[1] }),
         ...(options.initFrom && { initialisedFrom: options.initFrom }),
@@ -499,20 +456,130 @@ export async function exportModel(
       text.description ??
       `Noise2Score score network for ${options.noise} noise (Kim & Ye, NeurIPS 2021), trained self-supervised ` +
         "with the AR-DAE loss on noisy images only; denoise with Tweedie's formula (src/denoise/noise2score.ts).",
-    createdAt: new Date().toISOString(),
   };
-  const parsed = parseModelManifest(manifest);
-  if (!parsed.ok) throw new Error(`manifest does not match src/nn/manifest.ts: ${parsed.error}`);
-  await writeFile(join(options.out, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
+  const data = options.cleanDir
+    ? `${options.cleanDir} (clean images used only to synthesise ${options.noise} noise, blind level in ` +
+      `[${family.levelRange.map((v) => +v.toPrecision(4)).join(', ')}]` +
+      `${options.noise === 'gaussian' ? ' on [0,1] (5..55 / 255)' : ''}; ${options.patch}x${options.patch} ` +
+      'patches, random crop/flip/rot90)'
+    : `${options.noisyDir} (the noisy images only, as they are; ${options.patch}x${options.patch} patches, ` +
+      'random crop/flip/rot90)';
+  const lineage = options.lineage ?? {
+    trainer: `tools/train/noise2score.ts (tf.js ${options.backend ?? 'wasm'})`,
+    device: 'cpu' as const,
+    ...(options.initFrom && { initialisedFrom: options.initFrom }),
+  };
+  const manifest = trainedManifest({ out: options.out, data, command: options.commandLine, lineage }, body);
+  await exportLayersModel(model, options.out, manifest);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// Training: the family's parts (network, batch, loss, validation) run by the loop of tools/train/core.
 
-function formatDuration(seconds: number): string {
-  const s = Math.max(0, Math.round(seconds));
-  const h = Math.floor(s / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  return h > 0 ? `${h}h${String(m).padStart(2, '0')}m` : `${m}m${String(s % 60).padStart(2, '0')}s`;
+interface Run {
+  model: LayersModel;
+  optimizer: Optimizer;
+  architecture: ScoreNetworkArchitecture;
+  images: TrainingImage[];
+  validationImages: GreyImage[] | null;
+  startStep: number;
+  elapsedBefore: number;
+  losses: number[];
+  resumedFrom?: { checkpointDir: string; step: number };
+}
+
+/** Network, optimizer and data; the state of the checkpoint when resuming, else a fresh (or --init-from) start. */
+async function startRun(tf: Tf, options: TrainNoise2ScoreOptions, log: (line: string) => void): Promise<Run> {
+  if (!options.cleanDir === !options.noisyDir) throw new Error('give exactly one of --images or --clean-dir');
+  const family = FAMILY_TRAINING[options.noise];
+  const architecture = options.architecture ?? { ...DEFAULT_ARCHITECTURE, outputScale: family.outputScale };
+  registerNoise2ScoreLayers(tf);
+  const images = await loadTrainingImages(options);
+  const model = buildScoreNetwork(tf, architecture, options.seed);
+  const optimizer = tf.train.adam(options.lr) as Optimizer;
+  const run: Run = {
+    model,
+    optimizer,
+    architecture,
+    images,
+    validationImages: null,
+    startStep: 0,
+    elapsedBefore: 0,
+    losses: [],
+  };
+  const saved = options.resume ? await readCheckpoint<CheckpointState>(options.checkpointDir) : null;
+  if (saved) {
+    if (saved.state.noise !== options.noise)
+      throw new Error(
+        `the checkpoint in ${options.checkpointDir} is for ${saved.state.noise}, not ${options.noise}`,
+      );
+    setModelArrays(tf, model, saved.arrays);
+    await restoreOptimizer(
+      tf,
+      optimizer,
+      saved.arrays,
+      () => tf.mean(model.apply(tf.zeros([1, 8, 8, 1])) as Tensor) as Scalar,
+    );
+    Object.assign(run, {
+      startStep: saved.state.step,
+      elapsedBefore: saved.state.elapsedSeconds,
+      losses: saved.state.losses,
+    });
+    run.resumedFrom = { checkpointDir: options.checkpointDir, step: saved.state.step };
+    log(`resumed from step ${saved.state.step} (${options.checkpointDir})`);
+  } else {
+    if (options.resume) log(`no checkpoint in ${options.checkpointDir}; starting from scratch`);
+    else await assertFreshCheckpointDir(options.checkpointDir);
+    if (options.initFrom) {
+      const { fileSystemIO } = await import('../../src/nn/fs-io.js');
+      const source = await tf.loadLayersModel(fileSystemIO(options.initFrom));
+      model.setWeights(source.getWeights());
+      source.dispose();
+      log(`initialised from ${options.initFrom}`);
+    }
+  }
+  if (options.validationDir) run.validationImages = await loadGreyImages(options.validationDir);
+  log(
+    `noise2score ${options.noise}: ${images.length} ${options.cleanDir ? 'clean' : 'noisy'} images, ` +
+      `${options.steps} steps, batch ${options.batch} of ${options.patch}x${options.patch}`,
+  );
+  return run;
+}
+
+/**
+ * One Adam step on an antithetic batch; besides the loss, the score-matching part of it (the loss less E|u|^2,
+ * per unit sigma_a^2), which is what falls as the network learns the score.
+ */
+function trainStep(tf: Tf, options: TrainNoise2ScoreOptions, run: Run, step: number): StepResult {
+  const sigmaA = sigmaASchedule(options.noise, step, options.steps);
+  const lr = learningRate(options.lr, step, options.steps);
+  setLearningRate(run.optimizer, lr);
+  const batch = makeBatch(options, run.images, step, sigmaA);
+  const count = batch.inputScale.length;
+  const loss = tf.tidy(() => {
+    const input = tf.tensor4d(batch.input, [count, options.patch, options.patch, 1]);
+    const u = tf.tensor4d(batch.noise, [count, options.patch, options.patch, 1]);
+    const scale = tf.tensor4d(batch.lossScale, [count, 1, 1, 1]);
+    const cost = run.optimizer.minimize(() => {
+      const score = run.model.apply(input, { training: true }) as Tensor;
+      return tf.mean(tf.square(tf.add(u, tf.mul(score, scale)))) as Scalar;
+    }, true);
+    return cost!.dataSync()[0];
+  });
+  let uSquared = 0;
+  for (const v of batch.noise) uSquared += v * v;
+  let meanSquaredScale = 0;
+  for (const v of batch.lossScale) meanSquaredScale += v * v;
+  const matching = (loss - uSquared / batch.noise.length) / (meanSquaredScale / count);
+  const relative = FAMILY_TRAINING[options.noise].relativeSigmaA !== undefined;
+  return {
+    loss,
+    fields: {
+      'score-matching': matching,
+      [relative ? 'c' : 'sigma_a']: { value: sigmaA, digits: 3 },
+      lr: { value: lr, digits: 3 },
+    },
+  };
 }
 
 /** Trains (or resumes) a score network and exports it; see the module comment for the method. */
@@ -521,195 +588,139 @@ export async function trainNoise2Score(
   options: TrainNoise2ScoreOptions,
 ): Promise<TrainNoise2ScoreResult> {
   const log = options.log ?? ((line: string) => console.log(line));
-  if (!options.cleanDir === !options.noisyDir)
-    throw new Error('give exactly one of --clean-dir or --noisy-dir');
-  const family = FAMILY_TRAINING[options.noise];
-  const architecture = options.architecture ?? { ...DEFAULT_ARCHITECTURE, outputScale: family.outputScale };
-  registerNoise2ScoreLayers(tf);
-  const images = await loadTrainingImages(options);
-  log(
-    `noise2score ${options.noise}: ${images.length} ${options.cleanDir ? 'clean' : 'noisy'} images, ` +
-      `${options.steps} steps, batch ${options.batch} of ${options.patch}x${options.patch}`,
-  );
-
-  const model = buildScoreNetwork(tf, architecture, options.seed);
-  if (options.initFrom && !options.resume) {
-    const { fileSystemIO } = await import('../nn/fs-io.js');
-    const source = await tf.loadLayersModel(fileSystemIO(options.initFrom));
-    model.setWeights(source.getWeights());
-    source.dispose();
-    log(`initialised from ${options.initFrom}`);
-  }
-  const optimizer = tf.train.adam(options.lr) as Optimizer;
-  let startStep = 0;
-  let elapsedBefore = 0;
-  const losses: number[] = [];
-  if (options.resume) {
-    // Adam creates its moment variables on the first update; one zero-learning-rate update makes them exist in
-    // the model's variable order so setWeights can replace them.
-    const state = await loadCheckpointAfterWarmup(tf, options, model, optimizer);
-    if (state) {
-      if (state.noise !== options.noise)
-        throw new Error(`checkpoint is for ${state.noise}, not ${options.noise}`);
-      startStep = state.step;
-      elapsedBefore = state.elapsedSeconds;
-      losses.push(...state.losses);
-      log(`resumed from step ${startStep} (${options.checkpointDir})`);
-    } else {
-      log(`no checkpoint in ${options.checkpointDir}; starting from scratch`);
-    }
-  }
-  await mkdir(options.checkpointDir, { recursive: true });
-
-  const validationImages = options.validationDir
-    ? await loadGreyImages(options.validationDir).catch(() => null)
-    : null;
-  const multiple = networkMultiple(architecture);
-  const pixels = options.patch * options.patch;
-  let lastCheckpoint = performance.now();
+  const run = await startRun(tf, options, log);
+  const multiple = networkMultiple(run.architecture);
   const runStart = performance.now();
-  let recentLoss = 0;
-  let recentMatching = 0;
-  let recentCount = 0;
-  const checkpoint = async (step: number) => {
+  const elapsed = () => run.elapsedBefore + (performance.now() - runStart) / 1000;
+  const saveState = async (step: number) => {
+    run.losses.splice(0, Math.max(0, run.losses.length - 2000));
     const state: CheckpointState = {
       step,
       seed: options.seed,
       noise: options.noise,
       steps: options.steps,
-      architecture,
-      elapsedSeconds: elapsedBefore + (performance.now() - runStart) / 1000,
-      losses,
+      architecture: run.architecture,
+      elapsedSeconds: elapsed(),
+      losses: run.losses,
     };
-    await saveCheckpoint(options.checkpointDir, model, optimizer, state);
-    let quick: number | null = null;
-    if (validationImages)
-      quick = (await validationPsnr(tf, model, options.noise, validationImages.slice(0, 2), multiple)).mean;
-    await exportModel(model, options, architecture, step, {
-      status: `partial (checkpoint at step ${step} of ${options.steps})`,
-      quickValidationPsnr: quick == null ? null : +quick.toFixed(3),
-      quickValidation: `first two images of ${options.validationDir} at ${family.validationLevelLabel}, level given`,
-    });
-    log(`checkpoint step ${step}${quick == null ? '' : `, quick validation PSNR ${quick.toFixed(2)} dB`}`);
+    await writeCheckpoint(
+      options.checkpointDir,
+      [...modelArrays(run.model), ...(await optimizerArrays(run.optimizer))],
+      state,
+    );
   };
-
-  for (let step = startStep; step < options.steps; step++) {
-    const sigmaA = sigmaASchedule(options.noise, step, options.steps);
-    const lr = learningRate(options.lr, step, options.steps);
-    (optimizer as unknown as { learningRate: number }).learningRate = lr;
-    const batch = makeBatch(options, images, step, sigmaA);
-    const count = batch.inputScale.length;
-    const loss = tf.tidy(() => {
-      const input = tf.tensor4d(batch.input, [count, options.patch, options.patch, 1]);
-      const u = tf.tensor4d(batch.noise, [count, options.patch, options.patch, 1]);
-      const scale = tf.tensor4d(batch.lossScale, [count, 1, 1, 1]);
-      const cost = optimizer.minimize(() => {
-        const score = model.apply(input, { training: true }) as import('@tensorflow/tfjs').Tensor;
-        return tf.mean(tf.square(tf.add(u, tf.mul(score, scale))));
-      }, true);
-      return cost!.dataSync()[0];
-    });
-    let uSquared = 0;
-    for (let i = 0; i < batch.noise.length; i++) uSquared += batch.noise[i] * batch.noise[i];
-    uSquared /= count * pixels;
-    if (!Number.isFinite(loss)) throw new Error(`loss is ${loss} at step ${step}: lower --lr`);
-    losses.push(loss);
-    if (losses.length > 2000) losses.splice(0, losses.length - 2000);
-    recentLoss += loss;
-    let meanSquaredScale = 0;
-    for (const v of batch.lossScale) meanSquaredScale += v * v;
-    recentMatching += (loss - uSquared) / (meanSquaredScale / count);
-    recentCount++;
-    const done = step + 1;
-    const logEvery = options.steps <= 200 ? 10 : 50;
-    if (done % logEvery === 0 || done === options.steps) {
-      const secondsPerStep = (performance.now() - runStart) / 1000 / (done - startStep);
-      log(
-        `step ${done}/${options.steps} loss ${(recentLoss / recentCount).toFixed(6)} ` +
-          `score-matching ${(recentMatching / recentCount).toFixed(2)} ${family.relativeSigmaA ? 'c' : 'sigma_a'} ${sigmaA.toPrecision(3)} ` +
-          `lr ${lr.toExponential(2)} ${secondsPerStep.toFixed(3)} s/step ETA ${formatDuration(secondsPerStep * (options.steps - done))}`,
-      );
-      recentLoss = 0;
-      recentMatching = 0;
-      recentCount = 0;
-    }
-    if (options.stopAtStep !== undefined && done >= options.stopAtStep && done < options.steps) {
-      await checkpoint(done);
-      log(`stopped at step ${done} (resume with --resume)`);
-      return { steps: done, losses, validationPsnr: null, outDir: options.out };
-    }
-    if (performance.now() - lastCheckpoint > options.checkpointMinutes * 60_000 && done < options.steps) {
-      await checkpoint(done);
-      lastCheckpoint = performance.now();
-    }
-  }
-
-  await saveCheckpoint(options.checkpointDir, model, optimizer, {
-    step: options.steps,
-    seed: options.seed,
-    noise: options.noise,
-    steps: options.steps,
-    architecture,
-    elapsedSeconds: elapsedBefore + (performance.now() - runStart) / 1000,
-    losses,
+  const progress = createProgress({
+    label: `noise2score ${options.noise}`,
+    total: options.steps,
+    start: run.startStep,
+    ...(options.log && { tty: false, print: options.log }),
   });
+  const result = await runLoop({
+    startStep: run.startStep,
+    steps: options.steps,
+    stopAtStep: options.stopAtStep,
+    maxMinutes: options.maxMinutes,
+    checkpointMinutes: options.checkpointMinutes,
+    checkpointDir: options.checkpointDir,
+    progress,
+    step: (step) => {
+      const out = trainStep(tf, options, run, step);
+      run.losses.push(out.loss);
+      return out;
+    },
+    checkpoint: async (done) => {
+      await saveState(done);
+      await exportPartial(tf, options, run, done, multiple, (line) => progress.log(line));
+    },
+  });
+  if (result.reason !== 'done')
+    return { steps: result.done, losses: run.losses, validationPsnr: null, outDir: options.out };
+
+  await saveState(options.steps);
+  const validation = await exportFinal(tf, options, run, multiple, elapsed(), log);
+  return { steps: options.steps, losses: run.losses, validationPsnr: validation, outDir: options.out };
+}
+
+/** At the end: validation on the references (when given) and the final export; returns the mean PSNR. */
+async function exportFinal(
+  tf: Tf,
+  options: TrainNoise2ScoreOptions,
+  run: Run,
+  multiple: number,
+  seconds: number,
+  log: (line: string) => void,
+): Promise<number | null> {
+  const family = FAMILY_TRAINING[options.noise];
   let validation: Awaited<ReturnType<typeof validationPsnr>> | null = null;
-  if (validationImages) {
-    validation = await validationPsnr(tf, model, options.noise, validationImages, multiple);
+  if (run.validationImages) {
+    validation = await validationPsnr(tf, run.model, options.noise, run.validationImages, multiple);
     log(
       `validation ${options.validationDir} at ${family.validationLevelLabel}: mean PSNR ${validation.mean.toFixed(3)} dB`,
     );
   }
   const record = validationRecord(options.noise, options.validationDir, validation);
+  const recent = run.losses.slice(-100);
   await exportModel(
-    model,
-    options,
-    architecture,
+    run.model,
+    { ...options, lineage: options.lineage ?? lineageOf(options, run) },
+    run.architecture,
     options.steps,
     {
       status: 'final',
       ...record.metrics,
-      finalLoss: losses.length
-        ? +(losses.slice(-100).reduce((s, v) => s + v, 0) / Math.min(100, losses.length)).toFixed(6)
-        : null,
-      trainingSeconds: Math.round(elapsedBefore + (performance.now() - runStart) / 1000),
+      finalLoss: recent.length ? +(recent.reduce((s, v) => s + v, 0) / recent.length).toFixed(6) : null,
+      trainingSeconds: Math.round(seconds),
     },
     record.extra,
   );
   log(`exported ${options.out}`);
-  return { steps: options.steps, losses, validationPsnr: validation?.mean ?? null, outDir: options.out };
+  return validation?.mean ?? null;
 }
 
-/** The training images; for --noisy-dir Poisson training each image's zeta is estimated once. */
+function lineageOf(options: TrainNoise2ScoreOptions, run: Run): Lineage {
+  return {
+    trainer: `tools/train/noise2score.ts (tf.js ${options.backend ?? 'wasm'})`,
+    device: 'cpu',
+    ...(options.initFrom && { initialisedFrom: options.initFrom }),
+    ...(run.resumedFrom && { resumedFrom: run.resumedFrom }),
+  };
+}
+
+/** At a checkpoint: the model so far, with a quick validation PSNR on the first two references. */
+async function exportPartial(
+  tf: Tf,
+  options: TrainNoise2ScoreOptions,
+  run: Run,
+  step: number,
+  multiple: number,
+  log: (line: string) => void,
+): Promise<void> {
+  const family = FAMILY_TRAINING[options.noise];
+  const quick = run.validationImages
+    ? (await validationPsnr(tf, run.model, options.noise, run.validationImages.slice(0, 2), multiple)).mean
+    : null;
+  await exportModel(
+    run.model,
+    { ...options, lineage: options.lineage ?? lineageOf(options, run) },
+    run.architecture,
+    step,
+    {
+      status: `partial (checkpoint at step ${step} of ${options.steps})`,
+      quickValidationPsnr: quick == null ? null : +quick.toFixed(3),
+      quickValidation: `first two images of ${options.validationDir} at ${family.validationLevelLabel}, level given`,
+    },
+  );
+  log(`checkpoint step ${step}${quick == null ? '' : `, quick validation PSNR ${quick.toFixed(2)} dB`}`);
+}
+
+/** The training images; for --images Poisson training each image's zeta is estimated once. */
 export async function loadTrainingImages(
   options: Pick<TrainNoise2ScoreOptions, 'cleanDir' | 'noisyDir' | 'noise'>,
 ): Promise<TrainingImage[]> {
   const images: TrainingImage[] = await loadGreyImages((options.cleanDir ?? options.noisyDir)!);
   if (options.noisyDir && options.noise === 'poisson') {
-    for (const image of images) image.zeta = estimatePoissonZeta(image.data, image.width, image.height);
+    for (const image of images)
+      image.zeta = clampLevel('poisson', estimatePoissonZeta(image.data, image.width, image.height));
   }
   return images;
-}
-
-async function loadCheckpointAfterWarmup(
-  tf: Tf,
-  options: TrainNoise2ScoreOptions,
-  model: LayersModel,
-  optimizer: Optimizer,
-): Promise<CheckpointState | null> {
-  try {
-    await readFile(join(options.checkpointDir, 'latest.json'));
-  } catch {
-    return null;
-  }
-  const saved = (optimizer as unknown as { learningRate: number }).learningRate;
-  (optimizer as unknown as { learningRate: number }).learningRate = 0;
-  tf.tidy(() => {
-    const x = tf.zeros([1, 8, 8, 1]);
-    optimizer.minimize(
-      () => tf.mean(model.apply(x) as import('@tensorflow/tfjs').Tensor) as import('@tensorflow/tfjs').Scalar,
-    );
-  });
-  (optimizer as unknown as { learningRate: number }).learningRate = saved;
-  return loadCheckpoint(tf, options.checkpointDir, model, optimizer);
 }

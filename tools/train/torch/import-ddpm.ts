@@ -1,18 +1,19 @@
 /**
- * Imports a DDPM U-Net trained by src/train/torch/ddpm.py (a GPU run) as a tf.js model folder: rebuilds the network
+ * Imports a DDPM U-Net trained by tools/train/torch/ddpm.py (a GPU run) as a tf.js model folder: rebuilds the network
  * of src/diffusion/unet.ts, sets the EMA weights by name, checks that tf.js computes what PyTorch did on the probe
  * written with them (relative error under 1e-3, else it refuses), and exports through the TypeScript trainer's
  * exportModel (model.json, weights.bin, samples.png, manifest.json), adding the Python command, its log and the
  * import command under extra.torch.
  *
- *   npx tsx src/train/torch/import-ddpm.ts --from <python --out> --out models/ddpm-natural-grey/<version> \
- *     --version <version> [--lineage "..."]
+ *   npx tsx tools/train/torch/import-ddpm.ts --from <python --out> --out models/ddpm-natural-grey/<version> \
+ *     [--lineage "..."]
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { linearSchedule } from '../../diffusion/schedule.js';
-import { buildUnet, DEFAULT_UNET } from '../../diffusion/unet.js';
-import { initTfjs } from '../../nn/backend.js';
+import { linearSchedule } from '../../../src/diffusion/schedule.js';
+import { buildUnet, DEFAULT_UNET } from '../../../src/diffusion/unet.js';
+import { initTfjs } from '../../../src/nn/backend.js';
+import type { Lineage } from '../core/export.js';
 import { exportModel, type TrainingState } from '../ddpm.js';
 import {
   checkProbe,
@@ -30,10 +31,13 @@ interface DdpmRun extends TorchRunSummary {
 
 export async function importDdpm(options: {
   from: string;
+  /** The model folder, `<models dir>/<name>/<version>`. */
   out: string;
-  version: string;
-  lineage?: string;
+  /** Where the weights came from: a text (run script, machine), or the lineage record. */
+  lineage?: string | Lineage;
   commandLine: string;
+  /** The manifest's training command when not the Python one (npm run train --device cuda). */
+  trainingCommand?: string;
   sampleSteps?: number;
   log?: (line: string) => void;
 }): Promise<{ probeError: number }> {
@@ -55,7 +59,7 @@ export async function importDdpm(options: {
     ema: model.weights.map((w) => tf.variable(w.read().clone(), false)),
     optimizer: undefined,
   } as unknown as TrainingState;
-  const backend = `PyTorch ${summary.torch} on ${summary.device} (src/train/torch/ddpm.py)`;
+  const backend = `PyTorch ${summary.torch} on ${summary.device} (tools/train/torch/ddpm.py)`;
   await exportModel(
     tf,
     training,
@@ -76,11 +80,18 @@ export async function importDdpm(options: {
       emaDecay: summary.emaDecay,
       sampleSteps: options.sampleSteps ?? 100,
       sampleCount: 16,
-      name: 'ddpm-natural-grey',
-      version: options.version,
-      commandLine: summary.command,
+      commandLine: options.trainingCommand ?? summary.command,
       backend,
       log,
+      lineage:
+        typeof options.lineage === 'object'
+          ? options.lineage
+          : {
+              trainer: `tools/train/torch/ddpm.py (PyTorch ${summary.torch} on ${summary.device})`,
+              device: 'cuda',
+              ...(summary.initFrom && { initialisedFrom: summary.initFrom }),
+              ...(options.lineage && { note: options.lineage }),
+            },
     },
     DEFAULT_UNET,
     summary.steps,
@@ -101,8 +112,12 @@ export async function importDdpm(options: {
   const manifest = JSON.parse(await readFile(manifestPath, 'utf8'));
   manifest.extra = {
     ...manifest.extra,
-    ...(options.lineage && { lineage: options.lineage }),
-    torch: { initFrom: summary.initFrom, importCommand: options.commandLine, log: summary.log },
+    torch: {
+      command: summary.command,
+      initFrom: summary.initFrom,
+      importCommand: options.commandLine,
+      log: summary.log,
+    },
   };
   await writeFile(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`);
   tf.dispose(training.ema);
@@ -113,12 +128,13 @@ export async function importDdpm(options: {
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const { values, commandLine } = parseImportArgs(
-    'usage: npx tsx src/train/torch/import-ddpm.ts --from <dir> --out <model dir> --version <v> [--lineage <text>]',
+    'usage: npx tsx tools/train/torch/import-ddpm.ts --from <dir> --out <models dir>/<name>/<version> [--lineage <text>]',
+    [],
+    ['from', 'out'],
   );
   await importDdpm({
     from: values.from,
     out: values.out,
-    version: values.version,
     lineage: values.lineage,
     commandLine,
   });

@@ -1,16 +1,16 @@
 #!/usr/bin/env python3
 """
-GPU trainer for the DDPM eps-prediction U-Net of the natural-grey prior: a PyTorch port of src/train/ddpm.ts (the
+GPU trainer for the DDPM eps-prediction U-Net of the natural-grey prior: a PyTorch port of tools/train/ddpm.ts (the
 network of src/diffusion/unet.ts, the DDPM "simple" loss on the linear 1000-step schedule, Adam with linear warm-up
 and cosine decay to 10 %, an EMA with the (1 + s) / (10 + s) warm-up, random crops with the 8 symmetries of the
 square), for machines with a CUDA GPU. A training tool only: the service, its tests and CI never run Python.
-`npx tsx src/train/torch/import-ddpm.ts` rebuilds the tf.js network from the EMA weights written here, checks it
+`npx tsx tools/train/torch/import-ddpm.ts` rebuilds the tf.js network from the EMA weights written here, checks it
 against the probe written with them, draws samples.png and writes the model folder with its manifest.
 
 Layer names follow buildUnet's counter (conv_5, group_norm_6, dense_10, ...), so weights travel by name in tf.js
 layout; an --init-from model whose names or shapes differ is refused.
 
-    python3 src/train/torch/ddpm.py --images <packed train400> --size 64 --steps 60000 --batch 128 --lr 5e-4 \
+    python3 tools/train/torch/ddpm.py --images <packed train400> --size 64 --steps 60000 --batch 128 --lr 5e-4 \
         --init-from models/ddpm-natural-grey/20261128 --out <dir> --seed 7 --max-seconds 420
 """
 import argparse
@@ -281,7 +281,7 @@ def main(argv):
         'seconds': round(clock.elapsed(), 1),
         'finalLoss': clock.log[-1]['loss'] if clock.log else None,
         'device': torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu', 'torch': torch.__version__,
-        'images': meta, 'command': 'python3 src/train/torch/ddpm.py ' + ' '.join(argv), 'log': clock.log,
+        'images': meta, 'command': 'python3 tools/train/torch/ddpm.py ' + ' '.join(argv), 'log': clock.log,
     }
     with open(os.path.join(a.out, 'train.json'), 'w') as f:
         json.dump(summary, f, indent=2)

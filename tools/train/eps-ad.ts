@@ -20,8 +20,8 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import type { AttackName } from '../adversarial/attacks.js';
-import { loadClassifier, loadFashionMnistLabels, unitImages } from '../adversarial/classifier.js';
+import type { AttackName } from '../../src/adversarial/attacks.js';
+import { loadClassifier, loadFashionMnistLabels, unitImages } from '../../src/adversarial/classifier.js';
 import {
   buildKernelNet,
   DEFAULT_KERNEL_NET,
@@ -33,7 +33,7 @@ import {
   readKernelScalars,
   scalarTensors,
   squaredDistances,
-} from '../adversarial/deep-kernel.js';
+} from '../../src/adversarial/deep-kernel.js';
 import {
   auroc,
   calibrationFrom,
@@ -44,15 +44,16 @@ import {
   encodeFloat16,
   thresholdAtFpr,
   writeDetectorFiles,
-} from '../adversarial/detector.js';
-import { ddpmEpsNetwork } from '../adversarial/eps.js';
-import { attackImages, epsInChunks, scheduleFromManifest } from '../adversarial/pipeline.js';
-import { loadFashionMnistImages } from '../diffusion/fashion-mnist.js';
-import { loadDiffusionModel } from '../diffusion/model.js';
-import { type BackendPreference, initTfjs } from '../nn/backend.js';
-import { fileSystemIO } from '../nn/fs-io.js';
-import { type ModelManifestInput, parseModelManifest } from '../nn/manifest.js';
-import { Rng, stringHash } from '../util/random.js';
+} from '../../src/adversarial/detector.js';
+import { ddpmEpsNetwork } from '../../src/adversarial/eps.js';
+import { attackImages, epsInChunks, scheduleFromManifest } from '../../src/adversarial/pipeline.js';
+import { loadFashionMnistImages } from '../../src/diffusion/fashion-mnist.js';
+import { loadDiffusionModel } from '../../src/diffusion/model.js';
+import { type BackendPreference, initTfjs } from '../../src/nn/backend.js';
+import { fileSystemIO } from '../../src/nn/fs-io.js';
+import { type ModelManifestInput, parseModelManifest } from '../../src/nn/manifest.js';
+import { Rng, stringHash } from '../../src/util/random.js';
+import { positiveNumber as positive } from './core/options.js';
 
 type Tf = typeof import('@tensorflow/tfjs');
 type Tensor2D = import('@tensorflow/tfjs').Tensor2D;
@@ -201,8 +202,24 @@ async function saveCheckpoint(dir: string, phi: LayersModel, checkpoint: Checkpo
   await writeFile(join(dir, 'state.json'), `${JSON.stringify(checkpoint, null, 2)}\n`);
 }
 
-export async function trainEpsAd(tf: Tf, options: EpsAdTrainingOptions): Promise<void> {
-  const started = Date.now();
+interface EpsAdInputs {
+  pixels: Float32Array;
+  labels: Uint8Array;
+  trainIdx: Int32Array;
+  referenceIdx: Int32Array;
+  calibrationIdx: Int32Array;
+  need: number;
+  scoreManifest: { name: string; version: string; extra: Record<string, unknown> };
+  scoreModelId: string;
+  classifierManifest: { name: string; version: string };
+  network: ReturnType<typeof ddpmEpsNetwork>;
+  schedule: ReturnType<typeof scheduleFromManifest>;
+  classifier: Awaited<ReturnType<typeof loadClassifier>>;
+  cacheOptions: { cacheDir: string; scoreModel: string; timesteps: number };
+}
+
+/** The training split cut into its three disjoint parts, the score model and the attacked classifier. */
+async function loadInputs(tf: Tf, options: EpsAdTrainingOptions): Promise<EpsAdInputs> {
   const [images, labels] = await Promise.all([
     loadFashionMnistImages('train'),
     loadFashionMnistLabels('train'),
@@ -212,125 +229,140 @@ export async function trainEpsAd(tf: Tf, options: EpsAdTrainingOptions): Promise
   const need = options.trainImages + options.reference + options.calibration;
   if (need > images.count)
     throw new Error(`${need} images requested, the training split has ${images.count}`);
-  const trainIdx = order.subarray(0, options.trainImages);
-  const referenceIdx = order.subarray(options.trainImages, options.trainImages + options.reference);
-  const calibrationIdx = order.subarray(options.trainImages + options.reference, need);
-
   const scoreManifest = JSON.parse(await readFile(join(options.scoreModelDir, 'manifest.json'), 'utf8'));
   const scoreModelId = `${scoreManifest.name}@${scoreManifest.version}`;
-  const classifierManifest = JSON.parse(await readFile(join(options.classifierDir, 'manifest.json'), 'utf8'));
-  const schedule = scheduleFromManifest(scoreManifest.extra);
   const unet = await loadDiffusionModel(tf, options.scoreModelDir);
-  const network = ddpmEpsNetwork(tf, unet);
-  const classifier = await loadClassifier(tf, options.classifierDir);
-  const cacheOptions = { cacheDir: options.cacheDir, scoreModel: scoreModelId, timesteps: options.timesteps };
+  return {
+    pixels,
+    labels: Uint8Array.from(labels),
+    trainIdx: order.subarray(0, options.trainImages),
+    referenceIdx: order.subarray(options.trainImages, options.trainImages + options.reference),
+    calibrationIdx: order.subarray(options.trainImages + options.reference, need),
+    need,
+    scoreManifest,
+    scoreModelId,
+    classifierManifest: JSON.parse(await readFile(join(options.classifierDir, 'manifest.json'), 'utf8')),
+    schedule: scheduleFromManifest(scoreManifest.extra),
+    network: ddpmEpsNetwork(tf, unet),
+    classifier: await loadClassifier(tf, options.classifierDir),
+    cacheOptions: { cacheDir: options.cacheDir, scoreModel: scoreModelId, timesteps: options.timesteps },
+  };
+}
 
+/** Each training image gets one attack: FGSM at even positions, FGSM-L2 at odd ones. */
+const attackOf = (i: number): AttackName => TRAINING_ATTACKS[i % TRAINING_ATTACKS.length];
+
+interface EpsSets {
+  natural: Float32Array;
+  adversarial: Float32Array;
+  reference: Float32Array;
+  calibration: Float32Array;
+  l2Budget: number;
+}
+
+/** EPS of the natural and attacked training images, the reference set and the calibration set (cached). */
+async function computeEpsSets(tf: Tf, options: EpsAdTrainingOptions, inputs: EpsAdInputs): Promise<EpsSets> {
+  const { pixels, trainIdx, network, schedule, cacheOptions } = inputs;
+  const eps = (name: string, images: Float32Array, count: number) =>
+    cachedEps(tf, network, schedule, { name, images, count }, cacheOptions);
   // Adversarial training images: FGSM (Linf) and FGSM-L2 at the small budget, labels = true classes.
   const trainImages = gather(pixels, trainIdx);
-  const trainLabels = Uint8Array.from(trainIdx, (i) => labels[i]);
+  const trainLabels = Uint8Array.from(trainIdx, (i) => inputs.labels[i]);
   const l2Budget = options.budget * Math.sqrt(IMAGE_PIXELS);
   const budgetKey = options.budget.toFixed(5);
-  const natural = await cachedEps(
-    tf,
-    network,
-    schedule,
-    { name: 'train-natural', images: trainImages, count: trainIdx.length },
-    cacheOptions,
-  );
-  // Each training image gets one attack: FGSM at even positions, FGSM-L2 at odd ones (half the EPS cost of both
-  // attacks on every image, and both attacks in every part of the split, the validation hold-out included).
+  const natural = await eps('train-natural', trainImages, trainIdx.length);
+  // One attack per image (half the EPS cost of both attacks on every image, and both attacks in every part of
+  // the split, the validation hold-out included).
   const epsDim = 32 * 32;
   const adversarial = new Float32Array(trainIdx.length * epsDim);
-  const attackOf = (i: number): AttackName => TRAINING_ATTACKS[i % TRAINING_ATTACKS.length];
   for (const [a, attack] of TRAINING_ATTACKS.entries()) {
     const positions = Int32Array.from(
       { length: Math.ceil((trainIdx.length - a) / TRAINING_ATTACKS.length) },
       (_, j) => a + j * TRAINING_ATTACKS.length,
     );
-    const budget = attack === 'fgsm' ? options.budget : l2Budget;
     const attacked = await attackImages(
       tf,
-      classifier,
+      inputs.classifier,
       attack,
       rows(trainImages, positions, IMAGE_PIXELS),
       Uint8Array.from(positions, (p) => trainLabels[p]),
-      { eps: budget },
+      { eps: attack === 'fgsm' ? options.budget : l2Budget },
     );
     const part = `train-${attack}-${budgetKey}-every${TRAINING_ATTACKS.length}from${a}`;
-    const eps = await cachedEps(
-      tf,
-      network,
-      schedule,
-      { name: part, images: attacked, count: positions.length },
-      cacheOptions,
-    );
+    const values = await eps(part, attacked, positions.length);
     for (let j = 0; j < positions.length; j++)
-      adversarial.set(eps.subarray(j * epsDim, (j + 1) * epsDim), positions[j] * epsDim);
+      adversarial.set(values.subarray(j * epsDim, (j + 1) * epsDim), positions[j] * epsDim);
   }
-  const referenceEps = await cachedEps(
-    tf,
-    network,
-    schedule,
-    {
-      name: `reference-from${options.trainImages}`,
-      images: gather(pixels, referenceIdx),
-      count: referenceIdx.length,
-    },
-    cacheOptions,
+  const reference = await eps(
+    `reference-from${options.trainImages}`,
+    gather(pixels, inputs.referenceIdx),
+    inputs.referenceIdx.length,
   );
-  const calibrationEps = await cachedEps(
-    tf,
-    network,
-    schedule,
-    {
-      name: `calibration-from${options.trainImages + options.reference}`,
-      images: gather(pixels, calibrationIdx),
-      count: calibrationIdx.length,
-    },
-    cacheOptions,
+  const calibration = await eps(
+    `calibration-from${options.trainImages + options.reference}`,
+    gather(pixels, inputs.calibrationIdx),
+    inputs.calibrationIdx.length,
   );
-  const epsSeconds = (Date.now() - started) / 1000;
+  return { natural, adversarial, reference, calibration, l2Budget };
+}
 
-  // --- kernel training ---
-  const dim = epsDim;
-  const inputScale = rms(natural);
-  const naturalScaled = scaled(natural, inputScale);
-  const adversarialScaled = scaled(adversarial, inputScale);
-  const holdout = Math.max(2, Math.round(options.trainImages * 0.2));
-  const fit = options.trainImages - holdout;
-  const rng = new Rng(options.seed);
-  const architecture = { ...DEFAULT_KERNEL_NET, features: options.features };
+interface KernelStart {
+  phi: LayersModel;
+  startStep: number;
+  initial: KernelScalars;
+  lossEma: number;
+}
+
+/** The kernel network and scalars: from the checkpoint (--resume), or fresh with median-heuristic bandwidths. */
+async function startKernel(
+  tf: Tf,
+  options: EpsAdTrainingOptions,
+  naturalScaled: Float32Array,
+  adversarialScaled: Float32Array,
+  fit: number,
+): Promise<KernelStart> {
+  const dim = 32 * 32;
   const stateFile = join(options.checkpointDir, 'state.json');
-  let phi: LayersModel;
-  let startStep = 0;
-  let initial: KernelScalars;
-  let lossEma = Number.NaN;
   if (options.resume && existsSync(stateFile)) {
     const state = JSON.parse(await readFile(stateFile, 'utf8')) as Checkpoint;
-    phi = await tf.loadLayersModel(fileSystemIO(options.checkpointDir));
-    startStep = state.step;
-    initial = state.scalars;
-    lossEma = state.lossEma;
-    console.log(`resumed at step ${startStep}`);
-  } else {
-    phi = buildKernelNet(tf, architecture, options.seed);
-    // Bandwidths start at the median heuristic on a natural + adversarial sample (features of the fresh net).
-    const sample = Int32Array.from({ length: Math.min(100, fit) }, (_, i) => i);
-    initial = tf.tidy(() => {
-      const x = tf.concat([
-        tf.tensor2d(rows(naturalScaled, sample, dim), [sample.length, dim]),
-        tf.tensor2d(rows(adversarialScaled, sample, dim), [sample.length, dim]),
-      ]) as Tensor2D;
-      const f = phi.apply(x.reshape([-1, 32, 32, 1])) as Tensor2D;
-      const n = x.shape[0];
-      return {
-        sigmaPhi: medianOffDiagonal(squaredDistances(tf, f, f).dataSync() as Float32Array, n),
-        sigmaQ: medianOffDiagonal(squaredDistances(tf, x, x).dataSync() as Float32Array, n),
-        epsilon: 0.1,
-      };
-    });
+    console.log(`resumed at step ${state.step}`);
+    return {
+      phi: await tf.loadLayersModel(fileSystemIO(options.checkpointDir)),
+      startStep: state.step,
+      initial: state.scalars,
+      lossEma: state.lossEma,
+    };
   }
-  const variables = kernelVariables(tf, initial);
+  const phi = buildKernelNet(tf, { ...DEFAULT_KERNEL_NET, features: options.features }, options.seed);
+  // Bandwidths start at the median heuristic on a natural + adversarial sample (features of the fresh net).
+  const sample = Int32Array.from({ length: Math.min(100, fit) }, (_, i) => i);
+  const initial = tf.tidy(() => {
+    const x = tf.concat([
+      tf.tensor2d(rows(naturalScaled, sample, dim), [sample.length, dim]),
+      tf.tensor2d(rows(adversarialScaled, sample, dim), [sample.length, dim]),
+    ]) as Tensor2D;
+    const f = phi.apply(x.reshape([-1, 32, 32, 1])) as Tensor2D;
+    const n = x.shape[0];
+    return {
+      sigmaPhi: medianOffDiagonal(squaredDistances(tf, f, f).dataSync() as Float32Array, n),
+      sigmaQ: medianOffDiagonal(squaredDistances(tf, x, x).dataSync() as Float32Array, n),
+      epsilon: 0.1,
+    };
+  });
+  return { phi, startStep: 0, initial, lossEma: Number.NaN };
+}
+
+/** Adam on -MMD^2_u / sqrt(Var) of paired natural/adversarial minibatches; returns the trained scalars. */
+async function trainKernel(
+  tf: Tf,
+  options: EpsAdTrainingOptions,
+  start: KernelStart,
+  data: { naturalScaled: Float32Array; adversarialScaled: Float32Array; fit: number; inputScale: number },
+): Promise<{ kernel: KernelScalars; lossEma: number; seconds: number }> {
+  const dim = 32 * 32;
+  const { phi } = start;
+  const rng = new Rng(options.seed);
+  const variables = kernelVariables(tf, start.initial);
   const optimizer = tf.train.adam(options.lr);
   const trainable = [
     ...phi.trainableWeights.map((w) => (w as unknown as { val: import('@tensorflow/tfjs').Variable }).val),
@@ -340,12 +372,13 @@ export async function trainEpsAd(tf: Tf, options: EpsAdTrainingOptions): Promise
   ];
   const batchX = new Float32Array(options.batch * dim);
   const batchY = new Float32Array(options.batch * dim);
-  const trainingStarted = Date.now();
-  for (let step = startStep + 1; step <= options.steps; step++) {
+  const started = Date.now();
+  let lossEma = start.lossEma;
+  for (let step = start.startStep + 1; step <= options.steps; step++) {
     for (let b = 0; b < options.batch; b++) {
-      const i = rng.int(fit);
-      batchX.set(naturalScaled.subarray(i * dim, (i + 1) * dim), b * dim);
-      batchY.set(adversarialScaled.subarray(i * dim, (i + 1) * dim), b * dim);
+      const i = rng.int(data.fit);
+      batchX.set(data.naturalScaled.subarray(i * dim, (i + 1) * dim), b * dim);
+      batchY.set(data.adversarialScaled.subarray(i * dim, (i + 1) * dim), b * dim);
     }
     const loss = tf.tidy(() => {
       const x = tf.tensor2d(batchX, [options.batch, dim]);
@@ -369,27 +402,46 @@ export async function trainEpsAd(tf: Tf, options: EpsAdTrainingOptions): Promise
     });
     const value = -(await loss.data())[0];
     loss.dispose();
+    if (!Number.isFinite(value))
+      throw new Error(`training stopped: the objective is ${value} at step ${step}; lower --lr`);
     lossEma = Number.isNaN(lossEma) ? value : 0.95 * lossEma + 0.05 * value;
     if (step % 50 === 0 || step === options.steps) {
       const s = await readKernelScalars(variables);
       console.log(
-        `step ${step}/${options.steps} J ${lossEma.toFixed(3)} s_phi ${s.sigmaPhi.toExponential(2)} s_q ${s.sigmaQ.toExponential(2)} e ${s.epsilon.toFixed(3)} ${((Date.now() - trainingStarted) / 1000).toFixed(0)}s`,
+        `step ${step}/${options.steps} J ${lossEma.toFixed(3)} s_phi ${s.sigmaPhi.toExponential(2)} s_q ${s.sigmaQ.toExponential(2)} e ${s.epsilon.toFixed(3)} ${((Date.now() - started) / 1000).toFixed(0)}s`,
       );
     }
     if (step % options.checkpointSteps === 0 && step < options.steps) {
+      const scalars = await readKernelScalars(variables);
       await saveCheckpoint(options.checkpointDir, phi, {
         step,
-        scalars: await readKernelScalars(variables),
-        inputScale,
+        scalars,
+        inputScale: data.inputScale,
         lossEma,
       });
     }
   }
-  const trainingSeconds = (Date.now() - trainingStarted) / 1000;
-  const kernel = await readKernelScalars(variables);
+  return { kernel: await readKernelScalars(variables), lossEma, seconds: (Date.now() - started) / 1000 };
+}
 
-  // --- reference (float16), reference kernel mean, calibration ---
-  const referenceBits = encodeFloat16(scaled(referenceEps, inputScale));
+interface Calibrated {
+  config: DetectorConfig;
+  referenceBits: Uint16Array;
+  validation: Record<string, number>;
+  holdout: number;
+}
+
+/** The float16 reference set, the thresholds calibrated on clean images, and the held-out validation AUROC. */
+async function calibrate(
+  tf: Tf,
+  options: EpsAdTrainingOptions,
+  inputs: EpsAdInputs,
+  sets: EpsSets,
+  trained: { phi: LayersModel; kernel: KernelScalars; inputScale: number; fit: number; holdout: number },
+): Promise<Calibrated> {
+  const dim = 32 * 32;
+  const { phi, kernel, inputScale, fit, holdout } = trained;
+  const referenceBits = encodeFloat16(scaled(sets.reference, inputScale));
   const referenceQuantised = decodeFloat16(referenceBits);
   const referenceKernelMean = tf.tidy(() => {
     const x = tf.tensor2d(referenceQuantised, [options.reference, dim]);
@@ -398,7 +450,7 @@ export async function trainEpsAd(tf: Tf, options: EpsAdTrainingOptions): Promise
   });
   const config: DetectorConfig = {
     format: DETECTOR_FORMAT,
-    scoreModel: { name: scoreManifest.name, version: scoreManifest.version },
+    scoreModel: { name: inputs.scoreManifest.name, version: inputs.scoreManifest.version },
     timesteps: options.timesteps,
     imageShape: [28, 28, 1],
     pad: 2,
@@ -415,17 +467,15 @@ export async function trainEpsAd(tf: Tf, options: EpsAdTrainingOptions): Promise
   };
   const detector = new EpsAdDetector(tf, phi, config, referenceQuantised);
   config.calibration = calibrationFrom(
-    await detector.scores(calibrationEps, options.calibration),
+    await detector.scores(sets.calibration, options.calibration),
     CALIBRATED_FPRS,
-    `Fashion-MNIST training split, ${options.calibration} clean images disjoint from kernel training and reference (fixed shuffle seed ${SPLIT_SEED}, positions ${options.trainImages + options.reference}..${need - 1})`,
+    `Fashion-MNIST training split, ${options.calibration} clean images disjoint from kernel training and reference (fixed shuffle seed ${SPLIT_SEED}, positions ${options.trainImages + options.reference}..${inputs.need - 1})`,
   );
-  const calibrationScores = config.calibration.scores;
-
-  // --- validation on the held-out kernel-training pairs ---
+  // Validation on the held-out kernel-training pairs.
   const holdoutIdx = Int32Array.from({ length: holdout }, (_, i) => fit + i);
   const validation: Record<string, number> = {};
-  const naturalScores = await detector.scores(rows(natural, holdoutIdx, dim), holdout);
-  const adversarialScores = await detector.scores(rows(adversarial, holdoutIdx, dim), holdout);
+  const naturalScores = await detector.scores(rows(sets.natural, holdoutIdx, dim), holdout);
+  const adversarialScores = await detector.scores(rows(sets.adversarial, holdoutIdx, dim), holdout);
   for (const attack of TRAINING_ATTACKS) {
     const own = Array.from(holdoutIdx.keys()).filter((j) => attackOf(holdoutIdx[j]) === attack);
     validation[`validationAuroc_${attack}`] = auroc(
@@ -440,9 +490,55 @@ export async function trainEpsAd(tf: Tf, options: EpsAdTrainingOptions): Promise
     config.calibration.thresholds,
   );
   detector.dispose();
+  return { config, referenceBits, validation, holdout };
+}
 
-  // --- write the model folder ---
-  await writeDetectorFiles(options.out, phi, config, referenceBits);
+export async function trainEpsAd(tf: Tf, options: EpsAdTrainingOptions): Promise<void> {
+  const started = Date.now();
+  const inputs = await loadInputs(tf, options);
+  const sets = await computeEpsSets(tf, options, inputs);
+  const epsSeconds = (Date.now() - started) / 1000;
+  const inputScale = rms(sets.natural);
+  const naturalScaled = scaled(sets.natural, inputScale);
+  const adversarialScaled = scaled(sets.adversarial, inputScale);
+  const holdout = Math.max(2, Math.round(options.trainImages * 0.2));
+  const fit = options.trainImages - holdout;
+  const start = await startKernel(tf, options, naturalScaled, adversarialScaled, fit);
+  const trained = await trainKernel(tf, options, start, {
+    naturalScaled,
+    adversarialScaled,
+    fit,
+    inputScale,
+  });
+  const calibrated = await calibrate(tf, options, inputs, sets, {
+    ...{ phi: start.phi, kernel: trained.kernel, inputScale, fit, holdout },
+  });
+  await writeDetectorFiles(options.out, start.phi, calibrated.config, calibrated.referenceBits);
+  const manifest = epsAdManifest(options, inputs, sets, calibrated, {
+    ...{ phi: start.phi, lossEma: trained.lossEma, trainingSeconds: trained.seconds, epsSeconds },
+  });
+  await writeFile(join(options.out, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
+  console.log(`wrote ${options.out} (${((Date.now() - started) / 1000).toFixed(0)}s in all)`);
+}
+
+function epsAdManifest(
+  options: EpsAdTrainingOptions,
+  inputs: EpsAdInputs,
+  sets: EpsSets,
+  calibrated: Calibrated,
+  run: { phi: LayersModel; lossEma: number; trainingSeconds: number; epsSeconds: number },
+): ModelManifestInput {
+  const { scoreModelId, classifierManifest } = inputs;
+  const { config, validation, holdout } = calibrated;
+  const { l2Budget } = sets;
+  const architecture = { ...DEFAULT_KERNEL_NET, features: options.features };
+  const inputScale = config.inputScale;
+  const kernel = config.kernel;
+  const lossEma = run.lossEma;
+  const trainingSeconds = run.trainingSeconds;
+  const epsSeconds = run.epsSeconds;
+  const calibrationScores = config.calibration.scores;
+  const phi = run.phi;
   const manifest: ModelManifestInput = {
     name: 'eps-ad-fashion-mnist',
     version: options.version,
@@ -506,8 +602,7 @@ export async function trainEpsAd(tf: Tf, options: EpsAdTrainingOptions): Promise
   };
   const parsed = parseModelManifest(manifest);
   if (!parsed.ok) throw new Error(`manifest is invalid: ${parsed.error}`);
-  await writeFile(join(options.out, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
-  console.log(`wrote ${options.out} (${((Date.now() - started) / 1000).toFixed(0)}s in all)`);
+  return manifest;
 }
 
 function parseBudget(text: string): number {
@@ -516,14 +611,6 @@ function parseBudget(text: string): number {
   if (!(value > 0 && value < 1))
     throw new Error(`--budget must be a number in (0, 1) or a fraction like 1/255`);
   return value;
-}
-
-function positive(name: string, value: string | undefined, fallback: number, integer = false): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n)))
-    throw new Error(`--${name} must be a positive ${integer ? 'integer' : 'number'}, got '${value}'`);
-  return n;
 }
 
 export async function runEpsAdCli(args: string[], commandLine: string): Promise<void> {

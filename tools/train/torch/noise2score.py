@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """
-GPU trainer for the Noise2Score score network: a PyTorch port of src/train/noise2score.ts (same network, same
+GPU trainer for the Noise2Score score network: a PyTorch port of tools/train/noise2score.ts (same network, same
 AR-DAE loss with antithetic pairs, same blind noise levels and relative sigma_a rule, same warm-up + cosine
 learning rate), for machines with a CUDA GPU. It is a training tool only: the service, its tests and CI never run
-Python. Its output is imported by `npx tsx src/train/torch/import-noise2score.ts`, which rebuilds the tf.js network,
+Python. Its output is imported by `npx tsx tools/train/torch/import-noise2score.ts`, which rebuilds the tf.js network,
 checks it against a probe computed here (same input, same output to 1e-3), measures Set12 with the TypeScript
 protocol and writes the model folder with its manifest.
 
@@ -12,15 +12,15 @@ Layout: the network runs NCHW; space-to-depth / depth-to-space reproduce the cha
 one row/column at the bottom/right only). Weights are written in tf.js layout ([kh, kw, in, out]) under the tf.js
 weight names (conv1/kernel, conv1/bias, ...).
 
-Data: `--images` is a uint8 stack written by `npx tsx src/train/torch/pack-images.ts <dir> <out>` (sharp's decoding,
+Data: `--images` is a uint8 stack written by `npx tsx tools/train/torch/pack-images.ts <dir> <out>` (sharp's decoding,
 the same as the TypeScript trainer's), so this script needs no image library.
 
-    python3 src/train/torch/noise2score.py --noise gaussian --images <packed> --steps 40000 --batch 128 \
+    python3 tools/train/torch/noise2score.py --noise gaussian --images <packed> --steps 40000 --batch 128 \
         --patch 64 --lr 4e-4 --init-from models/noise2score-gaussian/v5 --out <dir> --seed 81 --max-seconds 300
 
 `--architecture` trains another U-Net of network.ts (widths, add-skips, convolutions per stage), and `--teacher`
 replaces the AR-DAE loss by distillation from a committed network averaged over the symmetries of the square
-(src/train/torch/gpu-run-distill.sh).
+(tools/train/torch/gpu-run-distill.sh).
 """
 import argparse
 import contextlib
@@ -43,7 +43,7 @@ FAMILY = {
 
 
 def read_tensors(directory):
-    """src/train/tensor-file.ts: tensors.json (name, shape, offset, length) + tensors.bin (float32)."""
+    """tools/train/tensor-file.ts: tensors.json (name, shape, offset, length) + tensors.bin (float32)."""
     specs = json.load(open(os.path.join(directory, 'tensors.json')))
     values = np.fromfile(os.path.join(directory, 'tensors.bin'), dtype='<f4')
     return {s['name']: values[s['offset']:s['offset'] + s['length']].reshape(s['shape']) for s in specs}
@@ -97,7 +97,7 @@ def same_pad(x, k, s):
 
 
 def random_crops(images, size, count, gen):
-    """samplePatch() of src/train/data.ts, vectorised: count random size x size crops of random images, each under a
+    """samplePatch() of tools/train/data.ts, vectorised: count random size x size crops of random images, each under a
     random one of the 8 symmetries of the square (bit 0: transpose, bit 1: flip rows, bit 2: flip columns)."""
     n, h, w = images.shape
     device = images.device
@@ -460,7 +460,7 @@ def main(argv):
         'seconds': round(clock.elapsed(), 1),
         'finalLoss': clock.log[-1]['loss'] if clock.log else None, 'device': torch.cuda.get_device_name(device)
         if device.type == 'cuda' else 'cpu', 'torch': torch.__version__, 'images': meta,
-        'command': 'python3 src/train/torch/noise2score.py ' + ' '.join(argv), 'log': clock.log,
+        'command': 'python3 tools/train/torch/noise2score.py ' + ' '.join(argv), 'log': clock.log,
     }
     with open(os.path.join(a.out, 'train.json'), 'w') as f:
         json.dump(summary, f, indent=2)

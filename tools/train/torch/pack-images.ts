@@ -1,9 +1,9 @@
 /**
  * Packs a folder of same-sized images into one uint8 stack for the GPU trainers in this folder:
  * `<out>.u8` (count x height x width, row-major) and `<out>.json` ({ count, height, width, names, source }).
- * Decoding is the TypeScript trainers' own (src/train/data.ts: sharp, greyscale), so both see the same pixels.
+ * Decoding is the TypeScript trainers' own (tools/train/data.ts: sharp, greyscale), so both see the same pixels.
  *
- *   npx tsx src/train/torch/pack-images.ts ../shared/data/train400 .gpu/train400
+ *   npx tsx tools/train/torch/pack-images.ts ../shared/data/train400 .gpu/train400
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
@@ -32,7 +32,7 @@ export async function packImages(
 if (import.meta.url === `file://${process.argv[1]}`) {
   const [dir, out] = process.argv.slice(2);
   if (!dir || !out) {
-    console.error('usage: npx tsx src/train/torch/pack-images.ts <image folder> <output prefix>');
+    console.error('usage: npx tsx tools/train/torch/pack-images.ts <image folder> <output prefix>');
     process.exit(2);
   }
   const meta = await packImages(dir, out);

@@ -4,9 +4,9 @@
  * the noise models are invariant).
  */
 import { readdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import sharp from 'sharp';
-import type { Rng } from '../util/random.js';
+import type { Rng } from '../../src/util/random.js';
 
 export interface GreyImage {
   name: string;
@@ -34,11 +34,21 @@ export async function loadGreyImage(path: string): Promise<Omit<GreyImage, 'name
   return { data: out, width: info.width, height: info.height };
 }
 
-/** Every image in a folder (sorted by name, so a seeded run sees the same order everywhere). */
-export async function loadGreyImages(dir: string): Promise<GreyImage[]> {
-  const names = (await readdir(dir)).filter((n) => IMAGE_EXTENSIONS.test(n)).sort();
+/** The image files of a folder, any names (sorted, so a seeded run sees the same order everywhere). */
+export async function listImages(dir: string): Promise<string[]> {
+  const entries = await readdir(dir).catch((error: NodeJS.ErrnoException) => {
+    throw new Error(error.code === 'ENOENT' ? `${dir}: no such folder` : `${dir}: ${error.message}`);
+  });
+  const names = entries.filter((n) => IMAGE_EXTENSIONS.test(n)).sort();
   if (names.length === 0) throw new Error(`no images (${IMAGE_EXTENSIONS.source}) in ${dir}`);
-  return Promise.all(names.map(async (name) => ({ name, ...(await loadGreyImage(join(dir, name))) })));
+  return names.map((name) => join(dir, name));
+}
+
+/** Every image in a folder, as grey (colour images through sharp's greyscale), sorted by name. */
+export async function loadGreyImages(dir: string): Promise<GreyImage[]> {
+  return Promise.all(
+    (await listImages(dir)).map(async (path) => ({ name: basename(path), ...(await loadGreyImage(path)) })),
+  );
 }
 
 /**

@@ -3,14 +3,14 @@
  * no bias, whose weights are a Gaussian of sigma 1 normalised to sum 1. Nothing is trained; it exists so the model
  * repository, the loaders and the warm-up path always have a real, required model to exercise.
  *
- * Run: npx tsx src/train/make-tiny-blur.ts [--models-dir models]
+ * Run: npx tsx tools/train/make-tiny-blur.ts [--models-dir models]
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { initTfjs } from '../nn/backend.js';
-import { fileSystemIO } from '../nn/fs-io.js';
-import type { ModelManifestInput } from '../nn/manifest.js';
-import { MANIFEST_FILE } from '../nn/repository.js';
+import { initTfjs } from '../../src/nn/backend.js';
+import { fileSystemIO } from '../../src/nn/fs-io.js';
+import type { ModelManifestInput } from '../../src/nn/manifest.js';
+import { MANIFEST_FILE } from '../../src/nn/repository.js';
 
 export const BLUR_SIZE = 5;
 export const BLUR_SIGMA = 1;
@@ -67,7 +67,7 @@ async function main(): Promise<void> {
     parameters: model.countParams(),
     trainingData: 'none: the weights are set analytically',
     trainingSteps: 0,
-    trainingCommand: 'npx tsx src/train/make-tiny-blur.ts',
+    trainingCommand: 'npx tsx tools/train/make-tiny-blur.ts',
     metrics: { sigma: BLUR_SIGMA, kernelSize: BLUR_SIZE, kernelSum: 1 },
     description:
       `Gaussian blur (sigma ${BLUR_SIGMA}, ${BLUR_SIZE}x${BLUR_SIZE}, normalised to sum 1) as a one-layer TF.js ` +

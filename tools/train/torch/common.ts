@@ -6,7 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { tidyValues } from '../../nn/read.js';
+import { tidyValues } from '../../../src/nn/read.js';
 import { type NamedArray, readTensors } from '../tensor-file.js';
 
 type Tf = typeof import('@tensorflow/tfjs');
@@ -97,19 +97,22 @@ export async function checkProbe(
   return error;
 }
 
-/** --from, --out, --version, --lineage and any `extra` string options; prints `usage` and exits when one is missing. */
-export function parseImportArgs(usage: string, extra: string[] = []) {
+/**
+ * --from, --out, --lineage and any `extra` string options (--version is accepted and ignored: the version is
+ * the last folder of --out); prints `usage` and exits when one of `required` is missing.
+ */
+export function parseImportArgs(usage: string, extra: string[] = [], required = ['from', 'out']) {
   const { values } = parseArgs({
     options: Object.fromEntries(
       ['from', 'out', 'version', 'lineage', ...extra].map((name) => [name, { type: 'string' as const }]),
     ),
   });
-  if (!values.from || !values.out || !values.version) {
+  if (required.some((name) => !values[name])) {
     console.error(usage);
     process.exit(2);
   }
   return {
-    values: values as Record<string, string | undefined> & { from: string; out: string; version: string },
+    values: values as Record<string, string | undefined> & { from: string; out: string },
     commandLine: `npx tsx ${process.argv[1]?.replace(`${process.cwd()}/`, '')} ${process.argv.slice(2).join(' ')}`,
   };
 }

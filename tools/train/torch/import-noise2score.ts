@@ -1,21 +1,22 @@
 /**
- * Imports a score network trained by src/train/torch/noise2score.py (a GPU run) as a tf.js model folder:
+ * Imports a score network trained by tools/train/torch/noise2score.py (a GPU run) as a tf.js model folder:
  * rebuilds the network of src/denoise/network.ts, sets the weights by name, checks that tf.js computes the same
  * function as PyTorch did on the probe written with the weights (relative error under 1e-3, else it refuses),
  * measures Set12 at the family's validation level with the TypeScript protocol, and writes model.json,
  * weights.bin and manifest.json (with the Python command, its log and the import command).
  *
- *   npx tsx src/train/torch/import-noise2score.ts --from <python --out> --out models/noise2score-gaussian/v6 \
- *     --version v6 [--validation-dir ../shared/data/set12] [--lineage <text>]
+ *   npx tsx tools/train/torch/import-noise2score.ts --from <python --out> --out models/noise2score-gaussian/v6 \
+ *     [--validation-dir ../shared/data/set12] [--lineage <text>]
  */
 import {
   buildScoreNetwork,
   DEFAULT_ARCHITECTURE,
   networkMultiple,
   type ScoreNetworkArchitecture,
-} from '../../denoise/network.js';
-import type { NoiseFamily } from '../../denoise/noise.js';
-import { initTfjs } from '../../nn/backend.js';
+} from '../../../src/denoise/network.js';
+import type { NoiseFamily } from '../../../src/denoise/noise.js';
+import { initTfjs } from '../../../src/nn/backend.js';
+import type { Lineage } from '../core/export.js';
 import { loadGreyImages } from '../data.js';
 import { exportModel, FAMILY_TRAINING, validationPsnr, validationRecord } from '../noise2score.js';
 import {
@@ -39,14 +40,16 @@ interface Noise2ScoreRun extends TorchRunSummary {
 
 export async function importNoise2Score(options: {
   from: string;
+  /** The model folder, `<models dir>/<name>/<version>`. */
   out: string;
-  version: string;
   validationDir?: string;
-  /** Where the weights came from (run script, machine, the init model's commit), for the manifest. */
-  lineage?: string;
+  /** Where the weights came from: a text (run script, machine, the init model's commit), or the lineage record. */
+  lineage?: string | Lineage;
   /** The architecture's speed/quality trade-off, measured, for the manifest. */
   tradeoff?: string;
   commandLine: string;
+  /** The manifest's training command when not the Python one (npm run train --device cuda). */
+  trainingCommand?: string;
   log?: (line: string) => void;
 }): Promise<{ probeError: number; validationPsnr: number | null }> {
   const log = options.log ?? ((line: string) => console.log(line));
@@ -87,10 +90,18 @@ export async function importNoise2Score(options: {
       resume: false,
       seed: summary.seed,
       checkpointMinutes: 0,
-      version: options.version,
-      commandLine: summary.command,
-      backend: `PyTorch ${summary.torch} on ${summary.device} (src/train/torch/noise2score.py)`,
+      commandLine: options.trainingCommand ?? summary.command,
+      backend: `PyTorch ${summary.torch} on ${summary.device} (tools/train/torch/noise2score.py)`,
       ...(summary.initFrom && { initFrom: summary.initFrom }),
+      lineage:
+        typeof options.lineage === 'object'
+          ? options.lineage
+          : {
+              trainer: `tools/train/torch/noise2score.py (PyTorch ${summary.torch} on ${summary.device})`,
+              device: 'cuda',
+              ...(summary.initFrom && { initialisedFrom: summary.initFrom }),
+              ...(options.lineage && { note: options.lineage }),
+            },
     },
     architecture,
     summary.steps,
@@ -102,7 +113,7 @@ export async function importNoise2Score(options: {
       probeRelativeError: +probeError.toPrecision(3),
     },
     {
-      ...(options.lineage && { lineage: options.lineage }),
+      ...(options.trainingCommand && { torchCommand: summary.command }),
       ...(summary.teacher && { teacher: summary.teacher, teacherEnsemble: summary.teacherEnsemble }),
       importCommand: options.commandLine,
       torchLog: summary.log,
@@ -128,14 +139,13 @@ export async function importNoise2Score(options: {
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const { values, commandLine } = parseImportArgs(
-    'usage: npx tsx src/train/torch/import-noise2score.ts --from <dir> --out <model dir> --version <v> ' +
+    'usage: npx tsx tools/train/torch/import-noise2score.ts --from <dir> --out <models dir>/<name>/<version> ' +
       '[--validation-dir <dir>] [--lineage <text>] [--tradeoff <text>]',
     ['validation-dir', 'tradeoff'],
   );
   await importNoise2Score({
     from: values.from,
     out: values.out,
-    version: values.version,
     validationDir: values['validation-dir'],
     lineage: values.lineage,
     tradeoff: values.tradeoff,

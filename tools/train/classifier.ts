@@ -21,12 +21,14 @@ import {
   loadFashionMnistLabels,
   predictClasses,
   unitImages,
-} from '../adversarial/classifier.js';
-import { loadFashionMnistImages } from '../diffusion/fashion-mnist.js';
-import { type BackendPreference, initTfjs } from '../nn/backend.js';
-import { fileSystemIO } from '../nn/fs-io.js';
-import { type ModelManifestInput, parseModelManifest } from '../nn/manifest.js';
-import { Rng } from '../util/random.js';
+} from '../../src/adversarial/classifier.js';
+import { loadFashionMnistImages } from '../../src/diffusion/fashion-mnist.js';
+import { type BackendPreference, initTfjs } from '../../src/nn/backend.js';
+import { fileSystemIO } from '../../src/nn/fs-io.js';
+import { type ModelManifestInput, parseModelManifest } from '../../src/nn/manifest.js';
+import { Rng } from '../../src/util/random.js';
+import { positiveNumber as positive } from './core/options.js';
+import { setLearningRate } from './core/schedules.js';
 
 type Tf = typeof import('@tensorflow/tfjs');
 type Tensor = import('@tensorflow/tfjs').Tensor;
@@ -82,13 +84,38 @@ export async function trainClassifier(
     loadFashionMnistImages('t10k'),
     loadFashionMnistLabels('t10k'),
   ]);
-  const trainX = unitImages(trainImages, 0, trainImages.count);
-  const pixels = CLASSIFIER_IMAGE_SIZE * CLASSIFIER_IMAGE_SIZE;
-  const rng = new Rng(options.seed);
   const previous = options.init ? await readPreviousRun(options.init) : undefined;
   const model = options.init
     ? await loadClassifier(tf, options.init)
     : buildClassifier(tf, DEFAULT_CLASSIFIER, options.seed);
+  const started = Date.now();
+  const lossEma = await fitClassifier(tf, options, model, trainImages, trainLabels);
+  const trainingSeconds = (Date.now() - started) / 1000;
+
+  const testX = unitImages(testImages, 0, testImages.count);
+  const testAccuracy = accuracy(await predictClasses(tf, model, testX), testLabels);
+  console.log(`test accuracy ${(testAccuracy * 100).toFixed(2)}% on ${testImages.count} images`);
+
+  await model.save(fileSystemIO(options.out));
+  const run = { previous, testAccuracy, testImages: testImages.count, lossEma, trainingSeconds };
+  const manifest = classifierManifest(options, model.countParams(), trainImages.count, run);
+  const parsed = parseModelManifest(manifest);
+  if (!parsed.ok) throw new Error(`manifest for ${options.out} is invalid: ${parsed.error}`);
+  await writeFile(join(options.out, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
+  return { testAccuracy, trainingSeconds, finalLoss: lossEma };
+}
+
+/** Adam on shuffled epochs of the training split; returns the final loss average. */
+async function fitClassifier(
+  tf: Tf,
+  options: ClassifierTrainingOptions,
+  model: import('@tensorflow/tfjs').LayersModel,
+  trainImages: Awaited<ReturnType<typeof loadFashionMnistImages>>,
+  trainLabels: ArrayLike<number>,
+): Promise<number> {
+  const trainX = unitImages(trainImages, 0, trainImages.count);
+  const pixels = CLASSIFIER_IMAGE_SIZE * CLASSIFIER_IMAGE_SIZE;
+  const rng = new Rng(options.seed);
   const optimizer = tf.train.adam(options.lr);
   const batchX = new Float32Array(options.batch * pixels);
   const batchY = new Int32Array(options.batch);
@@ -100,8 +127,7 @@ export async function trainClassifier(
 
   for (let step = 1; step <= options.steps; step++) {
     // Linear decay to a tenth of the initial rate: a short run (two or three epochs) settles instead of ending noisy.
-    (optimizer as unknown as { learningRate: number }).learningRate =
-      options.lr * (1 - (0.9 * (step - 1)) / options.steps);
+    setLearningRate(optimizer, options.lr * (1 - (0.9 * (step - 1)) / options.steps));
     for (let b = 0; b < options.batch; b++) {
       if (cursor === order.length) {
         order = shuffled(trainImages.count, rng);
@@ -123,20 +149,30 @@ export async function trainClassifier(
     });
     const value = (await loss.data())[0];
     loss.dispose();
+    if (!Number.isFinite(value))
+      throw new Error(`training stopped: the loss is ${value} at step ${step}; lower --lr`);
     lossEma = Number.isNaN(lossEma) ? value : 0.98 * lossEma + 0.02 * value;
     if (step % logEvery === 0 || step === options.steps) {
       const seconds = (Date.now() - started) / 1000;
       console.log(`step ${step}/${options.steps} loss ${lossEma.toFixed(4)} ${seconds.toFixed(0)}s`);
     }
   }
-  const trainingSeconds = (Date.now() - started) / 1000;
+  return lossEma;
+}
 
-  const testX = unitImages(testImages, 0, testImages.count);
-  const testAccuracy = accuracy(await predictClasses(tf, model, testX), testLabels);
-  console.log(`test accuracy ${(testAccuracy * 100).toFixed(2)}% on ${testImages.count} images`);
-
-  await model.save(fileSystemIO(options.out));
-  const parameters = model.countParams();
+function classifierManifest(
+  options: ClassifierTrainingOptions,
+  parameters: number,
+  trainCount: number,
+  run: {
+    previous: Awaited<ReturnType<typeof readPreviousRun>> | undefined;
+    testAccuracy: number;
+    testImages: number;
+    lossEma: number;
+    trainingSeconds: number;
+  },
+): ModelManifestInput {
+  const { previous, testAccuracy, lossEma, trainingSeconds } = run;
   const manifest: ModelManifestInput = {
     name: 'classifier-fashion-mnist',
     version: options.version,
@@ -159,13 +195,13 @@ export async function trainClassifier(
     trainingCommand: previous ? `${previous.command} && ${options.commandLine}` : options.commandLine,
     metrics: {
       testAccuracy,
-      testImages: testImages.count,
+      testImages: run.testImages,
       testData: 'Fashion-MNIST t10k split, never seen in training',
       finalTrainingLoss: lossEma,
       finalTrainingLossDefinition:
         'exponential moving average (0.98 per step) of the per-batch cross-entropy',
       trainingSeconds: (previous?.seconds ?? 0) + trainingSeconds,
-      epochs: (previous?.epochs ?? 0) + (options.steps * options.batch) / trainImages.count,
+      epochs: (previous?.epochs ?? 0) + (options.steps * options.batch) / trainCount,
       batch: options.batch,
       learningRate: options.lr,
       ...(previous ? { continuedFrom: `${previous.steps} steps at test accuracy ${previous.accuracy}` } : {}),
@@ -178,10 +214,7 @@ export async function trainClassifier(
       'Fashion-MNIST CNN classifier: the model under attack in the EPS-AD evaluation (src/adversarial) and an example model.',
     createdAt: new Date().toISOString(),
   };
-  const parsed = parseModelManifest(manifest);
-  if (!parsed.ok) throw new Error(`manifest for ${options.out} is invalid: ${parsed.error}`);
-  await writeFile(join(options.out, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
-  return { testAccuracy, trainingSeconds, finalLoss: lossEma };
+  return manifest;
 }
 
 async function readPreviousRun(
@@ -197,14 +230,6 @@ async function readPreviousRun(
     epochs: Number(metrics.epochs ?? 0),
     accuracy: Number(metrics.testAccuracy ?? Number.NaN),
   };
-}
-
-function positive(name: string, value: string | undefined, fallback: number, integer = false): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n)))
-    throw new Error(`--${name} must be a positive ${integer ? 'integer' : 'number'}, got '${value}'`);
-  return n;
 }
 
 export async function runClassifierCli(args: string[], commandLine: string): Promise<void> {

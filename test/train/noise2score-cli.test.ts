@@ -1,0 +1,207 @@
+/**
+ * The noise2score command line: its checks, and the `--device cuda` plumbing without PyTorch (the command line
+ * given to the PyTorch port, the refusal when torch is missing, and the one-step import of a saved run into --out
+ * with the same manifest as a CPU run).
+ */
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildScoreNetwork } from '../../src/denoise/network.js';
+import { initTfjs } from '../../src/nn/backend.js';
+import { parseModelManifest } from '../../src/nn/manifest.js';
+import { UsageError } from '../../tools/train/core/options.js';
+import {
+  noise2scoreTorchCommand,
+  parseNoise2ScoreArgs,
+  trainNoise2ScoreCuda,
+} from '../../tools/train/noise2score-cli.js';
+import { writeTensors } from '../../tools/train/tensor-file.js';
+import { checkTorch, TorchUnavailable } from '../../tools/train/torch/run.js';
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'n2s-cli-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('npm run train -- noise2score (command line)', () => {
+  it('takes a folder of noisy images and names the model after --out', () => {
+    const cli = parseNoise2ScoreArgs([
+      '--noise',
+      'poisson',
+      '--images',
+      './my-noisy',
+      '--out',
+      'models/my-denoiser/1',
+    ]);
+    expect(cli).toMatchObject({
+      noise: 'poisson',
+      noisyDir: './my-noisy',
+      cleanDir: undefined,
+      out: 'models/my-denoiser/1',
+      device: 'cpu',
+      patch: 48,
+    });
+    expect(parseNoise2ScoreArgs(['--help'])).toBeNull();
+  });
+
+  it('refuses what it cannot do, with the reason (exit code 2: UsageError)', () => {
+    const bad: [string[], RegExp][] = [
+      [['--noise', 'speckle', '--images', 'x'], /--noise must be one of gaussian, poisson, gamma/],
+      [['--noise', 'gaussian'], /give the training images: --images DIR/],
+      [['--noise', 'gaussian', '--images', 'x', '--clean-dir', 'y'], /give the training images/],
+      [['--noise', 'gaussian', '--images', 'x', '--out', 'models/My Model/1'], /model name 'My Model'/],
+      [['--noise', 'gaussian', '--images', 'x', '--steps', '0'], /--steps must be a positive integer/],
+      [['--noise', 'gaussian', '--images', 'x', '--nosie', 'gaussian'], /Unknown option '--nosie'/],
+    ];
+    for (const [args, message] of bad) {
+      expect(() => parseNoise2ScoreArgs(args)).toThrow(message);
+      expect(() => parseNoise2ScoreArgs(args)).toThrow(UsageError);
+    }
+  });
+
+  it('--device cuda: the PyTorch command carries the same schedule, data, seed and limits', () => {
+    const cli = parseNoise2ScoreArgs([
+      ...['--noise', 'gamma', '--clean-dir', 'clean', '--device', 'cuda', '--steps', '900', '--batch', '64'],
+      ...['--patch', '32', '--lr', '2e-4', '--seed', '7', '--max-minutes', '10', '--init-from', 'models/a/1'],
+      ...['--python', '/opt/venv/bin/python', '--checkpoint-minutes', '2', '--resume'],
+    ])!;
+    const command = noise2scoreTorchCommand(cli, 'ck/torch/images', 'ck/torch/run');
+    expect(command.python).toBe('/opt/venv/bin/python');
+    expect(command.args[0]).toMatch(/tools\/train\/torch\/noise2score\.py$/);
+    const flags = Object.fromEntries(
+      command.args.slice(1).flatMap((a, i, all) => {
+        if (!a.startsWith('--')) return [];
+        const next = all[i + 1];
+        return [[a, next === undefined || next.startsWith('--') ? true : next]];
+      }),
+    );
+    expect(flags).toMatchObject({
+      '--noise': 'gamma',
+      '--images': 'ck/torch/images',
+      '--out': 'ck/torch/run',
+      '--steps': '900',
+      '--batch': '64',
+      '--patch': '32',
+      '--lr': '0.0002',
+      '--seed': '7',
+      '--max-seconds': '600',
+      '--checkpoint-seconds': '120',
+      '--resume': true,
+    });
+    expect(flags['--init-from']).toMatch(/\/models\/a\/1$/);
+  });
+
+  it('--device cuda without PyTorch: a clear error before anything runs', async () => {
+    const missing = checkTorch('/nonexistent/python3');
+    await expect(missing).rejects.toThrow(TorchUnavailable);
+    await expect(missing).rejects.toThrow(
+      /--device cuda needs PyTorch with a CUDA device.*leave out --device cuda/s,
+    );
+    const noModule = checkTorch('python3', async () => ({
+      code: 1,
+      output: "ModuleNotFoundError: No module named 'torch'\n",
+    }));
+    await expect(noModule).rejects.toThrow(
+      /import torch failed: ModuleNotFoundError: No module named 'torch'/,
+    );
+    const noGpu = checkTorch('python3', async () => ({ code: 0, output: 'torch 2.5.1 False\n' }));
+    await expect(noGpu).rejects.toThrow(/torch 2\.5\.1 sees no CUDA device/);
+    const cli = parseNoise2ScoreArgs(['--noise', 'gaussian', '--images', 'x', '--device', 'cuda'])!;
+    await expect(trainNoise2ScoreCuda(cli, 'cmd', () => {})).rejects.toThrow(/--images\) runs on the CPU/);
+  });
+
+  it('--device cuda: the run PyTorch saves is imported into --out in the same step, with the same manifest', async () => {
+    const { tf } = await initTfjs('wasm');
+    const clean = join(dir, 'clean');
+    await mkdir(clean, { recursive: true });
+    for (const k of [0, 1])
+      await sharp(Buffer.alloc(32 * 32, 60 + 80 * k), { raw: { width: 32, height: 32, channels: 1 } })
+        .png()
+        .toFile(join(clean, `c${k}.png`));
+    const out = join(dir, 'models', 'gpu-denoiser', '3');
+    const cli = parseNoise2ScoreArgs([
+      ...['--noise', 'gaussian', '--clean-dir', clean, '--device', 'cuda', '--steps', '5'],
+      ...['--out', out, '--checkpoint-dir', join(dir, 'ck')],
+    ])!;
+    const architecture = {
+      kind: 'unet' as const,
+      widths: [4, 8, 8] as [number, number, number],
+      outputScale: 32,
+    };
+    const ran: string[][] = [];
+    // Stands in for PyTorch: writes what tools/train/torch/noise2score.py writes (weights, probe, train.json).
+    const fakeTorch = async (command: { python: string; args: string[] }) => {
+      ran.push(command.args);
+      const runDir = command.args[command.args.indexOf('--out') + 1];
+      await mkdir(runDir, { recursive: true });
+      const model = buildScoreNetwork(tf, architecture, 3);
+      const input = new Float32Array(64 * 64).map((_, i) => (i % 64) / 64);
+      const output = tf.tidy(() =>
+        (model.predict(tf.tensor4d(input, [1, 64, 64, 1])) as import('@tensorflow/tfjs').Tensor).dataSync(),
+      ) as Float32Array;
+      await writeTensors(runDir, [
+        ...model.weights.map((w) => ({
+          name: w.originalName,
+          shape: w.shape as number[],
+          values: w.read().dataSync() as Float32Array,
+        })),
+        { name: 'probe/input', shape: [1, 64, 64, 1], values: input },
+        { name: 'probe/output', shape: [1, 64, 64, 1], values: output },
+      ]);
+      await writeFile(
+        join(runDir, 'train.json'),
+        JSON.stringify({
+          noise: 'gaussian',
+          architecture,
+          steps: 5,
+          batch: 32,
+          patch: 48,
+          lr: 1e-3,
+          seed: 1,
+          initFrom: null,
+          seconds: 2,
+          finalLoss: 0.9,
+          device: 'cuda:0 (fake)',
+          torch: '2.5.1',
+          log: [],
+          command: `python3 ${command.args.join(' ')}`,
+          images: { source: clean, count: 2 },
+        }),
+      );
+      model.dispose();
+    };
+    await trainNoise2ScoreCuda(cli, 'npm run train -- noise2score --device cuda (test)', () => {}, {
+      checkTorch: async () => ({ torch: '2.5.1' }),
+      runTorch: fakeTorch,
+    });
+    expect(ran).toHaveLength(1);
+    // The images were packed for PyTorch where the command says.
+    const packed = ran[0][ran[0].indexOf('--images') + 1];
+    expect(JSON.parse(await readFile(`${packed}.json`, 'utf8'))).toMatchObject({
+      count: 2,
+      width: 32,
+      height: 32,
+    });
+    const manifest = JSON.parse(await readFile(join(out, 'manifest.json'), 'utf8'));
+    expect(parseModelManifest(manifest).ok).toBe(true);
+    expect(manifest).toMatchObject({
+      name: 'gpu-denoiser',
+      version: '3',
+      task: 'denoise-score',
+      noiseFamily: 'gaussian',
+      trainingSteps: 5,
+      trainingCommand: 'npm run train -- noise2score --device cuda (test)',
+    });
+    expect(manifest.trainingData).toContain(clean);
+    expect(manifest.extra.lineage).toBe(
+      'trained from a fresh initialisation, by tools/train/torch/noise2score.py (PyTorch 2.5.1) on a CUDA GPU',
+    );
+    expect(manifest.extra.torchCommand).toMatch(/noise2score\.py/);
+    expect(manifest.metrics.probeRelativeError).toBeLessThan(1e-3);
+  }, 60_000);
+});

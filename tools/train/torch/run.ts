@@ -1,0 +1,95 @@
+/**
+ * `--device cuda`: the same `npm run train` command runs the PyTorch port of the family (tools/train/torch/*.py)
+ * on the GPU, then imports its weights into the model folder (tf.js network rebuilt, probe checked, manifest
+ * written by the family's own export): one step, the same manifest as a CPU run. PyTorch is looked for first, so
+ * a machine without it gets a clear error before anything runs.
+ */
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+export class TorchUnavailable extends Error {
+  readonly code = 'TRAIN_TORCH_UNAVAILABLE';
+  constructor(python: string, why: string) {
+    super(
+      `--device cuda needs PyTorch with a CUDA device, and ${python} has none (${why}). Install PyTorch with ` +
+        'CUDA (https://pytorch.org), or name its interpreter with --python, or train on the CPU (the wasm ' +
+        'trainer: leave out --device cuda).',
+    );
+    this.name = 'TorchUnavailable';
+  }
+}
+
+export interface TorchCommand {
+  python: string;
+  args: string[];
+}
+
+/** The folder of the PyTorch scripts. */
+export const TORCH_DIR = fileURLToPath(new URL('.', import.meta.url));
+
+/** A command line for people (logs and manifests). */
+export function commandText(command: TorchCommand): string {
+  return [command.python, ...command.args]
+    .map((a) => (/^[\w./=:@,+-]+$/.test(a) ? a : JSON.stringify(a)))
+    .join(' ');
+}
+
+type Spawner = (
+  python: string,
+  args: string[],
+  onLine: (line: string) => void,
+) => Promise<{ code: number | null; output: string }>;
+
+/** Runs a process, passing each output line on; resolves with its exit code and its last output. */
+export const spawnLines: Spawner = (python, args, onLine) =>
+  new Promise((resolve, reject) => {
+    const child = spawn(python, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let tail = '';
+    let partial = '';
+    const take = (chunk: Buffer) => {
+      const text = partial + chunk.toString('utf8');
+      const lines = text.split('\n');
+      partial = lines.pop() ?? '';
+      for (const line of lines) onLine(line);
+      tail = (tail + chunk.toString('utf8')).slice(-4000);
+    };
+    child.stdout.on('data', take);
+    child.stderr.on('data', take);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      if (partial) onLine(partial);
+      resolve({ code, output: tail });
+    });
+  });
+
+/** Checks that `python` imports torch and sees a CUDA device; throws TorchUnavailable otherwise. */
+export async function checkTorch(python: string, run: Spawner = spawnLines): Promise<{ torch: string }> {
+  const probe = 'import torch; print("torch", torch.__version__, torch.cuda.is_available())';
+  let result: { code: number | null; output: string };
+  try {
+    result = await run(python, ['-c', probe], () => {});
+  } catch (error) {
+    throw new TorchUnavailable(python, `it does not run: ${error instanceof Error ? error.message : error}`);
+  }
+  const match = /torch (\S+) (True|False)/.exec(result.output);
+  if (result.code !== 0 || !match) {
+    const last = result.output.trim().split('\n').at(-1) ?? '';
+    throw new TorchUnavailable(python, `import torch failed: ${last || `exit code ${result.code}`}`);
+  }
+  if (match[2] !== 'True') throw new TorchUnavailable(python, `torch ${match[1]} sees no CUDA device`);
+  return { torch: match[1] };
+}
+
+/** Runs a PyTorch trainer; throws with its last output when it fails. */
+export async function runTorch(
+  command: TorchCommand,
+  log: (line: string) => void,
+  run: Spawner = spawnLines,
+): Promise<void> {
+  log(`running ${commandText(command)}`);
+  const { code, output } = await run(command.python, command.args, (line) => log(`[torch] ${line}`));
+  if (code !== 0)
+    throw new Error(
+      `the PyTorch trainer failed (exit code ${code}):\n${output.trim().split('\n').slice(-8).join('\n')}`,
+    );
+}
