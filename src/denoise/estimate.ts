@@ -53,7 +53,7 @@ const MIN_TILES = 16;
  * Fraction of tiles kept (the least textured) per family, and the statistic of their ratios: the median, or the
  * mean of the lower 95 % (more efficient: fewer tiles suffice, so fewer textured ones slip in). Chosen on the
  * held-out selection photographs (bench/denoise/heldout.ts, 256x256 8-bit clipped; mean ratio estimate/true and the
- * worst image): Gaussian median of 0.3: sigma 15/25/50 1.04/1.01/1.00 (worst 9 %; the trimmed mean read sigma 50
+ * worst image; `npx tsx bench/denoise/estimator-check.ts selection`): Gaussian median of 0.3: sigma 15/25/50 1.04/1.01/1.00 (worst 9 %; the trimmed mean read sigma 50
  * 5 % low, as clipping shortens the tails); Poisson trimmed mean of 0.1: zeta 0.01 1.04 (worst 10 %, median of 0.3:
  * 13 %); Gamma trimmed mean of 0.1: k 50/100/150 0.97/0.98/0.94 (worst 8/6/16 %), where the median of 0.3 gave
  * 0.94/0.93/0.90 (worst 9/15/24 %) and the whole-image median of before 0.83/0.76 at k 50/100.
