@@ -14,7 +14,12 @@
  */
 
 import { tidyValues } from '../nn/read.js';
-import { applyTweedie, estimateLevelByTotalVariation, estimateNoiseLevel } from './estimate.js';
+import {
+  applyTweedie,
+  estimateLevelByTotalVariation,
+  estimateNoiseLevel,
+  gaussianNoiseLooksWhite,
+} from './estimate.js';
 import type { NoiseFamily } from './noise.js';
 
 type Tf = typeof import('@tensorflow/tfjs');
@@ -33,7 +38,11 @@ export interface Noise2ScoreOptions {
   noise: NoiseFamily;
   /** sigma on the [0,1] scale (gaussian), zeta (poisson), k (gamma), or 'auto' to estimate it. */
   level: number | 'auto';
-  /** How 'auto' estimates: wavelet statistics ('wavelet', default) or the paper's Tweedie-TV rule ('tv'). */
+  /**
+   * How 'auto' estimates: wavelet statistics ('wavelet', default) or the paper's Tweedie-TV rule ('tv'). With
+   * 'wavelet', Gaussian noise that does not look white (gaussianNoiseLooksWhite: a camera JPEG's correlated noise,
+   * which the finest wavelet scale cannot see) is estimated by the TV rule instead, never left at about 0.
+   */
   estimator?: 'wavelet' | 'tv';
   /** Window side in pixels (rounded down to a multiple of `multiple`); images up to this size run in one pass. */
   tile?: number;
@@ -58,6 +67,8 @@ export interface Noise2ScoreResult {
   channels: number;
   level: number;
   levelEstimated: boolean;
+  /** The estimator that set the level when it was estimated ('wavelet' or 'tv'). */
+  estimator?: 'wavelet' | 'tv';
   timings: { estimateMs: number; networkMs: number; tweedieMs: number; totalMs: number };
 }
 
@@ -281,18 +292,25 @@ export async function denoiseNoise2Score(
       scores.push(await ensembleScoreMap(tf, model, plane, width, height, options.ensemble ?? 1, options));
     networkMs += performance.now() - t;
   };
+  let estimator: 'wavelet' | 'tv' | undefined;
   if (options.level === 'auto') {
-    if (options.estimator === 'tv') {
+    estimator = options.estimator ?? 'wavelet';
+    if (estimator === 'wavelet' && options.noise === 'gaussian') {
+      const t = performance.now();
+      if (!planes.every((p) => gaussianNoiseLooksWhite(p, width, height).white)) estimator = 'tv';
+      estimateMs += performance.now() - t;
+    }
+    if (estimator === 'tv') {
       await computeScores();
       const t = performance.now();
       level = medianOf(
         planes.map((p, c) => estimateLevelByTotalVariation(options.noise, p, scores[c], width, height).level),
       );
-      estimateMs = performance.now() - t;
+      estimateMs += performance.now() - t;
     } else {
       const t = performance.now();
       level = medianOf(planes.map((p) => estimateNoiseLevel(options.noise, p, width, height)));
-      estimateMs = performance.now() - t;
+      estimateMs += performance.now() - t;
       await computeScores();
     }
   } else {
@@ -316,6 +334,7 @@ export async function denoiseNoise2Score(
     channels,
     level,
     levelEstimated,
+    ...(estimator ? { estimator } : {}),
     timings: { estimateMs, networkMs, tweedieMs, totalMs: performance.now() - started },
   };
 }

@@ -17,7 +17,9 @@ import type { Logger } from 'pino';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { ComputePool } from '../compute/pool.js';
 import { type Config, resolvedModelsDir } from '../config.js';
+import { backendModelTier } from '../nn/backend.js';
 import { requiredModelNames } from '../nn/default-models.js';
+import type { ModelTier } from '../nn/manifest.js';
 import { resolveModel, scanModelRepository } from '../nn/repository.js';
 
 /** How far past JOB_TIMEOUT_MS a running job makes the worker wedged (the deadline's own clean-up included). */
@@ -130,8 +132,9 @@ export class WorkerHealth {
     // pool coming up and the repository scan (a race CI caught: ready with no model listed).
     const names = requiredModelNames(this.cfg.MODELS_REQUIRED);
     for (const name of names) this.models.set(name, { state: 'loading' });
+    let tier: ModelTier = 'cpu';
     try {
-      await this.sources.pool.run('system.info', {}, { timeoutMs: 120_000 });
+      tier = backendModelTier(await this.sources.pool.run('system.info', {}, { timeoutMs: 120_000 }));
       this.poolUp = true;
     } catch (err) {
       this.poolError = err instanceof Error ? err.message : String(err);
@@ -140,14 +143,14 @@ export class WorkerHealth {
     }
     const entries = names.length > 0 ? await scanModelRepository(resolvedModelsDir(this.cfg)) : [];
     for (const name of names) {
-      const entry = resolveModel(entries, name);
+      const entry = resolveModel(entries, name, undefined, tier);
       this.models.set(
         name,
         entry?.manifest ? { state: 'loading' } : { state: 'missing', reason: 'no valid version' },
       );
     }
     for (const name of names) {
-      const entry = resolveModel(entries, name);
+      const entry = resolveModel(entries, name, undefined, tier);
       if (!entry?.manifest) continue;
       try {
         await Promise.all(

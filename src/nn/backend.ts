@@ -11,6 +11,7 @@
  * WebGPU in Node has no synchronous read-back: code that runs models reads with `await t.data()`.
  */
 import type { GpuAdapterReport } from '../gpu/device.js';
+import type { ModelTier } from './manifest.js';
 import { registerWasmGradKernels } from './wasm-grad-kernels.js';
 
 export type Tf = typeof import('@tensorflow/tfjs');
@@ -162,6 +163,29 @@ async function initialise(pref: BackendPreference): Promise<TfjsRuntime> {
   throw new Error(`TF.js backend '${pref}' is unavailable (${reasons})`);
 }
 
+/**
+ * The model tier a backend serves by default: 'gpu' on WebGPU with a hardware adapter or on the native TensorFlow
+ * GPU binding (tfjs-node-gpu), 'cpu' otherwise (wasm, cpu, tfjs-node, WebGPU on a software adapter such as lavapipe).
+ */
+export function backendModelTier(info: {
+  backend: string | null | undefined;
+  tried?: readonly BackendAttempt[];
+  adapter?: { software?: boolean } | null;
+}): ModelTier {
+  if (info.backend === 'webgpu') return info.adapter?.software === false ? 'gpu' : 'cpu';
+  if (info.backend === 'tensorflow') {
+    const used = info.tried?.findLast((t) => t.error === undefined);
+    return used?.name.includes('tfjs-node-gpu') ? 'gpu' : 'cpu';
+  }
+  return 'cpu';
+}
+
+/** This thread's tier (backendModelTier of its TF.js runtime); 'cpu' before TF.js is initialised. */
+let threadTier: ModelTier = 'cpu';
+export function runtimeModelTier(): ModelTier {
+  return threadTier;
+}
+
 let runtime: Promise<TfjsRuntime> | undefined;
 let runtimePreference: BackendPreference | undefined;
 
@@ -173,6 +197,12 @@ export async function initTfjs(pref: BackendPreference = 'auto'): Promise<TfjsRu
   if (runtime === undefined) {
     runtimePreference = pref;
     runtime = initialise(pref);
+    runtime.then(
+      (r) => {
+        threadTier = backendModelTier(r);
+      },
+      () => {},
+    );
     // A failed initialisation may be retried (for instance with another preference).
     runtime.catch(() => {
       runtime = undefined;

@@ -19,6 +19,15 @@ export const KNOWN_TASKS = [
   'identity',
 ] as const;
 
+/**
+ * Which machines a model is made for. 'cpu': small enough for the wasm/CPU backends (the default when a manifest
+ * says nothing). 'gpu': a larger network that is only fast on a GPU backend (WebGPU on a hardware adapter, or
+ * tfjs-node-gpu). A request that names no version gets the highest version of the tier the backend prefers
+ * (preferredVersion in repository.ts); `model=name&version=` picks any.
+ */
+export const MODEL_TIERS = ['cpu', 'gpu'] as const;
+export type ModelTier = (typeof MODEL_TIERS)[number];
+
 export const modelIdSchema = z
   .string()
   .regex(MODEL_ID_PATTERN, 'must match /^[a-z0-9][a-z0-9._-]{0,63}$/ (lower-case letters, digits, . _ -)');
@@ -39,6 +48,10 @@ export const modelManifestSchema = z
       .describe('TF.js model format: tf.loadLayersModel or tf.loadGraphModel'),
     /** A required model that fails to load makes the service not ready. */
     required: z.boolean().default(false),
+    tier: z
+      .enum(MODEL_TIERS)
+      .default('cpu')
+      .describe("'cpu' (small, the wasm default) or 'gpu' (served by default only on a GPU backend)"),
     /** NHWC input shape; null marks a free dimension (batch, height, width). */
     inputShape: z.array(z.number().int().positive().nullable()).min(1).max(8),
     valueRange: z

@@ -10,9 +10,10 @@
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { GraphModel, LayersModel, Tensor } from '@tensorflow/tfjs';
+import { runtimeModelTier } from './backend.js';
 import { fileSystemIO, inspectModelFiles } from './fs-io.js';
 import { registerCustomLayerClasses } from './layers.js';
-import { MODEL_ID_PATTERN, type ModelManifest, parseModelManifest } from './manifest.js';
+import { MODEL_ID_PATTERN, type ModelManifest, type ModelTier, parseModelManifest } from './manifest.js';
 
 type Tf = typeof import('@tensorflow/tfjs');
 export type AnyModel = LayersModel | GraphModel;
@@ -135,17 +136,43 @@ export async function scanModelRepository(modelsDir: string): Promise<ModelEntry
 }
 
 /**
- * The entry for name@version, or the highest valid version of name when version is omitted.
+ * The entry for name@version, or, when version is omitted, the default version of name (preferredVersion among its
+ * valid versions for the backend's `tier`, 'cpu' when not given).
  * An explicitly requested version is returned even if invalid, so the caller can report its error.
  */
-export function resolveModel(entries: ModelEntry[], name: string, version?: string): ModelEntry | undefined {
+export function resolveModel(
+  entries: ModelEntry[],
+  name: string,
+  version?: string,
+  tier: ModelTier = 'cpu',
+): ModelEntry | undefined {
   if (version !== undefined) return entries.find((e) => e.name === name && e.version === version);
-  let best: ModelEntry | undefined;
-  for (const e of entries) {
-    if (e.name !== name || !e.manifest) continue;
-    if (!best || compareVersions(e.version, best.version) > 0) best = e;
-  }
-  return best;
+  return preferredVersion(
+    entries.filter((e) => e.name === name && e.manifest),
+    tier,
+  );
+}
+
+/**
+ * The default among versions of one model: the highest version of the preferred tier; else the highest 'cpu'
+ * version (every backend runs it); else the highest of any tier (a GPU-only model on a CPU backend is slow, not
+ * wrong). The tier of a version is its manifest's (absent: 'cpu').
+ */
+export function preferredVersion<T extends { version: string; manifest?: { tier?: ModelTier } }>(
+  versions: T[],
+  tier: ModelTier,
+): T | undefined {
+  const highest = (list: T[]) =>
+    list.reduce<T | undefined>(
+      (best, v) => (!best || compareVersions(v.version, best.version) > 0 ? v : best),
+      undefined,
+    );
+  const tierOf = (v: T) => v.manifest?.tier ?? 'cpu';
+  return (
+    highest(versions.filter((v) => tierOf(v) === tier)) ??
+    highest(versions.filter((v) => tierOf(v) === 'cpu')) ??
+    highest(versions)
+  );
 }
 
 // --- worker side ------------------------------------------------------------------------------------------------
@@ -203,7 +230,7 @@ async function findEntry(modelsDir: string, name: string, version?: string): Pro
   }
   const versions = await listDirectories(path.resolve(modelsDir, name)).catch(() => [] as string[]);
   const entries = await Promise.all(versions.map((v) => inspectModelVersion(modelsDir, name, v)));
-  const entry = resolveModel(entries, name, version);
+  const entry = resolveModel(entries, name, version, runtimeModelTier());
   if (!entry) {
     const what = version === undefined ? `model '${name}' has no valid version` : `model ${name}@${version}`;
     throw new ModelLoadError('MODEL_NOT_FOUND', `${what} not found in ${path.resolve(modelsDir)}`);
@@ -267,7 +294,7 @@ async function newestLoadable(modelsDir: string, name: string): Promise<string |
   const versions = await listDirectories(path.resolve(modelsDir, name)).catch(() => [] as string[]);
   const entries = await Promise.all(versions.map((v) => inspectModelVersion(modelsDir, name, v)));
   const usable = entries.filter((e) => e.manifest && !failedLatest.has(cacheKey(modelsDir, name, e.version)));
-  return resolveModel(usable, name)?.version;
+  return resolveModel(usable, name, undefined, runtimeModelTier())?.version;
 }
 
 function loadVersion<M extends AnyModel>(

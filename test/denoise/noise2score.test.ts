@@ -220,6 +220,35 @@ describe('denoiseNoise2Score', () => {
     model.dispose();
   });
 
+  it('level auto on correlated 8-bit noise (a camera JPEG) uses the TV rule, never a level of about 0', async () => {
+    const model = buildScoreNetwork(tfjs, { kind: 'unet', widths: [8, 8, 8], outputScale: 1 });
+    const width = 64;
+    const height = 64;
+    // Noise of std 6/255 held over 2x2 blocks, then rounded to 8 bits: the finest Haar details see none of it.
+    const rng = new Rng(5);
+    const blockNoise = Float32Array.from(
+      { length: (width / 2) * (height / 2) },
+      () => (6 / 255) * rng.normal(),
+    );
+    const data = new Float32Array(width * height);
+    for (let r = 0; r < height; r++) {
+      for (let c = 0; c < width; c++) {
+        const v = 0.4 + 0.2 * Math.sin(r / 11) + blockNoise[(r >> 1) * (width / 2) + (c >> 1)];
+        data[r * width + c] = Math.round(Math.min(1, Math.max(0, v)) * 255) / 255;
+      }
+    }
+    const result = await denoiseNoise2Score(
+      tfjs,
+      model,
+      { data, width, height, channels: 1 },
+      { noise: 'gaussian', level: 'auto', estimator: 'wavelet' },
+    );
+    expect(result.estimator).toBe('tv');
+    // The wavelet estimate alone reads about 0 here (Tweedie would return the input); the TV rule does not.
+    expect(result.level).toBeGreaterThan(1.5 / 255);
+    model.dispose();
+  });
+
   it('self-ensemble: 1 is the plain score; 8 commutes with every flip and transposition of the input', async () => {
     const model = buildScoreNetwork(tfjs, { kind: 'unet', widths: [8, 8, 8], outputScale: 1 }, 11);
     // Not square, so a transposition that forgets to swap width and height cannot pass.

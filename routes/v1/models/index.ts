@@ -5,7 +5,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { fail } from '../../../src/errors.js';
 import { healthReport } from '../../../src/health.js';
-import type { ModelStatus } from '../../../src/plugins/app/models.js';
+import { type ModelStatus, modelTier } from '../../../src/plugins/app/models.js';
 
 const NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 
@@ -16,6 +16,7 @@ function view(m: ModelStatus) {
     state: m.state,
     required: m.required,
     isDefault: m.isDefault,
+    tier: modelTier(m),
     ...(m.reason ? { reason: m.reason } : {}),
     ...(m.loadMs !== undefined ? { loadMs: m.loadMs } : {}),
     manifest: m.manifest ?? null,
@@ -32,6 +33,7 @@ const routes: FastifyPluginAsyncZod = async (fastify) => {
         backend: h.backend,
         native: h.native,
         adapter: h.adapter,
+        tier: fastify.models.tier(),
         models: fastify.models.list().map(view),
       };
     },

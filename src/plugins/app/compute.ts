@@ -22,6 +22,8 @@ export interface ComputeService {
   info: WorkerInfo | null;
   up: boolean;
   error: string | null;
+  /** Settles when the start-up check is done (info set, or error). */
+  started: Promise<void>;
   runFor<K extends TaskKind>(
     reply: FastifyReply,
     kind: K,
@@ -79,6 +81,7 @@ export default fp(
       info: null,
       up: false,
       error: null,
+      started: Promise.resolve(),
       deadlineFor,
       async withRequest(reply, requestedTimeoutMs, work) {
         const controller = new AbortController();
@@ -133,6 +136,7 @@ export default fp(
         service.error = err instanceof Error ? err.message : String(err);
         fastify.log.error({ err }, 'compute pool failed to start');
       });
+    service.started = startup;
 
     fastify.addHook('onClose', async () => {
       await startup;

@@ -13,9 +13,10 @@ import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { type Config, resolvedModelsDir, resolvedWorkers } from '../../config.js';
 import { fail } from '../../errors.js';
+import { backendModelTier } from '../../nn/backend.js';
 import { requiredModelNames } from '../../nn/default-models.js';
-import { type ModelManifest, requireModelTask } from '../../nn/manifest.js';
-import { type ModelEntry, scanModelRepository } from '../../nn/repository.js';
+import { type ModelManifest, type ModelTier, requireModelTask } from '../../nn/manifest.js';
+import { type ModelEntry, preferredVersion, scanModelRepository } from '../../nn/repository.js';
 
 export type ModelState = 'loading' | 'ready' | 'failed' | 'invalid';
 
@@ -32,8 +33,15 @@ export interface ModelStatus {
   isDefault: boolean;
 }
 
+/** The model's tier (its manifest's; 'cpu' when it has none). */
+export function modelTier(m: ModelStatus): ModelTier {
+  return m.manifest?.tier ?? 'cpu';
+}
+
 export interface ModelRegistry {
   list(): ModelStatus[];
+  /** The tier whose versions are the defaults: 'gpu' once the compute workers report a GPU backend, else 'cpu'. */
+  tier(): ModelTier;
   get(name: string, version?: string): ModelStatus | undefined;
   /**
    * The status of a model that must be ready for a request; throws the coded error otherwise. With `task`, the
@@ -92,16 +100,25 @@ export default fp(
     const key = (name: string, version: string) => `${name}@${version}`;
     const requiredNames = requiredModelNames(cfg.MODELS_REQUIRED);
 
-    /** The default of each name is its highest valid version (not counting reloaded ones still warming). */
+    /** The backend's tier (backendModelTier): 'cpu' until the compute workers have said which backend they run. */
+    let tier: ModelTier = 'cpu';
+    /**
+     * The default of each name is its highest valid version of the backend's tier, else its highest 'cpu' one, else
+     * its highest one (preferredVersion), not counting reloaded ones still warming.
+     */
     const assignDefaults = () => {
-      const latest = new Map<string, string>();
+      const candidates = new Map<string, ModelStatus[]>();
       for (const s of statuses.values()) {
         if (!s.manifest || fresh.has(s) || rejected.has(s)) continue;
-        const cur = latest.get(s.name);
-        if (!cur || compareVersions(s.version, cur) > 0) latest.set(s.name, s.version);
+        candidates.set(s.name, [...(candidates.get(s.name) ?? []), s]);
+      }
+      const chosen = new Set<ModelStatus>();
+      for (const list of candidates.values()) {
+        const pick = preferredVersion(list, tier);
+        if (pick) chosen.add(pick);
       }
       for (const s of statuses.values()) {
-        s.isDefault = latest.get(s.name) === s.version;
+        s.isDefault = chosen.has(s);
         // A reloaded version that failed is not served, so it does not hold readiness either.
         s.required =
           !rejected.has(s) &&
@@ -110,6 +127,7 @@ export default fp(
     };
 
     const registry: ModelRegistry = {
+      tier: () => tier,
       list: () =>
         [...statuses.values()].sort(
           (a, b) => a.name.localeCompare(b.name) || compareVersions(a.version, b.version),
@@ -170,6 +188,15 @@ export default fp(
       });
     for (const e of await scan()) statuses.set(key(e.name, e.version), freshStatus(e));
     assignDefaults();
+    // The workers say which backend they run in the background: on a GPU backend the gpu-tier versions become the
+    // defaults then (every version is warmed either way, so the switch waits for nothing).
+    void fastify.compute.started.then(() => {
+      const next = backendModelTier(fastify.compute.info ?? { backend: null });
+      if (next === tier) return;
+      tier = next;
+      assignDefaults();
+      fastify.log.info({ tier }, 'model defaults follow the backend tier');
+    });
 
     // Warm models in the background. Running one warm-up per worker at once spreads them over the threads, so
     // the first real request does not pay the load.
