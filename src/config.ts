@@ -69,6 +69,12 @@ export const configSchema = z.object({
    * run online, with memory O((n + m) d) instead of n*m; time still grows as n*m per iteration.
    */
   OT_ONLINE_MAX_POINTS: int(1, 10_000_000).default(100_000),
+  /**
+   * Threads one online Sinkhorn problem uses on the CPU, its compute worker's included (helper threads share the
+   * clouds and split the rows of every sweep). 0 (default): the cores within a worker's share, available cores /
+   * compute workers (at least 1); 1: the worker's thread only. Problems under 1M pairs per thread use fewer.
+   */
+  OT_ONLINE_THREADS: int(0, 256).default(0),
   /** Most images one POST /v1/detect/adversarial (or GraphQL detectAdversarial) may test at once. */
   DETECT_MAX_IMAGES: int(1, 4096).default(64),
   /**
@@ -234,6 +240,13 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
 
 export function resolvedWorkers(cfg: Config): number {
   return cfg.WORKERS > 0 ? cfg.WORKERS : Math.max(1, os.availableParallelism?.() ?? os.cpus().length);
+}
+
+/** Threads of one online Sinkhorn problem on the CPU (OT_ONLINE_THREADS, or the cores per compute worker). */
+export function resolvedOnlineThreads(cfg: Config): number {
+  if (cfg.OT_ONLINE_THREADS > 0) return cfg.OT_ONLINE_THREADS;
+  const cores = Math.max(1, os.availableParallelism?.() ?? os.cpus().length);
+  return Math.max(1, Math.floor(cores / resolvedWorkers(cfg)));
 }
 
 /** Compute workers kept for synchronous requests (JOBS_RESERVED_WORKERS, or 1 when there are 2 workers or more). */
