@@ -103,9 +103,12 @@ export async function sinkhornOnline(
     // Backends with a fused row sweep (the CPU one) need one exp per pair per iteration instead of two.
     const fused = hasRowsFused(backend) ? backend : undefined;
     const colAcc = new Float64Array(m);
+    // The epsilon colAcc was last computed at (fused backends): at reg, it is the final column marginal.
+    let colAccEps = Number.NaN;
     for (let s = 0; s < schedule.length; s++) {
       const { eps, stageTol } = schedule[s];
       if (fused) {
+        colAccEps = eps;
         // colAcc_j = b_j-normalised column marginal of the plan at this eps: exp((g_j - cols(f + eps log a)_j)/eps).
         for (let i = 0; i < n; i++) ha[i] = f[i] + eps * logA[i];
         await backend.cols(ha, eps, gNew);
@@ -173,9 +176,12 @@ export async function sinkhornOnline(
       if (!done) break;
     }
 
-    // Summary at eps = reg: the column sums from one more soft-min (rows are exact after the row update).
+    // Summary at eps = reg (rows are exact after the row update): the column sums are those the last fused row
+    // sweep accumulated (colAcc_j = exp((g_j - cols(f + reg log a)_j) / reg)), else one more soft-min.
     for (let i = 0; i < n; i++) ha[i] = f[i] + reg * logA[i];
-    await backend.cols(ha, reg, gNew);
+    const colsFromAcc =
+      fused !== undefined && colAccEps === reg && colAcc.every((c) => c >= SAFE_LOW && c <= SAFE_HIGH);
+    if (!colsFromAcc) await backend.cols(ha, reg, gNew);
     let potentialTerm = 0;
     let mass = 0;
     let massA = 0;
@@ -187,7 +193,7 @@ export async function sinkhornOnline(
       massA += wa[i];
     }
     for (let j = 0; j < m; j++) {
-      const col = wb[j] * Math.exp((g[j] - gNew[j]) / reg);
+      const col = colsFromAcc ? wb[j] * colAcc[j] : wb[j] * Math.exp((g[j] - gNew[j]) / reg);
       if (col !== 0) potentialTerm += col * g[j];
       error += Math.abs(col - wb[j]);
       massB += wb[j];
