@@ -12,6 +12,7 @@
  * the TypeScript sources), unreferenced while idle, and ended after ONLINE_THREAD_IDLE_MS without a solve. A
  * compute worker that is terminated (a deadline) takes its helper threads with it.
  */
+import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { CpuSoftmin, type SoftminCostBackend, setThreadedFactory } from './online-cpu.js';
@@ -44,14 +45,35 @@ interface Helper {
 const idle: Helper[] = [];
 let live = 0;
 
-function helperEntry(): string {
+let devBundle: string | undefined;
+
+/**
+ * A new helper thread. Compiled (dist/*.js): online-thread.js. From the TypeScript sources (tests, tsx): the same
+ * entry bundled once by esbuild (a dev dependency) and run as a CommonJS script: tsx's loader would cost each
+ * helper about 40 MB, where a helper of compiled code costs a few MB.
+ */
+function newHelperWorker(): Worker {
   const self = fileURLToPath(import.meta.url);
-  if (self.endsWith('.ts')) return self.replace(/online-threads\.ts$/, 'online-thread-dev.mjs');
-  return self.replace(/online-threads\.js$/, 'online-thread.js');
+  // No inherited execArgv: a helper needs no loader (tsx's `--import` would cost it ~10 MB) nor other flags.
+  if (!self.endsWith('.ts'))
+    return new Worker(self.replace(/online-threads\.js$/, 'online-thread.js'), { execArgv: [] });
+  if (devBundle === undefined) {
+    const esbuild = createRequire(import.meta.url)('esbuild') as typeof import('esbuild');
+    const out = esbuild.buildSync({
+      entryPoints: [self.replace(/online-threads\.ts$/, 'online-thread.ts')],
+      bundle: true,
+      format: 'cjs',
+      platform: 'node',
+      write: false,
+      logLevel: 'silent',
+    });
+    devBundle = out.outputFiles[0].text;
+  }
+  return new Worker(devBundle, { eval: true, execArgv: [] });
 }
 
 function spawnHelper(): Helper {
-  const helper: Helper = { worker: new Worker(helperEntry()), dead: false };
+  const helper: Helper = { worker: newHelperWorker(), dead: false };
   live++;
   const fail = (err: Error) => {
     if (!helper.dead) live--;
