@@ -16,6 +16,7 @@
 import { checkBalanced } from './marginals.js';
 import { CpuSoftmin, cpuSoftmin, type SoftminCostBackend } from './online-cpu.js';
 import type { OnlineGeometry, SoftminBackend, SoftminFactory } from './online-kernel.js';
+import { SAFE_COST_MAGNITUDE } from './range.js';
 import { type EpsilonScalingOptions, epsilonSchedule } from './sinkhorn.js';
 import { OtInputError, type OtResult, type SolveControl, type SparsePlan, throwIfAborted } from './types.js';
 
@@ -73,6 +74,7 @@ export async function sinkhornOnline(
   if (!(reg > 0) || !Number.isFinite(reg))
     throw new OtInputError(`reg (epsilon) must be a finite positive number, got ${reg}`);
   const { a: wa, b: wb } = checkBalanced(a, b, { normalize: options.normalize });
+  checkOnlineCostRange(geometry);
   const maxIter = options.maxIter ?? 1000;
   const tol = options.tol ?? 1e-9;
   const checkEvery = Math.max(1, Math.floor(options.checkEvery ?? 10));
@@ -258,6 +260,60 @@ async function transportCost(
     return cpu.costSum(hr, hc, eps);
   } finally {
     cpu.dispose();
+  }
+}
+
+/**
+ * Refuses, before solving, a cost the solver cannot represent (OtInputError 'range', naming the pair as
+ * costMatrix does for a dense problem): one that overflows double precision, or one above SAFE_COST_MAGNITUDE
+ * once divided by costScale (the potentials and g_j - c_ij would overflow on the way). The bounding box of both
+ * clouds bounds every cost in O((n + m) dim); only when that bound is out of range are the pairs themselves
+ * computed (one pass without exp), so ordinary clouds pay nothing.
+ */
+export function checkOnlineCostRange(geometry: OnlineGeometry): void {
+  const { x, y, n, m, dim, costScale } = geometry;
+  const euclid = geometry.cost === 'euclidean';
+  let sq = 0;
+  for (let k = 0; k < dim; k++) {
+    let lo = Number.POSITIVE_INFINITY;
+    let hi = Number.NEGATIVE_INFINITY;
+    for (let i = 0; i < n; i++) {
+      lo = Math.min(lo, x[i * dim + k]);
+      hi = Math.max(hi, x[i * dim + k]);
+    }
+    for (let j = 0; j < m; j++) {
+      lo = Math.min(lo, y[j * dim + k]);
+      hi = Math.max(hi, y[j * dim + k]);
+    }
+    if (n + m > 0) sq += (hi - lo) * (hi - lo);
+  }
+  const bound = euclid ? Math.sqrt(sq) : sq;
+  if (bound / costScale <= SAFE_COST_MAGNITUDE) return; // false for NaN and Infinity
+  const kind = geometry.cost;
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < m; j++) {
+      let s = 0;
+      for (let k = 0; k < dim; k++) {
+        const d = x[i * dim + k] - y[j * dim + k];
+        s += d * d;
+      }
+      const c = euclid ? Math.sqrt(s) : s;
+      if (!Number.isFinite(c))
+        throw new OtInputError(
+          `the ${kind} cost between x[${i}] and y[${j}] overflows double precision: ` +
+            'divide the coordinates of x and y by a common factor (e.g. their largest magnitude)',
+          'range',
+          { i, j },
+        );
+      if (c / costScale > SAFE_COST_MAGNITUDE)
+        throw new OtInputError(
+          `the ${kind} cost between x[${i}] and y[${j}] (${c.toExponential(3)}) is too large for online Sinkhorn ` +
+            `(above 2^960 after dividing by the cost scale ${costScale}): use scaling "max" or divide the coordinates ` +
+            'of x and y by a common factor',
+          'range',
+          { i, j },
+        );
+    }
   }
 }
 
