@@ -1,4 +1,6 @@
-import { readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -16,6 +18,7 @@ import {
   threadedCpuSoftmin,
   threadsFor,
 } from '../../src/ot/online-threads.js';
+import { readCgroupCpuLimit } from '../../src/util/cgroup.js';
 import { makeApp } from '../helpers.js';
 import { gaussianCloud, maxAbsDiff, seededRandom } from './fixtures.js';
 
@@ -242,11 +245,45 @@ describe('helper threads are cleaned up', () => {
 });
 
 describe('OT_ONLINE_THREADS', () => {
-  it('defaults to the cores per compute worker; a value wins', () => {
-    const cores = testConfig({ WORKERS: 1 });
-    expect(resolvedOnlineThreads(cores)).toBeGreaterThanOrEqual(1);
-    expect(resolvedOnlineThreads(testConfig({ WORKERS: 256 }))).toBe(1);
-    expect(resolvedOnlineThreads(testConfig({ WORKERS: 256, OT_ONLINE_THREADS: 3 }))).toBe(3);
+  it('defaults to the cores per compute worker, within the container CPU limit; a value wins', () => {
+    const host = os.availableParallelism();
+    expect(resolvedOnlineThreads(testConfig({ WORKERS: 1 }), null)).toBe(host);
+    expect(resolvedOnlineThreads(testConfig({ WORKERS: 1 }), 1.5)).toBe(1);
+    expect(resolvedOnlineThreads(testConfig({ WORKERS: 1 }), 1000)).toBe(host);
+    expect(resolvedOnlineThreads(testConfig({ WORKERS: 256 }), null)).toBe(1);
+    expect(resolvedOnlineThreads(testConfig({ WORKERS: 256, OT_ONLINE_THREADS: 3 }), 1)).toBe(3);
+  });
+
+  it('reads the CPU limit of cgroup v2 and v1, nested, or none', () => {
+    const roots: string[] = [];
+    const fake = (files: Record<string, string>) => {
+      const root = mkdtempSync(path.join(os.tmpdir(), 'tweedie-cpu-'));
+      roots.push(root);
+      for (const [file, text] of Object.entries(files)) {
+        mkdirSync(path.dirname(path.join(root, file)), { recursive: true });
+        writeFileSync(path.join(root, file), `${text}\n`);
+      }
+      return root;
+    };
+    try {
+      expect(readCgroupCpuLimit({ root: fake({ 'cpu.max': '200000 100000' }), selfCgroup: '0::/' })).toBe(2);
+      expect(readCgroupCpuLimit({ root: fake({ 'cpu.max': 'max 100000' }), selfCgroup: '0::/' })).toBeNull();
+      // The smallest of the group's and its ancestors'.
+      const nested = fake({ 'kubepods/cpu.max': '150000 100000', 'kubepods/pod1/cpu.max': 'max 100000' });
+      expect(readCgroupCpuLimit({ root: nested, selfCgroup: '0::/kubepods/pod1' })).toBe(1.5);
+      const v1 = fake({
+        'cpu/docker/c1/cpu.cfs_quota_us': '300000',
+        'cpu/docker/c1/cpu.cfs_period_us': '100000',
+      });
+      expect(
+        readCgroupCpuLimit({ root: v1, selfCgroup: '3:cpu,cpuacct:/docker/c1\n2:memory:/docker/c1' }),
+      ).toBe(3);
+      const v1None = fake({ 'cpu/cpu.cfs_quota_us': '-1', 'cpu/cpu.cfs_period_us': '100000' });
+      expect(readCgroupCpuLimit({ root: v1None, selfCgroup: '3:cpu,cpuacct:/' })).toBeNull();
+      expect(readCgroupCpuLimit({ root: fake({}), selfCgroup: '' })).toBeNull();
+    } finally {
+      for (const root of roots) rmSync(root, { recursive: true, force: true });
+    }
   });
 
   it('reaches the compute workers: a large online problem runs on 2 threads', async () => {
