@@ -540,6 +540,70 @@ const kernelSweepBody = [
  *   c = |x - y|^2, or |x - y| when euclid != 0. No matrix: the cost is computed from the points.
  * Locals: i=9 end=10 k=11 yk=12 xk=13 mBytes=14 (i32), acc=15 diff=16 vmax=17 vcs=18 val=19 (v128).
  */
+/** The locals (and parameters) a cost loop uses: see costLoop. */
+interface CostLocals {
+  i: number;
+  Y: number;
+  xi: number;
+  xstride: number;
+  dim: number;
+  euclid: number;
+  k: number;
+  yk: number;
+  xk: number;
+  mBytes: number;
+  acc: number;
+  diff: number;
+}
+/**
+ * acc = c(x_i, y_j) for the two points j, j + 1 (byte offset i into y's rows): the loop over any dim (y dim-major,
+ * m * 8 = mBytes between its coordinates; x_i's coordinates xstride bytes apart), sqrt when euclid != 0.
+ */
+function costLoop(r: CostLocals): number[] {
+  return [
+    ...f64Const(0),
+    ...V.f64x2Splat,
+    ...set(r.acc),
+    ...i32(0),
+    ...set(r.k),
+    ...addr(r.Y, r.i),
+    ...set(r.yk),
+    ...get(r.xi),
+    ...set(r.xk),
+    ...loopWhileBelow(r.k, r.dim, 1, [
+      ...get(r.xk),
+      OP.f64Load,
+      ...memarg(0),
+      ...V.f64x2Splat,
+      ...get(r.yk),
+      ...V.load,
+      ...memarg(0),
+      ...V.f64x2Sub,
+      ...set(r.diff),
+      ...get(r.acc),
+      ...get(r.diff),
+      ...get(r.diff),
+      ...V.f64x2Mul,
+      ...V.f64x2Add,
+      ...set(r.acc),
+      ...get(r.yk),
+      ...get(r.mBytes),
+      OP.i32Add,
+      ...set(r.yk),
+      ...get(r.xk),
+      ...get(r.xstride),
+      OP.i32Add,
+      ...set(r.xk),
+    ]),
+    ...get(r.euclid),
+    OP.if,
+    OP.void,
+    ...get(r.acc),
+    ...V.f64x2Sqrt,
+    ...set(r.acc),
+    OP.end,
+  ];
+}
 const C = { i: 9, end: 10, k: 11, yk: 12, xk: 13, mBytes: 14, acc: 15, diff: 16, vmax: 17, vcs: 18, val: 19 };
 const costRowBody = [
   ...vec([
@@ -563,47 +627,7 @@ const costRowBody = [
   OP.i32Shl,
   ...set(C.end),
   ...loopWhileBelow(C.i, C.end, 16, [
-    ...f64Const(0),
-    ...V.f64x2Splat,
-    ...set(C.acc),
-    ...i32(0),
-    ...set(C.k),
-    ...addr(0, C.i),
-    ...set(C.yk),
-    ...get(1),
-    ...set(C.xk),
-    ...loopWhileBelow(C.k, 6, 1, [
-      ...get(C.xk),
-      OP.f64Load,
-      ...memarg(0),
-      ...V.f64x2Splat,
-      ...get(C.yk),
-      ...V.load,
-      ...memarg(0),
-      ...V.f64x2Sub,
-      ...set(C.diff),
-      ...get(C.acc),
-      ...get(C.diff),
-      ...get(C.diff),
-      ...V.f64x2Mul,
-      ...V.f64x2Add,
-      ...set(C.acc),
-      ...get(C.yk),
-      ...get(C.mBytes),
-      OP.i32Add,
-      ...set(C.yk),
-      ...get(C.xk),
-      ...get(2),
-      OP.i32Add,
-      ...set(C.xk),
-    ]),
-    ...get(8),
-    OP.if,
-    OP.void,
-    ...get(C.acc),
-    ...V.f64x2Sqrt,
-    ...set(C.acc),
-    OP.end,
+    ...costLoop({ ...C, Y: 0, xi: 1, xstride: 2, dim: 6, euclid: 8 }),
     // val = h - cs * acc; v[j] = val; vmax = max(vmax, val)
     ...addr(3, C.i),
     ...V.load,
@@ -737,50 +761,6 @@ const CE = {
 };
 const UNROLLED_DIMS = 4;
 const loadArg = (word: number, local: number) => [...get(0), OP.i32Load, 2, ...uleb(word * 4), ...set(local)];
-/** acc = c(x_i, y_j) for the two points j, j + 1: the loop over any dim, sqrt when euclid (a run-time test). */
-const costLoop = [
-  ...f64Const(0),
-  ...V.f64x2Splat,
-  ...set(CE.acc),
-  ...i32(0),
-  ...set(CE.k),
-  ...addr(CE.Y, L.i),
-  ...set(CE.yk),
-  ...get(CE.xi),
-  ...set(CE.xk),
-  ...loopWhileBelow(CE.k, CE.dim, 1, [
-    ...get(CE.xk),
-    OP.f64Load,
-    ...memarg(0),
-    ...V.f64x2Splat,
-    ...get(CE.yk),
-    ...V.load,
-    ...memarg(0),
-    ...V.f64x2Sub,
-    ...set(CE.diff),
-    ...get(CE.acc),
-    ...get(CE.diff),
-    ...get(CE.diff),
-    ...V.f64x2Mul,
-    ...V.f64x2Add,
-    ...set(CE.acc),
-    ...get(CE.yk),
-    ...get(CE.mBytes),
-    OP.i32Add,
-    ...set(CE.yk),
-    ...get(CE.xk),
-    ...get(CE.xstride),
-    OP.i32Add,
-    ...set(CE.xk),
-  ]),
-  ...get(CE.euclid),
-  OP.if,
-  OP.void,
-  ...get(CE.acc),
-  ...V.f64x2Sqrt,
-  ...set(CE.acc),
-  OP.end,
-];
 /** The same for a fixed dim and cost: ((0 + d_0^2) + d_1^2) + ..., as the loop adds. */
 const costUnrolled = (dim: number, euclid: boolean) => [
   ...f64Const(0),
@@ -844,7 +824,7 @@ const costExpBody = (dim: number, euclid: boolean) => [
   ...splatConst(0, ES.accS),
   ...pairsEnd,
   ...loopWhileBelow(L.i, L.end, 16, [
-    ...(dim ? costUnrolled(dim, euclid) : costLoop),
+    ...(dim ? costUnrolled(dim, euclid) : costLoop({ ...CE, i: L.i })),
     // e = exp(clamp(shift + scale * (g - cs * acc)))
     ...get(L.vShift),
     ...get(L.vScale),
