@@ -32,6 +32,11 @@ import {
 
 /** Below this many pairs per thread, a problem uses fewer threads (a call's messages cost ~0.1 ms). */
 export const MIN_PAIRS_PER_THREAD = 1_000_000;
+/**
+ * Each thread holds its own copy of both clouds ((n + m) dim doubles, in its WebAssembly memory): a problem gets
+ * at most as many threads as copies fit in this many bytes (at least one).
+ */
+export const MAX_THREAD_CLOUD_BYTES = 512 * 2 ** 20;
 /** Idle helper threads are ended after this long without a solve. */
 let idleMs = 30_000;
 
@@ -166,14 +171,19 @@ export interface ThreadedSoftminOptions {
   minPairsPerThread?: number;
 }
 
-/** The threads a problem of n x m pairs gets out of `threads`. */
+/**
+ * The threads a problem of n x m pairs in `dim` dimensions gets out of `threads`: fewer when it is small (under
+ * minPairsPerThread pairs per thread) or when the clouds' copies would pass MAX_THREAD_CLOUD_BYTES.
+ */
 export function threadsFor(
   n: number,
   m: number,
   threads: number,
   minPairsPerThread = MIN_PAIRS_PER_THREAD,
+  dim = 1,
 ): number {
-  const wanted = Math.max(1, Math.floor(threads));
+  const cloudBytes = 8 * (n + m) * dim;
+  const wanted = Math.max(1, Math.min(Math.floor(threads), Math.floor(MAX_THREAD_CLOUD_BYTES / cloudBytes)));
   if (minPairsPerThread <= 0) return wanted;
   return Math.max(1, Math.min(wanted, Math.floor((n * m) / minPairsPerThread)));
 }
@@ -303,7 +313,8 @@ export function threadedCpuSoftmin(
   options: ThreadedSoftminOptions,
 ): (geometry: OnlineGeometry) => SoftminCostBackend {
   return (geometry) => {
-    const threads = threadsFor(geometry.n, geometry.m, options.threads, options.minPairsPerThread);
+    const { n, m, dim } = geometry;
+    const threads = threadsFor(n, m, options.threads, options.minPairsPerThread, dim);
     return threads > 1 ? new ThreadedCpuSoftmin(geometry, threads) : new CpuSoftmin(geometry);
   };
 }

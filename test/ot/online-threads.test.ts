@@ -132,11 +132,15 @@ describe('threaded online Sinkhorn', () => {
     }
   });
 
-  it('uses fewer threads on small problems', () => {
+  it('uses fewer threads on small problems and on clouds too large to copy', () => {
     expect(threadsFor(1000, 1000, 2)).toBe(1);
     expect(threadsFor(2000, 1000, 4)).toBe(2);
     expect(threadsFor(10_000, 10_000, 2)).toBe(2);
     expect(threadsFor(10, 10, 3, 0)).toBe(3);
+    // Each extra thread copies the clouds: 100k + 100k points in 1024-D (1.6 GB a copy) stay on one thread.
+    expect(threadsFor(100_000, 100_000, 2, undefined, 1024)).toBe(1);
+    expect(threadsFor(100_000, 100_000, 4, undefined, 3)).toBe(4);
+    expect(threadsFor(20_000, 20_000, 8, undefined, 512)).toBe(3);
   });
 
   it('setOnlineThreads makes the default CPU backend threaded', async () => {
