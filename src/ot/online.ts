@@ -9,7 +9,7 @@
  * Stopping: the L1 column-marginal error of the plan after a row update (rows exact), which the column update
  * gives for free: (P^T 1)_j = b_j exp((g_j - g_new_j) / eps). Tested every `checkEvery` iterations, with the
  * same epsilon-scaling schedule as sinkhorn.ts. Any SoftminFactory works (CPU here, WebGPU elsewhere): each
- * call is awaited. The transport cost <C, P> needs one more pass, which a backend may offer (`costSum`: the CPU
+ * call is awaited. The CPU one splits each sweep over threads when set to (online-threads.ts, OT_ONLINE_THREADS). The transport cost <C, P> needs one more pass, which a backend may offer (`costSum`: the CPU
  * and WebGPU ones do); when it does not, the CPU backend computes it once at the end. A sparse plan (top-k per
  * row, or entries above a threshold) is selected from the potentials on request; a dense plan is never built.
  */
