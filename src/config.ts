@@ -5,7 +5,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
-import { containerMemoryLimit, deriveWorkerHeapMb } from './util/cgroup.js';
+import { containerCpuLimit, containerMemoryLimit, deriveWorkerHeapMb } from './util/cgroup.js';
 
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
@@ -74,6 +74,13 @@ export const configSchema = z.object({
    * run online, with memory O((n + m) d) instead of n*m; time still grows as n*m per iteration.
    */
   OT_ONLINE_MAX_POINTS: int(1, 10_000_000).default(100_000),
+  /**
+   * Threads one online Sinkhorn problem uses on the CPU, its compute worker's included (helper threads share the
+   * clouds and split the rows of every sweep). 0 (default): the cores within a worker's share, available cores /
+   * compute workers (at least 1; cores: the fewer of the host's and the container's CPU limit); 1: the worker's thread
+   * only. Problems under 1M pairs per thread use fewer.
+   */
+  OT_ONLINE_THREADS: int(0, 256).default(0),
   /** Most images one POST /v1/detect/adversarial (or GraphQL detectAdversarial) may test at once. */
   DETECT_MAX_IMAGES: int(1, 4096).default(64),
   /**
@@ -239,6 +246,17 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
 
 export function resolvedWorkers(cfg: Config): number {
   return cfg.WORKERS > 0 ? cfg.WORKERS : Math.max(1, os.availableParallelism?.() ?? os.cpus().length);
+}
+
+/**
+ * Threads of one online Sinkhorn problem on the CPU: OT_ONLINE_THREADS, or the cores per compute worker, the
+ * cores being the fewer of the host's and the container's CPU limit (cpuLimit; by default from the cgroup).
+ */
+export function resolvedOnlineThreads(cfg: Config, cpuLimit: number | null = containerCpuLimit()): number {
+  if (cfg.OT_ONLINE_THREADS > 0) return cfg.OT_ONLINE_THREADS;
+  const host = Math.max(1, os.availableParallelism?.() ?? os.cpus().length);
+  const cores = cpuLimit === null ? host : Math.min(host, Math.max(1, Math.floor(cpuLimit)));
+  return Math.max(1, Math.floor(cores / resolvedWorkers(cfg)));
 }
 
 /** Compute workers kept for synchronous requests (JOBS_RESERVED_WORKERS, or 1 when there are 2 workers or more). */

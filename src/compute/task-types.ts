@@ -95,4 +95,6 @@ export interface WorkerOptions {
   otOnlineBackend?: 'auto' | 'cpu' | 'webgpu';
   /** OT_MAX_ENTRIES: the most entries an online Sinkhorn sparse plan may hold (413 beyond). */
   otMaxEntries?: number;
+  /** OT_ONLINE_THREADS, resolved: threads one online Sinkhorn problem uses on the CPU (default 1). */
+  otOnlineThreads?: number;
 }

@@ -7,6 +7,7 @@ import { performance } from 'node:perf_hooks';
 import { threadId, workerData } from 'node:worker_threads';
 import { move, transferableSymbol, valueSymbol } from 'piscina';
 import { fail, isSerializedError, type SerializedError, TweedieError } from '../errors.js';
+import { setOnlineThreads } from '../ot/online-threads.js';
 import type { HandlerContext } from './handlers/context.js';
 import { handlers, TEST_ONLY_KINDS } from './handlers/index.js';
 import type { TaskEnvelope, TaskOutcome, WorkerOptions } from './task-types.js';
@@ -18,6 +19,8 @@ const options: WorkerOptions = workerData?.options ?? {
   enableTestTasks: false,
   tileSize: 256,
 };
+// One online Sinkhorn problem may use helper threads (OT_ONLINE_THREADS): the default CPU soft-min takes it from here.
+setOnlineThreads(options.otOnlineThreads ?? 1);
 
 let tfjsPromise: ReturnType<HandlerContext['tfjs']> | null = null;
 function tfjs(): ReturnType<HandlerContext['tfjs']> {

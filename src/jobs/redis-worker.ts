@@ -10,7 +10,13 @@ import { type Job, UnrecoverableError, WaitingError, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { ComputePool } from '../compute/pool.js';
-import { type Config, resolvedModelsDir, resolvedWorkerHeapMb, resolvedWorkers } from '../config.js';
+import {
+  type Config,
+  resolvedModelsDir,
+  resolvedOnlineThreads,
+  resolvedWorkerHeapMb,
+  resolvedWorkers,
+} from '../config.js';
 import { inJobRun, traceIdOf } from '../telemetry/tracing.js';
 import { joinBlobs, splitBlobs } from './blobs.js';
 import { toJobError } from './common.js';
@@ -49,6 +55,7 @@ export async function startJobWorker(
       tileSize: cfg.TILE_SIZE,
       otOnlineBackend: cfg.OT_ONLINE_BACKEND,
       otMaxEntries: cfg.OT_MAX_ENTRIES,
+      otOnlineThreads: resolvedOnlineThreads(cfg),
     },
   });
   pool.on('workerError', (err) => log.error({ err }, 'compute worker error'));

@@ -103,19 +103,27 @@ export class CpuSoftmin implements SoftminCostBackend {
   dispose(): void {}
 
   costSum(hr: Float64Array, hc: Float64Array, eps: number): number {
-    const { n, m, h, res } = this;
-    for (let j = 0; j < m; j++) h[j] = hc[j] === Number.NEGATIVE_INFINITY ? VERY_NEGATIVE : hc[j];
-    const invEps = 1 / eps;
+    this.costBegin(hc);
     let total = 0;
-    for (let i = 0; i < n; i++) {
-      if (hr[i] === Number.NEGATIVE_INFINITY) continue;
-      const max = this.rowPass(true, i, m);
-      if (max === Number.NEGATIVE_INFINITY) continue;
-      this.expPass(m, max, invEps);
-      // sum_j exp((hr_i + v_j)/eps) c_ij = exp((hr_i + M)/eps) * sum_j exp((v_j - M)/eps) c_ij
-      total += Math.exp((hr[i] + max) * invEps) * res[0];
-    }
+    for (let i = 0; i < this.n; i++) total += this.costRowSum(i, hr[i], eps);
     return total;
+  }
+
+  /** Starts costSum over some rows: hc into the workspace (then costRowSum per row, in any order). */
+  costBegin(hc: Float64Array): void {
+    const { m, h } = this;
+    for (let j = 0; j < m; j++) h[j] = hc[j] === Number.NEGATIVE_INFINITY ? VERY_NEGATIVE : hc[j];
+  }
+
+  /** Row i's term of costSum: sum_j exp((hr_i + hc_j - c_ij)/eps) c_ij. */
+  costRowSum(i: number, hri: number, eps: number): number {
+    if (hri === Number.NEGATIVE_INFINITY) return 0;
+    const invEps = 1 / eps;
+    const max = this.rowPass(true, i, this.m);
+    if (max === Number.NEGATIVE_INFINITY) return 0;
+    this.expPass(this.m, max, invEps);
+    // sum_j exp((hr_i + v_j)/eps) c_ij = exp((hr_i + M)/eps) * sum_j exp((v_j - M)/eps) c_ij
+    return Math.exp((hri + max) * invEps) * this.res[0];
   }
 
   rowsFused(
@@ -126,41 +134,60 @@ export class CpuSoftmin implements SoftminCostBackend {
     f: Float64Array,
     colAcc: Float64Array,
   ): void {
-    const { n, m, h, v, ws, dim, cs, euclid } = this;
-    const acc = this.colAcc;
-    h.set(g.subarray(0, m));
+    this.fusedBegin(g, b);
+    for (let i = 0; i < this.n; i++) this.fusedRow(i, g, a[i], b, eps, f);
+    colAcc.set(this.colAcc);
+  }
+
+  /**
+   * Starts a fused row sweep over some rows (rowsFused is fusedBegin, fusedRow for every row, then the
+   * accumulated columns): g and b into the workspace, the column accumulator zeroed.
+   */
+  fusedBegin(g: Float64Array, b: Float64Array): void {
+    const { m, n, dim, cs, euclid } = this;
+    this.h.set(g.subarray(0, m));
     this.b.set(b.subarray(0, m));
-    acc.fill(0);
+    this.colAcc.fill(0);
+    this.ws?.costExpArgs(1, 0, n, 2, 3, 5, dim, cs, euclid);
+  }
+
+  /** The columns accumulated by fusedRow since fusedBegin (sum over those rows of a_i exp((f_i + g_j - c_ij)/eps)). */
+  get fusedColumns(): Float64Array {
+    return this.colAcc;
+  }
+
+  /** One row of rowsFused: the new f_i, and its plan row added to the column accumulator. */
+  fusedRow(i: number, g: Float64Array, ai: number, b: Float64Array, eps: number, f: Float64Array): void {
+    const { m, h, v, ws, cs } = this;
     const invEps = 1 / eps;
     const even = m & ~1;
-    ws?.costExpArgs(1, 0, n, 2, 3, 5, dim, cs, euclid);
-    for (let i = 0; i < n; i++) {
-      // One pass with the previous f_i as the shift (as sinkhorn.ts): t_j = exp((f_i + g_j - c_ij)/eps),
-      // s = sum_j b_j t_j, near 1 once the potentials settle; the exact two-pass row when s is out of range.
-      const fi = f[i];
-      let s = Number.NaN;
-      if (ws && Number.isFinite(fi)) {
-        s = ws.costExp(i, m, fi * invEps, invEps);
-        for (let j = even; j < m; j++) {
-          v[j] = Math.exp((fi + h[j] - cs * this.cost(i, j)) * invEps);
-          s += this.b[j] * v[j];
-        }
-      }
-      if (s >= SAFE_LOW && s <= SAFE_HIGH) f[i] = fi - eps * Math.log(s);
-      else {
-        s = this.twoPassRow(i, eps, f);
-        if (!(s >= SAFE_LOW && s <= SAFE_HIGH)) {
-          this.exactRow(i, g, b, a[i], eps, f);
-          continue;
-        }
-      }
-      const w = a[i] / s; // a_i exp((f_i + g_j - c_ij)/eps) = (a_i / s) t_j with the new f_i
-      if (w !== 0) {
-        if (ws) ws.axpy(w, 3, 0, 6, m);
-        else for (let j = 0; j < m; j++) acc[j] += w * v[j];
+    // One pass with the previous f_i as the shift (as sinkhorn.ts): t_j = exp((f_i + g_j - c_ij)/eps),
+    // s = sum_j b_j t_j, near 1 once the potentials settle; the exact two-pass row when s is out of range.
+    const fi = f[i];
+    let s = Number.NaN;
+    if (ws && Number.isFinite(fi)) {
+      s = ws.costExp(i, m, fi * invEps, invEps);
+      for (let j = even; j < m; j++) {
+        v[j] = Math.exp((fi + h[j] - cs * this.cost(i, j)) * invEps);
+        s += this.b[j] * v[j];
       }
     }
-    colAcc.set(acc);
+    if (s >= SAFE_LOW && s <= SAFE_HIGH) f[i] = fi - eps * Math.log(s);
+    else {
+      s = this.twoPassRow(i, eps, f);
+      if (!(s >= SAFE_LOW && s <= SAFE_HIGH)) {
+        this.exactRow(i, g, b, ai, eps, f);
+        return;
+      }
+    }
+    const w = ai / s; // a_i exp((f_i + g_j - c_ij)/eps) = (a_i / s) t_j with the new f_i
+    if (w !== 0) {
+      if (ws) ws.axpy(w, 3, 0, 6, m);
+      else {
+        const acc = this.colAcc;
+        for (let j = 0; j < m; j++) acc[j] += w * v[j];
+      }
+    }
   }
 
   /**
@@ -237,19 +264,26 @@ export class CpuSoftmin implements SoftminCostBackend {
 
   /** out_i = -eps log sum_j exp((h_j - c_ij)/eps) over rows (or the same over columns). */
   private sweep(rows: boolean, hIn: Float64Array, eps: number, out: Float64Array): void {
+    this.sweepBegin(rows, hIn);
     const count = rows ? this.n : this.m;
+    for (let i = 0; i < count; i++) this.sweepRow(rows, i, eps, out);
+  }
+
+  /** Starts a rows (or cols) sweep over some indices: h into the workspace (then sweepRow per index). */
+  sweepBegin(rows: boolean, hIn: Float64Array): void {
+    this.h.set(hIn.subarray(0, rows ? this.m : this.n));
+  }
+
+  /** out[i] of a rows (or cols) sweep. */
+  sweepRow(rows: boolean, i: number, eps: number, out: Float64Array): void {
     const other = rows ? this.m : this.n;
-    this.h.set(hIn.subarray(0, other));
-    const invEps = 1 / eps;
-    for (let i = 0; i < count; i++) {
-      const max = this.rowPass(rows, i, other);
-      if (max === Number.NEGATIVE_INFINITY) {
-        out[i] = Number.POSITIVE_INFINITY;
-        continue;
-      }
-      const s = this.expPass(other, max, invEps);
-      out[i] = -(max + eps * Math.log(s));
+    const max = this.rowPass(rows, i, other);
+    if (max === Number.NEGATIVE_INFINITY) {
+      out[i] = Number.POSITIVE_INFINITY;
+      return;
     }
+    const s = this.expPass(other, max, 1 / eps);
+    out[i] = -(max + eps * Math.log(s));
   }
 
   /** Pass 1 for row i (or column i): v_j = h_j - cs c(p_i, q_j) for j < other; returns the max. */
@@ -298,9 +332,22 @@ export class CpuSoftmin implements SoftminCostBackend {
   }
 }
 
-/** The CPU SoftminFactory (the default of sinkhornOnline). */
-export function cpuSoftmin(geometry: OnlineGeometry): CpuSoftmin {
-  return new CpuSoftmin(geometry);
+/** How cpuSoftmin builds a backend on several threads, once set (setOnlineThreads of online-threads.ts). */
+let threadedFactory: ((geometry: OnlineGeometry) => SoftminCostBackend) | undefined;
+
+/** Makes cpuSoftmin use this factory (undefined: one thread). Called by online-threads.ts's setOnlineThreads. */
+export function setThreadedFactory(
+  factory: ((geometry: OnlineGeometry) => SoftminCostBackend) | undefined,
+): void {
+  threadedFactory = factory;
+}
+
+/**
+ * The CPU SoftminFactory (the default of sinkhornOnline): one thread, or as many as setOnlineThreads
+ * (OT_ONLINE_THREADS in a compute worker) allows for a problem of this size.
+ */
+export function cpuSoftmin(geometry: OnlineGeometry): SoftminCostBackend {
+  return threadedFactory ? threadedFactory(geometry) : new CpuSoftmin(geometry);
 }
 
 /** The plain-loop variant (no WebAssembly), for tests and comparisons. */

@@ -9,13 +9,14 @@
  * Stopping: the L1 column-marginal error of the plan after a row update (rows exact), which the column update
  * gives for free: (P^T 1)_j = b_j exp((g_j - g_new_j) / eps). Tested every `checkEvery` iterations, with the
  * same epsilon-scaling schedule as sinkhorn.ts. Any SoftminFactory works (CPU here, WebGPU elsewhere): each
- * call is awaited. The transport cost <C, P> needs one more pass, which a backend may offer (`costSum`: the CPU
+ * call is awaited. The CPU one splits each sweep over threads when set to (online-threads.ts, OT_ONLINE_THREADS). The transport cost <C, P> needs one more pass, which a backend may offer (`costSum`: the CPU
  * and WebGPU ones do); when it does not, the CPU backend computes it once at the end. A sparse plan (top-k per
  * row, or entries above a threshold) is selected from the potentials on request; a dense plan is never built.
  */
 import { checkBalanced } from './marginals.js';
 import { CpuSoftmin, cpuSoftmin, type SoftminCostBackend } from './online-cpu.js';
 import type { OnlineGeometry, SoftminBackend, SoftminFactory } from './online-kernel.js';
+import { SAFE_COST_MAGNITUDE } from './range.js';
 import { type EpsilonScalingOptions, epsilonSchedule, notConverged, StageWarmStart } from './sinkhorn.js';
 import { OtInputError, type OtResult, type SolveControl, type SparsePlan, throwIfAborted } from './types.js';
 
@@ -73,6 +74,7 @@ export async function sinkhornOnline(
   if (!(reg > 0) || !Number.isFinite(reg))
     throw new OtInputError(`reg (epsilon) must be a finite positive number, got ${reg}`);
   const { a: wa, b: wb } = checkBalanced(a, b, { normalize: options.normalize });
+  checkOnlineCostRange(geometry);
   const maxIter = options.maxIter ?? 1000;
   const tol = options.tol ?? 1e-9;
   const checkEvery = Math.max(1, Math.floor(options.checkEvery ?? 10));
@@ -106,10 +108,13 @@ export async function sinkhornOnline(
     const warm = new StageWarmStart(
       typeof options.epsilonScaling === 'object' ? options.epsilonScaling.warmStart : undefined,
     );
+    // The epsilon colAcc was last computed at (fused backends): at reg, it is the final column marginal.
+    let colAccEps = Number.NaN;
     for (let s = 0; s < schedule.length; s++) {
       const { eps, stageTol } = schedule[s];
       warm.begin(f, g, eps);
       if (fused) {
+        colAccEps = eps;
         // colAcc_j = b_j-normalised column marginal of the plan at this eps: exp((g_j - cols(f + eps log a)_j)/eps).
         for (let i = 0; i < n; i++) ha[i] = f[i] + eps * logA[i];
         await backend.cols(ha, eps, gNew);
@@ -178,9 +183,12 @@ export async function sinkhornOnline(
       warm.end(f, g, eps);
     }
 
-    // Summary at eps = reg: the column sums from one more soft-min (rows are exact after the row update).
+    // Summary at eps = reg (rows are exact after the row update): the column sums are those the last fused row
+    // sweep accumulated (colAcc_j = exp((g_j - cols(f + reg log a)_j) / reg)), else one more soft-min.
     for (let i = 0; i < n; i++) ha[i] = f[i] + reg * logA[i];
-    await backend.cols(ha, reg, gNew);
+    const colsFromAcc =
+      fused !== undefined && colAccEps === reg && colAcc.every((c) => c >= SAFE_LOW && c <= SAFE_HIGH);
+    if (!colsFromAcc) await backend.cols(ha, reg, gNew);
     let potentialTerm = 0;
     let mass = 0;
     let massA = 0;
@@ -192,7 +200,7 @@ export async function sinkhornOnline(
       massA += wa[i];
     }
     for (let j = 0; j < m; j++) {
-      const col = wb[j] * Math.exp((g[j] - gNew[j]) / reg);
+      const col = colsFromAcc ? wb[j] * colAcc[j] : wb[j] * Math.exp((g[j] - gNew[j]) / reg);
       if (col !== 0) potentialTerm += col * g[j];
       error += Math.abs(col - wb[j]);
       massB += wb[j];
@@ -252,6 +260,60 @@ async function transportCost(
     return cpu.costSum(hr, hc, eps);
   } finally {
     cpu.dispose();
+  }
+}
+
+/**
+ * Refuses, before solving, a cost the solver cannot represent (OtInputError 'range', naming the pair as
+ * costMatrix does for a dense problem): one that overflows double precision, or one above SAFE_COST_MAGNITUDE
+ * once divided by costScale (the potentials and g_j - c_ij would overflow on the way). The bounding box of both
+ * clouds bounds every cost in O((n + m) dim); only when that bound is out of range are the pairs themselves
+ * computed (one pass without exp), so ordinary clouds pay nothing.
+ */
+export function checkOnlineCostRange(geometry: OnlineGeometry): void {
+  const { x, y, n, m, dim, costScale } = geometry;
+  const euclid = geometry.cost === 'euclidean';
+  let sq = 0;
+  for (let k = 0; k < dim; k++) {
+    let lo = Number.POSITIVE_INFINITY;
+    let hi = Number.NEGATIVE_INFINITY;
+    for (let i = 0; i < n; i++) {
+      lo = Math.min(lo, x[i * dim + k]);
+      hi = Math.max(hi, x[i * dim + k]);
+    }
+    for (let j = 0; j < m; j++) {
+      lo = Math.min(lo, y[j * dim + k]);
+      hi = Math.max(hi, y[j * dim + k]);
+    }
+    if (n + m > 0) sq += (hi - lo) * (hi - lo);
+  }
+  const bound = euclid ? Math.sqrt(sq) : sq;
+  if (bound / costScale <= SAFE_COST_MAGNITUDE) return; // false for NaN and Infinity
+  const kind = geometry.cost;
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < m; j++) {
+      let s = 0;
+      for (let k = 0; k < dim; k++) {
+        const d = x[i * dim + k] - y[j * dim + k];
+        s += d * d;
+      }
+      const c = euclid ? Math.sqrt(s) : s;
+      if (!Number.isFinite(c))
+        throw new OtInputError(
+          `the ${kind} cost between x[${i}] and y[${j}] overflows double precision: ` +
+            'divide the coordinates of x and y by a common factor (e.g. their largest magnitude)',
+          'range',
+          { i, j },
+        );
+      if (c / costScale > SAFE_COST_MAGNITUDE)
+        throw new OtInputError(
+          `the ${kind} cost between x[${i}] and y[${j}] (${c.toExponential(3)}) is too large for online Sinkhorn ` +
+            `(above 2^960 after dividing by the cost scale ${costScale}): use scaling "max" or divide the coordinates ` +
+            'of x and y by a common factor',
+          'range',
+          { i, j },
+        );
+    }
   }
 }
 

@@ -9,6 +9,8 @@
  *   expRow(out, c, g, m, s, t)  out[j] = exp(s + g[j] - t * c[j])   (the log-domain Sinkhorn inner loop)
  *   kernelSweep(K, bv, a, u, col, n, m)   a whole kernel-domain row sweep (dot + axpy per row) in one call
  *   costRow, expSum             the two passes of an online (matrix-free) soft-min row, cost from the points
+ *   costExp                     the fused one-pass row of online Sinkhorn (unrolled variants for dims 1-4)
+ * The exp kernels share one emitted exp (expOfStack) and its constants.
  * It imports its memory ("env"."mem"), so each workspace sizes its own and the GC frees it afterwards.
  * Where WebAssembly SIMD is unavailable, `simdKernels()` returns undefined and callers use plain loops.
  */
@@ -24,6 +26,7 @@ const OP = {
   end: 0x0b,
   localGet: 0x20,
   localSet: 0x21,
+  localTee: 0x22,
   i32Const: 0x41,
   i32Add: 0x6a,
   i32And: 0x71,
@@ -76,19 +79,19 @@ const V = {
   i64x2Splat: simd(0x12),
   f64x2Splat: simd(0x14),
   extractLane: (lane: number) => [...simd(0x21), lane],
-  f64x2Nearest: simd(0x94),
   i32x4ShrS: simd(0xac),
   i32x4Sub: simd(0xb1),
-  i64x2ExtendLowI32x4S: simd(0xc7),
   i64x2Shl: simd(0xcb),
-  i64x2Add: simd(0xce),
   f64x2Add: simd(0xf0),
   f64x2Sub: simd(0xf1),
   f64x2Mul: simd(0xf2),
   f64x2Min: simd(0xf4),
   f64x2Max: simd(0xf5),
+  f64x2Pmin: simd(0xf6),
+  f64x2Pmax: simd(0xf7),
+  i32x4Add: simd(0xae),
+  i32x4Shl: simd(0xab),
   f64x2Sqrt: simd(0xef),
-  i32x4TruncSatF64x2SZero: simd(0xfc),
 };
 
 function f64Const(x: number): number[] {
@@ -99,6 +102,7 @@ function f64Const(x: number): number[] {
 const memarg = (offset = 0) => [3, ...uleb(offset)];
 const get = (i: number) => [OP.localGet, i];
 const set = (i: number) => [OP.localSet, i];
+const tee = (i: number) => [OP.localTee, i];
 const i32 = (v: number) => [OP.i32Const, ...sleb(v)];
 const addr = (base: number, index: number) => [...get(base), ...get(index), OP.i32Add];
 
@@ -283,9 +287,12 @@ const EXP_LOCALS = {
   r4: 23,
   r8: 24,
   coef0: 25, // 25..38: 1/0! .. 1/13!
+  magic: 39, // 1.5 * 2^52: adding it rounds to an integer, whose bits are then the low word
 } as const;
 const EXP_DEGREE = 13;
 const L = EXP_LOCALS;
+/** The last local of the exp kernels (those after it are each kernel's own). */
+const EXP_LAST = L.magic;
 function splatConst(x: number, local: number): number[] {
   return [...f64Const(x), ...V.f64x2Splat, ...set(local)];
 }
@@ -338,42 +345,107 @@ const estrin: number[] = [
   ...V.f64x2Add,
   ...set(L.p),
 ];
-/** 2^(k lanes, i32x4 in lanes 0-1) as f64x2: ((k + 1023) << 52) reinterpreted. */
-const pow2FromLocal = (local: number) => [
-  ...get(local),
-  ...V.i64x2ExtendLowI32x4S,
-  ...get(L.bias),
-  ...V.i64x2Add,
-  ...i32(52),
-  ...V.i64x2Shl,
+/** Splats the exp constants (clamp bounds, ln 2 parts, exponent bias, polynomial coefficients) into their locals. */
+const expConstants = [
+  ...splatConst(-746, L.lo),
+  ...splatConst(709.78, L.hi),
+  ...splatConst(1 / Math.LN2, L.invLn2),
+  ...splatConst(0.6931471803691238, L.ln2Hi),
+  ...splatConst(1.9082149292705877e-10, L.ln2Lo),
+  // bias = 1023 in the high 32-bit word of each lane: i64.extend_i32_s (0xad), i64.const 32, i64.shl (0x86), splat
+  ...[OP.i32Const, ...sleb(1023), 0xad, 0x42, 32, 0x86, ...V.i64x2Splat, ...set(L.bias)],
+  ...inverseFactorials.flatMap((c, k) => splatConst(c, L.coef0 + k)),
+  ...splatConst(1.5 * 2 ** 52, L.magic),
 ];
-const expRowBody = [
-  ...vec([
-    [2, I32],
-    [L.coef0 + EXP_DEGREE + 1 - L.x, V128],
-  ]),
+/** shift and scale (f64 parameters 4 and 5 of every exp kernel) splatted into vShift and vScale. */
+const shiftScale = [
   ...get(4),
   ...V.f64x2Splat,
   ...set(L.vShift),
   ...get(5),
   ...V.f64x2Splat,
   ...set(L.vScale),
-  ...splatConst(-746, L.lo),
-  ...splatConst(709.78, L.hi),
-  ...splatConst(1 / Math.LN2, L.invLn2),
-  ...splatConst(0.6931471803691238, L.ln2Hi),
-  ...splatConst(1.9082149292705877e-10, L.ln2Lo),
-  ...[OP.i32Const, ...sleb(1023), 0xad, ...V.i64x2Splat, ...set(L.bias)], // i64.extend_i32_s (0xad) then splat
-  ...inverseFactorials.flatMap((c, k) => splatConst(c, L.coef0 + k)),
-  // end = (m & ~1) * 8 bytes
-  ...get(3),
-  ...i32(-2),
-  OP.i32And,
-  ...i32(3),
-  OP.i32Shl,
-  ...set(L.end),
+];
+/**
+ * exp of the f64x2 on the stack, left on the stack (see expRow for the method): clamp, k = nearest(x / ln2),
+ * r = (x - k ln2_hi) - k ln2_lo, the polynomial (Estrin), then times 2^k1 * 2^k2 with k1 = k >> 1.
+ */
+const expOfStack = [
+  // x = clamp(arg): pmax/pmin are one instruction each (max/min's NaN and -0 rules need several); a NaN
+  // argument stays NaN either way.
+  ...get(L.lo),
+  ...V.f64x2Pmax,
+  ...get(L.hi),
+  ...V.f64x2Pmin,
+  ...set(L.x),
+  // t = x / ln2 + magic (rounded to an integer, ties to even: nearest(x / ln2) + magic); k = t - magic;
+  // ki = t's low 32-bit word (k) moved to the high word of its lane
+  ...get(L.x),
+  ...get(L.invLn2),
+  ...V.f64x2Mul,
+  ...get(L.magic),
+  ...V.f64x2Add,
+  ...tee(L.ki),
+  ...get(L.magic),
+  ...V.f64x2Sub,
+  ...set(L.k),
+  ...get(L.ki),
+  ...i32(32),
+  ...V.i64x2Shl,
+  ...set(L.ki),
+  ...get(L.x),
+  ...get(L.k),
+  ...get(L.ln2Hi),
+  ...V.f64x2Mul,
+  ...V.f64x2Sub,
+  ...get(L.k),
+  ...get(L.ln2Lo),
+  ...V.f64x2Mul,
+  ...V.f64x2Sub,
+  ...set(L.r),
+  ...estrin,
+  // k1 = k >> 1, k2 = k - k1 in the high words; 2^k1 = (k1 + 1023) << 52 (the high word shifted by 20)
+  ...get(L.ki),
+  ...i32(1),
+  ...V.i32x4ShrS,
+  ...set(L.k1),
+  ...get(L.p),
+  ...get(L.k1),
+  ...get(L.bias),
+  ...V.i32x4Add,
+  ...i32(20),
+  ...V.i32x4Shl,
+  ...V.f64x2Mul,
+  ...get(L.ki),
+  ...get(L.k1),
+  ...V.i32x4Sub,
+  ...get(L.bias),
+  ...V.i32x4Add,
+  ...i32(20),
+  ...V.i32x4Shl,
+  ...V.f64x2Mul,
+];
+/** end = (m & ~1) * 8 bytes: the pairs the two-lane loops cover (m in parameter 3). */
+const pairsEnd = [...get(3), ...i32(-2), OP.i32And, ...i32(3), OP.i32Shl, ...set(L.end)];
+/** The two lanes of an f64x2 local added. */
+const laneSum = (local: number) => [
+  ...get(local),
+  ...V.extractLane(0),
+  ...get(local),
+  ...V.extractLane(1),
+  OP.f64Add,
+];
+const expRowBody = [
+  ...vec([
+    [2, I32],
+    [EXP_LAST + 1 - L.x, V128],
+  ]),
+  ...shiftScale,
+  ...expConstants,
+  ...pairsEnd,
   ...loopWhileBelow(L.i, L.end, 16, [
-    // x = clamp(shift + g - scale * c)
+    // out[j] = exp(clamp(shift + g - scale * c))
+    ...addr(0, L.i),
     ...get(L.vShift),
     ...addr(2, L.i),
     ...V.load,
@@ -385,49 +457,7 @@ const expRowBody = [
     ...memarg(0),
     ...V.f64x2Mul,
     ...V.f64x2Sub,
-    ...get(L.lo),
-    ...V.f64x2Max,
-    ...get(L.hi),
-    ...V.f64x2Min,
-    ...set(L.x),
-    // k = nearest(x / ln2); r = (x - k ln2_hi) - k ln2_lo
-    ...get(L.x),
-    ...get(L.invLn2),
-    ...V.f64x2Mul,
-    ...V.f64x2Nearest,
-    ...set(L.k),
-    ...get(L.x),
-    ...get(L.k),
-    ...get(L.ln2Hi),
-    ...V.f64x2Mul,
-    ...V.f64x2Sub,
-    ...get(L.k),
-    ...get(L.ln2Lo),
-    ...V.f64x2Mul,
-    ...V.f64x2Sub,
-    ...set(L.r),
-    ...estrin,
-    // k1 = k >> 1, k2 = k - k1 (as i32 lanes); result = p * 2^k1 * 2^k2
-    ...get(L.k),
-    ...V.i32x4TruncSatF64x2SZero,
-    ...set(L.ki),
-    ...get(L.ki),
-    ...i32(1),
-    ...V.i32x4ShrS,
-    ...set(L.k1),
-    ...addr(0, L.i),
-    ...get(L.p),
-    ...pow2FromLocal(L.k1),
-    ...V.f64x2Mul,
-    ...get(L.ki),
-    ...get(L.k1),
-    ...V.i32x4Sub,
-    ...V.i64x2ExtendLowI32x4S,
-    ...get(L.bias),
-    ...V.i64x2Add,
-    ...i32(52),
-    ...V.i64x2Shl,
-    ...V.f64x2Mul,
+    ...expOfStack,
     ...V.store,
     ...memarg(0),
   ]),
@@ -510,6 +540,70 @@ const kernelSweepBody = [
  *   c = |x - y|^2, or |x - y| when euclid != 0. No matrix: the cost is computed from the points.
  * Locals: i=9 end=10 k=11 yk=12 xk=13 mBytes=14 (i32), acc=15 diff=16 vmax=17 vcs=18 val=19 (v128).
  */
+/** The locals (and parameters) a cost loop uses: see costLoop. */
+interface CostLocals {
+  i: number;
+  Y: number;
+  xi: number;
+  xstride: number;
+  dim: number;
+  euclid: number;
+  k: number;
+  yk: number;
+  xk: number;
+  mBytes: number;
+  acc: number;
+  diff: number;
+}
+/**
+ * acc = c(x_i, y_j) for the two points j, j + 1 (byte offset i into y's rows): the loop over any dim (y dim-major,
+ * m * 8 = mBytes between its coordinates; x_i's coordinates xstride bytes apart), sqrt when euclid != 0.
+ */
+function costLoop(r: CostLocals): number[] {
+  return [
+    ...f64Const(0),
+    ...V.f64x2Splat,
+    ...set(r.acc),
+    ...i32(0),
+    ...set(r.k),
+    ...addr(r.Y, r.i),
+    ...set(r.yk),
+    ...get(r.xi),
+    ...set(r.xk),
+    ...loopWhileBelow(r.k, r.dim, 1, [
+      ...get(r.xk),
+      OP.f64Load,
+      ...memarg(0),
+      ...V.f64x2Splat,
+      ...get(r.yk),
+      ...V.load,
+      ...memarg(0),
+      ...V.f64x2Sub,
+      ...set(r.diff),
+      ...get(r.acc),
+      ...get(r.diff),
+      ...get(r.diff),
+      ...V.f64x2Mul,
+      ...V.f64x2Add,
+      ...set(r.acc),
+      ...get(r.yk),
+      ...get(r.mBytes),
+      OP.i32Add,
+      ...set(r.yk),
+      ...get(r.xk),
+      ...get(r.xstride),
+      OP.i32Add,
+      ...set(r.xk),
+    ]),
+    ...get(r.euclid),
+    OP.if,
+    OP.void,
+    ...get(r.acc),
+    ...V.f64x2Sqrt,
+    ...set(r.acc),
+    OP.end,
+  ];
+}
 const C = { i: 9, end: 10, k: 11, yk: 12, xk: 13, mBytes: 14, acc: 15, diff: 16, vmax: 17, vcs: 18, val: 19 };
 const costRowBody = [
   ...vec([
@@ -533,47 +627,7 @@ const costRowBody = [
   OP.i32Shl,
   ...set(C.end),
   ...loopWhileBelow(C.i, C.end, 16, [
-    ...f64Const(0),
-    ...V.f64x2Splat,
-    ...set(C.acc),
-    ...i32(0),
-    ...set(C.k),
-    ...addr(0, C.i),
-    ...set(C.yk),
-    ...get(1),
-    ...set(C.xk),
-    ...loopWhileBelow(C.k, 6, 1, [
-      ...get(C.xk),
-      OP.f64Load,
-      ...memarg(0),
-      ...V.f64x2Splat,
-      ...get(C.yk),
-      ...V.load,
-      ...memarg(0),
-      ...V.f64x2Sub,
-      ...set(C.diff),
-      ...get(C.acc),
-      ...get(C.diff),
-      ...get(C.diff),
-      ...V.f64x2Mul,
-      ...V.f64x2Add,
-      ...set(C.acc),
-      ...get(C.yk),
-      ...get(C.mBytes),
-      OP.i32Add,
-      ...set(C.yk),
-      ...get(C.xk),
-      ...get(2),
-      OP.i32Add,
-      ...set(C.xk),
-    ]),
-    ...get(8),
-    OP.if,
-    OP.void,
-    ...get(C.acc),
-    ...V.f64x2Sqrt,
-    ...set(C.acc),
-    OP.end,
+    ...costLoop({ ...C, Y: 0, xi: 1, xstride: 2, dim: 6, euclid: 8 }),
     // val = h - cs * acc; v[j] = val; vmax = max(vmax, val)
     ...addr(3, C.i),
     ...V.load,
@@ -608,35 +662,19 @@ const costRowBody = [
  * expStoreDot(v=0, b=1, res=2, m=3, shift=4, scale=5) -> f64: the same exp, stored in place (v[j] = e_j),
  * returning sum_j b[j] e_j (the fused row update of online Sinkhorn; res is left alone).
  */
-const ES = { accS: 39, accW: 40, e: 41 };
+const ES = { accS: 40, accW: 41, e: 42 };
 const expReduceBody = (storeDot: boolean) => [
   ...vec([
     [2, I32],
     [ES.e + 1 - L.x, V128],
   ]),
-  ...get(4),
-  ...V.f64x2Splat,
-  ...set(L.vShift),
-  ...get(5),
-  ...V.f64x2Splat,
-  ...set(L.vScale),
-  ...splatConst(-746, L.lo),
-  ...splatConst(709.78, L.hi),
-  ...splatConst(1 / Math.LN2, L.invLn2),
-  ...splatConst(0.6931471803691238, L.ln2Hi),
-  ...splatConst(1.9082149292705877e-10, L.ln2Lo),
-  ...[OP.i32Const, ...sleb(1023), 0xad, ...V.i64x2Splat, ...set(L.bias)],
-  ...inverseFactorials.flatMap((c, k) => splatConst(c, L.coef0 + k)),
+  ...shiftScale,
+  ...expConstants,
   ...splatConst(0, ES.accS),
   ...splatConst(0, ES.accW),
-  ...get(3),
-  ...i32(-2),
-  OP.i32And,
-  ...i32(3),
-  OP.i32Shl,
-  ...set(L.end),
+  ...pairsEnd,
   ...loopWhileBelow(L.i, L.end, 16, [
-    // x = clamp(shift + scale * v)
+    // e = exp(clamp(shift + scale * v))
     ...get(L.vShift),
     ...get(L.vScale),
     ...addr(0, L.i),
@@ -644,46 +682,7 @@ const expReduceBody = (storeDot: boolean) => [
     ...memarg(0),
     ...V.f64x2Mul,
     ...V.f64x2Add,
-    ...get(L.lo),
-    ...V.f64x2Max,
-    ...get(L.hi),
-    ...V.f64x2Min,
-    ...set(L.x),
-    ...get(L.x),
-    ...get(L.invLn2),
-    ...V.f64x2Mul,
-    ...V.f64x2Nearest,
-    ...set(L.k),
-    ...get(L.x),
-    ...get(L.k),
-    ...get(L.ln2Hi),
-    ...V.f64x2Mul,
-    ...V.f64x2Sub,
-    ...get(L.k),
-    ...get(L.ln2Lo),
-    ...V.f64x2Mul,
-    ...V.f64x2Sub,
-    ...set(L.r),
-    ...estrin,
-    ...get(L.k),
-    ...V.i32x4TruncSatF64x2SZero,
-    ...set(L.ki),
-    ...get(L.ki),
-    ...i32(1),
-    ...V.i32x4ShrS,
-    ...set(L.k1),
-    ...get(L.p),
-    ...pow2FromLocal(L.k1),
-    ...V.f64x2Mul,
-    ...get(L.ki),
-    ...get(L.k1),
-    ...V.i32x4Sub,
-    ...V.i64x2ExtendLowI32x4S,
-    ...get(L.bias),
-    ...V.i64x2Add,
-    ...i32(52),
-    ...V.i64x2Shl,
-    ...V.f64x2Mul,
+    ...expOfStack,
     ...set(ES.e),
     ...(storeDot
       ? [
@@ -721,23 +720,8 @@ const expReduceBody = (storeDot: boolean) => [
           ...set(ES.accW),
         ]),
   ]),
-  ...(storeDot
-    ? []
-    : [
-        ...get(2),
-        ...get(ES.accW),
-        ...V.extractLane(0),
-        ...get(ES.accW),
-        ...V.extractLane(1),
-        OP.f64Add,
-        OP.f64Store,
-        ...memarg(0),
-      ]),
-  ...get(ES.accS),
-  ...V.extractLane(0),
-  ...get(ES.accS),
-  ...V.extractLane(1),
-  OP.f64Add,
+  ...(storeDot ? [] : [...get(2), ...laneSum(ES.accW), OP.f64Store, ...memarg(0)]),
+  ...laneSum(ES.accS),
   OP.end,
 ];
 const expSumBody = expReduceBody(false);
@@ -749,32 +733,73 @@ const expStoreDotBody = expReduceBody(true);
  *   t[j] = exp(shift + scale * (g[j] - cs * c(x_i, y_j))),  returns sum_j b[j] t[j]
  * over the floor(m/2) first pairs. The other operands are i32 words at args: Y, xi, xstride, g, t, b, dim,
  * euclid, then cs as f64 at args + 32 (costRow's layout and meaning). Locals: expRow's 6..38, accS 39,
- * e 41, then Y..mBytes 42..53 (i32) and acc, diff, vcs 54..56 (v128).
+ * e 41, then Y..mBytes 42..53 (i32) and acc, diff, vcs 54..56 (v128); the unrolled variants add, per
+ * coordinate k < dim, x_ik splatted (57 + k, v128) and the address of y's coordinate k (61 + k, i32).
+ *
+ * Variants: costExpBody(0, _) loops over any dim and tests euclid per pair; costExpBody(dim, euclid) for
+ * dim 1..UNROLLED_DIMS has the coordinates unrolled, x_i's splatted once per row and the cost fixed: the same
+ * arithmetic in the same order (bit-identical results), fewer instructions per pair.
  */
 const CE = {
-  Y: 42,
-  xi: 43,
-  xstride: 44,
-  g: 45,
-  t: 46,
-  b: 47,
-  dim: 48,
-  euclid: 49,
-  k: 50,
-  yk: 51,
-  xk: 52,
-  mBytes: 53,
-  acc: 54,
-  diff: 55,
-  vcs: 56,
+  Y: 43,
+  xi: 44,
+  xstride: 45,
+  g: 46,
+  t: 47,
+  b: 48,
+  dim: 49,
+  euclid: 50,
+  k: 51,
+  yk: 52,
+  xk: 53,
+  mBytes: 54,
+  acc: 55,
+  diff: 56,
+  vcs: 57,
+  xs: 58,
+  ys: 62,
 };
+const UNROLLED_DIMS = 4;
 const loadArg = (word: number, local: number) => [...get(0), OP.i32Load, 2, ...uleb(word * 4), ...set(local)];
-const costExpBody = [
+/** The same for a fixed dim and cost: ((0 + d_0^2) + d_1^2) + ..., as the loop adds. */
+const costUnrolled = (dim: number, euclid: boolean) => [
+  ...f64Const(0),
+  ...V.f64x2Splat,
+  ...Array.from({ length: dim }, (_, k) => [
+    ...get(CE.xs + k),
+    ...addr(CE.ys + k, L.i),
+    ...V.load,
+    ...memarg(0),
+    ...V.f64x2Sub,
+    ...tee(CE.diff),
+    ...get(CE.diff),
+    ...V.f64x2Mul,
+    ...V.f64x2Add,
+  ]).flat(),
+  ...(euclid ? V.f64x2Sqrt : []),
+  ...set(CE.acc),
+];
+/** Per row: x_ik splatted and the address of y's coordinate k, for the unrolled variants. */
+const unrolledSetup = (dim: number) =>
+  Array.from({ length: dim }, (_, k) => [
+    ...get(CE.xi),
+    ...(k ? [...get(CE.xstride), ...i32(k), OP.i32Mul, OP.i32Add] : []),
+    OP.f64Load,
+    ...memarg(0),
+    ...V.f64x2Splat,
+    ...set(CE.xs + k),
+    ...get(CE.Y),
+    ...(k ? [...get(CE.mBytes), ...i32(k), OP.i32Mul, OP.i32Add] : []),
+    ...set(CE.ys + k),
+  ]).flat();
+const costExpBody = (dim: number, euclid: boolean) => [
   ...vec([
     [2, I32],
     [ES.e + 1 - L.x, V128],
     [12, I32],
     [3, V128],
+    [UNROLLED_DIMS, V128],
+    [UNROLLED_DIMS, I32],
   ]),
   ...loadArg(0, CE.Y),
   ...loadArg(1, CE.xi),
@@ -793,70 +818,14 @@ const costExpBody = [
   ...i32(3),
   OP.i32Shl,
   ...set(CE.mBytes),
-  ...get(4),
-  ...V.f64x2Splat,
-  ...set(L.vShift),
-  ...get(5),
-  ...V.f64x2Splat,
-  ...set(L.vScale),
-  ...splatConst(-746, L.lo),
-  ...splatConst(709.78, L.hi),
-  ...splatConst(1 / Math.LN2, L.invLn2),
-  ...splatConst(0.6931471803691238, L.ln2Hi),
-  ...splatConst(1.9082149292705877e-10, L.ln2Lo),
-  ...[OP.i32Const, ...sleb(1023), 0xad, ...V.i64x2Splat, ...set(L.bias)],
-  ...inverseFactorials.flatMap((c, k) => splatConst(c, L.coef0 + k)),
+  ...(dim ? unrolledSetup(dim) : []),
+  ...shiftScale,
+  ...expConstants,
   ...splatConst(0, ES.accS),
-  ...get(3),
-  ...i32(-2),
-  OP.i32And,
-  ...i32(3),
-  OP.i32Shl,
-  ...set(L.end),
+  ...pairsEnd,
   ...loopWhileBelow(L.i, L.end, 16, [
-    // acc = c(x_i, y_j) for the two points j, j + 1 (as costRow)
-    ...f64Const(0),
-    ...V.f64x2Splat,
-    ...set(CE.acc),
-    ...i32(0),
-    ...set(CE.k),
-    ...addr(CE.Y, L.i),
-    ...set(CE.yk),
-    ...get(CE.xi),
-    ...set(CE.xk),
-    ...loopWhileBelow(CE.k, CE.dim, 1, [
-      ...get(CE.xk),
-      OP.f64Load,
-      ...memarg(0),
-      ...V.f64x2Splat,
-      ...get(CE.yk),
-      ...V.load,
-      ...memarg(0),
-      ...V.f64x2Sub,
-      ...set(CE.diff),
-      ...get(CE.acc),
-      ...get(CE.diff),
-      ...get(CE.diff),
-      ...V.f64x2Mul,
-      ...V.f64x2Add,
-      ...set(CE.acc),
-      ...get(CE.yk),
-      ...get(CE.mBytes),
-      OP.i32Add,
-      ...set(CE.yk),
-      ...get(CE.xk),
-      ...get(CE.xstride),
-      OP.i32Add,
-      ...set(CE.xk),
-    ]),
-    ...get(CE.euclid),
-    OP.if,
-    OP.void,
-    ...get(CE.acc),
-    ...V.f64x2Sqrt,
-    ...set(CE.acc),
-    OP.end,
-    // x = clamp(shift + scale * (g - cs * acc))
+    ...(dim ? costUnrolled(dim, euclid) : costLoop({ ...CE, i: L.i })),
+    // e = exp(clamp(shift + scale * (g - cs * acc)))
     ...get(L.vShift),
     ...get(L.vScale),
     ...addr(CE.g, L.i),
@@ -868,46 +837,7 @@ const costExpBody = [
     ...V.f64x2Sub,
     ...V.f64x2Mul,
     ...V.f64x2Add,
-    ...get(L.lo),
-    ...V.f64x2Max,
-    ...get(L.hi),
-    ...V.f64x2Min,
-    ...set(L.x),
-    ...get(L.x),
-    ...get(L.invLn2),
-    ...V.f64x2Mul,
-    ...V.f64x2Nearest,
-    ...set(L.k),
-    ...get(L.x),
-    ...get(L.k),
-    ...get(L.ln2Hi),
-    ...V.f64x2Mul,
-    ...V.f64x2Sub,
-    ...get(L.k),
-    ...get(L.ln2Lo),
-    ...V.f64x2Mul,
-    ...V.f64x2Sub,
-    ...set(L.r),
-    ...estrin,
-    ...get(L.k),
-    ...V.i32x4TruncSatF64x2SZero,
-    ...set(L.ki),
-    ...get(L.ki),
-    ...i32(1),
-    ...V.i32x4ShrS,
-    ...set(L.k1),
-    ...get(L.p),
-    ...pow2FromLocal(L.k1),
-    ...V.f64x2Mul,
-    ...get(L.ki),
-    ...get(L.k1),
-    ...V.i32x4Sub,
-    ...V.i64x2ExtendLowI32x4S,
-    ...get(L.bias),
-    ...V.i64x2Add,
-    ...i32(52),
-    ...V.i64x2Shl,
-    ...V.f64x2Mul,
+    ...expOfStack,
     ...set(ES.e),
     // t[j] = e; accS += b[j] e
     ...addr(CE.t, L.i),
@@ -923,23 +853,33 @@ const costExpBody = [
     ...V.f64x2Add,
     ...set(ES.accS),
   ]),
-  ...get(ES.accS),
-  ...V.extractLane(0),
-  ...get(ES.accS),
-  ...V.extractLane(1),
-  OP.f64Add,
+  ...laneSum(ES.accS),
   OP.end,
 ];
+/** costExp variants after the generic one: [dim 1 sqeuclidean, dim 1 euclidean, dim 2 sqeuclidean, ...]. */
+const costExpVariants = Array.from({ length: 2 * UNROLLED_DIMS }, (_, v) =>
+  costExpBody(1 + (v >> 1), (v & 1) === 1),
+);
+
+/** The module's functions, in index order (kernelSweep calls dot and axpy as functions 0 and 1). */
+const FUNCTIONS: { name: string; type: number; body: number[] }[] = [
+  { name: 'dot', type: 0, body: dotBody },
+  { name: 'axpy', type: 1, body: axpyBody },
+  { name: 'expRow', type: 2, body: expRowBody },
+  { name: 'kernelSweep', type: 3, body: kernelSweepBody },
+  { name: 'costRow', type: 4, body: costRowBody },
+  { name: 'expSum', type: 5, body: expSumBody },
+  { name: 'expStoreDot', type: 5, body: expStoreDotBody },
+  { name: 'costExp', type: 5, body: costExpBody(0, false) },
+  ...costExpVariants.map((body, v) => ({ name: costExpName(1 + (v >> 1), (v & 1) === 1), type: 5, body })),
+];
+function costExpName(dim: number, euclid: boolean): string {
+  return `costExp${dim}${euclid ? 'e' : ''}`;
+}
 
 const MODULE_BYTES = new Uint8Array([
-  0x00,
-  0x61,
-  0x73,
-  0x6d, // \0asm
-  0x01,
-  0x00,
-  0x00,
-  0x00, // version 1
+  ...[0x00, 0x61, 0x73, 0x6d], // \0asm
+  ...[0x01, 0x00, 0x00, 0x00], // version 1
   ...section(
     1, // types
     vec([
@@ -952,33 +892,9 @@ const MODULE_BYTES = new Uint8Array([
     ]),
   ),
   ...section(2, vec([[...name('env'), ...name('mem'), 0x02, 0x00, 0x01]])), // import memory, min 1 page
-  ...section(3, vec([[0], [1], [2], [3], [4], [5], [5], [5]])), // functions 0-7 (dot, axpy, expRow, kernelSweep, costRow, expSum, expStoreDot, costExp): types 0-5
-  ...section(
-    7, // exports
-    vec([
-      [...name('dot'), 0x00, 0],
-      [...name('axpy'), 0x00, 1],
-      [...name('expRow'), 0x00, 2],
-      [...name('kernelSweep'), 0x00, 3],
-      [...name('costRow'), 0x00, 4],
-      [...name('expSum'), 0x00, 5],
-      [...name('expStoreDot'), 0x00, 6],
-      [...name('costExp'), 0x00, 7],
-    ]),
-  ),
-  ...section(
-    10, // code
-    vec([
-      [...uleb(dotBody.length), ...dotBody],
-      [...uleb(axpyBody.length), ...axpyBody],
-      [...uleb(expRowBody.length), ...expRowBody],
-      [...uleb(kernelSweepBody.length), ...kernelSweepBody],
-      [...uleb(costRowBody.length), ...costRowBody],
-      [...uleb(expSumBody.length), ...expSumBody],
-      [...uleb(expStoreDotBody.length), ...expStoreDotBody],
-      [...uleb(costExpBody.length), ...costExpBody],
-    ]),
-  ),
+  ...section(3, vec(FUNCTIONS.map((fn) => [fn.type]))),
+  ...section(7, vec(FUNCTIONS.map((fn, k) => [...name(fn.name), 0x00, ...uleb(k)]))), // exports
+  ...section(10, vec(FUNCTIONS.map((fn) => [...uleb(fn.body.length), ...fn.body]))), // code
 ]);
 
 /** The slice of the WebAssembly JS API we use (the project's TS lib has no DOM typings for it). */
@@ -1109,7 +1025,8 @@ export function simdWorkspace(lengths: number[]): SimdWorkspace | undefined {
   const costRow = instance.exports.costRow as (...args: number[]) => number;
   const expSum = instance.exports.expSum as (...args: number[]) => number;
   const expStoreDot = instance.exports.expStoreDot as (...args: number[]) => number;
-  const costExp = instance.exports.costExp as (...args: number[]) => number;
+  const costExpAny = instance.exports.costExp as (...args: number[]) => number;
+  let costExp = costExpAny;
   const expRow = instance.exports.expRow as (
     out: number,
     c: number,
@@ -1155,6 +1072,10 @@ export function simdWorkspace(lengths: number[]): SimdWorkspace | undefined {
       argWords[6] = dim;
       argWords[7] = euclid ? 1 : 0;
       costExpX = offsets[x];
+      costExp =
+        dim >= 1 && dim <= UNROLLED_DIMS
+          ? (instance.exports[costExpName(dim, euclid)] as (...args: number[]) => number)
+          : costExpAny;
       argF64[0] = cs;
     },
     expRow: (out, outOffset, c, cOffset, g, len, shift, scale) => {

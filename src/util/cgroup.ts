@@ -120,3 +120,73 @@ export function containerMemoryLimit(): number | null {
   if (cached === undefined) cached = readCgroupMemoryLimit();
   return cached;
 }
+
+/** A group's CPU limit in cores from cgroup v2's `cpu.max` ("quota period", or "max period": none). */
+function readCpuMax(dir: string): number | null {
+  let text: string;
+  try {
+    text = readFileSync(path.join(dir, 'cpu.max'), 'utf8').trim();
+  } catch {
+    return null;
+  }
+  const [quota, period] = text.split(/\s+/).map(Number);
+  return quota > 0 && period > 0 ? quota / period : null;
+}
+
+/** The same from cgroup v1's `cpu.cfs_quota_us` (-1: none) and `cpu.cfs_period_us`. */
+function readCfsQuota(dir: string): number | null {
+  try {
+    const quota = Number(readFileSync(path.join(dir, 'cpu.cfs_quota_us'), 'utf8').trim());
+    const period = Number(readFileSync(path.join(dir, 'cpu.cfs_period_us'), 'utf8').trim());
+    return quota > 0 && period > 0 ? quota / period : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The CPU limit (cores, possibly fractional) of the cgroup this process runs in, the smallest of its group's and
+ * its ancestors', or null when there is none. v2 (`cpu.max`) first, then v1 (`cpu.cfs_quota_us`). Node's
+ * availableParallelism() counts the host's cores, not a container's CPU limit.
+ */
+export function readCgroupCpuLimit(paths: Partial<CgroupPaths> = {}): number | null {
+  const root = paths.root ?? '/sys/fs/cgroup';
+  let selfCgroup = paths.selfCgroup;
+  if (selfCgroup === undefined) {
+    try {
+      selfCgroup = readFileSync('/proc/self/cgroup', 'utf8');
+    } catch {
+      selfCgroup = '';
+    }
+  }
+  const lines = selfCgroup.split('\n').map((l) => l.split(':'));
+  const pathOf = (match: (controllers: string) => boolean) =>
+    lines
+      .find((l) => l.length >= 3 && match(l[1]))
+      ?.slice(2)
+      .join(':') ?? '/';
+  const smallest = (base: string, groupPath: string, read: (dir: string) => number | null) => {
+    let best: number | null = null;
+    for (const dir of groupAndAncestors(base, groupPath)) {
+      const cores = read(dir);
+      if (cores !== null && (best === null || cores < best)) best = cores;
+    }
+    return best;
+  };
+  const v2Path = lines.some((l) => l[0] === '0' && l[1] === '') ? pathOf((c) => c === '') : '/';
+  return (
+    smallest(root, v2Path, readCpuMax) ??
+    smallest(
+      path.join(root, 'cpu'),
+      pathOf((c) => c.split(',').includes('cpu')),
+      readCfsQuota,
+    )
+  );
+}
+
+let cachedCpu: number | null | undefined;
+/** The container's CPU limit in cores, read once per process. */
+export function containerCpuLimit(): number | null {
+  if (cachedCpu === undefined) cachedCpu = readCgroupCpuLimit();
+  return cachedCpu;
+}

@@ -120,6 +120,36 @@ describe('online Sinkhorn equals dense log-domain Sinkhorn', () => {
     expect(Math.abs(online.marginalError - dense.marginalError)).toBeLessThan(1e-9);
   });
 
+  it('a fused backend takes the final column sums from its last row sweep (no extra soft-min)', async () => {
+    const { x, y } = clouds(30, 27, 2, 13);
+    const geo = geometry(x, y, 2, 'sqeuclidean');
+    const a = new Float64Array(30).fill(1 / 30);
+    const b = new Float64Array(27).fill(1 / 27);
+    let cols = 0;
+    const counting: SoftminFactory = (g) => {
+      const inner = cpuSoftmin(g);
+      return new Proxy(inner, {
+        get(target, key) {
+          if (key === 'cols') cols++;
+          const value = Reflect.get(target, key);
+          return typeof value === 'function' ? value.bind(target) : value;
+        },
+      });
+    };
+    const dense = sinkhorn(a, b, denseCost(geo), 0.05, { method: 'log', tol: 1e-11, returnPlan: false });
+    for (const epsilonScaling of [false, { initial: 4 }]) {
+      cols = 0;
+      const r = await sinkhornOnline(geo, a, b, { reg: 0.05, tol: 1e-11, epsilonScaling }, counting);
+      // One column soft-min per stage, to start its column sums.
+      expect(cols).toBe(epsilonScaling ? 8 : 1);
+      expect(r.converged).toBe(true);
+      if (!epsilonScaling) {
+        expect(Math.abs(r.marginalError - dense.marginalError)).toBeLessThan(1e-13);
+        expect(Math.abs(r.objective - dense.objective)).toBeLessThan(1e-12);
+      }
+    }
+  });
+
   it('awaits an asynchronous factory and backend, and disposes of it', async () => {
     const { x, y } = clouds(12, 9, 2, 9);
     const geo = geometry(x, y, 2, 'euclidean');

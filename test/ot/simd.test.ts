@@ -55,6 +55,55 @@ describe('WebAssembly SIMD kernels', () => {
     }
   });
 
+  it.each([
+    [1, false],
+    [2, false],
+    [3, true],
+    [4, false],
+    [4, true],
+    [5, false],
+    [6, true],
+  ])(
+    'costExp in %i-D (euclidean %s) matches the plain computation, NaN and edge exponents too',
+    (dim, euclid) => {
+      // dims 1-4 run the unrolled variants, 5 and 6 the coordinate loop.
+      const n = 7;
+      const m = 203;
+      const w = simdWorkspace([dim * n, dim * m, m, m, 2, m, m])!;
+      const [xs, ys, g, t, , b] = w.arrays;
+      const random = seededRandom(dim * 10 + (euclid ? 1 : 0));
+      for (let k = 0; k < dim * n; k++) xs[k] = 3 * (random() - 0.5);
+      for (let k = 0; k < dim * m; k++) ys[k] = 3 * (random() - 0.5);
+      for (let j = 0; j < m; j++) {
+        g[j] = 40 * (random() - 0.5);
+        b[j] = random();
+      }
+      g[4] = Number.NaN;
+      g[9] = -1e6; // exp underflows to 0
+      g[10] = 1e4; // clamped to exp(709.78), not Infinity
+      const cs = 0.37;
+      const scale = 20;
+      w.costExpArgs(1, 0, n, 2, 3, 5, dim, cs, euclid);
+      for (let i = 0; i < n; i++) {
+        const shift = -0.3 * i;
+        const s = w.costExp(i, m, shift, scale);
+        let expectedSum = 0;
+        for (let j = 0; j < m - 1; j++) {
+          let d2 = 0;
+          for (let k = 0; k < dim; k++) d2 += (xs[k * n + i] - ys[k * m + j]) ** 2;
+          const e = Math.exp(shift + scale * (g[j] - cs * (euclid ? Math.sqrt(d2) : d2)));
+          if (j === 4) expect(t[j]).toBeNaN();
+          else if (j === 10) expect(Math.abs(t[j] / Math.exp(709.78) - 1)).toBeLessThan(1e-15);
+          else if (e < 1e-300) expect(t[j]).toBeLessThan(1e-300);
+          else expect(Math.abs(t[j] - e) / e).toBeLessThan(1e-14);
+          if (j !== 4 && j !== 10) expectedSum += b[j] * t[j];
+        }
+        expect(s).toBeNaN(); // the NaN column reaches the sum
+        expect(expectedSum).toBeGreaterThan(0);
+      }
+    },
+  );
+
   it('kernelSweep does u_i = 1 / (K_i . bv) and col += a_i u_i K_i for every row in one call', () => {
     const n = 7;
     const m = 5;

@@ -10,6 +10,7 @@ import type { TaskInput, TaskKind, TaskResult, WorkerInfo } from '../../compute/
 import {
   type Config,
   resolvedModelsDir,
+  resolvedOnlineThreads,
   resolvedReservedWorkers,
   resolvedWorkerHeapMb,
   resolvedWorkers,
@@ -67,6 +68,7 @@ export default fp(
         tileSize: cfg.TILE_SIZE,
         otOnlineBackend: cfg.OT_ONLINE_BACKEND,
         otMaxEntries: cfg.OT_MAX_ENTRIES,
+        otOnlineThreads: resolvedOnlineThreads(cfg),
       },
     });
     pool.on('workerError', (err) => fastify.log.error({ err }, 'compute worker error'));
