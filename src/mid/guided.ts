@@ -25,21 +25,23 @@ export interface GuidedAverageOptions {
   h: number;
 }
 
-/** Reflect-pads an interleaved image by `pad` on every side. */
-function padImage(data: Float32Array, width: number, height: number, channels: number, pad: number) {
+/** One reflect-padded plane per channel of an interleaved image, padded by `pad` on every side. */
+function padPlanes(data: Float32Array, width: number, height: number, channels: number, pad: number) {
   const W = width + 2 * pad;
   const H = height + 2 * pad;
-  const out = new Float32Array(W * H * channels);
+  const planes = Array.from({ length: channels }, () => new Float32Array(W * H));
   for (let r = 0; r < H; r++) {
     const sr = reflectIndex(Math.abs(r - pad), height);
     for (let c = 0; c < W; c++) {
-      const sc = reflectIndex(Math.abs(c - pad), width);
-      for (let k = 0; k < channels; k++)
-        out[(r * W + c) * channels + k] = data[(sr * width + sc) * channels + k];
+      const from = (sr * width + reflectIndex(Math.abs(c - pad), width)) * channels;
+      for (let k = 0; k < channels; k++) planes[k][r * W + c] = data[from + k];
     }
   }
-  return out;
+  return planes;
 }
+
+/** Weights below exp(-CUTOFF) are dropped (skipped, not computed): e^-30 ~ 1e-13 of a perfect match's weight. */
+const CUTOFF = 30;
 
 /**
  * Guided non-local means of an interleaved image (channels per pixel) with its pilot (same layout); output not
@@ -64,33 +66,34 @@ export function guidedNonLocalMeans(
   const radius = patch >> 1;
   const pad = search + radius;
   const W = width + 2 * pad;
-  const yp = padImage(noisy, width, height, channels, pad);
-  const gp = padImage(pilot, width, height, channels, pad);
+  const yp = padPlanes(noisy, width, height, channels, pad);
+  const gp = padPlanes(pilot, width, height, channels, pad);
   // The distance image covers the output plus the patch radius around it (rows/cols -radius..height+radius).
   const dw = width + 2 * radius;
   const dh = height + 2 * radius;
   const dist = new Float64Array(dw * dh);
   const rowSums = new Float64Array(width * dh);
-  const numerator = new Float64Array(width * height * channels);
+  const numerators = Array.from({ length: channels }, () => new Float64Array(width * height));
   const denominator = new Float64Array(width * height);
+  const weights = new Float64Array(width * height);
   const scale = 1 / (patch * patch * channels * h * h);
   for (let dr = -search; dr <= search; dr++) {
     for (let dc = -search; dc <= search; dc++) {
       // Squared pilot differences between p and p + (dr, dc), summed over channels.
-      for (let r = 0; r < dh; r++) {
-        const pr = r + search; // row in the padded image of distance row r
-        for (let c = 0; c < dw; c++) {
-          const p = (pr * W + c + search) * channels;
-          const q = ((pr + dr) * W + c + search + dc) * channels;
-          let s = 0;
-          for (let k = 0; k < channels; k++) {
-            const d = gp[p + k] - gp[q + k];
-            s += d * d;
+      dist.fill(0);
+      const shift = dr * W + dc;
+      for (let k = 0; k < channels; k++) {
+        const g = gp[k];
+        for (let r = 0; r < dh; r++) {
+          const rowStart = (r + search) * W + search;
+          const out = r * dw;
+          for (let c = 0; c < dw; c++) {
+            const d = g[rowStart + c] - g[rowStart + c + shift];
+            dist[out + c] += d * d;
           }
-          dist[r * dw + c] = s;
         }
       }
-      // Box filter: horizontal running sums, then vertical.
+      // Box filter: horizontal running sums, then vertical; then the weights.
       for (let r = 0; r < dh; r++) {
         let s = 0;
         const base = r * dw;
@@ -106,18 +109,25 @@ export function guidedNonLocalMeans(
         for (let r = 0; r < patch; r++) s += rowSums[r * width + c];
         for (let r = 0; r < height; r++) {
           if (r > 0) s += rowSums[(r + patch - 1) * width + c] - rowSums[(r - 1) * width + c];
-          const weight = Math.exp(-s * scale);
-          const p = r * width + c;
-          denominator[p] += weight;
-          const q = ((r + pad + dr) * W + c + pad + dc) * channels;
-          for (let k = 0; k < channels; k++) numerator[p * channels + k] += weight * yp[q + k];
+          const e = s * scale;
+          weights[r * width + c] = e < CUTOFF ? Math.exp(-e) : 0;
+        }
+      }
+      for (let r = 0; r < height; r++) {
+        const from = (r + pad + dr) * W + pad + dc;
+        const row = r * width;
+        for (let c = 0; c < width; c++) denominator[row + c] += weights[row + c];
+        for (let k = 0; k < channels; k++) {
+          const y = yp[k];
+          const num = numerators[k];
+          for (let c = 0; c < width; c++) num[row + c] += weights[row + c] * y[from + c];
         }
       }
     }
   }
   const out = new Float32Array(width * height * channels);
   for (let p = 0; p < width * height; p++) {
-    for (let k = 0; k < channels; k++) out[p * channels + k] = numerator[p * channels + k] / denominator[p];
+    for (let k = 0; k < channels; k++) out[p * channels + k] = numerators[k][p] / denominator[p];
   }
   return out;
 }
