@@ -6,7 +6,8 @@
  *
  * Stages: the K-mask average (the pilot) at K = 1, 2, 4, 8; the guided stage on the K = 8 pilot over h (fixed,
  * and proportional to the coarse noise estimate of src/mid/sampler.ts), then patch and search radius at the best
- * h; then the chosen setting on the pilots of every K. Prints a table and the chosen manifest section.
+ * h; then the chosen setting on the pilots of every K. A larger search window (the cost grows with its area) is
+ * chosen only if it gains COST_MARGIN_DB. Prints a table and the chosen manifest section.
  *
  * Options: --limit N (first N tuning crops), --size S (centre crop side).
  */
@@ -97,9 +98,12 @@ const guided = (c: (typeof crops)[number], k: number, s: Setting) => {
 const name = (s: Setting) =>
   `patch ${s.patch} search ${s.search} ${s.h255 !== undefined ? `h ${s.h255}/255` : `h ${s.hSigma} sigma`}`;
 let best: { setting: Setting; psnr: number } = { setting: { patch: 5, search: 7, h255: 5 }, psnr: -1 };
+/** A setting that costs more (a larger search window) must gain at least this much to be chosen. */
+const COST_MARGIN_DB = 0.05;
 const trySetting = (s: Setting) => {
   const v = score(`K=8 + guided ${name(s)}`, (c) => guided(c, 8, s));
-  if (v > best.psnr) best = { setting: s, psnr: v };
+  const margin = s.search > best.setting.search ? COST_MARGIN_DB : 0;
+  if (v > best.psnr + margin) best = { setting: s, psnr: v };
 };
 for (const h255 of [3, 4, 5, 6, 7]) trySetting({ patch: 5, search: 7, h255 });
 for (const hSigma of [0.8, 1, 1.25, 1.5]) trySetting({ patch: 5, search: 7, hSigma });
