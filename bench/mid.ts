@@ -3,9 +3,12 @@
  * run, and the section between <!-- mid:begin --> and <!-- mid:end --> of bench/RESULTS.md.
  *
  * Rows: the noisy input; scikit-image NLM (colour; sigma from estimate_sigma, and from MID's coarse estimator);
- * the committed Noise2Score Gaussian model in blind mode (each channel as a grey image, level estimated);
- * MID after round 0 (Gaussian sampler only, model mid-rgb-round0) and after the last round (mid-rgb) with K = 1,
- * 2, 4, 8 masks. PSNR and SSIM on the RGB values (x = mean/255, y = noisy/255, outputs clipped to [0,1], no border
+ * OpenCV's fastNlMeansDenoisingColored with h = hColor tuned on the crops of the TRAINING scenes (noisy and clean
+ * sets of the split); the committed Noise2Score Gaussian model in blind mode (each channel as a grey image, level
+ * estimated by the default wavelet estimator and by the TV estimator); MID after round 0 (Gaussian sampler only,
+ * model mid-rgb-round0) and after the last round (mid-rgb) with K = 1, 2, 4, 8 masks, each as the K-mask average
+ * alone and with the manifest's guided second stage (src/mid/guided.ts; the service's default when the manifest
+ * has one). Settings are chosen on training scenes only (bench/mid-sweep.ts); this benchmark only reports. PSNR and SSIM on the RGB values (x = mean/255, y = noisy/255, outputs clipped to [0,1], no border
  * crop, SSIM with skimage's Gaussian-window settings via src/imaging/metrics.ts), mean over the crops, and seconds
  * per 512x512 image (this process, one thread; NLM in /usr/bin/python3).
  *
@@ -23,7 +26,7 @@ import '../src/compute/handlers/layers.js';
 import { denoiseNoise2Score } from '../src/denoise/noise2score.js';
 import { psnr, ssim } from '../src/imaging/metrics.js';
 import { listPolyuPairs, loadColourImage, splitPolyuScenes } from '../src/mid/data.js';
-import { denoiseMid } from '../src/mid/denoise.js';
+import { denoiseMid, midInferenceDefaults } from '../src/mid/denoise.js';
 import { initTfjs } from '../src/nn/backend.js';
 import { getModel } from '../src/nn/repository.js';
 
@@ -66,6 +69,8 @@ const images = await Promise.all(
   })),
 );
 console.log(`${images.length} validation crops from ${split.validationScenes.length} scenes`);
+// OpenCV's h is tuned on the training scenes (noisy and clean sets): 8-bit crops for the Python side.
+const training = pairs.filter((p) => !split.validationScenes.includes(p.scene));
 
 interface Score {
   psnr: number;
@@ -100,7 +105,22 @@ const index = {
     return { name: im.name, width: im.noisy.width, height: im.noisy.height, noisy: path };
   }),
 };
-writeFileSync(join(OUT, 'index.json'), JSON.stringify(index));
+const toBytes = (d: Float32Array) => Uint8Array.from(d, (v) => Math.round(v * 255));
+const tune = await Promise.all(
+  training.map(async (p, i) => {
+    const [noisy, clean] = await Promise.all([loadColourImage(p.real), loadColourImage(p.mean)]);
+    writeFileSync(join(OUT, `tune-noisy-${i}.u8`), toBytes(noisy.data));
+    writeFileSync(join(OUT, `tune-clean-${i}.u8`), toBytes(clean.data));
+    return {
+      noisy: join(OUT, `tune-noisy-${i}.u8`),
+      clean: join(OUT, `tune-clean-${i}.u8`),
+      width: noisy.width,
+      height: noisy.height,
+    };
+  }),
+);
+const OPENCV_H = [2, 3, 4, 5, 6, 7, 8, 10];
+writeFileSync(join(OUT, 'index.json'), JSON.stringify({ ...index, tune, opencvH: OPENCV_H }));
 // NLM runs in its own process while this one runs the networks; its output is read at the end.
 const pythonDone = new Promise<string>((resolve, reject) => {
   const child = spawn('/usr/bin/python3', [join(REPO_ROOT, 'bench/mid_nlm.py'), join(OUT, 'index.json')]);
@@ -131,12 +151,21 @@ for (const im of images) {
     },
   );
   record('n2s', im.clean.data, im.clean.width, im.clean.height, out.data, (performance.now() - t) / 1000);
+  const t1 = performance.now();
+  const tv = await denoiseNoise2Score(
+    tf,
+    n2s.model,
+    { ...im.noisy, channels: 3 },
+    { noise: 'gaussian', level: 'auto', estimator: 'tv', multiple: n2sMultiple },
+  );
+  record('n2s-tv', im.clean.data, im.clean.width, im.clean.height, tv.data, (performance.now() - t1) / 1000);
 }
 console.log('Noise2Score done');
 
 /** Round 0 and the last round are compared at the same K. */
 const compareK = maskCounts.includes(4) ? 4 : maskCounts.at(-1)!;
-const manifestK = (mid.manifest.extra as { masksDefault?: number }).masksDefault;
+const manifestK = (mid.manifest.extra as { masksDefault?: number }).masksDefault ?? 4;
+const { guided } = midInferenceDefaults(mid.manifest.extra);
 for (const im of images) {
   const t = performance.now();
   const out = await denoiseMid(
@@ -147,28 +176,37 @@ for (const im of images) {
   );
   record('mid-r0', im.clean.data, im.clean.width, im.clean.height, out.data, (performance.now() - t) / 1000);
   for (const k of maskCounts) {
-    const t1 = performance.now();
-    const o = await denoiseMid(tf, mid.model, { ...im.noisy, channels: 3 }, { masks: k, dropRatio, seed });
-    record(
-      `mid-k${k}`,
-      im.clean.data,
-      im.clean.width,
-      im.clean.height,
-      o.data,
-      (performance.now() - t1) / 1000,
-    );
+    for (const stage of guided ? [null, guided] : [null]) {
+      const t1 = performance.now();
+      const o = await denoiseMid(
+        tf,
+        mid.model,
+        { ...im.noisy, channels: 3 },
+        { masks: k, dropRatio, seed, guided: stage },
+      );
+      record(
+        `mid-${stage ? 'g' : 'k'}${k}`,
+        im.clean.data,
+        im.clean.width,
+        im.clean.height,
+        o.data,
+        (performance.now() - t1) / 1000,
+      );
+    }
   }
 }
 console.log('MID done');
 const peers = JSON.parse(await pythonDone) as {
   skimage: string;
   numpy: string;
+  opencv: string;
+  opencvTuning: { h: number; meanPsnrByH: Record<string, number>; crops: number };
   images: Record<string, { sigma255: number; seconds: number } | string>[];
 };
-const nlmSigmas: Record<string, number[]> = { nlm: [], 'nlm-coarse': [] };
+const nlmSigmas: Record<string, number[]> = { nlm: [], 'nlm-coarse': [], opencv: [] };
 images.forEach((im, i) => {
   record('noisy', im.clean.data, im.clean.width, im.clean.height, im.noisy.data, 0);
-  for (const variant of ['nlm', 'nlm-coarse']) {
+  for (const variant of ['nlm', 'nlm-coarse', 'opencv']) {
     const bytes = readFileSync(join(OUT, `${variant}-${i}.f32`));
     const out = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
     const info = peers.images[i][variant] as { sigma255: number; seconds: number };
@@ -177,10 +215,10 @@ images.forEach((im, i) => {
   }
 });
 console.log('NLM done');
-const meanPsnr = (m: string) => scores.get(m)!.reduce((a, s) => a + s.psnr, 0) / scores.get(m)!.length;
-// The default K: the smallest K within 0.01 dB of the best mean PSNR (time grows linearly with K).
-const bestPsnr = Math.max(...maskCounts.map((k) => meanPsnr(`mid-k${k}`)));
-const chosenK = [...maskCounts].sort((a, b) => a - b).find((k) => meanPsnr(`mid-k${k}`) >= bestPsnr - 0.01)!;
+// The service's default: K from the manifest, with the guided stage when the manifest has one (chosen on training
+// scenes by bench/mid-sweep.ts, never here).
+const chosenK = maskCounts.includes(manifestK) ? manifestK : maskCounts.at(-1)!;
+const serviceDefault = `mid-${guided ? 'g' : 'k'}${chosenK}`;
 
 // ---------------------------------------------------------------------------------------------------------------
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
@@ -206,21 +244,35 @@ const labels: Record<string, string> = {
   noisy: 'noisy input',
   nlm: `scikit-image ${peers.skimage} NLM, colour, sigma = estimate_sigma (mean ${mean(nlmSigmas.nlm).toFixed(2)}/255)`,
   'nlm-coarse': `scikit-image NLM, colour, sigma = coarse estimate (mean ${mean(nlmSigmas['nlm-coarse']).toFixed(2)}/255)`,
+  opencv: `OpenCV ${peers.opencv} fastNlMeansDenoisingColored, h = hColor = ${peers.opencvTuning.h} (tuned on the ${peers.opencvTuning.crops} training-scene crops)`,
   n2s: `Noise2Score Gaussian ${n2s.name}@${n2s.version}, blind (per channel, level estimated)`,
+  'n2s-tv': `Noise2Score Gaussian ${n2s.name}@${n2s.version}, blind, estimator = tv`,
   'mid-r0': `MID after round 0 (Gaussian sampler) ${mid0.name}@${mid0.version}, K = ${compareK}`,
   ...Object.fromEntries(
-    maskCounts.map((k) => [
-      `mid-k${k}`,
-      `MID after round ${lastRound} ${mid.name}@${mid.version}, K = ${k}${k === chosenK ? ' (chosen default)' : ''}`,
+    maskCounts.flatMap((k) => [
+      [`mid-k${k}`, `MID after round ${lastRound} ${mid.name}@${mid.version}, K = ${k}, average only`],
+      [
+        `mid-g${k}`,
+        `MID after round ${lastRound}, K = ${k} + guided stage${guided ? ` (patch ${guided.patch}, search ${guided.search}, h ${(guided.h * 255).toFixed(2)}/255)` : ''}`,
+      ],
     ]),
   ),
 };
 const row = (m: string) => {
   const s = scores.get(m)!;
   const sec = mean(s.map((x) => x.seconds));
-  return `| ${labels[m]} | ${mean(s.map((x) => x.psnr)).toFixed(3)} | ${mean(s.map((x) => x.ssim)).toFixed(4)} | ${m === 'noisy' ? '-' : sec.toFixed(2)} |`;
+  return `| ${labels[m]}${m === serviceDefault ? ' **(service default)**' : ''} | ${mean(s.map((x) => x.psnr)).toFixed(3)} | ${mean(s.map((x) => x.ssim)).toFixed(4)} | ${m === 'noisy' ? '-' : sec.toFixed(2)} |`;
 };
-const methods = ['noisy', 'nlm', 'nlm-coarse', 'n2s', 'mid-r0', ...maskCounts.map((k) => `mid-k${k}`)];
+const methods = [
+  'noisy',
+  'nlm',
+  'nlm-coarse',
+  'opencv',
+  'n2s',
+  'n2s-tv',
+  'mid-r0',
+  ...maskCounts.flatMap((k) => (guided ? [`mid-k${k}`, `mid-g${k}`] : [`mid-k${k}`])),
+];
 const best = `mid-k${compareK}`;
 const diff = (a: string, b: string) => scores.get(a)!.map((s, i) => s.psnr - scores.get(b)![i].psnr);
 const summary = (a: string, b: string) => {
@@ -252,20 +304,25 @@ const lines = [
   `- MID last round vs NLM (coarse sigma): ${summary(best, 'nlm-coarse')}`,
   `- MID last round vs Noise2Score Gaussian blind: ${summary(best, 'n2s')}`,
   `- MID K = ${compareK} vs K = 1 (single mask): ${summary(best, 'mid-k1')}`,
-  `- MID K = ${chosenK} (the default chosen here: smallest K within 0.01 dB of the best) vs K = 1: ${summary(`mid-k${chosenK}`, 'mid-k1')}` +
-    (manifestK === chosenK
-      ? " (the manifest's masksDefault)"
-      : ` (manifest masksDefault is ${manifestK}: update it)`),
+  `- MID K = ${chosenK} (the manifest's masksDefault) vs K = 1, both average only: ${summary(`mid-k${chosenK}`, 'mid-k1')}`,
+  `- MID service default (${serviceDefault}) vs OpenCV NLM (h tuned on training scenes): ${summary(serviceDefault, 'opencv')}`,
+  `- MID service default vs Noise2Score blind, TV estimator: ${summary(serviceDefault, 'n2s-tv')}`,
+  `- MID service default vs the noisy input: ${summary(serviceDefault, 'noisy')}`,
   `- MID last round vs the noisy input: ${summary(best, 'noisy')}`,
   '',
   `Per crop (MID at K = ${compareK}):`,
   '',
-  '| crop | noisy | NLM | NLM coarse | N2S | MID r0 | MID last | last - r0 | last - NLM coarse |',
-  '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+  `| crop | noisy | NLM | NLM coarse | OpenCV | N2S | N2S TV | MID r0 | MID last | last - r0 | default (${serviceDefault}) | default - OpenCV |`,
+  '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ...images.map((im, i) => {
     const p = (m: string) => scores.get(m)![i].psnr;
-    return `| ${im.name} | ${p('noisy').toFixed(2)} | ${p('nlm').toFixed(2)} | ${p('nlm-coarse').toFixed(2)} | ${p('n2s').toFixed(2)} | ${p('mid-r0').toFixed(2)} | ${p(best).toFixed(2)} | ${(p(best) - p('mid-r0')).toFixed(3)} | ${(p(best) - p('nlm-coarse')).toFixed(3)} |`;
+    return `| ${im.name} | ${p('noisy').toFixed(2)} | ${p('nlm').toFixed(2)} | ${p('nlm-coarse').toFixed(2)} | ${p('opencv').toFixed(2)} | ${p('n2s').toFixed(2)} | ${p('n2s-tv').toFixed(2)} | ${p('mid-r0').toFixed(2)} | ${p(best).toFixed(2)} | ${(p(best) - p('mid-r0')).toFixed(3)} | ${p(serviceDefault).toFixed(2)} | ${(p(serviceDefault) - p('opencv')).toFixed(3)} |`;
   }),
+  '',
+  `OpenCV h tuning (mean PSNR over the ${peers.opencvTuning.crops} training-scene crops, h = hColor): ` +
+    Object.entries(peers.opencvTuning.meanPsnrByH)
+      .map(([h, v]) => `${h}: ${v.toFixed(3)}`)
+      .join(', '),
   '',
   `Training (from models/mid-rgb/${mid.version}/manifest.json; per-round validation on the centre ` +
     `${(mid.manifest.metrics as Record<string, unknown>).evalCrop}px of each validation crop, K = ` +
@@ -292,11 +349,12 @@ const lines = [
   ]),
   '',
   `Machine: nproc ${cpus().length}, CPU ${cpu}, ${Math.round(totalmem() / 2 ** 30)} GiB, Linux ${release()}; ` +
-    `Node ${process.version}, TF.js ${tf.version.tfjs} (${backend}); Python scikit-image ${peers.skimage}, ` +
+    `Node ${process.version}, TF.js ${tf.version.tfjs} (${backend}); Python scikit-image ${peers.skimage}, OpenCV ${peers.opencv}, ` +
     `numpy ${peers.numpy}. Load average ${loadStart.toFixed(1)} at the start, ${loadavg()[0].toFixed(1)} at the ` +
     'end (other trainings shared the 2 cores: timings are upper bounds).',
   '',
-  'Command: `npm run bench:mid` (`--limit N`, `--masks 1,2,4,8`, `--no-write`).',
+  'Command: `npm run bench:mid` (`--limit N`, `--masks 1,2,4,8`, `--no-write`); the guided stage and K were ' +
+    'chosen by `npm run bench:mid-sweep` on training scenes.',
   END,
 ];
 const block = lines.join('\n');

@@ -15,7 +15,10 @@
  *    the official start and schedule (H^+ y, t from T - 1) and, on random masks, with the official lambda 0.25.
  * 4. Speed on a 256x256 grey image with ddpm-natural-grey: a RED-Diff step (one U-Net forward pass) against a
  *    DPS-style step (forward, Tweedie x0, data loss, backward through the U-Net to x_t), both measured.
- * 5. Writes the section between <!-- restore:begin --> and <!-- restore:end --> of bench/RESULTS.md, and the figures
+ * 5. Writes, per problem, a side-by-side PNG of its first image: degraded (H^+ y: missing pixels mid-grey,
+ *    super-resolution nearest up-sampled) | classical peer (biharmonic or bicubic) | RED-Diff at the defaults | truth,
+ *    to bench/out/restore/<problem>-side-by-side.png, and prints its path.
+ * 6. Writes the section between <!-- restore:begin --> and <!-- restore:end --> of bench/RESULTS.md, and the figures
  *    as JSON to bench/out/restore/results.json.
  *
  * Metrics, for every method alike: PSNR = 10 log10(1 / mse) per image on [0, 1] (no border crop), mean over images;
@@ -31,7 +34,8 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, totalmem } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
+import sharp from 'sharp';
 import { modelRedDiffDefaults } from '../src/compute/handlers/restore.js';
 import { loadFashionMnistImages } from '../src/diffusion/fashion-mnist.js';
 import { loadDiffusionModel } from '../src/diffusion/model.js';
@@ -417,6 +421,27 @@ function runPeers(indexPath: string, reuse: boolean): PeersOutput {
   return JSON.parse(r.stdout) as PeersOutput;
 }
 
+/**
+ * A grey PNG strip of image 0 of a problem: panels (each height x width on [0, 1]) separated by 2 white columns.
+ * Returns the path written.
+ */
+async function writeSideBySide(p: Problem, panels: Float32Array[]): Promise<string> {
+  const { height: h, width: w } = p;
+  const gap = 2;
+  const W = panels.length * w + (panels.length - 1) * gap;
+  const pixels = Buffer.alloc(W * h, 255);
+  panels.forEach((panel, k) => {
+    for (let r = 0; r < h; r++)
+      for (let c = 0; c < w; c++)
+        pixels[r * W + k * (w + gap) + c] = Math.round(255 * Math.min(1, Math.max(0, panel[r * w + c])));
+  });
+  const path = join(OUT_DIR, `${p.id}-side-by-side.png`);
+  await sharp(pixels, { raw: { width: W, height: h, channels: 1 } })
+    .png()
+    .toFile(path);
+  return path;
+}
+
 function readF32(file: string): Float32Array {
   const buf = readFileSync(join(OUT_DIR, file));
   return new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
@@ -663,6 +688,19 @@ async function solveProblems(
       scores: score(p, ours.x),
       secondsPerImage: ours.seconds / p.count,
     });
+    const first = (data: Float32Array) => data.subarray(0, p.height * p.width);
+    const classical = Object.values(peers.results[p.id] ?? {})[0];
+    if (classical) {
+      const path = await writeSideBySide(p, [
+        first(pseudoInverse(p)),
+        first(readF32(classical.file)),
+        first(Float32Array.from(ours.x)),
+        first(p.x),
+      ]);
+      log(
+        `${p.id}: side by side (degraded | ${Object.keys(peers.results[p.id])[0]} | RED-Diff | truth): ${relative(REPO_ROOT, path)}`,
+      );
+    }
     results.push({
       id: p.id,
       dataset: p.dataset,

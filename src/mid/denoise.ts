@@ -19,6 +19,7 @@ import {
 } from '../denoise/noise2score.js';
 import { tidyValues } from '../nn/read.js';
 import { Rng } from '../util/random.js';
+import { type GuidedAverageOptions, guidedNonLocalMeans } from './guided.js';
 import { fillMasked, randomPixelMask } from './mask.js';
 import { MID_MULTIPLE } from './network.js';
 
@@ -51,6 +52,25 @@ export interface MidOptions {
    * removes from the pixels it sees. `masks` and `dropRatio` are ignored (the drop ratio is 1/partition).
    */
   partition?: number;
+  /**
+   * Second stage (src/mid/guided.ts): non-local averaging of the noisy pixels with weights read on the K-mask
+   * average. Undefined or null: none (the K-mask average is the answer).
+   */
+  guided?: GuidedAverageOptions | null;
+}
+
+/**
+ * The inference settings a MID model's manifest recommends beyond K (`extra.guided`: { patch, search, h255 },
+ * chosen by bench/mid-sweep.ts on training scenes); null when absent, so older manifests keep the K-mask average.
+ */
+export function midInferenceDefaults(extra: Record<string, unknown> | undefined): {
+  guided: GuidedAverageOptions | null;
+} {
+  const g = extra?.guided as { patch?: unknown; search?: unknown; h255?: unknown } | undefined;
+  if (!g || typeof g.patch !== 'number' || typeof g.search !== 'number' || typeof g.h255 !== 'number') {
+    return { guided: null };
+  }
+  return { guided: { patch: g.patch, search: g.search, h: g.h255 / 255 } };
 }
 
 export interface MidResult {
@@ -59,7 +79,7 @@ export interface MidResult {
   height: number;
   channels: number;
   masks: number;
-  timings: { maskMs: number; networkMs: number; totalMs: number };
+  timings: { maskMs: number; networkMs: number; guidedMs: number; totalMs: number };
 }
 
 /** Seed of mask k of a request seeded with `seed`. */
@@ -187,7 +207,12 @@ export async function denoiseMid(
   for (let i = 0; i < n; i++) {
     for (let c = 0; c < 3; c++) rgb[i * 3 + c] = image.data[i * channels + (channels === 1 ? 0 : c)];
   }
-  const { data: denoised, maskMs, networkMs } = await midRgb(tf, model, rgb, width, height, options);
+  const { data: average, maskMs, networkMs } = await midRgb(tf, model, rgb, width, height, options);
+  const tGuided = performance.now();
+  const denoised = options.guided
+    ? guidedNonLocalMeans(rgb, average, width, height, 3, options.guided)
+    : average;
+  const guidedMs = performance.now() - tGuided;
   const out = new Float32Array(n * channels);
   const clip = (v: number, fallback: number) => (Number.isFinite(v) ? Math.min(1, Math.max(0, v)) : fallback);
   for (let i = 0; i < n; i++) {
@@ -205,6 +230,6 @@ export async function denoiseMid(
     height,
     channels,
     masks: options.masks,
-    timings: { maskMs, networkMs, totalMs: performance.now() - started },
+    timings: { maskMs, networkMs, guidedMs, totalMs: performance.now() - started },
   };
 }

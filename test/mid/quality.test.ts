@@ -8,17 +8,21 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import '../../src/compute/handlers/layers.js';
 import { psnr } from '../../src/imaging/metrics.js';
 import { listPolyuPairs, loadColourImage, splitPolyuScenes } from '../../src/mid/data.js';
-import { denoiseMid } from '../../src/mid/denoise.js';
+import { denoiseMid, midInferenceDefaults } from '../../src/mid/denoise.js';
 import { initTfjs } from '../../src/nn/backend.js';
 import { getModel } from '../../src/nn/repository.js';
 import { centreCrop } from '../../tools/train/mid.js';
 import { repoRoot } from '../helpers.js';
 
 const POLYU = join(repoRoot, '../shared/data/polyu');
-/** Measured at commit time (K = masksDefault, seed 0): MID PSNR per crop; the noisy input is measured here. */
+/**
+ * Measured at commit time with the service's defaults (K = masksDefault, the manifest's guided stage, seed 0): MID
+ * PSNR per crop; the noisy input is measured here. The K-mask average alone gave 35.983 and 36.892: the guided stage
+ * gains 0.35 dB on the first crop and loses 0.46 dB on the second (fine low-contrast texture), still above noisy.
+ */
 const MEASURED: Record<string, number> = {
-  Canon5D2_5_160_3200_plug_11: 35.983, // noisy 35.608
-  Canon5D2_5_200_3200_toy_12: 36.892, // noisy 36.320
+  Canon5D2_5_160_3200_plug_11: 36.332, // noisy 35.608
+  Canon5D2_5_200_3200_toy_12: 36.428, // noisy 36.320
 };
 const MARGIN_DB = 0.15;
 
@@ -48,7 +52,12 @@ describe('mid-rgb quality on PolyU validation crops', () => {
         tf,
         model.model,
         { data: crop.noisy, width: crop.size, height: crop.size, channels: 3 },
-        { masks: extra.masksDefault, dropRatio: extra.maskRatio, seed: 0 },
+        {
+          ...midInferenceDefaults(model.manifest.extra),
+          masks: extra.masksDefault,
+          dropRatio: extra.maskRatio,
+          seed: 0,
+        },
       );
       const denoised = psnr(crop.clean, out.data);
       const noisy = psnr(crop.clean, crop.noisy);
@@ -60,5 +69,5 @@ describe('mid-rgb quality on PolyU validation crops', () => {
       expect(MEASURED[r.name], `no committed figure for ${r.name}`).toBeDefined();
       expect(r.denoised, r.name).toBeGreaterThan(MEASURED[r.name] - MARGIN_DB);
     }
-  }, 60_000);
+  }, 120_000);
 });

@@ -150,7 +150,7 @@ describe('POST /v1/restore', () => {
     expect([json.width, json.height]).toEqual([W, H]);
     expect(json.residual).toBeLessThan(1e-5);
     expect(json.psnr).toBeNull(); // not simulated: no reference to compare with
-    expect(json.padding).toEqual({ bottom: 2, right: 4 }); // 14 -> 16, 20 -> 24
+    expect(json.padding).toEqual({ mode: 'reflect', top: 0, left: 0, bottom: 2, right: 4 }); // 14 -> 16, 20 -> 24
     expect(json.operator).toMatchObject({ kind: 'mask', missing: 5 * 7 });
     expect(json.params).toMatchObject({ steps: 6, lambda: 0, lr: 0.2, seed: 9 });
     expect(json.timings['reddiff.msPerStep']).toBeGreaterThan(0);

@@ -78,7 +78,7 @@ export interface MidTaskInput {
 /** MID real-noise denoising (src/mid/denoise.ts): K-mask averaged, tiled; drop ratio from the manifest. */
 export async function mid(input: MidTaskInput, ctx: HandlerContext) {
   const { tf } = await ctx.tfjs();
-  const { denoiseMid } = await import('../../mid/denoise.js');
+  const { denoiseMid, midInferenceDefaults } = await import('../../mid/denoise.js');
   const loaded = await getModel(tf, ctx.options.modelsDir, input.model.name, input.model.version);
   requireModelTask(loaded, ROUTE_MODEL_TASKS.mid, 'MID denoising');
   const t0 = performance.now();
@@ -88,6 +88,7 @@ export async function mid(input: MidTaskInput, ctx: HandlerContext) {
   const dropRatio = typeof extra.maskRatio === 'number' ? extra.maskRatio : 0.3;
   const masks = input.masks ?? (typeof extra.masksDefault === 'number' ? extra.masksDefault : 4);
   const result = await denoiseMid(tf, loaded.model, image, {
+    ...midInferenceDefaults(loaded.manifest.extra),
     masks,
     dropRatio,
     seed: input.seed,

@@ -2,10 +2,8 @@
  * RED-Diff restoration in a worker: load the diffusion model (cached per worker), build the degradation operator,
  * pad the problem so the image side is a multiple of the U-Net's down-sampling factor, run redDiffRestore, crop.
  *
- * Padding: the measurement y (and the mask with it) is extended at the bottom and right by REFLECTION (mirror
- * without repeating the edge pixel, periodically for tiny images) until the image side is a multiple of
- * lcm(multiple, factor); the estimate is cropped back. Reflection keeps the padded band image-like, so the prior
- * sees no artificial edge; the padded pixels are observed like their mirror images, so they constrain nothing new.
+ * Padding (src/diffusion/padding.ts): by reflection at the bottom and right up to a multiple of lcm(multiple,
+ * factor), or as the prior was trained when its manifest says so (extra.padding); the estimate is cropped back.
  */
 
 import { RED_DIFF_INITS, type RedDiffInit } from '../../diffusion/initial.js';
@@ -23,6 +21,7 @@ import {
   randomPixelMask,
   uniformBlurOperator,
 } from '../../diffusion/operators.js';
+import { restorePadding } from '../../diffusion/padding.js';
 import { redDiffRestore } from '../../diffusion/red-diff.js';
 import { linearSchedule } from '../../diffusion/schedule.js';
 import { fail } from '../../errors.js';
@@ -174,40 +173,6 @@ export async function inpaintingMask(
   return mask;
 }
 
-function gcd(a: number, b: number): number {
-  return b === 0 ? a : gcd(b, a % b);
-}
-
-/** Mirror index i (>= 0) into 0..n-1 without repeating the edge (…, 2, 1, 0, 1, 2, …), periodically. */
-export function reflectIndex(i: number, n: number): number {
-  if (n === 1) return 0;
-  const period = 2 * (n - 1);
-  const k = i % period;
-  return k < n ? k : period - k;
-}
-
-/** Extends an h x w plane to height x width by reflection at the bottom and right edges. */
-export function reflectPad(
-  data: Float32Array,
-  h: number,
-  w: number,
-  height: number,
-  width: number,
-): Float32Array {
-  const out = new Float32Array(height * width);
-  for (let r = 0; r < height; r++) {
-    const sr = reflectIndex(r, h);
-    for (let c = 0; c < width; c++) out[r * width + c] = data[sr * w + reflectIndex(c, w)];
-  }
-  return out;
-}
-
-function crop(data: Float32Array | ArrayLike<number>, width: number, h: number, w: number): Float32Array {
-  const out = new Float32Array(h * w);
-  for (let r = 0; r < h; r++) for (let c = 0; c < w; c++) out[r * w + c] = data[r * width + c];
-  return out;
-}
-
 function psnr01(a: Float32Array, b: Float32Array): number {
   let s = 0;
   for (let i = 0; i < a.length; i++) s += (a[i] - b[i]) ** 2;
@@ -316,18 +281,16 @@ async function restorePixels(input: RestoreTaskInput, ctx: HandlerContext): Prom
   // The size of the estimate x before padding, and the unit its padded side must be a multiple of.
   const outHeight = input.simulate ? height : height * factor;
   const outWidth = input.simulate ? width : width * factor;
-  const unit = (multiple * factor) / gcd(multiple, factor);
-  const paddedHeight = Math.ceil(outHeight / unit) * unit;
-  const paddedWidth = Math.ceil(outWidth / unit) * unit;
-  const mask =
-    operator.kind === 'mask' ? reflectPad(operator.mask, height, width, paddedHeight, paddedWidth) : null;
+  const padding = restorePadding(manifest.extra, outHeight, outWidth, factor, multiple);
+  const { height: paddedHeight, width: paddedWidth } = padding;
+  const mask = operator.kind === 'mask' ? padding.pad(operator.mask, height, width, 'x', 1) : null;
   const op = buildOperator(operator, mask, paddedHeight, paddedWidth);
   const sigmaY = 2 * input.sigmaY; // [0, 1] -> [-1, 1] scale
 
   const reference = input.simulate ? data : null;
   const y = tf.tidy(() => {
     if (input.simulate) {
-      const x = tf.tensor4d(toModelRange(reflectPad(data, height, width, paddedHeight, paddedWidth)), [
+      const x = tf.tensor4d(toModelRange(padding.pad(data, height, width, 'x')), [
         1,
         paddedHeight,
         paddedWidth,
@@ -338,7 +301,7 @@ async function restorePixels(input: RestoreTaskInput, ctx: HandlerContext): Prom
     // Observed: y is the image itself; padded to the measurement size that matches the padded estimate.
     const yh = paddedHeight / factor;
     const yw = paddedWidth / factor;
-    const observed = tf.tensor4d(toModelRange(reflectPad(data, height, width, yh, yw)), [1, yh, yw, 1]);
+    const observed = tf.tensor4d(toModelRange(padding.pad(data, height, width, 'y')), [1, yh, yw, 1]);
     // Missing pixels carry no measurement: zero them so y = H y holds (the mask's H^+ is H).
     return op.kind === 'mask' ? op.forward(tf, observed) : observed;
   });
@@ -348,7 +311,7 @@ async function restorePixels(input: RestoreTaskInput, ctx: HandlerContext): Prom
     if (reference) {
       const pinvTensor = await op.pseudoInverse(tf, y);
       const pinv = await tidyValues(tf, () => pinvTensor);
-      pseudoInversePsnr = psnr01(toUnitRange(crop(pinv, paddedWidth, outHeight, outWidth)), reference);
+      pseudoInversePsnr = psnr01(toUnitRange(padding.crop(pinv)), reference);
     }
     const result = await redDiffRestore(tf, loaded.model, schedule, op, y, {
       steps: input.steps,
@@ -361,7 +324,7 @@ async function restorePixels(input: RestoreTaskInput, ctx: HandlerContext): Prom
       trace: input.trace,
       onProgress: (p) => ctx.progress(p.step / p.steps, `RED-Diff step ${p.step}/${p.steps} (t = ${p.t})`),
     });
-    const restored = toUnitRange(crop(result.x, paddedWidth, outHeight, outWidth));
+    const restored = toUnitRange(padding.crop(result.x));
     if (!restored.every(Number.isFinite)) throw fail('INTERNAL', 'RED-Diff diverged (non-finite values)');
     return {
       data: restored,
@@ -370,13 +333,13 @@ async function restorePixels(input: RestoreTaskInput, ctx: HandlerContext): Prom
       residual: result.residual,
       psnr: reference ? psnr01(restored, reference) : null,
       pseudoInversePsnr,
-      padding: { bottom: paddedHeight - outHeight, right: paddedWidth - outWidth },
+      padding: padding.summary(),
       operator: op.describe(),
       params: { ...result.params, sigmaY: input.sigmaY, steps: input.steps, simulate: input.simulate },
       trace: (result.trace ?? []).map((e) => ({
         step: e.step,
         t: e.t,
-        data: toUnitRange(crop(e.x, paddedWidth, outHeight, outWidth)),
+        data: toUnitRange(padding.crop(e.x)),
       })),
       timings: {
         loadMs: tLoad - started,

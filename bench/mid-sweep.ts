@@ -1,0 +1,116 @@
+/**
+ * `npm run bench:mid-sweep`: chooses MID's inference settings (K and the guided second stage, src/mid/guided.ts)
+ * on TUNING crops only: the PolyU scenes of the noisy training set (src/mid/data.ts splitPolyuScenes; their noisy
+ * shots fed training, their means never did), never the validation scenes. Centre 256x256 of each crop (CPU
+ * budget), x = mean/255, y = noisy/255, outputs clipped to [0, 1], PSNR on RGB, mean over crops.
+ *
+ * Stages: the K-mask average (the pilot) at K = 1, 2, 4, 8; the guided stage on the K = 8 pilot over h (fixed,
+ * and proportional to the coarse noise estimate of src/mid/sampler.ts), then patch and search radius at the best
+ * h; then the chosen setting on the pilots of every K. A larger search window (the cost grows with its area) is
+ * chosen only if it gains COST_MARGIN_DB. Prints a table and the chosen manifest section.
+ *
+ * Options: --limit N (first N tuning crops), --size S (centre crop side).
+ */
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import '../src/compute/handlers/layers.js';
+import { listPolyuPairs, loadColourImage, splitPolyuScenes } from '../src/mid/data.js';
+import { midRgb } from '../src/mid/denoise.js';
+import { type GuidedAverageOptions, guidedNonLocalMeans } from '../src/mid/guided.js';
+import { estimateSigmaCoarse } from '../src/mid/sampler.js';
+import { initTfjs } from '../src/nn/backend.js';
+import { getModel } from '../src/nn/repository.js';
+
+const REPO_ROOT = join(import.meta.dirname, '..');
+const { values } = parseArgs({
+  options: {
+    limit: { type: 'string' },
+    size: { type: 'string', default: '256' },
+    'polyu-dir': { type: 'string', default: join(REPO_ROOT, '../shared/data/polyu') },
+  },
+});
+const size = Number(values.size);
+const { tf } = await initTfjs('wasm');
+const mid = await getModel(tf, join(REPO_ROOT, 'models'), 'mid-rgb');
+const dropRatio = (mid.manifest.extra as { maskRatio: number }).maskRatio;
+const pairs = await listPolyuPairs(values['polyu-dir']);
+const split = splitPolyuScenes(pairs);
+let tuning = pairs.filter((p) => split.noisyScenes.includes(p.scene));
+if (values.limit) tuning = tuning.slice(0, Number(values.limit));
+console.log(
+  `${tuning.length} tuning crops of ${split.noisyScenes.length} noisy-set scenes, centre ${size}px`,
+);
+
+const psnr = (a: Float32Array, x: Float32Array) => {
+  let s = 0;
+  for (let i = 0; i < x.length; i++) s += (Math.min(1, Math.max(0, a[i])) - x[i]) ** 2;
+  return 10 * Math.log10(x.length / s);
+};
+const centre = (data: Float32Array, width: number, height: number) => {
+  const out = new Float32Array(size * size * 3);
+  const top = (height - size) >> 1;
+  const left = (width - size) >> 1;
+  for (let r = 0; r < size; r++) {
+    const from = ((top + r) * width + left) * 3;
+    out.set(data.subarray(from, from + size * 3), r * size * 3);
+  }
+  return out;
+};
+const coarseSigma = (y: Float32Array) => {
+  const sigmas = [0, 1, 2].map((c) => {
+    const plane = new Float32Array(size * size);
+    for (let i = 0; i < plane.length; i++) plane[i] = y[i * 3 + c];
+    return estimateSigmaCoarse(plane, size, size);
+  });
+  return sigmas.sort((a, b) => a - b)[1];
+};
+
+const KS = [1, 2, 4, 8];
+const crops: { x: Float32Array; y: Float32Array; sigma: number; pilots: Map<number, Float32Array> }[] = [];
+for (const p of tuning) {
+  const noisy = await loadColourImage(p.real);
+  const clean = await loadColourImage(p.mean);
+  const y = centre(noisy.data, noisy.width, noisy.height);
+  const pilots = new Map<number, Float32Array>();
+  for (const k of KS)
+    pilots.set(k, (await midRgb(tf, mid.model, y, size, size, { masks: k, dropRatio, seed: 0 })).data);
+  crops.push({ x: centre(clean.data, clean.width, clean.height), y, sigma: coarseSigma(y), pilots });
+}
+const scores = new Map<string, number>();
+const mean = (xs: number[]) => xs.reduce((a, v) => a + v, 0) / xs.length;
+const score = (label: string, f: (c: (typeof crops)[number]) => Float32Array) => {
+  const t = performance.now();
+  const v = mean(crops.map((c) => psnr(f(c), c.x)));
+  scores.set(label, v);
+  console.log(
+    `${label.padEnd(44)} ${v.toFixed(3)} dB  (${((performance.now() - t) / crops.length).toFixed(0)} ms/crop)`,
+  );
+  return v;
+};
+score('noisy', (c) => c.y);
+for (const k of KS) score(`K=${k} average`, (c) => c.pilots.get(k)!);
+type Setting = { patch: number; search: number; h255?: number; hSigma?: number };
+const guided = (c: (typeof crops)[number], k: number, s: Setting) => {
+  const h = s.h255 !== undefined ? s.h255 / 255 : (s.hSigma as number) * c.sigma;
+  const options: GuidedAverageOptions = { patch: s.patch, search: s.search, h };
+  return guidedNonLocalMeans(c.y, c.pilots.get(k)!, size, size, 3, options);
+};
+const name = (s: Setting) =>
+  `patch ${s.patch} search ${s.search} ${s.h255 !== undefined ? `h ${s.h255}/255` : `h ${s.hSigma} sigma`}`;
+let best: { setting: Setting; psnr: number } = { setting: { patch: 5, search: 7, h255: 5 }, psnr: -1 };
+/** A setting that costs more (a larger search window) must gain at least this much to be chosen. */
+const COST_MARGIN_DB = 0.05;
+const trySetting = (s: Setting) => {
+  const v = score(`K=8 + guided ${name(s)}`, (c) => guided(c, 8, s));
+  const margin = s.search > best.setting.search ? COST_MARGIN_DB : 0;
+  if (v > best.psnr + margin) best = { setting: s, psnr: v };
+};
+for (const h255 of [3, 4, 5, 6, 7]) trySetting({ patch: 5, search: 7, h255 });
+for (const hSigma of [0.8, 1, 1.25, 1.5]) trySetting({ patch: 5, search: 7, hSigma });
+const h = best.setting;
+for (const patch of [3, 7]) trySetting({ ...h, patch });
+for (const search of [5, 10]) trySetting({ ...h, patch: best.setting.patch, search });
+for (const k of KS.filter((k) => k !== 8))
+  score(`K=${k} + guided ${name(best.setting)}`, (c) => guided(c, k, best.setting));
+console.log(`chosen: ${name(best.setting)} (${best.psnr.toFixed(3)} dB at K = 8)`);
+console.log(JSON.stringify({ guided: { kind: 'guided-nlm', ...best.setting } }));

@@ -1,0 +1,133 @@
+/**
+ * MID's second stage: non-local averaging of the NOISY pixels with weights read on MID's estimate (the pilot).
+ *
+ *   xhat(p) = sum_q w(p, q) y(q) / sum_q w(p, q),   q in the (2 search + 1)^2 window around p,
+ *   w(p, q) = exp(-d(p, q) / h^2),   d = mean over the patch x patch window and the channels of (g(p+k) - g(q+k))^2
+ *
+ * with g the pilot. It is non-local means (Buades et al. 2005) with the patch distances measured on a denoised
+ * image instead of the noisy one, as in the second step of BM3D (Dabov et al. 2007): the pilot's patches are
+ * nearly noise-free, so the weights find the pixels of the same structure, and averaging the noisy values keeps
+ * what the pilot lost (MID alone removes a part of the noise and leaves the rest; this stage removes more without
+ * blurring what the pilot resolved). The noisy values are averaged, so the output is unbiased where the pilot is
+ * wrong but the patches still match.
+ *
+ * Cost: (2 search + 1)^2 passes over the image, each a squared difference, a box filter (running sums) and an
+ * exp per pixel: about 0.5-1 s per 512x512 RGB image at search 7 in one thread.
+ */
+import { reflectIndex } from '../diffusion/padding.js';
+
+export interface GuidedAverageOptions {
+  /** Side of the square patch (odd). */
+  patch: number;
+  /** Search radius: offsets -search..search in both directions. */
+  search: number;
+  /** Filtering parameter on the [0, 1] scale (per-value patch distance unit). */
+  h: number;
+}
+
+/** One reflect-padded plane per channel of an interleaved image, padded by `pad` on every side. */
+function padPlanes(data: Float32Array, width: number, height: number, channels: number, pad: number) {
+  const W = width + 2 * pad;
+  const H = height + 2 * pad;
+  const planes = Array.from({ length: channels }, () => new Float32Array(W * H));
+  for (let r = 0; r < H; r++) {
+    const sr = reflectIndex(Math.abs(r - pad), height);
+    for (let c = 0; c < W; c++) {
+      const from = (sr * width + reflectIndex(Math.abs(c - pad), width)) * channels;
+      for (let k = 0; k < channels; k++) planes[k][r * W + c] = data[from + k];
+    }
+  }
+  return planes;
+}
+
+/** Weights below exp(-CUTOFF) are dropped (skipped, not computed): e^-30 ~ 1e-13 of a perfect match's weight. */
+const CUTOFF = 30;
+
+/**
+ * Guided non-local means of an interleaved image (channels per pixel) with its pilot (same layout); output not
+ * clipped. Borders: both images are extended by reflection.
+ */
+export function guidedNonLocalMeans(
+  noisy: Float32Array,
+  pilot: Float32Array,
+  width: number,
+  height: number,
+  channels: number,
+  options: GuidedAverageOptions,
+): Float32Array {
+  const { patch, search, h } = options;
+  if (!(Number.isInteger(patch) && patch >= 1 && patch % 2 === 1))
+    throw new RangeError(`patch must be an odd integer >= 1, got ${patch}`);
+  if (!(Number.isInteger(search) && search >= 0))
+    throw new RangeError(`search must be an integer >= 0, got ${search}`);
+  if (!(h > 0)) throw new RangeError(`h must be > 0, got ${h}`);
+  if (noisy.length !== width * height * channels || pilot.length !== noisy.length)
+    throw new RangeError('noisy and pilot must both hold width * height * channels values');
+  const radius = patch >> 1;
+  const pad = search + radius;
+  const W = width + 2 * pad;
+  const yp = padPlanes(noisy, width, height, channels, pad);
+  const gp = padPlanes(pilot, width, height, channels, pad);
+  // The distance image covers the output plus the patch radius around it (rows/cols -radius..height+radius).
+  const dw = width + 2 * radius;
+  const dh = height + 2 * radius;
+  const dist = new Float64Array(dw * dh);
+  const rowSums = new Float64Array(width * dh);
+  const numerators = Array.from({ length: channels }, () => new Float64Array(width * height));
+  const denominator = new Float64Array(width * height);
+  const weights = new Float64Array(width * height);
+  const scale = 1 / (patch * patch * channels * h * h);
+  for (let dr = -search; dr <= search; dr++) {
+    for (let dc = -search; dc <= search; dc++) {
+      // Squared pilot differences between p and p + (dr, dc), summed over channels.
+      dist.fill(0);
+      const shift = dr * W + dc;
+      for (let k = 0; k < channels; k++) {
+        const g = gp[k];
+        for (let r = 0; r < dh; r++) {
+          const rowStart = (r + search) * W + search;
+          const out = r * dw;
+          for (let c = 0; c < dw; c++) {
+            const d = g[rowStart + c] - g[rowStart + c + shift];
+            dist[out + c] += d * d;
+          }
+        }
+      }
+      // Box filter: horizontal running sums, then vertical; then the weights.
+      for (let r = 0; r < dh; r++) {
+        let s = 0;
+        const base = r * dw;
+        for (let c = 0; c < patch; c++) s += dist[base + c];
+        rowSums[r * width] = s;
+        for (let c = 1; c < width; c++) {
+          s += dist[base + c + patch - 1] - dist[base + c - 1];
+          rowSums[r * width + c] = s;
+        }
+      }
+      for (let c = 0; c < width; c++) {
+        let s = 0;
+        for (let r = 0; r < patch; r++) s += rowSums[r * width + c];
+        for (let r = 0; r < height; r++) {
+          if (r > 0) s += rowSums[(r + patch - 1) * width + c] - rowSums[(r - 1) * width + c];
+          const e = s * scale;
+          weights[r * width + c] = e < CUTOFF ? Math.exp(-e) : 0;
+        }
+      }
+      for (let r = 0; r < height; r++) {
+        const from = (r + pad + dr) * W + pad + dc;
+        const row = r * width;
+        for (let c = 0; c < width; c++) denominator[row + c] += weights[row + c];
+        for (let k = 0; k < channels; k++) {
+          const y = yp[k];
+          const num = numerators[k];
+          for (let c = 0; c < width; c++) num[row + c] += weights[row + c] * y[from + c];
+        }
+      }
+    }
+  }
+  const out = new Float32Array(width * height * channels);
+  for (let p = 0; p < width * height; p++) {
+    for (let k = 0; k < channels; k++) out[p * channels + k] = numerators[k][p] / denominator[p];
+  }
+  return out;
+}
