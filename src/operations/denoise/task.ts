@@ -7,6 +7,7 @@ import type { NoiseFamily } from '../../denoise/noise.js';
 import { denoiseNoise2Score } from '../../denoise/noise2score.js';
 import type { OutputFormat } from '../../imaging/codec.js';
 import { ROUTE_MODEL_TASKS, requireModelTask } from '../../nn/manifest.js';
+import { architectureMultiple, extraSection, midSection } from '../../nn/manifest-sections.js';
 import { getModel } from '../../nn/repository.js';
 import '../../compute/handlers/layers.js';
 import type { HandlerContext } from '../../compute/handlers/context.js';
@@ -47,9 +48,7 @@ export async function noise2score(input: DenoiseTaskInput, ctx: HandlerContext) 
   const t0 = performance.now();
   const image = await taskPixels(input.image, 'keep');
   const decodeMs = performance.now() - t0;
-  const architecture = loaded.manifest.architecture as { multiple?: unknown } | string | undefined;
-  const multiple =
-    typeof architecture === 'object' && typeof architecture.multiple === 'number' ? architecture.multiple : 8;
+  const multiple = architectureMultiple(loaded.manifest);
   const result = await denoiseNoise2Score(tf, loaded.model, image, {
     noise: input.noise,
     level: input.level,
@@ -84,9 +83,9 @@ export async function mid(input: MidTaskInput, ctx: HandlerContext) {
   const t0 = performance.now();
   const image = await taskPixels(input.image, 'keep');
   const decodeMs = performance.now() - t0;
-  const extra = (loaded.manifest.extra ?? {}) as { maskRatio?: unknown; masksDefault?: unknown };
-  const dropRatio = typeof extra.maskRatio === 'number' ? extra.maskRatio : 0.3;
-  const masks = input.masks ?? (typeof extra.masksDefault === 'number' ? extra.masksDefault : 4);
+  const extra = extraSection(midSection, loaded.manifest);
+  const dropRatio = extra.maskRatio ?? 0.3;
+  const masks = input.masks ?? extra.masksDefault ?? 4;
   const result = await denoiseMid(tf, loaded.model, image, {
     masks,
     dropRatio,

@@ -22,6 +22,7 @@ import { fail } from '../../errors.js';
 import { type Admission, decodedBytes, imageBudgetFor } from '../../imaging/budget.js';
 import { screenImage } from '../../imaging/codec.js';
 import { ROUTE_MODEL_TASKS } from '../../nn/manifest.js';
+import { detectorSection, extraSection } from '../../nn/manifest-sections.js';
 import { multipartFieldValue, readImageRequest, readMultipart } from '../image-request.js';
 import { asyncRequested, defineOperation, splitAsync } from '../spec.js';
 import {
@@ -184,7 +185,7 @@ function checkDetector(
     task: ROUTE_MODEL_TASKS.detect,
     use: 'adversarial detection (EPS-AD)',
   });
-  const extra = (status.manifest?.extra ?? {}) as { calibratedFprs?: number[]; timesteps?: number };
+  const extra = extraSection(detectorSection, status.manifest);
   if (extra.calibratedFprs && !extra.calibratedFprs.some((f) => Math.abs(f - params.fpr) < 1e-9))
     throw fail(
       'UNPROCESSABLE',

@@ -8,10 +8,12 @@
 import sharp from 'sharp';
 import { type EpsAdDetector, loadEpsAdDetector } from '../../adversarial/detector.js';
 import { ddpmEpsNetwork } from '../../adversarial/eps.js';
-import { epsInChunks, scheduleFromManifest } from '../../adversarial/pipeline.js';
+import { epsInChunks } from '../../adversarial/pipeline.js';
+import { schedulerFor } from '../../diffusion/scheduler.js';
 import { fail } from '../../errors.js';
 import { decodeImage } from '../../imaging/codec.js';
 import { ROUTE_MODEL_TASKS, requireModelTask } from '../../nn/manifest.js';
+import { diffusionSection, extraSection } from '../../nn/manifest-sections.js';
 import { getModel, onModelCacheClear } from '../../nn/repository.js';
 import '../../compute/handlers/layers.js';
 import type { HandlerContext } from '../../compute/handlers/context.js';
@@ -176,7 +178,11 @@ export async function detect(input: DetectTaskInput, ctx: HandlerContext): Promi
     config.scoreModel.name,
     config.scoreModel.version,
   );
-  const schedule = scheduleFromManifest(scoreModel.manifest.extra);
+  // Built once per model from its manifest's schedule section.
+  const schedule = schedulerFor(
+    scoreModel.manifest,
+    extraSection(diffusionSection, scoreModel.manifest).schedule,
+  );
   const tLoad = performance.now();
 
   const eps = await epsInChunks(tf, ddpmEpsNetwork(tf, scoreModel.model), schedule, images, input.count, {

@@ -1,44 +1,15 @@
 /**
- * The shape of an OT plan answer, shared by the worker (which serialises REST answers itself, within
- * MAX_RESPONSE_BYTES) and the main thread (GraphQL, jobs): dense or sparse plan, potentials, typed arrays to JSON.
+ * The size limits of an OT answer (MAX_RESPONSE_BYTES): a dense plan refused before it is solved when it could not
+ * fit, and the worker's serialisation (src/ot/output.ts) stopped with 413 as soon as it passes the limit.
  */
 import type { Config } from '../../config.js';
 import { fail } from '../../errors.js';
+import { planView } from '../../ot/output.js';
+import type { OtPlanOutput } from '../../ot/solve.js';
 import { boundedJson, JsonTooLargeError, jsonLength } from '../../util/json-chunks.js';
 import { type OtPlanRequest, problemSize } from './schema.js';
-import type { OtPlanOutput } from './task.js';
 
-/** The answer's shape, typed arrays kept (the worker serialises it as it is: see planJsonBytes). */
-export function planView(out: OtPlanOutput) {
-  const { plan, f, g, ...rest } = out;
-  return {
-    ...rest,
-    ...(plan
-      ? {
-          plan:
-            plan.format === 'dense'
-              ? { format: 'dense' as const, n: out.n, m: out.m, data: plan.data }
-              : {
-                  format: 'sparse' as const,
-                  n: out.n,
-                  m: out.m,
-                  rows: plan.rows,
-                  cols: plan.cols,
-                  values: plan.values,
-                  threshold: plan.threshold,
-                  nnz: plan.nnz,
-                },
-        }
-      : {}),
-    ...(f ? { f } : {}),
-    ...(g ? { g } : {}),
-  };
-}
-
-/** Typed arrays to plain arrays, for JSON. */
-export function planToJson(out: OtPlanOutput) {
-  return plain(planView(out)) as ReturnType<typeof planView>;
-}
+export { plain, planToJson, planView } from '../../ot/output.js';
 
 /**
  * Bytes a number of a plan or a potential can take in JSON, at most: 17 significant digits, a point, an exponent of
@@ -104,13 +75,4 @@ function withinLimit<T>(maxBytes: number, write: () => T): T {
     if (!(err instanceof JsonTooLargeError)) throw err;
     throw responseTooLarge(maxBytes, `the answer passed ${err.limit} bytes`);
   }
-}
-
-export function plain(value: unknown): unknown {
-  if (ArrayBuffer.isView(value)) return Array.from(value as unknown as ArrayLike<number>);
-  if (Array.isArray(value)) return value.map(plain);
-  if (value && typeof value === 'object') {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, plain(v)]));
-  }
-  return value;
 }

@@ -9,37 +9,20 @@
  */
 
 import { RED_DIFF_INITS, type RedDiffInit } from '../../diffusion/initial.js';
-import {
-  averagePoolOperator,
-  bicubicDownsampleOperator,
-  boxMask,
-  countMissing,
-  type DegradationOperator,
-  gaussianBlurOperator,
-  identityOperator,
-  maskFromImage,
-  maskOperator,
-  measure,
-  randomPixelMask,
-  uniformBlurOperator,
-} from '../../diffusion/operators.js';
-import { redDiffRestore } from '../../diffusion/red-diff.js';
-import { linearSchedule } from '../../diffusion/schedule.js';
+import { boxMask, countMissing, maskFromImage, randomPixelMask } from '../../diffusion/operators.js';
+import { type RestoreOperatorSpec, redDiffPipeline } from '../../diffusion/restore-pipeline.js';
+import { schedulerFor } from '../../diffusion/scheduler.js';
 import { fail } from '../../errors.js';
 import { decodeImage, encodeImage, type OutputFormat } from '../../imaging/codec.js';
 import { ROUTE_MODEL_TASKS, requireModelTask } from '../../nn/manifest.js';
+import { architectureMultiple, diffusionSection, extraSection } from '../../nn/manifest-sections.js';
 import { getModel } from '../../nn/repository.js';
 import { parseBoxes, RESTORE_DEFAULTS, type RestoreParams } from './schema.js';
 import '../../compute/handlers/layers.js';
 import type { HandlerContext } from '../../compute/handlers/context.js';
 import { encodeTaskImage, type TaskImage, taskPixels } from '../../imaging/task-image.js';
-import { tidyValues } from '../../nn/read.js';
 
-export type RestoreOperatorSpec =
-  | { kind: 'mask'; mask: Float32Array }
-  | { kind: 'super-resolution'; factor: number; kernel: 'avg' | 'bicubic' }
-  | { kind: 'blur'; blur: 'gaussian' | 'uniform'; size: number; width: number }
-  | { kind: 'identity' };
+export type { RestoreOperatorSpec };
 
 /**
  * Inpainting as a request describes it: an uploaded mask image (encoded; decoded here), a random ratio or boxes.
@@ -174,77 +157,6 @@ export async function inpaintingMask(
   return mask;
 }
 
-function gcd(a: number, b: number): number {
-  return b === 0 ? a : gcd(b, a % b);
-}
-
-/** Mirror index i (>= 0) into 0..n-1 without repeating the edge (…, 2, 1, 0, 1, 2, …), periodically. */
-export function reflectIndex(i: number, n: number): number {
-  if (n === 1) return 0;
-  const period = 2 * (n - 1);
-  const k = i % period;
-  return k < n ? k : period - k;
-}
-
-/** Extends an h x w plane to height x width by reflection at the bottom and right edges. */
-export function reflectPad(
-  data: Float32Array,
-  h: number,
-  w: number,
-  height: number,
-  width: number,
-): Float32Array {
-  const out = new Float32Array(height * width);
-  for (let r = 0; r < height; r++) {
-    const sr = reflectIndex(r, h);
-    for (let c = 0; c < width; c++) out[r * width + c] = data[sr * w + reflectIndex(c, w)];
-  }
-  return out;
-}
-
-function crop(data: Float32Array | ArrayLike<number>, width: number, h: number, w: number): Float32Array {
-  const out = new Float32Array(h * w);
-  for (let r = 0; r < h; r++) for (let c = 0; c < w; c++) out[r * w + c] = data[r * width + c];
-  return out;
-}
-
-function psnr01(a: Float32Array, b: Float32Array): number {
-  let s = 0;
-  for (let i = 0; i < a.length; i++) s += (a[i] - b[i]) ** 2;
-  const mse = s / a.length;
-  return mse === 0 ? Number.POSITIVE_INFINITY : 10 * Math.log10(1 / mse);
-}
-
-function toModelRange(data: Float32Array): Float32Array {
-  return Float32Array.from(data, (v) => 2 * v - 1);
-}
-
-function toUnitRange(data: ArrayLike<number>): Float32Array {
-  return Float32Array.from(data, (v) => Math.min(1, Math.max(0, (v + 1) / 2)));
-}
-
-function buildOperator(
-  spec: RestoreOperatorSpec,
-  mask: Float32Array | null,
-  h: number,
-  w: number,
-): DegradationOperator {
-  switch (spec.kind) {
-    case 'mask':
-      return maskOperator(mask as Float32Array, h, w);
-    case 'super-resolution':
-      return spec.kernel === 'avg'
-        ? averagePoolOperator(h, w, spec.factor)
-        : bicubicDownsampleOperator(h, w, spec.factor);
-    case 'blur':
-      return spec.blur === 'gaussian'
-        ? gaussianBlurOperator(h, w, spec.size, spec.width)
-        : uniformBlurOperator(h, w, spec.size);
-    case 'identity':
-      return identityOperator(h, w);
-  }
-}
-
 export interface ModelRedDiffDefaults {
   lambda: number;
   lr: number;
@@ -258,15 +170,13 @@ export interface ModelRedDiffDefaults {
  * each falling back to the service's RESTORE_DEFAULTS (the official algorithm's start, H^+ y from t = T - 1).
  */
 export function modelRedDiffDefaults(extra: Record<string, unknown> | undefined): ModelRedDiffDefaults {
-  const tuned = (extra?.redDiff ?? {}) as Record<string, unknown>;
-  const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
+  const tuned = extraSection(diffusionSection, { extra }).redDiff ?? {};
   const init = RED_DIFF_INITS.find((i) => i === tuned.init);
-  const tMax = num(tuned.tMax);
   return {
-    lambda: num(tuned.lambda) ?? RESTORE_DEFAULTS.lambda,
-    lr: num(tuned.lr) ?? RESTORE_DEFAULTS.lr,
+    lambda: tuned.lambda ?? RESTORE_DEFAULTS.lambda,
+    lr: tuned.lr ?? RESTORE_DEFAULTS.lr,
     init: init ?? RESTORE_DEFAULTS.init,
-    ...(tMax !== undefined ? { tMax } : {}),
+    ...(tuned.tMax !== undefined ? { tMax: tuned.tMax } : {}),
   };
 }
 
@@ -276,21 +186,10 @@ async function restorePixels(input: RestoreTaskInput, ctx: HandlerContext): Prom
   const loaded = await getModel(tf, ctx.options.modelsDir, input.model.name, input.model.version);
   requireModelTask(loaded, ROUTE_MODEL_TASKS.restore, 'restoration (RED-Diff)');
   const manifest = loaded.manifest;
-  const architecture = manifest.architecture as { multiple?: unknown } | string;
-  const multiple =
-    typeof architecture === 'object' && typeof architecture.multiple === 'number' ? architecture.multiple : 8;
-  const scheduleConfig = (manifest.extra?.schedule ?? {}) as {
-    timesteps?: number;
-    betaStart?: number;
-    betaEnd?: number;
-  };
-  const schedule = linearSchedule({
-    timesteps: scheduleConfig.timesteps,
-    betaStart: scheduleConfig.betaStart,
-    betaEnd: scheduleConfig.betaEnd,
-  });
+  // The scheduler is built once per model, from its manifest's schedule section.
+  const schedule = schedulerFor(manifest, extraSection(diffusionSection, manifest).schedule);
   const tLoad = performance.now();
-  const tuned = modelRedDiffDefaults(manifest.extra as Record<string, unknown> | undefined);
+  const tuned = modelRedDiffDefaults(manifest.extra);
   const tMax = input.tMax ?? tuned.tMax ?? schedule.timesteps - 1;
   if (tMax > schedule.timesteps - 1)
     throw fail('VALIDATION', `tMax ${tMax} is beyond this model's last timestep ${schedule.timesteps - 1}`);
@@ -312,85 +211,34 @@ async function restorePixels(input: RestoreTaskInput, ctx: HandlerContext): Prom
         }
       : input.operator;
   const decodeMs = performance.now() - tDecode0;
-  const factor = operator.kind === 'super-resolution' ? operator.factor : 1;
-  // The size of the estimate x before padding, and the unit its padded side must be a multiple of.
-  const outHeight = input.simulate ? height : height * factor;
-  const outWidth = input.simulate ? width : width * factor;
-  const unit = (multiple * factor) / gcd(multiple, factor);
-  const paddedHeight = Math.ceil(outHeight / unit) * unit;
-  const paddedWidth = Math.ceil(outWidth / unit) * unit;
-  const mask =
-    operator.kind === 'mask' ? reflectPad(operator.mask, height, width, paddedHeight, paddedWidth) : null;
-  const op = buildOperator(operator, mask, paddedHeight, paddedWidth);
-  const sigmaY = 2 * input.sigmaY; // [0, 1] -> [-1, 1] scale
-
-  const reference = input.simulate ? data : null;
-  const y = tf.tidy(() => {
-    if (input.simulate) {
-      const x = tf.tensor4d(toModelRange(reflectPad(data, height, width, paddedHeight, paddedWidth)), [
-        1,
-        paddedHeight,
-        paddedWidth,
-        1,
-      ]);
-      return measure(tf, op, x, sigmaY, input.seed);
-    }
-    // Observed: y is the image itself; padded to the measurement size that matches the padded estimate.
-    const yh = paddedHeight / factor;
-    const yw = paddedWidth / factor;
-    const observed = tf.tensor4d(toModelRange(reflectPad(data, height, width, yh, yw)), [1, yh, yw, 1]);
-    // Missing pixels carry no measurement: zero them so y = H y holds (the mask's H^+ is H).
-    return op.kind === 'mask' ? op.forward(tf, observed) : observed;
+  const result = await redDiffPipeline(tf, loaded.model, schedule, {
+    data,
+    width,
+    height,
+    operator,
+    simulate: input.simulate,
+    sigmaY: input.sigmaY,
+    steps: input.steps,
+    lambda: input.lambda ?? tuned.lambda,
+    lr: input.lr ?? tuned.lr,
+    init: input.init ?? tuned.init,
+    tMax,
+    seed: input.seed,
+    trace: input.trace,
+    multiple: architectureMultiple(manifest),
+    onProgress: (p) => ctx.progress(p.step / p.steps, `RED-Diff step ${p.step}/${p.steps} (t = ${p.t})`),
   });
-  const tPrepare = performance.now();
-  try {
-    let pseudoInversePsnr: number | null = null;
-    if (reference) {
-      const pinvTensor = await op.pseudoInverse(tf, y);
-      const pinv = await tidyValues(tf, () => pinvTensor);
-      pseudoInversePsnr = psnr01(toUnitRange(crop(pinv, paddedWidth, outHeight, outWidth)), reference);
-    }
-    const result = await redDiffRestore(tf, loaded.model, schedule, op, y, {
-      steps: input.steps,
-      lambda: input.lambda ?? tuned.lambda,
-      lr: input.lr ?? tuned.lr,
-      init: input.init ?? tuned.init,
-      tMax,
-      seed: input.seed,
-      sigmaY,
-      trace: input.trace,
-      onProgress: (p) => ctx.progress(p.step / p.steps, `RED-Diff step ${p.step}/${p.steps} (t = ${p.t})`),
-    });
-    const restored = toUnitRange(crop(result.x, paddedWidth, outHeight, outWidth));
-    if (!restored.every(Number.isFinite)) throw fail('INTERNAL', 'RED-Diff diverged (non-finite values)');
-    return {
-      data: restored,
-      width: outWidth,
-      height: outHeight,
-      residual: result.residual,
-      psnr: reference ? psnr01(restored, reference) : null,
-      pseudoInversePsnr,
-      padding: { bottom: paddedHeight - outHeight, right: paddedWidth - outWidth },
-      operator: op.describe(),
-      params: { ...result.params, sigmaY: input.sigmaY, steps: input.steps, simulate: input.simulate },
-      trace: (result.trace ?? []).map((e) => ({
-        step: e.step,
-        t: e.t,
-        data: toUnitRange(crop(e.x, paddedWidth, outHeight, outWidth)),
-      })),
-      timings: {
-        loadMs: tLoad - started,
-        decodeMs,
-        prepareMs: tPrepare - tLoad,
-        optimiseMs: result.timings.loopMs,
-        msPerStep: result.timings.msPerStep,
-        totalMs: performance.now() - started,
-      },
-      model: { name: loaded.name, version: loaded.version },
-    };
-  } finally {
-    y.dispose();
-    // The operator keeps small constant tensors (mask, resize matrices); it lives for this task only.
-    op.dispose();
-  }
+  const { timings, ...rest } = result;
+  return {
+    ...rest,
+    timings: {
+      loadMs: tLoad - started,
+      decodeMs,
+      prepareMs: timings.prepareMs,
+      optimiseMs: timings.optimiseMs,
+      msPerStep: timings.msPerStep,
+      totalMs: performance.now() - started,
+    },
+    model: { name: loaded.name, version: loaded.version },
+  };
 }
