@@ -6,15 +6,15 @@
  */
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { OT_DEFAULTS } from '../../src/ot/defaults.js';
-import { emd } from '../../src/ot/emd.js';
-import { costMatrix, pointCloud } from '../../src/ot/geometry.js';
-import { uniform } from '../../src/ot/marginals.js';
-import { toTweedieError } from '../../src/plugins/app/errors.js';
-import { Rng } from '../../src/util/random.js';
-import { makeApp } from '../helpers.js';
+import { OT_DEFAULTS } from '../../../src/ot/defaults.js';
+import { emd } from '../../../src/ot/emd.js';
+import { costMatrix, pointCloud } from '../../../src/ot/geometry.js';
+import { uniform } from '../../../src/ot/marginals.js';
+import { toTweedieError } from '../../../src/plugins/app/errors.js';
+import { Rng } from '../../../src/util/random.js';
+import { makeApp } from '../../helpers.js';
 
-const edges = JSON.parse(readFileSync(new URL('../fixtures/ot/edges.json', import.meta.url), 'utf8'));
+const edges = JSON.parse(readFileSync(new URL('../../fixtures/ot/edges.json', import.meta.url), 'utf8'));
 
 function cloud(rng: Rng, n: number, d: number) {
   return Array.from({ length: n }, () => Array.from({ length: d }, () => rng.normal()));

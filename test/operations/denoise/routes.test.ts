@@ -6,10 +6,10 @@ import { cpSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildScoreNetwork } from '../../src/denoise/network.js';
-import { initTfjs } from '../../src/nn/backend.js';
-import { fileSystemIO } from '../../src/nn/fs-io.js';
-import { jobResult, makeApp, tinyModelsDir } from '../helpers.js';
+import { buildScoreNetwork } from '../../../src/denoise/network.js';
+import { initTfjs } from '../../../src/nn/backend.js';
+import { fileSystemIO } from '../../../src/nn/fs-io.js';
+import { jobResult, makeApp, tinyModelsDir } from '../../helpers.js';
 
 async function makeRepo(): Promise<string> {
   const dir = path.join(tinyModelsDir(), '..', `denoise-repo-${process.pid}`);
@@ -36,7 +36,7 @@ async function makeRepo(): Promise<string> {
       parameters: model.countParams(),
       trainingData: 'none (random weights)',
       trainingSteps: 0,
-      trainingCommand: 'test/routes/denoise.test.ts',
+      trainingCommand: 'test/operations/denoise/routes.test.ts',
       createdAt: new Date(0).toISOString(),
     }),
   );

@@ -3,10 +3,10 @@
  * the two protocols, and every bad input gets its coded error with a path.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { emd } from '../../src/ot/emd.js';
-import { costFromMatrix } from '../../src/ot/geometry.js';
-import { Rng } from '../../src/util/random.js';
-import { makeApp } from '../helpers.js';
+import { emd } from '../../../src/ot/emd.js';
+import { costFromMatrix } from '../../../src/ot/geometry.js';
+import { Rng } from '../../../src/util/random.js';
+import { makeApp } from '../../helpers.js';
 
 function cloud(rng: Rng, n: number, d: number, shift = 0) {
   return Array.from({ length: n }, () => Array.from({ length: d }, () => rng.normal() + shift));

@@ -7,13 +7,13 @@ import { cpSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildScoreNetwork } from '../../src/denoise/network.js';
-import { buildMidNetwork } from '../../src/mid/network.js';
-import { initTfjs } from '../../src/nn/backend.js';
-import { fileSystemIO } from '../../src/nn/fs-io.js';
-import { estimateDenoiseMs } from '../../src/operations/denoise/operation.js';
-import { denoiseParams } from '../../src/operations/denoise/schema.js';
-import { jobResult, makeApp, tinyModelsDir } from '../helpers.js';
+import { buildScoreNetwork } from '../../../src/denoise/network.js';
+import { buildMidNetwork } from '../../../src/mid/network.js';
+import { initTfjs } from '../../../src/nn/backend.js';
+import { fileSystemIO } from '../../../src/nn/fs-io.js';
+import { estimateDenoiseMs } from '../../../src/operations/denoise/operation.js';
+import { denoiseParams } from '../../../src/operations/denoise/schema.js';
+import { jobResult, makeApp, tinyModelsDir } from '../../helpers.js';
 
 const manifest = (name: string, extra: Record<string, unknown>, params: number) => ({
   name,
@@ -24,7 +24,7 @@ const manifest = (name: string, extra: Record<string, unknown>, params: number) 
   parameters: params,
   trainingData: 'none (random weights)',
   trainingSteps: 0,
-  trainingCommand: 'test/operations/denoise.test.ts',
+  trainingCommand: 'test/operations/denoise/operation.test.ts',
   createdAt: new Date(0).toISOString(),
   ...extra,
 });

@@ -3,8 +3,8 @@
  * OT_MAX_ENTRIES for point clouds, its own limit OT_ONLINE_MAX_POINTS, sparse plans, and the coded 422s.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Rng } from '../../src/util/random.js';
-import { jobResult, makeApp } from '../helpers.js';
+import { Rng } from '../../../src/util/random.js';
+import { jobResult, makeApp } from '../../helpers.js';
 
 function cloud(rng: Rng, n: number, d: number, shift = 0) {
   return Array.from({ length: n }, () => Array.from({ length: d }, () => rng.normal() + shift));
@@ -179,7 +179,7 @@ describe('online Sinkhorn over REST, GraphQL and jobs', () => {
  * TEST_WEBGPU=1 so that a missing adapter fails instead of skipping) equals the CPU answer within 1e-5.
  */
 describe('online Sinkhorn on WebGPU through the service', async () => {
-  const { getWebGpu } = await import('../../src/gpu/device.js');
+  const { getWebGpu } = await import('../../../src/gpu/device.js');
   const gpu = await getWebGpu({ allowSoftware: true });
   const required = process.env.TEST_WEBGPU === '1';
   it.runIf(required)('finds an adapter when TEST_WEBGPU=1', () => {

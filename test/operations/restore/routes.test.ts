@@ -7,10 +7,10 @@ import { cpSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildUnet, type UnetArchitecture, unetMultiple } from '../../src/diffusion/unet.js';
-import { initTfjs } from '../../src/nn/backend.js';
-import { fileSystemIO } from '../../src/nn/fs-io.js';
-import { jobResult, makeApp, multipartForm, tinyModelsDir } from '../helpers.js';
+import { buildUnet, type UnetArchitecture, unetMultiple } from '../../../src/diffusion/unet.js';
+import { initTfjs } from '../../../src/nn/backend.js';
+import { fileSystemIO } from '../../../src/nn/fs-io.js';
+import { jobResult, makeApp, multipartForm, tinyModelsDir } from '../../helpers.js';
 
 const TINY: UnetArchitecture = {
   kind: 'unet-eps',
@@ -36,7 +36,7 @@ function manifest(name: string, parameters: number) {
     parameters,
     trainingData: 'none (random weights)',
     trainingSteps: 0,
-    trainingCommand: 'test/routes/restore.test.ts',
+    trainingCommand: 'test/operations/restore/routes.test.ts',
     createdAt: new Date(0).toISOString(),
     extra: {
       schedule: { kind: 'linear', timesteps: 1000, betaStart: 1e-4, betaEnd: 0.02 },

@@ -7,7 +7,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildKernelNet, squaredDistances } from '../../src/adversarial/deep-kernel.js';
+import { buildKernelNet, squaredDistances } from '../../../src/adversarial/deep-kernel.js';
 import {
   calibrationFrom,
   DETECTOR_FORMAT,
@@ -16,14 +16,14 @@ import {
   EpsAdDetector,
   encodeFloat16,
   writeDetectorFiles,
-} from '../../src/adversarial/detector.js';
-import { expectedPerturbationScore } from '../../src/adversarial/eps.js';
-import { linearSchedule } from '../../src/diffusion/schedule.js';
-import { buildUnet, predictEps, type UnetArchitecture } from '../../src/diffusion/unet.js';
-import { initTfjs, type Tf } from '../../src/nn/backend.js';
-import { fileSystemIO } from '../../src/nn/fs-io.js';
-import { Rng } from '../../src/util/random.js';
-import { jobResult, makeApp, multipartForm, tinyModelsDir } from '../helpers.js';
+} from '../../../src/adversarial/detector.js';
+import { expectedPerturbationScore } from '../../../src/adversarial/eps.js';
+import { linearSchedule } from '../../../src/diffusion/schedule.js';
+import { buildUnet, predictEps, type UnetArchitecture } from '../../../src/diffusion/unet.js';
+import { initTfjs, type Tf } from '../../../src/nn/backend.js';
+import { fileSystemIO } from '../../../src/nn/fs-io.js';
+import { Rng } from '../../../src/util/random.js';
+import { jobResult, makeApp, multipartForm, tinyModelsDir } from '../../helpers.js';
 
 const TINY_UNET: UnetArchitecture = {
   kind: 'unet-eps',
@@ -49,7 +49,7 @@ function manifest(name: string, extra: Record<string, unknown>, task: string, pa
     parameters,
     trainingData: 'none (random weights)',
     trainingSteps: 0,
-    trainingCommand: 'test/adversarial/detect-route.test.ts',
+    trainingCommand: 'test/operations/detect/routes.test.ts',
     createdAt: new Date(0).toISOString(),
     extra,
   };

@@ -4,7 +4,7 @@
  * the same check before anything is queued, and exists only with ENABLE_TEST_TASKS.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { jobResult, makeApp } from '../helpers.js';
+import { jobResult, makeApp } from '../../helpers.js';
 
 describe('a fifth operation from its spec alone', () => {
   let app: Awaited<ReturnType<typeof makeApp>>;
