@@ -6,27 +6,10 @@
 import type { FastifyError } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { ZodError } from 'zod';
+import { domainError } from './domain-errors.js';
 import { ERROR_CATALOGUE, type ErrorSpec, fail, TweedieError } from './errors.js';
-import { ModelLoadError } from './nn/repository.js';
-import { OtInputError } from './ot/types.js';
 
-const OT_INPUT_CODES = {
-  unbalanced: 'UNBALANCED_MARGINALS',
-  range: 'NUMERIC_RANGE',
-  'too-large': 'PROBLEM_TOO_LARGE',
-  invalid: 'UNPROCESSABLE',
-} as const;
-
-/** A domain library's typed error as a coded error; undefined for anything else. */
-export function domainError(err: unknown): TweedieError | undefined {
-  if (err instanceof OtInputError)
-    return fail(OT_INPUT_CODES[err.kind], err.message, { details: err.details });
-  if (err instanceof ModelLoadError)
-    return fail(err.code === 'MODEL_NOT_FOUND' ? 'MODEL_NOT_FOUND' : 'MODEL_NOT_READY', err.message);
-  if (err instanceof Error && err.name === 'AbortError')
-    return fail('DEADLINE_EXCEEDED', 'The task was cancelled');
-  return undefined;
-}
+export { domainError };
 
 /**
  * Map anything thrown to a TweedieError: our own, the domain libraries' typed input errors (by `instanceof`), zod

@@ -6,7 +6,6 @@
 import { performance } from 'node:perf_hooks';
 import { threadId, workerData } from 'node:worker_threads';
 import { move, transferableSymbol, valueSymbol } from 'piscina';
-import { domainError } from '../error-mapping.js';
 import { fail, isSerializedError, type SerializedError, TweedieError } from '../errors.js';
 import type { HandlerContext } from './handlers/context.js';
 import { handlers, isTestOnlyKind } from './handlers/index.js';
@@ -32,10 +31,12 @@ function tfjs(): ReturnType<HandlerContext['tfjs']> {
   return tfjsPromise;
 }
 
-function serialize(err: unknown): SerializedError {
+async function serialize(err: unknown): Promise<SerializedError> {
   if (err instanceof TweedieError) return err.toJSON();
   if (isSerializedError(err)) return err;
-  // The domain libraries' typed errors (OtInputError, ModelLoadError ...), mapped by class.
+  // The domain libraries' typed errors (OtInputError, ModelLoadError ...), mapped by class; loaded on the failure
+  // path only, so that a worker thread starts light.
+  const { domainError } = await import('../domain-errors.js');
   const domain = domainError(err);
   if (domain) return domain.toJSON();
   // Unknown failure: the message is kept for the logs (main thread), the client sees only the code.
@@ -88,7 +89,7 @@ export default async function runTask(envelope: TaskEnvelope): Promise<TaskOutco
       },
     } as never) as unknown as TaskOutcome;
   } catch (err) {
-    return timed({ ok: false, error: serialize(err) });
+    return timed({ ok: false, error: await serialize(err) });
   } finally {
     port?.close();
   }

@@ -1,6 +1,6 @@
 /**
  * A tiny operation that exists only with ENABLE_TEST_TASKS: it shows (and tests) that an operation is its own
- * folder plus a line in src/operations/index.ts and one in src/compute/handlers/index.ts, and gets a REST route,
+ * folder plus a line in src/operations/catalog.ts and one in src/compute/handlers/index.ts, and gets a REST route,
  * a GraphQL field and a job from that.
  */
 import { fail } from '../../errors.js';
