@@ -36,7 +36,6 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, totalmem } from 'node:os';
 import { join, relative } from 'node:path';
 import sharp from 'sharp';
-import { modelRedDiffDefaults } from '../src/compute/handlers/restore.js';
 import { loadFashionMnistImages } from '../src/diffusion/fashion-mnist.js';
 import { loadDiffusionModel } from '../src/diffusion/model.js';
 import {
@@ -51,7 +50,8 @@ import { type DdpmSchedule, linearSchedule } from '../src/diffusion/schedule.js'
 import { predictEps } from '../src/diffusion/unet.js';
 import { psnr, ssim } from '../src/imaging/metrics.js';
 import { initTfjs, type Tf } from '../src/nn/backend.js';
-import { RESTORE_DEFAULTS } from '../src/schemas/restore.js';
+import { RESTORE_DEFAULTS } from '../src/operations/restore/schema.js';
+import { modelRedDiffDefaults } from '../src/operations/restore/task.js';
 import { loadSet12Image, REPO_ROOT, set12Names } from './denoise/inputs.js';
 import { writeResultsSection } from './results-file.js';
 

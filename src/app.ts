@@ -23,12 +23,10 @@ import type { IResolvers, MercuriusContext } from 'mercurius';
 import routes from '../routes/index.js';
 import type { Config } from './config.js';
 import { fail } from './errors.js';
-import { denoiseResolvers } from './graphql/denoise.js';
-import { detectResolvers } from './graphql/detect.js';
 import { jobResolvers } from './graphql/jobs.js';
-import { otResolvers } from './graphql/ot.js';
 import { coreResolvers } from './graphql/resolvers.js';
-import { restoreResolvers } from './graphql/restore.js';
+import { operationResolvers, operationSdl } from './operations/graphql.js';
+import { OPERATIONS } from './operations/index.js';
 import authPlugin from './plugins/app/auth.js';
 import computePlugin from './plugins/app/compute.js';
 import errorsPlugin, {
@@ -65,14 +63,7 @@ export function packageVersion(): string {
 /** GraphQL resolver maps contributed by each domain (each returns a partial resolver map). */
 type ResolverFactory = (app: FastifyInstance) => IResolvers<unknown, MercuriusContext>;
 function graphqlModules(cfg: Config): ResolverFactory[] {
-  return [
-    coreResolvers,
-    otResolvers(cfg),
-    denoiseResolvers(cfg),
-    restoreResolvers(cfg),
-    jobResolvers,
-    detectResolvers(cfg),
-  ];
+  return [coreResolvers, operationResolvers(OPERATIONS, cfg), jobResolvers];
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -205,6 +196,7 @@ export default async function app(fastify: FastifyInstance, opts: AppOptions) {
         method: request.method,
         url: request.url,
         route: request.routeOptions.url,
+        operation: (request.routeOptions.config as { operationId?: string } | undefined)?.operationId,
         statusCode: reply.statusCode,
         ms: Math.round(reply.elapsedTime * 10) / 10,
       },
@@ -288,6 +280,7 @@ export default async function app(fastify: FastifyInstance, opts: AppOptions) {
   await fastify.register(graphqlPlugin, {
     config: cfg,
     resolvers: graphqlModules(cfg).map((m) => m(fastify)),
+    sdl: operationSdl(OPERATIONS, cfg),
   });
   traceGraphql(fastify);
 

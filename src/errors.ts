@@ -13,6 +13,8 @@ export interface ErrorSpec {
 
 export const ERROR_CATALOGUE = {
   VALIDATION: { code: 'TW_VALIDATION', statusCode: 400, message: 'The request is not valid' },
+  /** A 4xx from below our code (Fastify, a plugin) with no more precise code; keeps that status. */
+  BAD_REQUEST: { code: 'TW_BAD_REQUEST', statusCode: 400, message: 'Bad request' },
   BAD_JSON: { code: 'TW_BAD_JSON', statusCode: 400, message: 'The request body is not valid JSON' },
   IMAGE_INVALID: { code: 'TW_IMAGE_INVALID', statusCode: 400, message: 'The image could not be decoded' },
   UNAUTHORIZED: { code: 'TW_UNAUTHORIZED', statusCode: 401, message: 'Missing or invalid API key' },
@@ -32,6 +34,7 @@ export const ERROR_CATALOGUE = {
     message: 'The request was not received in time',
   },
   CONFLICT: { code: 'TW_CONFLICT', statusCode: 409, message: 'Conflict' },
+  JOB_CANCELLED: { code: 'TW_JOB_CANCELLED', statusCode: 409, message: 'The job was cancelled' },
   BODY_TOO_LARGE: { code: 'TW_BODY_TOO_LARGE', statusCode: 413, message: 'The request body is too large' },
   IMAGE_TOO_LARGE: { code: 'TW_IMAGE_TOO_LARGE', statusCode: 413, message: 'The image has too many pixels' },
   PROBLEM_TOO_LARGE: { code: 'TW_PROBLEM_TOO_LARGE', statusCode: 413, message: 'The problem is too large' },
@@ -65,6 +68,18 @@ export const ERROR_CATALOGUE = {
     code: 'TW_NUMERIC_RANGE',
     statusCode: 422,
     message: 'The numbers are outside the range of double precision for this problem',
+  },
+  /** GraphQL: the document is not valid against the schema (in `errors[].extensions.code`, HTTP 200 or 400). */
+  GRAPHQL_VALIDATION: {
+    code: 'TW_GRAPHQL_VALIDATION',
+    statusCode: 400,
+    message: 'The GraphQL document is not valid',
+  },
+  /** GraphQL: the document asks for more than the limits allow (selections, compute or bulk fields, tokens). */
+  GRAPHQL_TOO_COMPLEX: {
+    code: 'TW_GRAPHQL_TOO_COMPLEX',
+    statusCode: 400,
+    message: 'The GraphQL document is too complex',
   },
   RATE_LIMITED: { code: 'TW_RATE_LIMITED', statusCode: 429, message: 'Too many requests' },
   JOB_QUOTA: {

@@ -9,6 +9,8 @@ import { pino } from 'pino';
 import { ConfigError, loadConfig } from './config.js';
 import { startJobWorker } from './jobs/redis-worker.js';
 import { WorkerHealth } from './jobs/worker-health.js';
+// Every operation that can run as a job (registered on import).
+import './operations/index.js';
 import { initTracing, shutdownTracing } from './telemetry/tracing.js';
 
 async function main() {

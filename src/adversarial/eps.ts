@@ -14,16 +14,17 @@
  * Noise comes from a seeded Rng, so a (seed, images) pair always gives the same EPS. The network is pluggable
  * (`EpsNetwork`): the DDPM U-Net through `ddpmEpsNetwork`, or an analytic model in tests. Accumulation is float64.
  */
+
+import type { EpsModel } from '../diffusion/eps-model.js';
 import type { DdpmSchedule } from '../diffusion/schedule.js';
 import { predictEps } from '../diffusion/unet.js';
 import { Rng } from '../util/random.js';
 
 type Tf = typeof import('@tensorflow/tfjs');
-type Tensor = import('@tensorflow/tfjs').Tensor;
 type LayersModel = import('@tensorflow/tfjs').LayersModel;
 
 /** eps_theta(x_t, t) for a batch x_t [n, h, w, c] in the model's range and per-item float timesteps t [n]. */
-export type EpsNetwork = (xt: Tensor, t: Tensor) => Tensor;
+export type EpsNetwork = EpsModel;
 
 /** The DDPM U-Net of src/diffusion as an EpsNetwork. */
 export function ddpmEpsNetwork(tf: Tf, model: LayersModel): EpsNetwork {

@@ -1,12 +1,14 @@
 /**
- * The typed task table, as seen from the main thread: each task kind names its input and result types.
- * Handlers live in src/compute/handlers/*.ts and run only inside worker threads.
- * Add a kind here, a handler in handlers/index.ts, and the pool types follow.
+ * The typed task table, as seen from the main thread: each task kind names its input and result types. The
+ * service's own tasks are listed here; the operations' tasks are derived from their handlers
+ * (src/compute/handlers/index.ts `operationTasks`), so a handler's signature is its task's type.
  */
 import type { MessagePort } from 'node:worker_threads';
 import type { SerializedError } from '../errors.js';
+import type { HandlerContext } from './handlers/context.js';
+import type { operationTasks } from './handlers/index.js';
 
-export interface TaskTable {
+export interface SystemTaskTable {
   /** Backend and tensor bookkeeping of the worker that ran it. */
   'system.info': { input: Record<string, never>; result: WorkerInfo };
   /** Load a model (if not cached in this worker) and run one inference on zeros. */
@@ -25,24 +27,19 @@ export interface TaskTable {
   'test.busy': { input: { ms: number }; result: { ms: number; threadId: number } };
   'test.crash': { input: { mode: 'exit' | 'oom' }; result: never };
   'test.fail': { input: { code: string; message: string }; result: never };
-  /** Noise2Score denoising of one image (see src/compute/handlers/denoise.ts). */
-  'denoise.noise2score': { input: import('./handlers/denoise.js').DenoiseTaskInput; result: unknown };
-  /** MID real-noise denoising of one image, K masks averaged (see src/compute/handlers/denoise.ts). */
-  'denoise.mid': { input: import('./handlers/denoise.js').MidTaskInput; result: unknown };
-  /** RED-Diff restoration of one grey image (see src/compute/handlers/restore.ts). */
-  'restore.reddiff': {
-    input: import('./handlers/restore.js').RestoreTaskInput;
-    result: import('./handlers/restore.js').RestoreTaskResult;
-  };
-  /** EPS-AD adversarial detection of a batch of 28x28 grey images (see src/compute/handlers/detect.ts). */
-  'detect.epsad': {
-    input: import('./handlers/detect.js').DetectTaskInput;
-    result: import('./handlers/detect.js').DetectTaskResult;
-  };
-  /** Optimal transport: any solver (see src/compute/handlers/ot.ts). */
-  'ot.solve': { input: unknown; result: unknown };
 }
 
+/** A handler's input and (awaited) result. */
+type EntryOf<H> = H extends (input: infer I, ctx: HandlerContext) => infer R
+  ? { input: I; result: Awaited<R> }
+  : never;
+
+/** The operations' tasks: input and result of each handler in `operationTasks`. */
+export type OperationTaskTable = {
+  [K in keyof typeof operationTasks]: EntryOf<Awaited<ReturnType<(typeof operationTasks)[K]>>>;
+};
+
+export type TaskTable = SystemTaskTable & OperationTaskTable;
 export type TaskKind = keyof TaskTable;
 export type TaskInput<K extends TaskKind> = TaskTable[K]['input'];
 export type TaskResult<K extends TaskKind> = TaskTable[K]['result'];

@@ -9,7 +9,7 @@ import { move, transferableSymbol, valueSymbol } from 'piscina';
 import { fail, isSerializedError, type SerializedError, TweedieError } from '../errors.js';
 import { setOnlineThreads } from '../ot/online-threads.js';
 import type { HandlerContext } from './handlers/context.js';
-import { handlers, TEST_ONLY_KINDS } from './handlers/index.js';
+import { handlers, isTestOnlyKind } from './handlers/index.js';
 import type { TaskEnvelope, TaskOutcome, WorkerOptions } from './task-types.js';
 import { collectTransferables } from './transfer.js';
 
@@ -34,30 +34,14 @@ function tfjs(): ReturnType<HandlerContext['tfjs']> {
   return tfjsPromise;
 }
 
-function serialize(err: unknown): SerializedError {
+async function serialize(err: unknown): Promise<SerializedError> {
   if (err instanceof TweedieError) return err.toJSON();
   if (isSerializedError(err)) return err;
-  if (err instanceof Error && err.name === 'AbortError') {
-    return fail('DEADLINE_EXCEEDED', 'The task was cancelled').toJSON();
-  }
-  if (err instanceof Error && (err.name === 'OtInputError' || err.name === 'InputError')) {
-    const kind = (err as Error & { kind?: string }).kind;
-    const name =
-      kind === 'unbalanced'
-        ? 'UNBALANCED_MARGINALS'
-        : kind === 'range'
-          ? 'NUMERIC_RANGE'
-          : kind === 'too-large'
-            ? 'PROBLEM_TOO_LARGE'
-            : 'UNPROCESSABLE';
-    return fail(name, err.message, {
-      details: (err as Error & { details?: unknown }).details,
-    }).toJSON();
-  }
-  if (err instanceof Error && err.name === 'ModelLoadError') {
-    const code = (err as Error & { code?: string }).code;
-    return fail(code === 'MODEL_NOT_FOUND' ? 'MODEL_NOT_FOUND' : 'MODEL_NOT_READY', err.message).toJSON();
-  }
+  // The domain libraries' typed errors (OtInputError, ModelLoadError ...), mapped by class; loaded on the failure
+  // path only, so that a worker thread starts light.
+  const { domainError } = await import('../domain-errors.js');
+  const domain = domainError(err);
+  if (domain) return domain.toJSON();
   // Unknown failure: the message is kept for the logs (main thread), the client sees only the code.
   const e = fail('INTERNAL', 'Internal error in compute worker', {
     details: { internal: err instanceof Error ? `${err.name}: ${err.message}` : String(err) },
@@ -88,11 +72,12 @@ export default async function runTask(envelope: TaskEnvelope): Promise<TaskOutco
     },
   };
   try {
-    const loader = handlers[envelope.kind];
-    if (!loader || (TEST_ONLY_KINDS.has(envelope.kind) && !options.enableTestTasks)) {
+    const loader = Object.hasOwn(handlers, envelope.kind) ? handlers[envelope.kind] : undefined;
+    if (!loader || (isTestOnlyKind(envelope.kind) && !options.enableTestTasks)) {
       throw fail('VALIDATION', `Unknown task kind '${String(envelope.kind)}'`);
     }
-    const handler = await loader();
+    // The envelope crossed a thread boundary untyped: the main thread's pool.run typed it by kind.
+    const handler = (await loader()) as (input: unknown, ctx: HandlerContext) => unknown;
     const result = await handler(envelope.input, ctx);
     const outcome: TaskOutcome = timed({ ok: true, result });
     const buffers = collectTransferables(result);
@@ -107,7 +92,7 @@ export default async function runTask(envelope: TaskEnvelope): Promise<TaskOutco
       },
     } as never) as unknown as TaskOutcome;
   } catch (err) {
-    return timed({ ok: false, error: serialize(err) });
+    return timed({ ok: false, error: await serialize(err) });
   } finally {
     port?.close();
   }

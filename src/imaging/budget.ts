@@ -4,9 +4,9 @@
  * width x height x channels x 4 bytes (float32) per image for as long as the request runs, and gives it back when it
  * settles; the sum of reservations never exceeds IMAGE_MEMORY_BUDGET_BYTES. A synchronous request beyond the budget
  * is refused at once (503 TW_QUEUE_FULL, Retry-After); a job waits for room (its caller's signal still cancels it).
- * One budget per compute pool: the pool is what every path of one process shares.
+ * One budget per compute pool (any object: the budget is keyed by it): the pool is what every path of one process
+ * shares.
  */
-import type { ComputePool } from '../compute/pool.js';
 import type { Config } from '../config.js';
 import { fail } from '../errors.js';
 
@@ -101,10 +101,10 @@ export class ImageMemoryBudget {
   }
 }
 
-const budgets = new WeakMap<ComputePool, ImageMemoryBudget>();
+const budgets = new WeakMap<object, ImageMemoryBudget>();
 
 /** The budget of the process's compute pool (created on first use from cfg.IMAGE_MEMORY_BUDGET_BYTES). */
-export function imageBudgetFor(pool: ComputePool, cfg: Config): ImageMemoryBudget {
+export function imageBudgetFor(pool: object, cfg: Config): ImageMemoryBudget {
   let budget = budgets.get(pool);
   if (!budget) {
     budget = new ImageMemoryBudget(cfg.IMAGE_MEMORY_BUDGET_BYTES);

@@ -2,8 +2,8 @@
  * Pieces both backends share: the idempotency fingerprint of a submission, and errors turned into job errors.
  */
 import { createHash } from 'node:crypto';
+import { toTweedieError } from '../error-mapping.js';
 import { fail, type TweedieError } from '../errors.js';
-import { toTweedieError } from '../plugins/app/errors.js';
 import type { JobError } from './types.js';
 
 /** JSON with sorted keys and bytes as their hash, so equal submissions give equal strings whatever the key order. */

@@ -1,45 +1,20 @@
 /**
- * The asynchronous form of any operation route, in one place: a route adds `"async": true` to its body schema
- * with `withAsyncFlag`, and when `wantsAsync(request)` it answers through `replyWithJob` instead of computing:
- * 202 Accepted, `Location: /v1/jobs/<id>`, and the job's state. `Prefer: respond-async` (RFC 7240) does the same
- * without touching the body. `Idempotency-Key` makes a retried submission return the first job.
+ * The asynchronous answer of any operation, in one place: `replyWithJob` submits and answers 202 Accepted,
+ * `Location: /v1/jobs/<id>`, and the job's state. When a request asks for a job is one rule for every operation
+ * (src/operations/spec.ts `asyncRequested`: the `async` flag or `Prefer: respond-async`, RFC 7240).
+ * `Idempotency-Key` makes a retried submission return the first job.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { z } from 'zod';
 import type { Config } from '../config.js';
 import { fail } from '../errors.js';
 import type { SubmitOutcome } from './types.js';
 
-export const asyncFlagSchema = z.object({
-  async: z
-    .boolean()
-    .optional()
-    .describe('Run as a job: answer 202 with Location /v1/jobs/<id> at once (or send Prefer: respond-async)'),
-});
-
-/** The route's body schema plus the optional `async` flag (the flag is not part of the operation's input). */
-export function withAsyncFlag<T extends z.ZodType>(schema: T) {
-  return z.intersection(schema, asyncFlagSchema);
-}
-
-export function prefersAsync(request: FastifyRequest): boolean {
+export function prefersAsync(request: Pick<FastifyRequest, 'headers'>): boolean {
   const prefer = request.headers.prefer;
   const values = Array.isArray(prefer) ? prefer : prefer ? [prefer] : [];
   return values.some((v) =>
     v.split(',').some((p) => p.trim().toLowerCase().split(';')[0] === 'respond-async'),
   );
-}
-
-/** True when the client asked for a job: `"async": true` in the body or `Prefer: respond-async`. */
-export function wantsAsync(request: FastifyRequest): boolean {
-  const body = request.body as { async?: unknown } | undefined;
-  return (body && typeof body === 'object' && body.async === true) || prefersAsync(request);
-}
-
-/** The body without the `async` flag: the operation's input. */
-export function withoutAsyncFlag<T>(body: T): Omit<T, 'async'> {
-  const { async: _async, ...input } = body as T & { async?: boolean };
-  return input;
 }
 
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;

@@ -12,7 +12,7 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { runAsJob } from '../compute/pool.js';
-import { fail } from '../errors.js';
+import { ERROR_CATALOGUE, fail } from '../errors.js';
 import { inJobRun, type TraceCarrier } from '../telemetry/tracing.js';
 import { idempotencyConflict, pushIterator, queueFull, submissionFingerprint, toJobError } from './common.js';
 import { type JobRuntime, jobOperation } from './registry.js';
@@ -364,7 +364,8 @@ export class MemoryJobBackend implements JobBackend {
 }
 
 export function cancelledError(): JobError {
-  return { code: 'TW_JOB_CANCELLED', statusCode: 409, message: 'The job was cancelled' };
+  const { code, statusCode, message } = ERROR_CATALOGUE.JOB_CANCELLED;
+  return { code, statusCode, message };
 }
 
 function shutdownError(when = 'before the job started'): JobError {

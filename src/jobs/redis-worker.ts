@@ -21,7 +21,6 @@ import { inJobRun, traceIdOf } from '../telemetry/tracing.js';
 import { joinBlobs, splitBlobs } from './blobs.js';
 import { toJobError } from './common.js';
 import { cancelledError } from './memory.js';
-import './operations/index.js';
 import { encodeJobError, jobKeys, type QueuedJobData, readBlobs, writeBlobs } from './redis.js';
 import { jobOperation, parseJobInput } from './registry.js';
 
@@ -90,7 +89,7 @@ export async function startJobWorker(
     try {
       const op = jobOperation(job.data.operation, cfg);
       const blobs = await readBlobs(client, keys.inputBlobs(id), job.data.blobs);
-      const input = parseJobInput(op, joinBlobs(job.data.input, blobs), cfg);
+      const input = parseJobInput(op, joinBlobs(job.data.input, blobs));
       const result = await inJobRun(op.name, id, job.data.trace, () =>
         op.run(runtime, input, { signal: abort.signal, onProgress, timeoutMs: cfg.JOB_TIMEOUT_MS }),
       );

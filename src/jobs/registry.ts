@@ -26,13 +26,21 @@ export interface JobRunContext {
   timeoutMs: number;
 }
 
+/** What a submission's checks may consult (src/operations/spec.ts adds the model registry). */
+export interface JobCheckContext {
+  config: Config;
+}
+
 export interface JobOperation<Input = any, Result = any> {
   /** Public name, e.g. `ot.plan` (what clients put in `{ operation }`). */
   name: string;
   /** Validates the submitted input (same schema as the operation's synchronous route). */
   inputSchema: ZodType<Input>;
-  /** Checks that need the configuration (size limits, 413) at submission time, before anything is queued. */
-  check?: (config: Config, input: Input) => void;
+  /**
+   * Checks at submission time, before anything is queued (size limits, models); may answer a resolved input,
+   * which is what is queued.
+   */
+  check?: (ctx: JobCheckContext, input: Input) => Input | undefined | Promise<Input | undefined>;
   /**
    * The work. The result must be plain JSON values, Buffers/Uint8Arrays (stored as bytes, not base64) or both:
    * it is kept in memory or in Redis until the TTL.
@@ -69,9 +77,17 @@ export function jobOperation(name: string, config: Pick<Config, 'ENABLE_TEST_TAS
   return op;
 }
 
-/** Validate an input against its operation (400 with the zod issues) and run the operation's own checks. */
-export function parseJobInput(op: JobOperation, input: unknown, config: Config): unknown {
-  const parsed = op.inputSchema.parse(input);
-  op.check?.(config, parsed);
-  return parsed;
+/** Validate an input against its operation (400 with the zod issues): what a worker does before running it. */
+export function parseJobInput(op: JobOperation, input: unknown): unknown {
+  return op.inputSchema.parse(input);
+}
+
+/** At submission: validate the input and run the operation's own checks; answers the input to queue. */
+export async function checkJobInput(
+  op: JobOperation,
+  input: unknown,
+  ctx: JobCheckContext,
+): Promise<unknown> {
+  const parsed = parseJobInput(op, input);
+  return (await op.check?.(ctx, parsed)) ?? parsed;
 }

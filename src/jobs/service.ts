@@ -8,7 +8,13 @@ import type { Config } from '../config.js';
 import { fail } from '../errors.js';
 import { inSpan, startJobSubmit } from '../telemetry/tracing.js';
 import { checkIdempotencyKey } from './http.js';
-import { type JobOperation, jobOperation, listJobOperations, parseJobInput } from './registry.js';
+import {
+  checkJobInput,
+  type JobCheckContext,
+  type JobOperation,
+  jobOperation,
+  listJobOperations,
+} from './registry.js';
 import type { JobBackend, JobResult, JobView, SubmitOptions, SubmitOutcome } from './types.js';
 
 export interface JobService {
@@ -30,7 +36,15 @@ const notFound = (id: string) =>
     details: { id },
   });
 
-export function jobService(backend: JobBackend, config: Config): JobService {
+/**
+ * `checks`: what the operations' submission checks may consult besides the configuration (the API process's model
+ * registry).
+ */
+export function jobService(
+  backend: JobBackend,
+  config: Config,
+  checks: Omit<JobCheckContext, 'config'> = {},
+): JobService {
   const found = <T>(id: string, value: T | null): T => {
     if (value === null) throw notFound(id);
     return value;
@@ -45,7 +59,7 @@ export function jobService(backend: JobBackend, config: Config): JobService {
     async submit(operation, input, opts) {
       checkIdempotencyKey(opts?.idempotencyKey);
       const op = jobOperation(operation, config);
-      const parsed = parseJobInput(op, input, config);
+      const parsed = await checkJobInput(op, input, { ...checks, config });
       // Every adapter (REST, async routes, GraphQL) passes here: the job stores the submit span's context.
       const { span, carrier } = startJobSubmit(op.name);
       return inSpan(span, async () => {

@@ -4,9 +4,21 @@
  * without a second list to keep in step.
  */
 import { NOISE_FAMILIES } from '../denoise/noise.js';
-import { DEFAULT_MID_MODEL, noise2scoreModelName } from '../schemas/denoise.js';
-import { DEFAULT_DETECTOR } from '../schemas/detect.js';
-import { NATURAL_IMAGE_MODEL, SMALL_IMAGE_MODEL } from '../schemas/restore.js';
+
+/** The model of denoise method=mid when the request names none. */
+export const DEFAULT_MID_MODEL = 'mid-rgb';
+
+/** The Noise2Score model of a noise family when the request names none. */
+export function noise2scoreModelName(noise: string): string {
+  return `noise2score-${noise}`;
+}
+
+/** The detector the service uses unless a request names another. */
+export const DEFAULT_DETECTOR = 'eps-ad-fashion-mnist';
+
+/** Restoration priors by image size (see defaultRestoreModel in src/operations/restore/schema.ts). */
+export const SMALL_IMAGE_MODEL = 'ddpm-fashion-mnist';
+export const NATURAL_IMAGE_MODEL = 'ddpm-natural-grey';
 
 /** Every route's default model name (denoise by noise family and method, restore by image size, detect). */
 export const ROUTE_DEFAULT_MODELS: readonly string[] = [

@@ -3,9 +3,9 @@
  * clearing the repository's model cache must free those tensors with the models.
  */
 import { describe, expect, it } from 'vitest';
-import { detect } from '../../src/compute/handlers/detect.js';
 import { initTfjs } from '../../src/nn/backend.js';
 import { clearModelCache } from '../../src/nn/repository.js';
+import { detect } from '../../src/operations/detect/task.js';
 import { Rng } from '../../src/util/random.js';
 
 describe('detect handler cache', () => {

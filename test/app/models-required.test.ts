@@ -8,11 +8,11 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
 import { NOISE_FAMILIES } from '../../src/denoise/noise.js';
-import { denoiseModelName } from '../../src/denoise-service.js';
 import { ROUTE_DEFAULT_MODELS, requiredModelNames } from '../../src/nn/default-models.js';
-import { denoiseParams } from '../../src/schemas/denoise.js';
-import { DEFAULT_DETECTOR } from '../../src/schemas/detect.js';
-import { defaultRestoreModel } from '../../src/schemas/restore.js';
+import { denoiseModelName } from '../../src/operations/denoise/operation.js';
+import { denoiseParams } from '../../src/operations/denoise/schema.js';
+import { DEFAULT_DETECTOR } from '../../src/operations/detect/schema.js';
+import { defaultRestoreModel } from '../../src/operations/restore/schema.js';
 import { makeApp, repoRoot } from '../helpers.js';
 
 describe('MODELS_REQUIRED', () => {

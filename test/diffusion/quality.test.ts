@@ -11,11 +11,11 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { REPO_ROOT } from '../../bench/denoise/inputs.js';
 import { fashionProblems, runRedDiff, score, set12Problems } from '../../bench/restore.js';
-import { modelRedDiffDefaults } from '../../src/compute/handlers/restore.js';
 import { loadDiffusionModel } from '../../src/diffusion/model.js';
 import { linearSchedule } from '../../src/diffusion/schedule.js';
 import { initTfjs, type Tf } from '../../src/nn/backend.js';
-import { RESTORE_DEFAULTS } from '../../src/schemas/restore.js';
+import { RESTORE_DEFAULTS } from '../../src/operations/restore/schema.js';
+import { modelRedDiffDefaults } from '../../src/operations/restore/task.js';
 
 /**
  * Each model's service defaults (manifest extra.redDiff), 2026-11-28: Fashion-MNIST 50% missing, first 20 images

@@ -6,7 +6,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testConfig } from '../../src/config.js';
 import { estimateBytes, MemoryJobBackend } from '../../src/jobs/memory.js';
-import '../../src/jobs/operations/index.js';
+import '../../src/operations/index.js';
 import { makeApp, waitFor } from '../helpers.js';
 
 type App = Awaited<ReturnType<typeof makeApp>>;

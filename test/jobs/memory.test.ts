@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testConfig } from '../../src/config.js';
 import { MemoryJobBackend } from '../../src/jobs/memory.js';
-import '../../src/jobs/operations/index.js';
+import '../../src/operations/index.js';
 import { makeApp, waitFor } from '../helpers.js';
 
 type App = Awaited<ReturnType<typeof makeApp>>;

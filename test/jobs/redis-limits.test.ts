@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testConfig } from '../../src/config.js';
-import '../../src/jobs/operations/index.js';
+import '../../src/operations/index.js';
 import { RedisJobBackend } from '../../src/jobs/redis.js';
 import { waitFor } from '../helpers.js';
 

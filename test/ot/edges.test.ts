@@ -3,6 +3,7 @@
  * range errors instead of NaN/Infinity, one source of defaults, and emd1d balanced like the other solvers.
  */
 import { describe, expect, it } from 'vitest';
+import { otPlanRequest, sinkhornDivergenceRequest } from '../../src/operations/ot/schema.js';
 import { OT_DEFAULTS } from '../../src/ot/defaults.js';
 import { emd } from '../../src/ot/emd.js';
 import { emd1d } from '../../src/ot/emd1d.js';
@@ -12,7 +13,6 @@ import { assertFiniteResult, powerOfTwoScale, SAFE_COST_MAGNITUDE } from '../../
 import { sinkhorn } from '../../src/ot/sinkhorn.js';
 import { OtInputError } from '../../src/ot/types.js';
 import { sinkhornUnbalanced } from '../../src/ot/unbalanced.js';
-import { otPlanRequest, sinkhornDivergenceRequest } from '../../src/schemas/ot.js';
 import { gaussianCloud, seededRandom } from './fixtures.js';
 
 function randomCost(n: number, m: number, seed: number, times = 1) {

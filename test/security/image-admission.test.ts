@@ -62,7 +62,8 @@ describe('image admission', () => {
     const budget = imageBudgetFor(app.compute.pool, testConfig({ IMAGE_MEMORY_BUDGET_BYTES: BUDGET }));
     const running = busy(1500);
     // Four 1 MiB images against a 2.5 MiB budget: two are admitted (and wait for the worker), two are refused.
-    const rest = await Promise.all([0, 1, 2, 3].map(() => denoise(medium, '&timeoutMs=800')));
+    // async=false: answered now (or refused), never turned into a job for its estimated cost.
+    const rest = await Promise.all([0, 1, 2, 3].map(() => denoise(medium, '&timeoutMs=800&async=false')));
     const codes = rest.map((r) => r.json().error?.code);
     expect(codes.filter((c) => c === 'TW_QUEUE_FULL')).toHaveLength(2);
     expect(codes.filter((c) => c === 'TW_DEADLINE_EXCEEDED')).toHaveLength(2);
@@ -195,7 +196,8 @@ describe('no decoded pixels on the main thread', () => {
       [0, 1, 2, 3].map(async () => {
         const res = await app.inject({
           method: 'POST',
-          url: `/v1/denoise?noise=gaussian&level=25&timeoutMs=${timeoutMs}`,
+          // async=false: answered now (or 504), never turned into a job for its estimated cost.
+          url: `/v1/denoise?noise=gaussian&level=25&timeoutMs=${timeoutMs}&async=false`,
           headers: { 'content-type': 'image/png' },
           payload: big,
         });

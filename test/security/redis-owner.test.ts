@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testConfig } from '../../src/config.js';
-import '../../src/jobs/operations/index.js';
+import '../../src/operations/index.js';
 import { RedisJobBackend } from '../../src/jobs/redis.js';
 import { type JobService, jobService } from '../../src/jobs/service.js';
 import { ownerIdOf } from '../../src/plugins/app/auth.js';

@@ -1,4 +1,4 @@
-import type { WorkerOptions } from '../task-types.js';
+import type { TaskInput, TaskKind, TaskResult, WorkerOptions } from '../task-types.js';
 
 /** What a handler receives besides its input. */
 export interface HandlerContext {
@@ -9,4 +9,8 @@ export interface HandlerContext {
   tfjs: () => ReturnType<typeof import('../../nn/backend.js').initTfjs>;
 }
 
-export type Handler = (input: any, ctx: HandlerContext) => Promise<unknown> | unknown;
+/** The handler of a task kind: its input and result are the task table's. */
+export type Handler<K extends TaskKind> = (
+  input: TaskInput<K>,
+  ctx: HandlerContext,
+) => Promise<TaskResult<K>> | TaskResult<K>;

@@ -6,7 +6,7 @@ import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import type { Config } from '../../config.js';
 import { MemoryJobBackend } from '../../jobs/memory.js';
-import '../../jobs/operations/index.js';
+import '../../operations/index.js';
 import { type JobService, jobService } from '../../jobs/service.js';
 import type { JobBackend } from '../../jobs/types.js';
 
@@ -39,7 +39,8 @@ export default fp(
         },
       );
     }
-    fastify.decorate('jobs', jobService(backend, cfg));
+    // Submissions are checked against the model registry (a model of the wrong kind is refused before queueing).
+    fastify.decorate('jobs', jobService(backend, cfg, { models: fastify.models }));
     const close = async () => {
       const outcome = await backend.close();
       if (outcome && outcome.lost.length > 0) {
@@ -54,5 +55,5 @@ export default fp(
     if (backend.kind === 'memory') fastify.addHook('preClose', close);
     else fastify.addHook('onClose', close);
   },
-  { name: 'jobs', dependencies: ['compute'] },
+  { name: 'jobs', dependencies: ['compute', 'models'] },
 );

@@ -316,9 +316,10 @@ function formatOne(error: GraphQLError) {
 export default fp(
   async function graphqlPlugin(
     fastify: FastifyInstance,
-    opts: { config: Config; resolvers: IResolvers<unknown, MercuriusContext>[] },
+    opts: { config: Config; resolvers: IResolvers<unknown, MercuriusContext>[]; sdl?: string[] },
   ) {
-    const schema = readFileSync(schemaPath(), 'utf8');
+    // /schema.graphql, plus what operations that bring their own SDL add (src/operations/graphql.ts).
+    const schema = [readFileSync(schemaPath(), 'utf8'), ...(opts.sdl ?? [])].join('\n');
     const merged: Record<string, unknown> = {};
     for (const r of opts.resolvers) {
       for (const [type, fields] of Object.entries(r)) {

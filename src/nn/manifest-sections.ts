@@ -1,0 +1,67 @@
+/**
+ * Typed sections of a model manifest: what a model family records in `architecture` and `extra` (its down-sampling
+ * factor, a diffusion prior's noise schedule and tuned RED-Diff settings, MID's mask settings, a detector's
+ * calibration), read through zod rather than cast. Each field is optional and a malformed value reads as absent (the
+ * caller's default then applies), as the casts it replaces did; the manifest itself is validated on load
+ * (src/nn/manifest.ts).
+ */
+import { z } from 'zod';
+import type { ModelManifest } from './manifest.js';
+
+/** A field that reads as undefined when absent or malformed. */
+const lenient = <T extends z.ZodType>(schema: T) => schema.optional().catch(undefined);
+const finite = z.number().refine(Number.isFinite);
+
+type Sections = Pick<ModelManifest, 'architecture' | 'extra'>;
+
+/** `architecture.multiple`: the network's down-sampling factor (padded image sides are multiples of it). */
+export const architectureSection = z.object({ multiple: lenient(z.number().int().min(1)) });
+
+/** The down-sampling factor of a model (`fallback` when the manifest does not say). */
+export function architectureMultiple(manifest: Sections, fallback = 8): number {
+  const architecture = typeof manifest.architecture === 'object' ? manifest.architecture : {};
+  return architectureSection.parse(architecture).multiple ?? fallback;
+}
+
+/** `extra.schedule`: a diffusion prior's linear beta schedule. */
+export const scheduleSection = z.object({
+  timesteps: lenient(z.number().int().min(1)),
+  betaStart: lenient(finite),
+  betaEnd: lenient(finite),
+});
+
+/** `extra` of a diffusion prior: its schedule and the RED-Diff settings bench:restore chose for it. */
+export const diffusionSection = z.object({
+  schedule: lenient(scheduleSection),
+  redDiff: lenient(
+    z.object({
+      lambda: lenient(finite),
+      lr: lenient(finite),
+      init: lenient(z.string()),
+      tMax: lenient(finite),
+    }),
+  ),
+});
+
+/** `extra` of a MID model: the mask drop ratio it was trained with and its measured default number of masks. */
+export const midSection = z.object({
+  maskRatio: lenient(finite),
+  masksDefault: lenient(finite),
+});
+
+/** `extra` of an EPS-AD detector: the false-positive rates its thresholds are calibrated for, and T*. */
+export const detectorSection = z.object({
+  calibratedFprs: lenient(z.array(finite)),
+  timesteps: lenient(z.number().int()),
+});
+
+/** `extra` of any model: the input side to warm it up with. */
+export const warmupSection = z.object({ warmupSize: lenient(finite) });
+
+/** A section of `manifest.extra`, parsed (every field optional; malformed fields absent). */
+export function extraSection<T extends z.ZodType>(
+  schema: T,
+  manifest: Partial<Sections> | undefined,
+): z.output<T> {
+  return schema.parse(manifest?.extra ?? {});
+}

@@ -1,0 +1,57 @@
+/**
+ * The REST routes of every operation, derived from its spec: one POST per `http.routes` URL, with the spec's
+ * schemas (validation and OpenAPI), its tag and its id as operationId. Each request is read into the operation's
+ * input, then either queued as a job (asked for with the async flag or `Prefer: respond-async`, or on its own when
+ * the estimated cost exceeds the deadline: 202 + Location), or checked and run now and answered by the spec.
+ */
+import type { FastifyInstance } from 'fastify';
+import type { Config } from '../config.js';
+import { checkAutomaticJobCost, replyWithJob } from '../jobs/http.js';
+import type { AnyOperation } from './index.js';
+import { runForRequest } from './run.js';
+
+export function operationRoutes(specs: readonly AnyOperation[]) {
+  return async function routes(fastify: FastifyInstance, opts: { config: Config }) {
+    const cfg = opts.config;
+    for (const spec of specs) {
+      const http = spec.http;
+      if (!http || (spec.testOnly && !cfg.ENABLE_TEST_TASKS)) continue;
+      for (const route of http.routes) {
+        fastify.post(
+          route.url,
+          {
+            config: {
+              operationId: spec.id,
+              ...(http.imageUpload ? { imageUpload: http.imageUpload } : {}),
+            },
+            schema: {
+              tags: [spec.tag],
+              summary: route.summary,
+              ...(route.description ? { description: route.description } : {}),
+              ...http.schema,
+              ...(spec.testOnly ? { hide: true } : {}),
+            },
+          },
+          async (request, reply) => {
+            const raw = await http.read(request, cfg, route);
+            const input = spec.input.parse(raw.input);
+            // A job of its own accord when the estimated cost exceeds the deadline, up to JOBS_AUTO_MAX_COST_MS
+            // (unless the client said async=false: then it is answered now, or 504 at its deadline).
+            const estimatedMs = raw.async === undefined ? await spec.estimateMs?.(input, cfg) : undefined;
+            const deadlineMs = fastify.compute.deadlineFor(spec.timeoutMs?.(input));
+            const tooLong = estimatedMs !== undefined && estimatedMs > deadlineMs;
+            if (tooLong) checkAutomaticJobCost(cfg, estimatedMs, deadlineMs);
+            request.log.debug({ operation: spec.id, async: raw.async || tooLong }, 'operation');
+            if (raw.async || tooLong) {
+              if (tooLong) reply.header('x-async-reason', 'estimated cost exceeds the request deadline');
+              // The spec's checks run at submission (jobs service), before anything is queued.
+              return replyWithJob(fastify, request, reply, spec.id, input);
+            }
+            const result = await runForRequest(fastify, cfg, spec, input, reply, 'rest');
+            return spec.reply ? spec.reply(result, reply) : result;
+          },
+        );
+      }
+    }
+  };
+}

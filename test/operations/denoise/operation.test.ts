@@ -1,0 +1,170 @@
+/**
+ * The denoise operation's behaviour the spec gives it: a request whose estimated cost exceeds its deadline becomes
+ * a job (as restore does), MID answers no meaningless noise level, and a model of the wrong kind is refused (422,
+ * with the expected task) on every path, before anything is queued.
+ */
+import { cpSync, mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildScoreNetwork } from '../../../src/denoise/network.js';
+import { buildMidNetwork } from '../../../src/mid/network.js';
+import { initTfjs } from '../../../src/nn/backend.js';
+import { fileSystemIO } from '../../../src/nn/fs-io.js';
+import { estimateDenoiseMs } from '../../../src/operations/denoise/operation.js';
+import { denoiseParams } from '../../../src/operations/denoise/schema.js';
+import { jobResult, makeApp, tinyModelsDir } from '../../helpers.js';
+
+const manifest = (name: string, extra: Record<string, unknown>, params: number) => ({
+  name,
+  version: '1',
+  format: 'layers',
+  valueRange: [0, 1],
+  description: 'random weights, for operation tests',
+  parameters: params,
+  trainingData: 'none (random weights)',
+  trainingSteps: 0,
+  trainingCommand: 'test/operations/denoise/operation.test.ts',
+  createdAt: new Date(0).toISOString(),
+  ...extra,
+});
+
+async function makeRepo(): Promise<string> {
+  const dir = path.join(tinyModelsDir(), '..', `operations-denoise-${process.pid}`);
+  mkdirSync(dir, { recursive: true });
+  cpSync(path.join(tinyModelsDir(), 'gaussian-blur'), path.join(dir, 'gaussian-blur'), { recursive: true });
+  const { tf } = await initTfjs('wasm');
+  const score = buildScoreNetwork(tf, { kind: 'unet', widths: [4, 8, 8], outputScale: 1 }, 1);
+  const scoreDir = path.join(dir, 'noise2score-gaussian', '1');
+  mkdirSync(scoreDir, { recursive: true });
+  await score.save(fileSystemIO(scoreDir));
+  writeFileSync(
+    path.join(scoreDir, 'manifest.json'),
+    JSON.stringify(
+      manifest(
+        'noise2score-gaussian',
+        {
+          task: 'denoise-score',
+          inputShape: [null, null, null, 1],
+          channels: 1,
+          noiseFamily: 'gaussian',
+          architecture: { kind: 'unet', widths: [4, 8, 8], outputScale: 1, multiple: 8 },
+        },
+        score.countParams(),
+      ),
+    ),
+  );
+  score.dispose();
+  const mid = buildMidNetwork(tf, { kind: 'mid-unet', widths: [4, 8, 8] }, 1);
+  const midDir = path.join(dir, 'mid-rgb', '1');
+  mkdirSync(midDir, { recursive: true });
+  await mid.save(fileSystemIO(midDir));
+  writeFileSync(
+    path.join(midDir, 'manifest.json'),
+    JSON.stringify(
+      manifest(
+        'mid-rgb',
+        {
+          task: 'denoise',
+          inputShape: [null, null, null, 4],
+          channels: 4,
+          noiseFamily: 'real-camera',
+          architecture: { kind: 'mid-unet', widths: [4, 8, 8], multiple: 8 },
+          extra: { maskRatio: 0.3, masksDefault: 1 },
+        },
+        mid.countParams(),
+      ),
+    ),
+  );
+  mid.dispose();
+  return dir;
+}
+
+async function rgbPng(w: number, h: number): Promise<Buffer> {
+  const px = Buffer.alloc(w * h * 3);
+  for (let i = 0; i < px.length; i++) px[i] = (i * 37) % 251;
+  return sharp(px, { raw: { width: w, height: h, channels: 3 } })
+    .png()
+    .toBuffer();
+}
+
+describe('the denoise operation', () => {
+  let app: Awaited<ReturnType<typeof makeApp>>;
+  let small: Buffer;
+  beforeAll(async () => {
+    app = await makeApp({ MODELS_DIR: await makeRepo() });
+    await app.models.settled;
+    small = await rgbPng(24, 16);
+  }, 120_000);
+  afterAll(async () => {
+    await app?.close();
+  });
+  const post = (url: string, payload: Buffer, headers: Record<string, string> = {}) =>
+    app.inject({ method: 'POST', url, headers: { 'content-type': 'image/png', ...headers }, payload });
+
+  it('MID answers no x-noise-level header and a null level in JSON; Noise2Score answers its level', async () => {
+    const image = await post('/v1/denoise?method=mid', small);
+    expect(image.statusCode, image.body).toBe(200);
+    expect(image.headers['x-noise-level']).toBeUndefined();
+    expect(image.headers['x-noise-level-estimated']).toBeUndefined();
+    expect(image.headers['x-model']).toBe('mid-rgb@1');
+    const json = await post('/v1/denoise?method=mid&output=json', small);
+    expect(json.json().level).toBeNull();
+    const gql = await app.inject({
+      method: 'POST',
+      url: '/graphql',
+      payload: {
+        query: 'query($i: String!) { denoise(input: { image: $i, method: MID }) { level model } }',
+        variables: { i: small.toString('base64') },
+      },
+    });
+    expect(gql.json().data.denoise, gql.body).toEqual({ level: null, model: 'mid-rgb@1' });
+    const n2s = await post('/v1/denoise?noise=gaussian&level=25', small);
+    expect(n2s.statusCode, n2s.body).toBe(200);
+    expect(n2s.headers['x-noise-level']).toBe('25');
+  });
+
+  it('becomes a job when its estimated cost exceeds the deadline, unless async=false', async () => {
+    // An image whose estimate passes a 100 ms deadline (and stays under JOBS_AUTO_MAX_COST_MS).
+    const params = denoiseParams.parse({ level: '25' });
+    let side = 16;
+    while (estimateDenoiseMs(params, side, side) <= 150) side *= 2;
+    const big = await rgbPng(side, side);
+    const accepted = await post('/v1/denoise?noise=gaussian&level=25&timeoutMs=100', big);
+    expect(accepted.statusCode, accepted.body).toBe(202);
+    expect(accepted.headers['x-async-reason']).toMatch(/estimated cost/);
+    const result = await jobResult(app, accepted);
+    expect(result.statusCode).toBe(200);
+    expect(result.headers['content-type']).toBe('image/png');
+    expect((await sharp(result.rawPayload).metadata()).width).toBe(side);
+    // Below the deadline, the same image is answered now.
+    const now = await post('/v1/denoise?noise=gaussian&level=25', big);
+    expect(now.statusCode).toBe(200);
+    // async=false: never a job; answered now or 504 at its deadline.
+    const sync = await post('/v1/denoise?noise=gaussian&level=25&timeoutMs=100&async=false', big);
+    expect([200, 504]).toContain(sync.statusCode);
+  });
+
+  it('refuses a model of another task with 422 and the expected task, now and before queueing a job', async () => {
+    const asked = [
+      post('/v1/denoise?model=gaussian-blur', small),
+      post('/v1/denoise?model=gaussian-blur&async=true', small),
+      post('/v1/denoise?model=gaussian-blur', small, { prefer: 'respond-async' }),
+      post('/v1/denoise?method=mid&model=noise2score-gaussian', small),
+      app.inject({
+        method: 'POST',
+        url: '/v1/jobs',
+        payload: { operation: 'denoise', input: { image: small.toString('base64') } },
+      }),
+    ];
+    const [sync, flagged, preferred, midWrong, viaJobs] = await Promise.all(asked);
+    for (const res of [sync, flagged, preferred]) {
+      expect(res.statusCode, res.body).toBe(422);
+      expect(res.json().error.details).toMatchObject({ task: 'blur', expected: ['denoise-score'] });
+    }
+    expect(midWrong.statusCode, midWrong.body).toBe(422);
+    expect(midWrong.json().error.details).toMatchObject({ task: 'denoise-score', expected: ['denoise'] });
+    // The job API takes the image as bytes from the operation routes only: a base64 string is refused (400).
+    expect(viaJobs.statusCode).toBe(400);
+  });
+});
