@@ -196,7 +196,7 @@ export default async function app(fastify: FastifyInstance, opts: AppOptions) {
         method: request.method,
         url: request.url,
         route: request.routeOptions.url,
-        operation: (request.routeOptions.config as { operationId?: string } | undefined)?.operationId,
+        operation: operationOf(request.routeOptions.config),
         statusCode: reply.statusCode,
         ms: Math.round(reply.elapsedTime * 10) / 10,
       },
@@ -300,4 +300,10 @@ export async function buildApp(cfg: Config, logger?: FastifyServerOptions['logge
   // fastify-plugin: the app's decorators (compute, models, lifecycle, ...) are visible on the returned instance.
   await fastify.register(fp(app, { name: 'tweedie' }), { config: cfg });
   return fastify;
+}
+
+/** The operation a route serves (src/operations/http.ts), for the request log line. */
+function operationOf(config: unknown): string | undefined {
+  const c = config as { operation?: string; operationId?: string } | undefined;
+  return c?.operation ?? c?.operationId;
 }

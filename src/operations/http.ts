@@ -16,12 +16,16 @@ export function operationRoutes(specs: readonly AnyOperation[]) {
     for (const spec of specs) {
       const http = spec.http;
       if (!http || (spec.testOnly && !cfg.ENABLE_TEST_TASKS)) continue;
-      for (const route of http.routes) {
+      http.routes.forEach((route, i) => {
         fastify.post(
           route.url,
           {
             config: {
-              operationId: spec.id,
+              // The operation (logs, metrics) is the spec's id on every route; OpenAPI's operationId must be unique,
+              // so a second URL of one operation (restore's /v1/inpaint) gets one derived from its path; OpenAPI's is
+              // the id in camelCase (`ot.plan` -> `otPlan`).
+              operation: spec.id,
+              ...(i === 0 ? { operationId: openapiOperationId(spec.id) } : {}),
               ...(http.imageUpload ? { imageUpload: http.imageUpload } : {}),
             },
             schema: {
@@ -51,7 +55,12 @@ export function operationRoutes(specs: readonly AnyOperation[]) {
             return spec.reply ? spec.reply(result, reply) : result;
           },
         );
-      }
+      });
     }
   };
+}
+
+/** An operation id as an OpenAPI operationId: `ot.sinkhorn-divergence` -> `otSinkhornDivergence`. */
+export function openapiOperationId(id: string): string {
+  return id.replace(/[.\-_]+([a-zA-Z0-9])/g, (_, c: string) => c.toUpperCase());
 }

@@ -76,7 +76,11 @@ describe('OpenAPI document of the app', () => {
       expect(op.responses['4XX'], key).toEqual({ $ref: '#/components/responses/Error' });
       expect(op.responses['5XX'], key).toEqual({ $ref: '#/components/responses/Error' });
     }
-    expect(doc.paths['/v1/ot/plan'].post.operationId).toBe('postV1OtPlan');
+    // An operation's first route takes its id (src/operations, camelCased); other routes derive theirs.
+    expect(doc.paths['/v1/ot/plan'].post.operationId).toBe('otPlan');
+    expect(doc.paths['/v1/ot/sinkhorn-divergence'].post.operationId).toBe('otSinkhornDivergence');
+    expect(doc.paths['/v1/restore'].post.operationId).toBe('restore');
+    expect(doc.paths['/v1/inpaint'].post.operationId).toBe('postV1Inpaint');
     expect(doc.paths['/v1/jobs/{id}/result'].get.operationId).toBe('getV1JobsByIdResult');
     const error = doc.components.responses.Error as { content: Record<string, unknown> };
     expect(Object.keys(error.content)).toEqual(['application/json', 'application/problem+json']);
