@@ -22,7 +22,20 @@ const options: WorkerOptions = workerData?.options ?? {
 let tfjsPromise: ReturnType<HandlerContext['tfjs']> | null = null;
 function tfjs(): ReturnType<HandlerContext['tfjs']> {
   if (!tfjsPromise) {
-    tfjsPromise = import('../nn/backend.js').then((m) => m.initTfjs(options.tfjsBackend));
+    tfjsPromise = import('../nn/backend.js').then(async (m) => {
+      const rt = await m.initTfjs(options.tfjsBackend);
+      // Batching and the device-memory budget depend on the backend this worker got (src/nn/batcher.ts).
+      const { configureBatching } = await import('../nn/batcher.js');
+      configureBatching(
+        {
+          maxSize: options.batchMaxSize,
+          maxDelayMs: options.batchMaxDelayMs,
+          memoryBudgetBytes: options.gpuMemoryBudgetMb && options.gpuMemoryBudgetMb * 1024 * 1024,
+        },
+        rt,
+      );
+      return rt;
+    });
     // A failed start is retried by the next task rather than cached forever.
     tfjsPromise.catch(() => {
       tfjsPromise = null;
@@ -90,6 +103,12 @@ export default async function runTask(envelope: TaskEnvelope): Promise<TaskOutco
       throw fail('VALIDATION', `Unknown task kind '${String(envelope.kind)}'`);
     }
     const handler = await loader();
+    if (envelope.control) {
+      // Cancelled while it waited (for this worker, or for its turn on it): never started, and this thread is not
+      // named for termination.
+      if (Atomics.load(envelope.control, 0) === 1) throw fail('DEADLINE_EXCEEDED', 'The task was cancelled');
+      Atomics.store(envelope.control, 1, threadId);
+    }
     const result = await handler(envelope.input, ctx);
     const outcome: TaskOutcome = timed({ ok: true, result });
     const buffers = collectTransferables(result);

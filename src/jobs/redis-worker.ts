@@ -10,7 +10,13 @@ import { type Job, UnrecoverableError, WaitingError, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { ComputePool } from '../compute/pool.js';
-import { type Config, resolvedModelsDir, resolvedWorkerHeapMb, resolvedWorkers } from '../config.js';
+import {
+  type Config,
+  resolvedConcurrentTasks,
+  resolvedModelsDir,
+  resolvedWorkerHeapMb,
+  resolvedWorkers,
+} from '../config.js';
 import { inJobRun, traceIdOf } from '../telemetry/tracing.js';
 import { joinBlobs, splitBlobs } from './blobs.js';
 import { toJobError } from './common.js';
@@ -49,7 +55,12 @@ export async function startJobWorker(
       tileSize: cfg.TILE_SIZE,
       otOnlineBackend: cfg.OT_ONLINE_BACKEND,
       otMaxEntries: cfg.OT_MAX_ENTRIES,
+      batchMaxSize: cfg.BATCH_MAX_SIZE,
+      batchMaxDelayMs: cfg.BATCH_MAX_DELAY_MS,
+      gpuMemoryBudgetMb: cfg.GPU_MEMORY_BUDGET_MB,
     },
+    concurrentTasksPerWorker: resolvedConcurrentTasks(cfg),
+    cancelGraceMs: cfg.WORKER_CANCEL_GRACE_MS,
   });
   pool.on('workerError', (err) => log.error({ err }, 'compute worker error'));
   const keys = jobKeys(cfg.JOBS_QUEUE_NAME);
