@@ -97,6 +97,31 @@ export const configSchema = z.object({
   IMAGE_MEMORY_BUDGET_BYTES: int(1024, Number.MAX_SAFE_INTEGER).default(1024 * 1024 * 1024),
   /** Tile size (pixels per side) for model inference on large images. */
   TILE_SIZE: int(64, 8192).default(512),
+  /**
+   * Dynamic batching (src/nn/batcher.ts): most network calls of one model and one input shape stacked into one
+   * call, from concurrent requests on a worker and from the windows and masks of one image. Unset: 8 when the
+   * worker runs TF.js on a hardware WebGPU adapter, else 1 (off: on wasm a batch saves nothing). Setting it also
+   * lets each worker take that many tasks at once (WORKER_CONCURRENT_TASKS), so that requests can meet in a batch.
+   */
+  BATCH_MAX_SIZE: int(1, 256).optional(),
+  /** Most time (ms) the first call of a batch waits for others before the batch runs anyway. */
+  BATCH_MAX_DELAY_MS: int(0, 1000).default(2),
+  /**
+   * Tasks a compute worker runs at once (piscina's concurrentTasksPerWorker): they interleave at their awaits,
+   * which is what lets concurrent requests share a GPU batch. Unset: BATCH_MAX_SIZE when set, else 1.
+   */
+  WORKER_CONCURRENT_TASKS: int(1, 256).optional(),
+  /**
+   * With WORKER_CONCURRENT_TASKS above 1, a cancelled or timed-out task is answered at once but its worker (and
+   * the other tasks on it) is stopped only if the task is still running this many ms later.
+   */
+  WORKER_CANCEL_GRACE_MS: int(0, 600_000).default(5000),
+  /**
+   * Device-memory budget of each compute worker (MB) for model calls, judged before a call runs from an estimate
+   * measured per model (src/nn/batcher.ts): a call that can never fit gets 413 TW_GPU_MEMORY_EXCEEDED, one that does
+   * not fit now 503 TW_GPU_MEMORY_BUSY with Retry-After. Unset (the default): no limit.
+   */
+  GPU_MEMORY_BUDGET_MB: int(1, 10_000_000).optional(),
   GRAPHQL_DEPTH_LIMIT: int(1, 100).default(8),
   GRAPHIQL: bool.default(false),
   /** Seconds to let in-flight requests finish after SIGTERM/SIGINT. */
@@ -280,6 +305,11 @@ export function resolvedWorkerHeapMb(
     workers: resolvedWorkers(cfg),
     reserveMb: cfg.WORKER_HEAP_RESERVE_MB,
   });
+}
+
+/** Tasks each compute worker runs at once: WORKER_CONCURRENT_TASKS, else BATCH_MAX_SIZE, else 1. */
+export function resolvedConcurrentTasks(cfg: Config): number {
+  return cfg.WORKER_CONCURRENT_TASKS ?? cfg.BATCH_MAX_SIZE ?? 1;
 }
 
 export function resolvedModelsDir(cfg: Config): string {

@@ -43,6 +43,11 @@ export const ERROR_CATALOGUE = {
     statusCode: 413,
     message: 'The response would be too large; ask for less, or run the work as a job',
   },
+  GPU_MEMORY_EXCEEDED: {
+    code: 'TW_GPU_MEMORY_EXCEEDED',
+    statusCode: 413,
+    message: "The network would need more device memory than a worker's GPU_MEMORY_BUDGET_MB",
+  },
   UNSUPPORTED_MEDIA_TYPE: {
     code: 'TW_UNSUPPORTED_MEDIA_TYPE',
     statusCode: 415,
@@ -105,6 +110,16 @@ export const ERROR_CATALOGUE = {
     code: 'TW_OVERLOADED',
     statusCode: 503,
     message: 'The service is under pressure; retry later',
+  },
+  GPU_MEMORY_BUSY: {
+    code: 'TW_GPU_MEMORY_BUSY',
+    statusCode: 503,
+    message: "The worker's device memory is taken by other work; retry shortly",
+  },
+  GPU_DEVICE_LOST: {
+    code: 'TW_GPU_DEVICE_LOST',
+    statusCode: 503,
+    message: 'The GPU device was lost while this request ran; the worker has recovered, retry',
   },
   MODEL_NOT_READY: { code: 'TW_MODEL_NOT_READY', statusCode: 503, message: 'The model is not loaded' },
   DEADLINE_EXCEEDED: {

@@ -71,6 +71,13 @@ export interface ComputePoolOptions {
   maxOldGenerationSizeMb?: number;
   /** Workers kept for tasks not started by jobs (see runAsJob); at most workers - 1. Default 0. */
   reservedWorkers?: number;
+  /** Tasks a worker runs at once (dynamic batching, src/nn/batcher.ts). Default 1. */
+  concurrentTasksPerWorker?: number;
+  /**
+   * With concurrentTasksPerWorker > 1: a cancelled task is answered at once, and its worker (with the other tasks on
+   * it) is stopped only if the task still runs this many ms later. Default 5000.
+   */
+  cancelGraceMs?: number;
 }
 
 interface LaneWaiter {
@@ -96,6 +103,8 @@ export class ComputePool extends EventEmitter {
   readonly workers: number;
   readonly defaultTimeoutMs: number;
   readonly reservedWorkers: number;
+  readonly concurrentTasksPerWorker: number;
+  readonly cancelGraceMs: number;
   /** Heap cap of each worker thread (MB); undefined: Node's default. */
   readonly maxOldGenerationSizeMb: number | undefined;
   /** Job tasks allowed to hold a worker (or a place in piscina's queue) at once. */
@@ -110,6 +119,8 @@ export class ComputePool extends EventEmitter {
     this.reservedWorkers = Math.max(0, Math.min(opts.reservedWorkers ?? 0, opts.workers - 1));
     this.jobSlots = Math.max(1, opts.workers - this.reservedWorkers);
     this.defaultTimeoutMs = opts.defaultTimeoutMs;
+    this.concurrentTasksPerWorker = Math.max(1, opts.concurrentTasksPerWorker ?? 1);
+    this.cancelGraceMs = opts.cancelGraceMs ?? 5000;
     this.maxOldGenerationSizeMb = opts.maxOldGenerationSizeMb || undefined;
     const entry = workerEntry();
     this.piscina = new Piscina({
@@ -119,7 +130,7 @@ export class ComputePool extends EventEmitter {
       maxThreads: opts.workers,
       // Workers hold loaded models: never let idle ones go.
       idleTimeout: 2 ** 31 - 1,
-      concurrentTasksPerWorker: 1,
+      concurrentTasksPerWorker: this.concurrentTasksPerWorker,
       workerData: { options: opts.worker },
       resourceLimits: this.maxOldGenerationSizeMb
         ? { maxOldGenerationSizeMb: this.maxOldGenerationSizeMb }
@@ -193,7 +204,9 @@ export class ComputePool extends EventEmitter {
 
   /** True when every worker is busy and the queue is at its limit. */
   isFull(): boolean {
-    return this.busy() >= this.workers && this.piscina.queueSize >= this.queueMax;
+    return (
+      this.busy() >= this.workers * this.concurrentTasksPerWorker && this.piscina.queueSize >= this.queueMax
+    );
   }
 
   /**
@@ -278,10 +291,7 @@ export class ComputePool extends EventEmitter {
         holdsSlot = true;
       }
       if (this.closed) throw fail('SHUTTING_DOWN');
-      const outcome = (await this.piscina.run(envelope, {
-        signal: controller.signal,
-        transferList: transferList as never,
-      })) as TaskOutcome;
+      const outcome = (await this.runOnPiscina(envelope, transferList, controller.signal)) as TaskOutcome;
       if (outcome.timing && span.isRecording()) {
         const { start, end, threadId } = outcome.timing;
         startSpan(
@@ -325,6 +335,39 @@ export class ComputePool extends EventEmitter {
       opts.signal?.removeEventListener('abort', onCallerAbort);
       channel?.port1.close();
     }
+  }
+
+  /**
+   * piscina.run. Alone on its worker (the default), a task is cancelled through piscina: a queued one is dropped, a
+   * running one stops its worker. piscina runs a task that has an abort signal alone on its worker, so with several
+   * tasks per worker (dynamic batching) none is passed: the caller is answered at once, the task is flagged in a
+   * shared word of its envelope (a worker skips a flagged task it has not started), and its worker (with the other
+   * tasks on it) is terminated only if the task still runs cancelGraceMs later.
+   */
+  private runOnPiscina(envelope: TaskEnvelope, transferList: TransferListItem[], signal: AbortSignal) {
+    if (this.concurrentTasksPerWorker <= 1) {
+      return this.piscina.run(envelope, { signal, transferList: transferList as never });
+    }
+    // [0]: 1 once cancelled; [1]: the id of the thread running the task (0 until it starts).
+    const control = new Int32Array(new SharedArrayBuffer(8));
+    let graceTimer: NodeJS.Timeout | undefined;
+    const task = this.piscina.run({ ...envelope, control }, { transferList: transferList as never });
+    task.catch(() => {}).finally(() => clearTimeout(graceTimer));
+    return new Promise<unknown>((resolve, reject) => {
+      const onAbort = () => {
+        Atomics.store(control, 0, 1);
+        reject(new Error('task cancelled'));
+        graceTimer = setTimeout(() => {
+          const threadId = Atomics.load(control, 1);
+          const thread = threadId ? this.piscina.threads.find((t) => t.threadId === threadId) : undefined;
+          void thread?.terminate();
+        }, this.cancelGraceMs);
+        graceTimer.unref();
+      };
+      if (signal.aborted) onAbort();
+      else signal.addEventListener('abort', onAbort, { once: true });
+      task.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+    });
   }
 
   /** Stop taking tasks; wait up to graceMs for running ones, then terminate the workers. */

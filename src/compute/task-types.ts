@@ -50,6 +50,8 @@ export interface WorkerInfo {
   native: boolean;
   numTensors: number;
   tried: { name: string; error?: string }[];
+  /** Batching options and counters of this worker (src/nn/batcher.ts). */
+  batching?: import('../nn/batcher.js').BatchingOptions & import('../nn/batcher.js').BatcherStats;
   /**
    * The WebGPU adapter: the one the 'webgpu' backend runs on, or the one found and refused (software, under 'auto').
    * Absent when no adapter was looked for or none was found.
@@ -68,6 +70,11 @@ export interface TaskEnvelope {
    * incoming trace id): the worker then times its execution and answers `timing`.
    */
   trace?: { traceparent?: string; tracestate?: string };
+  /**
+   * With several tasks per worker (src/compute/pool.ts): a shared word pair, [0] set to 1 by the main thread when
+   * the task is cancelled, [1] the id of the thread that runs it (set by the worker when it starts).
+   */
+  control?: Int32Array;
 }
 
 /** When the worker thread ran a traced task (epoch ms), recorded as the `worker <kind>` span on the main thread. */
@@ -94,4 +101,8 @@ export interface WorkerOptions {
   otMaxEntries?: number;
   /** OT_ONLINE_THREADS, resolved: threads one online Sinkhorn problem uses on the CPU (default 1). */
   otOnlineThreads?: number;
+  /** BATCH_MAX_SIZE (undefined: by backend), BATCH_MAX_DELAY_MS, GPU_MEMORY_BUDGET_MB: see src/nn/batcher.ts. */
+  batchMaxSize?: number;
+  batchMaxDelayMs?: number;
+  gpuMemoryBudgetMb?: number;
 }

@@ -25,7 +25,20 @@ setOnlineThreads(options.otOnlineThreads ?? 1);
 let tfjsPromise: ReturnType<HandlerContext['tfjs']> | null = null;
 function tfjs(): ReturnType<HandlerContext['tfjs']> {
   if (!tfjsPromise) {
-    tfjsPromise = import('../nn/backend.js').then((m) => m.initTfjs(options.tfjsBackend));
+    tfjsPromise = import('../nn/backend.js').then(async (m) => {
+      const rt = await m.initTfjs(options.tfjsBackend);
+      // Batching and the device-memory budget depend on the backend this worker got (src/nn/batcher.ts).
+      const { configureBatching } = await import('../nn/batcher.js');
+      configureBatching(
+        {
+          maxSize: options.batchMaxSize,
+          maxDelayMs: options.batchMaxDelayMs,
+          memoryBudgetBytes: options.gpuMemoryBudgetMb && options.gpuMemoryBudgetMb * 1024 * 1024,
+        },
+        rt,
+      );
+      return rt;
+    });
     // A failed start is retried by the next task rather than cached forever.
     tfjsPromise.catch(() => {
       tfjsPromise = null;
@@ -47,6 +60,33 @@ async function serialize(err: unknown): Promise<SerializedError> {
     details: { internal: err instanceof Error ? `${err.name}: ${err.message}` : String(err) },
   });
   return e.toJSON();
+}
+
+/**
+ * When the WebGPU device TF.js runs on has been lost (driver reset, GPU gone), a task fails however it failed:
+ * TF.js moves to a new device (or to wasm) and the models reload on next use (src/nn/backend.ts), and the task's
+ * answer is 503 TW_GPU_DEVICE_LOST with Retry-After, never a crash. Undefined while the device is fine.
+ */
+async function afterDeviceLoss(lossesAtStart: number): Promise<TweedieError | undefined> {
+  if (!tfjsPromise) return undefined;
+  const { webGpuLost, webGpuLossCount, recoverFromDeviceLoss } = await import('../nn/backend.js');
+  // Lost now, or lost (and already recovered by another task of this worker) while this task ran.
+  const lost = webGpuLost();
+  if (lost === undefined && webGpuLossCount() === lossesAtStart) return undefined;
+  const rt = await recoverFromDeviceLoss().catch(() => undefined);
+  return fail('GPU_DEVICE_LOST', undefined, {
+    retryAfter: 1,
+    details: { reason: lost ?? 'device lost', backend: rt?.backend },
+  });
+}
+
+/** Recovers first when the device was lost between tasks; returns the loss count the task starts with. */
+async function beforeTask(): Promise<number> {
+  if (!tfjsPromise) return 0;
+  const { webGpuLost, webGpuLossCount, recoverFromDeviceLoss } = await import('../nn/backend.js');
+  // A failed recovery is retried after the task (which then answers TW_GPU_DEVICE_LOST).
+  if (webGpuLost() !== undefined) await recoverFromDeviceLoss().catch(() => undefined);
+  return webGpuLossCount();
 }
 
 /** Wall-clock time in ms with sub-ms precision (the span times recorded by the main thread). */
@@ -71,13 +111,21 @@ export default async function runTask(envelope: TaskEnvelope): Promise<TaskOutco
       port.postMessage({ fraction: Math.max(0, Math.min(1, fraction)), message });
     },
   };
+  let losses = 0;
   try {
+    losses = await beforeTask();
     const loader = Object.hasOwn(handlers, envelope.kind) ? handlers[envelope.kind] : undefined;
     if (!loader || (isTestOnlyKind(envelope.kind) && !options.enableTestTasks)) {
       throw fail('VALIDATION', `Unknown task kind '${String(envelope.kind)}'`);
     }
     // The envelope crossed a thread boundary untyped: the main thread's pool.run typed it by kind.
     const handler = (await loader()) as (input: unknown, ctx: HandlerContext) => unknown;
+    if (envelope.control) {
+      // Cancelled while it waited (for this worker, or for its turn on it): never started, and this thread is not
+      // named for termination.
+      if (Atomics.load(envelope.control, 0) === 1) throw fail('DEADLINE_EXCEEDED', 'The task was cancelled');
+      Atomics.store(envelope.control, 1, threadId);
+    }
     const result = await handler(envelope.input, ctx);
     const outcome: TaskOutcome = timed({ ok: true, result });
     const buffers = collectTransferables(result);
@@ -92,7 +140,7 @@ export default async function runTask(envelope: TaskEnvelope): Promise<TaskOutco
       },
     } as never) as unknown as TaskOutcome;
   } catch (err) {
-    return timed({ ok: false, error: await serialize(err) });
+    return timed({ ok: false, error: await serialize((await afterDeviceLoss(losses)) ?? err) });
   } finally {
     port?.close();
   }

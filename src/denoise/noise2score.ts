@@ -13,7 +13,7 @@
  * because the noise level of a camera image is (to first order) shared by its channels.
  */
 
-import { tidyValues } from '../nn/read.js';
+import { batchParallelism, forEachInChunks, predictBatched } from '../nn/batcher.js';
 import {
   applyTweedie,
   estimateLevelByTotalVariation,
@@ -24,7 +24,6 @@ import type { NoiseFamily } from './noise.js';
 
 type Tf = typeof import('@tensorflow/tfjs');
 type LayersModel = import('@tensorflow/tfjs').LayersModel;
-type Tensor4D = import('@tensorflow/tfjs').Tensor4D;
 
 export interface PlanarImage {
   /** Interleaved channels, row-major, intensities on [0, 1]. */
@@ -146,7 +145,8 @@ export function planWindows(
 
 /**
  * The score map R(y) of one grey plane (same size as the plane), computed window by window.
- * Every tensor is created inside tf.tidy and released before returning.
+ * Every tensor is created inside tf.tidy and released before returning. Network calls go through the batcher
+ * (src/nn/batcher.ts): one window at a time, or batchParallelism() windows at once when batching is on.
  */
 export async function scoreMap(
   tf: Tf,
@@ -167,8 +167,12 @@ export async function scoreMap(
   const cols = planWindows(paddedWidth, tile, overlap, margin, multiple);
   const accumulated = new Float32Array(paddedWidth * paddedHeight);
   const totalWeight = new Float32Array(paddedWidth * paddedHeight);
-  for (const rowWindow of rows) {
-    for (const colWindow of cols) {
+  const windows = rows.flatMap((rowWindow) => cols.map((colWindow) => ({ rowWindow, colWindow })));
+  // Windows go to the network batchParallelism() at a time, so a GPU batches them (one at a time otherwise).
+  await forEachInChunks(
+    windows,
+    batchParallelism(),
+    ({ rowWindow, colWindow }) => {
       const h = rowWindow.end - rowWindow.start;
       const w = colWindow.end - colWindow.start;
       const windowData = new Float32Array(h * w);
@@ -176,10 +180,11 @@ export async function scoreMap(
         const from = (rowWindow.start + r) * paddedWidth + colWindow.start;
         windowData.set(padded.subarray(from, from + w), r * w);
       }
-      const score = await tidyValues(
-        tf,
-        () => model.predict(tf.tensor4d(windowData, [1, h, w, 1])) as Tensor4D,
-      );
+      return predictBatched(tf, model, windowData, [h, w, 1]);
+    },
+    (score, { rowWindow, colWindow }) => {
+      const h = rowWindow.end - rowWindow.start;
+      const w = colWindow.end - colWindow.start;
       for (let r = 0; r < h; r++) {
         const wr = rowWindow.weights[r];
         if (wr === 0) continue;
@@ -191,8 +196,8 @@ export async function scoreMap(
           totalWeight[rowOffset + c] += weight;
         }
       }
-    }
-  }
+    },
+  );
   const out = new Float32Array(width * height);
   for (let r = 0; r < height; r++) {
     for (let c = 0; c < width; c++) {
@@ -238,18 +243,25 @@ export async function ensembleScoreMap(
     throw new RangeError(`ensemble must be one of ${ENSEMBLE_SIZES.join(', ')}, not ${count}`);
   if (count === 1) return scoreMap(tf, model, plane, width, height, options);
   const sum = new Float32Array(width * height);
-  for (const symmetry of ENSEMBLE_ORDER.slice(0, count)) {
-    const transpose = (symmetry & 1) !== 0;
-    const rows = (symmetry & 2) !== 0;
-    const cols = (symmetry & 4) !== 0;
-    // Forward: flip, then transpose; back: transpose, then flip (each is its own inverse).
-    const flipped = flipPlane(plane, width, height, rows, cols);
-    const view = transpose ? transposePlane(flipped, width, height) : flipped;
-    const [w, h] = transpose ? [height, width] : [width, height];
-    const score = await scoreMap(tf, model, view, w, h, options);
-    const back = flipPlane(transpose ? transposePlane(score, w, h) : score, width, height, rows, cols);
-    for (let i = 0; i < sum.length; i++) sum[i] += back[i];
-  }
+  // With batching on, the views run side by side (their windows meet in the batcher); summed in a fixed order.
+  await forEachInChunks(
+    ENSEMBLE_ORDER.slice(0, count),
+    batchParallelism() > 1 ? count : 1,
+    async (symmetry) => {
+      const transpose = (symmetry & 1) !== 0;
+      const rows = (symmetry & 2) !== 0;
+      const cols = (symmetry & 4) !== 0;
+      // Forward: flip, then transpose; back: transpose, then flip (each is its own inverse).
+      const flipped = flipPlane(plane, width, height, rows, cols);
+      const view = transpose ? transposePlane(flipped, width, height) : flipped;
+      const [w, h] = transpose ? [height, width] : [width, height];
+      const score = await scoreMap(tf, model, view, w, h, options);
+      return flipPlane(transpose ? transposePlane(score, w, h) : score, width, height, rows, cols);
+    },
+    (back) => {
+      for (let i = 0; i < sum.length; i++) sum[i] += back[i];
+    },
+  );
   for (let i = 0; i < sum.length; i++) sum[i] /= count;
   return sum;
 }
@@ -288,8 +300,15 @@ export async function denoiseNoise2Score(
   const scores: Float32Array[] = [];
   const computeScores = async () => {
     const t = performance.now();
-    for (const plane of planes)
-      scores.push(await ensembleScoreMap(tf, model, plane, width, height, options.ensemble ?? 1, options));
+    // Colour planes run side by side when batching is on (their windows share batches), else one by one.
+    await forEachInChunks(
+      planes,
+      batchParallelism() > 1 ? planes.length : 1,
+      (plane) => ensembleScoreMap(tf, model, plane, width, height, options.ensemble ?? 1, options),
+      (score) => {
+        scores.push(score);
+      },
+    );
     networkMs += performance.now() - t;
   };
   let estimator: 'wavelet' | 'tv' | undefined;

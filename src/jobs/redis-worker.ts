@@ -12,6 +12,7 @@ import type { Logger } from 'pino';
 import { ComputePool } from '../compute/pool.js';
 import {
   type Config,
+  resolvedConcurrentTasks,
   resolvedModelsDir,
   resolvedOnlineThreads,
   resolvedWorkerHeapMb,
@@ -55,7 +56,12 @@ export async function startJobWorker(
       otOnlineBackend: cfg.OT_ONLINE_BACKEND,
       otMaxEntries: cfg.OT_MAX_ENTRIES,
       otOnlineThreads: resolvedOnlineThreads(cfg),
+      batchMaxSize: cfg.BATCH_MAX_SIZE,
+      batchMaxDelayMs: cfg.BATCH_MAX_DELAY_MS,
+      gpuMemoryBudgetMb: cfg.GPU_MEMORY_BUDGET_MB,
     },
+    concurrentTasksPerWorker: resolvedConcurrentTasks(cfg),
+    cancelGraceMs: cfg.WORKER_CANCEL_GRACE_MS,
   });
   pool.on('workerError', (err) => log.error({ err }, 'compute worker error'));
   const keys = jobKeys(cfg.JOBS_QUEUE_NAME);

@@ -17,7 +17,7 @@ import {
   planWindows,
   reflectPad,
 } from '../denoise/noise2score.js';
-import { tidyValues } from '../nn/read.js';
+import { batchParallelism, forEachInChunks, predictBatched } from '../nn/batcher.js';
 import { Rng } from '../util/random.js';
 import { type GuidedAverageOptions, guidedNonLocalMeans } from './guided.js';
 import { fillMasked, randomPixelMask } from './mask.js';
@@ -25,7 +25,6 @@ import { MID_MULTIPLE } from './network.js';
 
 type Tf = typeof import('@tensorflow/tfjs');
 type LayersModel = import('@tensorflow/tfjs').LayersModel;
-type Tensor4D = import('@tensorflow/tfjs').Tensor4D;
 
 export interface MidImage {
   /** Interleaved channels (1, 3 or 4), row-major, on [0, 1]. */
@@ -127,7 +126,8 @@ export async function midRgb(
     for (let i = 0; i < groups.length; i++) groups[i] = rng.int(partition);
   }
   const passes = partition ?? options.masks;
-  for (let k = 0; k < passes; k++) {
+  /** Mask k and the network input it makes (the whole padded image, 4 channels). */
+  const makeInput = (k: number) => {
     const t0 = performance.now();
     let mask: Uint8Array;
     if (groups) {
@@ -145,39 +145,63 @@ export async function midRgb(
       input[i * 4 + 3] = mask[i];
     }
     maskMs += performance.now() - t0;
-    for (const rw of rows) {
-      for (const cw of cols) {
-        const t1 = performance.now();
-        const h = rw.end - rw.start;
-        const w = cw.end - cw.start;
-        const windowData = new Float32Array(h * w * 4);
-        for (let r = 0; r < h; r++) {
-          const from = ((rw.start + r) * pw + cw.start) * 4;
-          windowData.set(input.subarray(from, from + w * 4), r * w * 4);
-        }
-        const out = await tidyValues(
-          tf,
-          () => model.predict(tf.tensor4d(windowData, [1, h, w, 4])) as Tensor4D,
-        );
-        networkMs += performance.now() - t1;
-        for (let r = 0; r < h; r++) {
-          const wr = rw.weights[r];
-          if (wr === 0) continue;
-          for (let c = 0; c < w; c++) {
-            const weight = wr * cw.weights[c];
-            if (weight === 0) continue;
-            const p = (rw.start + r) * pw + cw.start + c;
-            if (groups && mask[p]) continue; // residual mode: only the pass that dropped p counts
-            const q = (r * w + c) * 3;
-            accumulated[p * 3] += weight * out[q];
-            accumulated[p * 3 + 1] += weight * out[q + 1];
-            accumulated[p * 3 + 2] += weight * out[q + 2];
-            totalWeight[p] += weight;
-          }
+    return { mask, input };
+  };
+  // Every (mask, window) pair is one network call; they go to the batcher batchParallelism() at a time (one at a
+  // time when batching is off), and are accumulated in pass order. A mask's input is made when its first window
+  // is reached and dropped after its last.
+  const calls = Array.from({ length: passes }, (_, k) =>
+    rows.flatMap((rw) => cols.map((cw) => ({ k, rw, cw }))),
+  ).flat();
+  const made = new Map<number, ReturnType<typeof makeInput>>();
+  const inputOf = (k: number) => {
+    let m = made.get(k);
+    if (!m) {
+      for (const old of made.keys()) if (old < k - batchParallelism()) made.delete(old);
+      m = makeInput(k);
+      made.set(k, m);
+    }
+    return m;
+  };
+  const t1 = performance.now();
+  const maskMsBefore = maskMs;
+  await forEachInChunks(
+    calls,
+    batchParallelism(),
+    ({ k, rw, cw }) => {
+      const { input } = inputOf(k);
+      const h = rw.end - rw.start;
+      const w = cw.end - cw.start;
+      const windowData = new Float32Array(h * w * 4);
+      for (let r = 0; r < h; r++) {
+        const from = ((rw.start + r) * pw + cw.start) * 4;
+        windowData.set(input.subarray(from, from + w * 4), r * w * 4);
+      }
+      return predictBatched(tf, model, windowData, [h, w, 4]);
+    },
+    (out, { k, rw, cw }) => {
+      const { mask } = inputOf(k);
+      const h = rw.end - rw.start;
+      const w = cw.end - cw.start;
+      for (let r = 0; r < h; r++) {
+        const wr = rw.weights[r];
+        if (wr === 0) continue;
+        for (let c = 0; c < w; c++) {
+          const weight = wr * cw.weights[c];
+          if (weight === 0) continue;
+          const p = (rw.start + r) * pw + cw.start + c;
+          if (groups && mask[p]) continue; // residual mode: only the pass that dropped p counts
+          const q = (r * w + c) * 3;
+          accumulated[p * 3] += weight * out[q];
+          accumulated[p * 3 + 1] += weight * out[q + 1];
+          accumulated[p * 3 + 2] += weight * out[q + 2];
+          totalWeight[p] += weight;
         }
       }
-    }
-  }
+    },
+  );
+  // The masks made on the way are counted as mask time, not network time.
+  networkMs = performance.now() - t1 - (maskMs - maskMsBefore);
   const data = new Float32Array(width * height * 3);
   for (let r = 0; r < height; r++) {
     for (let c = 0; c < width; c++) {

@@ -19,7 +19,7 @@ import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
 import { ConfigMap, Namespace, PersistentVolumeClaim, Pod, Service } from 'kubernetes-models/v1';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
-import { configSchema, loadConfig, resolvedWorkerHeapMb } from '../../src/config.js';
+import { configSchema, loadConfig, resolvedConcurrentTasks, resolvedWorkerHeapMb } from '../../src/config.js';
 import { repoRoot } from '../helpers.js';
 
 type Doc = Record<string, any>;
@@ -243,7 +243,9 @@ describe('kubernetes manifests', () => {
     expect(existsSync(path.join(repoRoot, 'src/worker.ts'))).toBe(true);
     const pkg = JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8'));
     expect(pkg.scripts.worker).toContain('dist/src/worker.js');
-    expect(c.env.find((e: Doc) => e.name === 'TFJS_BACKEND').value).toBe('tensorflow');
+    // WebGPU on the node's GPU (tfjs-node-gpu first when the image has it), batching sized for one GPU.
+    expect(['auto', 'webgpu']).toContain(c.env.find((e: Doc) => e.name === 'TFJS_BACKEND').value);
+    expect(loadConfig(runEnv(worker)).BATCH_MAX_SIZE).toBeGreaterThan(1);
     expect(pod.tolerations.some((t: Doc) => t.key === 'nvidia.com/gpu')).toBe(true);
 
     // The worker serves /livez, /readyz and /metrics on WORKER_HEALTH_PORT: probes and scraping go there.
@@ -489,27 +491,42 @@ describe('Dockerfile.gpu', () => {
   const stages = instructions.filter((i) => i.keyword === 'FROM').map((i) => expand(i.args));
   const last = instructions.slice(instructions.map((i) => i.keyword).lastIndexOf('FROM'));
 
-  it('runs on a CUDA 11 + cuDNN 8 base, as @tensorflow/tfjs-node-gpu 4.x needs', () => {
-    const runtime = stages.at(-1) as string;
-    expect(runtime).toMatch(
-      /^nvidia\/cuda:11\.\d+(\.\d+)?-cudnn8-(runtime|devel)-ubuntu\d+\.\d+ AS runtime$/,
-    );
-  });
-
-  it('installs the native binding at build time, matching the project’s TF.js version, and selects it', () => {
-    const pkg = JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8'));
-    const tfjsMinor = /(\d+\.\d+)/.exec(pkg.dependencies['@tensorflow/tfjs'])?.[1];
-    const bindingVersion = args.TFJS_NODE_GPU_VERSION;
-    expect(bindingVersion.startsWith(`${tfjsMinor}.`)).toBe(true);
-    const install = last.find((i) => i.keyword === 'RUN' && i.args.includes('@tensorflow/tfjs-node-gpu@'));
-    expect(expand(install?.args ?? '')).toContain(`@tensorflow/tfjs-node-gpu@${bindingVersion}`);
-    // The image fails to build if the binding does not load.
-    expect(install?.args).toContain("require('@tensorflow/tfjs-node-gpu')");
-    const env = last
+  const env = () =>
+    last
       .filter((i) => i.keyword === 'ENV')
       .map((i) => i.args)
       .join(' ');
-    expect(env).toMatch(/TFJS_BACKEND=tensorflow/);
+
+  it('runs TF.js on WebGPU: the Vulkan loader in the image, the driver with its graphics (Vulkan) capability', () => {
+    const runtime = last.filter((i) => i.keyword === 'RUN').map((i) => i.args);
+    expect(runtime.some((r) => /apt-get install[^&]*\blibvulkan1\b/.test(r))).toBe(true);
+    const caps = /NVIDIA_DRIVER_CAPABILITIES=(\S+)/.exec(env())?.[1].split(',') ?? [];
+    expect(caps).toEqual(expect.arrayContaining(['compute', 'utility', 'graphics']));
+    expect(env()).toMatch(/NVIDIA_VISIBLE_DEVICES=all/);
+    // auto: the GPU's adapter, never a software one (wasm instead); webgpu would also take lavapipe.
+    expect(env()).toMatch(/TFJS_BACKEND=auto\b/);
+    expect(Number(/BATCH_MAX_SIZE=(\d+)/.exec(env())?.[1])).toBeGreaterThan(1);
+    // Dawn comes with the production dependencies (its binary inside the package), and the build checks it.
+    const pkg = JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8'));
+    expect(pkg.dependencies.webgpu).toBeDefined();
+    expect(pkg.dependencies['@tensorflow/tfjs-backend-webgpu']).toBeDefined();
+    expect(
+      runtime.some((r) => r.includes('npm ci --omit=dev') && r.includes('webgpu/dist/linux-x64/dawn.node')),
+    ).toBe(true);
+    // No CUDA base unless the optional binding is asked for.
+    expect(stages.at(-1)).not.toMatch(/cuda/);
+  });
+
+  it('keeps @tensorflow/tfjs-node-gpu optional: installed (and required to load) only when its version is given', () => {
+    expect(args.TFJS_NODE_GPU_VERSION).toBe('');
+    const install = last.find((i) => i.keyword === 'RUN' && i.args.includes('@tensorflow/tfjs-node-gpu@'));
+    expect(install?.args).toMatch(/if \[ -n "\$\{TFJS_NODE_GPU_VERSION\}" \]; then/);
+    expect(install?.args).toContain("require('@tensorflow/tfjs-node-gpu')");
+    // The documented build line names a binding of the project's TF.js minor version.
+    const pkg = JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8'));
+    const tfjsMinor = /(\d+\.\d+)/.exec(pkg.dependencies['@tensorflow/tfjs'])?.[1];
+    const documented = /--build-arg TFJS_NODE_GPU_VERSION=(\d+\.\d+)\.\d+/.exec(text)?.[1];
+    expect(documented).toBe(tfjsMinor);
     expect(readFileSync(path.join(repoRoot, 'src/nn/backend.ts'), 'utf8')).toContain(
       '@tensorflow/tfjs-node-gpu',
     );
@@ -524,4 +541,82 @@ describe('Dockerfile.gpu', () => {
     expect(last.find((i) => i.keyword === 'EXPOSE')?.args).toBe('8080');
     expect(last.find((i) => i.keyword === 'CMD')?.args).toContain('dist/src/server.js');
   });
+});
+
+describe('GPU variant (deploy/k8s-gpu)', () => {
+  const gpuDir = path.join(repoRoot, 'deploy/k8s-gpu');
+  const k = parseAllDocuments(readFileSync(path.join(gpuDir, 'kustomization.yaml'), 'utf8'))[0].toJS() as Doc;
+  /** A strategic merge patch as kustomize applies it, for the fields ours uses: maps merge, named lists by name. */
+  const merge = (base: any, patch: any): any => {
+    if (Array.isArray(base) && Array.isArray(patch)) {
+      if (!patch.every((p) => p && typeof p === 'object' && 'name' in p)) return patch;
+      // The patch's items (merged with the base's of the same name) in its order, then the base's others.
+      const merged = patch.map((p) => {
+        const b = base.find((x) => x.name === p.name);
+        return b ? merge(b, p) : p;
+      });
+      return [...merged, ...base.filter((b) => !patch.some((p) => p.name === b.name))];
+    }
+    if (base && patch && typeof base === 'object' && typeof patch === 'object' && !Array.isArray(patch)) {
+      const out = { ...base };
+      for (const [key, value] of Object.entries(patch))
+        out[key] = key in base ? merge(base[key], value) : value;
+      return out;
+    }
+    return patch;
+  };
+  const patches = (k.patches as { path: string }[]).map(
+    (p) => parseAllDocuments(readFileSync(path.join(gpuDir, p.path), 'utf8'))[0].toJS() as Doc,
+  );
+  const rendered = kustomize().map((doc) => {
+    const patch = patches.find((p) => p.kind === doc.kind && p.metadata.name === doc.metadata.name);
+    return patch ? merge(doc, { ...patch, metadata: { name: doc.metadata.name } }) : doc;
+  });
+  const gpuApi = rendered.find((d) => d.kind === 'Deployment' && d.metadata.name === 'tweedie-api') as Doc;
+
+  it('is the base with the API on one GPU: GPU image, nvidia.com/gpu 1, the taint tolerated, valid', () => {
+    expect(k.resources).toEqual(['../k8s']);
+    for (const doc of rendered) expect(validate(doc), `${doc.kind} ${doc.metadata.name}`).toBeNull();
+    const pod = gpuApi.spec.template.spec;
+    const [c] = pod.containers;
+    expect(c.resources.limits['nvidia.com/gpu']).toBe(1);
+    expect(c.resources.requests['nvidia.com/gpu']).toBe(1);
+    for (const x of [...pod.initContainers, ...pod.containers]) expect(x.image).toMatch(/tweedie-gpu/);
+    expect(pod.tolerations.some((t: Doc) => t.key === 'nvidia.com/gpu' && t.effect === 'NoSchedule')).toBe(
+      true,
+    );
+    expect(pod.nodeSelector['nvidia.com/gpu.present']).toBe('true');
+    // Everything else of the base API is kept (probes, drain, security).
+    expect(c.readinessProbe).toEqual(api.spec.template.spec.containers[0].readinessProbe);
+    expect(c.securityContext).toEqual(api.spec.template.spec.containers[0].securityContext);
+  });
+
+  it('sizes workers, batching and GPU memory for one GPU, with variables the config schema accepts', () => {
+    const c = gpuApi.spec.template.spec.containers[0];
+    for (const e of c.env) expect(knownVariables, e.name).toContain(e.name);
+    const env = { ...configMap.data, ...envOf(gpuApi) } as Record<string, string>;
+    const cfg = loadConfig(env);
+    expect(['auto', 'webgpu']).toContain(cfg.TFJS_BACKEND);
+    expect(cfg.BATCH_MAX_SIZE).toBeGreaterThan(1);
+    // Each worker takes a batch's worth of tasks, so concurrent requests meet in a batch.
+    expect(resolvedConcurrentTasks(cfg)).toBe(cfg.BATCH_MAX_SIZE);
+    const workers = Number(env.WORKERS);
+    expect(workers).toBeGreaterThan(0);
+    // Every worker's device-memory budget together within a 16 GiB GPU.
+    expect(workers * (cfg.GPU_MEMORY_BUDGET_MB as number)).toBeLessThanOrEqual(16 * 1024);
+    const limitBytes = bytesOf(c.resources.limits.memory);
+    const heapMb = resolvedWorkerHeapMb(cfg, limitBytes) as number;
+    expect(workers * heapMb + cfg.WORKER_HEAP_RESERVE_MB).toBeLessThanOrEqual(limitBytes / 2 ** 20);
+  });
+
+  const kubectl = spawnSync('kubectl', ['kustomize', gpuDir], { encoding: 'utf8', timeout: 60_000 });
+  it.skipIf(kubectl.status !== 0)(
+    'matches what `kubectl kustomize` renders, where kubectl is installed',
+    () => {
+      const key = (d: Doc) => `${d.kind}/${d.metadata.name}`;
+      const byKey = (docs: Doc[]) => Object.fromEntries(docs.map((d) => [key(d), d]));
+      const real = parseAllDocuments(kubectl.stdout).map((d) => d.toJS() as Doc);
+      expect(byKey(rendered)).toEqual(byKey(real));
+    },
+  );
 });

@@ -4,6 +4,7 @@
 import { threadId } from 'node:worker_threads';
 import { forgetModel, getModel, warmupModel } from '../../nn/repository.js';
 import './layers.js';
+import { batcherStats, batchingOptions } from '../../nn/batcher.js';
 import type { TaskInput, TaskResult } from '../task-types.js';
 import type { HandlerContext } from './context.js';
 
@@ -15,6 +16,7 @@ export async function systemInfo(_input: unknown, ctx: HandlerContext): Promise<
     native: rt.native,
     numTensors: rt.tf.memory().numTensors,
     tried: rt.tried,
+    batching: { ...batchingOptions(), ...batcherStats() },
     ...(rt.adapter
       ? {
           adapter: {

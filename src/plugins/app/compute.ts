@@ -9,6 +9,7 @@ import { ComputePool, type RunOptions } from '../../compute/pool.js';
 import type { TaskInput, TaskKind, TaskResult, WorkerInfo } from '../../compute/task-types.js';
 import {
   type Config,
+  resolvedConcurrentTasks,
   resolvedModelsDir,
   resolvedOnlineThreads,
   resolvedReservedWorkers,
@@ -69,7 +70,12 @@ export default fp(
         otOnlineBackend: cfg.OT_ONLINE_BACKEND,
         otMaxEntries: cfg.OT_MAX_ENTRIES,
         otOnlineThreads: resolvedOnlineThreads(cfg),
+        batchMaxSize: cfg.BATCH_MAX_SIZE,
+        batchMaxDelayMs: cfg.BATCH_MAX_DELAY_MS,
+        gpuMemoryBudgetMb: cfg.GPU_MEMORY_BUDGET_MB,
       },
+      concurrentTasksPerWorker: resolvedConcurrentTasks(cfg),
+      cancelGraceMs: cfg.WORKER_CANCEL_GRACE_MS,
     });
     pool.on('workerError', (err) => fastify.log.error({ err }, 'compute worker error'));
 

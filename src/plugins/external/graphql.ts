@@ -49,7 +49,8 @@ const websocketOfMercurius = createRequire(createRequire(import.meta.url).resolv
 
 /** Find schema.graphql from src/ (dev) or dist/src/ (built). */
 export function schemaPath(): string {
-  for (const rel of ['../../../schema.graphql', '../../../../schema.graphql']) {
+  // src/plugins/external, dist/src/plugins/external, or a bundle in .gpu/node-run (bench/gpu/pack.sh).
+  for (const rel of ['../../../schema.graphql', '../../../../schema.graphql', '../../schema.graphql']) {
     const p = path.resolve(here, rel);
     try {
       readFileSync(p);
