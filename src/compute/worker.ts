@@ -62,33 +62,6 @@ async function serialize(err: unknown): Promise<SerializedError> {
   return e.toJSON();
 }
 
-/**
- * When the WebGPU device TF.js runs on has been lost (driver reset, GPU gone), a task fails however it failed:
- * TF.js moves to a new device (or to wasm) and the models reload on next use (src/nn/backend.ts), and the task's
- * answer is 503 TW_GPU_DEVICE_LOST with Retry-After, never a crash. Undefined while the device is fine.
- */
-async function afterDeviceLoss(lossesAtStart: number): Promise<TweedieError | undefined> {
-  if (!tfjsPromise) return undefined;
-  const { webGpuLost, webGpuLossCount, recoverFromDeviceLoss } = await import('../nn/backend.js');
-  // Lost now, or lost (and already recovered by another task of this worker) while this task ran.
-  const lost = webGpuLost();
-  if (lost === undefined && webGpuLossCount() === lossesAtStart) return undefined;
-  const rt = await recoverFromDeviceLoss().catch(() => undefined);
-  return fail('GPU_DEVICE_LOST', undefined, {
-    retryAfter: 1,
-    details: { reason: lost ?? 'device lost', backend: rt?.backend },
-  });
-}
-
-/** Recovers first when the device was lost between tasks; returns the loss count the task starts with. */
-async function beforeTask(): Promise<number> {
-  if (!tfjsPromise) return 0;
-  const { webGpuLost, webGpuLossCount, recoverFromDeviceLoss } = await import('../nn/backend.js');
-  // A failed recovery is retried after the task (which then answers TW_GPU_DEVICE_LOST).
-  if (webGpuLost() !== undefined) await recoverFromDeviceLoss().catch(() => undefined);
-  return webGpuLossCount();
-}
-
 /** Wall-clock time in ms with sub-ms precision (the span times recorded by the main thread). */
 const epochMs = () => performance.timeOrigin + performance.now();
 
@@ -111,9 +84,7 @@ export default async function runTask(envelope: TaskEnvelope): Promise<TaskOutco
       port.postMessage({ fraction: Math.max(0, Math.min(1, fraction)), message });
     },
   };
-  let losses = 0;
   try {
-    losses = await beforeTask();
     const loader = Object.hasOwn(handlers, envelope.kind) ? handlers[envelope.kind] : undefined;
     if (!loader || (isTestOnlyKind(envelope.kind) && !options.enableTestTasks)) {
       throw fail('VALIDATION', `Unknown task kind '${String(envelope.kind)}'`);
@@ -140,7 +111,7 @@ export default async function runTask(envelope: TaskEnvelope): Promise<TaskOutco
       },
     } as never) as unknown as TaskOutcome;
   } catch (err) {
-    return timed({ ok: false, error: await serialize((await afterDeviceLoss(losses)) ?? err) });
+    return timed({ ok: false, error: await serialize(err) });
   } finally {
     port?.close();
   }

@@ -99,7 +99,6 @@ function webgpuCandidate(allowSoftware: boolean): Candidate {
       if (tf.findBackendFactory('webgpu')) tf.removeBackend('webgpu');
       tf.registerBackend('webgpu', () => new WebGPUBackend(gpu.device, gpu.adapterInfo), 0);
       await activate(tf, 'webgpu');
-      watchDevice(gpu.device, allowSoftware);
     },
   };
 }
@@ -189,72 +188,6 @@ export function runtimeModelTier(): ModelTier {
 
 let runtime: Promise<TfjsRuntime> | undefined;
 let runtimePreference: BackendPreference | undefined;
-
-// --- lost WebGPU device ------------------------------------------------------------------------------------------
-
-/** The device TF.js runs on, and why it was lost (driver reset, GPU removed, destroy()), once it is. */
-let watched: { device: GPUDevice; allowSoftware: boolean; lost?: string } | undefined;
-let recovering: Promise<TfjsRuntime> | undefined;
-
-function watchDevice(device: GPUDevice, allowSoftware: boolean): void {
-  const entry: NonNullable<typeof watched> = { device, allowSoftware };
-  watched = entry;
-  void device.lost.then((info) => {
-    entry.lost = info.message || `device lost (${info.reason ?? 'unknown'})`;
-    lossCount++;
-  });
-}
-
-let lossCount = 0;
-
-/** How many WebGPU devices TF.js ran on were lost in this thread: work that saw it change saw a loss. */
-export function webGpuLossCount(): number {
-  return lossCount;
-}
-
-/** Why this thread's WebGPU device was lost, if TF.js runs on one that is; undefined while it is usable. */
-export function webGpuLost(): string | undefined {
-  return watched?.lost;
-}
-
-/**
- * After the WebGPU device is lost: frees what the models held on it (clearModelCache: they reload on next use),
- * puts TF.js on a new device, or on wasm (then cpu) when none can be created, and returns the runtime, updated in
- * place (backend, adapter, and the reason in `tried`). Concurrent callers share one recovery.
- */
-export function recoverFromDeviceLoss(): Promise<TfjsRuntime> {
-  recovering ??= (async () => {
-    const rt = await (runtime as Promise<TfjsRuntime>);
-    const lost = watched;
-    if (!lost?.lost) return rt;
-    const { clearModelCache } = await import('./repository.js');
-    await clearModelCache();
-    const { tf } = rt;
-    const reason = `webgpu: device lost (${lost.lost})`;
-    try {
-      const found: { adapter?: GpuAdapterReport } = {};
-      await webgpuCandidate(lost.allowSoftware).activate(tf, found);
-      rt.adapter = found.adapter;
-      rt.tried.push({ name: 'webgpu', error: `${reason}; a new device was created` });
-    } catch (error) {
-      rt.tried.push({ name: 'webgpu', error: `${reason}; no new device: ${describeError(error)}` });
-      watched = undefined;
-      for (const fallback of [wasmCandidate, cpuCandidate]) {
-        try {
-          await fallback.activate(tf, {});
-          break;
-        } catch (err) {
-          rt.tried.push({ name: fallback.name, error: describeError(err) });
-        }
-      }
-    }
-    rt.backend = tf.getBackend();
-    return rt;
-  })().finally(() => {
-    recovering = undefined;
-  });
-  return recovering;
-}
 
 /**
  * Initialises TF.js once per thread. Later calls return the same runtime; asking explicitly for a different backend
