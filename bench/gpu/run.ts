@@ -463,6 +463,15 @@ function markdown(
       ' request each, webgpu: four). The network-call split: upload and network are each closed by a one-value' +
       ' read, whose own time (measured alone) is subtracted.',
   );
+  if (/software adapter|^none$/.test(meta.adapter)) {
+    lines.push(
+      '',
+      'No GPU here: the webgpu column (if any) is a software adapter, the CPU running shaders, and says nothing of a' +
+        ' GPU. On a machine with a GPU: `npm run bench:gpu`; on one without Node (the H200 of the `run` tool):' +
+        ' `bash bench/gpu/pack.sh` here, then `bash bench/gpu/run-on-device.sh` there with `.gpu/node-run` and' +
+        ' `.gpu/gl` carried.',
+    );
+  }
   return lines.join('\n');
 }
 
