@@ -9,12 +9,24 @@ import type { Config } from '../config.js';
 import type { AnyOperation } from './index.js';
 import { runForRequest } from './run.js';
 
+/** The operations served over GraphQL with this configuration (test operations only with ENABLE_TEST_TASKS). */
+const served = (specs: readonly AnyOperation[], cfg: Config) =>
+  specs.filter((s) => s.graphql && (!s.testOnly || cfg.ENABLE_TEST_TASKS));
+
+/**
+ * The Query fields that start compute work (a pool task or a job), one per operation served over GraphQL: each
+ * counts toward GRAPHQL_MAX_COMPUTE_FIELDS (src/plugins/external/graphql.ts), so a new operation is bounded too.
+ */
+export function operationComputeFields(specs: readonly AnyOperation[], cfg: Config): string[] {
+  return served(specs, cfg).map((s) => s.graphql?.field as string);
+}
+
 export function operationResolvers(specs: readonly AnyOperation[], cfg: Config) {
   return (app: FastifyInstance): IResolvers<unknown, MercuriusContext> => {
     const Query: Record<string, unknown> = {};
-    for (const spec of specs) {
+    for (const spec of served(specs, cfg)) {
       const gql = spec.graphql;
-      if (!gql || (spec.testOnly && !cfg.ENABLE_TEST_TASKS)) continue;
+      if (!gql) continue;
       Query[gql.field] = async (
         _root: unknown,
         args: { input: Record<string, unknown> },
@@ -40,7 +52,7 @@ export function operationResolvers(specs: readonly AnyOperation[], cfg: Config) 
 
 /** The SDL the operations bring besides /schema.graphql (test operations, when enabled). */
 export function operationSdl(specs: readonly AnyOperation[], cfg: Config): string[] {
-  return specs
-    .filter((s) => s.graphql?.sdl && (!s.testOnly || cfg.ENABLE_TEST_TASKS))
+  return served(specs, cfg)
+    .filter((s) => s.graphql?.sdl)
     .map((s) => s.graphql?.sdl as string);
 }
