@@ -36,6 +36,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, totalmem } from 'node:os';
 import { join, relative } from 'node:path';
 import sharp from 'sharp';
+import { ddpmEpsModel } from '../src/diffusion/eps-model.js';
 import { loadFashionMnistImages } from '../src/diffusion/fashion-mnist.js';
 import { loadDiffusionModel } from '../src/diffusion/model.js';
 import {
@@ -285,7 +286,10 @@ export async function runRedDiff(
     const op = operatorFor(p, start, n);
     const clean = Float32Array.from(p.x.subarray(start * size, (start + n) * size), (v) => 2 * v - 1);
     const y = tf.tidy(() => op.forward(tf, tf.tensor4d(clean, [n, p.height, p.width, 1])));
-    const result = await redDiffRestore(tf, model, schedule, op, y, { ...options, seed: SEED + start });
+    const result = await redDiffRestore(tf, ddpmEpsModel(tf, model), schedule, op, y, {
+      ...options,
+      seed: SEED + start,
+    });
     y.dispose();
     op.dispose();
     for (let i = 0; i < result.x.length; i++) out[start * size + i] = (result.x[i] + 1) / 2;
@@ -482,8 +486,9 @@ async function measureSpeed(
     ),
   );
   // Warm-up (kernel compilation, first-call allocations) outside the timings.
-  await redDiffRestore(tf, model, schedule, op, y, { steps: 2 });
-  const red = await redDiffRestore(tf, model, schedule, op, y, { steps });
+  const eps = ddpmEpsModel(tf, model);
+  await redDiffRestore(tf, eps, schedule, op, y, { steps: 2 });
+  const red = await redDiffRestore(tf, eps, schedule, op, y, { steps });
   const t = 500;
   const a = schedule.sqrtAlphaBars[t];
   const s = schedule.sqrtOneMinusAlphaBars[t];

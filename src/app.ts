@@ -25,7 +25,7 @@ import type { Config } from './config.js';
 import { fail } from './errors.js';
 import { jobResolvers } from './graphql/jobs.js';
 import { coreResolvers } from './graphql/resolvers.js';
-import { operationResolvers, operationSdl } from './operations/graphql.js';
+import { operationComputeFields, operationResolvers, operationSdl } from './operations/graphql.js';
 import { OPERATIONS } from './operations/index.js';
 import authPlugin from './plugins/app/auth.js';
 import computePlugin from './plugins/app/compute.js';
@@ -281,6 +281,7 @@ export default async function app(fastify: FastifyInstance, opts: AppOptions) {
     config: cfg,
     resolvers: graphqlModules(cfg).map((m) => m(fastify)),
     sdl: operationSdl(OPERATIONS, cfg),
+    computeFields: operationComputeFields(OPERATIONS, cfg),
   });
   traceGraphql(fastify);
 

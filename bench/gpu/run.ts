@@ -249,7 +249,7 @@ async function benchBackend(
   );
   const yMasked = tf.tidy(() => H.forward(tf, y) as import('@tensorflow/tfjs').Tensor4D);
   const redDiffMs = await timed(Math.min(reps, 3), () =>
-    redDiffRestore(tf, ddpm.model, schedule, H, yMasked, { steps: sizes.redDiff.steps }),
+    redDiffRestore(tf, ddpmEpsNetwork(tf, ddpm.model), schedule, H, yMasked, { steps: sizes.redDiff.steps }),
   );
   tf.dispose([y, yMasked]);
   log(`${backend} red-diff ${sizes.redDiff.steps} steps ${rs}: ${redDiffMs.toFixed(1)} ms`);

@@ -15,9 +15,8 @@
  * (`EpsNetwork`): the DDPM U-Net through `ddpmEpsNetwork`, or an analytic model in tests. Accumulation is float64.
  */
 
-import type { EpsModel } from '../diffusion/eps-model.js';
+import { ddpmEpsModel, type EpsModel } from '../diffusion/eps-model.js';
 import type { DdpmSchedule } from '../diffusion/schedule.js';
-import { predictEps } from '../diffusion/unet.js';
 import { Rng } from '../util/random.js';
 
 type Tf = typeof import('@tensorflow/tfjs');
@@ -28,7 +27,7 @@ export type EpsNetwork = EpsModel;
 
 /** The DDPM U-Net of src/diffusion as an EpsNetwork. */
 export function ddpmEpsNetwork(tf: Tf, model: LayersModel): EpsNetwork {
-  return (xt, t) => predictEps(tf, model, xt, t);
+  return ddpmEpsModel(tf, model);
 }
 
 export interface EpsOptions {

@@ -5,15 +5,19 @@
  */
 import type { DdpmSchedule } from '../diffusion/schedule.js';
 import { linearSchedule } from '../diffusion/schedule.js';
+import { diffusionSection, extraSection } from '../nn/manifest-sections.js';
 import { type AttackName, type AttackOptions, runAttack } from './attacks.js';
 import { type EpsNetwork, expectedPerturbationScore } from './eps.js';
 
 type Tf = typeof import('@tensorflow/tfjs');
 type LayersModel = import('@tensorflow/tfjs').LayersModel;
 
-/** The linear schedule recorded in a diffusion model's manifest (extra.schedule), defaults otherwise. */
+/**
+ * The linear schedule recorded in a diffusion model's manifest (extra.schedule), read through its typed section:
+ * a field that is absent or malformed takes its default.
+ */
 export function scheduleFromManifest(extra: Record<string, unknown> | undefined): DdpmSchedule {
-  const s = (extra?.schedule ?? {}) as { timesteps?: number; betaStart?: number; betaEnd?: number };
+  const s = extraSection(diffusionSection, { extra }).schedule ?? {};
   return linearSchedule({ timesteps: s.timesteps, betaStart: s.betaStart, betaEnd: s.betaEnd });
 }
 

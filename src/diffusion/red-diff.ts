@@ -25,18 +25,14 @@
 
 import { tidyValues } from '../nn/read.js';
 import { Rng } from '../util/random.js';
+import type { EpsModel } from './eps-model.js';
 import { initialEstimate, type RedDiffInit } from './initial.js';
 import type { DegradationOperator } from './operators.js';
 import { type DdpmSchedule, stridedTimesteps } from './schedule.js';
-import { predictEps } from './unet.js';
 
 type Tf = typeof import('@tensorflow/tfjs');
 type Tensor = import('@tensorflow/tfjs').Tensor;
 type Tensor4D = import('@tensorflow/tfjs').Tensor4D;
-type LayersModel = import('@tensorflow/tfjs').LayersModel;
-
-/** eps_theta(x_t, t) for a batch at the integer timestep t; returns a new tensor the caller disposes. */
-export type EpsFunction = (tf: Tf, x: Tensor4D, t: number) => Tensor;
 
 /** How the prior term is weighted along the trajectory (the official code's `grad_term_weight` times ...). */
 export type RedDiffWeighting = 'snr' | 'sqrt' | 'constant';
@@ -133,9 +129,13 @@ function traceSteps(steps: number, count: number): Set<number> {
   return out;
 }
 
+/**
+ * RED-Diff with `prior` as eps_theta (src/diffusion/eps-model.ts: `ddpmEpsModel` for the DDPM U-Net). Each step
+ * calls it once on the whole batch, with the step's integer timestep as a float [batch] tensor.
+ */
 export async function redDiffRestore(
   tf: Tf,
-  prior: LayersModel | EpsFunction,
+  prior: EpsModel,
   schedule: DdpmSchedule,
   H: DegradationOperator,
   y: Tensor4D,
@@ -158,8 +158,6 @@ export async function redDiffRestore(
   const timesteps = stridedTimesteps(schedule, steps).map((t) =>
     Math.round((t * tMax) / (schedule.timesteps - 1)),
   );
-  const epsOf: EpsFunction =
-    typeof prior === 'function' ? prior : (tfi, x, t) => predictEps(tfi, prior as LayersModel, x, t);
   const progressEvery = Math.max(1, Math.floor(options.progressEvery ?? Math.ceil(steps / 20)));
   const tracing = options.trace && options.trace > 0 ? traceSteps(steps, options.trace) : null;
   const trace: RedDiffTraceEntry[] = [];
@@ -200,7 +198,7 @@ export async function redDiffRestore(
           const eps = tf.tensor4d(noise, shape);
           const xt = tf.add(tf.mul(mu, a), tf.mul(eps, s)) as Tensor4D;
           // The gradient of lambda w_t mean(sg(epsHat - eps) . mu): the network is evaluated, never differentiated.
-          const priorGradient = tf.mul(tf.sub(epsOf(tf, xt, t), eps), weight / size);
+          const priorGradient = tf.mul(tf.sub(prior(xt, tf.fill([batch], t)), eps), weight / size);
           gradient = tf.add(gradient, priorGradient);
         }
         const m = tf.add(tf.mul(firstMoment, beta1), tf.mul(gradient, 1 - beta1));

@@ -9,6 +9,7 @@
  */
 
 import { tidyValues } from '../nn/read.js';
+import type { EpsModel } from './eps-model.js';
 import type { RedDiffInit } from './initial.js';
 import {
   averagePoolOperator,
@@ -25,7 +26,6 @@ import { redDiffRestore } from './red-diff.js';
 import type { DdpmSchedule } from './schedule.js';
 
 type Tf = typeof import('@tensorflow/tfjs');
-type LayersModel = import('@tensorflow/tfjs').LayersModel;
 
 /** The degradation, as a request gives it (the inpainting mask already built, image size). */
 export type RestoreOperatorSpec =
@@ -73,10 +73,10 @@ export interface RestorePipelineResult {
   timings: { prepareMs: number; optimiseMs: number; msPerStep: number };
 }
 
-/** RED-Diff restoration of one grey image with `model` under `schedule`. */
+/** RED-Diff restoration of one grey image with the eps-model `model` (`ddpmEpsModel` of a U-Net) under `schedule`. */
 export async function redDiffPipeline(
   tf: Tf,
-  model: LayersModel,
+  model: EpsModel,
   schedule: DdpmSchedule,
   input: RestorePipelineInput,
 ): Promise<RestorePipelineResult> {

@@ -30,9 +30,13 @@ export interface DdpmSchedule extends DdpmScheduleConfig {
   sqrtOneMinusAlphaBars: Float64Array;
 }
 
-/** The linear-beta schedule; alphaBar is accumulated in float64 (a product of 1000 factors loses ~1e-13). */
+/**
+ * The linear-beta schedule; alphaBar is accumulated in float64 (a product of 1000 factors loses ~1e-13). A field of
+ * `config` that is undefined (absent from a manifest's schedule section) takes its default.
+ */
 export function linearSchedule(config: Partial<DdpmScheduleConfig> = {}): DdpmSchedule {
-  const { timesteps, betaStart, betaEnd } = { ...DEFAULT_SCHEDULE_CONFIG, ...config };
+  const given = Object.fromEntries(Object.entries(config).filter(([, v]) => v !== undefined));
+  const { timesteps, betaStart, betaEnd } = { ...DEFAULT_SCHEDULE_CONFIG, ...given };
   if (!Number.isInteger(timesteps) || timesteps < 1)
     throw new RangeError(`timesteps must be a positive integer`);
   if (!(betaStart > 0 && betaEnd < 1 && betaStart <= betaEnd))

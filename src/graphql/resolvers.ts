@@ -6,7 +6,7 @@ import type { FastifyInstance } from 'fastify';
 import { GraphQLScalarType, Kind, type ValueNode } from 'graphql';
 import type { IResolvers, MercuriusContext } from 'mercurius';
 import { healthReport } from '../health.js';
-import type { ModelStatus } from '../plugins/app/models.js';
+import { type ModelStatus, modelTier } from '../plugins/app/models.js';
 
 function modelView(m: ModelStatus) {
   return {
@@ -15,6 +15,7 @@ function modelView(m: ModelStatus) {
     state: m.state,
     required: m.required,
     isDefault: m.isDefault,
+    tier: modelTier(m),
     reason: m.reason ?? null,
     task: m.manifest?.task ?? null,
     loadMs: m.loadMs ?? null,

@@ -18,6 +18,7 @@ import {
   reflectPad,
 } from '../denoise/noise2score.js';
 import { batchParallelism, forEachInChunks, predictBatched } from '../nn/batcher.js';
+import { extraSection, midSection } from '../nn/manifest-sections.js';
 import { Rng } from '../util/random.js';
 import { type GuidedAverageOptions, guidedNonLocalMeans } from './guided.js';
 import { fillMasked, randomPixelMask } from './mask.js';
@@ -65,10 +66,8 @@ export interface MidOptions {
 export function midInferenceDefaults(extra: Record<string, unknown> | undefined): {
   guided: GuidedAverageOptions | null;
 } {
-  const g = extra?.guided as { patch?: unknown; search?: unknown; h255?: unknown } | undefined;
-  if (!g || typeof g.patch !== 'number' || typeof g.search !== 'number' || typeof g.h255 !== 'number') {
-    return { guided: null };
-  }
+  const g = extraSection(midSection, { extra }).guided;
+  if (!g) return { guided: null };
   return { guided: { patch: g.patch, search: g.search, h: g.h255 / 255 } };
 }
 

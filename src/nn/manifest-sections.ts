@@ -43,10 +43,15 @@ export const diffusionSection = z.object({
   ),
 });
 
-/** `extra` of a MID model: the mask drop ratio it was trained with and its measured default number of masks. */
+/**
+ * `extra` of a MID model: the mask drop ratio it was trained with, its measured default number of masks, and the
+ * guided second stage bench/mid-sweep.ts chose (`guided`: patch, search window, h on the 0-255 scale; absent when
+ * any of the three is missing or malformed).
+ */
 export const midSection = z.object({
   maskRatio: lenient(finite),
   masksDefault: lenient(finite),
+  guided: lenient(z.object({ patch: finite, search: finite, h255: finite })),
 });
 
 /** `extra` of an EPS-AD detector: the false-positive rates its thresholds are calibrated for, and T*. */
@@ -55,8 +60,8 @@ export const detectorSection = z.object({
   timesteps: lenient(z.number().int()),
 });
 
-/** `extra` of any model: the input side to warm it up with. */
-export const warmupSection = z.object({ warmupSize: lenient(finite) });
+/** `extra` of any model: the input side to warm it up with (a positive integer). */
+export const warmupSection = z.object({ warmupSize: lenient(z.number().int().min(1)) });
 
 /** A section of `manifest.extra`, parsed (every field optional; malformed fields absent). */
 export function extraSection<T extends z.ZodType>(

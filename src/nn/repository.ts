@@ -14,6 +14,7 @@ import { runtimeModelTier } from './backend.js';
 import { fileSystemIO, inspectModelFiles } from './fs-io.js';
 import { registerCustomLayerClasses } from './layers.js';
 import { MODEL_ID_PATTERN, type ModelManifest, type ModelTier, parseModelManifest } from './manifest.js';
+import { extraSection, warmupSection } from './manifest-sections.js';
 
 type Tf = typeof import('@tensorflow/tfjs');
 export type AnyModel = LayersModel | GraphModel;
@@ -358,8 +359,7 @@ const WARMUP_SPATIAL = 32;
 
 /** A small concrete input shape from the manifest: batch 1, free spatial dims WARMUP_SPATIAL (or extra.warmupSize). */
 export function warmupShape(manifest: ModelManifest): number[] {
-  const extraSize = Number((manifest.extra as { warmupSize?: unknown } | undefined)?.warmupSize);
-  const spatial = Number.isInteger(extraSize) && extraSize > 0 ? extraSize : WARMUP_SPATIAL;
+  const spatial = extraSection(warmupSection, manifest).warmupSize ?? WARMUP_SPATIAL;
   const last = manifest.inputShape.length - 1;
   return manifest.inputShape.map((dim, i) => {
     if (dim !== null) return dim;

@@ -6,9 +6,9 @@
  */
 import type { FastifyInstance } from 'fastify';
 import type { Config } from '../config.js';
-import { checkAutomaticJobCost, replyWithJob } from '../jobs/http.js';
+import { replyWithJob } from '../jobs/http.js';
 import type { AnyOperation } from './index.js';
-import { runForRequest } from './run.js';
+import { AUTOMATIC_JOB_REASON, jobDecision, runForRequest } from './run.js';
 
 export function operationRoutes(specs: readonly AnyOperation[]) {
   return async function routes(fastify: FastifyInstance, opts: { config: Config }) {
@@ -39,15 +39,11 @@ export function operationRoutes(specs: readonly AnyOperation[]) {
           async (request, reply) => {
             const raw = await http.read(request, cfg, route);
             const input = spec.input.parse(raw.input);
-            // A job of its own accord when the estimated cost exceeds the deadline, up to JOBS_AUTO_MAX_COST_MS
-            // (unless the client said async=false: then it is answered now, or 504 at its deadline).
-            const estimatedMs = raw.async === undefined ? await spec.estimateMs?.(input, cfg) : undefined;
-            const deadlineMs = fastify.compute.deadlineFor(spec.timeoutMs?.(input));
-            const tooLong = estimatedMs !== undefined && estimatedMs > deadlineMs;
-            if (tooLong) checkAutomaticJobCost(cfg, estimatedMs, deadlineMs);
-            request.log.debug({ operation: spec.id, async: raw.async || tooLong }, 'operation');
-            if (raw.async || tooLong) {
-              if (tooLong) reply.header('x-async-reason', 'estimated cost exceeds the request deadline');
+            // A job when asked, or of its own accord when the estimated cost exceeds the deadline.
+            const decision = await jobDecision(fastify, cfg, spec, input, raw.async);
+            request.log.debug({ operation: spec.id, async: decision.job }, 'operation');
+            if (decision.job) {
+              if (decision.automatic) reply.header('x-async-reason', AUTOMATIC_JOB_REASON);
               // The spec's checks run at submission (jobs service), before anything is queued.
               return replyWithJob(fastify, request, reply, spec.id, input);
             }

@@ -5,7 +5,32 @@
  */
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { Config } from '../config.js';
+import { checkAutomaticJobCost } from '../jobs/http.js';
 import type { CheckContext, OperationSpec, RunContext } from './spec.js';
+
+/**
+ * Whether a request (REST or GraphQL) becomes a job: when the client asked for one (`asked` true), or of its own
+ * accord when the operation's estimated cost exceeds the request's deadline, up to JOBS_AUTO_MAX_COST_MS (413
+ * TW_PROBLEM_TOO_LARGE beyond). `asked` false (async=false) is never a job: answered now, or 504 at its deadline.
+ * `automatic` says the second case (REST answers it with x-async-reason).
+ */
+export async function jobDecision<I, R>(
+  fastify: FastifyInstance,
+  config: Config,
+  spec: OperationSpec<I, R>,
+  input: I,
+  asked: boolean | undefined,
+): Promise<{ job: boolean; automatic: boolean }> {
+  if (asked !== undefined) return { job: asked, automatic: false };
+  const estimatedMs = await spec.estimateMs?.(input, config);
+  const deadlineMs = fastify.compute.deadlineFor(spec.timeoutMs?.(input));
+  if (estimatedMs === undefined || !(estimatedMs > deadlineMs)) return { job: false, automatic: false };
+  checkAutomaticJobCost(config, estimatedMs, deadlineMs);
+  return { job: true, automatic: true };
+}
+
+/** The x-async-reason header of a request that became a job of its own accord. */
+export const AUTOMATIC_JOB_REASON = 'estimated cost exceeds the request deadline';
 
 /** The checks of `spec` for `input` (the resolved input when the check answers one). */
 export async function checkOperation<I, R>(

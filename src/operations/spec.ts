@@ -89,7 +89,10 @@ export interface GraphqlBinding<Result> {
   toInput(args: Record<string, unknown>, config: Config): RawInput;
   /** The field's value for a result (default: `json`, else the result). */
   answer?(result: Result): unknown;
-  /** The field's value when the work was queued as a job (only for fields that offer `async`). */
+  /**
+   * The field's value when the work was queued as a job: asked for (`async: true`), or of its own accord when the
+   * estimated cost exceeds the deadline (src/operations/run.ts `jobDecision`). A field without it never becomes a job.
+   */
   accepted?(view: JobView): unknown;
 }
 
@@ -108,8 +111,9 @@ export interface OperationSpec<Input = unknown, Result = unknown> {
   /** The deadline the input asks for (timeoutMs), capped by the server. */
   timeoutMs?(input: Input): number | undefined;
   /**
-   * Estimated compute time (ms): above the request's deadline a REST request becomes a job on its own (202,
-   * x-async-reason), up to JOBS_AUTO_MAX_COST_MS (413 beyond). Undefined: no estimate.
+   * Estimated compute time (ms): above the request's deadline a request becomes a job on its own (REST: 202; GraphQL:
+   * the field's `accepted` job id; both with x-async-reason), up to JOBS_AUTO_MAX_COST_MS (413 beyond). Undefined: no
+   * estimate.
    */
   estimateMs?(input: Input, config: Config): number | undefined | Promise<number | undefined>;
   /** The work: main-thread preparation, the typed compute task(s), the result's shaping. */

@@ -4,8 +4,9 @@
  * towards m in expectation, while the data term pins the observed pixels to y.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
+import { ddpmEpsModel, type EpsModel } from '../../src/diffusion/eps-model.js';
 import { averagePoolOperator, maskOperator, randomPixelMask } from '../../src/diffusion/operators.js';
-import { type EpsFunction, redDiffRestore } from '../../src/diffusion/red-diff.js';
+import { redDiffRestore } from '../../src/diffusion/red-diff.js';
 import { linearSchedule } from '../../src/diffusion/schedule.js';
 import { buildUnet } from '../../src/diffusion/unet.js';
 import { initTfjs, type Tf } from '../../src/nn/backend.js';
@@ -16,12 +17,15 @@ const PRIOR_MEAN = 0.3;
 const PRIOR_STD = 0.2;
 const SIZE = 16;
 
-/** The exact eps-prediction of the Gaussian prior N(PRIOR_MEAN, PRIOR_STD^2 I). */
-const gaussianEps: EpsFunction = (tf, x, t) => {
-  const ab = schedule.alphaBars[t];
-  const variance = ab * PRIOR_STD ** 2 + (1 - ab);
-  return tf.tidy(() => tf.mul(tf.sub(x, Math.sqrt(ab) * PRIOR_MEAN), Math.sqrt(1 - ab) / variance));
-};
+/** The exact eps-prediction of the Gaussian prior N(PRIOR_MEAN, PRIOR_STD^2 I) (one timestep per batch). */
+const gaussianEps =
+  (tf: Tf): EpsModel =>
+  (x, timesteps) => {
+    const t = timesteps.dataSync()[0];
+    const ab = schedule.alphaBars[t];
+    const variance = ab * PRIOR_STD ** 2 + (1 - ab);
+    return tf.tidy(() => tf.mul(tf.sub(x, Math.sqrt(ab) * PRIOR_MEAN), Math.sqrt(1 - ab) / variance));
+  };
 
 function testImage(): Float32Array {
   const rng = new Rng(7);
@@ -44,7 +48,7 @@ describe('redDiffRestore', () => {
     try {
       return {
         mask,
-        result: await redDiffRestore(tf, gaussianEps, schedule, op, y, { steps, lambda, lr: 0.1, seed }),
+        result: await redDiffRestore(tf, gaussianEps(tf), schedule, op, y, { steps, lambda, lr: 0.1, seed }),
       };
     } finally {
       tf.dispose([x, y]);
@@ -107,7 +111,7 @@ describe('redDiffRestore', () => {
     const y = op.forward(tf, x);
     const before = tf.memory().numTensors;
     const seen: number[] = [];
-    const result = await redDiffRestore(tf, model, schedule, op, y, {
+    const result = await redDiffRestore(tf, ddpmEpsModel(tf, model), schedule, op, y, {
       steps: 10,
       progressEvery: 3,
       trace: 4,
@@ -121,7 +125,7 @@ describe('redDiffRestore', () => {
     const controller = new AbortController();
     controller.abort(new Error('stop'));
     await expect(async () =>
-      redDiffRestore(tf, model, schedule, op, y, { steps: 10, signal: controller.signal }),
+      redDiffRestore(tf, ddpmEpsModel(tf, model), schedule, op, y, { steps: 10, signal: controller.signal }),
     ).rejects.toThrow('stop');
     expect(tf.memory().numTensors).toBe(before);
     tf.dispose([x, y]);

@@ -3,13 +3,18 @@
  * and `extra` through zod: present fields typed, absent or malformed ones undefined (the caller's default).
  */
 import { describe, expect, it } from 'vitest';
+import { scheduleFromManifest } from '../../src/adversarial/pipeline.js';
+import { linearSchedule } from '../../src/diffusion/schedule.js';
+import { midInferenceDefaults } from '../../src/mid/denoise.js';
 import {
   architectureMultiple,
   detectorSection,
   diffusionSection,
   extraSection,
   midSection,
+  warmupSection,
 } from '../../src/nn/manifest-sections.js';
+import { warmupShape } from '../../src/nn/repository.js';
 
 describe('manifest sections', () => {
   it('reads the down-sampling factor, with the fallback for a string or missing architecture', () => {
@@ -40,5 +45,23 @@ describe('manifest sections', () => {
         timesteps: 20,
       },
     );
+  });
+
+  it('is what every reader of `extra` uses: malformed warm-up size, schedule or guided settings read as absent', () => {
+    expect(extraSection(warmupSection, { extra: { warmupSize: 16 } }).warmupSize).toBe(16);
+    const manifest = { inputShape: [null, null, null, 1], channels: 1 };
+    for (const warmupSize of ['16', 2.5, -8, 0]) {
+      expect(warmupShape({ ...manifest, extra: { warmupSize } } as never), String(warmupSize)).toEqual([
+        1, 32, 32, 1,
+      ]);
+    }
+    const schedule = scheduleFromManifest({ schedule: { timesteps: 'x', betaEnd: 0.03 } });
+    expect(schedule.betas).toEqual(linearSchedule({ betaEnd: 0.03 }).betas);
+    expect(midInferenceDefaults({ guided: { patch: 5, search: 7, h255: 4 } }).guided).toEqual({
+      patch: 5,
+      search: 7,
+      h: 4 / 255,
+    });
+    expect(midInferenceDefaults({ guided: { patch: 5, search: 7, h255: Number.NaN } }).guided).toBeNull();
   });
 });

@@ -96,6 +96,21 @@ describe('model tiers', () => {
       expect(byVersion['1']).toMatchObject({ tier: 'cpu', isDefault: true, manifest: { tier: 'cpu' } });
       expect(byVersion['2']).toMatchObject({ tier: 'gpu', isDefault: false, manifest: { tier: 'gpu' } });
       expect(app.models.requireReady('gaussian-blur').version).toBe('1');
+      // GraphQL's Model type says the same.
+      const gql = await app.inject({
+        method: 'POST',
+        url: '/graphql',
+        payload: {
+          query: '{ models { version tier isDefault } cpu: model(name: "gaussian-blur") { tier } }',
+        },
+      });
+      expect(gql.json().data.models).toEqual(
+        expect.arrayContaining([
+          { version: '1', tier: 'cpu', isDefault: true },
+          { version: '2', tier: 'gpu', isDefault: false },
+        ]),
+      );
+      expect(gql.json().data.cpu).toEqual({ tier: 'cpu' });
       // The worker resolves a version-less name the same way (jobs name no version); an explicit one is honoured.
       const sum = async (version?: string) => {
         const out = await app.compute.pool.run('model.infer', {

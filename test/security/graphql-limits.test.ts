@@ -12,9 +12,13 @@ import { runInNewContext } from 'node:vm';
 import type { FastifyInstance } from 'fastify';
 import { buildSchema, type DocumentNode } from 'graphql';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config.js';
+import { operationComputeFields } from '../../src/operations/graphql.js';
+import { OPERATIONS } from '../../src/operations/index.js';
 import {
-  COMPUTE_FIELDS,
   HEAVY_FIELDS,
+  JOB_COMPUTE_FIELDS,
+  limitsOf,
   schemaPath,
   selectionCosts,
 } from '../../src/plugins/external/graphql.js';
@@ -43,8 +47,13 @@ describe('selectionCosts', () => {
     const doc = (await import('graphql')).parse(`
       query Q { ...Two o: otPlan(input: $i) { plan { data rows } } }
       fragment Two on Query { a: otPlan(input: $i) { cost } b: job(id: "x") { result } }`);
-    expect(selectionCosts(doc).get('Q')).toEqual({ selections: 8, compute: 2, heavy: 3 });
-    expect(selectionCosts(doc).get('fragment Two')).toEqual({ selections: 4, compute: 1, heavy: 1 });
+    const compute = new Set(['otPlan']);
+    expect(selectionCosts(doc, compute).get('Q')).toEqual({ selections: 8, compute: 2, heavy: 3 });
+    expect(selectionCosts(doc, compute).get('fragment Two')).toEqual({
+      selections: 4,
+      compute: 1,
+      heavy: 1,
+    });
   });
 
   it('names only fields the schema has, on the types they are documented for', () => {
@@ -55,7 +64,17 @@ describe('selectionCosts', () => {
         .filter((t) => !t.name.startsWith('__') && 'getFields' in t && field in (t as any).getFields())
         .map((t) => t.name)
         .sort();
-    for (const f of COMPUTE_FIELDS) expect(owners(f), f).toEqual([f === 'submitJob' ? 'Mutation' : 'Query']);
+    // The operations' fields come from their specs (test operations bring their own SDL, and are off here).
+    const { computeFields } = limitsOf(
+      loadConfig({}),
+      operationComputeFields(OPERATIONS, loadConfig({ ENABLE_TEST_TASKS: 'false' })),
+    );
+    expect([...computeFields].sort()).toEqual(
+      ['otPlan', 'otDistance', 'sinkhornDivergence', 'mongeGap', 'denoise', 'restore', 'detectAdversarial']
+        .concat(JOB_COMPUTE_FIELDS)
+        .sort(),
+    );
+    for (const f of computeFields) expect(owners(f), f).toEqual([f === 'submitJob' ? 'Mutation' : 'Query']);
     const heavy = Object.fromEntries([...HEAVY_FIELDS].map((f) => [f, owners(f)]));
     expect(heavy).toEqual({
       result: ['Job'],
@@ -149,6 +168,10 @@ describe('GraphQL document and operation limits', () => {
       },
     );
     expectTooComplex(jobs, 'GRAPHQL_MAX_COMPUTE_FIELDS');
+    // Every operation served over GraphQL counts, derived from its spec: the test operation too.
+    const checksum = await post(`{ ${aliases(5, 'testChecksum(input: { values: [1, 2] }) { sum }')} }`);
+    expectTooComplex(checksum, 'GRAPHQL_MAX_COMPUTE_FIELDS');
+    expect(checksum.json().errors[0].message).toContain('testChecksum');
     expect(app.compute.pool.stats().completed).toBe(completed);
     const four = await post(`{ ${aliases(4, ot)} }`);
     expect(four.statusCode, four.body).toBe(200);

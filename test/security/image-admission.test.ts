@@ -71,7 +71,7 @@ describe('image admission', () => {
     expect(refused?.headers['retry-after']).toBeDefined();
     expect(refused?.json().error.details).toMatchObject({ reason: 'image-memory', budgetBytes: BUDGET });
 
-    // GraphQL: four aliases sharing one image variable are four images.
+    // GraphQL: four aliases sharing one image variable are four images (async: false, as above).
     const aliases = [0, 1, 2, 3].map((i) => `d${i}: denoise(input: $input) { width }`).join(' ');
     const gql = app.inject({
       method: 'POST',
@@ -79,7 +79,13 @@ describe('image admission', () => {
       payload: {
         query: `query ($input: DenoiseInput!) { ${aliases} }`,
         variables: {
-          input: { image: medium.toString('base64'), noise: 'GAUSSIAN', level: 25, timeoutMs: 600 },
+          input: {
+            image: medium.toString('base64'),
+            noise: 'GAUSSIAN',
+            level: 25,
+            timeoutMs: 600,
+            async: false,
+          },
         },
       },
     });

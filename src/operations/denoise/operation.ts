@@ -275,7 +275,7 @@ export const denoise = defineOperation<DenoiseInput, DenoiseResult>({
   graphql: {
     field: 'denoise',
     toInput: (args, cfg) => {
-      const { image, level, method, noise, ...rest } = args;
+      const { image, level, method, noise, async: flag, ...rest } = args;
       const params = Object.fromEntries(
         Object.entries({
           ...rest,
@@ -285,8 +285,12 @@ export const denoise = defineOperation<DenoiseInput, DenoiseResult>({
           output: 'json',
         }).filter(([, v]) => v !== null && v !== undefined),
       );
-      return { input: { image: base64Image(image, 'image', cfg), params }, async: false };
+      return {
+        input: { image: base64Image(image, 'image', cfg), params },
+        async: asyncRequested(undefined, flag ?? undefined),
+      };
     },
-    answer: answerJson,
+    answer: (result) => ({ ...answerJson(result), jobId: null }),
+    accepted: (view) => ({ jobId: view.id }),
   },
 });

@@ -351,7 +351,7 @@ export const detect = defineOperation<DetectInput, DetectResponse>({
   graphql: {
     field: 'detectAdversarial',
     toInput: (args, cfg) => {
-      const { images, ...rest } = args;
+      const { images, async: flag, ...rest } = args;
       const list = Array.isArray(images) ? images.map(String) : [];
       if (list.length > cfg.DETECT_MAX_IMAGES) throw tooManyImages(list.length, cfg.DETECT_MAX_IMAGES);
       for (const text of list)
@@ -360,7 +360,12 @@ export const detect = defineOperation<DetectInput, DetectResponse>({
       const params = Object.fromEntries(
         Object.entries(rest).filter(([, v]) => v !== null && v !== undefined),
       );
-      return { input: { images: list.map((b64) => Buffer.from(b64, 'base64')), params }, async: false };
+      return {
+        input: { images: list.map((b64) => Buffer.from(b64, 'base64')), params },
+        async: asyncRequested(undefined, flag ?? undefined),
+      };
     },
+    answer: (result) => ({ ...result, jobId: null }),
+    accepted: (view) => ({ jobId: view.id }),
   },
 });

@@ -8,6 +8,7 @@
  * sees no artificial edge; the padded pixels are observed like their mirror images, so they constrain nothing new.
  */
 
+import { ddpmEpsModel } from '../../diffusion/eps-model.js';
 import { RED_DIFF_INITS, type RedDiffInit } from '../../diffusion/initial.js';
 import { boxMask, countMissing, maskFromImage, randomPixelMask } from '../../diffusion/operators.js';
 import { type RestoreOperatorSpec, redDiffPipeline } from '../../diffusion/restore-pipeline.js';
@@ -211,7 +212,7 @@ async function restorePixels(input: RestoreTaskInput, ctx: HandlerContext): Prom
         }
       : input.operator;
   const decodeMs = performance.now() - tDecode0;
-  const result = await redDiffPipeline(tf, loaded.model, schedule, {
+  const result = await redDiffPipeline(tf, ddpmEpsModel(tf, loaded.model), schedule, {
     data,
     width,
     height,

@@ -70,19 +70,12 @@ declare module 'mercurius' {
 }
 
 /**
- * Root fields that start compute work (a pool task, or a job): GraphQL runs sibling root fields of a query in
- * parallel, so each alias is one more task. At most GRAPHQL_MAX_COMPUTE_FIELDS per operation.
+ * Root fields that start compute work besides the operations' own fields: `submitJob` queues any operation's job.
+ * The operations' Query fields come from their specs (src/operations/graphql.ts, `operationComputeFields`) through
+ * the plugin's `computeFields` option. GraphQL runs sibling root fields of a query in parallel, so each alias is one
+ * more task: at most GRAPHQL_MAX_COMPUTE_FIELDS per operation.
  */
-export const COMPUTE_FIELDS: ReadonlySet<string> = new Set([
-  'otPlan',
-  'otDistance',
-  'sinkhornDivergence',
-  'mongeGap',
-  'denoise',
-  'restore',
-  'detectAdversarial',
-  'submitJob',
-]);
+export const JOB_COMPUTE_FIELDS: readonly string[] = ['submitJob'];
 
 /**
  * Fields that can carry a bulk payload, serialised in full at each occurrence (twelve aliases of one job's
@@ -103,7 +96,7 @@ export const HEAVY_FIELDS: ReadonlySet<string> = new Set([
 export interface SelectionCost {
   /** Field selections. */
   selections: number;
-  /** Occurrences of COMPUTE_FIELDS. */
+  /** Occurrences of compute fields (DocumentLimits.computeFields). */
   compute: number;
   /** Occurrences of HEAVY_FIELDS. */
   heavy: number;
@@ -116,7 +109,10 @@ export interface SelectionCost {
  * they are. Cycles (invalid anyway) count zero. Linear in the document: it runs before graphql-js validation,
  * some of whose rules are quadratic.
  */
-export function selectionCosts(document: DocumentNode): Map<string, SelectionCost> {
+export function selectionCosts(
+  document: DocumentNode,
+  computeFields: ReadonlySet<string> = new Set(),
+): Map<string, SelectionCost> {
   const fragments = new Map<string, FragmentDefinitionNode>();
   for (const def of document.definitions) {
     if (def.kind === Kind.FRAGMENT_DEFINITION) fragments.set(def.name.value, def);
@@ -143,7 +139,7 @@ export function selectionCosts(document: DocumentNode): Map<string, SelectionCos
       if (sel.kind === Kind.FIELD) {
         const name = sel.name.value;
         total.selections += 1;
-        if (COMPUTE_FIELDS.has(name)) total.compute += 1;
+        if (computeFields.has(name)) total.compute += 1;
         if (HEAVY_FIELDS.has(name)) total.heavy += 1;
         add(total, cost(sel.selectionSet));
       } else if (sel.kind === Kind.INLINE_FRAGMENT) add(total, cost(sel.selectionSet));
@@ -175,13 +171,16 @@ export function countSelections(document: DocumentNode): Map<string, number> {
 export interface DocumentLimits {
   maxSelections: number;
   maxComputeFields: number;
+  /** The root fields that start compute work (JOB_COMPUTE_FIELDS and the operations' fields). */
+  computeFields: ReadonlySet<string>;
   maxHeavyFields: number;
   maxTokens: number;
 }
 
-export const limitsOf = (cfg: Config): DocumentLimits => ({
+export const limitsOf = (cfg: Config, computeFields: readonly string[] = []): DocumentLimits => ({
   maxSelections: cfg.GRAPHQL_MAX_SELECTIONS,
   maxComputeFields: cfg.GRAPHQL_MAX_COMPUTE_FIELDS,
+  computeFields: new Set([...JOB_COMPUTE_FIELDS, ...computeFields]),
   maxHeavyFields: cfg.GRAPHQL_MAX_HEAVY_FIELDS,
   maxTokens: cfg.GRAPHQL_MAX_TOKENS,
 });
@@ -208,7 +207,7 @@ const tokensError = (max: number) =>
  */
 export function limitErrors(document: DocumentNode, limits: DocumentLimits): GraphQLError[] {
   const errors: GraphQLError[] = [];
-  for (const [name, c] of selectionCosts(document)) {
+  for (const [name, c] of selectionCosts(document, limits.computeFields)) {
     const fragment = name.startsWith('fragment ');
     const what = fragment ? `Fragment '${name.slice(9)}'` : `Operation${name ? ` '${name}'` : ''}`;
     if (c.selections > limits.maxSelections) {
@@ -223,7 +222,7 @@ export function limitErrors(document: DocumentNode, limits: DocumentLimits): Gra
     if (c.compute > limits.maxComputeFields) {
       errors.push(
         tooComplex(
-          `${what} asks for ${c.compute} compute fields (${[...COMPUTE_FIELDS].join(', ')}, aliases included); at most ${limits.maxComputeFields} are allowed (GRAPHQL_MAX_COMPUTE_FIELDS). Send several requests, or submit jobs`,
+          `${what} asks for ${c.compute} compute fields (${[...limits.computeFields].join(', ')}, aliases included); at most ${limits.maxComputeFields} are allowed (GRAPHQL_MAX_COMPUTE_FIELDS). Send several requests, or submit jobs`,
           { limit: 'GRAPHQL_MAX_COMPUTE_FIELDS', count: c.compute, max: limits.maxComputeFields },
         ),
       );
@@ -317,7 +316,13 @@ function formatOne(error: GraphQLError) {
 export default fp(
   async function graphqlPlugin(
     fastify: FastifyInstance,
-    opts: { config: Config; resolvers: IResolvers<unknown, MercuriusContext>[]; sdl?: string[] },
+    opts: {
+      config: Config;
+      resolvers: IResolvers<unknown, MercuriusContext>[];
+      sdl?: string[];
+      /** Query fields that start compute work, besides JOB_COMPUTE_FIELDS (src/operations/graphql.ts). */
+      computeFields?: readonly string[];
+    },
   ) {
     // /schema.graphql, plus what operations that bring their own SDL add (src/operations/graphql.ts).
     const schema = [readFileSync(schemaPath(), 'utf8'), ...(opts.sdl ?? [])].join('\n');
@@ -374,7 +379,7 @@ export default fp(
         options: { maxPayload: opts.config.GRAPHQL_WS_MAX_MESSAGE_BYTES },
       });
     }
-    const limits = limitsOf(opts.config);
+    const limits = limitsOf(opts.config, opts.computeFields);
     const rules = opts.config.GRAPHQL_INTROSPECTION
       ? []
       : [graphqlOfMercurius.NoSchemaIntrospectionCustomRule];

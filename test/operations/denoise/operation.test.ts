@@ -13,7 +13,7 @@ import { initTfjs } from '../../../src/nn/backend.js';
 import { fileSystemIO } from '../../../src/nn/fs-io.js';
 import { estimateDenoiseMs } from '../../../src/operations/denoise/operation.js';
 import { denoiseParams } from '../../../src/operations/denoise/schema.js';
-import { jobResult, makeApp, tinyModelsDir } from '../../helpers.js';
+import { jobResult, makeApp, tinyModelsDir, waitForJob } from '../../helpers.js';
 
 const manifest = (name: string, extra: Record<string, unknown>, params: number) => ({
   name,
@@ -143,6 +143,43 @@ describe('the denoise operation', () => {
     // async=false: never a job; answered now or 504 at its deadline.
     const sync = await post('/v1/denoise?noise=gaussian&level=25&timeoutMs=100&async=false', big);
     expect([200, 504]).toContain(sync.statusCode);
+  });
+
+  it('over GraphQL too: a job id when the estimated cost exceeds the deadline or when asked', async () => {
+    const params = denoiseParams.parse({ level: '25' });
+    let side = 16;
+    while (estimateDenoiseMs(params, side, side) <= 150) side *= 2;
+    const big = (await rgbPng(side, side)).toString('base64');
+    const gql = (image: string, args: string) =>
+      app.inject({
+        method: 'POST',
+        url: '/graphql',
+        payload: {
+          query: `query($i: String!) { denoise(input: { image: $i, level: 25${args} }) { jobId width model } }`,
+          variables: { i: image },
+        },
+      });
+    const automatic = await gql(big, ', timeoutMs: 100');
+    expect(automatic.statusCode, automatic.body).toBe(200);
+    expect(automatic.headers['x-async-reason']).toMatch(/estimated cost/);
+    const { jobId, width } = automatic.json().data.denoise;
+    expect(jobId, automatic.body).toMatch(/\S+/);
+    expect(width).toBeNull();
+    expect((await waitForJob(app, `/v1/jobs/${jobId}`)).state).toBe('succeeded');
+    const result = await app.inject({ method: 'GET', url: `/v1/jobs/${jobId}/result` });
+    expect(result.json(), result.body).toMatchObject({ width: side, model: 'noise2score-gaussian@1' });
+    // Asked for: a job whatever the cost; async: false or a cheap image: answered now.
+    const asked = await gql(small.toString('base64'), ', async: true');
+    expect(asked.json().data.denoise.jobId, asked.body).toMatch(/\S+/);
+    const now = await gql(small.toString('base64'), '');
+    expect(now.json().data.denoise, now.body).toEqual({
+      jobId: null,
+      width: 24,
+      model: 'noise2score-gaussian@1',
+    });
+    const sync = await gql(big, ', timeoutMs: 100, async: false');
+    expect(sync.headers['x-async-reason']).toBeUndefined();
+    expect(sync.json().data?.denoise?.jobId ?? null).toBeNull();
   });
 
   it('refuses a model of another task with 422 and the expected task, now and before queueing a job', async () => {

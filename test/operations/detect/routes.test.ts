@@ -23,7 +23,7 @@ import { buildUnet, predictEps, type UnetArchitecture } from '../../../src/diffu
 import { initTfjs, type Tf } from '../../../src/nn/backend.js';
 import { fileSystemIO } from '../../../src/nn/fs-io.js';
 import { Rng } from '../../../src/util/random.js';
-import { jobResult, makeApp, multipartForm, tinyModelsDir } from '../../helpers.js';
+import { jobResult, makeApp, multipartForm, tinyModelsDir, waitForJob } from '../../helpers.js';
 
 const TINY_UNET: UnetArchitecture = {
   kind: 'unet-eps',
@@ -442,5 +442,23 @@ describe('POST /v1/detect/adversarial', () => {
       },
     });
     expect(bad.json().errors[0].extensions.code).toBe('TW_UNPROCESSABLE');
+    // async: true answers a job id (as restore and denoise do), whose result is the same test.
+    const queued = await app.inject({
+      method: 'POST',
+      url: '/graphql',
+      payload: {
+        query:
+          'query($images: [String!]!) { detectAdversarial(input: { images: $images, async: true }) { jobId count } }',
+        variables: { images: pngs.slice(0, 2).map((p) => p.toString('base64')) },
+      },
+    });
+    const { jobId, count } = queued.json().data.detectAdversarial;
+    expect(jobId, queued.body).toMatch(/\S+/);
+    expect(count).toBeNull();
+    expect((await waitForJob(app, `/v1/jobs/${jobId}`)).state).toBe('succeeded');
+    const result = (await app.inject({ method: 'GET', url: `/v1/jobs/${jobId}/result` })).json();
+    expect(result.results.map((r: { score: number }) => r.score)).toEqual(
+      rest.results.map((r: { score: number }) => r.score),
+    );
   });
 });

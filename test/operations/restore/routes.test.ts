@@ -445,5 +445,20 @@ describe('POST /v1/restore', () => {
     expect(data.image).toBeNull();
     const view = await app.inject({ method: 'GET', url: `/v1/jobs/${data.jobId}` });
     expect(view.statusCode).toBe(200);
+    // GraphQL without async: a job by itself too when the estimated cost exceeds the deadline, as over REST.
+    const auto = await app.inject({
+      method: 'POST',
+      url: '/graphql',
+      payload: {
+        query:
+          'query($img: String!) { restore(input: { image: $img, maskRatio: 0.5, steps: 1000, timeoutMs: 100 }) { jobId image } }',
+        variables: { img: png.toString('base64') },
+      },
+    });
+    expect(auto.headers['x-async-reason'], auto.body).toMatch(/deadline/);
+    const autoJob = auto.json().data.restore.jobId;
+    expect(autoJob, auto.body).toMatch(/\S+/);
+    const cancelled = await app.inject({ method: 'DELETE', url: `/v1/jobs/${autoJob}` });
+    expect(cancelled.statusCode).toBeLessThan(300);
   });
 });
