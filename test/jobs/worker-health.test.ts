@@ -105,7 +105,8 @@ describe.skipIf(!hasRedisServer)('worker process: probes, metrics and drain (rea
       MODELS_DIR: tinyModelsDir(),
       MODELS_REQUIRED: 'gaussian-blur',
       WORKER_HEALTH_PORT: String(healthPort),
-      JOB_TIMEOUT_MS: '1500',
+      // Room for a 1.2 s job to start and finish on a loaded machine (1.5 s failed under CI-like load).
+      JOB_TIMEOUT_MS: '4000',
       // The drain is WORKER_DRAIN_MS, not the API's SHUTDOWN_GRACE_MS.
       WORKER_DRAIN_MS: '10000',
       SHUTDOWN_GRACE_MS: '300',
@@ -149,7 +150,7 @@ describe.skipIf(!hasRedisServer)('worker process: probes, metrics and drain (rea
 
   it('counts completed and failed jobs, with durations, in /metrics', async () => {
     const ok = await submit({ ms: 20 });
-    const late = await submit({ ms: 4000 }); // past the worker's 1.5 s deadline: failed
+    const late = await submit({ ms: 9000 }); // past the worker's 4 s deadline: failed
     await waitFor(
       async () => (await state(ok)) === 'succeeded' && (await state(late)) === 'failed',
       20_000,
