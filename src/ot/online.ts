@@ -273,21 +273,7 @@ async function transportCost(
 export function checkOnlineCostRange(geometry: OnlineGeometry): void {
   const { x, y, n, m, dim, costScale } = geometry;
   const euclid = geometry.cost === 'euclidean';
-  let sq = 0;
-  for (let k = 0; k < dim; k++) {
-    let lo = Number.POSITIVE_INFINITY;
-    let hi = Number.NEGATIVE_INFINITY;
-    for (let i = 0; i < n; i++) {
-      lo = Math.min(lo, x[i * dim + k]);
-      hi = Math.max(hi, x[i * dim + k]);
-    }
-    for (let j = 0; j < m; j++) {
-      lo = Math.min(lo, y[j * dim + k]);
-      hi = Math.max(hi, y[j * dim + k]);
-    }
-    if (n + m > 0) sq += (hi - lo) * (hi - lo);
-  }
-  const bound = euclid ? Math.sqrt(sq) : sq;
+  const bound = boundingBoxCostBound(geometry);
   if (bound / costScale <= SAFE_COST_MAGNITUDE) return; // false for NaN and Infinity
   const kind = geometry.cost;
   for (let i = 0; i < n; i++) {
@@ -322,7 +308,14 @@ export function checkOnlineCostRange(geometry: OnlineGeometry): void {
  * default schedule. O((n + m) dim).
  */
 export function costRangeBound(geometry: OnlineGeometry): number {
+  const bound = boundingBoxCostBound(geometry) / geometry.costScale;
+  return bound > 0 && Number.isFinite(bound) ? bound : 1;
+}
+
+/** max C - min C <= this (unscaled): the cost of the diagonal of both clouds' bounding box. O((n + m) dim). */
+function boundingBoxCostBound(geometry: OnlineGeometry): number {
   const { x, y, n, m, dim } = geometry;
+  if (n + m === 0) return 0;
   let sq = 0;
   for (let k = 0; k < dim; k++) {
     let lo = Number.POSITIVE_INFINITY;
@@ -337,8 +330,7 @@ export function costRangeBound(geometry: OnlineGeometry): number {
     }
     sq += (hi - lo) * (hi - lo);
   }
-  const bound = (geometry.cost === 'euclidean' ? Math.sqrt(sq) : sq) / geometry.costScale;
-  return bound > 0 && Number.isFinite(bound) ? bound : 1;
+  return geometry.cost === 'euclidean' ? Math.sqrt(sq) : sq;
 }
 
 /**
