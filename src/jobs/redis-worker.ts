@@ -10,14 +10,8 @@ import { type Job, UnrecoverableError, WaitingError, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { ComputePool } from '../compute/pool.js';
-import {
-  type Config,
-  resolvedConcurrentTasks,
-  resolvedModelsDir,
-  resolvedOnlineThreads,
-  resolvedWorkerHeapMb,
-  resolvedWorkers,
-} from '../config.js';
+import { computePoolOptions } from '../compute/pool-options.js';
+import type { Config } from '../config.js';
 import { inJobRun, traceIdOf } from '../telemetry/tracing.js';
 import { joinBlobs, splitBlobs } from './blobs.js';
 import { toJobError } from './common.js';
@@ -43,25 +37,8 @@ export async function startJobWorker(
   beforeRun?: (handle: Omit<JobWorkerHandle, 'close'>) => void,
 ): Promise<JobWorkerHandle> {
   const pool = new ComputePool({
-    workers: resolvedWorkers(cfg),
-    queueMax: cfg.QUEUE_MAX,
+    ...computePoolOptions(cfg),
     defaultTimeoutMs: cfg.JOB_TIMEOUT_MS,
-    // The same heap cap as the API's pool: a runaway job fails alone instead of the container being OOM-killed.
-    maxOldGenerationSizeMb: resolvedWorkerHeapMb(cfg),
-    worker: {
-      modelsDir: resolvedModelsDir(cfg),
-      tfjsBackend: cfg.TFJS_BACKEND,
-      enableTestTasks: cfg.ENABLE_TEST_TASKS,
-      tileSize: cfg.TILE_SIZE,
-      otOnlineBackend: cfg.OT_ONLINE_BACKEND,
-      otMaxEntries: cfg.OT_MAX_ENTRIES,
-      otOnlineThreads: resolvedOnlineThreads(cfg),
-      batchMaxSize: cfg.BATCH_MAX_SIZE,
-      batchMaxDelayMs: cfg.BATCH_MAX_DELAY_MS,
-      gpuMemoryBudgetMb: cfg.GPU_MEMORY_BUDGET_MB,
-    },
-    concurrentTasksPerWorker: resolvedConcurrentTasks(cfg),
-    cancelGraceMs: cfg.WORKER_CANCEL_GRACE_MS,
   });
   pool.on('workerError', (err) => log.error({ err }, 'compute worker error'));
   const keys = jobKeys(cfg.JOBS_QUEUE_NAME);

@@ -46,22 +46,22 @@ function groupAndAncestors(base: string, groupPath: string): string[] {
   return dirs;
 }
 
-/** The smallest limit among a group's and its ancestors' `file`, or null when none is set. */
-function smallestLimit(base: string, groupPath: string, file: string): number | null {
+/** The smallest value `read` finds among a group's and its ancestors' directories, or null when none is set. */
+function smallestOver(base: string, groupPath: string, read: (dir: string) => number | null): number | null {
   let smallest: number | null = null;
   for (const dir of groupAndAncestors(base, groupPath)) {
-    const limit = readLimit(path.join(dir, file));
-    if (limit !== null && (smallest === null || limit < smallest)) smallest = limit;
+    const value = read(dir);
+    if (value !== null && (smallest === null || value < smallest)) smallest = value;
   }
   return smallest;
 }
 
 /**
- * The memory limit (bytes) of the cgroup this process runs in, or null when there is none (or no cgroup
- * filesystem: macOS, Windows, a bare host). v2 is tried first, then v1.
+ * Where this process's group sits in each hierarchy, from /proc/self/cgroup: v2's `0::<path>` line, and v1's
+ * `<n>:<controllers>:<path>` line naming a controller (controllers may be listed together, `4:cpu,cpuacct:/path`);
+ * `/` when there is no such line.
  */
-export function readCgroupMemoryLimit(paths: Partial<CgroupPaths> = {}): number | null {
-  const root = paths.root ?? '/sys/fs/cgroup';
+function selfGroupPaths(paths: Partial<CgroupPaths>) {
   let selfCgroup = paths.selfCgroup;
   if (selfCgroup === undefined) {
     try {
@@ -70,21 +70,29 @@ export function readCgroupMemoryLimit(paths: Partial<CgroupPaths> = {}): number 
       selfCgroup = '';
     }
   }
-  const lines = selfCgroup.split('\n').map((l) => l.split(':'));
-  // v2: "0::/path"; v1: "4:memory:/path" (controllers may be listed together, "4:memory,foo:/path").
-  const v2Path =
-    lines
-      .find((l) => l[0] === '0' && l[1] === '')
-      ?.slice(2)
-      .join(':') ?? '/';
-  const v1Path =
-    lines
-      .find((l) => l[1]?.split(',').includes('memory'))
-      ?.slice(2)
-      .join(':') ?? '/';
+  const lines = selfCgroup
+    .split('\n')
+    .map((l) => l.split(':'))
+    .filter((l) => l.length >= 3);
+  const pathOf = (match: (line: string[]) => boolean) => lines.find(match)?.slice(2).join(':') ?? '/';
+  return {
+    root: paths.root ?? '/sys/fs/cgroup',
+    v2: pathOf((l) => l[0] === '0' && l[1] === ''),
+    v1: (controller: string) => pathOf((l) => l[1].split(',').includes(controller)),
+  };
+}
+
+/**
+ * The memory limit (bytes) of the cgroup this process runs in, or null when there is none (or no cgroup
+ * filesystem: macOS, Windows, a bare host). v2 is tried first, then v1.
+ */
+export function readCgroupMemoryLimit(paths: Partial<CgroupPaths> = {}): number | null {
+  const { root, v2, v1 } = selfGroupPaths(paths);
   return (
-    smallestLimit(root, v2Path, 'memory.max') ??
-    smallestLimit(path.join(root, 'memory'), v1Path, 'memory.limit_in_bytes')
+    smallestOver(root, v2, (dir) => readLimit(path.join(dir, 'memory.max'))) ??
+    smallestOver(path.join(root, 'memory'), v1('memory'), (dir) =>
+      readLimit(path.join(dir, 'memory.limit_in_bytes')),
+    )
   );
 }
 
@@ -150,38 +158,8 @@ function readCfsQuota(dir: string): number | null {
  * availableParallelism() counts the host's cores, not a container's CPU limit.
  */
 export function readCgroupCpuLimit(paths: Partial<CgroupPaths> = {}): number | null {
-  const root = paths.root ?? '/sys/fs/cgroup';
-  let selfCgroup = paths.selfCgroup;
-  if (selfCgroup === undefined) {
-    try {
-      selfCgroup = readFileSync('/proc/self/cgroup', 'utf8');
-    } catch {
-      selfCgroup = '';
-    }
-  }
-  const lines = selfCgroup.split('\n').map((l) => l.split(':'));
-  const pathOf = (match: (controllers: string) => boolean) =>
-    lines
-      .find((l) => l.length >= 3 && match(l[1]))
-      ?.slice(2)
-      .join(':') ?? '/';
-  const smallest = (base: string, groupPath: string, read: (dir: string) => number | null) => {
-    let best: number | null = null;
-    for (const dir of groupAndAncestors(base, groupPath)) {
-      const cores = read(dir);
-      if (cores !== null && (best === null || cores < best)) best = cores;
-    }
-    return best;
-  };
-  const v2Path = lines.some((l) => l[0] === '0' && l[1] === '') ? pathOf((c) => c === '') : '/';
-  return (
-    smallest(root, v2Path, readCpuMax) ??
-    smallest(
-      path.join(root, 'cpu'),
-      pathOf((c) => c.split(',').includes('cpu')),
-      readCfsQuota,
-    )
-  );
+  const { root, v2, v1 } = selfGroupPaths(paths);
+  return smallestOver(root, v2, readCpuMax) ?? smallestOver(path.join(root, 'cpu'), v1('cpu'), readCfsQuota);
 }
 
 let cachedCpu: number | null | undefined;

@@ -6,16 +6,9 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import fp from 'fastify-plugin';
 import { ComputePool, type RunOptions } from '../../compute/pool.js';
+import { computePoolOptions } from '../../compute/pool-options.js';
 import type { TaskInput, TaskKind, TaskResult, WorkerInfo } from '../../compute/task-types.js';
-import {
-  type Config,
-  resolvedConcurrentTasks,
-  resolvedModelsDir,
-  resolvedOnlineThreads,
-  resolvedReservedWorkers,
-  resolvedWorkerHeapMb,
-  resolvedWorkers,
-} from '../../config.js';
+import { type Config, resolvedReservedWorkers } from '../../config.js';
 import { fail } from '../../errors.js';
 
 export interface ComputeService {
@@ -57,25 +50,9 @@ export default fp(
   async function computePlugin(fastify: FastifyInstance, opts: { config: Config }) {
     const cfg = opts.config;
     const pool = new ComputePool({
-      workers: resolvedWorkers(cfg),
-      queueMax: cfg.QUEUE_MAX,
+      ...computePoolOptions(cfg),
       defaultTimeoutMs: cfg.REQUEST_TIMEOUT_MS,
-      maxOldGenerationSizeMb: resolvedWorkerHeapMb(cfg),
       reservedWorkers: resolvedReservedWorkers(cfg),
-      worker: {
-        modelsDir: resolvedModelsDir(cfg),
-        tfjsBackend: cfg.TFJS_BACKEND,
-        enableTestTasks: cfg.ENABLE_TEST_TASKS,
-        tileSize: cfg.TILE_SIZE,
-        otOnlineBackend: cfg.OT_ONLINE_BACKEND,
-        otMaxEntries: cfg.OT_MAX_ENTRIES,
-        otOnlineThreads: resolvedOnlineThreads(cfg),
-        batchMaxSize: cfg.BATCH_MAX_SIZE,
-        batchMaxDelayMs: cfg.BATCH_MAX_DELAY_MS,
-        gpuMemoryBudgetMb: cfg.GPU_MEMORY_BUDGET_MB,
-      },
-      concurrentTasksPerWorker: resolvedConcurrentTasks(cfg),
-      cancelGraceMs: cfg.WORKER_CANCEL_GRACE_MS,
     });
     pool.on('workerError', (err) => fastify.log.error({ err }, 'compute worker error'));
 
