@@ -14,7 +14,7 @@
  * The document also gets `servers` (OPENAPI_SERVER_URL, else '/': the server that serves it), its components
  * (schemas Error, Problem and Job; responses Error and JobAccepted; the security scheme), a summary for each
  * operation, only the path parameters its path has, and no one-member `anyOf` (a zod optional/nullable artefact).
- * `redocly lint` checks the result (test/app/openapi-contract.test.ts, redocly.yaml).
+ * `redocly lint` checks the result (test/plugins/openapi-contract.test.ts, redocly.yaml).
  *
  * Image routes read their body themselves (a raw image/* body or multipart/form-data, routes/_image-input.ts), so
  * they have no `body` schema to validate with; they describe the upload in their route config instead
