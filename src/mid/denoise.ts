@@ -19,7 +19,7 @@ import {
 } from '../denoise/noise2score.js';
 import { batchParallelism, forEachInChunks, predictBatched } from '../nn/batcher.js';
 import { Rng } from '../util/random.js';
-import { type GuidedAverageOptions, guidedNonLocalMeans } from './guided.js';
+import { type GuidedAverageOptions, guidedStage } from './guided.js';
 import { fillMasked, randomPixelMask } from './mask.js';
 import { MID_MULTIPLE } from './network.js';
 
@@ -59,17 +59,39 @@ export interface MidOptions {
 }
 
 /**
- * The inference settings a MID model's manifest recommends beyond K (`extra.guided`: { patch, search, h255 },
- * chosen by bench/mid-sweep.ts on training scenes); null when absent, so older manifests keep the K-mask average.
+ * The inference settings a MID model's manifest recommends beyond K (`extra.guided`: { patch, search, h255 } and
+ * the optional safeguard { blend, bound, noisyBound } of src/mid/guided.ts, all chosen by bench/mid-sweep.ts on training
+ * scenes); null when absent, so older manifests keep the K-mask average.
  */
 export function midInferenceDefaults(extra: Record<string, unknown> | undefined): {
   guided: GuidedAverageOptions | null;
 } {
-  const g = extra?.guided as { patch?: unknown; search?: unknown; h255?: unknown } | undefined;
+  const g = extra?.guided as
+    | {
+        patch?: unknown;
+        search?: unknown;
+        h255?: unknown;
+        blend?: unknown;
+        bound?: unknown;
+        noisyBound?: unknown;
+      }
+    | undefined;
   if (!g || typeof g.patch !== 'number' || typeof g.search !== 'number' || typeof g.h255 !== 'number') {
     return { guided: null };
   }
-  return { guided: { patch: g.patch, search: g.search, h: g.h255 / 255 } };
+  return {
+    guided: {
+      patch: g.patch,
+      search: g.search,
+      h: g.h255 / 255,
+      // Out-of-range safeguard values are ignored (as a missing section is), never a failed request.
+      ...(typeof g.blend === 'number' && Number.isFinite(g.blend) && g.blend > 0 ? { blend: g.blend } : {}),
+      ...(typeof g.bound === 'number' && Number.isFinite(g.bound) && g.bound >= 0 ? { bound: g.bound } : {}),
+      ...(typeof g.noisyBound === 'number' && Number.isFinite(g.noisyBound) && g.noisyBound >= 0
+        ? { noisyBound: g.noisyBound }
+        : {}),
+    },
+  };
 }
 
 export interface MidResult {
@@ -233,9 +255,7 @@ export async function denoiseMid(
   }
   const { data: average, maskMs, networkMs } = await midRgb(tf, model, rgb, width, height, options);
   const tGuided = performance.now();
-  const denoised = options.guided
-    ? guidedNonLocalMeans(rgb, average, width, height, 3, options.guided)
-    : average;
+  const denoised = options.guided ? guidedStage(rgb, average, width, height, 3, options.guided) : average;
   const guidedMs = performance.now() - tGuided;
   const out = new Float32Array(n * channels);
   const clip = (v: number, fallback: number) => (Number.isFinite(v) ? Math.min(1, Math.max(0, v)) : fallback);
