@@ -7,7 +7,10 @@
  * Stages: the K-mask average (the pilot) at K = 1, 2, 4, 8; the guided stage on the K = 8 pilot over h (fixed,
  * and proportional to the coarse noise estimate of src/mid/sampler.ts), then patch and search radius at the best
  * h; then the chosen setting on the pilots of every K. A larger search window (the cost grows with its area) is
- * chosen only if it gains COST_MARGIN_DB. Prints a table and the chosen manifest section.
+ * chosen only if it gains COST_MARGIN_DB. Then the safeguard (src/mid/guided.ts guidedSafeguard: Wiener-style
+ * blend towards the pilot, residual bound around the pilot, both in units of the per-channel coarse noise level) on
+ * the chosen stage, over a grid of blend x bound: the setting with the best mean among those never worse than the
+ * noisy input on any tuning crop (the best mean if none is). Prints a table and the chosen manifest section.
  *
  * Options: --limit N (first N tuning crops), --size S (centre crop side).
  */
@@ -16,7 +19,12 @@ import { parseArgs } from 'node:util';
 import '../src/compute/handlers/layers.js';
 import { listPolyuPairs, loadColourImage, splitPolyuScenes } from '../src/mid/data.js';
 import { midRgb } from '../src/mid/denoise.js';
-import { type GuidedAverageOptions, guidedNonLocalMeans } from '../src/mid/guided.js';
+import {
+  channelSigmas,
+  type GuidedAverageOptions,
+  guidedNonLocalMeans,
+  guidedSafeguard,
+} from '../src/mid/guided.js';
 import { estimateSigmaCoarse } from '../src/mid/sampler.js';
 import { initTfjs } from '../src/nn/backend.js';
 import { getModel } from '../src/nn/repository.js';
@@ -113,4 +121,78 @@ for (const search of [5, 10]) trySetting({ ...h, patch: best.setting.patch, sear
 for (const k of KS.filter((k) => k !== 8))
   score(`K=${k} + guided ${name(best.setting)}`, (c) => guided(c, k, best.setting));
 console.log(`chosen: ${name(best.setting)} (${best.psnr.toFixed(3)} dB at K = 8)`);
-console.log(JSON.stringify({ guided: { kind: 'guided-nlm', ...best.setting } }));
+
+// Safeguard on the chosen stage at K = 8: worst crop against the noisy input, and the mean.
+const base = best.setting;
+const stages = crops.map((c) => guided(c, 8, base));
+const sigmas = crops.map((c) => channelSigmas(c.y, size, size, 3));
+type Guard = { blend: number | null; bound: number | null; noisyBound: number | null };
+const guardName = (g: Guard) =>
+  `blend ${g.blend ?? '-'} bound ${g.bound ?? '-'} noisyBound ${g.noisyBound ?? '-'}`;
+const noisyPsnr = crops.map((c) => psnr(c.y, c.x));
+let chosenGuard: { guard: Guard; psnr: number; worst: number } | null = null;
+const grid: Guard[] = [
+  ...[null, 0.5, 1, 2, 4, 8].flatMap((blend) =>
+    [null, 0.5, 1, 1.5, 2, 3, 4].map((bound) => ({ blend, bound, noisyBound: null })),
+  ),
+  ...[null, 2, 3].flatMap((bound) =>
+    [1, 1.5, 2, 2.5, 3, 4].map((noisyBound) => ({ blend: null, bound, noisyBound })),
+  ),
+];
+for (const guard of grid) {
+  {
+    const outs = crops.map((c, i) =>
+      guard.blend == null && guard.bound == null && guard.noisyBound == null
+        ? stages[i]
+        : guidedSafeguard(c.y, c.pilots.get(8)!, stages[i], size, size, 3, sigmas[i], {
+            ...guard,
+            patch: base.patch,
+          }),
+    );
+    const per = outs.map((o, i) => psnr(o, crops[i].x));
+    const v = mean(per);
+    const worst = Math.min(...per.map((p, i) => p - noisyPsnr[i]));
+    console.log(
+      `K=8 + guided + ${guardName(guard).padEnd(28)} ${v.toFixed(3)} dB  worst vs noisy ${worst.toFixed(3)}`,
+    );
+    const safe = (w: number) => w >= 0;
+    if (
+      !chosenGuard ||
+      (safe(worst) && !safe(chosenGuard.worst)) ||
+      (safe(worst) === safe(chosenGuard.worst) && v > chosenGuard.psnr)
+    )
+      chosenGuard = { guard, psnr: v, worst };
+  }
+}
+const g = chosenGuard!;
+console.log(
+  `chosen safeguard: ${guardName(g.guard)} (${g.psnr.toFixed(3)} dB, worst crop ${g.worst.toFixed(3)} dB vs noisy)`,
+);
+for (const k of KS.filter((k) => k !== 8)) {
+  const per = crops.map((c) => {
+    const stage = guided(c, k, base);
+    const out = guidedSafeguard(
+      c.y,
+      c.pilots.get(k)!,
+      stage,
+      size,
+      size,
+      3,
+      channelSigmas(c.y, size, size, 3),
+      {
+        ...g.guard,
+        patch: base.patch,
+      },
+    );
+    return psnr(out, c.x);
+  });
+  const worst = Math.min(...per.map((p, i) => p - noisyPsnr[i]));
+  console.log(
+    `K=${k} + guided + ${guardName(g.guard)}: ${mean(per).toFixed(3)} dB  worst vs noisy ${worst.toFixed(3)}`,
+  );
+}
+const section: Record<string, unknown> = { kind: 'guided-nlm', ...base };
+if (g.guard.blend != null) section.blend = g.guard.blend;
+if (g.guard.bound != null) section.bound = g.guard.bound;
+if (g.guard.noisyBound != null) section.noisyBound = g.guard.noisyBound;
+console.log(JSON.stringify({ guided: section }));

@@ -253,7 +253,7 @@ const labels: Record<string, string> = {
       [`mid-k${k}`, `MID after round ${lastRound} ${mid.name}@${mid.version}, K = ${k}, average only`],
       [
         `mid-g${k}`,
-        `MID after round ${lastRound}, K = ${k} + guided stage${guided ? ` (patch ${guided.patch}, search ${guided.search}, h ${(guided.h * 255).toFixed(2)}/255)` : ''}`,
+        `MID after round ${lastRound}, K = ${k} + guided stage${guided ? ` (patch ${guided.patch}, search ${guided.search}, h ${(guided.h * 255).toFixed(2)}/255${guided.blend != null ? `, blend ${guided.blend}` : ''}${guided.bound != null ? `, bound ${guided.bound} sigma` : ''}${guided.noisyBound != null ? `, noisy bound ${guided.noisyBound} sigma` : ''})` : ''}`,
       ],
     ]),
   ),
@@ -278,6 +278,17 @@ const diff = (a: string, b: string) => scores.get(a)!.map((s, i) => s.psnr - sco
 const summary = (a: string, b: string) => {
   const d = diff(a, b);
   return `${mean(d) >= 0 ? '+' : ''}${mean(d).toFixed(3)} dB (better on ${d.filter((x) => x > 0).length}/${d.length}, min ${Math.min(...d).toFixed(3)}, max ${Math.max(...d).toFixed(3)})`;
+};
+/** The issue's MID targets: >= 0.3 dB over OpenCV NLM and over Noise2Score TV on average, never below noisy. */
+const targets = () => {
+  const gain = (peer: string) => mean(diff(serviceDefault, peer));
+  const worst = Math.min(...diff(serviceDefault, 'noisy'));
+  const met = (ok: boolean) => (ok ? 'met' : 'NOT met');
+  return [
+    `>= 0.3 dB over OpenCV NLM ${met(gain('opencv') >= 0.3)} (${gain('opencv').toFixed(3)})`,
+    `>= 0.3 dB over Noise2Score TV ${met(gain('n2s-tv') >= 0.3)} (${gain('n2s-tv').toFixed(3)})`,
+    `never worse than noisy on a crop ${met(worst >= 0)} (worst ${worst.toFixed(3)} dB)`,
+  ].join('; ');
 };
 const fmtStats = (s: Stats) =>
   `${s.stdPerChannel255.map((v) => v.toFixed(2)).join('/')} | ${s.stdPerBin255.map((v) => (v == null ? '-' : v.toFixed(1))).join(' ')} | ${s.neighbourCorrelation.horizontal.toFixed(2)} / ${s.neighbourCorrelation.vertical.toFixed(2)} | ${s.crossChannelCorrelation.map((v) => v.toFixed(2)).join(' ')}`;
@@ -309,6 +320,8 @@ const lines = [
   `- MID service default vs Noise2Score blind, TV estimator: ${summary(serviceDefault, 'n2s-tv')}`,
   `- MID service default vs the noisy input: ${summary(serviceDefault, 'noisy')}`,
   `- MID last round vs the noisy input: ${summary(best, 'noisy')}`,
+  '',
+  `Issue 18 targets for the service default (${serviceDefault}): ${targets()}.`,
   '',
   `Per crop (MID at K = ${compareK}):`,
   '',
@@ -353,7 +366,8 @@ const lines = [
     `numpy ${peers.numpy}. Load average ${loadStart.toFixed(1)} at the start, ${loadavg()[0].toFixed(1)} at the ` +
     'end (other trainings shared the 2 cores: timings are upper bounds).',
   '',
-  'Command: `npm run bench:mid` (`--limit N`, `--masks 1,2,4,8`, `--no-write`); the guided stage and K were ' +
+  `Command: \`npm run bench:mid${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}\` ` +
+    '(`--limit N`, `--masks 1,2,4,8`, `--no-write`); the guided stage and K were ' +
     'chosen by `npm run bench:mid-sweep` on training scenes.',
   END,
 ];

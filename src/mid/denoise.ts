@@ -20,7 +20,7 @@ import {
 import { batchParallelism, forEachInChunks, predictBatched } from '../nn/batcher.js';
 import { extraSection, midSection } from '../nn/manifest-sections.js';
 import { Rng } from '../util/random.js';
-import { type GuidedAverageOptions, guidedNonLocalMeans } from './guided.js';
+import { type GuidedAverageOptions, guidedStage } from './guided.js';
 import { fillMasked, randomPixelMask } from './mask.js';
 import { MID_MULTIPLE } from './network.js';
 
@@ -60,15 +60,25 @@ export interface MidOptions {
 }
 
 /**
- * The inference settings a MID model's manifest recommends beyond K (`extra.guided`: { patch, search, h255 },
- * chosen by bench/mid-sweep.ts on training scenes); null when absent, so older manifests keep the K-mask average.
+ * The inference settings a MID model's manifest recommends beyond K (`extra.guided`: { patch, search, h255 } and
+ * the optional safeguard { blend, bound, noisyBound } of src/mid/guided.ts, all chosen by bench/mid-sweep.ts on training
+ * scenes); null when absent, so older manifests keep the K-mask average.
  */
 export function midInferenceDefaults(extra: Record<string, unknown> | undefined): {
   guided: GuidedAverageOptions | null;
 } {
   const g = extraSection(midSection, { extra }).guided;
   if (!g) return { guided: null };
-  return { guided: { patch: g.patch, search: g.search, h: g.h255 / 255 } };
+  return {
+    guided: {
+      patch: g.patch,
+      search: g.search,
+      h: g.h255 / 255,
+      ...(g.blend !== undefined ? { blend: g.blend } : {}),
+      ...(g.bound !== undefined ? { bound: g.bound } : {}),
+      ...(g.noisyBound !== undefined ? { noisyBound: g.noisyBound } : {}),
+    },
+  };
 }
 
 export interface MidResult {
@@ -232,9 +242,7 @@ export async function denoiseMid(
   }
   const { data: average, maskMs, networkMs } = await midRgb(tf, model, rgb, width, height, options);
   const tGuided = performance.now();
-  const denoised = options.guided
-    ? guidedNonLocalMeans(rgb, average, width, height, 3, options.guided)
-    : average;
+  const denoised = options.guided ? guidedStage(rgb, average, width, height, 3, options.guided) : average;
   const guidedMs = performance.now() - tGuided;
   const out = new Float32Array(n * channels);
   const clip = (v: number, fallback: number) => (Number.isFinite(v) ? Math.min(1, Math.max(0, v)) : fallback);

@@ -51,7 +51,17 @@ export const diffusionSection = z.object({
 export const midSection = z.object({
   maskRatio: lenient(finite),
   masksDefault: lenient(finite),
-  guided: lenient(z.object({ patch: finite, search: finite, h255: finite })),
+  guided: lenient(
+    z.object({
+      patch: finite,
+      search: finite,
+      h255: finite,
+      // The stage's safeguard (src/mid/guided.ts): an out-of-range value is absent, never a failed request.
+      blend: lenient(finite.refine((v) => v > 0)),
+      bound: lenient(finite.refine((v) => v >= 0)),
+      noisyBound: lenient(finite.refine((v) => v >= 0)),
+    }),
+  ),
 });
 
 /** `extra` of an EPS-AD detector: the false-positive rates its thresholds are calibrated for, and T*. */
