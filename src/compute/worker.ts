@@ -111,7 +111,11 @@ export default async function runTask(envelope: TaskEnvelope): Promise<TaskOutco
       },
     } as never) as unknown as TaskOutcome;
   } catch (err) {
-    return timed({ ok: false, error: await serialize(err) });
+    // Serializing must not fail the task another way (it loads the domain-error mapping on demand).
+    const error = await serialize(err).catch(() =>
+      fail('INTERNAL', 'Internal error in compute worker').toJSON(),
+    );
+    return timed({ ok: false, error });
   } finally {
     port?.close();
   }

@@ -77,9 +77,11 @@ export interface BatcherStats {
   maxBatch: number;
   /** Calls refused by the memory budget. */
   refused: number;
+  /** Batch queues open now (one per model and input shape with calls waiting). */
+  openQueues: number;
 }
 
-const stats: BatcherStats = { calls: 0, items: 0, maxBatch: 0, refused: 0 };
+const stats: BatcherStats = { calls: 0, items: 0, maxBatch: 0, refused: 0, openQueues: 0 };
 
 export function batcherStats(): BatcherStats {
   return { ...stats };
@@ -218,6 +220,8 @@ function flush(tf: Tf, model: LayersModel, key: string, shape: number[], queue: 
   queue.timer = null;
   const batch = queue.items.splice(0, options.maxSize);
   if (queue.items.length > 0) schedule(tf, model, key, shape, queue);
+  // An emptied queue is dropped (a new one is made on the next call of this shape): one per image size would pile up.
+  else if (queues.get(model)?.delete(key)) stats.openQueues--;
   if (batch.length === 0) return;
   const per = batch[0].data.length;
   const stacked = new Float32Array(per * batch.length);
@@ -271,6 +275,7 @@ export async function predictBatched(
     if (!queue) {
       queue = { items: [], timer: null };
       byShape.set(key, queue);
+      stats.openQueues++;
     }
     const q = queue;
     return await new Promise<Float32Array>((resolve, reject) => {

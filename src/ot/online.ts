@@ -112,6 +112,8 @@ export async function sinkhornOnline(
     let colAccEps = Number.NaN;
     for (let s = 0; s < schedule.length; s++) {
       const { eps, stageTol } = schedule[s];
+      // No iteration left for this stage: keep the last stage's (row-exact) potentials for the summary.
+      if (iterations >= maxIter) break;
       warm.begin(f, g, eps);
       if (fused) {
         colAccEps = eps;

@@ -153,6 +153,10 @@ describe.each(backends)('dynamic batching on %s', (backend) => {
         predictBatched(tf, model, noisyImage(8, 32, 1, 3), [32, 8, 1]),
       ]);
       expect(counts.calls).toBe(8 + 2);
+      // Every queue is dropped once its calls have left: new image sizes do not pile up queues.
+      expect(batcherStats().openQueues).toBe(before.openQueues);
+      await Promise.all([8, 24, 40].map((s) => predictBatched(tf, model, noisyImage(s, s, 1, s), [s, s, 1])));
+      expect(batcherStats().openQueues).toBe(before.openQueues);
     } finally {
       model.dispose();
     }

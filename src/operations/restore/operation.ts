@@ -10,10 +10,12 @@
  * Images whose side is not a multiple of the model's down-sampling factor are padded by reflection and cropped
  * back (src/operations/restore/task.ts).
  */
+
 import type { FastifyReply } from 'fastify';
 import { z } from 'zod';
 import type { ComputePool, RunOptions } from '../../compute/pool.js';
 import type { Config } from '../../config.js';
+import type { RestorePipelineResult } from '../../diffusion/restore-pipeline.js';
 import { fail } from '../../errors.js';
 import { type Admission, decodedBytes, imageBudgetFor } from '../../imaging/budget.js';
 import { type FloatImage, negotiateFormat, screenImage } from '../../imaging/codec.js';
@@ -36,7 +38,7 @@ export interface RestoreOutcome {
   residual: number;
   psnr: number | null;
   pseudoInversePsnr: number | null;
-  padding: { bottom: number; right: number };
+  padding: RestorePipelineResult['padding'];
   operator: Record<string, unknown>;
   params: Record<string, unknown>;
   /** PNG strip of the intermediate estimates (left to right), when `trace` > 0. */

@@ -2,16 +2,20 @@
  * RED-Diff restoration in a worker: load the diffusion model (cached per worker), build the degradation operator,
  * pad the problem so the image side is a multiple of the U-Net's down-sampling factor, run redDiffRestore, crop.
  *
- * Padding: the measurement y (and the mask with it) is extended at the bottom and right by REFLECTION (mirror
- * without repeating the edge pixel, periodically for tiny images) until the image side is a multiple of
- * lcm(multiple, factor); the estimate is cropped back. Reflection keeps the padded band image-like, so the prior
- * sees no artificial edge; the padded pixels are observed like their mirror images, so they constrain nothing new.
+ * Padding (src/diffusion/padding.ts): as the prior's manifest says it was trained (`extra.padding`: a 28x28
+ * Fashion-MNIST upload centred on a 32x32 black canvas whose border counts as observed), else the measurement y
+ * (and the mask with it) is extended at the bottom and right by REFLECTION until the image side is a multiple of
+ * lcm(multiple, factor); the estimate is cropped back.
  */
 
 import { ddpmEpsModel } from '../../diffusion/eps-model.js';
 import { RED_DIFF_INITS, type RedDiffInit } from '../../diffusion/initial.js';
 import { boxMask, countMissing, maskFromImage, randomPixelMask } from '../../diffusion/operators.js';
-import { type RestoreOperatorSpec, redDiffPipeline } from '../../diffusion/restore-pipeline.js';
+import {
+  type RestoreOperatorSpec,
+  type RestorePipelineResult,
+  redDiffPipeline,
+} from '../../diffusion/restore-pipeline.js';
 import { schedulerFor } from '../../diffusion/scheduler.js';
 import { fail } from '../../errors.js';
 import { decodeImage, encodeImage, type OutputFormat } from '../../imaging/codec.js';
@@ -73,7 +77,7 @@ export interface RestoreTaskResult {
   /** Simulate only: PSNR (dB) of the restoration and of H^+ y against the reference. */
   psnr: number | null;
   pseudoInversePsnr: number | null;
-  padding: { bottom: number; right: number };
+  padding: RestorePipelineResult['padding'];
   operator: Record<string, unknown>;
   params: Record<string, unknown>;
   trace: { step: number; t: number; data: Float32Array }[];
