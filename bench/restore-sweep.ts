@@ -3,20 +3,110 @@
  * lr): runs bench/restore.ts's problems with the given settings and prints PSNR, SSIM, PSNR on the missing pixels,
  * the residual and seconds per image. No peers and no RESULTS.md: `npm run bench:restore` is the benchmark.
  *
- *   npx tsx bench/restore-sweep.ts fashion|set12 '<JSON list of RedDiffOptions without seed>' [modelDir]
+ *   npx tsx bench/restore-sweep.ts fashion|set12|heldout '<JSON list of RedDiffOptions without seed>' [modelDir]
  *   e.g. npx tsx bench/restore-sweep.ts set12 '[{"steps":100,"lambda":0.1,"lr":0.005,"init":"smooth","tMax":30}]'
+ * heldout: the selection set for the natural prior's defaults (never Set12): centre 64x64 crops of train400's last
+ * 40 images (reserved as held out), every 7th from test_361 (HELDOUT = how many, default 6), 50% random-pixel masks
+ * (seed 50_200 + image number), with scikit-image's inpaint_biharmonic (bench/restore-peers.py, /usr/bin/python3)
+ * printed first as the classical reference.
  * Environment: N = Fashion-MNIST images (default 60), ONLY = comma-separated problem ids (fashion-mask80, set12-sr2, ...).
  * The first line per problem is the smooth start alone (src/diffusion/initial.ts), for reference.
  */
-import { readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import sharp from 'sharp';
 import { initialEstimate } from '../src/diffusion/initial.js';
 import { loadDiffusionModel } from '../src/diffusion/model.js';
+import { randomPixelMask } from '../src/diffusion/operators.js';
 import type { RedDiffOptions } from '../src/diffusion/red-diff.js';
 import { linearSchedule } from '../src/diffusion/schedule.js';
 import { initTfjs } from '../src/nn/backend.js';
 import { REPO_ROOT, set12Names } from './denoise/inputs.js';
-import { fashionProblems, operatorFor, runRedDiff, score, set12Problems } from './restore.js';
+import {
+  fashionProblems,
+  measurement,
+  operatorFor,
+  type Problem,
+  runRedDiff,
+  score,
+  set12Problems,
+} from './restore.js';
+
+const TRAIN400 = join(REPO_ROOT, '../shared/data/train400');
+const SIZE = 64;
+
+/** Held-out train400 crops with 50% random-pixel masks (see the header). */
+async function heldoutProblems(count: number): Promise<Problem[]> {
+  const numbers = Array.from({ length: count }, (_, i) => 361 + 7 * i).filter((n) => n <= 400);
+  const x = new Float32Array(numbers.length * SIZE * SIZE);
+  for (const [b, n] of numbers.entries()) {
+    const { data, info } = await sharp(join(TRAIN400, `test_${String(n).padStart(3, '0')}.png`))
+      .greyscale()
+      .raw()
+      .toBuffer({ resolveWithObject: true });
+    const top = Math.floor((info.height - SIZE) / 2);
+    const left = Math.floor((info.width - SIZE) / 2);
+    for (let r = 0; r < SIZE; r++)
+      for (let c = 0; c < SIZE; c++)
+        x[b * SIZE * SIZE + r * SIZE + c] = data[((top + r) * info.width + left + c) * info.channels] / 255;
+  }
+  const mask = new Float32Array(x.length);
+  for (const [b, n] of numbers.entries())
+    mask.set(randomPixelMask(SIZE, SIZE, 0.5, 50_200 + n), b * SIZE * SIZE);
+  return [
+    {
+      id: 'heldout-mask50',
+      dataset: 'Set12', // only picks the natural prior's defaults in bench/restore.ts; these are train400 crops
+      label: 'train400 held-out crops, random pixels, 50% missing',
+      kind: 'mask',
+      modelDir: 'models/ddpm-natural-grey/20261129',
+      count: numbers.length,
+      height: SIZE,
+      width: SIZE,
+      x,
+      mask,
+      region: { top: 0, left: 0, height: SIZE, width: SIZE },
+      batch: 4,
+    },
+  ];
+}
+
+/** scikit-image's inpaint_biharmonic on a mask problem, through bench/restore-peers.py; images on [0, 1]. */
+function biharmonic(p: Problem): Float32Array {
+  const dir = mkdtempSync(join(tmpdir(), 'restore-sweep-'));
+  try {
+    writeFileSync(join(dir, 'y.f32'), Buffer.from(measurement(p).buffer));
+    writeFileSync(join(dir, 'mask.f32'), Buffer.from((p.mask as Float32Array).buffer));
+    const index = {
+      problems: [
+        {
+          id: p.id,
+          kind: 'mask',
+          count: p.count,
+          height: p.height,
+          width: p.width,
+          y: 'y.f32',
+          mask: 'mask.f32',
+        },
+      ],
+    };
+    writeFileSync(join(dir, 'index.json'), JSON.stringify(index));
+    const r = spawnSync(
+      '/usr/bin/python3',
+      [join(REPO_ROOT, 'bench/restore-peers.py'), join(dir, 'index.json')],
+      {
+        encoding: 'utf8',
+      },
+    );
+    if (r.status !== 0) throw new Error(`restore-peers.py failed (${r.status}): ${r.stderr}`);
+    const buf = readFileSync(join(dir, `${p.id}.biharmonic.f32`));
+    return new Float32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4).slice();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 
 const [which = 'set12', configsJson = '[]', modelDirArg] = process.argv.slice(2);
 const configs = JSON.parse(configsJson) as Omit<RedDiffOptions, 'seed'>[];
@@ -24,7 +114,9 @@ const { tf } = await initTfjs('wasm');
 const problems =
   which === 'set12'
     ? await set12Problems(set12Names(), 64)
-    : await fashionProblems(Number(process.env.N ?? 60));
+    : which === 'heldout'
+      ? await heldoutProblems(Number(process.env.HELDOUT ?? 6))
+      : await fashionProblems(Number(process.env.N ?? 60));
 const only = process.env.ONLY?.split(',');
 for (const p of problems) {
   if (only && !only.includes(p.id)) continue;
@@ -52,6 +144,7 @@ for (const p of problems) {
         `residual ${s.residual.toExponential(1)}${seconds === undefined ? '' : ` ${seconds.toFixed(2)} s/image`}`,
     );
   };
+  if (which === 'heldout') line('biharmonic (scikit-image)', biharmonic(p));
   line('smooth start alone', start);
   for (const c of configs) {
     const r = await runRedDiff(tf, model, schedule, p, c);
