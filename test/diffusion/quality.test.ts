@@ -20,7 +20,9 @@ import { modelRedDiffDefaults } from '../../src/operations/restore/task.js';
 /**
  * Each model's service defaults (manifest extra.redDiff), 2026-11-28: Fashion-MNIST 50% missing, first 20 images
  * 24.14 dB, missing pixels 21.17 dB (the biharmonic start alone, lambda = 0: 18.11), residual 4.3e-3; Set12 06
- * 64x64 crop 25.85 dB with ddpm-natural-grey/20261129 (20261128 gave 25.48), residual 2.8e-3. `npm run bench:restore` (bench/RESULTS.md) has the same problems over 200
+ * 64x64 crop 25.85 dB with ddpm-natural-grey/20261129 (20261128 gave 25.48), residual 2.8e-3; with its defaults of
+ * 2026-12-04 (lambda 0.05, lr 0.01, chosen on held-out train400 crops by bench/restore-sweep.ts heldout) still
+ * 25.85 dB, residual 2.3e-3. `npm run bench:restore` (bench/RESULTS.md) has the same problems over 200
  * images / 12 crops. The test draws RED-Diff's noise for its own batch (the benchmark batches 16 / 4), hence the
  * margins: about 0.5 dB.
  */
