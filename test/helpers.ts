@@ -2,6 +2,7 @@
  * Test helpers: a real app over the real worker pool, configured for tests (test tasks enabled, quiet logs).
  */
 import { cpSync, mkdtempSync } from 'node:fs';
+import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -100,4 +101,16 @@ export function multipartForm(files: [string, string, Buffer][], fields: Record<
     headers: { 'content-type': `multipart/form-data; boundary=${boundary}` },
     payload: Buffer.concat(parts),
   };
+}
+
+/** A TCP port on 127.0.0.1 that was free a moment ago (for a child server: Redis, the service, a health port). */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
 }

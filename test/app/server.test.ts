@@ -3,22 +3,9 @@
  * SIGTERM drains in-flight requests, readiness turns 503 during the drain, and the process exits 0.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import net from 'node:net';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { repoRoot, tinyModelsDir, waitFor } from '../helpers.js';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
-}
+import { freePort, repoRoot, tinyModelsDir, waitFor } from '../helpers.js';
 
 function start(env: Record<string, string>): {
   child: ChildProcess;

@@ -3,22 +3,12 @@
  * point, and a jobs worker process.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { createServer } from 'node:net';
 import path from 'node:path';
-import { repoRoot, waitFor } from '../helpers.js';
+import { freePort, repoRoot, waitFor } from '../helpers.js';
 
 export const hasRedisServer = spawnSync('redis-server', ['--version']).status === 0;
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
+export { freePort };
 
 export interface Child {
   child: ChildProcess;

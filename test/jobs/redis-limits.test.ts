@@ -6,27 +6,15 @@
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testConfig } from '../../src/config.js';
 import '../../src/operations/index.js';
 import { RedisJobBackend } from '../../src/jobs/redis.js';
-import { waitFor } from '../helpers.js';
+import { freePort, waitFor } from '../helpers.js';
 
 const externalRedis = process.env.TEST_REDIS_URL;
 const hasRedis = Boolean(externalRedis) || spawnSync('redis-server', ['--version']).status === 0;
 if (!hasRedis) console.warn('SKIPPED test/jobs/redis-limits.test.ts: redis-server is not on PATH');
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 describe.skipIf(!hasRedis)('job limits, redis backend', () => {
   let redis: ChildProcess | undefined;

@@ -5,12 +5,11 @@
  * once. Skipped, saying why, only when `redis-server` is not installed (.ci/run installs it).
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { createServer } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testConfig } from '../../src/config.js';
 import { RedisJobBackend } from '../../src/jobs/redis.js';
-import { makeApp, repoRoot, waitFor } from '../helpers.js';
+import { freePort, makeApp, repoRoot, waitFor } from '../helpers.js';
 
 /** .ci/run starts one redis-server for the suite and passes its URL; otherwise the test starts its own. */
 const externalRedis = process.env.TEST_REDIS_URL;
@@ -22,17 +21,6 @@ if (!hasRedis) {
 }
 
 type App = Awaited<ReturnType<typeof makeApp>>;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 interface WorkerProcess {
   child: ChildProcess;

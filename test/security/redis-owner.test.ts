@@ -5,29 +5,17 @@
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testConfig } from '../../src/config.js';
 import '../../src/operations/index.js';
 import { RedisJobBackend } from '../../src/jobs/redis.js';
 import { type JobService, jobService } from '../../src/jobs/service.js';
 import { ownerIdOf } from '../../src/plugins/app/auth.js';
-import { waitFor } from '../helpers.js';
+import { freePort, waitFor } from '../helpers.js';
 
 const externalRedis = process.env.TEST_REDIS_URL;
 const hasRedis = Boolean(externalRedis) || spawnSync('redis-server', ['--version']).status === 0;
 if (!hasRedis) console.warn('SKIPPED test/security/redis-owner.test.ts: redis-server is not on PATH');
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 describe.skipIf(!hasRedis)('job ownership, redis backend', () => {
   let redis: ChildProcess | undefined;
