@@ -236,6 +236,17 @@ describe('npm run train -- mid --device cuda (one step, PyTorch stood in for)', 
     expect(manifest.extra.lineage).toBe(
       'trained from a fresh initialisation, by tools/train/torch/mid.py (PyTorch 2.5.1) on a CUDA GPU',
     );
+    // Stopped (--max-minutes) before a round ended: nothing to import, the checkpoint stays for --resume.
+    const lines: string[] = [];
+    const early = join(dir, 'cuda', 'models', 'early', '1');
+    await trainMidCuda(
+      { ...cli, out: early, checkpointDir: join(dir, 'cuda', 'ck-early') },
+      'cmd',
+      (line) => lines.push(line),
+      { ...deps, runTorch: async () => {} },
+    );
+    expect(lines.at(-1)).toMatch(/stopped before the end of round 0: nothing to import yet/);
+    await expect(readFile(join(early, 'manifest.json'))).rejects.toThrow(/ENOENT/);
     // Without --resume, a run's checkpoint is never started over.
     await expect(trainMidCuda(cli, 'again', () => {}, deps)).rejects.toThrow(
       /holds a checkpoint: pass --resume/,

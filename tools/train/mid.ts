@@ -752,6 +752,8 @@ export async function trainMidCuda(
     );
   }
   await deps.runTorch(midTorchCommand(cli, packed, runDir), log);
+  if (!(await exists(join(runDir, 'train.json'))))
+    return log('stopped before the end of round 0: nothing to import yet (continue with --resume)');
   const { importMid } = await import('./torch/import-mid.js');
   await importMid({
     from: runDir,

@@ -485,6 +485,7 @@ def main(argv):
         os.replace(os.path.join(a.out, 'train.json.partial'), os.path.join(a.out, 'train.json'))
 
     dataset = None  # the noise dataset of the round before, when this process made it
+    done_here = 0  # steps taken by this process (for the ETA: validation and noise datasets not counted)
     for round_ in range(state['round'], len(round_steps)):
         round_start = time.time()
         if round_ == 0:
@@ -523,7 +524,10 @@ def main(argv):
                     sys.exit(f'loss is not finite in round {round_} before step {step + 1}: lower --lr')
                 state['losses'] = (state['losses'] + values)[-400:]
                 mean = sum(values) / len(values)
-                entry = {'round': round_, 'step': step + 1, 'loss': mean, 'lr': lr, 'seconds': round(elapsed(), 1)}
+                done_here += len(values)
+                left = steps - step - 1 + sum(round_steps[round_ + 1:])
+                entry = {'round': round_, 'step': step + 1, 'loss': mean, 'lr': lr, 'seconds': round(elapsed(), 1),
+                         'etaSeconds': round(left * (time.time() - start) / done_here)}
                 state['log'].append(entry)
                 print(json.dumps(entry), flush=True)
             stop = a.max_seconds > 0 and time.time() - start >= a.max_seconds
