@@ -735,7 +735,6 @@ export async function trainMidCuda(
 ): Promise<void> {
   if (cli.stopAtStep !== undefined)
     throw new UsageError('--device cuda: use --max-minutes, not --stop-at-step');
-  if (cli.round0Out) throw new UsageError('--device cuda has no --round0-out: train round 0 alone instead');
   const { torch } = await deps.checkTorch(cli.python);
   const packed = join(cli.checkpointDir, 'torch', 'data');
   const runDir = join(cli.checkpointDir, 'torch', 'run');
@@ -758,6 +757,7 @@ export async function trainMidCuda(
   await importMid({
     from: runDir,
     out: cli.out,
+    round0Out: cli.round0Out,
     commandLine: 'import by npm run train (--device cuda)',
     trainingCommand: commandLine,
     lineage: { trainer: `tools/train/torch/mid.py (PyTorch ${torch})`, device: 'cuda' },

@@ -21,7 +21,8 @@ on the whole (reflect-padded) image rather than the TypeScript windows: the same
 
 Output (--out): checkpoint.pt (every --checkpoint-seconds, atomic; --resume continues it, the batches of a step are
 seeded by (seed, round, step) so a resumed run replays the same ones), and after every round the weights in tf.js
-layout under tf.js names with a probe (tensors.bin/json) and train.json (the per-round records of mid.ts's manifest).
+layout under tf.js names with a probe (tensors.bin/json; round 0's also in round-0/) and train.json (the per-round
+records of mid.ts's manifest).
 `npx tsx tools/train/torch/import-mid.ts --from <out> --out models/<name>/<version>` rebuilds the tf.js network,
 checks the probe (1e-4) and writes the model folder with mid.ts's manifest. `npm run train -- mid --device cuda`
 does the packing, this script and the import in one step.
@@ -336,7 +337,7 @@ def mid_rgb(net, image, gen, masks=1, drop=0.3, partition=None):
 
 def seeded(device, *keys):
     """A generator (and a numpy one) seeded by the keys: the same keys always give the same stream."""
-    seed = int(np.random.SeedSequence(list(keys)).generate_state(1)[0])
+    seed = int(np.random.SeedSequence([k & 0xFFFFFFFF for k in keys]).generate_state(1)[0])
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
     return gen, np.random.default_rng(seed)
@@ -467,7 +468,10 @@ def main(argv):
             probe_out = net(probe_in)
         net.train()
         nhwc = lambda t: t.permute(0, 2, 3, 1).cpu().numpy()  # noqa: E731
-        write_tensors(a.out, net.tfjs_weights() + [('probe/input', nhwc(probe_in)), ('probe/output', nhwc(probe_out))])
+        tensors = net.tfjs_weights() + [('probe/input', nhwc(probe_in)), ('probe/output', nhwc(probe_out))]
+        write_tensors(a.out, tensors)
+        if len(state['rounds']) == 1:  # round 0's model (the Gaussian sampler's) too, for --round0-out
+            write_tensors(os.path.join(a.out, 'round-0'), tensors)
         summary = {
             'steps': sum(r['steps'] for r in state['rounds']), 'roundSteps': round_steps, 'batch': a.batch,
             'patch': a.patch, 'lr': a.lr, 'fineTuneLr': a.fine_tune_lr, 'maskRatio': a.mask_ratio,
