@@ -760,7 +760,10 @@ export async function trainMidCuda(
     round0Out: cli.round0Out,
     commandLine: 'import by npm run train (--device cuda)',
     trainingCommand: commandLine,
-    lineage: { trainer: `tools/train/torch/mid.py (PyTorch ${torch})`, device: 'cuda' },
+    lineage: {
+      trainer: `tools/train/torch/mid.py (PyTorch ${torch})`,
+      device: cli.device === 'cuda' ? 'cuda' : 'cpu',
+    },
     log,
   });
 }
