@@ -23,6 +23,7 @@
  * resume (the noise dataset is recomputed rather than stored: it is 100 MB and takes a minute to make).
  */
 
+import { access } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type ColourImage, sampleColourPatch } from '../../src/mid/data.js';
 import { midRgb } from '../../src/mid/denoise.js';
@@ -67,6 +68,7 @@ import { createProgress, formatDuration } from './core/progress.js';
 import { setLearningRate, stepRng, warmupCosine } from './core/schedules.js';
 import { loadMidData, type MidData, type MidDataOptions } from './mid-data.js';
 import { readTensors } from './tensor-file.js';
+import { checkTorch, runTorch, TORCH_DIR, type TorchCommand } from './torch/run.js';
 
 export { centreCrop } from './mid-data.js';
 
@@ -106,7 +108,7 @@ export interface TrainMidOptions extends MidDataOptions {
   maxMinutes?: number;
 }
 
-interface RoundRecord {
+export interface RoundRecord {
   round: number;
   steps: number;
   sampler: string;
@@ -201,7 +203,7 @@ function midOptions(run: MidRun, masks: number, seed: number) {
 }
 
 /** Round 0's Gaussian sampler: per-channel sigma, median over the noisy images of estimateSigmaCoarse. */
-function initialSigma(noisy: ColourImage[]): number[] {
+export function initialSigma(noisy: ColourImage[]): number[] {
   return [0, 1, 2].map((c) => {
     const values = noisy
       .map((im) => {
@@ -214,14 +216,15 @@ function initialSigma(noisy: ColourImage[]): number[] {
   });
 }
 
-async function startRun(tf: Tf, options: TrainMidOptions, log: (line: string) => void): Promise<MidRun> {
-  const data = await loadMidData(options);
-  log(
-    `data: ${data.noisy.length} noisy images, ${data.clean.length} clean images, ` +
-      `${data.validation.length} validation pairs`,
-  );
+/**
+ * What the manifest reports of the validation pairs before any training: the statistics of the real noise
+ * (validation noisy - reference, on the reference; measured, never trained on) and the mean noisy PSNR.
+ */
+export function referenceFigures(data: Pick<MidData, 'validation'>): {
+  reference: NoiseStatistics | null;
+  validationNoisyPsnr: number | null;
+} {
   const { validation } = data;
-  // Reference statistics of real noise (measurement only): validation noisy - reference, on the reference.
   const reference = validation.length
     ? noiseStatistics(
         validation.map((v) => ({
@@ -237,6 +240,16 @@ async function startRun(tf: Tf, options: TrainMidOptions, log: (line: string) =>
   const validationNoisyPsnr = noisyPsnr.length
     ? noisyPsnr.reduce((a, b) => a + b, 0) / noisyPsnr.length
     : null;
+  return { reference, validationNoisyPsnr };
+}
+
+async function startRun(tf: Tf, options: TrainMidOptions, log: (line: string) => void): Promise<MidRun> {
+  const data = await loadMidData(options);
+  log(
+    `data: ${data.noisy.length} noisy images, ${data.clean.length} clean images, ` +
+      `${data.validation.length} validation pairs`,
+  );
+  const { reference, validationNoisyPsnr } = referenceFigures(data);
   if (validationNoisyPsnr !== null) log(`validation noisy PSNR ${validationNoisyPsnr.toFixed(3)} dB`);
   const sigma0 = initialSigma(data.noisy);
   log(`round-0 Gaussian sigma (0-255): ${sigma0.map((s) => (255 * s).toFixed(3)).join(', ')}`);
@@ -454,8 +467,36 @@ async function finishRound(
   run.carriedDataset = dataset;
 }
 
-function midManifestBody(run: MidRun, rounds: RoundRecord[], status: string): ManifestBody {
-  const { options, model, architecture } = run;
+/** What a MID model's manifest is made of: a CPU run's, or a PyTorch run's (tools/train/torch/import-mid.ts). */
+export interface MidExport {
+  model: LayersModel;
+  architecture: MidArchitecture;
+  settings: Pick<
+    TrainMidOptions,
+    | 'maskRatio'
+    | 'validationMasks'
+    | 'residualMasks'
+    | 'evalCrop'
+    | 'batch'
+    | 'patch'
+    | 'lr'
+    | 'fineTuneLr'
+    | 'seed'
+    | 'commandLine'
+    | 'backend'
+  >;
+  data: Pick<MidData, 'description' | 'split'>;
+  reference: NoiseStatistics | null;
+  validationNoisyPsnr: number | null;
+  trainingSeconds: number;
+  lineage: Lineage;
+  /** Further metrics and extra fields (a PyTorch run's probe error, command and log). */
+  metrics?: Record<string, number | string>;
+  extra?: Record<string, unknown>;
+}
+
+function midManifestBody(info: MidExport, rounds: RoundRecord[], status: string): ManifestBody {
+  const { settings: options, model, architecture } = info;
   const last = rounds.at(-1)!;
   return {
     task: 'denoise',
@@ -487,20 +528,21 @@ function midManifestBody(run: MidRun, rounds: RoundRecord[], status: string): Ma
         residualMasks: options.residualMasks,
         evalCrop: options.evalCrop,
         validationPsnr: last.validationPsnr,
-        validationNoisyPsnr: run.validationNoisyPsnr === null ? null : +run.validationNoisyPsnr.toFixed(3),
+        validationNoisyPsnr: info.validationNoisyPsnr === null ? null : +info.validationNoisyPsnr.toFixed(3),
         ...Object.fromEntries(rounds.map((r) => [`validationPsnrRound${r.round}`, r.validationPsnr])),
         batch: options.batch,
         patch: options.patch,
         learningRate: options.lr,
         fineTuneLearningRate: options.fineTuneLr,
-        trainingSeconds: Math.round(elapsed(run)),
+        trainingSeconds: Math.round(info.trainingSeconds),
         loss: 'MSE to the clean patch over all pixels (masked and kept)',
+        ...info.metrics,
       }).filter((entry): entry is [string, number | string] => entry[1] != null),
     ),
     extra: {
       maskRatio: options.maskRatio,
       masksDefault: 4,
-      split: run.data.split,
+      split: info.data.split,
       sampler:
         'round 0: Gaussian, per-channel sigma = median over noisy images of estimateSigmaCoarse (scale-2 trimmed Haar RMS; the wavelet MAD gives ~0 on JPEGs); rounds >= 1: ' +
         'residual bank (n = y - D(y) of the noisy set, normalised by a 16-bin per-channel std curve of D(y); ' +
@@ -508,28 +550,45 @@ function midManifestBody(run: MidRun, rounds: RoundRecord[], status: string): Ma
       statisticsNote:
         'std per intensity bin (8 bins of [0,1], 0-255 units), lag-1 neighbour correlation, cross-channel ' +
         'correlation [R-G, G-B, R-B]; referenceRealNoise = validation noisy - reference (measured, never trained on)',
-      ...(run.reference && { referenceRealNoise: run.reference }),
+      ...(info.reference && { referenceRealNoise: info.reference }),
       rounds,
       seed: options.seed,
       validationProtocol:
         'validation pairs: x = reference/255, y = noisy/255; output clipped to [0,1]; PSNR per image on the ' +
         'RGB values, no border crop; mean; masks seeded 5000 + image index; per-round figures on the centre ' +
         'evalCrop x evalCrop of each image (CPU budget)',
+      ...info.extra,
     },
   };
 }
 
-async function exportMid(run: MidRun, out: string, rounds: RoundRecord[], status: string): Promise<void> {
-  const lineage: Lineage = {
-    trainer: `tools/train/mid.ts (tf.js ${run.options.backend ?? 'wasm'})`,
-    device: 'cpu',
-    ...(run.resumedFrom && { resumedFrom: run.resumedFrom }),
-  };
+/** Writes a MID model folder (model.json, weights.bin, manifest.json) after `rounds`. */
+export async function exportMidModel(
+  info: MidExport,
+  out: string,
+  rounds: RoundRecord[],
+  status: string,
+): Promise<void> {
   const manifest = trainedManifest(
-    { out, data: run.data.description, command: run.options.commandLine, lineage },
-    midManifestBody(run, rounds, status),
+    { out, data: info.data.description, command: info.settings.commandLine, lineage: info.lineage },
+    midManifestBody(info, rounds, status),
   );
-  await exportLayersModel(run.model, out, manifest);
+  await exportLayersModel(info.model, out, manifest);
+}
+
+async function exportMid(run: MidRun, out: string, rounds: RoundRecord[], status: string): Promise<void> {
+  const info: MidExport = {
+    ...{ model: run.model, architecture: run.architecture, settings: run.options, data: run.data },
+    reference: run.reference,
+    validationNoisyPsnr: run.validationNoisyPsnr,
+    trainingSeconds: elapsed(run),
+    lineage: {
+      trainer: `tools/train/mid.ts (tf.js ${run.options.backend ?? 'wasm'})`,
+      device: 'cpu',
+      ...(run.resumedFrom && { resumedFrom: run.resumedFrom }),
+    },
+  };
+  await exportMidModel(info, out, rounds, status);
 }
 
 export async function trainMid(tf: Tf, options: TrainMidOptions): Promise<void> {
@@ -548,14 +607,25 @@ const USAGE = `usage: npm run train -- mid --images DIR_OF_NOISY_IMAGES --clean 
   [--round-steps 500,300,300] [--batch 12] [--patch 48] [--lr 1e-3] [--fine-tune-lr 3e-4] [--mask-ratio 0.3]
   [--residual-masks 3] [--validation-masks 2] [--eval-crop 256] [--widths 16,32,64] [--round0-out DIR]
   [--checkpoint-dir checkpoints/<name>] [--checkpoint-minutes 5] [--stop-at-step N] [--max-minutes M]
-  [--seed 1] [--backend auto|wasm|cpu] [--resume]
+  [--seed 1] [--backend auto|wasm|cpu] [--resume] [--device cpu|cuda] [--python python3]
   --images: your noisy colour images as they are (any names; JPEG, PNG, TIFF; 8/16-bit; grey is read as RGB).
   --clean: clean photographs, any, never paired with the noisy ones (the synthetic pairs are made on them).
   --references: a clean reference named like a noisy image (any extension) makes that pair a held-out
     validation image; the PSNR against it is reported per round.
+  --device cuda: the PyTorch port (tools/train/torch/mid.py, run by --python) trains on the GPU; its weights
+    are imported into --out (probe checked, the same manifest). Stop it with --max-minutes, continue with --resume.
   The PolyU recipe of models/mid-rgb: --polyu-dir DIR [--extra-clean a.png,b.jpg] instead of --images/--clean.`;
 
-export async function runMidCli(args: string[], commandLine: string): Promise<void> {
+/** A checked `npm run train -- mid` command line: the trainer's options, the device and the Python to run. */
+export type MidCli = Omit<TrainMidOptions, 'commandLine' | 'backend' | 'log' | 'architecture'> & {
+  architecture: MidArchitecture;
+  device: string;
+  backend: string;
+  python: string;
+};
+
+/** The command line, checked; nothing is read or run yet (null: --help). */
+export function parseMidArgs(args: string[]): MidCli | null {
   const { steps: _steps, ...common } = COMMON_OPTIONS;
   const values = parseOptions(
     args,
@@ -574,13 +644,12 @@ export async function runMidCli(args: string[], commandLine: string): Promise<vo
       'eval-crop': { type: 'string', default: '256' },
       widths: { type: 'string', default: '16,32,64' },
       'round0-out': { type: 'string' },
+      python: { type: 'string', default: 'python3' },
     } as const,
     USAGE,
   );
-  if (values.help) return void console.log(USAGE);
+  if (values.help) return null;
   const shared = commonOptions(values, { name: 'mid-rgb', steps: 1, batch: 12, lr: 1e-3 });
-  if (shared.device === 'cuda')
-    throw new UsageError('mid has no PyTorch port yet: train it on the CPU (leave out --device cuda)');
   if (shared.initFrom)
     throw new UsageError('mid has no --init-from: round r > 0 fine-tunes round r-1 itself');
   const roundSteps = values['round-steps'].split(',').map(Number);
@@ -597,8 +666,7 @@ export async function runMidCli(args: string[], commandLine: string): Promise<vo
   if (!(Number.isInteger(evalCrop) && evalCrop >= 0))
     throw new UsageError('--eval-crop must be an integer >= 0 (0: whole images)');
   modelIdFromOut(shared.out);
-  const runtime = await initTfjs(shared.backend as BackendPreference);
-  await trainMid(runtime.tf, {
+  return {
     ...shared,
     noisyDir: values.images,
     cleanDir: values.clean,
@@ -614,6 +682,100 @@ export async function runMidCli(args: string[], commandLine: string): Promise<vo
     evalCrop,
     architecture: { kind: 'mid-unet', widths: widths as [number, number, number] },
     round0Out: values['round0-out'],
+    python: values.python,
+  };
+}
+
+const exists = (path: string) =>
+  access(path).then(
+    () => true,
+    () => false,
+  );
+
+/** The PyTorch trainer's command line for a GPU run (data packed at `packed`, run written to `runDir`). */
+export function midTorchCommand(cli: MidCli, packed: string, runDir: string): TorchCommand {
+  const args = [
+    join(TORCH_DIR, 'mid.py'),
+    ...['--images', packed, '--out', runDir, '--device', cli.device],
+    ...[
+      '--round-steps',
+      cli.roundSteps.join(','),
+      '--batch',
+      String(cli.batch),
+      '--patch',
+      String(cli.patch),
+    ],
+    ...[
+      '--lr',
+      String(cli.lr),
+      '--fine-tune-lr',
+      String(cli.fineTuneLr),
+      '--mask-ratio',
+      String(cli.maskRatio),
+    ],
+    ...['--residual-masks', String(cli.residualMasks), '--validation-masks', String(cli.validationMasks)],
+    ...['--widths', cli.architecture.widths.join(','), '--seed', String(cli.seed)],
+    ...['--checkpoint-seconds', String(Math.round(cli.checkpointMinutes * 60))],
+  ];
+  if (cli.maxMinutes !== undefined) args.push('--max-seconds', String(Math.round(cli.maxMinutes * 60)));
+  if (cli.resume) args.push('--resume');
+  return { python: cli.python, args };
+}
+
+/**
+ * `--device cuda`: the data is read here (mid-data.ts) and packed for PyTorch, tools/train/torch/mid.py trains,
+ * and its weights are imported into --out (probe checked, mid.ts's manifest): one step. A run stopped by
+ * --max-minutes keeps its checkpoint (continue with --resume) and exports the rounds it finished.
+ */
+export async function trainMidCuda(
+  cli: MidCli,
+  commandLine: string,
+  log: (line: string) => void,
+  deps: { checkTorch: typeof checkTorch; runTorch: typeof runTorch } = { checkTorch, runTorch },
+): Promise<void> {
+  if (cli.stopAtStep !== undefined)
+    throw new UsageError('--device cuda: use --max-minutes, not --stop-at-step');
+  const { torch } = await deps.checkTorch(cli.python);
+  const packed = join(cli.checkpointDir, 'torch', 'data');
+  const runDir = join(cli.checkpointDir, 'torch', 'run');
+  const { packMidData } = await import('./torch/pack-mid.js');
+  if (!cli.resume) {
+    if (await exists(join(runDir, 'checkpoint.pt')))
+      throw new Error(
+        `${runDir} holds a checkpoint: pass --resume to continue it, or remove it to start over`,
+      );
+    const summary = await packMidData(cli, packed);
+    log(
+      `data: ${summary.noisy} noisy images, ${summary.clean} clean images, ${summary.validation} validation ` +
+        `pairs (packed in ${packed})`,
+    );
+  }
+  await deps.runTorch(midTorchCommand(cli, packed, runDir), log);
+  if (!(await exists(join(runDir, 'train.json'))))
+    return log('stopped before the end of round 0: nothing to import yet (continue with --resume)');
+  const { importMid } = await import('./torch/import-mid.js');
+  await importMid({
+    from: runDir,
+    out: cli.out,
+    round0Out: cli.round0Out,
+    commandLine: 'import by npm run train (--device cuda)',
+    trainingCommand: commandLine,
+    lineage: {
+      trainer: `tools/train/torch/mid.py (PyTorch ${torch})`,
+      device: cli.device === 'cuda' ? 'cuda' : 'cpu',
+    },
+    log,
+  });
+}
+
+export async function runMidCli(args: string[], commandLine: string): Promise<void> {
+  const cli = parseMidArgs(args);
+  if (!cli) return void console.log(USAGE);
+  // (torch22 brings usesTorch(device) to tools/train/torch/run.ts; until the merge, any device but the CPU.)
+  if (cli.device !== 'cpu') return trainMidCuda(cli, commandLine, (line) => console.log(line));
+  const runtime = await initTfjs(cli.backend as BackendPreference);
+  await trainMid(runtime.tf, {
+    ...cli,
     commandLine,
     backend: runtime.backend,
     log: process.stderr.isTTY ? undefined : (line) => console.log(line),

@@ -78,7 +78,7 @@ export function relativeError(a: ArrayLike<number>, b: ArrayLike<number>): numbe
 
 /**
  * Runs `model` on the probe inputs and compares with PyTorch's output: returns the relative error, or throws when
- * it is PROBE_TOLERANCE or more.
+ * it is `tolerance` (default PROBE_TOLERANCE) or more.
  */
 export async function checkProbe(
   tf: Tf,
@@ -86,6 +86,7 @@ export async function checkProbe(
   inputs: NamedArray[],
   expected: NamedArray,
   log: (line: string) => void,
+  tolerance = PROBE_TOLERANCE,
 ): Promise<number> {
   const out = await tidyValues(tf, () => {
     const xs = inputs.map((t) => tf.tensor(t.values, t.shape));
@@ -93,7 +94,7 @@ export async function checkProbe(
   });
   const error = relativeError(out, expected.values);
   log(`probe: tf.js against PyTorch, relative error ${error.toExponential(2)}`);
-  if (!(error < PROBE_TOLERANCE)) throw new Error(`tf.js does not compute what PyTorch did (${error})`);
+  if (!(error < tolerance)) throw new Error(`tf.js does not compute what PyTorch did (${error})`);
   return error;
 }
 
