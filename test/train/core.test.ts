@@ -19,7 +19,7 @@ import {
   writeCheckpoint,
 } from '../../tools/train/core/checkpoint.js';
 import { lineageText, modelIdFromOut, trainedManifest } from '../../tools/train/core/export.js';
-import { runLoop, TrainingDiverged } from '../../tools/train/core/loop.js';
+import { runLoop, runTraining, TrainingDiverged } from '../../tools/train/core/loop.js';
 import { COMMON_OPTIONS, commonOptions, parseOptions, UsageError } from '../../tools/train/core/options.js';
 import { createProgress, formatFigure } from '../../tools/train/core/progress.js';
 import { geometric, linearDecay, stepRng, warmupCosine } from '../../tools/train/core/schedules.js';
@@ -127,6 +127,35 @@ describe('runLoop', () => {
       expect(checkpoints).toEqual([2, 4]);
       expect(lines.join('\n')).not.toMatch(/NaN|Infinity/);
     }
+  });
+});
+
+describe('runTraining', () => {
+  it('runs the loop with plain lines and writes the family state with the step and the seconds', async () => {
+    const lines: string[] = [];
+    const ck = join(dir, 'ck-training');
+    const options = {
+      steps: 5,
+      stopAtStep: 2,
+      checkpointMinutes: 60,
+      checkpointDir: ck,
+      log: (l: string) => lines.push(l),
+    };
+    const result = await runTraining({
+      ...{ label: 'fam', options, startStep: 0, elapsedBefore: 100 },
+      step: (step) => ({ loss: 1 / (step + 1) }),
+      snapshot: async () => ({
+        arrays: [{ name: 'w', shape: [1], values: Float32Array.of(7) }],
+        state: { own: 'x' },
+      }),
+    });
+    expect(result).toMatchObject({ done: 2, reason: 'stop-at-step', losses: [1, 0.5] });
+    expect(result.seconds).toBeGreaterThanOrEqual(100);
+    expect(lines).toEqual(['checkpoint step 2', 'stopped at step 2 of 5 (continue with --resume)']);
+    const saved = await readCheckpoint<{ step: number; elapsedSeconds: number; own: string }>(ck);
+    expect(saved?.state).toMatchObject({ step: 2, own: 'x' });
+    expect(saved?.state.elapsedSeconds).toBeGreaterThanOrEqual(100);
+    expect(Array.from(saved!.arrays[0].values)).toEqual([7]);
   });
 });
 

@@ -36,7 +36,6 @@ import {
   optimizerArrays,
   restoreOptimizer,
   setModelArrays,
-  writeCheckpoint,
 } from './core/checkpoint.js';
 import {
   exportLayersModel,
@@ -45,7 +44,7 @@ import {
   modelIdFromOut,
   trainedManifest,
 } from './core/export.js';
-import { runLoop, type StepResult } from './core/loop.js';
+import { runTraining, type StepResult } from './core/loop.js';
 import {
   COMMON_OPTIONS,
   COMMON_USAGE,
@@ -54,7 +53,6 @@ import {
   parseOptions,
   UsageError,
 } from './core/options.js';
-import { createProgress } from './core/progress.js';
 import { linearDecay, setLearningRate } from './core/schedules.js';
 
 type Tf = typeof import('@tensorflow/tfjs');
@@ -275,32 +273,18 @@ export async function trainClassifier(
 ): Promise<ClassifierTrainingResult> {
   const log = options.log ?? ((line: string) => console.log(line));
   const run = await startClassifier(tf, options, log);
-  const runStart = performance.now();
-  const elapsed = () => run.elapsedBefore + (performance.now() - runStart) / 1000;
-  const progress = createProgress({
-    label: 'classifier',
-    total: options.steps,
-    start: run.startStep,
-    ...(options.log && { tty: false, print: options.log }),
-  });
-  const result = await runLoop({
-    ...{ startStep: run.startStep, steps: options.steps, stopAtStep: options.stopAtStep },
-    ...{ maxMinutes: options.maxMinutes, checkpointMinutes: options.checkpointMinutes },
-    ...{ checkpointDir: options.checkpointDir, progress },
+  const result = await runTraining({
+    ...{ label: 'classifier', options, startStep: run.startStep, elapsedBefore: run.elapsedBefore },
     step: (step) => classifierStep(tf, options, run, step),
-    checkpoint: async (done) => {
-      const arrays = [...modelArrays(run.model), ...(await optimizerArrays(run.optimizer))];
-      const state: CheckpointState = {
-        ...{ step: done, elapsedSeconds: elapsed(), settings: settingsOf(options, run) },
-        lossEma: Number.isNaN(run.lossEma) ? null : run.lossEma,
-      };
-      await writeCheckpoint(options.checkpointDir, arrays, state);
-      progress.log(`checkpoint step ${done}`);
-    },
+    snapshot: async () => ({
+      arrays: [...modelArrays(run.model), ...(await optimizerArrays(run.optimizer))],
+      state: { settings: settingsOf(options, run), lossEma: Number.isNaN(run.lossEma) ? null : run.lossEma },
+    }),
   });
-  const testAccuracy = result.reason === 'done' ? await testAndExport(tf, options, run, elapsed()) : null;
+  const testAccuracy =
+    result.reason === 'done' ? await testAndExport(tf, options, run, result.seconds) : null;
   tf.dispose([run.model, run.optimizer] as unknown as Tensor[]);
-  return { steps: result.done, testAccuracy, trainingSeconds: elapsed(), finalLoss: run.lossEma };
+  return { steps: result.done, testAccuracy, trainingSeconds: result.seconds, finalLoss: run.lossEma };
 }
 
 async function testAndExport(
