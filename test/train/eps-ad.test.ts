@@ -61,6 +61,7 @@ describe('npm run train -- eps-ad', () => {
       steps: 3,
       validation: null,
     });
+    await expect(trainEpsAd(tf, cli('split'))).rejects.toThrow(/holds a checkpoint: pass --resume/);
     await expect(trainEpsAd(tf, cli('split', ['--resume', '--batch', '5']))).rejects.toThrow(
       /made with batch 4, not batch 5/,
     );

@@ -55,6 +55,7 @@ import { loadDiffusionModel } from '../../src/diffusion/model.js';
 import { type BackendPreference, initTfjs } from '../../src/nn/backend.js';
 import { Rng, stringHash } from '../../src/util/random.js';
 import {
+  assertFreshCheckpointDir,
   assertSameSettings,
   type LoadedCheckpoint,
   modelArrays,
@@ -613,6 +614,8 @@ async function calibrate(
 /** EPS of the three parts (cached), the kernel trained on the core loop, then calibration and the export. */
 export async function trainEpsAd(tf: Tf, options: EpsAdTrainingOptions): Promise<EpsAdTrainingResult> {
   const log = logOf(options);
+  // Before the EPS (minutes at full size): a checkpoint there needs --resume.
+  if (!options.resume) await assertFreshCheckpointDir(options.checkpointDir);
   const started = Date.now();
   const inputs = await loadInputs(tf, options);
   const sets = await computeEpsSets(tf, options, inputs);
