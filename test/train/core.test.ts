@@ -7,12 +7,25 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readCheckpoint, writeCheckpoint } from '../../tools/train/core/checkpoint.js';
+import { initTfjs } from '../../src/nn/backend.js';
+import {
+  assertSameSettings,
+  modelArrays,
+  openCheckpoint,
+  optimizerArrays,
+  readCheckpoint,
+  restoreOptimizer,
+  setModelArrays,
+  writeCheckpoint,
+} from '../../tools/train/core/checkpoint.js';
 import { lineageText, modelIdFromOut, trainedManifest } from '../../tools/train/core/export.js';
-import { runLoop, TrainingDiverged } from '../../tools/train/core/loop.js';
+import { runLoop, runTraining, TrainingDiverged } from '../../tools/train/core/loop.js';
 import { COMMON_OPTIONS, commonOptions, parseOptions, UsageError } from '../../tools/train/core/options.js';
 import { createProgress, formatFigure } from '../../tools/train/core/progress.js';
-import { geometric, stepRng, warmupCosine } from '../../tools/train/core/schedules.js';
+import { geometric, linearDecay, stepRng, warmupCosine } from '../../tools/train/core/schedules.js';
+
+type Tensor = import('@tensorflow/tfjs').Tensor;
+type Scalar = import('@tensorflow/tfjs').Scalar;
 
 let dir: string;
 beforeAll(async () => {
@@ -117,6 +130,35 @@ describe('runLoop', () => {
   });
 });
 
+describe('runTraining', () => {
+  it('runs the loop with plain lines and writes the family state with the step and the seconds', async () => {
+    const lines: string[] = [];
+    const ck = join(dir, 'ck-training');
+    const options = {
+      steps: 5,
+      stopAtStep: 2,
+      checkpointMinutes: 60,
+      checkpointDir: ck,
+      log: (l: string) => lines.push(l),
+    };
+    const result = await runTraining({
+      ...{ label: 'fam', options, startStep: 0, elapsedBefore: 100 },
+      step: (step) => ({ loss: 1 / (step + 1) }),
+      snapshot: async () => ({
+        arrays: [{ name: 'w', shape: [1], values: Float32Array.of(7) }],
+        state: { own: 'x' },
+      }),
+    });
+    expect(result).toMatchObject({ done: 2, reason: 'stop-at-step', losses: [1, 0.5] });
+    expect(result.seconds).toBeGreaterThanOrEqual(100);
+    expect(lines).toEqual(['checkpoint step 2', 'stopped at step 2 of 5 (continue with --resume)']);
+    const saved = await readCheckpoint<{ step: number; elapsedSeconds: number; own: string }>(ck);
+    expect(saved?.state).toMatchObject({ step: 2, own: 'x' });
+    expect(saved?.state.elapsedSeconds).toBeGreaterThanOrEqual(100);
+    expect(Array.from(saved!.arrays[0].values)).toEqual([7]);
+  });
+});
+
 describe('progress', () => {
   it('never prints a non-finite figure as a number: n/a with the reason', () => {
     expect(formatFigure(Number.NaN, 4, 'no references')).toBe('n/a (no references: NaN)');
@@ -174,6 +216,71 @@ describe('checkpoints', () => {
     expect(Array.from(back!.arrays[0].values)).toEqual([30, 31]);
     expect(await readCheckpoint(join(dir, 'none'))).toBeNull();
   });
+
+  it('opens the checkpoint to resume, refuses to start over one, and to resume with other settings', async () => {
+    const ck = join(dir, 'ck-open');
+    const lines: string[] = [];
+    expect(await openCheckpoint(ck, true, (l) => lines.push(l))).toBeNull();
+    expect(lines).toEqual([`no checkpoint in ${ck}; starting from scratch`]);
+    await writeCheckpoint(ck, [], { step: 4, elapsedSeconds: 1 });
+    await expect(openCheckpoint(ck, false, () => {})).rejects.toThrow(/holds a checkpoint: pass --resume/);
+    expect((await openCheckpoint(ck, true, (l) => lines.push(l)))?.state.step).toBe(4);
+    expect(lines[1]).toBe(`resumed from step 4 (${ck})`);
+    expect(() => assertSameSettings(ck, { seed: 1, batch: 8 }, { seed: 1, batch: 8 })).not.toThrow();
+    expect(() => assertSameSettings(ck, { seed: 1, batch: 8 }, { seed: 1, batch: 4 })).toThrow(
+      new UsageError(
+        `the checkpoint in ${ck} was made with batch 8, not batch 4: resume with the same settings`,
+      ),
+    );
+  });
+
+  it('Adam restored from a checkpoint continues bit for bit (moments, iterations, running powers)', async () => {
+    const { tf } = await initTfjs('wasm');
+    const x = tf.tensor2d(
+      Float32Array.from({ length: 32 }, (_, i) => Math.sin(i)),
+      [8, 4],
+    );
+    const y = tf.tensor2d(
+      Float32Array.from({ length: 16 }, (_, i) => Math.cos(i)),
+      [8, 2],
+    );
+    const build = () => {
+      const model = tf.sequential();
+      model.add(
+        tf.layers.dense({
+          units: 2,
+          inputShape: [4],
+          kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }),
+        }),
+      );
+      return { model, optimizer: tf.train.adam(0.01) };
+    };
+    const train = (run: ReturnType<typeof build>, steps: number) => {
+      for (let s = 0; s < steps; s++)
+        tf.tidy(() => {
+          run.optimizer.minimize(() => tf.losses.meanSquaredError(y, run.model.apply(x) as Tensor) as Scalar);
+        });
+    };
+    const whole = build();
+    train(whole, 30);
+    // Stopped at step 25 (beta2^26 by pow() differs from the running product there), resumed in a new network.
+    const first = build();
+    train(first, 25);
+    const arrays = [...modelArrays(first.model), ...(await optimizerArrays(first.optimizer))];
+    const resumed = build();
+    setModelArrays(tf, resumed.model, arrays);
+    await restoreOptimizer(
+      tf,
+      resumed.optimizer,
+      arrays,
+      () => tf.mean(resumed.model.apply(x) as Tensor) as Scalar,
+    );
+    train(resumed, 5);
+    const weights = (run: ReturnType<typeof build>) =>
+      modelArrays(run.model).map((a) => Array.from(a.values));
+    expect(weights(resumed)).toEqual(weights(whole));
+    tf.dispose([x, y]);
+  });
 });
 
 describe('schedules', () => {
@@ -194,6 +301,9 @@ describe('schedules', () => {
     expect(geometric(1, 0.01, 0, 3)).toBe(1);
     expect(geometric(1, 0.01, 1, 3)).toBeCloseTo(0.1);
     expect(geometric(1, 0.01, 2, 3)).toBeCloseTo(0.01);
+    expect(linearDecay(2, 0, 10, 0.1)).toBe(2);
+    expect(linearDecay(2, 5, 10, 0.1)).toBeCloseTo(1.1);
+    expect(linearDecay(2, 10, 10, 0.1)).toBeCloseTo(0.2);
   });
 });
 

@@ -1,15 +1,17 @@
 /**
- * `npm run train -- classifier [--steps N] [--batch B] [--lr LR] [--out DIR] [--seed S] [--backend B]`
+ * `npm run train -- classifier [options]` (CLASSIFIER_USAGE): trains the Fashion-MNIST CNN of
+ * src/adversarial/classifier.ts with Adam on softmax cross-entropy over the 60k training images (a seeded reshuffle
+ * every epoch), the learning rate decaying linearly to a tenth, on the loop of tools/train/core (progress,
+ * checkpoints every N minutes, --stop-at-step / --max-minutes, --resume). At the end it measures the accuracy on
+ * the full 10k test split (never seen in training) and exports the model folder with its manifest (data, command,
+ * lineage, test accuracy). `--init-from DIR` continues training a committed model (its weights, a fresh Adam).
  *
- * Trains the Fashion-MNIST CNN of src/adversarial/classifier.ts with Adam on softmax cross-entropy over the 60k
- * training images (seeded reshuffle every epoch), then measures accuracy on the full 10k test split and writes
- * model.json, weights.bin and a manifest recording the command, the accuracy and the time taken. Training is short
- * (minutes on one wasm core), so there are no checkpoints; `--init DIR` continues from a committed model instead.
- * The test split is never seen during training.
+ * Reproducible and resumable: the batches are one stream (Rng(seed): a shuffle per epoch, read in order), so a
+ * resumed run replays the stream up to its step, and a checkpoint holds the weights, Adam's moments and iteration
+ * count and the loss average: a run stopped at step k and resumed gives the bytes of an uninterrupted run.
  */
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import {
   accuracy,
   buildClassifier,
@@ -22,44 +24,94 @@ import {
   predictClasses,
   unitImages,
 } from '../../src/adversarial/classifier.js';
-import { loadFashionMnistImages } from '../../src/diffusion/fashion-mnist.js';
+import { FASHION_MNIST_DIR, loadFashionMnistImages } from '../../src/diffusion/fashion-mnist.js';
 import { type BackendPreference, initTfjs } from '../../src/nn/backend.js';
-import { fileSystemIO } from '../../src/nn/fs-io.js';
-import { type ModelManifestInput, parseModelManifest } from '../../src/nn/manifest.js';
+import { parseModelManifest } from '../../src/nn/manifest.js';
 import { Rng } from '../../src/util/random.js';
-import { positiveNumber as positive } from './core/options.js';
-import { setLearningRate } from './core/schedules.js';
+import {
+  assertSameSettings,
+  type LoadedCheckpoint,
+  modelArrays,
+  openCheckpoint,
+  optimizerArrays,
+  restoreOptimizer,
+  setModelArrays,
+} from './core/checkpoint.js';
+import {
+  exportLayersModel,
+  type Lineage,
+  type ManifestBody,
+  modelIdFromOut,
+  trainedManifest,
+} from './core/export.js';
+import { runTraining, type StepResult } from './core/loop.js';
+import {
+  COMMON_OPTIONS,
+  COMMON_USAGE,
+  type CommonOptions,
+  commonOptions,
+  parseOptions,
+  UsageError,
+} from './core/options.js';
+import { linearDecay, setLearningRate } from './core/schedules.js';
 
 type Tf = typeof import('@tensorflow/tfjs');
 type Tensor = import('@tensorflow/tfjs').Tensor;
 type Scalar = import('@tensorflow/tfjs').Scalar;
+type LayersModel = import('@tensorflow/tfjs').LayersModel;
+type Optimizer = import('@tensorflow/tfjs').Optimizer;
 
-export const CLASSIFIER_USAGE = `usage: npm run train -- classifier [--steps 2800] [--batch 64] [--lr 1e-3]
-  [--out models/classifier-fashion-mnist/<version>] [--version V] [--seed 1] [--backend auto|wasm|cpu]
-  [--init models/classifier-fashion-mnist/<version>]  (continue training a committed model)`;
+export const CLASSIFIER_USAGE = `usage: npm run train -- classifier [--images /usr/share/datasets/fashion-mnist]
+${COMMON_USAGE}
+  Defaults: --steps 2800 --batch 64 --lr 1e-3 (decaying linearly to 1e-4), --out models/classifier-fashion-mnist/<today>.
+  --images: the folder of Fashion-MNIST's IDX files (apt-get install dataset-fashion-mnist).
+  --init-from models/classifier-fashion-mnist/<version> (or --init): continue training a committed model; its
+    steps and command are carried into the new manifest. There is no GPU port (--device cpu only).
+  e.g. npm run train -- classifier --steps 2800 --out models/classifier-fashion-mnist/2`;
 
 export interface ClassifierTrainingOptions {
   steps: number;
   batch: number;
   lr: number;
+  /** models/<name>/<version>: the model folder written at the end. */
   out: string;
-  version: string;
   seed: number;
   commandLine: string;
   backend: string;
+  /** Folder of the Fashion-MNIST IDX files. */
+  dataDir?: string;
+  checkpointDir: string;
+  checkpointMinutes: number;
+  resume: boolean;
+  stopAtStep?: number;
+  maxMinutes?: number;
   /**
    * Continue from this committed model folder (its weights, a fresh Adam state) instead of a new network; its
    * manifest's steps and command are carried into the new manifest, so the recorded command stays exact.
    */
-  init?: string;
-  /** Log every this many steps. */
-  logEvery?: number;
+  initFrom?: string;
+  /** Use only the first N training and test images (tests). */
+  limitImages?: number;
+  /** Plain progress lines go here (a bar on a terminal when absent). */
+  log?: (line: string) => void;
 }
 
 export interface ClassifierTrainingResult {
-  testAccuracy: number;
+  /** Steps done in all (less than `steps` after a stop: continue with --resume). */
+  steps: number;
+  /** Accuracy on the test split, or null when the run stopped before the end. */
+  testAccuracy: number | null;
   trainingSeconds: number;
   finalLoss: number;
+}
+
+interface CheckpointState {
+  step: number;
+  elapsedSeconds: number;
+  /** What fixes the batch stream: a resume must keep them. */
+  settings: { seed: number; batch: number; images: number };
+  /** Exponential moving average of the loss (null before the first step). */
+  lossEma: number | null;
 }
 
 function shuffled(count: number, rng: Rng): Int32Array {
@@ -74,108 +126,212 @@ function shuffled(count: number, rng: Rng): Int32Array {
   return order;
 }
 
+/** The training images in a seeded reshuffle per epoch, read in order: one stream for the whole run. */
+class EpochStream {
+  private readonly rng: Rng;
+  private order: Int32Array;
+  private cursor = 0;
+
+  constructor(
+    private readonly count: number,
+    seed: number,
+  ) {
+    this.rng = new Rng(seed);
+    this.order = shuffled(count, this.rng);
+  }
+
+  next(): number {
+    if (this.cursor === this.order.length) {
+      this.order = shuffled(this.count, this.rng);
+      this.cursor = 0;
+    }
+    return this.order[this.cursor++];
+  }
+
+  /** Draws (and drops) `n` indices: where a resumed run's stream stands. */
+  skip(n: number): void {
+    for (let i = 0; i < n; i++) this.next();
+  }
+}
+
+interface ClassifierRun {
+  model: LayersModel;
+  optimizer: Optimizer;
+  stream: EpochStream;
+  trainX: Float32Array;
+  trainLabels: Uint8Array;
+  batchX: Float32Array;
+  batchY: Int32Array;
+  startStep: number;
+  elapsedBefore: number;
+  lossEma: number;
+  previous?: PreviousRun;
+  resumedFrom?: { checkpointDir: string; step: number };
+}
+
+async function loadTrainingSplit(options: ClassifierTrainingOptions) {
+  const [images, labels] = await Promise.all([
+    loadFashionMnistImages('train', options.dataDir),
+    loadFashionMnistLabels('train', options.dataDir),
+  ]);
+  const count = Math.min(images.count, options.limitImages ?? images.count);
+  return { trainX: unitImages(images, 0, count), trainLabels: labels.subarray(0, count), count };
+}
+
+/** The network, Adam and the batch stream: fresh, from --init-from, or where the checkpoint left them. */
+async function startClassifier(
+  tf: Tf,
+  options: ClassifierTrainingOptions,
+  log: (line: string) => void,
+): Promise<ClassifierRun> {
+  const { trainX, trainLabels, count } = await loadTrainingSplit(options);
+  const previous = options.initFrom ? await readPreviousRun(options.initFrom) : undefined;
+  const model = options.initFrom
+    ? await loadClassifier(tf, options.initFrom)
+    : buildClassifier(tf, DEFAULT_CLASSIFIER, options.seed);
+  const pixels = CLASSIFIER_IMAGE_SIZE * CLASSIFIER_IMAGE_SIZE;
+  const run: ClassifierRun = {
+    ...{ model, optimizer: tf.train.adam(options.lr), stream: new EpochStream(count, options.seed) },
+    ...{ trainX, trainLabels, batchX: new Float32Array(options.batch * pixels) },
+    ...{
+      batchY: new Int32Array(options.batch),
+      startStep: 0,
+      elapsedBefore: 0,
+      lossEma: Number.NaN,
+      previous,
+    },
+  };
+  log(`classifier: ${count} training images, ${model.countParams()} parameters, ${options.steps} steps`);
+  const saved = await openCheckpoint<CheckpointState>(options.checkpointDir, options.resume, log);
+  if (saved) await resumeClassifier(tf, options, run, saved);
+  return run;
+}
+
+async function resumeClassifier(
+  tf: Tf,
+  options: ClassifierTrainingOptions,
+  run: ClassifierRun,
+  saved: LoadedCheckpoint<CheckpointState>,
+): Promise<void> {
+  const { state } = saved;
+  assertSameSettings(options.checkpointDir, state.settings, settingsOf(options, run));
+  setModelArrays(tf, run.model, saved.arrays);
+  const size = CLASSIFIER_IMAGE_SIZE;
+  await restoreOptimizer(
+    tf,
+    run.optimizer,
+    saved.arrays,
+    () => tf.mean(run.model.apply(tf.zeros([1, size, size, 1])) as Tensor) as Scalar,
+  );
+  run.stream.skip(state.step * options.batch);
+  Object.assign(run, { startStep: state.step, elapsedBefore: state.elapsedSeconds });
+  run.lossEma = state.lossEma ?? Number.NaN;
+  run.resumedFrom = { checkpointDir: options.checkpointDir, step: state.step };
+}
+
+const settingsOf = (options: ClassifierTrainingOptions, run: ClassifierRun) => ({
+  seed: options.seed,
+  batch: options.batch,
+  images: run.trainLabels.length,
+});
+
+/** One Adam step on a batch of the stream (step counts from 0). */
+function classifierStep(
+  tf: Tf,
+  options: ClassifierTrainingOptions,
+  run: ClassifierRun,
+  step: number,
+): StepResult {
+  // Linear decay to a tenth of the initial rate: a short run (two or three epochs) settles instead of ending noisy.
+  const lr = linearDecay(options.lr, step, options.steps, 0.1);
+  setLearningRate(run.optimizer, lr);
+  const pixels = CLASSIFIER_IMAGE_SIZE * CLASSIFIER_IMAGE_SIZE;
+  for (let b = 0; b < options.batch; b++) {
+    const index = run.stream.next();
+    run.batchX.set(run.trainX.subarray(index * pixels, (index + 1) * pixels), b * pixels);
+    run.batchY[b] = run.trainLabels[index];
+  }
+  const loss = tf.tidy(() => {
+    const x = tf.tensor4d(run.batchX, [options.batch, CLASSIFIER_IMAGE_SIZE, CLASSIFIER_IMAGE_SIZE, 1]);
+    const y = tf.oneHot(tf.tensor1d(run.batchY, 'int32'), CLASSIFIER_CLASSES);
+    const cost = run.optimizer.minimize(
+      () => tf.losses.softmaxCrossEntropy(y, run.model.apply(x, { training: true }) as Tensor),
+      true,
+    );
+    if (cost === null) throw new Error('optimizer.minimize returned no cost');
+    return cost.dataSync()[0];
+  });
+  if (!Number.isFinite(loss)) return { loss };
+  run.lossEma = Number.isNaN(run.lossEma) ? loss : 0.98 * run.lossEma + 0.02 * loss;
+  return { loss, fields: { avg: { value: run.lossEma, digits: 5 }, lr: { value: lr, digits: 3 } } };
+}
+
+/** Trains (or resumes) the classifier and, at the end, measures its test accuracy and exports it. */
 export async function trainClassifier(
   tf: Tf,
   options: ClassifierTrainingOptions,
 ): Promise<ClassifierTrainingResult> {
-  const [trainImages, trainLabels, testImages, testLabels] = await Promise.all([
-    loadFashionMnistImages('train'),
-    loadFashionMnistLabels('train'),
-    loadFashionMnistImages('t10k'),
-    loadFashionMnistLabels('t10k'),
-  ]);
-  const previous = options.init ? await readPreviousRun(options.init) : undefined;
-  const model = options.init
-    ? await loadClassifier(tf, options.init)
-    : buildClassifier(tf, DEFAULT_CLASSIFIER, options.seed);
-  const started = Date.now();
-  const lossEma = await fitClassifier(tf, options, model, trainImages, trainLabels);
-  const trainingSeconds = (Date.now() - started) / 1000;
-
-  const testX = unitImages(testImages, 0, testImages.count);
-  const testAccuracy = accuracy(await predictClasses(tf, model, testX), testLabels);
-  console.log(`test accuracy ${(testAccuracy * 100).toFixed(2)}% on ${testImages.count} images`);
-
-  await model.save(fileSystemIO(options.out));
-  const run = { previous, testAccuracy, testImages: testImages.count, lossEma, trainingSeconds };
-  const manifest = classifierManifest(options, model.countParams(), trainImages.count, run);
-  const parsed = parseModelManifest(manifest);
-  if (!parsed.ok) throw new Error(`manifest for ${options.out} is invalid: ${parsed.error}`);
-  await writeFile(join(options.out, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
-  return { testAccuracy, trainingSeconds, finalLoss: lossEma };
+  const log = options.log ?? ((line: string) => console.log(line));
+  const run = await startClassifier(tf, options, log);
+  const result = await runTraining({
+    ...{ label: 'classifier', options, startStep: run.startStep, elapsedBefore: run.elapsedBefore },
+    step: (step) => classifierStep(tf, options, run, step),
+    snapshot: async () => ({
+      arrays: [...modelArrays(run.model), ...(await optimizerArrays(run.optimizer))],
+      state: { settings: settingsOf(options, run), lossEma: Number.isNaN(run.lossEma) ? null : run.lossEma },
+    }),
+  });
+  const testAccuracy =
+    result.reason === 'done' ? await testAndExport(tf, options, run, result.seconds) : null;
+  tf.dispose([run.model, run.optimizer] as unknown as Tensor[]);
+  return { steps: result.done, testAccuracy, trainingSeconds: result.seconds, finalLoss: run.lossEma };
 }
 
-/** Adam on shuffled epochs of the training split; returns the final loss average. */
-async function fitClassifier(
+async function testAndExport(
   tf: Tf,
   options: ClassifierTrainingOptions,
-  model: import('@tensorflow/tfjs').LayersModel,
-  trainImages: Awaited<ReturnType<typeof loadFashionMnistImages>>,
-  trainLabels: ArrayLike<number>,
+  run: ClassifierRun,
+  trainingSeconds: number,
 ): Promise<number> {
-  const trainX = unitImages(trainImages, 0, trainImages.count);
-  const pixels = CLASSIFIER_IMAGE_SIZE * CLASSIFIER_IMAGE_SIZE;
-  const rng = new Rng(options.seed);
-  const optimizer = tf.train.adam(options.lr);
-  const batchX = new Float32Array(options.batch * pixels);
-  const batchY = new Int32Array(options.batch);
-  let order = shuffled(trainImages.count, rng);
-  let cursor = 0;
-  let lossEma = Number.NaN;
-  const started = Date.now();
-  const logEvery = options.logEvery ?? 100;
-
-  for (let step = 1; step <= options.steps; step++) {
-    // Linear decay to a tenth of the initial rate: a short run (two or three epochs) settles instead of ending noisy.
-    setLearningRate(optimizer, options.lr * (1 - (0.9 * (step - 1)) / options.steps));
-    for (let b = 0; b < options.batch; b++) {
-      if (cursor === order.length) {
-        order = shuffled(trainImages.count, rng);
-        cursor = 0;
-      }
-      const index = order[cursor++];
-      batchX.set(trainX.subarray(index * pixels, (index + 1) * pixels), b * pixels);
-      batchY[b] = trainLabels[index];
-    }
-    const loss = tf.tidy((): Scalar => {
-      const x = tf.tensor4d(batchX, [options.batch, CLASSIFIER_IMAGE_SIZE, CLASSIFIER_IMAGE_SIZE, 1]);
-      const y = tf.oneHot(tf.tensor1d(batchY, 'int32'), CLASSIFIER_CLASSES);
-      const cost = optimizer.minimize(
-        () => tf.losses.softmaxCrossEntropy(y, model.apply(x, { training: true }) as Tensor),
-        true,
-      );
-      if (cost === null) throw new Error('optimizer.minimize returned no cost');
-      return cost;
-    });
-    const value = (await loss.data())[0];
-    loss.dispose();
-    if (!Number.isFinite(value))
-      throw new Error(`training stopped: the loss is ${value} at step ${step}; lower --lr`);
-    lossEma = Number.isNaN(lossEma) ? value : 0.98 * lossEma + 0.02 * value;
-    if (step % logEvery === 0 || step === options.steps) {
-      const seconds = (Date.now() - started) / 1000;
-      console.log(`step ${step}/${options.steps} loss ${lossEma.toFixed(4)} ${seconds.toFixed(0)}s`);
-    }
-  }
-  return lossEma;
+  const [testImages, testLabels] = await Promise.all([
+    loadFashionMnistImages('t10k', options.dataDir),
+    loadFashionMnistLabels('t10k', options.dataDir),
+  ]);
+  const count = Math.min(testImages.count, options.limitImages ?? testImages.count);
+  const testX = unitImages(testImages, 0, count);
+  const testAccuracy = accuracy(await predictClasses(tf, run.model, testX), testLabels.subarray(0, count));
+  const log = options.log ?? ((line: string) => console.log(line));
+  log(`test accuracy ${(testAccuracy * 100).toFixed(2)}% on ${count} images`);
+  const lineage: Lineage = {
+    trainer: `tools/train/classifier.ts (tf.js ${options.backend})`,
+    device: 'cpu',
+    ...(options.initFrom && { initialisedFrom: options.initFrom }),
+    ...(run.resumedFrom && { resumedFrom: run.resumedFrom }),
+  };
+  const { previous } = run;
+  const command = previous ? `${previous.command} && ${options.commandLine}` : options.commandLine;
+  const data =
+    `Fashion-MNIST training split (${options.dataDir ?? FASHION_MNIST_DIR}/train-*-idx*-ubyte.gz, ` +
+    `${run.trainLabels.length} images), bytes/255`;
+  const body = classifierManifestBody(options, run, {
+    ...{ testAccuracy, testImages: count, trainingSeconds },
+  });
+  await exportLayersModel(
+    run.model,
+    options.out,
+    trainedManifest({ out: options.out, data, command, lineage }, body),
+  );
+  log(`exported ${options.out}`);
+  return testAccuracy;
 }
 
-function classifierManifest(
+function classifierManifestBody(
   options: ClassifierTrainingOptions,
-  parameters: number,
-  trainCount: number,
-  run: {
-    previous: Awaited<ReturnType<typeof readPreviousRun>> | undefined;
-    testAccuracy: number;
-    testImages: number;
-    lossEma: number;
-    trainingSeconds: number;
-  },
-): ModelManifestInput {
-  const { previous, testAccuracy, lossEma, trainingSeconds } = run;
-  const manifest: ModelManifestInput = {
-    name: 'classifier-fashion-mnist',
-    version: options.version,
+  run: ClassifierRun,
+  figures: { testAccuracy: number; testImages: number; trainingSeconds: number },
+): ManifestBody {
+  const { previous } = run;
+  return {
     task: 'classifier',
     format: 'layers',
     required: false,
@@ -188,20 +344,17 @@ function classifierManifest(
       output: 'logits [b, 10] (no softmax)',
       classes: [...FASHION_MNIST_CLASSES],
     },
-    parameters,
-    trainingData:
-      'Fashion-MNIST training split (/usr/share/datasets/fashion-mnist/train-*-idx*-ubyte.gz, 60000 images), bytes/255',
+    parameters: run.model.countParams(),
     trainingSteps: (previous?.steps ?? 0) + options.steps,
-    trainingCommand: previous ? `${previous.command} && ${options.commandLine}` : options.commandLine,
     metrics: {
-      testAccuracy,
-      testImages: run.testImages,
+      testAccuracy: figures.testAccuracy,
+      testImages: figures.testImages,
       testData: 'Fashion-MNIST t10k split, never seen in training',
-      finalTrainingLoss: lossEma,
+      finalTrainingLoss: run.lossEma,
       finalTrainingLossDefinition:
         'exponential moving average (0.98 per step) of the per-batch cross-entropy',
-      trainingSeconds: (previous?.seconds ?? 0) + trainingSeconds,
-      epochs: (previous?.epochs ?? 0) + (options.steps * options.batch) / trainCount,
+      trainingSeconds: (previous?.seconds ?? 0) + figures.trainingSeconds,
+      epochs: (previous?.epochs ?? 0) + (options.steps * options.batch) / run.trainLabels.length,
       batch: options.batch,
       learningRate: options.lr,
       ...(previous ? { continuedFrom: `${previous.steps} steps at test accuracy ${previous.accuracy}` } : {}),
@@ -212,16 +365,20 @@ function classifierManifest(
     },
     description:
       'Fashion-MNIST CNN classifier: the model under attack in the EPS-AD evaluation (src/adversarial) and an example model.',
-    createdAt: new Date().toISOString(),
   };
-  return manifest;
 }
 
-async function readPreviousRun(
-  dir: string,
-): Promise<{ steps: number; command: string; seconds: number; epochs: number; accuracy: number }> {
+interface PreviousRun {
+  steps: number;
+  command: string;
+  seconds: number;
+  epochs: number;
+  accuracy: number;
+}
+
+async function readPreviousRun(dir: string): Promise<PreviousRun> {
   const parsed = parseModelManifest(JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')));
-  if (!parsed.ok) throw new Error(`--init ${dir}: manifest is invalid: ${parsed.error}`);
+  if (!parsed.ok) throw new Error(`--init-from ${dir}: manifest is invalid: ${parsed.error}`);
   const { trainingSteps, trainingCommand, metrics } = parsed.manifest;
   return {
     steps: trainingSteps,
@@ -232,37 +389,40 @@ async function readPreviousRun(
   };
 }
 
-export async function runClassifierCli(args: string[], commandLine: string): Promise<void> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      steps: { type: 'string' },
-      batch: { type: 'string' },
-      lr: { type: 'string' },
-      out: { type: 'string' },
-      version: { type: 'string' },
-      init: { type: 'string' },
-      seed: { type: 'string' },
-      backend: { type: 'string', default: 'auto' },
-      help: { type: 'boolean', default: false },
-    },
-    strict: true,
+const CLASSIFIER_OPTIONS = {
+  ...COMMON_OPTIONS,
+  /** The name of --init-from before the shared options (committed manifests' commands use it). */
+  init: { type: 'string' },
+} as const;
+
+export interface ClassifierCli extends CommonOptions {
+  dataDir?: string;
+}
+
+/** The command line, checked; nothing is read or run yet. Null for --help. */
+export function parseClassifierArgs(args: string[]): ClassifierCli | null {
+  const values = parseOptions(args, CLASSIFIER_OPTIONS, CLASSIFIER_USAGE);
+  if (values.help) return null;
+  const common = commonOptions(values, {
+    name: 'classifier-fashion-mnist',
+    steps: 2800,
+    batch: 64,
+    lr: 1e-3,
   });
-  if (values.help) {
-    console.log(CLASSIFIER_USAGE);
-    return;
-  }
-  const version = values.version ?? '1';
-  const runtime = await initTfjs(values.backend as BackendPreference);
+  if (common.device !== 'cpu') throw new UsageError('classifier: there is no GPU port; use --device cpu');
+  if (values.init && values['init-from']) throw new UsageError('give --init-from or --init, not both');
+  modelIdFromOut(common.out);
+  return { ...common, initFrom: values['init-from'] ?? values.init, dataDir: values.images };
+}
+
+export async function runClassifierCli(args: string[], commandLine: string): Promise<void> {
+  const cli = parseClassifierArgs(args);
+  if (!cli) return void console.log(CLASSIFIER_USAGE);
+  const runtime = await initTfjs(cli.backend as BackendPreference);
   await trainClassifier(runtime.tf, {
-    steps: positive('steps', values.steps, 2800, true),
-    batch: positive('batch', values.batch, 64, true),
-    lr: positive('lr', values.lr, 1e-3),
-    out: values.out ?? `models/classifier-fashion-mnist/${version}`,
-    version,
-    seed: values.seed === undefined ? 1 : Number(values.seed),
+    ...cli,
     commandLine,
     backend: runtime.backend,
-    init: values.init,
+    log: process.stderr.isTTY ? undefined : (line) => console.log(line),
   });
 }

@@ -32,10 +32,9 @@ import { type DdpmSchedule, describeSchedule, linearSchedule } from '../../src/d
 import { buildUnet, DEFAULT_UNET, type UnetArchitecture, unetMultiple } from '../../src/diffusion/unet.js';
 import { type BackendPreference, initTfjs } from '../../src/nn/backend.js';
 import {
-  assertFreshCheckpointDir,
   modelArrays,
+  openCheckpoint,
   optimizerArrays,
-  readCheckpoint,
   restoreOptimizer,
   setModelArrays,
   writeCheckpoint,
@@ -405,7 +404,7 @@ async function startDdpm(tf: Tf, options: TrainDdpmOptions, log: (line: string) 
     `ddpm ${options.dataset}: ${data.kind === 'fashion-mnist' ? data.images.count : data.images.length} images, ` +
       `${model.countParams()} parameters, ${options.steps} steps, batch ${options.batch} of ${options.size}x${options.size}`,
   );
-  const saved = options.resume ? await readCheckpoint<CheckpointState>(options.checkpointDir) : null;
+  const saved = await openCheckpoint<CheckpointState>(options.checkpointDir, options.resume, log);
   if (saved) {
     if (saved.state.dataset !== options.dataset)
       throw new Error(
@@ -415,9 +414,7 @@ async function startDdpm(tf: Tf, options: TrainDdpmOptions, log: (line: string) 
     const { step, elapsedSeconds, lossAverage, losses } = saved.state;
     Object.assign(run, { startStep: step, elapsedBefore: elapsedSeconds, lossAverage, losses });
     run.resumedFrom = { checkpointDir: options.checkpointDir, step };
-    log(`resumed from step ${step} (${options.checkpointDir})`);
-  } else if (options.resume) log(`no checkpoint in ${options.checkpointDir}; starting from scratch`);
-  else await assertFreshCheckpointDir(options.checkpointDir);
+  }
   return run;
 }
 

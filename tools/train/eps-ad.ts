@@ -1,5 +1,5 @@
 /**
- * `npm run train -- eps-ad [options]`: trains the EPS-AD deep kernel and writes the detector folder
+ * `npm run train -- eps-ad [options]` (EPS_AD_USAGE): trains the EPS-AD deep kernel and writes the detector folder
  * models/eps-ad-fashion-mnist/<version> (see src/adversarial/detector.ts for the files).
  *
  * 1. A fixed shuffle of the Fashion-MNIST TRAINING split is cut into three disjoint parts: kernel training images
@@ -8,18 +8,20 @@
  * 2. EPS of every part with ddpm-fashion-mnist (T* timesteps), cached per chunk of 50 images under --cache-dir
  *    (git-ignored), so a rerun or a resumed run only computes what is missing. Cache keys name the part and its
  *    first position in the shuffle, so a larger --train-images or --reference reuses every chunk it can.
- * 3. The kernel (phi + s_phi, s_q, e) is trained with Adam to maximise MMD^2_u / sqrt(Var) between natural and
+ * 3. The kernel (phi + s_phi, s_q, e) is trained with Adam to maximise J = MMD^2_u / sqrt(Var) between natural and
  *    adversarial EPS minibatches (paired: row i of both is the same image; the attack per row is FGSM or FGSM-L2
- *    at random). Checkpoints every --checkpoint-steps under --checkpoint-dir; --resume continues from the last one
- *    (the Adam moments restart, which costs a few steps of warm-up and nothing else).
+ *    at random), on the loop of tools/train/core: progress (the loss is -J), a checkpoint every
+ *    --checkpoint-minutes (phi, the scalars, Adam's moments, the batch stream's position), --stop-at-step /
+ *    --max-minutes, and --resume, which continues the exact run (the batches are one stream, Rng(seed), replayed
+ *    up to the checkpoint's step).
  * 4. Held-out kernel-training pairs (the last 20%) give a validation AUROC of the single-image statistic.
  * 5. The reference EPS are quantised to float16, the calibration images are scored against them, and the
- *    thresholds at 1%, 5% and 10% FPR are the matching quantiles of those scores.
+ *    thresholds at 1%, 5% and 10% FPR are the matching quantiles of those scores; the folder and its manifest
+ *    (data, command, lineage, validation) are written by tools/train/core/export.
  */
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import type { AttackName } from '../../src/adversarial/attacks.js';
 import { loadClassifier, loadFashionMnistLabels, unitImages } from '../../src/adversarial/classifier.js';
 import {
@@ -27,6 +29,7 @@ import {
   DEFAULT_KERNEL_NET,
   deepKernelTensor,
   type KernelScalars,
+  type KernelVariables,
   kernelVariables,
   medianOffDiagonal,
   mmdRatio,
@@ -47,23 +50,52 @@ import {
 } from '../../src/adversarial/detector.js';
 import { ddpmEpsNetwork } from '../../src/adversarial/eps.js';
 import { attackImages, epsInChunks, scheduleFromManifest } from '../../src/adversarial/pipeline.js';
-import { loadFashionMnistImages } from '../../src/diffusion/fashion-mnist.js';
+import { FASHION_MNIST_DIR, loadFashionMnistImages } from '../../src/diffusion/fashion-mnist.js';
 import { loadDiffusionModel } from '../../src/diffusion/model.js';
 import { type BackendPreference, initTfjs } from '../../src/nn/backend.js';
-import { fileSystemIO } from '../../src/nn/fs-io.js';
-import { type ModelManifestInput, parseModelManifest } from '../../src/nn/manifest.js';
 import { Rng, stringHash } from '../../src/util/random.js';
-import { positiveNumber as positive } from './core/options.js';
+import {
+  assertFreshCheckpointDir,
+  assertSameSettings,
+  type LoadedCheckpoint,
+  modelArrays,
+  openCheckpoint,
+  optimizerArrays,
+  restoreOptimizer,
+  setModelArrays,
+} from './core/checkpoint.js';
+import { type ManifestBody, modelIdFromOut, trainedManifest, writeModelFolder } from './core/export.js';
+import { runTraining, type StepResult } from './core/loop.js';
+import {
+  COMMON_OPTIONS,
+  COMMON_USAGE,
+  type CommonOptions,
+  commonOptions,
+  parseOptions,
+  positiveNumber as positive,
+  UsageError,
+} from './core/options.js';
+import type { NamedArray } from './tensor-file.js';
 
 type Tf = typeof import('@tensorflow/tfjs');
+type Tensor = import('@tensorflow/tfjs').Tensor;
 type Tensor2D = import('@tensorflow/tfjs').Tensor2D;
+type Scalar = import('@tensorflow/tfjs').Scalar;
+type Variable = import('@tensorflow/tfjs').Variable;
 type LayersModel = import('@tensorflow/tfjs').LayersModel;
+type Optimizer = import('@tensorflow/tfjs').Optimizer;
 
 export const EPS_AD_USAGE = `usage: npm run train -- eps-ad [--budget 1/255] [--train-images 600] [--reference 500]
-  [--calibration 500] [--timesteps 20] [--steps 1500] [--batch 100] [--lr 5e-4] [--features 300] [--seed 1]
+  [--calibration 500] [--timesteps 20] [--features 300] [--cache-dir tmp/eps-ad-cache]
   [--score-model models/ddpm-fashion-mnist/20261127] [--classifier models/classifier-fashion-mnist/1]
-  [--out models/eps-ad-fashion-mnist/<version>] [--version V] [--cache-dir tmp/eps-ad-cache]
-  [--checkpoint-dir checkpoints/eps-ad] [--checkpoint-steps 250] [--resume] [--backend auto|wasm|cpu]`;
+  [--images /usr/share/datasets/fashion-mnist]
+${COMMON_USAGE}
+  Defaults: --steps 1500 --batch 100 --lr 5e-4, --out models/eps-ad-fashion-mnist/<today>,
+  --checkpoint-dir checkpoints/eps-ad-fashion-mnist. The loss shown is -J (J = MMD^2_u / sqrt(Var), maximised).
+  --images: the folder of Fashion-MNIST's IDX files (apt-get install dataset-fashion-mnist).
+  There is no GPU port (--device cpu only) and no --init-from.
+  e.g. npm run train -- eps-ad --train-images 400 --reference 300 --calibration 300 --steps 1500 --batch 32
+    --features 100 --lr 1e-3 --out models/eps-ad-fashion-mnist/2`;
 
 /** Seed of the fixed shuffle of the training split (independent of --seed, so cached EPS stay valid). */
 const SPLIT_SEED = 20261128;
@@ -86,15 +118,31 @@ export interface EpsAdTrainingOptions {
   seed: number;
   scoreModelDir: string;
   classifierDir: string;
+  /** Folder of the Fashion-MNIST IDX files. */
+  dataDir?: string;
+  /** models/<name>/<version>: the detector folder written at the end. */
   out: string;
-  version: string;
   cacheDir: string;
   checkpointDir: string;
-  checkpointSteps: number;
+  checkpointMinutes: number;
   resume: boolean;
+  stopAtStep?: number;
+  maxMinutes?: number;
   commandLine: string;
   backend: string;
+  /** Plain progress lines go here (a bar on a terminal when absent). */
+  log?: (line: string) => void;
 }
+
+export interface EpsAdTrainingResult {
+  /** Steps done in all (less than --steps after a stop: continue with --resume). */
+  steps: number;
+  /** The held-out validation AUROCs, or null when the run stopped before the end. */
+  validation: Record<string, number> | null;
+}
+
+const logOf = (options: { log?: (line: string) => void }) =>
+  options.log ?? ((line: string) => console.log(line));
 
 function fixedShuffle(count: number): Int32Array {
   const rng = new Rng(SPLIT_SEED);
@@ -131,7 +179,7 @@ async function cachedEps(
   network: ReturnType<typeof ddpmEpsNetwork>,
   schedule: ReturnType<typeof scheduleFromManifest>,
   part: EpsPart,
-  options: { cacheDir: string; scoreModel: string; timesteps: number },
+  options: EpsAdInputs['cacheOptions'],
 ): Promise<Float32Array> {
   const chunk = 50;
   const key = `${options.scoreModel.replaceAll('/', '_')}-T${options.timesteps}-${part.name}-split${SPLIT_SEED}`;
@@ -164,7 +212,7 @@ async function cachedEps(
     computed += n;
   }
   const seconds = (Date.now() - started) / 1000;
-  console.log(
+  options.log(
     `EPS ${part.name}: ${part.count} images (${computed} computed, ${part.count - computed} cached) in ${seconds.toFixed(0)}s`,
   );
   return out;
@@ -189,19 +237,6 @@ function rows(values: Float32Array, indices: ArrayLike<number>, dim: number): Fl
   return out;
 }
 
-interface Checkpoint {
-  step: number;
-  scalars: KernelScalars;
-  inputScale: number;
-  lossEma: number;
-}
-
-async function saveCheckpoint(dir: string, phi: LayersModel, checkpoint: Checkpoint): Promise<void> {
-  await mkdir(dir, { recursive: true });
-  await phi.save(fileSystemIO(dir));
-  await writeFile(join(dir, 'state.json'), `${JSON.stringify(checkpoint, null, 2)}\n`);
-}
-
 interface EpsAdInputs {
   pixels: Float32Array;
   labels: Uint8Array;
@@ -215,14 +250,14 @@ interface EpsAdInputs {
   network: ReturnType<typeof ddpmEpsNetwork>;
   schedule: ReturnType<typeof scheduleFromManifest>;
   classifier: Awaited<ReturnType<typeof loadClassifier>>;
-  cacheOptions: { cacheDir: string; scoreModel: string; timesteps: number };
+  cacheOptions: { cacheDir: string; scoreModel: string; timesteps: number; log: (line: string) => void };
 }
 
 /** The training split cut into its three disjoint parts, the score model and the attacked classifier. */
 async function loadInputs(tf: Tf, options: EpsAdTrainingOptions): Promise<EpsAdInputs> {
   const [images, labels] = await Promise.all([
-    loadFashionMnistImages('train'),
-    loadFashionMnistLabels('train'),
+    loadFashionMnistImages('train', options.dataDir),
+    loadFashionMnistLabels('train', options.dataDir),
   ]);
   const pixels = unitImages(images, 0, images.count);
   const order = fixedShuffle(images.count);
@@ -245,7 +280,10 @@ async function loadInputs(tf: Tf, options: EpsAdTrainingOptions): Promise<EpsAdI
     schedule: scheduleFromManifest(scoreManifest.extra),
     network: ddpmEpsNetwork(tf, unet),
     classifier: await loadClassifier(tf, options.classifierDir),
-    cacheOptions: { cacheDir: options.cacheDir, scoreModel: scoreModelId, timesteps: options.timesteps },
+    cacheOptions: {
+      ...{ cacheDir: options.cacheDir, scoreModel: scoreModelId, timesteps: options.timesteps },
+      log: logOf(options),
+    },
   };
 }
 
@@ -306,40 +344,53 @@ async function computeEpsSets(tf: Tf, options: EpsAdTrainingOptions, inputs: Eps
   return { natural, adversarial, reference, calibration, l2Budget };
 }
 
-interface KernelStart {
-  phi: LayersModel;
-  startStep: number;
-  initial: KernelScalars;
-  lossEma: number;
+// ---------------------------------------------------------------------------------------------------------------
+// Kernel training on the loop of tools/train/core.
+
+interface KernelData {
+  naturalScaled: Float32Array;
+  adversarialScaled: Float32Array;
+  /** Kernel-training pairs used for fitting (the first `fit`; the rest are the validation hold-out). */
+  fit: number;
+  inputScale: number;
 }
 
-/** The kernel network and scalars: from the checkpoint (--resume), or fresh with median-heuristic bandwidths. */
-async function startKernel(
-  tf: Tf,
-  options: EpsAdTrainingOptions,
-  naturalScaled: Float32Array,
-  adversarialScaled: Float32Array,
-  fit: number,
-): Promise<KernelStart> {
-  const dim = 32 * 32;
-  const stateFile = join(options.checkpointDir, 'state.json');
-  if (options.resume && existsSync(stateFile)) {
-    const state = JSON.parse(await readFile(stateFile, 'utf8')) as Checkpoint;
-    console.log(`resumed at step ${state.step}`);
-    return {
-      phi: await tf.loadLayersModel(fileSystemIO(options.checkpointDir)),
-      startStep: state.step,
-      initial: state.scalars,
-      lossEma: state.lossEma,
-    };
-  }
-  const phi = buildKernelNet(tf, { ...DEFAULT_KERNEL_NET, features: options.features }, options.seed);
-  // Bandwidths start at the median heuristic on a natural + adversarial sample (features of the fresh net).
-  const sample = Int32Array.from({ length: Math.min(100, fit) }, (_, i) => i);
-  const initial = tf.tidy(() => {
+interface CheckpointState {
+  step: number;
+  elapsedSeconds: number;
+  /** What fixes the batch stream and the network: a resume must keep them (--lr and --steps may change). */
+  settings: Record<string, number>;
+  /** Exponential moving average (0.95) of J (null before the first step). */
+  lossEma: number | null;
+}
+
+interface KernelRun {
+  phi: LayersModel;
+  variables: KernelVariables;
+  optimizer: Optimizer;
+  /** phi's weights, then the three scalars: the order of Adam's moments. */
+  trainable: Variable[];
+  /** The batch stream: rng.int(fit) per row, for the whole run. */
+  rng: Rng;
+  data: KernelData;
+  batchX: Float32Array;
+  batchY: Float32Array;
+  startStep: number;
+  elapsedBefore: number;
+  lossEma: number;
+  resumedFrom?: { checkpointDir: string; step: number };
+}
+
+const EPS_DIM = 32 * 32;
+const KERNEL_VARIABLES = ['logSigmaPhi', 'logSigmaQ', 'logitEpsilon'] as const;
+
+/** Bandwidths start at the median heuristic on a natural + adversarial sample (features of the fresh net). */
+function medianHeuristic(tf: Tf, phi: LayersModel, data: KernelData): KernelScalars {
+  const sample = Int32Array.from({ length: Math.min(100, data.fit) }, (_, i) => i);
+  return tf.tidy(() => {
     const x = tf.concat([
-      tf.tensor2d(rows(naturalScaled, sample, dim), [sample.length, dim]),
-      tf.tensor2d(rows(adversarialScaled, sample, dim), [sample.length, dim]),
+      tf.tensor2d(rows(data.naturalScaled, sample, EPS_DIM), [sample.length, EPS_DIM]),
+      tf.tensor2d(rows(data.adversarialScaled, sample, EPS_DIM), [sample.length, EPS_DIM]),
     ]) as Tensor2D;
     const f = phi.apply(x.reshape([-1, 32, 32, 1])) as Tensor2D;
     const n = x.shape[0];
@@ -349,79 +400,148 @@ async function startKernel(
       epsilon: 0.1,
     };
   });
-  return { phi, startStep: 0, initial, lossEma: Number.NaN };
 }
 
-/** Adam on -MMD^2_u / sqrt(Var) of paired natural/adversarial minibatches; returns the trained scalars. */
+const kernelSettings = (options: EpsAdTrainingOptions, data: KernelData) => ({
+  ...{ seed: options.seed, batch: options.batch, features: options.features },
+  ...{ trainImages: options.trainImages, inputScale: data.inputScale },
+});
+
+/** The kernel network, scalars, Adam and batch stream: fresh, or where the checkpoint left them (--resume). */
+async function startKernel(
+  tf: Tf,
+  options: EpsAdTrainingOptions,
+  data: KernelData,
+  log: (line: string) => void,
+): Promise<KernelRun> {
+  const phi = buildKernelNet(tf, { ...DEFAULT_KERNEL_NET, features: options.features }, options.seed);
+  const saved = await openCheckpoint<CheckpointState>(options.checkpointDir, options.resume, log);
+  // A resumed run's scalars come from the checkpoint: any start value will do.
+  const initial = saved ? { sigmaPhi: 1, sigmaQ: 1, epsilon: 0.5 } : medianHeuristic(tf, phi, data);
+  const variables = kernelVariables(tf, initial);
+  const run: KernelRun = {
+    ...{ phi, variables, optimizer: tf.train.adam(options.lr), rng: new Rng(options.seed), data },
+    trainable: [
+      ...phi.trainableWeights.map((w) => w.read() as Variable),
+      ...KERNEL_VARIABLES.map((name) => variables[name]),
+    ],
+    batchX: new Float32Array(options.batch * EPS_DIM),
+    batchY: new Float32Array(options.batch * EPS_DIM),
+    ...{ startStep: 0, elapsedBefore: 0, lossEma: Number.NaN },
+  };
+  if (saved)
+    await resumeKernel(tf, options, run, saved).catch((error: unknown) => {
+      disposeKernel(tf, run);
+      throw error;
+    });
+  return run;
+}
+
+/** The scalars' variables have fixed names: a second run in the process needs these gone. */
+function disposeKernel(tf: Tf, run: KernelRun): void {
+  tf.dispose([
+    run.phi,
+    run.optimizer,
+    ...KERNEL_VARIABLES.map((name) => run.variables[name]),
+  ] as unknown as Tensor[]);
+}
+
+async function resumeKernel(
+  tf: Tf,
+  options: EpsAdTrainingOptions,
+  run: KernelRun,
+  saved: LoadedCheckpoint<CheckpointState>,
+): Promise<void> {
+  const { state, arrays } = saved;
+  assertSameSettings(options.checkpointDir, state.settings, kernelSettings(options, run.data));
+  setModelArrays(tf, run.phi, arrays);
+  for (const name of KERNEL_VARIABLES) {
+    const array = arrays.find((a) => a.name === `kernel/${name}`);
+    if (!array) throw new Error(`the checkpoint in ${options.checkpointDir} has no kernel/${name}`);
+    run.variables[name].assign(tf.tensor(array.values, array.shape));
+  }
+  await restoreOptimizer(
+    tf,
+    run.optimizer,
+    arrays,
+    () => tf.mean(run.phi.apply(tf.zeros([1, 32, 32, 1])) as Tensor) as Scalar,
+  );
+  for (let i = 0; i < state.step * options.batch; i++) run.rng.int(run.data.fit);
+  Object.assign(run, { startStep: state.step, elapsedBefore: state.elapsedSeconds });
+  run.lossEma = state.lossEma ?? Number.NaN;
+  run.resumedFrom = { checkpointDir: options.checkpointDir, step: state.step };
+}
+
+async function kernelArrays(run: KernelRun): Promise<NamedArray[]> {
+  return [
+    ...modelArrays(run.phi),
+    ...KERNEL_VARIABLES.map((name) => ({
+      name: `kernel/${name}`,
+      shape: run.variables[name].shape,
+      values: Float32Array.from(run.variables[name].dataSync() as Float32Array),
+    })),
+    ...(await optimizerArrays(run.optimizer)),
+  ];
+}
+
+/** One Adam step on -J of a paired natural/adversarial minibatch. */
+async function kernelStep(tf: Tf, options: EpsAdTrainingOptions, run: KernelRun): Promise<StepResult> {
+  const { data, phi, variables } = run;
+  for (let b = 0; b < options.batch; b++) {
+    const i = run.rng.int(data.fit);
+    run.batchX.set(data.naturalScaled.subarray(i * EPS_DIM, (i + 1) * EPS_DIM), b * EPS_DIM);
+    run.batchY.set(data.adversarialScaled.subarray(i * EPS_DIM, (i + 1) * EPS_DIM), b * EPS_DIM);
+  }
+  const loss = tf.tidy(() => {
+    const x = tf.tensor2d(run.batchX, [options.batch, EPS_DIM]);
+    const y = tf.tensor2d(run.batchY, [options.batch, EPS_DIM]);
+    const objective = () => {
+      const fx = phi.apply(x.reshape([-1, 32, 32, 1]), { training: true }) as Tensor2D;
+      const fy = phi.apply(y.reshape([-1, 32, 32, 1]), { training: true }) as Tensor2D;
+      const s = scalarTensors(tf, variables);
+      const kxx = deepKernelTensor(tf, fx, fx, x, x, s);
+      const kyy = deepKernelTensor(tf, fy, fy, y, y, s);
+      const kxy = deepKernelTensor(tf, fx, fy, x, y, s);
+      return tf.neg(mmdRatio(tf, kxx, kyy, kxy)[2]) as Scalar;
+    };
+    const cost = run.optimizer.minimize(objective, true, run.trainable);
+    if (!cost) throw new Error('optimizer.minimize returned no cost');
+    return cost.dataSync()[0];
+  });
+  if (!Number.isFinite(loss)) return { loss };
+  const j = -loss;
+  run.lossEma = Number.isNaN(run.lossEma) ? j : 0.95 * run.lossEma + 0.05 * j;
+  const s = await readKernelScalars(variables);
+  return {
+    loss,
+    fields: {
+      J: { value: run.lossEma, digits: 4 },
+      s_phi: { value: s.sigmaPhi, digits: 3 },
+      s_q: { value: s.sigmaQ, digits: 3 },
+      e: { value: s.epsilon, digits: 3 },
+    },
+  };
+}
+
+/** Trains (or resumes) the kernel; its scalars are null when the run stopped early (continue with --resume). */
 async function trainKernel(
   tf: Tf,
   options: EpsAdTrainingOptions,
-  start: KernelStart,
-  data: { naturalScaled: Float32Array; adversarialScaled: Float32Array; fit: number; inputScale: number },
-): Promise<{ kernel: KernelScalars; lossEma: number; seconds: number }> {
-  const dim = 32 * 32;
-  const { phi } = start;
-  const rng = new Rng(options.seed);
-  const variables = kernelVariables(tf, start.initial);
-  const optimizer = tf.train.adam(options.lr);
-  const trainable = [
-    ...phi.trainableWeights.map((w) => (w as unknown as { val: import('@tensorflow/tfjs').Variable }).val),
-    variables.logSigmaPhi,
-    variables.logSigmaQ,
-    variables.logitEpsilon,
-  ];
-  const batchX = new Float32Array(options.batch * dim);
-  const batchY = new Float32Array(options.batch * dim);
-  const started = Date.now();
-  let lossEma = start.lossEma;
-  for (let step = start.startStep + 1; step <= options.steps; step++) {
-    for (let b = 0; b < options.batch; b++) {
-      const i = rng.int(data.fit);
-      batchX.set(data.naturalScaled.subarray(i * dim, (i + 1) * dim), b * dim);
-      batchY.set(data.adversarialScaled.subarray(i * dim, (i + 1) * dim), b * dim);
-    }
-    const loss = tf.tidy(() => {
-      const x = tf.tensor2d(batchX, [options.batch, dim]);
-      const y = tf.tensor2d(batchY, [options.batch, dim]);
-      const cost = optimizer.minimize(
-        () => {
-          const fx = phi.apply(x.reshape([-1, 32, 32, 1]), { training: true }) as Tensor2D;
-          const fy = phi.apply(y.reshape([-1, 32, 32, 1]), { training: true }) as Tensor2D;
-          const s = scalarTensors(tf, variables);
-          const kxx = deepKernelTensor(tf, fx, fx, x, x, s);
-          const kyy = deepKernelTensor(tf, fy, fy, y, y, s);
-          const kxy = deepKernelTensor(tf, fx, fy, x, y, s);
-          const [, , ratio] = mmdRatio(tf, kxx, kyy, kxy);
-          return tf.neg(ratio) as import('@tensorflow/tfjs').Scalar;
-        },
-        true,
-        trainable,
-      );
-      if (!cost) throw new Error('optimizer.minimize returned no cost');
-      return cost;
-    });
-    const value = -(await loss.data())[0];
-    loss.dispose();
-    if (!Number.isFinite(value))
-      throw new Error(`training stopped: the objective is ${value} at step ${step}; lower --lr`);
-    lossEma = Number.isNaN(lossEma) ? value : 0.95 * lossEma + 0.05 * value;
-    if (step % 50 === 0 || step === options.steps) {
-      const s = await readKernelScalars(variables);
-      console.log(
-        `step ${step}/${options.steps} J ${lossEma.toFixed(3)} s_phi ${s.sigmaPhi.toExponential(2)} s_q ${s.sigmaQ.toExponential(2)} e ${s.epsilon.toFixed(3)} ${((Date.now() - started) / 1000).toFixed(0)}s`,
-      );
-    }
-    if (step % options.checkpointSteps === 0 && step < options.steps) {
-      const scalars = await readKernelScalars(variables);
-      await saveCheckpoint(options.checkpointDir, phi, {
-        step,
-        scalars,
-        inputScale: data.inputScale,
-        lossEma,
-      });
-    }
-  }
-  return { kernel: await readKernelScalars(variables), lossEma, seconds: (Date.now() - started) / 1000 };
+  run: KernelRun,
+): Promise<{ done: number; kernel: KernelScalars | null; seconds: number }> {
+  const result = await runTraining({
+    ...{ label: 'eps-ad kernel', options, startStep: run.startStep, elapsedBefore: run.elapsedBefore },
+    step: () => kernelStep(tf, options, run),
+    snapshot: async () => ({
+      arrays: await kernelArrays(run),
+      state: {
+        settings: kernelSettings(options, run.data),
+        lossEma: Number.isNaN(run.lossEma) ? null : run.lossEma,
+      },
+    }),
+  });
+  const kernel = result.reason === 'done' ? await readKernelScalars(run.variables) : null;
+  return { done: result.done, kernel, seconds: result.seconds };
 }
 
 interface Calibrated {
@@ -483,65 +603,81 @@ async function calibrate(
       own.map((j) => adversarialScores[j]),
     );
   }
-  console.log(
-    `validation (held-out ${holdout} pairs):`,
-    validation,
-    'thresholds',
-    config.calibration.thresholds,
+  logOf(options)(
+    `validation (held-out ${holdout} pairs): ${JSON.stringify(validation)}, thresholds ` +
+      JSON.stringify(config.calibration.thresholds),
   );
   detector.dispose();
   return { config, referenceBits, validation, holdout };
 }
 
-export async function trainEpsAd(tf: Tf, options: EpsAdTrainingOptions): Promise<void> {
+/** EPS of the three parts (cached), the kernel trained on the core loop, then calibration and the export. */
+export async function trainEpsAd(tf: Tf, options: EpsAdTrainingOptions): Promise<EpsAdTrainingResult> {
+  const log = logOf(options);
+  // Before the EPS (minutes at full size): a checkpoint there needs --resume.
+  if (!options.resume) await assertFreshCheckpointDir(options.checkpointDir);
   const started = Date.now();
   const inputs = await loadInputs(tf, options);
   const sets = await computeEpsSets(tf, options, inputs);
   const epsSeconds = (Date.now() - started) / 1000;
   const inputScale = rms(sets.natural);
-  const naturalScaled = scaled(sets.natural, inputScale);
-  const adversarialScaled = scaled(sets.adversarial, inputScale);
   const holdout = Math.max(2, Math.round(options.trainImages * 0.2));
   const fit = options.trainImages - holdout;
-  const start = await startKernel(tf, options, naturalScaled, adversarialScaled, fit);
-  const trained = await trainKernel(tf, options, start, {
-    naturalScaled,
-    adversarialScaled,
-    fit,
-    inputScale,
-  });
-  const calibrated = await calibrate(tf, options, inputs, sets, {
-    ...{ phi: start.phi, kernel: trained.kernel, inputScale, fit, holdout },
-  });
-  await writeDetectorFiles(options.out, start.phi, calibrated.config, calibrated.referenceBits);
-  const manifest = epsAdManifest(options, inputs, sets, calibrated, {
-    ...{ phi: start.phi, lossEma: trained.lossEma, trainingSeconds: trained.seconds, epsSeconds },
-  });
-  await writeFile(join(options.out, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
-  console.log(`wrote ${options.out} (${((Date.now() - started) / 1000).toFixed(0)}s in all)`);
+  const data = {
+    ...{
+      naturalScaled: scaled(sets.natural, inputScale),
+      adversarialScaled: scaled(sets.adversarial, inputScale),
+    },
+    ...{ fit, inputScale },
+  };
+  const run = await startKernel(tf, options, data, log);
+  try {
+    const trained = await trainKernel(tf, options, run);
+    if (!trained.kernel) return { steps: trained.done, validation: null };
+    const calibrated = await calibrate(tf, options, inputs, sets, {
+      ...{ phi: run.phi, kernel: trained.kernel, inputScale, fit, holdout },
+    });
+    const manifest = trainedManifest(
+      {
+        ...{ out: options.out, data: epsAdTrainingData(options, inputs, sets), command: options.commandLine },
+        lineage: {
+          ...{ trainer: `tools/train/eps-ad.ts (tf.js ${options.backend})`, device: 'cpu' },
+          ...(run.resumedFrom && { resumedFrom: run.resumedFrom }),
+        },
+      },
+      epsAdManifestBody(options, inputs, calibrated, {
+        ...{ phi: run.phi, lossEma: run.lossEma, trainingSeconds: trained.seconds, epsSeconds },
+      }),
+    );
+    await writeModelFolder(options.out, manifest, (dir) =>
+      writeDetectorFiles(dir, run.phi, calibrated.config, calibrated.referenceBits),
+    );
+    log(`wrote ${options.out} (${((Date.now() - started) / 1000).toFixed(0)}s in all)`);
+    return { steps: options.steps, validation: calibrated.validation };
+  } finally {
+    disposeKernel(tf, run);
+  }
 }
 
-function epsAdManifest(
+function epsAdTrainingData(options: EpsAdTrainingOptions, inputs: EpsAdInputs, sets: EpsSets): string {
+  const { classifierManifest: classifier, scoreModelId } = inputs;
+  return (
+    `Fashion-MNIST training split (${options.dataDir ?? FASHION_MNIST_DIR}): ${options.trainImages} images ` +
+    `(natural, FGSM at Linf ${options.budgetText} and FGSM-L2 at L2 ${sets.l2Budget.toFixed(4)} = budget * ` +
+    `sqrt(784), attacking ${classifier.name}@${classifier.version}), ${options.reference} reference and ` +
+    `${options.calibration} calibration images, all disjoint; EPS with ${scoreModelId}, T* = ` +
+    `${options.timesteps}. The t10k split is not used.`
+  );
+}
+
+function epsAdManifestBody(
   options: EpsAdTrainingOptions,
   inputs: EpsAdInputs,
-  sets: EpsSets,
   calibrated: Calibrated,
   run: { phi: LayersModel; lossEma: number; trainingSeconds: number; epsSeconds: number },
-): ModelManifestInput {
-  const { scoreModelId, classifierManifest } = inputs;
-  const { config, validation, holdout } = calibrated;
-  const { l2Budget } = sets;
+): ManifestBody {
   const architecture = { ...DEFAULT_KERNEL_NET, features: options.features };
-  const inputScale = config.inputScale;
-  const kernel = config.kernel;
-  const lossEma = run.lossEma;
-  const trainingSeconds = run.trainingSeconds;
-  const epsSeconds = run.epsSeconds;
-  const calibrationScores = config.calibration.scores;
-  const phi = run.phi;
-  const manifest: ModelManifestInput = {
-    name: 'eps-ad-fashion-mnist',
-    version: options.version,
+  return {
     task: 'adversarial-detector',
     format: 'layers',
     required: false,
@@ -557,116 +693,110 @@ function epsAdManifest(
       statistic: 'biased MMD^2 between the reference EPS set and one test EPS (larger = adversarial)',
       files: 'model.json + weights.bin (phi), detector.json (scalars, T*, calibration), reference.f16',
     },
-    parameters: phi.countParams() + 3,
-    trainingData: `Fashion-MNIST training split: ${options.trainImages} images (natural, FGSM at Linf ${options.budgetText} and FGSM-L2 at L2 ${l2Budget.toFixed(4)} = budget * sqrt(784), attacking ${classifierManifest.name}@${classifierManifest.version}), ${options.reference} reference and ${options.calibration} calibration images, all disjoint; EPS with ${scoreModelId}, T* = ${options.timesteps}. The t10k split is not used.`,
+    parameters: run.phi.countParams() + 3,
     trainingSteps: options.steps,
-    trainingCommand: options.commandLine,
-    metrics: {
-      ...validation,
-      validationPairs: holdout,
-      trainingObjectiveJ: lossEma,
-      trainingObjectiveDefinition:
-        'MMD^2_u / sqrt(Var) of natural vs FGSM/FGSM-L2 EPS minibatches, exponential moving average (0.95)',
-      threshold_fpr_0_05: thresholdAtFpr(calibrationScores, 0.05),
-      calibrationImages: options.calibration,
-      referenceImages: options.reference,
-      timesteps: options.timesteps,
-      budgetLinf: options.budget,
-      budgetL2: l2Budget,
-      trainingSeconds,
-      epsSeconds,
-      batch: options.batch,
-      learningRate: options.lr,
-      optimizer: 'adam',
-      backend: options.backend,
-      seed: options.seed,
-    },
+    metrics: epsAdMetrics(options, calibrated, run),
     description:
       'EPS-AD adversarial-example detector for classifier-fashion-mnist inputs: deep kernel on the expected perturbation score of ddpm-fashion-mnist, a float16 reference set and thresholds calibrated on held-out clean images.',
-    createdAt: new Date().toISOString(),
     extra: {
-      scoreModel: scoreModelId,
-      classifier: `${classifierManifest.name}@${classifierManifest.version}`,
+      scoreModel: inputs.scoreModelId,
+      classifier: `${inputs.classifierManifest.name}@${inputs.classifierManifest.version}`,
       trainingAttacks: TRAINING_ATTACKS,
-      budgets: { fgsm: options.budget, 'fgsm-l2': l2Budget },
+      budgets: { fgsm: options.budget, 'fgsm-l2': options.budget * Math.sqrt(IMAGE_PIXELS) },
       timesteps: options.timesteps,
-      inputScale,
-      kernel,
+      inputScale: calibrated.config.inputScale,
+      kernel: calibrated.config.kernel,
       calibratedFprs: CALIBRATED_FPRS,
-      thresholds: config.calibration.thresholds,
+      thresholds: calibrated.config.calibration.thresholds,
       referenceQuantisation:
         'float16 (IEEE binary16) of EPS / inputScale; calibration computed on the quantised set',
       splitSeed: SPLIT_SEED,
-      adamRestartOnResume: true,
     },
   };
-  const parsed = parseModelManifest(manifest);
-  if (!parsed.ok) throw new Error(`manifest is invalid: ${parsed.error}`);
-  return manifest;
+}
+
+function epsAdMetrics(
+  options: EpsAdTrainingOptions,
+  calibrated: Calibrated,
+  run: { lossEma: number; trainingSeconds: number; epsSeconds: number },
+): Record<string, number | string> {
+  return {
+    ...calibrated.validation,
+    validationPairs: calibrated.holdout,
+    trainingObjectiveJ: run.lossEma,
+    trainingObjectiveDefinition:
+      'MMD^2_u / sqrt(Var) of natural vs FGSM/FGSM-L2 EPS minibatches, exponential moving average (0.95)',
+    threshold_fpr_0_05: thresholdAtFpr(calibrated.config.calibration.scores, 0.05),
+    calibrationImages: options.calibration,
+    referenceImages: options.reference,
+    timesteps: options.timesteps,
+    budgetLinf: options.budget,
+    budgetL2: options.budget * Math.sqrt(IMAGE_PIXELS),
+    trainingSeconds: run.trainingSeconds,
+    epsSeconds: run.epsSeconds,
+    batch: options.batch,
+    learningRate: options.lr,
+    optimizer: 'adam',
+    backend: options.backend,
+    seed: options.seed,
+  };
 }
 
 function parseBudget(text: string): number {
   const match = /^(\d+(?:\.\d+)?)(?:\/(\d+(?:\.\d+)?))?$/.exec(text.trim());
   const value = match ? Number(match[1]) / (match[2] ? Number(match[2]) : 1) : Number.NaN;
   if (!(value > 0 && value < 1))
-    throw new Error(`--budget must be a number in (0, 1) or a fraction like 1/255`);
+    throw new UsageError(`--budget must be a number in (0, 1) or a fraction like 1/255`, EPS_AD_USAGE);
   return value;
 }
 
-export async function runEpsAdCli(args: string[], commandLine: string): Promise<void> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      budget: { type: 'string', default: '1/255' },
-      'train-images': { type: 'string' },
-      reference: { type: 'string' },
-      calibration: { type: 'string' },
-      timesteps: { type: 'string' },
-      steps: { type: 'string' },
-      batch: { type: 'string' },
-      lr: { type: 'string' },
-      features: { type: 'string' },
-      seed: { type: 'string' },
-      'score-model': { type: 'string', default: 'models/ddpm-fashion-mnist/20261127' },
-      classifier: { type: 'string', default: 'models/classifier-fashion-mnist/1' },
-      out: { type: 'string' },
-      version: { type: 'string' },
-      'cache-dir': { type: 'string', default: 'tmp/eps-ad-cache' },
-      'checkpoint-dir': { type: 'string', default: 'checkpoints/eps-ad' },
-      'checkpoint-steps': { type: 'string' },
-      resume: { type: 'boolean', default: false },
-      backend: { type: 'string', default: 'auto' },
-      help: { type: 'boolean', default: false },
-    },
-    strict: true,
-  });
-  if (values.help) {
-    console.log(EPS_AD_USAGE);
-    return;
-  }
-  const version = values.version ?? '1';
-  const runtime = await initTfjs(values.backend as BackendPreference);
-  await trainEpsAd(runtime.tf, {
-    budget: parseBudget(values.budget ?? '1/255'),
-    budgetText: values.budget ?? '1/255',
+const EPS_AD_OPTIONS = {
+  ...COMMON_OPTIONS,
+  budget: { type: 'string', default: '1/255' },
+  'train-images': { type: 'string' },
+  reference: { type: 'string' },
+  calibration: { type: 'string' },
+  timesteps: { type: 'string' },
+  features: { type: 'string' },
+  'score-model': { type: 'string', default: 'models/ddpm-fashion-mnist/20261127' },
+  classifier: { type: 'string', default: 'models/classifier-fashion-mnist/1' },
+  'cache-dir': { type: 'string', default: 'tmp/eps-ad-cache' },
+} as const;
+
+export type EpsAdCli = Omit<EpsAdTrainingOptions, 'commandLine' | 'backend' | 'log'> & CommonOptions;
+
+/** The command line, checked; nothing is read or run yet. Null for --help. */
+export function parseEpsAdArgs(args: string[]): EpsAdCli | null {
+  const values = parseOptions(args, EPS_AD_OPTIONS, EPS_AD_USAGE);
+  if (values.help) return null;
+  const common = commonOptions(values, { name: 'eps-ad-fashion-mnist', steps: 1500, batch: 100, lr: 5e-4 });
+  if (common.device !== 'cpu') throw new UsageError('eps-ad: there is no GPU port; use --device cpu');
+  if (common.initFrom) throw new UsageError('eps-ad has no --init-from: the kernel trains from scratch');
+  modelIdFromOut(common.out);
+  return {
+    ...common,
+    budget: parseBudget(values.budget),
+    budgetText: values.budget,
     trainImages: positive('train-images', values['train-images'], 600, true),
     reference: positive('reference', values.reference, 500, true),
     calibration: positive('calibration', values.calibration, 500, true),
     timesteps: positive('timesteps', values.timesteps, 20, true),
-    steps: positive('steps', values.steps, 1500, true),
-    batch: positive('batch', values.batch, 100, true),
-    lr: positive('lr', values.lr, 5e-4),
     features: positive('features', values.features, DEFAULT_KERNEL_NET.features, true),
-    seed: values.seed === undefined ? 1 : Number(values.seed),
-    scoreModelDir: values['score-model'] ?? 'models/ddpm-fashion-mnist/20261127',
-    classifierDir: values.classifier ?? 'models/classifier-fashion-mnist/1',
-    out: values.out ?? `models/eps-ad-fashion-mnist/${version}`,
-    version,
-    cacheDir: values['cache-dir'] ?? 'tmp/eps-ad-cache',
-    checkpointDir: values['checkpoint-dir'] ?? 'checkpoints/eps-ad',
-    checkpointSteps: positive('checkpoint-steps', values['checkpoint-steps'], 250, true),
-    resume: values.resume ?? false,
+    scoreModelDir: values['score-model'],
+    classifierDir: values.classifier,
+    dataDir: values.images,
+    cacheDir: values['cache-dir'],
+  };
+}
+
+export async function runEpsAdCli(args: string[], commandLine: string): Promise<void> {
+  const cli = parseEpsAdArgs(args);
+  if (!cli) return void console.log(EPS_AD_USAGE);
+  const runtime = await initTfjs(cli.backend as BackendPreference);
+  await trainEpsAd(runtime.tf, {
+    ...cli,
     commandLine,
     backend: runtime.backend,
+    log: process.stderr.isTTY ? undefined : (line) => console.log(line),
   });
 }

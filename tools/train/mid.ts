@@ -267,7 +267,7 @@ async function startRun(tf: Tf, options: TrainMidOptions, log: (line: string) =>
     // Checkpoints written before tools/train/core counted `step` within the round and had no roundStep.
     run.state = { ...saved.state, roundStep: saved.state.roundStep ?? saved.state.step };
     setModelArrays(tf, model, saved.arrays);
-    run.savedOptimizer = saved.arrays.filter((a) => a.name.startsWith('optimizer/'));
+    run.savedOptimizer = saved.arrays.filter((a) => /^optimizer(-state)?\//.test(a.name));
     run.resumedFrom = { checkpointDir: options.checkpointDir, step: saved.state.step };
     log(`resumed at round ${saved.state.round}, step ${saved.state.roundStep}`);
   } else if (!options.resume) await assertFreshCheckpointDir(options.checkpointDir);

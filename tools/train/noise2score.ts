@@ -37,10 +37,9 @@ import { addNoise, type NoiseFamily } from '../../src/denoise/noise.js';
 import { denoiseNoise2Score } from '../../src/denoise/noise2score.js';
 import { Rng } from '../../src/util/random.js';
 import {
-  assertFreshCheckpointDir,
   modelArrays,
+  openCheckpoint,
   optimizerArrays,
-  readCheckpoint,
   restoreOptimizer,
   setModelArrays,
   writeCheckpoint,
@@ -507,7 +506,7 @@ async function startRun(tf: Tf, options: TrainNoise2ScoreOptions, log: (line: st
     elapsedBefore: 0,
     losses: [],
   };
-  const saved = options.resume ? await readCheckpoint<CheckpointState>(options.checkpointDir) : null;
+  const saved = await openCheckpoint<CheckpointState>(options.checkpointDir, options.resume, log);
   if (saved) {
     if (saved.state.noise !== options.noise)
       throw new Error(
@@ -526,10 +525,7 @@ async function startRun(tf: Tf, options: TrainNoise2ScoreOptions, log: (line: st
       losses: saved.state.losses,
     });
     run.resumedFrom = { checkpointDir: options.checkpointDir, step: saved.state.step };
-    log(`resumed from step ${saved.state.step} (${options.checkpointDir})`);
   } else {
-    if (options.resume) log(`no checkpoint in ${options.checkpointDir}; starting from scratch`);
-    else await assertFreshCheckpointDir(options.checkpointDir);
     if (options.initFrom) {
       const { fileSystemIO } = await import('../../src/nn/fs-io.js');
       const source = await tf.loadLayersModel(fileSystemIO(options.initFrom));

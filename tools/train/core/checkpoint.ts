@@ -6,12 +6,14 @@
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type NamedArray, readTensors, writeTensors } from '../tensor-file.js';
+import { UsageError } from './options.js';
 import { getLearningRate, setLearningRate } from './schedules.js';
 
 type Tf = typeof import('@tensorflow/tfjs');
 type LayersModel = import('@tensorflow/tfjs').LayersModel;
 type Optimizer = import('@tensorflow/tfjs').Optimizer;
 type Scalar = import('@tensorflow/tfjs').Scalar;
+type Variable = import('@tensorflow/tfjs').Variable;
 
 export interface CheckpointStateBase {
   step: number;
@@ -74,6 +76,46 @@ export async function assertFreshCheckpointDir(dir: string): Promise<void> {
   throw new Error(`${dir} holds a checkpoint: pass --resume to continue it, or remove it to start over`);
 }
 
+/**
+ * The checkpoint a run starts from: the newest one of `dir` with --resume (null, and a line saying so, when there
+ * is none), else null after checking that `dir` holds none (assertFreshCheckpointDir).
+ */
+export async function openCheckpoint<S extends CheckpointStateBase>(
+  dir: string,
+  resume: boolean,
+  log: (line: string) => void,
+): Promise<LoadedCheckpoint<S> | null> {
+  if (!resume) {
+    await assertFreshCheckpointDir(dir);
+    return null;
+  }
+  const saved = await readCheckpoint<S>(dir);
+  log(
+    saved
+      ? `resumed from step ${saved.state.step} (${dir})`
+      : `no checkpoint in ${dir}; starting from scratch`,
+  );
+  return saved;
+}
+
+/**
+ * Refuses to resume a checkpoint made with other settings of those that fix the data stream or the network (its
+ * batches or shapes would not continue the same run); the others (--lr, --steps) may change on a resume.
+ */
+export function assertSameSettings(
+  dir: string,
+  saved: Record<string, unknown> | undefined,
+  current: Record<string, number | string>,
+): void {
+  const differ = Object.keys(current).filter((k) => saved?.[k] !== current[k]);
+  if (differ.length === 0) return;
+  const list = (values: Record<string, unknown> | undefined) =>
+    differ.map((k) => `${k} ${String(values?.[k])}`).join(', ');
+  throw new UsageError(
+    `the checkpoint in ${dir} was made with ${list(saved)}, not ${list(current)}: resume with the same settings`,
+  );
+}
+
 export function modelArrays(model: LayersModel, prefix = 'model/'): NamedArray[] {
   return model.weights.map((w) => {
     const value = w.read();
@@ -81,12 +123,32 @@ export function modelArrays(model: LayersModel, prefix = 'model/'): NamedArray[]
   });
 }
 
+/**
+ * Adam's running powers beta1^t and beta2^t. tf.js keeps them in variables of its own (not in getWeights) and,
+ * on setWeights, rebuilds them as pow(beta, t + 1), which differs in the last bit from the running product an
+ * uninterrupted run holds (beta2 = 0.999 at t = 25, for one): a resumed run would drift from the uninterrupted
+ * one. So the checkpoint keeps their values and restoreOptimizer puts them back.
+ */
+const ADAM_POWERS = ['accBeta1', 'accBeta2'] as const;
+type AdamPowers = Partial<Record<(typeof ADAM_POWERS)[number], Variable>>;
+const adamPowers = (optimizer: Optimizer) => optimizer as unknown as AdamPowers;
+
 export async function optimizerArrays(optimizer: Optimizer): Promise<NamedArray[]> {
-  return (await optimizer.getWeights()).map((w) => ({
+  const arrays = (await optimizer.getWeights()).map((w) => ({
     name: `optimizer/${w.name}`,
     shape: w.tensor.shape,
     values: Float32Array.from(w.tensor.dataSync() as Float32Array),
   }));
+  for (const name of ADAM_POWERS) {
+    const power = adamPowers(optimizer)[name];
+    if (power)
+      arrays.push({
+        name: `optimizer-state/${name}`,
+        shape: power.shape,
+        values: Float32Array.from(power.dataSync()),
+      });
+  }
+  return arrays;
 }
 
 export function setModelArrays(tf: Tf, model: LayersModel, arrays: NamedArray[], prefix = 'model/'): void {
@@ -97,8 +159,9 @@ export function setModelArrays(tf: Tf, model: LayersModel, arrays: NamedArray[],
 }
 
 /**
- * Restores Adam's moments and iteration count. Adam creates its variables on its first update, so one update at
- * rate 0 (of `warmLoss`, any scalar of the model's output) makes them exist in the model's variable order first.
+ * Restores Adam's moments, iteration count and running powers. Adam creates its variables on its first update,
+ * so one update at rate 0 (of `warmLoss`, any scalar of the model's output) makes them exist in the model's
+ * variable order first.
  */
 export async function restoreOptimizer(
   tf: Tf,
@@ -117,4 +180,9 @@ export async function restoreOptimizer(
   await optimizer.setWeights(
     saved.map((a) => ({ name: a.name.slice('optimizer/'.length), tensor: tf.tensor(a.values, a.shape) })),
   );
+  for (const name of ADAM_POWERS) {
+    const power = adamPowers(optimizer)[name];
+    const value = arrays.find((a) => a.name === `optimizer-state/${name}`);
+    if (power && value) power.assign(tf.tensor(value.values, value.shape));
+  }
 }

@@ -4,7 +4,9 @@
  * a finite number stops the run at once, without a checkpoint: the last good one stays where it was, and the
  * error says which step it holds.
  */
-import type { Field, Progress } from './progress.js';
+import type { NamedArray } from '../tensor-file.js';
+import { type CheckpointStateBase, writeCheckpoint } from './checkpoint.js';
+import { createProgress, type Field, type Progress } from './progress.js';
 
 export interface StepResult {
   loss: number;
@@ -99,4 +101,50 @@ export async function runLoop(options: LoopOptions): Promise<LoopResult> {
   }
   options.progress.stop();
   return { done: options.steps, reason: 'done', losses };
+}
+
+export interface TrainingOptions {
+  /** The progress label, e.g. 'classifier'. */
+  label: string;
+  startStep: number;
+  /** Seconds of the runs before this one (the checkpoint's, after a resume). */
+  elapsedBefore: number;
+  /** The family's options: the shared ones of core/options (`log`: plain lines there, else a bar on a terminal). */
+  options: {
+    steps: number;
+    stopAtStep?: number;
+    maxMinutes?: number;
+    checkpointMinutes: number;
+    checkpointDir: string;
+    log?: (line: string) => void;
+  };
+  step(step: number): Promise<StepResult> | StepResult;
+  /** What a checkpoint holds: the family's arrays and state (the step and the seconds so far are added). */
+  snapshot(): Promise<{ arrays: NamedArray[]; state: object }>;
+}
+
+/**
+ * runLoop with the core's progress and checkpoints: what a family runs between its start (fresh or resumed) and
+ * its export. Returns the loop's result and the seconds of all runs so far.
+ */
+export async function runTraining(training: TrainingOptions): Promise<LoopResult & { seconds: number }> {
+  const { options, startStep } = training;
+  const runStart = performance.now();
+  const elapsed = () => training.elapsedBefore + (performance.now() - runStart) / 1000;
+  const progress = createProgress({
+    ...{ label: training.label, total: options.steps, start: startStep },
+    ...(options.log && { tty: false, print: options.log }),
+  });
+  const result = await runLoop({
+    ...{ startStep, steps: options.steps, stopAtStep: options.stopAtStep, maxMinutes: options.maxMinutes },
+    ...{ checkpointMinutes: options.checkpointMinutes, checkpointDir: options.checkpointDir, progress },
+    step: (step) => training.step(step),
+    checkpoint: async (done) => {
+      const { arrays, state } = await training.snapshot();
+      const base: CheckpointStateBase = { step: done, elapsedSeconds: elapsed() };
+      await writeCheckpoint(options.checkpointDir, arrays, { ...state, ...base });
+      progress.log(`checkpoint step ${done}`);
+    },
+  });
+  return { ...result, seconds: elapsed() };
 }

@@ -1,6 +1,6 @@
 /**
  * Schedules shared by the trainers: the per-step random stream (so a resumed run replays the same batches), the
- * learning-rate warm-up + cosine decay, geometric annealing, and setting Adam's rate between steps.
+ * learning-rate warm-up + cosine decay, linear decay, geometric annealing, and setting Adam's rate between steps.
  */
 import { Rng } from '../../../src/util/random.js';
 
@@ -29,6 +29,11 @@ export function warmupCosine(peak: number, step: number, steps: number, shape: W
   if (step < warmup) return (peak * (step + 1)) / warmup;
   const t = Math.min(1, (step - warmup) / Math.max(1, steps - warmup));
   return peak * (shape.floor + (1 - shape.floor) * 0.5 * (1 + Math.cos(Math.PI * t)));
+}
+
+/** Linear decay from the peak (step 0) towards `floor` x peak (reached one step after the last). */
+export function linearDecay(peak: number, step: number, steps: number, floor: number): number {
+  return peak * (1 - ((1 - floor) * step) / steps);
 }
 
 /** Geometric annealing from `start` (step 0) to `end` (last step). */
