@@ -48,6 +48,15 @@ function resultsSection(title: string): string {
   return RESULTS.slice(start, next < 0 ? undefined : next);
 }
 
+/** Throws unless `section` names the model version (`name@version` or `models/name/version`): a recorded figure of
+ * another version must never be copied into this one's manifest. */
+function requireVersion(section: string, name: string, version: string): void {
+  if (!section.includes(`${name}@${version}`) && !section.includes(`models/${name}/${version}`))
+    throw new Error(
+      `${name}@${version}: its bench/RESULTS.md section is about another version; rerun its benchmark first`,
+    );
+}
+
 /** The number in column `column` (0 = the label) of the table row whose label contains `label`. */
 function tableFigure(section: string, label: string, column = 1): number {
   const row = section.split('\n').find((line) => line.startsWith('|') && line.split('|')[1]?.includes(label));
@@ -161,8 +170,9 @@ const round = (x: number) => Math.round(x * 1000) / 1000;
 
 // ---- the others: recorded -----------------------------------------------------------------------------------------
 
-function midEntries(name: string, manifest: Record<string, unknown>): Entry[] {
+function midEntries(name: string, version: string, manifest: Record<string, unknown>): Entry[] {
   const section = resultsSection('MID: real camera noise on PolyU validation scenes');
+  requireVersion(section, name, version);
   const data =
     'PolyU validation scenes (src/mid/data.ts splitPolyuScenes: 22 crops, 512x512 RGB JPEG, 5 scenes never used in ' +
     'training or tuning), x = mean/255, y = noisy/255; mean PSNR (dB) on RGB';
@@ -174,7 +184,7 @@ function midEntries(name: string, manifest: Record<string, unknown>): Entry[] {
         ...common,
         figures: {
           psnr_noisy: tableFigure(section, 'noisy input'),
-          psnr_masks4: tableFigure(section, 'mid-rgb-round0@20261128, K = 4'),
+          psnr_masks4: tableFigure(section, `${name}@${version}, K = 4`),
         },
         source: 'recorded',
         note: "Recorded from bench/RESULTS.md, section 'MID: real camera noise on PolyU validation scenes'.",
@@ -206,7 +216,7 @@ function midEntries(name: string, manifest: Record<string, unknown>): Entry[] {
       figures: {
         psnr_noisy: tableFigure(section, 'noisy input'),
         psnr_default: tableFigure(section, '(service default)'),
-        psnr_masks8_average: tableFigure(section, 'mid-rgb@20261128, K = 8, average only'),
+        psnr_masks8_average: tableFigure(section, `${name}@${version}, K = 8, average only`),
         psnr_opencv_nlm_tuned: tableFigure(section, 'OpenCV'),
         psnr_noise2score_tv: tableFigure(section, 'blind, estimator = tv'),
       },
@@ -224,8 +234,9 @@ function dateIn(text: string | undefined): string {
   return new Date(`${m[1]}${m[2] ?? 'T00:00'}:00Z`).toISOString();
 }
 
-function naturalPriorEntries(): Entry[] {
+function naturalPriorEntries(version: string): Entry[] {
   const sweep = resultsSection('RED-Diff defaults for the natural prior, chosen on held-out crops');
+  requireVersion(sweep, 'ddpm-natural-grey', version);
   return [
     {
       role: 'selection',
@@ -262,8 +273,9 @@ function naturalPriorEntries(): Entry[] {
   ];
 }
 
-function fashionPriorEntries(): Entry[] {
+function fashionPriorEntries(version: string): Entry[] {
   const section = resultsSection('RED-Diff restoration');
+  requireVersion(section, 'ddpm-fashion-mnist', version);
   const rows = section.split('\n').filter((l) => l.startsWith('| Fashion-MNIST'));
   const pick = (task: string, method: string) => {
     const row = rows.find((l) => l.includes(task) && l.split('|')[4]?.includes(method));
@@ -297,8 +309,9 @@ function fashionPriorEntries(): Entry[] {
   ];
 }
 
-function epsEntries(manifest: Record<string, unknown>): Entry[] {
+function epsEntries(version: string, manifest: Record<string, unknown>): Entry[] {
   const section = resultsSection('EPS-AD adversarial detection');
+  requireVersion(section, 'eps-ad-fashion-mnist', version);
   const figures: Record<string, number> = {};
   for (const line of section.split('\n')) {
     const cells = line.split('|').map((c) => c.trim());
@@ -361,10 +374,10 @@ for (const name of readdirSync(MODELS_DIR).sort()) {
     if (manifest.task === 'denoise-score') {
       tf ??= (await initTfjs('wasm')).tf;
       heldout = { entries: await noise2scoreEntries(tf, dir, manifest) };
-    } else if (name.startsWith('mid-rgb')) heldout = { entries: midEntries(name, manifest) };
-    else if (name === 'ddpm-natural-grey') heldout = { entries: naturalPriorEntries() };
-    else if (name === 'ddpm-fashion-mnist') heldout = { entries: fashionPriorEntries() };
-    else if (name === 'eps-ad-fashion-mnist') heldout = { entries: epsEntries(manifest) };
+    } else if (name.startsWith('mid-rgb')) heldout = { entries: midEntries(name, version, manifest) };
+    else if (name === 'ddpm-natural-grey') heldout = { entries: naturalPriorEntries(version) };
+    else if (name === 'ddpm-fashion-mnist') heldout = { entries: fashionPriorEntries(version) };
+    else if (name === 'eps-ad-fashion-mnist') heldout = { entries: epsEntries(version, manifest) };
     else if (name === 'classifier-fashion-mnist') heldout = { entries: classifierEntries(manifest) };
     else if (manifest.trainingSteps === 0)
       heldout = {
