@@ -85,6 +85,17 @@ export function train400Holdout(): string[] {
     .slice(-TRAIN400_HOLDOUT);
 }
 
+/** One of train400's images (grey PNG, 180x180), named by its file name without the extension. */
+export async function loadTrain400Image(file: string): Promise<CleanImage> {
+  const { data, info } = await sharp(join(TRAIN400_DIR, file))
+    .greyscale()
+    .raw()
+    .toBuffer({ resolveWithObject: true });
+  const u8 = new Uint8Array(data.buffer, data.byteOffset, info.width * info.height).slice();
+  const x = Float64Array.from(u8, (v) => v / 255);
+  return { name: file.replace(/\.png$/, ''), width: info.width, height: info.height, u8, x };
+}
+
 /** Seed of one noisy version: a hash of image name, family and level, so each has its own reproducible stream. */
 export function heldoutNoiseSeed(name: string, family: NoiseFamily, level: number): number {
   let h = 2166136261;

@@ -34,6 +34,51 @@ export const modelIdSchema = z
 
 const finite = z.number().refine(Number.isFinite, 'must be a finite number');
 
+/**
+ * What held-out figures measure. 'selection': data the model never trained on (or, where the note says so, only
+ * partly), used to choose the model or its settings; 'report': held-out data never used to choose anything;
+ * 'final': the final figures (Set12, the PolyU validation scenes, a test split), never used to choose.
+ */
+export const HELDOUT_ROLES = ['selection', 'report', 'final'] as const;
+
+const isoDate = z.string().refine((s) => !Number.isNaN(Date.parse(s)), 'must be an ISO 8601 date');
+
+/** One held-out measurement: on what data, with which command, when, and its figures (numbers only). */
+export const heldoutEntrySchema = z
+  .object({
+    role: z.enum(HELDOUT_ROLES),
+    data: z.string().min(1).describe('the images and how they were made noisy or degraded'),
+    figures: z
+      .record(z.string(), finite)
+      .refine((f) => Object.keys(f).length > 0, 'must hold at least one figure'),
+    command: z.string().min(1).describe('the command that produced the figures'),
+    date: isoDate.describe('when the figures were measured'),
+    source: z
+      .enum(['measured', 'recorded'])
+      .describe(
+        "'measured' by `command` when the section was written; 'recorded': copied from an earlier run's record",
+      ),
+    /** Where a recorded figure was copied from (bench/RESULTS.md section, the manifest's metrics), caveats. */
+    note: z.string().optional(),
+  })
+  .strict();
+
+/**
+ * `heldout`: the model's figures on data it was not trained on (issue 18), written by
+ * `npx tsx bench/heldout-manifests.ts`; or `none`, saying why no held-out figure applies.
+ */
+export const heldoutSectionSchema = z
+  .object({
+    entries: z.array(heldoutEntrySchema).min(1).optional(),
+    none: z.string().min(1).optional().describe('why no held-out figure applies'),
+  })
+  .strict()
+  .refine(
+    (h) => (h.entries === undefined) !== (h.none === undefined),
+    'must have either entries or none (the reason no held-out figure applies), not both',
+  );
+export type HeldoutSection = z.output<typeof heldoutSectionSchema>;
+
 export const modelManifestSchema = z
   .object({
     name: modelIdSchema,
@@ -71,7 +116,9 @@ export const modelManifestSchema = z
      */
     metrics: z.record(z.string(), z.union([finite, z.string(), z.boolean()])).default({}),
     description: z.string().default(''),
-    createdAt: z.string().refine((s) => !Number.isNaN(Date.parse(s)), 'must be an ISO 8601 date'),
+    createdAt: isoDate,
+    /** Figures on held-out data, by role (see heldoutSectionSchema). */
+    heldout: heldoutSectionSchema.optional(),
     extra: z.record(z.string(), z.unknown()).optional(),
   })
   .superRefine((manifest, ctx) => {

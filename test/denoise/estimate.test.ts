@@ -106,6 +106,64 @@ describe('blind level estimators on textured, 8-bit clipped images (weak-texture
   });
 });
 
+/**
+ * Texture everywhere but a 64x64 flat square: 64 of the 1024 tiles are flat, fewer than the fixed 10 % (103 tiles)
+ * the weak-texture rule keeps, so that fraction holds textured tiles, whose texture reads as noise (Gamma k 400 read
+ * as 260 to 280). The noise-consistent rule keeps only the tiles whose texture the noise explains.
+ */
+function texturedButAFlatSquare(seed: number, side = 64): Float32Array {
+  const rng = new Rng(seed);
+  const x = new Float32Array(width * height);
+  const grain = Float32Array.from({ length: width * height }, () => rng.normal());
+  for (let r = 0; r < height; r++) {
+    for (let c = 0; c < width; c++) {
+      let v = 0.3 + 0.4 * (r / height);
+      if (!(r >= 96 && r < 96 + side && c >= 96 && c < 96 + side)) {
+        let blurred = 0;
+        for (let dr = -1; dr <= 1; dr++)
+          for (let dc = -1; dc <= 1; dc++)
+            blurred +=
+              grain[
+                Math.min(height - 1, Math.max(0, r + dr)) * width + Math.min(width - 1, Math.max(0, c + dc))
+              ];
+        v += 0.05 * blurred + 0.04 * Math.sin(c * 0.9) + 0.03 * Math.sin(r * 0.7);
+      }
+      x[r * width + c] = Math.min(0.95, Math.max(0.05, v));
+    }
+  }
+  return x;
+}
+
+describe('Gamma on the tiles whose texture is consistent with noise alone', () => {
+  it('Gamma k within 10 % (k = 25, 100, 400) when only 6 % of the image is flat', () => {
+    const x = texturedButAFlatSquare(21);
+    for (const k of [25, 100, 400]) {
+      const y = eightBit(addGammaNoise(x, k, new Rng(22 + k)));
+      expect(Math.abs(estimateGammaShape(y, width, height) / k - 1)).toBeLessThan(0.1);
+    }
+  });
+
+  it('Gamma k within 4 % on a flat 512x512 image (k = 25, 100, 400): every flat tile counts', () => {
+    const side = 512;
+    const flat = new Float32Array(side * side).fill(0.4);
+    for (const k of [25, 100, 400]) {
+      const y = eightBit(addGammaNoise(flat, k, new Rng(100 + k)));
+      expect(Math.abs(estimateGammaShape(y, side, side) / k - 1)).toBeLessThan(0.04);
+    }
+  });
+
+  it('gives a finite level when every tile holds a clipped pixel', () => {
+    const x = new Float32Array(width * height).fill(0.9);
+    const y = eightBit(addGaussianNoise(x, 60 / 255, new Rng(9)));
+    const sigma = estimateGaussianSigma(y, width, height);
+    expect(Number.isFinite(sigma)).toBe(true);
+    expect(sigma * 255).toBeGreaterThan(30);
+    expect(
+      Number.isFinite(estimateGammaShape(eightBit(addGammaNoise(x, 10, new Rng(8))), width, height)),
+    ).toBe(true);
+  });
+});
+
 describe('Gaussian sigma on 8-bit images (|d| on a lattice of 0.5/255)', () => {
   it('interpolates the median within its lattice step: within 1.5 % where a plain median is 2.5-4 % off', () => {
     const side = 1024;

@@ -374,6 +374,11 @@ describe('browser console', () => {
     await expect(n2s.locator('.lineage').textContent()).resolves.toMatch(/Lineage/);
     // The per-image validation figures of the manifest (extra.validationPerImage), one row per Set12 image.
     await expect(n2s.getByTestId('per-image-validation').locator('tbody tr').count()).resolves.toBe(12);
+    // The manifest's held-out figures (bench/heldout-manifests.ts): the report split, never tuned on.
+    const heldout = n2s.getByTestId('heldout-figures');
+    await expect(heldout.locator('section[data-role=report]').textContent()).resolves.toMatch(
+      /psnr_sigma25_given[\d.]+.*bench\/heldout-manifests\.ts/,
+    );
     await expect(page.getByTestId('train-your-own').textContent()).resolves.toMatch(
       /npm run train -- noise2score --images \.\/my-noisy --noise gaussian --out models\/my-denoiser\/1/,
     );

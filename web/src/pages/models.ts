@@ -151,6 +151,37 @@ function perImageTable(extra: Json): HTMLElement | null {
   );
 }
 
+/**
+ * The manifest's held-out figures (`heldout`, written by bench/heldout-manifests.ts): one block per entry with its
+ * role, data, figures, command and date; or the reason none applies. Null when the manifest has no such section.
+ */
+function heldoutBlock(heldout: Json): HTMLElement | null {
+  const none = str(heldout.none);
+  const entries = Array.isArray(heldout.entries) ? heldout.entries.map(obj) : [];
+  if (!none && entries.length === 0) return null;
+  return h(
+    'div',
+    { class: 'heldout', 'data-testid': 'heldout-figures' },
+    h('h4', {}, 'Held-out figures'),
+    none ? h('p', {}, none) : null,
+    ...entries.map((e) =>
+      h(
+        'section',
+        { 'data-role': str(e.role) ?? '' },
+        h('p', {}, h('strong', {}, `${str(e.role) ?? '?'}: `), str(e.data) ?? ''),
+        facts(Object.entries(obj(e.figures)).map(([k, v]) => [k, typeof v === 'number' ? fmt(v, 4) : '—'])),
+        h(
+          'p',
+          { class: 'heldout-source' },
+          `${str(e.source) ?? ''} ${str(e.date)?.slice(0, 10) ?? ''} by `,
+          h('code', {}, str(e.command) ?? ''),
+          str(e.note) ? `. ${e.note}` : '',
+        ),
+      ),
+    ),
+  );
+}
+
 /** A model card: what the model is for, what it learned from, how it was made, and how well it does. */
 function modelCard(m: ModelView & { versions?: { version: string; state: string }[] }): HTMLElement {
   const man = obj(m.manifest);
@@ -179,6 +210,7 @@ function modelCard(m: ModelView & { versions?: { version: string; state: string 
     h('h4', {}, 'Validation'),
     figures.length > 0 ? facts(figures) : h('p', {}, 'No validation figures in the manifest.'),
     perImageTable(extra),
+    heldoutBlock(obj(man.heldout)),
     h(
       'details',
       {},
