@@ -18,7 +18,7 @@ import {
   trainNoise2ScoreCuda,
 } from '../../tools/train/noise2score-cli.js';
 import { writeTensors } from '../../tools/train/tensor-file.js';
-import { checkTorch, TorchUnavailable } from '../../tools/train/torch/run.js';
+import { checkTorch, TorchUnavailable, torchDeviceArg, usesTorch } from '../../tools/train/torch/run.js';
 
 let dir: string;
 beforeAll(async () => {
@@ -102,17 +102,40 @@ describe('npm run train -- noise2score (command line)', () => {
     await expect(missing).rejects.toThrow(
       /--device cuda needs PyTorch with a CUDA device.*leave out --device cuda/s,
     );
-    const noModule = checkTorch('python3', async () => ({
+    const noModule = checkTorch('python3', 'cuda', async () => ({
       code: 1,
       output: "ModuleNotFoundError: No module named 'torch'\n",
     }));
     await expect(noModule).rejects.toThrow(
       /import torch failed: ModuleNotFoundError: No module named 'torch'/,
     );
-    const noGpu = checkTorch('python3', async () => ({ code: 0, output: 'torch 2.5.1 False\n' }));
+    const noGpu = checkTorch('python3', 'cuda', async () => ({ code: 0, output: 'torch 2.5.1 False\n' }));
     await expect(noGpu).rejects.toThrow(/torch 2\.5\.1 sees no CUDA device/);
     const cli = parseNoise2ScoreArgs(['--noise', 'gaussian', '--images', 'x', '--device', 'cuda'])!;
     await expect(trainNoise2ScoreCuda(cli, 'cmd', () => {})).rejects.toThrow(/--images\) runs on the CPU/);
+  });
+
+  it('--device torch-cpu: the PyTorch port on the CPU (no CUDA needed; the script gets --device cpu)', async () => {
+    expect([usesTorch('cpu'), usesTorch('cuda'), usesTorch('torch-cpu')]).toEqual([false, true, true]);
+    expect([torchDeviceArg('cuda'), torchDeviceArg('torch-cpu')]).toEqual(['cuda', 'cpu']);
+    expect(() => torchDeviceArg('cpu')).toThrow(/does not run PyTorch/);
+    const cpuOnly = async () => ({ code: 0, output: 'torch 1.13.1 False\n' });
+    await expect(checkTorch('python3', 'torch-cpu', cpuOnly)).resolves.toEqual({ torch: '1.13.1' });
+    await expect(checkTorch('python3', 'cuda', cpuOnly)).rejects.toThrow(/sees no CUDA device/);
+    const noModule = checkTorch('python3', 'torch-cpu', async () => ({
+      code: 1,
+      output: 'No module named torch',
+    }));
+    await expect(noModule).rejects.toThrow(/--device torch-cpu needs PyTorch, and python3 has none/);
+    const deviceOf = (device: string) => {
+      const cli = parseNoise2ScoreArgs(['--noise', 'poisson', '--clean-dir', 'c', '--device', device])!;
+      const { args } = noise2scoreTorchCommand(cli, 'p', 'r');
+      return args[args.indexOf('--device') + 1];
+    };
+    expect([deviceOf('cuda'), deviceOf('torch-cpu')]).toEqual(['cuda', 'cpu']);
+    expect(() => parseNoise2ScoreArgs(['--noise', 'gamma', '--clean-dir', 'c', '--device', 'gpu'])).toThrow(
+      /--device must be one of cpu, cuda, torch-cpu/,
+    );
   });
 
   it('--device cuda: the run PyTorch saves is imported into --out in the same step, with the same manifest', async () => {

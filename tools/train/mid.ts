@@ -67,6 +67,7 @@ import { createProgress, formatDuration } from './core/progress.js';
 import { setLearningRate, stepRng, warmupCosine } from './core/schedules.js';
 import { loadMidData, type MidData, type MidDataOptions } from './mid-data.js';
 import { readTensors } from './tensor-file.js';
+import { usesTorch } from './torch/run.js';
 
 export { centreCrop } from './mid-data.js';
 
@@ -579,8 +580,10 @@ export async function runMidCli(args: string[], commandLine: string): Promise<vo
   );
   if (values.help) return void console.log(USAGE);
   const shared = commonOptions(values, { name: 'mid-rgb', steps: 1, batch: 12, lr: 1e-3 });
-  if (shared.device === 'cuda')
-    throw new UsageError('mid has no PyTorch port yet: train it on the CPU (leave out --device cuda)');
+  if (usesTorch(shared.device))
+    throw new UsageError(
+      `mid has no PyTorch port yet: train it on the CPU (leave out --device ${shared.device})`,
+    );
   if (shared.initFrom)
     throw new UsageError('mid has no --init-from: round r > 0 fine-tunes round r-1 itself');
   const roundSteps = values['round-steps'].split(',').map(Number);

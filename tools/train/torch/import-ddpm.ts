@@ -88,7 +88,7 @@ export async function importDdpm(options: {
           ? options.lineage
           : {
               trainer: `tools/train/torch/ddpm.py (PyTorch ${summary.torch} on ${summary.device})`,
-              device: 'cuda',
+              device: summary.device === 'cpu' ? 'cpu' : 'cuda',
               ...(summary.initFrom && { initialisedFrom: summary.initFrom }),
               ...(options.lineage && { note: options.lineage }),
             },

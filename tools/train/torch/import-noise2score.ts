@@ -98,7 +98,7 @@ export async function importNoise2Score(options: {
           ? options.lineage
           : {
               trainer: `tools/train/torch/noise2score.py (PyTorch ${summary.torch} on ${summary.device})`,
-              device: 'cuda',
+              device: summary.device === 'cpu' ? 'cpu' : 'cuda',
               ...(summary.initFrom && { initialisedFrom: summary.initFrom }),
               ...(options.lineage && { note: options.lineage }),
             },
