@@ -644,6 +644,8 @@ async function trainDdpmCuda(cli: DdpmCli, commandLine: string, log: (line: stri
     out: cli.out,
     commandLine: `import by npm run train (--device ${cli.device})`,
     trainingCommand: commandLine,
+    sampleSteps: cli.sampleSteps,
+    sampleCount: cli.sampleCount,
     lineage: {
       trainer: `tools/train/torch/ddpm.py (PyTorch ${torch})`,
       device: cli.device === 'cuda' ? 'cuda' : 'cpu',
