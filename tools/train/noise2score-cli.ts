@@ -37,7 +37,9 @@ ${COMMON_USAGE}
   --images: your noisy images as they are (any names; JPEG, PNG, TIFF; 8/16-bit; grey or colour, read as grey).
   --clean-dir: clean images; noise of the family is synthesised at a random level per patch.
   --references: clean images for validation: noise at the family's validation level is added, PSNR reported.
-  --out models/<name>/<version> (default models/noise2score-<noise>/<today>); serve it with model=<name>.`;
+  --out models/<name>/<version> (default models/noise2score-<noise>/<today>); serve it with model=<name>.
+  --device cuda runs the PyTorch port (tools/train/torch/noise2score.py) and imports its weights into --out;
+    --device torch-cpu runs the same port on the CPU (slow: for checking it without a GPU).`;
 
 const OPTIONS = {
   ...COMMON_OPTIONS,
@@ -111,6 +113,7 @@ export function noise2scoreTorchCommand(cli: Noise2ScoreCli, packed: string, run
   if (cli.maxMinutes !== undefined) args.push('--max-seconds', String(Math.round(cli.maxMinutes * 60)));
   if (cli.initFrom) args.push('--init-from', resolve(cli.initFrom));
   if (cli.architectureJson) args.push('--architecture', cli.architectureJson);
+  if (cli.noisyDir) args.push('--noisy');
   if (cli.resume) args.push('--resume');
   return { python: cli.python, args };
 }
@@ -125,17 +128,12 @@ export async function trainNoise2ScoreCuda(
   log: (line: string) => void,
   deps: { checkTorch: typeof checkTorch; runTorch: typeof runTorch } = { checkTorch, runTorch },
 ): Promise<void> {
-  if (!cli.cleanDir)
-    throw new UsageError(
-      `--device ${cli.device}: the PyTorch port synthesises noise on clean images (--clean-dir); training on ` +
-        `noisy images alone (--images) runs on the CPU (leave out --device ${cli.device})`,
-    );
   if (cli.stopAtStep !== undefined)
     throw new UsageError(`--device ${cli.device}: use --max-minutes, not --stop-at-step`);
   const { torch } = await deps.checkTorch(cli.python, cli.device);
   const packed = join(cli.checkpointDir, 'torch', 'images');
   const runDir = join(cli.checkpointDir, 'torch', 'run');
-  if (!cli.resume) await packImages(cli.cleanDir, packed);
+  if (!cli.resume) await packImages((cli.cleanDir ?? cli.noisyDir)!, packed);
   await deps.runTorch(noise2scoreTorchCommand(cli, packed, runDir), log);
   await importNoise2Score({
     from: runDir,

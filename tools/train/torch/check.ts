@@ -2,9 +2,10 @@
  * `npm run check:torch [-- --python PATH] [--keep]`: the PyTorch path of `npm run train` end to end, on the CPU
  * (`--device torch-cpu`), on a few generated images, into a temporary folder: Noise2Score from clean images
  * (--clean-dir) and from noisy images alone (--images), and the natural-grey DDPM prior, each for a handful of
- * steps; each run's weights are imported (probe checked) into a model folder, and the service then loads the
- * folder and serves it (POST /v1/denoise with model=<name>, POST /v1/restore with model=<name>). Not part of
- * `npm test` (it needs PyTorch, and takes a minute or two).
+ * steps; each run's weights are imported (probe checked) into a model folder. A fresh noisy-only parity fixture
+ * (noisy_fixture.py) is checked against the TypeScript trainer (parity.ts: levels and sigma_a to 1e-6, the loss to
+ * 1e-4, relative). The service then loads the folder and serves each model (POST /v1/denoise with model=<name>,
+ * POST /v1/restore with model=<name>). Not part of `npm test` (it needs PyTorch; about 30 s).
  *
  * Exit codes: 0 all passed; 1 a step failed; 2 no PyTorch found (nothing was checked: the line says so).
  * PyTorch is looked for in --python (or $PYTHON) when given, else in python3, then /usr/bin/python3.
@@ -16,10 +17,12 @@ import { parseArgs } from 'node:util';
 import sharp from 'sharp';
 import { buildApp } from '../../../src/app.js';
 import { loadConfig } from '../../../src/config.js';
+import { initTfjs } from '../../../src/nn/backend.js';
 import { Rng } from '../../../src/util/random.js';
 import { runDdpmCli } from '../ddpm.js';
 import { runNoise2ScoreCli } from '../noise2score-cli.js';
-import { checkTorch } from './run.js';
+import { noisyParity, readNoisyFixture } from './parity.js';
+import { checkTorch, runTorch, TORCH_DIR } from './run.js';
 
 const SIZE = 64;
 
@@ -94,11 +97,34 @@ async function main(): Promise<number> {
       ...['--steps', '6', '--batch', '4', '--patch', '32', '--out', join(models, 'n2s-clean', '1')],
       ...['--checkpoint-dir', join(dir, 'ck', 'n2s-clean')],
     ]);
+    await train('noise2score gaussian --images (noisy only)', runNoise2ScoreCli, [
+      ...['--noise', 'gaussian', '--images', join(dir, 'noisy'), '--references', join(dir, 'clean')],
+      ...['--steps', '6', '--batch', '4', '--patch', '32', '--out', join(models, 'n2s-noisy', '1')],
+      ...['--checkpoint-dir', join(dir, 'ck', 'n2s-noisy')],
+    ]);
     await train('ddpm natural-grey', runDdpmCli, [
       ...['--images', join(dir, 'clean'), '--steps', '3', '--batch', '2', '--size', '48'],
       ...['--samples', '1', '--sample-steps', '2', '--out', join(models, 'ddpm-check', '1')],
       ...['--checkpoint-dir', join(dir, 'ck', 'ddpm')],
     ]);
+
+    console.log('\n== noisy-only Noise2Score: PyTorch against tf.js on a fresh fixture');
+    const fixture = join(dir, 'noisy-parity.json');
+    await runTorch({ python, args: [join(TORCH_DIR, 'noisy_fixture.py'), fixture] }, (line) =>
+      console.log(line),
+    );
+    const { tf } = await initTfjs('wasm');
+    for (const [family, p] of Object.entries(await noisyParity(tf, await readNoisyFixture(fixture)))) {
+      console.log(
+        `${family}: loss tf.js ${p.tfjsLoss.toFixed(6)}, PyTorch ${p.torchLoss.toFixed(6)}, relative ` +
+          `${p.loss.toExponential(1)}; levels ${p.level.toExponential(1)}, sigma_a ${p.lossScale.toExponential(1)}`,
+      );
+      if (!(p.loss < 1e-4 && p.level < 1e-6 && p.lossScale < 1e-6))
+        throw new Error(
+          `${family}: the PyTorch noisy-only batch or loss differs from the TypeScript trainer's`,
+        );
+    }
+    passed.push('noisy-only parity');
 
     console.log('\n== the service loads and serves the model folders');
     const app = await buildApp(
@@ -111,7 +137,7 @@ async function main(): Promise<number> {
         name: string;
         state: string;
       }[];
-      for (const name of ['n2s-clean', 'ddpm-check']) {
+      for (const name of ['n2s-clean', 'n2s-noisy', 'ddpm-check']) {
         const state = listed.find((m) => m.name === name)?.state;
         if (state !== 'ready') throw new Error(`the service lists ${name} as ${state ?? 'missing'}`);
       }
@@ -120,6 +146,7 @@ async function main(): Promise<number> {
         .toBuffer();
       const served: [string, string][] = [
         ['/v1/denoise?noise=gaussian&level=25&model=n2s-clean', 'n2s-clean@1'],
+        ['/v1/denoise?noise=gaussian&model=n2s-noisy', 'n2s-noisy@1'],
         ['/v1/restore?task=denoise&sigmaY=0.1&steps=2&model=ddpm-check&output=json', 'ddpm-check@1'],
       ];
       for (const [url, model] of served) {
