@@ -18,6 +18,7 @@ import {
   trainNoise2ScoreCuda,
 } from '../../tools/train/noise2score-cli.js';
 import { writeTensors } from '../../tools/train/tensor-file.js';
+import { packImages } from '../../tools/train/torch/pack-images.js';
 import { checkTorch, TorchUnavailable, torchDeviceArg, usesTorch } from '../../tools/train/torch/run.js';
 
 let dir: string;
@@ -26,6 +27,41 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
+});
+
+describe('pack-images (the images PyTorch trains on)', () => {
+  it('packs images of different sizes, zero-padded to the largest, with the size of each', async () => {
+    const folder = join(dir, 'mixed');
+    await mkdir(folder, { recursive: true });
+    const shapes: [number, number][] = [
+      [24, 16],
+      [16, 20],
+      [24, 20],
+    ];
+    for (const [k, [width, height]] of shapes.entries())
+      await sharp(Buffer.alloc(width * height, 10 + 100 * k), { raw: { width, height, channels: 1 } })
+        .png()
+        .toFile(join(folder, `m${k}.png`));
+    const prefix = join(dir, 'packed', 'mixed');
+    await packImages(folder, prefix);
+    const meta = JSON.parse(await readFile(`${prefix}.json`, 'utf8'));
+    expect(meta).toMatchObject({
+      count: 3,
+      height: 20,
+      width: 24,
+      sizes: [
+        [16, 24],
+        [20, 16],
+        [20, 24],
+      ],
+    });
+    const stack = await readFile(`${prefix}.u8`);
+    expect(stack.length).toBe(3 * 20 * 24);
+    const at = (i: number, r: number, c: number) => stack[(i * 20 + r) * 24 + c];
+    expect([at(0, 15, 23), at(0, 16, 0), at(1, 19, 15), at(1, 0, 16), at(2, 19, 23)]).toEqual([
+      10, 0, 110, 0, 210,
+    ]);
+  });
 });
 
 describe('npm run train -- noise2score (command line)', () => {
@@ -209,6 +245,7 @@ describe('npm run train -- noise2score (command line)', () => {
       width: 32,
       height: 32,
     });
+    expect(JSON.parse(await readFile(`${packed}.json`, 'utf8')).sizes).toBeUndefined();
     const manifest = JSON.parse(await readFile(join(out, 'manifest.json'), 'utf8'));
     expect(parseModelManifest(manifest).ok).toBe(true);
     expect(manifest).toMatchObject({

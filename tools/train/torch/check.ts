@@ -1,8 +1,9 @@
 /**
  * `npm run check:torch [-- --python PATH] [--keep]`: the PyTorch path of `npm run train` end to end, on the CPU
  * (`--device torch-cpu`), on a few generated images, into a temporary folder: Noise2Score from clean images
- * (--clean-dir) and from noisy images alone (--images), and the natural-grey DDPM prior, each for a handful of
- * steps; each run's weights are imported (probe checked) into a model folder. A fresh noisy-only parity fixture
+ * (--clean-dir) and from noisy images alone (--images: Gaussian and Poisson, on images of four sizes), and the
+ * natural-grey DDPM prior, each for a handful of steps; each run's weights are imported (probe checked) into a
+ * model folder. A fresh noisy-only parity fixture
  * (noisy_fixture.py) is checked against the TypeScript trainer (parity.ts: levels and sigma_a to 1e-6, the loss to
  * 1e-4, relative). The service then loads the folder and serves each model (POST /v1/denoise with model=<name>,
  * POST /v1/restore with model=<name>). Not part of `npm test` (it needs PyTorch; about 30 s).
@@ -24,27 +25,38 @@ import { runNoise2ScoreCli } from '../noise2score-cli.js';
 import { noisyParity, readNoisyFixture } from './parity.js';
 import { checkTorch, runTorch, TORCH_DIR } from './run.js';
 
-const SIZE = 64;
-
-/** A smooth grey scene with a bright square (seeded), as 8-bit; with `sigma` > 0, plus Gaussian noise of sigma/255. */
-function scene(seed: number, sigma: number): Buffer {
+/**
+ * A smooth grey scene with a bright square (seeded), as 8-bit; with `sigma` > 0, plus Gaussian noise of sigma/255.
+ */
+function scene(seed: number, sigma: number, width: number, height: number): Buffer {
   const rng = new Rng(1000 + seed);
-  const px = Buffer.alloc(SIZE * SIZE);
-  for (let r = 0; r < SIZE; r++)
-    for (let c = 0; c < SIZE; c++) {
-      const inside = r > 10 + 4 * seed && r < 44 && c > 14 && c < 50;
+  const px = Buffer.alloc(width * height);
+  for (let r = 0; r < height; r++)
+    for (let c = 0; c < width; c++) {
+      const inside = r > 10 + 4 * seed && r < 36 && c > 14 && c < 50;
       const clean = inside ? 190 : 40 + 2 * c + r;
-      px[r * SIZE + c] = Math.max(0, Math.min(255, Math.round(clean + sigma * rng.normal())));
+      px[r * width + c] = Math.max(0, Math.min(255, Math.round(clean + sigma * rng.normal())));
     }
   return px;
 }
 
-async function writeImages(dir: string, sigma: number): Promise<void> {
+/** Four 64x64 scenes; with `mixed`, of four sizes (as a folder of one's own shots may be). */
+async function writeImages(dir: string, sigma: number, mixed = false): Promise<void> {
   await mkdir(dir, { recursive: true });
-  for (let k = 0; k < 4; k++)
-    await sharp(scene(k, sigma), { raw: { width: SIZE, height: SIZE, channels: 1 } })
+  const sizes = mixed
+    ? [
+        [64, 64],
+        [72, 48],
+        [56, 60],
+        [80, 40],
+      ]
+    : [[64, 64]];
+  for (let k = 0; k < 4; k++) {
+    const [width, height] = sizes[k % sizes.length];
+    await sharp(scene(k, sigma, width, height), { raw: { width, height, channels: 1 } })
       .png()
       .toFile(join(dir, `scene-${k}.png`));
+  }
 }
 
 async function findTorch(candidates: string[]): Promise<{ python: string; torch: string } | null> {
@@ -81,7 +93,7 @@ async function main(): Promise<number> {
   const passed: string[] = [];
   try {
     await writeImages(join(dir, 'clean'), 0);
-    await writeImages(join(dir, 'noisy'), 25);
+    await writeImages(join(dir, 'noisy'), 25, true);
     const common = ['--device', 'torch-cpu', '--python', python, '--checkpoint-minutes', '100'];
     const train = async (
       what: string,
@@ -101,6 +113,11 @@ async function main(): Promise<number> {
       ...['--noise', 'gaussian', '--images', join(dir, 'noisy'), '--references', join(dir, 'clean')],
       ...['--steps', '6', '--batch', '4', '--patch', '32', '--out', join(models, 'n2s-noisy', '1')],
       ...['--checkpoint-dir', join(dir, 'ck', 'n2s-noisy')],
+    ]);
+    await train('noise2score poisson --images (noisy only; zeta per image)', runNoise2ScoreCli, [
+      ...['--noise', 'poisson', '--images', join(dir, 'noisy'), '--references', 'none'],
+      ...['--steps', '4', '--batch', '4', '--patch', '32', '--out', join(models, 'n2s-poisson', '1')],
+      ...['--checkpoint-dir', join(dir, 'ck', 'n2s-poisson')],
     ]);
     await train('ddpm natural-grey', runDdpmCli, [
       ...['--images', join(dir, 'clean'), '--steps', '3', '--batch', '2', '--size', '48'],

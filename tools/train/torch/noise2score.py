@@ -90,6 +90,16 @@ def read_images(prefix):
     return data, meta
 
 
+def image_sizes(meta, device, patch):
+    """The [height, width] of each packed image when they differ (pack-images.ts pads them to the largest), else
+    None; exits when one is smaller than a crop."""
+    sizes = meta.get('sizes') or [[meta['height'], meta['width']]]
+    small = [f"{n} ({w}x{h})" for n, (h, w) in zip(meta.get('names', ['?'] * len(sizes)), sizes) if min(h, w) < patch]
+    if small:
+        sys.exit(f"images smaller than the {patch}x{patch} crops: {', '.join(small[:5])}")
+    return torch.tensor(meta['sizes'], device=device) if 'sizes' in meta else None
+
+
 def same_pad(x, k, s):
     """TF 'same' padding for NCHW x: the extra row/column of an odd total goes to the bottom/right."""
     pads = []
@@ -100,15 +110,20 @@ def same_pad(x, k, s):
     return F.pad(x, pads) if any(pads) else x
 
 
-def random_crops(images, size, count, gen, with_index=False):
+def random_crops(images, size, count, gen, with_index=False, sizes=None):
     """samplePatch() of tools/train/data.ts, vectorised: count random size x size crops of random images, each under a
     random one of the 8 symmetries of the square (bit 0: transpose, bit 1: flip rows, bit 2: flip columns). With
-    `with_index`, also the index of each crop's image."""
+    `with_index`, also the index of each crop's image; `sizes` ([n, 2], image_sizes): each crop inside its image."""
     n, h, w = images.shape
     device = images.device
     idx = torch.randint(n, (count,), generator=gen, device=device)
-    top = torch.randint(h - size + 1, (count,), generator=gen, device=device)
-    left = torch.randint(w - size + 1, (count,), generator=gen, device=device)
+    if sizes is None:
+        top = torch.randint(h - size + 1, (count,), generator=gen, device=device)
+        left = torch.randint(w - size + 1, (count,), generator=gen, device=device)
+    else:
+        room = sizes[idx] - size + 1
+        top = (torch.rand(count, generator=gen, device=device) * room[:, 0]).long().clamp(max=h - size)
+        left = (torch.rand(count, generator=gen, device=device) * room[:, 1]).long().clamp(max=w - size)
     ar = torch.arange(size, device=device)
     x = images[idx[:, None, None], top[:, None, None] + ar[None, :, None], left[:, None, None] + ar[None, None, :]]
     sym = torch.randint(8, (count,), generator=gen, device=device)
@@ -306,10 +321,10 @@ def learning_rate(peak, progress, warmup):
     return peak * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t)))
 
 
-def noisy_crops(family, images, count, patch, gen, device):
+def noisy_crops(family, images, count, patch, gen, device, sizes=None):
     """`count` random crops with noise of the family at random levels of its blind range: (x, noisy, level)."""
     spec = FAMILY[family]
-    x = random_crops(images, patch, count, gen)
+    x = random_crops(images, patch, count, gen, sizes=sizes)
     lo, hi = spec['level']
     r = torch.rand(count, generator=gen, device=device)
     level = lo * (hi / lo) ** r if spec['log'] else lo + (hi - lo) * r
@@ -324,18 +339,18 @@ def noisy_crops(family, images, count, patch, gen, device):
     return x, noisy, level
 
 
-def make_batch(family, images, batch, patch, c, gen, device):
+def make_batch(family, images, batch, patch, c, gen, device, sizes=None):
     """makeBatch() of noise2score.ts with clean images (--clean-dir), vectorised: batch/2 noisy patches (noise of the
     family synthesised at a random level each), each with +u and -u."""
-    _, noisy, level = noisy_crops(family, images, batch // 2, patch, gen, device)
+    _, noisy, level = noisy_crops(family, images, batch // 2, patch, gen, device, sizes)
     return antithetic_batch(family, noisy, level, c, torch.randn(noisy.shape, generator=gen, device=device))
 
 
-def make_noisy_batch(family, images, zetas, batch, patch, c, gen, device):
+def make_noisy_batch(family, images, zetas, batch, patch, c, gen, device, sizes=None):
     """makeBatch() of noise2score.ts with noisy images only (--images), vectorised: batch/2 crops of the noisy images
     as they are, each with +u and -u. The level of a crop is unknown: Gaussian sigma and Gamma k are estimated on the
     crop (estimatePatchLevel), Poisson zeta once per image (`zetas`, from estimate_image_zetas)."""
-    noisy, idx = random_crops(images, patch, batch // 2, gen, with_index=True)
+    noisy, idx = random_crops(images, patch, batch // 2, gen, with_index=True, sizes=sizes)
     level = zetas[idx] if family == 'poisson' else estimate_patch_levels(family, noisy)
     return antithetic_batch(family, noisy, level, c, torch.randn(noisy.shape, generator=gen, device=device))
 
@@ -468,12 +483,14 @@ def estimate_patch_levels(family, noisy):
     return clamp_level(family, estimate_levels(family, noisy)).float()
 
 
-def estimate_image_zetas(images):
+def estimate_image_zetas(images, sizes=None):
     """Poisson zeta of each noisy training image (estimatePoissonZeta on the whole image, the tiles covering its
     largest multiple-of-8 part, as in the TypeScript), clamped into the training range."""
-    h, w = (images.shape[1] // 8) * 8, (images.shape[2] // 8) * 8
-    return torch.cat([clamp_level('poisson', estimate_levels('poisson', image[None, :h, :w])).float()
-                      for image in images])
+    zetas = []
+    for i, image in enumerate(images):
+        h, w = (int(v) // 8 * 8 for v in (sizes[i] if sizes is not None else image.shape))
+        zetas.append(clamp_level('poisson', estimate_levels('poisson', image[None, :h, :w])).float())
+    return torch.cat(zetas)
 
 
 # ENSEMBLE_ORDER of src/denoise/noise2score.ts: bit sets (1 transpose, 2 flip rows, 4 flip columns), so that the
@@ -541,9 +558,8 @@ def main(argv):
     os.makedirs(a.out, exist_ok=True)
     raw, meta = read_images(a.images)
     images = torch.from_numpy(raw).to(device).float() / 255
-    if min(raw.shape[1:]) < a.patch:
-        sys.exit(f"the images are {raw.shape[2]}x{raw.shape[1]}: smaller than --patch {a.patch}")
-    zetas = estimate_image_zetas(images) if a.noisy and a.noise == 'poisson' else None
+    sizes = image_sizes(meta, device, a.patch)
+    zetas = estimate_image_zetas(images, sizes) if a.noisy and a.noise == 'poisson' else None
     architecture = {'kind': 'unet', 'widths': [32, 64, 128], 'outputScale': spec['out_scale'],
                     **(json.loads(a.architecture) if a.architecture else {})}
     net = ScoreNet.from_architecture(architecture).to(device)
@@ -571,13 +587,13 @@ def main(argv):
         for g in opt.param_groups:
             g['lr'] = lr
         if teacher is None and a.noisy:
-            inputs, u, ls = make_noisy_batch(a.noise, images, zetas, a.batch, a.patch, c, gen, device)
+            inputs, u, ls = make_noisy_batch(a.noise, images, zetas, a.batch, a.patch, c, gen, device, sizes)
             loss = torch.mean(torch.square(u + ls * net(inputs)))
         elif teacher is None:
-            inputs, u, ls = make_batch(a.noise, images, a.batch, a.patch, c, gen, device)
+            inputs, u, ls = make_batch(a.noise, images, a.batch, a.patch, c, gen, device, sizes)
             loss = torch.mean(torch.square(u + ls * net(inputs)))
         else:
-            _, noisy, level = noisy_crops(a.noise, images, a.batch, a.patch, gen, device)
+            _, noisy, level = noisy_crops(a.noise, images, a.batch, a.patch, gen, device, sizes)
             noisy = noisy[:, None]
             # The teacher in bfloat16 on a GPU (twice the speed; ~0.4% relative error on a target).
             with torch.no_grad(), torch.autocast(device.type, torch.bfloat16, enabled=device.type == 'cuda'):
@@ -592,7 +608,8 @@ def main(argv):
     # The probe: a fixed noisy 64x64 crop of the first training image and the network's output on it, so the
     # importer can check that tf.js computes the same function.
     rng = np.random.default_rng(12345)
-    clean = raw[0, :64, :64].astype(np.float32) / 255
+    clean = np.zeros((64, 64), np.float32)  # (zero-padded when the first image is smaller)
+    clean[:min(64, raw.shape[1]), :min(64, raw.shape[2])] = raw[0, :64, :64].astype(np.float32) / 255
     probe_in = (clean + {'gaussian': 0.1, 'poisson': 0.05, 'gamma': 0.05}[a.noise]
                 * rng.standard_normal((64, 64)).astype(np.float32) * (1 if a.noise == 'gaussian' else clean))
     probe_in = probe_in.astype(np.float32)
