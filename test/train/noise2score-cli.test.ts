@@ -257,6 +257,7 @@ describe('npm run train -- noise2score (command line)', () => {
       trainingCommand: 'npm run train -- noise2score --device cuda (test)',
     });
     expect(manifest.trainingData).toContain(clean);
+    expect(manifest.trainingData).toContain('blind level in [0.01373, 0.2157] on [0,1] (3.5..55 / 255)');
     expect(manifest.extra.lineage).toBe(
       'trained from a fresh initialisation, by tools/train/torch/noise2score.py (PyTorch 2.5.1) on a CUDA GPU',
     );
