@@ -630,14 +630,23 @@ export function ddpmTorchCommand(cli: DdpmCli, packed: string, runDir: string): 
   return { python: cli.python, args };
 }
 
-async function trainDdpmCuda(cli: DdpmCli, commandLine: string, log: (line: string) => void): Promise<void> {
+/**
+ * `--device cuda|torch-cpu`: PyTorch trains (tools/train/torch/ddpm.py), then its EMA weights are imported into --out
+ * (probe checked, samples drawn, manifest written).
+ */
+export async function trainDdpmCuda(
+  cli: DdpmCli,
+  commandLine: string,
+  log: (line: string) => void,
+  deps: { checkTorch: typeof checkTorch; runTorch: typeof runTorch } = { checkTorch, runTorch },
+): Promise<void> {
   if (cli.stopAtStep !== undefined)
     throw new UsageError(`--device ${cli.device}: use --max-minutes, not --stop-at-step`);
-  const { torch } = await checkTorch(cli.python, cli.device);
+  const { torch } = await deps.checkTorch(cli.python, cli.device);
   const packed = join(cli.checkpointDir, 'torch', 'images');
   const runDir = join(cli.checkpointDir, 'torch', 'run');
   if (!cli.resume) await packImages(cli.dataDir, packed);
-  await runTorch(ddpmTorchCommand(cli, packed, runDir), log);
+  await deps.runTorch(ddpmTorchCommand(cli, packed, runDir), log);
   const { importDdpm } = await import('./torch/import-ddpm.js');
   await importDdpm({
     from: runDir,
