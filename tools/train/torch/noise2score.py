@@ -177,7 +177,11 @@ def add_run_arguments(p):
 
 class TrainingClock:
     """The bookkeeping of a training loop: the step, wall-clock progress max(step / steps, time / max_seconds), the
-    loss sampled every `sample_every` steps and logged every 2000, and a checkpoint every `checkpoint_seconds`."""
+    loss sampled every `sample_every` steps and logged every 2000, and a checkpoint every `checkpoint_seconds`.
+    Between log entries a progress line (step, steps/s, ETA) is printed every PROGRESS_SECONDS, so a slow run (the
+    CPU) is not silent; it does not go into the log."""
+
+    PROGRESS_SECONDS = 30
 
     def __init__(self, args, sample_every, save, state=None):
         self.steps, self.max_seconds, self.checkpoint_seconds = args.steps, args.max_seconds, args.checkpoint_seconds
@@ -185,7 +189,8 @@ class TrainingClock:
         self.step = state['step'] if state else 0
         self.elapsed_before = state['elapsed'] if state else 0.0
         self.log = state['log'] if state else []
-        self.start = self.last_checkpoint = time.time()
+        self.start = self.last_checkpoint = self.last_progress = time.time()
+        self.start_step = self.step
         self.running, self.count = 0.0, 0
         self.progress = self.step / self.steps
 
@@ -210,6 +215,15 @@ class TrainingClock:
             self.log.append(entry)
             print(json.dumps(entry), flush=True)
             self.running, self.count = 0.0, 0
+        now = time.time()
+        if now - self.last_progress > self.PROGRESS_SECONDS and not done:
+            rate = (self.step - self.start_step) / max(now - self.start, 1e-9)
+            eta = (self.steps - self.step) / max(rate, 1e-9)
+            if self.max_seconds > 0:
+                eta = min(eta, self.max_seconds - elapsed)
+            print(f'step {self.step}/{self.steps}, {rate:.2f} steps/s, {elapsed:.0f} s, ETA {max(eta, 0):.0f} s',
+                  flush=True)
+            self.last_progress = now
         if time.time() - self.last_checkpoint > self.checkpoint_seconds and not done:
             self.save()
             self.last_checkpoint = time.time()
