@@ -324,7 +324,7 @@ describe('options and export', () => {
       /--steps must be a positive integer/,
     );
     expect(() => commonOptions({ device: 'tpu' }, { name: 'x', steps: 1, batch: 1, lr: 1 })).toThrow(
-      /--device must be cpu or cuda/,
+      /--device must be one of cpu, cuda, torch-cpu, got 'tpu'/,
     );
   });
 

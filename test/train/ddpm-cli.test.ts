@@ -2,16 +2,17 @@
  * npm run train -- ddpm: a prior from one's own folder of images (any names and formats), the checks of its
  * command line, and the PyTorch command of --device cuda.
  */
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { UnetArchitecture } from '../../src/diffusion/unet.js';
+import { buildUnet, DEFAULT_UNET, type UnetArchitecture } from '../../src/diffusion/unet.js';
 import { initTfjs } from '../../src/nn/backend.js';
 import { parseModelManifest } from '../../src/nn/manifest.js';
 import { UsageError } from '../../tools/train/core/options.js';
-import { ddpmTorchCommand, parseDdpmArgs, trainDdpm } from '../../tools/train/ddpm.js';
+import { ddpmTorchCommand, parseDdpmArgs, trainDdpm, trainDdpmCuda } from '../../tools/train/ddpm.js';
+import { writeTensors } from '../../tools/train/tensor-file.js';
 
 let dir: string;
 beforeAll(async () => {
@@ -56,9 +57,83 @@ describe('npm run train -- ddpm', () => {
     expect(args[0]).toMatch(/tools\/train\/torch\/ddpm\.py$/);
     expect(args.slice(1).join(' ')).toBe(
       '--images ck/images --out ck/run --size 64 --steps 60000 --batch 128 --lr 0.0005 --ema-decay 0.9995 ' +
-        '--seed 4 --checkpoint-seconds 300 --max-seconds 420 --resume',
+        '--seed 4 --checkpoint-seconds 300 --device cuda --max-seconds 420 --resume',
     );
+    const cpu = parseDdpmArgs(['--images', 'p', '--device', 'torch-cpu'])!;
+    expect(ddpmTorchCommand(cpu, 'i', 'r').args.join(' ')).toMatch(/ --device cpu\b/);
+    expect(() =>
+      parseDdpmArgs(['--images', 'x', '--dataset', 'fashion-mnist', '--device', 'torch-cpu']),
+    ).toThrow(/--device torch-cpu: the PyTorch port trains the natural-grey prior only/);
   });
+
+  it('--device torch-cpu: the run PyTorch saves is imported with its samples, lineage on the CPU', async () => {
+    const { tf } = await initTfjs('wasm');
+    const out = join(dir, 'models', 'torch-prior', '1');
+    const cli = parseDdpmArgs([
+      ...['--images', join(dir, 'photos'), '--device', 'torch-cpu', '--steps', '3', '--size', '16'],
+      ...['--samples', '2', '--sample-steps', '2', '--out', out, '--checkpoint-dir', join(dir, 'ck-torch')],
+    ])!;
+    const ran: string[][] = [];
+    // Stands in for PyTorch: writes what tools/train/torch/ddpm.py writes (EMA weights, probe, train.json).
+    const fakeTorch = async (command: { python: string; args: string[] }) => {
+      ran.push(command.args);
+      const runDir = command.args[command.args.indexOf('--out') + 1];
+      await mkdir(runDir, { recursive: true });
+      const model = buildUnet(tf, DEFAULT_UNET);
+      const x = new Float32Array(2 * 48 * 48).map((_, i) => ((i % 48) - 24) / 24);
+      const t = Float32Array.from([10, 500]);
+      const eps = tf.tidy(() =>
+        (
+          model.predict([
+            tf.tensor4d(x, [2, 48, 48, 1]),
+            tf.tensor2d(t, [2, 1]),
+          ]) as import('@tensorflow/tfjs').Tensor
+        ).dataSync(),
+      ) as Float32Array;
+      await writeTensors(runDir, [
+        ...model.weights.map((w) => ({
+          name: w.originalName,
+          shape: w.shape as number[],
+          values: w.read().dataSync() as Float32Array,
+        })),
+        { name: 'probe/x', shape: [2, 48, 48, 1], values: x },
+        { name: 'probe/t', shape: [2, 1], values: t },
+        { name: 'probe/eps', shape: [2, 48, 48, 1], values: eps },
+      ]);
+      await writeFile(
+        join(runDir, 'train.json'),
+        JSON.stringify({
+          ...{
+            steps: 3,
+            batch: 16,
+            size: 16,
+            lr: 1e-3,
+            emaDecay: 0.999,
+            seed: 1,
+            initFrom: null,
+            seconds: 1,
+          },
+          ...{ finalLoss: 0.5, device: 'cpu', torch: '1.13.1', log: [] },
+          command: `python3 ${command.args.join(' ')}`,
+          images: { source: join(dir, 'photos'), count: 3 },
+        }),
+      );
+      model.dispose();
+    };
+    await trainDdpmCuda(cli, 'npm run train -- ddpm --device torch-cpu (test)', () => {}, {
+      checkTorch: async () => ({ torch: '1.13.1' }),
+      runTorch: fakeTorch,
+    });
+    expect(ran[0][ran[0].indexOf('--device') + 1]).toBe('cpu');
+    const manifest = JSON.parse(await readFile(join(out, 'manifest.json'), 'utf8'));
+    expect(parseModelManifest(manifest).ok).toBe(true);
+    expect(manifest).toMatchObject({ name: 'torch-prior', task: 'diffusion-eps', trainingSteps: 3 });
+    expect(manifest.extra.samples).toMatchObject({ count: 2 });
+    expect(manifest.extra.samples.sampler).toMatch(/on 2 respaced timesteps/);
+    expect(manifest.extra.lineage).toBe(
+      'trained from a fresh initialisation, by tools/train/torch/ddpm.py (PyTorch 1.13.1) on the CPU',
+    );
+  }, 60_000);
 
   it('trains a tiny prior on a folder of colour photos of any format and names it after --out', async () => {
     const { tf } = await initTfjs('wasm');

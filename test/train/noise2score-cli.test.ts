@@ -18,7 +18,8 @@ import {
   trainNoise2ScoreCuda,
 } from '../../tools/train/noise2score-cli.js';
 import { writeTensors } from '../../tools/train/tensor-file.js';
-import { checkTorch, TorchUnavailable } from '../../tools/train/torch/run.js';
+import { packImages } from '../../tools/train/torch/pack-images.js';
+import { checkTorch, TorchUnavailable, torchDeviceArg, usesTorch } from '../../tools/train/torch/run.js';
 
 let dir: string;
 beforeAll(async () => {
@@ -26,6 +27,41 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
+});
+
+describe('pack-images (the images PyTorch trains on)', () => {
+  it('packs images of different sizes, zero-padded to the largest, with the size of each', async () => {
+    const folder = join(dir, 'mixed');
+    await mkdir(folder, { recursive: true });
+    const shapes: [number, number][] = [
+      [24, 16],
+      [16, 20],
+      [24, 20],
+    ];
+    for (const [k, [width, height]] of shapes.entries())
+      await sharp(Buffer.alloc(width * height, 10 + 100 * k), { raw: { width, height, channels: 1 } })
+        .png()
+        .toFile(join(folder, `m${k}.png`));
+    const prefix = join(dir, 'packed', 'mixed');
+    await packImages(folder, prefix);
+    const meta = JSON.parse(await readFile(`${prefix}.json`, 'utf8'));
+    expect(meta).toMatchObject({
+      count: 3,
+      height: 20,
+      width: 24,
+      sizes: [
+        [16, 24],
+        [20, 16],
+        [20, 24],
+      ],
+    });
+    const stack = await readFile(`${prefix}.u8`);
+    expect(stack.length).toBe(3 * 20 * 24);
+    const at = (i: number, r: number, c: number) => stack[(i * 20 + r) * 24 + c];
+    expect([at(0, 15, 23), at(0, 16, 0), at(1, 19, 15), at(1, 0, 16), at(2, 19, 23)]).toEqual([
+      10, 0, 110, 0, 210,
+    ]);
+  });
 });
 
 describe('npm run train -- noise2score (command line)', () => {
@@ -102,17 +138,38 @@ describe('npm run train -- noise2score (command line)', () => {
     await expect(missing).rejects.toThrow(
       /--device cuda needs PyTorch with a CUDA device.*leave out --device cuda/s,
     );
-    const noModule = checkTorch('python3', async () => ({
+    const noModule = checkTorch('python3', 'cuda', async () => ({
       code: 1,
       output: "ModuleNotFoundError: No module named 'torch'\n",
     }));
     await expect(noModule).rejects.toThrow(
       /import torch failed: ModuleNotFoundError: No module named 'torch'/,
     );
-    const noGpu = checkTorch('python3', async () => ({ code: 0, output: 'torch 2.5.1 False\n' }));
+    const noGpu = checkTorch('python3', 'cuda', async () => ({ code: 0, output: 'torch 2.5.1 False\n' }));
     await expect(noGpu).rejects.toThrow(/torch 2\.5\.1 sees no CUDA device/);
-    const cli = parseNoise2ScoreArgs(['--noise', 'gaussian', '--images', 'x', '--device', 'cuda'])!;
-    await expect(trainNoise2ScoreCuda(cli, 'cmd', () => {})).rejects.toThrow(/--images\) runs on the CPU/);
+  });
+
+  it('--device torch-cpu: the PyTorch port on the CPU (no CUDA needed; the script gets --device cpu)', async () => {
+    expect([usesTorch('cpu'), usesTorch('cuda'), usesTorch('torch-cpu')]).toEqual([false, true, true]);
+    expect([torchDeviceArg('cuda'), torchDeviceArg('torch-cpu')]).toEqual(['cuda', 'cpu']);
+    expect(() => torchDeviceArg('cpu')).toThrow(/does not run PyTorch/);
+    const cpuOnly = async () => ({ code: 0, output: 'torch 1.13.1 False\n' });
+    await expect(checkTorch('python3', 'torch-cpu', cpuOnly)).resolves.toEqual({ torch: '1.13.1' });
+    await expect(checkTorch('python3', 'cuda', cpuOnly)).rejects.toThrow(/sees no CUDA device/);
+    const noModule = checkTorch('python3', 'torch-cpu', async () => ({
+      code: 1,
+      output: 'No module named torch',
+    }));
+    await expect(noModule).rejects.toThrow(/--device torch-cpu needs PyTorch, and python3 has none/);
+    const deviceOf = (device: string) => {
+      const cli = parseNoise2ScoreArgs(['--noise', 'poisson', '--clean-dir', 'c', '--device', device])!;
+      const { args } = noise2scoreTorchCommand(cli, 'p', 'r');
+      return args[args.indexOf('--device') + 1];
+    };
+    expect([deviceOf('cuda'), deviceOf('torch-cpu')]).toEqual(['cuda', 'cpu']);
+    expect(() => parseNoise2ScoreArgs(['--noise', 'gamma', '--clean-dir', 'c', '--device', 'gpu'])).toThrow(
+      /--device must be one of cpu, cuda, torch-cpu/,
+    );
   });
 
   it('--device cuda: the run PyTorch saves is imported into --out in the same step, with the same manifest', async () => {
@@ -166,7 +223,8 @@ describe('npm run train -- noise2score (command line)', () => {
           initFrom: null,
           seconds: 2,
           finalLoss: 0.9,
-          device: 'cuda:0 (fake)',
+          device: command.args.includes('cuda') ? 'cuda:0 (fake)' : 'cpu',
+          noisyImages: command.args.includes('--noisy'),
           torch: '2.5.1',
           log: [],
           command: `python3 ${command.args.join(' ')}`,
@@ -187,6 +245,7 @@ describe('npm run train -- noise2score (command line)', () => {
       width: 32,
       height: 32,
     });
+    expect(JSON.parse(await readFile(`${packed}.json`, 'utf8')).sizes).toBeUndefined();
     const manifest = JSON.parse(await readFile(join(out, 'manifest.json'), 'utf8'));
     expect(parseModelManifest(manifest).ok).toBe(true);
     expect(manifest).toMatchObject({
@@ -198,10 +257,31 @@ describe('npm run train -- noise2score (command line)', () => {
       trainingCommand: 'npm run train -- noise2score --device cuda (test)',
     });
     expect(manifest.trainingData).toContain(clean);
+    expect(manifest.trainingData).toContain('blind level in [0.01373, 0.2157] on [0,1] (3.5..55 / 255)');
     expect(manifest.extra.lineage).toBe(
       'trained from a fresh initialisation, by tools/train/torch/noise2score.py (PyTorch 2.5.1) on a CUDA GPU',
     );
     expect(manifest.extra.torchCommand).toMatch(/noise2score\.py/);
     expect(manifest.metrics.probeRelativeError).toBeLessThan(1e-3);
+
+    // Noisy images alone (--images), on the CPU: the script is told both, and the manifest says so.
+    const noisyOut = join(dir, 'models', 'own-noise', '1');
+    const noisy = parseNoise2ScoreArgs([
+      ...['--noise', 'gaussian', '--images', clean, '--device', 'torch-cpu', '--steps', '5'],
+      ...['--out', noisyOut, '--checkpoint-dir', join(dir, 'ck-noisy')],
+    ])!;
+    await trainNoise2ScoreCuda(noisy, 'npm run train -- noise2score --images (test)', () => {}, {
+      checkTorch: async () => ({ torch: '1.13.1' }),
+      runTorch: fakeTorch,
+    });
+    expect(ran[1]).toContain('--noisy');
+    expect(ran[1][ran[1].indexOf('--device') + 1]).toBe('cpu');
+    const own = JSON.parse(await readFile(join(noisyOut, 'manifest.json'), 'utf8'));
+    expect(own.trainingData).toBe(
+      `${clean} (the noisy images only, as they are; 48x48 patches, random crop/flip/rot90)`,
+    );
+    expect(own.extra.lineage).toBe(
+      'trained from a fresh initialisation, by tools/train/torch/noise2score.py (PyTorch 1.13.1) on the CPU',
+    );
   }, 60_000);
 });

@@ -17,7 +17,9 @@
 #   marks its manifest `"tier": "gpu"`, so the service serves it by default only on a GPU backend.
 #
 # Settings (environment): FAMILY (gaussian | poisson | gamma; default gaussian), STEPS (default 60000),
-# BATCH (128), PATCH (64), LR (4e-4), SEED (181), CHUNK_SECONDS (420),
+# BATCH (128), PATCH (64), LR (4e-4), SEED (181), CHUNK_SECONDS (420), PYTHON (the interpreter with PyTorch;
+# default python3: on a machine without a GPU the chunk trains on the CPU, e.g. STEPS=4 BATCH=4 CHUNK_SECONDS=120
+# PYTHON=/usr/bin/python3 to check the script end to end),
 # ARCHITECTURE (default '{"widths":[64,128,256],"convs":[3,3,4,3,3]}': about 3.4 M parameters against the CPU
 # tier's 0.62 M, four to five times its multiply-adds; at 512x512 on an H200 over WebGPU a 3x3 convolution stack
 # runs at 7-8.6 TMAC/s (../shared/gpu/README.md), so a call stays in the tens of milliseconds).
@@ -36,6 +38,7 @@ PATCH=${PATCH:-64}
 LR=${LR:-4e-4}
 SEED=${SEED:-181}
 CHUNK_SECONDS=${CHUNK_SECONDS:-420}
+PYTHON=${PYTHON:-python3}
 ARCHITECTURE=${ARCHITECTURE:-'{"widths":[64,128,256],"convs":[3,3,4,3,3]}'}
 IMAGES=.gpu/train360
 RUN=.gpu/runs/n2s-$FAMILY-gpu
@@ -57,11 +60,11 @@ chunk)
   [ -f "$IMAGES.u8" ] || { echo "missing $IMAGES.u8: run 'prepare' on the CPU machine and carry it" >&2; exit 2; }
   mkdir -p "$RUN"
   nvidia-smi -L || true
-  python3 -c 'import torch; print("torch", torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA")'
+  "$PYTHON" -c 'import torch; print("torch", torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA")'
   resume=()
   [ -f "$RUN/checkpoint.pt" ] && resume=(--resume) && echo "resuming from $RUN/checkpoint.pt"
   set +e
-  timeout --signal=TERM "$CHUNK_SECONDS" python3 -u "$TORCH_DIR/noise2score.py" --noise "$FAMILY" \
+  timeout --signal=TERM "$CHUNK_SECONDS" "$PYTHON" -u "$TORCH_DIR/noise2score.py" --noise "$FAMILY" \
     --images "$IMAGES" --steps "$STEPS" --batch "$BATCH" --patch "$PATCH" --lr "$LR" --seed "$SEED" \
     --architecture "$ARCHITECTURE" --out "$RUN" --checkpoint-seconds 30 "${resume[@]}" >>"$RUN/train.log" 2>&1
   status=$?

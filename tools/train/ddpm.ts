@@ -61,7 +61,14 @@ import { setLearningRate, stepRng, warmupCosine } from './core/schedules.js';
 import { type GreyImage, loadGreyImages, samplePatch } from './data.js';
 import type { NamedArray } from './tensor-file.js';
 import { packImages } from './torch/pack-images.js';
-import { checkTorch, runTorch, TORCH_DIR, type TorchCommand } from './torch/run.js';
+import {
+  checkTorch,
+  runTorch,
+  TORCH_DIR,
+  type TorchCommand,
+  torchDeviceArg,
+  usesTorch,
+} from './torch/run.js';
 
 type Tf = typeof import('@tensorflow/tfjs');
 type Tensor = import('@tensorflow/tfjs').Tensor;
@@ -552,7 +559,8 @@ ${COMMON_USAGE}
     for --dataset fashion-mnist, the folder of its IDX files (apt-get install dataset-fashion-mnist:
     /usr/share/datasets/fashion-mnist).
   --out models/<name>/<version> (default models/ddpm-<dataset>/<today>).
-  --device cuda runs tools/train/torch/ddpm.py (natural-grey) and imports its EMA weights into --out.`;
+  --device cuda runs tools/train/torch/ddpm.py (natural-grey) and imports its EMA weights into --out
+    (--device torch-cpu: the same on the CPU, slowly).`;
 
 const DDPM_OPTIONS = {
   ...COMMON_OPTIONS,
@@ -589,8 +597,8 @@ export function parseDdpmArgs(args: string[]): DdpmCli | null {
   modelIdFromOut(common.out);
   const emaDecay = values['ema-decay'] === undefined ? 0.999 : Number(values['ema-decay']);
   if (!(emaDecay >= 0 && emaDecay < 1)) throw new UsageError('--ema-decay must be in [0, 1)');
-  if (common.device === 'cuda' && fashion)
-    throw new UsageError('--device cuda: the PyTorch port trains the natural-grey prior only');
+  if (usesTorch(common.device) && fashion)
+    throw new UsageError(`--device ${common.device}: the PyTorch port trains the natural-grey prior only`);
   return {
     ...common,
     dataset,
@@ -604,13 +612,14 @@ export function parseDdpmArgs(args: string[]): DdpmCli | null {
   };
 }
 
-/** The PyTorch trainer's command line for a `--device cuda` run. */
+/** The PyTorch trainer's command line for a `--device cuda|torch-cpu` run. */
 export function ddpmTorchCommand(cli: DdpmCli, packed: string, runDir: string): TorchCommand {
   const args = [
     join(TORCH_DIR, 'ddpm.py'),
     ...['--images', packed, '--out', runDir, '--size', String(cli.size), '--steps', String(cli.steps)],
     ...['--batch', String(cli.batch), '--lr', String(cli.lr), '--ema-decay', String(cli.emaDecay)],
     ...['--seed', String(cli.seed), '--checkpoint-seconds', String(Math.round(cli.checkpointMinutes * 60))],
+    ...['--device', torchDeviceArg(cli.device)],
   ];
   if (cli.maxMinutes !== undefined) args.push('--max-seconds', String(Math.round(cli.maxMinutes * 60)));
   if (cli.initFrom) args.push('--init-from', resolve(cli.initFrom));
@@ -618,23 +627,34 @@ export function ddpmTorchCommand(cli: DdpmCli, packed: string, runDir: string): 
   return { python: cli.python, args };
 }
 
-async function trainDdpmCuda(cli: DdpmCli, commandLine: string, log: (line: string) => void): Promise<void> {
+/**
+ * `--device cuda|torch-cpu`: PyTorch trains (tools/train/torch/ddpm.py), then its EMA weights are imported into --out
+ * (probe checked, samples drawn, manifest written).
+ */
+export async function trainDdpmCuda(
+  cli: DdpmCli,
+  commandLine: string,
+  log: (line: string) => void,
+  deps: { checkTorch: typeof checkTorch; runTorch: typeof runTorch } = { checkTorch, runTorch },
+): Promise<void> {
   if (cli.stopAtStep !== undefined)
-    throw new UsageError('--device cuda: use --max-minutes, not --stop-at-step');
-  const { torch } = await checkTorch(cli.python);
+    throw new UsageError(`--device ${cli.device}: use --max-minutes, not --stop-at-step`);
+  const { torch } = await deps.checkTorch(cli.python, cli.device);
   const packed = join(cli.checkpointDir, 'torch', 'images');
   const runDir = join(cli.checkpointDir, 'torch', 'run');
   if (!cli.resume) await packImages(cli.dataDir, packed);
-  await runTorch(ddpmTorchCommand(cli, packed, runDir), log);
+  await deps.runTorch(ddpmTorchCommand(cli, packed, runDir), log);
   const { importDdpm } = await import('./torch/import-ddpm.js');
   await importDdpm({
     from: runDir,
     out: cli.out,
-    commandLine: 'import by npm run train (--device cuda)',
+    commandLine: `import by npm run train (--device ${cli.device})`,
     trainingCommand: commandLine,
+    sampleSteps: cli.sampleSteps,
+    sampleCount: cli.sampleCount,
     lineage: {
       trainer: `tools/train/torch/ddpm.py (PyTorch ${torch})`,
-      device: 'cuda',
+      device: cli.device === 'cuda' ? 'cuda' : 'cpu',
       ...(cli.initFrom && { initialisedFrom: cli.initFrom }),
     },
     log,
@@ -645,7 +665,7 @@ export async function runDdpmCli(args: string[], commandLine: string): Promise<v
   const cli = parseDdpmArgs(args);
   if (!cli) return void console.log(DDPM_USAGE);
   const log = (line: string) => console.log(line);
-  if (cli.device === 'cuda') return trainDdpmCuda(cli, commandLine, log);
+  if (usesTorch(cli.device)) return trainDdpmCuda(cli, commandLine, log);
   if (cli.initFrom) throw new UsageError('ddpm on the CPU has no --init-from yet (the GPU port has)');
   const runtime = await initTfjs(cli.backend as BackendPreference);
   await trainDdpm(runtime.tf, {

@@ -63,12 +63,26 @@ import {
   trainedManifest,
 } from './core/export.js';
 import { runLoop } from './core/loop.js';
-import { COMMON_OPTIONS, commonOptions, parseOptions, positiveNumber, UsageError } from './core/options.js';
+import {
+  COMMON_OPTIONS,
+  commonOptions,
+  type Device,
+  parseOptions,
+  positiveNumber,
+  UsageError,
+} from './core/options.js';
 import { createProgress, formatDuration } from './core/progress.js';
 import { setLearningRate, stepRng, warmupCosine } from './core/schedules.js';
 import { loadMidData, type MidData, type MidDataOptions } from './mid-data.js';
 import { readTensors } from './tensor-file.js';
-import { checkTorch, runTorch, TORCH_DIR, type TorchCommand } from './torch/run.js';
+import {
+  checkTorch,
+  runTorch,
+  TORCH_DIR,
+  type TorchCommand,
+  torchDeviceArg,
+  usesTorch,
+} from './torch/run.js';
 
 export { centreCrop } from './mid-data.js';
 
@@ -607,19 +621,20 @@ const USAGE = `usage: npm run train -- mid --images DIR_OF_NOISY_IMAGES --clean 
   [--round-steps 500,300,300] [--batch 12] [--patch 48] [--lr 1e-3] [--fine-tune-lr 3e-4] [--mask-ratio 0.3]
   [--residual-masks 3] [--validation-masks 2] [--eval-crop 256] [--widths 16,32,64] [--round0-out DIR]
   [--checkpoint-dir checkpoints/<name>] [--checkpoint-minutes 5] [--stop-at-step N] [--max-minutes M]
-  [--seed 1] [--backend auto|wasm|cpu] [--resume] [--device cpu|cuda] [--python python3]
+  [--seed 1] [--backend auto|wasm|cpu] [--resume] [--device cpu|cuda|torch-cpu] [--python python3]
   --images: your noisy colour images as they are (any names; JPEG, PNG, TIFF; 8/16-bit; grey is read as RGB).
   --clean: clean photographs, any, never paired with the noisy ones (the synthetic pairs are made on them).
   --references: a clean reference named like a noisy image (any extension) makes that pair a held-out
     validation image; the PSNR against it is reported per round.
   --device cuda: the PyTorch port (tools/train/torch/mid.py, run by --python) trains on the GPU; its weights
     are imported into --out (probe checked, the same manifest). Stop it with --max-minutes, continue with --resume.
+    --device torch-cpu runs the same port on the CPU (slow; for checking it without a GPU).
   The PolyU recipe of models/mid-rgb: --polyu-dir DIR [--extra-clean a.png,b.jpg] instead of --images/--clean.`;
 
 /** A checked `npm run train -- mid` command line: the trainer's options, the device and the Python to run. */
 export type MidCli = Omit<TrainMidOptions, 'commandLine' | 'backend' | 'log' | 'architecture'> & {
   architecture: MidArchitecture;
-  device: string;
+  device: Device;
   backend: string;
   python: string;
 };
@@ -696,7 +711,7 @@ const exists = (path: string) =>
 export function midTorchCommand(cli: MidCli, packed: string, runDir: string): TorchCommand {
   const args = [
     join(TORCH_DIR, 'mid.py'),
-    ...['--images', packed, '--out', runDir, '--device', cli.device],
+    ...['--images', packed, '--out', runDir, '--device', torchDeviceArg(cli.device)],
     ...[
       '--round-steps',
       cli.roundSteps.join(','),
@@ -735,7 +750,7 @@ export async function trainMidCuda(
 ): Promise<void> {
   if (cli.stopAtStep !== undefined)
     throw new UsageError('--device cuda: use --max-minutes, not --stop-at-step');
-  const { torch } = await deps.checkTorch(cli.python);
+  const { torch } = await deps.checkTorch(cli.python, cli.device);
   const packed = join(cli.checkpointDir, 'torch', 'data');
   const runDir = join(cli.checkpointDir, 'torch', 'run');
   const { packMidData } = await import('./torch/pack-mid.js');
@@ -762,7 +777,7 @@ export async function trainMidCuda(
     trainingCommand: commandLine,
     lineage: {
       trainer: `tools/train/torch/mid.py (PyTorch ${torch})`,
-      device: cli.device === 'cuda' ? 'cuda' : 'cpu',
+      device: torchDeviceArg(cli.device),
     },
     log,
   });
@@ -771,8 +786,7 @@ export async function trainMidCuda(
 export async function runMidCli(args: string[], commandLine: string): Promise<void> {
   const cli = parseMidArgs(args);
   if (!cli) return void console.log(USAGE);
-  // (torch22 brings usesTorch(device) to tools/train/torch/run.ts; until the merge, any device but the CPU.)
-  if (cli.device !== 'cpu') return trainMidCuda(cli, commandLine, (line) => console.log(line));
+  if (usesTorch(cli.device)) return trainMidCuda(cli, commandLine, (line) => console.log(line));
   const runtime = await initTfjs(cli.backend as BackendPreference);
   await trainMid(runtime.tf, {
     ...cli,

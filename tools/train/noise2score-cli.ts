@@ -1,7 +1,8 @@
 /**
  * `npm run train -- noise2score --images ./my-noisy --noise gaussian|poisson|gamma --out models/my-denoiser/1`:
  * a Noise2Score denoiser for the noise of one's own images, from the noisy images alone (or, with --clean-dir,
- * from clean images with synthetic noise). `--device cuda` runs the PyTorch port and imports its weights.
+ * from clean images with synthetic noise). `--device cuda` runs the PyTorch port and imports its weights
+ * (`--device torch-cpu`: the same port on the CPU).
  */
 import { join, resolve } from 'node:path';
 import { parseScoreArchitecture, type ScoreNetworkArchitecture } from '../../src/denoise/network.js';
@@ -20,7 +21,14 @@ import {
 import { FAMILY_TRAINING, trainNoise2Score } from './noise2score.js';
 import { importNoise2Score } from './torch/import-noise2score.js';
 import { packImages } from './torch/pack-images.js';
-import { checkTorch, runTorch, TORCH_DIR, type TorchCommand } from './torch/run.js';
+import {
+  checkTorch,
+  runTorch,
+  TORCH_DIR,
+  type TorchCommand,
+  torchDeviceArg,
+  usesTorch,
+} from './torch/run.js';
 
 export const NOISE2SCORE_USAGE = `usage: npm run train -- noise2score --noise gaussian|poisson|gamma
   (--images DIR_OF_NOISY_IMAGES | --clean-dir DIR_OF_CLEAN_IMAGES) [--references DIR_OF_CLEAN_IMAGES]
@@ -29,7 +37,9 @@ ${COMMON_USAGE}
   --images: your noisy images as they are (any names; JPEG, PNG, TIFF; 8/16-bit; grey or colour, read as grey).
   --clean-dir: clean images; noise of the family is synthesised at a random level per patch.
   --references: clean images for validation: noise at the family's validation level is added, PSNR reported.
-  --out models/<name>/<version> (default models/noise2score-<noise>/<today>); serve it with model=<name>.`;
+  --out models/<name>/<version> (default models/noise2score-<noise>/<today>); serve it with model=<name>.
+  --device cuda runs the PyTorch port (tools/train/torch/noise2score.py) and imports its weights into --out;
+    --device torch-cpu runs the same port on the CPU (slow: for checking it without a GPU).`;
 
 const OPTIONS = {
   ...COMMON_OPTIONS,
@@ -88,50 +98,52 @@ export function parseNoise2ScoreArgs(args: string[]): Noise2ScoreCli | null {
   };
 }
 
-/** The PyTorch trainer's command line for a `--device cuda` run (images packed at `packed`, run written to `runDir`). */
+/**
+ * The PyTorch trainer's command line for a `--device cuda|torch-cpu` run (images packed at `packed`, run written
+ * to `runDir`).
+ */
 export function noise2scoreTorchCommand(cli: Noise2ScoreCli, packed: string, runDir: string): TorchCommand {
   const args = [
     join(TORCH_DIR, 'noise2score.py'),
     ...['--noise', cli.noise, '--images', packed, '--out', runDir],
     ...['--steps', String(cli.steps), '--batch', String(cli.batch), '--patch', String(cli.patch)],
-    ...['--lr', String(cli.lr), '--seed', String(cli.seed)],
+    ...['--lr', String(cli.lr), '--seed', String(cli.seed), '--device', torchDeviceArg(cli.device)],
     ...['--checkpoint-seconds', String(Math.round(cli.checkpointMinutes * 60))],
   ];
   if (cli.maxMinutes !== undefined) args.push('--max-seconds', String(Math.round(cli.maxMinutes * 60)));
   if (cli.initFrom) args.push('--init-from', resolve(cli.initFrom));
   if (cli.architectureJson) args.push('--architecture', cli.architectureJson);
+  if (cli.noisyDir) args.push('--noisy');
   if (cli.resume) args.push('--resume');
   return { python: cli.python, args };
 }
 
-/** `--device cuda`: PyTorch trains, then its weights are imported into --out (probe checked, manifest written). */
+/**
+ * `--device cuda|torch-cpu`: PyTorch trains, then its weights are imported into --out (probe checked, manifest
+ * written).
+ */
 export async function trainNoise2ScoreCuda(
   cli: Noise2ScoreCli,
   commandLine: string,
   log: (line: string) => void,
   deps: { checkTorch: typeof checkTorch; runTorch: typeof runTorch } = { checkTorch, runTorch },
 ): Promise<void> {
-  if (!cli.cleanDir)
-    throw new UsageError(
-      '--device cuda: the PyTorch port synthesises noise on clean images (--clean-dir); training on noisy ' +
-        'images alone (--images) runs on the CPU (leave out --device cuda)',
-    );
   if (cli.stopAtStep !== undefined)
-    throw new UsageError('--device cuda: use --max-minutes, not --stop-at-step');
-  const { torch } = await deps.checkTorch(cli.python);
+    throw new UsageError(`--device ${cli.device}: use --max-minutes, not --stop-at-step`);
+  const { torch } = await deps.checkTorch(cli.python, cli.device);
   const packed = join(cli.checkpointDir, 'torch', 'images');
   const runDir = join(cli.checkpointDir, 'torch', 'run');
-  if (!cli.resume) await packImages(cli.cleanDir, packed);
+  if (!cli.resume) await packImages((cli.cleanDir ?? cli.noisyDir)!, packed);
   await deps.runTorch(noise2scoreTorchCommand(cli, packed, runDir), log);
   await importNoise2Score({
     from: runDir,
     out: cli.out,
     validationDir: cli.validationDir,
-    commandLine: 'import by npm run train (--device cuda)',
+    commandLine: `import by npm run train (--device ${cli.device})`,
     trainingCommand: commandLine,
     lineage: {
       trainer: `tools/train/torch/noise2score.py (PyTorch ${torch})`,
-      device: 'cuda',
+      device: cli.device === 'cuda' ? 'cuda' : 'cpu',
       ...(cli.initFrom && { initialisedFrom: cli.initFrom }),
     },
     log,
@@ -145,7 +157,7 @@ export async function runNoise2ScoreCli(args: string[], commandLine: string): Pr
     return;
   }
   const log = (line: string) => console.log(line);
-  if (cli.device === 'cuda') return trainNoise2ScoreCuda(cli, commandLine, log);
+  if (usesTorch(cli.device)) return trainNoise2ScoreCuda(cli, commandLine, log);
   const runtime = await initTfjs(cli.backend as BackendPreference);
   await trainNoise2Score(runtime.tf, {
     ...cli,

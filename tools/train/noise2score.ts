@@ -456,10 +456,11 @@ export async function exportModel(
       `Noise2Score score network for ${options.noise} noise (Kim & Ye, NeurIPS 2021), trained self-supervised ` +
         "with the AR-DAE loss on noisy images only; denoise with Tweedie's formula (src/denoise/noise2score.ts).",
   };
+  const on255 = family.levelRange.map((v) => +(v * 255).toFixed(2)).join('..');
   const data = options.cleanDir
     ? `${options.cleanDir} (clean images used only to synthesise ${options.noise} noise, blind level in ` +
       `[${family.levelRange.map((v) => +v.toPrecision(4)).join(', ')}]` +
-      `${options.noise === 'gaussian' ? ' on [0,1] (5..55 / 255)' : ''}; ${options.patch}x${options.patch} ` +
+      `${options.noise === 'gaussian' ? ` on [0,1] (${on255} / 255)` : ''}; ${options.patch}x${options.patch} ` +
       'patches, random crop/flip/rot90)'
     : `${options.noisyDir} (the noisy images only, as they are; ${options.patch}x${options.patch} patches, ` +
       'random crop/flip/rot90)';

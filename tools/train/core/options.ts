@@ -27,7 +27,7 @@ export const COMMON_OPTIONS = {
 
 export const COMMON_USAGE = `  [--out models/<name>/<version>] [--steps N] [--batch B] [--lr LR] [--seed S]
   [--checkpoint-dir DIR] [--checkpoint-minutes 5] [--stop-at-step N] [--max-minutes M] [--resume]
-  [--init-from MODEL_DIR] [--device cpu|cuda] [--backend auto|wasm|cpu]`;
+  [--init-from MODEL_DIR] [--device cpu|cuda|torch-cpu] [--backend auto|wasm|cpu]`;
 
 export class UsageError extends Error {
   readonly code = 'TRAIN_USAGE';
@@ -66,7 +66,13 @@ export function parseOptions<T extends OptionSpecs>(args: string[], options: T, 
   }
 }
 
-export type Device = 'cpu' | 'cuda';
+/**
+ * Where a run trains: `cpu` the tf.js (wasm) trainer; `cuda` the PyTorch port on a CUDA GPU; `torch-cpu` the same
+ * PyTorch port on the CPU (slow: for checking a port on a machine without a GPU).
+ */
+export type Device = 'cpu' | 'cuda' | 'torch-cpu';
+
+export const DEVICES: readonly Device[] = ['cpu', 'cuda', 'torch-cpu'];
 
 /** Today as YYYYMMDD: the default version of a new model. */
 export function defaultVersion(): string {
@@ -95,9 +101,9 @@ export function commonOptions(
   defaults: { name: string; steps: number; batch: number; lr: number },
 ): CommonOptions {
   const str = (k: string) => values[k] as string | undefined;
-  const device = str('device') ?? 'cpu';
-  if (device !== 'cpu' && device !== 'cuda')
-    throw new UsageError(`--device must be cpu or cuda, got '${device}'`);
+  const device = (str('device') ?? 'cpu') as Device;
+  if (!DEVICES.includes(device))
+    throw new UsageError(`--device must be one of ${DEVICES.join(', ')}, got '${device}'`);
   const out = str('out') ?? `models/${defaults.name}/${str('version') ?? defaultVersion()}`;
   const seed = str('seed') === undefined ? 1 : Number(str('seed'));
   if (!Number.isInteger(seed)) throw new UsageError(`--seed must be an integer, got '${str('seed')}'`);

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from noise2score import (TrainingClock, add_run_arguments, depth_to_space, full_precision, load_checkpoint,
-                         random_crops, read_images, read_layers_model, same_pad, save_checkpoint, space_to_depth,
-                         write_tensors)
+from noise2score import (TrainingClock, add_run_arguments, depth_to_space, full_precision, image_sizes,
+                         load_checkpoint, random_crops, read_images, read_layers_model, same_pad, save_checkpoint,
+                         space_to_depth, write_tensors)
 
 
 class Unet(torch.nn.Module):
@@ -217,6 +217,7 @@ def main(argv):
     torch.backends.cudnn.benchmark = True
     raw, meta = read_images(a.images)
     images = torch.from_numpy(raw).to(device).float() / 255 * 2 - 1
+    sizes = image_sizes(meta, device, a.size)
     net = Unet().to(device)
     if a.init_from:
         net.load_tfjs(read_layers_model(a.init_from))
@@ -243,7 +244,7 @@ def main(argv):
         lr = learning_rate(a.lr, step, a.steps, clock.progress)
         for g in opt.param_groups:
             g['lr'] = lr
-        x = random_crops(images, size, pairs, gen)
+        x = random_crops(images, size, pairs, gen, sizes=sizes)
         t = torch.randint(1000, (pairs,), generator=gen, device=device)
         eps = torch.randn(x.shape, generator=gen, device=device)
         xt = sqrt_ab[t][:, None, None] * x + sqrt_1mab[t][:, None, None] * eps
@@ -262,7 +263,9 @@ def main(argv):
         for q, e in zip(params, ema):
             q.copy_(e)
     rng = np.random.default_rng(12345)
-    probe_x = (raw[0, :48, :48].astype(np.float32) / 255 * 2 - 1)[None].repeat(2, 0)
+    first = np.zeros((48, 48), np.float32)  # (zero-padded when the first image is smaller)
+    first[:min(48, raw.shape[1]), :min(48, raw.shape[2])] = raw[0, :48, :48].astype(np.float32) / 255
+    probe_x = (first * 2 - 1)[None].repeat(2, 0)
     probe_t = np.array([10.0, 500.0], dtype=np.float32)
     ab = (sqrt_ab.cpu().numpy()[probe_t.astype(int)])[:, None, None]
     probe_x = (ab * probe_x + np.sqrt(1 - ab ** 2) * rng.standard_normal(probe_x.shape)).astype(np.float32)

@@ -39,6 +39,8 @@ export async function importDdpm(options: {
   /** The manifest's training command when not the Python one (npm run train --device cuda). */
   trainingCommand?: string;
   sampleSteps?: number;
+  /** Samples drawn into samples.png (default 16). */
+  sampleCount?: number;
   log?: (line: string) => void;
 }): Promise<{ probeError: number }> {
   const log = options.log ?? ((line: string) => console.log(line));
@@ -79,7 +81,7 @@ export async function importDdpm(options: {
       seed: summary.seed,
       emaDecay: summary.emaDecay,
       sampleSteps: options.sampleSteps ?? 100,
-      sampleCount: 16,
+      sampleCount: options.sampleCount ?? 16,
       commandLine: options.trainingCommand ?? summary.command,
       backend,
       log,
@@ -88,7 +90,7 @@ export async function importDdpm(options: {
           ? options.lineage
           : {
               trainer: `tools/train/torch/ddpm.py (PyTorch ${summary.torch} on ${summary.device})`,
-              device: 'cuda',
+              device: summary.device === 'cpu' ? 'cpu' : 'cuda',
               ...(summary.initFrom && { initialisedFrom: summary.initFrom }),
               ...(options.lineage && { note: options.lineage }),
             },

@@ -30,6 +30,8 @@ import {
 
 interface Noise2ScoreRun extends TorchRunSummary {
   noise: NoiseFamily;
+  /** Trained on the noisy images as they are (--noisy); absent in older runs: clean images. */
+  noisyImages?: boolean;
   patch: number;
   /** Absent in runs before the architecture became an option: the default. */
   architecture?: ScoreNetworkArchitecture;
@@ -80,7 +82,7 @@ export async function importNoise2Score(options: {
     model,
     {
       noise: summary.noise,
-      cleanDir: summary.images.source,
+      ...(summary.noisyImages ? { noisyDir: summary.images.source } : { cleanDir: summary.images.source }),
       steps: summary.steps,
       batch: summary.batch,
       patch: summary.patch,
@@ -98,7 +100,7 @@ export async function importNoise2Score(options: {
           ? options.lineage
           : {
               trainer: `tools/train/torch/noise2score.py (PyTorch ${summary.torch} on ${summary.device})`,
-              device: 'cuda',
+              device: summary.device === 'cpu' ? 'cpu' : 'cuda',
               ...(summary.initFrom && { initialisedFrom: summary.initFrom }),
               ...(options.lineage && { note: options.lineage }),
             },

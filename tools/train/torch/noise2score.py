@@ -13,7 +13,11 @@ one row/column at the bottom/right only). Weights are written in tf.js layout ([
 weight names (conv1/kernel, conv1/bias, ...).
 
 Data: `--images` is a uint8 stack written by `npx tsx tools/train/torch/pack-images.ts <dir> <out>` (sharp's decoding,
-the same as the TypeScript trainer's), so this script needs no image library.
+the same as the TypeScript trainer's, rounded to 8 bits), so this script needs no image library. By default they are
+clean and noise of the family is synthesised at a random level per crop; with `--noisy` they are the user's noisy
+images, used as they are, as `npm run train -- noise2score --images DIR` does: the level of each crop is estimated
+(Gaussian sigma, Gamma k: estimate_levels, a port of src/denoise/estimate.ts; Poisson zeta once per image) and drives
+the same relative sigma_a rule (noisy_fixture.py + tools/train/torch/parity.ts check both against the TypeScript).
 
     python3 tools/train/torch/noise2score.py --noise gaussian --images <packed> --steps 40000 --batch 128 \
         --patch 64 --lr 4e-4 --init-from models/noise2score-gaussian/v5 --out <dir> --seed 81 --max-seconds 300
@@ -86,6 +90,16 @@ def read_images(prefix):
     return data, meta
 
 
+def image_sizes(meta, device, patch):
+    """The [height, width] of each packed image when they differ (pack-images.ts pads them to the largest), else
+    None; exits when one is smaller than a crop."""
+    sizes = meta.get('sizes') or [[meta['height'], meta['width']]]
+    small = [f"{n} ({w}x{h})" for n, (h, w) in zip(meta.get('names', ['?'] * len(sizes)), sizes) if min(h, w) < patch]
+    if small:
+        sys.exit(f"images smaller than the {patch}x{patch} crops: {', '.join(small[:5])}")
+    return torch.tensor(meta['sizes'], device=device) if 'sizes' in meta else None
+
+
 def same_pad(x, k, s):
     """TF 'same' padding for NCHW x: the extra row/column of an odd total goes to the bottom/right."""
     pads = []
@@ -96,20 +110,27 @@ def same_pad(x, k, s):
     return F.pad(x, pads) if any(pads) else x
 
 
-def random_crops(images, size, count, gen):
+def random_crops(images, size, count, gen, with_index=False, sizes=None):
     """samplePatch() of tools/train/data.ts, vectorised: count random size x size crops of random images, each under a
-    random one of the 8 symmetries of the square (bit 0: transpose, bit 1: flip rows, bit 2: flip columns)."""
+    random one of the 8 symmetries of the square (bit 0: transpose, bit 1: flip rows, bit 2: flip columns). With
+    `with_index`, also the index of each crop's image; `sizes` ([n, 2], image_sizes): each crop inside its image."""
     n, h, w = images.shape
     device = images.device
     idx = torch.randint(n, (count,), generator=gen, device=device)
-    top = torch.randint(h - size + 1, (count,), generator=gen, device=device)
-    left = torch.randint(w - size + 1, (count,), generator=gen, device=device)
+    if sizes is None:
+        top = torch.randint(h - size + 1, (count,), generator=gen, device=device)
+        left = torch.randint(w - size + 1, (count,), generator=gen, device=device)
+    else:
+        room = sizes[idx] - size + 1
+        top = (torch.rand(count, generator=gen, device=device) * room[:, 0]).long().clamp(max=h - size)
+        left = (torch.rand(count, generator=gen, device=device) * room[:, 1]).long().clamp(max=w - size)
     ar = torch.arange(size, device=device)
     x = images[idx[:, None, None], top[:, None, None] + ar[None, :, None], left[:, None, None] + ar[None, None, :]]
     sym = torch.randint(8, (count,), generator=gen, device=device)
     x = torch.where((sym & 1).bool()[:, None, None], x.transpose(1, 2), x)
     x = torch.where((sym & 2).bool()[:, None, None], x.flip(1), x)
-    return torch.where((sym & 4).bool()[:, None, None], x.flip(2), x)
+    x = torch.where((sym & 4).bool()[:, None, None], x.flip(2), x)
+    return (x, idx) if with_index else x
 
 
 @contextlib.contextmanager
@@ -156,7 +177,11 @@ def add_run_arguments(p):
 
 class TrainingClock:
     """The bookkeeping of a training loop: the step, wall-clock progress max(step / steps, time / max_seconds), the
-    loss sampled every `sample_every` steps and logged every 2000, and a checkpoint every `checkpoint_seconds`."""
+    loss sampled every `sample_every` steps and logged every 2000, and a checkpoint every `checkpoint_seconds`.
+    Between log entries a progress line (step, steps/s, ETA) is printed every PROGRESS_SECONDS, so a slow run (the
+    CPU) is not silent; it does not go into the log."""
+
+    PROGRESS_SECONDS = 30
 
     def __init__(self, args, sample_every, save, state=None):
         self.steps, self.max_seconds, self.checkpoint_seconds = args.steps, args.max_seconds, args.checkpoint_seconds
@@ -164,7 +189,8 @@ class TrainingClock:
         self.step = state['step'] if state else 0
         self.elapsed_before = state['elapsed'] if state else 0.0
         self.log = state['log'] if state else []
-        self.start = self.last_checkpoint = time.time()
+        self.start = self.last_checkpoint = self.last_progress = time.time()
+        self.start_step = self.step
         self.running, self.count = 0.0, 0
         self.progress = self.step / self.steps
 
@@ -189,6 +215,15 @@ class TrainingClock:
             self.log.append(entry)
             print(json.dumps(entry), flush=True)
             self.running, self.count = 0.0, 0
+        now = time.time()
+        if now - self.last_progress > self.PROGRESS_SECONDS and not done:
+            rate = (self.step - self.start_step) / max(now - self.start, 1e-9)
+            eta = (self.steps - self.step) / max(rate, 1e-9)
+            if self.max_seconds > 0:
+                eta = min(eta, self.max_seconds - elapsed)
+            print(f'step {self.step}/{self.steps}, {rate:.2f} steps/s, {elapsed:.0f} s, ETA {max(eta, 0):.0f} s',
+                  flush=True)
+            self.last_progress = now
         if time.time() - self.last_checkpoint > self.checkpoint_seconds and not done:
             self.save()
             self.last_checkpoint = time.time()
@@ -300,10 +335,10 @@ def learning_rate(peak, progress, warmup):
     return peak * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t)))
 
 
-def noisy_crops(family, images, count, patch, gen, device):
+def noisy_crops(family, images, count, patch, gen, device, sizes=None):
     """`count` random crops with noise of the family at random levels of its blind range: (x, noisy, level)."""
     spec = FAMILY[family]
-    x = random_crops(images, patch, count, gen)
+    x = random_crops(images, patch, count, gen, sizes=sizes)
     lo, hi = spec['level']
     r = torch.rand(count, generator=gen, device=device)
     level = lo * (hi / lo) ** r if spec['log'] else lo + (hi - lo) * r
@@ -318,9 +353,27 @@ def noisy_crops(family, images, count, patch, gen, device):
     return x, noisy, level
 
 
-def make_batch(family, images, batch, patch, c, gen, device):
-    """makeBatch() of noise2score.ts, vectorised: batch/2 noisy patches, each with +u and -u."""
-    x, noisy, level = noisy_crops(family, images, batch // 2, patch, gen, device)
+def make_batch(family, images, batch, patch, c, gen, device, sizes=None):
+    """makeBatch() of noise2score.ts with clean images (--clean-dir), vectorised: batch/2 noisy patches (noise of the
+    family synthesised at a random level each), each with +u and -u."""
+    _, noisy, level = noisy_crops(family, images, batch // 2, patch, gen, device, sizes)
+    return antithetic_batch(family, noisy, level, c, torch.randn(noisy.shape, generator=gen, device=device))
+
+
+def make_noisy_batch(family, images, zetas, batch, patch, c, gen, device, sizes=None):
+    """makeBatch() of noise2score.ts with noisy images only (--images), vectorised: batch/2 crops of the noisy images
+    as they are, each with +u and -u. The level of a crop is unknown: Gaussian sigma and Gamma k are estimated on the
+    crop (estimatePatchLevel), Poisson zeta once per image (`zetas`, from estimate_image_zetas)."""
+    noisy, idx = random_crops(images, patch, batch // 2, gen, with_index=True, sizes=sizes)
+    level = zetas[idx] if family == 'poisson' else estimate_patch_levels(family, noisy)
+    return antithetic_batch(family, noisy, level, c, torch.randn(noisy.shape, generator=gen, device=device))
+
+
+def antithetic_batch(family, noisy, level, c, u):
+    """The AR-DAE batch of noisy crops [n, h, w] of known or estimated `level` [n] (sigma / zeta / k) with the
+    perturbation u [n, h, w]: inputs y + s u and y - s u (s: perturbationScale of noise2score.ts, times zeta on the
+    count scale for Poisson), the noise (u, -u) and the loss's sigma_a (lossSigma), as [2n, 1, h, w] /
+    [2n, 1, h, w] / [2n, 1, 1, 1]."""
     mean = noisy.mean((1, 2))
     if family == 'gaussian':
         pert = c * level
@@ -330,10 +383,128 @@ def make_batch(family, images, batch, patch, c, gen, device):
         pert = c * (mean / level).clamp(min=1).sqrt()
     scale = level * pert if family == 'poisson' else pert
     loss_scale = pert / (1 + c * c) if family == 'poisson' else pert
-    u = torch.randn(x.shape, generator=gen, device=device)
     s = scale[:, None, None]
     inputs = torch.cat([noisy + s * u, noisy - s * u])[:, None]
     return inputs, torch.cat([u, -u])[:, None], torch.cat([loss_scale, loss_scale])[:, None, None, None]
+
+
+# ---- Blind level estimation: a port of src/denoise/estimate.ts (weakest-textured 8x8 tiles, diagonal Haar details),
+# vectorised over a batch of same-sized crops whose sides are multiples of 8 (the tiles cover them exactly). It runs
+# in float64 on the float32 pixels, as the TypeScript does (Float64Array arithmetic on a Float32Array image).
+CHI2_1_MEDIAN = 0.454936
+MAD_TO_SIGMA = 0.6745
+CHI2_1_TRIMMED_MEAN = 0.7209 / 0.95
+MIN_TILES = 16
+MIN_BLOCK_MEAN = 0.02
+WEAK_TEXTURE_KEEP = {'gaussian': 0.3, 'poisson': 0.1, 'gamma': 0.1}
+
+
+def weak_texture_ratios(y, family):
+    """weakTextureRatios(): the diagonal-detail ratios d^2 / scale(m) of the blocks of the `keep` fraction of 8x8 tiles
+    with the least h/v energy, per crop: (ratios [n, K], mask [n, K] of the ratios kept). A block whose scale is not
+    positive, or a tile with a saturated pixel (exactly 0 or 1), is left out. y: [n, h, w] float64, h, w % 8 == 0."""
+    n, h, w = y.shape
+    a, b, c, e = y[:, 0::2, 0::2], y[:, 0::2, 1::2], y[:, 1::2, 0::2], y[:, 1::2, 1::2]
+
+    def tiles(t):  # [n, h/2, w/2] blocks -> [n, tiles, 16] (tiles in row-major order, blocks row-major inside)
+        return t.reshape(n, h // 8, 4, w // 8, 4).permute(0, 1, 3, 2, 4).reshape(n, (h // 8) * (w // 8), 16)
+
+    a, b, c, e = tiles(a), tiles(b), tiles(c), tiles(e)
+    saturated = ((a == 0) | (b == 0) | (c == 0) | (e == 0) | (a == 1) | (b == 1) | (c == 1) | (e == 1)).any(2)
+    m = (a + b + c + e) / 4
+    if family == 'gaussian':
+        scale = torch.ones_like(m)
+    elif family == 'poisson':
+        scale = torch.where(m > MIN_BLOCK_MEAN, m, torch.zeros_like(m))
+    else:
+        scale = torch.where(m > MIN_BLOCK_MEAN, m * m, torch.zeros_like(m))
+    valid = scale > 0
+    safe = torch.where(valid, scale, torch.ones_like(scale))
+    hh, vv, dd = (a + b - c - e) / 2, (a - b + c - e) / 2, (a - b - c + e) / 2
+    count = valid.sum(2)
+    texture = torch.where(valid, (hh * hh + vv * vv) / safe, torch.zeros_like(m)).sum(2) / count.clamp(min=1)
+    usable = ~saturated & (count > 0)
+    order = torch.sort(torch.where(usable, texture, torch.full_like(texture, math.inf)), dim=1, stable=True)[1]
+    rank = torch.empty_like(order)
+    rank.scatter_(1, order, torch.arange(order.shape[1], device=y.device).expand_as(order))
+    tiles_ok = usable.sum(1).double()
+    keep = torch.minimum(tiles_ok, torch.ceil(WEAK_TEXTURE_KEEP[family] * tiles_ok).clamp(min=MIN_TILES))
+    kept = usable & (rank < keep[:, None])
+    mask = (kept[:, :, None] & valid).reshape(n, -1)
+    return (dd * dd / safe).reshape(n, -1), mask
+
+
+def _sorted_kept(values, mask):
+    """Each row's kept values sorted ascending (the others moved to the end as +inf), and their count."""
+    return torch.sort(torch.where(mask, values, torch.full_like(values, math.inf)), 1)[0], mask.sum(1)
+
+
+def _trimmed_chi2_mean(ratios, mask):
+    """trimmedChi2Mean(): the mean of the lower 95 % of each row's kept ratios over E[X | X < q95] / E[X]; NaN if none."""
+    values, count = _sorted_kept(ratios, mask)
+    n = torch.floor(0.95 * count.double()).clamp(min=1)
+    first = torch.arange(values.shape[1], device=values.device)[None] < n[:, None]
+    total = torch.where(first, values, torch.zeros_like(values)).sum(1)
+    return torch.where(count > 0, total / n / CHI2_1_TRIMMED_MEAN, torch.full_like(total, math.nan))
+
+
+def _lattice_median_abs(squares, mask, step):
+    """latticeMedianAbs(): the median of |d| interpolated within its step of the 8-bit lattice, per row."""
+    values, count = _sorted_kept(torch.sqrt(squares.clamp(min=0)), mask)
+    kept = torch.arange(values.shape[1], device=values.device)[None] < count[:, None]  # sorted: the first `count`
+    m = values.gather(1, (count // 2)[:, None])[:, 0]
+    below = (kept & (values < m[:, None] - step / 4)).sum(1)
+    within = (kept & (values >= m[:, None] - step / 4) & (values <= m[:, None] + step / 4)).sum(1)
+    small = m < step / 4
+    lower = torch.where(small, torch.zeros_like(m), m - step / 2)
+    width = torch.where(small, torch.full_like(m, step / 2), torch.full_like(m, step))
+    return lower + width * (count.double() / 2 - below) / within
+
+
+def _median(values, mask):
+    v, count = _sorted_kept(values, mask)
+    hi = v.gather(1, (count // 2)[:, None])[:, 0]
+    lo = v.gather(1, ((count - 1).clamp(min=0) // 2)[:, None])[:, 0]
+    return torch.where(count > 0, torch.where(count % 2 == 1, hi, 0.5 * (lo + hi)), torch.full_like(hi, math.nan))
+
+
+def estimate_levels(family, y):
+    """estimateGaussianSigma / estimatePoissonZeta / estimateGammaShape of src/denoise/estimate.ts on each crop of y
+    [n, h, w] (h, w multiples of 8), in float64."""
+    y = y.double()
+    ratios, mask = weak_texture_ratios(y, family)
+    if family == 'gaussian':
+        sample = y.reshape(y.shape[0], -1)[:, ::7] * 255
+        eight_bit = ((sample - torch.round(sample)).abs() <= 1e-3).all(1)
+        lattice = _lattice_median_abs(ratios, mask, 0.5 / 255) / MAD_TO_SIGMA
+        plain = torch.sqrt(_median(ratios, mask) / CHI2_1_MEDIAN)
+        return torch.where(eight_bit & (mask.sum(1) > 0), lattice, plain)
+    mean = _trimmed_chi2_mean(ratios, mask)
+    return mean if family == 'poisson' else 1 / mean
+
+
+def clamp_level(family, level):
+    """clampLevel(): a level estimate clamped into the family's training range (NaN: the range's low end)."""
+    lo, hi = FAMILY[family]['level']
+    return torch.where(torch.isnan(level), torch.full_like(level, lo), level.clamp(lo, hi))
+
+
+def estimate_patch_levels(family, noisy):
+    """estimatePatchLevel() of noise2score.ts on each noisy crop [n, h, w]: Gaussian sigma / Gamma k, clamped into
+    the training range (a flat or saturated crop would read 0 or infinity); 1 for Poisson (its level is per image)."""
+    if family == 'poisson':
+        return torch.ones(noisy.shape[0], device=noisy.device)
+    return clamp_level(family, estimate_levels(family, noisy)).float()
+
+
+def estimate_image_zetas(images, sizes=None):
+    """Poisson zeta of each noisy training image (estimatePoissonZeta on the whole image, the tiles covering its
+    largest multiple-of-8 part, as in the TypeScript), clamped into the training range."""
+    zetas = []
+    for i, image in enumerate(images):
+        h, w = (int(v) // 8 * 8 for v in (sizes[i] if sizes is not None else image.shape))
+        zetas.append(clamp_level('poisson', estimate_levels('poisson', image[None, :h, :w])).float())
+    return torch.cat(zetas)
 
 
 # ENSEMBLE_ORDER of src/denoise/noise2score.ts: bit sets (1 transpose, 2 flip rows, 4 flip columns), so that the
@@ -385,10 +556,15 @@ def main(argv):
     p.add_argument('--teacher', help='distil from this tf.js score network (Gaussian only): the loss is '
                    '|| sigma (R(y) - T_ens(y)) ||^2 on noisy crops y, T_ens the teacher averaged over symmetries')
     p.add_argument('--teacher-ensemble', type=int, default=8, choices=(1, 2, 4, 8))
+    p.add_argument('--noisy', action='store_true',
+                   help='the --images are noisy (the user\'s own): train on them as they are, the level of each crop '
+                   'estimated (Poisson: of each image), instead of synthesising noise on clean images')
     add_run_arguments(p)
     a = p.parse_args(argv)
     if a.patch % 8 or a.batch % 2:
         sys.exit('--patch must be a multiple of 8 and --batch even')
+    if a.noisy and a.teacher:
+        sys.exit('--teacher distils on synthesised noise: not with --noisy')
     device = torch.device(a.device)
     torch.manual_seed(a.seed)
     torch.backends.cudnn.benchmark = True
@@ -396,6 +572,8 @@ def main(argv):
     os.makedirs(a.out, exist_ok=True)
     raw, meta = read_images(a.images)
     images = torch.from_numpy(raw).to(device).float() / 255
+    sizes = image_sizes(meta, device, a.patch)
+    zetas = estimate_image_zetas(images, sizes) if a.noisy and a.noise == 'poisson' else None
     architecture = {'kind': 'unet', 'widths': [32, 64, 128], 'outputScale': spec['out_scale'],
                     **(json.loads(a.architecture) if a.architecture else {})}
     net = ScoreNet.from_architecture(architecture).to(device)
@@ -422,11 +600,14 @@ def main(argv):
         lr = learning_rate(a.lr, clock.progress, warmup)
         for g in opt.param_groups:
             g['lr'] = lr
-        if teacher is None:
-            inputs, u, ls = make_batch(a.noise, images, a.batch, a.patch, c, gen, device)
+        if teacher is None and a.noisy:
+            inputs, u, ls = make_noisy_batch(a.noise, images, zetas, a.batch, a.patch, c, gen, device, sizes)
+            loss = torch.mean(torch.square(u + ls * net(inputs)))
+        elif teacher is None:
+            inputs, u, ls = make_batch(a.noise, images, a.batch, a.patch, c, gen, device, sizes)
             loss = torch.mean(torch.square(u + ls * net(inputs)))
         else:
-            _, noisy, level = noisy_crops(a.noise, images, a.batch, a.patch, gen, device)
+            _, noisy, level = noisy_crops(a.noise, images, a.batch, a.patch, gen, device, sizes)
             noisy = noisy[:, None]
             # The teacher in bfloat16 on a GPU (twice the speed; ~0.4% relative error on a target).
             with torch.no_grad(), torch.autocast(device.type, torch.bfloat16, enabled=device.type == 'cuda'):
@@ -441,7 +622,8 @@ def main(argv):
     # The probe: a fixed noisy 64x64 crop of the first training image and the network's output on it, so the
     # importer can check that tf.js computes the same function.
     rng = np.random.default_rng(12345)
-    clean = raw[0, :64, :64].astype(np.float32) / 255
+    clean = np.zeros((64, 64), np.float32)  # (zero-padded when the first image is smaller)
+    clean[:min(64, raw.shape[1]), :min(64, raw.shape[2])] = raw[0, :64, :64].astype(np.float32) / 255
     probe_in = (clean + {'gaussian': 0.1, 'poisson': 0.05, 'gamma': 0.05}[a.noise]
                 * rng.standard_normal((64, 64)).astype(np.float32) * (1 if a.noise == 'gaussian' else clean))
     probe_in = probe_in.astype(np.float32)
@@ -454,7 +636,7 @@ def main(argv):
     ])
     save()
     summary = {
-        'noise': a.noise, 'steps': clock.step, 'batch': a.batch, 'patch': a.patch, 'lr': a.lr, 'seed': a.seed,
+        'noise': a.noise, 'noisyImages': a.noisy, 'steps': clock.step, 'batch': a.batch, 'patch': a.patch, 'lr': a.lr, 'seed': a.seed,
         'initFrom': a.init_from, 'architecture': architecture, 'teacher': a.teacher,
         'teacherEnsemble': a.teacher_ensemble if a.teacher else None, 'maxSeconds': a.max_seconds,
         'seconds': round(clock.elapsed(), 1),

@@ -1,19 +1,36 @@
 /**
  * `--device cuda`: the same `npm run train` command runs the PyTorch port of the family (tools/train/torch/*.py)
  * on the GPU, then imports its weights into the model folder (tf.js network rebuilt, probe checked, manifest
- * written by the family's own export): one step, the same manifest as a CPU run. PyTorch is looked for first, so
- * a machine without it gets a clear error before anything runs.
+ * written by the family's own export): one step, the same manifest as a CPU run. `--device torch-cpu` runs the
+ * same port on the CPU (slow; for checking a port without a GPU). PyTorch is looked for first, so a machine
+ * without it gets a clear error before anything runs.
  */
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import type { Device } from '../core/options.js';
+
+/** Whether `device` trains with the PyTorch port (cuda, torch-cpu) rather than the tf.js trainer (cpu). */
+export function usesTorch(device: Device): boolean {
+  return device === 'cuda' || device === 'torch-cpu';
+}
+
+/** The `--device` a PyTorch script is given for a torch device: cuda or cpu. */
+export function torchDeviceArg(device: Device): 'cuda' | 'cpu' {
+  if (!usesTorch(device)) throw new Error(`--device ${device} does not run PyTorch`);
+  return device === 'cuda' ? 'cuda' : 'cpu';
+}
 
 export class TorchUnavailable extends Error {
   readonly code = 'TRAIN_TORCH_UNAVAILABLE';
-  constructor(python: string, why: string) {
+  constructor(python: string, why: string, device: Device = 'cuda') {
     super(
-      `--device cuda needs PyTorch with a CUDA device, and ${python} has none (${why}). Install PyTorch with ` +
-        'CUDA (https://pytorch.org), or name its interpreter with --python, or train on the CPU (the wasm ' +
-        'trainer: leave out --device cuda).',
+      device === 'cuda'
+        ? `--device cuda needs PyTorch with a CUDA device, and ${python} has none (${why}). Install PyTorch ` +
+            'with CUDA (https://pytorch.org), or name its interpreter with --python, or train on the CPU (the ' +
+            'wasm trainer: leave out --device cuda).'
+        : `--device ${device} needs PyTorch, and ${python} has none (${why}). Install PyTorch ` +
+            '(https://pytorch.org), or name its interpreter with --python, or train with the wasm trainer ' +
+            `(leave out --device ${device}).`,
     );
     this.name = 'TorchUnavailable';
   }
@@ -62,21 +79,33 @@ export const spawnLines: Spawner = (python, args, onLine) =>
     });
   });
 
-/** Checks that `python` imports torch and sees a CUDA device; throws TorchUnavailable otherwise. */
-export async function checkTorch(python: string, run: Spawner = spawnLines): Promise<{ torch: string }> {
+/**
+ * Checks that `python` imports torch and, for `cuda`, sees a CUDA device; throws TorchUnavailable otherwise.
+ * Returns torch's version.
+ */
+export async function checkTorch(
+  python: string,
+  device: Device = 'cuda',
+  run: Spawner = spawnLines,
+): Promise<{ torch: string }> {
   const probe = 'import torch; print("torch", torch.__version__, torch.cuda.is_available())';
   let result: { code: number | null; output: string };
   try {
     result = await run(python, ['-c', probe], () => {});
   } catch (error) {
-    throw new TorchUnavailable(python, `it does not run: ${error instanceof Error ? error.message : error}`);
+    throw new TorchUnavailable(
+      python,
+      `it does not run: ${error instanceof Error ? error.message : error}`,
+      device,
+    );
   }
   const match = /torch (\S+) (True|False)/.exec(result.output);
   if (result.code !== 0 || !match) {
     const last = result.output.trim().split('\n').at(-1) ?? '';
-    throw new TorchUnavailable(python, `import torch failed: ${last || `exit code ${result.code}`}`);
+    throw new TorchUnavailable(python, `import torch failed: ${last || `exit code ${result.code}`}`, device);
   }
-  if (match[2] !== 'True') throw new TorchUnavailable(python, `torch ${match[1]} sees no CUDA device`);
+  if (device === 'cuda' && match[2] !== 'True')
+    throw new TorchUnavailable(python, `torch ${match[1]} sees no CUDA device`, device);
   return { torch: match[1] };
 }
 
