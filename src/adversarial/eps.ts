@@ -17,6 +17,7 @@
 
 import { ddpmEpsModel, type EpsModel } from '../diffusion/eps-model.js';
 import type { DdpmSchedule } from '../diffusion/schedule.js';
+import { checkCancelled } from '../util/cancellation.js';
 import { Rng } from '../util/random.js';
 
 type Tf = typeof import('@tensorflow/tfjs');
@@ -111,6 +112,8 @@ export async function expectedPerturbationScore(
 
   // Item j of the flattened (image, timestep) list is image floor(j / T*) at timestep j % T* + 1.
   for (let start = 0; start < total; start += batchSize) {
+    // A cancelled task stops before its next batch of perturbations (src/util/cancellation.ts).
+    checkCancelled();
     const n = Math.min(batchSize, total - start);
     const xt = new Float32Array(n * size);
     const t = new Float32Array(n);

@@ -341,8 +341,9 @@ export class ComputePool extends EventEmitter {
    * piscina.run. Alone on its worker (the default), a task is cancelled through piscina: a queued one is dropped, a
    * running one stops its worker. piscina runs a task that has an abort signal alone on its worker, so with several
    * tasks per worker (dynamic batching) none is passed: the caller is answered at once, the task is flagged in a
-   * shared word of its envelope (a worker skips a flagged task it has not started), and its worker (with the other
-   * tasks on it) is terminated only if the task still runs cancelGraceMs later.
+   * shared word of its envelope (a worker skips a flagged task it has not started; a running one stops at its next
+   * chunk, src/util/cancellation.ts), and its worker (with the other tasks on it) is terminated only if the task
+   * still runs cancelGraceMs later (a handler stuck in one long call).
    */
   private runOnPiscina(envelope: TaskEnvelope, transferList: TransferListItem[], signal: AbortSignal) {
     if (this.concurrentTasksPerWorker <= 1) {

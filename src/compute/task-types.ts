@@ -52,6 +52,8 @@ export interface WorkerInfo {
   tried: { name: string; error?: string }[];
   /** Batching options and counters of this worker (src/nn/batcher.ts). */
   batching?: import('../nn/batcher.js').BatchingOptions & import('../nn/batcher.js').BatcherStats;
+  /** Tasks of this worker that were cancelled while they ran and stopped at their next chunk (checkCancelled). */
+  cancelledTasks?: number;
   /**
    * The WebGPU adapter: the one the 'webgpu' backend runs on, or the one found and refused (software, under 'auto').
    * Absent when no adapter was looked for or none was found.

@@ -8,6 +8,7 @@ import { threadId, workerData } from 'node:worker_threads';
 import { move, transferableSymbol, valueSymbol } from 'piscina';
 import { fail, isSerializedError, type SerializedError, TweedieError } from '../errors.js';
 import { setOnlineThreads } from '../ot/online-threads.js';
+import { noteCancelledTask, runCancellable } from '../util/cancellation.js';
 import type { HandlerContext } from './handlers/context.js';
 import { handlers, isTestOnlyKind } from './handlers/index.js';
 import type { TaskEnvelope, TaskOutcome, WorkerOptions } from './task-types.js';
@@ -91,13 +92,26 @@ export default async function runTask(envelope: TaskEnvelope): Promise<TaskOutco
     }
     // The envelope crossed a thread boundary untyped: the main thread's pool.run typed it by kind.
     const handler = (await loader()) as (input: unknown, ctx: HandlerContext) => unknown;
-    if (envelope.control) {
+    const control = envelope.control;
+    let result: unknown;
+    if (control) {
       // Cancelled while it waited (for this worker, or for its turn on it): never started, and this thread is not
       // named for termination.
-      if (Atomics.load(envelope.control, 0) === 1) throw fail('DEADLINE_EXCEEDED', 'The task was cancelled');
-      Atomics.store(envelope.control, 1, threadId);
+      if (Atomics.load(control, 0) === 1) throw fail('DEADLINE_EXCEEDED', 'The task was cancelled');
+      Atomics.store(control, 1, threadId);
+      // Cancelled while it runs: the handler's loops see the flag between chunks (checkCancelled) and end the task
+      // there, freeing its slot, its batches and its memory reservation before the grace period runs out.
+      try {
+        result = await runCancellable(
+          () => Atomics.load(control, 0) === 1,
+          () => handler(envelope.input, ctx),
+        );
+      } finally {
+        if (Atomics.load(control, 0) === 1) noteCancelledTask();
+      }
+    } else {
+      result = await handler(envelope.input, ctx);
     }
-    const result = await handler(envelope.input, ctx);
     const outcome: TaskOutcome = timed({ ok: true, result });
     const buffers = collectTransferables(result);
     if (buffers.length === 0) return outcome;

@@ -19,6 +19,7 @@
  * the device's out-of-memory failure for work it admitted alone.
  */
 import { fail } from '../errors.js';
+import { checkCancelled } from '../util/cancellation.js';
 
 type Tf = typeof import('@tensorflow/tfjs');
 type Tensor = import('@tensorflow/tfjs').Tensor;
@@ -262,6 +263,9 @@ export async function predictBatched(
   if (data.length !== shape[0] * shape[1] * shape[2]) {
     throw new RangeError(`input has ${data.length} values, expected ${shape.join('x')}`);
   }
+  // A cancelled task makes no more network calls (src/util/cancellation.ts): it neither fills batches nor
+  // reserves device memory any longer.
+  checkCancelled();
   const bytes = await admitDeviceMemory(tf, model, [1, ...shape]);
   try {
     if (options.maxSize <= 1) return await runNetwork(tf, model, data, [1, ...shape]);
@@ -299,6 +303,7 @@ export async function forEachInChunks<I, R>(
 ): Promise<void> {
   const step = Math.max(1, Math.floor(parallel));
   for (let start = 0; start < items.length; start += step) {
+    checkCancelled();
     const chunk = items.slice(start, start + step);
     const results = await Promise.all(chunk.map((item, i) => fn(item, start + i)));
     for (let i = 0; i < results.length; i++) use(results[i], chunk[i], start + i);
