@@ -22,6 +22,7 @@ import { Rng } from '../util/random.js';
 
 type Tf = typeof import('@tensorflow/tfjs');
 type LayersModel = import('@tensorflow/tfjs').LayersModel;
+type MemoryProbe = import('../nn/batcher.js').MemoryProbe;
 
 /** eps_theta(x_t, t) for a batch x_t [n, h, w, c] in the model's range and per-item float timesteps t [n]. */
 export type EpsNetwork = EpsModel;
@@ -31,12 +32,26 @@ export function ddpmEpsNetwork(tf: Tf, model: LayersModel): EpsNetwork {
   return ddpmEpsModel(tf, model);
 }
 
+/** Noisy copies per network call by default. */
+export const EPS_BATCH_SIZE = 64;
+
+/**
+ * The device-memory probe of the eps network (src/nn/batcher.ts MemoryProbe): one call on a batch [n, h, w, c] of
+ * noisy copies, as expectedPerturbationScore makes them.
+ */
+export function epsMemoryProbe(tf: Tf, model: LayersModel): MemoryProbe {
+  return {
+    name: 'eps',
+    run: ([n, h, w, c]) => tf.tidy(() => ddpmEpsModel(tf, model)(tf.zeros([n, h, w, c]), tf.fill([n], 1))),
+  };
+}
+
 export interface EpsOptions {
   /** T*: the timesteps 1..T* are averaged (default 20, the paper's value). */
   timesteps?: number;
   /** Seed of the perturbation noise (default 0). */
   seed?: number;
-  /** Noisy copies per network call (default 64); bounds memory, does not change the result. */
+  /** Noisy copies per network call (default EPS_BATCH_SIZE); bounds memory, does not change the result. */
   batchSize?: number;
   /** Pixels of -1 added on every side after mapping to [-1, 1] (default 2: 28x28 -> 32x32). */
   pad?: number;
@@ -91,7 +106,7 @@ export async function expectedPerturbationScore(
   options: EpsOptions = {},
 ): Promise<EpsResult> {
   const timestepCount = options.timesteps ?? 20;
-  const batchSize = options.batchSize ?? 64;
+  const batchSize = options.batchSize ?? EPS_BATCH_SIZE;
   const pad = options.pad ?? 2;
   if (!Number.isInteger(timestepCount) || timestepCount < 1 || timestepCount >= schedule.timesteps)
     throw new RangeError(
