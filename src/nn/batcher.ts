@@ -18,7 +18,8 @@
  * perturbations and for the deep kernel's features and MMD of its images (admitDeviceUses). Measured on wasm
  * (`npx tsx bench/device-memory.ts`), bytes per input pixel: Noise2Score windows 168, MID windows (4 channels) 112,
  * a RED-Diff step of either DDPM U-Net 492, the EPS-AD score network 456 per perturbed 32x32 copy's pixel, the
- * EPS-AD deep kernel and MMD 5.7 MB fixed + 36 per pixel (about 36 KB an image). A call whose estimate plus its model's weights exceeds the budget can never run: 413
+ * EPS-AD deep kernel and MMD 5.7 MB fixed + 36 per pixel (about 36 KB an image); the same on webgpu (lavapipe,
+ * `--backend webgpu`): TF.js counts tensor bytes, not the backend's buffers. A call whose estimate plus its model's weights exceeds the budget can never run: 413
  * TW_GPU_MEMORY_EXCEEDED. One that does not fit beside what is resident and what the calls in flight reserved:
  * 503 TW_GPU_MEMORY_BUSY with Retry-After. Nothing is allocated for a refused call, so the worker never runs into
  * the device's out-of-memory failure for work it admitted alone.
@@ -142,8 +143,10 @@ async function peakBytes(tf: Tf, probe: MemoryProbe, shape: number[]): Promise<n
     return out instanceof tf.Tensor || Array.isArray(out) ? (out as Tensor) : undefined;
   });
   tf.dispose(profile.result as Tensor);
-  // peakBytes counts every tensor alive (other models' weights too): keep what this call added.
-  return profile.peakBytes - before;
+  // peakBytes counts every tensor alive (other models' weights too): keep what this call added. It is sampled
+  // after each kernel: a probe that ran none (-Infinity) is counted by what it made.
+  const peak = Number.isFinite(profile.peakBytes) ? profile.peakBytes : before + profile.newBytes;
+  return peak - before;
 }
 
 const pixelsOf = (shape: number[]) => shape[0] * shape[1] * shape[2];
