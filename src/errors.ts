@@ -116,6 +116,11 @@ export const ERROR_CATALOGUE = {
     statusCode: 503,
     message: "The worker's device memory is taken by other work; retry shortly",
   },
+  GPU_DEVICE_LOST: {
+    code: 'TW_GPU_DEVICE_LOST',
+    statusCode: 503,
+    message: "The compute worker's GPU device was lost; the worker is replaced, retry",
+  },
   MODEL_NOT_READY: { code: 'TW_MODEL_NOT_READY', statusCode: 503, message: 'The model is not loaded' },
   DEADLINE_EXCEEDED: {
     code: 'TW_DEADLINE_EXCEEDED',

@@ -21,6 +21,8 @@ export interface HealthReport {
   adapter: WorkerInfo['adapter'] | null;
   /** The backends the workers tried before the one in use, with the reason each was skipped. */
   backendTried: WorkerInfo['tried'];
+  /** The last GPU device a compute worker lost (the worker was replaced); null when none was. */
+  gpuDeviceLost: { reason: string; at: string } | null;
   compute: PoolStats & { up: boolean; saturated: boolean };
   /** Counts are present where the backend holds them (memory); a redis backend's are in /metrics. */
   jobs: {
@@ -82,6 +84,9 @@ export function healthReport(app: FastifyInstance): HealthReport {
     native: app.compute.info?.native ?? false,
     adapter: app.compute.info?.adapter ?? null,
     backendTried: app.compute.info?.tried ?? [],
+    gpuDeviceLost: app.compute.gpuDeviceLost
+      ? { reason: app.compute.gpuDeviceLost.reason, at: app.compute.gpuDeviceLost.at }
+      : null,
     compute: { up: app.compute.up, ...stats, saturated: load.compute },
     jobs: app.jobs
       ? {

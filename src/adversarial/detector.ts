@@ -338,6 +338,28 @@ export class EpsAdDetector {
     return conformalPValue(this.config.calibration.scores, score);
   }
 
+  /**
+   * The device-memory probe of the detector's kernel stage (src/nn/batcher.ts MemoryProbe): the deep kernel's
+   * features (the phi network) and its kernels against the reference (scores and the pooled MMD matrix) for n EPS
+   * images, measured at 2 and 32 images: linear in n from there (the pooled matrix grows as (reference + n)^2, so
+   * this is close while n is small against the reference set).
+   */
+  memoryProbe(): import('../nn/batcher.js').MemoryProbe {
+    const side = this.epsSide;
+    return {
+      name: 'eps-ad-kernel',
+      shapes: (c) => [
+        [2, side, side, c],
+        [32, side, side, c],
+      ],
+      run: async ([n]) => {
+        const eps = new Float32Array(n * side * side);
+        await this.scores(eps, n);
+        await this.pooledKernel(eps, n);
+      },
+    };
+  }
+
   dispose(): void {
     this.tf.dispose([this.referenceInputs, this.referenceFeatures, ...Object.values(this.scalars)]);
   }

@@ -17,10 +17,12 @@
 
 import { ddpmEpsModel, type EpsModel } from '../diffusion/eps-model.js';
 import type { DdpmSchedule } from '../diffusion/schedule.js';
+import { checkCancelled } from '../util/cancellation.js';
 import { Rng } from '../util/random.js';
 
 type Tf = typeof import('@tensorflow/tfjs');
 type LayersModel = import('@tensorflow/tfjs').LayersModel;
+type MemoryProbe = import('../nn/batcher.js').MemoryProbe;
 
 /** eps_theta(x_t, t) for a batch x_t [n, h, w, c] in the model's range and per-item float timesteps t [n]. */
 export type EpsNetwork = EpsModel;
@@ -30,12 +32,26 @@ export function ddpmEpsNetwork(tf: Tf, model: LayersModel): EpsNetwork {
   return ddpmEpsModel(tf, model);
 }
 
+/** Noisy copies per network call by default. */
+export const EPS_BATCH_SIZE = 64;
+
+/**
+ * The device-memory probe of the eps network (src/nn/batcher.ts MemoryProbe): one call on a batch [n, h, w, c] of
+ * noisy copies, as expectedPerturbationScore makes them.
+ */
+export function epsMemoryProbe(tf: Tf, model: LayersModel): MemoryProbe {
+  return {
+    name: 'eps',
+    run: ([n, h, w, c]) => tf.tidy(() => ddpmEpsModel(tf, model)(tf.zeros([n, h, w, c]), tf.fill([n], 1))),
+  };
+}
+
 export interface EpsOptions {
   /** T*: the timesteps 1..T* are averaged (default 20, the paper's value). */
   timesteps?: number;
   /** Seed of the perturbation noise (default 0). */
   seed?: number;
-  /** Noisy copies per network call (default 64); bounds memory, does not change the result. */
+  /** Noisy copies per network call (default EPS_BATCH_SIZE); bounds memory, does not change the result. */
   batchSize?: number;
   /** Pixels of -1 added on every side after mapping to [-1, 1] (default 2: 28x28 -> 32x32). */
   pad?: number;
@@ -90,7 +106,7 @@ export async function expectedPerturbationScore(
   options: EpsOptions = {},
 ): Promise<EpsResult> {
   const timestepCount = options.timesteps ?? 20;
-  const batchSize = options.batchSize ?? 64;
+  const batchSize = options.batchSize ?? EPS_BATCH_SIZE;
   const pad = options.pad ?? 2;
   if (!Number.isInteger(timestepCount) || timestepCount < 1 || timestepCount >= schedule.timesteps)
     throw new RangeError(
@@ -111,6 +127,8 @@ export async function expectedPerturbationScore(
 
   // Item j of the flattened (image, timestep) list is image floor(j / T*) at timestep j % T* + 1.
   for (let start = 0; start < total; start += batchSize) {
+    // A cancelled task stops before its next batch of perturbations (src/util/cancellation.ts).
+    checkCancelled();
     const n = Math.min(batchSize, total - start);
     const xt = new Float32Array(n * size);
     const t = new Float32Array(n);

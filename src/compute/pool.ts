@@ -10,7 +10,12 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { EventEmitter } from 'node:events';
 import { fileURLToPath } from 'node:url';
-import { MessageChannel, type MessagePort, type TransferListItem } from 'node:worker_threads';
+import {
+  BroadcastChannel,
+  MessageChannel,
+  type MessagePort,
+  type TransferListItem,
+} from 'node:worker_threads';
 import { context, type Span, SpanKind, trace } from '@opentelemetry/api';
 import { Piscina } from 'piscina';
 import { fail, reviveError, TweedieError } from '../errors.js';
@@ -21,6 +26,7 @@ import type {
   TaskKind,
   TaskOutcome,
   TaskResult,
+  WorkerEvent,
   WorkerOptions,
 } from './task-types.js';
 import { collectTransferables } from './transfer.js';
@@ -61,6 +67,13 @@ export interface TaskEvent {
   ms: number;
   outcome: 'ok' | 'error' | 'timeout' | 'cancelled' | 'crashed' | 'rejected';
 }
+
+/** A worker whose GPU device was lost (src/compute/worker.ts): it answered its tasks 503 and is being replaced. */
+export type DeviceLostEvent = Omit<WorkerEvent, 'type'>;
+
+let poolCount = 0;
+/** How long a worker whose GPU device was lost is left to post its answers before it is stopped. */
+const DEVICE_LOST_DRAIN_MS = 200;
 
 export interface ComputePoolOptions {
   workers: number;
@@ -111,6 +124,8 @@ export class ComputePool extends EventEmitter {
   readonly jobSlots: number;
   private jobTasks = 0;
   private readonly laneWaiters: LaneWaiter[] = [];
+  /** What the workers tell besides their answers (a lost GPU device): emitted as 'deviceLost'. */
+  private readonly events: BroadcastChannel;
 
   constructor(opts: ComputePoolOptions) {
     super();
@@ -123,6 +138,22 @@ export class ComputePool extends EventEmitter {
     this.cancelGraceMs = opts.cancelGraceMs ?? 5000;
     this.maxOldGenerationSizeMb = opts.maxOldGenerationSizeMb || undefined;
     const entry = workerEntry();
+    const eventsChannel = `tweedie-compute-${process.pid}-${++poolCount}`;
+    this.events = new BroadcastChannel(eventsChannel);
+    this.events.onmessage = (message) => {
+      const event = (message as { data?: WorkerEvent }).data;
+      if (event?.type === 'gpu-device-lost') {
+        const { type: _type, ...lost } = event;
+        this.emit('deviceLost', lost satisfies DeviceLostEvent);
+        // Its tasks were answered 503 as it posted this (their answers follow within microtasks); what reaches it
+        // meanwhile is refused. Stopped a moment later, it is replaced by piscina like a crashed worker.
+        setTimeout(() => {
+          const thread = this.piscina.threads.find((t) => t.threadId === lost.threadId);
+          void thread?.terminate();
+        }, DEVICE_LOST_DRAIN_MS).unref();
+      }
+    };
+    this.events.unref();
     this.piscina = new Piscina({
       filename: entry.filename,
       execArgv: entry.execArgv,
@@ -131,7 +162,7 @@ export class ComputePool extends EventEmitter {
       // Workers hold loaded models: never let idle ones go.
       idleTimeout: 2 ** 31 - 1,
       concurrentTasksPerWorker: this.concurrentTasksPerWorker,
-      workerData: { options: opts.worker },
+      workerData: { options: { ...opts.worker, eventsChannel } },
       resourceLimits: this.maxOldGenerationSizeMb
         ? { maxOldGenerationSizeMb: this.maxOldGenerationSizeMb }
         : undefined,
@@ -341,8 +372,9 @@ export class ComputePool extends EventEmitter {
    * piscina.run. Alone on its worker (the default), a task is cancelled through piscina: a queued one is dropped, a
    * running one stops its worker. piscina runs a task that has an abort signal alone on its worker, so with several
    * tasks per worker (dynamic batching) none is passed: the caller is answered at once, the task is flagged in a
-   * shared word of its envelope (a worker skips a flagged task it has not started), and its worker (with the other
-   * tasks on it) is terminated only if the task still runs cancelGraceMs later.
+   * shared word of its envelope (a worker skips a flagged task it has not started; a running one stops at its next
+   * chunk, src/util/cancellation.ts), and its worker (with the other tasks on it) is terminated only if the task
+   * still runs cancelGraceMs later (a handler stuck in one long call).
    */
   private runOnPiscina(envelope: TaskEnvelope, transferList: TransferListItem[], signal: AbortSignal) {
     if (this.concurrentTasksPerWorker <= 1) {
@@ -378,5 +410,6 @@ export class ComputePool extends EventEmitter {
     const deadline = Date.now() + graceMs;
     while (this.running > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     await this.piscina.destroy();
+    this.events.close();
   }
 }

@@ -23,8 +23,12 @@ export interface SystemTaskTable {
     input: { name: string; version?: string; data: Float32Array; shape: number[]; repeat?: number };
     result: { data: Float32Array; shape: number[]; numTensorsBefore: number; numTensorsAfter: number };
   };
-  /** Test-only tasks (ENABLE_TEST_TASKS): busy-wait, crash the worker, throw a coded error. */
-  'test.busy': { input: { ms: number }; result: { ms: number; threadId: number } };
+  /**
+   * Test-only tasks (ENABLE_TEST_TASKS): busy-wait (or, `sleep`, wait as a GPU read-back does), crash the worker,
+   * throw a coded error, report a lost GPU device (as Dawn would) just after answering.
+   */
+  'test.busy': { input: { ms: number; sleep?: boolean }; result: { ms: number; threadId: number } };
+  'test.gpu-lost': { input: { reason: string }; result: { threadId: number } };
   'test.crash': { input: { mode: 'exit' | 'oom' }; result: never };
   'test.fail': { input: { code: string; message: string }; result: never };
 }
@@ -52,6 +56,8 @@ export interface WorkerInfo {
   tried: { name: string; error?: string }[];
   /** Batching options and counters of this worker (src/nn/batcher.ts). */
   batching?: import('../nn/batcher.js').BatchingOptions & import('../nn/batcher.js').BatcherStats;
+  /** Tasks of this worker that were cancelled while they ran and stopped at their next chunk (checkCancelled). */
+  cancelledTasks?: number;
   /**
    * The WebGPU adapter: the one the 'webgpu' backend runs on, or the one found and refused (software, under 'auto').
    * Absent when no adapter was looked for or none was found.
@@ -105,4 +111,18 @@ export interface WorkerOptions {
   batchMaxSize?: number;
   batchMaxDelayMs?: number;
   gpuMemoryBudgetMb?: number;
+  /**
+   * Name of the BroadcastChannel on which a worker tells its pool about events that are not a task's answer (its
+   * GPU device was lost: WorkerEvent). Unset: nothing is told.
+   */
+  eventsChannel?: string;
+}
+
+/** What a worker tells its pool on `eventsChannel`. */
+export interface WorkerEvent {
+  type: 'gpu-device-lost';
+  threadId: number;
+  reason: string;
+  /** Tasks that were running on the worker (each answered 503 TW_GPU_DEVICE_LOST). */
+  tasksFailed: number;
 }

@@ -4,13 +4,15 @@
  * thread boundary and no stack trace ever reaches a client.
  */
 import { performance } from 'node:perf_hooks';
-import { threadId, workerData } from 'node:worker_threads';
+import { BroadcastChannel, threadId, workerData } from 'node:worker_threads';
 import { move, transferableSymbol, valueSymbol } from 'piscina';
 import { fail, isSerializedError, type SerializedError, TweedieError } from '../errors.js';
+import { onDeviceLost } from '../gpu/device.js';
 import { setOnlineThreads } from '../ot/online-threads.js';
+import { noteCancelledTask, runCancellable } from '../util/cancellation.js';
 import type { HandlerContext } from './handlers/context.js';
 import { handlers, isTestOnlyKind } from './handlers/index.js';
-import type { TaskEnvelope, TaskOutcome, WorkerOptions } from './task-types.js';
+import type { TaskEnvelope, TaskOutcome, WorkerEvent, WorkerOptions } from './task-types.js';
 import { collectTransferables } from './transfer.js';
 
 const options: WorkerOptions = workerData?.options ?? {
@@ -45,6 +47,45 @@ function tfjs(): ReturnType<HandlerContext['tfjs']> {
     });
   }
   return tfjsPromise;
+}
+
+// --- a lost GPU device ------------------------------------------------------------------------------------------
+// When the thread's WebGPU device is lost (src/gpu/device.ts onDeviceLost), everything on it is gone (the TF.js
+// backend, the models' weights, the online Sinkhorn kernels) and a read-back may never resolve. The worker answers
+// every task it runs 503 TW_GPU_DEVICE_LOST at once (and any that still reaches it) and tells its pool why; the
+// pool then stops it (src/compute/pool.ts: an idle piscina worker blocks in Atomics.wait, so it cannot end itself
+// on a timer), and piscina starts a replacement, which creates a new device or falls back as at start-up.
+
+let deviceLost: TweedieError | null = null;
+const lostWaiters = new Set<(err: TweedieError) => void>();
+onDeviceLost((reason) => {
+  if (deviceLost) return;
+  deviceLost = fail(
+    'GPU_DEVICE_LOST',
+    `The compute worker's GPU device was lost (${reason}); the worker is being replaced, retry`,
+    { retryAfter: 1, details: { reason } },
+  );
+  const event: WorkerEvent = { type: 'gpu-device-lost', threadId, reason, tasksFailed: lostWaiters.size };
+  for (const reject of [...lostWaiters]) reject(deviceLost);
+  if (options.eventsChannel) {
+    const channel = new BroadcastChannel(options.eventsChannel);
+    channel.postMessage(event);
+    channel.close();
+  }
+});
+
+/** The handler's promise, or 503 TW_GPU_DEVICE_LOST as soon as the device is lost, whichever comes first. */
+function unlessDeviceLost<T>(work: Promise<T>): Promise<T> {
+  let waiter: ((err: TweedieError) => void) | undefined;
+  const lost = new Promise<never>((_, reject) => {
+    // Lost while this task was starting (loading its handler): it fails too.
+    if (deviceLost) return reject(deviceLost);
+    waiter = reject;
+    lostWaiters.add(reject);
+  });
+  return Promise.race([work, lost]).finally(() => {
+    if (waiter) lostWaiters.delete(waiter);
+  });
 }
 
 async function serialize(err: unknown): Promise<SerializedError> {
@@ -85,19 +126,35 @@ export default async function runTask(envelope: TaskEnvelope): Promise<TaskOutco
     },
   };
   try {
+    if (deviceLost) throw deviceLost;
     const loader = Object.hasOwn(handlers, envelope.kind) ? handlers[envelope.kind] : undefined;
     if (!loader || (isTestOnlyKind(envelope.kind) && !options.enableTestTasks)) {
       throw fail('VALIDATION', `Unknown task kind '${String(envelope.kind)}'`);
     }
     // The envelope crossed a thread boundary untyped: the main thread's pool.run typed it by kind.
     const handler = (await loader()) as (input: unknown, ctx: HandlerContext) => unknown;
-    if (envelope.control) {
+    const control = envelope.control;
+    let result: unknown;
+    if (control) {
       // Cancelled while it waited (for this worker, or for its turn on it): never started, and this thread is not
       // named for termination.
-      if (Atomics.load(envelope.control, 0) === 1) throw fail('DEADLINE_EXCEEDED', 'The task was cancelled');
-      Atomics.store(envelope.control, 1, threadId);
+      if (Atomics.load(control, 0) === 1) throw fail('DEADLINE_EXCEEDED', 'The task was cancelled');
+      Atomics.store(control, 1, threadId);
+      // Cancelled while it runs: the handler's loops see the flag between chunks (checkCancelled) and end the task
+      // there, freeing its slot, its batches and its memory reservation before the grace period runs out.
+      try {
+        result = await unlessDeviceLost(
+          runCancellable(
+            () => Atomics.load(control, 0) === 1,
+            async () => handler(envelope.input, ctx),
+          ),
+        );
+      } finally {
+        if (Atomics.load(control, 0) === 1) noteCancelledTask();
+      }
+    } else {
+      result = await unlessDeviceLost(Promise.resolve(handler(envelope.input, ctx)));
     }
-    const result = await handler(envelope.input, ctx);
     const outcome: TaskOutcome = timed({ ok: true, result });
     const buffers = collectTransferables(result);
     if (buffers.length === 0) return outcome;

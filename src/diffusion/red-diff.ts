@@ -24,6 +24,7 @@
  */
 
 import { tidyValues } from '../nn/read.js';
+import { checkCancelled } from '../util/cancellation.js';
 import { Rng } from '../util/random.js';
 import type { EpsModel } from './eps-model.js';
 import { initialEstimate, type RedDiffInit } from './initial.js';
@@ -187,6 +188,8 @@ export async function redDiffRestore(
     // The iterate, the moments and the gradients stay on the device: only a traced step reads back (async).
     for (const [index, t] of timesteps.entries()) {
       options.signal?.throwIfAborted();
+      // The task running this was cancelled (src/util/cancellation.ts): stop before the next network call.
+      checkCancelled();
       const step = index + 1;
       const a = schedule.sqrtAlphaBars[t];
       const s = schedule.sqrtOneMinusAlphaBars[t];

@@ -8,8 +8,9 @@
  * (src/operations/restore/task.ts), a script or a test can call it directly.
  */
 
+import type { MemoryProbe } from '../nn/batcher.js';
 import { tidyValues } from '../nn/read.js';
-import type { EpsModel } from './eps-model.js';
+import { ddpmEpsModel, type EpsModel } from './eps-model.js';
 import type { RedDiffInit } from './initial.js';
 import {
   averagePoolOperator,
@@ -26,6 +27,8 @@ import { redDiffRestore } from './red-diff.js';
 import type { DdpmSchedule } from './schedule.js';
 
 type Tf = typeof import('@tensorflow/tfjs');
+type LayersModel = import('@tensorflow/tfjs').LayersModel;
+type Tensor4D = import('@tensorflow/tfjs').Tensor4D;
 
 /** The degradation, as a request gives it (the inpainting mask already built, image size). */
 export type RestoreOperatorSpec =
@@ -73,6 +76,48 @@ export interface RestorePipelineResult {
   timings: { prepareMs: number; optimiseMs: number; msPerStep: number };
 }
 
+type PaddingInput = Pick<
+  RestorePipelineInput,
+  'width' | 'height' | 'operator' | 'simulate' | 'multiple' | 'manifestExtra'
+>;
+
+function pipelinePadding(input: PaddingInput) {
+  const { width, height, operator, multiple } = input;
+  const factor = operator.kind === 'super-resolution' ? operator.factor : 1;
+  // The size of the estimate x before padding, and the unit its padded side must be a multiple of.
+  const outHeight = input.simulate ? height : height * factor;
+  const outWidth = input.simulate ? width : width * factor;
+  const padding = restorePadding(input.manifestExtra, outHeight, outWidth, factor, multiple);
+  return { factor, outHeight, outWidth, padding };
+}
+
+/** The shape [1, h, w, 1] of the estimate the pipeline optimises (padded): what each step runs the network on. */
+export function restoreShape(input: PaddingInput): [number, number, number, number] {
+  const { padding } = pipelinePadding(input);
+  return [1, padding.height, padding.width, 1];
+}
+
+/**
+ * The device-memory probe of a RED-Diff run with the DDPM U-Net `model` (src/nn/batcher.ts MemoryProbe): one whole
+ * step (the eps network, the data gradient, Adam's moments, a mask operator) at a given shape, so that a run is
+ * admitted at restoreShape() for its per-step peak.
+ */
+export function redDiffMemoryProbe(tf: Tf, model: LayersModel, schedule: DdpmSchedule): MemoryProbe {
+  return {
+    name: 'red-diff-step',
+    run: async ([n, h, w]) => {
+      const op = maskOperator(new Float32Array(h * w).fill(1), h, w);
+      const y = tf.zeros([n, h, w, 1]) as Tensor4D;
+      try {
+        await redDiffRestore(tf, ddpmEpsModel(tf, model), schedule, op, y, { steps: 1, lambda: 1 });
+      } finally {
+        y.dispose();
+        op.dispose();
+      }
+    },
+  };
+}
+
 /** RED-Diff restoration of one grey image with the eps-model `model` (`ddpmEpsModel` of a U-Net) under `schedule`. */
 export async function redDiffPipeline(
   tf: Tf,
@@ -81,12 +126,8 @@ export async function redDiffPipeline(
   input: RestorePipelineInput,
 ): Promise<RestorePipelineResult> {
   const t0 = performance.now();
-  const { data, width, height, operator, multiple } = input;
-  const factor = operator.kind === 'super-resolution' ? operator.factor : 1;
-  // The size of the estimate x before padding, and the unit its padded side must be a multiple of.
-  const outHeight = input.simulate ? height : height * factor;
-  const outWidth = input.simulate ? width : width * factor;
-  const padding = restorePadding(input.manifestExtra, outHeight, outWidth, factor, multiple);
+  const { data, width, height, operator } = input;
+  const { factor, outHeight, outWidth, padding } = pipelinePadding(input);
   const { height: paddedHeight, width: paddedWidth } = padding;
   const mask = operator.kind === 'mask' ? padding.pad(operator.mask, height, width, 'x', 1) : null;
   const op = buildOperator(operator, mask, paddedHeight, paddedWidth);

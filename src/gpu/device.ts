@@ -95,7 +95,35 @@ export async function releaseWebGpu(): Promise<void> {
   const p = pending;
   pending = undefined;
   const got = await p;
-  if (got?.ok) got.device.destroy();
+  if (got?.ok) {
+    // Released on purpose: not a loss.
+    released.add(got.device);
+    got.device.destroy();
+  }
+}
+
+// --- device loss ---------------------------------------------------------------------------------------------------
+
+/** Devices destroyed by releaseWebGpu(): their `lost` promise is no loss to report. */
+const released = new WeakSet<GPUDevice>();
+const lostListeners = new Set<(reason: string) => void>();
+
+/**
+ * Calls `listener` with the reason (in words) when the thread's device is lost (a driver reset or crash, the GPU
+ * taken away: Dawn resolves `device.lost`); not when releaseWebGpu() destroys it. Returns the unsubscribe function.
+ * The compute worker fails its tasks in flight and is replaced on it (src/compute/worker.ts).
+ */
+export function onDeviceLost(listener: (reason: string) => void): () => void {
+  lostListeners.add(listener);
+  return () => lostListeners.delete(listener);
+}
+
+/**
+ * Reports a loss of the thread's device to the onDeviceLost listeners. Dawn's `device.lost` calls it (after
+ * forgetting the device); a test or a fault drill calls it to inject a loss without destroying a real device.
+ */
+export function reportDeviceLoss(reason: string): void {
+  for (const listener of [...lostListeners]) listener(reason);
 }
 
 async function acquire(): Promise<WebGpu | NoWebGpu> {
@@ -139,9 +167,11 @@ async function acquire(): Promise<WebGpu | NoWebGpu> {
       },
     });
     const mine = pending;
-    void device.lost.then(() => {
+    void device.lost.then((info) => {
       // Forget a lost device (driver reset, destroy()) so that the next caller gets a new one.
       if (pending === mine) pending = undefined;
+      if (released.has(device)) return;
+      reportDeviceLoss(`${info.reason ?? 'unknown'}${info.message ? `: ${info.message}` : ''}`);
     });
     return { ok: true, device, adapter, adapterInfo, info };
   } catch (err) {

@@ -13,12 +13,19 @@
  * Memory: with a budget (`memoryBudgetBytes`), each call is admitted before it runs against an estimate of the
  * device memory it needs, measured once per model and worker with tf.profile at two small sizes (peak bytes above
  * what was allocated, linear in the number of pixels: 160-168 bytes per pixel for the Noise2Score network at 32,
- * 64 and 128 px). A call whose estimate plus its model's weights exceeds the budget can never run: 413
+ * 64 and 128 px). The other models are admitted the same way, each measured for its own use (a MemoryProbe):
+ * RED-Diff once per run for one whole step at its padded shape, EPS-AD once per request for its largest batch of
+ * perturbations and for the deep kernel's features and MMD of its images (admitDeviceUses). Measured on wasm
+ * (`npx tsx bench/device-memory.ts`), bytes per input pixel: Noise2Score windows 168, MID windows (4 channels) 112,
+ * a RED-Diff step of either DDPM U-Net 492, the EPS-AD score network 456 per perturbed 32x32 copy's pixel, the
+ * EPS-AD deep kernel and MMD 5.7 MB fixed + 36 per pixel (about 36 KB an image); the same on webgpu (lavapipe,
+ * `--backend webgpu`): TF.js counts tensor bytes, not the backend's buffers. A call whose estimate plus its model's weights exceeds the budget can never run: 413
  * TW_GPU_MEMORY_EXCEEDED. One that does not fit beside what is resident and what the calls in flight reserved:
  * 503 TW_GPU_MEMORY_BUSY with Retry-After. Nothing is allocated for a refused call, so the worker never runs into
  * the device's out-of-memory failure for work it admitted alone.
  */
 import { fail } from '../errors.js';
+import { checkCancelled } from '../util/cancellation.js';
 
 type Tf = typeof import('@tensorflow/tfjs');
 type Tensor = import('@tensorflow/tfjs').Tensor;
@@ -97,67 +104,161 @@ interface MemoryModel {
   perPixel: number;
 }
 
-const memoryModels = new WeakMap<object, Promise<MemoryModel>>();
+/**
+ * How one use of a model is measured: `run` makes one call on zeros of an input shape [n, h, w, c] (whatever it
+ * returns is freed after), at the two `shapes` (default [1, 32, 32, c] and [1, 64, 64, c]); its peak bytes above
+ * what was allocated before are taken as linear in n x h x w between and beyond them. The default probe is one
+ * `model.predict` (Noise2Score, MID); RED-Diff measures a whole step (the eps U-Net, the data gradient and Adam's
+ * moments), EPS-AD a batch of perturbations and its deep-kernel features and MMD (src/operations/*\/task.ts).
+ */
+export interface MemoryProbe {
+  /** Names the use: one model may be measured for several (cached per model, name and channels). */
+  name: string;
+  shapes?: (channels: number) => [number[], number[]];
+  run: (shape: number[]) => unknown;
+}
+
+/** One `model.predict` on a single input [n, h, w, c]: the default probe. */
+function predictProbe(tf: Tf, model: LayersModel): MemoryProbe {
+  return {
+    name: 'predict',
+    run: (shape) => {
+      const x = tf.zeros(shape);
+      const y = model.predict(x) as Tensor;
+      x.dispose();
+      return y;
+    },
+  };
+}
+
+const memoryModels = new WeakMap<object, Map<string, Promise<MemoryModel>>>();
 /** Bytes reserved by admitted calls that have not finished. */
 let reserved = 0;
 
-async function peakBytes(tf: Tf, model: LayersModel, shape: number[]): Promise<number> {
+async function peakBytes(tf: Tf, probe: MemoryProbe, shape: number[]): Promise<number> {
   let before = 0;
-  const profile = await tf.profile(() => {
+  const profile = await tf.profile(async () => {
     before = tf.memory().numBytes;
-    const x = tf.zeros(shape);
-    const y = model.predict(x) as Tensor;
-    x.dispose();
-    return y;
+    const out = await probe.run(shape);
+    return out instanceof tf.Tensor || Array.isArray(out) ? (out as Tensor) : undefined;
   });
   tf.dispose(profile.result as Tensor);
-  // peakBytes counts every tensor alive (other models' weights too): keep what this call added.
-  return profile.peakBytes - before;
+  // peakBytes counts every tensor alive (other models' weights too): keep what this call added. It is sampled
+  // after each kernel: a probe that ran none (-Infinity) is counted by what it made.
+  const peak = Number.isFinite(profile.peakBytes) ? profile.peakBytes : before + profile.newBytes;
+  return peak - before;
 }
 
-/** The device-memory model of `model` (measured once per model and thread at 32 and 64 px, channels c). */
-function memoryModel(tf: Tf, model: LayersModel, channels: number): Promise<MemoryModel> {
-  let m = memoryModels.get(model);
+const pixelsOf = (shape: number[]) => shape[0] * shape[1] * shape[2];
+
+/** The device-memory model of one use of `model` (measured once per model, probe and thread; channels c). */
+function memoryModel(tf: Tf, model: LayersModel, channels: number, probe: MemoryProbe): Promise<MemoryModel> {
+  let byProbe = memoryModels.get(model);
+  if (!byProbe) {
+    byProbe = new Map();
+    memoryModels.set(model, byProbe);
+  }
+  const key = `${probe.name}:${channels}`;
+  let m = byProbe.get(key);
   if (!m) {
+    const cache = byProbe;
     m = (async () => {
-      const small = await peakBytes(tf, model, [1, 32, 32, channels]);
-      const large = await peakBytes(tf, model, [1, 64, 64, channels]);
-      const perPixel = Math.max(0, (large - small) / (64 * 64 - 32 * 32));
-      const fixed = Math.max(0, small - perPixel * 32 * 32);
+      const [smallShape, largeShape] = probe.shapes?.(channels) ?? [
+        [1, 32, 32, channels],
+        [1, 64, 64, channels],
+      ];
+      const small = await peakBytes(tf, probe, smallShape);
+      const large = await peakBytes(tf, probe, largeShape);
+      const perPixel = Math.max(0, (large - small) / (pixelsOf(largeShape) - pixelsOf(smallShape)));
+      const fixed = Math.max(0, small - perPixel * pixelsOf(smallShape));
       const weights = model.countParams() * 4;
       return { weights, fixed, perPixel };
     })();
-    memoryModels.set(model, m);
-    m.catch(() => memoryModels.delete(model));
+    cache.set(key, m);
+    m.catch(() => cache.delete(key));
   }
   return m;
 }
 
 /** Estimated device bytes of one call of `model` on a [n, h, w, c] input (measured model; see the module note). */
-export async function estimateDeviceBytes(tf: Tf, model: LayersModel, shape: number[]): Promise<number> {
-  const [n, h, w, c] = shape;
-  const m = await memoryModel(tf, model, c);
-  return Math.ceil(m.fixed + m.perPixel * n * h * w);
+export async function estimateDeviceBytes(
+  tf: Tf,
+  model: LayersModel,
+  shape: number[],
+  probe: MemoryProbe = predictProbe(tf, model),
+): Promise<number> {
+  const m = await memoryModel(tf, model, shape[3], probe);
+  return Math.ceil(m.fixed + m.perPixel * pixelsOf(shape));
+}
+
+/** Bytes per input pixel of one use of a model, as measured in this thread (benchmarks and docs record them). */
+export async function measuredBytesPerPixel(
+  tf: Tf,
+  model: LayersModel,
+  channels: number,
+  probe: MemoryProbe = predictProbe(tf, model),
+): Promise<{ fixed: number; perPixel: number; weights: number }> {
+  return { ...(await memoryModel(tf, model, channels, probe)) };
 }
 
 const MB = 1024 * 1024;
+
+/** One use of a model a task will make: its input shape [n, h, w, c] and how it is measured (default: predict). */
+export interface DeviceUse {
+  model: LayersModel;
+  shape: number[];
+  probe?: MemoryProbe;
+}
 
 /**
  * Admits one call of `model` on `shape` under the memory budget (if any) and returns the bytes reserved for it
  * (release them with releaseDeviceMemory once its tensors are freed). Throws 413 when the call can never fit,
  * 503 with Retry-After when it does not fit now. No budget: reserves nothing.
  */
-export async function admitDeviceMemory(tf: Tf, model: LayersModel, shape: number[]): Promise<number> {
+export async function admitDeviceMemory(
+  tf: Tf,
+  model: LayersModel,
+  shape: number[],
+  probe?: MemoryProbe,
+  advice?: string,
+): Promise<number> {
+  return admitDeviceUses(tf, [{ model, shape, probe }], advice);
+}
+
+/**
+ * Admits a task that makes the `uses` one after the other (EPS-AD: the score network's batches, then the deep
+ * kernel): it needs every model's weights, and the largest of the uses' peaks, reserved until it releases them.
+ */
+export async function admitDeviceUses(
+  tf: Tf,
+  uses: readonly DeviceUse[],
+  advice = 'Send a smaller image, or use a smaller tile size',
+): Promise<number> {
   const budget = options.memoryBudgetBytes;
-  if (budget === undefined) return 0;
-  const need = await estimateDeviceBytes(tf, model, shape);
-  const { weights } = await memoryModel(tf, model, shape[3]);
-  const label = `a ${shape.slice(1, 3).join('x')} input`;
+  if (budget === undefined || uses.length === 0) return 0;
+  let need = 0;
+  let weights = 0;
+  let largest = uses[0];
+  const models = new Set<LayersModel>();
+  for (const use of uses) {
+    const probe = use.probe ?? predictProbe(tf, use.model);
+    const bytes = await estimateDeviceBytes(tf, use.model, use.shape, probe);
+    if (bytes > need) {
+      need = bytes;
+      largest = use;
+    }
+    if (!models.has(use.model)) {
+      models.add(use.model);
+      weights += (await memoryModel(tf, use.model, use.shape[3], probe)).weights;
+    }
+  }
+  const [n, h, w] = largest.shape;
+  const label = n > 1 ? `${n} inputs of ${h}x${w}` : `a ${h}x${w} input`;
   if (weights + need > budget) {
     stats.refused++;
     throw fail(
       'GPU_MEMORY_EXCEEDED',
-      `The network needs about ${(need / MB).toFixed(1)} MB of device memory for ${label} (weights ${(weights / MB).toFixed(1)} MB): more than this worker's GPU_MEMORY_BUDGET_MB (${(budget / MB).toFixed(0)} MB). Send a smaller image, or use a smaller tile size`,
+      `The network needs about ${(need / MB).toFixed(1)} MB of device memory for ${label} (weights ${(weights / MB).toFixed(1)} MB): more than this worker's GPU_MEMORY_BUDGET_MB (${(budget / MB).toFixed(0)} MB). ${advice}`,
       { details: { neededBytes: need + weights, budgetBytes: budget } },
     );
   }
@@ -262,6 +363,9 @@ export async function predictBatched(
   if (data.length !== shape[0] * shape[1] * shape[2]) {
     throw new RangeError(`input has ${data.length} values, expected ${shape.join('x')}`);
   }
+  // A cancelled task makes no more network calls (src/util/cancellation.ts): it neither fills batches nor
+  // reserves device memory any longer.
+  checkCancelled();
   const bytes = await admitDeviceMemory(tf, model, [1, ...shape]);
   try {
     if (options.maxSize <= 1) return await runNetwork(tf, model, data, [1, ...shape]);
@@ -299,6 +403,7 @@ export async function forEachInChunks<I, R>(
 ): Promise<void> {
   const step = Math.max(1, Math.floor(parallel));
   for (let start = 0; start < items.length; start += step) {
+    checkCancelled();
     const chunk = items.slice(start, start + step);
     const results = await Promise.all(chunk.map((item, i) => fn(item, start + i)));
     for (let i = 0; i < results.length; i++) use(results[i], chunk[i], start + i);

@@ -4,6 +4,8 @@
  * Everything is float64 and row-major; no tfjs, no fastify.
  */
 
+import { isCancelled } from '../util/cancellation.js';
+
 /** A dense n x m cost matrix, row-major: C[i * m + j]. */
 export interface CostMatrix {
   n: number;
@@ -81,8 +83,12 @@ export class OtInputError extends Error {
   }
 }
 
+/**
+ * Stops a solver whose caller aborted (`signal`) or whose compute task was cancelled (src/util/cancellation.ts):
+ * every iterative solver calls it between iterations.
+ */
 export function throwIfAborted(signal?: AbortSignal): void {
-  if (signal?.aborted) {
+  if (signal?.aborted || isCancelled()) {
     const err = new Error('aborted');
     err.name = 'AbortError';
     throw err;

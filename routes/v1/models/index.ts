@@ -33,6 +33,8 @@ const routes: FastifyPluginAsyncZod = async (fastify) => {
         backend: h.backend,
         native: h.native,
         adapter: h.adapter,
+        backendTried: h.backendTried,
+        gpuDeviceLost: h.gpuDeviceLost,
         tier: fastify.models.tier(),
         models: fastify.models.list().map(view),
       };

@@ -15,6 +15,7 @@ const systemTasks: { [K in keyof SystemTaskTable]: () => Promise<Handler<K>> } =
   'test.busy': async () => (await import('./test-tasks.js')).busy,
   'test.crash': async () => (await import('./test-tasks.js')).crash,
   'test.fail': async () => (await import('./test-tasks.js')).failWith,
+  'test.gpu-lost': async () => (await import('./test-tasks.js')).gpuLost,
 };
 
 /** The operations' worker sides (src/operations/<op>/task.ts): one line per task. */

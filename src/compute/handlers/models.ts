@@ -5,6 +5,7 @@ import { threadId } from 'node:worker_threads';
 import { forgetModel, getModel, warmupModel } from '../../nn/repository.js';
 import './layers.js';
 import { batcherStats, batchingOptions } from '../../nn/batcher.js';
+import { cancelledTaskCount } from '../../util/cancellation.js';
 import type { TaskInput, TaskResult } from '../task-types.js';
 import type { HandlerContext } from './context.js';
 
@@ -17,6 +18,7 @@ export async function systemInfo(_input: unknown, ctx: HandlerContext): Promise<
     numTensors: rt.tf.memory().numTensors,
     tried: rt.tried,
     batching: { ...batchingOptions(), ...batcherStats() },
+    cancelledTasks: cancelledTaskCount(),
     ...(rt.adapter
       ? {
           adapter: {

@@ -4,10 +4,16 @@
  */
 import { threadId } from 'node:worker_threads';
 import { ERROR_CATALOGUE, TweedieError } from '../../errors.js';
+import { reportDeviceLoss } from '../../gpu/device.js';
 import type { HandlerContext } from './context.js';
 
-export async function busy(input: { ms: number }, ctx: HandlerContext) {
+export async function busy(input: { ms: number; sleep?: boolean }, ctx: HandlerContext) {
   const start = Date.now();
+  if (input.sleep) {
+    // Waits without holding the thread, as a task awaiting a GPU read-back does.
+    await new Promise((resolve) => setTimeout(resolve, input.ms));
+    return { ms: Date.now() - start, threadId };
+  }
   // Busy-wait in slices so the worker really is occupied (like a solver), reporting progress as it goes.
   while (Date.now() - start < input.ms) {
     const sliceEnd = Math.min(start + input.ms, Date.now() + 50);
@@ -31,4 +37,10 @@ export function crash(input: { mode: 'exit' | 'oom' }): never {
 export function failWith(input: { code: string; message: string }): never {
   const spec = Object.values(ERROR_CATALOGUE).find((s) => s.code === input.code) ?? ERROR_CATALOGUE.INTERNAL;
   throw new TweedieError(spec, input.message);
+}
+
+/** Reports a lost GPU device in this worker just after answering (the loss Dawn reports, without a real device). */
+export function gpuLost(input: { reason: string }) {
+  setTimeout(() => reportDeviceLoss(input.reason), 0);
+  return { threadId };
 }

@@ -7,11 +7,12 @@
 
 import sharp from 'sharp';
 import { type EpsAdDetector, loadEpsAdDetector } from '../../adversarial/detector.js';
-import { ddpmEpsNetwork } from '../../adversarial/eps.js';
+import { ddpmEpsNetwork, EPS_BATCH_SIZE, epsMemoryProbe } from '../../adversarial/eps.js';
 import { epsInChunks } from '../../adversarial/pipeline.js';
 import { schedulerFor } from '../../diffusion/scheduler.js';
 import { fail } from '../../errors.js';
 import { decodeImage } from '../../imaging/codec.js';
+import { admitDeviceUses, releaseDeviceMemory } from '../../nn/batcher.js';
 import { ROUTE_MODEL_TASKS, requireModelTask } from '../../nn/manifest.js';
 import { diffusionSection, extraSection } from '../../nn/manifest-sections.js';
 import { getModel, onModelCacheClear } from '../../nn/repository.js';
@@ -185,19 +186,42 @@ export async function detect(input: DetectTaskInput, ctx: HandlerContext): Promi
   );
   const tLoad = performance.now();
 
-  const eps = await epsInChunks(tf, ddpmEpsNetwork(tf, scoreModel.model), schedule, images, input.count, {
-    timesteps,
-    seed: input.seed,
-    chunk: CHUNK,
-    side: width,
-    onChunk: (done, total) => ctx.progress((0.9 * done) / total, `EPS of ${done}/${total} images`),
-  });
-  const tEps = performance.now();
-  const scores = Array.from(await detector.scores(eps, input.count));
-  const batch =
-    input.count >= 2
-      ? await detector.batchTest(eps, input.count, { permutations: input.permutations, seed: input.seed })
-      : null;
+  // Admitted under GPU_MEMORY_BUDGET_MB (src/nn/batcher.ts): the score network's largest batch of perturbations,
+  // then the deep kernel on all the images, one after the other.
+  const side = detector.epsSide;
+  const reservedBytes = await admitDeviceUses(
+    tf,
+    [
+      {
+        model: scoreModel.model,
+        shape: [Math.min(EPS_BATCH_SIZE, Math.min(CHUNK, input.count) * timesteps), side, side, channels],
+        probe: epsMemoryProbe(tf, scoreModel.model),
+      },
+      { model: loaded.model, shape: [input.count, side, side, channels], probe: detector.memoryProbe() },
+    ],
+    'Send fewer images',
+  );
+  let eps: Float32Array;
+  let tEps: number;
+  let scores: number[];
+  let batch: Awaited<ReturnType<EpsAdDetector['batchTest']>> | null;
+  try {
+    eps = await epsInChunks(tf, ddpmEpsNetwork(tf, scoreModel.model), schedule, images, input.count, {
+      timesteps,
+      seed: input.seed,
+      chunk: CHUNK,
+      side: width,
+      onChunk: (done, total) => ctx.progress((0.9 * done) / total, `EPS of ${done}/${total} images`),
+    });
+    tEps = performance.now();
+    scores = Array.from(await detector.scores(eps, input.count));
+    batch =
+      input.count >= 2
+        ? await detector.batchTest(eps, input.count, { permutations: input.permutations, seed: input.seed })
+        : null;
+  } finally {
+    releaseDeviceMemory(reservedBytes);
+  }
   const tKernel = performance.now();
   return {
     detector: { name: loaded.name, version: loaded.version },

@@ -14,11 +14,14 @@ import { boxMask, countMissing, maskFromImage, randomPixelMask } from '../../dif
 import {
   type RestoreOperatorSpec,
   type RestorePipelineResult,
+  redDiffMemoryProbe,
   redDiffPipeline,
+  restoreShape,
 } from '../../diffusion/restore-pipeline.js';
 import { schedulerFor } from '../../diffusion/scheduler.js';
 import { fail } from '../../errors.js';
 import { decodeImage, encodeImage, type OutputFormat } from '../../imaging/codec.js';
+import { admitDeviceMemory, releaseDeviceMemory } from '../../nn/batcher.js';
 import { ROUTE_MODEL_TASKS, requireModelTask } from '../../nn/manifest.js';
 import { architectureMultiple, diffusionSection, extraSection } from '../../nn/manifest-sections.js';
 import { getModel } from '../../nn/repository.js';
@@ -216,12 +219,25 @@ async function restorePixels(input: RestoreTaskInput, ctx: HandlerContext): Prom
         }
       : input.operator;
   const decodeMs = performance.now() - tDecode0;
-  const result = await redDiffPipeline(tf, ddpmEpsModel(tf, loaded.model), schedule, {
-    data,
+  const geometry = {
     width,
     height,
     operator,
     simulate: input.simulate,
+    multiple: architectureMultiple(manifest),
+    manifestExtra: manifest.extra,
+  };
+  // Admitted under GPU_MEMORY_BUDGET_MB (src/nn/batcher.ts) for one step at its padded shape, held for the run.
+  const reservedBytes = await admitDeviceMemory(
+    tf,
+    loaded.model,
+    restoreShape(geometry),
+    redDiffMemoryProbe(tf, loaded.model, schedule),
+    'Send a smaller image',
+  );
+  const result = await redDiffPipeline(tf, ddpmEpsModel(tf, loaded.model), schedule, {
+    ...geometry,
+    data,
     sigmaY: input.sigmaY,
     steps: input.steps,
     lambda: input.lambda ?? tuned.lambda,
@@ -230,10 +246,8 @@ async function restorePixels(input: RestoreTaskInput, ctx: HandlerContext): Prom
     tMax,
     seed: input.seed,
     trace: input.trace,
-    multiple: architectureMultiple(manifest),
-    manifestExtra: manifest.extra,
     onProgress: (p) => ctx.progress(p.step / p.steps, `RED-Diff step ${p.step}/${p.steps} (t = ${p.t})`),
-  });
+  }).finally(() => releaseDeviceMemory(reservedBytes));
   const { timings, ...rest } = result;
   return {
     ...rest,

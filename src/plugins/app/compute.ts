@@ -5,7 +5,7 @@
  */
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import fp from 'fastify-plugin';
-import { ComputePool, type RunOptions } from '../../compute/pool.js';
+import { ComputePool, type DeviceLostEvent, type RunOptions } from '../../compute/pool.js';
 import { computePoolOptions } from '../../compute/pool-options.js';
 import type { TaskInput, TaskKind, TaskResult, WorkerInfo } from '../../compute/task-types.js';
 import { type Config, resolvedReservedWorkers } from '../../config.js';
@@ -19,6 +19,11 @@ export interface ComputeService {
   error: string | null;
   /** Settles when the start-up check is done (info set, or error). */
   started: Promise<void>;
+  /**
+   * The last GPU device a worker lost (its reason, when, and how many tasks it failed with 503 TW_GPU_DEVICE_LOST);
+   * null when none was. `info` is then asked again of the workers (the replacement's backend, or its fallback).
+   */
+  gpuDeviceLost: { reason: string; threadId: number; tasksFailed: number; at: string } | null;
   runFor<K extends TaskKind>(
     reply: FastifyReply,
     kind: K,
@@ -55,6 +60,35 @@ export default fp(
       reservedWorkers: resolvedReservedWorkers(cfg),
     });
     pool.on('workerError', (err) => fastify.log.error({ err }, 'compute worker error'));
+    // A worker whose GPU device is lost answers its tasks 503 and ends; piscina starts a replacement, whose backend
+    // (a new device, or the fallback with its reason in `tried`) is reported in place of the old one.
+    pool.on('deviceLost', (event: DeviceLostEvent) => {
+      service.gpuDeviceLost = { ...event, at: new Date().toISOString() };
+      fastify.log.error(event, 'compute worker lost its GPU device; replacing it');
+      // Asked until a worker other than the lost one answers (the lost one refuses tasks until it has ended).
+      const replaced = async () => {
+        for (let attempt = 0; ; attempt++) {
+          const info = await pool.run('system.info', {}, { timeoutMs: 120_000 }).catch((err) => {
+            if (attempt >= 50 || (err as { code?: string }).code === 'TW_SHUTTING_DOWN') throw err;
+            return null;
+          });
+          if (info && (info.threadId !== event.threadId || attempt >= 50)) return info;
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+      };
+      void replaced()
+        .then((info) => {
+          service.info = info;
+          fastify.log.info(
+            { backend: info.backend, tried: info.tried, adapter: info.adapter },
+            'compute worker replaced after a lost GPU device',
+          );
+        })
+        .catch((err) => {
+          if ((err as { code?: string }).code !== 'TW_SHUTTING_DOWN')
+            fastify.log.error({ err }, 'compute worker not replaced after a lost GPU device');
+        });
+    });
 
     const deadlineFor = (requested?: number) =>
       requested === undefined
@@ -67,6 +101,7 @@ export default fp(
       up: false,
       error: null,
       started: Promise.resolve(),
+      gpuDeviceLost: null,
       deadlineFor,
       async withRequest(reply, requestedTimeoutMs, work) {
         const controller = new AbortController();

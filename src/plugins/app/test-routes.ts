@@ -12,14 +12,19 @@ const testRoutes: FastifyPluginAsyncZod = async (fastify) => {
     {
       schema: {
         hide: true,
-        body: z.object({ ms: z.number().int().min(0).max(600_000), timeoutMs: z.number().int().optional() }),
+        body: z.object({
+          ms: z.number().int().min(0).max(600_000),
+          // Wait without holding the worker (as a GPU read-back does) instead of spinning.
+          sleep: z.boolean().optional(),
+          timeoutMs: z.number().int().optional(),
+        }),
       },
     },
     async (request, reply) =>
       fastify.compute.runFor(
         reply,
         'test.busy',
-        { ms: request.body.ms },
+        { ms: request.body.ms, sleep: request.body.sleep },
         { timeoutMs: request.body.timeoutMs },
       ),
   );

@@ -1,0 +1,71 @@
+/**
+ * The device-memory accounting of src/nn/batcher.ts for models measured with their own MemoryProbe (RED-Diff
+ * steps, EPS-AD), on wasm (the budget is backend-independent): a probe whose peak is known exactly gives that
+ * estimate, a task of several uses needs every model's weights and the largest peak, and admission answers 413
+ * when it can never fit, 503 while others hold the memory, and admits again once they release it.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { initTfjs } from '../../src/nn/backend.js';
+import {
+  admitDeviceUses,
+  configureBatching,
+  estimateDeviceBytes,
+  type MemoryProbe,
+  releaseDeviceMemory,
+} from '../../src/nn/batcher.js';
+
+const { tf } = await initTfjs('wasm');
+afterEach(() => {
+  configureBatching({ maxSize: 1 });
+});
+
+/** A probe whose peak is `floats` float32 values per input pixel (and nothing fixed). */
+function exactProbe(name: string, floats: number): MemoryProbe {
+  return { name, run: ([n, h, w]) => tf.fill([n * h * w * floats], 0) };
+}
+
+function tinyModel(units: number) {
+  return tf.sequential({ layers: [tf.layers.dense({ inputShape: [1], units, useBias: false })] });
+}
+
+describe('MemoryProbe accounting', () => {
+  it('estimates a probe from its measured peak: bytes per pixel x n x h x w', async () => {
+    const model = tinyModel(4);
+    expect(await estimateDeviceBytes(tf, model, [3, 10, 20, 1], exactProbe('ten', 10))).toBe(
+      3 * 10 * 20 * 40,
+    );
+    // Another probe of the same model is measured on its own.
+    expect(await estimateDeviceBytes(tf, model, [1, 10, 10, 1], exactProbe('two', 2))).toBe(800);
+    model.dispose();
+  });
+
+  it('admits a task of several uses for both weights and the larger peak: 413 beyond, 503 while busy', async () => {
+    const a = tinyModel(1000); // 4000 bytes of weights
+    const b = tinyModel(500); // 2000 bytes
+    const uses = (side: number) => [
+      { model: a, shape: [1, side, side, 1], probe: exactProbe('a', 4) }, // 16 bytes a pixel
+      { model: b, shape: [2, side, side, 1], probe: exactProbe('b', 1) }, // 4 bytes a pixel, 2 images
+    ];
+    const resident = tf.memory().numBytes;
+    // The budget holds what is resident, both models' weights are in it already; 100x100 needs 160 000 bytes.
+    configureBatching({ memoryBudgetBytes: resident + 200_000 });
+    const held = await admitDeviceUses(tf, uses(100), 'Send fewer images');
+    expect(held).toBe(160_000);
+    // A second one does not fit beside it now.
+    await expect(admitDeviceUses(tf, uses(100))).rejects.toMatchObject({
+      code: 'TW_GPU_MEMORY_BUSY',
+      statusCode: 503,
+    });
+    releaseDeviceMemory(held);
+    releaseDeviceMemory(await admitDeviceUses(tf, uses(100)));
+    // Beyond the budget whatever else runs: 200x200 needs 640 000 bytes + 6000 of weights.
+    await expect(admitDeviceUses(tf, uses(200), 'Send fewer images')).rejects.toMatchObject({
+      code: 'TW_GPU_MEMORY_EXCEEDED',
+      statusCode: 413,
+      message: expect.stringMatching(/Send fewer images/),
+      details: { neededBytes: 640_000 + 6000 },
+    });
+    a.dispose();
+    b.dispose();
+  });
+});
