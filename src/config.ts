@@ -112,8 +112,9 @@ export const configSchema = z.object({
    */
   WORKER_CONCURRENT_TASKS: int(1, 256).optional(),
   /**
-   * With WORKER_CONCURRENT_TASKS above 1, a cancelled or timed-out task is answered at once but its worker (and
-   * the other tasks on it) is stopped only if the task is still running this many ms later.
+   * With WORKER_CONCURRENT_TASKS above 1, a cancelled or timed-out task is answered at once and stops at its next
+   * chunk (src/util/cancellation.ts); its worker (and the other tasks on it) is stopped only if the task is still
+   * running this many ms later (stuck inside one call).
    */
   WORKER_CANCEL_GRACE_MS: int(0, 600_000).default(5000),
   /**
