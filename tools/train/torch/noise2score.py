@@ -397,12 +397,24 @@ CHI2_1_TRIMMED_MEAN = 0.7209 / 0.95
 MIN_TILES = 16
 MIN_BLOCK_MEAN = 0.02
 WEAK_TEXTURE_KEEP = {'gaussian': 0.3, 'poisson': 0.1, 'gamma': 0.1}
+NOISE_CONSISTENT_TEXTURE = 1.0
+NOISE_CONSISTENT_ROUNDS = 3
 
 
-def weak_texture_ratios(y, family):
-    """weakTextureRatios(): the diagonal-detail ratios d^2 / scale(m) of the blocks of the `keep` fraction of 8x8 tiles
-    with the least h/v energy, per crop: (ratios [n, K], mask [n, K] of the ratios kept). A block whose scale is not
-    positive, or a tile with a saturated pixel (exactly 0 or 1), is left out. y: [n, h, w] float64, h, w % 8 == 0."""
+def _eight_bit(y):
+    """isEightBit(): every 7th value of each crop (row-major) is a multiple of 1/255 (within 1e-3 of a step)."""
+    sample = y.reshape(y.shape[0], -1)[:, ::7] * 255
+    lattice = ((sample - torch.round(sample)).abs() <= 1e-3).all(1)
+    return lattice if sample.shape[1] > 0 else torch.zeros_like(lattice)
+
+
+def texture_tiles(y, family, rounding=None):
+    """textureTiles(): the 8x8 tiles of each crop, per crop: ratios d^2 / scale(m) of their blocks [n, T*16], which
+    blocks count [n, T*16] (scale(m) > 0), each tile's texture (mean of (h^2 + v^2) / 2 / scale(m)) [n, T], which
+    tiles are usable [n, T] and each tile's rank by texture among them [n, T] (a stable sort, as Array.sort is).
+    A tile with a saturated pixel (exactly 0 or 1) is not usable unless every tile of its crop has one (then they
+    all are). `rounding` [n] (8-bit rounding's variance, or None) is subtracted from h^2, v^2 and d^2 before dividing
+    by scale(m). y: [n, h, w] float64, h, w % 8 == 0."""
     n, h, w = y.shape
     a, b, c, e = y[:, 0::2, 0::2], y[:, 0::2, 1::2], y[:, 1::2, 0::2], y[:, 1::2, 1::2]
 
@@ -421,17 +433,54 @@ def weak_texture_ratios(y, family):
     valid = scale > 0
     safe = torch.where(valid, scale, torch.ones_like(scale))
     hh, vv, dd = (a + b - c - e) / 2, (a - b + c - e) / 2, (a - b - c + e) / 2
+    r = torch.zeros_like(m) if rounding is None else rounding[:, None, None].expand_as(m)
     count = valid.sum(2)
-    texture = torch.where(valid, (hh * hh + vv * vv) / safe, torch.zeros_like(m)).sum(2) / count.clamp(min=1)
-    usable = ~saturated & (count > 0)
+    energy = ((hh * hh + vv * vv) / 2 - r) / safe
+    texture = torch.where(valid, energy, torch.zeros_like(m)).sum(2) / count.clamp(min=1)
+    clean = ~saturated & (count > 0)
+    # Every tile holds a clipped pixel (strong noise on a bright or dark image): a biased estimate beats none (NaN).
+    usable = torch.where(clean.any(1, keepdim=True), clean, count > 0)
     order = torch.sort(torch.where(usable, texture, torch.full_like(texture, math.inf)), dim=1, stable=True)[1]
     rank = torch.empty_like(order)
     rank.scatter_(1, order, torch.arange(order.shape[1], device=y.device).expand_as(order))
+    return ((dd * dd - r) / safe).reshape(n, -1), valid.reshape(n, -1), texture, usable, rank
+
+
+def _kept_blocks(valid, usable, rank, count):
+    """ratiosOf(): the mask of the blocks of each crop's `count` [n] least textured usable tiles."""
+    kept = usable & (rank < count[:, None])
+    return (kept[:, :, None] & valid.reshape(*kept.shape, 16)).reshape(valid.shape)
+
+
+def _kept_count(usable, keep):
+    """keptCount(): a fixed fraction `keep` of each crop's usable tiles (at least MIN_TILES, at most all)."""
     tiles_ok = usable.sum(1).double()
-    keep = torch.minimum(tiles_ok, torch.ceil(WEAK_TEXTURE_KEEP[family] * tiles_ok).clamp(min=MIN_TILES))
-    kept = usable & (rank < keep[:, None])
-    mask = (kept[:, :, None] & valid).reshape(n, -1)
-    return (dd * dd / safe).reshape(n, -1), mask
+    return torch.minimum(tiles_ok, torch.ceil(keep * tiles_ok).clamp(min=MIN_TILES))
+
+
+def weak_texture_ratios(y, family):
+    """weakTextureRatios(): the diagonal-detail ratios d^2 / scale(m) of the blocks of the `keep` fraction of 8x8 tiles
+    with the least h/v energy, per crop: (ratios [n, K], mask [n, K] of the ratios kept)."""
+    ratios, valid, _, usable, rank = texture_tiles(y, family)
+    return ratios, _kept_blocks(valid, usable, rank, _kept_count(usable, WEAK_TEXTURE_KEEP[family]))
+
+
+def _noise_consistent_level(ratios, valid, texture, usable, rank, keep, statistic):
+    """noiseConsistentLevel(): start from the statistic of the fixed fraction `keep` of tiles; then keep every tile
+    whose texture is at most NOISE_CONSISTENT_TEXTURE times the level (at least MIN_TILES), and re-estimate while the
+    level falls (at most NOISE_CONSISTENT_ROUNDS rounds; a crop stops at its first round that does not lower it)."""
+    level = statistic(ratios, _kept_blocks(valid, usable, rank, _kept_count(usable, keep)))
+    active = torch.isfinite(level)
+    tiles_ok = usable.sum(1).double()
+    for _ in range(NOISE_CONSISTENT_ROUNDS):
+        # Tiles sorted by texture: the first `count` are those at most the threshold (the TypeScript's while loop).
+        count = (usable & (texture <= NOISE_CONSISTENT_TEXTURE * level[:, None])).sum(1).double()
+        count = torch.minimum(tiles_ok, count.clamp(min=MIN_TILES))
+        nxt = statistic(ratios, _kept_blocks(valid, usable, rank, count))
+        active = active & (nxt < level)
+        level = torch.where(active, nxt, level)
+        active = active & torch.isfinite(level)
+    return level
 
 
 def _sorted_kept(values, mask):
@@ -470,17 +519,19 @@ def _median(values, mask):
 
 def estimate_levels(family, y):
     """estimateGaussianSigma / estimatePoissonZeta / estimateGammaShape of src/denoise/estimate.ts on each crop of y
-    [n, h, w] (h, w multiples of 8), in float64."""
+    [n, h, w] (h, w multiples of 8), in float64. Gamma: 1 / the relative variance of the noise-consistent tiles, with
+    8-bit rounding's variance subtracted (on 8-bit crops)."""
     y = y.double()
+    if family == 'gamma':
+        rounding = _eight_bit(y).double() / (12 * 255 * 255)  # roundingVariance(): (1/255)^2 / 12, or 0
+        tiles = texture_tiles(y, family, rounding)
+        return 1 / _noise_consistent_level(*tiles, WEAK_TEXTURE_KEEP[family], _trimmed_chi2_mean)
     ratios, mask = weak_texture_ratios(y, family)
     if family == 'gaussian':
-        sample = y.reshape(y.shape[0], -1)[:, ::7] * 255
-        eight_bit = ((sample - torch.round(sample)).abs() <= 1e-3).all(1)
         lattice = _lattice_median_abs(ratios, mask, 0.5 / 255) / MAD_TO_SIGMA
         plain = torch.sqrt(_median(ratios, mask) / CHI2_1_MEDIAN)
-        return torch.where(eight_bit & (mask.sum(1) > 0), lattice, plain)
-    mean = _trimmed_chi2_mean(ratios, mask)
-    return mean if family == 'poisson' else 1 / mean
+        return torch.where(_eight_bit(y) & (mask.sum(1) > 0), lattice, plain)
+    return _trimmed_chi2_mean(ratios, mask)
 
 
 def clamp_level(family, level):

@@ -5,7 +5,7 @@
  * test/train/noisy-parity.test.ts (the committed fixture) and `npm run check:torch` (a fresh one).
  */
 import { readFile } from 'node:fs/promises';
-import { estimatePoissonZeta } from '../../../src/denoise/estimate.js';
+import { estimateNoiseLevel, estimatePoissonZeta } from '../../../src/denoise/estimate.js';
 import { buildScoreNetwork } from '../../../src/denoise/network.js';
 import type { NoiseFamily } from '../../../src/denoise/noise.js';
 import {
@@ -29,6 +29,12 @@ interface FamilyFixture {
   batchLevels: number[];
   lossScale: number[];
   loss: number;
+  /**
+   * A larger image textured everywhere and its unclamped level (estimateNoiseLevel), where the fixed fraction of
+   * tiles is more than MIN_TILES; Gamma: also the level of that fixed fraction alone (before the noise-consistent
+   * rule), which differs from `level`, so the rule is checked.
+   */
+  wide: { height: number; width: number; u8: string; level: number; fixedFractionLevel?: number };
 }
 
 export interface NoisyFixture {
@@ -44,7 +50,7 @@ export interface NoisyFixture {
 }
 
 export interface FamilyParity {
-  /** Largest relative difference of the estimated levels (crops; Poisson: images and the batch's). */
+  /** Largest relative difference of the estimated levels (crops, the wide image; Poisson: images and the batch's). */
   level: number;
   /** Of the loss's per-crop sigma_a. */
   lossScale: number;
@@ -84,6 +90,9 @@ export async function noisyParity(tf: Tf, fx: NoisyFixture): Promise<Record<Nois
       const ts = estimatePatchLevel(noise, crop(u8, fx, i, 0, 0, fx.levelCrop), fx.levelCrop);
       level = Math.max(level, relative(ts, f.cropLevels[i]));
     }
+    const wide = Float32Array.from(Buffer.from(f.wide.u8, 'base64'), (v) => v * (1 / 255));
+    const wideLevel = estimateNoiseLevel(noise, wide, f.wide.width, f.wide.height);
+    level = Math.max(level, relative(wideLevel, f.wide.level));
     const zetas: number[] = new Array(count).fill(1);
     if (noise === 'poisson') {
       for (let i = 0; i < count; i++) {
