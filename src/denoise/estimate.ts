@@ -245,13 +245,22 @@ export function estimatePoissonZeta(y: FloatArray, width: number, height: number
 }
 
 /**
+ * The Gamma shape reported for an image whose relative variance is at most 1 / this (zero or below once the 8-bit
+ * rounding is subtracted: no noise left to see). Tweedie's Gamma formula then returns y within 1e-6 relative, where
+ * 1 / a negative variance (a clean 8-bit image) gave a negative k and an all-black answer.
+ */
+export const GAMMA_SHAPE_NOISE_FREE = 1e6;
+
+/**
  * Gamma shape k of y = x * Gamma(k, 1/k): 1 / the relative variance of the noise-consistent tiles (8-bit rounding
- * subtracted; it is 20 % of the noise at k = 400 where x = 0.05).
+ * subtracted; it is 20 % of the noise at k = 400 where x = 0.05), at most GAMMA_SHAPE_NOISE_FREE.
  */
 export function estimateGammaShape(y: FloatArray, width: number, height: number): number {
   const scale = (m: number) => (m > MIN_BLOCK_MEAN ? m * m : 0);
   const tiles = textureTiles(y, width, height, scale, roundingVariance(y));
-  return 1 / noiseConsistentLevel(tiles, WEAK_TEXTURE_KEEP.gamma, trimmedChi2Mean);
+  const variance = noiseConsistentLevel(tiles, WEAK_TEXTURE_KEEP.gamma, trimmedChi2Mean);
+  if (Number.isNaN(variance)) return variance;
+  return variance > 1 / GAMMA_SHAPE_NOISE_FREE ? 1 / variance : GAMMA_SHAPE_NOISE_FREE;
 }
 
 /** 2x2 block means: the image one Haar level down (white noise of std sigma becomes sigma / 2). */

@@ -5,10 +5,12 @@ import {
   estimateGaussianSigma,
   estimateLevelByTotalVariation,
   estimatePoissonZeta,
+  GAMMA_SHAPE_NOISE_FREE,
   gaussianNoiseLooksWhite,
   totalVariation,
 } from '../../src/denoise/estimate.js';
 import { addGammaNoise, addGaussianNoise, addPoissonNoise } from '../../src/denoise/noise.js';
+import { tweedieGamma } from '../../src/denoise/tweedie.js';
 import { Rng } from '../../src/util/random.js';
 
 const width = 256;
@@ -219,6 +221,24 @@ describe('blind level estimators', () => {
     for (const k of [40, 100]) {
       const y = addGammaNoise(x, k, new Rng(13));
       expect(Math.abs(estimateGammaShape(y, width, height) / k - 1)).toBeLessThan(0.1);
+    }
+  });
+
+  it('Gamma on a clean 8-bit image reads no noise (never a negative k that blacks the answer out)', () => {
+    const w = 64;
+    const flat = new Float32Array(w * w).fill(128 / 255);
+    const ramp = Float32Array.from(
+      { length: w * w },
+      (_, i) => Math.round(40 + ((i % w) + (i >> 6)) * 1.5) / 255,
+    );
+    for (const clean of [flat, ramp]) {
+      const k = estimateGammaShape(clean, w, w);
+      // Flat: the variance is below 0 once rounding is subtracted; the ramp leaves a trace of rounding (k ~ 1.5e5).
+      if (clean === flat) expect(k).toBe(GAMMA_SHAPE_NOISE_FREE);
+      expect(k).toBeGreaterThan(1e5);
+      // Tweedie's Gamma formula at that k gives the input back (a score of 100 moves it by 1e-3 relative at most).
+      const out = tweedieGamma(clean, new Float32Array(clean.length).fill(100), k);
+      for (let i = 0; i < clean.length; i += 97) expect(Math.abs(out[i] / clean[i] - 1)).toBeLessThan(1e-3);
     }
   });
 

@@ -16,12 +16,13 @@ describe('noisy-only Noise2Score: PyTorch against tf.js', () => {
   it('estimates the same levels and gives the same AR-DAE loss (1e-4 relative) for the three families', async () => {
     const { tf } = await initTfjs('wasm');
     const fixture = await readNoisyFixture(FIXTURE);
-    // The fixture covers the estimators' branches: a flat image (clamped to the low end: Gaussian reads 0, Gamma a
-    // relative variance below 0 once 8-bit rounding is subtracted), a half-saturated one (tiles skipped), one with
+    // The fixture covers the estimators' branches: a flat image (clamped: Gaussian reads 0, the low end; Gamma a
+    // relative variance below 0 once 8-bit rounding is subtracted, no noise: the high end), a half-saturated one
+    // (tiles skipped), one with
     // a black 2x2 block in every tile (all used then, rather than none: NaN, the low end) besides a noisy scene, and a
     // larger textured image where Gamma's noise-consistent rule moves k away from the fixed fraction's reading.
     expect(fixture.families.gaussian.cropLevels[1]).toBeCloseTo(3.5 / 255, 6);
-    expect(fixture.families.gamma.cropLevels[1]).toBe(FAMILY_TRAINING.gamma.levelRange[0]);
+    expect(fixture.families.gamma.cropLevels[1]).toBe(FAMILY_TRAINING.gamma.levelRange[1]);
     const { gaussian, gamma, poisson } = fixture.families;
     expect(gaussian.cropLevels[3]).toBeGreaterThan(FAMILY_TRAINING.gaussian.levelRange[0]);
     expect(gamma.cropLevels[3]).toBeGreaterThan(FAMILY_TRAINING.gamma.levelRange[0]);

@@ -397,6 +397,7 @@ CHI2_1_TRIMMED_MEAN = 0.7209 / 0.95
 MIN_TILES = 16
 MIN_BLOCK_MEAN = 0.02
 WEAK_TEXTURE_KEEP = {'gaussian': 0.3, 'poisson': 0.1, 'gamma': 0.1}
+GAMMA_SHAPE_NOISE_FREE = 1e6  # estimate.ts: the k of an image with no noise left to see
 NOISE_CONSISTENT_TEXTURE = 1.0
 NOISE_CONSISTENT_ROUNDS = 3
 
@@ -525,7 +526,10 @@ def estimate_levels(family, y):
     if family == 'gamma':
         rounding = _eight_bit(y).double() / (12 * 255 * 255)  # roundingVariance(): (1/255)^2 / 12, or 0
         tiles = texture_tiles(y, family, rounding)
-        return 1 / _noise_consistent_level(*tiles, WEAK_TEXTURE_KEEP[family], _trimmed_chi2_mean)
+        variance = _noise_consistent_level(*tiles, WEAK_TEXTURE_KEEP[family], _trimmed_chi2_mean)
+        # GAMMA_SHAPE_NOISE_FREE: no noise left once the rounding is subtracted (NaN stays NaN).
+        return torch.where(variance > 1 / GAMMA_SHAPE_NOISE_FREE, 1 / variance,
+                           torch.where(torch.isnan(variance), variance, torch.full_like(variance, GAMMA_SHAPE_NOISE_FREE)))
     ratios, mask = weak_texture_ratios(y, family)
     if family == 'gaussian':
         lattice = _lattice_median_abs(ratios, mask, 0.5 / 255) / MAD_TO_SIGMA
