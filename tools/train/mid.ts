@@ -304,7 +304,11 @@ async function noiseDataset(run: MidRun, model: LayersModel): Promise<ResidualIm
 
 function samplerStatistics(run: MidRun, sampler: NoiseSampler): NoiseStatistics {
   const rng = new Rng(777);
-  const size = Math.min(128, ...run.data.clean.map((im) => Math.min(im.width, im.height)));
+  // No larger than any clean image, nor any noisy one: a residual bank samples its noise from the noisy images.
+  const size = Math.min(
+    128,
+    ...[...run.data.clean, ...run.data.noisy].map((im) => Math.min(im.width, im.height)),
+  );
   const images: ResidualImage[] = [];
   for (let i = 0; i < 48; i++) {
     const x = sampleColourPatch(run.data.clean, size, rng);

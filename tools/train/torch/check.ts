@@ -2,7 +2,7 @@
  * `npm run check:torch [-- --python PATH] [--keep]`: the PyTorch path of `npm run train` end to end, on the CPU
  * (`--device torch-cpu`), on a few generated images, into a temporary folder: Noise2Score from clean images
  * (--clean-dir) and from noisy images alone (--images: Gaussian and Poisson, on images of four sizes), and the
- * natural-grey DDPM prior, each for a handful of steps; each run's weights are imported (probe checked) into a
+ * natural-grey DDPM prior and MID (two rounds), each for a handful of steps; each run's weights are imported (probe checked) into a
  * model folder. A fresh noisy-only parity fixture
  * (noisy_fixture.py) is checked against the TypeScript trainer (parity.ts: levels and sigma_a to 1e-6, the loss to
  * 1e-4, relative). The service then loads the folder and serves each model (POST /v1/denoise with model=<name>,
@@ -21,6 +21,7 @@ import { loadConfig } from '../../../src/config.js';
 import { initTfjs } from '../../../src/nn/backend.js';
 import { Rng } from '../../../src/util/random.js';
 import { runDdpmCli } from '../ddpm.js';
+import { runMidCli } from '../mid.js';
 import { runNoise2ScoreCli } from '../noise2score-cli.js';
 import { noisyParity, readNoisyFixture } from './parity.js';
 import { checkTorch, runTorch, TORCH_DIR } from './run.js';
@@ -124,6 +125,11 @@ async function main(): Promise<number> {
       ...['--samples', '1', '--sample-steps', '2', '--out', join(models, 'ddpm-check', '1')],
       ...['--checkpoint-dir', join(dir, 'ck', 'ddpm')],
     ]);
+    await train('mid (two rounds)', runMidCli, [
+      ...['--images', join(dir, 'noisy'), '--clean', join(dir, 'clean'), '--round-steps', '3,2'],
+      ...['--batch', '2', '--patch', '16', '--eval-crop', '40', '--out', join(models, 'mid-check', '1')],
+      ...['--checkpoint-dir', join(dir, 'ck', 'mid')],
+    ]);
 
     console.log('\n== noisy-only Noise2Score: PyTorch against tf.js on a fresh fixture');
     const fixture = join(dir, 'noisy-parity.json');
@@ -154,7 +160,7 @@ async function main(): Promise<number> {
         name: string;
         state: string;
       }[];
-      for (const name of ['n2s-clean', 'n2s-noisy', 'ddpm-check']) {
+      for (const name of ['n2s-clean', 'n2s-noisy', 'ddpm-check', 'mid-check']) {
         const state = listed.find((m) => m.name === name)?.state;
         if (state !== 'ready') throw new Error(`the service lists ${name} as ${state ?? 'missing'}`);
       }
@@ -165,6 +171,7 @@ async function main(): Promise<number> {
         ['/v1/denoise?noise=gaussian&level=25&model=n2s-clean', 'n2s-clean@1'],
         ['/v1/denoise?noise=gaussian&model=n2s-noisy', 'n2s-noisy@1'],
         ['/v1/restore?task=denoise&sigmaY=0.1&steps=2&model=ddpm-check&output=json', 'ddpm-check@1'],
+        ['/v1/denoise?method=mid&masks=2&seed=1&model=mid-check', 'mid-check@1'],
       ];
       for (const [url, model] of served) {
         const res = await app.inject({

@@ -369,9 +369,11 @@ def validate(net, validation, masks, drop, seed):
     return per_image
 
 
-def sampler_statistics(sampler, clean, device):
+def sampler_statistics(sampler, clean, noisy, device):
+    """samplerStatistics(): 48 patches of at most 128 px, no larger than any clean image or any noisy one (a
+    residual bank samples its noise from the noisy images)."""
     gen, rng = seeded(device, 777)
-    size = min(128, *[min(im.shape[1], im.shape[2]) for im in clean])
+    size = min(128, *[min(im.shape[1], im.shape[2]) for im in [*clean, *noisy]])
     x = colour_patches(clean, size, 48, rng)
     n = sampler.sample(x, rng, gen)
     return noise_statistics([(n[i], x[i]) for i in range(48)])
@@ -556,7 +558,7 @@ def main(argv):
             'validationPsnr': round(sum(v['psnr'] for v in per_image) / len(per_image), 3) if per_image else None,
             'validationPerImage': per_image,
             'noiseDataset': noise_statistics(dataset),
-            'samplerStatistics': sampler_statistics(sampler, clean, device),
+            'samplerStatistics': sampler_statistics(sampler, clean, noisy, device),
             'seconds': round(time.time() - round_start),
         }
         state['rounds'].append(record)
