@@ -10,7 +10,8 @@
  * how many, default 6; more are spread evenly over the 40), with 50% random-pixel masks (seed 50_200 + image
  * number; heldout-mask50) and a centred 32x32 hole (heldout-box32; BOX=12: 12x12), with scikit-image's
  * inpaint_biharmonic (bench/restore-peers.py, /usr/bin/python3) printed first as the classical reference.
- * Environment: N = Fashion-MNIST images (default 60), ONLY = comma-separated problem ids (fashion-mask80, set12-sr2, ...).
+ * Environment: N = Fashion-MNIST images (default 60), ONLY = comma-separated problem ids (fashion-mask80, set12-sr2, ...),
+ * AVERAGE = K: also the mean of K runs of each setting (noise seeds 0, 1000, ..., 1000 (K - 1)).
  * The first line per problem is the smooth start alone (src/diffusion/initial.ts), for reference.
  */
 import { spawnSync } from 'node:child_process';
@@ -173,6 +174,16 @@ for (const p of problems) {
   for (const c of configs) {
     const r = await runRedDiff(tf, model, schedule, p, c);
     line(JSON.stringify(c), r.x, r.seconds / p.count);
+    // AVERAGE=K: the mean of K runs with noise seeds 0, 1000, ... (an estimate of the posterior mean).
+    const sum = Float32Array.from(r.x);
+    for (let k = 1; k < Number(process.env.AVERAGE ?? 1); k++) {
+      const more = await runRedDiff(tf, model, schedule, p, c, 1000 * k);
+      for (let i = 0; i < sum.length; i++) sum[i] += more.x[i];
+      line(
+        `mean of ${k + 1} runs`,
+        Float32Array.from(sum, (v) => v / (k + 1)),
+      );
+    }
   }
   model.dispose();
 }

@@ -279,13 +279,14 @@ export interface RedDiffRun {
   seconds: number;
 }
 
-/** RED-Diff over all images of a problem, `batch` at a time through the network. */
+/** RED-Diff over all images of a problem, `batch` at a time through the network (noise seed `seed` + first image). */
 export async function runRedDiff(
   tf: Tf,
   model: LayersModel,
   schedule: DdpmSchedule,
   p: Problem,
   options: Omit<RedDiffOptions, 'seed'>,
+  seed = SEED,
 ): Promise<RedDiffRun> {
   const size = p.height * p.width;
   const out = new Float32Array(p.count * size);
@@ -297,7 +298,7 @@ export async function runRedDiff(
     const y = tf.tidy(() => op.forward(tf, tf.tensor4d(clean, [n, p.height, p.width, 1])));
     const result = await redDiffRestore(tf, ddpmEpsModel(tf, model), schedule, op, y, {
       ...options,
-      seed: SEED + start,
+      seed: seed + start,
     });
     y.dispose();
     op.dispose();
