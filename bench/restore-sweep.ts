@@ -5,11 +5,13 @@
  *
  *   npx tsx bench/restore-sweep.ts fashion|set12|heldout '<JSON list of RedDiffOptions without seed>' [modelDir]
  *   e.g. npx tsx bench/restore-sweep.ts set12 '[{"steps":100,"lambda":0.1,"lr":0.005,"init":"smooth","tMax":30}]'
- * heldout: the selection set for the natural prior's defaults (never Set12): centre 64x64 crops of train400's last
- * 40 images (reserved as held out), every 7th from test_361 (HELDOUT = how many, default 6), 50% random-pixel masks
- * (seed 50_200 + image number), with scikit-image's inpaint_biharmonic (bench/restore-peers.py, /usr/bin/python3)
- * printed first as the classical reference.
- * Environment: N = Fashion-MNIST images (default 60), ONLY = comma-separated problem ids (fashion-mask80, set12-sr2, ...).
+ * heldout: the selection set for the natural prior's defaults (never Set12): centre 64x64 crops (SIZE=176: nearly
+ * the whole 180x180 image) of train400's last 40 images (reserved as held out), every 7th from test_361 (HELDOUT =
+ * how many, default 6; more are spread evenly over the 40), with 50% random-pixel masks (seed 50_200 + image
+ * number; heldout-mask50) and a centred 32x32 hole (heldout-box32; BOX=12: 12x12), with scikit-image's
+ * inpaint_biharmonic (bench/restore-peers.py, /usr/bin/python3) printed first as the classical reference.
+ * Environment: N = Fashion-MNIST images (default 60), ONLY = comma-separated problem ids (fashion-mask80, set12-sr2, ...),
+ * AVERAGE = K: also the mean of K runs of each setting (noise seeds 0, 1000, ..., 1000 (K - 1)).
  * The first line per problem is the smooth start alone (src/diffusion/initial.ts), for reference.
  */
 import { spawnSync } from 'node:child_process';
@@ -19,7 +21,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { initialEstimate } from '../src/diffusion/initial.js';
 import { loadDiffusionModel } from '../src/diffusion/model.js';
-import { randomPixelMask } from '../src/diffusion/operators.js';
+import { centredBoxMask, randomPixelMask } from '../src/diffusion/operators.js';
 import type { RedDiffOptions } from '../src/diffusion/red-diff.js';
 import { linearSchedule } from '../src/diffusion/schedule.js';
 import { initTfjs } from '../src/nn/backend.js';
@@ -32,29 +34,34 @@ import {
   runRedDiff,
   score,
   set12Problems,
+  stackMasks,
 } from './restore.js';
 
 const TRAIN400 = join(REPO_ROOT, '../shared/data/train400');
 const SIZE = 64;
 
-/** Held-out train400 crops with 50% random-pixel masks (see the header). */
-async function heldoutProblems(count: number): Promise<Problem[]> {
-  const numbers = Array.from({ length: count }, (_, i) => 361 + 7 * i).filter((n) => n <= 400);
-  const x = new Float32Array(numbers.length * SIZE * SIZE);
+/**
+ * Held-out train400 crops (see the header): 50% random-pixel masks and, as `heldout-box32`, a centred 32x32 hole.
+ * Up to 6 images every 7th from test_361 (the original selection set), more evenly spread over the 40.
+ */
+async function heldoutProblems(count: number, size = SIZE, box = 32): Promise<Problem[]> {
+  const stride = count <= 6 ? 7 : Math.max(1, Math.floor(40 / count));
+  const numbers = Array.from({ length: count }, (_, i) => 361 + stride * i).filter((n) => n <= 400);
+  const x = new Float32Array(numbers.length * size * size);
   for (const [b, n] of numbers.entries()) {
     const { data, info } = await sharp(join(TRAIN400, `test_${String(n).padStart(3, '0')}.png`))
       .greyscale()
       .raw()
       .toBuffer({ resolveWithObject: true });
-    const top = Math.floor((info.height - SIZE) / 2);
-    const left = Math.floor((info.width - SIZE) / 2);
-    for (let r = 0; r < SIZE; r++)
-      for (let c = 0; c < SIZE; c++)
-        x[b * SIZE * SIZE + r * SIZE + c] = data[((top + r) * info.width + left + c) * info.channels] / 255;
+    const top = Math.floor((info.height - size) / 2);
+    const left = Math.floor((info.width - size) / 2);
+    for (let r = 0; r < size; r++)
+      for (let c = 0; c < size; c++)
+        x[b * size * size + r * size + c] = data[((top + r) * info.width + left + c) * info.channels] / 255;
   }
   const mask = new Float32Array(x.length);
   for (const [b, n] of numbers.entries())
-    mask.set(randomPixelMask(SIZE, SIZE, 0.5, 50_200 + n), b * SIZE * SIZE);
+    mask.set(randomPixelMask(size, size, 0.5, 50_200 + n), b * size * size);
   return [
     {
       id: 'heldout-mask50',
@@ -63,12 +70,26 @@ async function heldoutProblems(count: number): Promise<Problem[]> {
       kind: 'mask',
       modelDir: 'models/ddpm-natural-grey/20261129',
       count: numbers.length,
-      height: SIZE,
-      width: SIZE,
+      height: size,
+      width: size,
       x,
       mask,
-      region: { top: 0, left: 0, height: SIZE, width: SIZE },
-      batch: 4,
+      region: { top: 0, left: 0, height: size, width: size },
+      batch: size <= 64 ? 4 : 1,
+    },
+    {
+      id: `heldout-box${box}`,
+      dataset: 'Set12',
+      label: `train400 held-out crops, centred ${box}x${box} hole`,
+      kind: 'mask',
+      modelDir: 'models/ddpm-natural-grey/20261129',
+      count: numbers.length,
+      height: size,
+      width: size,
+      x,
+      mask: stackMasks(numbers.length, () => centredBoxMask(size, size, box)),
+      region: { top: 0, left: 0, height: size, width: size },
+      batch: size <= 64 ? 4 : 1,
     },
   ];
 }
@@ -115,7 +136,11 @@ const problems =
   which === 'set12'
     ? await set12Problems(set12Names(), 64)
     : which === 'heldout'
-      ? await heldoutProblems(Number(process.env.HELDOUT ?? 6))
+      ? await heldoutProblems(
+          Number(process.env.HELDOUT ?? 6),
+          Number(process.env.SIZE ?? SIZE),
+          Number(process.env.BOX ?? 32),
+        )
       : await fashionProblems(Number(process.env.N ?? 60));
 const only = process.env.ONLY?.split(',');
 for (const p of problems) {
@@ -149,6 +174,16 @@ for (const p of problems) {
   for (const c of configs) {
     const r = await runRedDiff(tf, model, schedule, p, c);
     line(JSON.stringify(c), r.x, r.seconds / p.count);
+    // AVERAGE=K: the mean of K runs with noise seeds 0, 1000, ... (an estimate of the posterior mean).
+    const sum = Float32Array.from(r.x);
+    for (let k = 1; k < Number(process.env.AVERAGE ?? 1); k++) {
+      const more = await runRedDiff(tf, model, schedule, p, c, 1000 * k);
+      for (let i = 0; i < sum.length; i++) sum[i] += more.x[i];
+      line(
+        `mean of ${k + 1} runs`,
+        Float32Array.from(sum, (v) => v / (k + 1)),
+      );
+    }
   }
   model.dispose();
 }

@@ -25,7 +25,8 @@
  * SSIM as scikit-image 0.19 (src/imaging/metrics.ts, Gaussian window); PSNR on the missing pixels only (masks); the
  * measurement residual ||y - H x|| / ||y|| per image on the model's [-1, 1] scale (what the service reports).
  *
- * Flags: --fashion N, --set12 01,02 (subset), --set12-size S, --steps N, --no-set12, --no-speed, --no-write,
+ * Flags: --fashion N (0: none), --set12 01,02 (subset), --set12-size S, --steps N, --only id,id (problems, e.g.
+ * set12-box32), --defaults-only (no official-start or lambda 0.25 rows), --no-set12, --no-speed, --no-write,
  * --reuse-peers (read bench/out/restore/peers.json instead of running Python),
  * --sequential (one process; by default the Set12 part runs in a second process, so the run takes the wall time of
  * the longer part on a 2-core machine).
@@ -60,7 +61,8 @@ type LayersModel = import('@tensorflow/tfjs').LayersModel;
 type Tensor = import('@tensorflow/tfjs').Tensor;
 type Tensor4D = import('@tensorflow/tfjs').Tensor4D;
 
-const OUT_DIR = join(REPO_ROOT, 'bench/out/restore');
+/** Where inputs, peers' outputs, pictures and results go (RESTORE_OUT: another folder, for runs side by side). */
+const OUT_DIR = process.env.RESTORE_OUT ?? join(REPO_ROOT, 'bench/out/restore');
 const BEGIN = '<!-- restore:begin -->';
 const END = '<!-- restore:end -->';
 const FASHION_MODEL = 'models/ddpm-fashion-mnist/20261127';
@@ -83,6 +85,10 @@ interface Args {
   part: 'all' | 'set12';
   /** Run the Set12 part in a second process beside the Fashion-MNIST one (default on machines with >= 2 cores). */
   parallel: boolean;
+  /** Only these problem ids (e.g. set12-box32), when given. */
+  only?: string[];
+  /** Skip the official-start and lambda-0.25 rows (whole 256x256 images: they double the cost). */
+  defaultsOnly: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -96,6 +102,7 @@ function parseArgs(argv: string[]): Args {
     reusePeers: false,
     part: 'all',
     parallel: cpus().length >= 2,
+    defaultsOnly: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -109,6 +116,8 @@ function parseArgs(argv: string[]): Args {
     else if (a === '--reuse-peers') args.reusePeers = true;
     else if (a === '--part') args.part = argv[++i] as 'set12';
     else if (a === '--sequential') args.parallel = false;
+    else if (a === '--only') args.only = argv[++i].split(',');
+    else if (a === '--defaults-only') args.defaultsOnly = true;
     else throw new Error(`unknown flag ${a}`);
   }
   return args;
@@ -164,7 +173,7 @@ export async function fashionImages(count: number): Promise<Float32Array> {
   return x;
 }
 
-function stackMasks(count: number, make: (i: number) => Float32Array): Float32Array {
+export function stackMasks(count: number, make: (i: number) => Float32Array): Float32Array {
   const first = make(0);
   const out = new Float32Array(count * first.length);
   out.set(first, 0);
@@ -270,13 +279,14 @@ export interface RedDiffRun {
   seconds: number;
 }
 
-/** RED-Diff over all images of a problem, `batch` at a time through the network. */
+/** RED-Diff over all images of a problem, `batch` at a time through the network (noise seed `seed` + first image). */
 export async function runRedDiff(
   tf: Tf,
   model: LayersModel,
   schedule: DdpmSchedule,
   p: Problem,
   options: Omit<RedDiffOptions, 'seed'>,
+  seed = SEED,
 ): Promise<RedDiffRun> {
   const size = p.height * p.width;
   const out = new Float32Array(p.count * size);
@@ -288,7 +298,7 @@ export async function runRedDiff(
     const y = tf.tidy(() => op.forward(tf, tf.tensor4d(clean, [n, p.height, p.width, 1])));
     const result = await redDiffRestore(tf, ddpmEpsModel(tf, model), schedule, op, y, {
       ...options,
-      seed: SEED + start,
+      seed: seed + start,
     });
     y.dispose();
     op.dispose();
@@ -427,23 +437,65 @@ function runPeers(indexPath: string, reuse: boolean): PeersOutput {
 
 /**
  * A grey PNG strip of image 0 of a problem: panels (each height x width on [0, 1]) separated by 2 white columns.
- * Returns the path written.
+ * When the mask's missing pixels fit in a box of at most half the image's side (a hole in a large image), a second
+ * row shows the same panels zoomed on the hole: the hole's bounding box with half its size of context on each side,
+ * enlarged by pixel repetition to the panels' height. Returns the path written.
  */
 async function writeSideBySide(p: Problem, panels: Float32Array[]): Promise<string> {
   const { height: h, width: w } = p;
   const gap = 2;
   const W = panels.length * w + (panels.length - 1) * gap;
-  const pixels = Buffer.alloc(W * h, 255);
+  const zoom = p.mask ? holeWindow(p.mask.subarray(0, h * w), h, w) : null;
+  const H = zoom ? 2 * h + gap : h;
+  const pixels = Buffer.alloc(W * H, 255);
+  const level = (v: number) => Math.round(255 * Math.min(1, Math.max(0, v)));
   panels.forEach((panel, k) => {
     for (let r = 0; r < h; r++)
-      for (let c = 0; c < w; c++)
-        pixels[r * W + k * (w + gap) + c] = Math.round(255 * Math.min(1, Math.max(0, panel[r * w + c])));
+      for (let c = 0; c < w; c++) pixels[r * W + k * (w + gap) + c] = level(panel[r * w + c]);
+    if (!zoom) return;
+    for (let r = 0; r < zoom.side * zoom.scale && r < h; r++)
+      for (let c = 0; c < zoom.side * zoom.scale && c < w; c++) {
+        const sr = zoom.top + Math.floor(r / zoom.scale);
+        const sc = zoom.left + Math.floor(c / zoom.scale);
+        pixels[(h + gap + r) * W + k * (w + gap) + c] = level(panel[sr * w + sc]);
+      }
   });
   const path = join(OUT_DIR, `${p.id}-side-by-side.png`);
-  await sharp(pixels, { raw: { width: W, height: h, channels: 1 } })
+  await sharp(pixels, { raw: { width: W, height: H, channels: 1 } })
     .png()
     .toFile(path);
   return path;
+}
+
+/** The square window around a mask's missing pixels for the zoomed row (null: no hole small enough). */
+function holeWindow(
+  mask: Float32Array,
+  h: number,
+  w: number,
+): { top: number; left: number; side: number; scale: number } | null {
+  let top = h;
+  let left = w;
+  let bottom = -1;
+  let right = -1;
+  for (let r = 0; r < h; r++)
+    for (let c = 0; c < w; c++)
+      if (mask[r * w + c] < 0.5) {
+        top = Math.min(top, r);
+        bottom = Math.max(bottom, r);
+        left = Math.min(left, c);
+        right = Math.max(right, c);
+      }
+  if (bottom < 0) return null;
+  const extent = Math.max(bottom - top + 1, right - left + 1);
+  const side = Math.min(2 * extent, h, w);
+  if (extent > Math.min(h, w) / 2 || side * 2 > Math.min(h, w)) return null;
+  const clamp = (v: number, n: number) => Math.min(Math.max(v, 0), n - side);
+  return {
+    top: clamp(Math.round((top + bottom + 1) / 2 - side / 2), h),
+    left: clamp(Math.round((left + right + 1) / 2 - side / 2), w),
+    side,
+    scale: Math.floor(Math.min(h, w) / side),
+  };
 }
 
 function readF32(file: string): Float32Array {
@@ -576,6 +628,16 @@ function targets(results: ProblemResult[], speed: Speed | null): string {
   beat('set12-mask50', 'biharmonic', 'Set12 50% missing');
   beat('fashion-sr2', 'bicubic', 'Fashion-MNIST x2');
   beat('set12-sr2', 'bicubic', 'Set12 x2');
+  // Issue 18: inside the hole (PSNR over the missing pixels only).
+  for (const r of results.filter((r) => r.id === 'set12-box32')) {
+    const ours = find(results, r.id, 'RED-Diff (default')?.psnrMissing;
+    const theirs = find(results, r.id, 'biharmonic')?.psnrMissing;
+    if (ours == null || theirs == null) continue;
+    const gain = ours - theirs;
+    rows.push(
+      `| Set12 ${r.size} centred 32x32 hole: RED-Diff >= biharmonic + 1 dB inside the hole | ${f2(ours)} vs ${f2(theirs)} (${gain >= 0 ? '+' : ''}${f2(gain)} dB) | ${gain >= 1 ? 'yes' : 'NO'} |`,
+    );
+  }
   const worst = Math.max(
     ...results.flatMap((r) =>
       r.methods.filter((m) => m.method.startsWith('RED-Diff (default')).map((m) => m.scores.residual),
@@ -628,12 +690,33 @@ function scheduleOf(modelDir: string): DdpmSchedule {
   return linearSchedule((manifestOf(modelDir).extra?.schedule ?? {}) as Parameters<typeof linearSchedule>[0]);
 }
 
+/**
+ * The service's RED-Diff settings for a problem (modelRedDiffDefaults, as the restore task picks them per image from
+ * its mask); every image of a benchmark problem has a mask of the same kind, which is checked.
+ */
+function problemDefaults(p: Problem): ReturnType<typeof modelRedDiffDefaults> {
+  const extra = manifestOf(p.modelDir).extra;
+  if (!p.mask) return modelRedDiffDefaults(extra);
+  const size = p.height * p.width;
+  const each = Array.from({ length: p.count }, (_, b) =>
+    modelRedDiffDefaults(extra, {
+      mask: (p.mask as Float32Array).subarray(b * size, (b + 1) * size),
+      height: p.height,
+      width: p.width,
+    }),
+  );
+  if (each.some((d) => d.settings !== each[0].settings))
+    throw new Error(`${p.id}: its masks select different RED-Diff settings`);
+  return each.reduce((a, d) => ((d.holeRadius ?? 0) > (a.holeRadius ?? 0) ? d : a));
+}
+
 async function solveProblems(
   tf: Tf,
   problems: Problem[],
   peers: PeersOutput,
   steps: number,
   log: (line: string) => void,
+  defaultsOnly = false,
 ): Promise<{ results: ProblemResult[]; models: Map<string, LayersModel> }> {
   const models = new Map<string, LayersModel>();
   const results: ProblemResult[] = [];
@@ -644,8 +727,9 @@ async function solveProblems(
       models.set(p.modelDir, model);
     }
     const schedule = scheduleOf(p.modelDir);
-    // The service's defaults for this model: its manifest's extra.redDiff (measured), else RESTORE_DEFAULTS.
-    const tuned = modelRedDiffDefaults(manifestOf(p.modelDir).extra);
+    // The service's defaults for this model and mask: its manifest's extra.redDiff (measured; its `holes` settings
+    // for masks with a deep hole), else RESTORE_DEFAULTS.
+    const tuned = problemDefaults(p);
     const options = { steps, lambda: tuned.lambda, lr: tuned.lr, init: tuned.init, tMax: tuned.tMax };
     const tMaxLabel = tuned.tMax ?? schedule.timesteps - 1;
     const methods: MethodResult[] = [
@@ -666,7 +750,11 @@ async function solveProblems(
       secondsPerImage: none.seconds / p.count,
     });
     // The issue's comparison (lambda 0.25 against 0 on the missing pixels), on the random-pixel masks.
-    if ((p.id.endsWith('mask50') || p.id.endsWith('mask80')) && options.lambda !== ISSUE_LAMBDA) {
+    if (
+      !defaultsOnly &&
+      (p.id.endsWith('mask50') || p.id.endsWith('mask80')) &&
+      options.lambda !== ISSUE_LAMBDA
+    ) {
       const issue = await runRedDiff(tf, model, schedule, p, { ...options, lambda: ISSUE_LAMBDA });
       methods.push({
         method: `RED-Diff, lambda = ${ISSUE_LAMBDA}`,
@@ -675,7 +763,7 @@ async function solveProblems(
       });
     }
     // The official start and schedule (H^+ y, t from T - 1) with the fallback lambda and lr (session 2's default).
-    if (options.init !== 'pinv' || options.tMax !== undefined) {
+    if (!defaultsOnly && (options.init !== 'pinv' || options.tMax !== undefined)) {
       const official = await runRedDiff(tf, model, schedule, p, {
         steps,
         lambda: RESTORE_DEFAULTS.lambda,
@@ -689,7 +777,7 @@ async function solveProblems(
     }
     const ours = await runRedDiff(tf, model, schedule, p, options);
     methods.push({
-      method: `RED-Diff (default: ${options.init} start, t from ${tMaxLabel}, lambda ${options.lambda}, lr ${options.lr}, ${options.steps} steps)`,
+      method: `RED-Diff (default${tuned.settings === 'holes' ? ` for holes, radius ${tuned.holeRadius}` : ''}: ${options.init} start, t from ${tMaxLabel}, lambda ${options.lambda}, lr ${options.lr}, ${options.steps} steps)`,
       scores: score(p, ours.x),
       secondsPerImage: ours.seconds / p.count,
     });
@@ -732,20 +820,26 @@ async function main() {
   const loadAtStart = loadavg()[0];
   const { tf } = await initTfjs('wasm');
   const names = args.set12 ?? set12Names();
-  const set12 = args.runSet12 ? await set12Problems(names, args.set12Size) : [];
+  const wanted = (p: Problem) => !args.only || args.only.includes(p.id);
+  const set12 = args.runSet12 ? (await set12Problems(names, args.set12Size)).filter(wanted) : [];
   const set12Results = join(OUT_DIR, 'results-set12.json');
 
   if (args.part === 'set12') {
     // The second process of a parallel run: the parent wrote the inputs and ran the peers.
     const peers = runPeers(join(OUT_DIR, 'index.json'), true);
-    const { results } = await solveProblems(tf, set12, peers, args.steps, (l) =>
-      console.log(`[set12] ${l} (${elapsed()})`),
+    const { results } = await solveProblems(
+      tf,
+      set12,
+      peers,
+      args.steps,
+      (l) => console.log(`[set12] ${l} (${elapsed()})`),
+      args.defaultsOnly,
     );
     writeFileSync(set12Results, JSON.stringify({ results }));
     return;
   }
 
-  const fashion = await fashionProblems(args.fashion);
+  const fashion = args.fashion > 0 ? (await fashionProblems(args.fashion)).filter(wanted) : [];
   const peers = runPeers(writeInputs([...fashion, ...set12]), args.reusePeers);
   console.log(`peers done (${elapsed()})`);
   let child: Promise<number> | null = null;
@@ -760,6 +854,8 @@ async function main() {
       String(args.set12Size),
       '--steps',
       String(args.steps),
+      ...(args.only ? ['--only', args.only.join(',')] : []),
+      ...(args.defaultsOnly ? ['--defaults-only'] : []),
     ];
     const proc = spawn(join(REPO_ROOT, 'node_modules/.bin/tsx'), childArgs, {
       cwd: REPO_ROOT,
@@ -768,7 +864,14 @@ async function main() {
     child = new Promise((resolve) => proc.on('exit', (code) => resolve(code ?? 1)));
   }
   const log = (l: string) => console.log(`${l} (${elapsed()})`);
-  const own = await solveProblems(tf, child ? fashion : [...fashion, ...set12], peers, args.steps, log);
+  const own = await solveProblems(
+    tf,
+    child ? fashion : [...fashion, ...set12],
+    peers,
+    args.steps,
+    log,
+    args.defaultsOnly,
+  );
   let results = own.results;
   let speed: Speed | null = null;
   if (child) {

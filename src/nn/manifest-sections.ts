@@ -30,15 +30,24 @@ export const scheduleSection = z.object({
   betaEnd: lenient(finite),
 });
 
-/** `extra` of a diffusion prior: its schedule and the RED-Diff settings bench:restore chose for it. */
+const redDiffSettings = {
+  lambda: lenient(finite),
+  lr: lenient(finite),
+  init: lenient(z.string()),
+  tMax: lenient(finite),
+};
+
+/**
+ * `extra` of a diffusion prior: its schedule and the RED-Diff settings bench:restore chose for it; `holes`: the
+ * settings for inpainting masks whose hole radius (src/diffusion/mask-structure.ts) is at least `minRadius` (each
+ * absent field: the general one).
+ */
 export const diffusionSection = z.object({
   schedule: lenient(scheduleSection),
   redDiff: lenient(
     z.object({
-      lambda: lenient(finite),
-      lr: lenient(finite),
-      init: lenient(z.string()),
-      tMax: lenient(finite),
+      ...redDiffSettings,
+      holes: lenient(z.object({ minRadius: z.number().int().min(1), ...redDiffSettings })),
     }),
   ),
 });

@@ -169,7 +169,10 @@ export const restoreParams = z
       .min(0)
       .max(10)
       .optional()
-      .describe("weight of the diffusion prior (default: the model's measured value)"),
+      .describe(
+        "weight of the diffusion prior (default: the model's measured value; lambda, lr, init and tMax default to " +
+          "the model's hole settings when the inpainting mask has a deep hole, reported as params.settings)",
+      ),
     lr: z.coerce.number().gt(0).max(1).optional().describe("Adam learning rate (default: the model's)"),
     init: z
       .enum(['pinv', 'smooth'])

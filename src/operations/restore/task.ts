@@ -10,6 +10,7 @@
 
 import { ddpmEpsModel } from '../../diffusion/eps-model.js';
 import { RED_DIFF_INITS, type RedDiffInit } from '../../diffusion/initial.js';
+import { holeRadius } from '../../diffusion/mask-structure.js';
 import { boxMask, countMissing, maskFromImage, randomPixelMask } from '../../diffusion/operators.js';
 import {
   type RestoreOperatorSpec,
@@ -171,20 +172,45 @@ export interface ModelRedDiffDefaults {
   init: RedDiffInit;
   /** Undefined: the whole schedule (T - 1). */
   tMax?: number;
+  /** Which of the manifest's settings apply: 'holes' for a mask with a deep enough hole, else 'general'. */
+  settings: 'general' | 'holes';
+  /** The inpainting mask's hole radius (src/diffusion/mask-structure.ts), when a mask was given. */
+  holeRadius?: number;
+}
+
+/** An inpainting mask (1 observed, 0 missing), h x w or a batch of such masks. */
+export interface MaskShape {
+  mask: Float32Array;
+  height: number;
+  width: number;
 }
 
 /**
  * The RED-Diff settings a model's manifest recommends (`extra.redDiff`, chosen by bench:restore for that prior),
- * each falling back to the service's RESTORE_DEFAULTS (the official algorithm's start, H^+ y from t = T - 1).
+ * each falling back to the service's RESTORE_DEFAULTS (the official algorithm's start, H^+ y from t = T - 1). With
+ * an inpainting `mask` whose hole radius (the largest distance from a missing pixel to an observed one,
+ * src/diffusion/mask-structure.ts) reaches the manifest's `extra.redDiff.holes.minRadius`, the `holes` settings
+ * apply instead (each absent field: the general one): one rule for every mask, whatever route or benchmark built it.
  */
-export function modelRedDiffDefaults(extra: Record<string, unknown> | undefined): ModelRedDiffDefaults {
-  const tuned = extraSection(diffusionSection, { extra }).redDiff ?? {};
-  const init = RED_DIFF_INITS.find((i) => i === tuned.init);
+export function modelRedDiffDefaults(
+  extra: Record<string, unknown> | undefined,
+  mask?: MaskShape,
+): ModelRedDiffDefaults {
+  const general = extraSection(diffusionSection, { extra }).redDiff ?? {};
+  const radius = mask ? holeRadius(mask.mask, mask.height, mask.width) : undefined;
+  const holes = general.holes;
+  const useHoles = holes !== undefined && radius !== undefined && radius >= holes.minRadius;
+  const pick = <K extends 'lambda' | 'lr' | 'init' | 'tMax'>(key: K) =>
+    (useHoles ? holes[key] : undefined) ?? general[key];
+  const init = RED_DIFF_INITS.find((i) => i === pick('init'));
+  const tMax = pick('tMax');
   return {
-    lambda: tuned.lambda ?? RESTORE_DEFAULTS.lambda,
-    lr: tuned.lr ?? RESTORE_DEFAULTS.lr,
+    lambda: pick('lambda') ?? RESTORE_DEFAULTS.lambda,
+    lr: pick('lr') ?? RESTORE_DEFAULTS.lr,
     init: init ?? RESTORE_DEFAULTS.init,
-    ...(tuned.tMax !== undefined ? { tMax: tuned.tMax } : {}),
+    ...(tMax !== undefined ? { tMax } : {}),
+    settings: useHoles ? 'holes' : 'general',
+    ...(radius !== undefined ? { holeRadius: radius } : {}),
   };
 }
 
@@ -197,11 +223,6 @@ async function restorePixels(input: RestoreTaskInput, ctx: HandlerContext): Prom
   // The scheduler is built once per model, from its manifest's schedule section.
   const schedule = schedulerFor(manifest, extraSection(diffusionSection, manifest).schedule);
   const tLoad = performance.now();
-  const tuned = modelRedDiffDefaults(manifest.extra);
-  const tMax = input.tMax ?? tuned.tMax ?? schedule.timesteps - 1;
-  if (tMax > schedule.timesteps - 1)
-    throw fail('VALIDATION', `tMax ${tMax} is beyond this model's last timestep ${schedule.timesteps - 1}`);
-
   // Decoded here when it came encoded (grey), and the inpainting mask built here: the main thread holds no pixels.
   const tDecode0 = performance.now();
   const { data, width, height } = await taskPixels({ channels: 1, ...input.image } as TaskImage, 'grey');
@@ -219,6 +240,14 @@ async function restorePixels(input: RestoreTaskInput, ctx: HandlerContext): Prom
         }
       : input.operator;
   const decodeMs = performance.now() - tDecode0;
+  // The model's measured settings, for this mask's structure when inpainting (modelRedDiffDefaults).
+  const tuned = modelRedDiffDefaults(
+    manifest.extra,
+    operator.kind === 'mask' ? { mask: operator.mask, height, width } : undefined,
+  );
+  const tMax = input.tMax ?? tuned.tMax ?? schedule.timesteps - 1;
+  if (tMax > schedule.timesteps - 1)
+    throw fail('VALIDATION', `tMax ${tMax} is beyond this model's last timestep ${schedule.timesteps - 1}`);
   const geometry = {
     width,
     height,
@@ -251,6 +280,11 @@ async function restorePixels(input: RestoreTaskInput, ctx: HandlerContext): Prom
   const { timings, ...rest } = result;
   return {
     ...rest,
+    params: {
+      ...rest.params,
+      settings: tuned.settings,
+      ...(tuned.holeRadius !== undefined ? { holeRadius: tuned.holeRadius } : {}),
+    },
     timings: {
       loadMs: tLoad - started,
       decodeMs,

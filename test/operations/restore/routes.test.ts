@@ -41,7 +41,14 @@ function manifest(name: string, parameters: number) {
     extra: {
       schedule: { kind: 'linear', timesteps: 1000, betaStart: 1e-4, betaEnd: 0.02 },
       // The model's measured RED-Diff settings, which the service uses when a request does not give its own.
-      redDiff: { init: 'smooth', tMax: 300, lambda: 0.05, lr: 0.04 },
+      // `holes`: the settings for masks whose hole radius reaches minRadius (absent fields: the general ones).
+      redDiff: {
+        init: 'smooth',
+        tMax: 300,
+        lambda: 0.05,
+        lr: 0.04,
+        holes: { minRadius: 3, tMax: 500, lr: 0.02 },
+      },
     },
   };
 }
@@ -234,6 +241,35 @@ describe('POST /v1/restore', () => {
     expect(own.statusCode, own.body).toBe(200);
     expect(own.json().params).toMatchObject({ init: 'pinv', tMax: 999, lambda: 0.2, lr: 0.1 });
     expect(own.json().image).not.toBe(tuned.json().image);
+  });
+
+  it("uses the manifest's hole settings for a mask with a deep hole, whatever the route", async () => {
+    const scattered = await post('/v1/restore?maskRatio=0.5&steps=2&output=json', png);
+    expect(scattered.statusCode, scattered.body).toBe(200);
+    expect(scattered.json().params).toMatchObject({ settings: 'general', tMax: 300, lr: 0.04 });
+    expect(scattered.json().params.holeRadius).toBeLessThan(3);
+    // An 8x6 box: radius 3.
+    const box = await post('/v1/inpaint?box=4,3,8,6&steps=2&output=json', png);
+    expect(box.statusCode, box.body).toBe(200);
+    expect(box.json().params).toMatchObject({
+      settings: 'holes',
+      holeRadius: 3,
+      init: 'smooth',
+      tMax: 500,
+      lambda: 0.05,
+      lr: 0.02,
+    });
+    // An uploaded mask goes the same way; a request's own value still wins over the hole settings.
+    const mask = await maskPng(W, H, (r, c) => r >= 3 && r < 11 && c >= 5 && c < 13);
+    const form = multipart({ image: png, mask }, { output: 'json', steps: '2', tMax: '100' });
+    const uploaded = await post('/v1/restore', form.payload, form.headers);
+    expect(uploaded.statusCode, uploaded.body).toBe(200);
+    expect(uploaded.json().params).toMatchObject({ settings: 'holes', holeRadius: 4, tMax: 100, lr: 0.02 });
+    // Super-resolution has no mask: the general settings.
+    const sr = await post('/v1/restore?task=super-resolution&steps=2&output=json', png);
+    expect(sr.statusCode, sr.body).toBe(200);
+    expect(sr.json().params).toMatchObject({ settings: 'general', tMax: 300 });
+    expect(sr.json().params.holeRadius).toBeUndefined();
   });
 
   it('is deterministic: identical requests give identical bytes, another seed does not', async () => {
