@@ -137,12 +137,21 @@ let reserved = 0;
 
 async function peakBytes(tf: Tf, probe: MemoryProbe, shape: number[]): Promise<number> {
   let before = 0;
+  let failure: { error: unknown } | undefined;
   const profile = await tf.profile(async () => {
     before = tf.memory().numBytes;
-    const out = await probe.run(shape);
-    return out instanceof tf.Tensor || Array.isArray(out) ? (out as Tensor) : undefined;
+    // A probe that throws must not escape tf.profile: TF.js would leave profiling on for the thread, recording
+    // (and timing) every later kernel of every task in a list that only grows.
+    try {
+      const out = await probe.run(shape);
+      return out instanceof tf.Tensor || Array.isArray(out) ? (out as Tensor) : undefined;
+    } catch (error) {
+      failure = { error };
+      return undefined;
+    }
   });
   tf.dispose(profile.result as Tensor);
+  if (failure) throw failure.error;
   // peakBytes counts every tensor alive (other models' weights too): keep what this call added. It is sampled
   // after each kernel: a probe that ran none (-Infinity) is counted by what it made.
   const peak = Number.isFinite(profile.peakBytes) ? profile.peakBytes : before + profile.newBytes;

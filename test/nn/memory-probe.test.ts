@@ -68,4 +68,22 @@ describe('MemoryProbe accounting', () => {
     a.dispose();
     b.dispose();
   });
+
+  it('a probe that fails is an admission error, and leaves TF.js profiling off', async () => {
+    const model = tinyModel(3);
+    configureBatching({ memoryBudgetBytes: 1e9 });
+    const failing: MemoryProbe = {
+      name: 'failing',
+      run: async () => {
+        tf.dispose(tf.fill([64], 1));
+        throw new Error('probe failed');
+      },
+    };
+    await expect(admitDeviceUses(tf, [{ model, shape: [1, 8, 8, 1], probe: failing }])).rejects.toThrow(
+      'probe failed',
+    );
+    // Left on, every later kernel of the thread would be timed and recorded in a list that only grows.
+    expect(tf.engine().state.profiling).toBe(false);
+    model.dispose();
+  });
 });
