@@ -25,7 +25,7 @@
  * the device's out-of-memory failure for work it admitted alone.
  */
 import { fail } from '../errors.js';
-import { checkCancelled } from '../util/cancellation.js';
+import { checkCancelled, runCancellable } from '../util/cancellation.js';
 
 type Tf = typeof import('@tensorflow/tfjs');
 type Tensor = import('@tensorflow/tfjs').Tensor;
@@ -171,7 +171,9 @@ function memoryModel(tf: Tf, model: LayersModel, channels: number, probe: Memory
   let m = byProbe.get(key);
   if (!m) {
     const cache = byProbe;
-    m = (async () => {
+    // Shared by every task that needs this use: measured outside the cancellation scope of the task that happened
+    // to start it, so that its cancel (a probe that runs a RED-Diff step checks it) fails no other task waiting here.
+    const measure = async () => {
       const [smallShape, largeShape] = probe.shapes?.(channels) ?? [
         [1, 32, 32, channels],
         [1, 64, 64, channels],
@@ -182,7 +184,8 @@ function memoryModel(tf: Tf, model: LayersModel, channels: number, probe: Memory
       const fixed = Math.max(0, small - perPixel * pixelsOf(smallShape));
       const weights = model.countParams() * 4;
       return { weights, fixed, perPixel };
-    })();
+    };
+    m = runCancellable(() => false, measure);
     cache.set(key, m);
     m.catch(() => cache.delete(key));
   }

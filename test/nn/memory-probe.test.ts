@@ -13,6 +13,7 @@ import {
   type MemoryProbe,
   releaseDeviceMemory,
 } from '../../src/nn/batcher.js';
+import { checkCancelled, runCancellable } from '../../src/util/cancellation.js';
 
 const { tf } = await initTfjs('wasm');
 afterEach(() => {
@@ -84,6 +85,37 @@ describe('MemoryProbe accounting', () => {
     );
     // Left on, every later kernel of the thread would be timed and recorded in a list that only grows.
     expect(tf.engine().state.profiling).toBe(false);
+    model.dispose();
+  });
+
+  it('a measurement shared by two tasks is not cancelled by the one that started it', async () => {
+    const model = tinyModel(2);
+    configureBatching({ memoryBudgetBytes: 1e9 });
+    const flag = { cancelled: false };
+    // Like the RED-Diff probe: it waits, then checks the running task's flag before its network call.
+    const slow: MemoryProbe = {
+      name: 'slow',
+      run: async ([n, h, w]) => {
+        await new Promise((r) => setTimeout(r, 20));
+        checkCancelled();
+        return tf.fill([n * h * w], 0);
+      },
+    };
+    const use = [{ model, shape: [1, 10, 10, 1], probe: slow }];
+    const first = runCancellable(
+      () => flag.cancelled,
+      () => admitDeviceUses(tf, use),
+    );
+    const second = runCancellable(
+      () => false,
+      () => admitDeviceUses(tf, use),
+    );
+    flag.cancelled = true;
+    const [a, b] = await Promise.allSettled([first, second]);
+    // The task that was not cancelled is admitted (100 pixels x 4 bytes).
+    expect(b).toEqual({ status: 'fulfilled', value: 400 });
+    if (a.status === 'fulfilled') releaseDeviceMemory(a.value);
+    releaseDeviceMemory(400);
     model.dispose();
   });
 });
