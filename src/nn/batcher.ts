@@ -135,7 +135,19 @@ const memoryModels = new WeakMap<object, Map<string, Promise<MemoryModel>>>();
 /** Bytes reserved by admitted calls that have not finished. */
 let reserved = 0;
 
-async function peakBytes(tf: Tf, probe: MemoryProbe, shape: number[]): Promise<number> {
+/**
+ * The measurement running now: tf.profile keeps one profile per thread (one flag, one kernel list, one result), so
+ * measurements run one at a time (a probe never admits: it would wait for itself).
+ */
+let profiling: Promise<unknown> = Promise.resolve();
+
+function peakBytes(tf: Tf, probe: MemoryProbe, shape: number[]): Promise<number> {
+  const measured = profiling.then(() => profiledPeakBytes(tf, probe, shape));
+  profiling = measured.catch(() => undefined);
+  return measured;
+}
+
+async function profiledPeakBytes(tf: Tf, probe: MemoryProbe, shape: number[]): Promise<number> {
   let before = 0;
   let failure: { error: unknown } | undefined;
   const profile = await tf.profile(async () => {

@@ -118,4 +118,25 @@ describe('MemoryProbe accounting', () => {
     releaseDeviceMemory(400);
     model.dispose();
   });
+
+  it('two measurements at once in one thread are each measured alone (tf.profile is one per thread)', async () => {
+    const model = tinyModel(5);
+    // An async probe (as RED-Diff's and EPS-AD's are): its kernel runs after an await.
+    const late: MemoryProbe = {
+      name: 'late',
+      run: async ([n, h, w]) => {
+        await new Promise((r) => setTimeout(r, 10));
+        return tf.fill([n * h * w * 10], 0);
+      },
+    };
+    const tensors = tf.memory().numTensors;
+    const [a, b] = await Promise.all([
+      estimateDeviceBytes(tf, model, [1, 10, 10, 1], late),
+      estimateDeviceBytes(tf, model, [1, 10, 10, 1], exactProbe('beside', 2)),
+    ]);
+    expect([a, b]).toEqual([4000, 800]);
+    // Every probe's output was freed.
+    expect(tf.memory().numTensors).toBe(tensors);
+    model.dispose();
+  });
 });
