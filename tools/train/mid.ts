@@ -753,7 +753,7 @@ export async function trainMidCuda(
   deps: { checkTorch: typeof checkTorch; runTorch: typeof runTorch } = { checkTorch, runTorch },
 ): Promise<void> {
   if (cli.stopAtStep !== undefined)
-    throw new UsageError('--device cuda: use --max-minutes, not --stop-at-step');
+    throw new UsageError(`--device ${cli.device}: use --max-minutes, not --stop-at-step`);
   const { torch } = await deps.checkTorch(cli.python, cli.device);
   const packed = join(cli.checkpointDir, 'torch', 'data');
   const runDir = join(cli.checkpointDir, 'torch', 'run');
@@ -777,7 +777,7 @@ export async function trainMidCuda(
     from: runDir,
     out: cli.out,
     round0Out: cli.round0Out,
-    commandLine: 'import by npm run train (--device cuda)',
+    commandLine: `import by npm run train (--device ${cli.device})`,
     trainingCommand: commandLine,
     lineage: {
       trainer: `tools/train/torch/mid.py (PyTorch ${torch})`,
