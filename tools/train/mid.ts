@@ -77,6 +77,7 @@ import { loadMidData, type MidData, type MidDataOptions } from './mid-data.js';
 import { readTensors } from './tensor-file.js';
 import {
   checkTorch,
+  keepTorchSettings,
   runTorch,
   TORCH_DIR,
   type TorchCommand,
@@ -769,6 +770,14 @@ export async function trainMidCuda(
         `pairs (packed in ${packed})`,
     );
   }
+  await keepTorchSettings(cli.checkpointDir, cli.resume, {
+    ...{ roundSteps: cli.roundSteps.join(','), batch: cli.batch, patch: cli.patch, seed: cli.seed },
+    ...{
+      widths: cli.architecture.widths.join(','),
+      maskRatio: cli.maskRatio,
+      residualMasks: cli.residualMasks,
+    },
+  });
   await deps.runTorch(midTorchCommand(cli, packed, runDir), log);
   if (!(await exists(join(runDir, 'train.json'))))
     return log('stopped before the end of round 0: nothing to import yet (continue with --resume)');
