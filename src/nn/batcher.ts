@@ -25,7 +25,7 @@
  * the device's out-of-memory failure for work it admitted alone.
  */
 import { fail } from '../errors.js';
-import { checkCancelled } from '../util/cancellation.js';
+import { checkCancelled, runCancellable } from '../util/cancellation.js';
 
 type Tf = typeof import('@tensorflow/tfjs');
 type Tensor = import('@tensorflow/tfjs').Tensor;
@@ -135,14 +135,35 @@ const memoryModels = new WeakMap<object, Map<string, Promise<MemoryModel>>>();
 /** Bytes reserved by admitted calls that have not finished. */
 let reserved = 0;
 
-async function peakBytes(tf: Tf, probe: MemoryProbe, shape: number[]): Promise<number> {
+/**
+ * The measurement running now: tf.profile keeps one profile per thread (one flag, one kernel list, one result), so
+ * measurements run one at a time (a probe never admits: it would wait for itself).
+ */
+let profiling: Promise<unknown> = Promise.resolve();
+
+function peakBytes(tf: Tf, probe: MemoryProbe, shape: number[]): Promise<number> {
+  const measured = profiling.then(() => profiledPeakBytes(tf, probe, shape));
+  profiling = measured.catch(() => undefined);
+  return measured;
+}
+
+async function profiledPeakBytes(tf: Tf, probe: MemoryProbe, shape: number[]): Promise<number> {
   let before = 0;
+  let failure: { error: unknown } | undefined;
   const profile = await tf.profile(async () => {
     before = tf.memory().numBytes;
-    const out = await probe.run(shape);
-    return out instanceof tf.Tensor || Array.isArray(out) ? (out as Tensor) : undefined;
+    // A probe that throws must not escape tf.profile: TF.js would leave profiling on for the thread, recording
+    // (and timing) every later kernel of every task in a list that only grows.
+    try {
+      const out = await probe.run(shape);
+      return out instanceof tf.Tensor || Array.isArray(out) ? (out as Tensor) : undefined;
+    } catch (error) {
+      failure = { error };
+      return undefined;
+    }
   });
   tf.dispose(profile.result as Tensor);
+  if (failure) throw failure.error;
   // peakBytes counts every tensor alive (other models' weights too): keep what this call added. It is sampled
   // after each kernel: a probe that ran none (-Infinity) is counted by what it made.
   const peak = Number.isFinite(profile.peakBytes) ? profile.peakBytes : before + profile.newBytes;
@@ -162,7 +183,9 @@ function memoryModel(tf: Tf, model: LayersModel, channels: number, probe: Memory
   let m = byProbe.get(key);
   if (!m) {
     const cache = byProbe;
-    m = (async () => {
+    // Shared by every task that needs this use: measured outside the cancellation scope of the task that happened
+    // to start it, so that its cancel (a probe that runs a RED-Diff step checks it) fails no other task waiting here.
+    const measure = async () => {
       const [smallShape, largeShape] = probe.shapes?.(channels) ?? [
         [1, 32, 32, channels],
         [1, 64, 64, channels],
@@ -173,7 +196,8 @@ function memoryModel(tf: Tf, model: LayersModel, channels: number, probe: Memory
       const fixed = Math.max(0, small - perPixel * pixelsOf(smallShape));
       const weights = model.countParams() * 4;
       return { weights, fixed, perPixel };
-    })();
+    };
+    m = runCancellable(() => false, measure);
     cache.set(key, m);
     m.catch(() => cache.delete(key));
   }

@@ -6,11 +6,18 @@
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ComputePool } from '../../src/compute/pool.js';
+import { MAX_RESTORE_STEPS } from '../../src/operations/restore/schema.js';
 import { repoRoot } from '../helpers.js';
 
+// 64x64 (not the prior's 28x28): 20-40 ms a step here, so that MAX_RESTORE_STEPS run for 20 s or more.
+const SIDE = 64;
 const restore = (steps: number) => ({
   model: { name: 'ddpm-fashion-mnist' },
-  image: { data: Float32Array.from({ length: 28 * 28 }, (_, i) => (i % 28) / 28), width: 28, height: 28 },
+  image: {
+    data: Float32Array.from({ length: SIDE * SIDE }, (_, i) => (i % SIDE) / SIDE),
+    width: SIDE,
+    height: SIDE,
+  },
   operator: { kind: 'identity' as const },
   simulate: false,
   sigmaY: 0.05,
@@ -48,9 +55,9 @@ describe('a running task that is cancelled, with two tasks per worker', () => {
     const msPerStep = warm.timings.msPerStep;
     const before = await pool.run('system.info', {});
 
-    // Long enough to run for 30 s or more uncancelled (the RED-Diff loop never yields to the event loop, so its
-    // co-tenant waits for it).
-    const steps = Math.max(1000, Math.ceil(30_000 / msPerStep));
+    // As long as a task may run (more steps are refused: the schedule has 1000 timesteps), 20 s or more
+    // uncancelled (the RED-Diff loop never yields to the event loop, so its co-tenant waits for it).
+    const steps = MAX_RESTORE_STEPS;
     const controller = new AbortController();
     let progressed = false;
     const long = pool.run('restore.reddiff', restore(steps), {
@@ -69,7 +76,7 @@ describe('a running task that is cancelled, with two tasks per worker', () => {
     await expect(long).rejects.toMatchObject({ code: 'TW_DEADLINE_EXCEEDED' });
     const result = await coTenant;
     const waited = Date.now() - cancelledAt;
-    expect(result.width).toBe(28);
+    expect(result.width).toBe(SIDE);
     // The cancelled task ran at most one more step, then the co-tenant ran its 5: far less than the 95% of its
     // steps the cancelled task had left.
     expect(waited).toBeLessThan(2000 + 50 * msPerStep);

@@ -13,6 +13,7 @@ import {
   type MemoryProbe,
   releaseDeviceMemory,
 } from '../../src/nn/batcher.js';
+import { checkCancelled, runCancellable } from '../../src/util/cancellation.js';
 
 const { tf } = await initTfjs('wasm');
 afterEach(() => {
@@ -67,5 +68,75 @@ describe('MemoryProbe accounting', () => {
     });
     a.dispose();
     b.dispose();
+  });
+
+  it('a probe that fails is an admission error, and leaves TF.js profiling off', async () => {
+    const model = tinyModel(3);
+    configureBatching({ memoryBudgetBytes: 1e9 });
+    const failing: MemoryProbe = {
+      name: 'failing',
+      run: async () => {
+        tf.dispose(tf.fill([64], 1));
+        throw new Error('probe failed');
+      },
+    };
+    await expect(admitDeviceUses(tf, [{ model, shape: [1, 8, 8, 1], probe: failing }])).rejects.toThrow(
+      'probe failed',
+    );
+    // Left on, every later kernel of the thread would be timed and recorded in a list that only grows.
+    expect(tf.engine().state.profiling).toBe(false);
+    model.dispose();
+  });
+
+  it('a measurement shared by two tasks is not cancelled by the one that started it', async () => {
+    const model = tinyModel(2);
+    configureBatching({ memoryBudgetBytes: 1e9 });
+    const flag = { cancelled: false };
+    // Like the RED-Diff probe: it waits, then checks the running task's flag before its network call.
+    const slow: MemoryProbe = {
+      name: 'slow',
+      run: async ([n, h, w]) => {
+        await new Promise((r) => setTimeout(r, 20));
+        checkCancelled();
+        return tf.fill([n * h * w], 0);
+      },
+    };
+    const use = [{ model, shape: [1, 10, 10, 1], probe: slow }];
+    const first = runCancellable(
+      () => flag.cancelled,
+      () => admitDeviceUses(tf, use),
+    );
+    const second = runCancellable(
+      () => false,
+      () => admitDeviceUses(tf, use),
+    );
+    flag.cancelled = true;
+    const [a, b] = await Promise.allSettled([first, second]);
+    // The task that was not cancelled is admitted (100 pixels x 4 bytes).
+    expect(b).toEqual({ status: 'fulfilled', value: 400 });
+    if (a.status === 'fulfilled') releaseDeviceMemory(a.value);
+    releaseDeviceMemory(400);
+    model.dispose();
+  });
+
+  it('two measurements at once in one thread are each measured alone (tf.profile is one per thread)', async () => {
+    const model = tinyModel(5);
+    // An async probe (as RED-Diff's and EPS-AD's are): its kernel runs after an await.
+    const late: MemoryProbe = {
+      name: 'late',
+      run: async ([n, h, w]) => {
+        await new Promise((r) => setTimeout(r, 10));
+        return tf.fill([n * h * w * 10], 0);
+      },
+    };
+    const tensors = tf.memory().numTensors;
+    const [a, b] = await Promise.all([
+      estimateDeviceBytes(tf, model, [1, 10, 10, 1], late),
+      estimateDeviceBytes(tf, model, [1, 10, 10, 1], exactProbe('beside', 2)),
+    ]);
+    expect([a, b]).toEqual([4000, 800]);
+    // Every probe's output was freed.
+    expect(tf.memory().numTensors).toBe(tensors);
+    model.dispose();
   });
 });

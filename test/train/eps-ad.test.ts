@@ -3,7 +3,7 @@
  * training images with the committed score model) whose kernel training, stopped at step 3 and resumed, gives
  * the bytes of an uninterrupted run, with a manifest of data, command, lineage and validation.
  */
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -91,5 +91,38 @@ describe('npm run train -- eps-ad', () => {
     );
     expect(manifest.trainingCommand).toBe('npm run train -- eps-ad (test split)');
     expect(manifest.extra.lineage).toMatch(/eps-ad\.ts .* on the CPU, resumed at step 3 from .*ck\/split/);
+  }, 60_000);
+
+  it("reads no attacked image's EPS of another classifier from the cache", async () => {
+    // A second classifier: the committed one with every weight negated (other logits, other attacks), version 2.
+    const other = join(dir, 'classifiers', 'classifier-fashion-mnist', '2');
+    await cp('models/classifier-fashion-mnist/1', other, { recursive: true });
+    const manifest = JSON.parse(await readFile(join(other, 'manifest.json'), 'utf8'));
+    await writeFile(join(other, 'manifest.json'), JSON.stringify({ ...manifest, version: '2' }));
+    const weights = await readFile(join(other, 'weights.bin'));
+    const values = new Float32Array(weights.buffer, weights.byteOffset, weights.byteLength / 4);
+    await writeFile(
+      join(other, 'weights.bin'),
+      Float32Array.from(values, (v) => -v),
+    );
+    const run = (name: string, classifier: string, cache: string) =>
+      trainEpsAd(tf, {
+        ...(parseEpsAdArgs([
+          ...['--train-images', '12', '--reference', '4', '--calibration', '4', '--timesteps', '1'],
+          ...['--steps', '2', '--batch', '4', '--features', '8', '--classifier', classifier],
+          ...['--cache-dir', join(dir, cache), '--checkpoint-dir', join(dir, 'ck', name)],
+          ...['--out', join(dir, 'models', name, '1')],
+        ]) as EpsAdCli),
+        commandLine: `npm run train -- eps-ad (test ${name})`,
+        backend: 'wasm',
+        log: () => {},
+      });
+    await run('first', 'models/classifier-fashion-mnist/1', 'shared-cache');
+    // The same cache after another classifier's run, and a fresh one: the same detector.
+    await run('shared', other, 'shared-cache');
+    await run('fresh', other, 'fresh-cache');
+    const bytes = (name: string) => readFile(join(dir, 'models', name, '1', 'weights.bin'));
+    expect((await bytes('shared')).equals(await bytes('fresh'))).toBe(true);
+    expect((await bytes('first')).equals(await bytes('fresh'))).toBe(false);
   }, 60_000);
 });

@@ -106,6 +106,9 @@ describe('npm run train -- mid --device cuda (command line)', () => {
     await expect(trainMidCuda(cli, 'cmd', () => {}, never)).rejects.toThrow(
       /use --max-minutes, not --stop-at-step/,
     );
+    await expect(trainMidCuda({ ...cli, device: 'torch-cpu' }, 'cmd', () => {}, never)).rejects.toThrow(
+      '--device torch-cpu: use --max-minutes, not --stop-at-step',
+    );
   });
 });
 
@@ -251,6 +254,17 @@ describe('npm run train -- mid --device cuda (one step, PyTorch stood in for)', 
     expect(manifest.extra.lineage).toBe(
       'trained from a fresh initialisation, by tools/train/torch/mid.py (PyTorch 2.5.1) on a CUDA GPU',
     );
+    // The same port on the CPU says so in its manifest (not --device cuda).
+    const onCpu = join(dir, 'cuda', 'models', 'on-cpu', '1');
+    await trainMidCuda(
+      { ...cli, device: 'torch-cpu', out: onCpu, checkpointDir: join(dir, 'cuda', 'ck-cpu') },
+      'npm run train -- mid --device torch-cpu (test)',
+      () => {},
+      deps,
+    );
+    const cpuManifest = JSON.parse(await readFile(join(onCpu, 'manifest.json'), 'utf8'));
+    expect(cpuManifest.extra.importCommand).toBe('import by npm run train (--device torch-cpu)');
+    expect(cpuManifest.extra.lineage).toMatch(/mid\.py \(PyTorch 2\.5\.1\) on the CPU/);
     // Stopped (--max-minutes) before a round ended: nothing to import, the checkpoint stays for --resume.
     const lines: string[] = [];
     const early = join(dir, 'cuda', 'models', 'early', '1');
@@ -266,6 +280,6 @@ describe('npm run train -- mid --device cuda (one step, PyTorch stood in for)', 
     await expect(trainMidCuda(cli, 'again', () => {}, deps)).rejects.toThrow(
       /holds a checkpoint: pass --resume/,
     );
-    expect(ran).toHaveLength(1);
+    expect(ran).toHaveLength(2);
   }, 60_000);
 });

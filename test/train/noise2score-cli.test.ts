@@ -284,4 +284,42 @@ describe('npm run train -- noise2score (command line)', () => {
       'trained from a fresh initialisation, by tools/train/torch/noise2score.py (PyTorch 1.13.1) on the CPU',
     );
   }, 60_000);
+
+  it('--device cuda --resume: other settings than the run it continues are refused before PyTorch runs', async () => {
+    const clean = join(dir, 'clean-resume');
+    await mkdir(clean, { recursive: true });
+    await sharp(Buffer.alloc(32 * 32, 90), { raw: { width: 32, height: 32, channels: 1 } })
+      .png()
+      .toFile(join(clean, 'c.png'));
+    const ran: string[][] = [];
+    const deps = {
+      checkTorch: async () => ({ torch: '2.5.1' }),
+      // Stands in for a PyTorch run stopped by --max-minutes (nothing to import yet).
+      runTorch: async (command: { args: string[] }) => {
+        ran.push(command.args);
+        throw new Error('stopped (test)');
+      },
+    };
+    const run = (noise: string, data: string[], resume: string[] = []) =>
+      trainNoise2ScoreCuda(
+        parseNoise2ScoreArgs([
+          ...['--noise', noise, ...data, '--device', 'cuda', '--steps', '5', ...resume],
+          ...['--out', join(dir, 'models', 'resumed', '1'), '--checkpoint-dir', join(dir, 'ck-resume')],
+        ])!,
+        'cmd',
+        () => {},
+        deps,
+      );
+    await expect(run('gaussian', ['--clean-dir', clean])).rejects.toThrow('stopped (test)');
+    // The packed images stay those of the first run: another family, or noisy images, would train on them.
+    await expect(run('poisson', ['--clean-dir', clean], ['--resume'])).rejects.toThrow(
+      /was made with noise gaussian, not noise poisson: resume with the same settings/,
+    );
+    await expect(run('gaussian', ['--images', clean], ['--resume'])).rejects.toThrow(
+      /was made with images clean, not images noisy/,
+    );
+    expect(ran).toHaveLength(1);
+    await expect(run('gaussian', ['--clean-dir', clean], ['--resume'])).rejects.toThrow('stopped (test)');
+    expect(ran).toHaveLength(2);
+  });
 });

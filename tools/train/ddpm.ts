@@ -63,6 +63,7 @@ import type { NamedArray } from './tensor-file.js';
 import { packImages } from './torch/pack-images.js';
 import {
   checkTorch,
+  keepTorchSettings,
   runTorch,
   TORCH_DIR,
   type TorchCommand,
@@ -643,6 +644,11 @@ export async function trainDdpmCuda(
   const packed = join(cli.checkpointDir, 'torch', 'images');
   const runDir = join(cli.checkpointDir, 'torch', 'run');
   if (!cli.resume) await packImages(cli.dataDir, packed);
+  await keepTorchSettings(cli.checkpointDir, cli.resume, {
+    size: cli.size,
+    batch: cli.batch,
+    seed: cli.seed,
+  });
   await deps.runTorch(ddpmTorchCommand(cli, packed, runDir), log);
   const { importDdpm } = await import('./torch/import-ddpm.js');
   await importDdpm({

@@ -168,11 +168,13 @@ interface EpsPart {
   name: string;
   images: Float32Array;
   count: number;
+  /** What else the values depend on (the attacked classifier, name@version): in the cache key, not the seed. */
+  variant?: string;
 }
 
 /**
  * EPS of a part, chunk by chunk, each chunk cached as <cacheDir>/<key>/<chunk>.f32. The key names everything the
- * values depend on (score model, T*, part, attack and budget, split seed).
+ * values depend on (score model, T*, part, attack and budget, split seed; for attacked images, the classifier).
  */
 async function cachedEps(
   tf: Tf,
@@ -182,7 +184,9 @@ async function cachedEps(
   options: EpsAdInputs['cacheOptions'],
 ): Promise<Float32Array> {
   const chunk = 50;
-  const key = `${options.scoreModel.replaceAll('/', '_')}-T${options.timesteps}-${part.name}-split${SPLIT_SEED}`;
+  const variant = part.variant ? `-${part.variant.replaceAll('/', '_')}` : '';
+  const model = options.scoreModel.replaceAll('/', '_');
+  const key = `${model}-T${options.timesteps}-${part.name}${variant}-split${SPLIT_SEED}`;
   const dir = join(options.cacheDir, key);
   await mkdir(dir, { recursive: true });
   const side = 32;
@@ -301,8 +305,8 @@ interface EpsSets {
 /** EPS of the natural and attacked training images, the reference set and the calibration set (cached). */
 async function computeEpsSets(tf: Tf, options: EpsAdTrainingOptions, inputs: EpsAdInputs): Promise<EpsSets> {
   const { pixels, trainIdx, network, schedule, cacheOptions } = inputs;
-  const eps = (name: string, images: Float32Array, count: number) =>
-    cachedEps(tf, network, schedule, { name, images, count }, cacheOptions);
+  const eps = (name: string, images: Float32Array, count: number, variant?: string) =>
+    cachedEps(tf, network, schedule, { name, images, count, variant }, cacheOptions);
   // Adversarial training images: FGSM (Linf) and FGSM-L2 at the small budget, labels = true classes.
   const trainImages = gather(pixels, trainIdx);
   const trainLabels = Uint8Array.from(trainIdx, (i) => inputs.labels[i]);
@@ -327,7 +331,9 @@ async function computeEpsSets(tf: Tf, options: EpsAdTrainingOptions, inputs: Eps
       { eps: attack === 'fgsm' ? options.budget : l2Budget },
     );
     const part = `train-${attack}-${budgetKey}-every${TRAINING_ATTACKS.length}from${a}`;
-    const values = await eps(part, attacked, positions.length);
+    // The attacked images are the classifier's: another classifier's EPS are never read back from the cache.
+    const classifier = `${inputs.classifierManifest.name}@${inputs.classifierManifest.version}`;
+    const values = await eps(part, attacked, positions.length, classifier);
     for (let j = 0; j < positions.length; j++)
       adversarial.set(values.subarray(j * epsDim, (j + 1) * epsDim), positions[j] * epsDim);
   }

@@ -77,6 +77,7 @@ import { loadMidData, type MidData, type MidDataOptions } from './mid-data.js';
 import { readTensors } from './tensor-file.js';
 import {
   checkTorch,
+  keepTorchSettings,
   runTorch,
   TORCH_DIR,
   type TorchCommand,
@@ -753,7 +754,7 @@ export async function trainMidCuda(
   deps: { checkTorch: typeof checkTorch; runTorch: typeof runTorch } = { checkTorch, runTorch },
 ): Promise<void> {
   if (cli.stopAtStep !== undefined)
-    throw new UsageError('--device cuda: use --max-minutes, not --stop-at-step');
+    throw new UsageError(`--device ${cli.device}: use --max-minutes, not --stop-at-step`);
   const { torch } = await deps.checkTorch(cli.python, cli.device);
   const packed = join(cli.checkpointDir, 'torch', 'data');
   const runDir = join(cli.checkpointDir, 'torch', 'run');
@@ -769,6 +770,14 @@ export async function trainMidCuda(
         `pairs (packed in ${packed})`,
     );
   }
+  await keepTorchSettings(cli.checkpointDir, cli.resume, {
+    ...{ roundSteps: cli.roundSteps.join(','), batch: cli.batch, patch: cli.patch, seed: cli.seed },
+    ...{
+      widths: cli.architecture.widths.join(','),
+      maskRatio: cli.maskRatio,
+      residualMasks: cli.residualMasks,
+    },
+  });
   await deps.runTorch(midTorchCommand(cli, packed, runDir), log);
   if (!(await exists(join(runDir, 'train.json'))))
     return log('stopped before the end of round 0: nothing to import yet (continue with --resume)');
@@ -777,7 +786,7 @@ export async function trainMidCuda(
     from: runDir,
     out: cli.out,
     round0Out: cli.round0Out,
-    commandLine: 'import by npm run train (--device cuda)',
+    commandLine: `import by npm run train (--device ${cli.device})`,
     trainingCommand: commandLine,
     lineage: {
       trainer: `tools/train/torch/mid.py (PyTorch ${torch})`,

@@ -23,6 +23,7 @@ import { importNoise2Score } from './torch/import-noise2score.js';
 import { packImages } from './torch/pack-images.js';
 import {
   checkTorch,
+  keepTorchSettings,
   runTorch,
   TORCH_DIR,
   type TorchCommand,
@@ -134,6 +135,10 @@ export async function trainNoise2ScoreCuda(
   const packed = join(cli.checkpointDir, 'torch', 'images');
   const runDir = join(cli.checkpointDir, 'torch', 'run');
   if (!cli.resume) await packImages((cli.cleanDir ?? cli.noisyDir)!, packed);
+  await keepTorchSettings(cli.checkpointDir, cli.resume, {
+    ...{ noise: cli.noise, images: cli.cleanDir ? 'clean' : 'noisy', patch: cli.patch, batch: cli.batch },
+    ...{ seed: cli.seed, architecture: cli.architectureJson ?? 'default' },
+  });
   await deps.runTorch(noise2scoreTorchCommand(cli, packed, runDir), log);
   await importNoise2Score({
     from: runDir,

@@ -6,7 +6,10 @@
  * without it gets a clear error before anything runs.
  */
 import { spawn } from 'node:child_process';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { assertSameSettings } from '../core/checkpoint.js';
 import type { Device } from '../core/options.js';
 
 /** Whether `device` trains with the PyTorch port (cuda, torch-cpu) rather than the tf.js trainer (cpu). */
@@ -121,4 +124,29 @@ export async function runTorch(
     throw new Error(
       `the PyTorch trainer failed (exit code ${code}):\n${output.trim().split('\n').slice(-8).join('\n')}`,
     );
+}
+
+/**
+ * The settings of a PyTorch run that fix its data stream or network (family, data, patch, batch, seed, network),
+ * kept beside its packed data as <checkpointDir>/torch/settings.json: written when a run starts, compared on
+ * --resume (assertSameSettings: a UsageError naming both), since the Python checkpoints do not keep them and the
+ * packed data is not remade on a resume. A run started before they were kept resumes unchecked.
+ */
+export async function keepTorchSettings(
+  checkpointDir: string,
+  resume: boolean,
+  settings: Record<string, number | string>,
+): Promise<void> {
+  const dir = join(checkpointDir, 'torch');
+  const file = join(dir, 'settings.json');
+  if (!resume) {
+    await mkdir(dir, { recursive: true });
+    await writeFile(file, `${JSON.stringify(settings)}\n`);
+    return;
+  }
+  const saved = await readFile(file, 'utf8').then(
+    (text) => JSON.parse(text) as Record<string, unknown>,
+    () => undefined,
+  );
+  if (saved) assertSameSettings(dir, saved, settings);
 }
