@@ -3,6 +3,7 @@
  * ModelLoadError by its code, an AbortError as a deadline. Kept apart from src/error-mapping.ts (which knows
  * Fastify's and zod's errors too) so that a compute worker loads only this, and only when a task fails.
  */
+import { NoiseLevelUnknownError } from './denoise/errors.js';
 import { fail, type TweedieError } from './errors.js';
 import { ModelLoadError } from './nn/repository.js';
 import { OtInputError } from './ot/types.js';
@@ -18,6 +19,7 @@ const OT_INPUT_CODES = {
 export function domainError(err: unknown): TweedieError | undefined {
   if (err instanceof OtInputError)
     return fail(OT_INPUT_CODES[err.kind], err.message, { details: err.details });
+  if (err instanceof NoiseLevelUnknownError) return fail('UNPROCESSABLE', err.message);
   if (err instanceof ModelLoadError)
     return fail(err.code === 'MODEL_NOT_FOUND' ? 'MODEL_NOT_FOUND' : 'MODEL_NOT_READY', err.message);
   if (err instanceof Error && err.name === 'AbortError')

@@ -14,6 +14,7 @@
  */
 
 import { batchParallelism, forEachInChunks, predictBatched } from '../nn/batcher.js';
+import { NoiseLevelUnknownError } from './errors.js';
 import {
   applyTweedie,
   estimateLevelByTotalVariation,
@@ -330,6 +331,7 @@ export async function denoiseNoise2Score(
       const t = performance.now();
       level = medianOf(planes.map((p) => estimateNoiseLevel(options.noise, p, width, height)));
       estimateMs += performance.now() - t;
+      if (Number.isNaN(level)) throw new NoiseLevelUnknownError(options.noise);
       await computeScores();
     }
   } else {

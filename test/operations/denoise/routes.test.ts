@@ -2,7 +2,7 @@
  * POST /v1/denoise mechanics with a small random-weight score network (the trained model's quality is tested in
  * test/denoise/quality.test.ts): raw body, multipart, JSON output, format negotiation, level handling, every error.
  */
-import { cpSync, mkdirSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -40,6 +40,14 @@ async function makeRepo(): Promise<string> {
       createdAt: new Date(0).toISOString(),
     }),
   );
+  // The same random network as a Gamma model (level=auto on an all-black image: nothing to estimate from).
+  const gamma = path.join(dir, 'noise2score-gamma', '1');
+  cpSync(out, gamma, { recursive: true });
+  const manifest = JSON.parse(readFileSync(path.join(gamma, 'manifest.json'), 'utf8'));
+  writeFileSync(
+    path.join(gamma, 'manifest.json'),
+    JSON.stringify({ ...manifest, name: 'noise2score-gamma', noiseFamily: 'gamma' }),
+  );
   model.dispose();
   return dir;
 }
@@ -67,6 +75,29 @@ describe('POST /v1/denoise', () => {
   /** POST the test PNG as a raw body. */
   const postPng = (url: string) =>
     app.inject({ method: 'POST', url, headers: { 'content-type': 'image/png' }, payload: png });
+
+  it('answers 422 when level=auto has nothing to read the level from (an all-black image, Gamma noise)', async () => {
+    const black = await sharp(Buffer.alloc(32 * 32), { raw: { width: 32, height: 32, channels: 1 } })
+      .png()
+      .toBuffer();
+    const res = await app.inject({
+      method: 'POST',
+      url: '/v1/denoise?noise=gamma&level=auto&output=json',
+      headers: { 'content-type': 'image/png' },
+      payload: black,
+    });
+    expect(res.statusCode, res.body).toBe(422);
+    expect(res.json().error.code).toBe('TW_UNPROCESSABLE');
+    expect(res.json().error.message).toMatch(/cannot be estimated.*Give the level/);
+    // With the level given the same image is denoised.
+    const given = await app.inject({
+      method: 'POST',
+      url: '/v1/denoise?noise=gamma&level=100',
+      headers: { 'content-type': 'image/png' },
+      payload: black,
+    });
+    expect(given.statusCode, given.body).toBe(200);
+  });
 
   it('denoises a raw PNG body with the level given and answers a PNG of the same size', async () => {
     const res = await postPng('/v1/denoise?noise=gaussian&level=25');
