@@ -60,6 +60,8 @@ export const midSection = z.object({
       blend: lenient(finite.refine((v) => v > 0)),
       bound: lenient(finite.refine((v) => v >= 0)),
       noisyBound: lenient(finite.refine((v) => v >= 0)),
+      // Pixel (classic NLM, the default when absent) or patch aggregation (src/mid/guided.ts).
+      aggregation: lenient(z.enum(['pixel', 'patch'])),
     }),
   ),
 });
