@@ -18,6 +18,9 @@
  * the crops of the clean-set TRAINING scenes (their means trained the model, their noisy shots never did): the
  * held-out selection split that checks what the noisy-set scenes chose.
  *
+ * --pilot-weight 0,0.2,0.4: only the share of the pilot in the values the guided stage averages (src/mid/guided.ts
+ * pilotWeight), the manifest's stage and safeguard otherwise, on the K = 8 pilot.
+ *
  * Options: --limit N (first N tuning crops), --size S (centre crop side), --scenes noisy|clean (default noisy),
  * --aggregation, --h 3,3.5,4,s1 (the patch-aggregation h grid, 1/255 units; sX: X times the crop's coarse noise
  * estimate).
@@ -46,6 +49,7 @@ const { values } = parseArgs({
     scenes: { type: 'string', default: 'noisy' },
     aggregation: { type: 'boolean', default: false },
     h: { type: 'string', default: '3,3.5,4,4.5' },
+    'pilot-weight': { type: 'string' },
     'polyu-dir': { type: 'string', default: join(REPO_ROOT, '../shared/data/polyu') },
   },
 });
@@ -87,7 +91,7 @@ const coarseSigma = (y: Float32Array) => {
   return sigmas.sort((a, b) => a - b)[1];
 };
 
-const KS = values.aggregation ? [8] : [1, 2, 4, 8];
+const KS = values.aggregation || values['pilot-weight'] ? [8] : [1, 2, 4, 8];
 const crops: { x: Float32Array; y: Float32Array; sigma: number; pilots: Map<number, Float32Array> }[] = [];
 for (const p of tuning) {
   const noisy = await loadColourImage(p.real);
@@ -100,6 +104,10 @@ for (const p of tuning) {
 }
 const scores = new Map<string, number>();
 const mean = (xs: number[]) => xs.reduce((a, v) => a + v, 0) / xs.length;
+if (values['pilot-weight']) {
+  await sweepPilotWeight(values['pilot-weight'].split(',').map(Number));
+  process.exit(0);
+}
 if (values.aggregation) {
   await sweepAggregation();
   process.exit(0);
@@ -274,4 +282,29 @@ async function sweepAggregation() {
       `${label.padEnd(16)} ${mean(v).toFixed(3)} dB  worst vs noisy ${worst.toFixed(3)}${time ? `  ${mean(time).toFixed(0)} ms/crop` : ''}`,
     );
   }
+}
+
+/** --pilot-weight: the manifest's stage with each share of the pilot in the averaged values. */
+async function sweepPilotWeight(weights: number[]) {
+  const { guided: manifestStage } = midInferenceDefaults(mid.manifest.extra);
+  if (!manifestStage) throw new Error('the mid-rgb manifest has no guided stage');
+  const per = new Map<string, number[]>([['noisy', crops.map((c) => psnr(c.y, c.x))]]);
+  for (const [i, c] of crops.entries()) {
+    const cells = [`${tuning[i].scene}_${tuning[i].crop}`];
+    for (const pilotWeight of weights) {
+      const out = guidedStage(c.y, c.pilots.get(8)!, size, size, 3, { ...manifestStage, pilotWeight });
+      const label = `pilotWeight ${pilotWeight}`;
+      per.set(label, [...(per.get(label) ?? []), psnr(out, c.x)]);
+      cells.push(`${pilotWeight}: ${(psnr(out, c.x) - psnr(c.y, c.x)).toFixed(3)}`);
+    }
+    console.log(cells.join(' | '));
+  }
+  const noisy = per.get('noisy')!;
+  console.log(
+    `\n${crops.length} crops (${values.scenes}-set training scenes), centre ${size}px, K = 8 pilot:`,
+  );
+  for (const [label, v] of per)
+    console.log(
+      `${label.padEnd(18)} ${mean(v).toFixed(3)} dB  worst vs noisy ${Math.min(...v.map((p, i) => p - noisy[i])).toFixed(3)}`,
+    );
 }

@@ -61,7 +61,7 @@ export interface MidOptions {
 
 /**
  * The inference settings a MID model's manifest recommends beyond K (`extra.guided`: { patch, search, h255 }, the
- * optional aggregation ('pixel' when absent) and the optional safeguard { blend, bound, noisyBound } of
+ * optional aggregation ('pixel' when absent) and pilotWeight (0 when absent), and the optional safeguard { blend, bound, noisyBound } of
  * src/mid/guided.ts, all chosen by bench/mid-sweep.ts on training scenes); null when absent, so older manifests
  * keep the K-mask average.
  */
@@ -79,6 +79,7 @@ export function midInferenceDefaults(extra: Record<string, unknown> | undefined)
       ...(g.bound !== undefined ? { bound: g.bound } : {}),
       ...(g.noisyBound !== undefined ? { noisyBound: g.noisyBound } : {}),
       ...(g.aggregation !== undefined ? { aggregation: g.aggregation } : {}),
+      ...(g.pilotWeight !== undefined ? { pilotWeight: g.pilotWeight } : {}),
     },
   };
 }

@@ -9,7 +9,7 @@
  * nearly noise-free, so the weights find the pixels of the same structure, and averaging the noisy values keeps
  * what the pilot lost (MID alone removes a part of the noise and leaves the rest; this stage removes more without
  * blurring what the pilot resolved). The noisy values are averaged, so the output is unbiased where the pilot is
- * wrong but the patches still match.
+ * wrong but the patches still match. Optionally (pilotWeight) a share of the pilot joins the averaged values.
  *
  * Cost: (2 search + 1)^2 passes over the image, each a squared difference, a box filter (running sums) and an
  * exp per pixel: about 0.5-1 s per 512x512 RGB image at search 7 in one thread.
@@ -33,6 +33,13 @@ export interface GuidedAverageOptions {
    * filter per offset.
    */
   aggregation?: 'pixel' | 'patch';
+  /**
+   * Share of the pilot in the averaged values: the stage averages v = (1 - pilotWeight) y + pilotWeight g instead
+   * of the noisy y (0, the default: y alone). The stage is linear in v, so this is the same blend of the guided
+   * average of y (unbiased where the patches match, noisier) and of the pilot (less noise, the pilot's bias): a
+   * shrinkage between the two at no extra cost.
+   */
+  pilotWeight?: number;
   /**
    * Safeguard (guidedSafeguard below), Wiener-style blend: weight of the pilot where its local variance v is
    * large against the noise, alpha = v / (v + blend sigma^2). Undefined or null: none.
@@ -85,10 +92,15 @@ export function guidedNonLocalMeans(
     throw new RangeError(`aggregation must be 'pixel' or 'patch', got ${aggregation}`);
   if (noisy.length !== width * height * channels || pilot.length !== noisy.length)
     throw new RangeError('noisy and pilot must both hold width * height * channels values');
+  const pilotWeight = options.pilotWeight ?? 0;
+  if (!(pilotWeight >= 0 && pilotWeight <= 1))
+    throw new RangeError(`pilotWeight must be in [0, 1], got ${pilotWeight}`);
+  const values =
+    pilotWeight === 0 ? noisy : Float32Array.from(noisy, (v, i) => v + pilotWeight * (pilot[i] - v));
   const radius = patch >> 1;
   const pad = search + radius;
   const W = width + 2 * pad;
-  const yp = padPlanes(noisy, width, height, channels, pad);
+  const yp = padPlanes(values, width, height, channels, pad);
   const gp = padPlanes(pilot, width, height, channels, pad);
   // The distance image covers the output plus the patch radius around it (rows/cols -radius..height+radius).
   const dw = width + 2 * radius;

@@ -62,6 +62,8 @@ export const midSection = z.object({
       noisyBound: lenient(finite.refine((v) => v >= 0)),
       // Pixel (classic NLM, the default when absent) or patch aggregation (src/mid/guided.ts).
       aggregation: lenient(z.enum(['pixel', 'patch'])),
+      // Share of the pilot in the averaged values, on [0, 1] (absent: 0, the noisy values alone).
+      pilotWeight: lenient(finite.refine((v) => v >= 0 && v <= 1)),
     }),
   ),
 });

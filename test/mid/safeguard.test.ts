@@ -143,6 +143,15 @@ describe('the safeguard in the service path', () => {
     });
   });
 
+  it('reads pilotWeight from the manifest section; one outside [0, 1] is absent (0)', () => {
+    expect(midInferenceDefaults({ guided: { patch: 5, search: 7, h255: 5, pilotWeight: 0.4 } })).toEqual({
+      guided: { patch: 5, search: 7, h: 5 / 255, pilotWeight: 0.4 },
+    });
+    expect(midInferenceDefaults({ guided: { patch: 5, search: 7, h255: 5, pilotWeight: 1.5 } })).toEqual({
+      guided: { patch: 5, search: 7, h: 5 / 255 },
+    });
+  });
+
   it('denoiseMid answers the safeguarded guided stage on the K-mask average', async () => {
     const { tf } = await initTfjs('wasm');
     const model = buildMidNetwork(tf, { kind: 'mid-unet', widths: [4, 8, 8] }, 2);
