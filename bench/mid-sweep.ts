@@ -12,18 +12,30 @@
  * the chosen stage, over a grid of blend x bound: the setting with the best mean among those never worse than the
  * noisy input on any tuning crop (the best mean if none is). Prints a table and the chosen manifest section.
  *
- * Options: --limit N (first N tuning crops), --size S (centre crop side).
+ * --aggregation: only the guided stage's aggregation (src/mid/guided.ts `aggregation`) on the K = 8 pilot, each
+ * setting with the manifest's safeguard: the manifest's stage (pixel aggregation) against patch aggregation over
+ * a grid of h; per crop and the mean, and the worst crop against the noisy input. With --scenes clean it runs on
+ * the crops of the clean-set TRAINING scenes (their means trained the model, their noisy shots never did): the
+ * held-out selection split that checks what the noisy-set scenes chose.
+ *
+ * --pilot-weight 0,0.2,0.4: only the share of the pilot in the values the guided stage averages (src/mid/guided.ts
+ * pilotWeight), the manifest's stage and safeguard otherwise, on the K = 8 pilot.
+ *
+ * Options: --limit N (first N tuning crops), --size S (centre crop side), --scenes noisy|clean (default noisy),
+ * --aggregation, --h 3,3.5,4,s1 (the patch-aggregation h grid, 1/255 units; sX: X times the crop's coarse noise
+ * estimate).
  */
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import '../src/compute/handlers/layers.js';
 import { listPolyuPairs, loadColourImage, splitPolyuScenes } from '../src/mid/data.js';
-import { midRgb } from '../src/mid/denoise.js';
+import { midInferenceDefaults, midRgb } from '../src/mid/denoise.js';
 import {
   channelSigmas,
   type GuidedAverageOptions,
   guidedNonLocalMeans,
   guidedSafeguard,
+  guidedStage,
 } from '../src/mid/guided.js';
 import { estimateSigmaCoarse } from '../src/mid/sampler.js';
 import { initTfjs } from '../src/nn/backend.js';
@@ -34,6 +46,10 @@ const { values } = parseArgs({
   options: {
     limit: { type: 'string' },
     size: { type: 'string', default: '256' },
+    scenes: { type: 'string', default: 'noisy' },
+    aggregation: { type: 'boolean', default: false },
+    h: { type: 'string', default: '3,3.5,4,4.5' },
+    'pilot-weight': { type: 'string' },
     'polyu-dir': { type: 'string', default: join(REPO_ROOT, '../shared/data/polyu') },
   },
 });
@@ -43,10 +59,12 @@ const mid = await getModel(tf, join(REPO_ROOT, 'models'), 'mid-rgb');
 const dropRatio = (mid.manifest.extra as { maskRatio: number }).maskRatio;
 const pairs = await listPolyuPairs(values['polyu-dir']);
 const split = splitPolyuScenes(pairs);
-let tuning = pairs.filter((p) => split.noisyScenes.includes(p.scene));
+if (values.scenes !== 'noisy' && values.scenes !== 'clean') throw new Error('--scenes is noisy or clean');
+const scenes = values.scenes === 'noisy' ? split.noisyScenes : split.cleanScenes;
+let tuning = pairs.filter((p) => scenes.includes(p.scene));
 if (values.limit) tuning = tuning.slice(0, Number(values.limit));
 console.log(
-  `${tuning.length} tuning crops of ${split.noisyScenes.length} noisy-set scenes, centre ${size}px`,
+  `${tuning.length} tuning crops of ${scenes.length} ${values.scenes}-set scenes, centre ${size}px`,
 );
 
 const psnr = (a: Float32Array, x: Float32Array) => {
@@ -73,7 +91,7 @@ const coarseSigma = (y: Float32Array) => {
   return sigmas.sort((a, b) => a - b)[1];
 };
 
-const KS = [1, 2, 4, 8];
+const KS = values.aggregation || values['pilot-weight'] ? [8] : [1, 2, 4, 8];
 const crops: { x: Float32Array; y: Float32Array; sigma: number; pilots: Map<number, Float32Array> }[] = [];
 for (const p of tuning) {
   const noisy = await loadColourImage(p.real);
@@ -86,6 +104,14 @@ for (const p of tuning) {
 }
 const scores = new Map<string, number>();
 const mean = (xs: number[]) => xs.reduce((a, v) => a + v, 0) / xs.length;
+if (values['pilot-weight']) {
+  await sweepPilotWeight(values['pilot-weight'].split(',').map(Number));
+  process.exit(0);
+}
+if (values.aggregation) {
+  await sweepAggregation();
+  process.exit(0);
+}
 const score = (label: string, f: (c: (typeof crops)[number]) => Float32Array) => {
   const t = performance.now();
   const v = mean(crops.map((c) => psnr(f(c), c.x)));
@@ -196,3 +222,89 @@ if (g.guard.blend != null) section.blend = g.guard.blend;
 if (g.guard.bound != null) section.bound = g.guard.bound;
 if (g.guard.noisyBound != null) section.noisyBound = g.guard.noisyBound;
 console.log(JSON.stringify({ guided: section }));
+
+/** --aggregation: the manifest's stage (pixel aggregation) against patch aggregation over the h grid. */
+async function sweepAggregation() {
+  const { guided: manifestStage } = midInferenceDefaults(mid.manifest.extra);
+  if (!manifestStage) throw new Error('the mid-rgb manifest has no guided stage');
+  const variants: {
+    label: string;
+    h?: (c: (typeof crops)[number]) => number;
+    options: GuidedAverageOptions;
+  }[] = [
+    {
+      label: `pixel h ${(manifestStage.h * 255).toFixed(2)}`,
+      options: { ...manifestStage, aggregation: 'pixel' },
+    },
+    // 'sX': h = X times the crop's coarse noise estimate (median over channels); otherwise h in 1/255 units.
+    ...values.h.split(',').map((h) => ({
+      label: h.startsWith('s') ? `patch h ${h.slice(1)} sigma` : `patch h ${h}`,
+      h: (c: (typeof crops)[number]) => (h.startsWith('s') ? Number(h.slice(1)) * c.sigma : Number(h) / 255),
+      options: { ...manifestStage, aggregation: 'patch' as const },
+    })),
+  ];
+  const per = new Map<string, number[]>([
+    ['noisy', []],
+    ['K=8 average', []],
+  ]);
+  const ms = new Map<string, number[]>();
+  for (const [i, c] of crops.entries()) {
+    const cells = [`${tuning[i].scene}_${tuning[i].crop} (sigma ${(255 * c.sigma).toFixed(2)})`];
+    per.get('noisy')!.push(psnr(c.y, c.x));
+    per.get('K=8 average')!.push(psnr(c.pilots.get(8)!, c.x));
+    let pixelOut: Float32Array | null = null;
+    for (const v of variants) {
+      const t = performance.now();
+      const options = v.h ? { ...v.options, h: v.h(c) } : v.options;
+      const out = guidedStage(c.y, c.pilots.get(8)!, size, size, 3, options);
+      ms.set(v.label, [...(ms.get(v.label) ?? []), performance.now() - t]);
+      per.set(v.label, [...(per.get(v.label) ?? []), psnr(out, c.x)]);
+      cells.push(`${v.label} ${(psnr(out, c.x) - psnr(c.y, c.x)).toFixed(3)}`);
+      if (!pixelOut) pixelOut = out;
+      else {
+        // The mean of the two aggregations' outputs (each safeguarded).
+        const pixel = pixelOut;
+        const both = Float32Array.from(out, (o, j) => 0.5 * (o + pixel[j]));
+        const label = `mean(pixel, ${v.label})`;
+        per.set(label, [...(per.get(label) ?? []), psnr(both, c.x)]);
+      }
+    }
+    console.log(cells.join(' | '));
+  }
+  const noisy = per.get('noisy')!;
+  console.log(
+    `\n${crops.length} crops (${values.scenes}-set training scenes), centre ${size}px, K = 8 pilot:`,
+  );
+  for (const [label, v] of per) {
+    const worst = Math.min(...v.map((p, i) => p - noisy[i]));
+    const time = ms.get(label);
+    console.log(
+      `${label.padEnd(16)} ${mean(v).toFixed(3)} dB  worst vs noisy ${worst.toFixed(3)}${time ? `  ${mean(time).toFixed(0)} ms/crop` : ''}`,
+    );
+  }
+}
+
+/** --pilot-weight: the manifest's stage with each share of the pilot in the averaged values. */
+async function sweepPilotWeight(weights: number[]) {
+  const { guided: manifestStage } = midInferenceDefaults(mid.manifest.extra);
+  if (!manifestStage) throw new Error('the mid-rgb manifest has no guided stage');
+  const per = new Map<string, number[]>([['noisy', crops.map((c) => psnr(c.y, c.x))]]);
+  for (const [i, c] of crops.entries()) {
+    const cells = [`${tuning[i].scene}_${tuning[i].crop}`];
+    for (const pilotWeight of weights) {
+      const out = guidedStage(c.y, c.pilots.get(8)!, size, size, 3, { ...manifestStage, pilotWeight });
+      const label = `pilotWeight ${pilotWeight}`;
+      per.set(label, [...(per.get(label) ?? []), psnr(out, c.x)]);
+      cells.push(`${pilotWeight}: ${(psnr(out, c.x) - psnr(c.y, c.x)).toFixed(3)}`);
+    }
+    console.log(cells.join(' | '));
+  }
+  const noisy = per.get('noisy')!;
+  console.log(
+    `\n${crops.length} crops (${values.scenes}-set training scenes), centre ${size}px, K = 8 pilot:`,
+  );
+  for (const [label, v] of per)
+    console.log(
+      `${label.padEnd(18)} ${mean(v).toFixed(3)} dB  worst vs noisy ${Math.min(...v.map((p, i) => p - noisy[i])).toFixed(3)}`,
+    );
+}

@@ -60,9 +60,10 @@ export interface MidOptions {
 }
 
 /**
- * The inference settings a MID model's manifest recommends beyond K (`extra.guided`: { patch, search, h255 } and
- * the optional safeguard { blend, bound, noisyBound } of src/mid/guided.ts, all chosen by bench/mid-sweep.ts on training
- * scenes); null when absent, so older manifests keep the K-mask average.
+ * The inference settings a MID model's manifest recommends beyond K (`extra.guided`: { patch, search, h255 }, the
+ * optional aggregation ('pixel' when absent) and pilotWeight (0 when absent), and the optional safeguard { blend, bound, noisyBound } of
+ * src/mid/guided.ts, all chosen by bench/mid-sweep.ts on training scenes); null when absent, so older manifests
+ * keep the K-mask average.
  */
 export function midInferenceDefaults(extra: Record<string, unknown> | undefined): {
   guided: GuidedAverageOptions | null;
@@ -77,6 +78,8 @@ export function midInferenceDefaults(extra: Record<string, unknown> | undefined)
       ...(g.blend !== undefined ? { blend: g.blend } : {}),
       ...(g.bound !== undefined ? { bound: g.bound } : {}),
       ...(g.noisyBound !== undefined ? { noisyBound: g.noisyBound } : {}),
+      ...(g.aggregation !== undefined ? { aggregation: g.aggregation } : {}),
+      ...(g.pilotWeight !== undefined ? { pilotWeight: g.pilotWeight } : {}),
     },
   };
 }

@@ -9,7 +9,7 @@
  * nearly noise-free, so the weights find the pixels of the same structure, and averaging the noisy values keeps
  * what the pilot lost (MID alone removes a part of the noise and leaves the rest; this stage removes more without
  * blurring what the pilot resolved). The noisy values are averaged, so the output is unbiased where the pilot is
- * wrong but the patches still match.
+ * wrong but the patches still match. Optionally (pilotWeight) a share of the pilot joins the averaged values.
  *
  * Cost: (2 search + 1)^2 passes over the image, each a squared difference, a box filter (running sums) and an
  * exp per pixel: about 0.5-1 s per 512x512 RGB image at search 7 in one thread.
@@ -24,6 +24,22 @@ export interface GuidedAverageOptions {
   search: number;
   /** Filtering parameter on the [0, 1] scale (per-value patch distance unit). */
   h: number;
+  /**
+   * 'pixel' (default): each pixel is the weighted average of the search-window pixels, with the weights of the
+   * patch centred on it (classic NLM). 'patch': every patch's weighted average estimates all the pixels it covers,
+   * and each pixel pools the estimates of the patch x patch patches that contain it, numerators and weights summed
+   * (patch aggregation, as BM3D aggregates its blocks): a pixel draws on the matches of every patch that covers
+   * it, not only of the one centred on it, so more noise goes where one patch finds few matches; one more box
+   * filter per offset.
+   */
+  aggregation?: 'pixel' | 'patch';
+  /**
+   * Share of the pilot in the averaged values: the stage averages v = (1 - pilotWeight) y + pilotWeight g instead
+   * of the noisy y (0, the default: y alone). The stage is linear in v, so this is the same blend of the guided
+   * average of y (unbiased where the patches match, noisier) and of the pilot (less noise, the pilot's bias): a
+   * shrinkage between the two at no extra cost.
+   */
+  pilotWeight?: number;
   /**
    * Safeguard (guidedSafeguard below), Wiener-style blend: weight of the pilot where its local variance v is
    * large against the noise, alpha = v / (v + blend sigma^2). Undefined or null: none.
@@ -71,12 +87,20 @@ export function guidedNonLocalMeans(
   if (!(Number.isInteger(search) && search >= 0))
     throw new RangeError(`search must be an integer >= 0, got ${search}`);
   if (!(h > 0)) throw new RangeError(`h must be > 0, got ${h}`);
+  const aggregation = options.aggregation ?? 'pixel';
+  if (aggregation !== 'pixel' && aggregation !== 'patch')
+    throw new RangeError(`aggregation must be 'pixel' or 'patch', got ${aggregation}`);
   if (noisy.length !== width * height * channels || pilot.length !== noisy.length)
     throw new RangeError('noisy and pilot must both hold width * height * channels values');
+  const pilotWeight = options.pilotWeight ?? 0;
+  if (!(pilotWeight >= 0 && pilotWeight <= 1))
+    throw new RangeError(`pilotWeight must be in [0, 1], got ${pilotWeight}`);
+  const values =
+    pilotWeight === 0 ? noisy : Float32Array.from(noisy, (v, i) => v + pilotWeight * (pilot[i] - v));
   const radius = patch >> 1;
   const pad = search + radius;
   const W = width + 2 * pad;
-  const yp = padPlanes(noisy, width, height, channels, pad);
+  const yp = padPlanes(values, width, height, channels, pad);
   const gp = padPlanes(pilot, width, height, channels, pad);
   // The distance image covers the output plus the patch radius around it (rows/cols -radius..height+radius).
   const dw = width + 2 * radius;
@@ -86,6 +110,7 @@ export function guidedNonLocalMeans(
   const numerators = Array.from({ length: channels }, () => new Float64Array(width * height));
   const denominator = new Float64Array(width * height);
   const weights = new Float64Array(width * height);
+  const boxRows = aggregation === 'patch' ? new Float64Array(width * height) : weights;
   const scale = 1 / (patch * patch * channels * h * h);
   for (let dr = -search; dr <= search; dr++) {
     for (let dc = -search; dc <= search; dc++) {
@@ -123,6 +148,9 @@ export function guidedNonLocalMeans(
           weights[r * width + c] = e < CUTOFF ? Math.exp(-e) : 0;
         }
       }
+      // Patch aggregation: pixel u takes w(p) y(u + offset) from every patch centre p within the patch radius of
+      // u (the patch at p maps p + k to p + k + offset), i.e. the box sum of the weights around u.
+      if (aggregation === 'patch') boxSum(weights, width, height, radius, boxRows);
       for (let r = 0; r < height; r++) {
         const from = (r + pad + dr) * W + pad + dc;
         const row = r * width;
@@ -140,6 +168,33 @@ export function guidedNonLocalMeans(
     for (let k = 0; k < channels; k++) out[p * channels + k] = numerators[k][p] / denominator[p];
   }
   return out;
+}
+
+/**
+ * In place: values[p] = sum of values over the (2 radius + 1)^2 window around p, inside the image only (centres
+ * outside it do not exist); `scratch` holds width * height values.
+ */
+function boxSum(values: Float64Array, width: number, height: number, radius: number, scratch: Float64Array) {
+  if (radius === 0) return;
+  for (let r = 0; r < height; r++) {
+    const base = r * width;
+    let s = 0;
+    for (let c = 0; c < Math.min(radius, width); c++) s += values[base + c];
+    for (let c = 0; c < width; c++) {
+      if (c + radius < width) s += values[base + c + radius];
+      if (c - radius - 1 >= 0) s -= values[base + c - radius - 1];
+      scratch[base + c] = s;
+    }
+  }
+  for (let c = 0; c < width; c++) {
+    let s = 0;
+    for (let r = 0; r < Math.min(radius, height); r++) s += scratch[r * width + c];
+    for (let r = 0; r < height; r++) {
+      if (r + radius < height) s += scratch[(r + radius) * width + c];
+      if (r - radius - 1 >= 0) s -= scratch[(r - radius - 1) * width + c];
+      values[r * width + c] = s;
+    }
+  }
 }
 
 export interface GuidedSafeguardOptions {

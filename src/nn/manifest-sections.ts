@@ -69,6 +69,10 @@ export const midSection = z.object({
       blend: lenient(finite.refine((v) => v > 0)),
       bound: lenient(finite.refine((v) => v >= 0)),
       noisyBound: lenient(finite.refine((v) => v >= 0)),
+      // Pixel (classic NLM, the default when absent) or patch aggregation (src/mid/guided.ts).
+      aggregation: lenient(z.enum(['pixel', 'patch'])),
+      // Share of the pilot in the averaged values, on [0, 1] (absent: 0, the noisy values alone).
+      pilotWeight: lenient(finite.refine((v) => v >= 0 && v <= 1)),
     }),
   ),
 });

@@ -88,11 +88,112 @@ describe('guidedNonLocalMeans', () => {
     expect(mse(out, clean)).toBeLessThan(0.1 * mse(noisy, clean));
   });
 
+  it('patch aggregation pools the weighted averages of every patch that covers a pixel, as written out', () => {
+    const rng = new Rng(7);
+    const [w, h, ch, patch, search, hh] = [11, 9, 3, 3, 2, 0.2];
+    const y = Float32Array.from({ length: w * h * ch }, () => rng.uniform());
+    const g = Float32Array.from(y, (v) => v + 0.1 * rng.normal());
+    const at = (img: Float32Array, r: number, c: number, k: number) =>
+      img[(reflectIndex(Math.abs(r), h) * w + reflectIndex(Math.abs(c), w)) * ch + k];
+    const rad = patch >> 1;
+    // weight(p, o) of the patch centred at p (inside the image) against the one at p + o.
+    const weight = (r: number, c: number, dr: number, dc: number) => {
+      let d = 0;
+      for (let i = -rad; i <= rad; i++)
+        for (let j = -rad; j <= rad; j++)
+          for (let k = 0; k < ch; k++) d += (at(g, r + i, c + j, k) - at(g, r + dr + i, c + dc + j, k)) ** 2;
+      return Math.exp(-d / (patch * patch * ch) / (hh * hh));
+    };
+    const fast = guidedNonLocalMeans(y, g, w, h, ch, { patch, search, h: hh, aggregation: 'patch' });
+    for (let r = 0; r < h; r++)
+      for (let c = 0; c < w; c++) {
+        const num = new Float64Array(ch);
+        let den = 0;
+        // The patch centred at (r - i, c - j) maps (r, c) to (r + dr, c + dc).
+        for (let i = -rad; i <= rad; i++)
+          for (let j = -rad; j <= rad; j++) {
+            if (r - i < 0 || r - i >= h || c - j < 0 || c - j >= w) continue;
+            for (let dr = -search; dr <= search; dr++)
+              for (let dc = -search; dc <= search; dc++) {
+                const wt = weight(r - i, c - j, dr, dc);
+                den += wt;
+                for (let k = 0; k < ch; k++) num[k] += wt * at(y, r + dr, c + dc, k);
+              }
+          }
+        for (let k = 0; k < ch; k++) expect(fast[(r * w + c) * ch + k]).toBeCloseTo(num[k] / den, 5);
+      }
+    // patch 1: one patch per pixel, the same as pixel aggregation.
+    expect(guidedNonLocalMeans(y, g, w, h, ch, { patch: 1, search, h: hh, aggregation: 'patch' })).toEqual(
+      guidedNonLocalMeans(y, g, w, h, ch, { patch: 1, search, h: hh }),
+    );
+  });
+
+  it('patch aggregation removes more noise than pixel aggregation at the same h (stripes + noise)', () => {
+    const rng = new Rng(8);
+    const [w, h] = [48, 48];
+    const clean = Float32Array.from({ length: w * h * 3 }, (_, i) => (Math.floor(i / 3 / 6) % 2 ? 0.8 : 0.2));
+    const noisy = Float32Array.from(clean, (v) => v + 0.05 * rng.normal());
+    const pilot = Float32Array.from(clean, (v, i) => v + 0.5 * (noisy[i] - v));
+    const options = { patch: 5, search: 3, h: 0.03 };
+    const pixel = guidedNonLocalMeans(noisy, pilot, w, h, 3, options);
+    const patch = guidedNonLocalMeans(noisy, pilot, w, h, 3, { ...options, aggregation: 'patch' });
+    expect(mse(patch, clean)).toBeLessThan(0.85 * mse(pixel, clean));
+  });
+
+  it('pilotWeight averages the blend of the noisy values and the pilot with the same weights', () => {
+    const rng = new Rng(9);
+    const [w, h] = [12, 10];
+    const y = Float32Array.from({ length: w * h * 3 }, () => rng.uniform());
+    const g = Float32Array.from(y, (v) => v + 0.1 * rng.normal());
+    const options = { patch: 3, search: 2, h: 0.2 };
+    const ofNoisy = guidedNonLocalMeans(y, g, w, h, 3, options);
+    const ofPilot = guidedNonLocalMeans(g, g, w, h, 3, options);
+    const mixed = guidedNonLocalMeans(y, g, w, h, 3, { ...options, pilotWeight: 0.3 });
+    const slow = direct(
+      Float32Array.from(y, (v, i) => 0.7 * v + 0.3 * g[i]),
+      g,
+      w,
+      h,
+      3,
+      3,
+      2,
+      0.2,
+    );
+    for (let i = 0; i < y.length; i++) {
+      expect(mixed[i]).toBeCloseTo(0.7 * ofNoisy[i] + 0.3 * ofPilot[i], 5);
+      const [r, c] = [Math.floor(i / 3 / w), Math.floor(i / 3) % w];
+      if (r >= 3 && r < h - 3 && c >= 3 && c < w - 3) expect(mixed[i]).toBeCloseTo(slow[i], 5);
+    }
+    expect(guidedNonLocalMeans(y, g, w, h, 3, { ...options, pilotWeight: 0 })).toEqual(ofNoisy);
+    expect(guidedNonLocalMeans(y, g, w, h, 3, { ...options, pilotWeight: 1 })).toEqual(ofPilot);
+  });
+
+  it('a share of a less noisy pilot in the averaged values removes more noise (stripes + noise)', () => {
+    const rng = new Rng(10);
+    const [w, h] = [48, 48];
+    const clean = Float32Array.from({ length: w * h * 3 }, (_, i) => (Math.floor(i / 3 / 6) % 2 ? 0.8 : 0.2));
+    const noisy = Float32Array.from(clean, (v) => v + 0.05 * rng.normal());
+    const pilot = Float32Array.from(clean, (v, i) => v + 0.5 * (noisy[i] - v));
+    const options = { patch: 5, search: 2, h: 0.08 };
+    const plain = guidedNonLocalMeans(noisy, pilot, w, h, 3, options);
+    const mixed = guidedNonLocalMeans(noisy, pilot, w, h, 3, { ...options, pilotWeight: 0.4 });
+    expect(mse(mixed, clean)).toBeLessThan(0.8 * mse(plain, clean));
+  });
+
   it('refuses bad settings', () => {
     const y = new Float32Array(4);
     expect(() => guidedNonLocalMeans(y, y, 2, 2, 1, { patch: 4, search: 1, h: 0.1 })).toThrow(/patch/);
     expect(() => guidedNonLocalMeans(y, y, 2, 2, 1, { patch: 3, search: -1, h: 0.1 })).toThrow(/search/);
     expect(() => guidedNonLocalMeans(y, y, 2, 2, 1, { patch: 3, search: 1, h: 0 })).toThrow(/h must/);
+    expect(() =>
+      guidedNonLocalMeans(y, y, 2, 2, 1, { patch: 3, search: 1, h: 1, aggregation: 'block' as 'patch' }),
+    ).toThrow(/aggregation/);
+    expect(() => guidedNonLocalMeans(y, y, 2, 2, 1, { patch: 3, search: 1, h: 1, pilotWeight: 1.5 })).toThrow(
+      /pilotWeight/,
+    );
+    expect(() =>
+      guidedNonLocalMeans(y, y, 2, 2, 1, { patch: 3, search: 1, h: 1, pilotWeight: -0.1 }),
+    ).toThrow(/pilotWeight/);
     expect(() =>
       guidedNonLocalMeans(y, new Float32Array(3), 2, 2, 1, { patch: 3, search: 1, h: 1 }),
     ).toThrow();

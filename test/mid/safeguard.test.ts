@@ -134,6 +134,24 @@ describe('the safeguard in the service path', () => {
     });
   });
 
+  it('reads the aggregation from the manifest section; an unknown one is absent (pixel)', () => {
+    expect(midInferenceDefaults({ guided: { patch: 5, search: 7, h255: 3, aggregation: 'patch' } })).toEqual({
+      guided: { patch: 5, search: 7, h: 3 / 255, aggregation: 'patch' },
+    });
+    expect(midInferenceDefaults({ guided: { patch: 5, search: 7, h255: 3, aggregation: 'block' } })).toEqual({
+      guided: { patch: 5, search: 7, h: 3 / 255 },
+    });
+  });
+
+  it('reads pilotWeight from the manifest section; one outside [0, 1] is absent (0)', () => {
+    expect(midInferenceDefaults({ guided: { patch: 5, search: 7, h255: 5, pilotWeight: 0.4 } })).toEqual({
+      guided: { patch: 5, search: 7, h: 5 / 255, pilotWeight: 0.4 },
+    });
+    expect(midInferenceDefaults({ guided: { patch: 5, search: 7, h255: 5, pilotWeight: 1.5 } })).toEqual({
+      guided: { patch: 5, search: 7, h: 5 / 255 },
+    });
+  });
+
   it('denoiseMid answers the safeguarded guided stage on the K-mask average', async () => {
     const { tf } = await initTfjs('wasm');
     const model = buildMidNetwork(tf, { kind: 'mid-unet', widths: [4, 8, 8] }, 2);
