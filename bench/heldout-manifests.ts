@@ -201,9 +201,24 @@ function midEntries(name: string, version: string, manifest: Record<string, unkn
       },
     ];
   }
-  const extra = (manifest.extra ?? {}) as { guided?: { safeguardSweep?: string; measuredBy?: string } };
+  const extra = (manifest.extra ?? {}) as {
+    guided?: {
+      safeguardSweep?: string;
+      pilotWeightSweep?: string;
+      pilotWeight?: number;
+      measuredBy?: string;
+    };
+  };
   const sweep = extra.guided?.safeguardSweep ?? '';
   const sweepText = `${sweep} ${JSON.stringify(extra.guided ?? {})}`;
+  // The default's figure: from the pilot-weight sweep when the stage blends the pilot (its chosen weight), else the
+  // safeguard sweep's chosen bounds.
+  const pilotSweep = extra.guided?.pilotWeightSweep;
+  const pilotWeight = extra.guided?.pilotWeight;
+  const defaultFigure =
+    pilotSweep && pilotWeight
+      ? figure(pilotSweep, new RegExp(`[,:] ${pilotWeight} (\\d+\\.\\d+) \\(\\+[\\d.]+, chosen`))
+      : figure(sweep, /bound 3 with noisyBound 4 (\d+\.\d+)/);
   return [
     {
       role: 'selection',
@@ -212,9 +227,12 @@ function midEntries(name: string, version: string, manifest: Record<string, unkn
         'mean PSNR (dB) on RGB',
       figures: {
         psnr_noisy: figure(sweepText, /noisy (\d+\.\d+)/),
-        psnr_default: figure(sweep, /bound 3 with noisyBound 4 (\d+\.\d+)/),
+        psnr_default: defaultFigure,
       },
-      command: 'npm run bench:mid-sweep',
+      command:
+        pilotSweep && pilotWeight
+          ? 'npm run bench:mid-sweep -- --pilot-weight 0,0.2,0.3,0.4,0.5,0.6'
+          : 'npm run bench:mid-sweep',
       date: dateIn(extra.guided?.measuredBy),
       source: 'recorded',
       note:
