@@ -57,7 +57,7 @@ describe('npm run train -- ddpm', () => {
     expect(args[0]).toMatch(/tools\/train\/torch\/ddpm\.py$/);
     expect(args.slice(1).join(' ')).toBe(
       '--images ck/images --out ck/run --size 64 --steps 60000 --batch 128 --lr 0.0005 --ema-decay 0.9995 ' +
-        '--seed 4 --checkpoint-seconds 300 --device cuda --max-seconds 420 --resume',
+        '--seed 4 --device cuda --checkpoint-seconds 300 --max-seconds 420 --resume',
     );
     const cpu = parseDdpmArgs(['--images', 'p', '--device', 'torch-cpu'])!;
     expect(ddpmTorchCommand(cpu, 'i', 'r').args.join(' ')).toMatch(/ --device cpu\b/);

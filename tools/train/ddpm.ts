@@ -65,9 +65,11 @@ import {
   checkTorch,
   keepTorchSettings,
   runTorch,
+  startTorchRun,
   TORCH_DIR,
   type TorchCommand,
   torchDeviceArg,
+  torchRunArgs,
   usesTorch,
 } from './torch/run.js';
 
@@ -619,12 +621,9 @@ export function ddpmTorchCommand(cli: DdpmCli, packed: string, runDir: string): 
     join(TORCH_DIR, 'ddpm.py'),
     ...['--images', packed, '--out', runDir, '--size', String(cli.size), '--steps', String(cli.steps)],
     ...['--batch', String(cli.batch), '--lr', String(cli.lr), '--ema-decay', String(cli.emaDecay)],
-    ...['--seed', String(cli.seed), '--checkpoint-seconds', String(Math.round(cli.checkpointMinutes * 60))],
-    ...['--device', torchDeviceArg(cli.device)],
+    ...['--seed', String(cli.seed), '--device', torchDeviceArg(cli.device), ...torchRunArgs(cli)],
   ];
-  if (cli.maxMinutes !== undefined) args.push('--max-seconds', String(Math.round(cli.maxMinutes * 60)));
   if (cli.initFrom) args.push('--init-from', resolve(cli.initFrom));
-  if (cli.resume) args.push('--resume');
   return { python: cli.python, args };
 }
 
@@ -638,11 +637,8 @@ export async function trainDdpmCuda(
   log: (line: string) => void,
   deps: { checkTorch: typeof checkTorch; runTorch: typeof runTorch } = { checkTorch, runTorch },
 ): Promise<void> {
-  if (cli.stopAtStep !== undefined)
-    throw new UsageError(`--device ${cli.device}: use --max-minutes, not --stop-at-step`);
-  const { torch } = await deps.checkTorch(cli.python, cli.device);
+  const { torch, runDir } = await startTorchRun(cli, deps.checkTorch);
   const packed = join(cli.checkpointDir, 'torch', 'images');
-  const runDir = join(cli.checkpointDir, 'torch', 'run');
   if (!cli.resume) await packImages(cli.dataDir, packed);
   await keepTorchSettings(cli.checkpointDir, cli.resume, {
     size: cli.size,

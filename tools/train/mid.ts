@@ -79,9 +79,11 @@ import {
   checkTorch,
   keepTorchSettings,
   runTorch,
+  startTorchRun,
   TORCH_DIR,
   type TorchCommand,
   torchDeviceArg,
+  torchRunArgs,
   usesTorch,
 } from './torch/run.js';
 
@@ -735,10 +737,8 @@ export function midTorchCommand(cli: MidCli, packed: string, runDir: string): To
     ],
     ...['--residual-masks', String(cli.residualMasks), '--validation-masks', String(cli.validationMasks)],
     ...['--widths', cli.architecture.widths.join(','), '--seed', String(cli.seed)],
-    ...['--checkpoint-seconds', String(Math.round(cli.checkpointMinutes * 60))],
+    ...torchRunArgs(cli),
   ];
-  if (cli.maxMinutes !== undefined) args.push('--max-seconds', String(Math.round(cli.maxMinutes * 60)));
-  if (cli.resume) args.push('--resume');
   return { python: cli.python, args };
 }
 
@@ -753,11 +753,8 @@ export async function trainMidCuda(
   log: (line: string) => void,
   deps: { checkTorch: typeof checkTorch; runTorch: typeof runTorch } = { checkTorch, runTorch },
 ): Promise<void> {
-  if (cli.stopAtStep !== undefined)
-    throw new UsageError(`--device ${cli.device}: use --max-minutes, not --stop-at-step`);
-  const { torch } = await deps.checkTorch(cli.python, cli.device);
+  const { torch, runDir } = await startTorchRun(cli, deps.checkTorch);
   const packed = join(cli.checkpointDir, 'torch', 'data');
-  const runDir = join(cli.checkpointDir, 'torch', 'run');
   const { packMidData } = await import('./torch/pack-mid.js');
   if (!cli.resume) {
     if (await exists(join(runDir, 'checkpoint.pt')))

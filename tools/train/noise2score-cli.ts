@@ -25,9 +25,11 @@ import {
   checkTorch,
   keepTorchSettings,
   runTorch,
+  startTorchRun,
   TORCH_DIR,
   type TorchCommand,
   torchDeviceArg,
+  torchRunArgs,
   usesTorch,
 } from './torch/run.js';
 
@@ -109,13 +111,11 @@ export function noise2scoreTorchCommand(cli: Noise2ScoreCli, packed: string, run
     ...['--noise', cli.noise, '--images', packed, '--out', runDir],
     ...['--steps', String(cli.steps), '--batch', String(cli.batch), '--patch', String(cli.patch)],
     ...['--lr', String(cli.lr), '--seed', String(cli.seed), '--device', torchDeviceArg(cli.device)],
-    ...['--checkpoint-seconds', String(Math.round(cli.checkpointMinutes * 60))],
+    ...torchRunArgs(cli),
   ];
-  if (cli.maxMinutes !== undefined) args.push('--max-seconds', String(Math.round(cli.maxMinutes * 60)));
   if (cli.initFrom) args.push('--init-from', resolve(cli.initFrom));
   if (cli.architectureJson) args.push('--architecture', cli.architectureJson);
   if (cli.noisyDir) args.push('--noisy');
-  if (cli.resume) args.push('--resume');
   return { python: cli.python, args };
 }
 
@@ -129,11 +129,8 @@ export async function trainNoise2ScoreCuda(
   log: (line: string) => void,
   deps: { checkTorch: typeof checkTorch; runTorch: typeof runTorch } = { checkTorch, runTorch },
 ): Promise<void> {
-  if (cli.stopAtStep !== undefined)
-    throw new UsageError(`--device ${cli.device}: use --max-minutes, not --stop-at-step`);
-  const { torch } = await deps.checkTorch(cli.python, cli.device);
+  const { torch, runDir } = await startTorchRun(cli, deps.checkTorch);
   const packed = join(cli.checkpointDir, 'torch', 'images');
-  const runDir = join(cli.checkpointDir, 'torch', 'run');
   if (!cli.resume) await packImages((cli.cleanDir ?? cli.noisyDir)!, packed);
   await keepTorchSettings(cli.checkpointDir, cli.resume, {
     ...{ noise: cli.noise, images: cli.cleanDir ? 'clean' : 'noisy', patch: cli.patch, batch: cli.batch },

@@ -10,7 +10,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { assertSameSettings } from '../core/checkpoint.js';
-import type { Device } from '../core/options.js';
+import { type Device, UsageError } from '../core/options.js';
 
 /** Whether `device` trains with the PyTorch port (cuda, torch-cpu) rather than the tf.js trainer (cpu). */
 export function usesTorch(device: Device): boolean {
@@ -149,4 +149,38 @@ export async function keepTorchSettings(
     () => undefined,
   );
   if (saved) assertSameSettings(dir, saved, settings);
+}
+
+/** What every family's PyTorch run takes from the shared command-line options. */
+export interface TorchRunOptions {
+  device: Device;
+  python: string;
+  checkpointDir: string;
+  checkpointMinutes: number;
+  stopAtStep?: number;
+  maxMinutes?: number;
+  resume: boolean;
+}
+
+/**
+ * The start of every family's PyTorch run: refuses --stop-at-step (the PyTorch trainers stop by wall clock), checks
+ * that PyTorch runs on the device, and names the run folder under the checkpoint dir.
+ */
+export async function startTorchRun(
+  cli: TorchRunOptions,
+  check: typeof checkTorch,
+): Promise<{ torch: string; runDir: string }> {
+  if (cli.stopAtStep !== undefined)
+    throw new UsageError(`--device ${cli.device}: use --max-minutes, not --stop-at-step`);
+  const { torch } = await check(cli.python, cli.device);
+  return { torch, runDir: join(cli.checkpointDir, 'torch', 'run') };
+}
+
+/** The options every PyTorch trainer's command line ends with: checkpoints, the wall-clock stop, resume. */
+export function torchRunArgs(cli: TorchRunOptions): string[] {
+  return [
+    ...['--checkpoint-seconds', String(Math.round(cli.checkpointMinutes * 60))],
+    ...(cli.maxMinutes !== undefined ? ['--max-seconds', String(Math.round(cli.maxMinutes * 60))] : []),
+    ...(cli.resume ? ['--resume'] : []),
+  ];
 }
