@@ -46,7 +46,7 @@ import {
   trainedManifest,
   writeModelFolder,
 } from './core/export.js';
-import { runLoop, type StepResult } from './core/loop.js';
+import { runTraining, type StepResult } from './core/loop.js';
 import {
   COMMON_OPTIONS,
   COMMON_USAGE,
@@ -56,7 +56,6 @@ import {
   positiveNumber,
   UsageError,
 } from './core/options.js';
-import { createProgress } from './core/progress.js';
 import { setLearningRate, stepRng, warmupCosine } from './core/schedules.js';
 import { type GreyImage, loadGreyImages, samplePatch } from './data.js';
 import type { NamedArray } from './tensor-file.js';
@@ -464,18 +463,21 @@ export async function trainDdpm(tf: Tf, options: TrainDdpmOptions): Promise<Trai
   const runStart = performance.now();
   const elapsed = () => run.elapsedBefore + (performance.now() - runStart) / 1000;
   let lastSamples = performance.now();
-  const saveAndExport = async (step: number, partial: boolean, samples: boolean) => {
-    const state: CheckpointState = {
+  // The checkpoint's arrays and state (the step and the seconds are added by the core).
+  const snapshot = async () => {
+    const state: Omit<CheckpointState, 'step' | 'elapsedSeconds'> = {
       ...{
-        step,
         seed: options.seed,
         dataset: options.dataset,
         steps: options.steps,
         architecture: run.architecture,
       },
-      ...{ elapsedSeconds: elapsed(), lossAverage: run.lossAverage, losses: run.losses.slice(-1000) },
+      ...{ lossAverage: run.lossAverage, losses: run.losses.slice(-1000) },
     };
-    await writeCheckpoint(options.checkpointDir, await trainingArrays(run.training), state);
+    return { arrays: await trainingArrays(run.training), state };
+  };
+  /** Exports the EMA model at `step` (a partial export after a checkpoint, or the final one). */
+  const exportAt = async (step: number, partial: boolean, samples: boolean) => {
     const lineage = options.lineage ?? {
       trainer: `tools/train/ddpm.ts (tf.js ${options.backend ?? 'wasm'})`,
       device: 'cpu' as const,
@@ -500,30 +502,27 @@ export async function trainDdpm(tf: Tf, options: TrainDdpmOptions): Promise<Trai
       samples,
     );
   };
-  const progress = createProgress({
+  const result = await runTraining({
     label: `ddpm ${options.dataset}`,
-    total: options.steps,
-    start: run.startStep,
-    ...(options.log && { tty: false, print: options.log }),
-  });
-  const result = await runLoop({
-    ...{
-      startStep: run.startStep,
-      steps: options.steps,
-      stopAtStep: options.stopAtStep,
-      maxMinutes: options.maxMinutes,
-    },
-    ...{ checkpointMinutes: options.checkpointMinutes, checkpointDir: options.checkpointDir, progress },
+    startStep: run.startStep,
+    elapsedBefore: run.elapsedBefore,
+    options,
     step: (step) => ddpmStep(tf, options, run, step),
-    checkpoint: async (done) => {
+    snapshot,
+    afterCheckpoint: async (done, progressLog) => {
       const samples = performance.now() - lastSamples > options.sampleMinutes * 60_000;
-      await saveAndExport(done, true, samples);
-      if (samples) lastSamples = performance.now();
-      progress.log(`checkpoint step ${done}${samples ? ' (with samples)' : ''}`);
+      await exportAt(done, true, samples);
+      if (samples) {
+        lastSamples = performance.now();
+        progressLog(`partial export at step ${done} with samples`);
+      }
     },
   });
   if (result.reason === 'done') {
-    await saveAndExport(Math.max(options.steps, run.startStep), false, true);
+    const step = Math.max(options.steps, run.startStep);
+    const { arrays, state } = await snapshot();
+    await writeCheckpoint(options.checkpointDir, arrays, { ...state, step, elapsedSeconds: elapsed() });
+    await exportAt(step, false, true);
     log(`exported ${options.out} (final loss average ${run.lossAverage?.toFixed(5)})`);
   }
   tf.dispose([run.training.model, run.training.optimizer, ...run.training.ema] as unknown as Tensor[]);

@@ -45,8 +45,7 @@ import {
   writeCheckpoint,
 } from './core/checkpoint.js';
 import { exportLayersModel, type Lineage, type ManifestBody, trainedManifest } from './core/export.js';
-import { runLoop, type StepResult } from './core/loop.js';
-import { createProgress } from './core/progress.js';
+import { runTraining, type StepResult } from './core/loop.js';
 import { geometric, setLearningRate, stepRng, warmupCosine } from './core/schedules.js';
 import { type GreyImage, loadGreyImages, samplePatch } from './data.js';
 
@@ -587,54 +586,41 @@ export async function trainNoise2Score(
   const log = options.log ?? ((line: string) => console.log(line));
   const run = await startRun(tf, options, log);
   const multiple = networkMultiple(run.architecture);
-  const runStart = performance.now();
-  const elapsed = () => run.elapsedBefore + (performance.now() - runStart) / 1000;
-  const saveState = async (step: number) => {
+  // The checkpoint's arrays and state (the step and the seconds are added by the core).
+  const snapshot = async () => {
     run.losses.splice(0, Math.max(0, run.losses.length - 2000));
-    const state: CheckpointState = {
-      step,
+    const state: Omit<CheckpointState, 'step' | 'elapsedSeconds'> = {
       seed: options.seed,
       noise: options.noise,
       steps: options.steps,
       architecture: run.architecture,
-      elapsedSeconds: elapsed(),
       losses: run.losses,
     };
-    await writeCheckpoint(
-      options.checkpointDir,
-      [...modelArrays(run.model), ...(await optimizerArrays(run.optimizer))],
-      state,
-    );
+    return { arrays: [...modelArrays(run.model), ...(await optimizerArrays(run.optimizer))], state };
   };
-  const progress = createProgress({
+  const result = await runTraining({
     label: `noise2score ${options.noise}`,
-    total: options.steps,
-    start: run.startStep,
-    ...(options.log && { tty: false, print: options.log }),
-  });
-  const result = await runLoop({
     startStep: run.startStep,
-    steps: options.steps,
-    stopAtStep: options.stopAtStep,
-    maxMinutes: options.maxMinutes,
-    checkpointMinutes: options.checkpointMinutes,
-    checkpointDir: options.checkpointDir,
-    progress,
+    elapsedBefore: run.elapsedBefore,
+    options,
     step: (step) => {
       const out = trainStep(tf, options, run, step);
       run.losses.push(out.loss);
       return out;
     },
-    checkpoint: async (done) => {
-      await saveState(done);
-      await exportPartial(tf, options, run, done, multiple, (line) => progress.log(line));
-    },
+    snapshot,
+    afterCheckpoint: (done, progressLog) => exportPartial(tf, options, run, done, multiple, progressLog),
   });
   if (result.reason !== 'done')
     return { steps: result.done, losses: run.losses, validationPsnr: null, outDir: options.out };
 
-  await saveState(options.steps);
-  const validation = await exportFinal(tf, options, run, multiple, elapsed(), log);
+  const { arrays, state } = await snapshot();
+  await writeCheckpoint(options.checkpointDir, arrays, {
+    ...state,
+    step: options.steps,
+    elapsedSeconds: result.seconds,
+  });
+  const validation = await exportFinal(tf, options, run, multiple, result.seconds, log);
   return { steps: options.steps, losses: run.losses, validationPsnr: validation, outDir: options.out };
 }
 

@@ -121,6 +121,8 @@ export interface TrainingOptions {
   step(step: number): Promise<StepResult> | StepResult;
   /** What a checkpoint holds: the family's arrays and state (the step and the seconds so far are added). */
   snapshot(): Promise<{ arrays: NamedArray[]; state: object }>;
+  /** After each checkpoint (not at the end): e.g. a partial export of the model so far. */
+  afterCheckpoint?(done: number, log: (line: string) => void): Promise<void>;
 }
 
 /**
@@ -144,6 +146,7 @@ export async function runTraining(training: TrainingOptions): Promise<LoopResult
       const base: CheckpointStateBase = { step: done, elapsedSeconds: elapsed() };
       await writeCheckpoint(options.checkpointDir, arrays, { ...state, ...base });
       progress.log(`checkpoint step ${done}`);
+      await training.afterCheckpoint?.(done, (line) => progress.log(line));
     },
   });
   return { ...result, seconds: elapsed() };
