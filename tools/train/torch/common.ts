@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { tidyValues } from '../../../src/nn/read.js';
+import type { Lineage } from '../core/export.js';
 import { type NamedArray, readTensors } from '../tensor-file.js';
 
 type Tf = typeof import('@tensorflow/tfjs');
@@ -27,6 +28,24 @@ export interface TorchRunSummary {
   command: string;
   images: { source: string; count: number };
   log: { step: number; loss: number }[];
+}
+
+/**
+ * The lineage of an imported PyTorch run: the caller's record when it gives one (npm run train), else the trainer
+ * script with PyTorch's version and device, the model it started from, and the caller's text as a note.
+ */
+export function torchLineage(
+  script: string,
+  summary: Pick<TorchRunSummary, 'torch' | 'device'> & { initFrom?: string | null },
+  given: string | Lineage | undefined,
+): Lineage {
+  if (typeof given === 'object') return given;
+  return {
+    trainer: `tools/train/torch/${script} (PyTorch ${summary.torch} on ${summary.device})`,
+    device: summary.device === 'cpu' ? 'cpu' : 'cuda',
+    ...(summary.initFrom && { initialisedFrom: summary.initFrom }),
+    ...(given && { note: given }),
+  };
 }
 
 /** Refuse weights whose tf.js output differs from PyTorch's on the probe by this much (relative). */

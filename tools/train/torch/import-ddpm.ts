@@ -22,6 +22,7 @@ import {
   readTorchRun,
   setWeightsByName,
   type TorchRunSummary,
+  torchLineage,
 } from './common.js';
 
 interface DdpmRun extends TorchRunSummary {
@@ -85,15 +86,7 @@ export async function importDdpm(options: {
       commandLine: options.trainingCommand ?? summary.command,
       backend,
       log,
-      lineage:
-        typeof options.lineage === 'object'
-          ? options.lineage
-          : {
-              trainer: `tools/train/torch/ddpm.py (PyTorch ${summary.torch} on ${summary.device})`,
-              device: summary.device === 'cpu' ? 'cpu' : 'cuda',
-              ...(summary.initFrom && { initialisedFrom: summary.initFrom }),
-              ...(options.lineage && { note: options.lineage }),
-            },
+      lineage: torchLineage('ddpm.py', summary, options.lineage),
     },
     DEFAULT_UNET,
     summary.steps,

@@ -23,6 +23,7 @@ import {
   readTorchRun,
   setWeightsByName,
   type TorchRunSummary,
+  torchLineage,
 } from './common.js';
 
 /** train.json of tools/train/torch/mid.py. */
@@ -102,15 +103,8 @@ async function importWeights(
       log,
       MID_PROBE_TOLERANCE,
     );
-    const device = summary.device === 'cpu' ? 'cpu' : 'cuda';
-    const lineage: Lineage =
-      typeof options.lineage === 'object'
-        ? options.lineage
-        : {
-            trainer: `tools/train/torch/mid.py (PyTorch ${summary.torch} on ${summary.device})`,
-            device,
-            ...(options.lineage && { note: options.lineage }),
-          };
+    // MID's run has no initialisation (each round fine-tunes the previous one itself).
+    const lineage = torchLineage('mid.py', { ...summary, initFrom: null }, options.lineage);
     await exportMidModel(
       {
         model,

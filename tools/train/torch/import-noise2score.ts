@@ -26,6 +26,7 @@ import {
   readTorchRun,
   setWeightsByName,
   type TorchRunSummary,
+  torchLineage,
 } from './common.js';
 
 interface Noise2ScoreRun extends TorchRunSummary {
@@ -95,15 +96,7 @@ export async function importNoise2Score(options: {
       commandLine: options.trainingCommand ?? summary.command,
       backend: `PyTorch ${summary.torch} on ${summary.device} (tools/train/torch/noise2score.py)`,
       ...(summary.initFrom && { initFrom: summary.initFrom }),
-      lineage:
-        typeof options.lineage === 'object'
-          ? options.lineage
-          : {
-              trainer: `tools/train/torch/noise2score.py (PyTorch ${summary.torch} on ${summary.device})`,
-              device: summary.device === 'cpu' ? 'cpu' : 'cuda',
-              ...(summary.initFrom && { initialisedFrom: summary.initFrom }),
-              ...(options.lineage && { note: options.lineage }),
-            },
+      lineage: torchLineage('noise2score.py', summary, options.lineage),
     },
     architecture,
     summary.steps,
