@@ -9,6 +9,7 @@
  * `maxSize` calls, or when the oldest call has waited `maxDelayMs`. On a GPU a batch of 8 costs about as much as
  * 3 single calls; on wasm it saves nothing, so batching is off there by default (`maxSize` 1: every call runs at
  * once, alone, exactly as before). Outputs are the same as one-by-one calls (the networks are per-sample: tested).
+ * A call whose task is cancelled while it waits is dropped from its batch before the batch runs.
  *
  * Memory: with a budget (`memoryBudgetBytes`), each call is admitted before it runs against an estimate of the
  * device memory it needs, measured once per model and worker with tf.profile at two small sizes (peak bytes above
@@ -25,7 +26,12 @@
  * the device's out-of-memory failure for work it admitted alone.
  */
 import { fail } from '../errors.js';
-import { checkCancelled, runCancellable } from '../util/cancellation.js';
+import {
+  checkCancelled,
+  currentCancellation,
+  runCancellable,
+  TaskCancelledError,
+} from '../util/cancellation.js';
 
 type Tf = typeof import('@tensorflow/tfjs');
 type Tensor = import('@tensorflow/tfjs').Tensor;
@@ -309,6 +315,8 @@ export function releaseDeviceMemory(bytes: number): void {
 
 interface Waiting {
   data: Float32Array;
+  /** The cancellation test of the task that queued the call (read when its batch leaves). */
+  cancelled: () => boolean;
   resolve: (out: Float32Array) => void;
   reject: (err: unknown) => void;
 }
@@ -343,6 +351,14 @@ async function runNetwork(
 function flush(tf: Tf, model: LayersModel, key: string, shape: number[], queue: Queue): void {
   if (queue.timer) clearTimeout(queue.timer);
   queue.timer = null;
+  // A call whose task was cancelled while it waited is dropped before the batch runs (its task gets the
+  // cancellation): it neither takes a place in the batch nor costs a network call.
+  const live: Waiting[] = [];
+  for (const item of queue.items) {
+    if (item.cancelled()) item.reject(new TaskCancelledError());
+    else live.push(item);
+  }
+  queue.items = live;
   const batch = queue.items.splice(0, options.maxSize);
   if (queue.items.length > 0) schedule(tf, model, key, shape, queue);
   // An emptied queue is dropped (a new one is made on the next call of this shape): one per image size would pile up.
@@ -407,7 +423,7 @@ export async function predictBatched(
     }
     const q = queue;
     return await new Promise<Float32Array>((resolve, reject) => {
-      q.items.push({ data, resolve, reject });
+      q.items.push({ data, cancelled: currentCancellation(), resolve, reject });
       schedule(tf, model, key, shape, q);
     });
   } finally {
