@@ -1,8 +1,9 @@
 /**
  * `npx tsx bench/device-memory.ts [--backend wasm|webgpu|cpu]`: the device-memory model of every served network, as
  * a compute worker measures it for GPU_MEMORY_BUDGET_MB (src/nn/batcher.ts: tf.profile peak bytes above what was
- * allocated, at two sizes, linear in input pixels n x h x w), printed as fixed bytes, bytes per input pixel and
- * weight bytes, per model and use. The figures recorded in src/nn/batcher.ts's module note come from this script.
+ * allocated, at two sizes, linear in input pixels n x h x w; at three, quadratic, for the EPS-AD kernel), printed as
+ * fixed bytes, bytes per input pixel (and per squared input pixel) and weight bytes, per model and use. The figures
+ * recorded in src/nn/batcher.ts's module note come from this script.
  */
 import path from 'node:path';
 import { loadEpsAdDetector } from '../src/adversarial/detector.js';
@@ -27,6 +28,7 @@ const rows: {
   channels: number;
   fixed: number;
   perPixel: number;
+  perPixelSquared: number;
   weights: number;
 }[] = [];
 async function measure(model: string, use: string, channels: number, probe?: (m: any) => MemoryProbe) {
@@ -68,5 +70,5 @@ console.log('| model | use | fixed (KB) | bytes per input pixel | weights (MB) |
 console.log('|---|---|---:|---:|---:|');
 for (const r of rows)
   console.log(
-    `| ${r.model} | ${r.use} | ${(r.fixed / 1024).toFixed(0)} | ${r.perPixel.toFixed(0)} | ${(r.weights / 2 ** 20).toFixed(2)} |`,
+    `| ${r.model} | ${r.use} | ${(r.fixed / 1024).toFixed(0)} | ${r.perPixel.toFixed(0)}${r.perPixelSquared > 0 ? ` + ${r.perPixelSquared.toExponential(3)} x pixels` : ''} | ${(r.weights / 2 ** 20).toFixed(2)} |`,
   );

@@ -37,6 +37,7 @@ import errorsPlugin, {
 } from './plugins/app/errors.js';
 import jobsPlugin from './plugins/app/jobs.js';
 import lifecyclePlugin from './plugins/app/lifecycle.js';
+import { refuseOtherMediaTypes } from './plugins/app/media-types.js';
 import metricsPlugin from './plugins/app/metrics.js';
 import modelsPlugin from './plugins/app/models.js';
 import testRoutes from './plugins/app/test-routes.js';
@@ -290,6 +291,8 @@ export default async function app(fastify: FastifyInstance, opts: AppOptions) {
   await fastify.register(async (scope) => {
     scope.setValidatorCompiler(validatorCompiler);
     scope.setSerializerCompiler(serializerCompiler);
+    // A JSON route refuses an image, a form or any other media type with 415 before reading it.
+    scope.addHook('onRoute', refuseOtherMediaTypes);
     if (cfg.ENABLE_TEST_TASKS) await scope.register(testRoutes);
     await scope.register(routes, { config: cfg });
   });

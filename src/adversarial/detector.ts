@@ -341,16 +341,20 @@ export class EpsAdDetector {
   /**
    * The device-memory probe of the detector's kernel stage (src/nn/batcher.ts MemoryProbe): the deep kernel's
    * features (the phi network) and its kernels against the reference (scores and the pooled MMD matrix) for n EPS
-   * images, measured at 2 and 32 images: linear in n from there (the pooled matrix grows as (reference + n)^2, so
-   * this is close while n is small against the reference set).
+   * images, measured at 2, 256 and 512 images. Quadratic in n: the pooled matrix and its intermediates are
+   * (reference + n)^2. On wasm with the committed detector, the line through 2 and 32 images it replaces estimated
+   * 84 % of the peak at 256 images and 47 % at 1024; this parabola 100-108 % from 2 to 4096 images (a parabola
+   * through smaller counts bends too little or too much: the peak is not exactly quadratic at small n).
    */
   memoryProbe(): import('../nn/batcher.js').MemoryProbe {
     const side = this.epsSide;
     return {
       name: 'eps-ad-kernel',
+      quadratic: true,
       shapes: (c) => [
         [2, side, side, c],
-        [32, side, side, c],
+        [256, side, side, c],
+        [512, side, side, c],
       ],
       run: async ([n]) => {
         const eps = new Float32Array(n * side * side);

@@ -9,6 +9,7 @@
  * `maxSize` calls, or when the oldest call has waited `maxDelayMs`. On a GPU a batch of 8 costs about as much as
  * 3 single calls; on wasm it saves nothing, so batching is off there by default (`maxSize` 1: every call runs at
  * once, alone, exactly as before). Outputs are the same as one-by-one calls (the networks are per-sample: tested).
+ * A call whose task is cancelled while it waits is dropped from its batch before the batch runs.
  *
  * Memory: with a budget (`memoryBudgetBytes`), each call is admitted before it runs against an estimate of the
  * device memory it needs, measured once per model and worker with tf.profile at two small sizes (peak bytes above
@@ -17,15 +18,21 @@
  * RED-Diff once per run for one whole step at its padded shape, EPS-AD once per request for its largest batch of
  * perturbations and for the deep kernel's features and MMD of its images (admitDeviceUses). Measured on wasm
  * (`npx tsx bench/device-memory.ts`), bytes per input pixel: Noise2Score windows 168, MID windows (4 channels) 112,
- * a RED-Diff step of either DDPM U-Net 492, the EPS-AD score network 456 per perturbed 32x32 copy's pixel, the
- * EPS-AD deep kernel and MMD 5.7 MB fixed + 36 per pixel (about 36 KB an image); the same on webgpu (lavapipe,
+ * a RED-Diff step of either DDPM U-Net 492, the EPS-AD score network 456 per perturbed 32x32 copy's pixel; the
+ * EPS-AD deep kernel and MMD is quadratic in its images (a pooled (reference + n)^2 kernel: 5.8 MB for 2 images,
+ * 17.5 MB for 256, 88 MB for 1024), measured at three sizes (MemoryProbe.quadratic); the same on webgpu (lavapipe,
  * `--backend webgpu`): TF.js counts tensor bytes, not the backend's buffers. A call whose estimate plus its model's weights exceeds the budget can never run: 413
  * TW_GPU_MEMORY_EXCEEDED. One that does not fit beside what is resident and what the calls in flight reserved:
  * 503 TW_GPU_MEMORY_BUSY with Retry-After. Nothing is allocated for a refused call, so the worker never runs into
  * the device's out-of-memory failure for work it admitted alone.
  */
 import { fail } from '../errors.js';
-import { checkCancelled, runCancellable } from '../util/cancellation.js';
+import {
+  checkCancelled,
+  currentCancellation,
+  runCancellable,
+  TaskCancelledError,
+} from '../util/cancellation.js';
 
 type Tf = typeof import('@tensorflow/tfjs');
 type Tensor = import('@tensorflow/tfjs').Tensor;
@@ -99,9 +106,11 @@ export function batcherStats(): BatcherStats {
 interface MemoryModel {
   /** Bytes of the model's weights. */
   weights: number;
-  /** Peak bytes of one call above what was allocated before it: fixed + perPixel x (n x h x w). */
+  /** Peak bytes of one call above what was allocated before it: fixed + perPixel x p (+ perPixelSquared x p^2). */
   fixed: number;
   perPixel: number;
+  /** Zero but for a quadratic probe. */
+  perPixelSquared: number;
 }
 
 /**
@@ -114,7 +123,13 @@ interface MemoryModel {
 export interface MemoryProbe {
   /** Names the use: one model may be measured for several (cached per model, name and channels). */
   name: string;
-  shapes?: (channels: number) => [number[], number[]];
+  /** The shapes measured: two (linear), or three when `quadratic`. */
+  shapes?: (channels: number) => number[][];
+  /**
+   * The peak grows as the square of the inputs (a kernel matrix between all of them, EPS-AD's MMD): measured at three
+   * shapes, fixed + perPixel x p + perPixelSquared x p^2 for p = n x h x w input pixels.
+   */
+  quadratic?: boolean;
   run: (shape: number[]) => unknown;
 }
 
@@ -172,6 +187,29 @@ async function profiledPeakBytes(tf: Tf, probe: MemoryProbe, shape: number[]): P
 
 const pixelsOf = (shape: number[]) => shape[0] * shape[1] * shape[2];
 
+/**
+ * The peak bytes as a function of input pixels p through the measured points [p, bytes] (ascending p): a line
+ * through two, a parabola through three (a parabola that bends down is taken as the line through its ends, which
+ * does not underestimate beyond them). Never negative terms: a negative one is taken as zero (over-estimating).
+ */
+export function fitPeak(points: [number, number][]): Omit<MemoryModel, 'weights'> {
+  const [p1, b1] = points[0];
+  const [p3, b3] = points[points.length - 1];
+  let perPixelSquared = 0;
+  let perPixel = (b3 - b1) / (p3 - p1);
+  if (points.length === 3) {
+    const [p2, b2] = points[1];
+    const curvature = ((b3 - b2) / (p3 - p2) - (b2 - b1) / (p2 - p1)) / (p3 - p1);
+    if (curvature > 0) {
+      perPixelSquared = curvature;
+      perPixel = (b2 - b1) / (p2 - p1) - curvature * (p1 + p2);
+    }
+  }
+  perPixel = Math.max(0, perPixel);
+  const fixed = Math.max(0, b1 - perPixel * p1 - perPixelSquared * p1 * p1);
+  return { fixed, perPixel, perPixelSquared };
+}
+
 /** The device-memory model of one use of `model` (measured once per model, probe and thread; channels c). */
 function memoryModel(tf: Tf, model: LayersModel, channels: number, probe: MemoryProbe): Promise<MemoryModel> {
   let byProbe = memoryModels.get(model);
@@ -185,17 +223,20 @@ function memoryModel(tf: Tf, model: LayersModel, channels: number, probe: Memory
     const cache = byProbe;
     // Shared by every task that needs this use: measured outside the cancellation scope of the task that happened
     // to start it, so that its cancel (a probe that runs a RED-Diff step checks it) fails no other task waiting here.
-    const measure = async () => {
-      const [smallShape, largeShape] = probe.shapes?.(channels) ?? [
+    const measure = async (): Promise<MemoryModel> => {
+      const shapes = probe.shapes?.(channels) ?? [
         [1, 32, 32, channels],
         [1, 64, 64, channels],
       ];
-      const small = await peakBytes(tf, probe, smallShape);
-      const large = await peakBytes(tf, probe, largeShape);
-      const perPixel = Math.max(0, (large - small) / (pixelsOf(largeShape) - pixelsOf(smallShape)));
-      const fixed = Math.max(0, small - perPixel * pixelsOf(smallShape));
+      const wanted = probe.quadratic ? 3 : 2;
+      if (shapes.length !== wanted)
+        throw new RangeError(
+          `memory probe '${probe.name}' gives ${shapes.length} shapes, expected ${wanted}`,
+        );
+      const points: [number, number][] = [];
+      for (const shape of shapes) points.push([pixelsOf(shape), await peakBytes(tf, probe, shape)]);
       const weights = model.countParams() * 4;
-      return { weights, fixed, perPixel };
+      return { weights, ...fitPeak(points) };
     };
     m = runCancellable(() => false, measure);
     cache.set(key, m);
@@ -212,7 +253,8 @@ export async function estimateDeviceBytes(
   probe: MemoryProbe = predictProbe(tf, model),
 ): Promise<number> {
   const m = await memoryModel(tf, model, shape[3], probe);
-  return Math.ceil(m.fixed + m.perPixel * pixelsOf(shape));
+  const p = pixelsOf(shape);
+  return Math.ceil(m.fixed + m.perPixel * p + m.perPixelSquared * p * p);
 }
 
 /** Bytes per input pixel of one use of a model, as measured in this thread (benchmarks and docs record them). */
@@ -221,7 +263,7 @@ export async function measuredBytesPerPixel(
   model: LayersModel,
   channels: number,
   probe: MemoryProbe = predictProbe(tf, model),
-): Promise<{ fixed: number; perPixel: number; weights: number }> {
+): Promise<{ fixed: number; perPixel: number; perPixelSquared: number; weights: number }> {
   return { ...(await memoryModel(tf, model, channels, probe)) };
 }
 
@@ -309,6 +351,8 @@ export function releaseDeviceMemory(bytes: number): void {
 
 interface Waiting {
   data: Float32Array;
+  /** The cancellation test of the task that queued the call (read when its batch leaves). */
+  cancelled: () => boolean;
   resolve: (out: Float32Array) => void;
   reject: (err: unknown) => void;
 }
@@ -343,6 +387,14 @@ async function runNetwork(
 function flush(tf: Tf, model: LayersModel, key: string, shape: number[], queue: Queue): void {
   if (queue.timer) clearTimeout(queue.timer);
   queue.timer = null;
+  // A call whose task was cancelled while it waited is dropped before the batch runs (its task gets the
+  // cancellation): it neither takes a place in the batch nor costs a network call.
+  const live: Waiting[] = [];
+  for (const item of queue.items) {
+    if (item.cancelled()) item.reject(new TaskCancelledError());
+    else live.push(item);
+  }
+  queue.items = live;
   const batch = queue.items.splice(0, options.maxSize);
   if (queue.items.length > 0) schedule(tf, model, key, shape, queue);
   // An emptied queue is dropped (a new one is made on the next call of this shape): one per image size would pile up.
@@ -407,7 +459,7 @@ export async function predictBatched(
     }
     const q = queue;
     return await new Promise<Float32Array>((resolve, reject) => {
-      q.items.push({ data, resolve, reject });
+      q.items.push({ data, cancelled: currentCancellation(), resolve, reject });
       schedule(tf, model, key, shape, q);
     });
   } finally {

@@ -30,6 +30,14 @@ export function isCancelled(): boolean {
   return scope.getStore()?.() === true;
 }
 
+/**
+ * The cancellation test of the task that runs this code (never true outside a cancellable scope), to be read later
+ * from code that no longer runs in the task's scope (a batch that a timer flushes, src/nn/batcher.ts).
+ */
+export function currentCancellation(): () => boolean {
+  return scope.getStore() ?? (() => false);
+}
+
 /** Throws TaskCancelledError when the task that runs this code has been cancelled. */
 export function checkCancelled(): void {
   if (isCancelled()) throw new TaskCancelledError();

@@ -121,6 +121,13 @@ describe('MID training on a folder of noisy images', () => {
     };
     await trainMid(tf, { ...options, stopAtStep: 4 });
     expect(lines.join('\n')).toMatch(/stopped at step 1 of 2/);
+    // A resume with another batch stream or network is refused, as the other trainers refuse it.
+    await expect(trainMid(tf, { ...options, resume: true, batch: 3 })).rejects.toThrow(
+      /made with batch 2, not batch 3: resume with the same settings/,
+    );
+    await expect(
+      trainMid(tf, { ...options, resume: true, architecture: { kind: 'mid-unet', widths: [4, 8, 16] } }),
+    ).rejects.toThrow(/made with widths 4,8,8, not widths 4,8,16/);
     await trainMid(tf, { ...options, resume: true });
     expect(lines.join('\n')).toMatch(/resumed at round 1, step 1/);
     const manifest = JSON.parse(await readFile(join(options.out, 'manifest.json'), 'utf8'));

@@ -47,6 +47,7 @@ import { type BackendPreference, initTfjs } from '../../src/nn/backend.js';
 import { Rng } from '../../src/util/random.js';
 import {
   assertFreshCheckpointDir,
+  assertSameSettings,
   modelArrays,
   optimizerArrays,
   readCheckpoint,
@@ -148,7 +149,30 @@ interface CheckpointState {
   rounds: RoundRecord[];
   losses: number[];
   elapsedSeconds: number;
+  /** The settings that fix the data stream and the network (midSettings); absent in older checkpoints. */
+  settings?: Record<string, number | string>;
 }
+
+/**
+ * The settings a resume must keep (the CPU and the PyTorch runs check the same ones): the rounds, the batch stream
+ * (seed, batch, patch), the network's widths and the masking; --lr and the like may change.
+ */
+export const midSettings = (
+  options: Pick<TrainMidOptions, 'roundSteps' | 'batch' | 'patch' | 'seed' | 'maskRatio' | 'residualMasks'>,
+  architecture: MidArchitecture,
+): Record<string, number | string> => ({
+  ...{
+    roundSteps: options.roundSteps.join(','),
+    batch: options.batch,
+    patch: options.patch,
+    seed: options.seed,
+  },
+  ...{
+    widths: architecture.widths.join(','),
+    maskRatio: options.maskRatio,
+    residualMasks: options.residualMasks,
+  },
+});
 
 /** Linear warm-up over the first 3% of steps, then cosine decay to 2% of the peak. */
 export function midLearningRate(peak: number, step: number, steps: number): number {
@@ -272,17 +296,21 @@ async function startRun(tf: Tf, options: TrainMidOptions, log: (line: string) =>
   log(`round-0 Gaussian sigma (0-255): ${sigma0.map((s) => (255 * s).toFixed(3)).join(', ')}`);
   const architecture = options.architecture ?? DEFAULT_MID_ARCHITECTURE;
   const model = buildMidNetwork(tf, architecture, options.seed);
+  const settings = midSettings(options, architecture);
   const run: MidRun = {
     ...{ tf, options, log, data, architecture, model, sigma0, reference, validationNoisyPsnr },
-    state: { step: 0, round: 0, roundStep: 0, rounds: [], losses: [], elapsedSeconds: 0 },
+    state: { step: 0, round: 0, roundStep: 0, rounds: [], losses: [], elapsedSeconds: 0, settings },
     savedOptimizer: null,
     runStart: performance.now(),
     carriedDataset: null,
   };
   const saved = options.resume ? await readCheckpoint<CheckpointState>(options.checkpointDir) : null;
   if (saved) {
+    // Other data-stream or network settings would not continue the same run (the other trainers refuse them too);
+    // a checkpoint written before the settings were kept is not checked.
+    if (saved.state.settings) assertSameSettings(options.checkpointDir, saved.state.settings, settings);
     // Checkpoints written before tools/train/core counted `step` within the round and had no roundStep.
-    run.state = { ...saved.state, roundStep: saved.state.roundStep ?? saved.state.step };
+    run.state = { ...saved.state, roundStep: saved.state.roundStep ?? saved.state.step, settings };
     setModelArrays(tf, model, saved.arrays);
     run.savedOptimizer = saved.arrays.filter((a) => /^optimizer(-state)?\//.test(a.name));
     run.resumedFrom = { checkpointDir: options.checkpointDir, step: saved.state.step };
@@ -767,14 +795,7 @@ export async function trainMidCuda(
         `pairs (packed in ${packed})`,
     );
   }
-  await keepTorchSettings(cli.checkpointDir, cli.resume, {
-    ...{ roundSteps: cli.roundSteps.join(','), batch: cli.batch, patch: cli.patch, seed: cli.seed },
-    ...{
-      widths: cli.architecture.widths.join(','),
-      maskRatio: cli.maskRatio,
-      residualMasks: cli.residualMasks,
-    },
-  });
+  await keepTorchSettings(cli.checkpointDir, cli.resume, midSettings(cli, cli.architecture));
   await deps.runTorch(midTorchCommand(cli, packed, runDir), log);
   if (!(await exists(join(runDir, 'train.json'))))
     return log('stopped before the end of round 0: nothing to import yet (continue with --resume)');

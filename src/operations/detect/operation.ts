@@ -77,6 +77,31 @@ export async function screenDetectImages(
   return total;
 }
 
+/**
+ * Milliseconds per image and timestep of EPS-AD on the wasm backend, from `npx tsx bench/detect-cost.ts` (one
+ * compute worker, the committed detector, T* = 20, 2 cores shared with other jobs, load average 12-15; two runs): the
+ * EPS stage took 8 to 51 ms per image and timestep (1 to 64 images; the perturbed copies run 64 to a network call).
+ * The permutation test costs DETECT_MS_PER_PERMUTATION_PAIR per permutation and pooled pair ((reference + images)^2),
+ * 3.2 and 10.4 ns measured; the rest of the kernel stage stayed under 1.5 s. Used only to decide when a request
+ * becomes a job, from the upper end as for denoise (64 images at T* = 20, ~64 s, do): a GPU backend is much faster,
+ * so on it the estimate errs towards jobs.
+ */
+export const DETECT_MS_PER_IMAGE_STEP = 50;
+export const DETECT_MS_PER_PERMUTATION_PAIR = 1e-5;
+
+/** T* and reference set of the committed detector (eps-ad-fashion-mnist@1), when the request names no T*. */
+const DETECT_DEFAULT_TIMESTEPS = 20;
+const DETECT_REFERENCE_COUNT = 300;
+
+/** Estimated compute time of a detection of `count` images. */
+export function estimateDetectMs(params: DetectParams, count: number): number {
+  const timesteps = params.timesteps ?? DETECT_DEFAULT_TIMESTEPS;
+  const pooled = DETECT_REFERENCE_COUNT + count;
+  const permutations =
+    count >= 2 ? params.permutations * pooled * pooled * DETECT_MS_PER_PERMUTATION_PAIR : 0;
+  return count * timesteps * DETECT_MS_PER_IMAGE_STEP + permutations;
+}
+
 export function checkImageCount(cfg: Config, count: number): void {
   if (count === 0)
     throw fail(
@@ -291,6 +316,7 @@ export const detect = defineOperation<DetectInput, DetectResponse>({
     return { ...input, params: { ...input.params, model: detector.name, version: detector.version } };
   },
   timeoutMs: (input) => input.params.timeoutMs,
+  estimateMs: (input) => estimateDetectMs(input.params, input.images.length),
   run: (rt, input) =>
     detectPipeline(rt.pool, rt.config, input.images, input.params, {
       detector: { name: input.params.model, version: input.params.version },
@@ -317,7 +343,9 @@ export const detect = defineOperation<DetectInput, DetectResponse>({
           'resize=true), colour, uncalibrated fpr or timesteps 422 TW_UNPROCESSABLE (details.expected = [28, 28, 1]); ' +
           'undecodable 400 TW_IMAGE_INVALID; other formats 415; detector not loaded 503 TW_MODEL_NOT_READY. ' +
           'With async=true (query, field or JSON) or `Prefer: respond-async` the test runs as a job: 202 with ' +
-          'Location /v1/jobs/<id>, and GET /v1/jobs/<id>/result answers this JSON.',
+          'Location /v1/jobs/<id>, and GET /v1/jobs/<id>/result answers this JSON. A request whose estimated cost ' +
+          '(images x timesteps) exceeds its deadline (timeoutMs or the default) becomes a job of its own accord ' +
+          '(202, x-async-reason), unless async=false.',
       },
     ],
     schema: { querystring: detectRouteParams, response: { 200: detectResponse } },

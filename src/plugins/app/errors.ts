@@ -76,13 +76,36 @@ export function sendError(request: FastifyRequest, reply: FastifyReply, te: Twee
 }
 
 /**
- * The body of an error answer (sendError's; an onSend hook that swaps a payload writes it itself, with
- * errorContentType): our shape, or an RFC 9457 problem when the client prefers it.
+ * What a GraphQL client reads: `errors[].extensions.code`, as mercurius' error formatter answers (src/plugins/
+ * external/graphql.ts). Added to the refusals sent on /graphql before mercurius runs (API key, rate limit,
+ * shutdown), beside our shape, so that a GraphQL client finds the code where it finds every other one.
  */
-export function errorBody(request: FastifyRequest, te: TweedieError): ErrorBody | ProblemBody {
+export interface GraphqlErrors {
+  errors: { message: string; extensions: { code: string; statusCode: number; details?: unknown } }[];
+}
+
+/**
+ * The body of an error answer (sendError's; an onSend hook that swaps a payload writes it itself, with
+ * errorContentType): our shape, or an RFC 9457 problem when the client prefers it; on /graphql, with `errors` too.
+ */
+export function errorBody(
+  request: FastifyRequest,
+  te: TweedieError,
+): ErrorBody | ProblemBody | ((ErrorBody | ProblemBody) & GraphqlErrors) {
   const body = legacyErrorBody(request, te);
-  if (!prefersProblem(request.headers.accept)) return body;
   const { code, message, details, requestId } = body.error;
+  const graphql: GraphqlErrors | undefined =
+    request.routeOptions.url === '/graphql'
+      ? {
+          errors: [
+            {
+              message,
+              extensions: { code, statusCode: te.statusCode, ...(details !== undefined && { details }) },
+            },
+          ],
+        }
+      : undefined;
+  if (!prefersProblem(request.headers.accept)) return graphql ? { ...body, ...graphql } : body;
   const spec = Object.values(ERROR_CATALOGUE).find((x) => x.code === code);
   return {
     type: `${PROBLEM_TYPE_PREFIX}${code}`,
@@ -93,6 +116,7 @@ export function errorBody(request: FastifyRequest, te: TweedieError): ErrorBody 
     code,
     ...(details !== undefined && { details }),
     requestId,
+    ...graphql,
   };
 }
 

@@ -22,6 +22,12 @@ import { linearSchedule } from '../../../src/diffusion/schedule.js';
 import { buildUnet, predictEps, type UnetArchitecture } from '../../../src/diffusion/unet.js';
 import { initTfjs, type Tf } from '../../../src/nn/backend.js';
 import { fileSystemIO } from '../../../src/nn/fs-io.js';
+import {
+  DETECT_MS_PER_IMAGE_STEP,
+  DETECT_MS_PER_PERMUTATION_PAIR,
+  estimateDetectMs,
+} from '../../../src/operations/detect/operation.js';
+import { detectParams } from '../../../src/operations/detect/schema.js';
 import { Rng } from '../../../src/util/random.js';
 import { jobResult, makeApp, multipartForm, tinyModelsDir, waitForJob } from '../../helpers.js';
 
@@ -197,7 +203,8 @@ describe('POST /v1/detect/adversarial', () => {
   beforeAll(async () => {
     tf = (await initTfjs('wasm')).tf;
     repo = await makeRepo(tf);
-    app = await makeApp({ MODELS_DIR: repo.dir, DETECT_MAX_IMAGES: 3 });
+    // JOBS_AUTO_MAX_COST_MS: a request of 3 images would be too costly to become a job of its own accord.
+    app = await makeApp({ MODELS_DIR: repo.dir, DETECT_MAX_IMAGES: 3, JOBS_AUTO_MAX_COST_MS: 1000 });
     await app.models.settled;
     pngs = await Promise.all([1, 2, 3, 4].map((s) => greyPng(28, 28, 100 + s)));
   }, 120_000);
@@ -300,6 +307,54 @@ describe('POST /v1/detect/adversarial', () => {
     expect(tooMany.statusCode).toBe(413);
     const ops = (await app.inject({ method: 'GET', url: '/v1/jobs/operations' })).json();
     expect(JSON.stringify(ops)).toContain('"detect"');
+  });
+
+  it('becomes a job when its estimated cost exceeds the deadline (REST and GraphQL), 413 beyond JOBS_AUTO_MAX_COST_MS', async () => {
+    const params = detectParams.parse({});
+    const one = [pngs[0].toString('base64')];
+    // One image at T* = 20 passes a 100 ms deadline and stays within JOBS_AUTO_MAX_COST_MS (1000 here); three do not.
+    expect(estimateDetectMs(params, 1)).toBeGreaterThan(100);
+    expect(estimateDetectMs(params, 1)).toBeLessThanOrEqual(1000);
+    expect(estimateDetectMs(params, 3)).toBeGreaterThan(1000);
+    const sync = (await json({ images: one })).json();
+    const automatic = await json({ images: one, timeoutMs: 100 });
+    expect(automatic.statusCode, automatic.body).toBe(202);
+    expect(automatic.headers['x-async-reason']).toMatch(/estimated cost/);
+    const result = await jobResult(app, automatic);
+    expect(result.json().results[0].score).toBe(sync.results[0].score);
+    // async=false: never a job (answered now, or 504 at the deadline).
+    const now = await json({ images: one, timeoutMs: 100, async: false });
+    expect([200, 504]).toContain(now.statusCode);
+    const gql = await app.inject({
+      method: 'POST',
+      url: '/graphql',
+      payload: {
+        query:
+          'query($images: [String!]!) { detectAdversarial(input: { images: $images, timeoutMs: 100 }) { jobId count } }',
+        variables: { images: one },
+      },
+    });
+    expect(gql.headers['x-async-reason']).toMatch(/estimated cost/);
+    expect(gql.json().data.detectAdversarial.jobId, gql.body).toMatch(/\S+/);
+    await waitForJob(app, `/v1/jobs/${gql.json().data.detectAdversarial.jobId}`);
+    // Beyond JOBS_AUTO_MAX_COST_MS it is refused, as denoise and restore are: ask for a job.
+    const three = pngs.slice(0, 3).map((p) => p.toString('base64'));
+    const refused = await json({ images: three, timeoutMs: 100 });
+    expect(refused.statusCode, refused.body).toBe(413);
+    expect(refused.json().error).toMatchObject({ code: 'TW_PROBLEM_TOO_LARGE', details: { maxMs: 1000 } });
+    const asked = await json({ images: three, timeoutMs: 100, permutations: 30, async: true });
+    expect(asked.statusCode).toBe(202);
+    await waitForJob(app, asked.headers.location as string);
+  });
+
+  it('estimates its cost from images x timesteps, and the permutation test of a batch', () => {
+    const params = detectParams.parse({});
+    expect(estimateDetectMs(params, 1)).toBe(20 * DETECT_MS_PER_IMAGE_STEP);
+    expect(estimateDetectMs(detectParams.parse({ timesteps: 40 }), 1)).toBe(40 * DETECT_MS_PER_IMAGE_STEP);
+    const two = estimateDetectMs(params, 2);
+    const many = estimateDetectMs(detectParams.parse({ permutations: 2000 }), 2);
+    expect(two).toBeGreaterThan(2 * 20 * DETECT_MS_PER_IMAGE_STEP);
+    expect(many - two).toBeCloseTo(1800 * 302 * 302 * DETECT_MS_PER_PERMUTATION_PAIR, 6);
   });
 
   it('refuses a missing image (400), an empty batch (400) and a batch over DETECT_MAX_IMAGES (413)', async () => {

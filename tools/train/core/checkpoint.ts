@@ -134,11 +134,14 @@ type AdamPowers = Partial<Record<(typeof ADAM_POWERS)[number], Variable>>;
 const adamPowers = (optimizer: Optimizer) => optimizer as unknown as AdamPowers;
 
 export async function optimizerArrays(optimizer: Optimizer): Promise<NamedArray[]> {
-  const arrays = (await optimizer.getWeights()).map((w) => ({
+  const weights = await optimizer.getWeights();
+  const arrays = weights.map((w) => ({
     name: `optimizer/${w.name}`,
     shape: w.tensor.shape,
     values: Float32Array.from(w.tensor.dataSync() as Float32Array),
   }));
+  // getWeights makes a new scalar for the iteration count each time; the moments are the optimizer's own.
+  disposeIterations(weights);
   for (const name of ADAM_POWERS) {
     const power = adamPowers(optimizer)[name];
     if (power)
@@ -151,11 +154,22 @@ export async function optimizerArrays(optimizer: Optimizer): Promise<NamedArray[
   return arrays;
 }
 
+/** The iteration count getWeights returns first: a new tensor of each call, not the optimizer's. */
+function disposeIterations(weights: { name: string; tensor: { dispose(): void } }[]): void {
+  for (const w of weights) if (w.name === 'iter') w.tensor.dispose();
+}
+
 export function setModelArrays(tf: Tf, model: LayersModel, arrays: NamedArray[], prefix = 'model/'): void {
   const weights = arrays.filter((a) => a.name.startsWith(prefix));
   if (weights.length !== model.weights.length)
     throw new Error(`checkpoint has ${weights.length} weights, the model ${model.weights.length}`);
-  model.setWeights(weights.map((a) => tf.tensor(a.values, a.shape)));
+  // The variables take the values (assign shares the data): the tensors made to carry them are freed after.
+  const values = weights.map((a) => tf.tensor(a.values, a.shape));
+  try {
+    model.setWeights(values);
+  } finally {
+    tf.dispose(values);
+  }
 }
 
 /**
@@ -177,12 +191,23 @@ export async function restoreOptimizer(
     optimizer.minimize(warmLoss);
   });
   setLearningRate(optimizer, rate);
-  await optimizer.setWeights(
-    saved.map((a) => ({ name: a.name.slice('optimizer/'.length), tensor: tf.tensor(a.values, a.shape) })),
-  );
+  // setWeights makes new moment variables from the values and drops the ones it replaces (the warm-up's, or an
+  // earlier restore's) without freeing them; the tensors that carry the values stay allocated too. Free both.
+  const replaced = await optimizer.getWeights();
+  const values = saved.map((a) => ({
+    name: a.name.slice('optimizer/'.length),
+    tensor: tf.tensor(a.values, a.shape),
+  }));
+  try {
+    await optimizer.setWeights(values);
+  } finally {
+    tf.dispose(values.map((v) => v.tensor));
+  }
+  disposeIterations(replaced);
+  tf.dispose(replaced.filter((w) => w.name !== 'iter').map((w) => w.tensor));
   for (const name of ADAM_POWERS) {
     const power = adamPowers(optimizer)[name];
     const value = arrays.find((a) => a.name === `optimizer-state/${name}`);
-    if (power && value) power.assign(tf.tensor(value.values, value.shape));
+    if (power && value) tf.tidy(() => power.assign(tf.tensor(value.values, value.shape)));
   }
 }
