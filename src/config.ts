@@ -164,7 +164,7 @@ export const configSchema = z.object({
   JOBS_REDIS_MAX_FINISHED: int(1, 10_000_000).default(1000),
   /**
    * Largest estimated cost (ms) of a request that becomes a job automatically because it would not finish within
-   * its deadline (POST /v1/restore); above it the request is refused with 413 (ask for a job with async=true).
+   * its deadline (restore, denoise, detect); above it the request is refused with 413 (ask for a job with async=true).
    */
   JOBS_AUTO_MAX_COST_MS: int(1000, 7 * 24 * 3_600_000).default(600_000),
   /** How long finished jobs (state and result) are kept. */

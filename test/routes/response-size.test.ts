@@ -116,6 +116,8 @@ describe('MAX_RESPONSE_BYTES', () => {
     expect(res.json()).toMatchObject({
       data: null,
       errors: [{ extensions: { code: 'TW_RESPONSE_TOO_LARGE', details: { limit: LIMIT } } }],
+      // The same refusal in our error shape too, as every other /graphql refusal sent outside GraphQL.
+      error: { code: 'TW_RESPONSE_TOO_LARGE' },
     });
   });
 
