@@ -176,6 +176,13 @@ export const configSchema = z.object({
   /** Times a job may be picked up again after its worker died before it is failed. */
   JOBS_MAX_STALLED: int(0, 100).default(2),
   /**
+   * Times a job is run again after a transient failure (TW_GPU_MEMORY_BUSY, TW_GPU_DEVICE_LOST, TW_MODEL_NOT_READY,
+   * TW_QUEUE_FULL: src/jobs/common.ts) before that failure is its answer; 0 fails it at once.
+   */
+  JOBS_TRANSIENT_RETRIES: int(0, 100).default(3),
+  /** First wait before such a retry when the error names none (Retry-After); doubled per attempt, at most 60 s. */
+  JOBS_RETRY_DELAY_MS: int(1, 600_000).default(1000),
+  /**
    * Port of a job worker's (`npm run worker`) own /livez, /readyz and /metrics; 0 turns it off. The API process
    * does not use it (its probes are on PORT).
    */

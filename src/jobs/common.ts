@@ -65,6 +65,39 @@ export function toJobError(err: unknown): JobError {
   };
 }
 
+/**
+ * Failures that say "not now" rather than "not this input": the device memory is taken by other work, the GPU device
+ * was lost (its worker is being replaced), a model is being swapped in, the compute queue is full. A job that meets
+ * one is run again after a delay instead of failing for good; every other failure is the job's answer.
+ */
+export const TRANSIENT_JOB_CODES: ReadonlySet<string> = new Set([
+  'TW_GPU_MEMORY_BUSY',
+  'TW_GPU_DEVICE_LOST',
+  'TW_MODEL_NOT_READY',
+  'TW_QUEUE_FULL',
+]);
+
+/** The longest wait before a transient failure's retry, however many attempts came before. */
+export const MAX_RETRY_DELAY_MS = 60_000;
+
+/**
+ * When a job that failed on its `attempt`-th run (1-based) should run again, in ms, or null when it should fail now:
+ * a transient code (TRANSIENT_JOB_CODES) and fewer than `retries` retries so far. The delay is the error's
+ * Retry-After (else `baseDelayMs`), doubled at each further attempt, at most MAX_RETRY_DELAY_MS.
+ */
+export function transientRetryDelayMs(
+  err: unknown,
+  attempt: number,
+  retries: number,
+  baseDelayMs: number,
+): number | null {
+  if (attempt > retries) return null;
+  const te = toTweedieError(err);
+  if (!TRANSIENT_JOB_CODES.has(te.code)) return null;
+  const base = te.retryAfter !== undefined && te.retryAfter > 0 ? te.retryAfter * 1000 : baseDelayMs;
+  return Math.min(MAX_RETRY_DELAY_MS, base * 2 ** Math.max(0, attempt - 1));
+}
+
 export function queueFull(queueMax: number): TweedieError {
   return fail('QUEUE_FULL', `The job queue is full (${queueMax} waiting); retry later`, { retryAfter: 5 });
 }

@@ -14,7 +14,14 @@ import { EventEmitter } from 'node:events';
 import { runAsJob } from '../compute/pool.js';
 import { ERROR_CATALOGUE, fail } from '../errors.js';
 import { inJobRun, type TraceCarrier } from '../telemetry/tracing.js';
-import { idempotencyConflict, pushIterator, queueFull, submissionFingerprint, toJobError } from './common.js';
+import {
+  idempotencyConflict,
+  pushIterator,
+  queueFull,
+  submissionFingerprint,
+  toJobError,
+  transientRetryDelayMs,
+} from './common.js';
 import { type JobRuntime, jobOperation } from './registry.js';
 import {
   isTerminal,
@@ -36,6 +43,10 @@ export interface MemoryBackendOptions {
   maxFinishedPerKey?: number;
   /** Estimated result bytes of the finished jobs kept per client (oldest forgotten first). */
   maxResultBytesPerKey?: number;
+  /** Runs again after a transient failure (JOBS_TRANSIENT_RETRIES; default 0: none). */
+  transientRetries?: number;
+  /** First wait before such a run when the error names none (JOBS_RETRY_DELAY_MS; default 1000). */
+  retryDelayMs?: number;
   /** For tests: a clock to expire jobs without waiting. */
   now?: () => number;
 }
@@ -62,6 +73,8 @@ interface MemoryJob {
   resultBytes: number;
   /** The submission's trace context: the run is a child span of it. */
   trace?: TraceCarrier;
+  /** Set while the job waits to run again after a transient failure (it is queued but not in `waiting`). */
+  retryTimer?: NodeJS.Timeout;
 }
 
 /** What one client holds: its active jobs, and its finished ones oldest first with their result bytes. */
@@ -76,6 +89,8 @@ export class MemoryJobBackend implements JobBackend {
   private readonly jobs = new Map<string, MemoryJob>();
   private readonly waiting: MemoryJob[] = [];
   private running = 0;
+  /** Jobs waiting out a retry delay (queued, not in `waiting`). */
+  private delayed = 0;
   private readonly idempotency = new Map<string, { fingerprint: string; id: string }>();
   private readonly clients = new Map<string, ClientJobs>();
   private readonly changes = new EventEmitter();
@@ -165,6 +180,7 @@ export class MemoryJobBackend implements JobBackend {
     if (job.state === 'queued') {
       const at = this.waiting.indexOf(job);
       if (at >= 0) this.waiting.splice(at, 1);
+      this.stopRetryTimer(job);
       this.finish(job, 'cancelled', { error: cancelledError() });
     } else if (job.state === 'running') {
       job.cancelRequested = true;
@@ -205,7 +221,11 @@ export class MemoryJobBackend implements JobBackend {
   }
 
   countsNow() {
-    return { queued: this.waiting.length, running: this.running, concurrency: this.opts.concurrency };
+    return {
+      queued: this.waiting.length + this.delayed,
+      running: this.running,
+      concurrency: this.opts.concurrency,
+    };
   }
 
   /**
@@ -218,6 +238,11 @@ export class MemoryJobBackend implements JobBackend {
     clearInterval(this.sweeper);
     const lost: string[] = [];
     for (const job of this.waiting.splice(0)) {
+      lost.push(job.id);
+      this.finish(job, 'cancelled', { error: shutdownError() });
+    }
+    for (const job of this.jobs.values()) {
+      if (!this.stopRetryTimer(job)) continue;
       lost.push(job.id);
       this.finish(job, 'cancelled', { error: shutdownError() });
     }
@@ -320,13 +345,52 @@ export class MemoryJobBackend implements JobBackend {
     } catch (err) {
       if (job.cancelRequested) this.finish(job, 'cancelled', { error: cancelledError() });
       else if (this.closed) this.finish(job, 'failed', { error: shutdownError('while the job was running') });
-      else this.finish(job, 'failed', { error: toJobError(err) });
+      else {
+        const delay = transientRetryDelayMs(
+          err,
+          job.attempts,
+          this.opts.transientRetries ?? 0,
+          this.opts.retryDelayMs ?? 1000,
+        );
+        if (delay === null) this.finish(job, 'failed', { error: toJobError(err) });
+        else this.retryLater(job, err, delay);
+      }
     } finally {
       job.controller = undefined;
-      job.input = undefined; // the input is not needed any more; results may be large enough already
+      // The input is not needed any more once the job has ended; results may be large enough already.
+      if (isTerminal(job.state)) job.input = undefined;
       this.running--;
       this.pump();
     }
+  }
+
+  /** Back to the queue after `delayMs`, at its head (it waited its turn once already); the view says why. */
+  private retryLater(job: MemoryJob, err: unknown, delayMs: number) {
+    const { code } = toJobError(err);
+    job.state = 'queued';
+    job.progress = {
+      fraction: 0,
+      message: `retrying in ${Math.ceil(delayMs / 1000)} s after ${code} (attempt ${job.attempts + 1})`,
+    };
+    this.delayed++;
+    job.retryTimer = setTimeout(() => {
+      job.retryTimer = undefined;
+      this.delayed--;
+      if (job.state !== 'queued' || this.closed) return;
+      this.waiting.unshift(job);
+      this.pump();
+    }, delayMs);
+    job.retryTimer.unref();
+    this.changed(job);
+  }
+
+  /** Clears a pending retry; true when there was one. */
+  private stopRetryTimer(job: MemoryJob): boolean {
+    if (!job.retryTimer) return false;
+    clearTimeout(job.retryTimer);
+    job.retryTimer = undefined;
+    this.delayed--;
+    return true;
   }
 
   private finish(job: MemoryJob, state: JobState, outcome: { result?: unknown; error?: JobError }) {

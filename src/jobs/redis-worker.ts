@@ -6,7 +6,7 @@
  * (at most JOBS_MAX_STALLED times, then it fails with a reason). A clean shutdown (SIGTERM) lets running jobs
  * finish within the grace period and puts back in the queue those that do not.
  */
-import { type Job, UnrecoverableError, WaitingError, Worker } from 'bullmq';
+import { DelayedError, type Job, UnrecoverableError, WaitingError, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { ComputePool } from '../compute/pool.js';
@@ -14,7 +14,7 @@ import { computePoolOptions } from '../compute/pool-options.js';
 import type { Config } from '../config.js';
 import { inJobRun, traceIdOf } from '../telemetry/tracing.js';
 import { joinBlobs, splitBlobs } from './blobs.js';
-import { toJobError } from './common.js';
+import { toJobError, transientRetryDelayMs } from './common.js';
 import { cancelledError } from './memory.js';
 import { encodeJobError, jobKeys, type QueuedJobData, readBlobs, writeBlobs } from './redis.js';
 import { jobOperation, parseJobInput } from './registry.js';
@@ -90,6 +90,19 @@ export async function startJobWorker(
       }
       const cancelled = abort.signal.aborted && (await client.exists(keys.cancelRequested(id)));
       const jobError = cancelled ? cancelledError() : toJobError(err);
+      const attempt = job.attemptsStarted ?? 1;
+      const delay =
+        cancelled || shuttingDown || !token
+          ? null
+          : transientRetryDelayMs(err, attempt, cfg.JOBS_TRANSIENT_RETRIES, cfg.JOBS_RETRY_DELAY_MS);
+      if (delay !== null && token) {
+        // "Not now" (device memory taken, device lost, model being swapped in): run it again later, on any worker.
+        const message = `retrying in ${Math.ceil(delay / 1000)} s after ${jobError.code} (attempt ${attempt + 1})`;
+        await job.updateProgress({ fraction: 0, message }).catch(() => {});
+        await job.moveToDelayed(Date.now() + delay, token);
+        log.warn({ jobId: id, code: jobError.code, delayMs: delay, attempt }, 'job will be retried');
+        throw new DelayedError();
+      }
       log.info({ jobId: id, code: jobError.code }, cancelled ? 'job cancelled' : 'job failed');
       // Our failures are answers (bad input, deadline, solver error): retrying would give the same one.
       throw new UnrecoverableError(encodeJobError(jobError));

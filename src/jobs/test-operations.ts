@@ -3,6 +3,7 @@
  * so tests can drive cancellation, progress, worker death and binary results through the real job path.
  */
 import { z } from 'zod';
+import { fail } from '../errors.js';
 import { registerJobOperation } from './registry.js';
 
 export const testBusyJob = registerJobOperation({
@@ -27,4 +28,27 @@ export const testBytesJob = registerJobOperation({
   inputSchema: z.object({ bytes: z.instanceof(Uint8Array), label: z.string() }),
   run: async (_rt, input) => ({ label: input.label, reversed: Buffer.from(input.bytes).reverse() }),
   resultToResponse: (result, reply) => reply.type('application/octet-stream').send(result.reversed),
+});
+
+/** Calls of test.flaky so far, per key, in this process. */
+const flakyCalls = new Map<string, number>();
+
+/**
+ * Fails with `code` on its first `failures` runs (counted per `key` in this process), then answers how many runs it
+ * took: drives the retry of transient failures (and the absence of one for other failures) on both backends.
+ */
+export const testFlakyJob = registerJobOperation({
+  name: 'test.flaky',
+  testOnly: true,
+  inputSchema: z.object({
+    key: z.string().min(1).max(64),
+    failures: z.number().int().min(0).max(100),
+    code: z.enum(['GPU_MEMORY_BUSY', 'GPU_DEVICE_LOST', 'MODEL_NOT_READY', 'VALIDATION']),
+  }),
+  run: async (_rt, input) => {
+    const calls = (flakyCalls.get(input.key) ?? 0) + 1;
+    flakyCalls.set(input.key, calls);
+    if (calls <= input.failures) throw fail(input.code, `test.flaky: failure ${calls} of ${input.failures}`);
+    return { calls, pid: process.pid };
+  },
 });

@@ -343,4 +343,98 @@ describe('memory backend, unit', () => {
     expect(fresh.view.id).not.toBe(first.view.id);
     await backend.close();
   });
+
+  describe('transient failures', () => {
+    const make = (retryDelayMs = 5) =>
+      new MemoryJobBackend(runtime, {
+        queueMax: 4,
+        concurrency: 1,
+        ttlMs: 60_000,
+        timeoutMs: 5_000,
+        transientRetries: 2,
+        retryDelayMs,
+      });
+    const settled = async (backend: MemoryJobBackend, id: string) => {
+      await waitFor(
+        async () => ['succeeded', 'failed'].includes((await backend.get(id))?.state ?? ''),
+        5_000,
+        5,
+      );
+      return backend.result(id);
+    };
+
+    it('runs a job again after TW_GPU_MEMORY_BUSY or TW_GPU_DEVICE_LOST, up to JOBS_TRANSIENT_RETRIES times', async () => {
+      const backend = make();
+      const busy = await backend.submit('test.flaky', {
+        key: 'mem-busy',
+        failures: 2,
+        code: 'GPU_MEMORY_BUSY',
+      });
+      const done = await settled(backend, busy.view.id);
+      expect(done?.view).toMatchObject({ state: 'succeeded', attempts: 3 });
+      expect(done?.result).toMatchObject({ calls: 3 });
+      const lost = await backend.submit('test.flaky', {
+        key: 'mem-lost',
+        failures: 3,
+        code: 'GPU_DEVICE_LOST',
+      });
+      const given = await settled(backend, lost.view.id);
+      expect(given?.view).toMatchObject({
+        state: 'failed',
+        attempts: 3,
+        error: { code: 'TW_GPU_DEVICE_LOST' },
+      });
+      await backend.close();
+    });
+
+    it('does not run a job again after any other failure', async () => {
+      const backend = make();
+      const { view } = await backend.submit('test.flaky', {
+        key: 'mem-bad',
+        failures: 1,
+        code: 'VALIDATION',
+      });
+      const done = await settled(backend, view.id);
+      expect(done?.view).toMatchObject({ state: 'failed', attempts: 1, error: { code: 'TW_VALIDATION' } });
+      await backend.close();
+    });
+
+    it('shows a job waiting to be retried as queued, and cancels it there', async () => {
+      const backend = make(60_000);
+      const { view } = await backend.submit('test.flaky', {
+        key: 'mem-wait',
+        failures: 1,
+        code: 'MODEL_NOT_READY',
+      });
+      await waitFor(
+        async () => (await backend.get(view.id))?.progress.message.startsWith('retrying') ?? false,
+        5_000,
+        5,
+      );
+      expect(await backend.get(view.id)).toMatchObject({ state: 'queued', attempts: 1 });
+      expect(backend.countsNow().queued).toBe(1);
+      expect(await backend.cancel(view.id)).toMatchObject({ state: 'cancelled' });
+      expect(backend.countsNow().queued).toBe(0);
+      expect((await backend.close()).lost).toEqual([]);
+    });
+
+    it('counts a job waiting to be retried as lost when the backend closes', async () => {
+      const backend = make(60_000);
+      const { view } = await backend.submit('test.flaky', {
+        key: 'mem-close',
+        failures: 1,
+        code: 'GPU_MEMORY_BUSY',
+      });
+      await waitFor(
+        async () => (await backend.get(view.id))?.progress.message.startsWith('retrying') ?? false,
+        5_000,
+        5,
+      );
+      expect((await backend.close()).lost).toEqual([view.id]);
+      expect(await backend.get(view.id)).toMatchObject({
+        state: 'cancelled',
+        error: { code: 'TW_SHUTTING_DOWN' },
+      });
+    });
+  });
 });

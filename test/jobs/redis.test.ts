@@ -53,6 +53,7 @@ describe.skipIf(!hasRedis)('jobs, redis backend (BullMQ) with worker processes',
         SHUTDOWN_GRACE_MS: '1000',
         WORKER_DRAIN_MS: '1000',
         WORKER_HEALTH_PORT: '0',
+        JOBS_RETRY_DELAY_MS: '50',
         MODELS_REQUIRED: 'none',
       },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -149,6 +150,22 @@ describe.skipIf(!hasRedis)('jobs, redis backend (BullMQ) with worker processes',
     // It ran in the worker process, not in the API.
     expect(out.pid).toBe(workers[0].child.pid);
     expect(out.pid).not.toBe(process.pid);
+  });
+
+  it('runs a job again after a transient failure (TW_GPU_DEVICE_LOST), and fails others at once', async () => {
+    // One worker at this point, so the operation's per-process count of calls is the job's.
+    const flaky = await submit('test.flaky', {
+      key: `lost-${queueName}`,
+      failures: 2,
+      code: 'GPU_DEVICE_LOST',
+    });
+    const done = await waitForState(flaky.id, ['succeeded', 'failed'], 20_000);
+    expect(done, JSON.stringify(done)).toMatchObject({ state: 'succeeded', attempts: 3 });
+    const out = (await app.inject({ method: 'GET', url: `/v1/jobs/${flaky.id}/result` })).json();
+    expect(out.calls).toBe(3);
+    const bad = await submit('test.flaky', { key: `bad-${queueName}`, failures: 1, code: 'VALIDATION' });
+    const failed = await waitForState(bad.id, ['succeeded', 'failed'], 20_000);
+    expect(failed).toMatchObject({ state: 'failed', attempts: 1, error: { code: 'TW_VALIDATION' } });
   });
 
   it('cancels queued and running jobs, and honours Idempotency-Key and the queue bound', async () => {

@@ -36,6 +36,8 @@ export default fp(
           maxActivePerKey: cfg.JOBS_MAX_PER_KEY,
           maxFinishedPerKey: cfg.JOBS_MAX_FINISHED_PER_KEY,
           maxResultBytesPerKey: cfg.JOBS_MAX_RESULT_BYTES_PER_KEY,
+          transientRetries: cfg.JOBS_TRANSIENT_RETRIES,
+          retryDelayMs: cfg.JOBS_RETRY_DELAY_MS,
         },
       );
     }
