@@ -27,14 +27,24 @@ async function main() {
   const log = pino({ level: cfg.LOG_LEVEL, base: { pid: process.pid, role: 'worker' } });
   await initTracing({ serviceName: 'tweedie-worker' });
   let health: WorkerHealth | undefined;
+  // Called before the worker waits on Redis: the probes answer while it connects (readiness says why not yet).
   const handle = await startJobWorker(cfg, log, (h) => {
-    if (cfg.WORKER_HEALTH_PORT > 0) health = new WorkerHealth(cfg, h, log);
+    if (cfg.WORKER_HEALTH_PORT <= 0) return;
+    const probes = new WorkerHealth(cfg, h, log);
+    health = probes;
+    probes.listen(cfg.WORKER_HEALTH_PORT).then(
+      (port) => {
+        log.info({ port }, 'worker health listening (/livez, /readyz, /metrics)');
+        void probes.start();
+      },
+      (err) => {
+        process.stderr.write(
+          `tweedie-worker: health port: ${err instanceof Error ? err.message : String(err)}\n`,
+        );
+        process.exit(1);
+      },
+    );
   });
-  if (health) {
-    const port = await health.listen(cfg.WORKER_HEALTH_PORT);
-    log.info({ port }, 'worker health listening (/livez, /readyz, /metrics)');
-    void health.start();
-  }
 
   let stopping = false;
   const stop = async (signal: string) => {

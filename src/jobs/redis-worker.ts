@@ -123,6 +123,11 @@ export async function startJobWorker(
       log.warn({ jobId: job.id, reason: err.message }, 'job failed');
   });
 
+  // The probes come up before anything waits on Redis: a worker whose Redis is down (or not up yet) is alive and
+  // says "not ready: Redis is not connected", rather than answering no probe and being restarted for nothing.
+  const redisReady = () => client.status === 'ready';
+  beforeRun?.({ worker, pool, redisReady });
+
   // Cancellation of running jobs: the API publishes the id; whichever worker holds it aborts it.
   const subscriber = client.duplicate();
   subscriber.on('error', (err) => log.error({ err }, 'redis subscriber error'));
@@ -131,8 +136,6 @@ export async function startJobWorker(
     if (worker.cancelJob(id, 'cancelled by client')) log.info({ jobId: id }, 'cancelling running job');
   });
 
-  const redisReady = () => client.status === 'ready';
-  beforeRun?.({ worker, pool, redisReady });
   await worker.waitUntilReady();
   void worker.run();
   log.info(

@@ -91,7 +91,11 @@ export async function startServer(env: Record<string, string>): Promise<Child & 
 }
 
 /** A jobs worker process (src/worker.ts) on the redis backend; resolves once it takes jobs. */
-export async function startJobWorker(env: Record<string, string>): Promise<Child> {
+export async function startJobWorker(
+  env: Record<string, string>,
+  /** The log line to wait for: by default the worker has connected to Redis and takes jobs. */
+  until = 'job worker ready',
+): Promise<Child> {
   const c = track(
     spawn(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src/worker.ts')], {
       cwd: repoRoot,
@@ -109,6 +113,6 @@ export async function startJobWorker(env: Record<string, string>): Promise<Child
       stdio: ['ignore', 'pipe', 'pipe'],
     }),
   );
-  await waitFor(() => c.output().includes('job worker ready'), 60_000, 100);
+  await waitFor(() => c.output().includes(until), 60_000, 100);
   return c;
 }

@@ -178,3 +178,38 @@ describe.skipIf(!hasRedisServer)('worker process: probes, metrics and drain (rea
     expect(await state(id)).toBe('succeeded');
   }, 30_000);
 });
+
+describe.skipIf(!hasRedisServer)('worker process whose Redis is not up yet', () => {
+  let redis: Child | undefined;
+  let worker: Child | undefined;
+  let dir: string;
+
+  afterAll(async () => {
+    worker?.child.kill('SIGKILL');
+    redis?.child.kill('SIGKILL');
+    await redis?.exited;
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('answers /livez at once and /readyz 503 "Redis is not connected", then ready once Redis is up', async () => {
+    const redisPort = await freePort();
+    const healthPort = await freePort();
+    const base = `http://127.0.0.1:${healthPort}`;
+    worker = await startJobWorker(
+      {
+        REDIS_URL: `redis://127.0.0.1:${redisPort}`,
+        JOBS_QUEUE_NAME: `worker-no-redis-${process.pid}`,
+        WORKER_HEALTH_PORT: String(healthPort),
+      },
+      'worker health listening',
+    );
+    expect((await fetch(`${base}/livez`)).status).toBe(200);
+    const notReady = await fetch(`${base}/readyz`);
+    expect(notReady.status).toBe(503);
+    expect(await notReady.text()).toContain('Redis is not connected');
+    dir = mkdtempSync(path.join(os.tmpdir(), 'tweedie-redis-'));
+    redis = await startRedis(redisPort, dir);
+    await waitFor(async () => (await fetch(`${base}/readyz`)).status === 200, 30_000, 100);
+    await waitFor(() => worker!.output().includes('job worker ready'), 10_000, 50);
+  }, 90_000);
+});
