@@ -239,9 +239,13 @@ function consistentCount(tiles: Tile[], level: number, factor: number): number {
  * high (sd 2.4-4.7 % at k 25-400 over 20 seeds); to the fixed point it reads 0-1 % high, sd 1.2-1.9 %.
  */
 function noiseConsistentLevel(tiles: Tile[], statistic: (ratios: Float64Array) => number): number {
-  let level = statistic(ratiosOf(tiles, Math.min(tiles.length, MIN_TILES)));
+  let count = Math.min(tiles.length, MIN_TILES);
+  let level = statistic(ratiosOf(tiles, count));
   for (let round = 0; round < NOISE_CONSISTENT_ROUNDS && Number.isFinite(level); round++) {
-    level = statistic(ratiosOf(tiles, consistentCount(tiles, level, NOISE_CONSISTENT_TEXTURE)));
+    const next = consistentCount(tiles, level, NOISE_CONSISTENT_TEXTURE);
+    if (next === count) break; // the same tiles: the level is at its fixed point
+    count = next;
+    level = statistic(ratiosOf(tiles, count));
   }
   return level;
 }
