@@ -35,7 +35,8 @@ const lines = [
   `Run ${new Date().toISOString()}; ${entry.name}@${entry.version} on ${tf.getBackend()}; ${split} split ` +
     `(${images.map((i) => i.name).join(', ')}), 256x256 grey crops, y = x * Gamma(k, 1/k) seeded per image ` +
     '(bench/denoise/heldout.ts), clipped and rounded to 8 bits. k estimated by the default estimator ' +
-    '(src/denoise/estimate.ts: noise-consistent weak-texture tiles); PSNR of the output clipped to [0,1].',
+    '(src/denoise/estimate.ts: noise-consistent weak-texture tiles to their fixed point, texture seen one Haar ' +
+    'level up taken out); PSNR of the output clipped to [0,1].',
   '',
   '| k | image | k estimated | PSNR noisy (dB) | k given (dB) | k estimated (dB) |',
   '|---:|---|---:|---:|---:|---:|',

@@ -108,8 +108,8 @@ export function eightBitClipped(y: Float32Array): Float32Array {
   return Float32Array.from(y, (v) => Math.round(Math.min(1, Math.max(0, v)) * 255) / 255);
 }
 
-/** The seeded, 8-bit clipped noisy version of a held-out image. */
-export function heldoutNoisy(image: CleanImage, family: NoiseFamily, level: number): Float32Array {
-  const rng = new Rng(heldoutNoiseSeed(image.name, family, level));
+/** The seeded, 8-bit clipped noisy version of a held-out image (`draw` > 0: another draw of the noise). */
+export function heldoutNoisy(image: CleanImage, family: NoiseFamily, level: number, draw = 0): Float32Array {
+  const rng = new Rng(heldoutNoiseSeed(image.name, family, level) + draw);
   return eightBitClipped(addNoise(family, Float32Array.from(image.x), level, rng));
 }

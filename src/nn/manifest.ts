@@ -104,6 +104,14 @@ export const modelManifestSchema = z
       .refine(([lo, hi]) => lo < hi, 'valueRange must be [lo, hi] with lo < hi'),
     channels: z.number().int().positive(),
     noiseFamily: z.string().min(1).optional(),
+    /**
+     * Noise models: the noise levels the network was trained on, [lo, hi] in library units (Gaussian sigma on [0,1],
+     * Poisson zeta, Gamma k). The service still runs a level outside it, and says so in the answer's warnings.
+     */
+    levelRange: z
+      .tuple([finite, finite])
+      .refine(([lo, hi]) => lo < hi, 'levelRange must be [lo, hi] with lo < hi')
+      .optional(),
     /** A short text, or a structured description of the network (kind, widths, ...). */
     architecture: z.union([z.string().min(1), z.record(z.string(), z.unknown())]),
     parameters: z.number().int().nonnegative(),

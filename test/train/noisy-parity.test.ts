@@ -20,7 +20,8 @@ describe('noisy-only Noise2Score: PyTorch against tf.js', () => {
     // relative variance below 0 once 8-bit rounding is subtracted, no noise: the high end), a half-saturated one
     // (tiles skipped), one with
     // a black 2x2 block in every tile (all used then, rather than none: NaN, the low end) besides a noisy scene, and a
-    // larger textured image where Gamma's noise-consistent rule moves k away from the fixed fraction's reading.
+    // larger textured image where Gamma's noise-consistent rule moves k away from the fixed fraction's reading, and
+    // the texture correction moves it again.
     expect(fixture.families.gaussian.cropLevels[1]).toBeCloseTo(3.5 / 255, 6);
     expect(fixture.families.gamma.cropLevels[1]).toBe(FAMILY_TRAINING.gamma.levelRange[1]);
     const { gaussian, gamma, poisson } = fixture.families;
@@ -29,6 +30,7 @@ describe('noisy-only Noise2Score: PyTorch against tf.js', () => {
     expect(poisson.imageZetas?.[3]).toBeGreaterThan(FAMILY_TRAINING.poisson.levelRange[0]);
     const { level, fixedFractionLevel = Number.NaN } = gamma.wide;
     expect(Math.abs(level / fixedFractionLevel - 1)).toBeGreaterThan(0.01);
+    expect(Math.abs(level / (gamma.wide.uncorrectedLevel ?? Number.NaN) - 1)).toBeGreaterThan(0.005);
     const parity = await noisyParity(tf, fixture);
     for (const [family, p] of Object.entries(parity)) {
       expect(p.level, `${family} levels`).toBeLessThan(1e-6);

@@ -409,6 +409,7 @@ export async function exportModel(
     valueRange: [0, 1],
     channels: 1,
     noiseFamily: options.noise,
+    levelRange: family.levelRange,
     architecture: {
       ...architecture,
       multiple: networkMultiple(architecture),

@@ -85,6 +85,8 @@ export interface DenoiseResult {
   ensemble?: number;
   /** `output=json`: the answer is the JSON. Absent in results stored before: image. */
   output?: 'image' | 'json';
+  /** What the caller should know about this answer (a level outside the model's training range). */
+  warnings?: string[];
   /** The JSON answer's fields other than the image (kept as bytes). */
   json?: Omit<DenoiseJson, 'image'>;
 }
@@ -158,6 +160,16 @@ export async function denoisePipeline(
       model: `${result.model.name}@${result.model.version}`,
       ...(result.method === 'mid' ? { masks: result.masks } : { ensemble: params.ensemble }),
       output: params.output,
+      warnings:
+        result.method === 'mid'
+          ? []
+          : levelRangeWarnings(
+              params.noise,
+              result.level,
+              result.levelEstimated,
+              result.model,
+              result.trainedLevelRange,
+            ),
     };
     const timings = imagePipelineTimings(t0, tScreen, tCompute, result.timings, 'network');
     const { image: _image, ...json } = denoiseJson(out, params.method, timings);
@@ -165,6 +177,29 @@ export async function denoisePipeline(
   } finally {
     release();
   }
+}
+
+/**
+ * A warning when the level used (given or estimated) lies outside the levels the model was trained on (its
+ * manifest's levelRange): the service still denoises with it, as Tweedie's formula takes any level, but the score
+ * network was not fitted there, so the output may be under- or over-smoothed (bench/RESULTS.md, `gamma-blind`: the
+ * Gamma model trained on k 50-150 still gains 5.9 dB at k 25 and 3.7 dB at k 400). None when the manifest has no
+ * range.
+ */
+export function levelRangeWarnings(
+  noise: DenoiseParams['noise'],
+  level: number,
+  estimated: boolean,
+  model: { name: string; version: string },
+  range: [number, number] | undefined,
+): string[] {
+  if (!range || (level >= range[0] && level <= range[1])) return [];
+  const show = (v: number) => String(+userLevel(noise, v).toPrecision(4));
+  return [
+    `noise level ${show(level)} (${estimated ? 'estimated' : 'given'}) is outside the levels ` +
+      `${model.name}@${model.version} was trained on (${show(range[0])} to ${show(range[1])}): the image was ` +
+      'denoised with it, but the output may be under- or over-smoothed',
+  ];
 }
 
 export function denoiseJson(o: DenoiseResult, method: string, timings: Record<string, number>) {
@@ -181,6 +216,7 @@ export function denoiseJson(o: DenoiseResult, method: string, timings: Record<st
     model: o.model,
     ...(o.masks !== undefined && { masks: o.masks }),
     ...(o.ensemble !== undefined && { ensemble: o.ensemble }),
+    warnings: o.warnings ?? [],
     timings,
   };
 }
@@ -235,6 +271,7 @@ export const denoise = defineOperation<DenoiseInput, DenoiseResult>({
     reply.header('x-model', result.model);
     if (result.masks !== undefined) reply.header('x-masks', String(result.masks));
     if (result.ensemble !== undefined) reply.header('x-ensemble', String(result.ensemble));
+    if (result.warnings?.length) reply.header('x-warning', result.warnings.join('; '));
     const total = result.json?.timings.totalMs;
     if (total !== undefined) reply.header('x-timing-total-ms', total.toFixed(1));
     if (result.output === 'json' && result.json) return reply.send(answerJson(result));
@@ -253,7 +290,9 @@ export const denoise = defineOperation<DenoiseInput, DenoiseResult>({
           "masks are averaged (default: the model's measured default, header x-masks), `seed` fixes them; " +
           '`ensemble` (1, 2, 4, 8) averages the Noise2Score score over that many flips of the image (header ' +
           'x-ensemble): better, at that many times the network time (bench/RESULTS.md); ' +
-          '`noise`/`level` do not apply to MID, which answers no x-noise-level (level null in JSON). Grey images are ' +
+          '`noise`/`level` do not apply to MID, which answers no x-noise-level (level null in JSON). A level (given or ' +
+          "estimated) outside the levels the model was trained on (its manifest's levelRange) is still used, and the " +
+          'answer says so in header x-warning (JSON: `warnings`). Grey images are ' +
           'replicated to RGB and the output is the mean of the three output channels; an alpha channel is dropped ' +
           '(the answer is opaque). A request whose estimated cost exceeds its deadline (timeoutMs or the default) ' +
           'becomes a job (202, header x-async-reason), up to JOBS_AUTO_MAX_COST_MS (413 above it).',

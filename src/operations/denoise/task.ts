@@ -60,6 +60,8 @@ export async function noise2score(input: DenoiseTaskInput, ctx: HandlerContext) 
   return {
     ...(await output(result, input.encode, decodeMs)),
     model: { name: loaded.name, version: loaded.version },
+    // The levels the network was trained on (manifest), for the answer's warnings; absent when not recorded.
+    ...(loaded.manifest.levelRange && { trainedLevelRange: loaded.manifest.levelRange }),
   };
 }
 

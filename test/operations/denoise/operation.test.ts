@@ -11,7 +11,7 @@ import { buildScoreNetwork } from '../../../src/denoise/network.js';
 import { buildMidNetwork } from '../../../src/mid/network.js';
 import { initTfjs } from '../../../src/nn/backend.js';
 import { fileSystemIO } from '../../../src/nn/fs-io.js';
-import { estimateDenoiseMs } from '../../../src/operations/denoise/operation.js';
+import { estimateDenoiseMs, levelRangeWarnings } from '../../../src/operations/denoise/operation.js';
 import { denoiseParams } from '../../../src/operations/denoise/schema.js';
 import { jobResult, makeApp, tinyModelsDir, waitForJob } from '../../helpers.js';
 
@@ -203,5 +203,21 @@ describe('the denoise operation', () => {
     expect(midWrong.json().error.details).toMatchObject({ task: 'denoise-score', expected: ['denoise'] });
     // The job API takes the image as bytes from the operation routes only: a base64 string is refused (400).
     expect(viaJobs.statusCode).toBe(400);
+  });
+});
+
+describe('levelRangeWarnings', () => {
+  const model = { name: 'noise2score-gaussian', version: 'v7' };
+  it('says, in the units users give (Gaussian sigma on 0-255), when the level is outside the training range', () => {
+    const range: [number, number] = [3.5 / 255, 55 / 255];
+    expect(levelRangeWarnings('gaussian', 25 / 255, true, model, range)).toEqual([]);
+    const [warning] = levelRangeWarnings('gaussian', 70 / 255, true, model, range);
+    expect(warning).toMatch(
+      /^noise level 70 \(estimated\) is outside .*noise2score-gaussian@v7.*\(3\.5 to 55\)/,
+    );
+    expect(levelRangeWarnings('gaussian', 2 / 255, false, model, range)[0]).toMatch(
+      /noise level 2 \(given\)/,
+    );
+    expect(levelRangeWarnings('gaussian', 70 / 255, true, model, undefined)).toEqual([]);
   });
 });

@@ -46,7 +46,7 @@ async function makeRepo(): Promise<string> {
   const manifest = JSON.parse(readFileSync(path.join(gamma, 'manifest.json'), 'utf8'));
   writeFileSync(
     path.join(gamma, 'manifest.json'),
-    JSON.stringify({ ...manifest, name: 'noise2score-gamma', noiseFamily: 'gamma' }),
+    JSON.stringify({ ...manifest, name: 'noise2score-gamma', noiseFamily: 'gamma', levelRange: [50, 150] }),
   );
   model.dispose();
   return dir;
@@ -75,6 +75,30 @@ describe('POST /v1/denoise', () => {
   /** POST the test PNG as a raw body. */
   const postPng = (url: string) =>
     app.inject({ method: 'POST', url, headers: { 'content-type': 'image/png' }, payload: png });
+
+  it("warns when the level is outside the model's training range (manifest levelRange), and still denoises", async () => {
+    const post = (query: string) =>
+      app.inject({
+        method: 'POST',
+        url: `/v1/denoise?noise=gamma&${query}`,
+        headers: { 'content-type': 'image/png' },
+        payload: png,
+      });
+    const outside = await post('level=400&output=json');
+    expect(outside.statusCode, outside.body).toBe(200);
+    expect(outside.json().warnings).toHaveLength(1);
+    expect(outside.json().warnings[0]).toMatch(/noise level 400 \(given\) is outside .*\(50 to 150\)/);
+    expect(outside.headers['x-warning']).toBe(outside.json().warnings[0]);
+    const image = await post('level=25');
+    expect(image.statusCode).toBe(200);
+    expect(image.headers['x-warning']).toMatch(/noise level 25 \(given\)/);
+    const inside = await post('level=100&output=json');
+    expect(inside.json().warnings).toEqual([]);
+    expect(inside.headers['x-warning']).toBeUndefined();
+    // No range in the manifest (the Gaussian model here): no warning, whatever the level.
+    const gaussian = await postPng('/v1/denoise?noise=gaussian&level=90&output=json');
+    expect(gaussian.json().warnings).toEqual([]);
+  });
 
   it('answers 422 when level=auto has nothing to read the level from (an all-black image, Gamma noise)', async () => {
     const black = await sharp(Buffer.alloc(32 * 32), { raw: { width: 32, height: 32, channels: 1 } })

@@ -399,7 +399,9 @@ MIN_BLOCK_MEAN = 0.02
 WEAK_TEXTURE_KEEP = {'gaussian': 0.3, 'poisson': 0.1, 'gamma': 0.1}
 GAMMA_SHAPE_NOISE_FREE = 1e6  # estimate.ts: the k of an image with no noise left to see
 NOISE_CONSISTENT_TEXTURE = 1.0
-NOISE_CONSISTENT_ROUNDS = 3
+NOISE_CONSISTENT_ROUNDS = 10
+TEXTURE_CORRECTION_BAND = 4.0
+MAX_TEXTURE_SLOPE = 0.5
 
 
 def _eight_bit(y):
@@ -466,22 +468,83 @@ def weak_texture_ratios(y, family):
     return ratios, _kept_blocks(valid, usable, rank, _kept_count(usable, WEAK_TEXTURE_KEEP[family]))
 
 
-def _noise_consistent_level(ratios, valid, texture, usable, rank, keep, statistic):
-    """noiseConsistentLevel(): start from the statistic of the fixed fraction `keep` of tiles; then keep every tile
-    whose texture is at most NOISE_CONSISTENT_TEXTURE times the level (at least MIN_TILES), and re-estimate while the
-    level falls (at most NOISE_CONSISTENT_ROUNDS rounds; a crop stops at its first round that does not lower it)."""
-    level = statistic(ratios, _kept_blocks(valid, usable, rank, _kept_count(usable, keep)))
-    active = torch.isfinite(level)
+def _consistent_count(texture, usable, level, factor):
+    """consistentCount(): how many usable tiles have a texture of at most `factor` times each crop's `level` [n] (at
+    least MIN_TILES, at most all): the TypeScript's while loop over the tiles sorted by texture."""
     tiles_ok = usable.sum(1).double()
+    count = (usable & (texture <= factor * level[:, None])).sum(1).double()
+    return torch.minimum(tiles_ok, count.clamp(min=MIN_TILES))
+
+
+def _noise_consistent_level(ratios, valid, texture, usable, rank, statistic):
+    """noiseConsistentLevel(): start from the statistic of the MIN_TILES least textured tiles; then keep every tile
+    whose texture is at most NOISE_CONSISTENT_TEXTURE times the level (at least MIN_TILES) and re-estimate, for
+    NOISE_CONSISTENT_ROUNDS rounds (to the fixed point; a crop whose level is not finite stops)."""
+    tiles_ok = usable.sum(1).double()
+    level = statistic(ratios, _kept_blocks(valid, usable, rank, tiles_ok.clamp(max=MIN_TILES)))
+    active = torch.isfinite(level)
     for _ in range(NOISE_CONSISTENT_ROUNDS):
-        # Tiles sorted by texture: the first `count` are those at most the threshold (the TypeScript's while loop).
-        count = (usable & (texture <= NOISE_CONSISTENT_TEXTURE * level[:, None])).sum(1).double()
-        count = torch.minimum(tiles_ok, count.clamp(min=MIN_TILES))
+        count = _consistent_count(texture, usable, level, NOISE_CONSISTENT_TEXTURE)
         nxt = statistic(ratios, _kept_blocks(valid, usable, rank, count))
-        active = active & (nxt < level)
         level = torch.where(active, nxt, level)
         active = active & torch.isfinite(level)
     return level
+
+
+def coarse_details(y, family, rounding):
+    """coarseDetail() of each 8x8 tile [n, T]: the mean of the next Haar level's squared details (h, v and d of the
+    four 2x2s of the tile's 4x4 block means) over scale(M) of their coarse block, rounding / 4 subtracted from each;
+    NaN where no coarse block has a positive scale. y: [n, h, w] float64, h, w % 8 == 0; rounding [n]."""
+    n, h, w = y.shape
+    m = (y[:, 0::2, 0::2] + y[:, 0::2, 1::2] + y[:, 1::2, 0::2] + y[:, 1::2, 1::2]) / 4
+    m = m.reshape(n, h // 8, 4, w // 8, 4).permute(0, 1, 3, 2, 4).reshape(n, (h // 8) * (w // 8), 4, 4)
+    a, b, c, e = m[..., 0::2, 0::2], m[..., 0::2, 1::2], m[..., 1::2, 0::2], m[..., 1::2, 1::2]
+    mean = (a + b + c + e) / 4
+    if family == 'gaussian':
+        scale = torch.ones_like(mean)
+    elif family == 'poisson':
+        scale = torch.where(mean > MIN_BLOCK_MEAN, mean, torch.zeros_like(mean))
+    else:
+        scale = torch.where(mean > MIN_BLOCK_MEAN, mean * mean, torch.zeros_like(mean))
+    ok = scale > 0
+    hh, vv, dd = (a + b - c - e) / 2, (a - b + c - e) / 2, (a - b - c + e) / 2
+    safe = torch.where(ok, scale, torch.ones_like(scale))
+    energy = (hh * hh + vv * vv + dd * dd - 3 * rounding[:, None, None, None] / 4) / safe
+    total = torch.where(ok, energy, torch.zeros_like(energy)).sum((2, 3))
+    count = 3 * ok.sum((2, 3))
+    return torch.where(count > 0, total / count.clamp(min=1), torch.full_like(total, math.nan))
+
+
+def _texture_corrected_level(ratios, valid, texture, usable, rank, coarse, level):
+    """textureCorrectedLevel(): over the tiles with a coarse detail among the first consistentCount(level, band)
+    ones, the least squares slope b of the tiles' mean d ratio on their coarse detail (clamped to [0,
+    MAX_TEXTURE_SLOPE]); over those among the first consistentCount(level, NOISE_CONSISTENT_TEXTURE),
+    level = (mean D - b mean C) / (1 - b / 4). A
+    crop keeps `level` where it is not positive, where the fit has fewer than 2 tiles or no kept one, or where the
+    corrected level is not positive."""
+    n, tiles = texture.shape
+    blocks = valid.reshape(n, tiles, 16)
+    per_block = ratios.reshape(n, tiles, 16)
+    d_tile = torch.where(blocks, per_block, torch.zeros_like(per_block)).sum(2) / blocks.sum(2).clamp(min=1)
+    has = usable & ~torch.isnan(coarse)
+    c_tile = torch.where(has, coarse, torch.zeros_like(coarse))
+
+    def chosen(factor):
+        return has & (rank < _consistent_count(texture, usable, level, factor)[:, None])
+
+    def mean_over(mask, values):
+        return torch.where(mask, values, torch.zeros_like(values)).sum(1) / mask.sum(1).clamp(min=1)
+
+    band, kept = chosen(TEXTURE_CORRECTION_BAND), chosen(NOISE_CONSISTENT_TEXTURE)
+    dc = c_tile - mean_over(band, c_tile)[:, None]
+    dd = d_tile - mean_over(band, d_tile)[:, None]
+    cov = torch.where(band, dc * dd, torch.zeros_like(dc)).sum(1)
+    var_c = torch.where(band, dc * dc, torch.zeros_like(dc)).sum(1)
+    fitted = cov / torch.where(var_c > 0, var_c, torch.ones_like(var_c))
+    slope = torch.where(var_c > 0, fitted.clamp(0, MAX_TEXTURE_SLOPE), torch.zeros_like(var_c))
+    corrected = (mean_over(kept, d_tile) - slope * mean_over(kept, c_tile)) / (1 - slope / 4)
+    ok = (level > 0) & (band.sum(1) >= 2) & (kept.sum(1) > 0) & (corrected > 0)
+    return torch.where(ok, corrected, level)
 
 
 def _sorted_kept(values, mask):
@@ -521,12 +584,13 @@ def _median(values, mask):
 def estimate_levels(family, y):
     """estimateGaussianSigma / estimatePoissonZeta / estimateGammaShape of src/denoise/estimate.ts on each crop of y
     [n, h, w] (h, w multiples of 8), in float64. Gamma: 1 / the relative variance of the noise-consistent tiles, with
-    8-bit rounding's variance subtracted (on 8-bit crops)."""
+    8-bit rounding's variance subtracted (on 8-bit crops) and the texture the next Haar level sees taken out."""
     y = y.double()
     if family == 'gamma':
         rounding = _eight_bit(y).double() / (12 * 255 * 255)  # roundingVariance(): (1/255)^2 / 12, or 0
         tiles = texture_tiles(y, family, rounding)
-        variance = _noise_consistent_level(*tiles, WEAK_TEXTURE_KEEP[family], _trimmed_chi2_mean)
+        level = _noise_consistent_level(*tiles, _trimmed_chi2_mean)
+        variance = _texture_corrected_level(*tiles, coarse_details(y, family, rounding), level)
         # GAMMA_SHAPE_NOISE_FREE: no noise left once the rounding is subtracted (NaN stays NaN).
         return torch.where(variance > 1 / GAMMA_SHAPE_NOISE_FREE, 1 / variance,
                            torch.where(torch.isnan(variance), variance, torch.full_like(variance, GAMMA_SHAPE_NOISE_FREE)))

@@ -6,8 +6,9 @@ block in every 8x8 tile), the levels that noise2score.py estimates (per 48x48 cr
 image: Poisson zeta), and one AR-DAE batch built from 32x32 crops with a given perturbation u, with its loss under a
 tiny score network whose weights are in the file. Besides, a larger image textured everywhere (WIDE_WIDTH x
 WIDE_HEIGHT: enough tiles that the fixed fraction is more than MIN_TILES and less than all of them) with its
-unclamped level; for Gamma also the level of the fixed fraction of tiles alone, which must differ from the
-noise-consistent level, or the fixture would not check that rule (this script then fails). tools/train/torch/parity.ts
+unclamped level; for Gamma also the level of the fixed fraction of tiles alone and that of the noise-consistent tiles
+without the texture correction, which must both differ from the level, or the fixture would not check those rules
+(this script then fails). tools/train/torch/parity.ts
 recomputes all of it with the TypeScript (estimatePatchLevel, estimateNoiseLevel, perturbationScale, lossSigma,
 arDaeLoss): test/train/noisy-parity.test.ts on the committed fixture (no Python), `npm run check:torch` on a fresh one.
 
@@ -23,8 +24,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from noise2score import (FAMILY, WEAK_TEXTURE_KEEP, ScoreNet, _eight_bit, _kept_blocks,  # noqa: E402
-                         _kept_count, _trimmed_chi2_mean, antithetic_batch, estimate_image_zetas, estimate_levels,
-                         estimate_patch_levels, full_precision, texture_tiles)
+                         _kept_count, _noise_consistent_level, _trimmed_chi2_mean, antithetic_batch,
+                         estimate_image_zetas, estimate_levels, estimate_patch_levels, full_precision, texture_tiles)
 
 HEIGHT, WIDTH, LEVEL_CROP, PATCH = 60, 64, 48, 32
 CROPS = [(0, 5, 9), (2, 20, 24)]  # (image, top, left) of the batch's crops
@@ -71,6 +72,13 @@ def fixed_fraction_gamma(y):
     return 1 / _trimmed_chi2_mean(ratios, kept)
 
 
+def uncorrected_gamma(y):
+    """Gamma k of the noise-consistent tiles without the texture correction (the estimator before it), y [n, h, w]."""
+    y = y.double()
+    tiles = texture_tiles(y, 'gamma', _eight_bit(y).double() / (12 * 255 * 255))
+    return 1 / _noise_consistent_level(*tiles, _trimmed_chi2_mean)
+
+
 def images_of(family, rng):
     """A scene (gradient, a bright square, a dark band), a flat grey image without noise, a scene whose top half
     is white, and one with a black 2x2 block in every 8x8 tile (all tiles clipped: the estimators use them all then):
@@ -114,9 +122,13 @@ def main(out):
         wide = torch.from_numpy(wide_u8).float()[None] / 255
         wide_level = float(estimate_levels(family, wide)[0])
         wide_fixed = float(fixed_fraction_gamma(wide)[0]) if family == 'gamma' else None
+        wide_plain = float(uncorrected_gamma(wide)[0]) if family == 'gamma' else None
         if wide_fixed is not None and abs(wide_level / wide_fixed - 1) < 0.01:
             sys.exit(f'the wide Gamma image reads k {wide_level:.2f} with the noise-consistent rule and '
                      f'{wide_fixed:.2f} without: it does not check the rule (change WIDE_SEED)')
+        if wide_plain is not None and abs(wide_level / wide_plain - 1) < 0.005:
+            sys.exit(f'the wide Gamma image reads k {wide_level:.2f} with the texture correction and '
+                     f'{wide_plain:.2f} without: it does not check the correction (change WIDE_SEED)')
         inputs, noise, loss_scale = antithetic_batch(family, noisy, level, C[family], u)
         net.out_scale = FAMILY[family]['out_scale']
         with full_precision():
@@ -132,7 +144,8 @@ def main(out):
             'lossScale': loss_scale[:len(CROPS), 0, 0, 0].tolist(),
             'loss': float(loss),
             'wide': {'height': WIDE_HEIGHT, 'width': WIDE_WIDTH, 'u8': b64(wide_u8, 'u1'), 'level': wide_level,
-                     **({'fixedFractionLevel': wide_fixed} if wide_fixed is not None else {})},
+                     **({'fixedFractionLevel': wide_fixed} if wide_fixed is not None else {}),
+                     **({'uncorrectedLevel': wide_plain} if wide_plain is not None else {})},
         }
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, 'w') as f:
@@ -140,7 +153,8 @@ def main(out):
         f.write('\n')
     gamma = fixture['families']['gamma']['wide']
     print(f"wrote {out}: " + ', '.join(f"{k} loss {v['loss']:.6f}" for k, v in fixture['families'].items()) +
-          f", wide Gamma k {gamma['level']:.3f} (fixed fraction of tiles: {gamma['fixedFractionLevel']:.3f})")
+          f", wide Gamma k {gamma['level']:.3f} (fixed fraction of tiles: {gamma['fixedFractionLevel']:.3f}, "
+          f"without the texture correction: {gamma['uncorrectedLevel']:.3f})")
 
 
 if __name__ == '__main__':

@@ -34,7 +34,14 @@ interface FamilyFixture {
    * tiles is more than MIN_TILES; Gamma: also the level of that fixed fraction alone (before the noise-consistent
    * rule), which differs from `level`, so the rule is checked.
    */
-  wide: { height: number; width: number; u8: string; level: number; fixedFractionLevel?: number };
+  wide: {
+    height: number;
+    width: number;
+    u8: string;
+    level: number;
+    fixedFractionLevel?: number;
+    uncorrectedLevel?: number;
+  };
 }
 
 export interface NoisyFixture {
