@@ -163,9 +163,22 @@ export async function scoreMap(
   const margin = options.margin ?? DEFAULT_MARGIN;
   const paddedWidth = Math.ceil(width / multiple) * multiple;
   const paddedHeight = Math.ceil(height / multiple) * multiple;
-  const padded = reflectPad(plane, width, height, paddedWidth, paddedHeight);
+  const padded =
+    paddedWidth === width && paddedHeight === height
+      ? plane
+      : reflectPad(plane, width, height, paddedWidth, paddedHeight);
   const rows = planWindows(paddedHeight, tile, overlap, margin, multiple);
   const cols = planWindows(paddedWidth, tile, overlap, margin, multiple);
+  if (rows.length === 1 && cols.length === 1) {
+    // One window (an image up to the tile size): every blend weight is 1, so the score is the network's output as
+    // it is (the same values as the blend gives), without the window copy, the blend and the division.
+    const score = await predictBatched(tf, model, padded, [paddedHeight, paddedWidth, 1]);
+    if (padded === plane) return score;
+    const out = new Float32Array(width * height);
+    for (let r = 0; r < height; r++)
+      out.set(score.subarray(r * paddedWidth, r * paddedWidth + width), r * width);
+    return out;
+  }
   const accumulated = new Float32Array(paddedWidth * paddedHeight);
   const totalWeight = new Float32Array(paddedWidth * paddedHeight);
   const windows = rows.flatMap((rowWindow) => cols.map((colWindow) => ({ rowWindow, colWindow })));

@@ -13,6 +13,7 @@ import {
   scoreMap,
 } from '../../src/denoise/noise2score.js';
 import { initTfjs, type Tf } from '../../src/nn/backend.js';
+import { predictBatched } from '../../src/nn/batcher.js';
 import { Rng } from '../../src/util/random.js';
 
 let tfjs: Tf;
@@ -181,6 +182,35 @@ describe('denoiseNoise2Score', () => {
     for (let i = 0; i < whole.length; i++)
       carelessDiff = Math.max(carelessDiff, Math.abs(whole[i] - careless[i]));
     expect(carelessDiff).toBeGreaterThan(1e-4);
+    model.dispose();
+  });
+
+  it('one window: the score is the network output on the reflect-padded plane, cropped, bit for bit', async () => {
+    const architecture = {
+      kind: 'unet' as const,
+      widths: [8, 8, 8] as [number, number, number],
+      outputScale: 1,
+    };
+    const model = buildScoreNetwork(tfjs, architecture, 4);
+    for (const [width, height] of [
+      [48, 40],
+      [45, 37],
+    ]) {
+      const plane = randomImage(width, height, 1, 3);
+      const pw = Math.ceil(width / 8) * 8;
+      const ph = Math.ceil(height / 8) * 8;
+      const network = await predictBatched(tfjs, model, reflectPad(plane, width, height, pw, ph), [
+        ph,
+        pw,
+        1,
+      ]);
+      const expected = new Float32Array(width * height);
+      for (let r = 0; r < height; r++)
+        for (let c = 0; c < width; c++) expected[r * width + c] = network[r * pw + c];
+      const score = await scoreMap(tfjs, model, plane, width, height, { tile: 64, multiple: 8 });
+      expect(Array.from(score)).toEqual(Array.from(expected));
+      expect(Array.from(plane)).toEqual(Array.from(randomImage(width, height, 1, 3))); // input untouched
+    }
     model.dispose();
   });
 
