@@ -83,6 +83,11 @@ export interface DenoiseResult {
   masks?: number;
   /** Noise2Score: the number of flips the score was averaged over. */
   ensemble?: number;
+  /**
+   * Noise2Score: pixel values (over all channels) read 0 or 255, taken as clipped by the upload and treated as
+   * censored observations (Gaussian noise; src/denoise/censored.ts). 0 for Poisson and Gamma.
+   */
+  clippedPixels?: number;
   /** `output=json`: the answer is the JSON. Absent in results stored before: image. */
   output?: 'image' | 'json';
   /** The JSON answer's fields other than the image (kept as bytes). */
@@ -156,7 +161,9 @@ export async function denoisePipeline(
       level: result.method === 'mid' ? null : userLevel(params.noise, result.level),
       levelEstimated: result.method === 'mid' ? false : result.levelEstimated,
       model: `${result.model.name}@${result.model.version}`,
-      ...(result.method === 'mid' ? { masks: result.masks } : { ensemble: params.ensemble }),
+      ...(result.method === 'mid'
+        ? { masks: result.masks }
+        : { ensemble: params.ensemble, clippedPixels: result.clippedPixels }),
       output: params.output,
     };
     const timings = imagePipelineTimings(t0, tScreen, tCompute, result.timings, 'network');
@@ -181,6 +188,7 @@ export function denoiseJson(o: DenoiseResult, method: string, timings: Record<st
     model: o.model,
     ...(o.masks !== undefined && { masks: o.masks }),
     ...(o.ensemble !== undefined && { ensemble: o.ensemble }),
+    ...(o.clippedPixels !== undefined && { clippedPixels: o.clippedPixels }),
     timings,
   };
 }
@@ -235,6 +243,7 @@ export const denoise = defineOperation<DenoiseInput, DenoiseResult>({
     reply.header('x-model', result.model);
     if (result.masks !== undefined) reply.header('x-masks', String(result.masks));
     if (result.ensemble !== undefined) reply.header('x-ensemble', String(result.ensemble));
+    if (result.clippedPixels !== undefined) reply.header('x-clipped-pixels', String(result.clippedPixels));
     const total = result.json?.timings.totalMs;
     if (total !== undefined) reply.header('x-timing-total-ms', total.toFixed(1));
     if (result.output === 'json' && result.json) return reply.send(answerJson(result));
@@ -253,6 +262,8 @@ export const denoise = defineOperation<DenoiseInput, DenoiseResult>({
           "masks are averaged (default: the model's measured default, header x-masks), `seed` fixes them; " +
           '`ensemble` (1, 2, 4, 8) averages the Noise2Score score over that many flips of the image (header ' +
           'x-ensemble): better, at that many times the network time (bench/RESULTS.md); ' +
+          'with Gaussian noise, pixels at 0 or 255 are taken as clipped by the 8-bit image and treated as censored ' +
+          'observations (their count: header x-clipped-pixels, JSON clippedPixels); ' +
           '`noise`/`level` do not apply to MID, which answers no x-noise-level (level null in JSON). Grey images are ' +
           'replicated to RGB and the output is the mean of the three output channels; an alpha channel is dropped ' +
           '(the answer is opaque). A request whose estimated cost exceeds its deadline (timeoutMs or the default) ' +
