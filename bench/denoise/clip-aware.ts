@@ -1,11 +1,13 @@
 /**
- * `npx tsx bench/denoise/clip-aware.ts [--sigmas 5,15,25,35,50] [--families]`: how Noise2Score treats pixels
+ * `npx tsx bench/denoise/clip-aware.ts [--sigmas 5,15,25,35,50] [--families] [--timing]`: how Noise2Score treats pixels
  * clipped at 0 or 1 by an 8-bit upload (Noise2ScoreOptions.clipped, src/denoise/censored.ts), on the held-out
  * SELECTION photographs only (bench/denoise/heldout.ts): each photograph's centre 256x256 crop and its four
  * 256x256 corners (25 crops). For each sigma: the same seeded noise clipped and rounded (as uploaded) or only
  * rounded (the bound: no censoring), and the treatments of the clipped pixels, with the level given and 'auto'.
  * With --families, Poisson (zeta 0.01, 0.05) and Gamma (k 100, 25) as well, clipped vs only rounded, plain path.
  * Prints mean PSNR (dB) per setting, the mean over the crops that hold a clipped pixel, and ms per crop.
+ * With --timing, CPU ms at 512x512 (camera.png, sigma 25 and 50) with the treatment off and on. `--sigmas none`
+ * skips the PSNR part.
  */
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -16,7 +18,14 @@ import { psnr } from '../../src/imaging/metrics.js';
 import { initTfjs } from '../../src/nn/backend.js';
 import { resolveModel, scanModelRepository } from '../../src/nn/repository.js';
 import { Rng } from '../../src/util/random.js';
-import { eightBitClipped, heldoutNoiseSeed, heldoutSplit, SKIMAGE_DATA_DIR } from './heldout.js';
+import {
+  eightBitClipped,
+  heldoutNoiseSeed,
+  heldoutNoisy,
+  heldoutSplit,
+  loadHeldoutImage,
+  SKIMAGE_DATA_DIR,
+} from './heldout.js';
 import { REPO_ROOT } from './inputs.js';
 
 const SIDE = 256;
@@ -66,7 +75,8 @@ function argValue(name: string): string | undefined {
 const eightBitOnly = (y: Float32Array) => Float32Array.from(y, (v) => Math.round(v * 255) / 255);
 
 async function main() {
-  const sigmas = (argValue('--sigmas') ?? '5,15,25,35,50').split(',').map(Number);
+  const sigmasArg = argValue('--sigmas') ?? '5,15,25,35,50';
+  const sigmas = sigmasArg === 'none' ? [] : sigmasArg.split(',').map(Number);
   const { tf } = await initTfjs('wasm');
   const entries = await scanModelRepository(join(REPO_ROOT, 'models'));
   const load = async (family: NoiseFamily) => {
@@ -140,6 +150,41 @@ async function main() {
     for (const [id, row] of rows) {
       console.log(
         `${id} | ${mean(row.all).toFixed(3)} | ${mean(row.clipped).toFixed(3)} (${row.clipped.length}) | ${mean(row.levels).toFixed(2)} | ${mean(row.ms).toFixed(0)}`,
+      );
+    }
+  }
+
+  if (process.argv.includes('--timing')) {
+    // camera.png at 512x512 (the held-out benchmark's timing image), the treatment off and on, interleaved; the
+    // least CPU time of five calls each (one thread), level given and auto.
+    const camera = await loadHeldoutImage('camera.png', 512);
+    for (const sigma of [25, 50]) {
+      const data = heldoutNoisy(camera, 'gaussian', sigma / 255);
+      let clipped = 0;
+      for (const v of data) if (v === 0 || v === 1) clipped++;
+      const best = new Map<string, number>();
+      for (let round = 0; round < 5; round++) {
+        for (const level of [sigma / 255, 'auto' as const]) {
+          for (const treatment of ['off', 'mean'] as const) {
+            const cpu = process.cpuUsage();
+            await denoiseNoise2Score(
+              tf,
+              gaussian.model,
+              { data, width: camera.width, height: camera.height, channels: 1 },
+              { noise: 'gaussian', level, multiple: gaussian.multiple, clipped: treatment },
+            );
+            const used = process.cpuUsage(cpu);
+            const key = `${level === 'auto' ? 'auto' : 'given'} ${treatment}`;
+            best.set(
+              key,
+              Math.min(best.get(key) ?? Number.POSITIVE_INFINITY, (used.user + used.system) / 1e3),
+            );
+          }
+        }
+      }
+      console.log(
+        `timing camera 512x512 sigma ${sigma} (${clipped} pixels clipped): ` +
+          [...best].map(([k, v]) => `${k} ${v.toFixed(0)} ms`).join(', '),
       );
     }
   }

@@ -102,7 +102,7 @@ export const DEFAULT_CLIPPED: 'off' | CensoredFill = 'mean';
 /** Default half side of the pilot box for clipped pixels (Noise2ScoreOptions.clippedRadius). */
 export const DEFAULT_CLIPPED_RADIUS = 3;
 /** Default rounds of the clipped-aware sigma estimate (Noise2ScoreOptions.clippedEstimateRounds). */
-export const DEFAULT_CLIPPED_ESTIMATE_ROUNDS = 2;
+export const DEFAULT_CLIPPED_ESTIMATE_ROUNDS = 1;
 
 /** Reflect-pads a grey plane on the bottom and right to (paddedHeight, paddedWidth) (edge not repeated). */
 export function reflectPad(
