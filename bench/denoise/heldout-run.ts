@@ -9,7 +9,8 @@
  *    split, OpenCV's NLM with h tuned there too, TV, wavelet; Anscombe NLM for Poisson, log NLM for Gamma).
  * 3. Ours in this process on wasm, as the service runs them: level given; level auto with the default estimator
  *    (wavelet on weak-texture tiles, the TV rule when the noise is not white) and with the TV rule; Gaussian also
- *    with the level off by +-3/255, and with the self-ensemble of 2 and 8 flips.
+ *    with the level off by +-3/255, and with the self-ensemble of 2 and 8 flips, and with
+ *    the clip-aware treatment off (Noise2ScoreOptions.clipped = 'off', level given and auto).
  * 4. Real camera noise: Noise2Score Gaussian blind (default estimator and TV) on the PolyU crops of the training
  *    scenes (selection) and the validation scenes (final), colour, 8-bit JPEG as given (src/mid/data.ts split).
  * 5. Time at 512x512: NLM (its tuned h) and ours (level given) on the timing image, side by side, medians of 3
@@ -187,6 +188,18 @@ const MODES: Mode[] = [
     label: 'level auto (TV rule)',
     options: () => ({ level: 'auto', estimator: 'tv' }),
     families: ['gaussian', 'poisson', 'gamma'],
+  },
+  {
+    id: 'given-clip-off',
+    label: 'level given, clipped pixels taken as observed (clipped=off)',
+    options: (c) => ({ level: c.level, clipped: 'off' }),
+    families: ['gaussian'],
+  },
+  {
+    id: 'auto-clip-off',
+    label: 'level auto (default estimator), clipped=off',
+    options: () => ({ level: 'auto', clipped: 'off' }),
+    families: ['gaussian'],
   },
   {
     id: 'minus3',

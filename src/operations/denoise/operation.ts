@@ -83,6 +83,11 @@ export interface DenoiseResult {
   masks?: number;
   /** Noise2Score: the number of flips the score was averaged over. */
   ensemble?: number;
+  /**
+   * Noise2Score: pixel values (over all channels) read 0 or 255, taken as clipped by the upload and treated as
+   * censored observations (Gaussian noise; src/denoise/censored.ts). 0 for Poisson and Gamma.
+   */
+  clippedPixels?: number;
   /** `output=json`: the answer is the JSON. Absent in results stored before: image. */
   output?: 'image' | 'json';
   /** What the caller should know about this answer (a level outside the model's training range). */
@@ -158,7 +163,9 @@ export async function denoisePipeline(
       level: result.method === 'mid' ? null : userLevel(params.noise, result.level),
       levelEstimated: result.method === 'mid' ? false : result.levelEstimated,
       model: `${result.model.name}@${result.model.version}`,
-      ...(result.method === 'mid' ? { masks: result.masks } : { ensemble: params.ensemble }),
+      ...(result.method === 'mid'
+        ? { masks: result.masks }
+        : { ensemble: params.ensemble, clippedPixels: result.clippedPixels }),
       output: params.output,
       warnings:
         result.method === 'mid'
@@ -216,6 +223,7 @@ export function denoiseJson(o: DenoiseResult, method: string, timings: Record<st
     model: o.model,
     ...(o.masks !== undefined && { masks: o.masks }),
     ...(o.ensemble !== undefined && { ensemble: o.ensemble }),
+    ...(o.clippedPixels !== undefined && { clippedPixels: o.clippedPixels }),
     warnings: o.warnings ?? [],
     timings,
   };
@@ -271,6 +279,7 @@ export const denoise = defineOperation<DenoiseInput, DenoiseResult>({
     reply.header('x-model', result.model);
     if (result.masks !== undefined) reply.header('x-masks', String(result.masks));
     if (result.ensemble !== undefined) reply.header('x-ensemble', String(result.ensemble));
+    if (result.clippedPixels !== undefined) reply.header('x-clipped-pixels', String(result.clippedPixels));
     if (result.warnings?.length) reply.header('x-warning', result.warnings.join('; '));
     const total = result.json?.timings.totalMs;
     if (total !== undefined) reply.header('x-timing-total-ms', total.toFixed(1));
@@ -290,6 +299,8 @@ export const denoise = defineOperation<DenoiseInput, DenoiseResult>({
           "masks are averaged (default: the model's measured default, header x-masks), `seed` fixes them; " +
           '`ensemble` (1, 2, 4, 8) averages the Noise2Score score over that many flips of the image (header ' +
           'x-ensemble): better, at that many times the network time (bench/RESULTS.md); ' +
+          'with Gaussian noise, pixels at 0 or 255 are taken as clipped by the 8-bit image and treated as censored ' +
+          'observations (their count: header x-clipped-pixels, JSON clippedPixels); ' +
           '`noise`/`level` do not apply to MID, which answers no x-noise-level (level null in JSON). A level (given or ' +
           "estimated) outside the levels the model was trained on (its manifest's levelRange) is still used, and the " +
           'answer says so in header x-warning (JSON: `warnings`). Grey images are ' +

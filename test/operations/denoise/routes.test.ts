@@ -160,6 +160,38 @@ describe('POST /v1/denoise', () => {
     expect(decoded.format).toBe('png');
   });
 
+  it('says how many pixels it took as clipped (0 or 255): JSON, header and GraphQL; none for Gamma', async () => {
+    // The test image's bytes (i * 37) % 251 read 0 at i = 0, 251, 502, plus a white pixel added here.
+    const px = Buffer.alloc(30 * 20);
+    for (let i = 0; i < px.length; i++) px[i] = (i * 37) % 251;
+    px[7] = 255;
+    const image = await sharp(px, { raw: { width: 30, height: 20, channels: 1 } })
+      .png()
+      .toBuffer();
+    const expected = px.filter((v) => v === 0 || v === 255).length;
+    expect(expected).toBe(4);
+    const post = (url: string) =>
+      app.inject({ method: 'POST', url, headers: { 'content-type': 'image/png' }, payload: image });
+    const res = await post('/v1/denoise?level=25&output=json');
+    expect(res.statusCode, res.body).toBe(200);
+    // Counted over the channels the image is denoised in (the service decodes this grey PNG to 3).
+    expect(res.json().clippedPixels).toBe(expected * res.json().channels);
+    expect(res.headers['x-clipped-pixels']).toBe(String(res.json().clippedPixels));
+    const gql = await app.inject({
+      method: 'POST',
+      url: '/graphql',
+      payload: {
+        query: 'query($img: String!) { denoise(input: { image: $img, level: 25 }) { image clippedPixels } }',
+        variables: { img: image.toString('base64') },
+      },
+    });
+    expect(gql.json().data.denoise.clippedPixels).toBe(res.json().clippedPixels);
+    expect(gql.json().data.denoise.image).toBe(res.json().image);
+    const gamma = await post('/v1/denoise?noise=gamma&level=100&output=json');
+    expect(gamma.statusCode, gamma.body).toBe(200);
+    expect(gamma.json().clippedPixels).toBe(0);
+  });
+
   it('averages the score over flips with ensemble=2 and says so', async () => {
     const run = async (ensemble: string) =>
       postPng(`/v1/denoise?level=25&output=json${ensemble ? `&ensemble=${ensemble}` : ''}`);
