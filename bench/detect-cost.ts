@@ -9,8 +9,7 @@
  */
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
-import { buildApp } from '../src/app.js';
-import { testConfig } from '../src/config.js';
+import { costBenchApp, median } from './cost-app.js';
 
 const { values } = parseArgs({
   options: {
@@ -34,21 +33,7 @@ async function greyPng(seed: number): Promise<string> {
   return png.toString('base64');
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-
-const app = await buildApp(
-  testConfig({
-    WORKERS: 1,
-    MODELS_DIR: 'models',
-    TFJS_BACKEND: values.backend as 'wasm',
-    REQUEST_TIMEOUT_MS: 600_000,
-    REQUEST_TIMEOUT_MAX_MS: 600_000,
-    JOBS_AUTO_MAX_COST_MS: 600_000,
-    RATE_LIMIT_MAX: 0,
-    PRESSURE_MAX_EVENT_LOOP_DELAY_MS: 0,
-  }),
-);
-await app.ready();
+const app = await costBenchApp(values.backend);
 
 async function detect(count: number, permutations: number) {
   const images = await Promise.all(Array.from({ length: count }, (_, i) => greyPng(1 + i)));

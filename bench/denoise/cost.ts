@@ -8,8 +8,7 @@
  */
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
-import { buildApp } from '../../src/app.js';
-import { testConfig } from '../../src/config.js';
+import { costBenchApp, median } from '../cost-app.js';
 
 const { values } = parseArgs({
   options: {
@@ -32,21 +31,7 @@ async function noisyPng(side: number): Promise<Buffer> {
     .toBuffer();
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-
-const app = await buildApp(
-  testConfig({
-    WORKERS: 1,
-    MODELS_DIR: 'models',
-    TFJS_BACKEND: values.backend as 'wasm',
-    REQUEST_TIMEOUT_MS: 600_000,
-    REQUEST_TIMEOUT_MAX_MS: 600_000,
-    JOBS_AUTO_MAX_COST_MS: 600_000,
-    RATE_LIMIT_MAX: 0,
-    PRESSURE_MAX_EVENT_LOOP_DELAY_MS: 0,
-  }),
-);
-await app.ready();
+const app = await costBenchApp(values.backend);
 try {
   // Models load in the background: wait for the two this measures.
   for (const name of ['noise2score-gaussian', 'mid-rgb']) {
