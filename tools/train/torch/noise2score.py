@@ -85,9 +85,23 @@ def read_layers_model(directory):
 
 
 def read_images(prefix):
+    """pack-images.ts: <prefix>.json and the stack, <prefix>.u8 (uint8) or, when the meta says depth 16,
+    <prefix>.u16 (uint16 little-endian, returned as int32: PyTorch 1.13 has no uint16). Divide by pack_max(meta)."""
     meta = json.load(open(prefix + '.json'))
-    data = np.fromfile(prefix + '.u8', dtype=np.uint8).reshape(meta['count'], meta['height'], meta['width'])
-    return data, meta
+    shape = (meta['count'], meta['height'], meta['width'])
+    if meta.get('depth', 8) == 16:
+        return np.fromfile(prefix + '.u16', dtype='<u2').reshape(shape).astype(np.int32), meta
+    return np.fromfile(prefix + '.u8', dtype=np.uint8).reshape(shape), meta
+
+
+def pack_max(meta):
+    """The sample value of white in a pack of pack-images.ts: 65535 for a 16-bit one, else 255."""
+    return 65535 if meta.get('depth', 8) == 16 else 255
+
+
+def unit_images(raw, meta, device):
+    """The stack read_images returned as float32 on [0, 1] on `device` (the pixels tools/train/data.ts reads)."""
+    return torch.from_numpy(raw).to(device).float() / pack_max(meta)
 
 
 def image_sizes(meta, device, patch):
@@ -690,7 +704,7 @@ def main(argv):
     spec = FAMILY[a.noise]
     os.makedirs(a.out, exist_ok=True)
     raw, meta = read_images(a.images)
-    images = torch.from_numpy(raw).to(device).float() / 255
+    images = unit_images(raw, meta, device)
     sizes = image_sizes(meta, device, a.patch)
     zetas = estimate_image_zetas(images, sizes) if a.noisy and a.noise == 'poisson' else None
     architecture = {'kind': 'unet', 'widths': [32, 64, 128], 'outputScale': spec['out_scale'],
@@ -742,7 +756,7 @@ def main(argv):
     # importer can check that tf.js computes the same function.
     rng = np.random.default_rng(12345)
     clean = np.zeros((64, 64), np.float32)  # (zero-padded when the first image is smaller)
-    clean[:min(64, raw.shape[1]), :min(64, raw.shape[2])] = raw[0, :64, :64].astype(np.float32) / 255
+    clean[:min(64, raw.shape[1]), :min(64, raw.shape[2])] = raw[0, :64, :64].astype(np.float32) / pack_max(meta)
     probe_in = (clean + {'gaussian': 0.1, 'poisson': 0.05, 'gamma': 0.05}[a.noise]
                 * rng.standard_normal((64, 64)).astype(np.float32) * (1 if a.noise == 'gaussian' else clean))
     probe_in = probe_in.astype(np.float32)
