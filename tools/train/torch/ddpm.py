@@ -23,9 +23,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from noise2score import (TrainingClock, add_run_arguments, depth_to_space, full_precision, image_sizes,
-                         load_checkpoint, pack_max, random_crops, read_images, read_layers_model, same_pad,
-                         save_checkpoint, space_to_depth, unit_images, write_tensors)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # layers.py and noise2score.py, next to this file
+from layers import depth_to_space, same_pad, space_to_depth  # noqa: E402
+from noise2score import (TrainingClock, add_run_arguments, full_precision, image_sizes, load_checkpoint,  # noqa: E402
+                         pack_max, random_crops, read_images, read_layers_model, save_checkpoint, unit_images,
+                         write_tensors)
 
 
 class Unet(torch.nn.Module):
