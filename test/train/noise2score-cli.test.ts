@@ -3,7 +3,8 @@
  * given to the PyTorch port, the refusal when torch is missing, and the one-step import of a saved run into --out
  * with the same manifest as a CPU run).
  */
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { access, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -12,6 +13,7 @@ import { buildScoreNetwork } from '../../src/denoise/network.js';
 import { initTfjs } from '../../src/nn/backend.js';
 import { parseModelManifest } from '../../src/nn/manifest.js';
 import { UsageError } from '../../tools/train/core/options.js';
+import { loadGreyImages } from '../../tools/train/data.js';
 import {
   noise2scoreTorchCommand,
   parseNoise2ScoreArgs,
@@ -20,6 +22,11 @@ import {
 import { writeTensors } from '../../tools/train/tensor-file.js';
 import { packImages } from '../../tools/train/torch/pack-images.js';
 import { checkTorch, TorchUnavailable, torchDeviceArg, usesTorch } from '../../tools/train/torch/run.js';
+import { repoRoot } from '../helpers.js';
+
+/** The PyTorch (CPU) of `npm run check:torch`, when this machine has it: the Python half of a test is skipped else. */
+const TORCH_PYTHON = '/usr/bin/python3';
+const hasTorch = spawnSync(TORCH_PYTHON, ['-c', 'import torch'], { stdio: 'ignore' }).status === 0;
 
 let dir: string;
 beforeAll(async () => {
@@ -61,6 +68,72 @@ describe('pack-images (the images PyTorch trains on)', () => {
     expect([at(0, 15, 23), at(0, 16, 0), at(1, 19, 15), at(1, 0, 16), at(2, 19, 23)]).toEqual([
       10, 0, 110, 0, 210,
     ]);
+    expect(meta.depth).toBeUndefined(); // 8-bit images: the uint8 stack and meta as before
+  });
+
+  describe('16-bit images (camera data) keep their 16 bits', () => {
+    // Two 16-bit grey PNGs of different sizes, samples that are not multiples of 257 (not 8-bit values scaled up),
+    // and one 8-bit PNG in the same folder.
+    const shapes: [number, number][] = [
+      [12, 10],
+      [8, 12],
+    ];
+    const sample = (k: number, i: number) => (1000 + 4099 * k + 263 * i) % 65536;
+    let folder: string;
+    let prefix: string;
+    beforeAll(async () => {
+      folder = join(dir, 'deep');
+      prefix = join(dir, 'packed', 'deep');
+      await mkdir(folder, { recursive: true });
+      for (const [k, [width, height]] of shapes.entries())
+        await sharp(
+          new Uint16Array(width * height).map((_, i) => sample(k, i)),
+          { raw: { width, height, channels: 1 } },
+        )
+          .toColourspace('grey16')
+          .png()
+          .toFile(join(folder, `d${k}.png`));
+      await sharp(Buffer.alloc(12 * 12, 77), { raw: { width: 12, height: 12, channels: 1 } })
+        .png()
+        .toFile(join(folder, 'e.png'));
+      await packImages(folder, prefix);
+    });
+
+    it('writes a little-endian uint16 stack (.u16) with depth 16 in the meta', async () => {
+      const meta = JSON.parse(await readFile(`${prefix}.json`, 'utf8'));
+      expect(meta).toMatchObject({ count: 3, height: 12, width: 12, depth: 16, maxValue: 65535 });
+      await expect(access(`${prefix}.u8`)).rejects.toThrow();
+      const bytes = await readFile(`${prefix}.u16`);
+      expect(bytes.length).toBe(2 * 3 * 12 * 12);
+      const at = (i: number, r: number, c: number) => bytes.readUInt16LE(2 * ((i * 12 + r) * 12 + c));
+      for (const [k, [width, height]] of shapes.entries())
+        for (let r = 0; r < 12; r++)
+          for (let c = 0; c < 12; c++)
+            expect(at(k, r, c)).toBe(r < height && c < width ? sample(k, r * width + c) : 0);
+      expect(at(2, 11, 11)).toBe(77 * 257); // the 8-bit image, on the 16-bit scale
+    });
+
+    it.skipIf(!hasTorch)('gives the PyTorch trainers the floats tools/train/data.ts reads', async () => {
+      const script = [
+        'import json, sys',
+        "sys.path.insert(0, 'tools/train/torch')",
+        'from noise2score import read_images, unit_images',
+        'raw, meta = read_images(sys.argv[1])',
+        "print(json.dumps(unit_images(raw, meta, 'cpu').flatten().tolist()))",
+      ].join('\n');
+      const run = spawnSync(TORCH_PYTHON, ['-c', script, prefix], { cwd: repoRoot, encoding: 'utf8' });
+      expect(run.stderr).toBe('');
+      const floats: number[] = JSON.parse(run.stdout);
+      const images = await loadGreyImages(folder);
+      expect(images.map((im) => im.bits)).toEqual([16, 16, 8]);
+      let worst = 0;
+      images.forEach((im, i) => {
+        for (let r = 0; r < im.height; r++)
+          for (let c = 0; c < im.width; c++)
+            worst = Math.max(worst, Math.abs(floats[(i * 12 + r) * 12 + c] - im.data[r * im.width + c]));
+      });
+      expect(worst).toBeLessThan(1e-7); // float32 rounding (1/255 of 8-bit steps would be 2e-3)
+    });
   });
 });
 

@@ -14,24 +14,34 @@ export interface GreyImage {
   data: Float32Array;
   width: number;
   height: number;
+  /** Bits per sample of the file it was read from (loadGreyImage); absent for images made in memory. */
+  bits?: 8 | 16;
 }
 
 const IMAGE_EXTENSIONS = /\.(png|jpe?g|tiff?|bmp|webp)$/i;
 
-/** Reads one image file as grey [0,1] floats (sharp's greyscale: Rec. 709 luma of sRGB values). */
+/**
+ * Reads one image file as grey [0,1] floats (sharp's greyscale: Rec. 709 luma of sRGB values). A 16-bit file
+ * (PNG, TIFF) keeps its 16 bits (`bits: 16`, samples over 65535; sharp's plain greyscale().raw() would round it to
+ * 8); every other file is read as 8 bits, as before.
+ */
 export async function loadGreyImage(path: string): Promise<Omit<GreyImage, 'name'>> {
-  const { data, info } = await sharp(path).greyscale().raw().toBuffer({ resolveWithObject: true });
+  const { depth } = await sharp(path).metadata();
+  const sixteenBit = depth === 'ushort' || depth === 'short';
+  const pipeline = sixteenBit
+    ? sharp(path).removeAlpha().toColourspace('grey16').raw({ depth: 'ushort' })
+    : sharp(path).greyscale().raw();
+  const { data, info } = await pipeline.toBuffer({ resolveWithObject: true });
   if (info.channels !== 1)
     throw new Error(`${path}: expected 1 channel after greyscale, got ${info.channels}`);
   const out = new Float32Array(info.width * info.height);
-  // 16-bit inputs come back as 2 bytes per sample.
-  const sixteenBit = data.length === 2 * out.length;
   const scale = sixteenBit ? 1 / 65535 : 1 / 255;
+  // Copy first: the Buffer may sit at an odd offset in sharp's pool, and Uint16Array needs alignment.
   const values = sixteenBit
-    ? new Uint16Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.length))
+    ? new Uint16Array(data.buffer.slice(data.byteOffset, data.byteOffset + 2 * out.length))
     : data;
   for (let i = 0; i < out.length; i++) out[i] = values[i] * scale;
-  return { data: out, width: info.width, height: info.height };
+  return { data: out, width: info.width, height: info.height, bits: sixteenBit ? 16 : 8 };
 }
 
 /** The image files of a folder, any names (sorted, so a seeded run sees the same order everywhere). */

@@ -23,9 +23,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from noise2score import (TrainingClock, add_run_arguments, depth_to_space, full_precision, image_sizes,
-                         load_checkpoint, random_crops, read_images, read_layers_model, same_pad, save_checkpoint,
-                         space_to_depth, write_tensors)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # layers.py and noise2score.py, next to this file
+from layers import depth_to_space, same_pad, space_to_depth  # noqa: E402
+from noise2score import (TrainingClock, add_run_arguments, full_precision, image_sizes, load_checkpoint,  # noqa: E402
+                         pack_max, random_crops, read_images, read_layers_model, save_checkpoint, unit_images,
+                         write_tensors)
 
 
 class Unet(torch.nn.Module):
@@ -216,7 +218,7 @@ def main(argv):
     torch.manual_seed(a.seed)
     torch.backends.cudnn.benchmark = True
     raw, meta = read_images(a.images)
-    images = torch.from_numpy(raw).to(device).float() / 255 * 2 - 1
+    images = unit_images(raw, meta, device) * 2 - 1
     sizes = image_sizes(meta, device, a.size)
     net = Unet().to(device)
     if a.init_from:
@@ -264,7 +266,7 @@ def main(argv):
             q.copy_(e)
     rng = np.random.default_rng(12345)
     first = np.zeros((48, 48), np.float32)  # (zero-padded when the first image is smaller)
-    first[:min(48, raw.shape[1]), :min(48, raw.shape[2])] = raw[0, :48, :48].astype(np.float32) / 255
+    first[:min(48, raw.shape[1]), :min(48, raw.shape[2])] = raw[0, :48, :48].astype(np.float32) / pack_max(meta)
     probe_x = (first * 2 - 1)[None].repeat(2, 0)
     probe_t = np.array([10.0, 500.0], dtype=np.float32)
     ab = (sqrt_ab.cpu().numpy()[probe_t.astype(int)])[:, None, None]

@@ -40,7 +40,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from noise2score import depth_to_space, full_precision, same_pad, save_checkpoint, space_to_depth, write_tensors
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # layers.py and noise2score.py, next to this file
+from layers import ConvNet, depth_to_space, space_to_depth, unet_convolutions  # noqa: E402
+from noise2score import full_precision, save_checkpoint, write_tensors  # noqa: E402
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -112,51 +114,23 @@ def pad_to_multiple(image, multiple=8):
 # The network (src/mid/network.ts: buildMidNetwork)
 
 
-class MidNet(torch.nn.Module):
+class MidNet(ConvNet):
     """Space-to-depth by 2 of the 4-channel input, the pixel-shuffle U-Net of src/nn/unet.ts (convs [2, 2, 3, 2, 2],
     concatenated skips), a linear 12-channel head (zero kernel: the untrained net is its fill-in), depth-to-space
     back to 3 channels, plus the filled colour channels (global skip). Convolutions named conv1.. as tf.js does."""
 
     def __init__(self, widths=(16, 32, 64)):
         super().__init__()
-        c1, c2, c3 = widths
-        self.specs = []
+        self.specs, self.stages = unet_convolutions(16, widths, (2, 2, 3, 2, 2), 2, 12, 'head')
+        self.make_weights(self.he_normal)
 
-        def add(cin, cout, k=3, s=1, relu=True):
-            self.specs.append((f'conv{len(self.specs) + 1}', cin, cout, k, s, relu))
-
-        def stack(cin, cout, count, s=1):
-            add(cin, cout, s=s)
-            for _ in range(count - 1):
-                add(cout, cout)
-            return [spec[0] for spec in self.specs[-count:]]
-
-        self.stages = {'e1': stack(16, c1, 2), 'e2': stack(c1, c2, 2, 2), 'bottom': stack(c2, c3, 3, 2)}
-        add(c3, 4 * c2, k=1)
-        self.stages['up2'] = [self.specs[-1][0]]
-        self.stages['d2'] = stack(2 * c2, c2, 2)
-        add(c2, 4 * c1, k=1)
-        self.stages['up1'] = [self.specs[-1][0]]
-        self.stages['d1'] = stack(2 * c1, c1, 2)
-        add(c1, 12, relu=False)
-        self.stages['head'] = [self.specs[-1][0]]
-        self.weight = torch.nn.ParameterDict()
-        self.bias = torch.nn.ParameterDict()
-        for name, cin, cout, k, _, relu in self.specs:
-            w = torch.zeros(cout, cin, k, k)
-            if relu:  # tf.js heNormal: truncated normal, std sqrt(2 / fan in), cut at 2 std
-                std = math.sqrt(2.0 / (k * k * cin))
-                torch.nn.init.trunc_normal_(w, 0.0, std, -2 * std, 2 * std)
-            self.weight[name] = torch.nn.Parameter(w)
-            self.bias[name] = torch.nn.Parameter(torch.zeros(cout))
-        self.spec = {s[0]: s for s in self.specs}
-
-    def run(self, stage, x):
-        for name in self.stages[stage]:
-            _, _, _, k, s, relu = self.spec[name]
-            x = F.conv2d(same_pad(x, k, s), self.weight[name], self.bias[name], stride=s)
-            x = F.relu(x) if relu else x
-        return x
+    @staticmethod
+    def he_normal(name, cin, cout, k, relu):
+        w = torch.zeros(cout, cin, k, k)
+        if relu:  # tf.js heNormal: truncated normal, std sqrt(2 / fan in), cut at 2 std
+            std = math.sqrt(2.0 / (k * k * cin))
+            torch.nn.init.trunc_normal_(w, 0.0, std, -2 * std, 2 * std)
+        return w
 
     def forward(self, x):  # x: [n, 4, h, w], h and w multiples of 8
         e1 = self.run('e1', space_to_depth(x, 2))
@@ -165,13 +139,6 @@ class MidNet(torch.nn.Module):
         d2 = self.run('d2', torch.cat([depth_to_space(self.run('up2', bottom), 2), e2], 1))
         d1 = self.run('d1', torch.cat([depth_to_space(self.run('up1', d2), 2), e1], 1))
         return x[:, :3] + depth_to_space(self.run('head', d1), 2)
-
-    def tfjs_weights(self):
-        out = []
-        for name, *_ in self.specs:
-            out.append((f'{name}/kernel', self.weight[name].detach().permute(2, 3, 1, 0).cpu().numpy()))
-            out.append((f'{name}/bias', self.bias[name].detach().cpu().numpy()))
-        return out
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -36,7 +36,9 @@ import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # layers.py, next to this file
+from layers import ConvNet, depth_to_space, space_to_depth, unet_convolutions  # noqa: E402
 
 FAMILY = {
     # level range, log-uniform, relative sigma_a c (start, end), output scale: FAMILY_TRAINING in noise2score.ts
@@ -85,9 +87,23 @@ def read_layers_model(directory):
 
 
 def read_images(prefix):
+    """pack-images.ts: <prefix>.json and the stack, <prefix>.u8 (uint8) or, when the meta says depth 16,
+    <prefix>.u16 (uint16 little-endian, returned as int32: PyTorch 1.13 has no uint16). Divide by pack_max(meta)."""
     meta = json.load(open(prefix + '.json'))
-    data = np.fromfile(prefix + '.u8', dtype=np.uint8).reshape(meta['count'], meta['height'], meta['width'])
-    return data, meta
+    shape = (meta['count'], meta['height'], meta['width'])
+    if meta.get('depth', 8) == 16:
+        return np.fromfile(prefix + '.u16', dtype='<u2').reshape(shape).astype(np.int32), meta
+    return np.fromfile(prefix + '.u8', dtype=np.uint8).reshape(shape), meta
+
+
+def pack_max(meta):
+    """The sample value of white in a pack of pack-images.ts: 65535 for a 16-bit one, else 255."""
+    return 65535 if meta.get('depth', 8) == 16 else 255
+
+
+def unit_images(raw, meta, device):
+    """The stack read_images returned as float32 on [0, 1] on `device` (the pixels tools/train/data.ts reads)."""
+    return torch.from_numpy(raw).to(device).float() / pack_max(meta)
 
 
 def image_sizes(meta, device, patch):
@@ -98,16 +114,6 @@ def image_sizes(meta, device, patch):
     if small:
         sys.exit(f"images smaller than the {patch}x{patch} crops: {', '.join(small[:5])}")
     return torch.tensor(meta['sizes'], device=device) if 'sizes' in meta else None
-
-
-def same_pad(x, k, s):
-    """TF 'same' padding for NCHW x: the extra row/column of an odd total goes to the bottom/right."""
-    pads = []
-    for size in (x.shape[3], x.shape[2]):  # F.pad takes the last dimension first
-        out = -(-size // s)
-        total = max((out - 1) * s + k - size, 0)
-        pads += [total // 2, total - total // 2]
-    return F.pad(x, pads) if any(pads) else x
 
 
 def random_crops(images, size, count, gen, with_index=False, sizes=None):
@@ -232,57 +238,22 @@ class TrainingClock:
         return {'step': self.step, 'elapsed': self.elapsed(), 'log': self.log}
 
 
-def space_to_depth(x, b):
-    n, c, h, w = x.shape
-    return x.reshape(n, c, h // b, b, w // b, b).permute(0, 3, 5, 1, 2, 4).reshape(n, b * b * c, h // b, w // b)
-
-
-def depth_to_space(x, b):
-    n, c, h, w = x.shape
-    d = c // (b * b)
-    return x.reshape(n, b, b, d, h, w).permute(0, 3, 4, 1, 5, 2).reshape(n, d, h * b, w * b)
-
-
-class ScoreNet(torch.nn.Module):
+class ScoreNet(ConvNet):
     """buildScoreNetwork(tf, {kind: 'unet', widths, outputScale, skip, convs}) of src/denoise/network.ts."""
 
     def __init__(self, widths=(32, 64, 128), out_scale=32.0, skip='concat', convs=(2, 2, 3, 2, 2)):
         super().__init__()
-        c1, c2, c3 = widths
-        n1, n2, n3, m2, m1 = convs
-        if skip not in ('concat', 'add') or min(convs) < 1:
+        if skip not in ('concat', 'add') or len(convs) != 5 or min(convs) < 1:
             raise ValueError(f'bad architecture: skip {skip}, convs {convs}')
         self.out_scale, self.skip = out_scale, skip
         # name, in, out, kernel, stride, relu: in the order buildScoreNetwork numbers them.
-        self.specs = []
+        self.specs, self.stages = unet_convolutions(4, widths, convs, 2 if skip == 'concat' else 1, 4, 'out')
+        self.make_weights(self.he_normal)
 
-        def add(cin, cout, k=3, s=1, relu=True):
-            self.specs.append((f'conv{len(self.specs) + 1}', cin, cout, k, s, relu))
-
-        def stack(cin, cout, count, s=1):
-            add(cin, cout, s=s)
-            for _ in range(count - 1):
-                add(cout, cout)
-            return [spec[0] for spec in self.specs[-count:]]
-
-        joined = 2 if skip == 'concat' else 1
-        self.stages = {'e1': stack(4, c1, n1), 'e2': stack(c1, c2, n2, 2), 'bottom': stack(c2, c3, n3, 2)}
-        add(c3, 4 * c2, k=1)
-        self.stages['up2'] = [self.specs[-1][0]]
-        self.stages['d2'] = stack(joined * c2, c2, m2)
-        add(c2, 4 * c1, k=1)
-        self.stages['up1'] = [self.specs[-1][0]]
-        self.stages['d1'] = stack(joined * c1, c1, m1)
-        add(c1, 4, relu=False)
-        self.stages['out'] = [self.specs[-1][0]]
-        self.weight = torch.nn.ParameterDict()
-        self.bias = torch.nn.ParameterDict()
-        for name, cin, cout, k, _, _ in self.specs:
-            w = torch.empty(cout, cin, k, k)
-            torch.nn.init.normal_(w, 0.0, math.sqrt(2.0 / (k * k * cin)))  # He-normal (fan in)
-            self.weight[name] = torch.nn.Parameter(w)
-            self.bias[name] = torch.nn.Parameter(torch.zeros(cout))
-        self.spec = {s[0]: s for s in self.specs}
+    @staticmethod
+    def he_normal(name, cin, cout, k, relu):
+        w = torch.empty(cout, cin, k, k)
+        return torch.nn.init.normal_(w, 0.0, math.sqrt(2.0 / (k * k * cin)))  # He-normal (fan in)
 
     @classmethod
     def from_architecture(cls, arch):
@@ -291,16 +262,6 @@ class ScoreNet(torch.nn.Module):
             raise ValueError(f"only the 'unet' score network is ported, not {arch.get('kind')}")
         return cls(tuple(arch['widths']), float(arch['outputScale']), arch.get('skip', 'concat'),
                    tuple(arch.get('convs', (2, 2, 3, 2, 2))))
-
-    def conv(self, name, x):
-        _, _, _, k, s, relu = self.spec[name]
-        y = F.conv2d(same_pad(x, k, s), self.weight[name], self.bias[name], stride=s)
-        return F.relu(y) if relu else y
-
-    def run(self, stage, x):
-        for name in self.stages[stage]:
-            x = self.conv(name, x)
-        return x
 
     def join(self, a, b):
         return torch.cat([a, b], 1) if self.skip == 'concat' else a + b
@@ -312,19 +273,6 @@ class ScoreNet(torch.nn.Module):
         d2 = self.run('d2', self.join(depth_to_space(self.run('up2', bottom), 2), e2))
         features = self.run('d1', self.join(depth_to_space(self.run('up1', d2), 2), e1))
         return depth_to_space(self.run('out', features), 2) * self.out_scale
-
-    def load_tfjs(self, weights):
-        with torch.no_grad():
-            for name, *_ in self.specs:
-                self.weight[name].copy_(torch.from_numpy(np.array(weights[f'{name}/kernel'])).permute(3, 2, 0, 1))
-                self.bias[name].copy_(torch.from_numpy(np.array(weights[f'{name}/bias'])))
-
-    def tfjs_weights(self):
-        out = []
-        for name, *_ in self.specs:
-            out.append((f'{name}/kernel', self.weight[name].detach().permute(2, 3, 1, 0).cpu().numpy()))
-            out.append((f'{name}/bias', self.bias[name].detach().cpu().numpy()))
-        return out
 
 
 def learning_rate(peak, progress, warmup):
@@ -690,7 +638,7 @@ def main(argv):
     spec = FAMILY[a.noise]
     os.makedirs(a.out, exist_ok=True)
     raw, meta = read_images(a.images)
-    images = torch.from_numpy(raw).to(device).float() / 255
+    images = unit_images(raw, meta, device)
     sizes = image_sizes(meta, device, a.patch)
     zetas = estimate_image_zetas(images, sizes) if a.noisy and a.noise == 'poisson' else None
     architecture = {'kind': 'unet', 'widths': [32, 64, 128], 'outputScale': spec['out_scale'],
@@ -742,7 +690,7 @@ def main(argv):
     # importer can check that tf.js computes the same function.
     rng = np.random.default_rng(12345)
     clean = np.zeros((64, 64), np.float32)  # (zero-padded when the first image is smaller)
-    clean[:min(64, raw.shape[1]), :min(64, raw.shape[2])] = raw[0, :64, :64].astype(np.float32) / 255
+    clean[:min(64, raw.shape[1]), :min(64, raw.shape[2])] = raw[0, :64, :64].astype(np.float32) / pack_max(meta)
     probe_in = (clean + {'gaussian': 0.1, 'poisson': 0.05, 'gamma': 0.05}[a.noise]
                 * rng.standard_normal((64, 64)).astype(np.float32) * (1 if a.noise == 'gaussian' else clean))
     probe_in = probe_in.astype(np.float32)
