@@ -177,12 +177,14 @@ describe('noise2score training on noisy images (--images)', () => {
     const noisy = new Uint16Array(24 * 24).map((_, i) =>
       Math.round(65535 * Math.min(1, Math.max(0, 0.3 + (i % 24) / 60 + 0.08 * rng.normal()))),
     );
-    await sharp(Buffer.from(noisy.buffer), {
+    // A Uint16Array (not its bytes as a Buffer) tells sharp the raw samples are 16-bit.
+    await sharp(noisy, {
       raw: { width: 24, height: 24, channels: 1, premultiplied: false },
     })
       .toColourspace('grey16')
       .png()
       .toFile(join(noisyDir, 'scan.png'));
+    expect((await sharp(join(noisyDir, 'scan.png')).metadata()).depth).toBe('ushort');
     for (const noise of ['gaussian', 'gamma', 'poisson'] as const) {
       const options = { noise, noisyDir, batch: 12, patch: 16, seed: 3 } as TrainNoise2ScoreOptions;
       const images = await loadTrainingImages(options);
