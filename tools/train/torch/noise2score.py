@@ -359,6 +359,16 @@ def _eight_bit(y):
     return lattice if sample.shape[1] > 0 else torch.zeros_like(lattice)
 
 
+
+def _block_variance_scale(m, family):
+    """What a 2x2 block's noise variance is proportional to at block mean m: 1 (Gaussian), m (Poisson), m^2 (Gamma);
+    0 where a Poisson or Gamma block is too dark to read (m <= MIN_BLOCK_MEAN)."""
+    if family == 'gaussian':
+        return torch.ones_like(m)
+    if family == 'poisson':
+        return torch.where(m > MIN_BLOCK_MEAN, m, torch.zeros_like(m))
+    return torch.where(m > MIN_BLOCK_MEAN, m * m, torch.zeros_like(m))
+
 def texture_tiles(y, family, rounding=None):
     """textureTiles(): the 8x8 tiles of each crop, per crop: ratios d^2 / scale(m) of their blocks [n, T*16], which
     blocks count [n, T*16] (scale(m) > 0), each tile's texture (mean of (h^2 + v^2) / 2 / scale(m)) [n, T], which
@@ -375,12 +385,7 @@ def texture_tiles(y, family, rounding=None):
     a, b, c, e = tiles(a), tiles(b), tiles(c), tiles(e)
     saturated = ((a == 0) | (b == 0) | (c == 0) | (e == 0) | (a == 1) | (b == 1) | (c == 1) | (e == 1)).any(2)
     m = (a + b + c + e) / 4
-    if family == 'gaussian':
-        scale = torch.ones_like(m)
-    elif family == 'poisson':
-        scale = torch.where(m > MIN_BLOCK_MEAN, m, torch.zeros_like(m))
-    else:
-        scale = torch.where(m > MIN_BLOCK_MEAN, m * m, torch.zeros_like(m))
+    scale = _block_variance_scale(m, family)
     valid = scale > 0
     safe = torch.where(valid, scale, torch.ones_like(scale))
     hh, vv, dd = (a + b - c - e) / 2, (a - b + c - e) / 2, (a - b - c + e) / 2
@@ -448,12 +453,7 @@ def coarse_details(y, family, rounding):
     m = m.reshape(n, h // 8, 4, w // 8, 4).permute(0, 1, 3, 2, 4).reshape(n, (h // 8) * (w // 8), 4, 4)
     a, b, c, e = m[..., 0::2, 0::2], m[..., 0::2, 1::2], m[..., 1::2, 0::2], m[..., 1::2, 1::2]
     mean = (a + b + c + e) / 4
-    if family == 'gaussian':
-        scale = torch.ones_like(mean)
-    elif family == 'poisson':
-        scale = torch.where(mean > MIN_BLOCK_MEAN, mean, torch.zeros_like(mean))
-    else:
-        scale = torch.where(mean > MIN_BLOCK_MEAN, mean * mean, torch.zeros_like(mean))
+    scale = _block_variance_scale(mean, family)
     ok = scale > 0
     hh, vv, dd = (a + b - c - e) / 2, (a - b + c - e) / 2, (a - b - c + e) / 2
     safe = torch.where(ok, scale, torch.ones_like(scale))
