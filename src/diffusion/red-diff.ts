@@ -27,8 +27,9 @@ import { tidyValues } from '../nn/read.js';
 import { checkCancelled } from '../util/cancellation.js';
 import { Rng } from '../util/random.js';
 import type { EpsModel } from './eps-model.js';
+import { cropPlanes, type HoleWindow, holeWindow, pastePlanes } from './hole-window.js';
 import { initialEstimate, type RedDiffInit } from './initial.js';
-import type { DegradationOperator } from './operators.js';
+import { type DegradationOperator, maskOperator } from './operators.js';
 import { type DdpmSchedule, stridedTimesteps } from './schedule.js';
 
 type Tf = typeof import('@tensorflow/tfjs');
@@ -78,6 +79,13 @@ export interface RedDiffOptions {
   signal?: AbortSignal;
   /** Keep this many intermediate estimates (evenly spaced over the run, the last one included). */
   trace?: number;
+  /**
+   * Inpainting (a mask operator) only: optimise just the window around the missing pixels (src/diffusion/
+   * hole-window.ts: their bounding box over the batch widened by `margin` pixels, sides rounded up to multiples of
+   * `multiple`, the network's down-sampling factor); the estimate is y outside it. Absent, or a window that would be
+   * the whole image: the whole image.
+   */
+  window?: { margin: number; multiple: number };
 }
 
 export interface RedDiffTraceEntry {
@@ -103,6 +111,8 @@ export interface RedDiffResult {
     sigmaY: number;
     init: RedDiffInit;
     tMax: number;
+    /** The window that was optimised (`window` option), when it was smaller than the image. */
+    window?: HoleWindow;
   };
   timings: { initMs: number; loopMs: number; msPerStep: number; totalMs: number };
   trace?: RedDiffTraceEntry[];
@@ -142,6 +152,10 @@ export async function redDiffRestore(
   y: Tensor4D,
   options: RedDiffOptions,
 ): Promise<RedDiffResult> {
+  if (options.window && H.kind === 'mask' && H.mask) {
+    const win = holeWindow(H.mask, H.height, H.width, options.window.margin, options.window.multiple);
+    if (win) return windowedRestore(tf, prior, schedule, H, y, options, win);
+  }
   const started = performance.now();
   const steps = options.steps;
   const lambda = options.lambda ?? RED_DIFF_DEFAULTS.lambda;
@@ -250,4 +264,58 @@ export async function redDiffRestore(
   } finally {
     tf.dispose([mu, firstMoment, secondMoment]);
   }
+}
+
+/**
+ * RED-Diff on the window `win` of a mask problem: y and the mask cropped to it, the estimate pasted into y (clipped
+ * to the range) outside it, where every pixel is observed; the residual is that of the whole image.
+ */
+async function windowedRestore(
+  tf: Tf,
+  prior: EpsModel,
+  schedule: DdpmSchedule,
+  H: DegradationOperator,
+  y: Tensor4D,
+  options: RedDiffOptions,
+  win: HoleWindow,
+): Promise<RedDiffResult> {
+  const started = performance.now();
+  const { height, width } = H;
+  const batch = y.shape[0];
+  const [lo, hi] = options.range ?? [-1, 1];
+  const inner = maskOperator(cropPlanes(H.mask as Float32Array, height, width, win), win.height, win.width);
+  const yWindow = tf.slice(y, [0, win.top, win.left, 0], [batch, win.height, win.width, 1]) as Tensor4D;
+  let result: RedDiffResult;
+  try {
+    result = await redDiffRestore(tf, prior, schedule, inner, yWindow, { ...options, window: undefined });
+  } finally {
+    yWindow.dispose();
+    inner.dispose();
+  }
+  const yValues = Float32Array.from(await y.data());
+  const base = Float32Array.from(yValues, (v) => Math.min(hi, Math.max(lo, v)));
+  const x = pastePlanes(base, height, width, win, result.x);
+  // Outside the window x = clip(y) and every pixel is observed: the misfit there is y - clip(y).
+  const outside = pastePlanes(yValues, height, width, win, new Float32Array(result.x.length));
+  const outsideBase = pastePlanes(base, height, width, win, new Float32Array(result.x.length));
+  let misfit = result.residualNorm ** 2;
+  let norm = 0;
+  for (let i = 0; i < yValues.length; i++) {
+    misfit += (outside[i] - outsideBase[i]) ** 2;
+    norm += yValues[i] ** 2;
+  }
+  const residualNorm = Math.sqrt(misfit);
+  const yNorm = Math.sqrt(norm);
+  return {
+    ...result,
+    x,
+    shape: [batch, height, width, 1],
+    residual: yNorm > 0 ? residualNorm / yNorm : residualNorm,
+    residualNorm,
+    params: { ...result.params, window: win },
+    timings: { ...result.timings, totalMs: performance.now() - started },
+    ...(result.trace
+      ? { trace: result.trace.map((e) => ({ ...e, x: pastePlanes(base, height, width, win, e.x) })) }
+      : {}),
+  };
 }

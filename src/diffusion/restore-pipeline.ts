@@ -52,6 +52,11 @@ export interface RestorePipelineInput {
   lr: number;
   init: RedDiffInit;
   tMax: number;
+  /**
+   * Masks: optimise only a window around the missing pixels with this margin (src/diffusion/hole-window.ts; its
+   * sides are multiples of `multiple`); the answer's params.window gives it in the padded image. Undefined: whole.
+   */
+  windowMargin?: number;
   seed: number;
   /** Intermediate estimates to keep (0: none). */
   trace: number;
@@ -166,6 +171,9 @@ export async function redDiffPipeline(
       lr: input.lr,
       init: input.init,
       tMax: input.tMax,
+      ...(input.windowMargin !== undefined
+        ? { window: { margin: input.windowMargin, multiple: input.multiple } }
+        : {}),
       seed: input.seed,
       sigmaY,
       trace: input.trace,

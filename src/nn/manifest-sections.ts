@@ -35,6 +35,8 @@ const redDiffSettings = {
   lr: lenient(finite),
   init: lenient(z.string()),
   tMax: lenient(finite),
+  /** Inpainting: optimise a window around the holes with this margin of context (src/diffusion/hole-window.ts). */
+  windowMargin: lenient(z.number().int().min(0)),
 };
 
 /**

@@ -41,13 +41,14 @@ function manifest(name: string, parameters: number) {
     extra: {
       schedule: { kind: 'linear', timesteps: 1000, betaStart: 1e-4, betaEnd: 0.02 },
       // The model's measured RED-Diff settings, which the service uses when a request does not give its own.
-      // `holes`: the settings for masks whose hole radius reaches minRadius (absent fields: the general ones).
+      // `holes`: the settings for masks whose hole radius reaches minRadius (absent fields: the general ones),
+      // optimised on a window around the holes with `windowMargin` pixels of context.
       redDiff: {
         init: 'smooth',
         tMax: 300,
         lambda: 0.05,
         lr: 0.04,
-        holes: { minRadius: 3, tMax: 500, lr: 0.02 },
+        holes: { minRadius: 3, tMax: 500, lr: 0.02, windowMargin: 2 },
       },
     },
   };
@@ -259,6 +260,19 @@ describe('POST /v1/restore', () => {
       lambda: 0.05,
       lr: 0.02,
     });
+    // Optimised on a window around the box (rows 3..8, columns 4..11, 2 pixels of context, sides multiples of the
+    // U-Net's 8, inside the image padded to 24x16): outside it the answer is the upload itself.
+    expect(box.json().params.window).toEqual({ top: 0, left: 0, height: 16, width: 16 });
+    expect(scattered.json().params.window).toBeUndefined();
+    const input = await pixels(png);
+    const output = await pixels(Buffer.from(box.json().image, 'base64'));
+    let outside = 0;
+    for (let r = 0; r < H; r++)
+      for (let c = 16; c < W; c++) {
+        expect(output.data[r * W + c]).toBe(input.data[r * W + c]);
+        outside++;
+      }
+    expect(outside).toBe(4 * H);
     // An uploaded mask goes the same way; a request's own value still wins over the hole settings.
     const mask = await maskPng(W, H, (r, c) => r >= 3 && r < 11 && c >= 5 && c < 13);
     const form = multipart({ image: png, mask }, { output: 'json', steps: '2', tMax: '100' });
