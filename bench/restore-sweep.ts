@@ -16,6 +16,7 @@
  * (0.2, 0.75) and (0.8, 0.3) of the free range (row, column)), problem `selection-box32`; one batch per place.
  * Environment: N = Fashion-MNIST images (default 60), ONLY = comma-separated problem ids (fashion-mask80, set12-sr2, ...),
  * AVERAGE = K: also the mean of K runs of each setting (noise seeds 0, 1000, ..., 1000 (K - 1)).
+ * PER_IMAGE=1: also each image's PSNR on the missing pixels.
  * BLEND = w1,w2,...: also w x + (1 - w) biharmonic for each weight (heldout and selection).
  * The first line per problem is the smooth start alone (src/diffusion/initial.ts), for reference.
  */
@@ -226,6 +227,8 @@ for (const p of problems) {
       `${p.id} ${label} psnr ${s.psnr.toFixed(2)} ssim ${s.ssim.toFixed(3)} missing ${s.psnrMissing?.toFixed(2) ?? '-'} ` +
         `residual ${s.residual.toExponential(1)}${seconds === undefined ? '' : ` ${seconds.toFixed(2)} s/image`}`,
     );
+    if (process.env.PER_IMAGE === '1')
+      console.log(`  missing per image: ${s.perImageMissing.map((v) => v.toFixed(2)).join(' ')}`);
   };
   const classical = which === 'heldout' || which === 'selection' ? biharmonic(p) : null;
   if (classical) line('biharmonic (scikit-image)', classical);

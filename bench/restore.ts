@@ -326,6 +326,8 @@ export interface Scores {
   residual: number;
   residualMax: number;
   perImagePsnr: number[];
+  /** Masks: PSNR over each image's missing pixels. */
+  perImageMissing: number[];
 }
 
 /** The metrics of restored images `xhat` (on [0, 1]) for a problem. */
@@ -373,6 +375,7 @@ export function score(p: Problem, xhat: Float32Array): Scores {
     residual: mean(residuals),
     residualMax: Math.max(...residuals),
     perImagePsnr: psnrs,
+    perImageMissing: missingPsnrs,
   };
 }
 
@@ -749,6 +752,7 @@ async function solveProblems(
             },
           }
         : {}),
+      ...(tuned.samples !== undefined ? { samples: tuned.samples } : {}),
     };
     const tMaxLabel = tuned.tMax ?? schedule.timesteps - 1;
     const methods: MethodResult[] = [
@@ -796,7 +800,7 @@ async function solveProblems(
     }
     const ours = await runRedDiff(tf, model, schedule, p, options);
     methods.push({
-      method: `RED-Diff (default${tuned.settings === 'holes' ? ` for holes, radius ${tuned.holeRadius}` : ''}: ${options.init} start, t from ${tMaxLabel}, lambda ${options.lambda}, lr ${options.lr}, ${options.steps} steps${tuned.windowMargin !== undefined ? `, window margin ${tuned.windowMargin}` : ''})`,
+      method: `RED-Diff (default${tuned.settings === 'holes' ? ` for holes, radius ${tuned.holeRadius}` : ''}: ${options.init} start, t from ${tMaxLabel}, lambda ${options.lambda}, lr ${options.lr}, ${options.steps} steps${tuned.windowMargin !== undefined ? `, window margin ${tuned.windowMargin}` : ''}${tuned.samples !== undefined ? `, mean of ${tuned.samples} runs` : ''})`,
       scores: score(p, ours.x),
       secondsPerImage: ours.seconds / p.count,
     });

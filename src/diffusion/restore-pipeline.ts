@@ -57,6 +57,8 @@ export interface RestorePipelineInput {
    * sides are multiples of `multiple`); the answer's params.window gives it in the padded image. Undefined: whole.
    */
   windowMargin?: number;
+  /** The mean of this many runs (red-diff.ts `samples`; the answer's params.samples); undefined: one. */
+  samples?: number;
   seed: number;
   /** Intermediate estimates to keep (0: none). */
   trace: number;
@@ -174,6 +176,7 @@ export async function redDiffPipeline(
       ...(input.windowMargin !== undefined
         ? { window: { margin: input.windowMargin, multiple: input.multiple } }
         : {}),
+      ...(input.samples !== undefined ? { samples: input.samples } : {}),
       seed: input.seed,
       sigmaY,
       trace: input.trace,

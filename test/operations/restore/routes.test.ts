@@ -42,13 +42,13 @@ function manifest(name: string, parameters: number) {
       schedule: { kind: 'linear', timesteps: 1000, betaStart: 1e-4, betaEnd: 0.02 },
       // The model's measured RED-Diff settings, which the service uses when a request does not give its own.
       // `holes`: the settings for masks whose hole radius reaches minRadius (absent fields: the general ones),
-      // optimised on a window around the holes with `windowMargin` pixels of context.
+      // optimised on a window around the holes with `windowMargin` pixels of context, the mean of `samples` runs.
       redDiff: {
         init: 'smooth',
         tMax: 300,
         lambda: 0.05,
         lr: 0.04,
-        holes: { minRadius: 3, tMax: 500, lr: 0.02, windowMargin: 2 },
+        holes: { minRadius: 3, tMax: 500, lr: 0.02, windowMargin: 2, samples: 2 },
       },
     },
   };
@@ -264,6 +264,8 @@ describe('POST /v1/restore', () => {
     // U-Net's 8, inside the image padded to 24x16): outside it the answer is the upload itself.
     expect(box.json().params.window).toEqual({ top: 0, left: 0, height: 16, width: 16 });
     expect(scattered.json().params.window).toBeUndefined();
+    expect(box.json().params.samples).toBe(2);
+    expect(scattered.json().params.samples).toBeUndefined();
     const input = await pixels(png);
     const output = await pixels(Buffer.from(box.json().image, 'base64'));
     let outside = 0;
