@@ -267,7 +267,7 @@ function naturalPriorEntries(version: string): Entry[] {
   requireVersion(sweep, 'ddpm-natural-grey', version);
   const holes = resultsSection("RED-Diff inside holes: settings by the mask's hole radius");
   requireVersion(holes, 'ddpm-natural-grey', version);
-  const holeDate = resultsDate('RED-Diff inside holes');
+  const holeDate = resultsDate('RED-Diff inside holes: settings');
   const windowed = resultsSection('RED-Diff inside holes: a window around them, the mean of 2 runs');
   requireVersion(windowed, 'ddpm-natural-grey', version);
   const windowDate = resultsDate('RED-Diff inside holes: a window');
