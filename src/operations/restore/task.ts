@@ -63,6 +63,8 @@ export interface RestoreTaskInput {
   lr?: number;
   init?: RedDiffInit;
   tMax?: number;
+  /** The mean of this many runs; absent: the model's (modelRedDiffDefaults), else one. */
+  samples?: number;
   seed: number;
   trace: number;
   /**
@@ -285,7 +287,7 @@ async function restorePixels(input: RestoreTaskInput, ctx: HandlerContext): Prom
     init: input.init ?? tuned.init,
     tMax,
     windowMargin: tuned.windowMargin,
-    samples: tuned.samples,
+    samples: input.samples ?? tuned.samples,
     seed: input.seed,
     trace: input.trace,
     onProgress: (p) => ctx.progress(p.step / p.steps, `RED-Diff step ${p.step}/${p.steps} (t = ${p.t})`),
