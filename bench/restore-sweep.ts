@@ -10,8 +10,14 @@
  * how many, default 6; more are spread evenly over the 40), with 50% random-pixel masks (seed 50_200 + image
  * number; heldout-mask50) and a centred 32x32 hole (heldout-box32; BOX=12: 12x12), with scikit-image's
  * inpaint_biharmonic (bench/restore-peers.py, /usr/bin/python3) printed first as the classical reference.
+ * selection: the unseen selection photographs of bench/denoise/heldout.ts (brick, chelsea, coins, gravel,
+ * motorcycle_left; never seen by the prior, which was trained on all of train400): grey centre crops of SIZE
+ * (default 256), each with one 32x32 hole (BOX) at POSITIONS places (default 3: the centre, then at fractions
+ * (0.2, 0.75) and (0.8, 0.3) of the free range (row, column)), problem `selection-box32`; one batch per place.
  * Environment: N = Fashion-MNIST images (default 60), ONLY = comma-separated problem ids (fashion-mask80, set12-sr2, ...),
  * AVERAGE = K: also the mean of K runs of each setting (noise seeds 0, 1000, ..., 1000 (K - 1)).
+ * PER_IMAGE=1: also each image's PSNR on the missing pixels.
+ * BLEND = w1,w2,...: also w x + (1 - w) biharmonic for each weight (heldout and selection).
  * The first line per problem is the smooth start alone (src/diffusion/initial.ts), for reference.
  */
 import { spawnSync } from 'node:child_process';
@@ -25,6 +31,7 @@ import { centredBoxMask, randomPixelMask } from '../src/diffusion/operators.js';
 import type { RedDiffOptions } from '../src/diffusion/red-diff.js';
 import { linearSchedule } from '../src/diffusion/schedule.js';
 import { initTfjs } from '../src/nn/backend.js';
+import { heldoutSplit, loadHeldoutImage } from './denoise/heldout.js';
 import { REPO_ROOT, set12Names } from './denoise/inputs.js';
 import {
   fashionProblems,
@@ -94,6 +101,52 @@ async function heldoutProblems(count: number, size = SIZE, box = 32): Promise<Pr
   ];
 }
 
+/** The hole places of the selection problems: fractions (row, column) of the free range size - box. */
+const SELECTION_PLACES: [number, number][] = [
+  [0.5, 0.5],
+  [0.2, 0.75],
+  [0.8, 0.3],
+];
+
+/** The selection photographs (see the header): `places` x 5 crops, place-major, one 32x32 hole each. */
+async function selectionProblems(size: number, box: number, places: number): Promise<Problem[]> {
+  const files = heldoutSplit().selection;
+  const images = await Promise.all(files.map((f) => loadHeldoutImage(f, size)));
+  for (const image of images)
+    if (image.width !== size || image.height !== size)
+      throw new Error(`${image.name} is smaller than ${size}`);
+  const count = places * images.length;
+  const x = new Float32Array(count * size * size);
+  const mask = new Float32Array(count * size * size).fill(1);
+  for (let k = 0; k < places; k++) {
+    const [fr, fc] = SELECTION_PLACES[k];
+    const top = Math.round(fr * (size - box));
+    const left = Math.round(fc * (size - box));
+    for (const [i, image] of images.entries()) {
+      const b = k * images.length + i;
+      x.set(Float32Array.from(image.x), b * size * size);
+      for (let r = top; r < top + box; r++)
+        mask.fill(0, b * size * size + r * size + left, b * size * size + r * size + left + box);
+    }
+  }
+  return [
+    {
+      id: `selection-box${box}`,
+      dataset: 'Set12', // only picks the natural prior's defaults in bench/restore.ts; these are scikit-image photographs
+      label: `scikit-image selection photographs, ${size}x${size}, ${box}x${box} hole at ${places} places`,
+      kind: 'mask',
+      modelDir: 'models/ddpm-natural-grey/20261129',
+      count,
+      height: size,
+      width: size,
+      x,
+      mask,
+      region: { top: 0, left: 0, height: size, width: size },
+      batch: images.length,
+    },
+  ];
+}
+
 /** scikit-image's inpaint_biharmonic on a mask problem, through bench/restore-peers.py; images on [0, 1]. */
 function biharmonic(p: Problem): Float32Array {
   const dir = mkdtempSync(join(tmpdir(), 'restore-sweep-'));
@@ -141,7 +194,13 @@ const problems =
           Number(process.env.SIZE ?? SIZE),
           Number(process.env.BOX ?? 32),
         )
-      : await fashionProblems(Number(process.env.N ?? 60));
+      : which === 'selection'
+        ? await selectionProblems(
+            Number(process.env.SIZE ?? 256),
+            Number(process.env.BOX ?? 32),
+            Number(process.env.POSITIONS ?? 3),
+          )
+        : await fashionProblems(Number(process.env.N ?? 60));
 const only = process.env.ONLY?.split(',');
 for (const p of problems) {
   if (only && !only.includes(p.id)) continue;
@@ -168,21 +227,32 @@ for (const p of problems) {
       `${p.id} ${label} psnr ${s.psnr.toFixed(2)} ssim ${s.ssim.toFixed(3)} missing ${s.psnrMissing?.toFixed(2) ?? '-'} ` +
         `residual ${s.residual.toExponential(1)}${seconds === undefined ? '' : ` ${seconds.toFixed(2)} s/image`}`,
     );
+    if (process.env.PER_IMAGE === '1')
+      console.log(`  missing per image: ${s.perImageMissing.map((v) => v.toFixed(2)).join(' ')}`);
   };
-  if (which === 'heldout') line('biharmonic (scikit-image)', biharmonic(p));
+  const classical = which === 'heldout' || which === 'selection' ? biharmonic(p) : null;
+  if (classical) line('biharmonic (scikit-image)', classical);
+  const blends = (x: Float32Array) => {
+    if (!classical) return;
+    for (const w of (process.env.BLEND ?? '').split(',').filter(Boolean).map(Number))
+      line(
+        `  blend ${w} with biharmonic`,
+        Float32Array.from(x, (v, i) => w * v + (1 - w) * classical[i]),
+      );
+  };
   line('smooth start alone', start);
   for (const c of configs) {
     const r = await runRedDiff(tf, model, schedule, p, c);
     line(JSON.stringify(c), r.x, r.seconds / p.count);
+    blends(r.x);
     // AVERAGE=K: the mean of K runs with noise seeds 0, 1000, ... (an estimate of the posterior mean).
     const sum = Float32Array.from(r.x);
     for (let k = 1; k < Number(process.env.AVERAGE ?? 1); k++) {
       const more = await runRedDiff(tf, model, schedule, p, c, 1000 * k);
       for (let i = 0; i < sum.length; i++) sum[i] += more.x[i];
-      line(
-        `mean of ${k + 1} runs`,
-        Float32Array.from(sum, (v) => v / (k + 1)),
-      );
+      const meanOfRuns = Float32Array.from(sum, (v) => v / (k + 1));
+      line(`mean of ${k + 1} runs`, meanOfRuns);
+      blends(meanOfRuns);
     }
   }
   model.dispose();

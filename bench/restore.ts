@@ -52,6 +52,7 @@ import { type DdpmSchedule, linearSchedule } from '../src/diffusion/schedule.js'
 import { predictEps } from '../src/diffusion/unet.js';
 import { psnr, ssim } from '../src/imaging/metrics.js';
 import { initTfjs, type Tf } from '../src/nn/backend.js';
+import { architectureMultiple } from '../src/nn/manifest-sections.js';
 import { RESTORE_DEFAULTS } from '../src/operations/restore/schema.js';
 import { modelRedDiffDefaults } from '../src/operations/restore/task.js';
 import { loadSet12Image, REPO_ROOT, set12Names } from './denoise/inputs.js';
@@ -325,6 +326,8 @@ export interface Scores {
   residual: number;
   residualMax: number;
   perImagePsnr: number[];
+  /** Masks: PSNR over each image's missing pixels. */
+  perImageMissing: number[];
 }
 
 /** The metrics of restored images `xhat` (on [0, 1]) for a problem. */
@@ -372,6 +375,7 @@ export function score(p: Problem, xhat: Float32Array): Scores {
     residual: mean(residuals),
     residualMax: Math.max(...residuals),
     perImagePsnr: psnrs,
+    perImageMissing: missingPsnrs,
   };
 }
 
@@ -682,7 +686,10 @@ function pythonVersion(): string {
   return r.stdout.trim() || '?';
 }
 
-function manifestOf(modelDir: string): { extra?: Record<string, unknown> } {
+function manifestOf(modelDir: string): {
+  extra?: Record<string, unknown>;
+  architecture?: string | Record<string, unknown>;
+} {
   return JSON.parse(readFileSync(join(REPO_ROOT, modelDir, 'manifest.json'), 'utf8'));
 }
 
@@ -730,7 +737,23 @@ async function solveProblems(
     // The service's defaults for this model and mask: its manifest's extra.redDiff (measured; its `holes` settings
     // for masks with a deep hole), else RESTORE_DEFAULTS.
     const tuned = problemDefaults(p);
-    const options = { steps, lambda: tuned.lambda, lr: tuned.lr, init: tuned.init, tMax: tuned.tMax };
+    const options = {
+      steps,
+      lambda: tuned.lambda,
+      lr: tuned.lr,
+      init: tuned.init,
+      tMax: tuned.tMax,
+      // As the restore task: a window around the holes when the manifest gives its margin.
+      ...(tuned.windowMargin !== undefined
+        ? {
+            window: {
+              margin: tuned.windowMargin,
+              multiple: architectureMultiple({ architecture: manifestOf(p.modelDir).architecture ?? {} }),
+            },
+          }
+        : {}),
+      ...(tuned.samples !== undefined ? { samples: tuned.samples } : {}),
+    };
     const tMaxLabel = tuned.tMax ?? schedule.timesteps - 1;
     const methods: MethodResult[] = [
       { method: 'H^+ y (pseudo-inverse)', scores: score(p, pseudoInverse(p)), secondsPerImage: 0 },
@@ -777,7 +800,7 @@ async function solveProblems(
     }
     const ours = await runRedDiff(tf, model, schedule, p, options);
     methods.push({
-      method: `RED-Diff (default${tuned.settings === 'holes' ? ` for holes, radius ${tuned.holeRadius}` : ''}: ${options.init} start, t from ${tMaxLabel}, lambda ${options.lambda}, lr ${options.lr}, ${options.steps} steps)`,
+      method: `RED-Diff (default${tuned.settings === 'holes' ? ` for holes, radius ${tuned.holeRadius}` : ''}: ${options.init} start, t from ${tMaxLabel}, lambda ${options.lambda}, lr ${options.lr}, ${options.steps} steps${tuned.windowMargin !== undefined ? `, window margin ${tuned.windowMargin}` : ''}${tuned.samples !== undefined ? `, mean of ${tuned.samples} runs` : ''})`,
       scores: score(p, ours.x),
       secondsPerImage: ours.seconds / p.count,
     });

@@ -41,6 +41,8 @@ export interface DegradationOperator {
   pseudoInverse(tf: Tf, y: Tensor4D): Promise<Tensor4D>;
   /** Parameters for logs and API responses. */
   describe(): Record<string, unknown>;
+  /** kind 'mask' only: the mask itself (1 observed, 0 missing), one per image or one for the whole batch. */
+  readonly mask?: Float32Array;
   /** Frees the constant tensors the operator keeps (mask, resize matrices); it recreates them if used again. */
   dispose(): void;
 }
@@ -199,6 +201,7 @@ export function maskOperator(mask: Float32Array, height: number, width: number):
       return tf.mul(y, m(tf)) as Tensor4D;
     },
     describe: () => ({ kind: 'mask', missing: countMissing(mask), pixels: mask.length }),
+    mask,
     dispose: () => {
       maskTensor?.dispose();
       maskTensor = null;

@@ -52,6 +52,13 @@ export interface RestorePipelineInput {
   lr: number;
   init: RedDiffInit;
   tMax: number;
+  /**
+   * Masks: optimise only a window around the missing pixels with this margin (src/diffusion/hole-window.ts; its
+   * sides are multiples of `multiple`); the answer's params.window gives it in the padded image. Undefined: whole.
+   */
+  windowMargin?: number;
+  /** The mean of this many runs (red-diff.ts `samples`; the answer's params.samples); undefined: one. */
+  samples?: number;
   seed: number;
   /** Intermediate estimates to keep (0: none). */
   trace: number;
@@ -166,6 +173,10 @@ export async function redDiffPipeline(
       lr: input.lr,
       init: input.init,
       tMax: input.tMax,
+      ...(input.windowMargin !== undefined
+        ? { window: { margin: input.windowMargin, multiple: input.multiple } }
+        : {}),
+      ...(input.samples !== undefined ? { samples: input.samples } : {}),
       seed: input.seed,
       sigmaY,
       trace: input.trace,

@@ -35,6 +35,10 @@ const redDiffSettings = {
   lr: lenient(finite),
   init: lenient(z.string()),
   tMax: lenient(finite),
+  /** Inpainting: optimise a window around the holes with this margin of context (src/diffusion/hole-window.ts). */
+  windowMargin: lenient(z.number().int().min(0)),
+  /** Return the mean of this many RED-Diff runs (src/diffusion/red-diff.ts `samples`). */
+  samples: lenient(z.number().int().min(1)),
 };
 
 /**

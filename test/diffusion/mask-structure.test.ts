@@ -64,7 +64,7 @@ describe('modelRedDiffDefaults selects the settings from the mask', () => {
       tMax: 30,
       lambda: 0.05,
       lr: 0.01,
-      holes: { minRadius: 6, tMax: 200, lr: 0.05 },
+      holes: { minRadius: 6, tMax: 200, lr: 0.05, windowMargin: 24 },
     },
   };
 
@@ -96,6 +96,7 @@ describe('modelRedDiffDefaults selects the settings from the mask', () => {
       tMax: 200,
       lambda: 0.05,
       lr: 0.05,
+      windowMargin: 24,
       settings: 'holes',
       holeRadius: 16,
     });
@@ -105,6 +106,8 @@ describe('modelRedDiffDefaults selects the settings from the mask', () => {
       tMax: 30,
       holeRadius: 5,
     });
+    // The window is the holes settings' (the general ones have none here).
+    expect(modelRedDiffDefaults(extra, hole(10)).windowMargin).toBeUndefined();
     // A manifest without a holes section: the general settings for every mask.
     const { holes: _, ...plain } = extra.redDiff;
     expect(modelRedDiffDefaults({ redDiff: plain }, hole(32))).toMatchObject({

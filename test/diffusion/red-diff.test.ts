@@ -131,4 +131,45 @@ describe('redDiffRestore', () => {
     tf.dispose([x, y]);
     model.dispose();
   });
+
+  it('with samples = K returns the mean of K runs seeded seed + 1000 k, and its residual', async () => {
+    const x = tf.tensor4d(testImage(), [1, SIZE, SIZE, 1]);
+    const y = op.forward(tf, x);
+    const options = { steps: 8, lambda: 0.25, lr: 0.1, progressEvery: 4, trace: 2 };
+    const before = tf.memory().numTensors;
+    const seen: number[] = [];
+    const averaged = await redDiffRestore(tf, gaussianEps(tf), schedule, op, y, {
+      ...options,
+      seed: 4,
+      samples: 3,
+      onProgress: (p) => seen.push(p.step / p.steps),
+    });
+    expect(tf.memory().numTensors).toBe(before);
+    const runs = await Promise.all(
+      [4, 1004, 2004].map((seed) =>
+        redDiffRestore(tf, gaussianEps(tf), schedule, op, y, { ...options, seed }),
+      ),
+    );
+    for (let i = 0; i < averaged.x.length; i++)
+      expect(averaged.x[i]).toBeCloseTo((runs[0].x[i] + runs[1].x[i] + runs[2].x[i]) / 3, 6);
+    // The runs differ (the mean is not one of them), and the mean's residual is its own.
+    expect(runs[1].x).not.toEqual(runs[0].x);
+    const yValues = await y.data();
+    let misfit = 0;
+    let norm = 0;
+    for (let i = 0; i < yValues.length; i++) {
+      misfit += (yValues[i] - mask[i] * averaged.x[i]) ** 2;
+      norm += yValues[i] ** 2;
+    }
+    expect(averaged.residual).toBeCloseTo(Math.sqrt(misfit / norm), 6);
+    expect(averaged.params).toMatchObject({ seed: 4, samples: 3 });
+    expect(runs[0].params.samples).toBeUndefined();
+    // Progress runs over the three runs' steps once; the trace is the mean's.
+    expect(seen).toEqual([1 / 6, 2 / 6, 3 / 6, 4 / 6, 5 / 6, 1]);
+    expect(averaged.trace?.at(-1)?.x).toEqual(averaged.x);
+    await expect(
+      redDiffRestore(tf, gaussianEps(tf), schedule, op, y, { steps: 2, samples: 0 }),
+    ).rejects.toThrow(RangeError);
+    tf.dispose([x, y]);
+  });
 });

@@ -63,7 +63,8 @@ export function estimateRestoreMs(
 ): number {
   const factor = params.task === 'super-resolution' && !params.simulate ? params.factor : 1;
   const side = (n: number) => Math.ceil((n * factor) / multiple) * multiple;
-  return params.steps * side(width) * side(height) * RESTORE_MS_PER_PIXEL_STEP;
+  // A model's own `samples` (inside deep holes) is known only in the worker: a request's is counted.
+  return (params.samples ?? 1) * params.steps * side(width) * side(height) * RESTORE_MS_PER_PIXEL_STEP;
 }
 
 function operatorSpec(
@@ -178,6 +179,7 @@ async function restoreScreened(
     lr: params.lr,
     init: params.init,
     tMax: params.tMax,
+    samples: params.samples,
     seed: params.seed,
     trace: params.trace,
     // Encoded in the worker too: only the encoded answer comes back.

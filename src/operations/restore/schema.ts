@@ -9,6 +9,8 @@ import { asyncFlag } from '../common-schema.js';
 
 /** Steps above this are refused (400): a step is one network forward pass on the whole image. */
 export const MAX_RESTORE_STEPS = 1000;
+/** Most RED-Diff runs a request may average (`samples`). */
+export const MAX_RESTORE_SAMPLES = 8;
 /**
  * Defaults, measured with the final ddpm-fashion-mnist@20261127 on the first 16 Fashion-MNIST test images (32x32,
  * scored on the 28x28 image; PSNR of the pooled MSE; "missing" = over the missing pixels; residual = ||y - H x|| /
@@ -188,6 +190,16 @@ export const restoreParams = z
       .optional()
       .describe(
         "largest timestep of the descending schedule (default: the model's; T - 1 = the official run)",
+      ),
+    samples: z.coerce
+      .number()
+      .int()
+      .min(1)
+      .max(MAX_RESTORE_SAMPLES)
+      .optional()
+      .describe(
+        `answer the mean of this many RED-Diff runs (noise seeds seed, seed + 1000, ...; 1..${MAX_RESTORE_SAMPLES}), ` +
+          "each a full run (default: the model's; ddpm-natural-grey: 2 inside deep holes, else 1)",
       ),
     seed: z.coerce
       .number()

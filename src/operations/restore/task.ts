@@ -63,6 +63,8 @@ export interface RestoreTaskInput {
   lr?: number;
   init?: RedDiffInit;
   tMax?: number;
+  /** The mean of this many runs; absent: the model's (modelRedDiffDefaults), else one. */
+  samples?: number;
   seed: number;
   trace: number;
   /**
@@ -172,6 +174,13 @@ export interface ModelRedDiffDefaults {
   init: RedDiffInit;
   /** Undefined: the whole schedule (T - 1). */
   tMax?: number;
+  /**
+   * Inpainting: RED-Diff optimises only a window around the missing pixels with this margin of observed context
+   * (src/diffusion/hole-window.ts); undefined: the whole image.
+   */
+  windowMargin?: number;
+  /** The mean of this many runs (red-diff.ts `samples`); undefined: one. */
+  samples?: number;
   /** Which of the manifest's settings apply: 'holes' for a mask with a deep enough hole, else 'general'. */
   settings: 'general' | 'holes';
   /** The inpainting mask's hole radius (src/diffusion/mask-structure.ts), when a mask was given. */
@@ -200,15 +209,19 @@ export function modelRedDiffDefaults(
   const radius = mask ? holeRadius(mask.mask, mask.height, mask.width) : undefined;
   const holes = general.holes;
   const useHoles = holes !== undefined && radius !== undefined && radius >= holes.minRadius;
-  const pick = <K extends 'lambda' | 'lr' | 'init' | 'tMax'>(key: K) =>
+  const pick = <K extends 'lambda' | 'lr' | 'init' | 'tMax' | 'windowMargin' | 'samples'>(key: K) =>
     (useHoles ? holes[key] : undefined) ?? general[key];
   const init = RED_DIFF_INITS.find((i) => i === pick('init'));
   const tMax = pick('tMax');
+  const windowMargin = mask ? pick('windowMargin') : undefined;
+  const samples = pick('samples');
   return {
     lambda: pick('lambda') ?? RESTORE_DEFAULTS.lambda,
     lr: pick('lr') ?? RESTORE_DEFAULTS.lr,
     init: init ?? RESTORE_DEFAULTS.init,
     ...(tMax !== undefined ? { tMax } : {}),
+    ...(windowMargin !== undefined ? { windowMargin } : {}),
+    ...(samples !== undefined ? { samples } : {}),
     settings: useHoles ? 'holes' : 'general',
     ...(radius !== undefined ? { holeRadius: radius } : {}),
   };
@@ -273,6 +286,8 @@ async function restorePixels(input: RestoreTaskInput, ctx: HandlerContext): Prom
     lr: input.lr ?? tuned.lr,
     init: input.init ?? tuned.init,
     tMax,
+    windowMargin: tuned.windowMargin,
+    samples: input.samples ?? tuned.samples,
     seed: input.seed,
     trace: input.trace,
     onProgress: (p) => ctx.progress(p.step / p.steps, `RED-Diff step ${p.step}/${p.steps} (t = ${p.t})`),

@@ -10,6 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildUnet, type UnetArchitecture, unetMultiple } from '../../../src/diffusion/unet.js';
 import { initTfjs } from '../../../src/nn/backend.js';
 import { fileSystemIO } from '../../../src/nn/fs-io.js';
+import { estimateRestoreMs } from '../../../src/operations/restore/operation.js';
+import { restoreParams } from '../../../src/operations/restore/schema.js';
 import { jobResult, makeApp, multipartForm, tinyModelsDir } from '../../helpers.js';
 
 const TINY: UnetArchitecture = {
@@ -41,13 +43,14 @@ function manifest(name: string, parameters: number) {
     extra: {
       schedule: { kind: 'linear', timesteps: 1000, betaStart: 1e-4, betaEnd: 0.02 },
       // The model's measured RED-Diff settings, which the service uses when a request does not give its own.
-      // `holes`: the settings for masks whose hole radius reaches minRadius (absent fields: the general ones).
+      // `holes`: the settings for masks whose hole radius reaches minRadius (absent fields: the general ones),
+      // optimised on a window around the holes with `windowMargin` pixels of context, the mean of `samples` runs.
       redDiff: {
         init: 'smooth',
         tMax: 300,
         lambda: 0.05,
         lr: 0.04,
-        holes: { minRadius: 3, tMax: 500, lr: 0.02 },
+        holes: { minRadius: 3, tMax: 500, lr: 0.02, windowMargin: 2, samples: 2 },
       },
     },
   };
@@ -259,6 +262,30 @@ describe('POST /v1/restore', () => {
       lambda: 0.05,
       lr: 0.02,
     });
+    // Optimised on a window around the box (rows 3..8, columns 4..11, 2 pixels of context, sides multiples of the
+    // U-Net's 8, inside the image padded to 24x16): outside it the answer is the upload itself.
+    expect(box.json().params.window).toEqual({ top: 0, left: 0, height: 16, width: 16 });
+    expect(scattered.json().params.window).toBeUndefined();
+    expect(box.json().params.samples).toBe(2);
+    expect(scattered.json().params.samples).toBeUndefined();
+    // A request's own number of runs wins, inside the hole's settings or not.
+    const one = await post('/v1/inpaint?box=4,3,8,6&steps=2&samples=1&output=json', png);
+    expect(one.statusCode, one.body).toBe(200);
+    expect(one.json().params).toMatchObject({ settings: 'holes', window: box.json().params.window });
+    expect(one.json().params.samples).toBeUndefined();
+    expect(one.json().image).not.toBe(box.json().image);
+    const three = await post('/v1/restore?maskRatio=0.5&steps=2&samples=3&output=json', png);
+    expect(three.statusCode, three.body).toBe(200);
+    expect(three.json().params).toMatchObject({ settings: 'general', samples: 3 });
+    const input = await pixels(png);
+    const output = await pixels(Buffer.from(box.json().image, 'base64'));
+    let outside = 0;
+    for (let r = 0; r < H; r++)
+      for (let c = 16; c < W; c++) {
+        expect(output.data[r * W + c]).toBe(input.data[r * W + c]);
+        outside++;
+      }
+    expect(outside).toBe(4 * H);
     // An uploaded mask goes the same way; a request's own value still wins over the hole settings.
     const mask = await maskPng(W, H, (r, c) => r >= 3 && r < 11 && c >= 5 && c < 13);
     const form = multipart({ image: png, mask }, { output: 'json', steps: '2', tMax: '100' });
@@ -320,6 +347,20 @@ describe('POST /v1/restore', () => {
         400,
         'TW_VALIDATION',
         /tMax/,
+      ],
+      [
+        '/v1/restore?maskRatio=0.5&samples=0',
+        { headers: { 'content-type': 'image/png' }, payload: png },
+        400,
+        'TW_VALIDATION',
+        /samples/,
+      ],
+      [
+        '/v1/restore?maskRatio=0.5&samples=9',
+        { headers: { 'content-type': 'image/png' }, payload: png },
+        400,
+        'TW_VALIDATION',
+        /samples/,
       ],
       [
         '/v1/restore?maskRatio=0.5&init=zeros',
@@ -496,5 +537,14 @@ describe('POST /v1/restore', () => {
     expect(autoJob, auto.body).toMatch(/\S+/);
     const cancelled = await app.inject({ method: 'DELETE', url: `/v1/jobs/${autoJob}` });
     expect(cancelled.statusCode).toBeLessThan(300);
+  });
+});
+
+describe('estimateRestoreMs', () => {
+  it('counts every averaged run a request asks for', () => {
+    const base = restoreParams.parse({ task: 'inpaint', box: '1,1,4,4', steps: 10 });
+    const one = estimateRestoreMs(base, 20, 14);
+    expect(one).toBeGreaterThan(0);
+    expect(estimateRestoreMs({ ...base, samples: 3 }, 20, 14)).toBeCloseTo(3 * one, 9);
   });
 });

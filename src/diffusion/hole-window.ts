@@ -1,0 +1,97 @@
+/**
+ * The window RED-Diff optimises when inpainting (issue 18): the bounding box of the missing pixels (over every mask
+ * of a batch), widened by `margin` pixels of observed context on each side, its sides rounded up to multiples of the
+ * network's down-sampling factor and kept inside the image. Outside it every pixel is observed, so the estimate
+ * there is the measurement itself, and the prior only ever sees a neighbourhood of the holes.
+ *
+ * Why: the natural prior was trained on 64x64 crops, and its U-Net's GroupNorm normalises over the whole input, so a
+ * 32x32 hole inside a 256x256 image is denoised under the statistics of the whole image rather than those of its
+ * neighbourhood (on held-out photographs a 64x64 window gains inside the hole over the whole image: bench/RESULTS.md
+ * "RED-Diff inside holes"); it also costs a fraction of the whole image's U-Net passes.
+ */
+
+export interface HoleWindow {
+  top: number;
+  left: number;
+  height: number;
+  width: number;
+}
+
+/** One side of the window: [lo, hi] (inclusive) widened by margin, rounded up to `multiple`, inside [0, size). */
+function side(lo: number, hi: number, size: number, margin: number, multiple: number) {
+  const start = Math.max(0, lo - margin);
+  const end = Math.min(size, hi + 1 + margin);
+  const length = Math.ceil((end - start) / multiple) * multiple;
+  if (length >= size) return { start: 0, length: size };
+  // Grown evenly on both sides, then shifted back inside the image.
+  const grown = start - Math.floor((length - (end - start)) / 2);
+  return { start: Math.min(Math.max(0, grown), size - length), length };
+}
+
+/**
+ * The window around the missing pixels (0 in `mask`: one or more h x w masks, 1 observed), or null when nothing is
+ * missing or the window would be the whole image.
+ */
+export function holeWindow(
+  mask: Float32Array,
+  height: number,
+  width: number,
+  margin: number,
+  multiple: number,
+): HoleWindow | null {
+  if (!(Number.isInteger(margin) && margin >= 0))
+    throw new RangeError(`margin must be an integer >= 0, got ${margin}`);
+  if (!(Number.isInteger(multiple) && multiple >= 1))
+    throw new RangeError(`multiple must be a positive integer, got ${multiple}`);
+  const size = height * width;
+  if (mask.length === 0 || mask.length % size !== 0)
+    throw new RangeError(`mask has ${mask.length} values, not a multiple of ${height}x${width}`);
+  let top = height;
+  let bottom = -1;
+  let left = width;
+  let right = -1;
+  for (let i = 0; i < mask.length; i++) {
+    if (mask[i] !== 0) continue;
+    const r = Math.floor((i % size) / width);
+    const c = i % width;
+    if (r < top) top = r;
+    if (r > bottom) bottom = r;
+    if (c < left) left = c;
+    if (c > right) right = c;
+  }
+  if (bottom < 0) return null;
+  const rows = side(top, bottom, height, margin, multiple);
+  const cols = side(left, right, width, margin, multiple);
+  if (rows.length === height && cols.length === width) return null;
+  return { top: rows.start, left: cols.start, height: rows.length, width: cols.length };
+}
+
+/** The window of each h x w plane of `data` (planes stacked one after the other), stacked the same way. */
+export function cropPlanes(data: Float32Array, height: number, width: number, win: HoleWindow): Float32Array {
+  const planes = data.length / (height * width);
+  const out = new Float32Array(planes * win.height * win.width);
+  for (let p = 0; p < planes; p++)
+    for (let r = 0; r < win.height; r++) {
+      const from = p * height * width + (win.top + r) * width + win.left;
+      out.set(data.subarray(from, from + win.width), (p * win.height + r) * win.width);
+    }
+  return out;
+}
+
+/** `base` (h x w planes) with each plane's window replaced by the matching plane of `inner` (a copy). */
+export function pastePlanes(
+  base: Float32Array,
+  height: number,
+  width: number,
+  win: HoleWindow,
+  inner: Float32Array,
+): Float32Array {
+  const out = Float32Array.from(base);
+  const planes = base.length / (height * width);
+  for (let p = 0; p < planes; p++)
+    for (let r = 0; r < win.height; r++) {
+      const from = (p * win.height + r) * win.width;
+      out.set(inner.subarray(from, from + win.width), p * height * width + (win.top + r) * width + win.left);
+    }
+  return out;
+}
