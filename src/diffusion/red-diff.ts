@@ -82,8 +82,9 @@ export interface RedDiffOptions {
   /**
    * Inpainting (a mask operator) only: optimise just the window around the missing pixels (src/diffusion/
    * hole-window.ts: their bounding box over the batch widened by `margin` pixels, sides rounded up to multiples of
-   * `multiple`, the network's down-sampling factor); the estimate is y outside it. Absent, or a window that would be
-   * the whole image: the whole image.
+   * `multiple`, the network's down-sampling factor); the estimate is y outside it. Absent, a window that would be
+   * the whole image, or noisy measurements (sigmaY > 0, whose observed pixels the whole-image run smooths): the whole
+   * image.
    */
   window?: { margin: number; multiple: number };
   /**
@@ -163,7 +164,9 @@ export async function redDiffRestore(
   if (!(Number.isInteger(samples) && samples >= 1))
     throw new RangeError(`samples must be a positive integer, got ${samples}`);
   if (samples > 1) return averagedRestore(tf, prior, schedule, H, y, options, samples);
-  if (options.window && H.kind === 'mask' && H.mask) {
+  // Noisy measurements (sigmaY > 0): the whole-image run also smooths the observed pixels, which the window would
+  // return as uploaded, noise and all; so the window is for exact measurements only.
+  if (options.window && H.kind === 'mask' && H.mask && (options.sigmaY ?? 0) === 0) {
     const win = holeWindow(H.mask, H.height, H.width, options.window.margin, options.window.multiple);
     if (win) return windowedRestore(tf, prior, schedule, H, y, options, win);
   }

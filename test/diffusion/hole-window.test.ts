@@ -182,4 +182,19 @@ describe('redDiffRestore with a window', () => {
     tf.dispose(y);
     op.dispose();
   });
+
+  it('runs on the whole image when the measurements are noisy (sigmaY > 0)', async () => {
+    const op = maskOperator(hole(H, W, 20, 12, 6), H, W);
+    const y = op.forward(tf, tf.fill([1, H, W, 1], 0.2));
+    const shapes: number[][] = [];
+    const r = await redDiffRestore(tf, globalMeanPrior(shapes), schedule, op, y, {
+      steps: 2,
+      sigmaY: 0.05,
+      window: { margin: 4, multiple: 8 },
+    });
+    expect(r.params.window).toBeUndefined();
+    expect(shapes[0]).toEqual([1, H, W, 1]);
+    tf.dispose(y);
+    op.dispose();
+  });
 });
