@@ -253,7 +253,7 @@ const labels: Record<string, string> = {
       [`mid-k${k}`, `MID after round ${lastRound} ${mid.name}@${mid.version}, K = ${k}, average only`],
       [
         `mid-g${k}`,
-        `MID after round ${lastRound}, K = ${k} + guided stage${guided ? ` (patch ${guided.patch}, search ${guided.search}, h ${(guided.h * 255).toFixed(2)}/255${guided.blend != null ? `, blend ${guided.blend}` : ''}${guided.bound != null ? `, bound ${guided.bound} sigma` : ''}${guided.noisyBound != null ? `, noisy bound ${guided.noisyBound} sigma` : ''}${guided.pilotWeight ? `, pilot weight ${guided.pilotWeight}` : ''}${guided.aggregation === 'patch' ? ', patch aggregation' : ''})` : ''}`,
+        `MID after round ${lastRound}, K = ${k} + guided stage${guided ? ` (patch ${guided.patch}, search ${guided.search}, h ${(guided.h * 255).toFixed(2)}/255${guided.blend != null ? `, blend ${guided.blend}` : ''}${guided.bound != null ? `, bound ${guided.bound} sigma` : ''}${guided.noisyBound != null ? `, noisy bound ${guided.noisyBound} sigma` : ''}${guided.pilotWeight ? `, pilot weight ${guided.pilotWeight}` : ''}${guided.pilotCap ? `, pilot cap ${guided.pilotCap.window}/${guided.pilotCap.kappa}` : ''}${guided.residualCap ? `, residual cap ${guided.residualCap.window}/${guided.residualCap.kappa}` : ''}${guided.aggregation === 'patch' ? ', patch aggregation' : ''})` : ''}`,
       ],
     ]),
   ),
