@@ -206,6 +206,7 @@ function midEntries(name: string, version: string, manifest: Record<string, unkn
       safeguardSweep?: string;
       pilotWeightSweep?: string;
       pilotWeight?: number;
+      capsSweep?: string;
       measuredBy?: string;
     };
   };
@@ -215,8 +216,11 @@ function midEntries(name: string, version: string, manifest: Record<string, unkn
   // safeguard sweep's chosen bounds.
   const pilotSweep = extra.guided?.pilotWeightSweep;
   const pilotWeight = extra.guided?.pilotWeight;
-  const defaultFigure =
-    pilotSweep && pilotWeight
+  // The energy caps' sweep, when the manifest has one, measured the default last (its chosen setting).
+  const capsSweep = extra.guided?.capsSweep;
+  const defaultFigure = capsSweep
+    ? figure(capsSweep, /chosen: .*?noisy-set mean (\d+\.\d+)/)
+    : pilotSweep && pilotWeight
       ? figure(pilotSweep, new RegExp(`[,:] ${pilotWeight} (\\d+\\.\\d+) \\(\\+[\\d.]+, chosen`))
       : figure(sweep, /bound 3 with noisyBound 4 (\d+\.\d+)/);
   return [
@@ -229,14 +233,16 @@ function midEntries(name: string, version: string, manifest: Record<string, unkn
         psnr_noisy: figure(sweepText, /noisy (\d+\.\d+)/),
         psnr_default: defaultFigure,
       },
-      command:
-        pilotSweep && pilotWeight
+      command: capsSweep
+        ? 'npm run bench:mid-sweep -- --caps'
+        : pilotSweep && pilotWeight
           ? 'npm run bench:mid-sweep -- --pilot-weight 0,0.2,0.3,0.4,0.5,0.6'
           : 'npm run bench:mid-sweep',
-      date: dateIn(extra.guided?.measuredBy),
+      date: dateIn(capsSweep ?? extra.guided?.measuredBy),
       source: 'recorded',
       note:
-        "Recorded from the manifest's extra.guided (the sweep that chose the guided stage and K). The noisy shots of " +
+        "Recorded from the manifest's extra.guided (the sweeps that chose the guided stage, K and the safeguard; " +
+        'the last one run gives the default). The noisy shots of ' +
         'these scenes fed training (their means never did): a selection figure, not an unseen one.',
     },
     {

@@ -21,12 +21,25 @@
  * --pilot-weight 0,0.2,0.4: only the share of the pilot in the values the guided stage averages (src/mid/guided.ts
  * pilotWeight), the manifest's stage and safeguard otherwise, on the K = 8 pilot.
  *
+ * --caps: only the safeguard's local energy caps (src/mid/guided.ts pilotCap and residualCap) on the manifest's
+ * stage and bounds, K = 8 pilot, over a grid of window x kappa, on the crops of BOTH training sets (noisy-set and
+ * clean-set scenes) and on a synthetic texture-rich version of each: its clean mean sharpened,
+ * x' = clip(x + SHARPEN (x - G(x)), 0, 1) with G a Gaussian blur of sigma 1, plus the crop's own real noise
+ * (y - x), so y' = x' + y - x: the training scenes never make the guided stage lose to the noisy input, these do.
+ * Rule, on the noisy-set scenes (selection split): admissible are the settings with no real crop worse than the
+ * noisy input that cost at most CAP_BUDGET_DB of the real crops' mean (against no caps); among them, the one whose
+ * worst synthetic crop against the noisy input is best (leaving out the synthetic crops where the K = 8 average
+ * alone is already worse than the input: the pilot's failure, not the stage's), ties by the real mean. The stricter
+ * rule (no synthetic crop worse than the input at any cost) is printed too: on these crops it costs about three
+ * times the budget. The clean-set scenes are the held-out check (reported, not used).
+ *
  * Options: --limit N (first N tuning crops), --size S (centre crop side), --scenes noisy|clean (default noisy),
  * --aggregation, --h 3,3.5,4,s1 (the patch-aggregation h grid, 1/255 units; sX: X times the crop's coarse noise
  * estimate).
  */
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { reflectIndex } from '../src/diffusion/padding.js';
 import '../src/compute/handlers/layers.js';
 import { listPolyuPairs, loadColourImage, splitPolyuScenes } from '../src/mid/data.js';
 import { midInferenceDefaults, midRgb } from '../src/mid/denoise.js';
@@ -50,10 +63,18 @@ const { values } = parseArgs({
     aggregation: { type: 'boolean', default: false },
     h: { type: 'string', default: '3,3.5,4,4.5' },
     'pilot-weight': { type: 'string' },
+    caps: { type: 'boolean', default: false },
     'polyu-dir': { type: 'string', default: join(REPO_ROOT, '../shared/data/polyu') },
   },
 });
 const size = Number(values.size);
+/** --caps' synthetic texture: the clean mean sharpened by SHARPEN (x - G(x)), G a Gaussian blur of sigma 1. */
+const SHARPEN = 1.5;
+/**
+ * --caps: the most a cap may cost of the real noisy-set crops' mean PSNR (dB). The issue's margins over the peers
+ * are 0.3 dB; the service default held them by 0.37 dB on validation before the caps, so a cap may spend 0.05.
+ */
+const CAP_BUDGET_DB = 0.05;
 const { tf } = await initTfjs('wasm');
 const mid = await getModel(tf, join(REPO_ROOT, 'models'), 'mid-rgb');
 const dropRatio = (mid.manifest.extra as { maskRatio: number }).maskRatio;
@@ -61,10 +82,14 @@ const pairs = await listPolyuPairs(values['polyu-dir']);
 const split = splitPolyuScenes(pairs);
 if (values.scenes !== 'noisy' && values.scenes !== 'clean') throw new Error('--scenes is noisy or clean');
 const scenes = values.scenes === 'noisy' ? split.noisyScenes : split.cleanScenes;
-let tuning = pairs.filter((p) => scenes.includes(p.scene));
+let tuning = pairs.filter((p) =>
+  values.caps ? [...split.noisyScenes, ...split.cleanScenes].includes(p.scene) : scenes.includes(p.scene),
+);
 if (values.limit) tuning = tuning.slice(0, Number(values.limit));
 console.log(
-  `${tuning.length} tuning crops of ${scenes.length} ${values.scenes}-set scenes, centre ${size}px`,
+  values.caps
+    ? `${tuning.length} tuning crops of the noisy- and clean-set training scenes, centre ${size}px`
+    : `${tuning.length} tuning crops of ${scenes.length} ${values.scenes}-set scenes, centre ${size}px`,
 );
 
 const psnr = (a: Float32Array, x: Float32Array) => {
@@ -91,7 +116,7 @@ const coarseSigma = (y: Float32Array) => {
   return sigmas.sort((a, b) => a - b)[1];
 };
 
-const KS = values.aggregation || values['pilot-weight'] ? [8] : [1, 2, 4, 8];
+const KS = values.aggregation || values['pilot-weight'] || values.caps ? [8] : [1, 2, 4, 8];
 const crops: { x: Float32Array; y: Float32Array; sigma: number; pilots: Map<number, Float32Array> }[] = [];
 for (const p of tuning) {
   const noisy = await loadColourImage(p.real);
@@ -106,6 +131,10 @@ const scores = new Map<string, number>();
 const mean = (xs: number[]) => xs.reduce((a, v) => a + v, 0) / xs.length;
 if (values['pilot-weight']) {
   await sweepPilotWeight(values['pilot-weight'].split(',').map(Number));
+  process.exit(0);
+}
+if (values.caps) {
+  await sweepCaps();
   process.exit(0);
 }
 if (values.aggregation) {
@@ -307,4 +336,135 @@ async function sweepPilotWeight(weights: number[]) {
     console.log(
       `${label.padEnd(18)} ${mean(v).toFixed(3)} dB  worst vs noisy ${Math.min(...v.map((p, i) => p - noisy[i])).toFixed(3)}`,
     );
+}
+
+function sharpen(x: Float32Array, w: number, h: number): Float32Array {
+  const kernel = [-4, -3, -2, -1, 0, 1, 2, 3, 4].map((d) => Math.exp(-(d * d) / 2));
+  const total = kernel.reduce((a, v) => a + v, 0);
+  const blur = (src: Float32Array, horizontal: boolean) => {
+    const out = new Float32Array(src.length);
+    for (let r = 0; r < h; r++)
+      for (let c = 0; c < w; c++)
+        for (let k = 0; k < 3; k++) {
+          let v = 0;
+          for (let d = -4; d <= 4; d++) {
+            const rr = horizontal ? r : reflectIndex(Math.abs(r + d), h);
+            const cc = horizontal ? reflectIndex(Math.abs(c + d), w) : c;
+            v += kernel[d + 4] * src[(rr * w + cc) * 3 + k];
+          }
+          out[(r * w + c) * 3 + k] = v / total;
+        }
+    return out;
+  };
+  const g = blur(blur(x, true), false);
+  return Float32Array.from(x, (v, i) => Math.min(1, Math.max(0, v + SHARPEN * (v - g[i]))));
+}
+
+/** --caps: the safeguard's energy caps on the manifest's stage, real and synthetic texture-rich crops. */
+async function sweepCaps() {
+  const { guided: manifestStage } = midInferenceDefaults(mid.manifest.extra);
+  if (!manifestStage) throw new Error('the mid-rgb manifest has no guided stage');
+  const base: GuidedAverageOptions = { ...manifestStage, pilotCap: null, residualCap: null };
+  type Case = {
+    name: string;
+    set: 'noisy' | 'clean';
+    synthetic: boolean;
+    x: Float32Array;
+    y: Float32Array;
+    pilot: Float32Array;
+    raw: Float32Array;
+    sigmas: number[];
+  };
+  const cases: Case[] = [];
+  const setOf = (scene: string) => (split.noisyScenes.includes(scene) ? 'noisy' : 'clean');
+  for (const [i, c] of crops.entries()) {
+    const name = `${tuning[i].scene}_${tuning[i].crop}`;
+    const set = setOf(tuning[i].scene);
+    const xs = sharpen(c.x, size, size);
+    const ys = Float32Array.from(xs, (v, j) => v + c.y[j] - c.x[j]);
+    const pilotS = (await midRgb(tf, mid.model, ys, size, size, { masks: 8, dropRatio, seed: 0 })).data;
+    for (const [synthetic, x, y, pilot] of [
+      [false, c.x, c.y, c.pilots.get(8)!],
+      [true, xs, ys, pilotS],
+    ] as const) {
+      const sigmas = channelSigmas(y, size, size, 3);
+      const raw = guidedNonLocalMeans(y, pilot, size, size, 3, base);
+      cases.push({ name, set, synthetic, x, y, pilot, raw, sigmas });
+    }
+  }
+  type Cap = { window: number; kappa: number; relativeTo?: 'sigma' | 'median' } | null;
+  const capName = (c: Cap) =>
+    c ? `${c.window}/${c.kappa}${c.relativeTo === 'median' ? ' x median' : ''}` : '-';
+  const grid: { pilotCap: Cap; residualCap: Cap }[] = [];
+  const pilotCaps: Cap[] = [null, { window: 9, kappa: 0.5 }];
+  const residualCaps: Cap[] = [
+    null,
+    ...[5, 9].flatMap((window) => [0.5, 0.75, 1].map((kappa) => ({ window, kappa }))),
+    ...[5, 9, 17].flatMap((window) =>
+      [1.25, 1.5, 2, 3].map((kappa) => ({ window, kappa, relativeTo: 'median' as const })),
+    ),
+  ];
+  for (const pilotCap of pilotCaps)
+    for (const residualCap of residualCaps) grid.push({ pilotCap, residualCap });
+  const noisyPsnr = cases.map((c) => psnr(c.y, c.x));
+  const pilotLoses = cases.map((c, i) => psnr(c.pilot, c.x) < noisyPsnr[i]);
+  const rows: { label: string; mean: Record<string, number>; worst: Record<string, number>; ok: boolean }[] =
+    [];
+  const perCase = new Map<string, number[]>();
+  for (const g of grid) {
+    const label = `pilotCap ${capName(g.pilotCap)} residualCap ${capName(g.residualCap)}`;
+    const per = cases.map((c) => {
+      const out = guidedSafeguard(c.y, c.pilot, c.raw, size, size, 3, c.sigmas, {
+        bound: base.bound,
+        noisyBound: base.noisyBound,
+        blend: base.blend,
+        patch: base.patch,
+        ...g,
+      });
+      return psnr(out, c.x);
+    });
+    perCase.set(label, per);
+    const mean: Record<string, number> = {};
+    const worst: Record<string, number> = {};
+    for (const set of ['noisy', 'clean'])
+      for (const synthetic of [false, true]) {
+        const key = `${set}${synthetic ? ' synthetic' : ''}`;
+        const idx = cases.flatMap((c, i) => (c.set === set && c.synthetic === synthetic ? [i] : []));
+        mean[key] = mean_(idx.map((i) => per[i]));
+        worst[key] = Math.min(...idx.filter((i) => !pilotLoses[i]).map((i) => per[i] - noisyPsnr[i]));
+      }
+    const ok = worst.noisy >= 0 && mean.noisy >= (rows[0]?.mean.noisy ?? mean.noisy) - CAP_BUDGET_DB;
+    rows.push({ label, mean, worst, ok });
+    console.log(
+      `${label.padEnd(34)} ${Object.keys(mean)
+        .map((k) => `${k} ${mean[k].toFixed(3)} (worst ${worst[k] >= 0 ? '+' : ''}${worst[k].toFixed(3)})`)
+        .join(' | ')}${ok ? '' : '  [rejected]'}`,
+    );
+  }
+  // rows[0] is the stage without caps (the budget's reference): always admissible.
+  const key = (r: (typeof rows)[number]) => [r.worst['noisy synthetic'], r.mean.noisy];
+  const better = (a: (typeof rows)[number], b: (typeof rows)[number]) =>
+    key(b)[0] > key(a)[0] || (key(b)[0] === key(a)[0] && key(b)[1] > key(a)[1]) ? b : a;
+  const chosen = rows.filter((r) => r.ok).reduce(better);
+  const strict = rows.filter((r) => r.worst.noisy >= 0 && r.worst['noisy synthetic'] >= 0);
+  if (strict.length) {
+    const s = strict.reduce((a, b) => (b.mean.noisy > a.mean.noisy ? b : a));
+    console.log(
+      `\nstrict rule (no synthetic crop worse than the input): ${s.label}, noisy-set mean ${s.mean.noisy.toFixed(3)} (${(s.mean.noisy - rows[0].mean.noisy).toFixed(3)} dB)`,
+    );
+  }
+  console.log(
+    `chosen: ${chosen.label}: noisy-set mean ${chosen.mean.noisy.toFixed(3)} (${(chosen.mean.noisy - rows[0].mean.noisy).toFixed(3)} dB; budget ${CAP_BUDGET_DB}), worst synthetic crop vs noisy ${chosen.worst['noisy synthetic'].toFixed(3)} (no caps ${rows[0].worst['noisy synthetic'].toFixed(3)}); held-out clean set ${chosen.mean.clean.toFixed(3)} (no caps ${rows[0].mean.clean.toFixed(3)}), worst synthetic ${chosen.worst['clean synthetic'].toFixed(3)} (no caps ${rows[0].worst['clean synthetic'].toFixed(3)})`,
+  );
+  const none = perCase.get('pilotCap - residualCap -')!;
+  const best = perCase.get(chosen.label)!;
+  console.log('per crop (vs noisy): K = 8 average | stage without caps | chosen');
+  for (const [i, c] of cases.entries())
+    console.log(
+      `${c.set} ${c.synthetic ? 'synthetic' : 'real     '} ${c.name.padEnd(40)} ${(psnr(c.pilot, c.x) - noisyPsnr[i]).toFixed(3)} | ${(none[i] - noisyPsnr[i]).toFixed(3)} | ${(best[i] - noisyPsnr[i]).toFixed(3)}`,
+    );
+}
+
+function mean_(xs: number[]) {
+  return xs.reduce((a, v) => a + v, 0) / xs.length;
 }

@@ -253,7 +253,7 @@ const labels: Record<string, string> = {
       [`mid-k${k}`, `MID after round ${lastRound} ${mid.name}@${mid.version}, K = ${k}, average only`],
       [
         `mid-g${k}`,
-        `MID after round ${lastRound}, K = ${k} + guided stage${guided ? ` (patch ${guided.patch}, search ${guided.search}, h ${(guided.h * 255).toFixed(2)}/255${guided.blend != null ? `, blend ${guided.blend}` : ''}${guided.bound != null ? `, bound ${guided.bound} sigma` : ''}${guided.noisyBound != null ? `, noisy bound ${guided.noisyBound} sigma` : ''}${guided.pilotWeight ? `, pilot weight ${guided.pilotWeight}` : ''}${guided.aggregation === 'patch' ? ', patch aggregation' : ''})` : ''}`,
+        `MID after round ${lastRound}, K = ${k} + guided stage${guided ? ` (patch ${guided.patch}, search ${guided.search}, h ${(guided.h * 255).toFixed(2)}/255${guided.blend != null ? `, blend ${guided.blend}` : ''}${guided.bound != null ? `, bound ${guided.bound} sigma` : ''}${guided.noisyBound != null ? `, noisy bound ${guided.noisyBound} sigma` : ''}${guided.pilotWeight ? `, pilot weight ${guided.pilotWeight}` : ''}${guided.pilotCap ? `, pilot cap ${guided.pilotCap.window}/${guided.pilotCap.kappa}${guided.pilotCap.relativeTo === 'median' ? ' x median' : ''}` : ''}${guided.residualCap ? `, residual cap ${guided.residualCap.window}/${guided.residualCap.kappa}${guided.residualCap.relativeTo === 'median' ? ' x median' : ''}` : ''}${guided.aggregation === 'patch' ? ', patch aggregation' : ''})` : ''}`,
       ],
     ]),
   ),
@@ -322,6 +322,12 @@ const lines = [
   `- MID last round vs the noisy input: ${summary(best, 'noisy')}`,
   '',
   `Issue 18 targets for the service default (${serviceDefault}): ${targets()}.`,
+  ...((mid.manifest.extra as { guided?: { capsSweep?: string } }).guided?.capsSweep
+    ? [
+        '',
+        `The safeguard's energy caps of the service default, and the training-scene figures that chose them: ${mid.name}@${mid.version} manifest, \`extra.guided.capsSweep\` (\`npm run bench:mid-sweep -- --caps\`).`,
+      ]
+    : []),
   '',
   `Per crop (MID at K = ${compareK}):`,
   '',
@@ -368,7 +374,8 @@ const lines = [
   '',
   `Command: \`npm run bench:mid${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}\` ` +
     '(`--limit N`, `--masks 1,2,4,8`, `--no-write`); the guided stage and K were ' +
-    'chosen by `npm run bench:mid-sweep` on training scenes.',
+    "chosen by `npm run bench:mid-sweep` on training scenes, the safeguard's energy caps by " +
+    '`npm run bench:mid-sweep -- --caps` (training scenes and a sharpened copy of each).',
   END,
 ];
 const block = lines.join('\n');

@@ -49,6 +49,29 @@ export interface GuidedAverageOptions {
   bound?: number | null;
   /** Safeguard, bound around the input: |output - noisy| <= noisyBound * sigma per value. Undefined or null: none. */
   noisyBound?: number | null;
+  /** Safeguard, local energy cap around the pilot (guidedSafeguard below). Undefined or null: none. */
+  pilotCap?: EnergyCap | null;
+  /** Safeguard, local energy cap on the residual y - output (discrepancy principle). Undefined or null: none. */
+  residualCap?: EnergyCap | null;
+}
+
+/**
+ * A local energy cap of the safeguard: where the mean over the window x window neighbourhood (and the channels) of
+ * ((output - reference) / sigma_c)^2 exceeds kappa, the output moves towards the pilot by the factor
+ * t = sqrt(kappa / that mean) (output = pilot + t (output - pilot)); elsewhere it is unchanged.
+ */
+export interface EnergyCap {
+  /** Side of the square neighbourhood (odd, >= 1). */
+  window: number;
+  /** Largest local mean allowed, in units of `relativeTo` (> 0). */
+  kappa: number;
+  /**
+   * 'sigma' (default): kappa is in units of sigma_c^2. 'median': in units of the median over the image of the local
+   * mean itself, so the cap fires where the energy is kappa times the image's typical level: an anomaly test that
+   * does not depend on the noise estimate's scale (the coarse estimate is about 0.75x the true std on camera JPEGs,
+   * so a kappa in sigma units that spares good output on one crop fires everywhere on another).
+   */
+  relativeTo?: 'sigma' | 'median';
 }
 
 /** One reflect-padded plane per channel of an interleaved image, padded by `pad` on every side. */
@@ -206,6 +229,78 @@ export interface GuidedSafeguardOptions {
   noisyBound?: number | null;
   /** Side of the local-variance window (odd); default 5. */
   patch?: number;
+  /**
+   * Energy cap around the pilot, after the bounds: the stage's local mean squared move away from the pilot is at
+   * most kappa sigma_c^2. The pilot's residual noise is what the stage should remove; a move much larger than the
+   * noise level is structure the pilot resolved and the stage's patch matches averaged away.
+   */
+  pilotCap?: EnergyCap | null;
+  /**
+   * Cap on the residual y - output, last (after the discrepancy principle, Morozov 1966): a denoiser removes the
+   * noise, whose local energy is about sigma_c^2; where the local mean of ((y - output) / sigma_c)^2 is far above
+   * it (above kappa), signal went with the noise (fine texture the stage's patch matches averaged away), and there
+   * the output moves back towards the pilot, which kept that texture, by t = sqrt(kappa / mean). Moving towards
+   * the pilot rather than the input keeps the pilot's denoising where the rule fires on a noisy area.
+   */
+  residualCap?: EnergyCap | null;
+}
+
+function checkCap(name: string, cap: EnergyCap | null | undefined) {
+  if (cap == null) return;
+  if (!(Number.isInteger(cap.window) && cap.window >= 1 && cap.window % 2 === 1))
+    throw new RangeError(`${name}.window must be an odd integer >= 1, got ${cap.window}`);
+  if (!(cap.kappa > 0)) throw new RangeError(`${name}.kappa must be > 0, got ${cap.kappa}`);
+  if (cap.relativeTo !== undefined && cap.relativeTo !== 'sigma' && cap.relativeTo !== 'median')
+    throw new RangeError(`${name}.relativeTo must be 'sigma' or 'median', got ${cap.relativeTo}`);
+}
+
+/** Variances below this (on the [0, 1] scale) count as this: a noise-free input caps every move to ~0. */
+const MIN_VARIANCE = 1e-12;
+
+/**
+ * In place: out = pilot + t (out - pilot) per pixel, t = min(1, sqrt(L / E)), E = the mean over the window x
+ * window neighbourhood inside the image and over the channels of ((out - reference) / sigma_c)^2, L = kappa, or
+ * kappa times the median of E over the image (relativeTo 'median').
+ */
+function capEnergy(
+  out: Float32Array,
+  reference: Float32Array,
+  pilot: Float32Array,
+  width: number,
+  height: number,
+  channels: number,
+  sigmas: number[],
+  cap: EnergyCap,
+) {
+  const n = width * height;
+  const energy = new Float64Array(n);
+  const inverse = sigmas.map((s) => 1 / Math.max(s * s, MIN_VARIANCE));
+  for (let p = 0; p < n; p++) {
+    let e = 0;
+    for (let k = 0; k < channels; k++)
+      e += (out[p * channels + k] - reference[p * channels + k]) ** 2 * inverse[k];
+    energy[p] = e / channels;
+  }
+  const count = new Float64Array(n).fill(1);
+  const scratch = new Float64Array(n);
+  const radius = cap.window >> 1;
+  boxSum(energy, width, height, radius, scratch);
+  boxSum(count, width, height, radius, scratch);
+  for (let p = 0; p < n; p++) energy[p] /= count[p];
+  let limit = cap.kappa;
+  if (cap.relativeTo === 'median') {
+    const sorted = Float64Array.from(energy).sort();
+    limit *= n % 2 ? sorted[n >> 1] : 0.5 * (sorted[(n >> 1) - 1] + sorted[n >> 1]);
+  }
+  for (let p = 0; p < n; p++) {
+    const mean = energy[p];
+    if (!(mean > limit)) continue;
+    const t = Math.sqrt(limit / mean);
+    for (let k = 0; k < channels; k++) {
+      const i = p * channels + k;
+      out[i] = pilot[i] + t * (out[i] - pilot[i]);
+    }
+  }
 }
 
 /**
@@ -270,11 +365,16 @@ function localVariance(data: Float32Array, width: number, height: number, channe
  *           keep the stage's stronger averaging);
  *   bound:  z = pilot + clamp(z - pilot, -bound sigma_c, bound sigma_c);
  *   noisyBound: z = y + clamp(z - y, -noisyBound sigma_c, noisyBound sigma_c), y the noisy input (a residual
- *           bound: the clean value lies within a few sigma of y, so larger moves are the stage's own errors).
+ *           bound: the clean value lies within a few sigma of y, so larger moves are the stage's own errors);
+ *   pilotCap: z = pilot + t (z - pilot), t = min(1, sqrt(kappa / E)), E = local mean of ((z - pilot) / sigma_c)^2;
+ *   residualCap: z = pilot + t (z - pilot), the same with E = local mean of ((y - z) / sigma_c)^2 (discrepancy
+ *           principle: a residual well above the noise level is signal removed).
  *
  * The guided stage averages noisy pixels whose pilot patches match; on fine low-contrast texture the matches mix
  * different structures and the stage blurs what the pilot kept (the one validation crop where MID lost to the noisy
- * input). Both rules fall back to the pilot there. Neither option: the stage unchanged.
+ * input). The per-value rules fall back to the pilot there; the caps act on a neighbourhood's energy, which a
+ * blurred texture raises well above the noise level while each value's move stays within a few sigma. Applied in
+ * the order above; no option: the stage unchanged.
  */
 export function guidedSafeguard(
   noisy: Float32Array,
@@ -286,12 +386,14 @@ export function guidedSafeguard(
   sigmas: number[],
   options: GuidedSafeguardOptions,
 ): Float32Array {
-  const { blend, bound, noisyBound } = options;
+  const { blend, bound, noisyBound, pilotCap, residualCap } = options;
   const side = options.patch ?? 5;
   if (blend != null && !(blend > 0)) throw new RangeError(`blend must be > 0, got ${blend}`);
   if (bound != null && !(bound >= 0)) throw new RangeError(`bound must be >= 0, got ${bound}`);
   if (noisyBound != null && !(noisyBound >= 0))
     throw new RangeError(`noisyBound must be >= 0, got ${noisyBound}`);
+  checkCap('pilotCap', pilotCap);
+  checkCap('residualCap', residualCap);
   if (!(Number.isInteger(side) && side >= 1 && side % 2 === 1))
     throw new RangeError(`patch must be an odd integer >= 1, got ${side}`);
   const n = width * height * channels;
@@ -323,6 +425,8 @@ export function guidedSafeguard(
       else if (d < -limit) out[i] = noisy[i] - limit;
     }
   }
+  if (pilotCap != null) capEnergy(out, pilot, pilot, width, height, channels, sigmas, pilotCap);
+  if (residualCap != null) capEnergy(out, noisy, pilot, width, height, channels, sigmas, residualCap);
   return out;
 }
 
@@ -340,7 +444,9 @@ export function guidedStage(
   sigmas?: number[],
 ): Float32Array {
   const stage = guidedNonLocalMeans(noisy, pilot, width, height, channels, options);
-  if (options.blend == null && options.bound == null && options.noisyBound == null) return stage;
+  const { blend, bound, noisyBound, pilotCap, residualCap } = options;
+  if (blend == null && bound == null && noisyBound == null && pilotCap == null && residualCap == null)
+    return stage;
   return guidedSafeguard(
     noisy,
     pilot,
@@ -349,6 +455,6 @@ export function guidedStage(
     height,
     channels,
     sigmas ?? channelSigmas(noisy, width, height, channels),
-    { blend: options.blend, bound: options.bound, noisyBound: options.noisyBound, patch: options.patch },
+    { blend, bound, noisyBound, pilotCap, residualCap, patch: options.patch },
   );
 }

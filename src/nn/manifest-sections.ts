@@ -56,6 +56,17 @@ export const diffusionSection = z.object({
   ),
 });
 
+/** A local energy cap of MID's safeguard (src/mid/guided.ts EnergyCap). */
+const energyCap = z.object({
+  window: z
+    .number()
+    .int()
+    .min(1)
+    .refine((v) => v % 2 === 1),
+  kappa: finite.refine((v) => v > 0),
+  relativeTo: z.enum(['sigma', 'median']).optional(),
+});
+
 /**
  * `extra` of a MID model: the mask drop ratio it was trained with, its measured default number of masks, and the
  * guided second stage bench/mid-sweep.ts chose (`guided`: patch, search window, h on the 0-255 scale; absent when
@@ -73,6 +84,9 @@ export const midSection = z.object({
       blend: lenient(finite.refine((v) => v > 0)),
       bound: lenient(finite.refine((v) => v >= 0)),
       noisyBound: lenient(finite.refine((v) => v >= 0)),
+      // Local energy caps around the pilot and around the noisy input ({ window: odd integer, kappa > 0 }).
+      pilotCap: lenient(energyCap),
+      residualCap: lenient(energyCap),
       // Pixel (classic NLM, the default when absent) or patch aggregation (src/mid/guided.ts).
       aggregation: lenient(z.enum(['pixel', 'patch'])),
       // Share of the pilot in the averaged values, on [0, 1] (absent: 0, the noisy values alone).

@@ -101,6 +101,93 @@ describe('guidedSafeguard', () => {
     );
   });
 
+  it('caps the local energy of the move from the pilot and of the residual, as written out directly', () => {
+    const rng = new Rng(7);
+    const [w, h, ch] = [11, 9, 3];
+    const noisy = Float32Array.from({ length: w * h * ch }, () => rng.uniform());
+    const pilot = Float32Array.from(noisy, (v) => v + 0.05 * rng.normal());
+    const stage = Float32Array.from(pilot, (v) => v + 0.1 * rng.normal());
+    const sigmas = [0.05, 0.1, 0.02];
+    // Mean over the window inside the image and over the channels of ((z - ref) / sigma_c)^2, then the shrink
+    // towards the pilot.
+    const capped = (z: Float32Array, ref: Float32Array, window: number, kappa: number, median = false) => {
+      const out = Float32Array.from(z);
+      const radius = window >> 1;
+      const energies: number[] = [];
+      for (let r = 0; r < h; r++)
+        for (let c = 0; c < w; c++) {
+          let e = 0;
+          let n = 0;
+          for (let i = Math.max(0, r - radius); i <= Math.min(h - 1, r + radius); i++)
+            for (let j = Math.max(0, c - radius); j <= Math.min(w - 1, c + radius); j++) {
+              for (let k = 0; k < ch; k++)
+                e += ((z[(i * w + j) * ch + k] - ref[(i * w + j) * ch + k]) / sigmas[k]) ** 2;
+              n += ch;
+            }
+          energies.push(e / n);
+        }
+      const sorted = [...energies].sort((a, b) => a - b);
+      const limit = median ? kappa * sorted[(sorted.length - 1) / 2] : kappa; // 99 pixels: the middle one
+      for (let p = 0; p < w * h; p++) {
+        const t = Math.min(1, Math.sqrt(limit / energies[p]));
+        for (let k = 0; k < ch; k++)
+          out[p * ch + k] = pilot[p * ch + k] + t * (z[p * ch + k] - pilot[p * ch + k]);
+      }
+      return out;
+    };
+    const pilotCap = { window: 3, kappa: 0.8 };
+    const residualCap = { window: 5, kappa: 1.2 };
+    const out = guidedSafeguard(noisy, pilot, stage, w, h, ch, sigmas, { pilotCap, residualCap });
+    const expected = capped(capped(stage, pilot, 3, 0.8), noisy, 5, 1.2);
+    for (let i = 0; i < out.length; i++) expect(out[i]).toBeCloseTo(expected[i], 5);
+    const relative = guidedSafeguard(noisy, pilot, stage, w, h, ch, sigmas, {
+      residualCap: { window: 5, kappa: 1.2, relativeTo: 'median' },
+    });
+    const expectedRelative = capped(stage, noisy, 5, 1.2, true);
+    for (let i = 0; i < out.length; i++) expect(relative[i]).toBeCloseTo(expectedRelative[i], 5);
+    expect(Array.from(relative)).not.toEqual(Array.from(stage));
+    // Some values moved, and a kappa above every neighbourhood's energy leaves the stage alone.
+    expect(Array.from(out)).not.toEqual(Array.from(stage));
+    expect(
+      guidedSafeguard(noisy, pilot, stage, w, h, ch, sigmas, { pilotCap: { window: 3, kappa: 1e9 } }),
+    ).toEqual(stage);
+  });
+
+  // A quarter of the image (the left columns) is a fine texture of contrast about the noise level, the rest is flat;
+  // the pilot kept the texture and half of the noise. The guided stage's h (8/255) mixes the texture's phases in its
+  // patch matches and flattens it: worse than the noisy input there.
+  const texturedScene = (sigma: number, seed: number) => {
+    const rng = new Rng(seed);
+    const [w, h] = [48, 48];
+    const clean = new Float32Array(w * h * 3);
+    for (let r = 0; r < h; r++)
+      for (let c = 0; c < w; c++)
+        for (let k = 0; k < 3; k++)
+          clean[(r * w + c) * 3 + k] =
+            0.5 + (c < w / 4 ? 3 * (3 / 255) * Math.sin(2.1 * c + 1.3 * r) * Math.cos(1.7 * r - 0.9 * c) : 0);
+    const noisy = Float32Array.from(clean, (v) => v + sigma * rng.normal());
+    const pilot = Float32Array.from(clean, (v, i) => v + 0.5 * (noisy[i] - v));
+    const textured = (img: Float32Array) => img.filter((_, i) => Math.floor(i / 3) % w < w / 4);
+    const flat = (img: Float32Array) => img.filter((_, i) => Math.floor(i / 3) % w >= w / 4);
+    return { w, h, clean, noisy, pilot, textured, flat };
+  };
+  const stageOptions = { patch: 5, search: 5, h: 8 / 255, bound: 3, noisyBound: 4 };
+  const residualCap = { window: 5, kappa: 1.5, relativeTo: 'median' as const };
+
+  it('the residual cap gives back the texture the stage averaged away and leaves the flat area alone', () => {
+    const { w, h, clean, noisy, pilot, textured, flat } = texturedScene(3 / 255, 8);
+    const sigmas = channelSigmas(noisy, w, h, 3);
+    const stage = guidedStage(noisy, pilot, w, h, 3, stageOptions, sigmas);
+    const out = guidedStage(noisy, pilot, w, h, 3, { ...stageOptions, residualCap }, sigmas);
+    const err = (f: (img: Float32Array) => Float32Array, img: Float32Array) => mse(f(img), f(clean));
+    expect(err(textured, stage)).toBeGreaterThan(1.5 * err(textured, noisy));
+    expect(err(textured, out)).toBeLessThan(0.75 * err(textured, stage));
+    // The flat area keeps the stage's averaging (far below the noisy input's error).
+    expect(err(flat, out)).toBeLessThan(1.01 * err(flat, stage));
+    expect(err(flat, out)).toBeLessThan(0.05 * err(flat, noisy));
+    expect(mse(out, clean)).toBeLessThan(mse(stage, clean));
+  });
+
   it('estimates the noise level per channel', () => {
     const rng = new Rng(4);
     const [w, h] = [128, 128];
@@ -117,6 +204,16 @@ describe('guidedSafeguard', () => {
     expect(() => guidedSafeguard(y, y, y, 2, 2, 1, [0.1], { bound: -1 })).toThrow(/bound/);
     expect(() => guidedSafeguard(y, y, y, 2, 2, 1, [0.1], { noisyBound: -1 })).toThrow(/noisyBound/);
     expect(() => guidedSafeguard(y, y, y, 2, 2, 1, [0.1], { blend: 1, patch: 2 })).toThrow(/patch/);
+    expect(() => guidedSafeguard(y, y, y, 2, 2, 1, [0.1], { pilotCap: { window: 2, kappa: 1 } })).toThrow(
+      /pilotCap.window/,
+    );
+    expect(() => guidedSafeguard(y, y, y, 2, 2, 1, [0.1], { residualCap: { window: 3, kappa: 0 } })).toThrow(
+      /residualCap.kappa/,
+    );
+    const mode = 'mean' as 'median';
+    expect(() =>
+      guidedSafeguard(y, y, y, 2, 2, 1, [0.1], { residualCap: { window: 3, kappa: 1, relativeTo: mode } }),
+    ).toThrow(/relativeTo/);
     expect(() => guidedSafeguard(y, y, y, 2, 2, 1, [0.1, 0.1], { bound: 1 })).toThrow(/sigmas/);
     expect(() => guidedSafeguard(y, y, new Float32Array(3), 2, 2, 1, [0.1], { bound: 1 })).toThrow();
   });
@@ -132,6 +229,39 @@ describe('the safeguard in the service path', () => {
     ).toEqual({
       guided: { patch: 5, search: 7, h: 4 / 255 },
     });
+  });
+
+  it('reads the energy caps from the manifest section; a malformed one is absent', () => {
+    expect(
+      midInferenceDefaults({
+        guided: {
+          patch: 5,
+          search: 7,
+          h255: 5,
+          pilotCap: { window: 17, kappa: 0.5 },
+          residualCap: { window: 9, kappa: 1 },
+        },
+      }),
+    ).toEqual({
+      guided: {
+        patch: 5,
+        search: 7,
+        h: 5 / 255,
+        pilotCap: { window: 17, kappa: 0.5 },
+        residualCap: { window: 9, kappa: 1 },
+      },
+    });
+    expect(
+      midInferenceDefaults({
+        guided: {
+          patch: 5,
+          search: 7,
+          h255: 5,
+          pilotCap: { window: 4, kappa: 1 },
+          residualCap: { window: 9 },
+        },
+      }),
+    ).toEqual({ guided: { patch: 5, search: 7, h: 5 / 255 } });
   });
 
   it('reads the aggregation from the manifest section; an unknown one is absent (pixel)', () => {
