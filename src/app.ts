@@ -230,7 +230,8 @@ export default async function app(fastify: FastifyInstance, opts: AppOptions) {
     request.log.warn({ code: te.code, bytes, limit }, 'response too large');
     reply.code(te.statusCode).type(errorContentType(request));
     // errorBody gives /graphql both shapes (errors[].extensions.code and ours); GraphQL answers also carry data.
-    if (request.routeOptions.url === '/graphql') return JSON.stringify({ data: null, ...errorBody(request, te) });
+    if (request.routeOptions.url === '/graphql')
+      return JSON.stringify({ data: null, ...errorBody(request, te) });
     return JSON.stringify(errorBody(request, te));
   });
   // Before everything that reads a body or does work: API keys, then headers, CORS and the rate limit.
