@@ -18,7 +18,7 @@
  */
 
 import { Rng } from '../util/random.js';
-import { estimateGaussianSigma } from './estimate.js';
+import { estimateGaussianSigma, isEightBit } from './estimate.js';
 
 const SQRT2 = Math.SQRT2;
 const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
@@ -165,8 +165,8 @@ function drawBelow(m: number, s: number, c: number, u: number): number {
 }
 
 /**
- * The plane with its censored pixels (y <= CENSORED_LOW or y >= CENSORED_HIGH; on a side only where no value lies
- * beyond the clip, since a plane with values below 0, say, was not clipped at 0) replaced as described at the top
+ * The plane with its censored pixels (an 8-bit plane: y <= CENSORED_LOW or y >= CENSORED_HIGH, i.e. it reads 0 or
+ * 255; a finer one, 16-bit or float: exactly 0 or 1; on a side only where no value lies beyond the clip, since a plane with values below 0, say, was not clipped at 0) replaced as described at the top
  * of this file, for Gaussian noise of standard deviation s, and how many there were. With none (or s not
  * positive), `plane` itself is returned untouched and the count is 0.
  */
@@ -184,8 +184,13 @@ export function imputeCensored(
     if (plane[i] < min) min = plane[i];
     if (plane[i] > max) max = plane[i];
   }
-  const low = min >= 0 ? CENSORED_LOW : Number.NEGATIVE_INFINITY;
-  const high = max <= 1 ? CENSORED_HIGH : Number.POSITIVE_INFINITY;
+  // The clip's thresholds: an 8-bit image reads 0 for any noisy value below half a step (0.5/255); a finer image
+  // (16-bit, float) is clipped only where it reads exactly 0 or 1, and a value near them is a real one.
+  const eightBit = isEightBit(plane);
+  const lowCut = eightBit ? CENSORED_LOW : 0;
+  const highCut = eightBit ? CENSORED_HIGH : 1;
+  const low = min >= 0 ? lowCut : Number.NEGATIVE_INFINITY;
+  const high = max <= 1 ? highCut : Number.POSITIVE_INFINITY;
   let censored = 0;
   for (let i = 0; i < plane.length; i++) if (plane[i] <= low || plane[i] >= high) censored++;
   if (censored === 0 || !(s > 0)) return { plane, censored: 0 };
@@ -218,9 +223,9 @@ export function imputeCensored(
       if (draws) {
         const u = draws.uniform();
         // Above c: by symmetry, minus a draw below -c of N(-m, s^2).
-        out[i] = below ? drawBelow(m, s, CENSORED_LOW, u) : -drawBelow(-m, s, -CENSORED_HIGH, u);
+        out[i] = below ? drawBelow(m, s, lowCut, u) : -drawBelow(-m, s, -highCut, u);
       } else {
-        out[i] = below ? truncatedMeanBelow(m, s, CENSORED_LOW) : truncatedMeanAbove(m, s, CENSORED_HIGH);
+        out[i] = below ? truncatedMeanBelow(m, s, lowCut) : truncatedMeanAbove(m, s, highCut);
       }
     }
   }
@@ -243,6 +248,7 @@ export function estimateSigmaCensored(
   options: { radius: number; rounds: number; seed?: number },
 ): number {
   let sigma = first;
+  const eightBit = isEightBit(plane);
   for (let round = 0; round < options.rounds; round++) {
     const imputed = imputeCensored(plane, width, height, sigma, {
       radius: options.radius,
@@ -251,9 +257,9 @@ export function estimateSigmaCensored(
     });
     if (imputed.censored === 0) return first;
     // Rounded to 8 bits (the estimator's lattice median wants it), never back onto 0 or 1, which would mark the
-    // tile as clipped again.
+    // tile as clipped again; a finer image keeps its draws as they are (all beyond 0 or 1 already).
     const y = imputed.plane;
-    for (let i = 0; i < y.length; i++) {
+    for (let i = 0; i < (eightBit ? y.length : 0); i++) {
       if (y[i] === plane[i]) continue; // not censored
       const u8 = Math.round(y[i] * 255);
       y[i] = (plane[i] <= CENSORED_LOW ? Math.min(-1, u8) : Math.max(256, u8)) / 255;

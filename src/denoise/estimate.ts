@@ -315,7 +315,7 @@ function roundingVariance(y: FloatArray): number {
 }
 
 /** True when the sampled values are all multiples of 1/255 (an 8-bit image, as uploads are). */
-function isEightBit(y: FloatArray): boolean {
+export function isEightBit(y: FloatArray): boolean {
   for (let i = 0; i < y.length; i += 7) {
     const v = y[i] * 255;
     if (Math.abs(v - Math.round(v)) > 1e-3) return false;

@@ -118,6 +118,18 @@ describe('imputeCensored and estimateSigmaCensored', () => {
     expect(out.plane).toBe(upload);
   });
 
+  it('takes a finer image (16-bit) as clipped only where it reads exactly 0 or 1', () => {
+    // Values 1..301 / 65535 (a dark 16-bit image, never 0) and one exact 0 and one exact 65535.
+    const plane = Float32Array.from({ length: 64 * 64 }, (_, i) => (1 + (i % 301)) / 65535);
+    plane[100] = 0;
+    plane[200] = 1;
+    const out = imputeCensored(plane, 64, 64, 0.05, { radius: 3, fill: 'mean' });
+    expect(out.censored).toBe(2);
+    for (let i = 0; i < plane.length; i++) if (i !== 100 && i !== 200) expect(out.plane[i]).toBe(plane[i]);
+    expect(out.plane[100]).toBeLessThan(0);
+    expect(out.plane[200]).toBeGreaterThan(1);
+  });
+
   it('takes a side as clipped only when no value lies beyond it (a float image with values below 0 was not clipped)', () => {
     const plane = Float32Array.from([0, -0.02, 0.3, 1, 0.5, 0, 1, 0.7]);
     const out = imputeCensored(plane, 4, 2, 0.1, { radius: 1, fill: 'mean' });
