@@ -121,7 +121,8 @@ export class MemoryJobBackend implements JobBackend {
         return { view: this.view(earlier), replayed: true };
       }
     }
-    if (this.waiting.length >= this.opts.queueMax) throw queueFull(this.opts.queueMax);
+    // Jobs waiting out a retry delay hold their place (and their input) as queued ones do.
+    if (this.waiting.length + this.delayed >= this.opts.queueMax) throw queueFull(this.opts.queueMax);
     const quotaKey = opts.owner !== undefined ? `key:${opts.owner}` : `addr:${opts.client ?? ''}`;
     const client = this.client(quotaKey);
     const maxActive = this.opts.maxActivePerKey ?? 0;
@@ -370,7 +371,7 @@ export class MemoryJobBackend implements JobBackend {
     job.state = 'queued';
     job.progress = {
       fraction: 0,
-      message: `retrying in ${Math.ceil(delayMs / 1000)} s after ${code} (attempt ${job.attempts + 1})`,
+      message: `retrying in ${Math.ceil(delayMs / 1000)} s after ${code} (retry ${job.attempts} of ${this.opts.transientRetries ?? 0})`,
     };
     this.delayed++;
     job.retryTimer = setTimeout(() => {

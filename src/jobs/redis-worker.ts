@@ -90,16 +90,28 @@ export async function startJobWorker(
       }
       const cancelled = abort.signal.aborted && (await client.exists(keys.cancelRequested(id)));
       const jobError = cancelled ? cancelledError() : toJobError(err);
-      const attempt = job.attemptsStarted ?? 1;
+      // The run that just failed, counted among this job's transient failures only (a pickup after a dead worker
+      // is not one).
+      const attempt = (job.data.transientRetries ?? 0) + 1;
       const delay =
         cancelled || shuttingDown || !token
           ? null
           : transientRetryDelayMs(err, attempt, cfg.JOBS_TRANSIENT_RETRIES, cfg.JOBS_RETRY_DELAY_MS);
       if (delay !== null && token) {
         // "Not now" (device memory taken, device lost, model being swapped in): run it again later, on any worker.
-        const message = `retrying in ${Math.ceil(delay / 1000)} s after ${jobError.code} (attempt ${attempt + 1})`;
-        await job.updateProgress({ fraction: 0, message }).catch(() => {});
-        await job.moveToDelayed(Date.now() + delay, token);
+        const message = `retrying in ${Math.ceil(delay / 1000)} s after ${jobError.code} (retry ${attempt} of ${cfg.JOBS_TRANSIENT_RETRIES})`;
+        try {
+          await job.updateData({ ...job.data, transientRetries: attempt });
+          // The input and the owner must outlive the next run as they did the first: their expiry starts again.
+          const keep = cfg.JOB_TTL_MS + cfg.JOB_TIMEOUT_MS * 2 + delay;
+          await client.multi().pexpire(keys.inputBlobs(id), keep).pexpire(keys.owner(id), keep).exec();
+          await job.updateProgress({ fraction: 0, message }).catch(() => {});
+          await job.moveToDelayed(Date.now() + delay, token);
+        } catch (moveErr) {
+          // The lock or Redis went away meanwhile: the failure is the job's answer, with its code.
+          log.error({ jobId: id, err: moveErr }, 'could not put the job off for a retry');
+          throw new UnrecoverableError(encodeJobError(jobError));
+        }
         log.warn({ jobId: id, code: jobError.code, delayMs: delay, attempt }, 'job will be retried');
         throw new DelayedError();
       }

@@ -33,6 +33,11 @@ export interface QueuedJobData {
   blobs: number;
   /** The submission's W3C trace context: the worker's run is a child span of it (absent when none). */
   trace?: TraceCarrier;
+  /**
+   * Runs put off after a transient failure so far (JOBS_TRANSIENT_RETRIES). Not BullMQ's attemptsStarted, which
+   * also counts a pickup after a dead worker or a shutdown's re-queue.
+   */
+  transientRetries?: number;
 }
 
 /** Our Redis keys beside BullMQ's `bull:<queue>:*`. */

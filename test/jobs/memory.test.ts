@@ -418,6 +418,31 @@ describe('memory backend, unit', () => {
       expect((await backend.close()).lost).toEqual([]);
     });
 
+    it('counts a job waiting to be retried against the queue bound', async () => {
+      const backend = new MemoryJobBackend(runtime, {
+        queueMax: 1,
+        concurrency: 1,
+        ttlMs: 60_000,
+        timeoutMs: 5_000,
+        transientRetries: 2,
+        retryDelayMs: 60_000,
+      });
+      const { view } = await backend.submit('test.flaky', {
+        key: 'mem-bound',
+        failures: 1,
+        code: 'GPU_MEMORY_BUSY',
+      });
+      await waitFor(
+        async () => (await backend.get(view.id))?.progress.message.startsWith('retrying') ?? false,
+        5_000,
+        5,
+      );
+      await expect(
+        backend.submit('test.flaky', { key: 'mem-bound-2', failures: 0, code: 'GPU_MEMORY_BUSY' }),
+      ).rejects.toMatchObject({ code: 'TW_QUEUE_FULL' });
+      await backend.close();
+    });
+
     it('counts a job waiting to be retried as lost when the backend closes', async () => {
       const backend = make(60_000);
       const { view } = await backend.submit('test.flaky', {

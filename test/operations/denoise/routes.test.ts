@@ -98,6 +98,17 @@ describe('POST /v1/denoise', () => {
     // No range in the manifest (the Gaussian model here): no warning, whatever the level.
     const gaussian = await postPng('/v1/denoise?noise=gaussian&level=90&output=json');
     expect(gaussian.json().warnings).toEqual([]);
+    // GraphQL says the same.
+    const gql = await app.inject({
+      method: 'POST',
+      url: '/graphql',
+      payload: {
+        query:
+          'query($img: String!) { denoise(input: { image: $img, noise: GAMMA, level: 400 }) { warnings } }',
+        variables: { img: png.toString('base64') },
+      },
+    });
+    expect(gql.json().data?.denoise?.warnings, gql.body).toEqual(outside.json().warnings);
   });
 
   it('answers 422 when level=auto has nothing to read the level from (an all-black image, Gamma noise)', async () => {

@@ -277,6 +277,19 @@ describe('POST /v1/restore', () => {
     const three = await post('/v1/restore?maskRatio=0.5&steps=2&samples=3&output=json', png);
     expect(three.statusCode, three.body).toBe(200);
     expect(three.json().params).toMatchObject({ settings: 'general', samples: 3 });
+    // GraphQL takes it too, validated the same way.
+    const gql = (samples: number) =>
+      app.inject({
+        method: 'POST',
+        url: '/graphql',
+        payload: {
+          query: `query($img: String!) { restore(input: { image: $img, maskRatio: 0.5, steps: 2, samples: ${samples} }) { image params } }`,
+          variables: { img: png.toString('base64') },
+        },
+      });
+    const viaGql = await gql(3);
+    expect(viaGql.json().data?.restore?.image, viaGql.body).toBe(three.json().image);
+    expect((await gql(9)).json().errors?.[0]?.extensions?.code).toBe('TW_VALIDATION');
     const input = await pixels(png);
     const output = await pixels(Buffer.from(box.json().image, 'base64'));
     let outside = 0;
