@@ -56,7 +56,11 @@ const MID_DEFAULT_MASKS = 4;
 /** Estimated compute time of a denoise request for a width x height input. */
 export function estimateDenoiseMs(params: DenoiseParams, width: number, height: number): number {
   const megapixels = (width * height) / 1e6;
-  const passes = params.method === 'mid' ? (params.masks ?? MID_DEFAULT_MASKS) : params.ensemble;
+  // Gaussian level=auto with the TV rule reads its level from a first pass, and an image with clipped pixels (not
+  // known before decoding) then needs a second one: count both.
+  const tvPasses =
+    params.noise === 'gaussian' && params.level === 'auto' && params.estimator === 'tv' ? 2 : 1;
+  const passes = params.method === 'mid' ? (params.masks ?? MID_DEFAULT_MASKS) : params.ensemble * tvPasses;
   return megapixels * passes * DENOISE_MS_PER_MEGAPIXEL[params.method];
 }
 

@@ -206,6 +206,17 @@ describe('the denoise operation', () => {
   });
 });
 
+describe('estimateDenoiseMs', () => {
+  it('counts the TV rule a second pass for Gaussian level=auto (a clipped image needs it), and ensemble passes', () => {
+    const ms = (q: Record<string, string>) => estimateDenoiseMs(denoiseParams.parse(q), 512, 512);
+    const plain = ms({});
+    expect(ms({ estimator: 'tv' })).toBeCloseTo(2 * plain, 6);
+    expect(ms({ estimator: 'tv', level: '25' })).toBeCloseTo(plain, 6);
+    expect(ms({ estimator: 'tv', noise: 'gamma' })).toBeCloseTo(plain, 6);
+    expect(ms({ ensemble: '4' })).toBeCloseTo(4 * plain, 6);
+  });
+});
+
 describe('levelRangeWarnings', () => {
   const model = { name: 'noise2score-gaussian', version: 'v7' };
   it('says, in the units users give (Gaussian sigma on 0-255), when the level is outside the training range', () => {
