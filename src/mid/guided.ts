@@ -291,6 +291,9 @@ function capEnergy(
   if (cap.relativeTo === 'median') {
     const sorted = Float64Array.from(energy).sort();
     limit *= n % 2 ? sorted[n >> 1] : 0.5 * (sorted[(n >> 1) - 1] + sorted[n >> 1]);
+    // A zero median (most of the image untouched) is no scale to measure against: pulling every changed value
+    // back would undo the stage wherever it did anything.
+    if (!(limit > 0)) return;
   }
   for (let p = 0; p < n; p++) {
     const mean = energy[p];

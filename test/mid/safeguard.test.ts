@@ -188,6 +188,18 @@ describe('guidedSafeguard', () => {
     expect(mse(out, clean)).toBeLessThan(mse(stage, clean));
   });
 
+  it('a residual cap relative to a zero median (most of the image untouched) changes nothing', () => {
+    const [w, h] = [8, 8];
+    const noisy = Float32Array.from({ length: w * h }, (_, i) => 0.3 + 0.01 * (i % 5));
+    const pilot = Float32Array.from(noisy, (v) => v + 0.02);
+    const stage = Float32Array.from(noisy);
+    stage[27] += 0.05; // the only value the stage changed
+    const out = guidedSafeguard(noisy, pilot, stage, w, h, 1, [0.01], {
+      residualCap: { window: 3, kappa: 1.5, relativeTo: 'median' },
+    });
+    expect(out).toEqual(stage);
+  });
+
   it('estimates the noise level per channel', () => {
     const rng = new Rng(4);
     const [w, h] = [128, 128];
