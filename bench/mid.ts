@@ -325,7 +325,7 @@ const lines = [
   ...((mid.manifest.extra as { guided?: { capsSweep?: string } }).guided?.capsSweep
     ? [
         '',
-        `The safeguard's energy caps of the service default, and the training-scene figures that chose them: ${mid.name}@${mid.version} manifest, \`extra.guided.capsSweep\` (\`npm run bench:mid-sweep -- --caps\`).`,
+        `The safeguard's energy caps of the service default, and the training-scene figures that chose them: ${mid.name}@${mid.version} manifest, \`extra.guided.capsSweep\` (\`npm run bench:mid-sweep -- --caps\`)${(mid.manifest.extra as { guided?: { pilotResidualSweep?: string } }).guided?.pilotResidualSweep ? " and, for the residual cap's anchor, `extra.guided.pilotResidualSweep` (`npm run bench:mid-sweep -- --caps --pilot-residual`)" : ''}.`,
       ]
     : []),
   '',
