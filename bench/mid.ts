@@ -253,7 +253,7 @@ const labels: Record<string, string> = {
       [`mid-k${k}`, `MID after round ${lastRound} ${mid.name}@${mid.version}, K = ${k}, average only`],
       [
         `mid-g${k}`,
-        `MID after round ${lastRound}, K = ${k} + guided stage${guided ? ` (patch ${guided.patch}, search ${guided.search}, h ${(guided.h * 255).toFixed(2)}/255${guided.blend != null ? `, blend ${guided.blend}` : ''}${guided.bound != null ? `, bound ${guided.bound} sigma` : ''}${guided.noisyBound != null ? `, noisy bound ${guided.noisyBound} sigma` : ''}${guided.pilotWeight ? `, pilot weight ${guided.pilotWeight}` : ''}${guided.pilotCap ? `, pilot cap ${guided.pilotCap.window}/${guided.pilotCap.kappa}${guided.pilotCap.relativeTo === 'median' ? ' x median' : ''}` : ''}${guided.residualCap ? `, residual cap ${guided.residualCap.window}/${guided.residualCap.kappa}${guided.residualCap.relativeTo === 'median' ? ' x median' : ''}` : ''}${guided.aggregation === 'patch' ? ', patch aggregation' : ''})` : ''}`,
+        `MID after round ${lastRound}, K = ${k} + guided stage${guided ? ` (patch ${guided.patch}, search ${guided.search}, h ${(guided.h * 255).toFixed(2)}/255${guided.blend != null ? `, blend ${guided.blend}` : ''}${guided.bound != null ? `, bound ${guided.bound} sigma` : ''}${guided.noisyBound != null ? `, noisy bound ${guided.noisyBound} sigma` : ''}${guided.pilotWeight ? `, pilot weight ${guided.pilotWeight}` : ''}${guided.pilotCap ? `, pilot cap ${guided.pilotCap.window}/${guided.pilotCap.kappa}${guided.pilotCap.relativeTo === 'median' ? ' x median' : ''}` : ''}${guided.residualCap ? `, residual cap ${guided.residualCap.window}/${guided.residualCap.kappa}${guided.residualCap.relativeTo === 'median' ? ' x median' : ''}` : ''}${guided.residualCap && guided.pilotResidualCap ? `, anchor towards y where the pilot's residual is above ${guided.pilotResidualCap.window}/${guided.pilotResidualCap.kappa}${guided.pilotResidualCap.relativeTo === 'median' ? ' x median' : ''}` : ''}${guided.aggregation === 'patch' ? ', patch aggregation' : ''})` : ''}`,
       ],
     ]),
   ),
@@ -325,7 +325,7 @@ const lines = [
   ...((mid.manifest.extra as { guided?: { capsSweep?: string } }).guided?.capsSweep
     ? [
         '',
-        `The safeguard's energy caps of the service default, and the training-scene figures that chose them: ${mid.name}@${mid.version} manifest, \`extra.guided.capsSweep\` (\`npm run bench:mid-sweep -- --caps\`).`,
+        `The safeguard's energy caps of the service default, and the training-scene figures that chose them: ${mid.name}@${mid.version} manifest, \`extra.guided.capsSweep\` (\`npm run bench:mid-sweep -- --caps\`)${(mid.manifest.extra as { guided?: { pilotResidualSweep?: string } }).guided?.pilotResidualSweep ? " and, for the residual cap's anchor, `extra.guided.pilotResidualSweep` (`npm run bench:mid-sweep -- --caps --pilot-residual`)" : ''}.`,
       ]
     : []),
   '',

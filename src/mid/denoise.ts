@@ -61,7 +61,7 @@ export interface MidOptions {
 
 /**
  * The inference settings a MID model's manifest recommends beyond K (`extra.guided`: { patch, search, h255 }, the
- * optional aggregation ('pixel' when absent) and pilotWeight (0 when absent), and the optional safeguard { blend, bound, noisyBound, pilotCap, residualCap } of
+ * optional aggregation ('pixel' when absent) and pilotWeight (0 when absent), and the optional safeguard { blend, bound, noisyBound, pilotCap, residualCap, pilotResidualCap } of
  * src/mid/guided.ts, all chosen by bench/mid-sweep.ts on training scenes); null when absent, so older manifests
  * keep the K-mask average.
  */
@@ -80,6 +80,7 @@ export function midInferenceDefaults(extra: Record<string, unknown> | undefined)
       ...(g.noisyBound !== undefined ? { noisyBound: g.noisyBound } : {}),
       ...(g.pilotCap !== undefined ? { pilotCap: g.pilotCap } : {}),
       ...(g.residualCap !== undefined ? { residualCap: g.residualCap } : {}),
+      ...(g.pilotResidualCap !== undefined ? { pilotResidualCap: g.pilotResidualCap } : {}),
       ...(g.aggregation !== undefined ? { aggregation: g.aggregation } : {}),
       ...(g.pilotWeight !== undefined ? { pilotWeight: g.pilotWeight } : {}),
     },

@@ -53,6 +53,8 @@ export interface GuidedAverageOptions {
   pilotCap?: EnergyCap | null;
   /** Safeguard, local energy cap on the residual y - output (discrepancy principle). Undefined or null: none. */
   residualCap?: EnergyCap | null;
+  /** Safeguard, the residual cap's anchor moves towards y where the pilot is suspect. Undefined or null: none. */
+  pilotResidualCap?: EnergyCap | null;
 }
 
 /**
@@ -243,6 +245,15 @@ export interface GuidedSafeguardOptions {
    * the pilot rather than the input keeps the pilot's denoising where the rule fires on a noisy area.
    */
   residualCap?: EnergyCap | null;
+  /**
+   * Where residualCap pulls to, when the pilot itself is suspect: the same cap on the PILOT's residual y - pilot
+   * gives the anchor a = y + t_p (pilot - y), t_p = min(1, sqrt(L / E_p)), E_p = local mean of
+   * ((y - pilot) / sigma_c)^2, and residualCap moves the output towards a instead of the pilot. Pulling towards the
+   * pilot helps only where the pilot kept the texture; where its own residual is far above the image's typical
+   * level, the pilot removed signal too, and the anchor moves back towards the input (which holds the signal, with
+   * its noise). No effect without residualCap; where the pilot's residual is below the limit, a = pilot.
+   */
+  pilotResidualCap?: EnergyCap | null;
 }
 
 function checkCap(name: string, cap: EnergyCap | null | undefined) {
@@ -371,7 +382,8 @@ function localVariance(data: Float32Array, width: number, height: number, channe
  *           bound: the clean value lies within a few sigma of y, so larger moves are the stage's own errors);
  *   pilotCap: z = pilot + t (z - pilot), t = min(1, sqrt(kappa / E)), E = local mean of ((z - pilot) / sigma_c)^2;
  *   residualCap: z = pilot + t (z - pilot), the same with E = local mean of ((y - z) / sigma_c)^2 (discrepancy
- *           principle: a residual well above the noise level is signal removed).
+ *           principle: a residual well above the noise level is signal removed); with pilotResidualCap, the anchor
+ *           is a = y + t_p (pilot - y) instead of the pilot, t_p from the same cap on the pilot's residual y - pilot.
  *
  * The guided stage averages noisy pixels whose pilot patches match; on fine low-contrast texture the matches mix
  * different structures and the stage blurs what the pilot kept (the one validation crop where MID lost to the noisy
@@ -389,7 +401,7 @@ export function guidedSafeguard(
   sigmas: number[],
   options: GuidedSafeguardOptions,
 ): Float32Array {
-  const { blend, bound, noisyBound, pilotCap, residualCap } = options;
+  const { blend, bound, noisyBound, pilotCap, residualCap, pilotResidualCap } = options;
   const side = options.patch ?? 5;
   if (blend != null && !(blend > 0)) throw new RangeError(`blend must be > 0, got ${blend}`);
   if (bound != null && !(bound >= 0)) throw new RangeError(`bound must be >= 0, got ${bound}`);
@@ -397,6 +409,7 @@ export function guidedSafeguard(
     throw new RangeError(`noisyBound must be >= 0, got ${noisyBound}`);
   checkCap('pilotCap', pilotCap);
   checkCap('residualCap', residualCap);
+  checkCap('pilotResidualCap', pilotResidualCap);
   if (!(Number.isInteger(side) && side >= 1 && side % 2 === 1))
     throw new RangeError(`patch must be an odd integer >= 1, got ${side}`);
   const n = width * height * channels;
@@ -429,7 +442,15 @@ export function guidedSafeguard(
     }
   }
   if (pilotCap != null) capEnergy(out, pilot, pilot, width, height, channels, sigmas, pilotCap);
-  if (residualCap != null) capEnergy(out, noisy, pilot, width, height, channels, sigmas, residualCap);
+  if (residualCap != null) {
+    let anchor = pilot;
+    if (pilotResidualCap != null) {
+      // capEnergy with reference = target = y: E_p on y - pilot, and the pilot moves towards y where E_p > L.
+      anchor = Float32Array.from(pilot);
+      capEnergy(anchor, noisy, noisy, width, height, channels, sigmas, pilotResidualCap);
+    }
+    capEnergy(out, noisy, anchor, width, height, channels, sigmas, residualCap);
+  }
   return out;
 }
 
@@ -447,7 +468,7 @@ export function guidedStage(
   sigmas?: number[],
 ): Float32Array {
   const stage = guidedNonLocalMeans(noisy, pilot, width, height, channels, options);
-  const { blend, bound, noisyBound, pilotCap, residualCap } = options;
+  const { blend, bound, noisyBound, pilotCap, residualCap, pilotResidualCap } = options;
   if (blend == null && bound == null && noisyBound == null && pilotCap == null && residualCap == null)
     return stage;
   return guidedSafeguard(
@@ -458,6 +479,6 @@ export function guidedStage(
     height,
     channels,
     sigmas ?? channelSigmas(noisy, width, height, channels),
-    { blend, bound, noisyBound, pilotCap, residualCap, patch: options.patch },
+    { blend, bound, noisyBound, pilotCap, residualCap, pilotResidualCap, patch: options.patch },
   );
 }

@@ -87,6 +87,8 @@ export const midSection = z.object({
       // Local energy caps around the pilot and around the noisy input ({ window: odd integer, kappa > 0 }).
       pilotCap: lenient(energyCap),
       residualCap: lenient(energyCap),
+      // The residual cap's anchor moves towards the input where the pilot's own residual is high.
+      pilotResidualCap: lenient(energyCap),
       // Pixel (classic NLM, the default when absent) or patch aggregation (src/mid/guided.ts).
       aggregation: lenient(z.enum(['pixel', 'patch'])),
       // Share of the pilot in the averaged values, on [0, 1] (absent: 0, the noisy values alone).

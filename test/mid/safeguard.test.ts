@@ -1,7 +1,8 @@
 /**
  * The safeguard on MID's guided stage (src/mid/guided.ts guidedSafeguard): the Wiener-style blend against the
  * formula written out directly, the bounds around the pilot and around the noisy input, that it keeps the pilot's fine texture where the stage blurs
- * it while keeping the stage's averaging on flat areas, the manifest section, and that the service path runs it.
+ * it while keeping the stage's averaging on flat areas, the energy caps (and the residual cap's anchor moving towards
+ * the input where the pilot lost the texture too), the manifest section, and that the service path runs it.
  */
 import { describe, expect, it } from 'vitest';
 import { reflectIndex } from '../../src/diffusion/padding.js';
@@ -110,7 +111,14 @@ describe('guidedSafeguard', () => {
     const sigmas = [0.05, 0.1, 0.02];
     // Mean over the window inside the image and over the channels of ((z - ref) / sigma_c)^2, then the shrink
     // towards the pilot.
-    const capped = (z: Float32Array, ref: Float32Array, window: number, kappa: number, median = false) => {
+    const capped = (
+      z: Float32Array,
+      ref: Float32Array,
+      window: number,
+      kappa: number,
+      median = false,
+      to: Float32Array = pilot,
+    ) => {
       const out = Float32Array.from(z);
       const radius = window >> 1;
       const energies: number[] = [];
@@ -130,8 +138,7 @@ describe('guidedSafeguard', () => {
       const limit = median ? kappa * sorted[(sorted.length - 1) / 2] : kappa; // 99 pixels: the middle one
       for (let p = 0; p < w * h; p++) {
         const t = Math.min(1, Math.sqrt(limit / energies[p]));
-        for (let k = 0; k < ch; k++)
-          out[p * ch + k] = pilot[p * ch + k] + t * (z[p * ch + k] - pilot[p * ch + k]);
+        for (let k = 0; k < ch; k++) out[p * ch + k] = to[p * ch + k] + t * (z[p * ch + k] - to[p * ch + k]);
       }
       return out;
     };
@@ -151,6 +158,20 @@ describe('guidedSafeguard', () => {
     expect(
       guidedSafeguard(noisy, pilot, stage, w, h, ch, sigmas, { pilotCap: { window: 3, kappa: 1e9 } }),
     ).toEqual(stage);
+    // pilotResidualCap: the same cap on the pilot's residual y - pilot moves the pilot towards y (the anchor),
+    // then the residual cap pulls towards that anchor instead of the pilot.
+    const pilotResidualCap = { window: 3, kappa: 1.1, relativeTo: 'median' as const };
+    const anchored = guidedSafeguard(noisy, pilot, stage, w, h, ch, sigmas, {
+      residualCap: { window: 5, kappa: 1.2, relativeTo: 'median' },
+      pilotResidualCap,
+    });
+    const anchor = capped(pilot, noisy, 3, 1.1, true, noisy);
+    expect(Array.from(anchor)).not.toEqual(Array.from(pilot));
+    const expectedAnchored = capped(stage, noisy, 5, 1.2, true, anchor);
+    for (let i = 0; i < out.length; i++) expect(anchored[i]).toBeCloseTo(expectedAnchored[i], 5);
+    expect(Array.from(anchored)).not.toEqual(Array.from(relative));
+    // Without the residual cap it does nothing.
+    expect(guidedSafeguard(noisy, pilot, stage, w, h, ch, sigmas, { pilotResidualCap })).toEqual(stage);
   });
 
   // A quarter of the image (the left columns) is a fine texture of contrast about the noise level, the rest is flat;
@@ -200,6 +221,35 @@ describe('guidedSafeguard', () => {
     expect(out).toEqual(stage);
   });
 
+  it('with pilotResidualCap, the residual cap pulls towards the input where the pilot lost the texture too', () => {
+    const scene = texturedScene(3 / 255, 9);
+    const { w, h, clean, noisy, textured, flat } = scene;
+    // This pilot flattened the texture as well (it kept half of the noise everywhere).
+    const pilot = Float32Array.from(scene.pilot, (v, i) =>
+      Math.floor(i / 3) % w < w / 4 ? 0.5 + 0.5 * (noisy[i] - clean[i]) : v,
+    );
+    const sigmas = channelSigmas(noisy, w, h, 3);
+    const towardsPilot = guidedStage(noisy, pilot, w, h, 3, { ...stageOptions, residualCap }, sigmas);
+    const pilotResidualCap = { window: 5, kappa: 1.5, relativeTo: 'median' as const };
+    const out = guidedStage(
+      noisy,
+      pilot,
+      w,
+      h,
+      3,
+      { ...stageOptions, residualCap, pilotResidualCap },
+      sigmas,
+    );
+    const err = (f: (img: Float32Array) => Float32Array, img: Float32Array) => mse(f(img), f(clean));
+    // Pulled towards a pilot that lost the texture, the residual cap stays worse than the input there.
+    expect(err(textured, towardsPilot)).toBeGreaterThan(err(textured, noisy));
+    expect(err(textured, out)).toBeLessThan(0.75 * err(textured, towardsPilot));
+    // The flat area keeps the stage's averaging (the columns next to the texture move a little).
+    expect(err(flat, out)).toBeLessThan(1.05 * err(flat, towardsPilot));
+    expect(err(flat, out)).toBeLessThan(0.05 * err(flat, noisy));
+    expect(mse(out, clean)).toBeLessThan(mse(towardsPilot, clean));
+  });
+
   it('estimates the noise level per channel', () => {
     const rng = new Rng(4);
     const [w, h] = [128, 128];
@@ -222,6 +272,9 @@ describe('guidedSafeguard', () => {
     expect(() => guidedSafeguard(y, y, y, 2, 2, 1, [0.1], { residualCap: { window: 3, kappa: 0 } })).toThrow(
       /residualCap.kappa/,
     );
+    expect(() =>
+      guidedSafeguard(y, y, y, 2, 2, 1, [0.1], { pilotResidualCap: { window: 3, kappa: -1 } }),
+    ).toThrow(/pilotResidualCap.kappa/);
     const mode = 'mean' as 'median';
     expect(() =>
       guidedSafeguard(y, y, y, 2, 2, 1, [0.1], { residualCap: { window: 3, kappa: 1, relativeTo: mode } }),
@@ -252,6 +305,7 @@ describe('the safeguard in the service path', () => {
           h255: 5,
           pilotCap: { window: 17, kappa: 0.5 },
           residualCap: { window: 9, kappa: 1 },
+          pilotResidualCap: { window: 9, kappa: 2, relativeTo: 'median' },
         },
       }),
     ).toEqual({
@@ -261,6 +315,7 @@ describe('the safeguard in the service path', () => {
         h: 5 / 255,
         pilotCap: { window: 17, kappa: 0.5 },
         residualCap: { window: 9, kappa: 1 },
+        pilotResidualCap: { window: 9, kappa: 2, relativeTo: 'median' },
       },
     });
     expect(
@@ -271,6 +326,7 @@ describe('the safeguard in the service path', () => {
           h255: 5,
           pilotCap: { window: 4, kappa: 1 },
           residualCap: { window: 9 },
+          pilotResidualCap: { window: 9, kappa: 0 },
         },
       }),
     ).toEqual({ guided: { patch: 5, search: 7, h: 5 / 255 } });
