@@ -35,6 +35,10 @@ interface DenoiseJson {
   levelEstimated: boolean;
   model: string;
   masks?: number;
+  /** Noise2Score: pixel values read 0 or 255, treated as clipped (censored) by the service. */
+  clippedPixels?: number;
+  /** A level outside the model's training range, and the like. */
+  warnings?: string[];
   timings: Record<string, number>;
 }
 
@@ -364,7 +368,9 @@ export function denoisePage(): HTMLElement {
           body.levelEstimated ? 'estimated level' : 'level',
           `${fmt(body.level)} (${levelUnit(body.noise)})`,
         ]);
+        rows.push(['clipped values', String(body.clippedPixels ?? 0)]);
       }
+      for (const warning of body.warnings ?? []) rows.push(['warning', warning]);
       if (clean) {
         const ref = clean.data;
         const sameShape = result.data.length === ref.length;
