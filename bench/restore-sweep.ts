@@ -24,14 +24,13 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import sharp from 'sharp';
 import { initialEstimate } from '../src/diffusion/initial.js';
 import { loadDiffusionModel } from '../src/diffusion/model.js';
 import { centredBoxMask, randomPixelMask } from '../src/diffusion/operators.js';
 import type { RedDiffOptions } from '../src/diffusion/red-diff.js';
 import { linearSchedule } from '../src/diffusion/schedule.js';
 import { initTfjs } from '../src/nn/backend.js';
-import { heldoutSplit, loadHeldoutImage } from './denoise/heldout.js';
+import { heldoutSplit, loadHeldoutImage, train400CentreCrops } from './denoise/heldout.js';
 import { REPO_ROOT, set12Names } from './denoise/inputs.js';
 import {
   fashionProblems,
@@ -44,7 +43,6 @@ import {
   stackMasks,
 } from './restore.js';
 
-const TRAIN400 = join(REPO_ROOT, '../shared/data/train400');
 const SIZE = 64;
 
 /**
@@ -54,18 +52,7 @@ const SIZE = 64;
 async function heldoutProblems(count: number, size = SIZE, box = 32): Promise<Problem[]> {
   const stride = count <= 6 ? 7 : Math.max(1, Math.floor(40 / count));
   const numbers = Array.from({ length: count }, (_, i) => 361 + stride * i).filter((n) => n <= 400);
-  const x = new Float32Array(numbers.length * size * size);
-  for (const [b, n] of numbers.entries()) {
-    const { data, info } = await sharp(join(TRAIN400, `test_${String(n).padStart(3, '0')}.png`))
-      .greyscale()
-      .raw()
-      .toBuffer({ resolveWithObject: true });
-    const top = Math.floor((info.height - size) / 2);
-    const left = Math.floor((info.width - size) / 2);
-    for (let r = 0; r < size; r++)
-      for (let c = 0; c < size; c++)
-        x[b * size * size + r * size + c] = data[((top + r) * info.width + left + c) * info.channels] / 255;
-  }
+  const x = await train400CentreCrops(numbers, size);
   const mask = new Float32Array(x.length);
   for (const [b, n] of numbers.entries())
     mask.set(randomPixelMask(size, size, 0.5, 50_200 + n), b * size * size);

@@ -96,6 +96,26 @@ export async function loadTrain400Image(file: string): Promise<CleanImage> {
   return { name: file.replace(/\.png$/, ''), width: info.width, height: info.height, u8, x };
 }
 
+/**
+ * Centre size x size crops of train400 images test_<n> (grey, [0, 1]), stacked as [numbers.length, size, size] for
+ * a batch: the held-out crops of the RED-Diff sweeps and their quality test.
+ */
+export async function train400CentreCrops(numbers: number[], size: number): Promise<Float32Array> {
+  const x = new Float32Array(numbers.length * size * size);
+  for (const [b, n] of numbers.entries()) {
+    const { data, info } = await sharp(join(TRAIN400_DIR, `test_${String(n).padStart(3, '0')}.png`))
+      .greyscale()
+      .raw()
+      .toBuffer({ resolveWithObject: true });
+    const top = Math.floor((info.height - size) / 2);
+    const left = Math.floor((info.width - size) / 2);
+    for (let r = 0; r < size; r++)
+      for (let c = 0; c < size; c++)
+        x[b * size * size + r * size + c] = data[((top + r) * info.width + left + c) * info.channels] / 255;
+  }
+  return x;
+}
+
 /** Seed of one noisy version: a hash of image name, family and level, so each has its own reproducible stream. */
 export function heldoutNoiseSeed(name: string, family: NoiseFamily, level: number): number {
   let h = 2166136261;

@@ -61,13 +61,18 @@ describe('noise synthesis', () => {
  * median over all blocks reads the texture as noise.
  */
 function texturedImage(seed: number): Float32Array {
+  return texturedWhere(seed, (_, c) => c < 0.7 * width);
+}
+
+/** A vertical ramp with correlated grain and ripples where `textured(r, c)`, smooth elsewhere, on [0.05, 0.95]. */
+function texturedWhere(seed: number, textured: (r: number, c: number) => boolean): Float32Array {
   const rng = new Rng(seed);
   const x = new Float32Array(width * height);
   const grain = Float32Array.from({ length: width * height }, () => rng.normal());
   for (let r = 0; r < height; r++) {
     for (let c = 0; c < width; c++) {
       let v = 0.3 + 0.4 * (r / height);
-      if (c < 0.7 * width) {
+      if (textured(r, c)) {
         let blurred = 0; // 3x3 box blur of the grain: correlated, like natural texture
         for (let dr = -1; dr <= 1; dr++)
           for (let dc = -1; dc <= 1; dc++)
@@ -114,26 +119,7 @@ describe('blind level estimators on textured, 8-bit clipped images (weak-texture
  * as 260 to 280). The noise-consistent rule keeps only the tiles whose texture the noise explains.
  */
 function texturedButAFlatSquare(seed: number, side = 64): Float32Array {
-  const rng = new Rng(seed);
-  const x = new Float32Array(width * height);
-  const grain = Float32Array.from({ length: width * height }, () => rng.normal());
-  for (let r = 0; r < height; r++) {
-    for (let c = 0; c < width; c++) {
-      let v = 0.3 + 0.4 * (r / height);
-      if (!(r >= 96 && r < 96 + side && c >= 96 && c < 96 + side)) {
-        let blurred = 0;
-        for (let dr = -1; dr <= 1; dr++)
-          for (let dc = -1; dc <= 1; dc++)
-            blurred +=
-              grain[
-                Math.min(height - 1, Math.max(0, r + dr)) * width + Math.min(width - 1, Math.max(0, c + dc))
-              ];
-        v += 0.05 * blurred + 0.04 * Math.sin(c * 0.9) + 0.03 * Math.sin(r * 0.7);
-      }
-      x[r * width + c] = Math.min(0.95, Math.max(0.05, v));
-    }
-  }
-  return x;
+  return texturedWhere(seed, (r, c) => !(r >= 96 && r < 96 + side && c >= 96 && c < 96 + side));
 }
 
 describe('Gamma on the tiles whose texture is consistent with noise alone', () => {

@@ -12,6 +12,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { train400CentreCrops } from '../../bench/denoise/heldout.js';
 import { REPO_ROOT } from '../../bench/denoise/inputs.js';
 import {
   fashionProblems,
@@ -130,18 +131,7 @@ describe('RED-Diff quality with the committed models', () => {
 /** Centre 64x64 crops of train400 images `numbers` with a centred 32x32 hole. */
 async function heldoutHoleProblem(numbers: number[]): Promise<Problem> {
   const size = 64;
-  const x = new Float32Array(numbers.length * size * size);
-  for (const [b, n] of numbers.entries()) {
-    const { data, info } = await sharp(join(REPO_ROOT, `../shared/data/train400/test_${n}.png`))
-      .greyscale()
-      .raw()
-      .toBuffer({ resolveWithObject: true });
-    const top = Math.floor((info.height - size) / 2);
-    const left = Math.floor((info.width - size) / 2);
-    for (let r = 0; r < size; r++)
-      for (let c = 0; c < size; c++)
-        x[b * size * size + r * size + c] = data[((top + r) * info.width + left + c) * info.channels] / 255;
-  }
+  const x = await train400CentreCrops(numbers, size);
   return {
     id: 'heldout-box32',
     dataset: 'Set12',
