@@ -10,7 +10,6 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { train400CentreCrops } from '../../bench/denoise/heldout.js';
 import { REPO_ROOT } from '../../bench/denoise/inputs.js';
