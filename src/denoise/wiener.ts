@@ -12,10 +12,11 @@
  *   out = mix * z + (1 - mix) * p, clipped to [0, 1].
  *
  * Where y and p agree (sigma 0 and p = y) it returns y; with the clean image as the pilot it is the oracle Wiener
- * filter. Settings, chosen on the held-out selection split only (bench/RESULTS.md, `wiener`): block 8 (4 and 6
- * lose, 12 and 16 gain at sigma 50 only and cost more), Kaiser beta 2 (0 and 4 lose), alpha 1, mix 0.85, stride 3
- * for time (DEFAULT_WIENER_STRIDE). Collaborative filtering of matched blocks (BM3D's step 2 proper) gained 0.15
- * dB more there but costs about a second at 512x512, so it is not done.
+ * filter. Settings, chosen on the held-out selection split only (bench/RESULTS.md, `wiener`; the numpy exploration
+ * bench/denoise/wiener_explore.py): block 8 (4 and 6 lose; 12 and 16 gain at sigma 50 only, at more cost), Kaiser
+ * beta 2 (0 and 4 lose), alpha 1, mix 0.85, stride 3 for time (DEFAULT_WIENER_STRIDE). Collaborative filtering of
+ * matched blocks (BM3D's step 2 proper: 16 blocks within +-8 pixels, stride 4) gained about 0.2 dB more there, but
+ * its block matching alone is some 300 million operations at 512x512, several times this stage: not done.
  *
  * Cost: the row DCTs of y and p are shared by all blocks that start on the same columns (computed once per row and
  * block column), then per block the column DCTs of y and p and the inverse 2D DCT, about 2.5k multiply-adds; even
@@ -169,19 +170,28 @@ function idct8(
 }
 
 /**
- * The row DCTs of every block row start: out[((r * columns) + ci) * B + v] is coefficient v of the 8 pixels of row
- * r that start at column cols[ci].
+ * The row DCTs of rows [top, bottom) of a plane at every block column: out[((r - top) * columns + ci) * B + v] is
+ * coefficient v of the 8 pixels of row r that start at column cols[ci]. `values` (float64, so that dct8 sees one
+ * element type) receives the rows' pixels first.
  */
-function rowTransforms(plane: Float32Array, width: number, height: number, cols: Int32Array): Float64Array {
+function rowTransforms(
+  plane: Float32Array,
+  width: number,
+  top: number,
+  bottom: number,
+  cols: Int32Array,
+  values: Float64Array,
+  out: Float64Array,
+): void {
   const n = cols.length;
-  // One element type for every call of dct8 (a monomorphic function is compiled tighter).
-  const values = Float64Array.from(plane);
-  const out = new Float64Array(height * n * B);
-  for (let r = 0; r < height; r++) {
+  for (let i = 0; i < (bottom - top) * width; i++) values[i] = plane[top * width + i];
+  for (let r = 0; r < bottom - top; r++) {
     for (let ci = 0; ci < n; ci++) dct8(values, r * width + cols[ci], 1, out, (r * n + ci) * B, 1);
   }
-  return out;
 }
+
+/** Image rows whose row transforms are held at once (a strip), besides the block's own rows: bounds the memory. */
+const STRIP_ROWS = 64;
 
 /**
  * The Wiener stage on one grey plane: `noisy` (y, with any clipped pixels already replaced), `pilot` (p, the first
@@ -199,7 +209,7 @@ export function wienerRefine(
   const n = width * height;
   if (noisy.length !== n || pilot.length !== n)
     throw new RangeError(`wienerRefine: planes of ${noisy.length} and ${pilot.length} values, expected ${n}`);
-  const stride = Math.max(1, Math.floor(options.stride ?? DEFAULT_WIENER_STRIDE));
+  const stride = Math.min(B, Math.max(1, Math.floor(options.stride ?? DEFAULT_WIENER_STRIDE)));
   const alpha = options.alpha ?? DEFAULT_WIENER_ALPHA;
   const mix = options.mix ?? DEFAULT_WIENER_MIX;
   if (width < B || height < B || !(sigma >= 0)) return pilot.slice();
@@ -207,46 +217,61 @@ export function wienerRefine(
   const rows = origins(height, stride);
   const cols = origins(width, stride);
   const nc = cols.length;
-  const rowY = rowTransforms(noisy, width, height, cols);
-  const rowP = rowTransforms(pilot, width, height, cols);
-  const accumulated = new Float64Array(n);
-  const weights = new Float64Array(n);
+  // Row transforms are held for a strip of rows at a time (STRIP_ROWS + B rows), so the extra memory is a few
+  // strips plus the two float32 accumulators, whatever the image's height.
+  const held = Math.min(height, STRIP_ROWS + B);
+  const values = new Float64Array(held * width);
+  const rowY = new Float64Array(held * nc * B);
+  const rowP = new Float64Array(held * nc * B);
+  const accumulated = new Float32Array(n);
+  const weights = new Float32Array(n);
   const ty = new Float64Array(B * B);
   const tp = new Float64Array(B * B);
   const half = new Float64Array(B * B);
   const block = new Float64Array(B * B);
-  for (const r of rows) {
-    for (let ci = 0; ci < nc; ci++) {
-      const c = cols[ci];
-      // Column DCTs: ty[u * B + v] from the row transforms of rows r..r+7 at this block column.
-      const base = (r * nc + ci) * B;
-      const rowStep = nc * B;
-      for (let v = 0; v < B; v++) {
-        dct8(rowY, base + v, rowStep, ty, v, B);
-        dct8(rowP, base + v, rowStep, tp, v, B);
-      }
-      let sumW2 = 0;
-      for (let k = 0; k < B * B; k++) {
-        const p2 = tp[k] * tp[k];
-        const denominator = p2 + noiseVariance;
-        // sigma 0: every coefficient kept (the limit of w as sigma -> 0, also where P = 0).
-        const w = denominator > 0 ? p2 / denominator : 1;
-        ty[k] *= w;
-        sumW2 += w * w;
-      }
-      // Inverse: along u (columns) into half[i * B + v], then along v (rows) into block[i * B + j].
-      for (let v = 0; v < B; v++) idct8(ty, v, B, half, v, B);
-      for (let i = 0; i < B; i++) idct8(half, i * B, 1, block, i * B, 1);
-      const blockWeight = 1 / Math.max(sumW2, 1e-3);
-      for (let i = 0; i < B; i++) {
-        const o = (r + i) * width + c;
-        for (let j = 0; j < B; j++) {
-          const weight = blockWeight * KAISER[i * B + j];
-          accumulated[o + j] += weight * block[i * B + j];
-          weights[o + j] += weight;
+  const rowStep = nc * B;
+  for (let first = 0; first < rows.length; ) {
+    // The block rows of this strip: those whose 8 rows lie within `held` rows of the strip's first one.
+    const top = rows[first];
+    let last = first;
+    while (last + 1 < rows.length && rows[last + 1] + B <= top + held) last++;
+    const bottom = rows[last] + B;
+    rowTransforms(noisy, width, top, bottom, cols, values, rowY);
+    rowTransforms(pilot, width, top, bottom, cols, values, rowP);
+    for (let ri = first; ri <= last; ri++) {
+      const r = rows[ri];
+      for (let ci = 0; ci < nc; ci++) {
+        const c = cols[ci];
+        // Column DCTs: ty[u * B + v] from the row transforms of rows r..r+7 at this block column.
+        const base = ((r - top) * nc + ci) * B;
+        for (let v = 0; v < B; v++) {
+          dct8(rowY, base + v, rowStep, ty, v, B);
+          dct8(rowP, base + v, rowStep, tp, v, B);
+        }
+        let sumW2 = 0;
+        for (let k = 0; k < B * B; k++) {
+          const p2 = tp[k] * tp[k];
+          const denominator = p2 + noiseVariance;
+          // sigma 0: every coefficient kept (the limit of w as sigma -> 0, also where P = 0).
+          const w = denominator > 0 ? p2 / denominator : 1;
+          ty[k] *= w;
+          sumW2 += w * w;
+        }
+        // Inverse: along u (columns) into half[i * B + v], then along v (rows) into block[i * B + j].
+        for (let v = 0; v < B; v++) idct8(ty, v, B, half, v, B);
+        for (let i = 0; i < B; i++) idct8(half, i * B, 1, block, i * B, 1);
+        const blockWeight = 1 / Math.max(sumW2, 1e-3);
+        for (let i = 0; i < B; i++) {
+          const o = (r + i) * width + c;
+          for (let j = 0; j < B; j++) {
+            const weight = blockWeight * KAISER[i * B + j];
+            accumulated[o + j] += weight * block[i * B + j];
+            weights[o + j] += weight;
+          }
         }
       }
     }
+    first = last + 1;
   }
   const out = new Float32Array(n);
   for (let i = 0; i < n; i++) {

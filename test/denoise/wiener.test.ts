@@ -29,11 +29,12 @@ function noisy(x: Float32Array, sigma: number, seed: number): Float32Array {
 }
 
 describe('wienerRefine', () => {
-  it('returns the input when sigma is 0 and the pilot is the input itself (any size, any stride)', () => {
+  it('returns the input when sigma is 0 and the pilot is the input itself (any size, any stride, many strips)', () => {
     for (const [width, height] of [
       [37, 23],
       [8, 8],
       [64, 40],
+      [24, 181], // taller than one strip of row transforms
     ]) {
       const y = noisy(scene(width, height), 0.05, width);
       for (let i = 0; i < y.length; i++) y[i] = Math.min(1, Math.max(0, y[i]));
