@@ -6,8 +6,12 @@
  * (camera.png centre crop, sigma 25, median of 9 calls). The report split and Set12 are not read here: the settings
  * are chosen on these figures, and the report split is measured once by `npm run bench:denoise-heldout`.
  *
- * Flags: --no-write (print only).
+ * Flags: --no-write (print only); --dump DIR also writes, per selection image and sigma, the clean image, the
+ * noisy upload, the clip-treated input and Tweedie's output as raw float32 (DIR/<name>.x.f32,
+ * <name>.<sigma>.{y,yi,p}.f32) for bench/denoise/wiener_explore.py, the numpy exploration of the block size, the
+ * aggregation window, alpha and BM3D-style collaborative filtering.
  */
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { imputeCensored } from '../../src/denoise/censored.js';
@@ -27,6 +31,12 @@ const STRIDES = [1, 2, 3, 4];
 const MIXES = [1, DEFAULT_WIENER_MIX, 0.7];
 
 const write = !process.argv.includes('--no-write');
+const dumpAt = process.argv.indexOf('--dump');
+const dumpDir = dumpAt >= 0 ? process.argv[dumpAt + 1] : undefined;
+if (dumpDir) mkdirSync(dumpDir, { recursive: true });
+const dump = (file: string, values: Float32Array | Float64Array) => {
+  if (dumpDir) writeFileSync(join(dumpDir, file), Buffer.from(Float32Array.from(values).buffer));
+};
 const { tf } = await initTfjs('wasm');
 const entry = resolveModel(await scanModelRepository(join(REPO_ROOT, 'models')), 'noise2score-gaussian');
 if (!entry?.manifest) throw new Error('no valid noise2score-gaussian model');
@@ -56,6 +66,10 @@ for (const sigma of SIGMAS) {
     // The variants, on the same pilot: the noisy input as the service's Gaussian path sees it (clipped pixels
     // replaced, src/denoise/censored.ts, as denoiseNoise2Score does), or as uploaded.
     const treated = imputeCensored(y, width, height, sigma / 255, { radius: 3, fill: 'mean', seed: 0 }).plane;
+    dump(`${image.name}.x.f32`, image.x);
+    dump(`${image.name}.${sigma}.y.f32`, y);
+    dump(`${image.name}.${sigma}.yi.f32`, treated);
+    dump(`${image.name}.${sigma}.p.f32`, none.data);
     for (const stride of STRIDES) {
       for (const mix of MIXES) {
         const out = wienerRefine(treated, none.data, width, height, sigma / 255, { stride, mix });

@@ -13,8 +13,9 @@
  *
  * Where y and p agree (sigma 0 and p = y) it returns y; with the clean image as the pilot it is the oracle Wiener
  * filter. Settings, chosen on the held-out selection split only (bench/RESULTS.md, `wiener`; the numpy exploration
- * bench/denoise/wiener_explore.py): block 8 (4 and 6 lose; 12 and 16 gain at sigma 50 only, at more cost), Kaiser
- * beta 2 (0 and 4 lose), alpha 1, mix 0.85, stride 3 for time (DEFAULT_WIENER_STRIDE). Collaborative filtering of
+ * bench/denoise/wiener_explore.py): block 8 (4 and 6 lose; 12 at stride 4 gains 0.03 and 0.13 dB more at sigma 25
+ * and 50, none at 15, for about twice the work), Kaiser beta 2 (0 and 4 lose), alpha 1 (1.5 gains 0.02 dB at sigma
+ * 15 and loses 0.02-0.03 at 25 and 50), mix 0.85, stride 3 for time (DEFAULT_WIENER_STRIDE). Collaborative filtering of
  * matched blocks (BM3D's step 2 proper: 16 blocks within +-8 pixels, stride 4) gained about 0.2 dB more there, but
  * its block matching alone is some 300 million operations at 512x512, several times this stage: not done.
  *
