@@ -7,7 +7,8 @@
  *    Gaussian sigma 15, 25, 50; Poisson zeta 0.01; Gamma k 100. Written once to bench/out/denoise-heldout/.
  * 2. Peers: bench/denoise/heldout_peers.py (/usr/bin/python3: scikit-image NLM with h tuned on the selection
  *    split, OpenCV's NLM with h tuned there too, TV, wavelet; Anscombe NLM for Poisson, log NLM for Gamma).
- * 3. Ours in this process on wasm, as the service runs them: level given; level auto with the default estimator
+ * 3. Ours in this process on wasm, as the service runs them: level given (Gaussian also without the Wiener stage
+ *    after Tweedie, refine=none); level auto with the default estimator
  *    (wavelet on weak-texture tiles, the TV rule when the noise is not white) and with the TV rule; Gaussian also
  *    with the level off by +-3/255, and with the self-ensemble of 2 and 8 flips, and with
  *    the clip-aware treatment off (Noise2ScoreOptions.clipped = 'off', level given and auto).
@@ -176,6 +177,12 @@ const MODES: Mode[] = [
     label: 'level given',
     options: (c) => ({ level: c.level }),
     families: ['gaussian', 'poisson', 'gamma'],
+  },
+  {
+    id: 'given-refine-none',
+    label: 'level given, no Wiener stage after Tweedie (refine=none)',
+    options: (c) => ({ level: c.level, refine: 'none' }),
+    families: ['gaussian'],
   },
   {
     id: 'auto',

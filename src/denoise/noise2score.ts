@@ -19,6 +19,11 @@
  * network runs (src/denoise/censored.ts; Noise2ScoreOptions.clipped); with level 'auto' the wavelet estimate is
  * corrected for the clipping the same way (estimateSigmaCensored). An image with no pixel at 0 or 1 is denoised
  * exactly as without this step.
+ *
+ * Gaussian noise, then a second stage (Noise2ScoreOptions.refine, default 'wiener'): the pilot-guided empirical
+ * Wiener filter of src/denoise/wiener.ts, with Tweedie's output as the pilot and the clip-treated input as the noisy
+ * image (on the held-out selection split, +0.42, +0.35 and +0.42 dB on average over Tweedie's output alone at sigma
+ * 15, 25 and 50, from +0.07 to +1.35 dB per image, for about 40 ms of CPU at 512x512; `npm run bench:wiener`).
  */
 
 import { batchParallelism, forEachInChunks, predictBatched } from '../nn/batcher.js';
@@ -31,6 +36,7 @@ import {
   gaussianNoiseLooksWhite,
 } from './estimate.js';
 import type { NoiseFamily } from './noise.js';
+import { DEFAULT_REFINE, type Refine, wienerRefine } from './wiener.js';
 
 type Tf = typeof import('@tensorflow/tfjs');
 type LayersModel = import('@tensorflow/tfjs').LayersModel;
@@ -77,6 +83,14 @@ export interface Noise2ScoreOptions {
   clippedRadius?: number;
   /** Rounds of the censored-aware refinement of a wavelet 'auto' sigma (estimateSigmaCensored); 0: none. */
   clippedEstimateRounds?: number;
+  /**
+   * Gaussian only: 'wiener' (default) runs the pilot-guided Wiener stage after Tweedie's formula, with the
+   * Noise2Score output as the pilot and the (clip-treated) input as the noisy image (src/denoise/wiener.ts);
+   * 'none' answers Tweedie's output as it is. Poisson and Gamma: always 'none'.
+   */
+  refine?: Refine;
+  /** Block stride of the Wiener stage (WienerOptions.stride). */
+  wienerStride?: number;
 }
 
 export interface Noise2ScoreResult {
@@ -90,7 +104,9 @@ export interface Noise2ScoreResult {
   clippedPixels: number;
   /** The estimator that set the level when it was estimated ('wavelet' or 'tv'). */
   estimator?: 'wavelet' | 'tv';
-  timings: { estimateMs: number; networkMs: number; tweedieMs: number; totalMs: number };
+  /** The stage run after Tweedie's formula ('none' for Poisson and Gamma). */
+  refine: Refine;
+  timings: { estimateMs: number; networkMs: number; tweedieMs: number; refineMs: number; totalMs: number };
 }
 
 export const DEFAULT_TILE = 512;
@@ -413,16 +429,27 @@ export async function denoiseNoise2Score(
     imputeClipped(level);
     await computeScores();
   }
-  const tweedieStart = performance.now();
+  const refine: Refine = options.noise === 'gaussian' ? (options.refine ?? DEFAULT_REFINE) : 'none';
+  let tweedieMs = 0;
+  let refineMs = 0;
   const out = new Float32Array(image.data.length);
   inputs.forEach((plane, c) => {
+    const tweedieStart = performance.now();
     const denoised = applyTweedie(options.noise, plane, scores[c], level);
+    let pilot: Float32Array = new Float32Array(denoised.length);
     for (let i = 0; i < denoised.length; i++) {
       const v = denoised[i];
-      out[i * channels + c] = Number.isFinite(v) ? Math.min(1, Math.max(0, v)) : planes[c][i];
+      pilot[i] = Number.isFinite(v) ? Math.min(1, Math.max(0, v)) : planes[c][i];
     }
+    tweedieMs += performance.now() - tweedieStart;
+    if (refine === 'wiener') {
+      // The noisy image of the Wiener stage is the plane Tweedie saw: clipped pixels already replaced.
+      const refineStart = performance.now();
+      pilot = wienerRefine(plane, pilot, width, height, level, { stride: options.wienerStride });
+      refineMs += performance.now() - refineStart;
+    }
+    for (let i = 0; i < pilot.length; i++) out[i * channels + c] = pilot[i];
   });
-  const tweedieMs = performance.now() - tweedieStart;
   return {
     data: out,
     width,
@@ -432,6 +459,7 @@ export async function denoiseNoise2Score(
     levelEstimated,
     clippedPixels,
     ...(estimator ? { estimator } : {}),
-    timings: { estimateMs, networkMs, tweedieMs, totalMs: performance.now() - started },
+    refine,
+    timings: { estimateMs, networkMs, tweedieMs, refineMs, totalMs: performance.now() - started },
   };
 }

@@ -12,6 +12,7 @@ import {
   reflectPad,
   scoreMap,
 } from '../../src/denoise/noise2score.js';
+import { wienerRefine } from '../../src/denoise/wiener.js';
 import { initTfjs, type Tf } from '../../src/nn/backend.js';
 import { predictBatched } from '../../src/nn/batcher.js';
 import { Rng } from '../../src/util/random.js';
@@ -221,20 +222,42 @@ describe('denoiseNoise2Score', () => {
     const image = { data: randomImage(width, height, 3, 3), width, height, channels: 3 };
     const before = tfjs.memory().numTensors;
     const sigma = 0.1;
-    const result = await denoiseNoise2Score(tfjs, model, image, { noise: 'gaussian', level: sigma });
+    const result = await denoiseNoise2Score(tfjs, model, image, {
+      noise: 'gaussian',
+      level: sigma,
+      refine: 'none',
+    });
     expect(tfjs.memory().numTensors).toBe(before);
     expect(result.level).toBe(sigma);
     expect(result.levelEstimated).toBe(false);
+    expect(result.refine).toBe('none');
     // Channel 1 must equal the grey path on channel 1 alone: clip(y + sigma^2 R(y)).
     const plane = new Float32Array(width * height);
     for (let i = 0; i < plane.length; i++) plane[i] = image.data[i * 3 + 1];
     const score = await scoreMap(tfjs, model, plane, width, height);
+    const tweedie = new Float32Array(plane.length);
     for (let i = 0; i < plane.length; i++) {
-      const expected = Math.min(1, Math.max(0, plane[i] + sigma * sigma * score[i]));
-      expect(Math.abs(result.data[i * 3 + 1] - expected)).toBeLessThan(1e-6);
+      tweedie[i] = Math.min(1, Math.max(0, plane[i] + sigma * sigma * score[i]));
+      expect(Math.abs(result.data[i * 3 + 1] - tweedie[i])).toBeLessThan(1e-6);
       expect(result.data[i * 3]).toBeGreaterThanOrEqual(0);
       expect(result.data[i * 3]).toBeLessThanOrEqual(1);
     }
+    // By default (Gaussian) the Wiener stage follows, per channel, with Tweedie's output as the pilot.
+    const refined = await denoiseNoise2Score(tfjs, model, image, { noise: 'gaussian', level: sigma });
+    expect(refined.refine).toBe('wiener');
+    const expected = wienerRefine(plane, tweedie, width, height, sigma);
+    let worst = 0;
+    for (let i = 0; i < plane.length; i++)
+      worst = Math.max(worst, Math.abs(refined.data[i * 3 + 1] - expected[i]));
+    expect(worst).toBeLessThan(1e-5);
+    expect(refined.timings.refineMs).toBeGreaterThan(0);
+    // Poisson and Gamma: no Wiener stage, whatever is asked.
+    const poisson = await denoiseNoise2Score(tfjs, model, image, {
+      noise: 'poisson',
+      level: 0.01,
+      refine: 'wiener',
+    });
+    expect(poisson.refine).toBe('none');
     const auto = await denoiseNoise2Score(tfjs, model, image, { noise: 'gaussian', level: 'auto' });
     expect(auto.levelEstimated).toBe(true);
     // The image has 0.1 white noise on a smooth pattern: the wavelet estimate must find it.
@@ -318,7 +341,7 @@ describe('denoiseNoise2Score', () => {
       tfjs,
       model,
       { data: plane, width, height, channels: 1 },
-      { noise: 'gaussian', level: 0.1, ensemble: 8 },
+      { noise: 'gaussian', level: 0.1, ensemble: 8, refine: 'none' },
     );
     for (let i = 0; i < plane.length; i++)
       expect(result.data[i]).toBeCloseTo(Math.min(1, Math.max(0, plane[i] + 0.01 * eight[i])), 6);

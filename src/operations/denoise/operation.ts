@@ -22,6 +22,7 @@ import {
   denoiseParams,
   libraryLevel,
   noise2scoreModelName,
+  resolvedRefine,
   userLevel,
 } from './schema.js';
 
@@ -50,6 +51,13 @@ export function denoiseModelTask(params: DenoiseParams) {
  */
 export const DENOISE_MS_PER_MEGAPIXEL = { noise2score: 20_000, mid: 5_000 } as const;
 
+/**
+ * Milliseconds per megapixel of the Wiener stage after Noise2Score (refine=wiener, Gaussian; src/denoise/wiener.ts):
+ * 42 ms of CPU (81 ms wall on the shared machine) at 512x512 (`npm run bench:wiener`, bench/RESULTS.md `wiener`),
+ * that is 160-310 ms per megapixel, with room for a loaded machine. Run once per channel, whatever the ensemble.
+ */
+export const WIENER_MS_PER_MEGAPIXEL = 400;
+
 /** MID's masks when the request names none and the manifest is not known here (the handler's own default). */
 const MID_DEFAULT_MASKS = 4;
 
@@ -61,7 +69,8 @@ export function estimateDenoiseMs(params: DenoiseParams, width: number, height: 
   const tvPasses =
     params.noise === 'gaussian' && params.level === 'auto' && params.estimator === 'tv' ? 2 : 1;
   const passes = params.method === 'mid' ? (params.masks ?? MID_DEFAULT_MASKS) : params.ensemble * tvPasses;
-  return megapixels * passes * DENOISE_MS_PER_MEGAPIXEL[params.method];
+  const refineMs = resolvedRefine(params) === 'wiener' ? megapixels * WIENER_MS_PER_MEGAPIXEL : 0;
+  return megapixels * passes * DENOISE_MS_PER_MEGAPIXEL[params.method] + refineMs;
 }
 
 export const denoiseInput = z.object({
@@ -87,6 +96,8 @@ export interface DenoiseResult {
   masks?: number;
   /** Noise2Score: the number of flips the score was averaged over. */
   ensemble?: number;
+  /** Noise2Score: the stage run after Tweedie's formula ('wiener' or 'none'; 'none' for Poisson and Gamma). */
+  refine?: string;
   /**
    * Noise2Score: pixel values (over all channels) read 0 or 255, taken as clipped by the upload and treated as
    * censored observations (Gaussian noise; src/denoise/censored.ts). 0 for Poisson and Gamma.
@@ -150,6 +161,7 @@ export async function denoisePipeline(
                 level: libraryLevel(params.noise, params.level),
                 estimator: params.estimator,
                 ensemble: params.ensemble,
+                refine: resolvedRefine(params),
               },
               { ...opts.run },
             )),
@@ -169,7 +181,7 @@ export async function denoisePipeline(
       model: `${result.model.name}@${result.model.version}`,
       ...(result.method === 'mid'
         ? { masks: result.masks }
-        : { ensemble: params.ensemble, clippedPixels: result.clippedPixels }),
+        : { ensemble: params.ensemble, refine: result.refine, clippedPixels: result.clippedPixels }),
       output: params.output,
       warnings:
         result.method === 'mid'
@@ -227,6 +239,7 @@ export function denoiseJson(o: DenoiseResult, method: string, timings: Record<st
     model: o.model,
     ...(o.masks !== undefined && { masks: o.masks }),
     ...(o.ensemble !== undefined && { ensemble: o.ensemble }),
+    ...(o.refine !== undefined && { refine: o.refine }),
     ...(o.clippedPixels !== undefined && { clippedPixels: o.clippedPixels }),
     warnings: o.warnings ?? [],
     timings,
@@ -283,6 +296,7 @@ export const denoise = defineOperation<DenoiseInput, DenoiseResult>({
     reply.header('x-model', result.model);
     if (result.masks !== undefined) reply.header('x-masks', String(result.masks));
     if (result.ensemble !== undefined) reply.header('x-ensemble', String(result.ensemble));
+    if (result.refine !== undefined) reply.header('x-refine', result.refine);
     if (result.clippedPixels !== undefined) reply.header('x-clipped-pixels', String(result.clippedPixels));
     if (result.warnings?.length) reply.header('x-warning', result.warnings.join('; '));
     const total = result.json?.timings.totalMs;
@@ -303,6 +317,10 @@ export const denoise = defineOperation<DenoiseInput, DenoiseResult>({
           "masks are averaged (default: the model's measured default, header x-masks), `seed` fixes them; " +
           '`ensemble` (1, 2, 4, 8) averages the Noise2Score score over that many flips of the image (header ' +
           'x-ensemble): better, at that many times the network time (bench/RESULTS.md); ' +
+          'with Gaussian noise, `refine=wiener` (default) filters the input again with Wiener weights taken from ' +
+          'the network output (+0.1 to +1.3 dB on held-out photographs, about 40 ms at 512x512), `refine=none` ' +
+          'answers the network output ' +
+          '(header x-refine, JSON refine); ' +
           'with Gaussian noise, pixels at 0 or 255 are taken as clipped by the 8-bit image and treated as censored ' +
           'observations (their count: header x-clipped-pixels, JSON clippedPixels); ' +
           '`noise`/`level` do not apply to MID, which answers no x-noise-level (level null in JSON). A level (given or ' +

@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 
+import { DEFAULT_REFINE, REFINES, type Refine } from '../../denoise/wiener.js';
 import { DEFAULT_MID_MODEL, noise2scoreModelName } from '../../nn/default-models.js';
 import { asyncFlag } from '../common-schema.js';
 
@@ -44,6 +45,12 @@ export const denoiseParams = z
       .describe(
         'Noise2Score self-ensemble: average the score over 1, 2, 4 or 8 flips of the image (better, and that many times slower)',
       ),
+    refine: z
+      .enum(REFINES)
+      .optional()
+      .describe(
+        'Noise2Score, Gaussian noise: wiener (default) filters the input again with Wiener weights from the network output (+0.1 to +1.3 dB on held-out photographs, about 40 ms at 512x512); none answers the network output as it is',
+      ),
     masks: z.coerce.number().int().min(1).max(64).optional().describe('MID: number of random masks averaged'),
     seed: z.coerce
       .number()
@@ -73,6 +80,13 @@ export const denoiseParams = z
     async: asyncFlag,
   })
   .superRefine((v, ctx) => {
+    if (v.refine === 'wiener' && (v.method !== 'noise2score' || v.noise !== 'gaussian')) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['refine'],
+        message: 'refine=wiener applies to method=noise2score with Gaussian noise only',
+      });
+    }
     if (v.level === 'auto') return;
     const r = LEVEL_RANGES[v.noise];
     if (!(v.level >= r.min && v.level <= r.max)) {
@@ -84,6 +98,12 @@ export const denoiseParams = z
     }
   });
 export type DenoiseParams = z.output<typeof denoiseParams>;
+
+/** The stage a Noise2Score request runs after Tweedie's formula: its `refine`, else wiener for Gaussian noise. */
+export function resolvedRefine(params: DenoiseParams): Refine {
+  if (params.method !== 'noise2score' || params.noise !== 'gaussian') return 'none';
+  return params.refine ?? DEFAULT_REFINE;
+}
 
 /** The level as the library wants it (Gaussian sigma on [0,1]). */
 export function libraryLevel(noise: DenoiseParams['noise'], level: number | 'auto'): number | 'auto' {

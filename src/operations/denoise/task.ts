@@ -5,6 +5,7 @@
 
 import type { NoiseFamily } from '../../denoise/noise.js';
 import { denoiseNoise2Score } from '../../denoise/noise2score.js';
+import type { Refine } from '../../denoise/wiener.js';
 import type { OutputFormat } from '../../imaging/codec.js';
 import { ROUTE_MODEL_TASKS, requireModelTask } from '../../nn/manifest.js';
 import { architectureMultiple, extraSection, midSection } from '../../nn/manifest-sections.js';
@@ -26,6 +27,8 @@ export interface DenoiseTaskInput {
   estimator: 'wavelet' | 'tv';
   /** Self-ensemble size (1, 2, 4 or 8; default 1): see Noise2ScoreOptions.ensemble. */
   ensemble?: number;
+  /** The stage after Tweedie's formula (Gaussian; default DEFAULT_REFINE): see Noise2ScoreOptions.refine. */
+  refine?: Refine;
 }
 
 /** The output as the caller asked: encoded here (bytes, no data), or the pixels. */
@@ -54,6 +57,7 @@ export async function noise2score(input: DenoiseTaskInput, ctx: HandlerContext) 
     level: input.level,
     estimator: input.estimator,
     ensemble: input.ensemble ?? 1,
+    refine: input.refine,
     tile: ctx.options.tileSize,
     multiple,
   });

@@ -11,7 +11,12 @@ import { buildScoreNetwork } from '../../../src/denoise/network.js';
 import { buildMidNetwork } from '../../../src/mid/network.js';
 import { initTfjs } from '../../../src/nn/backend.js';
 import { fileSystemIO } from '../../../src/nn/fs-io.js';
-import { estimateDenoiseMs, levelRangeWarnings } from '../../../src/operations/denoise/operation.js';
+import {
+  DENOISE_MS_PER_MEGAPIXEL,
+  estimateDenoiseMs,
+  levelRangeWarnings,
+  WIENER_MS_PER_MEGAPIXEL,
+} from '../../../src/operations/denoise/operation.js';
 import { denoiseParams } from '../../../src/operations/denoise/schema.js';
 import { jobResult, makeApp, tinyModelsDir, waitForJob } from '../../helpers.js';
 
@@ -208,12 +213,23 @@ describe('the denoise operation', () => {
 
 describe('estimateDenoiseMs', () => {
   it('counts the TV rule a second pass for Gaussian level=auto (a clipped image needs it), and ensemble passes', () => {
-    const ms = (q: Record<string, string>) => estimateDenoiseMs(denoiseParams.parse(q), 512, 512);
+    // The network passes only (the Wiener stage is counted below).
+    const ms = (q: Record<string, string>) =>
+      estimateDenoiseMs(denoiseParams.parse({ ...q, refine: 'none' }), 512, 512);
     const plain = ms({});
     expect(ms({ estimator: 'tv' })).toBeCloseTo(2 * plain, 6);
     expect(ms({ estimator: 'tv', level: '25' })).toBeCloseTo(plain, 6);
     expect(ms({ estimator: 'tv', noise: 'gamma' })).toBeCloseTo(plain, 6);
     expect(ms({ ensemble: '4' })).toBeCloseTo(4 * plain, 6);
+  });
+
+  it('counts the Wiener stage for Gaussian noise unless refine=none (once, whatever the ensemble)', () => {
+    const ms = (q: Record<string, string>) => estimateDenoiseMs(denoiseParams.parse(q), 512, 512);
+    const wiener = 0.262144 * WIENER_MS_PER_MEGAPIXEL;
+    expect(ms({}) - ms({ refine: 'none' })).toBeCloseTo(wiener, 6);
+    expect(ms({ ensemble: '4' }) - ms({ ensemble: '4', refine: 'none' })).toBeCloseTo(wiener, 6);
+    expect(ms({ noise: 'gamma' })).toBeCloseTo(ms({ refine: 'none' }), 6);
+    expect(ms({ method: 'mid' })).toBeCloseTo(0.262144 * 4 * DENOISE_MS_PER_MEGAPIXEL.mid, 6);
   });
 });
 

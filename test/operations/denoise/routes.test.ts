@@ -216,6 +216,33 @@ describe('POST /v1/denoise', () => {
     expect(two.json().image).not.toBe(plain.json().image);
   });
 
+  it('runs the Wiener stage after Tweedie for Gaussian noise by default; refine=none turns it off; says which', async () => {
+    const run = (query: string) => postPng(`/v1/denoise?level=25&output=json${query}`);
+    const plain = await run('');
+    const wiener = await run('&refine=wiener');
+    const none = await run('&refine=none');
+    for (const res of [plain, wiener, none]) expect(res.statusCode, res.body).toBe(200);
+    expect(plain.headers['x-refine']).toBe('wiener');
+    expect(plain.json().refine).toBe('wiener');
+    expect(wiener.json().image).toBe(plain.json().image);
+    expect(none.headers['x-refine']).toBe('none');
+    expect(none.json().refine).toBe('none');
+    expect(none.json().image).not.toBe(plain.json().image);
+    const gql = await app.inject({
+      method: 'POST',
+      url: '/graphql',
+      payload: {
+        query:
+          'query($img: String!) { denoise(input: { image: $img, level: 25, refine: "none" }) { image refine } }',
+        variables: { img: png.toString('base64') },
+      },
+    });
+    expect(gql.json().data.denoise).toEqual({ image: none.json().image, refine: 'none' });
+    // Gamma: no Wiener stage (and asking for one is refused, below).
+    const gamma = await postPng('/v1/denoise?noise=gamma&level=100&output=json');
+    expect(gamma.json().refine).toBe('none');
+  });
+
   it('negotiates the output format', async () => {
     const res = await app.inject({
       method: 'POST',
@@ -247,6 +274,15 @@ describe('POST /v1/denoise', () => {
       ['/v1/denoise?noise=speckle', { 'content-type': 'image/png' }, png, 400, 'TW_VALIDATION'],
       ['/v1/denoise?level=500', { 'content-type': 'image/png' }, png, 400, 'TW_VALIDATION'],
       ['/v1/denoise?level=25&ensemble=3', { 'content-type': 'image/png' }, png, 400, 'TW_VALIDATION'],
+      ['/v1/denoise?level=25&refine=bm3d', { 'content-type': 'image/png' }, png, 400, 'TW_VALIDATION'],
+      [
+        '/v1/denoise?noise=gamma&level=100&refine=wiener',
+        { 'content-type': 'image/png' },
+        png,
+        400,
+        'TW_VALIDATION',
+      ],
+      ['/v1/denoise?method=mid&refine=wiener', { 'content-type': 'image/png' }, png, 400, 'TW_VALIDATION'],
       [
         '/v1/denoise?noise=poisson&level=0.01',
         { 'content-type': 'image/png' },
