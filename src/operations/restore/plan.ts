@@ -6,8 +6,9 @@
  * the settings window the run, src/diffusion/hole-window.ts; else the whole padded estimate).
  *
  * The main thread holds no pixel: there the mask is known from a request's boxes (its rows, columns and hole radius
- * follow from them), or not at all (an uploaded mask, a random one: the plan is then an upper bound, the largest
- * `samples` any setting may use over the whole padded estimate).
+ * follow from them, the radius measured on their bounding box only, up to PLAN_MAX_BOX_PIXELS), or not at all (an
+ * uploaded mask, a random one, boxes spread wider: the plan is then an upper bound, the largest `samples` any
+ * setting may use over the whole padded estimate).
  */
 
 import {
@@ -113,12 +114,21 @@ export interface RestoreRunPlan {
   stepPixels: number;
 }
 
-/** The rows and columns that hold a missing pixel of boxes in an h x w image, and their hole radius. */
+/**
+ * Most pixels of the boxes' bounding box whose hole radius the main thread measures (a few milliseconds); boxes
+ * spread wider are planned as an unknown mask (the upper bound).
+ */
+export const PLAN_MAX_BOX_PIXELS = 1 << 20;
+
+/**
+ * The rows and columns that hold a missing pixel of boxes in an h x w image, and their hole radius; null when the
+ * boxes' bounding box is over PLAN_MAX_BOX_PIXELS.
+ */
 function boxesExtent(
   boxes: MaskBox[],
   height: number,
   width: number,
-): { extent: MissingExtent; radius: number } {
+): { extent: MissingExtent; radius: number } | null {
   const rows = new Uint8Array(height);
   const cols = new Uint8Array(width);
   let r0 = height;
@@ -145,6 +155,7 @@ function boxesExtent(
   const left = Math.max(0, c0 - 1);
   const h = Math.min(height, r1 + 2) - top;
   const w = Math.min(width, c1 + 2) - left;
+  if (h * w > PLAN_MAX_BOX_PIXELS) return null;
   const crop = boxMask(
     h,
     w,
@@ -187,7 +198,8 @@ export function restoreRunPlan(args: {
   const { extra, outHeight, outWidth, factor, multiple, mask } = args;
   const padding = restorePadding(extra, outHeight, outWidth, factor, multiple);
   const whole = padding.height * padding.width;
-  if (mask?.kind === 'unknown') {
+  const boxes = mask?.kind === 'boxes' ? boxesExtent(mask.boxes, outHeight, outWidth) : undefined;
+  if (mask?.kind === 'unknown' || boxes === null) {
     const general = modelRedDiffDefaults(extra);
     const holes = modelRedDiffDefaults(extra, { radius: Number.POSITIVE_INFINITY });
     const samples = args.samples ?? Math.max(general.samples ?? 1, holes.samples ?? 1);
@@ -195,8 +207,7 @@ export function restoreRunPlan(args: {
   }
   let tuned: ModelRedDiffDefaults;
   let extent: MissingExtent | undefined;
-  if (mask?.kind === 'boxes') {
-    const boxes = boxesExtent(mask.boxes, outHeight, outWidth);
+  if (boxes) {
     tuned = modelRedDiffDefaults(extra, { radius: boxes.radius });
     extent = boxes.extent;
   } else if (mask?.kind === 'mask') {

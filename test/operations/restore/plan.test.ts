@@ -13,7 +13,7 @@ import {
   RESTORE_MS_PER_PIXEL_STEP,
   restore,
 } from '../../../src/operations/restore/operation.js';
-import { restoreRunPlan } from '../../../src/operations/restore/plan.js';
+import { PLAN_MAX_BOX_PIXELS, restoreRunPlan } from '../../../src/operations/restore/plan.js';
 import { parseBoxes, restoreParams } from '../../../src/operations/restore/schema.js';
 import { Rng } from '../../../src/util/random.js';
 
@@ -67,6 +67,12 @@ describe('restoreRunPlan', () => {
     expect(restoreRunPlan({ ...common, samples: 1, mask: { kind: 'boxes', boxes: hole } }).samples).toBe(1);
     const unknown = restoreRunPlan({ ...common, mask: { kind: 'unknown' } });
     expect(unknown).toMatchObject({ samples: 3, window: null, stepPixels: 64 * 64 });
+    // Boxes spread over more than PLAN_MAX_BOX_PIXELS are not measured on the main thread: the upper bound too.
+    const side = Math.ceil(Math.sqrt(PLAN_MAX_BOX_PIXELS)) + 8;
+    const spread = parseBoxes(`0,0,2,2;${side - 2},${side - 2},2,2`);
+    expect(
+      restoreRunPlan({ ...common, outHeight: side, outWidth: side, mask: { kind: 'boxes', boxes: spread } }),
+    ).toMatchObject({ samples: 3, window: null });
   });
 });
 
