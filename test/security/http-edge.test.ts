@@ -7,10 +7,11 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
-import net from 'node:net';
+import net, { type Socket } from 'node:net';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { refusedRequest } from '../../src/app.js';
 import { makeApp, repoRoot } from '../helpers.js';
 
 /** Writes `text` on a fresh connection (then `more` after `delayMs`, if given) and collects the answer. */
@@ -130,6 +131,21 @@ describe('the HTTP edge', () => {
     expect(error.code).toBe('TW_VALIDATION');
     expect(error.requestId).not.toMatch(/ /);
     expect(plain.head).toContain(`\r\nx-request-id: ${error.requestId}\r\n`);
+  });
+
+  it('reads a refused request in linear time, whatever its bytes', () => {
+    const long = 'a'.repeat(60_000);
+    const packet = Buffer.from(
+      `GET /${long}X HTTP/1.1 more\r\nAccept:${' '.repeat(60_000)}application/problem+json\r\nx-request-id:  id-1 \r\n\r\n`,
+      'latin1',
+    );
+    const t0 = performance.now();
+    const seen = refusedRequest({ rawPacket: packet }, {} as Socket);
+    expect(performance.now() - t0).toBeLessThan(100);
+    expect(seen).toEqual({ headers: { accept: 'application/problem+json', 'x-request-id': 'id-1' } });
+    expect(
+      refusedRequest({ rawPacket: Buffer.from(`GET /a/${long}?q=1 HTTP/1.0\r\n`) }, {} as Socket).path,
+    ).toBe(`/a/${long}`);
   });
 
   it('refuses `__proto__` and `constructor.prototype` keys by name (400 TW_VALIDATION), REST and GraphQL alike', async () => {
