@@ -15,7 +15,8 @@
  * device memory it needs, measured once per model and worker with tf.profile at two small sizes (peak bytes above
  * what was allocated, linear in the number of pixels: 160-168 bytes per pixel for the Noise2Score network at 32,
  * 64 and 128 px). A measurement never takes the device beyond the budget itself (measureWithinBudget: smaller
- * sizes on the way, or a conservative bound from the largest size that fits). The other models are admitted the same way, each measured for its own use (a MemoryProbe):
+ * sizes on the way, or a conservative bound from the largest size that fits, measured again at the next use).
+ * The other models are admitted the same way, each measured for its own use (a MemoryProbe):
  * RED-Diff once per run for one whole step at its padded shape, EPS-AD once per request for its largest batch of
  * perturbations and for the deep kernel's features and MMD of its images (admitDeviceUses). Measured on wasm
  * (`npx tsx bench/device-memory.ts`), bytes per input pixel: Noise2Score windows 168, MID windows (4 channels) 112,
@@ -112,6 +113,8 @@ interface MemoryModel {
   perPixel: number;
   /** Zero but for a quadratic probe. */
   perPixelSquared: number;
+  /** A bound from the sizes the budget let the probe reach (boundPeak), not its fit: measured again next time. */
+  partial?: boolean;
 }
 
 /**
@@ -301,11 +304,15 @@ function memoryModel(tf: Tf, model: LayersModel, channels: number, probe: Memory
       const points = await measureWithinBudget(tf, probe, shapes);
       const weights = model.countParams() * 4;
       if (points.reached === shapes.length) return { weights, ...fitPeak(points.wanted) };
-      return { weights, ...boundPeak(points.largest, probe.quadratic === true) };
+      return { weights, ...boundPeak(points.largest, probe.quadratic === true), partial: true };
     };
     m = runCancellable(() => false, measure);
     cache.set(key, m);
-    m.catch(() => cache.delete(key));
+    // A failed measurement, or a partial one (the room then may have been taken by other work), is not kept.
+    m.then(
+      (model) => model.partial && cache.delete(key),
+      () => cache.delete(key),
+    );
   }
   return m;
 }
@@ -329,7 +336,8 @@ export async function measuredBytesPerPixel(
   channels: number,
   probe: MemoryProbe = predictProbe(tf, model),
 ): Promise<{ fixed: number; perPixel: number; perPixelSquared: number; weights: number }> {
-  return { ...(await memoryModel(tf, model, channels, probe)) };
+  const { partial: _partial, ...m } = await memoryModel(tf, model, channels, probe);
+  return m;
 }
 
 const MB = 1024 * 1024;

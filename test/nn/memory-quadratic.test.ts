@@ -87,10 +87,14 @@ describe('quadratic memory probes', () => {
       for (const n of [1, 2, 100, 256, 300, 512, 1024])
         expect(await estimateDeviceBytes(tf, model, [n, 1, 1, 1], tight)).toBeGreaterThanOrEqual(bytes(n));
       expect(estimate).toBeLessThan(2.2 * bytes(1024));
-      // With room enough: exactly the probe's shapes, and the parabola through them.
+      // With room enough: exactly the probe's shapes, and the parabola through them; the bound above was not kept.
       runs.length = 0;
       configureBatching({ memoryBudgetBytes: resident + 100 * bytes(512) });
+      expect(await estimateDeviceBytes(tf, model, [1024, 1, 1, 1], tight)).toBe(bytes(1024));
+      expect(runs).toEqual([2, 256, 512]);
+      runs.length = 0;
       expect(await estimateDeviceBytes(tf, model, [1024, 1, 1, 1], probe('roomy'))).toBe(bytes(1024));
+      expect(await estimateDeviceBytes(tf, model, [8, 1, 1, 1], probe('roomy'))).toBe(bytes(8));
       expect(runs).toEqual([2, 256, 512]);
     } finally {
       configureBatching({});
