@@ -86,6 +86,15 @@ export function holeWindow(
   return extentWindow(missingExtent(mask, height, width), margin, multiple);
 }
 
+/**
+ * Whether a masked run with `window` options optimises only the window (red-diff.ts): for exact
+ * measurements only. With noise (sigmaY > 0) the whole-image run also smooths the observed pixels, which the window
+ * would return as uploaded, noise and all. Shared with the job-cost plan (src/operations/restore/plan.ts).
+ */
+export function windowsMeasurements(sigmaY: number | undefined): boolean {
+  return (sigmaY ?? 0) === 0;
+}
+
 /** The window of each h x w plane of `data` (planes stacked one after the other), stacked the same way. */
 export function cropPlanes(data: Float32Array, height: number, width: number, win: HoleWindow): Float32Array {
   const planes = data.length / (height * width);

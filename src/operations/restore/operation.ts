@@ -90,6 +90,7 @@ export function estimateRestoreMs(
     factor: sr ? params.factor : 1,
     multiple: model.multiple,
     samples: params.samples,
+    sigmaY: params.sigmaY,
     mask,
   });
   return plan.samples * params.steps * plan.stepPixels * RESTORE_MS_PER_PIXEL_STEP;

@@ -3,7 +3,8 @@
  * the job-cost estimate on the main thread (operation.ts estimateRestoreMs), so that they cannot drift: the model's
  * settings for the mask (modelRedDiffDefaults: its `extra.redDiff`, general or `holes`), the runs averaged (the
  * request's `samples`, else the model's) and the pixels each step updates (the hole window of the padded mask when
- * the settings window the run, src/diffusion/hole-window.ts; else the whole padded estimate).
+ * the settings window the run and the measurements are exact, src/diffusion/hole-window.ts; else the whole padded
+ * estimate).
  *
  * The main thread holds no pixel: there the mask is known from a request's boxes (its rows, columns and hole radius
  * follow from them, the radius measured on their bounding box only, up to PLAN_MAX_BOX_PIXELS), or not at all (an
@@ -16,6 +17,7 @@ import {
   type HoleWindow,
   type MissingExtent,
   missingExtent,
+  windowsMeasurements,
 } from '../../diffusion/hole-window.js';
 import { RED_DIFF_INITS, type RedDiffInit } from '../../diffusion/initial.js';
 import { holeRadius } from '../../diffusion/mask-structure.js';
@@ -193,6 +195,8 @@ export function restoreRunPlan(args: {
   multiple: number;
   /** The request's `samples`, if it gave one. */
   samples?: number;
+  /** The measurement noise (any scale: only whether it is 0 matters, windowsMeasurements). */
+  sigmaY: number;
   mask: PlanMask;
 }): RestoreRunPlan {
   const { extra, outHeight, outWidth, factor, multiple, mask } = args;
@@ -217,7 +221,7 @@ export function restoreRunPlan(args: {
     tuned = modelRedDiffDefaults(extra);
   }
   const window =
-    extent && tuned.windowMargin !== undefined
+    extent && tuned.windowMargin !== undefined && windowsMeasurements(args.sigmaY)
       ? extentWindow(padExtent(extent, padding), tuned.windowMargin, multiple)
       : null;
   return {

@@ -205,6 +205,7 @@ async function restorePixels(input: RestoreTaskInput, ctx: HandlerContext): Prom
     factor: operator.kind === 'super-resolution' ? operator.factor : 1,
     multiple: architectureMultiple(manifest),
     samples: input.samples,
+    sigmaY: input.sigmaY,
     mask: operator.kind === 'mask' ? { kind: 'mask', mask: operator.mask } : undefined,
   });
   const { tuned } = plan;

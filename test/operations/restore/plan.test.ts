@@ -51,7 +51,7 @@ describe('restoreRunPlan', () => {
         width: 1 + Math.floor(rng.uniform() * 30),
       }));
       const mask = boxMask(height, width, boxes);
-      const common = { extra, outHeight: height, outWidth: width, factor: 1, multiple };
+      const common = { extra, outHeight: height, outWidth: width, factor: 1, multiple, sigmaY: 0 };
       const fromMask = restoreRunPlan({ ...common, mask: { kind: 'mask', mask } });
       const fromBoxes = restoreRunPlan({ ...common, mask: { kind: 'boxes', boxes } });
       expect(fromBoxes, JSON.stringify({ height, width, boxes })).toEqual(fromMask);
@@ -60,7 +60,7 @@ describe('restoreRunPlan', () => {
   });
 
   it("counts the model's own samples, the request's first, and an unknown mask as the largest", () => {
-    const common = { extra, outHeight: 64, outWidth: 64, factor: 1, multiple };
+    const common = { extra, outHeight: 64, outWidth: 64, factor: 1, multiple, sigmaY: 0 };
     const hole = parseBoxes('16,16,32,32');
     expect(restoreRunPlan({ ...common, mask: undefined }).samples).toBe(2);
     expect(restoreRunPlan({ ...common, mask: { kind: 'boxes', boxes: hole } }).samples).toBe(3);
@@ -100,6 +100,11 @@ describe('estimateRestoreMs', () => {
     const scattered = restoreParams.parse({ task: 'inpaint', box: '10,10,2,2;40,40,3,3', steps: 10 });
     expect(estimateRestoreMs(scattered, 250, 250, model)).toBeCloseTo(
       2 * 10 * 256 * 256 * RESTORE_MS_PER_PIXEL_STEP,
+      6,
+    );
+    // Noisy measurements: the run is not windowed (windowsMeasurements), the estimate neither.
+    expect(estimateRestoreMs({ ...params, sigmaY: 0.05 }, 250, 250, model)).toBeCloseTo(
+      3 * 10 * 256 * 256 * RESTORE_MS_PER_PIXEL_STEP,
       6,
     );
     // An uploaded mask is not read here: the upper bound (3 runs over the whole padded image).
