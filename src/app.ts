@@ -32,6 +32,7 @@ import computePlugin from './plugins/app/compute.js';
 import errorsPlugin, {
   errorBody,
   errorContentType,
+  rawErrorAnswer,
   sendError,
   toTweedieError,
 } from './plugins/app/errors.js';
@@ -143,15 +144,64 @@ function clientError(this: FastifyInstance, err: ConnectionError, socket: Socket
             `The request line and headers are over ${http.maxHeaderSize} bytes: send long parameters in a body`,
           )
         : fail('VALIDATION', 'The HTTP request is malformed');
-  this.log.info({ code: te.code, parserCode: err.code }, 'client error');
-  if (socket.writable) {
-    const body = JSON.stringify({ error: { code: te.code, message: te.message, requestId: randomUUID() } });
+  const seen = refusedRequest(err, socket);
+  const given = seen.headers['x-request-id'];
+  const requestId = given !== undefined && REQUEST_ID.test(given) ? given : randomUUID();
+  this.log.info({ code: te.code, parserCode: err.code, requestId }, 'client error');
+  // Only while no answer has begun on this socket (a request whose body was late may have one under way).
+  const pending = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+  if (socket.writable && !pending?.headersSent) {
+    // The same shape, content type and x-request-id as any other error (src/plugins/app/errors.ts).
+    const { contentType, body } = rawErrorAnswer(te, {
+      accept: seen.headers.accept,
+      requestId,
+      path: seen.path,
+    });
+    const text = JSON.stringify(body);
     socket.write(
-      `HTTP/1.1 ${te.statusCode} ${http.STATUS_CODES[te.statusCode]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
-        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+      `HTTP/1.1 ${te.statusCode} ${http.STATUS_CODES[te.statusCode]}\r\nContent-Type: ${contentType}\r\n` +
+        `Content-Length: ${Buffer.byteLength(text)}\r\nx-request-id: ${requestId}\r\nConnection: close\r\n\r\n${text}`,
     );
   }
   socket.destroy();
+}
+
+/**
+ * What can be read of a request Node refused: the parsed request's path and headers when its head was complete (a
+ * late body), else the request line and header lines of the bytes the parser refused (`rawPacket`, up to the blank
+ * line; a header cut off or not among those bytes is simply not seen). Only `accept` and `x-request-id` are kept.
+ */
+export function refusedRequest(
+  err: { rawPacket?: unknown },
+  socket: Socket,
+): { path?: string; headers: { accept?: string; 'x-request-id'?: string } } {
+  const req = (socket as Socket & { _httpMessage?: { req?: IncomingMessage } })._httpMessage?.req;
+  if (req) {
+    const one = (v: string | string[] | undefined) => (Array.isArray(v) ? v.join(', ') : v);
+    return {
+      path: req.url?.split('?')[0],
+      headers: { accept: one(req.headers.accept), 'x-request-id': one(req.headers['x-request-id']) },
+    };
+  }
+  if (!Buffer.isBuffer(err.rawPacket)) return { headers: {} };
+  const text = err.rawPacket.toString('latin1');
+  const end = text.indexOf('\r\n\r\n');
+  const lines = (end >= 0 ? text.slice(0, end) : text).split('\r\n');
+  // Split, not matched by one pattern: these bytes are the client's (a 16 KB URL), read in linear time.
+  const [method = '', target = '', version = '', ...more] = (lines[0] ?? '').split(' ');
+  const path =
+    /^[A-Z]+$/.test(method) && target.startsWith('/') && /^HTTP\/1\.[01]$/.test(version) && more.length === 0
+      ? target.split('?')[0]
+      : undefined;
+  const headers: { accept?: string; 'x-request-id'?: string } = {};
+  for (const line of lines.slice(1)) {
+    const colon = line.indexOf(':');
+    const name = line.slice(0, Math.max(0, colon)).trim().toLowerCase();
+    if (name !== 'accept' && name !== 'x-request-id') continue;
+    const value = line.slice(colon + 1).trim();
+    headers[name] = headers[name] === undefined ? value : `${headers[name]}, ${value}`;
+  }
+  return { ...(path !== undefined && { path }), headers };
 }
 
 /** Node sets `upgrade` on a request it emitted as 'upgrade' (its socket then belongs to the listener, not to HTTP). */

@@ -165,6 +165,35 @@ function drawBelow(m: number, s: number, c: number, u: number): number {
 }
 
 /**
+ * The thresholds at or beyond which a pixel of `plane` is censored (see imputeCensored), and how many pixels are.
+ * An 8-bit plane reads 0 for any noisy value below half a step (CENSORED_LOW) and 1 from CENSORED_HIGH; a finer one
+ * (16-bit, float) is clipped only where it reads exactly 0 or 1, and a value near them is a real one; a side counts
+ * only when no value lies beyond it (a plane with values below 0 was not clipped at 0).
+ */
+export function censoredThresholds(plane: Float32Array): {
+  low: number;
+  high: number;
+  lowCut: number;
+  highCut: number;
+  censored: number;
+} {
+  let min = Number.POSITIVE_INFINITY;
+  let max = Number.NEGATIVE_INFINITY;
+  for (let i = 0; i < plane.length; i++) {
+    if (plane[i] < min) min = plane[i];
+    if (plane[i] > max) max = plane[i];
+  }
+  const eightBit = isEightBit(plane);
+  const lowCut = eightBit ? CENSORED_LOW : 0;
+  const highCut = eightBit ? CENSORED_HIGH : 1;
+  const low = min >= 0 ? lowCut : Number.NEGATIVE_INFINITY;
+  const high = max <= 1 ? highCut : Number.POSITIVE_INFINITY;
+  let censored = 0;
+  for (let i = 0; i < plane.length; i++) if (plane[i] <= low || plane[i] >= high) censored++;
+  return { low, high, lowCut, highCut, censored };
+}
+
+/**
  * The plane with its censored pixels (an 8-bit plane: y <= CENSORED_LOW or y >= CENSORED_HIGH, i.e. it reads 0 or
  * 255; a finer one, 16-bit or float: exactly 0 or 1; on a side only where no value lies beyond the clip, since a plane with values below 0, say, was not clipped at 0) replaced as described at the top
  * of this file, for Gaussian noise of standard deviation s, and how many there were. With none (or s not
@@ -177,22 +206,7 @@ export function imputeCensored(
   s: number,
   options: ImputeOptions,
 ): { plane: Float32Array; censored: number } {
-  // A plane with values below 0 (above 1) was not clipped there: that side has no censored pixel.
-  let min = Number.POSITIVE_INFINITY;
-  let max = Number.NEGATIVE_INFINITY;
-  for (let i = 0; i < plane.length; i++) {
-    if (plane[i] < min) min = plane[i];
-    if (plane[i] > max) max = plane[i];
-  }
-  // The clip's thresholds: an 8-bit image reads 0 for any noisy value below half a step (0.5/255); a finer image
-  // (16-bit, float) is clipped only where it reads exactly 0 or 1, and a value near them is a real one.
-  const eightBit = isEightBit(plane);
-  const lowCut = eightBit ? CENSORED_LOW : 0;
-  const highCut = eightBit ? CENSORED_HIGH : 1;
-  const low = min >= 0 ? lowCut : Number.NEGATIVE_INFINITY;
-  const high = max <= 1 ? highCut : Number.POSITIVE_INFINITY;
-  let censored = 0;
-  for (let i = 0; i < plane.length; i++) if (plane[i] <= low || plane[i] >= high) censored++;
+  const { low, high, lowCut, highCut, censored } = censoredThresholds(plane);
   if (censored === 0 || !(s > 0)) return { plane, censored: 0 };
   // Summed-area table of y (float64), for box means in O(1) per censored pixel.
   const w1 = width + 1;

@@ -17,8 +17,9 @@
  * held-out selection crops at sigma 50, 0.7 dB lost against the same noise only rounded). Once the level is known,
  * each such pixel is replaced by its truncated-normal mean given a local pilot of its clean mean, before the
  * network runs (src/denoise/censored.ts; Noise2ScoreOptions.clipped); with level 'auto' the wavelet estimate is
- * corrected for the clipping the same way (estimateSigmaCensored). An image with no pixel at 0 or 1 is denoised
- * exactly as without this step.
+ * corrected for the clipping the same way (estimateSigmaCensored), and the TV rule reads its level on the imputed
+ * planes (imputed first at that wavelet level: TV_REIMPUTE_TOLERANCE). An image with no pixel at 0 or 1 is
+ * denoised exactly as without this step.
  *
  * Gaussian noise, then a second stage (Noise2ScoreOptions.refine, default 'wiener'): the pilot-guided empirical
  * Wiener filter of src/denoise/wiener.ts, with Tweedie's output as the pilot and the clip-treated input as the noisy
@@ -27,7 +28,7 @@
  */
 
 import { batchParallelism, forEachInChunks, predictBatched } from '../nn/batcher.js';
-import { type CensoredFill, estimateSigmaCensored, imputeCensored } from './censored.js';
+import { type CensoredFill, censoredThresholds, estimateSigmaCensored, imputeCensored } from './censored.js';
 import { NoiseLevelUnknownError } from './errors.js';
 import {
   applyTweedie,
@@ -119,6 +120,11 @@ export const DEFAULT_CLIPPED: 'off' | CensoredFill = 'mean';
 export const DEFAULT_CLIPPED_RADIUS = 3;
 /** Default rounds of the clipped-aware sigma estimate (Noise2ScoreOptions.clippedEstimateRounds). */
 export const DEFAULT_CLIPPED_ESTIMATE_ROUNDS = 1;
+/**
+ * The TV rule on a clipped image: censored pixels are imputed at the wavelet pilot level, and again (with a second
+ * network pass) when the TV level is off the pilot by more than this fraction (a little above the TV grid's step).
+ */
+export const TV_REIMPUTE_TOLERANCE = 0.1;
 
 /** Reflect-pads a grey plane on the bottom and right to (paddedHeight, paddedWidth) (edge not repeated). */
 export function reflectPad(
@@ -373,21 +379,45 @@ export async function denoiseNoise2Score(
   };
   let clippedPixels = 0;
   const clipped = options.noise === 'gaussian' ? (options.clipped ?? DEFAULT_CLIPPED) : 'off';
+  const radius = options.clippedRadius ?? DEFAULT_CLIPPED_RADIUS;
   /** Replaces censored pixels for the level; false when there were none (the scores stand as computed). */
   const imputeClipped = (sigma: number): boolean => {
     if (clipped === 'off') return false;
     const t = performance.now();
+    clippedPixels = 0;
     inputs = planes.map((plane, c) => {
-      const imputed = imputeCensored(plane, width, height, sigma, {
-        radius: options.clippedRadius ?? DEFAULT_CLIPPED_RADIUS,
-        fill: clipped,
-        seed: c,
-      });
+      const imputed = imputeCensored(plane, width, height, sigma, { radius, fill: clipped, seed: c });
       clippedPixels += imputed.censored;
       return imputed.plane;
     });
     estimateMs += performance.now() - t;
     return clippedPixels > 0;
+  };
+  /** The wavelet 'auto' level: per plane, refined for censored pixels (estimateSigmaCensored); the median. */
+  const waveletLevel = (): number => {
+    const t = performance.now();
+    const value = medianOf(
+      planes.map((p, c) => {
+        const first = estimateNoiseLevel(options.noise, p, width, height);
+        if (clipped === 'off' || !(first > 0)) return first;
+        return estimateSigmaCensored(p, width, height, first, {
+          radius,
+          rounds: options.clippedEstimateRounds ?? DEFAULT_CLIPPED_ESTIMATE_ROUNDS,
+          seed: c,
+        });
+      }),
+    );
+    estimateMs += performance.now() - t;
+    return value;
+  };
+  /** The TV rule's level on the planes the network saw (`inputs`, with their `scores`). */
+  const tvLevel = (): number => {
+    const t = performance.now();
+    const value = medianOf(
+      inputs.map((p, c) => estimateLevelByTotalVariation(options.noise, p, scores[c], width, height).level),
+    );
+    estimateMs += performance.now() - t;
+    return value;
   };
   let estimator: 'wavelet' | 'tv' | undefined;
   if (options.level === 'auto') {
@@ -398,28 +428,26 @@ export async function denoiseNoise2Score(
       estimateMs += performance.now() - t;
     }
     if (estimator === 'tv') {
+      // The TV rule needs the scores before it knows the level, and censored pixels are imputed for a level: they
+      // are imputed first at the clip-aware wavelet level (a pilot), the TV rule then reads the level on the
+      // treated planes, as the default estimator's refinement reads it on an imputed image. When the TV level is
+      // more than TV_REIMPUTE_TOLERANCE away from the pilot (correlated noise, which the wavelet reads low), the
+      // pixels are imputed again at it and the network runs a second time. Without censored pixels: one pass on
+      // the planes as they are, as before.
+      const censored = clipped !== 'off' && planes.some((p) => censoredThresholds(p).censored > 0);
+      let imputedAt = Number.NaN;
+      if (censored) {
+        const pilot = waveletLevel();
+        if (pilot > 0 && imputeClipped(pilot)) imputedAt = pilot;
+      }
       await computeScores();
-      const t = performance.now();
-      level = medianOf(
-        planes.map((p, c) => estimateLevelByTotalVariation(options.noise, p, scores[c], width, height).level),
-      );
-      estimateMs += performance.now() - t;
-      // The TV rule needs scores before the level is known: with clipped pixels, a second pass on the imputed planes.
-      if (imputeClipped(level)) await computeScores();
+      level = tvLevel();
+      if (censored && !(Math.abs(level / imputedAt - 1) <= TV_REIMPUTE_TOLERANCE) && imputeClipped(level)) {
+        await computeScores();
+        level = tvLevel();
+      }
     } else {
-      const t = performance.now();
-      level = medianOf(
-        planes.map((p, c) => {
-          const first = estimateNoiseLevel(options.noise, p, width, height);
-          if (clipped === 'off' || !(first > 0)) return first;
-          return estimateSigmaCensored(p, width, height, first, {
-            radius: options.clippedRadius ?? DEFAULT_CLIPPED_RADIUS,
-            rounds: options.clippedEstimateRounds ?? DEFAULT_CLIPPED_ESTIMATE_ROUNDS,
-            seed: c,
-          });
-        }),
-      );
-      estimateMs += performance.now() - t;
+      level = waveletLevel();
       if (Number.isNaN(level)) throw new NoiseLevelUnknownError(options.noise);
       imputeClipped(level);
       await computeScores();

@@ -29,6 +29,50 @@ function side(lo: number, hi: number, size: number, margin: number, multiple: nu
 }
 
 /**
+ * Which rows and columns of an h x w image hold a missing pixel (1) or not (0): all a window depends on. A mask
+ * gives it (missingExtent); a request's boxes give it without any pixel (the job-cost estimate).
+ */
+export interface MissingExtent {
+  rows: Uint8Array;
+  cols: Uint8Array;
+}
+
+/** The rows and columns of `mask` (0 missing: one or more h x w masks) that hold a missing pixel. */
+export function missingExtent(mask: Float32Array, height: number, width: number): MissingExtent {
+  const size = height * width;
+  if (mask.length === 0 || mask.length % size !== 0)
+    throw new RangeError(`mask has ${mask.length} values, not a multiple of ${height}x${width}`);
+  const rows = new Uint8Array(height);
+  const cols = new Uint8Array(width);
+  for (let i = 0; i < mask.length; i++) {
+    if (mask[i] !== 0) continue;
+    rows[Math.floor((i % size) / width)] = 1;
+    cols[i % width] = 1;
+  }
+  return { rows, cols };
+}
+
+/**
+ * The window around the missing pixels of `extent` (the image is extent.rows.length x extent.cols.length), or null
+ * when nothing is missing or the window would be the whole image.
+ */
+export function extentWindow(extent: MissingExtent, margin: number, multiple: number): HoleWindow | null {
+  if (!(Number.isInteger(margin) && margin >= 0))
+    throw new RangeError(`margin must be an integer >= 0, got ${margin}`);
+  if (!(Number.isInteger(multiple) && multiple >= 1))
+    throw new RangeError(`multiple must be a positive integer, got ${multiple}`);
+  const height = extent.rows.length;
+  const width = extent.cols.length;
+  const top = extent.rows.indexOf(1);
+  const left = extent.cols.indexOf(1);
+  if (top < 0 || left < 0) return null;
+  const rows = side(top, extent.rows.lastIndexOf(1), height, margin, multiple);
+  const cols = side(left, extent.cols.lastIndexOf(1), width, margin, multiple);
+  if (rows.length === height && cols.length === width) return null;
+  return { top: rows.start, left: cols.start, height: rows.length, width: cols.length };
+}
+
+/**
  * The window around the missing pixels (0 in `mask`: one or more h x w masks, 1 observed), or null when nothing is
  * missing or the window would be the whole image.
  */
@@ -39,31 +83,16 @@ export function holeWindow(
   margin: number,
   multiple: number,
 ): HoleWindow | null {
-  if (!(Number.isInteger(margin) && margin >= 0))
-    throw new RangeError(`margin must be an integer >= 0, got ${margin}`);
-  if (!(Number.isInteger(multiple) && multiple >= 1))
-    throw new RangeError(`multiple must be a positive integer, got ${multiple}`);
-  const size = height * width;
-  if (mask.length === 0 || mask.length % size !== 0)
-    throw new RangeError(`mask has ${mask.length} values, not a multiple of ${height}x${width}`);
-  let top = height;
-  let bottom = -1;
-  let left = width;
-  let right = -1;
-  for (let i = 0; i < mask.length; i++) {
-    if (mask[i] !== 0) continue;
-    const r = Math.floor((i % size) / width);
-    const c = i % width;
-    if (r < top) top = r;
-    if (r > bottom) bottom = r;
-    if (c < left) left = c;
-    if (c > right) right = c;
-  }
-  if (bottom < 0) return null;
-  const rows = side(top, bottom, height, margin, multiple);
-  const cols = side(left, right, width, margin, multiple);
-  if (rows.length === height && cols.length === width) return null;
-  return { top: rows.start, left: cols.start, height: rows.length, width: cols.length };
+  return extentWindow(missingExtent(mask, height, width), margin, multiple);
+}
+
+/**
+ * Whether a masked run with `window` options optimises only the window (red-diff.ts): for exact
+ * measurements only. With noise (sigmaY > 0) the whole-image run also smooths the observed pixels, which the window
+ * would return as uploaded, noise and all. Shared with the job-cost plan (src/operations/restore/plan.ts).
+ */
+export function windowsMeasurements(sigmaY: number | undefined): boolean {
+  return (sigmaY ?? 0) === 0;
 }
 
 /** The window of each h x w plane of `data` (planes stacked one after the other), stacked the same way. */

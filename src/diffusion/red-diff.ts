@@ -27,7 +27,7 @@ import { tidyValues } from '../nn/read.js';
 import { checkCancelled } from '../util/cancellation.js';
 import { Rng } from '../util/random.js';
 import type { EpsModel } from './eps-model.js';
-import { cropPlanes, type HoleWindow, holeWindow, pastePlanes } from './hole-window.js';
+import { cropPlanes, type HoleWindow, holeWindow, pastePlanes, windowsMeasurements } from './hole-window.js';
 import { initialEstimate, type RedDiffInit } from './initial.js';
 import { type DegradationOperator, maskOperator } from './operators.js';
 import { type DdpmSchedule, stridedTimesteps } from './schedule.js';
@@ -164,9 +164,7 @@ export async function redDiffRestore(
   if (!(Number.isInteger(samples) && samples >= 1))
     throw new RangeError(`samples must be a positive integer, got ${samples}`);
   if (samples > 1) return averagedRestore(tf, prior, schedule, H, y, options, samples);
-  // Noisy measurements (sigmaY > 0): the whole-image run also smooths the observed pixels, which the window would
-  // return as uploaded, noise and all; so the window is for exact measurements only.
-  if (options.window && H.kind === 'mask' && H.mask && (options.sigmaY ?? 0) === 0) {
+  if (options.window && H.kind === 'mask' && H.mask && windowsMeasurements(options.sigmaY)) {
     const win = holeWindow(H.mask, H.height, H.width, options.window.margin, options.window.multiple);
     if (win) return windowedRestore(tf, prior, schedule, H, y, options, win);
   }

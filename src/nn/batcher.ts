@@ -14,7 +14,9 @@
  * Memory: with a budget (`memoryBudgetBytes`), each call is admitted before it runs against an estimate of the
  * device memory it needs, measured once per model and worker with tf.profile at two small sizes (peak bytes above
  * what was allocated, linear in the number of pixels: 160-168 bytes per pixel for the Noise2Score network at 32,
- * 64 and 128 px). The other models are admitted the same way, each measured for its own use (a MemoryProbe):
+ * 64 and 128 px). A measurement never takes the device beyond the budget itself (measureWithinBudget: smaller
+ * sizes on the way, or a conservative bound from the largest size that fits, measured again at the next use).
+ * The other models are admitted the same way, each measured for its own use (a MemoryProbe):
  * RED-Diff once per run for one whole step at its padded shape, EPS-AD once per request for its largest batch of
  * perturbations and for the deep kernel's features and MMD of its images (admitDeviceUses). Measured on wasm
  * (`npx tsx bench/device-memory.ts`), bytes per input pixel: Noise2Score windows 168, MID windows (4 channels) 112,
@@ -111,6 +113,8 @@ interface MemoryModel {
   perPixel: number;
   /** Zero but for a quadratic probe. */
   perPixelSquared: number;
+  /** A bound from the sizes the budget let the probe reach (boundPeak), not its fit: measured again next time. */
+  partial?: boolean;
 }
 
 /**
@@ -210,6 +214,70 @@ export function fitPeak(points: [number, number][]): Omit<MemoryModel, 'weights'
   return { fixed, perPixel, perPixelSquared };
 }
 
+/** Most extra (smaller) probe sizes measured on the way to one of a probe's shapes under a budget. */
+export const MAX_PROBE_STEPS = 6;
+/** A step towards a probe shape must grow its pixels at least this much, else the measurement stops there. */
+const MIN_PROBE_GROWTH = 1.25;
+
+/**
+ * An upper bound of the peak at p pixels for p >= p0, from the peak b0 measured at p0: the peaks are taken, as
+ * fitPeak does, as fixed + perPixel p (+ perPixelSquared p^2 for a quadratic probe) with no negative term, so
+ * b(p) <= b0 (p / p0)^k, k = 2 (quadratic) or 1.
+ */
+const peakBound = ([p0, b0]: [number, number], p: number, k: number) => b0 * (p / p0) ** k;
+
+/**
+ * Measures the probe's shapes (ascending), each only once its peak is sure to fit in the memory budget (if any)
+ * beside what is resident and reserved: the probe itself must not take the device beyond the budget it guards (a
+ * tiny GPU_MEMORY_BUDGET_MB, EPS-AD's 512 images). When a shape's bound (peakBound from the last size measured)
+ * does not fit, smaller sizes of it (fewer inputs n, its h, w and c) are measured on the way, each within the
+ * bound, at most MAX_PROBE_STEPS of them; a shape that cannot be reached ends the measurement. With a budget large
+ * enough, exactly the probe's shapes are measured, as without one.
+ */
+async function measureWithinBudget(
+  tf: Tf,
+  probe: MemoryProbe,
+  shapes: number[][],
+): Promise<{ wanted: [number, number][]; reached: number; largest: [number, number] }> {
+  const wanted: [number, number][] = [];
+  const k = probe.quadratic ? 2 : 1;
+  let last: { shape: number[]; point: [number, number] } | undefined;
+  const measure = async (shape: number[]) => {
+    const point: [number, number] = [pixelsOf(shape), await peakBytes(tf, probe, shape)];
+    last = { shape, point };
+    return point;
+  };
+  for (const shape of shapes) {
+    for (let step = 0; last && options.memoryBudgetBytes !== undefined; step++) {
+      const room = options.memoryBudgetBytes - tf.memory().numBytes - reserved;
+      const p = pixelsOf(shape);
+      if (peakBound(last.point, p, k) <= room) break;
+      // The most pixels whose bound fits, as inputs of the shape's size (only n shrinks).
+      const [p0, b0] = last.point;
+      const [n, h, w, c] = shape;
+      const sameInput = last.shape[1] === h && last.shape[2] === w && last.shape[3] === c;
+      const fits = room > 0 ? Math.floor((p0 * (room / b0) ** (1 / k)) / (h * w)) : 0;
+      const smaller = Math.min(n - 1, fits);
+      if (!sameInput || step >= MAX_PROBE_STEPS || smaller * h * w < MIN_PROBE_GROWTH * p0)
+        return { wanted, reached: wanted.length, largest: last.point };
+      await measure([smaller, h, w, c]);
+    }
+    wanted.push(await measure(shape));
+  }
+  return { wanted, reached: wanted.length, largest: last?.point ?? [1, 0] };
+}
+
+/**
+ * The memory model of a probe not measured up to its shapes (the budget stopped it), from its largest measured
+ * point [p0, b0]: fixed b0, plus b0 (p / p0)^2 (quadratic) or b0 p / p0: above the peak at every size (peakBound
+ * beyond p0; at most b0 below it), at most twice it at and beyond p0.
+ */
+export function boundPeak([p0, b0]: [number, number], quadratic: boolean): Omit<MemoryModel, 'weights'> {
+  return quadratic
+    ? { fixed: b0, perPixel: 0, perPixelSquared: b0 / (p0 * p0) }
+    : { fixed: b0, perPixel: b0 / p0, perPixelSquared: 0 };
+}
+
 /** The device-memory model of one use of `model` (measured once per model, probe and thread; channels c). */
 function memoryModel(tf: Tf, model: LayersModel, channels: number, probe: MemoryProbe): Promise<MemoryModel> {
   let byProbe = memoryModels.get(model);
@@ -233,14 +301,18 @@ function memoryModel(tf: Tf, model: LayersModel, channels: number, probe: Memory
         throw new RangeError(
           `memory probe '${probe.name}' gives ${shapes.length} shapes, expected ${wanted}`,
         );
-      const points: [number, number][] = [];
-      for (const shape of shapes) points.push([pixelsOf(shape), await peakBytes(tf, probe, shape)]);
+      const points = await measureWithinBudget(tf, probe, shapes);
       const weights = model.countParams() * 4;
-      return { weights, ...fitPeak(points) };
+      if (points.reached === shapes.length) return { weights, ...fitPeak(points.wanted) };
+      return { weights, ...boundPeak(points.largest, probe.quadratic === true), partial: true };
     };
     m = runCancellable(() => false, measure);
     cache.set(key, m);
-    m.catch(() => cache.delete(key));
+    // A failed measurement, or a partial one (the room then may have been taken by other work), is not kept.
+    m.then(
+      (model) => model.partial && cache.delete(key),
+      () => cache.delete(key),
+    );
   }
   return m;
 }
@@ -264,7 +336,8 @@ export async function measuredBytesPerPixel(
   channels: number,
   probe: MemoryProbe = predictProbe(tf, model),
 ): Promise<{ fixed: number; perPixel: number; perPixelSquared: number; weights: number }> {
-  return { ...(await memoryModel(tf, model, channels, probe)) };
+  const { partial: _partial, ...m } = await memoryModel(tf, model, channels, probe);
+  return m;
 }
 
 const MB = 1024 * 1024;

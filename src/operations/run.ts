@@ -22,7 +22,7 @@ export async function jobDecision<I, R>(
   asked: boolean | undefined,
 ): Promise<{ job: boolean; automatic: boolean }> {
   if (asked !== undefined) return { job: asked, automatic: false };
-  const estimatedMs = await spec.estimateMs?.(input, config);
+  const estimatedMs = await spec.estimateMs?.(input, config, fastify.models);
   const deadlineMs = fastify.compute.deadlineFor(spec.timeoutMs?.(input));
   if (estimatedMs === undefined || !(estimatedMs > deadlineMs)) return { job: false, automatic: false };
   checkAutomaticJobCost(config, estimatedMs, deadlineMs);

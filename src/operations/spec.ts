@@ -115,7 +115,12 @@ export interface OperationSpec<Input = unknown, Result = unknown> {
    * the field's `accepted` job id; both with x-async-reason), up to JOBS_AUTO_MAX_COST_MS (413 beyond). Undefined: no
    * estimate.
    */
-  estimateMs?(input: Input, config: Config): number | undefined | Promise<number | undefined>;
+  estimateMs?(
+    input: Input,
+    config: Config,
+    /** The model registry (absent where none is loaded), for an estimate that depends on a model's manifest. */
+    models?: CheckContext['models'],
+  ): number | undefined | Promise<number | undefined>;
   /** The work: main-thread preparation, the typed compute task(s), the result's shaping. */
   run(rt: RunContext, input: Input): Promise<Result>;
   /** How the result answers over REST, for a request and for GET /v1/jobs/:id/result. JSON of it when absent. */

@@ -45,3 +45,41 @@ export function plain(value: unknown): unknown {
   }
   return value;
 }
+
+/** Numbers converted between two yields of plainYielding (about a millisecond of the main thread). */
+export const PLAIN_SLICE = 32_768;
+
+/**
+ * `plain`, yielding to the event loop after every PLAIN_SLICE numbers of a typed array: a job's or a GraphQL
+ * answer's dense plan of millions of numbers is converted on the main thread (a worker's plain arrays would cost it
+ * more: deserialising 1M numbers as an array takes about 130 ms, converting them about 28 ms), so it is converted
+ * in slices that let requests in between (a 2000 x 2000 plan held it for about 300 ms at once).
+ */
+export async function plainYielding(value: unknown): Promise<unknown> {
+  if (ArrayBuffer.isView(value)) {
+    const typed = value as unknown as ArrayLike<number>;
+    const out = new Array<number>(typed.length);
+    for (let start = 0; start < typed.length; start += PLAIN_SLICE) {
+      if (start > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+      const end = Math.min(typed.length, start + PLAIN_SLICE);
+      for (let i = start; i < end; i++) out[i] = typed[i];
+    }
+    return out;
+  }
+  if (Array.isArray(value)) {
+    const out: unknown[] = [];
+    for (const v of value) out.push(await plainYielding(v));
+    return out;
+  }
+  if (value && typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) out[k] = await plainYielding(v);
+    return out;
+  }
+  return value;
+}
+
+/** planToJson, converted in slices (plainYielding). */
+export async function planToJsonYielding(out: OtPlanOutput): Promise<ReturnType<typeof planView>> {
+  return (await plainYielding(planView(out))) as ReturnType<typeof planView>;
+}

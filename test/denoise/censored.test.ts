@@ -1,7 +1,7 @@
 /**
  * Clipped (censored) Gaussian observations: the normal helpers against numerical integrals computed here, the
  * imputation and the sigma estimate on flat fields, and Noise2Score end to end: an image with no clipped pixel is
- * denoised bit for bit as before, and a dark image at sigma 50 gains from the clip-aware path.
+ * denoised bit for bit as before, and a dark image at sigma 50 gains from the clip-aware path (the TV rule too).
  */
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -180,7 +180,7 @@ describe('Noise2Score with clipped pixels', () => {
     ({ tf } = await initTfjs('wasm'));
   });
 
-  it('denoises an image without clipped pixels bit for bit as with the treatment off (level given and auto)', async () => {
+  it('denoises an image without clipped pixels bit for bit as with the treatment off (level given, auto, TV rule)', async () => {
     const model = buildScoreNetwork(tf, { kind: 'unet', widths: [8, 8, 8], outputScale: 1 });
     const width = 40;
     const height = 32;
@@ -190,9 +190,14 @@ describe('Noise2Score with clipped pixels', () => {
       (_, i) => Math.round((0.5 + 0.2 * Math.sin(i / 17) + 0.05 * rng.normal()) * 255) / 255,
     );
     const image = { data, width, height, channels: 3 };
-    for (const level of [0.1, 'auto'] as const) {
-      const on = await denoiseNoise2Score(tf, model, image, { noise: 'gaussian', level });
-      const off = await denoiseNoise2Score(tf, model, image, { noise: 'gaussian', level, clipped: 'off' });
+    for (const [level, estimator] of [
+      [0.1, undefined],
+      ['auto', undefined],
+      ['auto', 'tv'],
+    ] as const) {
+      const options = { noise: 'gaussian' as const, level, estimator };
+      const on = await denoiseNoise2Score(tf, model, image, options);
+      const off = await denoiseNoise2Score(tf, model, image, { ...options, clipped: 'off' });
       expect(on.clippedPixels).toBe(0);
       expect(on.level).toBe(off.level);
       expect(on.data).toEqual(off.data);
@@ -200,7 +205,8 @@ describe('Noise2Score with clipped pixels', () => {
     model.dispose();
   });
 
-  it('gains on a dark image at sigma 50 with the committed model (level given and auto)', async () => {
+  /** The committed Gaussian model and a dark image with noise of sigma 50, clipped and rounded as uploaded. */
+  async function darkImage() {
     const entries = await scanModelRepository(join(REPO_ROOT, 'models'));
     const entry = resolveModel(entries, 'noise2score-gaussian');
     if (!entry || entry.error)
@@ -223,7 +229,12 @@ describe('Noise2Score with clipped pixels', () => {
       x,
       (v) => Math.round(Math.min(1, Math.max(0, v + sigma * rng.normal())) * 255) / 255,
     );
-    const image = { data, width, height, channels: 1 };
+    return { loaded, x, image: { data, width, height, channels: 1 }, sigma };
+  }
+
+  it('gains on a dark image at sigma 50 with the committed model (level given and auto)', async () => {
+    const { loaded, x, image, sigma } = await darkImage();
+    const { data } = image;
     const options = { noise: 'gaussian' as const, multiple: loaded.multiple };
     for (const level of [sigma, 'auto'] as const) {
       const off = await denoiseNoise2Score(tf, loaded.model, image, { ...options, level, clipped: 'off' });
@@ -231,6 +242,20 @@ describe('Noise2Score with clipped pixels', () => {
       expect(on.clippedPixels / data.length).toBeGreaterThan(0.2);
       expect(psnr(x, on.data)).toBeGreaterThan(psnr(x, off.data) + 3);
     }
+    loaded.model.dispose();
+  });
+
+  it('reads the TV rule level on the imputed planes: as close to sigma 50 as the default estimator on a dark image', async () => {
+    const { loaded, x, image, sigma } = await darkImage();
+    const options = { noise: 'gaussian' as const, multiple: loaded.multiple, level: 'auto' as const };
+    const wavelet = await denoiseNoise2Score(tf, loaded.model, image, options);
+    const tv = await denoiseNoise2Score(tf, loaded.model, image, { ...options, estimator: 'tv' });
+    // Measured: the TV level 49.1 (30.22 dB) against the wavelet's 50.8 (29.79 dB); read on the untreated planes,
+    // the TV rule picked 41.1 (25.34 dB).
+    expect(tv.estimator).toBe('tv');
+    expect(tv.clippedPixels).toBe(wavelet.clippedPixels);
+    expect(Math.abs(tv.level / sigma - 1)).toBeLessThan(0.05);
+    expect(psnr(x, tv.data)).toBeGreaterThan(psnr(x, wavelet.data) - 0.5);
     loaded.model.dispose();
   });
 });

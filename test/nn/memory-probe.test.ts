@@ -70,6 +70,25 @@ describe('MemoryProbe accounting', () => {
     b.dispose();
   });
 
+  it('does not probe beyond a tiny budget: a bound from the size it could measure, above the peak', async () => {
+    const model = tinyModel(2);
+    const sides: number[] = [];
+    const probe: MemoryProbe = {
+      name: 'tiny-budget',
+      run: ([n, h, w]) => {
+        sides.push(h);
+        return tf.fill([n * h * w * 4], 0); // 16 bytes a pixel
+      },
+    };
+    // Room for 32x32 (16 384 bytes), not for 64x64 (65 536).
+    configureBatching({ memoryBudgetBytes: tf.memory().numBytes + 30_000 });
+    const estimate = await estimateDeviceBytes(tf, model, [1, 100, 100, 1], probe);
+    expect(sides).toEqual([32]);
+    expect(estimate).toBeGreaterThanOrEqual(16 * 100 * 100);
+    expect(estimate).toBeLessThanOrEqual(2 * 16 * 100 * 100);
+    model.dispose();
+  });
+
   it('a probe that fails is an admission error, and leaves TF.js profiling off', async () => {
     const model = tinyModel(3);
     configureBatching({ memoryBudgetBytes: 1e9 });

@@ -1,15 +1,17 @@
 /**
  * The HTTP edge below the routes: a request must arrive within HTTP_REQUEST_TIMEOUT_MS (408, without cutting long
- * computations), what Node's parser refuses (an URL over 16 KB) answers in our coded shape, `__proto__` keys are
+ * computations), what Node's parser refuses (an URL over 16 KB, a malformed request) answers in our coded shape, or
+ * as problem details when Accept prefers them, like every other error, `__proto__` keys are
  * refused by name, and the console's source map is not published.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
-import net from 'node:net';
+import net, { type Socket } from 'node:net';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { refusedRequest } from '../../src/app.js';
 import { makeApp, repoRoot } from '../helpers.js';
 
 /** Writes `text` on a fresh connection (then `more` after `delayMs`, if given) and collects the answer. */
@@ -77,6 +79,73 @@ describe('the HTTP edge', () => {
     expect(error.code).toBe('TW_HEADERS_TOO_LARGE');
     expect(error.message).toMatch(/16384 bytes/);
     expect(error.requestId).toBeTruthy();
+  });
+
+  it('answers what the parser refuses as problem details when Accept prefers them, with x-request-id (408, 431, 400)', async () => {
+    const accept = 'Accept: application/json;q=0.5, application/problem+json\r\n';
+    const cases = [
+      {
+        // The head is parsed, the body is late: Accept and the path come from the parsed request.
+        text: `POST /v1/ot/plan?x=1 HTTP/1.1\r\nHost: x\r\n${accept}X-Request-Id: edge-408\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"C": [[1,`,
+        status: 408,
+        code: 'TW_REQUEST_TIMEOUT',
+        requestId: 'edge-408',
+        instance: '/v1/ot/plan',
+      },
+      {
+        // No request: Accept and the path are read from the bytes the parser refused.
+        text: `GET /v1/models?q=${'a'.repeat(20_000)} HTTP/1.1\r\nHost: x\r\n${accept}X-Request-Id: edge-431\r\n\r\n`,
+        status: 431,
+        code: 'TW_HEADERS_TOO_LARGE',
+        requestId: 'edge-431',
+        instance: '/v1/models',
+      },
+      {
+        text: `GET /v1/models HTTP/1.1\r\nHost: x\r\n${accept}X-Request-Id: edge-400\r\nBad Header: x\r\n\r\n`,
+        status: 400,
+        code: 'TW_VALIDATION',
+        requestId: 'edge-400',
+        instance: '/v1/models',
+      },
+    ];
+    for (const c of cases) {
+      const res = await raw(port, c.text);
+      expect(res.head).toMatch(new RegExp(`^HTTP/1\\.1 ${c.status} `));
+      expect(res.head).toMatch(/\r\ncontent-type: application\/problem\+json; charset=utf-8\r\n/i);
+      expect(res.head).toMatch(new RegExp(`\r\nx-request-id: ${c.requestId}\r\n`, 'i'));
+      expect(JSON.parse(res.body)).toMatchObject({
+        type: `urn:tweedie:error:${c.code}`,
+        status: c.status,
+        code: c.code,
+        requestId: c.requestId,
+        instance: c.instance,
+      });
+      expect(typeof JSON.parse(res.body).title).toBe('string');
+    }
+    // Without Accept (or preferring JSON): our shape, its request id in x-request-id as on every answer; an id that
+    // is not a valid request id is replaced.
+    const plain = await raw(port, 'BAD REQUEST\r\nX-Request-Id: bad id with spaces\r\n\r\n');
+    expect(plain.head).toMatch(/^HTTP\/1\.1 400 /);
+    expect(plain.head).toMatch(/\r\ncontent-type: application\/json; charset=utf-8\r\n/i);
+    const error = JSON.parse(plain.body).error;
+    expect(error.code).toBe('TW_VALIDATION');
+    expect(error.requestId).not.toMatch(/ /);
+    expect(plain.head).toContain(`\r\nx-request-id: ${error.requestId}\r\n`);
+  });
+
+  it('reads a refused request in linear time, whatever its bytes', () => {
+    const long = 'a'.repeat(60_000);
+    const packet = Buffer.from(
+      `GET /${long}X HTTP/1.1 more\r\nAccept:${' '.repeat(60_000)}application/problem+json\r\nx-request-id:  id-1 \r\n\r\n`,
+      'latin1',
+    );
+    const t0 = performance.now();
+    const seen = refusedRequest({ rawPacket: packet }, {} as Socket);
+    expect(performance.now() - t0).toBeLessThan(100);
+    expect(seen).toEqual({ headers: { accept: 'application/problem+json', 'x-request-id': 'id-1' } });
+    expect(
+      refusedRequest({ rawPacket: Buffer.from(`GET /a/${long}?q=1 HTTP/1.0\r\n`) }, {} as Socket).path,
+    ).toBe(`/a/${long}`);
   });
 
   it('refuses `__proto__` and `constructor.prototype` keys by name (400 TW_VALIDATION), REST and GraphQL alike', async () => {

@@ -9,7 +9,7 @@ import type { Config } from '../../config.js';
 import { fail } from '../../errors.js';
 import { jsonStream } from '../../util/json-chunks.js';
 import { defineOperation, readJsonBody as readJson, withAsync } from '../spec.js';
-import { checkDensePlanFits, type OtPlanJson, plain, planToJson } from './output.js';
+import { checkDensePlanFits, type OtPlanJson, plain, type planToJson, planToJsonYielding } from './output.js';
 import {
   type MongeGapRequest,
   mongeGapRequest,
@@ -168,7 +168,8 @@ function planOperation(id: 'ot.plan' | 'ot.distance', withPlan: boolean, summary
         { op: 'plan', request, withPlan, ...(json ? { json } : {}) },
         rt.run,
       )) as OtPlanOutput;
-      const view = planToJson(out);
+      // Converted for JSON here, in slices that leave the event loop free between them (plainYielding).
+      const view = await planToJsonYielding(out);
       return { ...view, timings: { ...view.timings, totalMs: performance.now() - t0 } };
     },
     reply: (result: OtPlanAnswer, reply: FastifyReply) =>

@@ -9,7 +9,7 @@ import type { OtPlanOutput } from '../../ot/solve.js';
 import { boundedJson, JsonTooLargeError, jsonLength } from '../../util/json-chunks.js';
 import { type OtPlanRequest, problemSize } from './schema.js';
 
-export { plain, planToJson, planView } from '../../ot/output.js';
+export { plain, planToJson, planToJsonYielding, planView } from '../../ot/output.js';
 
 /**
  * Bytes a number of a plan or a potential can take in JSON, at most: 17 significant digits, a point, an exponent of

@@ -21,9 +21,17 @@ import { type Admission, decodedBytes, imageBudgetFor } from '../../imaging/budg
 import { type FloatImage, negotiateFormat, screenImage } from '../../imaging/codec.js';
 import { imagePipelineTimings } from '../../imaging/task-image.js';
 import { ROUTE_MODEL_TASKS } from '../../nn/manifest.js';
+import { architectureMultiple } from '../../nn/manifest-sections.js';
 import { base64Image, imageHeaderSize, readImageParams, requireImage, toBuffer } from '../image-request.js';
 import { asyncRequested, defineOperation, splitAsync } from '../spec.js';
-import { defaultRestoreModel, MAX_RESTORE_STEPS, type RestoreParams, restoreParams } from './schema.js';
+import { type PlanMask, restoreRunPlan } from './plan.js';
+import {
+  defaultRestoreModel,
+  MAX_RESTORE_STEPS,
+  parseBoxes,
+  type RestoreParams,
+  restoreParams,
+} from './schema.js';
 import type { InpaintRequestSpec, RestoreOperatorSpec, RestoreTaskInput } from './task.js';
 
 export interface RestoreOutcome {
@@ -54,17 +62,38 @@ export interface RestoreOutcome {
  */
 export const RESTORE_MS_PER_PIXEL_STEP = 0.02;
 
-/** Estimated compute time of a restore request for a width x height input (padding and SR output included). */
+/**
+ * Estimated compute time of a restore request for a width x height input (padding and SR output included): the
+ * runs averaged x steps x pixels each step updates, from the same plan the worker runs (plan.ts restoreRunPlan:
+ * the model's own `samples` and hole window when its manifest is known). An uploaded or random mask is not built
+ * here (no pixel on the main thread): the estimate is then the plan's upper bound.
+ */
 export function estimateRestoreMs(
   params: RestoreParams,
   width: number,
   height: number,
-  multiple = 8,
+  model: { extra?: Record<string, unknown>; multiple: number } = { multiple: 8 },
+  maskUploaded = false,
 ): number {
-  const factor = params.task === 'super-resolution' && !params.simulate ? params.factor : 1;
-  const side = (n: number) => Math.ceil((n * factor) / multiple) * multiple;
-  // A model's own `samples` (inside deep holes) is known only in the worker: a request's is counted.
-  return (params.samples ?? 1) * params.steps * side(width) * side(height) * RESTORE_MS_PER_PIXEL_STEP;
+  const sr = params.task === 'super-resolution';
+  const factor = sr && !params.simulate ? params.factor : 1;
+  const mask: PlanMask =
+    params.task !== 'inpaint'
+      ? undefined
+      : params.box !== undefined && !maskUploaded
+        ? { kind: 'boxes', boxes: parseBoxes(params.box) }
+        : { kind: 'unknown' };
+  const plan = restoreRunPlan({
+    extra: model.extra,
+    outHeight: height * factor,
+    outWidth: width * factor,
+    factor: sr ? params.factor : 1,
+    multiple: model.multiple,
+    samples: params.samples,
+    sigmaY: params.sigmaY,
+    mask,
+  });
+  return plan.samples * params.steps * plan.stepPixels * RESTORE_MS_PER_PIXEL_STEP;
 }
 
 function operatorSpec(
@@ -309,9 +338,14 @@ export const restore = defineOperation<RestoreInput, RestoreResult>({
       : undefined;
   },
   timeoutMs: (input) => input.params.timeoutMs,
-  estimateMs: async (input) => {
+  estimateMs: async (input, _config, models) => {
     const size = await imageHeaderSize(input.image);
-    return size && estimateRestoreMs(input.params, size.width, size.height);
+    if (!size) return undefined;
+    // The model the request names, or the default for its size: its manifest gives the run's own settings.
+    const name = input.params.model ?? defaultRestoreModel(size.width, size.height);
+    const manifest = models?.get(name, input.params.version)?.manifest;
+    const model = manifest ? { extra: manifest.extra, multiple: architectureMultiple(manifest) } : undefined;
+    return estimateRestoreMs(input.params, size.width, size.height, model, input.mask !== undefined);
   },
   run: async (rt, input) => {
     const out = await restorePipeline(rt.pool, rt.config, input.image, input.mask, input.params, {

@@ -9,8 +9,7 @@
  */
 
 import { ddpmEpsModel } from '../../diffusion/eps-model.js';
-import { RED_DIFF_INITS, type RedDiffInit } from '../../diffusion/initial.js';
-import { holeRadius } from '../../diffusion/mask-structure.js';
+import type { RedDiffInit } from '../../diffusion/initial.js';
 import { boxMask, countMissing, maskFromImage, randomPixelMask } from '../../diffusion/operators.js';
 import {
   type RestoreOperatorSpec,
@@ -26,11 +25,13 @@ import { admitDeviceMemory, releaseDeviceMemory } from '../../nn/batcher.js';
 import { ROUTE_MODEL_TASKS, requireModelTask } from '../../nn/manifest.js';
 import { architectureMultiple, diffusionSection, extraSection } from '../../nn/manifest-sections.js';
 import { getModel } from '../../nn/repository.js';
-import { parseBoxes, RESTORE_DEFAULTS, type RestoreParams } from './schema.js';
+import { restoreRunPlan } from './plan.js';
+import { parseBoxes, type RestoreParams } from './schema.js';
 import '../../compute/handlers/layers.js';
 import type { HandlerContext } from '../../compute/handlers/context.js';
 import { encodeTaskImage, type TaskImage, taskPixels } from '../../imaging/task-image.js';
 
+export { type MaskShape, type ModelRedDiffDefaults, modelRedDiffDefaults } from './plan.js';
 export type { RestoreOperatorSpec };
 
 /**
@@ -168,65 +169,6 @@ export async function inpaintingMask(
   return mask;
 }
 
-export interface ModelRedDiffDefaults {
-  lambda: number;
-  lr: number;
-  init: RedDiffInit;
-  /** Undefined: the whole schedule (T - 1). */
-  tMax?: number;
-  /**
-   * Inpainting: RED-Diff optimises only a window around the missing pixels with this margin of observed context
-   * (src/diffusion/hole-window.ts); undefined: the whole image.
-   */
-  windowMargin?: number;
-  /** The mean of this many runs (red-diff.ts `samples`); undefined: one. */
-  samples?: number;
-  /** Which of the manifest's settings apply: 'holes' for a mask with a deep enough hole, else 'general'. */
-  settings: 'general' | 'holes';
-  /** The inpainting mask's hole radius (src/diffusion/mask-structure.ts), when a mask was given. */
-  holeRadius?: number;
-}
-
-/** An inpainting mask (1 observed, 0 missing), h x w or a batch of such masks. */
-export interface MaskShape {
-  mask: Float32Array;
-  height: number;
-  width: number;
-}
-
-/**
- * The RED-Diff settings a model's manifest recommends (`extra.redDiff`, chosen by bench:restore for that prior),
- * each falling back to the service's RESTORE_DEFAULTS (the official algorithm's start, H^+ y from t = T - 1). With
- * an inpainting `mask` whose hole radius (the largest distance from a missing pixel to an observed one,
- * src/diffusion/mask-structure.ts) reaches the manifest's `extra.redDiff.holes.minRadius`, the `holes` settings
- * apply instead (each absent field: the general one): one rule for every mask, whatever route or benchmark built it.
- */
-export function modelRedDiffDefaults(
-  extra: Record<string, unknown> | undefined,
-  mask?: MaskShape,
-): ModelRedDiffDefaults {
-  const general = extraSection(diffusionSection, { extra }).redDiff ?? {};
-  const radius = mask ? holeRadius(mask.mask, mask.height, mask.width) : undefined;
-  const holes = general.holes;
-  const useHoles = holes !== undefined && radius !== undefined && radius >= holes.minRadius;
-  const pick = <K extends 'lambda' | 'lr' | 'init' | 'tMax' | 'windowMargin' | 'samples'>(key: K) =>
-    (useHoles ? holes[key] : undefined) ?? general[key];
-  const init = RED_DIFF_INITS.find((i) => i === pick('init'));
-  const tMax = pick('tMax');
-  const windowMargin = mask ? pick('windowMargin') : undefined;
-  const samples = pick('samples');
-  return {
-    lambda: pick('lambda') ?? RESTORE_DEFAULTS.lambda,
-    lr: pick('lr') ?? RESTORE_DEFAULTS.lr,
-    init: init ?? RESTORE_DEFAULTS.init,
-    ...(tMax !== undefined ? { tMax } : {}),
-    ...(windowMargin !== undefined ? { windowMargin } : {}),
-    ...(samples !== undefined ? { samples } : {}),
-    settings: useHoles ? 'holes' : 'general',
-    ...(radius !== undefined ? { holeRadius: radius } : {}),
-  };
-}
-
 async function restorePixels(input: RestoreTaskInput, ctx: HandlerContext): Promise<RestoreTaskResult> {
   const started = performance.now();
   const { tf } = await ctx.tfjs();
@@ -253,11 +195,20 @@ async function restorePixels(input: RestoreTaskInput, ctx: HandlerContext): Prom
         }
       : input.operator;
   const decodeMs = performance.now() - tDecode0;
-  // The model's measured settings, for this mask's structure when inpainting (modelRedDiffDefaults).
-  const tuned = modelRedDiffDefaults(
-    manifest.extra,
-    operator.kind === 'mask' ? { mask: operator.mask, height, width } : undefined,
-  );
+  // The model's measured settings for this mask's structure, and the runs averaged: the plan the job-cost
+  // estimate counts too (plan.ts).
+  const factor = operator.kind === 'super-resolution' && !input.simulate ? operator.factor : 1;
+  const plan = restoreRunPlan({
+    extra: manifest.extra,
+    outHeight: height * factor,
+    outWidth: width * factor,
+    factor: operator.kind === 'super-resolution' ? operator.factor : 1,
+    multiple: architectureMultiple(manifest),
+    samples: input.samples,
+    sigmaY: input.sigmaY,
+    mask: operator.kind === 'mask' ? { kind: 'mask', mask: operator.mask } : undefined,
+  });
+  const { tuned } = plan;
   const tMax = input.tMax ?? tuned.tMax ?? schedule.timesteps - 1;
   if (tMax > schedule.timesteps - 1)
     throw fail('VALIDATION', `tMax ${tMax} is beyond this model's last timestep ${schedule.timesteps - 1}`);
@@ -287,7 +238,7 @@ async function restorePixels(input: RestoreTaskInput, ctx: HandlerContext): Prom
     init: input.init ?? tuned.init,
     tMax,
     windowMargin: tuned.windowMargin,
-    samples: input.samples ?? tuned.samples,
+    samples: plan.samples,
     seed: input.seed,
     trace: input.trace,
     onProgress: (p) => ctx.progress(p.step / p.steps, `RED-Diff step ${p.step}/${p.steps} (t = ${p.t})`),

@@ -25,8 +25,8 @@ export interface ProblemBody {
   status: number;
   /** This occurrence's message (today's `error.message`). */
   detail: string;
-  /** The path of the request that failed. */
-  instance: string;
+  /** The path of the request that failed (absent only when Node refused a request it could not read: rawErrorAnswer). */
+  instance?: string;
   code: string;
   details?: unknown;
   requestId: string;
@@ -93,7 +93,7 @@ export function errorBody(
   te: TweedieError,
 ): ErrorBody | ProblemBody | ((ErrorBody | ProblemBody) & GraphqlErrors) {
   const body = legacyErrorBody(request, te);
-  const { code, message, details, requestId } = body.error;
+  const { code, message, details } = body.error;
   const graphql: GraphqlErrors | undefined =
     request.routeOptions.url === '/graphql'
       ? {
@@ -106,21 +106,45 @@ export function errorBody(
         }
       : undefined;
   if (!prefersProblem(request.headers.accept)) return graphql ? { ...body, ...graphql } : body;
+  return { ...problemBody(te, body, request.url.split('?')[0]), ...graphql };
+}
+
+/** Our shape as an RFC 9457 problem (`instance`: the request's path, left out when it is not known). */
+function problemBody(te: TweedieError, body: ErrorBody, instance: string | undefined): ProblemBody {
+  const { code, message, details, requestId } = body.error;
   const spec = Object.values(ERROR_CATALOGUE).find((x) => x.code === code);
   return {
     type: `${PROBLEM_TYPE_PREFIX}${code}`,
     title: spec?.message ?? message,
     status: te.statusCode,
     detail: message,
-    instance: request.url.split('?')[0],
+    ...(instance !== undefined && { instance }),
     code,
     ...(details !== undefined && { details }),
     requestId,
-    ...graphql,
   };
 }
 
+/**
+ * The answer to what Node's HTTP parser refused before any request existed (src/app.ts clientError: 408, 431, a
+ * malformed request): the same shape and content type as sendError gives, negotiated on whatever Accept header was
+ * read, with the path when it is known.
+ */
+export function rawErrorAnswer(
+  te: TweedieError,
+  request: { accept?: string; requestId: string; path?: string },
+): { contentType: string; body: ErrorBody | ProblemBody } {
+  const body = legacyErrorFields(te, request.requestId);
+  return prefersProblem(request.accept)
+    ? { contentType: `${PROBLEM_JSON}; charset=utf-8`, body: problemBody(te, body, request.path) }
+    : { contentType: 'application/json; charset=utf-8', body };
+}
+
 function legacyErrorBody(request: FastifyRequest, te: TweedieError): ErrorBody {
+  return legacyErrorFields(te, String(request.id));
+}
+
+function legacyErrorFields(te: TweedieError, requestId: string): ErrorBody {
   const isServer = te.statusCode >= 500;
   const catalogueMessage = Object.values(ERROR_CATALOGUE).find((s) => s.code === te.code)?.message;
   const body: ErrorBody = {
@@ -129,7 +153,7 @@ function legacyErrorBody(request: FastifyRequest, te: TweedieError): ErrorBody {
       // 5xx: our own coded 5xx messages are written for clients (queue full, deadline); unknown ones are generic.
       message:
         isServer && te.code === 'TW_INTERNAL' ? (catalogueMessage ?? 'Internal server error') : te.message,
-      requestId: String(request.id),
+      requestId,
     },
   };
   if (te.details !== undefined && !isServer) body.error.details = te.details;

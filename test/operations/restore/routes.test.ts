@@ -10,8 +10,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildUnet, type UnetArchitecture, unetMultiple } from '../../../src/diffusion/unet.js';
 import { initTfjs } from '../../../src/nn/backend.js';
 import { fileSystemIO } from '../../../src/nn/fs-io.js';
-import { estimateRestoreMs } from '../../../src/operations/restore/operation.js';
-import { restoreParams } from '../../../src/operations/restore/schema.js';
 import { jobResult, makeApp, multipartForm, tinyModelsDir } from '../../helpers.js';
 
 const TINY: UnetArchitecture = {
@@ -550,14 +548,5 @@ describe('POST /v1/restore', () => {
     expect(autoJob, auto.body).toMatch(/\S+/);
     const cancelled = await app.inject({ method: 'DELETE', url: `/v1/jobs/${autoJob}` });
     expect(cancelled.statusCode).toBeLessThan(300);
-  });
-});
-
-describe('estimateRestoreMs', () => {
-  it('counts every averaged run a request asks for', () => {
-    const base = restoreParams.parse({ task: 'inpaint', box: '1,1,4,4', steps: 10 });
-    const one = estimateRestoreMs(base, 20, 14);
-    expect(one).toBeGreaterThan(0);
-    expect(estimateRestoreMs({ ...base, samples: 3 }, 20, 14)).toBeCloseTo(3 * one, 9);
   });
 });

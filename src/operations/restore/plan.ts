@@ -1,0 +1,233 @@
+/**
+ * What a RED-Diff restore run does, in one place for the worker that runs it (src/operations/restore/task.ts) and
+ * the job-cost estimate on the main thread (operation.ts estimateRestoreMs), so that they cannot drift: the model's
+ * settings for the mask (modelRedDiffDefaults: its `extra.redDiff`, general or `holes`), the runs averaged (the
+ * request's `samples`, else the model's) and the pixels each step updates (the hole window of the padded mask when
+ * the settings window the run and the measurements are exact, src/diffusion/hole-window.ts; else the whole padded
+ * estimate).
+ *
+ * The main thread holds no pixel: there the mask is known from a request's boxes (its rows, columns and hole radius
+ * follow from them, the radius measured on their bounding box only, up to PLAN_MAX_BOX_PIXELS), or not at all (an
+ * uploaded mask, a random one, boxes spread wider: the plan is then an upper bound, the largest `samples` any
+ * setting may use over the whole padded estimate).
+ */
+
+import {
+  extentWindow,
+  type HoleWindow,
+  type MissingExtent,
+  missingExtent,
+  windowsMeasurements,
+} from '../../diffusion/hole-window.js';
+import { RED_DIFF_INITS, type RedDiffInit } from '../../diffusion/initial.js';
+import { holeRadius } from '../../diffusion/mask-structure.js';
+import { boxMask } from '../../diffusion/operators.js';
+import { reflectIndex, restorePadding } from '../../diffusion/padding.js';
+import { diffusionSection, extraSection } from '../../nn/manifest-sections.js';
+import { RESTORE_DEFAULTS } from './schema.js';
+
+export interface ModelRedDiffDefaults {
+  lambda: number;
+  lr: number;
+  init: RedDiffInit;
+  /** Undefined: the whole schedule (T - 1). */
+  tMax?: number;
+  /**
+   * Inpainting: RED-Diff optimises only a window around the missing pixels with this margin of observed context
+   * (src/diffusion/hole-window.ts); undefined: the whole image.
+   */
+  windowMargin?: number;
+  /** The mean of this many runs (red-diff.ts `samples`); undefined: one. */
+  samples?: number;
+  /** Which of the manifest's settings apply: 'holes' for a mask with a deep enough hole, else 'general'. */
+  settings: 'general' | 'holes';
+  /** The inpainting mask's hole radius (src/diffusion/mask-structure.ts), when a mask was given. */
+  holeRadius?: number;
+}
+
+/** An inpainting mask (1 observed, 0 missing), h x w or a batch of such masks. */
+export interface MaskShape {
+  mask: Float32Array;
+  height: number;
+  width: number;
+}
+
+/**
+ * The RED-Diff settings a model's manifest recommends (`extra.redDiff`, chosen by bench:restore for that prior),
+ * each falling back to the service's RESTORE_DEFAULTS (the official algorithm's start, H^+ y from t = T - 1). With
+ * an inpainting `mask` whose hole radius (the largest distance from a missing pixel to an observed one,
+ * src/diffusion/mask-structure.ts) reaches the manifest's `extra.redDiff.holes.minRadius`, the `holes` settings
+ * apply instead (each absent field: the general one): one rule for every mask, whatever route or benchmark built it.
+ * `{ radius }`: the mask's hole radius, when it is known without the mask (restoreRunPlan's boxes).
+ */
+export function modelRedDiffDefaults(
+  extra: Record<string, unknown> | undefined,
+  mask?: MaskShape | { radius: number },
+): ModelRedDiffDefaults {
+  const general = extraSection(diffusionSection, { extra }).redDiff ?? {};
+  const radius = !mask
+    ? undefined
+    : 'radius' in mask
+      ? mask.radius
+      : holeRadius(mask.mask, mask.height, mask.width);
+  const holes = general.holes;
+  const useHoles = holes !== undefined && radius !== undefined && radius >= holes.minRadius;
+  const pick = <K extends 'lambda' | 'lr' | 'init' | 'tMax' | 'windowMargin' | 'samples'>(key: K) =>
+    (useHoles ? holes[key] : undefined) ?? general[key];
+  const init = RED_DIFF_INITS.find((i) => i === pick('init'));
+  const tMax = pick('tMax');
+  const windowMargin = mask ? pick('windowMargin') : undefined;
+  const samples = pick('samples');
+  return {
+    lambda: pick('lambda') ?? RESTORE_DEFAULTS.lambda,
+    lr: pick('lr') ?? RESTORE_DEFAULTS.lr,
+    init: init ?? RESTORE_DEFAULTS.init,
+    ...(tMax !== undefined ? { tMax } : {}),
+    ...(windowMargin !== undefined ? { windowMargin } : {}),
+    ...(samples !== undefined ? { samples } : {}),
+    settings: useHoles ? 'holes' : 'general',
+    ...(radius !== undefined ? { holeRadius: radius } : {}),
+  };
+}
+
+/** A request's boxes (clipped to the image when the mask is built: src/diffusion/operators.ts boxMask). */
+export interface MaskBox {
+  top: number;
+  left: number;
+  height: number;
+  width: number;
+}
+
+/** The mask as far as the plan knows it; undefined: no mask (not inpainting). */
+export type PlanMask =
+  | { kind: 'mask'; mask: Float32Array }
+  | { kind: 'boxes'; boxes: MaskBox[] }
+  | { kind: 'unknown' }
+  | undefined;
+
+export interface RestoreRunPlan {
+  /** The model's settings for this mask (for an unknown mask: the general ones). */
+  tuned: ModelRedDiffDefaults;
+  /** Runs averaged: the request's samples, else the model's, else one. */
+  samples: number;
+  /** The window each step updates in the padded estimate; null: all of it. */
+  window: HoleWindow | null;
+  /** Pixels each step updates (the window's, or the padded estimate's). */
+  stepPixels: number;
+}
+
+/**
+ * Most pixels of the boxes' bounding box whose hole radius the main thread measures (a few milliseconds); boxes
+ * spread wider are planned as an unknown mask (the upper bound).
+ */
+export const PLAN_MAX_BOX_PIXELS = 1 << 20;
+
+/**
+ * The rows and columns that hold a missing pixel of boxes in an h x w image, and their hole radius; null when the
+ * boxes' bounding box is over PLAN_MAX_BOX_PIXELS.
+ */
+function boxesExtent(
+  boxes: MaskBox[],
+  height: number,
+  width: number,
+): { extent: MissingExtent; radius: number } | null {
+  const rows = new Uint8Array(height);
+  const cols = new Uint8Array(width);
+  let r0 = height;
+  let r1 = -1;
+  let c0 = width;
+  let c1 = -1;
+  for (const box of boxes) {
+    const top = Math.max(0, box.top);
+    const bottom = Math.min(height, box.top + box.height);
+    const left = Math.max(0, box.left);
+    const right = Math.min(width, box.left + box.width);
+    if (!(top < bottom && left < right)) continue;
+    rows.fill(1, top, bottom);
+    cols.fill(1, left, right);
+    r0 = Math.min(r0, top);
+    r1 = Math.max(r1, bottom - 1);
+    c0 = Math.min(c0, left);
+    c1 = Math.max(c1, right - 1);
+  }
+  if (r1 < 0) return { extent: { rows, cols }, radius: 0 };
+  // The hole radius on the boxes' bounding box with one pixel of (observed) border, cut at the image's edges:
+  // every missing pixel is in it, and its nearest observed pixel too, so the radius is the whole mask's.
+  const top = Math.max(0, r0 - 1);
+  const left = Math.max(0, c0 - 1);
+  const h = Math.min(height, r1 + 2) - top;
+  const w = Math.min(width, c1 + 2) - left;
+  if (h * w > PLAN_MAX_BOX_PIXELS) return null;
+  const crop = boxMask(
+    h,
+    w,
+    boxes.map((b) => ({ ...b, top: b.top - top, left: b.left - left })),
+  );
+  return { extent: { rows, cols }, radius: holeRadius(crop, h, w) };
+}
+
+/** `extent` of an outHeight x outWidth estimate, padded as the pipeline pads the mask (padding.ts `pad`). */
+function padExtent(
+  extent: MissingExtent,
+  padding: { mode: 'reflect' | 'constant'; top: number; left: number; height: number; width: number },
+): MissingExtent {
+  const side = (occupied: Uint8Array, size: number, offset: number) =>
+    Uint8Array.from({ length: size }, (_, i) => {
+      if (padding.mode === 'reflect') return occupied[reflectIndex(i, occupied.length)];
+      const j = i - offset;
+      return j >= 0 && j < occupied.length ? occupied[j] : 0;
+    });
+  return {
+    rows: side(extent.rows, padding.height, padding.top),
+    cols: side(extent.cols, padding.width, padding.left),
+  };
+}
+
+/**
+ * The plan of a run on an outHeight x outWidth estimate (super-resolution: the output's size) with a measurement
+ * `factor` times smaller, for a network whose sides are multiples of `multiple`: see the top of this file.
+ */
+export function restoreRunPlan(args: {
+  extra: Record<string, unknown> | undefined;
+  outHeight: number;
+  outWidth: number;
+  factor: number;
+  multiple: number;
+  /** The request's `samples`, if it gave one. */
+  samples?: number;
+  /** The measurement noise (any scale: only whether it is 0 matters, windowsMeasurements). */
+  sigmaY: number;
+  mask: PlanMask;
+}): RestoreRunPlan {
+  const { extra, outHeight, outWidth, factor, multiple, mask } = args;
+  const padding = restorePadding(extra, outHeight, outWidth, factor, multiple);
+  const whole = padding.height * padding.width;
+  const boxes = mask?.kind === 'boxes' ? boxesExtent(mask.boxes, outHeight, outWidth) : undefined;
+  if (mask?.kind === 'unknown' || boxes === null) {
+    const general = modelRedDiffDefaults(extra);
+    const holes = modelRedDiffDefaults(extra, { radius: Number.POSITIVE_INFINITY });
+    const samples = args.samples ?? Math.max(general.samples ?? 1, holes.samples ?? 1);
+    return { tuned: general, samples, window: null, stepPixels: whole };
+  }
+  let tuned: ModelRedDiffDefaults;
+  let extent: MissingExtent | undefined;
+  if (boxes) {
+    tuned = modelRedDiffDefaults(extra, { radius: boxes.radius });
+    extent = boxes.extent;
+  } else if (mask?.kind === 'mask') {
+    tuned = modelRedDiffDefaults(extra, { mask: mask.mask, height: outHeight, width: outWidth });
+    extent = missingExtent(mask.mask, outHeight, outWidth);
+  } else {
+    tuned = modelRedDiffDefaults(extra);
+  }
+  const window =
+    extent && tuned.windowMargin !== undefined && windowsMeasurements(args.sigmaY)
+      ? extentWindow(padExtent(extent, padding), tuned.windowMargin, multiple)
+      : null;
+  return {
+    tuned,
+    samples: args.samples ?? tuned.samples ?? 1,
+    window,
+    stepPixels: window ? window.height * window.width : whole,
+  };
+}

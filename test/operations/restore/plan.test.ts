@@ -1,0 +1,137 @@
+/**
+ * The RED-Diff run plan (src/operations/restore/plan.ts): the job-cost estimate counts what the worker runs, the
+ * model's own `samples` and the hole window of the padded mask included, and a request's boxes give the same plan
+ * as the mask built from them.
+ */
+import sharp from 'sharp';
+import { describe, expect, it } from 'vitest';
+import { holeWindow } from '../../../src/diffusion/hole-window.js';
+import { boxMask } from '../../../src/diffusion/operators.js';
+import { restorePadding } from '../../../src/diffusion/padding.js';
+import {
+  estimateRestoreMs,
+  RESTORE_MS_PER_PIXEL_STEP,
+  restore,
+} from '../../../src/operations/restore/operation.js';
+import { PLAN_MAX_BOX_PIXELS, restoreRunPlan } from '../../../src/operations/restore/plan.js';
+import { parseBoxes, restoreParams } from '../../../src/operations/restore/schema.js';
+import { Rng } from '../../../src/util/random.js';
+
+const extra = {
+  redDiff: {
+    init: 'smooth',
+    tMax: 30,
+    lambda: 0.05,
+    lr: 0.01,
+    samples: 2,
+    holes: { minRadius: 9, tMax: 400, lr: 0.02, windowMargin: 16, samples: 3 },
+  },
+};
+const multiple = 8;
+
+/** What the worker does: the mask padded by the pipeline's padding, its hole window (red-diff.ts). */
+function runWindowPixels(mask: Float32Array, height: number, width: number, margin: number | undefined) {
+  const padding = restorePadding(extra, height, width, 1, multiple);
+  const padded = padding.pad(mask, height, width, 'x', 1);
+  const win =
+    margin === undefined ? null : holeWindow(padded, padding.height, padding.width, margin, multiple);
+  return win ? win.height * win.width : padding.height * padding.width;
+}
+
+describe('restoreRunPlan', () => {
+  it("a request's boxes give the plan of the mask built from them (settings, window), edges and overlaps too", () => {
+    const rng = new Rng(3);
+    for (let k = 0; k < 40; k++) {
+      const height = 40 + Math.floor(rng.uniform() * 60);
+      const width = 40 + Math.floor(rng.uniform() * 60);
+      const boxes = Array.from({ length: 1 + Math.floor(rng.uniform() * 3) }, () => ({
+        top: Math.floor(rng.uniform() * (height + 10)) - 10,
+        left: Math.floor(rng.uniform() * (width + 10)) - 10,
+        height: 1 + Math.floor(rng.uniform() * 30),
+        width: 1 + Math.floor(rng.uniform() * 30),
+      }));
+      const mask = boxMask(height, width, boxes);
+      const common = { extra, outHeight: height, outWidth: width, factor: 1, multiple, sigmaY: 0 };
+      const fromMask = restoreRunPlan({ ...common, mask: { kind: 'mask', mask } });
+      const fromBoxes = restoreRunPlan({ ...common, mask: { kind: 'boxes', boxes } });
+      expect(fromBoxes, JSON.stringify({ height, width, boxes })).toEqual(fromMask);
+      expect(fromMask.stepPixels).toBe(runWindowPixels(mask, height, width, fromMask.tuned.windowMargin));
+    }
+  });
+
+  it("counts the model's own samples, the request's first, and an unknown mask as the largest", () => {
+    const common = { extra, outHeight: 64, outWidth: 64, factor: 1, multiple, sigmaY: 0 };
+    const hole = parseBoxes('16,16,32,32');
+    expect(restoreRunPlan({ ...common, mask: undefined }).samples).toBe(2);
+    expect(restoreRunPlan({ ...common, mask: { kind: 'boxes', boxes: hole } }).samples).toBe(3);
+    expect(restoreRunPlan({ ...common, samples: 1, mask: { kind: 'boxes', boxes: hole } }).samples).toBe(1);
+    const unknown = restoreRunPlan({ ...common, mask: { kind: 'unknown' } });
+    expect(unknown).toMatchObject({ samples: 3, window: null, stepPixels: 64 * 64 });
+    // Boxes spread over more than PLAN_MAX_BOX_PIXELS are not measured on the main thread: the upper bound too.
+    const side = Math.ceil(Math.sqrt(PLAN_MAX_BOX_PIXELS)) + 8;
+    const spread = parseBoxes(`0,0,2,2;${side - 2},${side - 2},2,2`);
+    expect(
+      restoreRunPlan({ ...common, outHeight: side, outWidth: side, mask: { kind: 'boxes', boxes: spread } }),
+    ).toMatchObject({ samples: 3, window: null });
+  });
+});
+
+describe('estimateRestoreMs', () => {
+  const model = { extra, multiple };
+
+  it('counts every averaged run a request asks for', () => {
+    const base = restoreParams.parse({ task: 'inpaint', box: '1,1,4,4', steps: 10 });
+    const one = estimateRestoreMs(base, 20, 14);
+    expect(one).toBeGreaterThan(0);
+    expect(estimateRestoreMs({ ...base, samples: 3 }, 20, 14)).toBeCloseTo(3 * one, 9);
+  });
+
+  it("counts the model's own samples and only the hole window a windowed run updates", () => {
+    // A 32x32 hole near the corner of a 250x250 image (padded to 256 by reflection, which mirrors it too).
+    const params = restoreParams.parse({ task: 'inpaint', box: '210,200,32,32', steps: 10 });
+    const mask = boxMask(250, 250, parseBoxes(params.box ?? ''));
+    const window = runWindowPixels(mask, 250, 250, extra.redDiff.holes.windowMargin);
+    expect(window).toBeLessThan(256 * 256);
+    expect(estimateRestoreMs(params, 250, 250, model)).toBeCloseTo(
+      3 * 10 * window * RESTORE_MS_PER_PIXEL_STEP,
+      6,
+    );
+    // Scattered pixels (small holes): the general settings, whole image, the model's 2 runs.
+    const scattered = restoreParams.parse({ task: 'inpaint', box: '10,10,2,2;40,40,3,3', steps: 10 });
+    expect(estimateRestoreMs(scattered, 250, 250, model)).toBeCloseTo(
+      2 * 10 * 256 * 256 * RESTORE_MS_PER_PIXEL_STEP,
+      6,
+    );
+    // Noisy measurements: the run is not windowed (windowsMeasurements), the estimate neither.
+    expect(estimateRestoreMs({ ...params, sigmaY: 0.05 }, 250, 250, model)).toBeCloseTo(
+      3 * 10 * 256 * 256 * RESTORE_MS_PER_PIXEL_STEP,
+      6,
+    );
+    // An uploaded mask is not read here: the upper bound (3 runs over the whole padded image).
+    expect(estimateRestoreMs(params, 250, 250, model, true)).toBeCloseTo(
+      3 * 10 * 256 * 256 * RESTORE_MS_PER_PIXEL_STEP,
+      6,
+    );
+  });
+
+  it("reads the named model's manifest from the registry", async () => {
+    const png = await sharp({ create: { width: 64, height: 64, channels: 3, background: '#808080' } })
+      .png()
+      .toBuffer();
+    const image = Uint8Array.from(png);
+    const input = restore.input.parse({
+      image,
+      params: { task: 'inpaint', box: '0,0,64,2', steps: 10, model: 'prior' },
+    });
+    const models = {
+      get: (name: string) =>
+        name === 'prior' ? ({ manifest: { extra, architecture: { multiple } } } as never) : undefined,
+      requireReady: () => {
+        throw new Error('not used');
+      },
+    };
+    const withModel = await restore.estimateMs?.(input, {} as never, models);
+    const without = await restore.estimateMs?.(input, {} as never, undefined);
+    expect(withModel).toBeCloseTo(2 * (without ?? 0), 6);
+  });
+});
