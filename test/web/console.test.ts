@@ -153,6 +153,8 @@ describe('browser console', () => {
     expect(await fact('#page-denoise', 'estimated level')).toMatch(/^\d/);
     // The values read 0 or 255, which the service treats as clipped: shown as the answer counts them.
     expect(await fact('#page-denoise', 'clipped values')).toMatch(/^\d+$/);
+    // Gaussian noise: the Wiener stage runs by default, and the answer says so.
+    expect(await fact('#page-denoise', 'refine')).toBe('wiener');
     const href = await page.locator('#page-denoise a[download]').getAttribute('href');
     expect(href).toMatch(/^blob:/);
     await shot('denoise.png');
@@ -425,7 +427,13 @@ describe('browser console', () => {
     await page.goto(`${base}/console/#denoise`);
     const denoise = page.locator('#page-denoise');
     await denoise.getByLabel('Method').selectOption('mid');
-    for (const label of ['Noise family', 'Level', 'Level estimator (auto)', 'Self-ensemble (Noise2Score)']) {
+    for (const label of [
+      'Noise family',
+      'Level',
+      'Level estimator (auto)',
+      'Self-ensemble (Noise2Score)',
+      'Wiener stage (Gaussian)',
+    ]) {
       const control = denoise.getByLabel(label, { exact: true });
       await expect(control.isVisible()).resolves.toBe(false);
       await expect(control.isDisabled()).resolves.toBe(true);
@@ -437,6 +445,13 @@ describe('browser console', () => {
     }
     await denoise.getByLabel('Method').selectOption('noise2score');
     await expect(denoise.getByLabel('Noise family', { exact: true }).isVisible()).resolves.toBe(true);
+    // The Wiener stage is Gaussian only: another family disables it.
+    const refine = denoise.getByLabel('Wiener stage (Gaussian)', { exact: true });
+    await expect(refine.isEnabled()).resolves.toBe(true);
+    await denoise.getByLabel('Noise family', { exact: true }).selectOption('poisson');
+    await expect(refine.isDisabled()).resolves.toBe(true);
+    await denoise.getByLabel('Noise family', { exact: true }).selectOption('gaussian');
+    await expect(refine.isEnabled()).resolves.toBe(true);
     await expect(denoise.getByLabel('Masks (MID)', { exact: true }).isVisible()).resolves.toBe(false);
   });
 

@@ -37,6 +37,8 @@ interface DenoiseJson {
   masks?: number;
   /** Noise2Score: pixel values read 0 or 255, treated as clipped (censored) by the service. */
   clippedPixels?: number;
+  /** Noise2Score Gaussian: 'wiener' when the pilot-guided Wiener stage ran after Tweedie, else 'none'. */
+  refine?: string;
   /** A level outside the model's training range, and the like. */
   warnings?: string[];
   timings: Record<string, number>;
@@ -67,6 +69,8 @@ export function denoisePage(): HTMLElement {
   const level = numberInput(25, { step: 'any', min: 0, disabled: true });
   const estimator = select(['wavelet', 'tv'], 'wavelet');
   const ensemble = select(['1', '2', '4', '8'], '1');
+  // The Wiener stage after Tweedie's formula: Gaussian noise only (Poisson and Gamma have none).
+  const refine = select(['wiener', 'none'], 'wiener');
   const synth = checkbox('add synthetic noise first (the picked image is then the clean reference)', false);
   const synthLevel = numberInput(25, { step: 'any', min: 0 });
   const synthSeed = numberInput(1, { min: 0, step: 1 });
@@ -93,6 +97,11 @@ export function denoisePage(): HTMLElement {
     field('Level', level, 'Gaussian: sigma on 0-255; Poisson: zeta; Gamma: shape k'),
     field('Level estimator (auto)', estimator),
     field('Self-ensemble (Noise2Score)', ensemble, 'Flips averaged: better, and that many times slower'),
+    field(
+      'Wiener stage (Gaussian)',
+      refine,
+      "A second filter guided by the network's output: none answers Tweedie's output",
+    ),
   );
   const midFields = h(
     'div',
@@ -106,6 +115,7 @@ export function denoisePage(): HTMLElement {
     midFields.hidden = !mid;
     for (const c of [noise, estimator, ensemble, auto.input]) c.disabled = mid;
     level.disabled = mid || auto.input.checked;
+    refine.disabled = mid || noise.value !== 'gaussian';
     masks.disabled = !mid;
     midSeed.disabled = !mid;
   };
@@ -114,6 +124,7 @@ export function denoisePage(): HTMLElement {
     const d = DEFAULT_LEVEL[noise.value as NoiseFamily];
     level.value = String(d);
     synthLevel.value = String(d);
+    refine.disabled = method.value === 'mid' || noise.value !== 'gaussian';
   });
 
   async function pick(blob: Blob, name: string) {
@@ -345,6 +356,7 @@ export function denoisePage(): HTMLElement {
         params.set('level', auto.input.checked ? 'auto' : level.value);
         params.set('estimator', estimator.value);
         params.set('ensemble', ensemble.value);
+        if (family === 'gaussian') params.set('refine', refine.value);
       }
       const form = new FormData();
       form.append('image', inputPng, `${originalName}-noisy.png`);
@@ -369,6 +381,7 @@ export function denoisePage(): HTMLElement {
           `${fmt(body.level)} (${levelUnit(body.noise)})`,
         ]);
         rows.push(['clipped values', String(body.clippedPixels ?? 0)]);
+        if (body.refine !== undefined) rows.push(['refine', body.refine]);
       }
       for (const warning of body.warnings ?? []) rows.push(['warning', warning]);
       if (clean) {
