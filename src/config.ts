@@ -98,6 +98,14 @@ export const configSchema = z.object({
   /** Tile size (pixels per side) for model inference on large images. */
   TILE_SIZE: int(64, 8192).default(512),
   /**
+   * One Noise2Score image on several compute workers: an image of at least this many pixels (width x height) is cut
+   * into at least as many windows as there are idle workers plus its own, and the windows' network passes run on
+   * those workers at once (blended as on one worker; the idle ones are borrowed only while no task waits, and only
+   * on the single-threaded wasm and cpu backends). 0 turns it off. Default 65536 (256x256), from
+   * `npm run bench:denoise-time`.
+   */
+  SPLIT_MIN_PIXELS: int(0, Number.MAX_SAFE_INTEGER).default(65536),
+  /**
    * Dynamic batching (src/nn/batcher.ts): most network calls of one model and one input shape stacked into one
    * call, from concurrent requests on a worker and from the windows and masks of one image. Unset: 8 when the
    * worker runs TF.js on a hardware WebGPU adapter, else 1 (off: on wasm a batch saves nothing). Setting it also

@@ -16,6 +16,8 @@ const systemTasks: { [K in keyof SystemTaskTable]: () => Promise<Handler<K>> } =
   'test.crash': async () => (await import('./test-tasks.js')).crash,
   'test.fail': async () => (await import('./test-tasks.js')).failWith,
   'test.gpu-lost': async () => (await import('./test-tasks.js')).gpuLost,
+  'test.share': async () => (await import('./test-tasks.js')).share,
+  'test.share-part': async () => (await import('./test-tasks.js')).sharePart,
 };
 
 /** The operations' worker sides (src/operations/<op>/task.ts): one line per task. */
