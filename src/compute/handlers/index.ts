@@ -26,6 +26,8 @@ export const operationTasks = {
   'ot.solve': async () => (await import('../../operations/ot/task.js')).solve,
   /** Noise2Score denoising of one image. */
   'denoise.noise2score': async () => (await import('../../operations/denoise/task.js')).noise2score,
+  /** Windows of one Noise2Score score map, on a worker lent to the request (src/compute/shared-work.ts). */
+  'denoise.windows': async () => (await import('../../operations/denoise/task.js')).windows,
   /** MID real-noise denoising of one image, K masks averaged. */
   'denoise.mid': async () => (await import('../../operations/denoise/task.js')).mid,
   /** RED-Diff restoration of one grey image. */

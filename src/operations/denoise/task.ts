@@ -4,14 +4,21 @@
  */
 
 import type { NoiseFamily } from '../../denoise/noise.js';
-import { denoiseNoise2Score } from '../../denoise/noise2score.js';
+import {
+  denoiseNoise2Score,
+  type WindowJob,
+  type WindowSplit,
+  windowScore,
+} from '../../denoise/noise2score.js';
 import type { OutputFormat } from '../../imaging/codec.js';
 import { ROUTE_MODEL_TASKS, requireModelTask } from '../../nn/manifest.js';
 import { architectureMultiple, extraSection, midSection } from '../../nn/manifest-sections.js';
 import { getModel } from '../../nn/repository.js';
 import '../../compute/handlers/layers.js';
 import type { HandlerContext } from '../../compute/handlers/context.js';
+import { shareItems, takeItems } from '../../compute/shared-work.js';
 import { encodeTaskImage, type PixelImage, type TaskImage, taskPixels } from '../../imaging/task-image.js';
+import { batchParallelism } from '../../nn/batcher.js';
 
 export interface DenoiseTaskInput {
   /** Version omitted: the latest valid version in the repository. */
@@ -41,14 +48,68 @@ async function output<R extends PixelImage & { timings: Record<string, number> }
   return { ...rest, bytes, timings: { ...result.timings, decodeMs, encodeMs: performance.now() - t0 } };
 }
 
+/** How one request's score maps used other workers (summed over its maps: planes, flips, passes). */
+export interface SplitStats {
+  /** Score maps planned for several workers. */
+  maps: number;
+  /** The most workers a map was planned for (1: none was split). */
+  parts: number;
+  /** Their windows, and those computed by borrowed workers. */
+  windows: number;
+  windowsLent: number;
+  /** Helpers borrowed (over all maps). */
+  helpers: number;
+}
+
+/**
+ * One score map on several workers (SPLIT_MIN_PIXELS): a map of at least that many pixels is planned for this
+ * worker and the pool's idle ones, and its windows are spread over this worker and the idle workers it borrows
+ * (`denoise.windows` helpers). Only on the single-threaded backends (wasm, cpu): a GPU or the native TensorFlow
+ * binding runs one device for every worker, where a split gains nothing. Undefined when the task never splits.
+ */
+function windowSplit(
+  ctx: HandlerContext,
+  backend: string,
+  model: { name: string; version: string },
+  stats: SplitStats,
+): WindowSplit | undefined {
+  const minPixels = ctx.options.splitMinPixels ?? 0;
+  const pool = ctx.pool;
+  if (!pool || minPixels <= 0 || !(backend === 'wasm' || backend === 'cpu') || batchParallelism() > 1) return;
+  let helpers = 0;
+  return {
+    parts: (pixels) => {
+      helpers = pixels >= minPixels ? pool.idleWorkers() : 0;
+      stats.parts = Math.max(stats.parts, 1 + helpers);
+      return 1 + helpers;
+    },
+    run: async (job, local) => {
+      stats.maps++;
+      stats.windows += job.count;
+      const done = await shareItems(pool, {
+        count: job.count,
+        helpers,
+        kind: 'denoise.windows',
+        input: (shared) => ({ ...shared, model, job }),
+        // A helper's window in and score out (its network's own memory is its worker's, as for any request).
+        bytesEach: 2 * 4 * job.height * job.width,
+        local,
+      });
+      stats.helpers += done.helpers;
+      stats.windowsLent += job.count - done.local;
+    },
+  };
+}
+
 export async function noise2score(input: DenoiseTaskInput, ctx: HandlerContext) {
-  const { tf } = await ctx.tfjs();
+  const { tf, backend } = await ctx.tfjs();
   const loaded = await getModel(tf, ctx.options.modelsDir, input.model.name, input.model.version);
   requireModelTask(loaded, ROUTE_MODEL_TASKS.noise2score, 'Noise2Score denoising');
   const t0 = performance.now();
   const image = await taskPixels(input.image, 'keep');
   const decodeMs = performance.now() - t0;
   const multiple = architectureMultiple(loaded.manifest);
+  const split: SplitStats = { maps: 0, parts: 1, windows: 0, windowsLent: 0, helpers: 0 };
   const result = await denoiseNoise2Score(tf, loaded.model, image, {
     noise: input.noise,
     level: input.level,
@@ -56,13 +117,47 @@ export async function noise2score(input: DenoiseTaskInput, ctx: HandlerContext) 
     ensemble: input.ensemble ?? 1,
     tile: ctx.options.tileSize,
     multiple,
+    split: windowSplit(ctx, backend, { name: loaded.name, version: loaded.version }, split),
   });
   return {
     ...(await output(result, input.encode, decodeMs)),
     model: { name: loaded.name, version: loaded.version },
+    split,
     // The levels the network was trained on (manifest), for the answer's warnings; absent when not recorded.
     ...(loaded.manifest.levelRange && { trainedLevelRange: loaded.manifest.levelRange }),
   };
+}
+
+/** A borrowed worker's part of one score map: takes windows of `job` until none is left (or a task waits). */
+export async function windows(
+  input: { next: Int32Array; count: number; model: { name: string; version: string }; job: WindowJob },
+  ctx: HandlerContext,
+) {
+  const { tf } = await ctx.tfjs();
+  const loaded = await getModel(tf, ctx.options.modelsDir, input.model.name, input.model.version);
+  const { job } = input;
+  const size = job.height * job.width;
+  const ran = await takeItems(
+    input.next,
+    input.count,
+    async (i) => {
+      const top = job.origins[2 * i];
+      const left = job.origins[2 * i + 1];
+      const score = await windowScore(
+        tf,
+        loaded.model,
+        job.plane,
+        job.paddedWidth,
+        top,
+        left,
+        job.height,
+        job.width,
+      );
+      job.out.set(score, i * size);
+    },
+    () => (ctx.pool?.waitingTasks() ?? 0) > 0,
+  );
+  return { ran };
 }
 
 export interface MidTaskInput {
