@@ -8,6 +8,7 @@ import { cpSync, mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import type { TaskResult } from '../../src/compute/task-types.js';
 import { denoiseNoise2Score, planScoreWindows } from '../../src/denoise/noise2score.js';
 import { initTfjs, type Tf } from '../../src/nn/backend.js';
 import { getModel } from '../../src/nn/repository.js';
@@ -99,6 +100,51 @@ describe('SPLIT_MIN_PIXELS through the pool', () => {
     for (let i = 0; i < whole.data.length; i++)
       maxDiff = Math.max(maxDiff, Math.abs(whole.data[i] - split.data[i]));
     expect(maxDiff).toBeLessThan(1e-4);
+  }, 120_000);
+
+  it("MID: the masks' passes on the idle workers, the answer of one worker bit for bit", async () => {
+    const midRepo = mkdtempSync(path.join(os.tmpdir(), 'tweedie-split-mid-'));
+    cpSync(path.join(repoRoot, 'models', 'mid-rgb'), path.join(midRepo, 'mid-rgb'), { recursive: true });
+    const side = 96;
+    const grey = noisyImage(side, side);
+    const rgb = new Float32Array(side * side * 3);
+    for (let i = 0; i < grey.length; i++)
+      for (let c = 0; c < 3; c++) rgb[i * 3 + c] = grey[(i + 7 * c) % grey.length];
+    const app = await makeApp({ MODELS_DIR: midRepo, WORKERS: 3, SPLIT_MIN_PIXELS: 4096 });
+    let split: TaskResult<'denoise.mid'>;
+    try {
+      await waitFor(() => app.compute.up, 60_000);
+      await app.models.settled;
+      await waitFor(() => app.compute.pool.stats().running === 0, 10_000, 10);
+      split = await app.compute.pool.run('denoise.mid', {
+        model: { name: 'mid-rgb' },
+        image: { data: rgb, width: side, height: side, channels: 3 },
+        masks: 6,
+        seed: 3,
+      });
+    } finally {
+      await app.close();
+    }
+    expect(split.split.maps).toBe(1);
+    expect(split.split.helpers).toBeGreaterThanOrEqual(1);
+    expect(split.split.windowsLent).toBeGreaterThanOrEqual(1);
+    const { denoiseMid, midInferenceDefaults } = await import('../../src/mid/denoise.js');
+    const loaded = await getModel(tf, midRepo, 'mid-rgb', split.model.version);
+    const extra = (loaded.manifest.extra ?? {}) as { maskRatio?: number };
+    const oneWorker = await denoiseMid(
+      tf,
+      loaded.model,
+      { data: rgb, width: side, height: side, channels: 3 },
+      {
+        ...midInferenceDefaults(loaded.manifest.extra),
+        masks: 6,
+        dropRatio: extra.maskRatio ?? 0.3,
+        seed: 3,
+        tile: 512,
+      },
+    );
+    if (!('data' in split)) throw new Error('pixels expected');
+    expect(Buffer.from(split.data.buffer).equals(Buffer.from(oneWorker.data.buffer))).toBe(true);
   }, 120_000);
 
   it('SPLIT_MIN_PIXELS=0 never splits', async () => {

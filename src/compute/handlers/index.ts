@@ -28,6 +28,8 @@ export const operationTasks = {
   'denoise.noise2score': async () => (await import('../../operations/denoise/task.js')).noise2score,
   /** Windows of one Noise2Score score map, on a worker lent to the request (src/compute/shared-work.ts). */
   'denoise.windows': async () => (await import('../../operations/denoise/task.js')).windows,
+  /** MID's mask passes of one image, on a worker lent to the request. */
+  'denoise.mid-passes': async () => (await import('../../operations/denoise/task.js')).midPasses,
   /** MID real-noise denoising of one image, K masks averaged. */
   'denoise.mid': async () => (await import('../../operations/denoise/task.js')).mid,
   /** RED-Diff restoration of one grey image. */

@@ -18,6 +18,7 @@ import '../../compute/handlers/layers.js';
 import type { HandlerContext } from '../../compute/handlers/context.js';
 import { shareItems, takeItems } from '../../compute/shared-work.js';
 import { encodeTaskImage, type PixelImage, type TaskImage, taskPixels } from '../../imaging/task-image.js';
+import type { MidPassJob, MidPassSplit } from '../../mid/denoise.js';
 import { batchParallelism } from '../../nn/batcher.js';
 
 export interface DenoiseTaskInput {
@@ -48,17 +49,26 @@ async function output<R extends PixelImage & { timings: Record<string, number> }
   return { ...rest, bytes, timings: { ...result.timings, decodeMs, encodeMs: performance.now() - t0 } };
 }
 
-/** How one request's score maps used other workers (summed over its maps: planes, flips, passes). */
+/**
+ * How one request used other workers, summed over its split maps (Noise2Score: a score map's windows, over planes,
+ * flips and passes; MID: the image's mask passes, counted as its `windows`).
+ */
 export interface SplitStats {
-  /** Score maps planned for several workers. */
+  /** Maps split (planned for several workers). */
   maps: number;
   /** The most workers a map was planned for (1: none was split). */
   parts: number;
-  /** Their windows, and those computed by borrowed workers. */
+  /** Their items (windows, or MID passes), and those computed by borrowed workers. */
   windows: number;
   windowsLent: number;
   /** Helpers borrowed (over all maps). */
   helpers: number;
+}
+
+/** Whether this task may spread its work over idle workers: SPLIT_MIN_PIXELS on, a single-threaded backend. */
+function maySplit(ctx: HandlerContext, backend: string): boolean {
+  const minPixels = ctx.options.splitMinPixels ?? 0;
+  return !!ctx.pool && minPixels > 0 && (backend === 'wasm' || backend === 'cpu') && batchParallelism() <= 1;
 }
 
 /**
@@ -75,7 +85,7 @@ function windowSplit(
 ): WindowSplit | undefined {
   const minPixels = ctx.options.splitMinPixels ?? 0;
   const pool = ctx.pool;
-  if (!pool || minPixels <= 0 || !(backend === 'wasm' || backend === 'cpu') || batchParallelism() > 1) return;
+  if (!pool || !maySplit(ctx, backend)) return;
   let helpers = 0;
   return {
     parts: (pixels) => {
@@ -172,8 +182,64 @@ export interface MidTaskInput {
 }
 
 /** MID real-noise denoising (src/mid/denoise.ts): K-mask averaged, tiled; drop ratio from the manifest. */
-export async function mid(input: MidTaskInput, ctx: HandlerContext) {
+/**
+ * MID's masks on several workers (SPLIT_MIN_PIXELS): an image of at least that many pixels that is one window runs
+ * its passes (one mask and one network call each) here and on the idle workers it borrows (`denoise.mid-passes`
+ * helpers); they are averaged here in pass order (src/mid/denoise.ts MidOptions.split).
+ */
+function midSplit(
+  ctx: HandlerContext,
+  backend: string,
+  model: { name: string; version: string },
+  pixels: number,
+  stats: SplitStats,
+): MidPassSplit | undefined {
+  const pool = ctx.pool;
+  if (!pool || !maySplit(ctx, backend) || pixels < (ctx.options.splitMinPixels ?? 0)) return;
+  return {
+    run: async (job, local) => {
+      const helpers = pool.idleWorkers();
+      stats.maps++;
+      stats.parts = Math.max(stats.parts, 1 + helpers);
+      stats.windows += job.count;
+      const done = await shareItems(pool, {
+        count: job.count,
+        helpers,
+        kind: 'denoise.mid-passes',
+        input: (shared) => ({ ...shared, model, job }),
+        // A helper's network input and output (4 and 3 channels).
+        bytesEach: 7 * 4 * job.paddedWidth * job.paddedHeight,
+        local,
+      });
+      stats.helpers += done.helpers;
+      stats.windowsLent += job.count - done.local;
+    },
+  };
+}
+
+/** A borrowed worker's part of MID's passes on one image: takes passes of `job` until none is left. */
+export async function midPasses(
+  input: { next: Int32Array; count: number; model: { name: string; version: string }; job: MidPassJob },
+  ctx: HandlerContext,
+) {
   const { tf } = await ctx.tfjs();
+  const { midPassScore } = await import('../../mid/denoise.js');
+  const loaded = await getModel(tf, ctx.options.modelsDir, input.model.name, input.model.version);
+  const { job } = input;
+  const size = job.paddedWidth * job.paddedHeight * 3;
+  const ran = await takeItems(
+    input.next,
+    input.count,
+    async (k) => {
+      job.out.set(await midPassScore(tf, loaded.model, job, k), k * size);
+    },
+    () => (ctx.pool?.waitingTasks() ?? 0) > 0,
+  );
+  return { ran };
+}
+
+export async function mid(input: MidTaskInput, ctx: HandlerContext) {
+  const { tf, backend } = await ctx.tfjs();
   const { denoiseMid, midInferenceDefaults } = await import('../../mid/denoise.js');
   const loaded = await getModel(tf, ctx.options.modelsDir, input.model.name, input.model.version);
   requireModelTask(loaded, ROUTE_MODEL_TASKS.mid, 'MID denoising');
@@ -183,15 +249,19 @@ export async function mid(input: MidTaskInput, ctx: HandlerContext) {
   const extra = extraSection(midSection, loaded.manifest);
   const dropRatio = extra.maskRatio ?? 0.3;
   const masks = input.masks ?? extra.masksDefault ?? 4;
+  const split: SplitStats = { maps: 0, parts: 1, windows: 0, windowsLent: 0, helpers: 0 };
+  const model = { name: loaded.name, version: loaded.version };
   const result = await denoiseMid(tf, loaded.model, image, {
     ...midInferenceDefaults(loaded.manifest.extra),
     masks,
     dropRatio,
     seed: input.seed,
     tile: ctx.options.tileSize,
+    split: midSplit(ctx, backend, model, image.width * image.height, split),
   });
   return {
     ...(await output(result, input.encode, decodeMs)),
-    model: { name: loaded.name, version: loaded.version },
+    model,
+    split,
   };
 }
