@@ -106,6 +106,12 @@ export const configSchema = z.object({
    */
   SPLIT_MIN_PIXELS: int(0, Number.MAX_SAFE_INTEGER).default(65536),
   /**
+   * Idle compute workers are lent to a running request (SPLIT_MIN_PIXELS) only while the host's 1-minute load
+   * average per core is below this: an idle worker on an oversubscribed host has no free core to run on, and a split
+   * would only add work (measured in bench/RESULTS.md, denoise-time). 0: no check.
+   */
+  SPLIT_MAX_LOAD: z.coerce.number().min(0).max(1000).default(1),
+  /**
    * Dynamic batching (src/nn/batcher.ts): most network calls of one model and one input shape stacked into one
    * call, from concurrent requests on a worker and from the windows and masks of one image. Unset: 8 when the
    * worker runs TF.js on a hardware WebGPU adapter, else 1 (off: on wasm a batch saves nothing). Setting it also

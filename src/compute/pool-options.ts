@@ -36,6 +36,7 @@ export function computePoolOptions(
       splitMinPixels: cfg.SPLIT_MIN_PIXELS,
     },
     concurrentTasksPerWorker: resolvedConcurrentTasks(cfg),
+    lendMaxLoadPerCore: cfg.SPLIT_MAX_LOAD,
     cancelGraceMs: cfg.WORKER_CANCEL_GRACE_MS,
   };
 }

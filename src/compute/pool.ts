@@ -17,6 +17,7 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { EventEmitter } from 'node:events';
+import { availableParallelism, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import {
   BroadcastChannel,
@@ -122,6 +123,11 @@ export interface ComputePoolOptions {
   /** Tasks a worker runs at once (dynamic batching, src/nn/batcher.ts). Default 1. */
   concurrentTasksPerWorker?: number;
   /**
+   * Workers are lent only while the host's 1-minute load average is below this many per core (an idle worker on an
+   * oversubscribed host has no free core to run on: a split would only add work). 0 or unset: no check.
+   */
+  lendMaxLoadPerCore?: number;
+  /**
    * With concurrentTasksPerWorker > 1: a cancelled task is answered at once, and its worker (with the other tasks on
    * it) is stopped only if the task still runs this many ms later. Default 5000.
    */
@@ -169,6 +175,10 @@ export class ComputePool extends EventEmitter {
    * (then fewer helpers, or none, are lent). Unset: no limit.
    */
   lendAdmission: ((bytes: number) => (() => void) | null) | null = null;
+  /** See ComputePoolOptions.lendMaxLoadPerCore. */
+  readonly lendMaxLoadPerCore: number;
+  /** The host's load per core (1-minute load average / cores); replaceable in tests. */
+  hostLoadPerCore: () => number = () => loadavg()[0] / Math.max(1, availableParallelism());
 
   constructor(opts: ComputePoolOptions) {
     super();
@@ -180,6 +190,7 @@ export class ComputePool extends EventEmitter {
     this.concurrentTasksPerWorker = Math.max(1, opts.concurrentTasksPerWorker ?? 1);
     this.cancelGraceMs = opts.cancelGraceMs ?? 5000;
     this.maxOldGenerationSizeMb = opts.maxOldGenerationSizeMb || undefined;
+    this.lendMaxLoadPerCore = opts.lendMaxLoadPerCore ?? 0;
     const entry = workerEntry();
     const eventsChannel = `tweedie-compute-${process.pid}-${++poolCount}`;
     this.events = new BroadcastChannel(eventsChannel);
@@ -230,11 +241,17 @@ export class ComputePool extends EventEmitter {
     };
   }
 
-  /** Workers a running task may borrow now: idle ones, none while any task waits for a worker. */
+  /**
+   * Workers a running task may borrow now: idle ones, none while any task waits for a worker or while the host is
+   * loaded (lendMaxLoadPerCore).
+   */
   private idleWorkers(): number {
     if (this.closed || this.concurrentTasksPerWorker > 1) return 0;
     if (this.piscina.queueSize > 0 || this.laneWaiters.length > 0) return 0;
-    return Math.max(0, this.workers - this.busy());
+    const idle = Math.max(0, this.workers - this.busy());
+    if (idle > 0 && this.lendMaxLoadPerCore > 0 && this.hostLoadPerCore() >= this.lendMaxLoadPerCore)
+      return 0;
+    return idle;
   }
 
   /** Publishes the idle and waiting counts to the workers (after every change of the tasks in flight). */

@@ -2,7 +2,8 @@
  * One task on several workers (src/compute/pool.ts `lend`, src/compute/shared-work.ts): a running task borrows only
  * idle workers, its helpers give way as soon as another task waits, a job's helpers keep to the job lane, helpers
  * die with their parent (cancelled or past its deadline), a helper's coded error fails the parent with its code,
- * and their memory is admitted by the image memory budget.
+ * their memory is admitted by the image memory budget, and none is lent while the host is loaded (SPLIT_MAX_LOAD;
+ * off in the other tests, whose machine may be busy).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runAsJob } from '../../src/compute/pool.js';
@@ -12,7 +13,7 @@ describe('borrowing idle workers', () => {
   let app: Awaited<ReturnType<typeof makeApp>>;
   beforeAll(async () => {
     // Three workers, one of them reserved for synchronous requests (the default with 2 or more).
-    app = await makeApp({ WORKERS: 3, QUEUE_MAX: 8 });
+    app = await makeApp({ WORKERS: 3, QUEUE_MAX: 8, SPLIT_MAX_LOAD: 0 });
   }, 120_000);
   afterAll(async () => {
     await app.close();
@@ -75,14 +76,14 @@ describe('borrowing idle workers', () => {
       const controller = new AbortController();
       const run = pool().run(
         'test.share',
-        { items: 60, ms: 100, helpers: 2 },
-        how === 'cancel' ? { signal: controller.signal } : { timeoutMs: 1500 },
+        { items: 100, ms: 100, helpers: 2 },
+        how === 'cancel' ? { signal: controller.signal } : { timeoutMs: 3000 },
       );
       const failed = run.catch((err: unknown) => err);
       await waitFor(() => pool().stats().running === 3, 5000, 5);
       if (how === 'cancel') controller.abort();
       await expect(failed).resolves.toMatchObject({ code: 'TW_DEADLINE_EXCEEDED' });
-      // The helpers had 2 s of items left: they were stopped, not left to run them.
+      // The helpers had seconds of items left: they were stopped, not left to run them.
       const t0 = Date.now();
       await settle();
       expect(Date.now() - t0).toBeLessThan(800);
@@ -92,7 +93,7 @@ describe('borrowing idle workers', () => {
 
 describe('borrowing and the image memory budget', () => {
   it('lends only the helpers whose memory the budget admits', async () => {
-    const app = await makeApp({ WORKERS: 3, IMAGE_MEMORY_BUDGET_BYTES: 10_000 });
+    const app = await makeApp({ WORKERS: 3, IMAGE_MEMORY_BUDGET_BYTES: 10_000, SPLIT_MAX_LOAD: 0 });
     try {
       const pool = app.compute.pool;
       await waitFor(() => pool.stats().running === 0, 10_000, 10);
@@ -103,6 +104,24 @@ describe('borrowing and the image memory budget', () => {
       const none = await pool.run('test.share', { items: 4, ms: 10, helpers: 2, bytesEach: 20_000 });
       expect(none.helpers).toBe(0);
       expect(none.local).toBe(4);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
+describe('borrowing and the host load (SPLIT_MAX_LOAD)', () => {
+  it('lends no worker while the load per core is at or above SPLIT_MAX_LOAD', async () => {
+    const app = await makeApp({ WORKERS: 2, SPLIT_MAX_LOAD: 1 });
+    try {
+      const pool = app.compute.pool;
+      await waitFor(() => pool.stats().running === 0, 10_000, 10);
+      pool.hostLoadPerCore = () => 1.5;
+      const loaded = await pool.run('test.share', { items: 4, ms: 10, helpers: 1 });
+      expect(loaded.helpers).toBe(0);
+      pool.hostLoadPerCore = () => 0.5;
+      const idle = await pool.run('test.share', { items: 4, ms: 10, helpers: 1 });
+      expect(idle.helpers).toBe(1);
     } finally {
       await app.close();
     }

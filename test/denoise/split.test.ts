@@ -71,7 +71,12 @@ describe('SPLIT_MIN_PIXELS through the pool', () => {
   });
 
   async function withApp<T>(splitMinPixels: number, work: (app: App) => Promise<T>): Promise<T> {
-    const app = await makeApp({ MODELS_DIR: repo, WORKERS: 3, SPLIT_MIN_PIXELS: splitMinPixels });
+    const app = await makeApp({
+      MODELS_DIR: repo,
+      WORKERS: 3,
+      SPLIT_MIN_PIXELS: splitMinPixels,
+      SPLIT_MAX_LOAD: 0,
+    });
     try {
       await waitFor(() => app.compute.up, 60_000);
       await app.models.settled;
@@ -110,7 +115,7 @@ describe('SPLIT_MIN_PIXELS through the pool', () => {
     const rgb = new Float32Array(side * side * 3);
     for (let i = 0; i < grey.length; i++)
       for (let c = 0; c < 3; c++) rgb[i * 3 + c] = grey[(i + 7 * c) % grey.length];
-    const app = await makeApp({ MODELS_DIR: midRepo, WORKERS: 3, SPLIT_MIN_PIXELS: 4096 });
+    const app = await makeApp({ MODELS_DIR: midRepo, WORKERS: 3, SPLIT_MIN_PIXELS: 4096, SPLIT_MAX_LOAD: 0 });
     let split: TaskResult<'denoise.mid'>;
     try {
       await waitFor(() => app.compute.up, 60_000);
