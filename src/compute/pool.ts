@@ -57,6 +57,8 @@ interface Lender {
   signal: AbortSignal;
   /** Epoch ms by which the parent (and so every helper) must be done. */
   deadline: number;
+  /** The parent's `compute <kind>` span as context: helpers are traced under it. */
+  trace: ReturnType<typeof context.active>;
 }
 
 /** What a task's worker asks its pool on the borrow port (src/compute/worker.ts), and what it is answered. */
@@ -291,7 +293,9 @@ export class ComputePool extends EventEmitter {
           timeoutMs: Math.max(1, lender.deadline - Date.now()),
         });
       // A helper is in its parent's lane: a job's helper takes a job slot (free, as counted above).
-      const started = lender.isJob ? jobLane.run(true, run) : jobLane.exit(run);
+      const started = context.with(lender.trace, () =>
+        lender.isJob ? jobLane.run(true, run) : jobLane.exit(run),
+      );
       started
         .then(
           (result) => post({ type: 'settled', id: request.id, index, ok: true, result }),
@@ -447,6 +451,7 @@ export class ComputePool extends EventEmitter {
         isJob,
         signal: AbortSignal.any([controller.signal, lendController.signal]),
         deadline: started + timeoutMs,
+        trace: trace.setSpan(context.active(), span),
       };
       const port = borrowChannel.port1;
       port.on('message', (m: BorrowRequest) => {

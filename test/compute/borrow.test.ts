@@ -3,10 +3,12 @@
  * idle workers, its helpers give way as soon as another task waits, a job's helpers keep to the job lane, helpers
  * die with their parent (cancelled or past its deadline), a helper's coded error fails the parent with its code,
  * their memory is admitted by the image memory budget, and none is lent while the host is loaded (SPLIT_MAX_LOAD;
- * off in the other tests, whose machine may be busy).
+ * off in the other tests, whose machine may be busy); helpers are traced under their parent's span.
  */
+import { InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runAsJob } from '../../src/compute/pool.js';
+import { initTracing, shutdownTracing } from '../../src/telemetry/tracing.js';
 import { makeApp, waitFor } from '../helpers.js';
 
 describe('borrowing idle workers', () => {
@@ -122,6 +124,37 @@ describe('borrowing and the host load (SPLIT_MAX_LOAD)', () => {
       pool.hostLoadPerCore = () => 0.5;
       const idle = await pool.run('test.share', { items: 4, ms: 10, helpers: 1 });
       expect(idle.helpers).toBe(1);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
+describe('borrowing and tracing', () => {
+  const exporter = new InMemorySpanExporter();
+  beforeAll(async () => {
+    expect(await initTracing({ spanProcessors: [new SimpleSpanProcessor(exporter)] })).toBe(true);
+  });
+  afterAll(async () => {
+    await shutdownTracing();
+  });
+
+  it("traces each helper under its parent's compute span", async () => {
+    const app = await makeApp({ WORKERS: 3, SPLIT_MAX_LOAD: 0 });
+    try {
+      await waitFor(() => app.compute.pool.stats().running === 0, 10_000, 10);
+      exporter.reset();
+      const res = await app.compute.pool.run('test.share', { items: 6, ms: 30, helpers: 2 });
+      expect(res.helpers).toBe(2);
+      const spans = exporter.getFinishedSpans();
+      const parent = spans.filter((s) => s.name === 'compute test.share');
+      const helpers = spans.filter((s) => s.name === 'compute test.share-part');
+      expect(parent).toHaveLength(1);
+      expect(helpers).toHaveLength(2);
+      for (const h of helpers) {
+        expect(h.spanContext().traceId).toBe(parent[0].spanContext().traceId);
+        expect(h.parentSpanContext?.spanId).toBe(parent[0].spanContext().spanId);
+      }
     } finally {
       await app.close();
     }
