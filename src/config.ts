@@ -101,8 +101,10 @@ export const configSchema = z.object({
    * One Noise2Score image on several compute workers: an image of at least this many pixels (width x height) is cut
    * into at least as many windows as there are idle workers plus its own, and the windows' network passes run on
    * those workers at once (blended as on one worker; the idle ones are borrowed only while no task waits, and only
-   * on the single-threaded wasm and cpu backends). 0 turns it off. Default 65536 (256x256), from
-   * `npm run bench:denoise-time`.
+   * on the single-threaded wasm and cpu backends; MID: its mask passes, for images up to TILE_SIZE). 0 turns it
+   * off. Default 65536 (256x256), from the window plans (planScoreWindows, 2 workers): each worker computes 0.625 of
+   * the one-window pixels at 512x512, 0.75 at 256x256 and 0.83 at 192x192, where little is left to gain over the
+   * hand-over; the shared build machine had no free core to measure the gain on (bench/RESULTS.md, denoise-split).
    */
   SPLIT_MIN_PIXELS: int(0, Number.MAX_SAFE_INTEGER).default(65536),
   /**
