@@ -1,8 +1,9 @@
 /**
  * One Noise2Score image on several compute workers (SPLIT_MIN_PIXELS, src/operations/denoise/task.ts): the windows
  * of a score map are planned for the idle workers and computed by them, and the answer equals, bit for bit, the same
- * window plan computed on one worker (blended in the same order); it differs from the one-window map only by float
- * rounding (the margins cover the receptive field). SPLIT_MIN_PIXELS=0 never splits.
+ * window plan computed on one worker (blended in the same order), for Gaussian and Poisson noise alike; it differs
+ * from the one-window map only by float rounding (the margins cover the receptive field). SPLIT_MIN_PIXELS=0
+ * never splits.
  */
 import { cpSync, mkdtempSync } from 'node:fs';
 import os from 'node:os';
@@ -16,10 +17,12 @@ import { Rng } from '../../src/util/random.js';
 import { makeApp, repoRoot, waitFor } from '../helpers.js';
 
 const MODEL = 'noise2score-gaussian';
+const POISSON = 'noise2score-poisson';
 
 function modelsRepo(): string {
   const repo = mkdtempSync(path.join(os.tmpdir(), 'tweedie-split-'));
   cpSync(path.join(repoRoot, 'models', MODEL, 'v7'), path.join(repo, MODEL, 'v7'), { recursive: true });
+  cpSync(path.join(repoRoot, 'models', POISSON), path.join(repo, POISSON), { recursive: true });
   return repo;
 }
 
@@ -88,23 +91,33 @@ describe('SPLIT_MIN_PIXELS through the pool', () => {
   }
 
   it('splits a map over the idle workers and answers what one worker answers for the same windows', async () => {
-    const split = await withApp(4096, (app) => app.compute.pool.run('denoise.noise2score', { ...input }));
-    expect(split.split.maps).toBe(1);
-    expect(split.split.parts).toBe(3);
-    expect(split.split.helpers).toBeGreaterThanOrEqual(1);
-    expect(split.split.windows).toBeGreaterThanOrEqual(2);
-    const { model } = await getModel(tf, repo, MODEL, 'v7');
-    const options = { noise: 'gaussian' as const, level: 25 / 255, tile: 512, multiple: 8 };
+    // Gaussian, and Poisson on the same path.
+    const poissonInput = { ...input, model: { name: POISSON }, noise: 'poisson' as const, level: 0.01 };
+    const [gaussian, poisson] = await withApp(4096, async (app) => [
+      await app.compute.pool.run('denoise.noise2score', { ...input }),
+      await app.compute.pool.run('denoise.noise2score', poissonInput),
+    ]);
     const image = { data, width, height, channels: 1 };
-    const oneWorker = await denoiseNoise2Score(tf, model, image, { ...options, split: { parts: () => 3 } });
-    if (!('data' in split)) throw new Error('pixels expected');
-    expect(Buffer.from(split.data.buffer).equals(Buffer.from(oneWorker.data.buffer))).toBe(true);
-    // Against one window over the whole image: float rounding only.
-    const whole = await denoiseNoise2Score(tf, model, image, options);
-    let maxDiff = 0;
-    for (let i = 0; i < whole.data.length; i++)
-      maxDiff = Math.max(maxDiff, Math.abs(whole.data[i] - split.data[i]));
-    expect(maxDiff).toBeLessThan(1e-4);
+    for (const [split, name, noise, level] of [
+      [gaussian, MODEL, 'gaussian', 25 / 255],
+      [poisson, POISSON, 'poisson', 0.01],
+    ] as const) {
+      expect(split.split.maps).toBe(1);
+      expect(split.split.parts).toBe(3);
+      expect(split.split.helpers).toBeGreaterThanOrEqual(1);
+      expect(split.split.windows).toBeGreaterThanOrEqual(2);
+      const { model } = await getModel(tf, repo, name, split.model.version);
+      const options = { noise, level, tile: 512, multiple: 8 };
+      const oneWorker = await denoiseNoise2Score(tf, model, image, { ...options, split: { parts: () => 3 } });
+      if (!('data' in split)) throw new Error('pixels expected');
+      expect(Buffer.from(split.data.buffer).equals(Buffer.from(oneWorker.data.buffer))).toBe(true);
+      // Against one window over the whole image: float rounding only.
+      const whole = await denoiseNoise2Score(tf, model, image, options);
+      let maxDiff = 0;
+      for (let i = 0; i < whole.data.length; i++)
+        maxDiff = Math.max(maxDiff, Math.abs(whole.data[i] - split.data[i]));
+      expect(maxDiff).toBeLessThan(1e-4);
+    }
   }, 120_000);
 
   it("MID: the masks' passes on the idle workers, the answer of one worker bit for bit", async () => {
