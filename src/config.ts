@@ -98,6 +98,22 @@ export const configSchema = z.object({
   /** Tile size (pixels per side) for model inference on large images. */
   TILE_SIZE: int(64, 8192).default(512),
   /**
+   * One Noise2Score image on several compute workers: an image of at least this many pixels (width x height) is cut
+   * into at least as many windows as there are idle workers plus its own, and the windows' network passes run on
+   * those workers at once (blended as on one worker; the idle ones are borrowed only while no task waits, and only
+   * on the single-threaded wasm and cpu backends; MID: its mask passes, for images up to TILE_SIZE). 0 turns it
+   * off. Default 65536 (256x256), from the window plans (planScoreWindows, 2 workers): each worker computes 0.625 of
+   * the one-window pixels at 512x512, 0.75 at 256x256 and 0.83 at 192x192, where little is left to gain over the
+   * hand-over; the shared build machine had no free core to measure the gain on (bench/RESULTS.md, denoise-split).
+   */
+  SPLIT_MIN_PIXELS: int(0, Number.MAX_SAFE_INTEGER).default(65536),
+  /**
+   * Idle compute workers are lent to a running request (SPLIT_MIN_PIXELS) only while the host's 1-minute load
+   * average per core is below this: an idle worker on an oversubscribed host has no free core to run on, and a split
+   * would only add work (measured in bench/RESULTS.md, denoise-time). 0: no check.
+   */
+  SPLIT_MAX_LOAD: z.coerce.number().min(0).max(1000).default(1),
+  /**
    * Dynamic batching (src/nn/batcher.ts): most network calls of one model and one input shape stacked into one
    * call, from concurrent requests on a worker and from the windows and masks of one image. Unset: 8 when the
    * worker runs TF.js on a hardware WebGPU adapter, else 1 (off: on wasm a batch saves nothing). Setting it also

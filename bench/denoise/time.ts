@@ -12,11 +12,19 @@
  *
  * "Where the time goes": the Gaussian model's layers applied one by one on the same input, CPU time of each.
  *
- * Flags: --rounds N, --per-round N, --nlm-h F, --no-write.
+ * Through the service (bench/denoise/service-time.ts): in each round, after the in-process calls, --per-round
+ * requests (POST /v1/denoise over HTTP, the noisy image as a grey PNG, Gaussian sigma 25 given, one at a time, the
+ * server otherwise idle) to each of three apps with --service-workers compute workers (default: the cores, at least
+ * 2): the defaults (SPLIT_MIN_PIXELS, SPLIT_MAX_LOAD), the same without the load check (SPLIT_MAX_LOAD 0: always
+ * split), and SPLIT_MIN_PIXELS 0 (one worker per request); wall seconds of each request against NLM's wall seconds
+ * in the same rounds. Each app is warmed up first.
+ *
+ * Flags: --rounds N, --per-round N, --nlm-h F, --service-workers N, --no-service, --no-write.
  */
 import { mkdirSync } from 'node:fs';
 import { cpus, loadavg, release } from 'node:os';
 import { join } from 'node:path';
+import { configSchema } from '../../src/config.js';
 import { type LoadedScoreNetwork, loadNoise2ScoreModel } from '../../src/denoise/model.js';
 import type { NoiseFamily } from '../../src/denoise/noise.js';
 import { initTfjs, type Tf } from '../../src/nn/backend.js';
@@ -24,6 +32,13 @@ import { resolveModel, scanModelRepository } from '../../src/nn/repository.js';
 import { writeResultsSection } from '../results-file.js';
 import { heldoutNoisy, loadHeldoutImage } from './heldout.js';
 import { REPO_ROOT } from './inputs.js';
+import {
+  type DenoiseService,
+  greyPng,
+  startDenoiseService,
+  timeServiceDenoise,
+  warmService,
+} from './service-time.js';
 import { cpuSeconds, median, type TimedModel, timeSideBySide } from './timing.js';
 
 type Tensor = import('@tensorflow/tfjs').Tensor;
@@ -37,13 +52,22 @@ const CASES: { family: NoiseFamily; level: number; label: string }[] = [
 ];
 
 function parseArgs(argv: string[]) {
-  const args = { rounds: 5, perRound: 3, nlmH: 0.6, write: true };
+  const args = {
+    rounds: 5,
+    perRound: 3,
+    nlmH: 0.6,
+    write: true,
+    service: true,
+    serviceWorkers: Math.max(2, cpus().length),
+  };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--rounds') args.rounds = Number(argv[++i]);
     else if (a === '--per-round') args.perRound = Number(argv[++i]);
     else if (a === '--nlm-h') args.nlmH = Number(argv[++i]);
     else if (a === '--no-write') args.write = false;
+    else if (a === '--no-service') args.service = false;
+    else if (a === '--service-workers') args.serviceWorkers = Number(argv[++i]);
     else throw new Error(`unknown flag ${a}`);
   }
   if (!(args.rounds >= 1 && args.perRound >= 1)) throw new Error('--rounds and --per-round must be >= 1');
@@ -85,6 +109,16 @@ function layerTimes(tf: Tf, model: LoadedScoreNetwork, y: Float32Array, repeats:
   return [...times].map(([name, ms]) => ({ name, ms: median(ms) }));
 }
 
+/** How a service row is configured. */
+function serviceLabel(service: DenoiseService, short = false): string {
+  if (service.splitMinPixels === 0)
+    return short ? 'SPLIT_MIN_PIXELS 0' : 'SPLIT_MIN_PIXELS 0: one worker per request';
+  const load = service.splitMaxLoad === 0 ? 'no load check' : `SPLIT_MAX_LOAD ${service.splitMaxLoad}`;
+  return short
+    ? `SPLIT_MIN_PIXELS ${service.splitMinPixels}, ${load}`
+    : `SPLIT_MIN_PIXELS ${service.splitMinPixels}, ${load}: the image's windows on the idle workers`;
+}
+
 async function main() {
   const args = parseArgs(process.argv.slice(2));
   const started = new Date();
@@ -117,7 +151,29 @@ async function main() {
   }
   const gaussian = rows.find((r) => r.model.noise === 'gaussian');
   if (!gaussian) throw new Error('no noise2score-gaussian model');
-  const { nlm, skimage } = await timeSideBySide({
+  // Through the service: the defaults (one image on the idle workers while the host has free cores), the same
+  // without the load check (always split), and SPLIT_MIN_PIXELS 0 (one worker per request).
+  const services: { service: DenoiseService; times: number[]; lentBefore: number; lent: number }[] = [];
+  const png = await greyPng(gaussian.y, SIZE, SIZE);
+  const query = 'noise=gaussian&level=25';
+  const defaults = configSchema.parse({});
+  if (args.service) {
+    for (const [splitMinPixels, splitMaxLoad] of [
+      [defaults.SPLIT_MIN_PIXELS, defaults.SPLIT_MAX_LOAD],
+      [defaults.SPLIT_MIN_PIXELS, 0],
+      [0, defaults.SPLIT_MAX_LOAD],
+    ]) {
+      const service = await startDenoiseService({
+        model: 'noise2score-gaussian',
+        workers: args.serviceWorkers,
+        splitMinPixels,
+        splitMaxLoad,
+      });
+      await warmService(service, png, query);
+      services.push({ service, times: [], lentBefore: service.lent(), lent: 0 });
+    }
+  }
+  const { nlm, nlmWall, skimage } = await timeSideBySide({
     tf,
     size: SIZE,
     nlmInput: gaussian.y,
@@ -127,12 +183,26 @@ async function main() {
     rounds: args.rounds,
     perRound: args.perRound,
     ours: rows,
-    onRound: (round, nlmSoFar) =>
+    eachRound: async () => {
+      // Request by request in turn, so that the apps see the same moments of the machine's load.
+      for (let i = 0; i < args.perRound; i++) {
+        for (const s of services) s.times.push(await timeServiceDenoise(s.service, png, query));
+      }
+    },
+    onRound: (round, nlmSoFar, nlmWallSoFar) =>
       console.log(
         `round ${round + 1}/${args.rounds}: NLM median ${median(nlmSoFar).toFixed(3)} s, ours (Gaussian) ` +
-          `${median(gaussian.times).toFixed(3)} s; load ${loadavg()[0].toFixed(1)}`,
+          `${median(gaussian.times).toFixed(3)} s; ` +
+          services
+            .map((s) => `service ${serviceLabel(s.service, true)} ${median(s.times).toFixed(3)} s wall, `)
+            .join('') +
+          `NLM wall ${median(nlmWallSoFar).toFixed(3)} s; load ${loadavg()[0].toFixed(1)}`,
       ),
   });
+  for (const s of services) {
+    s.lent = s.service.lent();
+    await s.service.close();
+  }
   const layers = layerTimes(tf, gaussian.model, gaussian.y, args.rounds);
   const layersTotal = layers.reduce((sum, l) => sum + l.ms, 0);
   const convTotal = layers.filter((l) => l.name.endsWith('(Conv2D)')).reduce((sum, l) => sum + l.ms, 0);
@@ -164,6 +234,40 @@ async function main() {
         `| ${row.name} (${row.label}): ${what} | ${f3(median(times))} | ${f3(Math.min(...times))} | ${(median(times) / nlmMedian).toFixed(2)} |`,
       );
     }
+  }
+  if (services.length > 0) {
+    const wall = median(nlmWall);
+    lines.push(
+      '',
+      `Through the service (bench/denoise/service-time.ts): POST /v1/denoise over HTTP, the same noisy image as a grey ` +
+        `PNG, noise=gaussian&level=25, one request at a time, ${args.perRound} a round after the calls above (${n} a ` +
+        `row), wall seconds from sending to the last byte of the answer (PNG decode and encode, screening, the ` +
+        `worker's round trip included), against NLM's wall seconds in the same rounds. ${args.serviceWorkers} ` +
+        'compute workers (wasm, one thread each).',
+      '',
+      '| method (wall clock) | median (s) | min (s) | median / NLM median | workers lent |',
+      '|---|---:|---:|---:|---:|',
+      `| skimage NLM, Gaussian sigma 25 (h ${args.nlmH} sigma), one thread | ${f3(wall)} | ${f3(Math.min(...nlmWall))} | 1.00 | |`,
+    );
+    for (const s of services) {
+      lines.push(
+        `| ${gaussian.name} through the service, ${s.service.workers} workers, ${serviceLabel(s.service)} | ` +
+          `${f3(median(s.times))} | ${f3(Math.min(...s.times))} | ${(median(s.times) / wall).toFixed(2)} | ` +
+          `${s.lent - s.lentBefore} in ${s.times.length} requests |`,
+      );
+    }
+    const [defaults0, always] = services;
+    lines.push(
+      '',
+      `Target (issue 18) through the service with ${args.serviceWorkers} workers (wall medians against NLM's): the ` +
+        `defaults ${(median(defaults0.times) / wall).toFixed(2)}x, always split ${(median(always.times) / wall).toFixed(2)}x, ` +
+        `one worker per request ${(median(services[2].times) / wall).toFixed(2)}x; one thread (CPU seconds above): ` +
+        `${(median(gaussian.times) / nlmMedian).toFixed(2)}x. Load average ${load0.toFixed(1)} at the start and ` +
+        `${loadavg()[0].toFixed(1)} at the end on ${cpus().length} cores: with the load per core at or above ` +
+        `SPLIT_MAX_LOAD (${defaults.SPLIT_MAX_LOAD}) the defaults lend no worker and run as one worker per request ` +
+        '(see the workers lent), so a gap between those two rows is the load moving, not the split; an idle worker ' +
+        'on a host without a free core only adds work (the always-split row).',
+    );
   }
   lines.push(
     '',

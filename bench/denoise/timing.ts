@@ -5,7 +5,7 @@
  * Rounds, each: NLM `perRound` times in one Python process (bench/denoise/nlm_time.py: the held-out bench's 'nlm',
  * h = nlmH x sigma; OMP_NUM_THREADS=1), then each of ours `perRound` times in this process (denoiseNoise2Score with
  * the level given, as the service runs it). CPU seconds of one call (process_time / process.cpuUsage); both sides
- * alternate, so they see the same machine load.
+ * alternate, so they see the same machine load. NLM's wall seconds are returned too (for wall-clock comparisons).
  */
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
@@ -46,7 +46,7 @@ export function runNlm(path: string, size: number, sigma: number, factor: number
     },
   );
   if (child.status !== 0) throw new Error(`nlm_time.py failed with status ${child.status}`);
-  return JSON.parse(child.stdout) as { skimage: string; cpuSeconds: number[] };
+  return JSON.parse(child.stdout) as { skimage: string; cpuSeconds: number[]; seconds: number[] };
 }
 
 /** CPU seconds of one denoiseNoise2Score call on a square grey image, level given. */
@@ -91,25 +91,30 @@ export async function timeSideBySide(options: {
   rounds: number;
   perRound: number;
   ours: TimedModel[];
-  onRound?: (round: number, nlm: number[]) => void;
-}): Promise<{ nlm: number[]; skimage: string }> {
+  onRound?: (round: number, nlm: number[], nlmWall: number[]) => void;
+  /** More timed work in each round, after ours (time.ts: requests through the service). */
+  eachRound?: (round: number) => Promise<void>;
+}): Promise<{ nlm: number[]; nlmWall: number[]; skimage: string }> {
   const { tf, size, ours } = options;
   const y = options.nlmInput;
   writeFileSync(options.nlmPath, Buffer.from(y.buffer, y.byteOffset, y.byteLength));
   for (const o of ours) await timeDenoise(tf, o.model, o.y, size, o.level);
   const nlm: number[] = [];
+  const nlmWall: number[] = [];
   let skimage = '';
   for (let round = 0; round < options.rounds; round++) {
     const peer = runNlm(options.nlmPath, size, options.sigma, options.nlmH, options.perRound);
     skimage = peer.skimage;
     nlm.push(...peer.cpuSeconds);
+    nlmWall.push(...peer.seconds);
     for (const o of ours) {
       for (let i = 0; i < options.perRound; i++) {
         o.times.push(await timeDenoise(tf, o.model, o.y, size, o.level));
         await o.extra?.();
       }
     }
-    options.onRound?.(round, nlm);
+    await options.eachRound?.(round);
+    options.onRound?.(round, nlm, nlmWall);
   }
-  return { nlm, skimage };
+  return { nlm, nlmWall, skimage };
 }

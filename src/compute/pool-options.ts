@@ -11,7 +11,8 @@ import {
   resolvedWorkerHeapMb,
   resolvedWorkers,
 } from '../config.js';
-import type { ComputePoolOptions } from './pool.js';
+import { imageBudgetFor } from '../imaging/budget.js';
+import type { ComputePool, ComputePoolOptions } from './pool.js';
 
 export function computePoolOptions(
   cfg: Config,
@@ -32,8 +33,18 @@ export function computePoolOptions(
       batchMaxSize: cfg.BATCH_MAX_SIZE,
       batchMaxDelayMs: cfg.BATCH_MAX_DELAY_MS,
       gpuMemoryBudgetMb: cfg.GPU_MEMORY_BUDGET_MB,
+      splitMinPixels: cfg.SPLIT_MIN_PIXELS,
     },
     concurrentTasksPerWorker: resolvedConcurrentTasks(cfg),
+    lendMaxLoadPerCore: cfg.SPLIT_MAX_LOAD,
     cancelGraceMs: cfg.WORKER_CANCEL_GRACE_MS,
   };
+}
+
+/**
+ * Helper tasks lent to a running request (one image on several workers) count in the image memory budget of the
+ * pool (IMAGE_MEMORY_BUDGET_BYTES, src/imaging/budget.ts): fewer helpers, or none, when their memory does not fit.
+ */
+export function admitLending(pool: ComputePool, cfg: Config): void {
+  pool.lendAdmission = (bytes) => imageBudgetFor(pool, cfg).tryReserve(bytes);
 }

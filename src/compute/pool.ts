@@ -6,9 +6,18 @@
  * `workers - reservedWorkers` of them hold a worker or a place in piscina's queue at once; the others wait in the
  * lane (their deadline running). So `reservedWorkers` workers are always left to synchronous requests, and a
  * synchronous task never queues behind more job tasks than the lane lets through.
+ *
+ * Borrowing (one task on several workers): a running task may start sub-tasks on workers that are idle at that
+ * moment (HandlerContext.pool.borrow, over a port of its envelope), e.g. one large image's network windows. Only
+ * idle workers are lent, never while a task waits for a worker, and a job's helpers hold job-lane slots like any
+ * job task (so the reserved workers stay free); the workers publish the counts they need in a shared word pair
+ * (`poolState`: [0] idle workers, [1] tasks waiting) so a helper stops taking work as soon as a task waits. A
+ * helper runs under its parent's deadline and cancellation, its memory is admitted by `lendAdmission` (none lent
+ * when it refuses), and its error is its parent's to throw (the parent's request fails with the helper's code).
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { EventEmitter } from 'node:events';
+import { availableParallelism, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import {
   BroadcastChannel,
@@ -18,7 +27,7 @@ import {
 } from 'node:worker_threads';
 import { context, type Span, SpanKind, trace } from '@opentelemetry/api';
 import { Piscina } from 'piscina';
-import { fail, reviveError, TweedieError } from '../errors.js';
+import { fail, reviveError, type SerializedError, TweedieError } from '../errors.js';
 import { hasContext, injectContext, recordError, startSpan } from '../telemetry/tracing.js';
 import type {
   TaskEnvelope,
@@ -41,6 +50,33 @@ export interface RunOptions {
   transferInput?: boolean;
 }
 
+/** A running task's lending state (main thread): what its helpers inherit. */
+interface Lender {
+  isJob: boolean;
+  /** Aborts with the parent task (deadline, cancellation) and when it settles. */
+  signal: AbortSignal;
+  /** Epoch ms by which the parent (and so every helper) must be done. */
+  deadline: number;
+  /** The parent's `compute <kind>` span as context: helpers are traced under it. */
+  trace: ReturnType<typeof context.active>;
+}
+
+/** What a task's worker asks its pool on the borrow port (src/compute/worker.ts), and what it is answered. */
+export type BorrowRequest = {
+  type: 'borrow';
+  id: number;
+  kind: TaskKind;
+  input: unknown;
+  /** Helpers wanted (each runs `kind` with `input`). */
+  count: number;
+  /** Memory one helper needs besides its worker's own (admitted by lendAdmission). */
+  bytesEach?: number;
+};
+export type BorrowReply =
+  | { type: 'granted'; id: number; count: number }
+  | { type: 'settled'; id: number; index: number; ok: true; result: unknown }
+  | { type: 'settled'; id: number; index: number; ok: false; error: SerializedError };
+
 export interface PoolStats {
   workers: number;
   queued: number;
@@ -53,6 +89,8 @@ export interface PoolStats {
   jobTasks: number;
   /** Job tasks waiting for a lane slot. */
   jobTasksWaiting: number;
+  /** Helper tasks lent to running tasks (on idle workers), since start. */
+  lent: number;
 }
 
 const jobLane = new AsyncLocalStorage<true>();
@@ -86,6 +124,11 @@ export interface ComputePoolOptions {
   reservedWorkers?: number;
   /** Tasks a worker runs at once (dynamic batching, src/nn/batcher.ts). Default 1. */
   concurrentTasksPerWorker?: number;
+  /**
+   * Workers are lent only while the host's 1-minute load average is below this many per core (an idle worker on an
+   * oversubscribed host has no free core to run on: a split would only add work). 0 or unset: no check.
+   */
+  lendMaxLoadPerCore?: number;
   /**
    * With concurrentTasksPerWorker > 1: a cancelled task is answered at once, and its worker (with the other tasks on
    * it) is stopped only if the task still runs this many ms later. Default 5000.
@@ -126,6 +169,18 @@ export class ComputePool extends EventEmitter {
   private readonly laneWaiters: LaneWaiter[] = [];
   /** What the workers tell besides their answers (a lost GPU device): emitted as 'deviceLost'. */
   private readonly events: BroadcastChannel;
+  /** Shared with the workers: [0] workers idle now, [1] tasks waiting for a worker (see the module note). */
+  private readonly poolState = new Int32Array(new SharedArrayBuffer(8));
+  private lent = 0;
+  /**
+   * Admits the memory of helper tasks (bytes): the function that gives it back, or null when it does not fit now
+   * (then fewer helpers, or none, are lent). Unset: no limit.
+   */
+  lendAdmission: ((bytes: number) => (() => void) | null) | null = null;
+  /** See ComputePoolOptions.lendMaxLoadPerCore. */
+  readonly lendMaxLoadPerCore: number;
+  /** The host's load per core (1-minute load average / cores); replaceable in tests. */
+  hostLoadPerCore: () => number = () => loadavg()[0] / Math.max(1, availableParallelism());
 
   constructor(opts: ComputePoolOptions) {
     super();
@@ -137,6 +192,7 @@ export class ComputePool extends EventEmitter {
     this.concurrentTasksPerWorker = Math.max(1, opts.concurrentTasksPerWorker ?? 1);
     this.cancelGraceMs = opts.cancelGraceMs ?? 5000;
     this.maxOldGenerationSizeMb = opts.maxOldGenerationSizeMb || undefined;
+    this.lendMaxLoadPerCore = opts.lendMaxLoadPerCore ?? 0;
     const entry = workerEntry();
     const eventsChannel = `tweedie-compute-${process.pid}-${++poolCount}`;
     this.events = new BroadcastChannel(eventsChannel);
@@ -162,13 +218,14 @@ export class ComputePool extends EventEmitter {
       // Workers hold loaded models: never let idle ones go.
       idleTimeout: 2 ** 31 - 1,
       concurrentTasksPerWorker: this.concurrentTasksPerWorker,
-      workerData: { options: { ...opts.worker, eventsChannel } },
+      workerData: { options: { ...opts.worker, eventsChannel, poolState: this.poolState } },
       resourceLimits: this.maxOldGenerationSizeMb
         ? { maxOldGenerationSizeMb: this.maxOldGenerationSizeMb }
         : undefined,
     });
     // A worker dying is reported per task; the pool-level event must not crash the process.
     this.piscina.on('error', (err: unknown) => this.emit('workerError', err));
+    this.publishState();
   }
 
   stats(): PoolStats {
@@ -182,7 +239,76 @@ export class ComputePool extends EventEmitter {
       reservedWorkers: this.reservedWorkers,
       jobTasks: this.jobTasks,
       jobTasksWaiting: this.laneWaiters.length,
+      lent: this.lent,
     };
+  }
+
+  /**
+   * Workers a running task may borrow now: idle ones, none while any task waits for a worker or while the host is
+   * loaded (lendMaxLoadPerCore).
+   */
+  private idleWorkers(): number {
+    if (this.closed || this.concurrentTasksPerWorker > 1) return 0;
+    if (this.piscina.queueSize > 0 || this.laneWaiters.length > 0) return 0;
+    const idle = Math.max(0, this.workers - this.busy());
+    if (idle > 0 && this.lendMaxLoadPerCore > 0 && this.hostLoadPerCore() >= this.lendMaxLoadPerCore)
+      return 0;
+    return idle;
+  }
+
+  /** Publishes the idle and waiting counts to the workers (after every change of the tasks in flight). */
+  private publishState() {
+    Atomics.store(this.poolState, 0, this.idleWorkers());
+    Atomics.store(this.poolState, 1, this.piscina.queueSize + this.laneWaiters.length);
+  }
+
+  /**
+   * Lends idle workers to a running task: starts `count` helpers (at most the idle workers, the job-lane slots free
+   * when the parent is a job, and what lendAdmission admits), answers how many, then each helper's outcome.
+   */
+  private lend(lender: Lender, port: MessagePort, request: BorrowRequest) {
+    let count = Math.min(Math.max(0, Math.floor(request.count)), this.idleWorkers());
+    if (lender.isJob) count = Math.min(count, this.jobSlots - this.jobTasks);
+    if (Date.now() >= lender.deadline || lender.signal.aborted) count = 0;
+    let releaseMemory: (() => void) | null = null;
+    while (count > 0 && request.bytesEach && this.lendAdmission) {
+      releaseMemory = this.lendAdmission(count * request.bytesEach);
+      if (releaseMemory) break;
+      count--;
+    }
+    const post = (reply: BorrowReply) => {
+      try {
+        port.postMessage(reply);
+      } catch {
+        // The parent's port is closed (it settled): nobody is left to tell.
+      }
+    };
+    post({ type: 'granted', id: request.id, count });
+    let pending = count;
+    for (let index = 0; index < count; index++) {
+      this.lent++;
+      const run = () =>
+        this.run(request.kind, request.input as never, {
+          signal: lender.signal,
+          timeoutMs: Math.max(1, lender.deadline - Date.now()),
+        });
+      // A helper is in its parent's lane: a job's helper takes a job slot (free, as counted above).
+      const started = context.with(lender.trace, () =>
+        lender.isJob ? jobLane.run(true, run) : jobLane.exit(run),
+      );
+      started
+        .then(
+          (result) => post({ type: 'settled', id: request.id, index, ok: true, result }),
+          (err: unknown) => {
+            const error =
+              err instanceof TweedieError ? err.toJSON() : fail('INTERNAL', 'A helper task failed').toJSON();
+            post({ type: 'settled', id: request.id, index, ok: false, error });
+          },
+        )
+        .finally(() => {
+          if (--pending === 0) releaseMemory?.();
+        });
+    }
   }
 
   /** Tasks on a worker now. */
@@ -200,6 +326,7 @@ export class ComputePool extends EventEmitter {
       const leave = () => {
         const at = this.laneWaiters.indexOf(waiter);
         if (at >= 0) this.laneWaiters.splice(at, 1);
+        this.publishState();
         signal.removeEventListener('abort', onAbort);
       };
       const onAbort = () => {
@@ -218,6 +345,7 @@ export class ComputePool extends EventEmitter {
         },
       };
       this.laneWaiters.push(waiter);
+      this.publishState();
       signal.addEventListener('abort', onAbort, { once: true });
     });
   }
@@ -314,6 +442,25 @@ export class ComputePool extends EventEmitter {
     }
 
     const isJob = jobLane.getStore() === true;
+    // Idle workers may be lent to this task (one worker per task: with several, none is ever idle to lend).
+    let borrowChannel: MessageChannel | undefined;
+    const lendController = new AbortController();
+    if (this.workers > 1 && this.concurrentTasksPerWorker === 1) {
+      borrowChannel = new MessageChannel();
+      const lender: Lender = {
+        isJob,
+        signal: AbortSignal.any([controller.signal, lendController.signal]),
+        deadline: started + timeoutMs,
+        trace: trace.setSpan(context.active(), span),
+      };
+      const port = borrowChannel.port1;
+      port.on('message', (m: BorrowRequest) => {
+        if (m?.type === 'borrow') this.lend(lender, port, m);
+      });
+      port.unref();
+      envelope.borrowPort = borrowChannel.port2 as MessagePort;
+      transferList.push(borrowChannel.port2);
+    }
     let holdsSlot = false;
     this.running++;
     try {
@@ -322,7 +469,9 @@ export class ComputePool extends EventEmitter {
         holdsSlot = true;
       }
       if (this.closed) throw fail('SHUTTING_DOWN');
-      const outcome = (await this.runOnPiscina(envelope, transferList, controller.signal)) as TaskOutcome;
+      const task = this.runOnPiscina(envelope, transferList, controller.signal);
+      this.publishState();
+      const outcome = (await task) as TaskOutcome;
       if (outcome.timing && span.isRecording()) {
         const { start, end, threadId } = outcome.timing;
         startSpan(
@@ -362,9 +511,13 @@ export class ComputePool extends EventEmitter {
     } finally {
       if (holdsSlot) this.releaseJobSlot();
       this.running--;
+      this.publishState();
       clearTimeout(timer);
       opts.signal?.removeEventListener('abort', onCallerAbort);
       channel?.port1.close();
+      // Helpers still running when their parent settled (it failed, or its worker died) stop with it.
+      lendController.abort();
+      borrowChannel?.port1.close();
     }
   }
 

@@ -31,6 +31,26 @@ export interface SystemTaskTable {
   'test.gpu-lost': { input: { reason: string }; result: { threadId: number } };
   'test.crash': { input: { mode: 'exit' | 'oom' }; result: never };
   'test.fail': { input: { code: string; message: string }; result: never };
+  /**
+   * Spread `items` busy-waits of `ms` over this worker and up to `helpers` borrowed ones (shareItems); with
+   * `helperFails` (an error code) each helper fails its first item with it. Answers which thread ran each item, and
+   * how many helpers were lent.
+   */
+  'test.share': {
+    input: { items: number; ms: number; helpers: number; bytesEach?: number; helperFails?: string };
+    result: { threads: number[]; helpers: number; local: number; threadId: number };
+  };
+  /** A helper of test.share: takes items from the shared counter, records its thread id in `threads`. */
+  'test.share-part': {
+    input: {
+      next: Int32Array;
+      count: number;
+      threads: Int32Array;
+      ms: number;
+      failCode?: string;
+    };
+    result: { ran: number };
+  };
 }
 
 /** A handler's input and (awaited) result. */
@@ -72,6 +92,11 @@ export interface TaskEnvelope {
   /** Optional port on which the handler posts progress messages {fraction, message}. */
   progressPort?: MessagePort;
   /**
+   * Port on which the handler borrows idle workers of its pool for sub-tasks (HandlerContext.pool.borrow; messages
+   * BorrowRequest / BorrowReply of src/compute/pool.ts). Absent when the pool has none to lend (one worker).
+   */
+  borrowPort?: MessagePort;
+  /**
    * The W3C trace context of the task's `compute <kind>` span, when the caller's work is traced (or carries an
    * incoming trace id): the worker then times its execution and answers `timing`.
    */
@@ -111,6 +136,13 @@ export interface WorkerOptions {
   batchMaxSize?: number;
   batchMaxDelayMs?: number;
   gpuMemoryBudgetMb?: number;
+  /**
+   * One image split over several workers (SPLIT_MIN_PIXELS): images of at least this many pixels use the pool's
+   * idle workers for their network windows; 0 or unset: never.
+   */
+  splitMinPixels?: number;
+  /** Set by the pool: [0] its workers idle now, [1] its tasks waiting for a worker (src/compute/pool.ts). */
+  poolState?: Int32Array;
   /**
    * Name of the BroadcastChannel on which a worker tells its pool about events that are not a task's answer (its
    * GPU device was lost: WorkerEvent). Unset: nothing is told.

@@ -4,14 +4,15 @@
  * thread boundary and no stack trace ever reaches a client.
  */
 import { performance } from 'node:perf_hooks';
-import { BroadcastChannel, threadId, workerData } from 'node:worker_threads';
+import { BroadcastChannel, type MessagePort, threadId, workerData } from 'node:worker_threads';
 import { move, transferableSymbol, valueSymbol } from 'piscina';
-import { fail, isSerializedError, type SerializedError, TweedieError } from '../errors.js';
+import { fail, isSerializedError, reviveError, type SerializedError, TweedieError } from '../errors.js';
 import { onDeviceLost } from '../gpu/device.js';
 import { setOnlineThreads } from '../ot/online-threads.js';
 import { noteCancelledTask, runCancellable } from '../util/cancellation.js';
-import type { HandlerContext } from './handlers/context.js';
+import type { HandlerContext, PoolAccess } from './handlers/context.js';
 import { handlers, isTestOnlyKind } from './handlers/index.js';
+import type { BorrowReply, BorrowRequest } from './pool.js';
 import type { TaskEnvelope, TaskOutcome, WorkerEvent, WorkerOptions } from './task-types.js';
 import { collectTransferables } from './transfer.js';
 
@@ -103,6 +104,72 @@ async function serialize(err: unknown): Promise<SerializedError> {
   return e.toJSON();
 }
 
+/** The task's access to its pool's idle workers, over its envelope's borrow port (none without one). */
+function poolAccess(port: MessagePort | undefined): PoolAccess {
+  const state = options.poolState;
+  let nextId = 0;
+  type Settled = BorrowReply & { type: 'settled' };
+  /** Per borrow call: the granted count's resolver, then each helper's outcome (kept until it is awaited). */
+  const calls = new Map<
+    number,
+    { granted: (count: number) => void; outcomes: Settled[]; wake?: () => void }
+  >();
+  port?.on('message', (reply: BorrowReply) => {
+    const call = calls.get(reply.id);
+    if (!call) return;
+    if (reply.type === 'granted') call.granted(reply.count);
+    else call.outcomes.push(reply);
+    call.wake?.();
+  });
+  return {
+    idleWorkers: () => (port && state ? Atomics.load(state, 0) : 0),
+    waitingTasks: () => (state ? Atomics.load(state, 1) : 0),
+    borrow: async (kind, input, count, opts = {}) => {
+      if (!port || count < 1) return [];
+      const id = ++nextId;
+      const call: { granted: (count: number) => void; outcomes: Settled[]; wake?: () => void } = {
+        granted: () => {},
+        outcomes: [],
+      };
+      const granted = await new Promise<number>((resolve) => {
+        call.granted = resolve;
+        calls.set(id, call);
+        port.postMessage({
+          type: 'borrow',
+          id,
+          kind,
+          input,
+          count,
+          bytesEach: opts.bytesEach,
+        } satisfies BorrowRequest);
+      });
+      if (granted === 0) {
+        calls.delete(id);
+        return [];
+      }
+      // Each helper's promise settles with its outcome, in whatever order the outcomes come.
+      const waiters = new Map<number, { resolve: (v: unknown) => void; reject: (e: unknown) => void }>();
+      const deliver = () => {
+        for (const reply of call.outcomes.splice(0)) {
+          const waiter = waiters.get(reply.index);
+          waiters.delete(reply.index);
+          if (!waiter) continue;
+          if (reply.ok) waiter.resolve(reply.result);
+          else waiter.reject(reviveError(reply.error));
+        }
+        if (waiters.size === 0) calls.delete(id);
+      };
+      const helpers = Array.from(
+        { length: granted },
+        (_, index) => new Promise((resolve, reject) => waiters.set(index, { resolve, reject })),
+      );
+      call.wake = deliver;
+      deliver();
+      return helpers as never;
+    },
+  };
+}
+
 /** Wall-clock time in ms with sub-ms precision (the span times recorded by the main thread). */
 const epochMs = () => performance.timeOrigin + performance.now();
 
@@ -116,6 +183,7 @@ export default async function runTask(envelope: TaskEnvelope): Promise<TaskOutco
   const ctx: HandlerContext = {
     options,
     tfjs,
+    pool: poolAccess(envelope.borrowPort),
     progress: (fraction, message) => {
       if (!port) return;
       const now = Date.now();
@@ -175,5 +243,6 @@ export default async function runTask(envelope: TaskEnvelope): Promise<TaskOutco
     return timed({ ok: false, error });
   } finally {
     port?.close();
+    envelope.borrowPort?.close();
   }
 }

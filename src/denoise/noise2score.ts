@@ -92,6 +92,38 @@ export interface Noise2ScoreOptions {
   refine?: Refine;
   /** Block stride of the Wiener stage (WienerOptions.stride). */
   wienerStride?: number;
+  /** One score map on several workers (WindowSplit); default: the configured windows, one after another here. */
+  split?: WindowSplit;
+}
+
+/**
+ * Cutting one score map into windows for several workers. The windows are planned for `parts` workers
+ * (planScoreWindows: at least that many windows when that is faster), and `run` may compute them anywhere; they are
+ * blended here in window order, so the result equals, bit for bit, the same plan computed on one worker.
+ */
+export interface WindowSplit {
+  /** Workers to plan a score map of `pixels` pixels for, asked once per map (1: the configured windows). */
+  parts(pixels: number): number;
+  /**
+   * Computes every window of `job` (absent: here, one after another): `local(i)` computes window i here; others
+   * compute it with windowScore on `job.plane` and write it into `job.out` at i * job.height * job.width.
+   */
+  run?(job: WindowJob, local: (index: number) => Promise<void>): Promise<void>;
+}
+
+/** The windows of one score map, in shared memory (SharedArrayBuffer) so other threads can compute them. */
+export interface WindowJob {
+  /** The padded plane (paddedWidth wide). */
+  plane: Float32Array;
+  paddedWidth: number;
+  /** Top-left corner of window i: rows at [2 i], columns at [2 i + 1]. */
+  origins: Int32Array;
+  count: number;
+  /** Size of every window. */
+  height: number;
+  width: number;
+  /** The scores, window i at i * height * width. */
+  out: Float32Array;
 }
 
 export interface Noise2ScoreResult {
@@ -149,7 +181,7 @@ export function reflectPad(
   return out;
 }
 
-interface Window1D {
+export interface Window1D {
   start: number;
   end: number;
   /** Weight of each pixel of [start, end) in the blend (0 on discarded margins). */
@@ -193,10 +225,121 @@ export function planWindows(
   });
 }
 
+/** The windows of a score map: the padded size and the row and column windows (each with its blend weights). */
+export interface ScoreWindowPlan {
+  paddedWidth: number;
+  paddedHeight: number;
+  rows: Window1D[];
+  cols: Window1D[];
+}
+
+/**
+ * Plans the windows of a width x height score map. For one worker (`parts` 1): square windows of `tile`. For
+ * several: the row and column window sizes (aligned, at most `tile`, margins and overlap kept) that finish first
+ * when the windows (all one size) are shared by `parts` workers, fewest pixels computed among equals; the
+ * configured plan when it is as fast.
+ */
+export function planScoreWindows(
+  width: number,
+  height: number,
+  options: Pick<Noise2ScoreOptions, 'tile' | 'overlap' | 'margin' | 'multiple'> = {},
+  parts = 1,
+): ScoreWindowPlan {
+  const multiple = options.multiple ?? DEFAULT_MULTIPLE;
+  const tile = Math.max(multiple, Math.floor((options.tile ?? DEFAULT_TILE) / multiple) * multiple);
+  const overlap = options.overlap ?? DEFAULT_OVERLAP;
+  const margin = options.margin ?? DEFAULT_MARGIN;
+  const paddedWidth = Math.ceil(width / multiple) * multiple;
+  const paddedHeight = Math.ceil(height / multiple) * multiple;
+  const plan = (n: number, t: number) => planWindows(n, t, overlap, margin, multiple);
+  let rows = plan(paddedHeight, tile);
+  let cols = plan(paddedWidth, tile);
+  if (parts <= 1) return { paddedWidth, paddedHeight, rows, cols };
+  // Per axis, the window lengths worth trying: for each window count, the shortest length that gives it.
+  const lengths = (n: number) => {
+    const byCount = new Map<number, number>();
+    const smallest = Math.ceil((2 * margin + overlap + 1) / multiple) * multiple;
+    for (let t = Math.min(tile, n); t >= Math.min(smallest, n); t -= multiple) {
+      const count = t >= n ? 1 : plan(n, t).length;
+      const best = byCount.get(count);
+      if (best === undefined || t < best) byCount.set(count, t);
+    }
+    return [...byCount].map(([count, length]) => ({ count, length }));
+  };
+  const span = (windows: Window1D[]) => windows[0].end - windows[0].start;
+  const cost = (r: number, rl: number, c: number, cl: number) => Math.ceil((r * c) / parts) * rl * cl;
+  let best = {
+    time: cost(rows.length, span(rows), cols.length, span(cols)),
+    pixels: rows.length * span(rows) * cols.length * span(cols),
+    r: 0,
+    c: 0,
+  };
+  const rowOptions = lengths(paddedHeight);
+  const colOptions = lengths(paddedWidth);
+  for (const r of rowOptions) {
+    for (const c of colOptions) {
+      const time = cost(r.count, r.length, c.count, c.length);
+      const pixels = r.count * r.length * c.count * c.length;
+      if (time < best.time || (time === best.time && pixels < best.pixels)) {
+        best = { time, pixels, r: r.length, c: c.length };
+      }
+    }
+  }
+  if (best.r > 0) {
+    rows = plan(paddedHeight, best.r);
+    cols = plan(paddedWidth, best.c);
+  }
+  return { paddedWidth, paddedHeight, rows, cols };
+}
+
+/** The score of one window of a padded plane (the network on the window as it is). */
+export function windowScore(
+  tf: Tf,
+  model: LayersModel,
+  padded: Float32Array,
+  paddedWidth: number,
+  top: number,
+  left: number,
+  h: number,
+  w: number,
+): Promise<Float32Array> {
+  const windowData = new Float32Array(h * w);
+  for (let r = 0; r < h; r++) {
+    const from = (top + r) * paddedWidth + left;
+    windowData.set(padded.subarray(from, from + w), r * w);
+  }
+  return predictBatched(tf, model, windowData, [h, w, 1]);
+}
+
+/** Adds one window's weighted score to the running sums (the same arithmetic whoever computed the window). */
+function blendWindow(
+  accumulated: Float32Array,
+  totalWeight: Float32Array,
+  paddedWidth: number,
+  score: Float32Array,
+  rowWindow: Window1D,
+  colWindow: Window1D,
+) {
+  const h = rowWindow.end - rowWindow.start;
+  const w = colWindow.end - colWindow.start;
+  for (let r = 0; r < h; r++) {
+    const wr = rowWindow.weights[r];
+    if (wr === 0) continue;
+    const rowOffset = (rowWindow.start + r) * paddedWidth + colWindow.start;
+    for (let c = 0; c < w; c++) {
+      const weight = wr * colWindow.weights[c];
+      if (weight === 0) continue;
+      accumulated[rowOffset + c] += weight * score[r * w + c];
+      totalWeight[rowOffset + c] += weight;
+    }
+  }
+}
+
 /**
  * The score map R(y) of one grey plane (same size as the plane), computed window by window.
  * Every tensor is created inside tf.tidy and released before returning. Network calls go through the batcher
- * (src/nn/batcher.ts): one window at a time, or batchParallelism() windows at once when batching is on.
+ * (src/nn/batcher.ts): one window at a time, or batchParallelism() windows at once when batching is on. With
+ * `split`, the windows are planned for its workers and computed by it (see WindowSplit).
  */
 export async function scoreMap(
   tf: Tf,
@@ -204,20 +347,14 @@ export async function scoreMap(
   plane: Float32Array,
   width: number,
   height: number,
-  options: Pick<Noise2ScoreOptions, 'tile' | 'overlap' | 'margin' | 'multiple'> = {},
+  options: Pick<Noise2ScoreOptions, 'tile' | 'overlap' | 'margin' | 'multiple' | 'split'> = {},
 ): Promise<Float32Array> {
-  const multiple = options.multiple ?? DEFAULT_MULTIPLE;
-  const tile = Math.max(multiple, Math.floor((options.tile ?? DEFAULT_TILE) / multiple) * multiple);
-  const overlap = options.overlap ?? DEFAULT_OVERLAP;
-  const margin = options.margin ?? DEFAULT_MARGIN;
-  const paddedWidth = Math.ceil(width / multiple) * multiple;
-  const paddedHeight = Math.ceil(height / multiple) * multiple;
+  const parts = Math.max(1, Math.floor(options.split?.parts(width * height) ?? 1));
+  const { paddedWidth, paddedHeight, rows, cols } = planScoreWindows(width, height, options, parts);
   const padded =
     paddedWidth === width && paddedHeight === height
       ? plane
       : reflectPad(plane, width, height, paddedWidth, paddedHeight);
-  const rows = planWindows(paddedHeight, tile, overlap, margin, multiple);
-  const cols = planWindows(paddedWidth, tile, overlap, margin, multiple);
   if (rows.length === 1 && cols.length === 1) {
     // One window (an image up to the tile size): every blend weight is 1, so the score is the network's output as
     // it is (the same values as the blend gives), without the window copy, the blend and the division.
@@ -231,36 +368,57 @@ export async function scoreMap(
   const accumulated = new Float32Array(paddedWidth * paddedHeight);
   const totalWeight = new Float32Array(paddedWidth * paddedHeight);
   const windows = rows.flatMap((rowWindow) => cols.map((colWindow) => ({ rowWindow, colWindow })));
-  // Windows go to the network batchParallelism() at a time, so a GPU batches them (one at a time otherwise).
-  await forEachInChunks(
-    windows,
-    batchParallelism(),
-    ({ rowWindow, colWindow }) => {
-      const h = rowWindow.end - rowWindow.start;
-      const w = colWindow.end - colWindow.start;
-      const windowData = new Float32Array(h * w);
-      for (let r = 0; r < h; r++) {
-        const from = (rowWindow.start + r) * paddedWidth + colWindow.start;
-        windowData.set(padded.subarray(from, from + w), r * w);
-      }
-      return predictBatched(tf, model, windowData, [h, w, 1]);
-    },
-    (score, { rowWindow, colWindow }) => {
-      const h = rowWindow.end - rowWindow.start;
-      const w = colWindow.end - colWindow.start;
-      for (let r = 0; r < h; r++) {
-        const wr = rowWindow.weights[r];
-        if (wr === 0) continue;
-        const rowOffset = (rowWindow.start + r) * paddedWidth + colWindow.start;
-        for (let c = 0; c < w; c++) {
-          const weight = wr * colWindow.weights[c];
-          if (weight === 0) continue;
-          accumulated[rowOffset + c] += weight * score[r * w + c];
-          totalWeight[rowOffset + c] += weight;
-        }
-      }
-    },
-  );
+  const run = options.split?.run;
+  if (run) {
+    // Shared memory: the plane in, every window's score out; blended below in window order.
+    const h = rows[0].end - rows[0].start;
+    const w = cols[0].end - cols[0].start;
+    const shared = new Float32Array(new SharedArrayBuffer(padded.byteLength));
+    shared.set(padded);
+    const origins = new Int32Array(new SharedArrayBuffer(8 * windows.length));
+    windows.forEach(({ rowWindow, colWindow }, i) => {
+      origins[2 * i] = rowWindow.start;
+      origins[2 * i + 1] = colWindow.start;
+    });
+    const job: WindowJob = {
+      plane: shared,
+      paddedWidth,
+      origins,
+      count: windows.length,
+      height: h,
+      width: w,
+      out: new Float32Array(new SharedArrayBuffer(4 * windows.length * h * w)),
+    };
+    await run(job, async (i) => {
+      job.out.set(
+        await windowScore(tf, model, shared, paddedWidth, origins[2 * i], origins[2 * i + 1], h, w),
+        i * h * w,
+      );
+    });
+    windows.forEach(({ rowWindow, colWindow }, i) => {
+      const score = job.out.subarray(i * h * w, (i + 1) * h * w);
+      blendWindow(accumulated, totalWeight, paddedWidth, score, rowWindow, colWindow);
+    });
+  } else {
+    // Windows go to the network batchParallelism() at a time, so a GPU batches them (one at a time otherwise).
+    await forEachInChunks(
+      windows,
+      batchParallelism(),
+      ({ rowWindow, colWindow }) =>
+        windowScore(
+          tf,
+          model,
+          padded,
+          paddedWidth,
+          rowWindow.start,
+          colWindow.start,
+          rowWindow.end - rowWindow.start,
+          colWindow.end - colWindow.start,
+        ),
+      (score, { rowWindow, colWindow }) =>
+        blendWindow(accumulated, totalWeight, paddedWidth, score, rowWindow, colWindow),
+    );
+  }
   const out = new Float32Array(width * height);
   for (let r = 0; r < height; r++) {
     for (let c = 0; c < width; c++) {
@@ -300,7 +458,7 @@ export async function ensembleScoreMap(
   width: number,
   height: number,
   count: number,
-  options: Pick<Noise2ScoreOptions, 'tile' | 'overlap' | 'margin' | 'multiple'> = {},
+  options: Pick<Noise2ScoreOptions, 'tile' | 'overlap' | 'margin' | 'multiple' | 'split'> = {},
 ): Promise<Float32Array> {
   if (!(ENSEMBLE_SIZES as readonly number[]).includes(count))
     throw new RangeError(`ensemble must be one of ${ENSEMBLE_SIZES.join(', ')}, not ${count}`);

@@ -92,6 +92,22 @@ export class ImageMemoryBudget {
     return release;
   }
 
+  /**
+   * Reserve `bytes` only if they fit now and nobody waits for room: the function that gives them back, else null.
+   * For work that is optional (helper tasks lent to a running request, src/compute/pool.ts).
+   */
+  tryReserve(bytes: number): (() => void) | null {
+    if (this.waiters.length > 0 || this.used + bytes > this.limit) return null;
+    this.used += bytes;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.used -= bytes;
+      this.drain();
+    };
+  }
+
   private drain(): void {
     while (this.waiters.length > 0 && this.used + this.waiters[0].bytes <= this.limit) {
       const next = this.waiters.shift() as (typeof this.waiters)[number];

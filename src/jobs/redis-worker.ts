@@ -10,7 +10,7 @@ import { DelayedError, type Job, UnrecoverableError, WaitingError, Worker } from
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { ComputePool } from '../compute/pool.js';
-import { computePoolOptions } from '../compute/pool-options.js';
+import { admitLending, computePoolOptions } from '../compute/pool-options.js';
 import type { Config } from '../config.js';
 import { inJobRun, traceIdOf } from '../telemetry/tracing.js';
 import { joinBlobs, splitBlobs } from './blobs.js';
@@ -40,6 +40,7 @@ export async function startJobWorker(
     ...computePoolOptions(cfg),
     defaultTimeoutMs: cfg.JOB_TIMEOUT_MS,
   });
+  admitLending(pool, cfg);
   pool.on('workerError', (err) => log.error({ err }, 'compute worker error'));
   const keys = jobKeys(cfg.JOBS_QUEUE_NAME);
   const client = new Redis(cfg.REDIS_URL, { maxRetriesPerRequest: null });

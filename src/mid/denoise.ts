@@ -57,6 +57,55 @@ export interface MidOptions {
    * average. Undefined or null: none (the K-mask average is the answer).
    */
   guided?: GuidedAverageOptions | null;
+  /**
+   * The masks' passes on several workers (src/operations/denoise/task.ts), for an image that is one window: each
+   * pass (its mask and its network call) may run anywhere (midPassScore); they are averaged here in pass order, so
+   * the answer equals the one-worker answer bit for bit. Not in residual mode (`partition`).
+   */
+  split?: MidPassSplit;
+}
+
+/** Runs the passes of `job`: `local(k)` runs pass k here; others run midPassScore and write job.out at k. */
+export interface MidPassSplit {
+  run(job: MidPassJob, local: (pass: number) => Promise<void>): Promise<void>;
+}
+
+/** The passes of one image, in shared memory (SharedArrayBuffer) so other threads can compute them. */
+export interface MidPassJob {
+  /** The reflect-padded image, interleaved RGB, paddedWidth x paddedHeight. */
+  padded: Float32Array;
+  paddedWidth: number;
+  paddedHeight: number;
+  count: number;
+  dropRatio: number;
+  seed: number;
+  /** The network's RGB output of pass k at k * paddedWidth * paddedHeight * 3. */
+  out: Float32Array;
+}
+
+/** Pass k of an image that is one window: its random mask, the masked image filled in, and the network on it. */
+export function midPassScore(
+  tf: Tf,
+  model: LayersModel,
+  job: Omit<MidPassJob, 'out' | 'count'>,
+  k: number,
+): Promise<Float32Array> {
+  const { padded, paddedWidth: pw, paddedHeight: ph } = job;
+  const mask = randomPixelMask(pw, ph, job.dropRatio, maskRng(job.seed, k));
+  return predictBatched(tf, model, maskedInput(padded, pw, ph, mask), [ph, pw, 4]);
+}
+
+/** The network input of one mask: the image with the masked pixels filled in, and the mask as a 4th channel. */
+function maskedInput(padded: Float32Array, pw: number, ph: number, mask: Uint8Array): Float32Array {
+  const filled = fillMasked(padded, pw, ph, 3, mask);
+  const input = new Float32Array(pw * ph * 4);
+  for (let i = 0; i < pw * ph; i++) {
+    input[i * 4] = filled[i * 3];
+    input[i * 4 + 1] = filled[i * 3 + 1];
+    input[i * 4 + 2] = filled[i * 3 + 2];
+    input[i * 4 + 3] = mask[i];
+  }
+  return input;
 }
 
 /**
@@ -151,14 +200,7 @@ export async function midRgb(
     } else {
       mask = randomPixelMask(pw, ph, options.dropRatio, maskRng(seed, k));
     }
-    const filled = fillMasked(padded, pw, ph, 3, mask);
-    const input = new Float32Array(pw * ph * 4);
-    for (let i = 0; i < pw * ph; i++) {
-      input[i * 4] = filled[i * 3];
-      input[i * 4 + 1] = filled[i * 3 + 1];
-      input[i * 4 + 2] = filled[i * 3 + 2];
-      input[i * 4 + 3] = mask[i];
-    }
+    const input = maskedInput(padded, pw, ph, mask);
     maskMs += performance.now() - t0;
     return { mask, input };
   };
@@ -178,43 +220,66 @@ export async function midRgb(
     }
     return m;
   };
+  /** Adds pass k's output on one window to the running sums (the same arithmetic whoever computed it). */
+  const blend = (out: Float32Array, k: number, rw: (typeof rows)[number], cw: (typeof cols)[number]) => {
+    const mask = groups ? inputOf(k).mask : null;
+    const h = rw.end - rw.start;
+    const w = cw.end - cw.start;
+    for (let r = 0; r < h; r++) {
+      const wr = rw.weights[r];
+      if (wr === 0) continue;
+      for (let c = 0; c < w; c++) {
+        const weight = wr * cw.weights[c];
+        if (weight === 0) continue;
+        const p = (rw.start + r) * pw + cw.start + c;
+        if (mask?.[p]) continue; // residual mode: only the pass that dropped p counts
+        const q = (r * w + c) * 3;
+        accumulated[p * 3] += weight * out[q];
+        accumulated[p * 3 + 1] += weight * out[q + 1];
+        accumulated[p * 3 + 2] += weight * out[q + 2];
+        totalWeight[p] += weight;
+      }
+    }
+  };
   const t1 = performance.now();
   const maskMsBefore = maskMs;
-  await forEachInChunks(
-    calls,
-    batchParallelism(),
-    ({ k, rw, cw }) => {
-      const { input } = inputOf(k);
-      const h = rw.end - rw.start;
-      const w = cw.end - cw.start;
-      const windowData = new Float32Array(h * w * 4);
-      for (let r = 0; r < h; r++) {
-        const from = ((rw.start + r) * pw + cw.start) * 4;
-        windowData.set(input.subarray(from, from + w * 4), r * w * 4);
-      }
-      return predictBatched(tf, model, windowData, [h, w, 4]);
-    },
-    (out, { k, rw, cw }) => {
-      const { mask } = inputOf(k);
-      const h = rw.end - rw.start;
-      const w = cw.end - cw.start;
-      for (let r = 0; r < h; r++) {
-        const wr = rw.weights[r];
-        if (wr === 0) continue;
-        for (let c = 0; c < w; c++) {
-          const weight = wr * cw.weights[c];
-          if (weight === 0) continue;
-          const p = (rw.start + r) * pw + cw.start + c;
-          if (groups && mask[p]) continue; // residual mode: only the pass that dropped p counts
-          const q = (r * w + c) * 3;
-          accumulated[p * 3] += weight * out[q];
-          accumulated[p * 3 + 1] += weight * out[q + 1];
-          accumulated[p * 3 + 2] += weight * out[q + 2];
-          totalWeight[p] += weight;
+  const run = options.split?.run;
+  if (run && !groups && passes > 1 && rows.length === 1 && cols.length === 1) {
+    // One window: each pass is one network call on the whole padded image; passes anywhere, summed in order.
+    const shared = new Float32Array(new SharedArrayBuffer(padded.byteLength));
+    shared.set(padded);
+    const size = pw * ph * 3;
+    const job: MidPassJob = {
+      padded: shared,
+      paddedWidth: pw,
+      paddedHeight: ph,
+      count: passes,
+      dropRatio: options.dropRatio,
+      seed,
+      out: new Float32Array(new SharedArrayBuffer(4 * passes * size)),
+    };
+    await run(job, async (k) => {
+      job.out.set(await midPassScore(tf, model, job, k), k * size);
+    });
+    for (let k = 0; k < passes; k++) blend(job.out.subarray(k * size, (k + 1) * size), k, rows[0], cols[0]);
+  } else {
+    await forEachInChunks(
+      calls,
+      batchParallelism(),
+      ({ k, rw, cw }) => {
+        const { input } = inputOf(k);
+        const h = rw.end - rw.start;
+        const w = cw.end - cw.start;
+        const windowData = new Float32Array(h * w * 4);
+        for (let r = 0; r < h; r++) {
+          const from = ((rw.start + r) * pw + cw.start) * 4;
+          windowData.set(input.subarray(from, from + w * 4), r * w * 4);
         }
-      }
-    },
-  );
+        return predictBatched(tf, model, windowData, [h, w, 4]);
+      },
+      (out, { k, rw, cw }) => blend(out, k, rw, cw),
+    );
+  }
   // The masks made on the way are counted as mask time, not network time.
   networkMs = performance.now() - t1 - (maskMs - maskMsBefore);
   const data = new Float32Array(width * height * 3);

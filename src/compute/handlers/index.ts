@@ -16,6 +16,8 @@ const systemTasks: { [K in keyof SystemTaskTable]: () => Promise<Handler<K>> } =
   'test.crash': async () => (await import('./test-tasks.js')).crash,
   'test.fail': async () => (await import('./test-tasks.js')).failWith,
   'test.gpu-lost': async () => (await import('./test-tasks.js')).gpuLost,
+  'test.share': async () => (await import('./test-tasks.js')).share,
+  'test.share-part': async () => (await import('./test-tasks.js')).sharePart,
 };
 
 /** The operations' worker sides (src/operations/<op>/task.ts): one line per task. */
@@ -24,6 +26,10 @@ export const operationTasks = {
   'ot.solve': async () => (await import('../../operations/ot/task.js')).solve,
   /** Noise2Score denoising of one image. */
   'denoise.noise2score': async () => (await import('../../operations/denoise/task.js')).noise2score,
+  /** Windows of one Noise2Score score map, on a worker lent to the request (src/compute/shared-work.ts). */
+  'denoise.windows': async () => (await import('../../operations/denoise/task.js')).windows,
+  /** MID's mask passes of one image, on a worker lent to the request. */
+  'denoise.mid-passes': async () => (await import('../../operations/denoise/task.js')).midPasses,
   /** MID real-noise denoising of one image, K masks averaged. */
   'denoise.mid': async () => (await import('../../operations/denoise/task.js')).mid,
   /** RED-Diff restoration of one grey image. */

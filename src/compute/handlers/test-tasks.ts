@@ -5,6 +5,8 @@
 import { threadId } from 'node:worker_threads';
 import { ERROR_CATALOGUE, TweedieError } from '../../errors.js';
 import { reportDeviceLoss } from '../../gpu/device.js';
+import { shareItems, takeItems } from '../shared-work.js';
+import type { TaskInput } from '../task-types.js';
 import type { HandlerContext } from './context.js';
 
 export async function busy(input: { ms: number; sleep?: boolean }, ctx: HandlerContext) {
@@ -43,4 +45,44 @@ export function failWith(input: { code: string; message: string }): never {
 export function gpuLost(input: { reason: string }) {
   setTimeout(() => reportDeviceLoss(input.reason), 0);
   return { threadId };
+}
+
+/** Item of test.share: a busy-wait of `ms`. */
+function shareItem(ms: number) {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    /* spin */
+  }
+}
+
+/** Spreads busy items over this worker and borrowed idle ones (src/compute/shared-work.ts). */
+export async function share(input: TaskInput<'test.share'>, ctx: HandlerContext) {
+  const threads = new Int32Array(new SharedArrayBuffer(4 * input.items));
+  const { local, helpers } = await shareItems(ctx.pool, {
+    count: input.items,
+    helpers: input.helpers,
+    kind: 'test.share-part',
+    bytesEach: input.bytesEach,
+    input: (shared) => ({ ...shared, threads, ms: input.ms, failCode: input.helperFails }),
+    local: (index) => {
+      shareItem(input.ms);
+      threads[index] = threadId;
+    },
+  });
+  return { threads: Array.from(threads), helpers, local, threadId };
+}
+
+/** A helper of test.share: fails its first item with `failCode` when asked. */
+export async function sharePart(input: TaskInput<'test.share-part'>, ctx: HandlerContext) {
+  const ran = await takeItems(
+    input.next,
+    input.count,
+    (index) => {
+      if (input.failCode) failWith({ code: input.failCode, message: `helper item ${index} failed` });
+      shareItem(input.ms);
+      input.threads[index] = threadId;
+    },
+    () => (ctx.pool?.waitingTasks() ?? 0) > 0,
+  );
+  return { ran };
 }

@@ -6,7 +6,7 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import fp from 'fastify-plugin';
 import { ComputePool, type DeviceLostEvent, type RunOptions } from '../../compute/pool.js';
-import { computePoolOptions } from '../../compute/pool-options.js';
+import { admitLending, computePoolOptions } from '../../compute/pool-options.js';
 import type { TaskInput, TaskKind, TaskResult, WorkerInfo } from '../../compute/task-types.js';
 import { type Config, resolvedReservedWorkers } from '../../config.js';
 import { fail } from '../../errors.js';
@@ -59,6 +59,7 @@ export default fp(
       defaultTimeoutMs: cfg.REQUEST_TIMEOUT_MS,
       reservedWorkers: resolvedReservedWorkers(cfg),
     });
+    admitLending(pool, cfg);
     pool.on('workerError', (err) => fastify.log.error({ err }, 'compute worker error'));
     // A worker whose GPU device is lost answers its tasks 503 and ends; piscina starts a replacement, whose backend
     // (a new device, or the fallback with its reason in `tried`) is reported in place of the old one.
