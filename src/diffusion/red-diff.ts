@@ -27,7 +27,7 @@ import { tidyValues } from '../nn/read.js';
 import { checkCancelled } from '../util/cancellation.js';
 import { Rng } from '../util/random.js';
 import type { EpsModel } from './eps-model.js';
-import { cropPlanes, type HoleWindow, holeWindow, pastePlanes, windowsMeasurements } from './hole-window.js';
+import { cropPlanes, type HoleWindow, holeWindows, pastePlanes, windowsMeasurements } from './hole-window.js';
 import { initialEstimate, type RedDiffInit } from './initial.js';
 import { type DegradationOperator, maskOperator } from './operators.js';
 import { type DdpmSchedule, stridedTimesteps } from './schedule.js';
@@ -82,7 +82,8 @@ export interface RedDiffOptions {
   /**
    * Inpainting (a mask operator) only: optimise just the window around the missing pixels (src/diffusion/
    * hole-window.ts: their bounding box over the batch widened by `margin` pixels, sides rounded up to multiples of
-   * `multiple`, the network's down-sampling factor); the estimate is y outside it. Absent, a window that would be
+   * `multiple`, the network's down-sampling factor; holes far apart, whose windows do not overlap, get one each,
+   * optimised one after the other: holeWindows); the estimate is y outside it. Absent, a window that would be
    * the whole image, or noisy measurements (sigmaY > 0, whose observed pixels the whole-image run smooths): the whole
    * image.
    */
@@ -119,6 +120,8 @@ export interface RedDiffResult {
     tMax: number;
     /** The window that was optimised (`window` option), when it was smaller than the image. */
     window?: HoleWindow;
+    /** The windows that were optimised one after the other, when holes far apart had one each. */
+    windows?: HoleWindow[];
     /** Runs averaged (`samples` option), when more than one. */
     samples?: number;
   };
@@ -165,8 +168,8 @@ export async function redDiffRestore(
     throw new RangeError(`samples must be a positive integer, got ${samples}`);
   if (samples > 1) return averagedRestore(tf, prior, schedule, H, y, options, samples);
   if (options.window && H.kind === 'mask' && H.mask && windowsMeasurements(options.sigmaY)) {
-    const win = holeWindow(H.mask, H.height, H.width, options.window.margin, options.window.multiple);
-    if (win) return windowedRestore(tf, prior, schedule, H, y, options, win);
+    const wins = holeWindows(H.mask, H.height, H.width, options.window.margin, options.window.multiple);
+    if (wins) return windowedRestore(tf, prior, schedule, H, y, options, wins);
   }
   const started = performance.now();
   const steps = options.steps;
@@ -279,8 +282,10 @@ export async function redDiffRestore(
 }
 
 /**
- * RED-Diff on the window `win` of a mask problem: y and the mask cropped to it, the estimate pasted into y (clipped
- * to the range) outside it, where every pixel is observed; the residual is that of the whole image.
+ * RED-Diff on the windows `wins` (disjoint, each holding only its own holes) of a mask problem, one after the other:
+ * y and the mask cropped to each, the estimates pasted into y (clipped to the range) outside them, where every pixel
+ * is observed; the residual is that of the whole image; progress counts every window's steps, a trace entry is the
+ * whole image with every window's entry pasted in.
  */
 async function windowedRestore(
   tf: Tf,
@@ -289,28 +294,46 @@ async function windowedRestore(
   H: DegradationOperator,
   y: Tensor4D,
   options: RedDiffOptions,
-  win: HoleWindow,
+  wins: HoleWindow[],
 ): Promise<RedDiffResult> {
   const started = performance.now();
   const { height, width } = H;
   const batch = y.shape[0];
   const [lo, hi] = options.range ?? [-1, 1];
-  const inner = maskOperator(cropPlanes(H.mask as Float32Array, height, width, win), win.height, win.width);
-  const yWindow = tf.slice(y, [0, win.top, win.left, 0], [batch, win.height, win.width, 1]) as Tensor4D;
-  let result: RedDiffResult;
-  try {
-    result = await redDiffRestore(tf, prior, schedule, inner, yWindow, { ...options, window: undefined });
-  } finally {
-    yWindow.dispose();
-    inner.dispose();
-  }
   const yValues = Float32Array.from(await y.data());
   const base = Float32Array.from(yValues, (v) => Math.min(hi, Math.max(lo, v)));
-  const x = pastePlanes(base, height, width, win, result.x);
-  // Outside the window x = clip(y) and every pixel is observed: the misfit there is y - clip(y).
-  const outside = pastePlanes(yValues, height, width, win, new Float32Array(result.x.length));
-  const outsideBase = pastePlanes(base, height, width, win, new Float32Array(result.x.length));
-  let misfit = result.residualNorm ** 2;
+  const onProgress = options.onProgress;
+  const runs: RedDiffResult[] = [];
+  let x: Float32Array = base;
+  // Outside every window x = clip(y) and every pixel is observed: the misfit there is y - clip(y).
+  let outside: Float32Array = yValues;
+  let outsideBase: Float32Array = base;
+  for (const [k, win] of wins.entries()) {
+    const inner = maskOperator(cropPlanes(H.mask as Float32Array, height, width, win), win.height, win.width);
+    const yWindow = tf.slice(y, [0, win.top, win.left, 0], [batch, win.height, win.width, 1]) as Tensor4D;
+    const innerOptions: RedDiffOptions = {
+      ...options,
+      window: undefined,
+      ...(onProgress && wins.length > 1
+        ? {
+            onProgress: (p: RedDiffProgress) =>
+              onProgress({ ...p, step: k * p.steps + p.step, steps: wins.length * p.steps }),
+          }
+        : {}),
+    };
+    try {
+      runs.push(await redDiffRestore(tf, prior, schedule, inner, yWindow, innerOptions));
+    } finally {
+      yWindow.dispose();
+      inner.dispose();
+    }
+    const result = runs[k];
+    x = pastePlanes(x, height, width, win, result.x);
+    const zeros = new Float32Array(result.x.length);
+    outside = pastePlanes(outside, height, width, win, zeros);
+    outsideBase = pastePlanes(outsideBase, height, width, win, zeros);
+  }
+  let misfit = runs.reduce((sum, r) => sum + r.residualNorm ** 2, 0);
   let norm = 0;
   for (let i = 0; i < yValues.length; i++) {
     misfit += (outside[i] - outsideBase[i]) ** 2;
@@ -318,16 +341,31 @@ async function windowedRestore(
   }
   const residualNorm = Math.sqrt(misfit);
   const yNorm = Math.sqrt(norm);
+  const [first] = runs;
+  const loopMs = runs.reduce((sum, r) => sum + r.timings.loopMs, 0);
   return {
-    ...result,
+    ...first,
     x,
     shape: [batch, height, width, 1],
     residual: yNorm > 0 ? residualNorm / yNorm : residualNorm,
     residualNorm,
-    params: { ...result.params, window: win },
-    timings: { ...result.timings, totalMs: performance.now() - started },
-    ...(result.trace
-      ? { trace: result.trace.map((e) => ({ ...e, x: pastePlanes(base, height, width, win, e.x) })) }
+    params: { ...first.params, ...(wins.length === 1 ? { window: wins[0] } : { windows: wins }) },
+    timings: {
+      initMs: runs.reduce((sum, r) => sum + r.timings.initMs, 0),
+      loopMs,
+      msPerStep: loopMs / (runs.length * first.steps),
+      totalMs: performance.now() - started,
+    },
+    ...(first.trace
+      ? {
+          trace: first.trace.map((e, i) => ({
+            ...e,
+            x: runs.reduce<Float32Array>(
+              (img, r, k) => pastePlanes(img, height, width, wins[k], (r.trace ?? [])[i].x),
+              base,
+            ),
+          })),
+        }
       : {}),
   };
 }
