@@ -93,6 +93,23 @@ export interface RedDiffOptions {
    * of the posterior mean, which PSNR rewards over one sample's hallucinated detail; costs that many runs.
    */
   samples?: number;
+  /**
+   * With `window` (exact measurements): coarse to fine. The window (its sides then multiples of 2 x `multiple`) is
+   * first solved at half resolution: y as the means of 2x2 blocks, a block observed when its four pixels are (a
+   * 32x32 hole becomes 16x16, and the prior's field sees twice the context), with `steps` steps from `tMax` (default
+   * the run's) at `lr` (default the run's); its estimate, up-sampled (bilinear), fills the missing pixels of the
+   * start of the full-resolution run, which then uses the run's own steps, tMax, lambda and lr. Ignored when lambda
+   * is 0 (without a prior the half-resolution run adds nothing).
+   */
+  coarse?: RedDiffCoarse;
+  /** Start from this estimate (NHWC values, y's shape, the model's range) instead of `init` (coarse to fine). */
+  start?: Float32Array;
+}
+
+export interface RedDiffCoarse {
+  steps: number;
+  tMax?: number;
+  lr?: number;
 }
 
 export interface RedDiffTraceEntry {
@@ -124,6 +141,8 @@ export interface RedDiffResult {
     windows?: HoleWindow[];
     /** Runs averaged (`samples` option), when more than one. */
     samples?: number;
+    /** The half-resolution run that started this one (`coarse` option), when there was one. */
+    coarse?: { steps: number; tMax: number; lr: number; msPerStep: number };
   };
   timings: { initMs: number; loopMs: number; msPerStep: number; totalMs: number };
   trace?: RedDiffTraceEntry[];
@@ -167,9 +186,16 @@ export async function redDiffRestore(
   if (!(Number.isInteger(samples) && samples >= 1))
     throw new RangeError(`samples must be a positive integer, got ${samples}`);
   if (samples > 1) return averagedRestore(tf, prior, schedule, H, y, options, samples);
-  if (options.window && H.kind === 'mask' && H.mask && windowsMeasurements(options.sigmaY)) {
-    const wins = holeWindows(H.mask, H.height, H.width, options.window.margin, options.window.multiple);
-    if (wins) return windowedRestore(tf, prior, schedule, H, y, options, wins);
+  const window = options.window;
+  if (window && H.kind === 'mask' && H.mask && windowsMeasurements(options.sigmaY)) {
+    // Coarse to fine halves the window: its sides are then multiples of twice the network's factor. Without a prior
+    // (lambda 0) a half-resolution run has nothing to add: the start stays the run's own.
+    const run = options.coarse && options.lambda === 0 ? { ...options, coarse: undefined } : options;
+    const multiple = window.multiple * (run.coarse ? 2 : 1);
+    const wins = holeWindows(H.mask, H.height, H.width, window.margin, multiple);
+    if (wins) return windowedRestore(tf, prior, schedule, H, y, run, wins);
+    if (run.coarse && H.height % multiple === 0 && H.width % multiple === 0)
+      return coarseToFine(tf, prior, schedule, H, y, run);
   }
   const started = performance.now();
   const steps = options.steps;
@@ -204,7 +230,9 @@ export async function redDiffRestore(
   const beta2 = 0.99;
   const adamEpsilon = 1e-8;
   const init = options.init ?? 'pinv';
-  let mu = await initialEstimate(tf, H, y, init);
+  if (options.start && options.start.length !== size)
+    throw new RangeError(`start has ${options.start.length} values, y ${size}`);
+  let mu = options.start ? tf.tensor4d(options.start, shape) : await initialEstimate(tf, H, y, init);
   let firstMoment = tf.zerosLike(mu) as Tensor4D;
   let secondMoment = tf.zerosLike(mu) as Tensor4D;
   // d/dmu of mean((y - H mu)^2) / 2; H is linear, so its gradient comes from tf.grad through H.forward.
@@ -322,7 +350,11 @@ async function windowedRestore(
         : {}),
     };
     try {
-      runs.push(await redDiffRestore(tf, prior, schedule, inner, yWindow, innerOptions));
+      runs.push(
+        options.coarse
+          ? await coarseToFine(tf, prior, schedule, inner, yWindow, innerOptions)
+          : await redDiffRestore(tf, prior, schedule, inner, yWindow, innerOptions),
+      );
     } finally {
       yWindow.dispose();
       inner.dispose();
@@ -367,6 +399,88 @@ async function windowedRestore(
           })),
         }
       : {}),
+  };
+}
+
+/**
+ * Coarse to fine (the `coarse` option) on a mask problem with even sides (the window, or the whole image): RED-Diff
+ * on the half-resolution problem, then on the full one from y where observed and the up-sampled half-resolution
+ * estimate where missing. Progress counts both runs' steps; a trace is the full-resolution run's.
+ */
+async function coarseToFine(
+  tf: Tf,
+  prior: EpsModel,
+  schedule: DdpmSchedule,
+  H: DegradationOperator,
+  y: Tensor4D,
+  options: RedDiffOptions,
+): Promise<RedDiffResult> {
+  const started = performance.now();
+  const coarse = options.coarse as RedDiffCoarse;
+  if (!(Number.isInteger(coarse.steps) && coarse.steps >= 1))
+    throw new RangeError(`coarse.steps must be a positive integer, got ${coarse.steps}`);
+  const { height, width } = H;
+  const mask = H.mask as Float32Array;
+  const batch = y.shape[0];
+  const h2 = height / 2;
+  const w2 = width / 2;
+  // A half-resolution pixel is observed when its four pixels are.
+  const halfMask = new Float32Array(batch * h2 * w2);
+  for (let b = 0; b < batch; b++)
+    for (let r = 0; r < h2; r++)
+      for (let c = 0; c < w2; c++) {
+        const i = b * height * width + 2 * r * width + 2 * c;
+        const seen = mask[i] > 0.5 && mask[i + 1] > 0.5 && mask[i + width] > 0.5 && mask[i + width + 1] > 0.5;
+        halfMask[(b * h2 + r) * w2 + c] = seen ? 1 : 0;
+      }
+  const halfOp = maskOperator(halfMask, h2, w2);
+  const yHalf = tf.tidy(() => halfOp.forward(tf, tf.avgPool(y, 2, 2, 'valid') as Tensor4D));
+  const onProgress = options.onProgress;
+  const total = coarse.steps + options.steps;
+  const base = { ...options, window: undefined, coarse: undefined, start: undefined, trace: undefined };
+  let first: RedDiffResult;
+  try {
+    first = await redDiffRestore(tf, prior, schedule, halfOp, yHalf, {
+      ...base,
+      steps: coarse.steps,
+      tMax: coarse.tMax ?? options.tMax,
+      lr: coarse.lr ?? options.lr,
+      ...(onProgress ? { onProgress: (p: RedDiffProgress) => onProgress({ ...p, steps: total }) } : {}),
+    });
+  } finally {
+    yHalf.dispose();
+    halfOp.dispose();
+  }
+  const start = await tidyValues(tf, () => {
+    const up = tf.image.resizeBilinear(
+      tf.tensor4d(first.x, [batch, h2, w2, 1]),
+      [height, width],
+      false,
+      true,
+    );
+    const observed = tf.tensor4d(mask, [batch, height, width, 1]);
+    return tf.add(tf.mul(observed, y), tf.mul(tf.sub(1, observed), up));
+  });
+  const fine = await redDiffRestore(tf, prior, schedule, H, y, {
+    ...options,
+    window: undefined,
+    coarse: undefined,
+    start,
+    ...(onProgress
+      ? {
+          onProgress: (p: RedDiffProgress) => onProgress({ ...p, step: coarse.steps + p.step, steps: total }),
+        }
+      : {}),
+  });
+  const { lr, tMax } = first.params;
+  return {
+    ...fine,
+    params: { ...fine.params, coarse: { steps: coarse.steps, tMax, lr, msPerStep: first.timings.msPerStep } },
+    timings: {
+      ...fine.timings,
+      initMs: fine.timings.initMs + first.timings.totalMs,
+      totalMs: performance.now() - started,
+    },
   };
 }
 

@@ -23,6 +23,7 @@ import { RED_DIFF_INITS, type RedDiffInit } from '../../diffusion/initial.js';
 import { holeRadius } from '../../diffusion/mask-structure.js';
 import { boxMask } from '../../diffusion/operators.js';
 import { reflectIndex, restorePadding } from '../../diffusion/padding.js';
+import type { RedDiffCoarse } from '../../diffusion/red-diff.js';
 import { diffusionSection, extraSection } from '../../nn/manifest-sections.js';
 import { RESTORE_DEFAULTS } from './schema.js';
 
@@ -39,6 +40,8 @@ export interface ModelRedDiffDefaults {
   windowMargin?: number;
   /** The mean of this many runs (red-diff.ts `samples`); undefined: one. */
   samples?: number;
+  /** Inpainting with a window: a half-resolution run first (red-diff.ts `coarse`); undefined: none. */
+  coarse?: RedDiffCoarse;
   /** Which of the manifest's settings apply: 'holes' for a mask with a deep enough hole, else 'general'. */
   settings: 'general' | 'holes';
   /** The inpainting mask's hole radius (src/diffusion/mask-structure.ts), when a mask was given. */
@@ -72,12 +75,14 @@ export function modelRedDiffDefaults(
       : holeRadius(mask.mask, mask.height, mask.width);
   const holes = general.holes;
   const useHoles = holes !== undefined && radius !== undefined && radius >= holes.minRadius;
-  const pick = <K extends 'lambda' | 'lr' | 'init' | 'tMax' | 'windowMargin' | 'samples'>(key: K) =>
-    (useHoles ? holes[key] : undefined) ?? general[key];
+  const pick = <K extends 'lambda' | 'lr' | 'init' | 'tMax' | 'windowMargin' | 'samples' | 'coarse'>(
+    key: K,
+  ) => (useHoles ? holes[key] : undefined) ?? general[key];
   const init = RED_DIFF_INITS.find((i) => i === pick('init'));
   const tMax = pick('tMax');
   const windowMargin = mask ? pick('windowMargin') : undefined;
   const samples = pick('samples');
+  const coarse = windowMargin !== undefined ? pick('coarse') : undefined;
   return {
     lambda: pick('lambda') ?? RESTORE_DEFAULTS.lambda,
     lr: pick('lr') ?? RESTORE_DEFAULTS.lr,
@@ -85,6 +90,7 @@ export function modelRedDiffDefaults(
     ...(tMax !== undefined ? { tMax } : {}),
     ...(windowMargin !== undefined ? { windowMargin } : {}),
     ...(samples !== undefined ? { samples } : {}),
+    ...(coarse !== undefined ? { coarse } : {}),
     settings: useHoles ? 'holes' : 'general',
     ...(radius !== undefined ? { holeRadius: radius } : {}),
   };

@@ -239,6 +239,7 @@ async function restorePixels(input: RestoreTaskInput, ctx: HandlerContext): Prom
     tMax,
     windowMargin: tuned.windowMargin,
     samples: plan.samples,
+    coarse: tuned.coarse,
     seed: input.seed,
     trace: input.trace,
     onProgress: (p) => ctx.progress(p.step / p.steps, `RED-Diff step ${p.step}/${p.steps} (t = ${p.t})`),
