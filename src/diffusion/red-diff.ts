@@ -98,8 +98,9 @@ export interface RedDiffOptions {
    * first solved at half resolution: y as the means of 2x2 blocks, a block observed when its four pixels are (a
    * 32x32 hole becomes 16x16, and the prior's field sees twice the context), with `steps` steps from `tMax` (default
    * the run's) at `lr` (default the run's); its estimate, up-sampled (bilinear), fills the missing pixels of the
-   * start of the full-resolution run, which then uses the run's own steps, tMax, lambda and lr. Ignored when lambda
-   * is 0 (without a prior the half-resolution run adds nothing).
+   * start of the full-resolution run, which then uses the run's own steps, lambda and lr, from `fineTMax` (default
+   * the run's tMax: a good start needs less noise to forget it). Ignored when lambda is 0 (without a prior the
+   * half-resolution run adds nothing) and where no window applies (noisy measurements).
    */
   coarse?: RedDiffCoarse;
   /** Start from this estimate (NHWC values, y's shape, the model's range) instead of `init` (coarse to fine). */
@@ -110,6 +111,8 @@ export interface RedDiffCoarse {
   steps: number;
   tMax?: number;
   lr?: number;
+  /** The full-resolution run's largest timestep after the half-resolution one (default: the run's tMax). */
+  fineTMax?: number;
 }
 
 export interface RedDiffTraceEntry {
@@ -463,6 +466,7 @@ async function coarseToFine(
   });
   const fine = await redDiffRestore(tf, prior, schedule, H, y, {
     ...options,
+    tMax: coarse.fineTMax ?? options.tMax,
     window: undefined,
     coarse: undefined,
     start,

@@ -45,6 +45,7 @@ const redDiffSettings = {
       steps: z.number().int().min(1),
       tMax: z.number().int().min(1).optional(),
       lr: z.number().positive().optional(),
+      fineTMax: z.number().int().min(1).optional(),
     }),
   ),
 };

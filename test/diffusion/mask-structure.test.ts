@@ -64,7 +64,13 @@ describe('modelRedDiffDefaults selects the settings from the mask', () => {
       tMax: 30,
       lambda: 0.05,
       lr: 0.01,
-      holes: { minRadius: 6, tMax: 200, lr: 0.05, windowMargin: 24, coarse: { steps: 40, tMax: 400 } },
+      holes: {
+        minRadius: 6,
+        tMax: 200,
+        lr: 0.05,
+        windowMargin: 24,
+        coarse: { steps: 40, tMax: 400, fineTMax: 100 },
+      },
     },
   };
 
@@ -97,7 +103,7 @@ describe('modelRedDiffDefaults selects the settings from the mask', () => {
       lambda: 0.05,
       lr: 0.05,
       windowMargin: 24,
-      coarse: { steps: 40, tMax: 400 },
+      coarse: { steps: 40, tMax: 400, fineTMax: 100 },
       settings: 'holes',
       holeRadius: 16,
     });

@@ -198,13 +198,16 @@ describe('redDiffRestore', () => {
     const seen: [number, number][] = [];
     const result = await redDiffRestore(tf, gaussianEps(tf), schedule, boxOp, y, {
       ...options,
-      coarse: { steps: 60, lr: 0.1 },
+      coarse: { steps: 60, lr: 0.1, fineTMax: 5 },
       onProgress: (p) => seen.push([p.step, p.steps]),
     });
     const plain = await redDiffRestore(tf, gaussianEps(tf), schedule, boxOp, y, options);
     expect(tf.memory().numTensors).toBe(before);
     expect(result.params.window).toEqual({ top: 2, left: 2, height: 12, width: 12 });
     expect(result.params.coarse).toMatchObject({ steps: 60, lr: 0.1, tMax: schedule.timesteps - 1 });
+    // The full-resolution run starts from fineTMax; without the half-resolution run, from the run's tMax.
+    expect(result.params.tMax).toBe(5);
+    expect(plain.params.tMax).toBe(schedule.timesteps - 1);
     expect(plain.params.coarse).toBeUndefined();
     expect(seen.at(-1)).toEqual([61, 61]);
     const holeMean = (r: { x: Float32Array }) => {
