@@ -120,6 +120,12 @@ export interface RestoreRunPlan {
   window: HoleWindow | null;
   /** Pixels each step updates (the window's, or the padded estimate's). */
   stepPixels: number;
+  /**
+   * The half-resolution run before each full-resolution one (the settings' `coarse`, red-diff.ts), as the worker
+   * runs it when it windows the run or the padded sides allow it: its steps and the pixels each updates (a quarter
+   * of the window's); null without.
+   */
+  coarse: { steps: number; stepPixels: number } | null;
 }
 
 /**
@@ -213,7 +219,12 @@ export function restoreRunPlan(args: {
     const general = modelRedDiffDefaults(extra);
     const holes = modelRedDiffDefaults(extra, { radius: Number.POSITIVE_INFINITY });
     const samples = args.samples ?? Math.max(general.samples ?? 1, holes.samples ?? 1);
-    return { tuned: general, samples, window: null, stepPixels: whole };
+    // The holes settings' half-resolution run too, at its largest (a quarter of the whole padded estimate).
+    const coarse =
+      holes.coarse && windowsMeasurements(args.sigmaY)
+        ? { steps: holes.coarse.steps, stepPixels: whole / 4 }
+        : null;
+    return { tuned: general, samples, window: null, stepPixels: whole, coarse };
   }
   let tuned: ModelRedDiffDefaults;
   let extent: MissingExtent | undefined;
@@ -226,14 +237,26 @@ export function restoreRunPlan(args: {
   } else {
     tuned = modelRedDiffDefaults(extra);
   }
+  const windowed =
+    extent !== undefined && tuned.windowMargin !== undefined && windowsMeasurements(args.sigmaY);
+  // A half-resolution run first halves the window: its sides are then multiples of twice the network's factor.
+  const windowMultiple = tuned.coarse ? 2 * multiple : multiple;
   const window =
-    extent && tuned.windowMargin !== undefined && windowsMeasurements(args.sigmaY)
-      ? extentWindow(padExtent(extent, padding), tuned.windowMargin, multiple)
+    windowed && extent && tuned.windowMargin !== undefined
+      ? extentWindow(padExtent(extent, padding), tuned.windowMargin, windowMultiple)
+      : null;
+  const stepPixels = window ? window.height * window.width : whole;
+  const coarse =
+    tuned.coarse &&
+    windowed &&
+    (window || (padding.height % windowMultiple === 0 && padding.width % windowMultiple === 0))
+      ? { steps: tuned.coarse.steps, stepPixels: stepPixels / 4 }
       : null;
   return {
     tuned,
     samples: args.samples ?? tuned.samples ?? 1,
     window,
-    stepPixels: window ? window.height * window.width : whole,
+    stepPixels,
+    coarse,
   };
 }
