@@ -13,7 +13,8 @@
  * selection: the unseen selection photographs of bench/denoise/heldout.ts (brick, chelsea, coins, gravel,
  * motorcycle_left; never seen by the prior, which was trained on all of train400): grey centre crops of SIZE
  * (default 256), each with one 32x32 hole (BOX) at POSITIONS places (default 3: the centre, then at fractions
- * (0.2, 0.75) and (0.8, 0.3) of the free range (row, column)), problem `selection-box32`; one batch per place.
+ * (0.2, 0.75) and (0.8, 0.3) of the free range (row, column); up to 6: then (0.25, 0.2), (0.75, 0.8), (0.5, 0.1)),
+ * problem `selection-box32`; one batch per place.
  * Environment: N = Fashion-MNIST images (default 60), ONLY = comma-separated problem ids (fashion-mask80, set12-sr2, ...),
  * AVERAGE = K: also the mean of K runs of each setting (noise seeds 0, 1000, ..., 1000 (K - 1)).
  * PER_IMAGE=1: also each image's PSNR on the missing pixels.
@@ -93,6 +94,9 @@ const SELECTION_PLACES: [number, number][] = [
   [0.5, 0.5],
   [0.2, 0.75],
   [0.8, 0.3],
+  [0.25, 0.2],
+  [0.75, 0.8],
+  [0.5, 0.1],
 ];
 
 /** The selection photographs (see the header): `places` x 5 crops, place-major, one 32x32 hole each. */
@@ -102,6 +106,8 @@ async function selectionProblems(size: number, box: number, places: number): Pro
   for (const image of images)
     if (image.width !== size || image.height !== size)
       throw new Error(`${image.name} is smaller than ${size}`);
+  if (!(places >= 1 && places <= SELECTION_PLACES.length))
+    throw new Error(`POSITIONS must be 1 to ${SELECTION_PLACES.length}, got ${places}`);
   const count = places * images.length;
   const x = new Float32Array(count * size * size);
   const mask = new Float32Array(count * size * size).fill(1);

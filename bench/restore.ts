@@ -753,6 +753,7 @@ async function solveProblems(
           }
         : {}),
       ...(tuned.samples !== undefined ? { samples: tuned.samples } : {}),
+      ...(tuned.coarse !== undefined ? { coarse: tuned.coarse } : {}),
     };
     const tMaxLabel = tuned.tMax ?? schedule.timesteps - 1;
     const methods: MethodResult[] = [
@@ -800,7 +801,7 @@ async function solveProblems(
     }
     const ours = await runRedDiff(tf, model, schedule, p, options);
     methods.push({
-      method: `RED-Diff (default${tuned.settings === 'holes' ? ` for holes, radius ${tuned.holeRadius}` : ''}: ${options.init} start, t from ${tMaxLabel}, lambda ${options.lambda}, lr ${options.lr}, ${options.steps} steps${tuned.windowMargin !== undefined ? `, window margin ${tuned.windowMargin}` : ''}${tuned.samples !== undefined ? `, mean of ${tuned.samples} runs` : ''})`,
+      method: `RED-Diff (default${tuned.settings === 'holes' ? ` for holes, radius ${tuned.holeRadius}` : ''}: ${options.init} start, t from ${tMaxLabel}, lambda ${options.lambda}, lr ${options.lr}, ${options.steps} steps${tuned.windowMargin !== undefined ? `, window margin ${tuned.windowMargin}` : ''}${tuned.samples !== undefined ? `, mean of ${tuned.samples} runs` : ''}${tuned.coarse !== undefined ? `, after ${tuned.coarse.steps} steps at half resolution from t ${tuned.coarse.tMax ?? tMaxLabel}, then from t ${tuned.coarse.fineTMax ?? tMaxLabel}` : ''})`,
       scores: score(p, ours.x),
       secondsPerImage: ours.seconds / p.count,
     });

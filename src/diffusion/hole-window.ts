@@ -95,6 +95,104 @@ export function windowsMeasurements(sigmaY: number | undefined): boolean {
   return (sigmaY ?? 0) === 0;
 }
 
+/** More separate regions of missing pixels than this (scattered pixels, not holes): the one window of holeWindow. */
+export const MAX_HOLE_WINDOWS = 64;
+
+interface Box {
+  top: number;
+  bottom: number;
+  left: number;
+  right: number;
+}
+
+function boxWindow(box: Box, height: number, width: number, margin: number, multiple: number): HoleWindow {
+  const rows = side(box.top, box.bottom, height, margin, multiple);
+  const cols = side(box.left, box.right, width, margin, multiple);
+  return { top: rows.start, left: cols.start, height: rows.length, width: cols.length };
+}
+
+const overlap = (a: HoleWindow, b: HoleWindow) =>
+  a.top < b.top + b.height &&
+  b.top < a.top + a.height &&
+  a.left < b.left + b.width &&
+  b.left < a.left + a.width;
+
+/**
+ * One window per group of holes, for holes far apart (issue 18): the missing pixels (over every mask of a batch)
+ * fall into 8-connected regions; each region gets the window of its own bounding box (as holeWindow: margin, sides
+ * rounded up to `multiple`, inside the image), and regions whose windows overlap share one (that of both bounding
+ * boxes) until the windows are disjoint, so each window holds only its own group's missing pixels. Sorted by top,
+ * then left. Null when nothing is missing or a window would be the whole image; with more than MAX_HOLE_WINDOWS
+ * regions (scattered pixels), holeWindow's single window.
+ */
+export function holeWindows(
+  mask: Float32Array,
+  height: number,
+  width: number,
+  margin: number,
+  multiple: number,
+): HoleWindow[] | null {
+  const single = holeWindow(mask, height, width, margin, multiple);
+  const size = height * width;
+  const missing = new Uint8Array(size);
+  for (let i = 0; i < mask.length; i++) if (mask[i] === 0) missing[i % size] = 1;
+  // 8-connected regions of the missing pixels, each as its bounding box.
+  const boxes: Box[] = [];
+  const stack: number[] = [];
+  for (let start = 0; start < size; start++) {
+    if (missing[start] !== 1) continue;
+    if (boxes.length === MAX_HOLE_WINDOWS) return single ? [single] : null;
+    const box = { top: height, bottom: -1, left: width, right: -1 };
+    missing[start] = 2;
+    stack.push(start);
+    while (stack.length > 0) {
+      const i = stack.pop() as number;
+      const r = Math.floor(i / width);
+      const c = i % width;
+      box.top = Math.min(box.top, r);
+      box.bottom = Math.max(box.bottom, r);
+      box.left = Math.min(box.left, c);
+      box.right = Math.max(box.right, c);
+      for (let dr = -1; dr <= 1; dr++)
+        for (let dc = -1; dc <= 1; dc++) {
+          const rr = r + dr;
+          const cc = c + dc;
+          if (rr < 0 || rr >= height || cc < 0 || cc >= width) continue;
+          const j = rr * width + cc;
+          if (missing[j] === 1) {
+            missing[j] = 2;
+            stack.push(j);
+          }
+        }
+    }
+    boxes.push(box);
+  }
+  if (boxes.length === 0) return null;
+  // Merge the regions whose windows overlap, until none do.
+  let merged = true;
+  while (merged) {
+    merged = false;
+    const windows = boxes.map((b) => boxWindow(b, height, width, margin, multiple));
+    search: for (let a = 0; a < boxes.length; a++)
+      for (let b = a + 1; b < boxes.length; b++)
+        if (overlap(windows[a], windows[b])) {
+          const [p, q] = [boxes[a], boxes[b]];
+          boxes[a] = {
+            top: Math.min(p.top, q.top),
+            bottom: Math.max(p.bottom, q.bottom),
+            left: Math.min(p.left, q.left),
+            right: Math.max(p.right, q.right),
+          };
+          boxes.splice(b, 1);
+          merged = true;
+          break search;
+        }
+  }
+  const windows = boxes.map((b) => boxWindow(b, height, width, margin, multiple));
+  if (windows.some((w) => w.height === height && w.width === width)) return null;
+  return windows.sort((a, b) => a.top - b.top || a.left - b.left);
+}
+
 /** The window of each h x w plane of `data` (planes stacked one after the other), stacked the same way. */
 export function cropPlanes(data: Float32Array, height: number, width: number, win: HoleWindow): Float32Array {
   const planes = data.length / (height * width);

@@ -27,7 +27,7 @@ import { tidyValues } from '../nn/read.js';
 import { checkCancelled } from '../util/cancellation.js';
 import { Rng } from '../util/random.js';
 import type { EpsModel } from './eps-model.js';
-import { cropPlanes, type HoleWindow, holeWindow, pastePlanes, windowsMeasurements } from './hole-window.js';
+import { cropPlanes, type HoleWindow, holeWindows, pastePlanes, windowsMeasurements } from './hole-window.js';
 import { initialEstimate, type RedDiffInit } from './initial.js';
 import { type DegradationOperator, maskOperator } from './operators.js';
 import { type DdpmSchedule, stridedTimesteps } from './schedule.js';
@@ -82,7 +82,8 @@ export interface RedDiffOptions {
   /**
    * Inpainting (a mask operator) only: optimise just the window around the missing pixels (src/diffusion/
    * hole-window.ts: their bounding box over the batch widened by `margin` pixels, sides rounded up to multiples of
-   * `multiple`, the network's down-sampling factor); the estimate is y outside it. Absent, a window that would be
+   * `multiple`, the network's down-sampling factor; holes far apart, whose windows do not overlap, get one each,
+   * optimised one after the other: holeWindows); the estimate is y outside it. Absent, a window that would be
    * the whole image, or noisy measurements (sigmaY > 0, whose observed pixels the whole-image run smooths): the whole
    * image.
    */
@@ -92,6 +93,26 @@ export interface RedDiffOptions {
    * of the posterior mean, which PSNR rewards over one sample's hallucinated detail; costs that many runs.
    */
   samples?: number;
+  /**
+   * With `window` (exact measurements): coarse to fine. The window (its sides then multiples of 2 x `multiple`) is
+   * first solved at half resolution: y as the means of 2x2 blocks, a block observed when its four pixels are (a
+   * 32x32 hole becomes 16x16, and the prior's field sees twice the context), with `steps` steps from `tMax` (default
+   * the run's) at `lr` (default the run's); its estimate, up-sampled (bilinear), fills the missing pixels of the
+   * start of the full-resolution run, which then uses the run's own steps, lambda and lr, from `fineTMax` (default
+   * the run's tMax: a good start needs less noise to forget it). Ignored when lambda is 0 (without a prior the
+   * half-resolution run adds nothing) and where no window applies (noisy measurements).
+   */
+  coarse?: RedDiffCoarse;
+  /** Start from this estimate (NHWC values, y's shape, the model's range) instead of `init` (coarse to fine). */
+  start?: Float32Array;
+}
+
+export interface RedDiffCoarse {
+  steps: number;
+  tMax?: number;
+  lr?: number;
+  /** The full-resolution run's largest timestep after the half-resolution one (default: the run's tMax). */
+  fineTMax?: number;
 }
 
 export interface RedDiffTraceEntry {
@@ -119,8 +140,12 @@ export interface RedDiffResult {
     tMax: number;
     /** The window that was optimised (`window` option), when it was smaller than the image. */
     window?: HoleWindow;
+    /** The windows that were optimised one after the other, when holes far apart had one each. */
+    windows?: HoleWindow[];
     /** Runs averaged (`samples` option), when more than one. */
     samples?: number;
+    /** The half-resolution run that started this one (`coarse` option), when there was one. */
+    coarse?: { steps: number; tMax: number; lr: number; msPerStep: number };
   };
   timings: { initMs: number; loopMs: number; msPerStep: number; totalMs: number };
   trace?: RedDiffTraceEntry[];
@@ -164,9 +189,16 @@ export async function redDiffRestore(
   if (!(Number.isInteger(samples) && samples >= 1))
     throw new RangeError(`samples must be a positive integer, got ${samples}`);
   if (samples > 1) return averagedRestore(tf, prior, schedule, H, y, options, samples);
-  if (options.window && H.kind === 'mask' && H.mask && windowsMeasurements(options.sigmaY)) {
-    const win = holeWindow(H.mask, H.height, H.width, options.window.margin, options.window.multiple);
-    if (win) return windowedRestore(tf, prior, schedule, H, y, options, win);
+  const window = options.window;
+  if (window && H.kind === 'mask' && H.mask && windowsMeasurements(options.sigmaY)) {
+    // Coarse to fine halves the window: its sides are then multiples of twice the network's factor. Without a prior
+    // (lambda 0) a half-resolution run has nothing to add: the start stays the run's own.
+    const run = options.coarse && options.lambda === 0 ? { ...options, coarse: undefined } : options;
+    const multiple = window.multiple * (run.coarse ? 2 : 1);
+    const wins = holeWindows(H.mask, H.height, H.width, window.margin, multiple);
+    if (wins) return windowedRestore(tf, prior, schedule, H, y, run, wins);
+    if (run.coarse && H.height % multiple === 0 && H.width % multiple === 0)
+      return coarseToFine(tf, prior, schedule, H, y, run);
   }
   const started = performance.now();
   const steps = options.steps;
@@ -201,7 +233,9 @@ export async function redDiffRestore(
   const beta2 = 0.99;
   const adamEpsilon = 1e-8;
   const init = options.init ?? 'pinv';
-  let mu = await initialEstimate(tf, H, y, init);
+  if (options.start && options.start.length !== size)
+    throw new RangeError(`start has ${options.start.length} values, y ${size}`);
+  let mu = options.start ? tf.tensor4d(options.start, shape) : await initialEstimate(tf, H, y, init);
   let firstMoment = tf.zerosLike(mu) as Tensor4D;
   let secondMoment = tf.zerosLike(mu) as Tensor4D;
   // d/dmu of mean((y - H mu)^2) / 2; H is linear, so its gradient comes from tf.grad through H.forward.
@@ -279,8 +313,10 @@ export async function redDiffRestore(
 }
 
 /**
- * RED-Diff on the window `win` of a mask problem: y and the mask cropped to it, the estimate pasted into y (clipped
- * to the range) outside it, where every pixel is observed; the residual is that of the whole image.
+ * RED-Diff on the windows `wins` (disjoint, each holding only its own holes) of a mask problem, one after the other:
+ * y and the mask cropped to each, the estimates pasted into y (clipped to the range) outside them, where every pixel
+ * is observed; the residual is that of the whole image; progress counts every window's steps, a trace entry is the
+ * whole image with every window's entry pasted in.
  */
 async function windowedRestore(
   tf: Tf,
@@ -289,28 +325,50 @@ async function windowedRestore(
   H: DegradationOperator,
   y: Tensor4D,
   options: RedDiffOptions,
-  win: HoleWindow,
+  wins: HoleWindow[],
 ): Promise<RedDiffResult> {
   const started = performance.now();
   const { height, width } = H;
   const batch = y.shape[0];
   const [lo, hi] = options.range ?? [-1, 1];
-  const inner = maskOperator(cropPlanes(H.mask as Float32Array, height, width, win), win.height, win.width);
-  const yWindow = tf.slice(y, [0, win.top, win.left, 0], [batch, win.height, win.width, 1]) as Tensor4D;
-  let result: RedDiffResult;
-  try {
-    result = await redDiffRestore(tf, prior, schedule, inner, yWindow, { ...options, window: undefined });
-  } finally {
-    yWindow.dispose();
-    inner.dispose();
-  }
   const yValues = Float32Array.from(await y.data());
   const base = Float32Array.from(yValues, (v) => Math.min(hi, Math.max(lo, v)));
-  const x = pastePlanes(base, height, width, win, result.x);
-  // Outside the window x = clip(y) and every pixel is observed: the misfit there is y - clip(y).
-  const outside = pastePlanes(yValues, height, width, win, new Float32Array(result.x.length));
-  const outsideBase = pastePlanes(base, height, width, win, new Float32Array(result.x.length));
-  let misfit = result.residualNorm ** 2;
+  const onProgress = options.onProgress;
+  const runs: RedDiffResult[] = [];
+  let x: Float32Array = base;
+  // Outside every window x = clip(y) and every pixel is observed: the misfit there is y - clip(y).
+  let outside: Float32Array = yValues;
+  let outsideBase: Float32Array = base;
+  for (const [k, win] of wins.entries()) {
+    const inner = maskOperator(cropPlanes(H.mask as Float32Array, height, width, win), win.height, win.width);
+    const yWindow = tf.slice(y, [0, win.top, win.left, 0], [batch, win.height, win.width, 1]) as Tensor4D;
+    const innerOptions: RedDiffOptions = {
+      ...options,
+      window: undefined,
+      ...(onProgress && wins.length > 1
+        ? {
+            onProgress: (p: RedDiffProgress) =>
+              onProgress({ ...p, step: k * p.steps + p.step, steps: wins.length * p.steps }),
+          }
+        : {}),
+    };
+    try {
+      runs.push(
+        options.coarse
+          ? await coarseToFine(tf, prior, schedule, inner, yWindow, innerOptions)
+          : await redDiffRestore(tf, prior, schedule, inner, yWindow, innerOptions),
+      );
+    } finally {
+      yWindow.dispose();
+      inner.dispose();
+    }
+    const result = runs[k];
+    x = pastePlanes(x, height, width, win, result.x);
+    const zeros = new Float32Array(result.x.length);
+    outside = pastePlanes(outside, height, width, win, zeros);
+    outsideBase = pastePlanes(outsideBase, height, width, win, zeros);
+  }
+  let misfit = runs.reduce((sum, r) => sum + r.residualNorm ** 2, 0);
   let norm = 0;
   for (let i = 0; i < yValues.length; i++) {
     misfit += (outside[i] - outsideBase[i]) ** 2;
@@ -318,17 +376,115 @@ async function windowedRestore(
   }
   const residualNorm = Math.sqrt(misfit);
   const yNorm = Math.sqrt(norm);
+  const [first] = runs;
+  const loopMs = runs.reduce((sum, r) => sum + r.timings.loopMs, 0);
   return {
-    ...result,
+    ...first,
     x,
     shape: [batch, height, width, 1],
     residual: yNorm > 0 ? residualNorm / yNorm : residualNorm,
     residualNorm,
-    params: { ...result.params, window: win },
-    timings: { ...result.timings, totalMs: performance.now() - started },
-    ...(result.trace
-      ? { trace: result.trace.map((e) => ({ ...e, x: pastePlanes(base, height, width, win, e.x) })) }
+    params: { ...first.params, ...(wins.length === 1 ? { window: wins[0] } : { windows: wins }) },
+    timings: {
+      initMs: runs.reduce((sum, r) => sum + r.timings.initMs, 0),
+      loopMs,
+      msPerStep: loopMs / (runs.length * first.steps),
+      totalMs: performance.now() - started,
+    },
+    ...(first.trace
+      ? {
+          trace: first.trace.map((e, i) => ({
+            ...e,
+            x: runs.reduce<Float32Array>(
+              (img, r, k) => pastePlanes(img, height, width, wins[k], (r.trace ?? [])[i].x),
+              base,
+            ),
+          })),
+        }
       : {}),
+  };
+}
+
+/**
+ * Coarse to fine (the `coarse` option) on a mask problem with even sides (the window, or the whole image): RED-Diff
+ * on the half-resolution problem, then on the full one from y where observed and the up-sampled half-resolution
+ * estimate where missing. Progress counts both runs' steps; a trace is the full-resolution run's.
+ */
+async function coarseToFine(
+  tf: Tf,
+  prior: EpsModel,
+  schedule: DdpmSchedule,
+  H: DegradationOperator,
+  y: Tensor4D,
+  options: RedDiffOptions,
+): Promise<RedDiffResult> {
+  const started = performance.now();
+  const coarse = options.coarse as RedDiffCoarse;
+  if (!(Number.isInteger(coarse.steps) && coarse.steps >= 1))
+    throw new RangeError(`coarse.steps must be a positive integer, got ${coarse.steps}`);
+  const { height, width } = H;
+  const mask = H.mask as Float32Array;
+  const batch = y.shape[0];
+  const h2 = height / 2;
+  const w2 = width / 2;
+  // A half-resolution pixel is observed when its four pixels are.
+  const halfMask = new Float32Array(batch * h2 * w2);
+  for (let b = 0; b < batch; b++)
+    for (let r = 0; r < h2; r++)
+      for (let c = 0; c < w2; c++) {
+        const i = b * height * width + 2 * r * width + 2 * c;
+        const seen = mask[i] > 0.5 && mask[i + 1] > 0.5 && mask[i + width] > 0.5 && mask[i + width + 1] > 0.5;
+        halfMask[(b * h2 + r) * w2 + c] = seen ? 1 : 0;
+      }
+  const halfOp = maskOperator(halfMask, h2, w2);
+  const yHalf = tf.tidy(() => halfOp.forward(tf, tf.avgPool(y, 2, 2, 'valid') as Tensor4D));
+  const onProgress = options.onProgress;
+  const total = coarse.steps + options.steps;
+  const base = { ...options, window: undefined, coarse: undefined, start: undefined, trace: undefined };
+  let first: RedDiffResult;
+  try {
+    first = await redDiffRestore(tf, prior, schedule, halfOp, yHalf, {
+      ...base,
+      steps: coarse.steps,
+      tMax: coarse.tMax ?? options.tMax,
+      lr: coarse.lr ?? options.lr,
+      ...(onProgress ? { onProgress: (p: RedDiffProgress) => onProgress({ ...p, steps: total }) } : {}),
+    });
+  } finally {
+    yHalf.dispose();
+    halfOp.dispose();
+  }
+  const start = await tidyValues(tf, () => {
+    const up = tf.image.resizeBilinear(
+      tf.tensor4d(first.x, [batch, h2, w2, 1]),
+      [height, width],
+      false,
+      true,
+    );
+    const observed = tf.tensor4d(mask, [batch, height, width, 1]);
+    return tf.add(tf.mul(observed, y), tf.mul(tf.sub(1, observed), up));
+  });
+  const fine = await redDiffRestore(tf, prior, schedule, H, y, {
+    ...options,
+    tMax: coarse.fineTMax ?? options.tMax,
+    window: undefined,
+    coarse: undefined,
+    start,
+    ...(onProgress
+      ? {
+          onProgress: (p: RedDiffProgress) => onProgress({ ...p, step: coarse.steps + p.step, steps: total }),
+        }
+      : {}),
+  });
+  const { lr, tMax } = first.params;
+  return {
+    ...fine,
+    params: { ...fine.params, coarse: { steps: coarse.steps, tMax, lr, msPerStep: first.timings.msPerStep } },
+    timings: {
+      ...fine.timings,
+      initMs: fine.timings.initMs + first.timings.totalMs,
+      totalMs: performance.now() - started,
+    },
   };
 }
 

@@ -23,7 +23,7 @@ import {
   uniformBlurOperator,
 } from './operators.js';
 import { restorePadding } from './padding.js';
-import { redDiffRestore } from './red-diff.js';
+import { type RedDiffCoarse, redDiffRestore } from './red-diff.js';
 import type { DdpmSchedule } from './schedule.js';
 
 type Tf = typeof import('@tensorflow/tfjs');
@@ -57,6 +57,8 @@ export interface RestorePipelineInput {
    * sides are multiples of `multiple`); the answer's params.window gives it in the padded image. Undefined: whole.
    */
   windowMargin?: number;
+  /** With windowMargin: a half-resolution run first (red-diff.ts `coarse`; the answer's params.coarse). */
+  coarse?: RedDiffCoarse;
   /** The mean of this many runs (red-diff.ts `samples`; the answer's params.samples); undefined: one. */
   samples?: number;
   seed: number;
@@ -176,6 +178,7 @@ export async function redDiffPipeline(
       ...(input.windowMargin !== undefined
         ? { window: { margin: input.windowMargin, multiple: input.multiple } }
         : {}),
+      ...(input.windowMargin !== undefined && input.coarse !== undefined ? { coarse: input.coarse } : {}),
       ...(input.samples !== undefined ? { samples: input.samples } : {}),
       seed: input.seed,
       sigmaY,

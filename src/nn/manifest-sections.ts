@@ -39,6 +39,15 @@ const redDiffSettings = {
   windowMargin: lenient(z.number().int().min(0)),
   /** Return the mean of this many RED-Diff runs (src/diffusion/red-diff.ts `samples`). */
   samples: lenient(z.number().int().min(1)),
+  /** Inpainting with a window: solve it at half resolution first (src/diffusion/red-diff.ts `coarse`). */
+  coarse: lenient(
+    z.object({
+      steps: z.number().int().min(1),
+      tMax: z.number().int().min(1).optional(),
+      lr: z.number().positive().optional(),
+      fineTMax: z.number().int().min(1).optional(),
+    }),
+  ),
 };
 
 /**

@@ -4,7 +4,13 @@
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { EpsModel } from '../../src/diffusion/eps-model.js';
-import { cropPlanes, holeWindow, pastePlanes } from '../../src/diffusion/hole-window.js';
+import {
+  cropPlanes,
+  holeWindow,
+  holeWindows,
+  MAX_HOLE_WINDOWS,
+  pastePlanes,
+} from '../../src/diffusion/hole-window.js';
 import { boxMask, maskOperator, randomPixelMask } from '../../src/diffusion/operators.js';
 import { redDiffRestore } from '../../src/diffusion/red-diff.js';
 import { linearSchedule } from '../../src/diffusion/schedule.js';
@@ -78,6 +84,66 @@ describe('holeWindow', () => {
     });
     expect(() => holeWindow(new Float32Array(10), 4, 4, 1, 8)).toThrow(RangeError);
     expect(() => holeWindow(new Float32Array(16), 4, 4, -1, 8)).toThrow(RangeError);
+  });
+
+  it('holeWindows: one window per group of holes far apart, shared where their windows would overlap', () => {
+    const two = (a: [number, number], b: [number, number], side = 8) =>
+      boxMask(128, 128, [
+        { top: a[0], left: a[1], height: side, width: side },
+        { top: b[0], left: b[1], height: side, width: side },
+      ]);
+    // Opposite corners, margin 8: 24x24 each (their common bounding box would be the whole image).
+    const corners = two([4, 4], [116, 110]);
+    expect(holeWindow(corners, 128, 128, 8, 8)).toBeNull();
+    expect(holeWindows(corners, 128, 128, 8, 8)).toEqual([
+      { top: 0, left: 0, height: 24, width: 24 },
+      { top: 104, left: 102, height: 24, width: 24 },
+    ]);
+    // Close holes (rows 40..47 and 60..67, their windows overlap): one window, that of holeWindow.
+    const close = two([40, 40], [60, 44]);
+    expect(holeWindows(close, 128, 128, 8, 8)).toEqual([holeWindow(close, 128, 128, 8, 8)]);
+    // Three holes in a row whose windows overlap in turn: one window, that of all three.
+    const row = boxMask(128, 128, [
+      { top: 10, left: 10, height: 8, width: 8 },
+      { top: 10, left: 30, height: 8, width: 8 },
+      { top: 10, left: 50, height: 8, width: 8 },
+    ]);
+    expect(holeWindows(row, 128, 128, 6, 8)).toEqual([{ top: 2, left: 2, height: 24, width: 64 }]);
+    // Disjoint windows, each holding only its own holes, whatever the layout.
+    const rng = new Rng(11);
+    for (let trial = 0; trial < 20; trial++) {
+      const boxes = Array.from({ length: 4 }, () => ({
+        top: Math.floor(rng.uniform() * 110),
+        left: Math.floor(rng.uniform() * 110),
+        height: 2 + Math.floor(rng.uniform() * 16),
+        width: 2 + Math.floor(rng.uniform() * 16),
+      }));
+      const mask = boxMask(128, 128, boxes);
+      const found = holeWindows(mask, 128, 128, 5, 8);
+      if (found === null) continue;
+      for (const [i, a] of found.entries())
+        for (const b of found.slice(i + 1))
+          expect(
+            a.top + a.height <= b.top ||
+              b.top + b.height <= a.top ||
+              a.left + a.width <= b.left ||
+              b.left + b.width <= a.left,
+          ).toBe(true);
+      for (let i = 0; i < mask.length; i++)
+        if (mask[i] === 0) {
+          const r = Math.floor(i / 128);
+          const c = i % 128;
+          expect(
+            found.filter((w) => r >= w.top && r < w.top + w.height && c >= w.left && c < w.left + w.width),
+          ).toHaveLength(1);
+        }
+    }
+    // Scattered pixels (more regions than MAX_HOLE_WINDOWS) inside a part of the image: holeWindow's one window.
+    const scattered = new Float32Array(128 * 128).fill(1);
+    for (let k = 0; k <= MAX_HOLE_WINDOWS; k++)
+      scattered[(20 + 2 * (k % 16)) * 128 + 20 + 2 * Math.floor(k / 16)] = 0;
+    expect(holeWindows(scattered, 128, 128, 4, 8)).toEqual([holeWindow(scattered, 128, 128, 4, 8)]);
+    expect(holeWindows(new Float32Array(64 * 64).fill(1), 64, 64, 4, 8)).toBeNull();
   });
 
   it('crops and pastes planes consistently', () => {
@@ -166,6 +232,59 @@ describe('redDiffRestore with a window', () => {
     tf.dispose([y, yCropped]);
     op.dispose();
     cropped.dispose();
+  });
+
+  it('optimises holes far apart in a window each, one after the other', async () => {
+    const rng = new Rng(6);
+    const image = Float32Array.from({ length: H * W }, () => rng.uniform() * 2 - 1);
+    // Two 4x4 holes in opposite corners: margin 4 -> 16x16 windows at (0, 0) and (32, 24).
+    const mask = boxMask(H, W, [
+      { top: 2, left: 3, height: 4, width: 4 },
+      { top: 40, left: 33, height: 4, width: 4 },
+    ]);
+    const op = maskOperator(mask, H, W);
+    const y = op.forward(tf, tf.tensor4d(image, [1, H, W, 1]));
+    const options = { steps: 4, lambda: 0.5, lr: 0.05, seed: 2, init: 'smooth' as const, trace: 2 };
+    const shapes: number[][] = [];
+    const seen: number[] = [];
+    const before = tf.memory().numTensors;
+    const r = await redDiffRestore(tf, globalMeanPrior(shapes), schedule, op, y, {
+      ...options,
+      window: { margin: 4, multiple: 8 },
+      onProgress: (p) => seen.push(p.step / p.steps),
+    });
+    expect(tf.memory().numTensors).toBe(before);
+    const wins = [
+      { top: 0, left: 0, height: 16, width: 16 },
+      { top: 32, left: 24, height: 16, width: 16 },
+    ];
+    expect(r.params.windows).toEqual(wins);
+    expect(r.params.window).toBeUndefined();
+    expect(shapes).toEqual(Array.from({ length: 8 }, () => [1, 16, 16, 1]));
+    expect(seen.at(-1)).toBe(1);
+    expect(seen).toHaveLength(8);
+    // Each window is the run on its own cropped problem; the rest is y.
+    const yValues = Float32Array.from(await y.data());
+    let expected: Float32Array = yValues;
+    for (const win of wins) {
+      const cropped = maskOperator(cropPlanes(mask, H, W, win), win.height, win.width);
+      const yCropped = tf.tensor4d(cropPlanes(yValues, H, W, win), [1, win.height, win.width, 1]);
+      const direct = await redDiffRestore(tf, globalMeanPrior([]), schedule, cropped, yCropped, options);
+      expected = pastePlanes(expected, H, W, win, direct.x);
+      tf.dispose(yCropped);
+      cropped.dispose();
+    }
+    expect(r.x).toEqual(expected);
+    expect(r.trace?.at(-1)?.x).toEqual(r.x);
+    let misfit = 0;
+    let norm = 0;
+    for (let i = 0; i < yValues.length; i++) {
+      misfit += (yValues[i] - mask[i] * r.x[i]) ** 2;
+      norm += yValues[i] ** 2;
+    }
+    expect(r.residual).toBeCloseTo(Math.sqrt(misfit / norm), 6);
+    tf.dispose(y);
+    op.dispose();
   });
 
   it('leaves random-pixel masks (whose window is the whole image) and other operators alone', async () => {

@@ -64,7 +64,13 @@ describe('modelRedDiffDefaults selects the settings from the mask', () => {
       tMax: 30,
       lambda: 0.05,
       lr: 0.01,
-      holes: { minRadius: 6, tMax: 200, lr: 0.05, windowMargin: 24 },
+      holes: {
+        minRadius: 6,
+        tMax: 200,
+        lr: 0.05,
+        windowMargin: 24,
+        coarse: { steps: 40, tMax: 400, fineTMax: 100 },
+      },
     },
   };
 
@@ -97,6 +103,7 @@ describe('modelRedDiffDefaults selects the settings from the mask', () => {
       lambda: 0.05,
       lr: 0.05,
       windowMargin: 24,
+      coarse: { steps: 40, tMax: 400, fineTMax: 100 },
       settings: 'holes',
       holeRadius: 16,
     });
@@ -108,6 +115,12 @@ describe('modelRedDiffDefaults selects the settings from the mask', () => {
     });
     // The window is the holes settings' (the general ones have none here).
     expect(modelRedDiffDefaults(extra, hole(10)).windowMargin).toBeUndefined();
+    expect(modelRedDiffDefaults(extra, hole(10)).coarse).toBeUndefined();
+    // The half-resolution run is a window's: without a margin it is dropped.
+    const { windowMargin: __, ...noWindow } = extra.redDiff.holes;
+    expect(
+      modelRedDiffDefaults({ redDiff: { ...extra.redDiff, holes: noWindow } }, hole(32)).coarse,
+    ).toBeUndefined();
     // A manifest without a holes section: the general settings for every mask.
     const { holes: _, ...plain } = extra.redDiff;
     expect(modelRedDiffDefaults({ redDiff: plain }, hole(32))).toMatchObject({

@@ -113,7 +113,10 @@ describe('RED-Diff quality with the committed models', () => {
       width: 64,
     });
     expect(defaults).toMatchObject({ settings: 'holes', holeRadius: 16 });
-    const options = { steps: RESTORE_DEFAULTS.steps, ...defaults };
+    // As the service runs them: the window (here the whole 64x64 crop) and its coarse-to-fine start, if any.
+    const window =
+      defaults.windowMargin !== undefined ? { window: { margin: defaults.windowMargin, multiple: 8 } } : {};
+    const options = { steps: RESTORE_DEFAULTS.steps, ...defaults, ...window };
     const ours = score(problem, (await runRedDiff(tf, model, schedule, problem, options)).x);
     // lambda = 0 from the smooth start: the biharmonic fill alone.
     const none = score(

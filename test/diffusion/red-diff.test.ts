@@ -5,7 +5,12 @@
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ddpmEpsModel, type EpsModel } from '../../src/diffusion/eps-model.js';
-import { averagePoolOperator, maskOperator, randomPixelMask } from '../../src/diffusion/operators.js';
+import {
+  averagePoolOperator,
+  centredBoxMask,
+  maskOperator,
+  randomPixelMask,
+} from '../../src/diffusion/operators.js';
 import { redDiffRestore } from '../../src/diffusion/red-diff.js';
 import { linearSchedule } from '../../src/diffusion/schedule.js';
 import { buildUnet } from '../../src/diffusion/unet.js';
@@ -171,5 +176,61 @@ describe('redDiffRestore', () => {
       redDiffRestore(tf, gaussianEps(tf), schedule, op, y, { steps: 2, samples: 0 }),
     ).rejects.toThrow(RangeError);
     tf.dispose([x, y]);
+  });
+
+  it('coarse to fine: starts the full-resolution run from the half-resolution estimate inside the window', async () => {
+    // A centred 8x8 hole: the window (margin 2, sides multiples of 2 x 2) is rows and columns 2..13, 12x12; at
+    // half resolution 6x6 with a 4x4 hole.
+    const hole = centredBoxMask(SIZE, SIZE, 8);
+    const boxOp = maskOperator(hole, SIZE, SIZE);
+    const image = testImage();
+    const x = tf.tensor4d(image, [1, SIZE, SIZE, 1]);
+    const y = boxOp.forward(tf, x);
+    // The full-resolution run barely moves (one step of 1e-6): what it returns in the hole is its start.
+    const options = {
+      steps: 1,
+      lambda: 0.25,
+      lr: 1e-6,
+      init: 'smooth' as const,
+      window: { margin: 2, multiple: 2 },
+    };
+    const before = tf.memory().numTensors;
+    const seen: [number, number][] = [];
+    const result = await redDiffRestore(tf, gaussianEps(tf), schedule, boxOp, y, {
+      ...options,
+      coarse: { steps: 60, lr: 0.1, fineTMax: 5 },
+      onProgress: (p) => seen.push([p.step, p.steps]),
+    });
+    const plain = await redDiffRestore(tf, gaussianEps(tf), schedule, boxOp, y, options);
+    expect(tf.memory().numTensors).toBe(before);
+    expect(result.params.window).toEqual({ top: 2, left: 2, height: 12, width: 12 });
+    expect(result.params.coarse).toMatchObject({ steps: 60, lr: 0.1, tMax: schedule.timesteps - 1 });
+    // The full-resolution run starts from fineTMax; without the half-resolution run, from the run's tMax.
+    expect(result.params.tMax).toBe(5);
+    expect(plain.params.tMax).toBe(schedule.timesteps - 1);
+    expect(plain.params.coarse).toBeUndefined();
+    expect(seen.at(-1)).toEqual([61, 61]);
+    const holeMean = (r: { x: Float32Array }) => {
+      let sum = 0;
+      let n = 0;
+      for (let i = 0; i < hole.length; i++)
+        if (hole[i] === 0) {
+          sum += r.x[i];
+          n++;
+        }
+      return sum / n;
+    };
+    // The smooth fill stays near the observed values (-0.8 to -0.5); the half-resolution run pulled the hole
+    // towards the prior's mean 0.3, and the full-resolution run started there.
+    expect(holeMean(plain)).toBeLessThan(-0.4);
+    expect(holeMean(result)).toBeGreaterThan(0);
+    // The observed pixels are the measurement (exactly outside the window).
+    for (let i = 0; i < hole.length; i++)
+      if (hole[i] === 1) expect(Math.abs(result.x[i] - image[i])).toBeLessThan(1e-4);
+    await expect(
+      redDiffRestore(tf, gaussianEps(tf), schedule, boxOp, y, { ...options, coarse: { steps: 0 } }),
+    ).rejects.toThrow(RangeError);
+    tf.dispose([x, y]);
+    boxOp.dispose();
   });
 });

@@ -64,7 +64,8 @@ export const RESTORE_MS_PER_PIXEL_STEP = 0.02;
 
 /**
  * Estimated compute time of a restore request for a width x height input (padding and SR output included): the
- * runs averaged x steps x pixels each step updates, from the same plan the worker runs (plan.ts restoreRunPlan:
+ * runs averaged x (steps x pixels each step updates + the half-resolution run's steps x its pixels, when the
+ * settings start at half resolution), from the same plan the worker runs (plan.ts restoreRunPlan:
  * the model's own `samples` and hole window when its manifest is known). An uploaded or random mask is not built
  * here (no pixel on the main thread): the estimate is then the plan's upper bound.
  */
@@ -93,7 +94,8 @@ export function estimateRestoreMs(
     sigmaY: params.sigmaY,
     mask,
   });
-  return plan.samples * params.steps * plan.stepPixels * RESTORE_MS_PER_PIXEL_STEP;
+  const coarse = plan.coarse ? plan.coarse.steps * plan.coarse.stepPixels : 0;
+  return plan.samples * (params.steps * plan.stepPixels + coarse) * RESTORE_MS_PER_PIXEL_STEP;
 }
 
 function operatorSpec(

@@ -23,6 +23,7 @@ import { RED_DIFF_INITS, type RedDiffInit } from '../../diffusion/initial.js';
 import { holeRadius } from '../../diffusion/mask-structure.js';
 import { boxMask } from '../../diffusion/operators.js';
 import { reflectIndex, restorePadding } from '../../diffusion/padding.js';
+import type { RedDiffCoarse } from '../../diffusion/red-diff.js';
 import { diffusionSection, extraSection } from '../../nn/manifest-sections.js';
 import { RESTORE_DEFAULTS } from './schema.js';
 
@@ -39,6 +40,8 @@ export interface ModelRedDiffDefaults {
   windowMargin?: number;
   /** The mean of this many runs (red-diff.ts `samples`); undefined: one. */
   samples?: number;
+  /** Inpainting with a window: a half-resolution run first (red-diff.ts `coarse`); undefined: none. */
+  coarse?: RedDiffCoarse;
   /** Which of the manifest's settings apply: 'holes' for a mask with a deep enough hole, else 'general'. */
   settings: 'general' | 'holes';
   /** The inpainting mask's hole radius (src/diffusion/mask-structure.ts), when a mask was given. */
@@ -72,12 +75,14 @@ export function modelRedDiffDefaults(
       : holeRadius(mask.mask, mask.height, mask.width);
   const holes = general.holes;
   const useHoles = holes !== undefined && radius !== undefined && radius >= holes.minRadius;
-  const pick = <K extends 'lambda' | 'lr' | 'init' | 'tMax' | 'windowMargin' | 'samples'>(key: K) =>
-    (useHoles ? holes[key] : undefined) ?? general[key];
+  const pick = <K extends 'lambda' | 'lr' | 'init' | 'tMax' | 'windowMargin' | 'samples' | 'coarse'>(
+    key: K,
+  ) => (useHoles ? holes[key] : undefined) ?? general[key];
   const init = RED_DIFF_INITS.find((i) => i === pick('init'));
   const tMax = pick('tMax');
   const windowMargin = mask ? pick('windowMargin') : undefined;
   const samples = pick('samples');
+  const coarse = windowMargin !== undefined ? pick('coarse') : undefined;
   return {
     lambda: pick('lambda') ?? RESTORE_DEFAULTS.lambda,
     lr: pick('lr') ?? RESTORE_DEFAULTS.lr,
@@ -85,6 +90,7 @@ export function modelRedDiffDefaults(
     ...(tMax !== undefined ? { tMax } : {}),
     ...(windowMargin !== undefined ? { windowMargin } : {}),
     ...(samples !== undefined ? { samples } : {}),
+    ...(coarse !== undefined ? { coarse } : {}),
     settings: useHoles ? 'holes' : 'general',
     ...(radius !== undefined ? { holeRadius: radius } : {}),
   };
@@ -114,6 +120,12 @@ export interface RestoreRunPlan {
   window: HoleWindow | null;
   /** Pixels each step updates (the window's, or the padded estimate's). */
   stepPixels: number;
+  /**
+   * The half-resolution run before each full-resolution one (the settings' `coarse`, red-diff.ts), as the worker
+   * runs it when it windows the run or the padded sides allow it: its steps and the pixels each updates (a quarter
+   * of the window's); null without.
+   */
+  coarse: { steps: number; stepPixels: number } | null;
 }
 
 /**
@@ -207,7 +219,12 @@ export function restoreRunPlan(args: {
     const general = modelRedDiffDefaults(extra);
     const holes = modelRedDiffDefaults(extra, { radius: Number.POSITIVE_INFINITY });
     const samples = args.samples ?? Math.max(general.samples ?? 1, holes.samples ?? 1);
-    return { tuned: general, samples, window: null, stepPixels: whole };
+    // The holes settings' half-resolution run too, at its largest (a quarter of the whole padded estimate).
+    const coarse =
+      holes.coarse && windowsMeasurements(args.sigmaY)
+        ? { steps: holes.coarse.steps, stepPixels: whole / 4 }
+        : null;
+    return { tuned: general, samples, window: null, stepPixels: whole, coarse };
   }
   let tuned: ModelRedDiffDefaults;
   let extent: MissingExtent | undefined;
@@ -220,14 +237,26 @@ export function restoreRunPlan(args: {
   } else {
     tuned = modelRedDiffDefaults(extra);
   }
+  const windowed =
+    extent !== undefined && tuned.windowMargin !== undefined && windowsMeasurements(args.sigmaY);
+  // A half-resolution run first halves the window: its sides are then multiples of twice the network's factor.
+  const windowMultiple = tuned.coarse ? 2 * multiple : multiple;
   const window =
-    extent && tuned.windowMargin !== undefined && windowsMeasurements(args.sigmaY)
-      ? extentWindow(padExtent(extent, padding), tuned.windowMargin, multiple)
+    windowed && extent && tuned.windowMargin !== undefined
+      ? extentWindow(padExtent(extent, padding), tuned.windowMargin, windowMultiple)
+      : null;
+  const stepPixels = window ? window.height * window.width : whole;
+  const coarse =
+    tuned.coarse &&
+    windowed &&
+    (window || (padding.height % windowMultiple === 0 && padding.width % windowMultiple === 0))
+      ? { steps: tuned.coarse.steps, stepPixels: stepPixels / 4 }
       : null;
   return {
     tuned,
     samples: args.samples ?? tuned.samples ?? 1,
     window,
-    stepPixels: window ? window.height * window.width : whole,
+    stepPixels,
+    coarse,
   };
 }

@@ -239,6 +239,9 @@ async function restorePixels(input: RestoreTaskInput, ctx: HandlerContext): Prom
     tMax,
     windowMargin: tuned.windowMargin,
     samples: plan.samples,
+    // A request's own tMax is the full-resolution run's, after the half-resolution one too.
+    coarse:
+      tuned.coarse && input.tMax !== undefined ? { ...tuned.coarse, fineTMax: undefined } : tuned.coarse,
     seed: input.seed,
     trace: input.trace,
     onProgress: (p) => ctx.progress(p.step / p.steps, `RED-Diff step ${p.step}/${p.steps} (t = ${p.t})`),

@@ -79,6 +79,48 @@ describe('restoreRunPlan', () => {
 describe('estimateRestoreMs', () => {
   const model = { extra, multiple };
 
+  it('counts the half-resolution run of coarse-to-fine settings, on the window the worker uses', () => {
+    const coarseExtra = {
+      redDiff: { ...extra.redDiff, holes: { ...extra.redDiff.holes, coarse: { steps: 40, tMax: 400 } } },
+    };
+    const coarseModel = { extra: coarseExtra, multiple };
+    const params = restoreParams.parse({ task: 'inpaint', box: '100,90,32,32', steps: 10 });
+    const mask = boxMask(256, 256, parseBoxes(params.box ?? ''));
+    // The worker's windows (red-diff.ts): sides multiples of 2 x 8 with a half-resolution run.
+    const win = holeWindow(mask, 256, 256, extra.redDiff.holes.windowMargin, 2 * multiple);
+    expect(win).not.toBeNull();
+    const pixels = (win?.height ?? 0) * (win?.width ?? 0);
+    const plan = restoreRunPlan({
+      extra: coarseExtra,
+      outHeight: 256,
+      outWidth: 256,
+      factor: 1,
+      multiple,
+      sigmaY: 0,
+      mask: { kind: 'boxes', boxes: parseBoxes(params.box ?? '') },
+    });
+    expect(plan.window).toEqual(win);
+    expect(plan.coarse).toEqual({ steps: 40, stepPixels: pixels / 4 });
+    expect(estimateRestoreMs(params, 256, 256, coarseModel)).toBeCloseTo(
+      3 * (10 * pixels + 40 * (pixels / 4)) * RESTORE_MS_PER_PIXEL_STEP,
+      6,
+    );
+    // Without the coarse section: no half-resolution run.
+    const boxes = { kind: 'boxes' as const, boxes: parseBoxes(params.box ?? '') };
+    const base = { outHeight: 256, outWidth: 256, factor: 1, multiple, sigmaY: 0, mask: boxes };
+    expect(restoreRunPlan({ ...base, extra }).coarse).toBeNull();
+    // Noisy measurements: no window, no half-resolution run (red-diff.ts windows exact measurements only).
+    expect(estimateRestoreMs({ ...params, sigmaY: 0.05 }, 256, 256, coarseModel)).toBeCloseTo(
+      3 * 10 * 256 * 256 * RESTORE_MS_PER_PIXEL_STEP,
+      6,
+    );
+    // An unknown mask: the upper bound counts the half-resolution run over a quarter of the whole image.
+    expect(estimateRestoreMs(params, 256, 256, coarseModel, true)).toBeCloseTo(
+      3 * (10 * 256 * 256 + 40 * 128 * 128) * RESTORE_MS_PER_PIXEL_STEP,
+      6,
+    );
+  });
+
   it('counts every averaged run a request asks for', () => {
     const base = restoreParams.parse({ task: 'inpaint', box: '1,1,4,4', steps: 10 });
     const one = estimateRestoreMs(base, 20, 14);

@@ -48,7 +48,14 @@ function manifest(name: string, parameters: number) {
         tMax: 300,
         lambda: 0.05,
         lr: 0.04,
-        holes: { minRadius: 3, tMax: 500, lr: 0.02, windowMargin: 2, samples: 2 },
+        holes: {
+          minRadius: 3,
+          tMax: 500,
+          lr: 0.02,
+          windowMargin: 2,
+          samples: 2,
+          coarse: { steps: 1, tMax: 400, fineTMax: 50 },
+        },
       },
     },
   };
@@ -256,7 +263,7 @@ describe('POST /v1/restore', () => {
       settings: 'holes',
       holeRadius: 3,
       init: 'smooth',
-      tMax: 500,
+      tMax: 50,
       lambda: 0.05,
       lr: 0.02,
     });
@@ -264,6 +271,13 @@ describe('POST /v1/restore', () => {
     // U-Net's 8, inside the image padded to 24x16): outside it the answer is the upload itself.
     expect(box.json().params.window).toEqual({ top: 0, left: 0, height: 16, width: 16 });
     expect(scattered.json().params.window).toBeUndefined();
+    // After one step on the window at half resolution (8x8), from t 400.
+    expect(box.json().params.coarse).toMatchObject({ steps: 1, tMax: 400, lr: 0.02 });
+    expect(scattered.json().params.coarse).toBeUndefined();
+    // A request's own tMax is the full-resolution run's.
+    const own = await post('/v1/inpaint?box=4,3,8,6&steps=2&tMax=300&output=json', png);
+    expect(own.statusCode, own.body).toBe(200);
+    expect(own.json().params).toMatchObject({ tMax: 300, coarse: { steps: 1, tMax: 400 } });
     expect(box.json().params.samples).toBe(2);
     expect(scattered.json().params.samples).toBeUndefined();
     // A request's own number of runs wins, inside the hole's settings or not.
