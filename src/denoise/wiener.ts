@@ -50,6 +50,12 @@ export interface WienerOptions {
   stride?: number;
   alpha?: number;
   mix?: number;
+  /**
+   * Relative noise variance of each of the 64 DCT coefficients (index u * 8 + v, u the vertical frequency), mean 1:
+   * the noise variance of coefficient k is alpha sigma^2 spectrum[k]. Absent: white noise (all 1). Spatially
+   * correlated noise (camera JPEGs, noiseSpectrum below) has most of its variance at low frequencies.
+   */
+  spectrum?: Float64Array;
 }
 
 const B = WIENER_BLOCK;
@@ -214,7 +220,14 @@ export function wienerRefine(
   const alpha = options.alpha ?? DEFAULT_WIENER_ALPHA;
   const mix = options.mix ?? DEFAULT_WIENER_MIX;
   if (width < B || height < B || !(sigma >= 0)) return pilot.slice();
+  const spectrum = options.spectrum;
+  if (spectrum !== undefined && (spectrum.length !== B * B || !spectrum.every((v) => v >= 0)))
+    throw new RangeError(`wienerRefine: spectrum must hold ${B * B} non-negative values`);
   const noiseVariance = alpha * sigma * sigma;
+  const variances = Float64Array.from(
+    { length: B * B },
+    (_, k) => noiseVariance * (spectrum ? spectrum[k] : 1),
+  );
   const rows = origins(height, stride);
   const cols = origins(width, stride);
   const nc = cols.length;
@@ -252,7 +265,7 @@ export function wienerRefine(
         let sumW2 = 0;
         for (let k = 0; k < B * B; k++) {
           const p2 = tp[k] * tp[k];
-          const denominator = p2 + noiseVariance;
+          const denominator = p2 + variances[k];
           // sigma 0: every coefficient kept (the limit of w as sigma -> 0, also where P = 0).
           const w = denominator > 0 ? p2 / denominator : 1;
           ty[k] *= w;
@@ -280,4 +293,52 @@ export function wienerRefine(
     out[i] = Number.isFinite(v) ? Math.min(1, Math.max(0, v)) : pilot[i];
   }
   return out;
+}
+
+/** The median of chi-squared with one degree of freedom: median(z^2) for z standard normal. */
+const CHI2_1_MEDIAN = 0.454936423119572;
+
+/**
+ * The noise's level and DCT spectrum as seen in the residual `noisy - pilot` of one plane (for a pilot that removed
+ * the noise and little else): per coefficient of the 8x8 orthonormal DCT over the non-overlapping blocks, the
+ * variance median(X_k^2) / median(chi^2_1) (robust to the edges the pilot smoothed); sigma is the square root of
+ * their mean (Parseval: for white noise every coefficient has variance sigma^2) and spectrum the variances over
+ * sigma^2 (mean 1), as wienerRefine's `spectrum` wants them. A plane smaller than a block, or a residual that is
+ * zero: sigma 0, white spectrum.
+ */
+export function noiseSpectrum(
+  noisy: Float32Array,
+  pilot: Float32Array,
+  width: number,
+  height: number,
+): { sigma: number; spectrum: Float64Array } {
+  const white = { sigma: 0, spectrum: new Float64Array(B * B).fill(1) };
+  const br = Math.floor(height / B);
+  const bc = Math.floor(width / B);
+  if (br === 0 || bc === 0) return white;
+  const squares = Array.from({ length: B * B }, () => new Float64Array(br * bc));
+  const block = new Float64Array(B * B);
+  const half = new Float64Array(B * B);
+  const coefficients = new Float64Array(B * B);
+  for (let r = 0; r < br; r++) {
+    for (let c = 0; c < bc; c++) {
+      for (let i = 0; i < B; i++) {
+        const o = (r * B + i) * width + c * B;
+        for (let j = 0; j < B; j++) block[i * B + j] = noisy[o + j] - pilot[o + j];
+      }
+      // Along each row (v), then along each column (u): coefficients[u * B + v].
+      for (let i = 0; i < B; i++) dct8(block, i * B, 1, half, i * B, 1);
+      for (let v = 0; v < B; v++) dct8(half, v, B, coefficients, v, B);
+      for (let k = 0; k < B * B; k++) squares[k][r * bc + c] = coefficients[k] ** 2;
+    }
+  }
+  const variances = squares.map((q) => {
+    q.sort();
+    const m = q.length;
+    const median = m % 2 ? q[m >> 1] : 0.5 * (q[(m >> 1) - 1] + q[m >> 1]);
+    return median / CHI2_1_MEDIAN;
+  });
+  const meanVariance = variances.reduce((a, v) => a + v, 0) / variances.length;
+  if (!(meanVariance > 0)) return white;
+  return { sigma: Math.sqrt(meanVariance), spectrum: Float64Array.from(variances, (v) => v / meanVariance) };
 }
