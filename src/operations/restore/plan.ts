@@ -246,10 +246,11 @@ export function restoreRunPlan(args: {
       ? extentWindow(padExtent(extent, padding), tuned.windowMargin, windowMultiple)
       : null;
   const stepPixels = window ? window.height * window.width : whole;
+  // The worker halves only sides that are multiples of 2 x the network's factor (a window as tall or as wide as
+  // the padded estimate has its side, a multiple of the factor only).
+  const halved = window ?? padding;
   const coarse =
-    tuned.coarse &&
-    windowed &&
-    (window || (padding.height % windowMultiple === 0 && padding.width % windowMultiple === 0))
+    tuned.coarse && windowed && halved.height % windowMultiple === 0 && halved.width % windowMultiple === 0
       ? { steps: tuned.coarse.steps, stepPixels: stepPixels / 4 }
       : null;
   return {

@@ -121,6 +121,25 @@ describe('estimateRestoreMs', () => {
     );
   });
 
+  it('counts no half-resolution run on a window as tall as the image, which the worker does not halve', () => {
+    const coarseExtra = {
+      redDiff: { ...extra.redDiff, holes: { ...extra.redDiff.holes, coarse: { steps: 40, tMax: 400 } } },
+    };
+    // 56 rows (a multiple of 8, not of 16): the hole's window spans them all, 64 of the 256 columns.
+    const boxes = [{ top: 12, left: 112, height: 32, width: 32 }];
+    const plan = restoreRunPlan({
+      extra: coarseExtra,
+      outHeight: 56,
+      outWidth: 256,
+      factor: 1,
+      multiple,
+      sigmaY: 0,
+      mask: { kind: 'boxes', boxes },
+    });
+    expect(plan.window).toEqual({ top: 0, left: 96, height: 56, width: 64 });
+    expect(plan.coarse).toBeNull();
+  });
+
   it('counts every averaged run a request asks for', () => {
     const base = restoreParams.parse({ task: 'inpaint', box: '1,1,4,4', steps: 10 });
     const one = estimateRestoreMs(base, 20, 14);
