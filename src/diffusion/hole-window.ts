@@ -98,14 +98,21 @@ export function windowsMeasurements(sigmaY: number | undefined): boolean {
 /** More separate regions of missing pixels than this (scattered pixels, not holes): the one window of holeWindow. */
 export const MAX_HOLE_WINDOWS = 64;
 
-interface Box {
+/** A region's bounding box: rows top..bottom and columns left..right, inclusive. */
+export interface HoleBox {
   top: number;
   bottom: number;
   left: number;
   right: number;
 }
 
-function boxWindow(box: Box, height: number, width: number, margin: number, multiple: number): HoleWindow {
+function boxWindow(
+  box: HoleBox,
+  height: number,
+  width: number,
+  margin: number,
+  multiple: number,
+): HoleWindow {
   const rows = side(box.top, box.bottom, height, margin, multiple);
   const cols = side(box.left, box.right, width, margin, multiple);
   return { top: rows.start, left: cols.start, height: rows.length, width: cols.length };
@@ -118,30 +125,18 @@ const overlap = (a: HoleWindow, b: HoleWindow) =>
   b.left < a.left + a.width;
 
 /**
- * One window per group of holes, for holes far apart (issue 18): the missing pixels (over every mask of a batch)
- * fall into 8-connected regions; each region gets the window of its own bounding box (as holeWindow: margin, sides
- * rounded up to `multiple`, inside the image), and regions whose windows overlap share one (that of both bounding
- * boxes) until the windows are disjoint, so each window holds only its own group's missing pixels. Sorted by top,
- * then left. Null when nothing is missing or a window would be the whole image; with more than MAX_HOLE_WINDOWS
- * regions (scattered pixels), holeWindow's single window.
+ * The bounding boxes of the 8-connected regions of missing pixels (over every mask of a batch), in the order of
+ * their first pixel; null with more than MAX_HOLE_WINDOWS of them (scattered pixels, not holes).
  */
-export function holeWindows(
-  mask: Float32Array,
-  height: number,
-  width: number,
-  margin: number,
-  multiple: number,
-): HoleWindow[] | null {
-  const single = holeWindow(mask, height, width, margin, multiple);
+export function missingRegions(mask: Float32Array, height: number, width: number): HoleBox[] | null {
   const size = height * width;
   const missing = new Uint8Array(size);
   for (let i = 0; i < mask.length; i++) if (mask[i] === 0) missing[i % size] = 1;
-  // 8-connected regions of the missing pixels, each as its bounding box.
-  const boxes: Box[] = [];
+  const boxes: HoleBox[] = [];
   const stack: number[] = [];
   for (let start = 0; start < size; start++) {
     if (missing[start] !== 1) continue;
-    if (boxes.length === MAX_HOLE_WINDOWS) return single ? [single] : null;
+    if (boxes.length === MAX_HOLE_WINDOWS) return null;
     const box = { top: height, bottom: -1, left: width, right: -1 };
     missing[start] = 2;
     stack.push(start);
@@ -167,6 +162,23 @@ export function holeWindows(
     }
     boxes.push(box);
   }
+  return boxes;
+}
+
+/**
+ * The windows of regions of missing pixels (their bounding boxes, in an h x w image): each region gets the window of
+ * its box (as holeWindow: margin, sides rounded up to `multiple`, inside the image), and regions whose windows
+ * overlap share one (that of both boxes) until the windows are disjoint. Sorted by top, then left. Null when there
+ * is no region or a window would be the whole image.
+ */
+export function regionWindows(
+  regions: HoleBox[],
+  height: number,
+  width: number,
+  margin: number,
+  multiple: number,
+): HoleWindow[] | null {
+  const boxes = [...regions];
   if (boxes.length === 0) return null;
   // Merge the regions whose windows overlap, until none do.
   let merged = true;
@@ -191,6 +203,25 @@ export function holeWindows(
   const windows = boxes.map((b) => boxWindow(b, height, width, margin, multiple));
   if (windows.some((w) => w.height === height && w.width === width)) return null;
   return windows.sort((a, b) => a.top - b.top || a.left - b.left);
+}
+
+/**
+ * One window per group of holes, for holes far apart (issue 18): the missing pixels (over every mask of a batch)
+ * fall into 8-connected regions (missingRegions), whose windows are grouped until disjoint (regionWindows), so each
+ * window holds only its own group's missing pixels. Null when nothing is missing or a window would be the whole
+ * image; with more than MAX_HOLE_WINDOWS regions (scattered pixels), holeWindow's single window.
+ */
+export function holeWindows(
+  mask: Float32Array,
+  height: number,
+  width: number,
+  margin: number,
+  multiple: number,
+): HoleWindow[] | null {
+  const single = holeWindow(mask, height, width, margin, multiple);
+  const regions = missingRegions(mask, height, width);
+  if (regions === null) return single ? [single] : null;
+  return regionWindows(regions, height, width, margin, multiple);
 }
 
 /** The window of each h x w plane of `data` (planes stacked one after the other), stacked the same way. */

@@ -334,6 +334,9 @@ async function windowedRestore(
   const yValues = Float32Array.from(await y.data());
   const base = Float32Array.from(yValues, (v) => Math.min(hi, Math.max(lo, v)));
   const onProgress = options.onProgress;
+  // Coarse to fine halves a window: only one whose sides are multiples of twice the network's factor (a window as
+  // tall or as wide as the image has the image's side, a multiple of the factor only) runs it.
+  const halvable = 2 * (options.window?.multiple ?? 1);
   const runs: RedDiffResult[] = [];
   let x: Float32Array = base;
   // Outside every window x = clip(y) and every pixel is observed: the misfit there is y - clip(y).
@@ -354,7 +357,7 @@ async function windowedRestore(
     };
     try {
       runs.push(
-        options.coarse
+        options.coarse && win.height % halvable === 0 && win.width % halvable === 0
           ? await coarseToFine(tf, prior, schedule, inner, yWindow, innerOptions)
           : await redDiffRestore(tf, prior, schedule, inner, yWindow, innerOptions),
       );

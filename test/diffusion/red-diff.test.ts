@@ -233,4 +233,38 @@ describe('redDiffRestore', () => {
     tf.dispose([x, y]);
     boxOp.dispose();
   });
+
+  it('coarse to fine: a window as tall as the image runs with sides the network takes', async () => {
+    // 14 x 32, a 4x4 hole in the middle, margin 6: the window spans every row (14, a multiple of the network's 2
+    // but not of 2 x 2) and 16 columns; halved, its 7 rows would not be a multiple of 2.
+    const [h, w] = [14, 32];
+    const hole = new Float32Array(h * w).fill(1);
+    for (let r = 5; r < 9; r++) for (let c = 14; c < 18; c++) hole[r * w + c] = 0;
+    const boxOp = maskOperator(hole, h, w);
+    const x = tf.tensor4d(
+      Float32Array.from({ length: h * w }, (_, i) => -0.8 + 0.001 * i),
+      [1, h, w, 1],
+    );
+    const y = boxOp.forward(tf, x);
+    const shapes: number[][] = [];
+    // A network whose sides must be multiples of 2 (as a U-Net's of its down-sampling factor).
+    const strict: EpsModel = (input, timesteps) => {
+      const [, sh = 0, sw = 0] = input.shape;
+      shapes.push([sh, sw]);
+      if (sh % 2 !== 0 || sw % 2 !== 0) throw new Error(`network input ${sh}x${sw}`);
+      return gaussianEps(tf)(input, timesteps);
+    };
+    const result = await redDiffRestore(tf, strict, schedule, boxOp, y, {
+      steps: 2,
+      lambda: 0.25,
+      lr: 0.1,
+      window: { margin: 6, multiple: 2 },
+      coarse: { steps: 2 },
+    });
+    expect(result.x).toHaveLength(h * w);
+    expect(shapes.length).toBeGreaterThan(0);
+    for (const [sh, sw] of shapes) expect([sh % 2, sw % 2]).toEqual([0, 0]);
+    tf.dispose([x, y]);
+    boxOp.dispose();
+  });
 });

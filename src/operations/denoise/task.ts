@@ -185,7 +185,6 @@ export interface MidTaskInput {
   seed: number;
 }
 
-/** MID real-noise denoising (src/mid/denoise.ts): K-mask averaged, tiled; drop ratio from the manifest. */
 /**
  * MID's masks on several workers (SPLIT_MIN_PIXELS): an image of at least that many pixels that is one window runs
  * its passes (one mask and one network call each) here and on the idle workers it borrows (`denoise.mid-passes`
@@ -242,6 +241,7 @@ export async function midPasses(
   return { ran };
 }
 
+/** MID real-noise denoising (src/mid/denoise.ts): K-mask averaged, tiled; drop ratio from the manifest. */
 export async function mid(input: MidTaskInput, ctx: HandlerContext) {
   const { tf, backend } = await ctx.tfjs();
   const { denoiseMid, midInferenceDefaults } = await import('../../mid/denoise.js');

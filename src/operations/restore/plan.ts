@@ -2,9 +2,9 @@
  * What a RED-Diff restore run does, in one place for the worker that runs it (src/operations/restore/task.ts) and
  * the job-cost estimate on the main thread (operation.ts estimateRestoreMs), so that they cannot drift: the model's
  * settings for the mask (modelRedDiffDefaults: its `extra.redDiff`, general or `holes`), the runs averaged (the
- * request's `samples`, else the model's) and the pixels each step updates (the hole window of the padded mask when
- * the settings window the run and the measurements are exact, src/diffusion/hole-window.ts; else the whole padded
- * estimate).
+ * request's `samples`, else the model's) and the pixels each step updates (the hole windows of the padded mask, one
+ * per group of holes far apart, when the settings window the run and the measurements are exact,
+ * src/diffusion/hole-window.ts holeWindows; else the whole padded estimate).
  *
  * The main thread holds no pixel: there the mask is known from a request's boxes (its rows, columns and hole radius
  * follow from them, the radius measured on their bounding box only, up to PLAN_MAX_BOX_PIXELS), or not at all (an
@@ -14,9 +14,12 @@
 
 import {
   extentWindow,
+  type HoleBox,
   type HoleWindow,
   type MissingExtent,
   missingExtent,
+  missingRegions,
+  regionWindows,
   windowsMeasurements,
 } from '../../diffusion/hole-window.js';
 import { RED_DIFF_INITS, type RedDiffInit } from '../../diffusion/initial.js';
@@ -116,14 +119,14 @@ export interface RestoreRunPlan {
   tuned: ModelRedDiffDefaults;
   /** Runs averaged: the request's samples, else the model's, else one. */
   samples: number;
-  /** The window each step updates in the padded estimate; null: all of it. */
-  window: HoleWindow | null;
-  /** Pixels each step updates (the window's, or the padded estimate's). */
+  /** The windows each step updates in the padded estimate (one after the other: red-diff.ts); null: all of it. */
+  windows: HoleWindow[] | null;
+  /** Pixels each step updates (the windows', or the padded estimate's). */
   stepPixels: number;
   /**
    * The half-resolution run before each full-resolution one (the settings' `coarse`, red-diff.ts), as the worker
-   * runs it when it windows the run or the padded sides allow it: its steps and the pixels each updates (a quarter
-   * of the window's); null without.
+   * runs it on the windows whose sides allow it (or the padded estimate's): its steps and the pixels each updates
+   * (a quarter of those windows'); null without.
    */
   coarse: { steps: number; stepPixels: number } | null;
 }
@@ -135,14 +138,14 @@ export interface RestoreRunPlan {
 export const PLAN_MAX_BOX_PIXELS = 1 << 20;
 
 /**
- * The rows and columns that hold a missing pixel of boxes in an h x w image, and their hole radius; null when the
- * boxes' bounding box is over PLAN_MAX_BOX_PIXELS.
+ * The rows and columns that hold a missing pixel of boxes in an h x w image, their hole radius and their regions
+ * (missingRegions, in the image; null: too many); null when the boxes' bounding box is over PLAN_MAX_BOX_PIXELS.
  */
 function boxesExtent(
   boxes: MaskBox[],
   height: number,
   width: number,
-): { extent: MissingExtent; radius: number } | null {
+): { extent: MissingExtent; radius: number; regions: HoleBox[] | null } | null {
   const rows = new Uint8Array(height);
   const cols = new Uint8Array(width);
   let r0 = height;
@@ -162,7 +165,7 @@ function boxesExtent(
     c0 = Math.min(c0, left);
     c1 = Math.max(c1, right - 1);
   }
-  if (r1 < 0) return { extent: { rows, cols }, radius: 0 };
+  if (r1 < 0) return { extent: { rows, cols }, radius: 0, regions: [] };
   // The hole radius on the boxes' bounding box with one pixel of (observed) border, cut at the image's edges:
   // every missing pixel is in it, and its nearest observed pixel too, so the radius is the whole mask's.
   const top = Math.max(0, r0 - 1);
@@ -175,7 +178,77 @@ function boxesExtent(
     w,
     boxes.map((b) => ({ ...b, top: b.top - top, left: b.left - left })),
   );
-  return { extent: { rows, cols }, radius: holeRadius(crop, h, w) };
+  const regions = missingRegions(crop, h, w);
+  return {
+    extent: { rows, cols },
+    radius: holeRadius(crop, h, w),
+    regions:
+      regions === null
+        ? null
+        : regions.map((r) => ({
+            top: r.top + top,
+            bottom: r.bottom + top,
+            left: r.left + left,
+            right: r.right + left,
+          })),
+  };
+}
+
+/**
+ * `regions` of an outHeight x outWidth estimate, padded as the pipeline pads the mask (padding.ts `pad`): shifted
+ * (constant), or with their reflections into the padded rows and columns (reflect: a hole near the bottom or right
+ * edge is mirrored there, the edge not repeated): a reflection next to its region (within a pixel) grows it, one
+ * further off is a region of its own, as the worker's regions of the padded mask are. Regions are taken as their
+ * bounding boxes here: with a window margin of a few pixels (below the models' 16 to 64) the windows of oddly
+ * shaped holes at the edge may come out a little larger than the worker's.
+ */
+function padRegions(
+  regions: HoleBox[],
+  padding: { mode: 'reflect' | 'constant'; top: number; left: number; height: number; width: number },
+  outHeight: number,
+  outWidth: number,
+): HoleBox[] {
+  if (padding.mode === 'constant')
+    return regions.map((r) => ({
+      top: r.top + padding.top,
+      bottom: r.bottom + padding.top,
+      left: r.left + padding.left,
+      right: r.right + padding.left,
+    }));
+  // The padded indices whose reflection falls in [lo, hi], as [first, last]; null when none does.
+  const mirror = (lo: number, hi: number, n: number, size: number): [number, number] | null => {
+    let first = -1;
+    let last = -1;
+    for (let i = n; i < size; i++) {
+      const j = reflectIndex(i, n);
+      if (j < lo || j > hi) continue;
+      if (first < 0) first = i;
+      last = i;
+    }
+    return first < 0 ? null : [first, last];
+  };
+  const out: HoleBox[] = [];
+  for (const r of regions) {
+    // Per axis: the region's span, grown by an adjacent reflection, and a reflection further off.
+    const axis = (lo: number, hi: number, n: number, size: number) => {
+      const m = mirror(lo, hi, n, size);
+      if (m && m[0] <= hi + 1) return { span: [lo, m[1]] as [number, number], apart: null };
+      return { span: [lo, hi] as [number, number], apart: m };
+    };
+    const rows = axis(r.top, r.bottom, outHeight, padding.height);
+    const cols = axis(r.left, r.right, outWidth, padding.width);
+    const box = (rs: [number, number], cs: [number, number]) => ({
+      top: rs[0],
+      bottom: rs[1],
+      left: cs[0],
+      right: cs[1],
+    });
+    out.push(box(rows.span, cols.span));
+    if (rows.apart) out.push(box(rows.apart, cols.span));
+    if (cols.apart) out.push(box(rows.span, cols.apart));
+    if (rows.apart && cols.apart) out.push(box(rows.apart, cols.apart));
+  }
+  return out;
 }
 
 /** `extent` of an outHeight x outWidth estimate, padded as the pipeline pads the mask (padding.ts `pad`). */
@@ -224,16 +297,19 @@ export function restoreRunPlan(args: {
       holes.coarse && windowsMeasurements(args.sigmaY)
         ? { steps: holes.coarse.steps, stepPixels: whole / 4 }
         : null;
-    return { tuned: general, samples, window: null, stepPixels: whole, coarse };
+    return { tuned: general, samples, windows: null, stepPixels: whole, coarse };
   }
   let tuned: ModelRedDiffDefaults;
   let extent: MissingExtent | undefined;
+  let regions: HoleBox[] | null = null;
   if (boxes) {
     tuned = modelRedDiffDefaults(extra, { radius: boxes.radius });
     extent = boxes.extent;
+    regions = boxes.regions;
   } else if (mask?.kind === 'mask') {
     tuned = modelRedDiffDefaults(extra, { mask: mask.mask, height: outHeight, width: outWidth });
     extent = missingExtent(mask.mask, outHeight, outWidth);
+    regions = missingRegions(mask.mask, outHeight, outWidth);
   } else {
     tuned = modelRedDiffDefaults(extra);
   }
@@ -241,21 +317,33 @@ export function restoreRunPlan(args: {
     extent !== undefined && tuned.windowMargin !== undefined && windowsMeasurements(args.sigmaY);
   // A half-resolution run first halves the window: its sides are then multiples of twice the network's factor.
   const windowMultiple = tuned.coarse ? 2 * multiple : multiple;
-  const window =
-    windowed && extent && tuned.windowMargin !== undefined
-      ? extentWindow(padExtent(extent, padding), tuned.windowMargin, windowMultiple)
-      : null;
-  const stepPixels = window ? window.height * window.width : whole;
+  // The worker's windows (red-diff.ts holeWindows): one per group of holes far apart, or (too many regions) the
+  // single window of them all.
+  let windows: HoleWindow[] | null = null;
+  if (windowed && extent && tuned.windowMargin !== undefined) {
+    if (regions) {
+      const padded = padRegions(regions, padding, outHeight, outWidth);
+      windows = regionWindows(padded, padding.height, padding.width, tuned.windowMargin, windowMultiple);
+    } else {
+      const single = extentWindow(padExtent(extent, padding), tuned.windowMargin, windowMultiple);
+      windows = single ? [single] : null;
+    }
+  }
+  const area = (w: { height: number; width: number }) => w.height * w.width;
+  const stepPixels = windows ? windows.reduce((sum, w) => sum + area(w), 0) : whole;
+  // The worker halves only sides that are multiples of 2 x the network's factor (a window as tall or as wide as
+  // the padded estimate has its side, a multiple of the factor only).
+  const halved = (windows ?? [padding]).filter(
+    (w) => w.height % windowMultiple === 0 && w.width % windowMultiple === 0,
+  );
   const coarse =
-    tuned.coarse &&
-    windowed &&
-    (window || (padding.height % windowMultiple === 0 && padding.width % windowMultiple === 0))
-      ? { steps: tuned.coarse.steps, stepPixels: stepPixels / 4 }
+    tuned.coarse && windowed && halved.length > 0
+      ? { steps: tuned.coarse.steps, stepPixels: halved.reduce((sum, w) => sum + area(w), 0) / 4 }
       : null;
   return {
     tuned,
     samples: args.samples ?? tuned.samples ?? 1,
-    window,
+    windows,
     stepPixels,
     coarse,
   };

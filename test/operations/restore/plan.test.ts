@@ -5,7 +5,7 @@
  */
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
-import { holeWindow } from '../../../src/diffusion/hole-window.js';
+import { holeWindow, holeWindows } from '../../../src/diffusion/hole-window.js';
 import { boxMask } from '../../../src/diffusion/operators.js';
 import { restorePadding } from '../../../src/diffusion/padding.js';
 import {
@@ -29,19 +29,19 @@ const extra = {
 };
 const multiple = 8;
 
-/** What the worker does: the mask padded by the pipeline's padding, its hole window (red-diff.ts). */
+/** What the worker does: the mask padded by the pipeline's padding, its hole windows (red-diff.ts). */
 function runWindowPixels(mask: Float32Array, height: number, width: number, margin: number | undefined) {
   const padding = restorePadding(extra, height, width, 1, multiple);
   const padded = padding.pad(mask, height, width, 'x', 1);
-  const win =
-    margin === undefined ? null : holeWindow(padded, padding.height, padding.width, margin, multiple);
-  return win ? win.height * win.width : padding.height * padding.width;
+  const wins =
+    margin === undefined ? null : holeWindows(padded, padding.height, padding.width, margin, multiple);
+  return wins ? wins.reduce((sum, w) => sum + w.height * w.width, 0) : padding.height * padding.width;
 }
 
 describe('restoreRunPlan', () => {
   it("a request's boxes give the plan of the mask built from them (settings, window), edges and overlaps too", () => {
     const rng = new Rng(3);
-    for (let k = 0; k < 40; k++) {
+    for (let k = 0; k < 400; k++) {
       const height = 40 + Math.floor(rng.uniform() * 60);
       const width = 40 + Math.floor(rng.uniform() * 60);
       const boxes = Array.from({ length: 1 + Math.floor(rng.uniform() * 3) }, () => ({
@@ -66,13 +66,13 @@ describe('restoreRunPlan', () => {
     expect(restoreRunPlan({ ...common, mask: { kind: 'boxes', boxes: hole } }).samples).toBe(3);
     expect(restoreRunPlan({ ...common, samples: 1, mask: { kind: 'boxes', boxes: hole } }).samples).toBe(1);
     const unknown = restoreRunPlan({ ...common, mask: { kind: 'unknown' } });
-    expect(unknown).toMatchObject({ samples: 3, window: null, stepPixels: 64 * 64 });
+    expect(unknown).toMatchObject({ samples: 3, windows: null, stepPixels: 64 * 64 });
     // Boxes spread over more than PLAN_MAX_BOX_PIXELS are not measured on the main thread: the upper bound too.
     const side = Math.ceil(Math.sqrt(PLAN_MAX_BOX_PIXELS)) + 8;
     const spread = parseBoxes(`0,0,2,2;${side - 2},${side - 2},2,2`);
     expect(
       restoreRunPlan({ ...common, outHeight: side, outWidth: side, mask: { kind: 'boxes', boxes: spread } }),
-    ).toMatchObject({ samples: 3, window: null });
+    ).toMatchObject({ samples: 3, windows: null });
   });
 });
 
@@ -99,7 +99,7 @@ describe('estimateRestoreMs', () => {
       sigmaY: 0,
       mask: { kind: 'boxes', boxes: parseBoxes(params.box ?? '') },
     });
-    expect(plan.window).toEqual(win);
+    expect(plan.windows).toEqual([win]);
     expect(plan.coarse).toEqual({ steps: 40, stepPixels: pixels / 4 });
     expect(estimateRestoreMs(params, 256, 256, coarseModel)).toBeCloseTo(
       3 * (10 * pixels + 40 * (pixels / 4)) * RESTORE_MS_PER_PIXEL_STEP,
@@ -117,6 +117,39 @@ describe('estimateRestoreMs', () => {
     // An unknown mask: the upper bound counts the half-resolution run over a quarter of the whole image.
     expect(estimateRestoreMs(params, 256, 256, coarseModel, true)).toBeCloseTo(
       3 * (10 * 256 * 256 + 40 * 128 * 128) * RESTORE_MS_PER_PIXEL_STEP,
+      6,
+    );
+  });
+
+  it('counts no half-resolution run on a window as tall as the image, which the worker does not halve', () => {
+    const coarseExtra = {
+      redDiff: { ...extra.redDiff, holes: { ...extra.redDiff.holes, coarse: { steps: 40, tMax: 400 } } },
+    };
+    // 56 rows (a multiple of 8, not of 16): the hole's window spans them all, 64 of the 256 columns.
+    const boxes = [{ top: 12, left: 112, height: 32, width: 32 }];
+    const plan = restoreRunPlan({
+      extra: coarseExtra,
+      outHeight: 56,
+      outWidth: 256,
+      factor: 1,
+      multiple,
+      sigmaY: 0,
+      mask: { kind: 'boxes', boxes },
+    });
+    expect(plan.windows).toEqual([{ top: 0, left: 96, height: 56, width: 64 }]);
+    expect(plan.coarse).toBeNull();
+  });
+
+  it('counts the window of each hole far apart, as the worker runs them one after the other', () => {
+    // Two 32x32 blemishes at opposite corners of a 1000x1000 photograph: the worker optimises two small windows
+    // (holeWindows), not the bounding window of both (nearly the whole image).
+    const params = restoreParams.parse({ task: 'inpaint', box: '50,50,32,32;900,900,32,32', steps: 10 });
+    const boxes = parseBoxes(params.box ?? '');
+    const mask = boxMask(1000, 1000, boxes);
+    const pixels = runWindowPixels(mask, 1000, 1000, extra.redDiff.holes.windowMargin);
+    expect(pixels).toBeLessThan(2 * 96 * 96);
+    expect(estimateRestoreMs(params, 1000, 1000, model)).toBeCloseTo(
+      3 * 10 * pixels * RESTORE_MS_PER_PIXEL_STEP,
       6,
     );
   });
