@@ -15,6 +15,7 @@ import type { FastifyReply } from 'fastify';
 import { z } from 'zod';
 import type { ComputePool, RunOptions } from '../../compute/pool.js';
 import type { Config } from '../../config.js';
+import { randomPixelMask } from '../../diffusion/operators.js';
 import type { RestorePipelineResult } from '../../diffusion/restore-pipeline.js';
 import { fail } from '../../errors.js';
 import { type Admission, decodedBytes, imageBudgetFor } from '../../imaging/budget.js';
@@ -24,7 +25,7 @@ import { ROUTE_MODEL_TASKS } from '../../nn/manifest.js';
 import { architectureMultiple } from '../../nn/manifest-sections.js';
 import { base64Image, imageHeaderSize, readImageParams, requireImage, toBuffer } from '../image-request.js';
 import { asyncRequested, defineOperation, splitAsync } from '../spec.js';
-import { type PlanMask, restoreRunPlan } from './plan.js';
+import { PLAN_MAX_BOX_PIXELS, type PlanMask, restoreRunPlan } from './plan.js';
 import {
   defaultRestoreModel,
   MAX_RESTORE_STEPS,
@@ -66,8 +67,9 @@ export const RESTORE_MS_PER_PIXEL_STEP = 0.02;
  * Estimated compute time of a restore request for a width x height input (padding and SR output included): the
  * runs averaged x (steps x pixels each step updates + the half-resolution run's steps x its pixels, when the
  * settings start at half resolution), from the same plan the worker runs (plan.ts restoreRunPlan:
- * the model's own `samples` and hole window when its manifest is known). An uploaded or random mask is not built
- * here (no pixel on the main thread): the estimate is then the plan's upper bound.
+ * the model's own `samples` and hole window when its manifest is known). A random mask (`maskRatio`) is built here
+ * as the worker builds it, up to PLAN_MAX_BOX_PIXELS; an uploaded mask (or a larger random one) is not (no pixel on
+ * the main thread): the estimate is then the plan's upper bound.
  */
 export function estimateRestoreMs(
   params: RestoreParams,
@@ -83,7 +85,10 @@ export function estimateRestoreMs(
       ? undefined
       : params.box !== undefined && !maskUploaded
         ? { kind: 'boxes', boxes: parseBoxes(params.box) }
-        : { kind: 'unknown' };
+        : params.maskRatio !== undefined && !maskUploaded && width * height <= PLAN_MAX_BOX_PIXELS
+          ? // The worker's random mask (task.ts inpaintingMask), cheap to build here: the plan is then exact.
+            { kind: 'mask', mask: randomPixelMask(height, width, params.maskRatio, params.seed) }
+          : { kind: 'unknown' };
   const plan = restoreRunPlan({
     extra: model.extra,
     outHeight: height * factor,

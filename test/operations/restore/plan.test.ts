@@ -121,6 +121,26 @@ describe('estimateRestoreMs', () => {
     );
   });
 
+  it('plans a random mask as the worker builds it, not as an upper bound', () => {
+    // A 50 % random-pixel mask has a hole radius of a few pixels: the general settings, no window, no half-resolution
+    // run. Built here from maskRatio and seed (task.ts inpaintingMask), the estimate is that run's exactly; it used
+    // to be the unknown mask's bound, whose half-resolution run made a 2-step 256x256 request a 35 s job.
+    const coarseExtra = {
+      redDiff: { ...extra.redDiff, holes: { ...extra.redDiff.holes, coarse: { steps: 100, tMax: 400 } } },
+    };
+    const coarseModel = { extra: coarseExtra, multiple };
+    const params = restoreParams.parse({ task: 'inpaint', maskRatio: 0.5, seed: 1, steps: 2 });
+    // The general settings' 2 averaged runs x 2 steps x the whole image.
+    expect(estimateRestoreMs(params, 256, 256, coarseModel)).toBeCloseTo(
+      2 * 2 * 256 * 256 * RESTORE_MS_PER_PIXEL_STEP,
+      6,
+    );
+    // The same request with an uploaded mask is still the bound (the mask's pixels are not read here).
+    expect(estimateRestoreMs(params, 256, 256, coarseModel, true)).toBeGreaterThan(
+      10 * estimateRestoreMs(params, 256, 256, coarseModel),
+    );
+  });
+
   it('counts no half-resolution run on a window as tall as the image, which the worker does not halve', () => {
     const coarseExtra = {
       redDiff: { ...extra.redDiff, holes: { ...extra.redDiff.holes, coarse: { steps: 40, tMax: 400 } } },
