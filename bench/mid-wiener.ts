@@ -18,7 +18,6 @@
  */
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { reflectIndex } from '../src/diffusion/padding.js';
 import '../src/compute/handlers/layers.js';
 import {
   type MidWienerOptions,
@@ -31,6 +30,7 @@ import { midInferenceDefaults, midRgb } from '../src/mid/denoise.js';
 import { channelSigmas, guidedNonLocalMeans, guidedSafeguard } from '../src/mid/guided.js';
 import { initTfjs } from '../src/nn/backend.js';
 import { getModel } from '../src/nn/repository.js';
+import { centreCrop, clippedPsnr, sharpen } from './mid-crops.js';
 
 const REPO_ROOT = join(import.meta.dirname, '..');
 const { values } = parseArgs({
@@ -53,7 +53,6 @@ const SCALES: Record<MidWienerSigma, number[]> = {
   residual: [1, 1.5, 2, 3],
   coarse: [1.33, 2, 3],
 };
-const SHARPEN = 1.5;
 const { tf } = await initTfjs('wasm');
 const mid = await getModel(tf, join(REPO_ROOT, 'models'), 'mid-rgb');
 const dropRatio = (mid.manifest.extra as { maskRatio: number }).maskRatio;
@@ -65,42 +64,8 @@ let tuning = pairs.filter((p) => [...split.noisyScenes, ...split.cleanScenes].in
 if (values.limit) tuning = tuning.slice(0, Number(values.limit));
 console.log(`${tuning.length} crops of the noisy- and clean-set training scenes, centre ${size}px`);
 
-const psnr = (a: Float32Array, x: Float32Array) => {
-  let s = 0;
-  for (let i = 0; i < x.length; i++) s += (Math.min(1, Math.max(0, a[i])) - x[i]) ** 2;
-  return 10 * Math.log10(x.length / s);
-};
-const centre = (data: Float32Array, width: number, height: number) => {
-  const out = new Float32Array(size * size * 3);
-  const top = (height - size) >> 1;
-  const left = (width - size) >> 1;
-  for (let r = 0; r < size; r++) {
-    const from = ((top + r) * width + left) * 3;
-    out.set(data.subarray(from, from + size * 3), r * size * 3);
-  }
-  return out;
-};
-function sharpen(x: Float32Array, w: number, h: number): Float32Array {
-  const kernel = [-4, -3, -2, -1, 0, 1, 2, 3, 4].map((d) => Math.exp(-(d * d) / 2));
-  const total = kernel.reduce((a, v) => a + v, 0);
-  const blur = (src: Float32Array, horizontal: boolean) => {
-    const out = new Float32Array(src.length);
-    for (let r = 0; r < h; r++)
-      for (let c = 0; c < w; c++)
-        for (let k = 0; k < 3; k++) {
-          let v = 0;
-          for (let d = -4; d <= 4; d++) {
-            const rr = horizontal ? r : reflectIndex(Math.abs(r + d), h);
-            const cc = horizontal ? reflectIndex(Math.abs(c + d), w) : c;
-            v += kernel[d + 4] * src[(rr * w + cc) * 3 + k];
-          }
-          out[(r * w + c) * 3 + k] = v / total;
-        }
-    return out;
-  };
-  const g = blur(blur(x, true), false);
-  return Float32Array.from(x, (v, i) => Math.min(1, Math.max(0, v + SHARPEN * (v - g[i]))));
-}
+const psnr = clippedPsnr;
+const centre = (data: Float32Array, width: number, height: number) => centreCrop(data, width, height, size);
 
 type Case = {
   name: string;
