@@ -28,7 +28,7 @@ import { denoiseMid, midInferenceDefaults } from '../src/mid/denoise.js';
 import { channelSigmas } from '../src/mid/guided.js';
 import { initTfjs } from '../src/nn/backend.js';
 import { getModel } from '../src/nn/repository.js';
-import { centreCrop, clippedPsnr, sharpen } from './mid-crops.js';
+import { centreCrop, clippedPsnr, syntheticPair } from './mid-crops.js';
 
 const REPO_ROOT = join(import.meta.dirname, '..');
 const OUT = join(REPO_ROOT, 'bench/out/mid-blend');
@@ -92,8 +92,7 @@ for (const p of tuning) {
   const clean = await loadColourImage(p.mean);
   const x = centre(clean.data, clean.width, clean.height);
   const y = centre(noisy.data, noisy.width, noisy.height);
-  const xs = sharpen(x, size, size);
-  const ys = Float32Array.from(xs, (v, j) => v + y[j] - x[j]);
+  const { xs, ys } = syntheticPair(x, y, size);
   for (const [synthetic, cx, cy] of [
     [false, x, y],
     [true, xs, ys],

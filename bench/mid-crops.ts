@@ -49,3 +49,13 @@ export function sharpen(x: Float32Array, w: number, h: number): Float32Array {
   const g = blur(blur(x, true), false);
   return Float32Array.from(x, (v, i) => Math.min(1, Math.max(0, v + SHARPEN * (v - g[i]))));
 }
+
+/** The synthetic copy of a real crop pair: the clean crop sharpened, plus the crop's own real noise y - x. */
+export function syntheticPair(
+  x: Float32Array,
+  y: Float32Array,
+  size: number,
+): { xs: Float32Array; ys: Float32Array } {
+  const xs = sharpen(x, size, size);
+  return { xs, ys: Float32Array.from(xs, (v, j) => v + y[j] - x[j]) };
+}

@@ -59,7 +59,7 @@ import {
 import { estimateSigmaCoarse } from '../src/mid/sampler.js';
 import { initTfjs } from '../src/nn/backend.js';
 import { getModel } from '../src/nn/repository.js';
-import { centreCrop, clippedPsnr, sharpen } from './mid-crops.js';
+import { centreCrop, clippedPsnr, syntheticPair } from './mid-crops.js';
 
 const REPO_ROOT = join(import.meta.dirname, '..');
 const { values } = parseArgs({
@@ -356,8 +356,7 @@ async function sweepCaps() {
   for (const [i, c] of crops.entries()) {
     const name = `${tuning[i].scene}_${tuning[i].crop}`;
     const set = setOf(tuning[i].scene);
-    const xs = sharpen(c.x, size, size);
-    const ys = Float32Array.from(xs, (v, j) => v + c.y[j] - c.x[j]);
+    const { xs, ys } = syntheticPair(c.x, c.y, size);
     const pilotS = (await midRgb(tf, mid.model, ys, size, size, { masks: 8, dropRatio, seed: 0 })).data;
     for (const [synthetic, x, y, pilot] of [
       [false, c.x, c.y, c.pilots.get(8)!],

@@ -30,7 +30,7 @@ import { midInferenceDefaults, midRgb } from '../src/mid/denoise.js';
 import { channelSigmas, guidedNonLocalMeans, guidedSafeguard } from '../src/mid/guided.js';
 import { initTfjs } from '../src/nn/backend.js';
 import { getModel } from '../src/nn/repository.js';
-import { centreCrop, clippedPsnr, sharpen } from './mid-crops.js';
+import { centreCrop, clippedPsnr, syntheticPair } from './mid-crops.js';
 
 const REPO_ROOT = join(import.meta.dirname, '..');
 const { values } = parseArgs({
@@ -88,8 +88,7 @@ for (const p of tuning) {
   const clean = await loadColourImage(p.mean);
   const x = centre(clean.data, clean.width, clean.height);
   const y = centre(noisy.data, noisy.width, noisy.height);
-  const xs = sharpen(x, size, size);
-  const ys = Float32Array.from(xs, (v, j) => v + y[j] - x[j]);
+  const { xs, ys } = syntheticPair(x, y, size);
   for (const [synthetic, cx, cy] of [
     [false, x, y],
     [true, xs, ys],
