@@ -25,7 +25,7 @@ import { ROUTE_MODEL_TASKS } from '../../nn/manifest.js';
 import { architectureMultiple } from '../../nn/manifest-sections.js';
 import { base64Image, imageHeaderSize, readImageParams, requireImage, toBuffer } from '../image-request.js';
 import { asyncRequested, defineOperation, splitAsync } from '../spec.js';
-import { PLAN_MAX_BOX_PIXELS, type PlanMask, restoreRunPlan } from './plan.js';
+import { PLAN_MAX_RANDOM_MASK_PIXELS, type PlanMask, restoreRunPlan } from './plan.js';
 import {
   defaultRestoreModel,
   MAX_RESTORE_STEPS,
@@ -68,8 +68,8 @@ export const RESTORE_MS_PER_PIXEL_STEP = 0.02;
  * runs averaged x (steps x pixels each step updates + the half-resolution run's steps x its pixels, when the
  * settings start at half resolution), from the same plan the worker runs (plan.ts restoreRunPlan:
  * the model's own `samples` and hole window when its manifest is known). A random mask (`maskRatio`) is built here
- * as the worker builds it, up to PLAN_MAX_BOX_PIXELS; an uploaded mask (or a larger random one) is not (no pixel on
- * the main thread): the estimate is then the plan's upper bound.
+ * as the worker builds it, up to PLAN_MAX_RANDOM_MASK_PIXELS; an uploaded mask (or a larger random one) is not (no
+ * pixel on the main thread): the estimate is then the plan's upper bound.
  */
 export function estimateRestoreMs(
   params: RestoreParams,
@@ -85,7 +85,7 @@ export function estimateRestoreMs(
       ? undefined
       : params.box !== undefined && !maskUploaded
         ? { kind: 'boxes', boxes: parseBoxes(params.box) }
-        : params.maskRatio !== undefined && !maskUploaded && width * height <= PLAN_MAX_BOX_PIXELS
+        : params.maskRatio !== undefined && !maskUploaded && width * height <= PLAN_MAX_RANDOM_MASK_PIXELS
           ? // The worker's random mask (task.ts inpaintingMask), cheap to build here: the plan is then exact.
             { kind: 'mask', mask: randomPixelMask(height, width, params.maskRatio, params.seed) }
           : { kind: 'unknown' };

@@ -138,6 +138,14 @@ export interface RestoreRunPlan {
 export const PLAN_MAX_BOX_PIXELS = 1 << 20;
 
 /**
+ * Most pixels of a random inpainting mask (`maskRatio`) the main thread builds and plans as the worker will (about
+ * 7 ms at 256x256; 1M pixels took 110 ms, too long for the event loop): a larger one is planned as an unknown mask.
+ * The bound's excess (the hole settings' half-resolution run) matters for small images, where it could turn a
+ * one-second request into a job.
+ */
+export const PLAN_MAX_RANDOM_MASK_PIXELS = 1 << 16;
+
+/**
  * The rows and columns that hold a missing pixel of boxes in an h x w image, their hole radius and their regions
  * (missingRegions, in the image; null: too many); null when the boxes' bounding box is over PLAN_MAX_BOX_PIXELS.
  */

@@ -139,6 +139,11 @@ describe('estimateRestoreMs', () => {
     expect(estimateRestoreMs(params, 256, 256, coarseModel, true)).toBeGreaterThan(
       10 * estimateRestoreMs(params, 256, 256, coarseModel),
     );
+    // Past PLAN_MAX_RANDOM_MASK_PIXELS the random mask is not built on the main thread: the bound again.
+    expect(estimateRestoreMs(params, 512, 512, coarseModel)).toBeCloseTo(
+      estimateRestoreMs(params, 512, 512, coarseModel, true),
+      6,
+    );
   });
 
   it('counts no half-resolution run on a window as tall as the image, which the worker does not halve', () => {
